@@ -1,0 +1,139 @@
+//! Compiling per-kernel results and the suite's catalogue into the matrix.
+
+use crate::model::{Catalogue, Cell, Compat, Results, RunStatus, SCHEMA};
+use std::collections::BTreeMap;
+
+/// Builds the matrix: every catalogue behaviour gets a cell for every kernel. A behaviour a
+/// kernel's results lack becomes `missing`, with the run's own reason when the run was cut short.
+/// Results for behaviours the catalogue no longer has are dropped (and listed in the return value).
+pub fn compile(
+    catalogue: &Catalogue,
+    runs: &BTreeMap<String, Results>,
+    generated: String,
+) -> (Compat, Vec<String>) {
+    let mut dropped = Vec::new();
+    let mut behaviours = catalogue.behaviours.clone();
+    for (kernel, run) in runs {
+        for (id, behaviour) in behaviours.iter_mut() {
+            let cell = match run.cells.get(id) {
+                Some(cell) => cell.clone(),
+                None => Cell::missing(match (&run.kernel.status, &run.kernel.reason) {
+                    (RunStatus::Incomplete, Some(reason)) => reason.clone(),
+                    (RunStatus::Incomplete, None) => "the run was cut short".to_string(),
+                    (RunStatus::Complete, _) => {
+                        "not run on this kernel (its results predate this behaviour, or a filter skipped it)"
+                            .to_string()
+                    }
+                }),
+            };
+            behaviour.cells.insert(kernel.clone(), cell);
+        }
+        dropped.extend(
+            run.cells
+                .keys()
+                .filter(|id| !catalogue.behaviours.contains_key(*id))
+                .map(|id| format!("{kernel}: {id}")),
+        );
+    }
+    let kernels = runs
+        .iter()
+        .map(|(k, r)| (k.clone(), r.kernel.clone()))
+        .collect();
+    (
+        Compat {
+            schema: SCHEMA,
+            generated,
+            kernels,
+            behaviours,
+        },
+        dropped,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expect::Rule;
+    use crate::model::{Behaviour, RunInfo, Verdict};
+
+    fn behaviour() -> Behaviour {
+        Behaviour {
+            family: "api".into(),
+            summary: "s".into(),
+            observes: "o".into(),
+            expectation: vec![Rule::new("*", "x")],
+            citation: "c".into(),
+            notes: String::new(),
+            cells: BTreeMap::new(),
+        }
+    }
+
+    fn run(status: RunStatus, reason: Option<&str>, cells: &[(&str, &str)]) -> Results {
+        Results {
+            schema: SCHEMA,
+            kernel: RunInfo {
+                release: "r".into(),
+                version: String::new(),
+                machine: String::new(),
+                source: "s".into(),
+                accel: "tcg".into(),
+                date: "d".into(),
+                suite: "0".into(),
+                status,
+                reason: reason.map(String::from),
+                console_log: None,
+                duration_ms: None,
+            },
+            cells: cells
+                .iter()
+                .map(|(id, obs)| {
+                    let mut c = Cell::missing("");
+                    c.observed = obs.to_string();
+                    c.verdict = Verdict::Expected;
+                    c.reason = None;
+                    (id.to_string(), c)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_behaviour_gets_a_cell_for_every_kernel() {
+        let catalogue = Catalogue {
+            schema: SCHEMA,
+            behaviours: [
+                ("api.a".to_string(), behaviour()),
+                ("api.b".to_string(), behaviour()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let mut runs = BTreeMap::new();
+        runs.insert(
+            "k1".to_string(),
+            run(
+                RunStatus::Complete,
+                None,
+                &[("api.a", "1"), ("api.b", "2"), ("api.gone", "3")],
+            ),
+        );
+        runs.insert(
+            "k2".to_string(),
+            run(
+                RunStatus::Incomplete,
+                Some("kernel panic: boom"),
+                &[("api.a", "1")],
+            ),
+        );
+        let (compat, dropped) = compile(&catalogue, &runs, "now".into());
+        assert_eq!(dropped, vec!["k1: api.gone".to_string()]);
+        assert_eq!(compat.behaviours["api.b"].cells["k1"].observed, "2");
+        let lost = &compat.behaviours["api.b"].cells["k2"];
+        assert_eq!(lost.verdict, Verdict::Missing);
+        assert_eq!(lost.reason.as_deref(), Some("kernel panic: boom"));
+        assert_eq!(compat.kernels.len(), 2);
+        for b in compat.behaviours.values() {
+            assert_eq!(b.cells.len(), 2);
+        }
+    }
+}

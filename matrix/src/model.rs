@@ -1,0 +1,403 @@
+//! The data model: verdicts, cells, per-kernel results files and the compiled matrix.
+
+use crate::expect::Rule;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+/// Version of the on-disk formats ([`Results`], [`Catalogue`], [`Compat`]). Bump on any change
+/// that an older reader would misread.
+pub const SCHEMA: u32 = 1;
+
+/// How an observation compares with the expectation for the kernel it was made on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Observed what the expectation for this kernel version says.
+    Expected,
+    /// Observed something else: a finding (or a bug in the expectation).
+    Unexpected,
+    /// A prerequisite is missing on this kernel (the advice, the feature, the config option).
+    Unsupported,
+    /// The harness or the probe failed; nothing was learnt about the kernel.
+    Error,
+    /// The probe did not finish before its watchdog fired.
+    Hung,
+    /// The probe process died from a signal it did not expect.
+    Crashed,
+    /// No result arrived: the guest died, hung or the behaviour was not run there.
+    Missing,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 7] = [
+        Verdict::Expected,
+        Verdict::Unexpected,
+        Verdict::Unsupported,
+        Verdict::Error,
+        Verdict::Hung,
+        Verdict::Crashed,
+        Verdict::Missing,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Expected => "expected",
+            Verdict::Unexpected => "unexpected",
+            Verdict::Unsupported => "unsupported",
+            Verdict::Error => "error",
+            Verdict::Hung => "hung",
+            Verdict::Crashed => "crashed",
+            Verdict::Missing => "missing",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One value in a cell's `details`: an errno name, a flag, a count, a duration in microseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Detail {
+    Bool(bool),
+    Int(i64),
+    Text(String),
+}
+
+impl From<bool> for Detail {
+    fn from(v: bool) -> Self {
+        Detail::Bool(v)
+    }
+}
+impl From<i64> for Detail {
+    fn from(v: i64) -> Self {
+        Detail::Int(v)
+    }
+}
+impl From<u64> for Detail {
+    fn from(v: u64) -> Self {
+        Detail::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+impl From<i32> for Detail {
+    fn from(v: i32) -> Self {
+        Detail::Int(v.into())
+    }
+}
+impl From<usize> for Detail {
+    fn from(v: usize) -> Self {
+        Detail::from(v as u64)
+    }
+}
+impl From<&str> for Detail {
+    fn from(v: &str) -> Self {
+        Detail::Text(v.to_string())
+    }
+}
+impl From<String> for Detail {
+    fn from(v: String) -> Self {
+        Detail::Text(v)
+    }
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Detail::Bool(b) => write!(f, "{b}"),
+            Detail::Int(i) => write!(f, "{i}"),
+            Detail::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+pub type Details = BTreeMap<String, Detail>;
+
+/// What one kernel did for one behaviour.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cell {
+    /// A short canonical value: an errno name, `fault read`, `REMOVE pages [1,3)`. Identical
+    /// across runs on the same kernel; everything that varies goes into `details`.
+    pub observed: String,
+    pub verdict: Verdict,
+    /// Why the verdict is what it is, when it is not `expected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The expectation rule the cell was graded against ("5.14 and later: fault read").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// Supporting facts: errno, message flags, thread state while blocked, timings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: Details,
+}
+
+impl Cell {
+    /// A cell for which no result arrived.
+    pub fn missing(reason: impl Into<String>) -> Cell {
+        Cell {
+            observed: "-".to_string(),
+            verdict: Verdict::Missing,
+            reason: Some(reason.into()),
+            expected: None,
+            details: Details::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// The suite ran to its end-of-results record.
+    Complete,
+    /// The run was cut short; `reason` says how. Behaviours without a cell are `missing`.
+    Incomplete,
+}
+
+/// How a kernel's column was produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInfo {
+    /// `uname -r` inside the guest (or on the host).
+    pub release: String,
+    /// `uname -v`: for distribution kernels it names the upstream point release.
+    #[serde(default)]
+    pub version: String,
+    /// `uname -m`.
+    #[serde(default)]
+    pub machine: String,
+    /// Where the kernel came from: the Debian package, version and .deb sha256, or `host`.
+    pub source: String,
+    /// `kvm`, `tcg`, or `none` when the suite ran directly on the host.
+    pub accel: String,
+    /// When the run finished (RFC 3339, UTC).
+    pub date: String,
+    /// The suite build that ran (`<version>`, `<version>+<git rev>`).
+    pub suite: String,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The guest's serial console log, kept under `target/` on the machine that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_log: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+/// One kernel's results: `matrix/results/<kernel-id>.toml`, and what `suite --results` writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
+    pub schema: u32,
+    pub kernel: RunInfo,
+    #[serde(default)]
+    pub cells: BTreeMap<String, Cell>,
+}
+
+/// A behaviour as the suite declares it, and as the matrix carries it beside its cells.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    pub family: String,
+    /// One line: what the behaviour is.
+    pub summary: String,
+    /// What the probe observes, and the values `observed` takes.
+    pub observes: String,
+    /// The expectation table (see [`crate::expect`]).
+    pub expectation: Vec<Rule>,
+    /// Where the expectation comes from: man page section, kernel source file at a version.
+    pub citation: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+    /// Per kernel id; present in the compiled matrix only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cells: BTreeMap<String, Cell>,
+}
+
+/// The behaviours a suite build knows (`suite --catalogue`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    pub schema: u32,
+    pub behaviours: BTreeMap<String, Behaviour>,
+}
+
+/// The compiled compatibility matrix, `matrix/compat.toml`.
+///
+/// ```toml
+/// schema = 1
+/// generated = "2026-11-25T16:00:00Z"
+///
+/// [kernels."debian-6.1-cloud"]          # one per column: RunInfo
+/// release = "6.1.0-50-cloud-amd64"
+/// source = "debian bookworm linux-image-6.1.0-50-cloud-amd64 6.1.176-1 (sha256 efe1…)"
+/// accel = "tcg"
+/// status = "complete"
+/// ...
+///
+/// [behaviours."populate.read_missing"]  # one per row: Behaviour
+/// family = "populate"
+/// summary = "..."
+/// expectation = [{ kernels = "<5.14", expect = "unsupported: ..." }, ...]
+///
+/// [behaviours."populate.read_missing".cells."debian-6.1-cloud"]   # Cell
+/// observed = "fault read"
+/// verdict = "expected"
+/// details = { madvise = "0", state = "S" }
+/// ```
+///
+/// Every behaviour has a cell for every kernel; a cell without a result is `missing` with its
+/// reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compat {
+    pub schema: u32,
+    pub generated: String,
+    pub kernels: BTreeMap<String, RunInfo>,
+    pub behaviours: BTreeMap<String, Behaviour>,
+}
+
+/// The family of a behaviour id: `populate` for `populate.read_missing`.
+pub fn family_of(id: &str) -> &str {
+    id.split_once('.').map_or(id, |(family, _)| family)
+}
+
+/// A file that could not be read, with the place and a hint. Displays on one line.
+#[derive(Debug)]
+pub struct LoadError(pub String);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for LoadError {}
+
+/// Reads one of the TOML formats above, checking its schema version first.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError(format!("{}: cannot read: {e}", path.display())))?;
+    parse(&text).map_err(|e| LoadError(format!("{}:{e}", path.display())))
+}
+
+/// Parses one of the TOML formats; errors read `LINE:COL: message (hint)`.
+pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let place = |span: Option<std::ops::Range<usize>>| {
+        let at = span.map_or(0, |s| s.start).min(text.len());
+        let line = text[..at].matches('\n').count() + 1;
+        let col = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{line}:{col}")
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        format!(
+            "{}: malformed TOML: {} (fix or regenerate the file)",
+            place(e.span()),
+            e.message()
+        )
+    })?;
+    match table.get("schema").and_then(toml::Value::as_integer) {
+        Some(v) if v == i64::from(SCHEMA) => {}
+        Some(v) => {
+            return Err(format!(
+                "1:1: schema version {v}, but this build reads version {SCHEMA} (regenerate it with `cargo xtask matrix`)"
+            ))
+        }
+        None => return Err("1:1: no `schema = N` version line (not a uffd-conformance file?)".into()),
+    }
+    toml::from_str(text).map_err(|e| {
+        format!(
+            "{}: {} (fix or regenerate the file)",
+            place(e.span()),
+            e.message().trim()
+        )
+    })
+}
+
+/// Writes one of the formats as TOML (to a temporary file first, so no reader sees half a file).
+pub fn save<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let text = toml::to_string(value).map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results() -> Results {
+        let mut cells = BTreeMap::new();
+        cells.insert(
+            "populate.read_missing".to_string(),
+            Cell {
+                observed: "fault read".into(),
+                verdict: Verdict::Expected,
+                reason: None,
+                expected: Some("5.14 and later: fault read".into()),
+                details: [
+                    ("state".to_string(), Detail::from("S")),
+                    ("madvise".into(), Detail::from(0)),
+                ]
+                .into_iter()
+                .collect(),
+            },
+        );
+        Results {
+            schema: SCHEMA,
+            kernel: RunInfo {
+                release: "6.1.0-50-cloud-amd64".into(),
+                version: "#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1".into(),
+                machine: "x86_64".into(),
+                source: "debian".into(),
+                accel: "tcg".into(),
+                date: "2026-11-25T00:00:00Z".into(),
+                suite: "0.1.0".into(),
+                status: RunStatus::Complete,
+                reason: None,
+                console_log: None,
+                duration_ms: Some(1200),
+            },
+            cells,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let r = results();
+        let text = toml::to_string(&r).unwrap();
+        assert_eq!(parse::<Results>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = toml::to_string(&results()).unwrap();
+        let broken = text.replace("verdict = \"expected\"", "verdict = \"sideways\"");
+        let line = broken.lines().position(|l| l.contains("sideways")).unwrap() + 1;
+        let err = parse::<Results>(&broken).unwrap_err();
+        assert!(err.starts_with(&format!("{line}:")), "{err}");
+        assert!(err.contains("sideways"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+
+        let err = parse::<Results>(&text.replace("schema = 1", "schema = 99")).unwrap_err();
+        assert!(err.contains("schema version 99"), "{err}");
+        let err = parse::<Results>("schema = 1\n[kernel\n").unwrap_err();
+        assert!(err.starts_with("2:"), "{err}");
+        assert!(parse::<Results>("cells = 3")
+            .unwrap_err()
+            .contains("no `schema"));
+    }
+
+    #[test]
+    fn family() {
+        assert_eq!(family_of("populate.read_missing"), "populate");
+        assert_eq!(family_of("odd"), "odd");
+    }
+}

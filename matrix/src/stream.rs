@@ -1,0 +1,132 @@
+//! The results stream: how a guest reports to the host, one self-contained line per record, over
+//! the second serial port.
+//!
+//! Every record is a line `uffdc:{json}`. A line cut short by a dying guest fails to parse and
+//! costs only itself; the run counts as complete only when the `end` record arrived and agrees
+//! with the number of cells received.
+
+use crate::model::Cell;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const PREFIX: &str = "uffdc:";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Record {
+    /// The suite started: what kernel it runs on and which behaviours it is about to run.
+    Start {
+        release: String,
+        version: String,
+        machine: String,
+        planned: Vec<String>,
+    },
+    /// One behaviour's result.
+    Cell { id: String, cell: Cell },
+    /// The suite finished after `count` cells.
+    End { count: usize },
+    /// The suite could not go on (the guest harness failed); the message says why.
+    Fatal { message: String },
+}
+
+impl Record {
+    pub fn encode(&self) -> String {
+        let json = serde_json::to_string(self).expect("records always serialise");
+        format!("{PREFIX}{json}\n")
+    }
+}
+
+/// Everything recovered from a (possibly cut-short) stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    pub start: Option<Record>,
+    pub cells: BTreeMap<String, Cell>,
+    pub end: Option<usize>,
+    pub fatal: Option<String>,
+    /// Lines that carried the prefix but did not parse (a record cut mid-line).
+    pub damaged: usize,
+}
+
+impl Decoded {
+    /// The planned behaviour ids from the start record.
+    pub fn planned(&self) -> &[String] {
+        match &self.start {
+            Some(Record::Start { planned, .. }) => planned,
+            _ => &[],
+        }
+    }
+
+    /// True when the stream ended with an end record that accounts for every cell.
+    pub fn is_complete(&self) -> bool {
+        self.end == Some(self.cells.len()) && self.fatal.is_none()
+    }
+}
+
+pub fn decode(text: &str) -> Decoded {
+    let mut out = Decoded::default();
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        let Some(at) = line.find(PREFIX) else {
+            continue;
+        };
+        match serde_json::from_str::<Record>(&line[at + PREFIX.len()..]) {
+            Ok(start @ Record::Start { .. }) => out.start = Some(start),
+            Ok(Record::Cell { id, cell }) => {
+                out.cells.insert(id, cell);
+            }
+            Ok(Record::End { count }) => out.end = Some(count),
+            Ok(Record::Fatal { message }) => out.fatal = Some(message),
+            Err(_) => out.damaged += 1,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Verdict;
+
+    #[test]
+    fn survives_truncation() {
+        let start = Record::Start {
+            release: "6.1.0".into(),
+            version: "#1".into(),
+            machine: "x86_64".into(),
+            planned: vec!["a.b".into(), "a.c".into()],
+        };
+        let cell = Cell::missing("x");
+        let mut text = start.encode();
+        text += &Record::Cell {
+            id: "a.b".into(),
+            cell: cell.clone(),
+        }
+        .encode();
+        text += "[    1.234] some console noise\r\n";
+        let whole = Record::Cell {
+            id: "a.c".into(),
+            cell: cell.clone(),
+        }
+        .encode();
+        text += &whole[..whole.len() / 2];
+
+        let d = decode(&text);
+        assert_eq!(d.start, Some(start));
+        assert_eq!(d.cells.len(), 1);
+        assert_eq!(d.cells["a.b"].verdict, Verdict::Missing);
+        assert_eq!(d.damaged, 1);
+        assert!(!d.is_complete());
+        assert_eq!(d.planned().len(), 2);
+
+        let full = text[..text.rfind('\n').unwrap() + 1].to_string()
+            + &whole
+            + &Record::End { count: 2 }.encode();
+        assert!(decode(&full).is_complete());
+        let lying =
+            text[..text.rfind('\n').unwrap() + 1].to_string() + &Record::End { count: 2 }.encode();
+        assert!(
+            !decode(&lying).is_complete(),
+            "an end record that disagrees is not complete"
+        );
+    }
+}
