@@ -1,0 +1,225 @@
+//! The suite's own options. Everything it does not recognise goes to libtest-mimic untouched
+//! (`--list`, filters, `--exact`, `--skip`, `--format json`, `--test-threads`).
+
+use crate::probe::Ctx;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const HELP: &str = "\
+uffd-conformance suite: one trial per userfaultfd behaviour, each probed in a child process.
+
+Suite options (libtest-mimic's own options follow below):
+  --results PATH        write every behaviour's observation and verdict to PATH (TOML)
+  --window-ms N         how long \"nothing happens\" checks watch (default 300)
+  --timeout-ms N        how long to wait for something that should happen (default 10000)
+  --watchdog-s N        kill a probe that has not finished after N seconds: `hung` (default 60)
+  --catalogue           print the behaviour catalogue (TOML) and exit
+  --corrupt ID          (self-test) make behaviour ID report a wrong observation
+  --inject-fault SPEC   (self-test) panic-after=N | hang-after=N (guest), probe-hang=ID | probe-crash=ID
+";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Catalogue,
+    /// Internal: run one probe in this process and report on stdout.
+    Probe(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// In a guest: after N results, end PID 1, which panics the kernel.
+    PanicAfter(usize),
+    /// In a guest: after N results, stop making progress (the host's hard timeout must fire).
+    HangAfter(usize),
+    /// The probe of this behaviour blocks forever (its watchdog must fire).
+    ProbeHang(String),
+    /// The probe of this behaviour dies from SIGSEGV.
+    ProbeCrash(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Cli {
+    pub mode: Mode,
+    pub ctx: Ctx,
+    pub watchdog: Duration,
+    pub results: Option<PathBuf>,
+    pub corrupt: Vec<String>,
+    pub faults: Vec<Fault>,
+    /// argv[0] and the arguments for libtest-mimic.
+    pub test_args: Vec<OsString>,
+}
+
+impl Cli {
+    /// The arguments that carry this configuration to a probe child.
+    pub fn child_args(&self, id: &str) -> Vec<String> {
+        let mut args = vec![
+            "--probe".to_string(),
+            id.to_string(),
+            format!("--window-ms={}", self.ctx.window.as_millis()),
+            format!("--timeout-ms={}", self.ctx.timeout.as_millis()),
+        ];
+        if self.corrupt.iter().any(|c| c == id) {
+            args.push(format!("--corrupt={id}"));
+        }
+        for f in &self.faults {
+            match f {
+                Fault::ProbeHang(x) if x == id => {
+                    args.push(format!("--inject-fault=probe-hang={id}"))
+                }
+                Fault::ProbeCrash(x) if x == id => {
+                    args.push(format!("--inject-fault=probe-crash={id}"))
+                }
+                _ => {}
+            }
+        }
+        args
+    }
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
+    let mut args = args.into_iter();
+    let mut cli = Cli {
+        mode: Mode::Run,
+        ctx: Ctx::default(),
+        watchdog: Duration::from_secs(60),
+        results: None,
+        corrupt: Vec::new(),
+        faults: Vec::new(),
+        test_args: vec![args.next().unwrap_or_else(|| "suite".into())],
+    };
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str().map(str::to_string) else {
+            cli.test_args.push(arg);
+            continue;
+        };
+        let (flag, inline) = match text.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (text.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| args.next().and_then(|v| v.into_string().ok()))
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let number = |name: &str, v: String| -> Result<u64, String> {
+            v.parse()
+                .map_err(|_| format!("{name} takes a whole number, not {v:?}"))
+        };
+        match flag.as_str() {
+            "--results" => cli.results = Some(PathBuf::from(value("--results")?)),
+            "--window-ms" => cli.ctx.window = Duration::from_millis(number(&flag, value(&flag)?)?),
+            "--timeout-ms" => {
+                cli.ctx.timeout = Duration::from_millis(number(&flag, value(&flag)?)?)
+            }
+            "--watchdog-s" => cli.watchdog = Duration::from_secs(number(&flag, value(&flag)?)?),
+            "--catalogue" => cli.mode = Mode::Catalogue,
+            "--probe" => cli.mode = Mode::Probe(value("--probe")?),
+            "--corrupt" => cli.corrupt.push(known_id(value("--corrupt")?)?),
+            "--inject-fault" => cli.faults.push(parse_fault(&value("--inject-fault")?)?),
+            "--help" | "-h" => {
+                print!("{HELP}\n");
+                cli.test_args.push(arg);
+            }
+            _ => cli.test_args.push(arg),
+        }
+    }
+    Ok(cli)
+}
+
+fn known_id(id: String) -> Result<String, String> {
+    match crate::catalogue::find(&id) {
+        Some(_) => Ok(id),
+        None => Err(format!("unknown behaviour id {id:?} (see `suite --list`)")),
+    }
+}
+
+fn parse_fault(spec: &str) -> Result<Fault, String> {
+    let (kind, arg) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("bad fault {spec:?}: use KIND=VALUE"))?;
+    let count = || {
+        arg.parse::<usize>()
+            .map_err(|_| format!("fault {kind} takes a count, not {arg:?}"))
+    };
+    Ok(match kind {
+        "panic-after" => Fault::PanicAfter(count()?),
+        "hang-after" => Fault::HangAfter(count()?),
+        "probe-hang" => Fault::ProbeHang(known_id(arg.to_string())?),
+        "probe-crash" => Fault::ProbeCrash(known_id(arg.to_string())?),
+        _ => {
+            return Err(format!(
+                "unknown fault {kind:?}: panic-after, hang-after, probe-hang or probe-crash"
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &[&str]) -> Result<Cli, String> {
+        parse(
+            std::iter::once("suite")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn splits_own_flags_from_libtest_flags() {
+        let cli = parse_str(&[
+            "--results",
+            "r.toml",
+            "--exact",
+            "api::features",
+            "--window-ms=50",
+            "--format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.results, Some(PathBuf::from("r.toml")));
+        assert_eq!(cli.ctx.window, Duration::from_millis(50));
+        assert_eq!(
+            cli.test_args,
+            ["suite", "--exact", "api::features", "--format", "json"].map(OsString::from)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(parse_str(&["--window-ms", "soon"]).is_err());
+        assert!(parse_str(&["--corrupt", "no.such"]).is_err());
+        assert!(parse_str(&["--inject-fault", "explode=1"]).is_err());
+        assert!(parse_str(&["--results"]).is_err());
+        assert_eq!(
+            parse_str(&["--inject-fault", "panic-after=3"])
+                .unwrap()
+                .faults,
+            [Fault::PanicAfter(3)]
+        );
+    }
+
+    #[test]
+    fn child_args_carry_settings_and_self_tests() {
+        let cli = parse_str(&[
+            "--corrupt",
+            "api.features",
+            "--inject-fault=probe-hang=api.features",
+            "--timeout-ms",
+            "7",
+        ])
+        .unwrap();
+        let args = cli.child_args("api.features");
+        assert!(args.contains(&"--corrupt=api.features".to_string()));
+        assert!(args.contains(&"--inject-fault=probe-hang=api.features".to_string()));
+        assert!(args.contains(&"--timeout-ms=7".to_string()));
+        assert!(!cli
+            .child_args("api.user_mode_only")
+            .iter()
+            .any(|a| a.starts_with("--corrupt")));
+    }
+}

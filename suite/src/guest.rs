@@ -1,0 +1,90 @@
+//! The suite as PID 1 of a guest kernel: mount what the probes need, take arguments from the
+//! kernel command line (everything after `--`), stream results over the second serial port
+//! (`/dev/ttyS1`), end with an end-of-results record, power off. Any failure becomes a `fatal`
+//! record; the guest always powers off.
+
+use crate::harness::Sink;
+use matrix::stream::Record;
+use std::sync::Arc;
+
+pub const RESULTS_PORT: &str = "/dev/ttyS1";
+
+pub fn main() -> ! {
+    match setup().and_then(|()| open_port()) {
+        Err(e) => eprintln!("uffdc guest: {e}"),
+        Ok(port) => match crate::cli::parse(std::env::args_os()) {
+            Err(e) => Sink::new(Some(port), Vec::new()).send(&Record::Fatal {
+                message: format!("bad arguments on the kernel command line: {e}"),
+            }),
+            Ok(cli) => {
+                let sink = Arc::new(Sink::new(Some(port), cli.faults.clone()));
+                // Trial failures are results, not the guest's concern: the conclusion is not used.
+                match std::panic::catch_unwind(|| drop(crate::harness::run(&cli, &sink))) {
+                    Ok(()) => sink.send(&Record::End {
+                        count: sink.cells().len(),
+                    }),
+                    Err(_) => sink.send(&Record::Fatal {
+                        message: "the suite panicked (see the console log)".into(),
+                    }),
+                }
+            }
+        },
+    }
+    power_off()
+}
+
+fn setup() -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    for (source, target, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+    ] {
+        std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
+        match mount(
+            Some(source),
+            target,
+            Some(fstype),
+            MsFlags::empty(),
+            None::<&str>,
+        ) {
+            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => return Err(format!("mount {fstype} on {target}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn open_port() -> Result<std::fs::File, String> {
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+    let port = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags_noctty()
+        .open(RESULTS_PORT)
+        .map_err(|e| format!("open {RESULTS_PORT}: {e}"))?;
+    // Raw mode: no newline translation, nothing held back.
+    if let Ok(mut t) = tcgetattr(&port) {
+        cfmakeraw(&mut t);
+        let _ = tcsetattr(&port, SetArg::TCSANOW, &t);
+    }
+    Ok(port)
+}
+
+trait NoCtty {
+    fn custom_flags_noctty(&mut self) -> &mut Self;
+}
+impl NoCtty for std::fs::OpenOptions {
+    fn custom_flags_noctty(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NOCTTY)
+    }
+}
+
+fn power_off() -> ! {
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    // reboot(2) does not return on success; if it failed there is nothing left to do but wait.
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,226 @@
+//! The runner: one libtest-mimic trial per behaviour; each trial runs its probe in a child
+//! process, grades the report against the expectation for the running kernel, records the cell
+//! and maps the verdict onto libtest's pass / fail / ignored.
+
+use crate::catalogue::{self, Behaviour};
+use crate::cli::{Cli, Fault};
+use crate::isolate::{self, Outcome};
+use crate::probe::Report;
+use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
+use matrix::expect::{grade, Reported};
+use matrix::stream::Record;
+use matrix::version::KernelVersion;
+use matrix::{Cell, Detail, Details, Verdict};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Where cells go as they are produced: always a map (for `--results`), and in a guest also the
+/// results port, one record per cell as soon as it exists.
+pub struct Sink {
+    cells: Mutex<BTreeMap<String, Cell>>,
+    stream: Option<Mutex<std::fs::File>>,
+    faults: Vec<Fault>,
+}
+
+impl Sink {
+    pub fn new(stream: Option<std::fs::File>, faults: Vec<Fault>) -> Sink {
+        Sink {
+            cells: Mutex::new(BTreeMap::new()),
+            stream: stream.map(Mutex::new),
+            faults,
+        }
+    }
+
+    pub fn send(&self, record: &Record) {
+        if let Some(stream) = &self.stream {
+            let mut port = stream.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = port
+                .write_all(record.encode().as_bytes())
+                .and_then(|()| port.flush());
+        }
+    }
+
+    fn record(&self, id: &str, cell: &Cell) {
+        let count = {
+            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+            cells.insert(id.to_string(), cell.clone());
+            self.send(&Record::Cell {
+                id: id.to_string(),
+                cell: cell.clone(),
+            });
+            cells.len()
+        };
+        for fault in &self.faults {
+            match fault {
+                // PID 1 exiting is a real kernel panic ("Attempted to kill init!").
+                Fault::PanicAfter(n) if *n == count => std::process::exit(3),
+                Fault::HangAfter(n) if *n == count => loop {
+                    std::thread::park();
+                },
+                _ => {}
+            }
+        }
+    }
+
+    pub fn cells(&self) -> BTreeMap<String, Cell> {
+        self.cells.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Runs the selected behaviours. Returns libtest-mimic's conclusion.
+pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
+    let args = Arguments::from_iter(cli.test_args.clone());
+    let uname = crate::sys::uname();
+    let version = KernelVersion::from_release(&uname.release);
+    let cli = Arc::new(cli.clone());
+    let mut planned = Vec::new();
+    let mut trials = Vec::new();
+    for b in catalogue::all() {
+        let (cli, sink) = (cli.clone(), sink.clone());
+        let trial = Trial::ignorable_test(b.trial_name(), move || {
+            let cell = observe(b, &cli, version);
+            sink.record(b.id, &cell);
+            completion(&cell)
+        })
+        .with_kind(b.family());
+        if !args.is_filtered_out(&trial) && !args.is_ignored(&trial) {
+            planned.push(b.id.to_string());
+        }
+        trials.push(trial);
+    }
+    if !args.list {
+        sink.send(&Record::Start {
+            release: uname.release,
+            version: uname.version,
+            machine: uname.machine,
+            planned,
+        });
+    }
+    libtest_mimic::run(&args, trials)
+}
+
+/// Runs one behaviour's probe and grades it.
+pub fn observe(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>) -> Cell {
+    let run = isolate::run(b.id, cli);
+    let rules = b.rules();
+    let mut details = Details::new();
+    let cell = match run.outcome {
+        Outcome::Report { report, note } => {
+            if let Some(note) = note {
+                details.insert("harness".into(), Detail::from(note));
+            }
+            match report {
+                Report::Observed {
+                    observed,
+                    details: d,
+                } => {
+                    details.extend(d);
+                    let g = grade(&rules, version, Reported::Observed(&observed));
+                    Cell {
+                        observed,
+                        verdict: g.verdict,
+                        reason: g.reason,
+                        expected: g.rule,
+                        details,
+                    }
+                }
+                Report::Unsupported {
+                    observed,
+                    reason,
+                    details: d,
+                } => {
+                    details.extend(d);
+                    let g = grade(&rules, version, Reported::Unsupported);
+                    Cell {
+                        observed,
+                        verdict: g.verdict,
+                        reason: Some(reason),
+                        expected: g.rule,
+                        details,
+                    }
+                }
+                Report::Error { message } => failure("error", Verdict::Error, message, details),
+            }
+        }
+        Outcome::Hung => failure(
+            "hung",
+            Verdict::Hung,
+            format!(
+                "no result within the {}s watchdog; the probe process was killed",
+                cli.watchdog.as_secs()
+            ),
+            details,
+        ),
+        Outcome::Crashed { signal, stderr } => failure(
+            &format!("crashed: {signal}"),
+            Verdict::Crashed,
+            format!("the probe process died from {signal}: {stderr}"),
+            details,
+        ),
+        Outcome::Failed(message) => failure("error", Verdict::Error, message, details),
+    };
+    let mut cell = cell;
+    cell.details.insert(
+        "probe_ms".into(),
+        Detail::from(run.elapsed.as_millis() as u64),
+    );
+    cell
+}
+
+fn failure(observed: &str, verdict: Verdict, reason: String, details: Details) -> Cell {
+    Cell {
+        observed: observed.to_string(),
+        verdict,
+        reason: Some(reason),
+        expected: None,
+        details,
+    }
+}
+
+fn completion(cell: &Cell) -> Result<Completion, Failed> {
+    let why = cell.reason.as_deref().unwrap_or("");
+    match cell.verdict {
+        Verdict::Expected => Ok(Completion::Completed),
+        Verdict::Unsupported => Ok(Completion::ignored_with(format!("unsupported: {why}"))),
+        Verdict::Unexpected => Err(format!(
+            "unexpected: observed {:?}; expected {}",
+            cell.observed,
+            cell.expected.as_deref().unwrap_or("(no rule)")
+        )
+        .into()),
+        v => Err(format!("{v}: {why}").into()),
+    }
+}
+
+/// The host entry point: run, write `--results`, exit with libtest's status.
+pub fn host(cli: Cli) -> std::process::ExitCode {
+    let sink = Arc::new(Sink::new(None, Vec::new()));
+    let started = std::time::Instant::now();
+    let conclusion = run(&cli, &sink);
+    if let Some(path) = &cli.results {
+        let uname = crate::sys::uname();
+        let results = matrix::Results {
+            schema: matrix::model::SCHEMA,
+            kernel: matrix::RunInfo {
+                release: uname.release,
+                version: uname.version,
+                machine: uname.machine,
+                source: "host".to_string(),
+                accel: "none".to_string(),
+                date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                suite: env!("CARGO_PKG_VERSION").to_string(),
+                status: matrix::RunStatus::Complete,
+                reason: None,
+                console_log: None,
+                duration_ms: Some(started.elapsed().as_millis() as u64),
+            },
+            cells: sink.cells(),
+        };
+        if let Err(e) = matrix::model::save(path, &results) {
+            eprintln!("suite: cannot write {}: {e}", path.display());
+            return std::process::ExitCode::from(2);
+        }
+    }
+    conclusion.exit_code()
+}

@@ -1,0 +1,181 @@
+//! Child isolation: every probe runs in a child process (this binary re-executed with
+//! `--probe ID`) under a watchdog, so a probe that deadlocks, crashes or is killed becomes an
+//! outcome, never a hung or crashed suite.
+
+use crate::cli::{Cli, Fault};
+use crate::probe::{Report, REPORT_PREFIX};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+pub enum Outcome {
+    /// The child reported. `note` says when it had to be killed after reporting.
+    Report {
+        report: Report,
+        note: Option<String>,
+    },
+    /// The watchdog fired before any report.
+    Hung,
+    /// The child died from a signal before reporting.
+    Crashed { signal: String, stderr: String },
+    /// The child exited without a report.
+    Failed(String),
+}
+
+pub struct ProbeRun {
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+/// Runs one behaviour's probe in a child process.
+pub fn run(id: &str, cli: &Cli) -> ProbeRun {
+    let start = Instant::now();
+    let child = Command::new("/proc/self/exe")
+        .args(cli.child_args(id))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return ProbeRun {
+                outcome: Outcome::Failed(format!("cannot start the probe process: {e}")),
+                elapsed: start.elapsed(),
+            }
+        }
+    };
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let mut killed = false;
+    let output = match rx.recv_timeout(cli.watchdog) {
+        Ok(out) => Some(out),
+        Err(_) => {
+            killed = true;
+            // SAFETY: `pid` is our child and has not been reaped (its waiter has not returned).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // A child stuck in uninterruptible sleep may not die at once; do not wait forever.
+            rx.recv_timeout(Duration::from_secs(10)).ok()
+        }
+    };
+    let elapsed = start.elapsed();
+    let outcome = match output {
+        None => Outcome::Hung,
+        Some(Err(e)) => Outcome::Failed(format!("waiting for the probe process: {e}")),
+        Some(Ok(out)) => {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = tail(&String::from_utf8_lossy(&out.stderr));
+            let report = stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix(REPORT_PREFIX))
+                .last()
+                .map(serde_json::from_str::<Report>);
+            match (report, out.status.signal()) {
+                (Some(Ok(report)), _) => Outcome::Report {
+                    report,
+                    note: killed.then(|| {
+                        "the probe reported, then did not exit until the watchdog killed it"
+                            .to_string()
+                    }),
+                },
+                (Some(Err(e)), _) => Outcome::Failed(format!("unreadable probe report: {e}")),
+                (None, _) if killed => Outcome::Hung,
+                (None, Some(sig)) => Outcome::Crashed {
+                    signal: signal_name(sig),
+                    stderr,
+                },
+                (None, None) => Outcome::Failed(format!(
+                    "the probe exited with {} without a report{}",
+                    out.status,
+                    if stderr.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {stderr}")
+                    }
+                )),
+            }
+        }
+    };
+    ProbeRun { outcome, elapsed }
+}
+
+/// The child side: run the probe, print one report line, exit.
+pub fn child_main(id: &str, cli: &Cli) -> ! {
+    let report = match crate::catalogue::find(id) {
+        None => Report::Error {
+            message: format!("unknown behaviour id {id:?}"),
+        },
+        Some(b) => {
+            for fault in &cli.faults {
+                match fault {
+                    Fault::ProbeHang(x) if x == id => loop {
+                        std::thread::park();
+                    },
+                    // SAFETY: a deliberate crash, as the self-test asks (std's own SIGSEGV handler,
+                    // which ignores a raised signal, is put back to the default first).
+                    Fault::ProbeCrash(x) if x == id => unsafe {
+                        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                        libc::raise(libc::SIGSEGV);
+                    },
+                    _ => {}
+                }
+            }
+            let ctx = cli.ctx;
+            match std::panic::catch_unwind(|| (b.probe)(&ctx)) {
+                Ok(result) => Report::from(result),
+                Err(p) => Report::Error {
+                    message: format!(
+                        "the probe panicked: {}",
+                        p.downcast_ref::<String>()
+                            .map(String::as_str)
+                            .or(p.downcast_ref::<&str>().copied())
+                            .unwrap_or("?")
+                    ),
+                },
+            }
+        }
+    };
+    let report = if cli.corrupt.iter().any(|c| c == id) {
+        corrupt(report)
+    } else {
+        report
+    };
+    let line = format!(
+        "{REPORT_PREFIX}{}\n",
+        serde_json::to_string(&report).expect("reports serialise")
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    // Threads may still be blocked in faults; exit_group ends them.
+    std::process::exit(0)
+}
+
+/// Self-test: turn an observation into one no expectation accepts.
+fn corrupt(report: Report) -> Report {
+    match report {
+        Report::Observed { observed, details }
+        | Report::Unsupported {
+            observed, details, ..
+        } => Report::Observed {
+            observed: format!("corrupted({observed})"),
+            details,
+        },
+        other => other,
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+fn tail(s: &str) -> String {
+    let s = s.trim();
+    let start = s.char_indices().rev().nth(400).map_or(0, |(i, _)| i);
+    s[start..].replace('\n', " | ")
+}

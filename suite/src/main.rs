@@ -1,0 +1,38 @@
+//! uffd-conformance suite. See ARCHITECTURE.md for the map; `suite --help` for usage.
+
+mod catalogue;
+mod cli;
+mod guest;
+mod harness;
+mod isolate;
+mod probe;
+mod probes;
+mod sys;
+mod uffd;
+mod worker;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    if std::process::id() == 1 {
+        guest::main();
+    }
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("suite: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match &cli.mode {
+        cli::Mode::Probe(id) => isolate::child_main(id, &cli),
+        cli::Mode::Catalogue => {
+            print!(
+                "{}",
+                toml::to_string(&catalogue::to_matrix()).expect("the catalogue serialises")
+            );
+            ExitCode::SUCCESS
+        }
+        cli::Mode::Run => harness::host(cli),
+    }
+}

@@ -1,0 +1,314 @@
+//! The one place that sets up and serves userfaultfds.
+//!
+//! Descriptors come from the userfaultfd(2) syscall or `/dev/userfaultfd` (USERFAULTFD_IOC_NEW);
+//! the UFFDIO_API handshake is done here so its raw answer (feature and ioctl bits) is kept; the
+//! `userfaultfd` crate then does registration, copies and message parsing.
+
+use crate::probe::{Context, Fail};
+use crate::sys::{errno_name, wait_readable};
+use nix::errno::Errno;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+pub use userfaultfd::{Event, FaultKind, ReadWrite, RegisterMode};
+use userfaultfd_sys as sys;
+
+/// `UFFD_USER_MODE_ONLY` (include/uapi/linux/userfaultfd.h, since 5.11): the flag to
+/// userfaultfd(2) that limits the descriptor to faults taken in user mode.
+pub const UFFD_USER_MODE_ONLY: i32 = 1;
+
+/// Feature bits of `uffdio_api.features` by name, from include/uapi/linux/userfaultfd.h
+/// (kept here rather than taken from the build machine's headers, which may be older).
+pub const FEATURES: &[(u32, &str)] = &[
+    (0, "PAGEFAULT_FLAG_WP"),
+    (1, "EVENT_FORK"),
+    (2, "EVENT_REMAP"),
+    (3, "EVENT_REMOVE"),
+    (4, "MISSING_HUGETLBFS"),
+    (5, "MISSING_SHMEM"),
+    (6, "EVENT_UNMAP"),
+    (7, "SIGBUS"),
+    (8, "THREAD_ID"),
+    (9, "MINOR_HUGETLBFS"),
+    (10, "MINOR_SHMEM"),
+    (11, "EXACT_ADDRESS"),
+    (12, "WP_HUGETLBFS_SHMEM"),
+    (13, "WP_UNPOPULATED"),
+    (14, "POISON"),
+    (15, "WP_ASYNC"),
+    (16, "MOVE"),
+    (17, "RWP"),
+    (18, "RWP_ASYNC"),
+];
+
+pub const FEATURE_EVENT_REMOVE: u64 = 1 << 3;
+pub const FEATURE_THREAD_ID: u64 = 1 << 8;
+
+/// Names the set bits of a feature mask in bit order; bits without a name read `bitN`.
+pub fn feature_names(bits: u64) -> String {
+    (0..64)
+        .filter(|b| bits & (1u64 << b) != 0)
+        .map(|b| match FEATURES.iter().find(|(bit, _)| *bit == b) {
+            Some((_, name)) => name.to_string(),
+            None => format!("bit{b}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The ioctl bits of `uffdio_api.ioctls` / `uffdio_register.ioctls`, by `_UFFDIO_*` number.
+pub const IOCTLS: &[(u32, &str)] = &[
+    (0x00, "REGISTER"),
+    (0x01, "UNREGISTER"),
+    (0x02, "WAKE"),
+    (0x03, "COPY"),
+    (0x04, "ZEROPAGE"),
+    (0x05, "MOVE"),
+    (0x06, "WRITEPROTECT"),
+    (0x07, "CONTINUE"),
+    (0x08, "POISON"),
+    (0x09, "RWPROTECT"),
+    (0x0A, "SET_MODE"),
+    (0x3F, "API"),
+];
+
+pub fn ioctl_names(bits: u64) -> String {
+    (0..64)
+        .filter(|b| bits & (1u64 << b) != 0)
+        .map(|b| match IOCTLS.iter().find(|(bit, _)| *bit == b) {
+            Some((_, name)) => name.to_string(),
+            None => format!("bit{b}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+nix::ioctl_readwrite!(ioctl_api, sys::UFFDIO, sys::_UFFDIO_API, sys::uffdio_api);
+nix::ioctl_write_int_bad!(ioctl_new_uffd, nix::request_code_none!(0xAA, 0x00));
+
+/// The kernel's answer to UFFDIO_API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Api {
+    pub features: u64,
+    pub ioctls: u64,
+}
+
+/// userfaultfd(2).
+pub fn syscall(flags: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall; on success it returns a new descriptor that we own.
+    let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags as libc::c_long) };
+    let fd = Errno::result(fd)?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Why `/dev/userfaultfd` gave no descriptor.
+#[derive(Debug)]
+pub enum DevError {
+    Open(Errno),
+    Ioctl(Errno),
+}
+
+/// `/dev/userfaultfd` + USERFAULTFD_IOC_NEW (since 6.1).
+pub fn from_device(flags: i32) -> Result<OwnedFd, DevError> {
+    let dev = nix::fcntl::open(
+        "/dev/userfaultfd",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(DevError::Open)?;
+    // SAFETY: USERFAULTFD_IOC_NEW takes the userfaultfd(2) flags as its integer argument and
+    // returns a new descriptor.
+    let fd = unsafe { ioctl_new_uffd(dev.as_raw_fd(), flags) }.map_err(DevError::Ioctl)?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// UFFDIO_API with the given feature request.
+pub fn handshake(fd: &OwnedFd, features: u64) -> Result<Api, Errno> {
+    let mut api = sys::uffdio_api {
+        api: sys::UFFD_API,
+        features,
+        ioctls: 0,
+    };
+    // SAFETY: the argument is a properly initialised uffdio_api.
+    unsafe { ioctl_api(fd.as_raw_fd(), &mut api) }?;
+    Ok(Api {
+        features: api.features,
+        ioctls: api.ioctls,
+    })
+}
+
+/// Maps a failed userfaultfd(2) to what it tells about the kernel.
+pub fn open_failure(e: Errno) -> Fail {
+    match e {
+        Errno::ENOSYS => Fail::unsupported(
+            "ENOSYS",
+            "userfaultfd(2) returns ENOSYS: the kernel was built without CONFIG_USERFAULTFD",
+        ),
+        Errno::EPERM => Fail::error(
+            "userfaultfd(2): EPERM: run the suite as root (or set vm.unprivileged_userfaultfd=1)",
+        ),
+        e => Fail::error(format!("userfaultfd(2): {}", errno_name(e))),
+    }
+}
+
+/// The features this kernel offers (a handshake on a throwaway descriptor).
+pub fn available_features() -> Result<u64, Fail> {
+    let fd = syscall(libc::O_CLOEXEC).map_err(open_failure)?;
+    handshake(&fd, 0).ctx("UFFDIO_API").map(|api| api.features)
+}
+
+/// A ready userfaultfd: non-blocking, close-on-exec, handshake done.
+pub struct Uffd {
+    inner: userfaultfd::Uffd,
+}
+
+impl Uffd {
+    /// userfaultfd(2) + UFFDIO_API requesting `features`. A requested feature the kernel lacks
+    /// makes the behaviour `unsupported`, naming the feature.
+    pub fn open(features: u64) -> Result<Uffd, Fail> {
+        Uffd::open_with(0, features)
+    }
+
+    /// As [`Uffd::open`], with extra userfaultfd(2) flags (`UFFD_USER_MODE_ONLY`).
+    pub fn open_with(flags: i32, features: u64) -> Result<Uffd, Fail> {
+        if features != 0 {
+            let missing = features & !available_features()?;
+            if missing != 0 {
+                return Err(Fail::unsupported(
+                    "no feature",
+                    format!(
+                        "the kernel does not offer UFFD_FEATURE_{}",
+                        feature_names(missing)
+                    ),
+                ));
+            }
+        }
+        let fd = syscall(libc::O_CLOEXEC | libc::O_NONBLOCK | flags).map_err(open_failure)?;
+        handshake(&fd, features).ctx("UFFDIO_API")?;
+        // SAFETY: the crate takes ownership of the descriptor.
+        let inner = unsafe { userfaultfd::Uffd::from_raw_fd(fd.into_raw_fd()) };
+        Ok(Uffd { inner })
+    }
+
+    /// UFFDIO_REGISTER; returns the ioctl bits the kernel offers for the range.
+    pub fn register(&self, addr: usize, len: usize, mode: RegisterMode) -> Result<u64, Fail> {
+        self.inner
+            .register_with_mode(addr as *mut libc::c_void, len, mode)
+            .map(|ioctls| ioctls.bits())
+            .ctx("UFFDIO_REGISTER")
+    }
+
+    /// The next message, waiting up to `limit`; `None` when none arrived in time.
+    pub fn next(&self, limit: Duration) -> Result<Option<Event>, Fail> {
+        if !wait_readable(self.inner.as_fd(), limit).ctx("poll(uffd)")? {
+            return Ok(None);
+        }
+        match self.inner.read_event() {
+            Ok(event) => Ok(event),
+            Err(userfaultfd::Error::SystemError(e)) if e as i32 == libc::EAGAIN => Ok(None),
+            Err(e) => Err(Fail::error(format!("read(uffd): {}", error_name(&e)))),
+        }
+    }
+
+    /// UFFDIO_COPY of `src` to `dst`, waking the faulting thread.
+    pub fn copy(&self, dst: usize, src: &[u8]) -> Result<usize, userfaultfd::Error> {
+        // SAFETY: `dst` lies in a range registered on this uffd; the kernel validates it.
+        unsafe {
+            self.inner.copy(
+                src.as_ptr().cast(),
+                dst as *mut libc::c_void,
+                src.len(),
+                true,
+            )
+        }
+    }
+
+    /// UFFDIO_COPY of one page filled with `byte`: the usual way to serve a fault.
+    pub fn serve(&self, page_addr: usize, page: usize, byte: u8) -> Result<(), Fail> {
+        let src = vec![byte; page];
+        self.copy(page_addr, &src).ctx("UFFDIO_COPY").map(drop)
+    }
+}
+
+/// Names a crate error by its errno where it has one.
+pub fn error_name(e: &userfaultfd::Error) -> String {
+    match e {
+        userfaultfd::Error::SystemError(errno)
+        | userfaultfd::Error::CopyFailed(errno)
+        | userfaultfd::Error::ZeropageFailed(errno) => errno_name(Errno::from_raw(*errno as i32)),
+        userfaultfd::Error::PartiallyCopied(n) => format!("EAGAIN (partial copy {n})"),
+        other => other.to_string(),
+    }
+}
+
+/// A fault message's kind as the matrix spells it: `read`, `write`, `wp write`, `minor read`.
+pub fn describe_fault(kind: FaultKind, rw: ReadWrite) -> String {
+    let access = match rw {
+        ReadWrite::Read => "read",
+        ReadWrite::Write => "write",
+    };
+    match kind {
+        FaultKind::Missing => access.to_string(),
+        FaultKind::WriteProtected => format!("wp {access}"),
+        FaultKind::Minor => format!("minor {access}"),
+    }
+}
+
+/// One line naming an event, for details: `fault read @page 0`, `REMOVE pages [1,3)`.
+pub fn describe_event(event: &Event, region: &crate::sys::Region) -> String {
+    match event {
+        Event::Pagefault { kind, rw, addr, .. } => {
+            format!(
+                "fault {} @page {}",
+                describe_fault(*kind, *rw),
+                region.page_index(*addr as u64)
+            )
+        }
+        Event::Remove { start, end } => format!(
+            "REMOVE pages [{},{})",
+            region.page_index(*start as u64),
+            region.page_index(*end as u64)
+        ),
+        Event::Unmap { start, end } => format!(
+            "UNMAP pages [{},{})",
+            region.page_index(*start as u64),
+            region.page_index(*end as u64)
+        ),
+        Event::Remap { .. } => "REMAP".to_string(),
+        Event::Fork { .. } => "FORK".to_string(),
+    }
+}
+
+/// What came first while serving a worker: a uffd message, the worker finishing, or neither.
+pub enum Next<T> {
+    Event(Event),
+    Done(T),
+    Timeout,
+}
+
+impl Uffd {
+    /// Waits up to `limit` for a message on this uffd or for `worker` to finish, whichever comes
+    /// first (a message wins a tie).
+    pub fn next_or_done<T>(
+        &self,
+        worker: &crate::worker::Worker<T>,
+        limit: Duration,
+    ) -> Result<Next<T>, Fail> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let ready =
+                crate::sys::wait_any(&[self.inner.as_fd(), worker.done_fd()], left).ctx("poll")?;
+            if ready[0] {
+                if let Some(event) = self.next(Duration::ZERO)? {
+                    return Ok(Next::Event(event));
+                }
+            }
+            if let Some(v) = worker.try_done() {
+                return Ok(Next::Done(v));
+            }
+            if !ready.contains(&true) {
+                return Ok(Next::Timeout);
+            }
+        }
+    }
+}
