@@ -11,6 +11,8 @@ uffd-conformance suite: one trial per userfaultfd behaviour, each probed in a ch
 
 Suite options (libtest-mimic's own options follow below):
   --results PATH        write every behaviour's observation and verdict to PATH (TOML)
+  --stream PATH         also append each result to PATH as it is produced (the line format a
+                        guest sends over its results port)
   --window-ms N         how long \"nothing happens\" checks watch (default 300)
   --timeout-ms N        how long to wait for something that should happen (default 10000)
   --watchdog-s N        kill a probe that has not finished after N seconds: `hung` (default 60)
@@ -45,6 +47,7 @@ pub struct Cli {
     pub ctx: Ctx,
     pub watchdog: Duration,
     pub results: Option<PathBuf>,
+    pub stream: Option<PathBuf>,
     pub corrupt: Vec<String>,
     pub faults: Vec<Fault>,
     /// argv[0] and the arguments for libtest-mimic.
@@ -85,6 +88,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
         ctx: Ctx::default(),
         watchdog: Duration::from_secs(60),
         results: None,
+        stream: None,
         corrupt: Vec::new(),
         faults: Vec::new(),
         test_args: vec![args.next().unwrap_or_else(|| "suite".into())],
@@ -110,6 +114,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
         };
         match flag.as_str() {
             "--results" => cli.results = Some(PathBuf::from(value("--results")?)),
+            "--stream" => cli.stream = Some(PathBuf::from(value("--stream")?)),
             "--window-ms" => cli.ctx.window = Duration::from_millis(number(&flag, value(&flag)?)?),
             "--timeout-ms" => {
                 cli.ctx.timeout = Duration::from_millis(number(&flag, value(&flag)?)?)
@@ -120,7 +125,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
             "--corrupt" => cli.corrupt.push(known_id(value("--corrupt")?)?),
             "--inject-fault" => cli.faults.push(parse_fault(&value("--inject-fault")?)?),
             "--help" | "-h" => {
-                print!("{HELP}\n");
+                println!("{HELP}");
                 cli.test_args.push(arg);
             }
             _ => cli.test_args.push(arg),

@@ -193,11 +193,27 @@ fn completion(cell: &Cell) -> Result<Completion, Failed> {
     }
 }
 
-/// The host entry point: run, write `--results`, exit with libtest's status.
+/// The host entry point: run (streaming to `--stream`), write `--results`, exit with libtest's
+/// status.
 pub fn host(cli: Cli) -> std::process::ExitCode {
-    let sink = Arc::new(Sink::new(None, Vec::new()));
+    let stream = match &cli.stream {
+        None => None,
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("suite: cannot write {}: {e}", path.display());
+                return std::process::ExitCode::from(2);
+            }
+        },
+    };
+    let sink = Arc::new(Sink::new(stream, cli.faults.clone()));
     let started = std::time::Instant::now();
     let conclusion = run(&cli, &sink);
+    if !cli.test_args.iter().any(|a| a == "--list") {
+        sink.send(&Record::End {
+            count: sink.cells().len(),
+        });
+    }
     if let Some(path) = &cli.results {
         let uname = crate::sys::uname();
         let results = matrix::Results {

@@ -72,8 +72,8 @@ pub fn run(id: &str, cli: &Cli) -> ProbeRun {
             let stderr = tail(&String::from_utf8_lossy(&out.stderr));
             let report = stdout
                 .lines()
-                .filter_map(|l| l.strip_prefix(REPORT_PREFIX))
-                .last()
+                .rev()
+                .find_map(|l| l.strip_prefix(REPORT_PREFIX))
                 .map(serde_json::from_str::<Report>);
             match (report, out.status.signal()) {
                 (Some(Ok(report)), _) => Outcome::Report {

@@ -1,0 +1,87 @@
+//! `cargo xtask <task>`: the project's tasks, after rust-analyzer's xtask. This file parses the
+//! command line; each task lives in its own module.
+
+mod accel;
+mod deps;
+mod images;
+mod initramfs;
+mod matrix;
+mod qemu;
+mod runner;
+mod suite_bin;
+mod test;
+mod util;
+
+use anyhow::{bail, Context, Result};
+use std::time::Duration;
+
+const USAGE: &str = "\
+cargo xtask matrix [--kernel ID]... [--host] [--accel auto|kvm|tcg] [--mirror URI]
+                   [--timeout SECS] [--cpus N] [--memory MB] [--out DIR] [-- SUITE-ARGS...]
+    Boot each kernel of images/kernels.toml (or each --kernel) in QEMU with the suite as init,
+    write matrix/results/<id>.toml and compile matrix/compat.toml. --host adds the host kernel.
+cargo xtask test
+    The test command: format, lints, unit tests, the suite on this kernel, real guest boots.";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let sh = xshell::Shell::new()?;
+    let root = util::project_root();
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("matrix") => matrix::run(&sh, &root, &matrix_options(&root, args)?),
+        Some("test") => {
+            if let Some(extra) = args.next() {
+                bail!("cargo xtask test takes no arguments (got {extra:?})\n{USAGE}");
+            }
+            test::run(&sh, &root)
+        }
+        Some("help" | "--help" | "-h") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown task {other:?}\n{USAGE}"),
+    }
+}
+
+fn matrix_options(
+    root: &std::path::Path,
+    mut args: impl Iterator<Item = String>,
+) -> Result<matrix::Options> {
+    let mut opts = matrix::Options::new(root);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .with_context(|| format!("{flag} needs a value"))
+        };
+        let number = |v: String| {
+            v.parse::<u64>()
+                .with_context(|| format!("{flag} takes a whole number, not {v:?}"))
+        };
+        match flag.as_str() {
+            "--kernel" => opts.kernels.push(value()?),
+            "--host" => opts.host = true,
+            "--accel" => opts.accel = value()?.parse().map_err(anyhow::Error::msg)?,
+            "--mirror" => opts.mirror = Some(value()?),
+            "--timeout" => opts.timeout = Duration::from_secs(number(value()?)?),
+            "--cpus" => opts.cpus = number(value()?)? as u32,
+            "--memory" => opts.mem_mb = number(value()?)? as u32,
+            "--out" => opts.out = std::path::PathBuf::from(value()?),
+            "--" => opts.suite_args.extend(args.by_ref()),
+            _ => bail!("unknown option {arg:?} for matrix\n{USAGE}"),
+        }
+    }
+    Ok(opts)
+}

@@ -1,0 +1,87 @@
+//! Building the suite as the static binary that runs both as a guest's PID 1 and on the host.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use xshell::{cmd, Shell};
+
+pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// `cargo build` of the suite, statically linked (glibc's static-pie), in the `guest` profile.
+pub fn build(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    let _cwd = sh.push_dir(root);
+    cmd!(
+        sh,
+        "cargo build --quiet --package suite --profile guest --target {TARGET}"
+    )
+    // With an explicit --target, RUSTFLAGS reach only target artefacts, not build scripts.
+    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    .run()
+    .context("building the static suite")?;
+    let bin = root.join("target").join(TARGET).join("guest/suite");
+    let elf = std::fs::read(&bin).with_context(|| format!("cannot read {}", bin.display()))?;
+    if needs_interpreter(&elf) {
+        bail!(
+            "{} is dynamically linked (RUSTFLAGS overridden?); it cannot run as a guest's init",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Whether an ELF64 executable has a PT_INTERP program header (needs a dynamic loader).
+fn needs_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" {
+        return true;
+    }
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().expect("8 bytes")) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).any(|i| {
+        let at = phoff + i * size;
+        elf.get(at..at + 4)
+            .is_some_and(|t| u32::from_le_bytes(t.try_into().expect("4 bytes")) == 3)
+    })
+}
+
+/// The behaviours this suite build declares.
+pub fn catalogue(sh: &Shell, bin: &Path) -> Result<matrix::Catalogue> {
+    let text = cmd!(sh, "{bin} --catalogue")
+        .quiet()
+        .read()
+        .context("suite --catalogue")?;
+    matrix::model::parse(&text)
+        .map_err(|e| anyhow::anyhow!("suite --catalogue printed a bad catalogue: {e}"))
+}
+
+/// `0.1.0+abc1234` (`-dirty` when the tree has changes), or the bare version without git.
+pub fn version(sh: &Shell, root: &Path) -> String {
+    let _cwd = sh.push_dir(root);
+    let base = env!("CARGO_PKG_VERSION");
+    match cmd!(sh, "git rev-parse --short HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+    {
+        Ok(rev) => {
+            let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+                .quiet()
+                .read()
+                .map(|s| !s.trim().is_empty())
+                .unwrap_or(false);
+            format!("{base}+{rev}{}", if dirty { "-dirty" } else { "" })
+        }
+        Err(_) => base.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tells_static_from_dynamic() {
+        // This test binary itself is dynamically linked.
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(super::needs_interpreter(&me));
+        assert!(super::needs_interpreter(b"not an elf"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Plumbing shared by the tasks: the project root, file locks, atomic writes, and running a
+//! process under a hard timeout.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// An exclusive lock on a file, held until dropped (flock(2): between processes and threads).
+pub fn lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+}
+
+/// Writes a file so that no reader ever sees it half-written.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// How a supervised process ended.
+#[derive(Debug)]
+pub enum Ended {
+    Exited(ExitStatus),
+    /// The hard timeout fired and the process was killed.
+    TimedOut,
+}
+
+/// Runs a command to its end or until `timeout`, killing it then. `on_start` gets the pid (tests
+/// use it to kill the process from outside). The process is killed if this thread unwinds.
+pub fn run_with_timeout(
+    mut command: Command,
+    timeout: Duration,
+    on_start: &mut dyn FnMut(u32),
+) -> Result<(Ended, Duration)> {
+    let start = Instant::now();
+    let child = command.spawn()?;
+    let guard = KillOnDrop(child.id());
+    on_start(child.id());
+    let (tx, rx) = channel();
+    let waiter = std::thread::spawn(move || {
+        let mut child: Child = child;
+        let _ = tx.send(child.wait());
+    });
+    let ended = match rx.recv_timeout(timeout) {
+        Ok(status) => Ended::Exited(status?),
+        Err(_) => {
+            guard.kill();
+            let _ = rx.recv();
+            Ended::TimedOut
+        }
+    };
+    let _ = waiter.join();
+    std::mem::forget(guard);
+    Ok((ended, start.elapsed()))
+}
+
+struct KillOnDrop(u32);
+
+impl KillOnDrop {
+    fn kill(&self) {
+        // SAFETY: the pid is our unreaped child (its waiter has not returned).
+        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `Signal N` spelled as its name.
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+/// A path as shown in files and messages: relative to the project root when inside it.
+pub fn display_path(path: &Path) -> String {
+    let root = project_root();
+    path.strip_prefix(&root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
