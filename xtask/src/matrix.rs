@@ -87,6 +87,20 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
         eprintln!("note: the host column is best run as root: several probes need it and will report `error` otherwise");
     }
     let prepared = prepare(sh, root, None)?;
+    gather(sh, root, opts, &prepared, &mut |_, _| {})
+}
+
+/// Fetches, boots and records every selected kernel, then compiles the matrix. `on_boot` gets
+/// each kernel id and its QEMU pid as the guest starts.
+pub fn gather(
+    sh: &Shell,
+    root: &Path,
+    opts: &Options,
+    prepared: &Prepared,
+    on_boot: &mut dyn FnMut(&str, u32),
+) -> Result<()> {
+    let kernels = images::load_kernels(root)?;
+    let selected = kernels.select(&opts.kernels)?;
     let cache = Cache::new(root);
     let mut failed = Vec::new();
     let mut images = Vec::new();
@@ -112,7 +126,7 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let accel = match images.first() {
         None => Accel::Tcg,
         Some(first) => accel::choose(opts.accel, &cache.dir.join("accel.toml"), &mut || {
-            probe_kvm(first, &prepared, opts)
+            probe_kvm(first, prepared, opts)
         })?,
     };
     let settings = Settings {
@@ -131,7 +145,7 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
             &prepared.initrd,
             &settings,
             &opts.logs.join(&image.id),
-            &mut |_| {},
+            &mut |pid| on_boot(&image.id, pid),
         )?;
         save_results(&results_dir, &image.id, &results, &mut failed)?;
     }
@@ -224,4 +238,249 @@ pub fn compile(out: &Path, catalogue: &matrix::Catalogue) -> Result<matrix::Comp
     }
     matrix::model::save(&out.join("compat.toml"), &compat)?;
     Ok(compat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matrix::{Compat, Verdict};
+
+    #[test]
+    fn a_malformed_results_file_is_named_with_its_line() {
+        let out = scratch("malformed");
+        std::fs::create_dir_all(out.join("results")).unwrap();
+        std::fs::write(
+            out.join("results/broken.toml"),
+            "schema = 1\n[kernel]\nrelease = 5\n",
+        )
+        .unwrap();
+        let catalogue = matrix::Catalogue {
+            schema: matrix::model::SCHEMA,
+            behaviours: BTreeMap::new(),
+        };
+        let err = compile(&out, &catalogue).unwrap_err().to_string();
+        assert!(err.contains("results/broken.toml:3:"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    /// A fresh directory under target/ for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = crate::util::project_root()
+            .join("target/uffdc/tests")
+            .join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The static suite that `cargo xtask test` built, and what the guests need.
+    fn prepared(sh: &Shell) -> Prepared {
+        let suite = std::env::var_os("UFFDC_SUITE_BIN")
+            .map(PathBuf::from)
+            .expect(
+                "UFFDC_SUITE_BIN is unset: run the end-to-end tests through `cargo xtask test`",
+            );
+        prepare(sh, &crate::util::project_root(), Some(suite)).unwrap()
+    }
+
+    fn options(name: &str, kernels: &[&str]) -> Options {
+        let dir = scratch(name);
+        let mut opts = Options::new(&crate::util::project_root());
+        opts.kernels = kernels.iter().map(|k| k.to_string()).collect();
+        opts.accel = Choice::Tcg;
+        opts.out = dir.join("matrix");
+        opts.logs = dir.join("logs");
+        opts.timeout = Duration::from_secs(240);
+        opts
+    }
+
+    fn load_compat(opts: &Options) -> Compat {
+        matrix::model::load(&opts.out.join("compat.toml")).unwrap()
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn two_debian_kernels_and_the_host_fill_the_matrix() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let mut opts = options("two-kernels", &["debian-5.10-cloud", "debian-6.1-cloud"]);
+        opts.host = true;
+        gather(&sh, &root, &opts, &prepared(&sh), &mut |_, _| {}).unwrap();
+        let compat = load_compat(&opts);
+        assert_eq!(compat.kernels.len(), 3);
+        for (id, k) in &compat.kernels {
+            assert_eq!(
+                k.status,
+                matrix::RunStatus::Complete,
+                "{id}: {:?}",
+                k.reason
+            );
+            assert_eq!(k.accel, if id == HOST_ID { "none" } else { "tcg" });
+        }
+        assert!(compat.kernels["debian-5.10-cloud"]
+            .release
+            .starts_with("5.10."));
+        assert!(compat.kernels["debian-6.1-cloud"]
+            .release
+            .starts_with("6.1."));
+        for (id, b) in &compat.behaviours {
+            for (kernel, cell) in &b.cells {
+                assert!(
+                    matches!(cell.verdict, Verdict::Expected | Verdict::Unsupported),
+                    "{id} on {kernel}: {cell:?}"
+                );
+            }
+        }
+        let populate = &compat.behaviours["populate.read_missing"].cells;
+        assert_eq!(populate["debian-5.10-cloud"].observed, "EINVAL");
+        assert_eq!(populate["debian-5.10-cloud"].verdict, Verdict::Unsupported);
+        assert_eq!(populate["debian-6.1-cloud"].observed, "fault read");
+        assert_eq!(populate[HOST_ID].observed, "fault read");
+        assert_eq!(
+            compat.behaviours["api.dev_userfaultfd"].cells["debian-5.10-cloud"].observed,
+            "absent"
+        );
+        assert_eq!(
+            compat.behaviours["api.dev_userfaultfd"].cells["debian-6.1-cloud"].observed,
+            "works"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn a_killed_qemu_or_a_kernel_panic_loses_only_its_own_cells() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let prepared = prepared(&sh);
+        let mut opts = options("guest-failures", &["debian-5.10-cloud", "debian-6.1-cloud"]);
+
+        // 1. QEMU of the second kernel is killed once its first result has arrived.
+        let logs = opts.logs.clone();
+        let err = gather(&sh, &root, &opts, &prepared, &mut |id, pid| {
+            if id == "debian-6.1-cloud" {
+                kill_after_first_result(logs.join(id).join("results.log"), pid);
+            }
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("did not complete"), "{err:#}");
+        let compat = load_compat(&opts);
+        assert_eq!(
+            compat.kernels["debian-5.10-cloud"].status,
+            matrix::RunStatus::Complete
+        );
+        let killed = &compat.kernels["debian-6.1-cloud"];
+        assert_eq!(killed.status, matrix::RunStatus::Incomplete);
+        assert!(
+            killed
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("QEMU was killed by SIGKILL"),
+            "{killed:?}"
+        );
+        let cells: Vec<_> = compat
+            .behaviours
+            .values()
+            .map(|b| &b.cells["debian-6.1-cloud"])
+            .collect();
+        let kept = cells
+            .iter()
+            .filter(|c| c.verdict != Verdict::Missing)
+            .count();
+        assert!(
+            kept >= 1 && kept < cells.len(),
+            "{kept} of {} cells survived",
+            cells.len()
+        );
+        for c in cells.iter().filter(|c| c.verdict == Verdict::Missing) {
+            assert!(
+                c.reason.as_deref().unwrap().contains("QEMU was killed"),
+                "{c:?}"
+            );
+        }
+        for b in compat.behaviours.values() {
+            assert_ne!(b.cells["debian-5.10-cloud"].verdict, Verdict::Missing);
+        }
+
+        // 2. A later run of one kernel whose suite panics the kernel after three results merges
+        //    into the same matrix: the other kernel's column stays as it was.
+        opts.kernels = vec!["debian-6.1-cloud".into()];
+        opts.suite_args = vec![
+            "--inject-fault=panic-after=3".into(),
+            "--test-threads=1".into(),
+        ];
+        assert!(gather(&sh, &root, &opts, &prepared, &mut |_, _| {}).is_err());
+        let after = load_compat(&opts);
+        assert_eq!(
+            after.kernels["debian-5.10-cloud"],
+            compat.kernels["debian-5.10-cloud"]
+        );
+        let panicked = &after.kernels["debian-6.1-cloud"];
+        assert!(
+            panicked
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("kernel panic: Attempted to kill init"),
+            "{panicked:?}"
+        );
+        let real = after
+            .behaviours
+            .values()
+            .filter(|b| b.cells["debian-6.1-cloud"].verdict != Verdict::Missing)
+            .count();
+        assert_eq!(real, 3);
+        for (id, b) in &after.behaviours {
+            assert_eq!(
+                b.cells["debian-5.10-cloud"],
+                compat.behaviours[id].cells["debian-5.10-cloud"]
+            );
+        }
+        let console = root.join(panicked.console_log.as_deref().unwrap());
+        assert!(std::fs::read_to_string(console)
+            .unwrap()
+            .contains("Kernel panic"));
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn a_guest_that_stops_making_progress_hits_the_hard_timeout() {
+        let sh = Shell::new().unwrap();
+        let mut opts = options("hung-guest", &["debian-6.1-cloud"]);
+        opts.timeout = Duration::from_secs(30);
+        opts.suite_args = vec![
+            "--inject-fault=hang-after=1".into(),
+            "--test-threads=1".into(),
+        ];
+        assert!(gather(
+            &sh,
+            &crate::util::project_root(),
+            &opts,
+            &prepared(&sh),
+            &mut |_, _| {}
+        )
+        .is_err());
+        let k = &load_compat(&opts).kernels["debian-6.1-cloud"];
+        assert!(
+            k.reason.as_deref().unwrap().starts_with("hard timeout"),
+            "{k:?}"
+        );
+    }
+
+    /// Kills `pid` from another thread once `results` holds a cell record.
+    fn kill_after_first_result(results: PathBuf, pid: u32) {
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(200) {
+                if std::fs::read_to_string(&results)
+                    .is_ok_and(|t| t.contains("\"record\":\"cell\""))
+                {
+                    // SAFETY: QEMU is our child, still running: its waiter has not reaped it.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+    }
 }
