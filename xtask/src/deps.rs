@@ -76,8 +76,11 @@ fn libclang_present() -> bool {
         .any(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            // clang-sys loads libclang.so or a versioned libclang-N.so / libclang.so.N.
-            name == "libclang.so" || (name.starts_with("libclang-") && name.contains(".so"))
+            // clang-sys loads libclang.so[.N] or libclang-N.so[.M] (not libclang-cpp).
+            name.starts_with("libclang.so")
+                || name.strip_prefix("libclang-").is_some_and(|v| {
+                    v.starts_with(|c: char| c.is_ascii_digit()) && v.contains(".so")
+                })
         })
 }
 
