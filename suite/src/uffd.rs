@@ -45,14 +45,7 @@ pub const FEATURE_THREAD_ID: u64 = 1 << 8;
 
 /// Names the set bits of a feature mask in bit order; bits without a name read `bitN`.
 pub fn feature_names(bits: u64) -> String {
-    (0..64)
-        .filter(|b| bits & (1u64 << b) != 0)
-        .map(|b| match FEATURES.iter().find(|(bit, _)| *bit == b) {
-            Some((_, name)) => name.to_string(),
-            None => format!("bit{b}"),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    bit_names(bits, FEATURES)
 }
 
 /// The ioctl bits of `uffdio_api.ioctls` / `uffdio_register.ioctls`, by `_UFFDIO_*` number.
@@ -72,9 +65,13 @@ pub const IOCTLS: &[(u32, &str)] = &[
 ];
 
 pub fn ioctl_names(bits: u64) -> String {
+    bit_names(bits, IOCTLS)
+}
+
+fn bit_names(bits: u64, table: &[(u32, &str)]) -> String {
     (0..64)
         .filter(|b| bits & (1u64 << b) != 0)
-        .map(|b| match IOCTLS.iter().find(|(bit, _)| *bit == b) {
+        .map(|b| match table.iter().find(|(bit, _)| *bit == b) {
             Some((_, name)) => name.to_string(),
             None => format!("bit{b}"),
         })
@@ -310,5 +307,18 @@ impl Uffd {
                 return Ok(Next::Timeout);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_bits_and_keeps_unknown_ones() {
+        assert_eq!(
+            super::feature_names(0b1001 | 1 << 40),
+            "PAGEFAULT_FLAG_WP EVENT_REMOVE bit40"
+        );
+        assert_eq!(super::ioctl_names(1 << 0x3F | 1 << 3), "COPY API");
+        assert_eq!(super::feature_names(0), "");
     }
 }
