@@ -2,6 +2,7 @@
 //! states, madvise advice numbers newer than the build machine's headers, signal flags.
 
 use nix::errno::Errno;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ pub fn gettid() -> i32 {
     nix::unistd::gettid().as_raw()
 }
 
-/// An anonymous private mapping of whole pages.
+/// A mapping of whole pages: anonymous private, a shared memfd (shmem), or anonymous hugetlb.
 ///
 /// It is never unmapped: probe processes are short-lived, and a thread that a failed probe leaves
 /// blocked on one of its pages must never see the mapping vanish under it.
@@ -33,6 +34,8 @@ pub struct Region {
     base: NonNull<u8>,
     pages: usize,
     page: usize,
+    /// The memfd behind a shared mapping.
+    pub memfd: Option<OwnedFd>,
 }
 
 // SAFETY: the region is plain memory; probes coordinate access to it through the uffd protocol.
@@ -41,25 +44,64 @@ unsafe impl Sync for Region {}
 
 impl Region {
     pub fn anonymous(pages: usize) -> Result<Region, Errno> {
-        let page = page_size();
-        // SAFETY: a fresh anonymous mapping aliases nothing.
+        Region::map(
+            pages,
+            page_size(),
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            None,
+        )
+    }
+
+    /// A MAP_SHARED mapping of a new memfd of `pages` pages (shmem).
+    pub fn memfd(pages: usize) -> Result<Region, Errno> {
+        let fd = nix::sys::memfd::memfd_create(c"uffdc", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+        nix::unistd::ftruncate(&fd, (pages * page_size()) as libc::off_t)?;
+        Region::map(pages, page_size(), libc::MAP_SHARED, Some(fd))
+    }
+
+    /// A MAP_SHARED mapping of the same memfd as `other` (a second view of the same pages).
+    pub fn second_view(other: &Region) -> Result<Region, Errno> {
+        let fd = other
+            .memfd
+            .as_ref()
+            .ok_or(Errno::EINVAL)?
+            .try_clone()
+            .map_err(|_| Errno::EMFILE)?;
+        Region::map(other.pages, other.page, libc::MAP_SHARED, Some(fd))
+    }
+
+    /// Anonymous memory backed by huge pages of `huge` bytes (MAP_HUGETLB).
+    pub fn hugetlb(pages: usize, huge: usize) -> Result<Region, Errno> {
+        Region::map(
+            pages,
+            huge,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB,
+            None,
+        )
+    }
+
+    fn map(pages: usize, page: usize, flags: i32, memfd: Option<OwnedFd>) -> Result<Region, Errno> {
+        let fd = memfd.as_ref().map_or(-1, |f| f.as_raw_fd());
+        // SAFETY: a fresh mapping aliases nothing the program holds references to.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 pages * page,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
+                flags,
+                fd,
                 0,
             )
         };
         if ptr == libc::MAP_FAILED {
             return Err(Errno::last());
         }
+        let base = NonNull::new(ptr.cast()).expect("mmap never returns NULL");
         Ok(Region {
-            base: NonNull::new(ptr.cast()).expect("mmap never returns NULL"),
+            base,
             pages,
             page,
+            memfd,
         })
     }
 
@@ -68,6 +110,9 @@ impl Region {
     }
     pub fn len(&self) -> usize {
         self.pages * self.page
+    }
+    pub fn pages(&self) -> usize {
+        self.pages
     }
     pub fn page_size(&self) -> usize {
         self.page
@@ -81,6 +126,17 @@ impl Region {
     pub fn page_index(&self, addr: u64) -> i64 {
         (addr as i64 - self.base() as i64).div_euclid(self.page as i64)
     }
+    /// Writes `byte` over page `i` of the memfd behind the region, through the file (pwrite).
+    pub fn fill_file_page(&self, i: usize, byte: u8) -> Result<(), Errno> {
+        let fd = self.memfd.as_ref().ok_or(Errno::EINVAL)?;
+        let data = vec![byte; self.page];
+        let n = nix::sys::uio::pwrite(fd, &data, (i * self.page) as libc::off_t)?;
+        if n == data.len() {
+            Ok(())
+        } else {
+            Err(Errno::EIO)
+        }
+    }
 }
 
 /// madvise(2) on a raw range.
@@ -88,6 +144,12 @@ pub fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
     // SAFETY: advice on a range the caller mapped; the kernel validates the range.
     let r = unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) };
     Errno::result(r).map(drop)
+}
+
+/// Writes a byte with a plain user-mode store.
+pub fn store(addr: usize, byte: u8) {
+    // SAFETY: callers pass addresses inside a live Region.
+    unsafe { std::ptr::write_volatile(addr as *mut u8, byte) }
 }
 
 /// Reads a byte with a plain user-mode load.
@@ -246,4 +308,242 @@ pub fn uname() -> Uname {
             machine: String::new(),
         },
     }
+}
+
+/// A forked helper process with a socket to it. Probes fork it before starting any thread of
+/// their own, so the child starts single-threaded and may do anything.
+pub struct SubProcess {
+    pub pid: nix::unistd::Pid,
+    pub sock: std::os::unix::net::UnixStream,
+    pidfd: OwnedFd,
+}
+
+/// Forks; the child runs `f` with its end of the socket and exits with the code `f` returns.
+pub fn fork_with(
+    f: impl FnOnce(std::os::unix::net::UnixStream) -> i32,
+) -> Result<SubProcess, Errno> {
+    use std::os::fd::FromRawFd;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|_| Errno::EMFILE)?;
+    // SAFETY: the probe process is single-threaded when it forks (see above).
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            drop(ours);
+            let code =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(theirs))).unwrap_or(101);
+            // SAFETY: leave without running the parent's exit handlers twice.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(theirs);
+            // SAFETY: pidfd_open returns a new descriptor that we own.
+            let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child.as_raw(), 0) };
+            let pidfd = match Errno::result(raw) {
+                Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd as i32) },
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    return Err(e);
+                }
+            };
+            Ok(SubProcess {
+                pid: child,
+                sock: ours,
+                pidfd,
+            })
+        }
+    }
+}
+
+impl SubProcess {
+    /// Waits up to `limit` for the child to end (its pidfd becomes readable) and reaps it.
+    pub fn wait(&self, limit: Duration) -> Result<Option<nix::sys::wait::WaitStatus>, Errno> {
+        use std::os::fd::AsFd;
+        if !wait_readable(self.pidfd.as_fd(), limit)? {
+            return Ok(None);
+        }
+        nix::sys::wait::waitpid(self.pid, None).map(Some)
+    }
+
+    pub fn kill(&self) {
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// One line of text from the child, waiting up to `limit`.
+    pub fn recv_line(&self, limit: Duration) -> Result<Option<String>, Errno> {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let mut line = Vec::new();
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !wait_readable(self.sock.as_fd(), left)? {
+                return Ok(None);
+            }
+            let mut byte = [0u8; 1];
+            match (&self.sock).read(&mut byte) {
+                Ok(0) => return Ok(None),
+                Ok(_) if byte[0] == b'\n' => {
+                    return Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+                }
+                Ok(_) => line.push(byte[0]),
+                Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+            }
+        }
+    }
+
+    /// A descriptor the child sent with [`send_fd`].
+    pub fn recv_fd(&self, limit: Duration) -> Result<Option<OwnedFd>, Errno> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::{AsFd, FromRawFd};
+        if !wait_readable(self.sock.as_fd(), limit)? {
+            return Ok(None);
+        }
+        let mut byte = [0u8; 1];
+        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            self.sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                if let Some(fd) = fds.first() {
+                    // SAFETY: SCM_RIGHTS installed a new descriptor for us.
+                    return Ok(Some(unsafe { OwnedFd::from_raw_fd(*fd) }));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Sends a descriptor over a socket (SCM_RIGHTS) with one byte of payload.
+pub fn send_fd(sock: &std::os::unix::net::UnixStream, fd: std::os::fd::RawFd) -> Result<(), Errno> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd];
+    let iov = [std::io::IoSlice::new(b"F")];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(drop)
+}
+
+/// Sends one line of text over a socket.
+pub fn send_line(sock: &std::os::unix::net::UnixStream, line: &str) {
+    use std::io::Write;
+    let _ = (&*sock).write_all(format!("{line}\n").as_bytes());
+}
+
+/// A system-wide setting changed for the duration of a probe, under a lock that other probes
+/// changing system settings take too (trials run in parallel); restored when dropped.
+pub struct Sysctl {
+    path: String,
+    old: String,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Sysctl {
+    /// The current value of `/proc/sys/<name>`.
+    pub fn read(name: &str) -> Option<String> {
+        std::fs::read_to_string(format!("/proc/sys/{name}"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// Takes the settings lock, then sets `/proc/sys/<name>` to `value`.
+    pub fn set(name: &str, value: &str) -> std::io::Result<Sysctl> {
+        let lock = settings_lock()?;
+        let path = format!("/proc/sys/{name}");
+        let old = std::fs::read_to_string(&path)?.trim().to_string();
+        std::fs::write(&path, value)?;
+        Ok(Sysctl {
+            path,
+            old,
+            _lock: lock,
+        })
+    }
+
+    /// Changes the value again while holding the lock.
+    pub fn change(&self, value: &str) -> std::io::Result<()> {
+        std::fs::write(&self.path, value)
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.path, &self.old);
+    }
+}
+
+/// The lock every probe that changes a system-wide setting holds while it does.
+pub fn settings_lock() -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = std::env::temp_dir();
+    std::fs::create_dir_all(&dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("uffd-conformance-settings.lock"))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e.into())
+}
+
+/// Becomes an unprivileged user (nobody: uid/gid 65534, no groups, no capabilities). For a
+/// forked helper only: it cannot be undone.
+pub fn become_nobody() -> Result<(), Errno> {
+    let nobody_g = nix::unistd::Gid::from_raw(65534);
+    let nobody_u = nix::unistd::Uid::from_raw(65534);
+    nix::unistd::setgroups(&[])?;
+    nix::unistd::setresgid(nobody_g, nobody_g, nobody_g)?;
+    nix::unistd::setresuid(nobody_u, nobody_u, nobody_u)
+}
+
+/// Drops one capability from this process's effective and permitted sets (capset(2)). For a
+/// forked helper only.
+pub fn drop_capability(cap: u32) -> Result<(), Errno> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset with a version-3 header and two data words.
+    Errno::result(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
+    let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+    data[word].effective &= !bit;
+    data[word].permitted &= !bit;
+    Errno::result(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) }).map(drop)
+}
+
+pub const CAP_SYS_PTRACE: u32 = 19;
+
+/// Free huge pages of the default size, and that size in bytes (from /proc/meminfo).
+pub fn huge_pages() -> (u64, usize) {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("HugePages_Free:"),
+        field("Hugepagesize:") as usize * 1024,
+    )
 }

@@ -5,7 +5,8 @@
 //! `userfaultfd` crate then does registration, copies and message parsing.
 
 use crate::probe::{Context, Fail};
-use crate::sys::{errno_name, wait_readable};
+use crate::sys::{errno_name, wait_readable, Region};
+use crate::worker::Worker;
 use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -40,8 +41,17 @@ pub const FEATURES: &[(u32, &str)] = &[
     (18, "RWP_ASYNC"),
 ];
 
+pub const FEATURE_PAGEFAULT_FLAG_WP: u64 = 1 << 0;
+pub const FEATURE_EVENT_FORK: u64 = 1 << 1;
+pub const FEATURE_EVENT_REMAP: u64 = 1 << 2;
 pub const FEATURE_EVENT_REMOVE: u64 = 1 << 3;
+pub const FEATURE_MISSING_HUGETLBFS: u64 = 1 << 4;
+pub const FEATURE_MISSING_SHMEM: u64 = 1 << 5;
+pub const FEATURE_EVENT_UNMAP: u64 = 1 << 6;
+pub const FEATURE_SIGBUS: u64 = 1 << 7;
 pub const FEATURE_THREAD_ID: u64 = 1 << 8;
+pub const FEATURE_MINOR_SHMEM: u64 = 1 << 10;
+pub const FEATURE_WP_ASYNC: u64 = 1 << 15;
 
 /// Names the set bits of a feature mask in bit order; bits without a name read `bitN`.
 pub fn feature_names(bits: u64) -> String {
@@ -80,6 +90,7 @@ fn bit_names(bits: u64, table: &[(u32, &str)]) -> String {
 }
 
 nix::ioctl_readwrite!(ioctl_api, sys::UFFDIO, sys::_UFFDIO_API, sys::uffdio_api);
+nix::ioctl_readwrite!(ioctl_copy, sys::UFFDIO, sys::_UFFDIO_COPY, sys::uffdio_copy);
 nix::ioctl_write_int_bad!(ioctl_new_uffd, nix::request_code_none!(0xAA, 0x00));
 
 /// The kernel's answer to UFFDIO_API.
@@ -181,9 +192,29 @@ impl Uffd {
         }
         let fd = syscall(libc::O_CLOEXEC | libc::O_NONBLOCK | flags).map_err(open_failure)?;
         handshake(&fd, features).ctx("UFFDIO_API")?;
+        Ok(Uffd::from_fd(fd))
+    }
+
+    /// Takes a descriptor whose handshake is done (one passed from a helper process, or a fork
+    /// event's). Makes it non-blocking, as [`Uffd::next`] expects.
+    pub fn from_fd(fd: OwnedFd) -> Uffd {
+        let _ = nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
         // SAFETY: the crate takes ownership of the descriptor.
-        let inner = unsafe { userfaultfd::Uffd::from_raw_fd(fd.into_raw_fd()) };
-        Ok(Uffd { inner })
+        Uffd {
+            inner: unsafe { userfaultfd::Uffd::from_raw_fd(fd.into_raw_fd()) },
+        }
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+
+    /// Closes the descriptor.
+    pub fn close(self) {
+        drop(self.inner);
     }
 
     /// UFFDIO_REGISTER; returns the ioctl bits the kernel offers for the range.
@@ -219,10 +250,115 @@ impl Uffd {
         }
     }
 
+    /// UFFDIO_COPY issued directly, so the `copy` field is seen whatever the outcome: it starts as
+    /// `sentinel`, and is returned beside the ioctl's result.
+    pub fn copy_raw(&self, dst: usize, src: &[u8], sentinel: i64) -> (Result<(), Errno>, i64) {
+        let mut arg = sys::uffdio_copy {
+            dst: dst as u64,
+            src: src.as_ptr() as u64,
+            len: src.len() as u64,
+            mode: 0,
+            copy: sentinel,
+        };
+        // SAFETY: a properly initialised uffdio_copy; `src` outlives the call.
+        let r = unsafe { ioctl_copy(self.raw_fd(), &mut arg) };
+        (r.map(drop), arg.copy)
+    }
+
+    /// UFFDIO_ZEROPAGE over `len` bytes, waking the faulting thread.
+    pub fn zeropage(&self, addr: usize, len: usize) -> Result<usize, userfaultfd::Error> {
+        // SAFETY: the range lies in a registered range; the kernel validates it.
+        unsafe { self.inner.zeropage(addr as *mut libc::c_void, len, true) }
+    }
+
+    /// UFFDIO_WRITEPROTECT: protect (`protect`) or unprotect and wake.
+    pub fn write_protect(&self, addr: usize, len: usize, protect: bool) -> Result<(), Fail> {
+        let p = addr as *mut libc::c_void;
+        if protect {
+            self.inner.write_protect(p, len).ctx("UFFDIO_WRITEPROTECT")
+        } else {
+            self.inner
+                .remove_write_protection(p, len, true)
+                .ctx("UFFDIO_WRITEPROTECT (unprotect)")
+        }
+    }
+
+    /// UFFDIO_CONTINUE: map the page-cache pages of a minor fault, waking the faulting thread.
+    pub fn continue_(&self, addr: usize, len: usize) -> Result<(), Fail> {
+        self.inner
+            .r#continue(addr as *mut libc::c_void, len, true)
+            .map(drop)
+            .ctx("UFFDIO_CONTINUE")
+    }
+
     /// UFFDIO_COPY of one page filled with `byte`: the usual way to serve a fault.
     pub fn serve(&self, page_addr: usize, page: usize, byte: u8) -> Result<(), Fail> {
         let src = vec![byte; page];
         self.copy(page_addr, &src).ctx("UFFDIO_COPY").map(drop)
+    }
+}
+
+/// A new uffd with `features` and `region` registered on it in `mode`: the start of most probes.
+pub fn registered(
+    features: u64,
+    region: Region,
+    mode: RegisterMode,
+) -> Result<(Uffd, Region), Fail> {
+    let uffd = Uffd::open(features)?;
+    uffd.register(region.base(), region.len(), mode)?;
+    Ok((uffd, region))
+}
+
+/// What [`Uffd::serve_until_done`] saw.
+pub struct Served<T> {
+    /// Every message, in arrival order.
+    pub events: Vec<Event>,
+    /// The worker's result, or `None` when it did not finish in time.
+    pub result: Option<T>,
+}
+
+impl Uffd {
+    /// Serves every fault on `region` (UFFDIO_COPY of a page of `byte`) until `worker`
+    /// finishes, recording every message. Gives up after `limit` without progress.
+    pub fn serve_until_done<T>(
+        &self,
+        worker: &Worker<T>,
+        region: &Region,
+        byte: u8,
+        limit: Duration,
+    ) -> Result<Served<T>, Fail> {
+        let mut events = Vec::new();
+        loop {
+            match self.next_or_done(worker, limit)? {
+                Next::Event(event) => {
+                    if let Event::Pagefault { addr, .. } = &event {
+                        let page = region.page_size();
+                        let at = (*addr as usize) & !(page - 1);
+                        match self.copy(at, &vec![byte; page]) {
+                            Ok(_) => {}
+                            // Another message for a page already served.
+                            Err(userfaultfd::Error::CopyFailed(e)) if e as i32 == libc::EEXIST => {}
+                            Err(e) => {
+                                return Err(Fail::error(format!("UFFDIO_COPY: {}", error_name(&e))))
+                            }
+                        }
+                    }
+                    events.push(event);
+                }
+                Next::Done(v) => {
+                    return Ok(Served {
+                        events,
+                        result: Some(v),
+                    })
+                }
+                Next::Timeout => {
+                    return Ok(Served {
+                        events,
+                        result: None,
+                    })
+                }
+            }
+        }
     }
 }
 
@@ -251,7 +387,7 @@ pub fn describe_fault(kind: FaultKind, rw: ReadWrite) -> String {
 }
 
 /// One line naming an event, for details: `fault read @page 0`, `REMOVE pages [1,3)`.
-pub fn describe_event(event: &Event, region: &crate::sys::Region) -> String {
+pub fn describe_event(event: &Event, region: &Region) -> String {
     match event {
         Event::Pagefault { kind, rw, addr, .. } => {
             format!(

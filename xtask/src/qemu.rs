@@ -47,7 +47,9 @@ impl Boot {
                 bail!("suite argument {arg:?} cannot be passed on a kernel command line (no spaces or quotes)");
             }
         }
-        let mut append = String::from("console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init");
+        // Huge pages are reserved for populate.hugetlb_missing.
+        let mut append =
+            String::from("console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init hugepages=4");
         if !self.init_args.is_empty() {
             append += " -- ";
             append += &self.init_args.join(" ");

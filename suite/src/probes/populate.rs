@@ -2,12 +2,26 @@
 
 use crate::catalogue::Behaviour;
 use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::sys::{self, errno_name, madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
-use crate::uffd::{
-    describe_event, describe_fault, Event, Next, RegisterMode, Uffd, FEATURE_THREAD_ID,
+use crate::sys::{
+    self, errno_name, madvise, Region, SignalFlag, MADV_POPULATE_READ, MADV_POPULATE_WRITE,
 };
+use crate::uffd::{
+    self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd,
+    FEATURE_MINOR_SHMEM, FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM,
+    FEATURE_PAGEFAULT_FLAG_WP, FEATURE_SIGBUS, FEATURE_THREAD_ID, FEATURE_WP_ASYNC,
+    UFFD_USER_MODE_ONLY,
+};
+use crate::worker::{self, Worker};
 use nix::errno::Errno;
-use std::time::Instant;
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+
+/// What `populate.*` expects before 5.14.
+macro_rules! before_5_14 {
+    () => {
+        ("<5.14", "unsupported: MADV_POPULATE_* is new in Linux 5.14")
+    };
+}
 
 pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
@@ -19,7 +33,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    advice itself is rejected (EINVAL on a plain mapping). Details: the faulting \
                    thread's state while blocked, whether the message names it, residency afterwards.",
         expect: &[
-            ("<5.14", "unsupported: MADV_POPULATE_READ is new in Linux 5.14"),
+            before_5_14!(),
             (">=5.14", "fault read"),
         ],
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_READ (since Linux 5.14), \"populate \
@@ -36,7 +50,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "As populate.read_missing, for MADV_POPULATE_WRITE: `fault write` when the message \
                    carries UFFD_PAGEFAULT_FLAG_WRITE and madvise returns 0 once served.",
         expect: &[
-            ("<5.14", "unsupported: MADV_POPULATE_WRITE is new in Linux 5.14"),
+            before_5_14!(),
             (">=5.14", "fault write"),
         ],
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_WRITE (since Linux 5.14), \"as if \
@@ -44,55 +58,233 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "",
         probe: write_missing,
     },
+    Behaviour {
+        id: "populate.no_refault",
+        summary: "Once MADV_POPULATE_READ has returned on a served page, plain loads and stores raise no message",
+        observes: "After a populate of one missing page is served, the page's residency (mincore) and whether \
+                   a load and a store from another thread raise any message within the quiet window: \
+                   `resident, no message`, or what happened instead.",
+        expect: &[before_5_14!(), (">=5.14", "resident, no message")],
+        citation: "madvise(2), man-pages 6.20: MADV_POPULATE_READ \"populate (prefault) page tables\"; \
+                   ioctl_userfaultfd(2): UFFDIO_COPY maps the page",
+        notes: "UFFDIO_COPY maps the served page writable, so neither a load nor a store faults again.",
+        probe: no_refault,
+    },
+    Behaviour {
+        id: "populate.multi_page",
+        summary: "MADV_POPULATE_READ over four missing pages raises one fault per page, in address order",
+        observes: "The messages raised by one MADV_POPULATE_READ over four missing pages, each served as it \
+                   arrives: `4 faults: pages 0 1 2 3` (page indices in arrival order), then madvise's result \
+                   when it is not 0.",
+        expect: &[before_5_14!(), (">=5.14", "4 faults: pages 0 1 2 3")],
+        citation: "mm/madvise.c madvise_populate and mm/gup.c __get_user_pages (v6.1): pages are faulted in \
+                   one at a time, in ascending order",
+        notes: "Each fault blocks the populate until it is served: a page server sees them one at a time.",
+        probe: multi_page,
+    },
+    Behaviour {
+        id: "populate.thread_state",
+        summary: "A thread blocked in MADV_POPULATE_READ on a missing page sleeps in D state (killable, in the kernel)",
+        observes: "The scheduler state letter of the faulting thread (/proc/self/task/<tid>/stat) once its \
+                   fault message has arrived: `D` (uninterruptible or killable sleep) or `S`.",
+        expect: &[before_5_14!(), (">=5.14", "D")],
+        citation: "mm/gup.c faultin_page (v6.1, v6.12): GUP faults are FAULT_FLAG_KILLABLE and only \
+                   interruptible with FOLL_INTERRUPTIBLE, which madvise does not pass; fs/userfaultfd.c \
+                   userfaultfd_get_blocking_state: KILLABLE -> TASK_KILLABLE",
+        notes: "Contrast stw.user_fault_state: a plain load sleeps in S. Monitoring that treats D as \
+                \"stuck in the kernel\" will flag page-server waits during populate.",
+        probe: thread_state,
+    },
+    Behaviour {
+        id: "populate.signal",
+        summary: "A non-fatal signal to a thread blocked in MADV_POPULATE_READ is handled only after the page is served",
+        observes: "SIGUSR1 is sent to the thread blocked in populate: `handler ran while blocked` when its \
+                   handler runs within the quiet window, else `handler waited for the page` when it runs \
+                   only after the page is served; then `, madvise 0` or the errno madvise returned.",
+        expect: &[before_5_14!(), (">=5.14", "handler waited for the page, madvise 0")],
+        citation: "mm/gup.c faultin_page (v6.1): no FAULT_FLAG_INTERRUPTIBLE for madvise, so the wait is \
+                   TASK_KILLABLE; mm/madvise.c madvise_populate returns -EINTR only for fatal signals",
+        notes: "A signal-based stop-the-world (stw.signal_suspend_populate) cannot stop such a thread \
+                until its page arrives.",
+        probe: signal,
+    },
+    Behaviour {
+        id: "populate.sigkill",
+        summary: "SIGKILL ends a process whose thread is blocked in MADV_POPULATE_READ, without the page being served",
+        observes: "A helper process blocks a thread in populate on its own registered page (the uffd is \
+                   served from the probe process); after the fault message it is sent SIGKILL: `died \
+                   promptly` when it is reaped within the timeout, `still alive` otherwise.",
+        expect: &[before_5_14!(), (">=5.14", "died promptly")],
+        citation: "fs/userfaultfd.c handle_userfault: TASK_KILLABLE waits end on a fatal signal; mm/gup.c \
+                   __get_user_pages returns -EINTR on fatal_signal_pending",
+        notes: "",
+        probe: sigkill,
+    },
+    Behaviour {
+        id: "populate.sigbus_feature",
+        summary: "With UFFD_FEATURE_SIGBUS, MADV_POPULATE_READ on a missing page fails with EFAULT and sends no message",
+        observes: "madvise's errno and whether any message arrived in the quiet window: `EFAULT, no message`.",
+        expect: &[before_5_14!(), (">=5.14", "EFAULT, no message")],
+        citation: "UFFDIO_API(2const): UFFD_FEATURE_SIGBUS \"no page-fault events will be delivered\"; \
+                   mm/madvise.c madvise_populate (v6.1): VM_FAULT_SIGBUS -> -EFAULT",
+        notes: "A process that relies on SIGBUS to learn of missing pages gets no signal from populate: \
+                the error comes back from the syscall instead.",
+        probe: sigbus_feature,
+    },
+    Behaviour {
+        id: "populate.user_mode_only",
+        summary: "On a UFFD_USER_MODE_ONLY uffd, MADV_POPULATE_READ on a missing page fails with EFAULT and sends no message",
+        observes: "madvise's errno and whether any message arrived in the quiet window: `EFAULT, no message`.",
+        expect: &[
+            ("<5.11", "unsupported: UFFD_USER_MODE_ONLY is new in Linux 5.11"),
+            (">=5.11, <5.14", "unsupported: MADV_POPULATE_* is new in Linux 5.14"),
+            (">=5.14", "EFAULT, no message"),
+        ],
+        citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY; fs/userfaultfd.c handle_userfault \
+                   (v6.1): faults without FAULT_FLAG_USER on such a uffd get VM_FAULT_SIGBUS",
+        notes: "populate faults are taken by the kernel on the caller's behalf (GUP), not in user mode.",
+        probe: user_mode_only,
+    },
+    Behaviour {
+        id: "populate.wp",
+        summary: "MADV_POPULATE_WRITE on a write-protected page: a WP fault with sync WP, none with WP_ASYNC",
+        observes: "`sync: X; async: Y`. sync: a present page registered MISSING|WP and protected with \
+                   UFFDIO_WRITEPROTECT, populated for write; X is the message (`fault wp write`), served by \
+                   unprotecting. async: the same with UFFD_FEATURE_WP_ASYNC; Y is `no message` when madvise \
+                   returns 0 without one, `not offered` when the kernel lacks WP_ASYNC.",
+        expect: &[
+            before_5_14!(),
+            (">=5.14, <6.7", "sync: fault wp write; async: not offered"),
+            (">=6.7", "sync: fault wp write; async: no message"),
+        ],
+        citation: "UFFDIO_WRITEPROTECT(2const); UFFDIO_API(2const): UFFD_FEATURE_WP_ASYNC (since Linux \
+                   6.7) \"write protection faults would be asynchronously resolved by the kernel\"; \
+                   Documentation/admin-guide/mm/userfaultfd.rst (v6.7) \"Write Protect Notifications\"",
+        notes: "",
+        probe: wp,
+    },
+    Behaviour {
+        id: "populate.shmem_missing",
+        summary: "MADV_POPULATE_READ on a hole of a MISSING-registered shared memfd raises a uffd read fault",
+        observes: "As populate.read_missing, on a MAP_SHARED memfd (shmem) page that is a hole: `fault read`.",
+        expect: &[
+            ("<5.14", "unsupported: MADV_POPULATE_* is new in Linux 5.14"),
+            (">=5.14", "fault read"),
+        ],
+        citation: "UFFDIO_API(2const): UFFD_FEATURE_MISSING_SHMEM (since Linux 4.11); mm/shmem.c \
+                   shmem_get_folio_gfp (v6.1): a hole in a userfaultfd_missing() VMA -> handle_userfault",
+        notes: "",
+        probe: shmem_missing,
+    },
+    Behaviour {
+        id: "populate.shmem_minor",
+        summary: "MADV_POPULATE_READ on a MINOR-registered memfd page that is in the page cache raises a minor fault",
+        observes: "A memfd page written through the file, mapped but never touched, registered MINOR: the \
+                   message (`fault minor read`), resolved with UFFDIO_CONTINUE; `, content wrong` if the \
+                   mapping then does not show the file's bytes.",
+        expect: &[
+            ("<5.14", "unsupported: MADV_POPULATE_* and UFFD_FEATURE_MINOR_SHMEM are new in Linux 5.14"),
+            (">=5.14", "fault minor read"),
+        ],
+        citation: "UFFDIO_API(2const): UFFD_FEATURE_MINOR_SHMEM (since Linux 5.14); UFFDIO_CONTINUE(2const)",
+        notes: "This is how QEMU and Firecracker-style snapshot restore serve shared guest memory \
+                without copying.",
+        probe: shmem_minor,
+    },
+    Behaviour {
+        id: "populate.hugetlb_missing",
+        summary: "MADV_POPULATE_READ on a missing huge page of a MISSING-registered hugetlb mapping raises a uffd read fault",
+        observes: "As populate.read_missing, on an anonymous MAP_HUGETLB mapping of one default-size huge \
+                   page, served with a huge-page-sized UFFDIO_COPY. Unsupported without a free huge page.",
+        expect: &[
+            ("<5.14", "unsupported: MADV_POPULATE_* is new in Linux 5.14"),
+            (">=5.14", "fault read"),
+        ],
+        citation: "UFFDIO_API(2const): UFFD_FEATURE_MISSING_HUGETLBFS (since Linux 4.11); mm/hugetlb.c \
+                   hugetlb_no_page (v6.1): userfaultfd_missing() -> handle_userfault",
+        notes: "Guests get huge pages reserved on their kernel command line; on the host the probe uses \
+                what is free and never changes vm.nr_hugepages.",
+        probe: hugetlb_missing,
+    },
 ];
 
 fn read_missing(ctx: &Ctx) -> ProbeResult {
-    populate_missing(ctx, MADV_POPULATE_READ, "MADV_POPULATE_READ")
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let (uffd, region) = registered(
+        FEATURE_THREAD_ID,
+        Region::anonymous(1).ctx("mmap")?,
+        RegisterMode::MISSING,
+    )?;
+    populate_one(
+        ctx,
+        &uffd,
+        &region,
+        MADV_POPULATE_READ,
+        &mut |uffd, region, _| uffd.serve(region.base(), region.page_size(), 0xA5),
+    )
 }
 
 fn write_missing(ctx: &Ctx) -> ProbeResult {
-    populate_missing(ctx, MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE")
+    require_advice(MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE")?;
+    let (uffd, region) = registered(
+        FEATURE_THREAD_ID,
+        Region::anonymous(1).ctx("mmap")?,
+        RegisterMode::MISSING,
+    )?;
+    populate_one(
+        ctx,
+        &uffd,
+        &region,
+        MADV_POPULATE_WRITE,
+        &mut |uffd, region, _| uffd.serve(region.base(), region.page_size(), 0xA5),
+    )
 }
 
-/// One missing page, registered MISSING; a worker populates it with `advice` while this thread
-/// serves the uffd.
-fn populate_missing(ctx: &Ctx, advice: i32, name: &str) -> ProbeResult {
-    require_advice(advice, name)?;
-    let uffd = Uffd::open(FEATURE_THREAD_ID)?;
-    let region = Region::anonymous(1).ctx("mmap")?;
-    uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
-    let (addr, len) = (region.base(), region.len());
-    let worker = crate::worker::spawn("populate", move || {
-        let start = Instant::now();
-        (madvise(addr, len, advice), start.elapsed())
-    });
+/// How a probe resolves the one fault of [`populate_one`].
+type Resolve<'a> = dyn FnMut(&Uffd, &Region, &Event) -> Result<(), Fail> + 'a;
+
+/// Populates the first page of a registered `region` from a worker while this thread serves:
+/// `fault <kind>` when a fault message arrives and madvise returns 0 after `resolve`.
+fn populate_one(
+    ctx: &Ctx,
+    uffd: &Uffd,
+    region: &Region,
+    advice: i32,
+    resolve: &mut Resolve<'_>,
+) -> ProbeResult {
+    let (addr, len) = (region.base(), region.page_size());
+    let worker = start_populate(addr, len, advice);
     let mut obs = match uffd.next_or_done(&worker, ctx.timeout)? {
-        Next::Event(Event::Pagefault {
-            kind,
-            rw,
-            addr: at,
-            thread_id,
-        }) => {
-            let fault = describe_fault(kind, rw);
+        Next::Event(event @ Event::Pagefault { .. }) => {
+            let Event::Pagefault {
+                kind,
+                rw,
+                addr: at,
+                thread_id,
+            } = &event
+            else {
+                unreachable!()
+            };
+            let fault = describe_fault(*kind, *rw);
             let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
             let mut obs = Observation::new("")
                 .with("state", sys::describe_state(state))
                 .with("message_tid_is_worker", thread_id.as_raw() == worker.tid())
-                .with("message_page", region.page_index(at as u64));
-            uffd.serve(region.base(), region.page_size(), 0xA5)?;
+                .with("message_page", region.page_index(*at as u64));
+            resolve(uffd, region, &event)?;
             obs.observed = match worker.wait(ctx.timeout) {
                 Some((Ok(()), took)) => {
                     obs.detail("madvise_us", took.as_micros() as u64);
                     format!("fault {fault}")
                 }
                 Some((Err(e), _)) => format!("fault {fault}, then {}", errno_name(e)),
-                None => format!("fault {fault}, still blocked after the page was served"),
+                None => format!("fault {fault}, still blocked after the fault was resolved"),
             };
             obs
         }
         Next::Event(other) => Observation::new(format!(
             "unexpected event: {}",
-            describe_event(&other, &region)
+            describe_event(&other, region)
         )),
         Next::Done((Ok(()), _)) => Observation::new("returned 0 without a message"),
         Next::Done((Err(e), _)) => Observation::new(errno_name(e)).with("message", false),
@@ -104,6 +296,353 @@ fn populate_missing(ctx: &Ctx, advice: i32, name: &str) -> ProbeResult {
     if let Ok(resident) = sys::resident(region.base(), region.page_size()) {
         obs.detail("resident_after", resident);
     }
+    Ok(obs)
+}
+
+/// A worker that runs madvise(advice) over `[addr, addr+len)` and returns its result and duration.
+fn start_populate(addr: usize, len: usize, advice: i32) -> Worker<(Result<(), Errno>, Duration)> {
+    worker::spawn("populate", move || {
+        let start = Instant::now();
+        (madvise(addr, len, advice), start.elapsed())
+    })
+}
+
+/// Waits for the worker's fault message; anything else ends the probe with that observation.
+fn expect_fault<T>(
+    ctx: &Ctx,
+    uffd: &Uffd,
+    worker: &Worker<T>,
+    region: &Region,
+) -> Result<Event, Observation>
+where
+    T: std::fmt::Debug,
+{
+    match uffd.next_or_done(worker, ctx.timeout) {
+        Ok(Next::Event(e @ Event::Pagefault { .. })) => Ok(e),
+        Ok(Next::Event(e)) => Err(Observation::new(format!(
+            "unexpected event: {}",
+            describe_event(&e, region)
+        ))),
+        Ok(Next::Done(v)) => Err(Observation::new(format!(
+            "returned without a message: {v:?}"
+        ))),
+        Ok(Next::Timeout) => Err(Observation::new("blocked without a message")),
+        Err(Fail::Error(e)) => Err(Observation::new(format!("error: {e}"))),
+        Err(Fail::Unsupported { observed, .. }) => Err(Observation::new(observed)),
+    }
+}
+
+fn no_refault(ctx: &Ctx) -> ProbeResult {
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
+    let first = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
+        u.serve(r.base(), r.page_size(), 0x5A)
+    })?;
+    if first.observed != "fault read" {
+        return Ok(Observation::new(format!(
+            "populate did not fault as expected: {}",
+            first.observed
+        )));
+    }
+    let resident = sys::resident(region.base(), region.page_size()).ctx("mincore")?;
+    let addr = region.base();
+    let toucher = worker::spawn("touch", move || {
+        let v = sys::load(addr);
+        sys::store(addr, v.wrapping_add(1));
+        v
+    });
+    let mut obs = match uffd.next_or_done(&toucher, ctx.timeout)? {
+        Next::Done(v) => match uffd.next(ctx.window)? {
+            None => Observation::new(format!(
+                "{}, no message",
+                if resident { "resident" } else { "not resident" }
+            ))
+            .with("loaded", format!("{v:#x}")),
+            Some(e) => Observation::new(format!("late message: {}", describe_event(&e, &region))),
+        },
+        Next::Event(e) => {
+            let obs =
+                Observation::new(format!("message on touch: {}", describe_event(&e, &region)));
+            let _ = uffd.serve(region.base(), region.page_size(), 0x5A);
+            obs
+        }
+        Next::Timeout => Observation::new("touch blocked without a message"),
+    };
+    obs.detail("window_ms", ctx.window.as_millis() as u64);
+    Ok(obs)
+}
+
+fn multi_page(ctx: &Ctx) -> ProbeResult {
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let (uffd, region) = registered(0, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
+    let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
+    let served = uffd.serve_until_done(&worker, &region, 0x33, ctx.timeout)?;
+    let pages: Vec<String> = served
+        .events
+        .iter()
+        .map(|e| match e {
+            Event::Pagefault { addr, .. } => region.page_index(*addr as u64).to_string(),
+            other => format!("({})", describe_event(other, &region)),
+        })
+        .collect();
+    let mut observed = format!("{} faults: pages {}", pages.len(), pages.join(" "));
+    match served.result {
+        Some((Ok(()), took)) => {
+            return Ok(Observation::new(observed).with("madvise_us", took.as_micros() as u64))
+        }
+        Some((Err(e), _)) => observed += &format!(", madvise {}", errno_name(e)),
+        None => observed += ", madvise still blocked",
+    }
+    Ok(Observation::new(observed))
+}
+
+fn thread_state(ctx: &Ctx) -> ProbeResult {
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
+    let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
+    if let Err(obs) = expect_fault(ctx, &uffd, &worker, &region) {
+        return Ok(obs);
+    }
+    let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
+    let wchan = std::fs::read_to_string(format!("/proc/self/task/{}/wchan", worker.tid()))
+        .unwrap_or_default();
+    uffd.serve(region.base(), region.page_size(), 0x11)?;
+    let done = worker.wait(ctx.timeout).is_some();
+    Ok(Observation::new(sys::describe_state(state))
+        .with("wchan", wchan.trim())
+        .with("finished_after_serve", done))
+}
+
+fn signal(ctx: &Ctx) -> ProbeResult {
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
+    let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
+    let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
+    if let Err(obs) = expect_fault(ctx, &uffd, &worker, &region) {
+        return Ok(obs);
+    }
+    let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
+    sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
+    let early = flag.wait(ctx.window).ctx("eventfd")?;
+    let returned_early = worker.try_done();
+    uffd.serve(region.base(), region.page_size(), 0x22)?;
+    let result = returned_early.or_else(|| worker.wait(ctx.timeout));
+    let late = if early > 0 {
+        0
+    } else {
+        flag.wait(ctx.timeout).ctx("eventfd")?
+    };
+    let handler = match (early, late) {
+        (n, _) if n > 0 => "handler ran while blocked",
+        (_, n) if n > 0 => "handler waited for the page",
+        _ => "handler never ran",
+    };
+    let madvise = match result {
+        Some((Ok(()), _)) => "madvise 0".to_string(),
+        Some((Err(e), _)) => format!("madvise {}", errno_name(e)),
+        None => "madvise still blocked".to_string(),
+    };
+    Ok(Observation::new(format!("{handler}, {madvise}"))
+        .with("state", sys::describe_state(state))
+        .with("window_ms", ctx.window.as_millis() as u64))
+}
+
+fn sigkill(ctx: &Ctx) -> ProbeResult {
+    use std::os::fd::AsRawFd;
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    // The helper must register its own memory: fork drops registrations without EVENT_FORK.
+    let helper = sys::fork_with(|sock| {
+        let Ok((uffd, region)) = registered(
+            0,
+            match Region::anonymous(1) {
+                Ok(r) => r,
+                Err(_) => return 2,
+            },
+            RegisterMode::MISSING,
+        ) else {
+            return 3;
+        };
+        if sys::send_fd(&sock, uffd.raw_fd()).is_err() {
+            return 4;
+        }
+        let _w = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
+        loop {
+            std::thread::park();
+        }
+    })
+    .ctx("fork")?;
+    let fd = match helper
+        .recv_fd(ctx.timeout)
+        .ctx("receiving the helper's uffd")?
+    {
+        Some(fd) => fd,
+        None => {
+            helper.kill();
+            return Err(Fail::error("the helper process sent no uffd"));
+        }
+    };
+    let uffd = Uffd::from_fd(fd);
+    let Some(Event::Pagefault { .. }) = uffd.next(ctx.timeout)? else {
+        helper.kill();
+        return Ok(Observation::new("no fault message from the helper"));
+    };
+    let start = Instant::now();
+    helper.kill();
+    let status = helper.wait(ctx.timeout).ctx("waitpid")?;
+    let _ = uffd.raw_fd().as_raw_fd();
+    Ok(match status {
+        Some(s) => Observation::new("died promptly")
+            .with("exit_ms", start.elapsed().as_millis() as u64)
+            .with("status", format!("{s:?}")),
+        None => Observation::new("still alive").with("waited_ms", ctx.timeout.as_millis() as u64),
+    })
+}
+
+fn sigbus_feature(ctx: &Ctx) -> ProbeResult {
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let (uffd, region) = registered(
+        FEATURE_SIGBUS,
+        Region::anonymous(1).ctx("mmap")?,
+        RegisterMode::MISSING,
+    )?;
+    no_message_result(ctx, &uffd, &region)
+}
+
+fn user_mode_only(ctx: &Ctx) -> ProbeResult {
+    match uffd::syscall(libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) {
+        Err(Errno::EINVAL) => {
+            return Err(Fail::unsupported(
+                "EINVAL",
+                "userfaultfd(2) rejects UFFD_USER_MODE_ONLY (new in 5.11)",
+            ))
+        }
+        Err(e) => return Err(uffd::open_failure(e)),
+        Ok(_) => {}
+    }
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let uffd = Uffd::open_with(UFFD_USER_MODE_ONLY, 0)?;
+    let region = Region::anonymous(1).ctx("mmap")?;
+    uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
+    no_message_result(ctx, &uffd, &region)
+}
+
+/// Populates a missing page expecting madvise to return without a message: `ERRNO, no message`
+/// (or `0, no message`), else what arrived.
+fn no_message_result(ctx: &Ctx, uffd: &Uffd, region: &Region) -> ProbeResult {
+    let worker = start_populate(region.base(), region.page_size(), MADV_POPULATE_READ);
+    Ok(match uffd.next_or_done(&worker, ctx.timeout)? {
+        Next::Done((result, _)) => {
+            let result = result.map_or_else(errno_name, |()| "0".to_string());
+            match uffd.next(ctx.window)? {
+                None => Observation::new(format!("{result}, no message")),
+                Some(e) => {
+                    Observation::new(format!("{result}, then {}", describe_event(&e, region)))
+                }
+            }
+            .with("window_ms", ctx.window.as_millis() as u64)
+        }
+        Next::Event(e) => {
+            let obs = Observation::new(format!("message: {}", describe_event(&e, region)));
+            uffd.serve(region.base(), region.page_size(), 0)?;
+            obs
+        }
+        Next::Timeout => Observation::new("blocked without a message"),
+    })
+}
+
+fn wp(ctx: &Ctx) -> ProbeResult {
+    require_advice(MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE")?;
+    let features = uffd::available_features()?;
+    if features & FEATURE_PAGEFAULT_FLAG_WP == 0 {
+        return Err(Fail::unsupported(
+            "no feature",
+            "the kernel does not offer UFFD_FEATURE_PAGEFAULT_FLAG_WP",
+        ));
+    }
+    // Sync: a present page, write-protected; the WP fault is resolved by unprotecting.
+    let (uffd, region) = registered(
+        FEATURE_PAGEFAULT_FLAG_WP,
+        Region::anonymous(1).ctx("mmap")?,
+        RegisterMode::MISSING | RegisterMode::WRITE_PROTECT,
+    )?;
+    uffd.serve(region.base(), region.page_size(), 0x44)?;
+    uffd.write_protect(region.base(), region.page_size(), true)?;
+    let sync = populate_one(ctx, &uffd, &region, MADV_POPULATE_WRITE, &mut |u, r, _| {
+        u.write_protect(r.base(), r.page_size(), false)
+    })?;
+    // Async: the kernel resolves the WP fault itself.
+    let async_ = if features & FEATURE_WP_ASYNC == 0 {
+        "not offered".to_string()
+    } else {
+        let (uffd, region) = registered(
+            FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_ASYNC,
+            Region::anonymous(1).ctx("mmap")?,
+            RegisterMode::WRITE_PROTECT,
+        )?;
+        sys::store(region.base(), 0x45);
+        uffd.write_protect(region.base(), region.page_size(), true)?;
+        no_message_result(ctx, &uffd, &region)?
+            .observed
+            .trim_start_matches("0, ")
+            .to_string()
+    };
+    Ok(
+        Observation::new(format!("sync: {}; async: {async_}", sync.observed)).with(
+            "sync_state",
+            sync.details
+                .get("state")
+                .map_or("-".to_string(), |d| d.to_string()),
+        ),
+    )
+}
+
+fn shmem_missing(ctx: &Ctx) -> ProbeResult {
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let (uffd, region) = registered(
+        FEATURE_MISSING_SHMEM,
+        Region::memfd(1).ctx("memfd")?,
+        RegisterMode::MISSING,
+    )?;
+    populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
+        u.serve(r.base(), r.page_size(), 0x66)
+    })
+}
+
+fn shmem_minor(ctx: &Ctx) -> ProbeResult {
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let region = Region::memfd(1).ctx("memfd")?;
+    region.fill_file_page(0, 0x77).ctx("pwrite to the memfd")?;
+    let (uffd, region) = registered(FEATURE_MINOR_SHMEM, region, RegisterMode::MINOR)?;
+    let mut obs = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
+        u.continue_(r.base(), r.page_size())
+    })?;
+    if obs.observed == "fault minor read"
+        && sys::resident(region.base(), region.page_size()).unwrap_or(false)
+    {
+        let byte = sys::load(region.base());
+        if byte != 0x77 {
+            obs.observed += ", content wrong";
+        }
+        obs.detail("content", format!("{byte:#x}"));
+    }
+    Ok(obs)
+}
+
+fn hugetlb_missing(ctx: &Ctx) -> ProbeResult {
+    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let (free, size) = sys::huge_pages();
+    if free == 0 || size == 0 {
+        return Err(Fail::unsupported(
+            "no huge pages",
+            "no free huge page: reserve some (hugepages=N on the kernel command line, or vm.nr_hugepages)",
+        ));
+    }
+    let region = Region::hugetlb(1, size).ctx("mmap(MAP_HUGETLB)")?;
+    let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
+    let mut obs = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
+        u.serve(r.base(), r.page_size(), 0x88)
+    })?;
+    obs.detail("huge_page_kb", (size / 1024) as u64);
     Ok(obs)
 }
 
