@@ -167,6 +167,14 @@ pub fn thread_state(tid: i32) -> Option<char> {
     after.trim_start().chars().next()
 }
 
+/// User plus system CPU time a thread of this process has used, in clock ticks.
+pub fn thread_cpu_ticks(tid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // After the command: state is field 3, utime 14, stime 15 (proc(5)).
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
 /// Waits until a thread is off the CPU (its state is neither `R` running nor absent), up to
 /// `limit`, and returns the state seen. This synchronises on the thread's `/proc` state, which is
 /// the event being waited for.

@@ -1,49 +1,172 @@
-//! `remote`: accesses to registered memory that do not come from a user-mode load or store.
+//! `remote`: accesses to registered memory that do not come from a user-mode load or store:
+//! /proc/self/mem, ptrace, process_vm_readv/writev, and syscalls copying to or from user memory.
 
 use crate::catalogue::Behaviour;
-use crate::probe::{Context, Ctx, Observation, ProbeResult};
-use crate::sys::{self, errno_name, Region};
+use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::sys::{self, errno_name, Region, SignalFlag, MADV_POPULATE_READ};
 use crate::uffd::{
-    describe_event, describe_fault, Event, Next, RegisterMode, Uffd, FEATURE_THREAD_ID,
+    describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd,
+    UFFD_USER_MODE_ONLY,
 };
+use crate::worker;
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
-pub const BEHAVIOURS: &[Behaviour] = &[Behaviour {
-    id: "remote.proc_mem_read",
-    summary: "Reading a missing page through /proc/self/mem fails with EIO and never reaches the uffd",
-    observes: "The result of pread(2) of 8 bytes of a missing, MISSING-registered page through \
-               /proc/self/mem (an errno name, or `read N`), then whether a uffd message arrived \
-               (`no message` after the quiet window, or the message). `fault read, then ...` \
-               when the read blocks on a message and is served.",
-    expect: &[("*", "EIO, no message")],
-    citation: "fs/proc/base.c mem_rw (returns -EIO when access_remote_vm copies nothing); \
-               mm/memory.c __access_remote_vm (GUP without FAULT_FLAG_ALLOW_RETRY); \
-               fs/userfaultfd.c handle_userfault (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS",
-    notes: "Debuggers, CRIU and anything reading another process's memory through /proc/<pid>/mem \
-            see EIO on pages a uffd has not served yet; nothing tells the page server.",
-    probe: proc_mem_read,
-}];
+/// The shape every observation of this family takes.
+const OBSERVES: &str = "The access's result (an errno name, or `N bytes`) and whether a uffd message \
+                        arrived: `RESULT, no message` when it returned without one (watched for the quiet \
+                        window afterwards), `fault KIND, then RESULT` when it blocked on a fault that was \
+                        then served.";
 
-fn proc_mem_read(ctx: &Ctx) -> ProbeResult {
-    let uffd = Uffd::open(FEATURE_THREAD_ID)?;
-    let region = Region::anonymous(1).ctx("mmap")?;
-    uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
-    let mem = std::fs::File::open("/proc/self/mem").ctx("open /proc/self/mem")?;
-    let addr = region.base() as u64;
-    let worker = crate::worker::spawn("proc-mem-read", move || {
-        let mut buf = [0u8; 8];
-        mem.read_at(&mut buf, addr)
-    });
-    let describe = |r: std::io::Result<usize>| match r {
-        Ok(n) => format!("read {n}"),
-        Err(e) => e.raw_os_error().map_or(e.to_string(), |n| {
-            errno_name(nix::errno::Errno::from_raw(n))
-        }),
-    };
+pub const BEHAVIOURS: &[Behaviour] = &[
+    Behaviour {
+        id: "remote.proc_mem_read",
+        summary: "Reading a missing page through /proc/self/mem fails with EIO and never reaches the uffd",
+        observes: OBSERVES,
+        expect: &[("*", "EIO, no message")],
+        citation: "fs/proc/base.c mem_rw (returns -EIO when access_remote_vm copies nothing); \
+                   mm/memory.c __access_remote_vm (GUP without FAULT_FLAG_ALLOW_RETRY); \
+                   fs/userfaultfd.c handle_userfault (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS",
+        notes: "Debuggers, CRIU and anything reading another process's memory through /proc/<pid>/mem \
+                see EIO on pages a uffd has not served yet; nothing tells the page server.",
+        probe: proc_mem_read,
+    },
+    Behaviour {
+        id: "remote.proc_mem_write",
+        summary: "Writing a missing page through /proc/self/mem fails with EIO and never reaches the uffd",
+        observes: OBSERVES,
+        expect: &[("*", "EIO, no message")],
+        citation: "fs/proc/base.c mem_rw with FOLL_WRITE; mm/memory.c __access_remote_vm; \
+                   fs/userfaultfd.c handle_userfault (v6.1)",
+        notes: "",
+        probe: proc_mem_write,
+    },
+    Behaviour {
+        id: "remote.ptrace_peek",
+        summary: "PTRACE_PEEKDATA of a tracee's missing page fails with EIO and never reaches the uffd",
+        observes: OBSERVES,
+        expect: &[("*", "EIO, no message")],
+        citation: "ptrace(2): PTRACE_PEEKDATA; kernel/ptrace.c generic_ptrace_peekdata -> ptrace_access_vm \
+                   (returns -EIO when nothing is copied); mm/memory.c __access_remote_vm",
+        notes: "The tracee is a helper process that registered its own page; the probe serves its uffd.",
+        probe: ptrace_peek,
+    },
+    Behaviour {
+        id: "remote.process_vm_readv",
+        summary: "process_vm_readv(2) of a missing page blocks on a uffd fault until the page is served",
+        observes: OBSERVES,
+        expect: &[("*", "fault read, then 8 bytes")],
+        citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): pin_user_pages_remote with \
+                   `locked`, so the fault may retry and handle_userfault waits",
+        notes: "Unlike /proc/<pid>/mem and ptrace, this remote access waits for the page server.",
+        probe: process_vm_readv,
+    },
+    Behaviour {
+        id: "remote.process_vm_writev",
+        summary: "process_vm_writev(2) to a missing page blocks on a uffd write fault until the page is served",
+        observes: OBSERVES,
+        expect: &[("*", "fault write, then 8 bytes")],
+        citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): FOLL_WRITE pin with `locked`",
+        notes: "",
+        probe: process_vm_writev,
+    },
+    Behaviour {
+        id: "remote.syscall_into",
+        summary: "read(2) from a pipe into a missing page raises a uffd write fault and completes once served",
+        observes: OBSERVES,
+        expect: &[("*", "fault write, then 8 bytes")],
+        citation: "ioctl_userfaultfd(2): faults from kernel-mode accesses are reported unless \
+                   UFFD_USER_MODE_ONLY; arch/x86/mm/fault.c do_user_addr_fault (v6.1)",
+        notes: "Needs root or vm.unprivileged_userfaultfd=1 (see api.unprivileged).",
+        probe: syscall_into,
+    },
+    Behaviour {
+        id: "remote.syscall_from",
+        summary: "write(2) to a pipe from a missing page raises a uffd read fault and completes once served",
+        observes: OBSERVES,
+        expect: &[("*", "fault read, then 8 bytes")],
+        citation: "ioctl_userfaultfd(2); arch/x86/mm/fault.c do_user_addr_fault (v6.1)",
+        notes: "",
+        probe: syscall_from,
+    },
+    Behaviour {
+        id: "remote.syscall_signal",
+        summary: "A non-fatal signal to a thread blocked in read(2) on a kernel-mode uffd fault is handled only after the page is served",
+        observes: "A worker read(2)s from a pipe into a missing page; once its fault message arrived and it \
+                   sleeps, SIGUSR1 (SA_RESTART not set) is sent: `handler ran while blocked` when the handler \
+                   runs within the quiet window, `handler waited for the page` when it runs only after the page \
+                   is served; then `, read RESULT` (an errno name or `N bytes`). Details: the CPU time the \
+                   thread used during the window (a thread that retries the fault in a loop spins).",
+        expect: &[("*", "handler waited for the page, read 8 bytes")],
+        citation: "include/linux/sched/signal.h fault_signal_pending (since 5.7): a fault taken in kernel \
+                   mode is abandoned only for a fatal signal; arch/x86/mm/fault.c do_user_addr_fault \
+                   (v5.10, v6.12) retries it otherwise; fs/userfaultfd.c handle_userfault sleeps \
+                   TASK_INTERRUPTIBLE and returns VM_FAULT_RETRY while a signal is pending",
+        notes: "The thread sleeps interruptibly (state S) yet cannot take a non-fatal signal until its page \
+                arrives: a signal-based stop-the-world cannot stop a thread blocked in a syscall on a missing \
+                page, and after the signal the fault is retried while the signal stays pending (see the \
+                `cpu_ticks_in_window` detail: a non-zero count means the kernel spun).",
+        probe: syscall_signal,
+    },
+    Behaviour {
+        id: "remote.user_mode_only",
+        summary: "On a UFFD_USER_MODE_ONLY uffd, read(2) into a missing page fails with EFAULT and sends no message",
+        observes: OBSERVES,
+        expect: &[
+            ("<5.11", "unsupported: UFFD_USER_MODE_ONLY is new in Linux 5.11"),
+            (">=5.11", "EFAULT, no message"),
+        ],
+        citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY \"only handle page faults \
+                   resulting from user-space accesses\"; fs/userfaultfd.c handle_userfault (v6.1)",
+        notes: "This is what unprivileged processes get by default since 5.11 (see api.unprivileged).",
+        probe: user_mode_only,
+    },
+    Behaviour {
+        id: "remote.proc_mem_after_populate",
+        summary: "Once a page has been populated and served, /proc/self/mem reads the served bytes",
+        observes: "The page is populated through the uffd (MADV_POPULATE_READ where the kernel has it, \
+                   else a plain load) and served with a known byte; then 8 bytes are read through \
+                   /proc/self/mem: `served bytes`, or what the read returned instead.",
+        expect: &[("*", "served bytes")],
+        citation: "fs/proc/base.c mem_rw; mm/memory.c __access_remote_vm: a present page needs no fault",
+        notes: "",
+        probe: proc_mem_after_populate,
+    },
+];
+
+/// `N bytes` or the errno name.
+fn outcome(r: std::io::Result<usize>) -> String {
+    match r {
+        Ok(n) => format!("{n} bytes"),
+        Err(e) => e
+            .raw_os_error()
+            .map_or(e.to_string(), |n| errno_name(Errno::from_raw(n))),
+    }
+}
+
+fn raw_outcome(r: isize) -> std::io::Result<usize> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Runs `access` on the first page of a fresh MISSING-registered page from a worker, serving
+/// whatever fault it raises.
+fn remote_access(
+    ctx: &Ctx,
+    uffd: Uffd,
+    region: Region,
+    access: impl FnOnce(usize) -> std::io::Result<usize> + Send + 'static,
+) -> ProbeResult {
+    let addr = region.base();
+    let worker = worker::spawn("access", move || access(addr));
     Ok(match uffd.next_or_done(&worker, ctx.timeout)? {
         Next::Done(result) => {
-            // The read is over; watch the quiet window for a message it might still have raised.
-            let result = describe(result);
+            let result = outcome(result);
             match uffd.next(ctx.window)? {
                 None => Observation::new(format!("{result}, no message")),
                 Some(e) => {
@@ -57,7 +180,7 @@ fn proc_mem_read(ctx: &Ctx) -> ProbeResult {
             uffd.serve(region.base(), region.page_size(), 0xA5)?;
             let after = worker
                 .wait(ctx.timeout)
-                .map_or("still blocked".to_string(), describe);
+                .map_or("still blocked".to_string(), outcome);
             Observation::new(format!("fault {}, then {after}", describe_fault(kind, rw)))
                 .with("state", sys::describe_state(state))
         }
@@ -66,4 +189,258 @@ fn proc_mem_read(ctx: &Ctx) -> ProbeResult {
         }
         Next::Timeout => Observation::new("blocked without a message"),
     })
+}
+
+fn one_page() -> Result<(Uffd, Region), Fail> {
+    registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)
+}
+
+fn proc_mem_read(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = one_page()?;
+    let mem = std::fs::File::open("/proc/self/mem").ctx("open /proc/self/mem")?;
+    remote_access(ctx, uffd, region, move |addr| {
+        mem.read_at(&mut [0u8; 8], addr as u64)
+    })
+}
+
+fn proc_mem_write(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = one_page()?;
+    let mem = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+        .ctx("open /proc/self/mem")?;
+    remote_access(ctx, uffd, region, move |addr| {
+        mem.write_at(&[0x5Au8; 8], addr as u64)
+    })
+}
+
+fn process_vm(write: bool) -> impl FnOnce(usize) -> std::io::Result<usize> + Send + 'static {
+    move |addr| {
+        let mut buf = [0x3Cu8; 8];
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: one local buffer we own and one remote range in our own address space.
+        let r = unsafe {
+            if write {
+                libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0)
+            } else {
+                libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0)
+            }
+        };
+        raw_outcome(r)
+    }
+}
+
+fn process_vm_readv(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = one_page()?;
+    remote_access(ctx, uffd, region, process_vm(false))
+}
+
+fn process_vm_writev(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = one_page()?;
+    remote_access(ctx, uffd, region, process_vm(true))
+}
+
+/// A pipe with eight bytes waiting in it: (read end, write end).
+fn loaded_pipe() -> Result<(OwnedFd, OwnedFd), Fail> {
+    let (r, w) = nix::unistd::pipe().ctx("pipe")?;
+    nix::unistd::write(&w, &[0x42u8; 8]).ctx("write to the pipe")?;
+    Ok((r, w))
+}
+
+fn read_into(fd: OwnedFd) -> impl FnOnce(usize) -> std::io::Result<usize> + Send + 'static {
+    // SAFETY (in the closure): read(2) into a registered page of a live Region.
+    move |addr| raw_outcome(unsafe { libc::read(fd.as_raw_fd(), addr as *mut libc::c_void, 8) })
+}
+
+fn syscall_into(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = one_page()?;
+    let (r, _w) = loaded_pipe()?;
+    remote_access(ctx, uffd, region, read_into(r))
+}
+
+fn syscall_from(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = one_page()?;
+    let (_r, w) = nix::unistd::pipe().ctx("pipe")?;
+    // SAFETY (in the closure): write(2) from a registered page of a live Region.
+    remote_access(ctx, uffd, region, move |addr| {
+        raw_outcome(unsafe { libc::write(w.as_raw_fd(), addr as *const libc::c_void, 8) })
+    })
+}
+
+fn syscall_signal(ctx: &Ctx) -> ProbeResult {
+    let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
+    let (uffd, region) = one_page()?;
+    let (r, _w) = loaded_pipe()?;
+    let addr = region.base();
+    let reader = read_into(r);
+    let worker = worker::spawn("read", move || reader(addr));
+    match uffd.next_or_done(&worker, ctx.timeout)? {
+        Next::Event(Event::Pagefault { .. }) => {}
+        Next::Event(e) => {
+            return Ok(Observation::new(format!(
+                "unexpected event: {}",
+                describe_event(&e, &region)
+            )))
+        }
+        Next::Done(r) => {
+            return Ok(Observation::new(format!(
+                "read returned without a message: {}",
+                outcome(r)
+            )))
+        }
+        Next::Timeout => return Ok(Observation::new("blocked without a message")),
+    }
+    let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
+    let cpu_before = sys::thread_cpu_ticks(worker.tid());
+    sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
+    let early = flag.wait(ctx.window).ctx("eventfd")?;
+    let cpu_in_window = sys::thread_cpu_ticks(worker.tid())
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    let state_after = sys::thread_state(worker.tid());
+    let returned = if early > 0 {
+        worker.wait(ctx.timeout)
+    } else {
+        None
+    };
+    // Serve whatever is still pending (a retried fault, or the original one).
+    let _ = uffd.serve(region.base(), region.page_size(), 0xA5);
+    let result = returned.or_else(|| worker.wait(ctx.timeout));
+    let late = if early > 0 {
+        0
+    } else {
+        flag.wait(ctx.timeout).ctx("eventfd")?
+    };
+    let handler = match (early, late) {
+        (n, _) if n > 0 => "handler ran while blocked",
+        (_, n) if n > 0 => "handler waited for the page",
+        _ => "handler never ran",
+    };
+    let read = result.map_or("still blocked".to_string(), outcome);
+    Ok(Observation::new(format!("{handler}, read {read}"))
+        .with("state", sys::describe_state(state))
+        .with("state_after_signal", sys::describe_state(state_after))
+        .with("cpu_ticks_in_window", cpu_in_window.unwrap_or(0))
+        .with("window_ms", ctx.window.as_millis() as u64))
+}
+
+fn user_mode_only(ctx: &Ctx) -> ProbeResult {
+    let uffd = match Uffd::open_with(UFFD_USER_MODE_ONLY, 0) {
+        Err(Fail::Error(e)) if e.contains("EINVAL") => {
+            return Err(Fail::unsupported(
+                "EINVAL",
+                "userfaultfd(2) rejects UFFD_USER_MODE_ONLY (new in 5.11)",
+            ))
+        }
+        other => other?,
+    };
+    let region = Region::anonymous(1).ctx("mmap")?;
+    uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
+    let (r, _w) = loaded_pipe()?;
+    remote_access(ctx, uffd, region, read_into(r))
+}
+
+fn ptrace_peek(ctx: &Ctx) -> ProbeResult {
+    use nix::sys::ptrace;
+    // The tracee registers its own page and hands over its uffd and the page's address.
+    let tracee = sys::fork_with(|sock| {
+        let Ok((uffd, region)) = one_page() else {
+            return 2;
+        };
+        if sys::send_fd(&sock, uffd.raw_fd()).is_err() {
+            return 3;
+        }
+        sys::send_line(&sock, &region.base().to_string());
+        loop {
+            std::thread::park();
+        }
+    })
+    .ctx("fork")?;
+    let run = || -> ProbeResult {
+        let fd = tracee
+            .recv_fd(ctx.timeout)
+            .ctx("receiving the tracee's uffd")?
+            .ok_or_else(|| Fail::error("no uffd from the tracee"))?;
+        let addr: usize = tracee
+            .recv_line(ctx.timeout)
+            .ctx("receiving the page address")?
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| Fail::error("no page address from the tracee"))?;
+        let uffd = Uffd::from_fd(fd);
+        ptrace::seize(tracee.pid, ptrace::Options::empty()).ctx("PTRACE_SEIZE")?;
+        ptrace::interrupt(tracee.pid).ctx("PTRACE_INTERRUPT")?;
+        nix::sys::wait::waitpid(tracee.pid, None).ctx("waitpid for the stop")?;
+        let peek = ptrace::read(tracee.pid, addr as ptrace::AddressType);
+        let result = match peek {
+            Ok(_) => "8 bytes".to_string(),
+            Err(e) => errno_name(e),
+        };
+        Ok(match uffd.next(ctx.window)? {
+            None => Observation::new(format!("{result}, no message")),
+            Some(Event::Pagefault { kind, rw, .. }) => {
+                Observation::new(format!("{result}, then fault {}", describe_fault(kind, rw)))
+            }
+            Some(_) => Observation::new(format!("{result}, then another event")),
+        }
+        .with("window_ms", ctx.window.as_millis() as u64))
+    };
+    let result = run();
+    tracee.kill();
+    let _ = tracee.wait(ctx.timeout);
+    result
+}
+
+fn proc_mem_after_populate(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = one_page()?;
+    let addr = region.base();
+    let by_populate = sys::madvise(
+        Region::anonymous(1).ctx("mmap")?.base(),
+        sys::page_size(),
+        MADV_POPULATE_READ,
+    )
+    .is_ok();
+    let worker = worker::spawn("populate", move || {
+        if by_populate {
+            sys::madvise(addr, sys::page_size(), MADV_POPULATE_READ).map(drop)
+        } else {
+            sys::load(addr);
+            Ok(())
+        }
+    });
+    let served = uffd.serve_until_done(&worker, &region, 0xC3, ctx.timeout)?;
+    match served.result {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            return Ok(Observation::new(format!(
+                "populate failed: {}",
+                errno_name(e)
+            )))
+        }
+        None => return Ok(Observation::new("populate did not finish")),
+    }
+    let mem = std::fs::File::open("/proc/self/mem").ctx("open /proc/self/mem")?;
+    let mut buf = [0u8; 8];
+    let read = mem.read_at(&mut buf, addr as u64);
+    let observed = match read {
+        Ok(8) if buf == [0xC3; 8] => "served bytes".to_string(),
+        Ok(n) => format!("{n} bytes, not the served ones ({:02x?})", &buf[..n.min(8)]),
+        Err(e) => outcome(Err(e)),
+    };
+    Ok(Observation::new(observed)
+        .with(
+            "populated_by",
+            if by_populate {
+                "MADV_POPULATE_READ"
+            } else {
+                "load"
+            },
+        )
+        .with("faults", served.events.len()))
 }
