@@ -225,6 +225,11 @@ impl Uffd {
             .ctx("UFFDIO_REGISTER")
     }
 
+    /// Whether a message is waiting (without reading it), waiting up to `limit`.
+    pub fn readable(&self, limit: Duration) -> Result<bool, Fail> {
+        wait_readable(self.inner.as_fd(), limit).ctx("poll(uffd)")
+    }
+
     /// The next message, waiting up to `limit`; `None` when none arrived in time.
     pub fn next(&self, limit: Duration) -> Result<Option<Event>, Fail> {
         if !wait_readable(self.inner.as_fd(), limit).ctx("poll(uffd)")? {

@@ -1,64 +1,815 @@
-//! `remove`: UFFD_EVENT_REMOVE and the other non-fault events.
+//! `remove`: UFFD_EVENT_REMOVE and the other non-cooperative events, and the UFFDIO_COPY races
+//! they cause.
 
 use crate::catalogue::Behaviour;
-use crate::probe::{Context, Ctx, Observation, ProbeResult};
-use crate::sys::{errno_name, madvise, Region};
-use crate::uffd::{describe_event, Next, RegisterMode, Uffd, FEATURE_EVENT_REMOVE};
+use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::sys::{self, errno_name, madvise, Region};
+use crate::uffd::{
+    describe_event, registered, Event, Next, RegisterMode, Uffd, FEATURE_EVENT_FORK,
+    FEATURE_EVENT_REMAP, FEATURE_EVENT_REMOVE, FEATURE_EVENT_UNMAP, FEATURE_MISSING_SHMEM,
+};
+use crate::worker::{self, Worker};
+use nix::errno::Errno;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-pub const BEHAVIOURS: &[Behaviour] = &[Behaviour {
-    id: "remove.dontneed",
-    summary: "MADV_DONTNEED on a registered range raises UFFD_EVENT_REMOVE for exactly that range",
-    observes: "With UFFD_FEATURE_EVENT_REMOVE, pages 0-3 registered MISSING and served, a worker \
-               calls MADV_DONTNEED on pages [1,3): the first message as `REMOVE pages [a,b)` \
-               (page indices relative to the region), or `no event` when madvise returns without one.",
-    expect: &[
-        ("<4.11", "unsupported: UFFD_FEATURE_EVENT_REMOVE is new in Linux 4.11"),
-        (">=4.11", "REMOVE pages [1,3)"),
-    ],
-    citation: "ioctl_userfaultfd(2), man-pages 6.20: UFFD_FEATURE_EVENT_REMOVE (since Linux 4.11), \
-               \"when the faulting process calls madvise(2) with MADV_DONTNEED or MADV_REMOVE\"; \
-               mm/madvise.c madvise_dontneed_free -> userfaultfd_remove (v6.1)",
-    notes: "The madvise caller waits until the event is read (fs/userfaultfd.c \
-            userfaultfd_event_wait_completion); see the `madvise_returned_before_read` detail.",
-    probe: dontneed,
-}];
+/// Before 4.11 there are no non-cooperative events at all.
+macro_rules! before_4_11 {
+    () => {
+        (
+            "<4.11",
+            "unsupported: the non-cooperative events are new in Linux 4.11",
+        )
+    };
+}
 
-fn dontneed(ctx: &Ctx) -> ProbeResult {
-    let uffd = Uffd::open(FEATURE_EVENT_REMOVE)?;
-    let region = Region::anonymous(4).ctx("mmap")?;
-    let page = region.page_size();
-    uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
+const EVENTS_CITATION: &str = "ioctl_userfaultfd(2) and UFFDIO_API(2const), man-pages 6.20: \
+     UFFD_FEATURE_EVENT_REMOVE / _UNMAP / _REMAP / _FORK (since Linux 4.11)";
+
+pub const BEHAVIOURS: &[Behaviour] = &[
+    Behaviour {
+        id: "remove.dontneed",
+        summary: "MADV_DONTNEED on a registered range raises UFFD_EVENT_REMOVE for exactly that range",
+        observes: "With UFFD_FEATURE_EVENT_REMOVE, pages 0-3 registered MISSING and served, a worker \
+                   calls MADV_DONTNEED on pages [1,3): the first message as `REMOVE pages [a,b)` \
+                   (page indices relative to the region), or `no event` when madvise returns without one.",
+        expect: &[before_4_11!(), (">=4.11", "REMOVE pages [1,3)")],
+        citation: "ioctl_userfaultfd(2), man-pages 6.20: UFFD_FEATURE_EVENT_REMOVE (since Linux 4.11), \
+                   \"when the faulting process calls madvise(2) with MADV_DONTNEED or MADV_REMOVE\"; \
+                   mm/madvise.c madvise_dontneed_free -> userfaultfd_remove (v6.1)",
+        notes: "",
+        probe: dontneed,
+    },
+    Behaviour {
+        id: "remove.blocks_until_read",
+        summary: "The MADV_DONTNEED caller waits until the page server has read the REMOVE event",
+        observes: "The event is left unread once it is pending: `madvise waited for the read` when the \
+                   caller is still inside madvise after the quiet window and returns once the event is \
+                   read, `madvise returned before the read` otherwise. Details: its state while waiting.",
+        expect: &[before_4_11!(), (">=4.11", "madvise waited for the read")],
+        citation: "fs/userfaultfd.c userfaultfd_remove -> userfaultfd_event_wait_completion (v5.10, v6.12)",
+        notes: "A page server that stops reading its uffd (paused, busy, deadlocked on the process) \
+                stalls every MADV_DONTNEED in the process, balloon deflation included.",
+        probe: blocks_until_read,
+    },
+    Behaviour {
+        id: "remove.copy_eagain",
+        summary: "UFFDIO_COPY fails with EAGAIN while a REMOVE event is pending",
+        observes: "While a worker's MADV_DONTNEED waits with its REMOVE event unread, UFFDIO_COPY into \
+                   another, missing page of the range: `EAGAIN`, `copied`, or another errno name. \
+                   Details: the same COPY once the event was read.",
+        expect: &[before_4_11!(), (">=4.11, <4.18", "copied"), (">=4.18", "EAGAIN")],
+        citation: "fs/userfaultfd.c userfaultfd_copy (v5.10, v6.12): -EAGAIN while ctx->mmap_changing; \
+                   commit df2cc96e7701 (v4.18) \"userfaultfd: prevent non-cooperative events vs \
+                   mcopy_atomic races\"",
+        notes: "The EAGAIN protocol: on EAGAIN, read the pending events, then retry. UFFDIO_COPY(2const) \
+                documents EAGAIN only as a short copy.",
+        probe: copy_eagain,
+    },
+    Behaviour {
+        id: "remove.copy_field",
+        summary: "What uffdio_copy.copy holds after UFFDIO_COPY failed with EAGAIN for a pending event",
+        observes: "The `copy` field after the EAGAIN of remove.copy_eagain, set beforehand to a sentinel: \
+                   `untouched` (still the sentinel), `-EAGAIN`, or the number it holds.",
+        expect: &[
+            before_4_11!(),
+            (">=4.11, <4.18", "4096"),
+            (">=4.18, <6.15", "one of: untouched | -EAGAIN"),
+            (">=6.15", "-EAGAIN"),
+        ],
+        citation: "fs/userfaultfd.c userfaultfd_copy: v5.10 and v6.1.176 return before writing `copy`; \
+                   v6.12.117 and v7.2 write -EAGAIN; mm commit \"mm/userfaultfd: fix uninitialized output \
+                   field for -EAGAIN race\" (Peter Xu, 2025, v6.15, Cc stable: backported to some stable \
+                   series only)",
+        notes: "A server that reads `copy` after EAGAIN without initialising it reads garbage on older \
+                kernels; the userfaultfd crate 0.9 turns -EAGAIN into a huge PartiallyCopied count.",
+        probe: copy_field,
+    },
+    Behaviour {
+        id: "remove.refault",
+        summary: "After MADV_DONTNEED removed a served page, the next access faults again as MISSING",
+        observes: "A served page is removed (its REMOVE event read), then loaded from a worker: `fault \
+                   read, then served bytes` when a new MISSING fault arrives and the load returns what was \
+                   served the second time.",
+        expect: &[("*", "fault read, then served bytes")],
+        citation: "ioctl_userfaultfd(2): MISSING faults are raised for pages not present; mm/madvise.c \
+                   MADV_DONTNEED zaps the page table entries",
+        notes: "",
+        probe: refault,
+    },
+    Behaviour {
+        id: "remove.copy_eexist",
+        summary: "UFFDIO_COPY onto a page that is already present fails with EEXIST and sets copy to -EEXIST",
+        observes: "UFFDIO_COPY onto a served page: the errno and the `copy` field (`untouched` if it kept \
+                   its sentinel): `EEXIST, copy -EEXIST`.",
+        expect: &[("*", "EEXIST, copy -EEXIST")],
+        citation: "mm/userfaultfd.c mfill_atomic_pte / mcopy_atomic_pte (v5.10, v6.12): -EEXIST when the \
+                   PTE is not none; fs/userfaultfd.c userfaultfd_copy writes the result into `copy`",
+        notes: "UFFDIO_COPY(2const) does not list EEXIST among its errors, though servers racing each \
+                other (or a REMOVE) meet it routinely.",
+        probe: copy_eexist,
+    },
+    Behaviour {
+        id: "remove.zeropage",
+        summary: "UFFDIO_ZEROPAGE resolves a missing-page fault with a zero-filled page",
+        observes: "A worker's load raises a MISSING fault, served with UFFDIO_ZEROPAGE: `fault read, \
+                   zero-filled` when the load returns 0.",
+        expect: &[("*", "fault read, zero-filled")],
+        citation: "UFFDIO_ZEROPAGE(2const), man-pages 6.20",
+        notes: "",
+        probe: zeropage,
+    },
+    Behaviour {
+        id: "remove.madv_remove_shmem",
+        summary: "MADV_REMOVE on a registered shared memfd raises UFFD_EVENT_REMOVE for that range",
+        observes: "Pages 0-3 of a MAP_SHARED memfd registered MISSING; a worker calls MADV_REMOVE on pages \
+                   [1,3): the first message (`REMOVE pages [1,3)`), or `no event`.",
+        expect: &[before_4_11!(), (">=4.11", "REMOVE pages [1,3)")],
+        citation: "ioctl_userfaultfd(2): UFFD_FEATURE_EVENT_REMOVE \"MADV_DONTNEED or MADV_REMOVE\"; \
+                   mm/madvise.c madvise_remove -> userfaultfd_remove (v6.1)",
+        notes: "",
+        probe: madv_remove_shmem,
+    },
+    Behaviour {
+        id: "remove.madv_free",
+        summary: "MADV_FREE on a registered anonymous range raises UFFD_EVENT_REMOVE, like MADV_DONTNEED",
+        observes: "As remove.dontneed, with MADV_FREE: `REMOVE pages [1,3)` or `no event`.",
+        expect: &[before_4_11!(), (">=4.11", "REMOVE pages [1,3)")],
+        citation: "mm/madvise.c madvise_dontneed_free (v5.10, v6.12): one path for MADV_DONTNEED and \
+                   MADV_FREE, which calls userfaultfd_remove",
+        notes: "The man pages name only MADV_DONTNEED and MADV_REMOVE as raising the event.",
+        probe: madv_free,
+    },
+    Behaviour {
+        id: "remove.punch_hole",
+        summary: "fallocate(PUNCH_HOLE) on a registered memfd raises no event",
+        observes: "Pages 0-3 of a MAP_SHARED memfd registered MISSING with EVENT_REMOVE, mapped and \
+                   present; a worker punches a hole over pages [1,3) with fallocate: `no event` when it \
+                   returns and no message arrives in the quiet window. Details: whether a later load of \
+                   page 1 faults.",
+        expect: &[("*", "no event")],
+        citation: "mm/shmem.c shmem_fallocate (v6.1): FALLOC_FL_PUNCH_HOLE unmaps and truncates the range \
+                   without calling userfaultfd_remove",
+        notes: "A page server that tracks which pages it served learns nothing when the file behind them \
+                loses them: the next access faults as MISSING.",
+        probe: punch_hole,
+    },
+    Behaviour {
+        id: "remove.shared_memfd",
+        summary: "After MADV_DONTNEED on a MAP_SHARED memfd page, the old content comes back without a fault",
+        observes: "A MISSING-registered MAP_SHARED memfd page whose content is in the page cache; after a \
+                   worker's MADV_DONTNEED: the event (`REMOVE` or `no event`), then what a load returns: \
+                   `old content back without a fault`, `fault`, or `zero`.",
+        expect: &[before_4_11!(), (">=4.11", "REMOVE; old content back without a fault")],
+        citation: "madvise(2): MADV_DONTNEED on shared mappings \"the pages will be refetched from the \
+                   underlying file\"; mm/madvise.c madvise_dontneed_free -> userfaultfd_remove (v6.1)",
+        notes: "A server that treats REMOVE as \"the page is gone, serve it again on the next fault\" \
+                will never see that fault for shmem: the page cache still has it.",
+        probe: shared_memfd,
+    },
+    Behaviour {
+        id: "remove.unmap",
+        summary: "munmap of part of a registered range raises UFFD_EVENT_UNMAP for exactly that part",
+        observes: "With UFFD_FEATURE_EVENT_UNMAP, a worker unmaps pages [1,3) of a 4-page registered \
+                   range: `UNMAP pages [1,3)` or `no event`.",
+        expect: &[before_4_11!(), (">=4.11", "UNMAP pages [1,3)")],
+        citation: EVENTS_CITATION,
+        notes: "",
+        probe: unmap,
+    },
+    Behaviour {
+        id: "remove.remap",
+        summary: "mremap of a registered range raises UFFD_EVENT_REMAP with the old and new address",
+        observes: "With UFFD_FEATURE_EVENT_REMAP, a worker moves two registered pages to a fixed new \
+                   address: `REMAP 2 pages to the new address`, or what arrived.",
+        expect: &[before_4_11!(), (">=4.11", "REMAP 2 pages to the new address")],
+        citation: EVENTS_CITATION,
+        notes: "",
+        probe: remap,
+    },
+    Behaviour {
+        id: "remove.fork",
+        summary: "fork raises UFFD_EVENT_FORK with a new uffd, on which the child's faults arrive",
+        observes: "With UFFD_FEATURE_EVENT_FORK (as root), a worker forks; the child loads a registered \
+                   missing page: `FORK, child faults on the new uffd` when the event carries a new uffd \
+                   and the child's fault arrives there (and the child then reads the served byte).",
+        expect: &[before_4_11!(), (">=4.11", "FORK, child faults on the new uffd")],
+        citation: EVENTS_CITATION,
+        notes: "fork(2) itself waits until the FORK event is read.",
+        probe: fork,
+    },
+    Behaviour {
+        id: "remove.close_with_waiter",
+        summary: "Closing the uffd wakes a thread blocked on a missing page; its load then sees a zero page",
+        observes: "A worker is blocked by a load on a missing page (message read); the uffd is closed: \
+                   `waiter woke, read 0x00` (or the value) when the load finishes, `waiter still blocked` \
+                   otherwise.",
+        expect: &[("*", "waiter woke, read 0x00")],
+        citation: "fs/userfaultfd.c userfaultfd_release (v6.1): clears the VMAs' uffd context and wakes \
+                   all waiters, whose faults then complete as if never registered",
+        notes: "A page server that dies lets its process run on with zero pages where data was expected.",
+        probe: close_with_waiter,
+    },
+    Behaviour {
+        id: "remove.stale_copy_race",
+        summary: "A server following the EAGAIN protocol never installs stale bytes while MADV_DONTNEED races its copies",
+        observes: "One thread loads a page over and over while another removes it with MADV_DONTNEED; the \
+                   server serves each fault with the current version, and on EAGAIN reads the pending \
+                   events (a REMOVE bumps the version) and retries. `no stale page` when no load ever \
+                   returned a version older than the removals completed before it. Details: iterations, \
+                   faults served, EAGAINs met.",
+        expect: &[before_4_11!(), (">=4.11", "no stale page")],
+        citation: "fs/userfaultfd.c userfaultfd_copy and mm/userfaultfd.c mfill_atomic (v6.1): COPY fails \
+                   with EAGAIN from the moment a REMOVE is queued (mmap_changing) until the event is read",
+        notes: "How many EAGAINs a run meets varies; the observation does not.",
+        probe: stale_copy_race,
+    },
+];
+
+fn four_served_pages(features: u64) -> Result<(Uffd, Region), Fail> {
+    let (uffd, region) = registered(
+        features,
+        Region::anonymous(4).ctx("mmap")?,
+        RegisterMode::MISSING,
+    )?;
     for i in 0..4 {
-        uffd.serve(region.page(i), page, 0x10 + i as u8)?;
+        uffd.serve(region.page(i), region.page_size(), 0x10 + i as u8)?;
     }
-    let addr = region.page(1);
-    let worker = crate::worker::spawn("dontneed", move || {
-        madvise(addr, 2 * page, libc::MADV_DONTNEED)
-    });
+    Ok((uffd, region))
+}
+
+/// Runs `op` on pages [1,3) from a worker and reports the first event: `REMOVE pages [1,3)`, or
+/// `no event` (after the quiet window) when `op` returns without one.
+fn first_event(
+    ctx: &Ctx,
+    uffd: &Uffd,
+    region: &Region,
+    op: impl FnOnce(usize, usize) -> Result<(), Errno> + Send + 'static,
+) -> ProbeResult {
+    let (addr, len) = (region.page(1), 2 * region.page_size());
+    let worker = worker::spawn("op", move || op(addr, len));
     Ok(match uffd.next_or_done(&worker, ctx.timeout)? {
         Next::Event(event) => {
             let ret = worker.wait(ctx.timeout);
-            Observation::new(describe_event(&event, &region)).with(
-                "madvise",
-                match ret {
-                    Some(Ok(())) => "0".to_string(),
-                    Some(Err(e)) => errno_name(e),
-                    None => "still blocked".to_string(),
-                },
-            )
+            Observation::new(describe_event(&event, region)).with("result", result_name(ret))
         }
         Next::Done(ret) => {
             let late = uffd.next(ctx.window)?;
             Observation::new(match late {
                 None => "no event".to_string(),
                 Some(e) => format!(
-                    "no event before madvise returned, then {}",
-                    describe_event(&e, &region)
+                    "no event before it returned, then {}",
+                    describe_event(&e, region)
                 ),
             })
-            .with("madvise", ret.map_or_else(errno_name, |()| "0".to_string()))
-            .with("madvise_returned_before_read", true)
+            .with("result", result_name(Some(ret)))
+            .with("window_ms", ctx.window.as_millis() as u64)
         }
-        Next::Timeout => Observation::new("madvise blocked without an event"),
+        Next::Timeout => Observation::new("blocked without an event"),
     })
+}
+
+fn result_name(r: Option<Result<(), Errno>>) -> String {
+    match r {
+        Some(Ok(())) => "0".to_string(),
+        Some(Err(e)) => errno_name(e),
+        None => "still blocked".to_string(),
+    }
+}
+
+fn dontneed(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = four_served_pages(FEATURE_EVENT_REMOVE)?;
+    first_event(ctx, &uffd, &region, |a, l| {
+        madvise(a, l, libc::MADV_DONTNEED)
+    })
+}
+
+fn madv_free(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = four_served_pages(FEATURE_EVENT_REMOVE)?;
+    first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_FREE))
+}
+
+fn unmap(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = four_served_pages(FEATURE_EVENT_UNMAP)?;
+    // SAFETY: nothing else uses pages [1,3) of this probe's region.
+    first_event(ctx, &uffd, &region, |a, l| {
+        Errno::result(unsafe { libc::munmap(a as *mut libc::c_void, l) }).map(drop)
+    })
+}
+
+fn madv_remove_shmem(ctx: &Ctx) -> ProbeResult {
+    let region = Region::memfd(4).ctx("memfd")?;
+    for i in 0..4 {
+        region.fill_file_page(i, 0x20 + i as u8).ctx("pwrite")?;
+    }
+    let (uffd, region) = registered(
+        FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM,
+        region,
+        RegisterMode::MISSING,
+    )?;
+    first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_REMOVE))
+}
+
+/// A worker removes page 1 of four served pages with MADV_DONTNEED and blocks until its REMOVE
+/// event is read; returns once the event is pending (not read).
+fn pending_remove(ctx: &Ctx) -> Result<(Uffd, Region, Worker<Result<(), Errno>>), Fail> {
+    let (uffd, region) = registered(
+        FEATURE_EVENT_REMOVE,
+        Region::anonymous(4).ctx("mmap")?,
+        RegisterMode::MISSING,
+    )?;
+    for i in 0..3 {
+        uffd.serve(region.page(i), region.page_size(), 0x30 + i as u8)?;
+    }
+    let (addr, len) = (region.page(1), region.page_size());
+    let worker = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
+    if !uffd.readable(ctx.timeout)? {
+        return Err(Fail::error("no REMOVE event became pending"));
+    }
+    Ok((uffd, region, worker))
+}
+
+fn blocks_until_read(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region, worker) = pending_remove(ctx)?;
+    let early = worker.wait(ctx.window);
+    let state = sys::thread_state(worker.tid());
+    let event = uffd.next(ctx.timeout)?;
+    let after = if early.is_some() {
+        early
+    } else {
+        worker.wait(ctx.timeout)
+    };
+    let observed = match (&early, &event) {
+        (Some(_), _) => "madvise returned before the read".to_string(),
+        (None, Some(Event::Remove { .. })) if after.is_some() => {
+            "madvise waited for the read".to_string()
+        }
+        (None, Some(e)) => format!("madvise blocked, then {}", describe_event(e, &region)),
+        (None, None) => "madvise blocked without an event".to_string(),
+    };
+    Ok(Observation::new(observed)
+        .with("state_while_pending", sys::describe_state(state))
+        .with("madvise", result_name(after))
+        .with("window_ms", ctx.window.as_millis() as u64))
+}
+
+const SENTINEL: i64 = 0x5A5A;
+
+fn copy_while_pending(ctx: &Ctx) -> Result<(Result<(), Errno>, i64, String), Fail> {
+    let (uffd, region, worker) = pending_remove(ctx)?;
+    let page = vec![0x99u8; region.page_size()];
+    let (result, field) = uffd.copy_raw(region.page(3), &page, SENTINEL);
+    let _ = uffd.next(ctx.timeout)?;
+    let _ = worker.wait(ctx.timeout);
+    let (again, _) = uffd.copy_raw(region.page(3), &page, SENTINEL);
+    Ok((
+        result,
+        field,
+        again.map_or_else(errno_name, |()| "copied".to_string()),
+    ))
+}
+
+fn copy_eagain(ctx: &Ctx) -> ProbeResult {
+    let (result, _, again) = copy_while_pending(ctx)?;
+    Ok(
+        Observation::new(result.map_or_else(errno_name, |()| "copied".to_string()))
+            .with("after_the_read", again),
+    )
+}
+
+fn copy_field_name(field: i64) -> String {
+    match field {
+        SENTINEL => "untouched".to_string(),
+        n if n < 0 => format!("-{}", errno_name(Errno::from_raw(-n as i32))),
+        n => n.to_string(),
+    }
+}
+
+fn copy_field(ctx: &Ctx) -> ProbeResult {
+    let (result, field, _) = copy_while_pending(ctx)?;
+    Ok(Observation::new(copy_field_name(field))
+        .with(
+            "copy_result",
+            result.map_or_else(errno_name, |()| "0".to_string()),
+        )
+        .with("raw", field))
+}
+
+fn copy_eexist(_: &Ctx) -> ProbeResult {
+    let (uffd, region) = four_served_pages(0)?;
+    let (result, field) = uffd.copy_raw(region.page(0), &vec![1u8; region.page_size()], SENTINEL);
+    Ok(Observation::new(format!(
+        "{}, copy {}",
+        result.map_or_else(errno_name, |()| "copied".to_string()),
+        copy_field_name(field)
+    )))
+}
+
+fn refault(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = registered(
+        FEATURE_EVENT_REMOVE,
+        Region::anonymous(1).ctx("mmap")?,
+        RegisterMode::MISSING,
+    )?;
+    uffd.serve(region.base(), region.page_size(), 0x11)?;
+    let (addr, len) = (region.base(), region.page_size());
+    let remover = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
+    match uffd.next_or_done(&remover, ctx.timeout)? {
+        Next::Event(Event::Remove { .. }) => {
+            remover.wait(ctx.timeout);
+        }
+        Next::Event(e) => {
+            return Ok(Observation::new(format!(
+                "unexpected event: {}",
+                describe_event(&e, &region)
+            )))
+        }
+        Next::Done(_) => return Ok(Observation::new("no REMOVE event")),
+        Next::Timeout => return Ok(Observation::new("madvise blocked without an event")),
+    }
+    let loader = worker::spawn("load", move || sys::load(addr));
+    Ok(match uffd.next_or_done(&loader, ctx.timeout)? {
+        Next::Event(Event::Pagefault { .. }) => {
+            uffd.serve(region.base(), region.page_size(), 0x22)?;
+            match loader.wait(ctx.timeout) {
+                Some(0x22) => Observation::new("fault read, then served bytes"),
+                Some(v) => Observation::new(format!("fault read, then {v:#04x}")),
+                None => Observation::new("fault read, still blocked"),
+            }
+        }
+        Next::Event(e) => {
+            Observation::new(format!("unexpected event: {}", describe_event(&e, &region)))
+        }
+        Next::Done(v) => Observation::new(format!("no fault, read {v:#04x}")),
+        Next::Timeout => Observation::new("load blocked without a message"),
+    })
+}
+
+fn zeropage(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
+    let addr = region.base();
+    let loader = worker::spawn("load", move || sys::load(addr));
+    Ok(match uffd.next_or_done(&loader, ctx.timeout)? {
+        Next::Event(Event::Pagefault { .. }) => {
+            let n = uffd
+                .zeropage(region.base(), region.page_size())
+                .ctx("UFFDIO_ZEROPAGE")?;
+            match loader.wait(ctx.timeout) {
+                Some(0) => Observation::new("fault read, zero-filled"),
+                Some(v) => Observation::new(format!("fault read, read {v:#04x}")),
+                None => Observation::new("fault read, still blocked"),
+            }
+            .with("zeropage_bytes", n)
+        }
+        Next::Event(e) => {
+            Observation::new(format!("unexpected event: {}", describe_event(&e, &region)))
+        }
+        Next::Done(v) => Observation::new(format!("no fault, read {v:#04x}")),
+        Next::Timeout => Observation::new("load blocked without a message"),
+    })
+}
+
+fn punch_hole(ctx: &Ctx) -> ProbeResult {
+    let region = Region::memfd(4).ctx("memfd")?;
+    for i in 0..4 {
+        region.fill_file_page(i, 0x40 + i as u8).ctx("pwrite")?;
+    }
+    let (uffd, region) = registered(
+        FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM,
+        region,
+        RegisterMode::MISSING,
+    )?;
+    for i in 0..4 {
+        sys::load(region.page(i)); // present in the page cache: mapped without a fault
+    }
+    let fd = region
+        .memfd
+        .as_ref()
+        .expect("a memfd region")
+        .try_clone()
+        .ctx("dup")?;
+    let page = region.page_size() as i64;
+    let mut obs = first_event(ctx, &uffd, &region, move |_, _| {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        fallocate(
+            &fd,
+            FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            page,
+            2 * page,
+        )
+    })?;
+    // Does the punched page fault as MISSING now?
+    let addr = region.page(1);
+    let loader = worker::spawn("load", move || sys::load(addr));
+    let refault = match uffd.next_or_done(&loader, ctx.timeout)? {
+        Next::Event(Event::Pagefault { .. }) => {
+            uffd.serve(region.page(1), region.page_size(), 0x55)?;
+            loader.wait(ctx.timeout);
+            "fault read"
+        }
+        Next::Done(_) => "no fault",
+        _ => "other",
+    };
+    obs.detail("later_load_of_page_1", refault);
+    Ok(obs)
+}
+
+fn shared_memfd(ctx: &Ctx) -> ProbeResult {
+    let region = Region::memfd(1).ctx("memfd")?;
+    region.fill_file_page(0, 0x99).ctx("pwrite")?;
+    let (uffd, region) = registered(
+        FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM,
+        region,
+        RegisterMode::MISSING,
+    )?;
+    let first = sys::load(region.base());
+    let (addr, len) = (region.base(), region.page_size());
+    let remover = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
+    let event = match uffd.next_or_done(&remover, ctx.timeout)? {
+        Next::Event(Event::Remove { .. }) => {
+            remover.wait(ctx.timeout);
+            "REMOVE".to_string()
+        }
+        Next::Event(e) => describe_event(&e, &region),
+        Next::Done(_) => "no event".to_string(),
+        Next::Timeout => return Ok(Observation::new("madvise blocked without an event")),
+    };
+    let loader = worker::spawn("load", move || sys::load(addr));
+    let after = match uffd.next_or_done(&loader, ctx.timeout)? {
+        Next::Done(0x99) => "old content back without a fault".to_string(),
+        Next::Done(0) => "zero".to_string(),
+        Next::Done(v) => format!("{v:#04x} without a fault"),
+        Next::Event(Event::Pagefault { .. }) => {
+            uffd.serve(region.base(), region.page_size(), 0x11)?;
+            loader.wait(ctx.timeout);
+            "fault".to_string()
+        }
+        Next::Event(e) => describe_event(&e, &region),
+        Next::Timeout => "load blocked".to_string(),
+    };
+    Ok(Observation::new(format!("{event}; {after}")).with("first_load", format!("{first:#04x}")))
+}
+
+fn remap(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = four_served_pages(FEATURE_EVENT_REMAP)?;
+    let target = Region::anonymous(2).ctx("mmap (target)")?;
+    let (from, to, len) = (region.page(1), target.base(), 2 * region.page_size());
+    let worker = worker::spawn("mremap", move || {
+        // SAFETY: moves two pages of this probe's region over its own target mapping.
+        let r = unsafe {
+            libc::mremap(
+                from as *mut libc::c_void,
+                len,
+                len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                to as *mut libc::c_void,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            Err(Errno::last())
+        } else {
+            Ok(r as usize)
+        }
+    });
+    Ok(match uffd.next_or_done(&worker, ctx.timeout)? {
+        Next::Event(Event::Remap {
+            from: f,
+            to: t,
+            len: l,
+        }) => {
+            let pages = l / region.page_size();
+            let dest = if t as usize == to {
+                "to the new address"
+            } else {
+                "elsewhere"
+            };
+            let src = if f as usize == from {
+                ""
+            } else {
+                " (from another address)"
+            };
+            worker.wait(ctx.timeout);
+            Observation::new(format!("REMAP {pages} pages {dest}{src}"))
+        }
+        Next::Event(e) => {
+            Observation::new(format!("unexpected event: {}", describe_event(&e, &region)))
+        }
+        Next::Done(r) => Observation::new(format!(
+            "no event ({})",
+            r.map_or_else(errno_name, |_| "moved".into())
+        )),
+        Next::Timeout => Observation::new("mremap blocked without an event"),
+    })
+}
+
+fn fork(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = registered(
+        FEATURE_EVENT_FORK,
+        Region::anonymous(1).ctx("mmap")?,
+        RegisterMode::MISSING,
+    )?;
+    let (rd, wr) = nix::unistd::pipe().ctx("pipe")?;
+    let addr = region.base();
+    // fork(2) waits for its FORK event to be read, so it runs on a worker. The child only loads,
+    // writes one byte and exits: nothing that could need a lock another thread held at fork.
+    let forker = worker::spawn("fork", move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: see above.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let byte = sys::load(addr);
+            unsafe {
+                libc::write(wr.as_raw_fd(), (&byte as *const u8).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        pid
+    });
+    let child_uffd = match uffd.next_or_done(&forker, ctx.timeout)? {
+        Next::Event(Event::Fork { uffd }) => {
+            // The crate's IntoRawFd closes the descriptor it hands out (it drops itself after
+            // taking the number), so take the number and forget the wrapper instead.
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&uffd);
+            std::mem::forget(uffd);
+            // SAFETY: the FORK message installed this descriptor for us; nothing else owns it.
+            Uffd::from_fd(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
+        }
+        Next::Event(e) => {
+            return Ok(Observation::new(format!(
+                "unexpected event: {}",
+                describe_event(&e, &region)
+            )))
+        }
+        Next::Done(pid) => {
+            reap(pid, ctx.timeout);
+            return Ok(Observation::new("no FORK event"));
+        }
+        Next::Timeout => return Ok(Observation::new("fork blocked without an event")),
+    };
+    let pid = forker.wait(ctx.timeout).unwrap_or(-1);
+    let observed = match child_uffd.next(ctx.timeout)? {
+        Some(Event::Pagefault { .. }) => {
+            child_uffd.serve(region.base(), region.page_size(), 0x7E)?;
+            let mut byte = [0u8; 1];
+            let got = sys::wait_readable(std::os::fd::AsFd::as_fd(&rd), ctx.timeout).ctx("poll")?
+                && nix::unistd::read(&rd, &mut byte).ctx("read")? == 1;
+            if got && byte[0] == 0x7E {
+                "FORK, child faults on the new uffd".to_string()
+            } else {
+                "FORK, child faulted but did not read the served byte".to_string()
+            }
+        }
+        Some(e) => format!(
+            "FORK, then on the new uffd: {}",
+            describe_event(&e, &region)
+        ),
+        None => match uffd.next(ctx.window)? {
+            Some(e) => format!(
+                "FORK, but the child's fault came on the parent's uffd: {}",
+                describe_event(&e, &region)
+            ),
+            None => "FORK, no fault from the child".to_string(),
+        },
+    };
+    reap(pid, ctx.timeout);
+    Ok(Observation::new(observed))
+}
+
+fn reap(pid: i32, limit: Duration) {
+    if pid > 0 {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(nix::sys::wait::WaitStatus::StillAlive) => std::thread::yield_now(),
+                _ => return,
+            }
+        }
+    }
+}
+
+fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
+    let addr = region.base();
+    let loader = worker::spawn("load", move || sys::load(addr));
+    match uffd.next_or_done(&loader, ctx.timeout)? {
+        Next::Event(Event::Pagefault { .. }) => {}
+        Next::Event(e) => {
+            return Ok(Observation::new(format!(
+                "unexpected event: {}",
+                describe_event(&e, &region)
+            )))
+        }
+        Next::Done(v) => return Ok(Observation::new(format!("no fault, read {v:#04x}"))),
+        Next::Timeout => return Ok(Observation::new("load blocked without a message")),
+    }
+    let state = sys::wait_until_blocked(loader.tid(), ctx.timeout);
+    uffd.close();
+    Ok(match loader.wait(ctx.timeout) {
+        Some(v) => Observation::new(format!("waiter woke, read {v:#04x}")),
+        None => Observation::new("waiter still blocked"),
+    }
+    .with("state_before_close", sys::describe_state(state)))
+}
+
+fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
+    const ROUNDS: u8 = 200;
+    let (uffd, region) = registered(
+        FEATURE_EVENT_REMOVE,
+        Region::anonymous(1).ctx("mmap")?,
+        RegisterMode::MISSING,
+    )?;
+    let (addr, page) = (region.base(), region.page_size());
+    // Removals completed (madvise returned); version N+1 is valid after N removals.
+    let removed = Arc::new(AtomicU8::new(0));
+    let stale = Arc::new(AtomicU64::new(0));
+    let driver = {
+        let (removed, stale) = (removed.clone(), stale.clone());
+        worker::spawn("race", move || {
+            let remover = {
+                let removed = removed.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..ROUNDS {
+                        if madvise(addr, page, libc::MADV_DONTNEED).is_err() {
+                            return false;
+                        }
+                        removed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    true
+                })
+            };
+            let mut loads = 0u64;
+            while !remover.is_finished() {
+                let before = removed.load(Ordering::SeqCst);
+                let v = sys::load(addr);
+                loads += 1;
+                if v < before.wrapping_add(1) {
+                    stale.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            let ok = remover.join().unwrap_or(false);
+            // After the dust settles: one more load must see the newest version.
+            let last = sys::load(addr);
+            if last != removed.load(Ordering::SeqCst).wrapping_add(1) {
+                stale.fetch_add(1, Ordering::SeqCst);
+            }
+            (ok, loads)
+        })
+    };
+    let mut version: u8 = 1;
+    let (mut faults, mut eagains) = (0u64, 0u64);
+    let result = loop {
+        match uffd.next_or_done(&driver, ctx.timeout)? {
+            Next::Event(Event::Remove { .. }) => version = version.wrapping_add(1),
+            Next::Event(Event::Pagefault { .. }) => {
+                faults += 1;
+                // The EAGAIN protocol: the data is built from the current version at each try,
+                // and pending events are read (bumping the version) before retrying.
+                loop {
+                    let (r, _) = uffd.copy_raw(addr, &vec![version; page], 0);
+                    match r {
+                        Ok(()) | Err(Errno::EEXIST) => break,
+                        Err(Errno::EAGAIN) => {
+                            eagains += 1;
+                            while let Some(e) = uffd.next(Duration::ZERO)? {
+                                if let Event::Remove { .. } = e {
+                                    version = version.wrapping_add(1);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            return Err(Fail::error(format!("UFFDIO_COPY: {}", errno_name(e))))
+                        }
+                    }
+                }
+            }
+            Next::Event(e) => {
+                return Ok(Observation::new(format!(
+                    "unexpected event: {}",
+                    describe_event(&e, &region)
+                )))
+            }
+            Next::Done(r) => break Some(r),
+            Next::Timeout => break None,
+        }
+    };
+    let Some((ok, loads)) = result else {
+        return Ok(Observation::new("stuck: no progress within the timeout"));
+    };
+    if !ok {
+        return Err(Fail::error("MADV_DONTNEED failed during the race"));
+    }
+    let stale = stale.load(Ordering::SeqCst);
+    Ok(Observation::new(if stale == 0 {
+        "no stale page".to_string()
+    } else {
+        "stale page seen".to_string()
+    })
+    .with("removals", u64::from(ROUNDS))
+    .with("loads", loads)
+    .with("faults_served", faults)
+    .with("eagain", eagains)
+    .with("stale_loads", stale))
 }
