@@ -62,6 +62,7 @@ mod tests {
             summary: "s".into(),
             observes: "o".into(),
             expectation: vec![Rule::new("*", "x")],
+            documented: Vec::new(),
             citation: "c".into(),
             notes: String::new(),
             cells: BTreeMap::new(),

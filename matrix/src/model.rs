@@ -208,8 +208,13 @@ pub struct Behaviour {
     pub summary: String,
     /// What the probe observes, and the values `observed` takes.
     pub observes: String,
-    /// The expectation table (see [`crate::expect`]).
+    /// The expectation table (see [`crate::expect`]), from the kernel source where the
+    /// documentation is wrong or silent.
     pub expectation: Vec<Rule>,
+    /// What the documentation claims, where it differs from `expectation`. Cells whose observation
+    /// does not match it are the matrix's findings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub documented: Vec<Rule>,
     /// Where the expectation comes from: man page section, kernel source file at a version.
     pub citation: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -59,17 +59,6 @@ impl Region {
         Region::map(pages, page_size(), libc::MAP_SHARED, Some(fd))
     }
 
-    /// A MAP_SHARED mapping of the same memfd as `other` (a second view of the same pages).
-    pub fn second_view(other: &Region) -> Result<Region, Errno> {
-        let fd = other
-            .memfd
-            .as_ref()
-            .ok_or(Errno::EINVAL)?
-            .try_clone()
-            .map_err(|_| Errno::EMFILE)?;
-        Region::map(other.pages, other.page, libc::MAP_SHARED, Some(fd))
-    }
-
     /// Anonymous memory backed by huge pages of `huge` bytes (MAP_HUGETLB).
     pub fn hugetlb(pages: usize, huge: usize) -> Result<Region, Errno> {
         Region::map(
@@ -110,9 +99,6 @@ impl Region {
     }
     pub fn len(&self) -> usize {
         self.pages * self.page
-    }
-    pub fn pages(&self) -> usize {
-        self.pages
     }
     pub fn page_size(&self) -> usize {
         self.page

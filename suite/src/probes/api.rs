@@ -2,8 +2,11 @@
 
 use crate::catalogue::Behaviour;
 use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::sys::errno_name;
-use crate::uffd::{self, feature_names, ioctl_names, open_failure, DevError, UFFD_USER_MODE_ONLY};
+use crate::sys::{self, errno_name, Region, Sysctl};
+use crate::uffd::{
+    self, feature_names, ioctl_names, open_failure, DevError, RegisterMode, FEATURE_EVENT_FORK,
+    UFFD_USER_MODE_ONLY,
+};
 use nix::errno::Errno;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -33,17 +36,19 @@ pub const BEHAVIOURS: &[Behaviour] = &[
             (">=6.4, <6.6", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED")),
             (">=6.6, <6.7", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON")),
             (">=6.7, <6.8", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC")),
-            (">=6.8, <7.2", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC MOVE")),
-            (">=7.2", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC MOVE RWP RWP_ASYNC")),
+            (">=6.8, <7.3", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC MOVE")),
+            (">=7.3", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC MOVE RWP RWP_ASYNC")),
         ],
         citation: "UFFDIO_API(2const), man-pages 6.20: the \"(since Linux X)\" of each UFFD_FEATURE_* bit; \
-                   include/uapi/linux/userfaultfd.h (UFFD_API_FEATURES)",
+                   include/uapi/linux/userfaultfd.h UFFD_API_FEATURES (Debian linux-libc-dev 7.2.13 lacks \
+                   RWP/RWP_ASYNC, 7.3-rc7 has them, though the man page dates them to 7.2)",
         notes: "The table is cumulative: a kernel passes when it advertises at least the features the \
                 man page dates to its version; extra (backported) features are recorded, not failed. \
                 Some bits also depend on configuration (hugetlbfs, shmem, CONFIG_PTE_MARKER_UFFD_WP) and \
                 on the architecture. The man page dates UFFD_FEATURE_PAGEFAULT_FLAG_WP to 5.10 (anonymous \
                 write-protect was merged in 5.7) and RWP/RWP_ASYNC to 7.2, while the 7.2 uapi header \
                 lacks them and 7.3-rc has them.",
+        documented: &[(">=7.2, <7.3", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC MOVE RWP RWP_ASYNC"))],
         probe: features,
     },
     Behaviour {
@@ -55,6 +60,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY (since Linux 5.11); \
                    fs/userfaultfd.c (v5.11, SYSCALL_DEFINE1(userfaultfd): flags check)",
         notes: "",
+        documented: &[],
         probe: user_mode_only,
     },
     Behaviour {
@@ -68,7 +74,91 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    Documentation/admin-guide/mm/userfaultfd.rst (v6.1): the device is root-only \
                    (0600) by default",
         notes: "Run as root, as the suite does; an unprivileged caller sees `open: EACCES` by default.",
+        documented: &[],
         probe: dev_userfaultfd,
+    },
+    Behaviour {
+        id: "api.ioctls",
+        summary: "The ioctls UFFDIO_REGISTER offers for an anonymous range registered MISSING",
+        observes: "The names of the bits set in uffdio_register.ioctls after registering one anonymous \
+                   page in MISSING mode, in bit order.",
+        expect: &[
+            ("<6.6", "WAKE COPY ZEROPAGE"),
+            (">=6.6, <6.8", "WAKE COPY ZEROPAGE POISON"),
+            (">=6.8", "WAKE COPY ZEROPAGE MOVE POISON"),
+        ],
+        citation: "UFFDIO_REGISTER(2const), man-pages 6.20; include/uapi/linux/userfaultfd.h \
+                   UFFD_API_RANGE_IOCTLS (v5.10, v6.12) and fs/userfaultfd.c userfaultfd_register, which \
+                   masks WRITEPROTECT without MODE_WP and CONTINUE without MODE_MINOR; UFFDIO_POISON \
+                   since 6.6, UFFDIO_MOVE since 6.8 (UFFDIO_API(2const))",
+        notes: "",
+        documented: &[],
+        probe: ioctls,
+    },
+    Behaviour {
+        id: "api.unknown_feature",
+        summary: "UFFDIO_API asking for an unknown feature bit fails with EINVAL and zeroes the structure",
+        observes: "UFFDIO_API with features = bit 63: the errno name (or `accepted`), then `, zeroed` when \
+                   the kernel cleared api/features/ioctls or `, not zeroed`.",
+        expect: &[("*", "EINVAL, zeroed")],
+        citation: "UFFDIO_API(2const), man-pages 6.20: \"If the application sets unsupported feature bits, \
+                   the kernel will zero out the returned uffdio_api structure and return EINVAL\"; \
+                   fs/userfaultfd.c userfaultfd_api (v5.10, v6.12)",
+        notes: "Unknown bits are an error, not silently masked: probe with features = 0 first.",
+        documented: &[],
+        probe: unknown_feature,
+    },
+    Behaviour {
+        id: "api.handshake_twice",
+        summary: "A second UFFDIO_API on a descriptor whose first handshake asked for no feature",
+        observes: "Two UFFDIO_API calls with features = 0 on one fresh descriptor: `ok` when the second \
+                   succeeds, else its errno name.",
+        expect: &[("*", "EINVAL")],
+        documented: &[("*", "ok")],
+        citation: "fs/userfaultfd.c userfaultfd_api (v5.10, v6.12, v7.2): the first call stores the features \
+                   with UFFD_FEATURE_INITIALIZED, so the cmpxchg(&ctx->features, 0, ...) of any second call \
+                   fails with -EINVAL; documented otherwise in UFFDIO_API(2const), man-pages 6.20, ERRORS: \
+                   \"Calling UFFDIO_API twice, the first time with no features set, is explicitly allowed as \
+                   per the two-step feature detection handshake\"",
+        notes: "The man page contradicts itself: its DESCRIPTION says a temporary userfaultfd is needed to \
+                probe features, which is what the kernel requires.",
+        probe: handshake_twice,
+    },
+    Behaviour {
+        id: "api.unprivileged",
+        summary: "What an unprivileged process gets from userfaultfd(2), per vm.unprivileged_userfaultfd and UFFD_USER_MODE_ONLY",
+        observes: "A helper process that has become `nobody` (no capabilities) calls userfaultfd(2) plain and \
+                   with UFFD_USER_MODE_ONLY, with vm.unprivileged_userfaultfd set to 0 and then 1: `sysctl 0: \
+                   plain R, user-mode-only R | sysctl 1: plain R, user-mode-only R` (R: `ok` or an errno \
+                   name). Details: the sysctl's value before the probe (the kernel's default in a guest).",
+        expect: &[
+            ("<5.2", "unsupported: vm.unprivileged_userfaultfd is new in Linux 5.2"),
+            (">=5.2, <5.11", "sysctl 0: plain EPERM, user-mode-only EPERM | sysctl 1: plain ok, user-mode-only EINVAL"),
+            (">=5.11", "sysctl 0: plain EPERM, user-mode-only ok | sysctl 1: plain ok, user-mode-only ok"),
+        ],
+        citation: "userfaultfd(2), man-pages 6.20: \"Before Linux 5.11 ... unprivileged users could use it only \
+                   if the vm.unprivileged_userfaultfd sysctl is set to 1\", UFFD_USER_MODE_ONLY; \
+                   Documentation/admin-guide/sysctl/vm.rst unprivileged_userfaultfd; fs/userfaultfd.c \
+                   (v5.10 SYSCALL_DEFINE1, v6.12 userfaultfd_syscall_allowed)",
+        notes: "Since 5.11 the default of vm.unprivileged_userfaultfd is 0: unprivileged users get only \
+                user-mode faults, and kernel-mode accesses to their registered memory fail with EFAULT \
+                (remote.user_mode_only).",
+        documented: &[],
+        probe: unprivileged,
+    },
+    Behaviour {
+        id: "api.fork_needs_ptrace",
+        summary: "UFFDIO_API asking for UFFD_FEATURE_EVENT_FORK fails with EPERM without CAP_SYS_PTRACE",
+        observes: "A root helper process that dropped CAP_SYS_PTRACE (vm.unprivileged_userfaultfd set to 1 so \
+                   it may open a uffd at all) requests EVENT_FORK: `EPERM`, `ok`, or another errno name.",
+        expect: &[("<5.11", "one of: EPERM | ok"), (">=5.11", "EPERM")],
+        citation: "UFFDIO_API(2const), man-pages 6.20, ERRORS: \"EPERM The UFFD_FEATURE_EVENT_FORK feature \
+                   was enabled, but the calling process doesn't have the CAP_SYS_PTRACE capability\"; commit \
+                   3c1c24d91ffd \"userfaultfd: require CAP_SYS_PTRACE for UFFD_FEATURE_EVENT_FORK\" (v5.11, \
+                   sent to the stable series: present in Debian's 5.10.262)",
+        notes: "Older kernels without the backport let any uffd owner receive uffds of its children.",
+        documented: &[],
+        probe: fork_needs_ptrace,
     },
 ];
 
@@ -136,4 +226,110 @@ fn dev_userfaultfd(_: &Ctx) -> ProbeResult {
         Err(DevError::Ioctl(e)) => format!("ioctl: {}", errno_name(e)),
     };
     Ok(obs)
+}
+
+fn ioctls(_: &Ctx) -> ProbeResult {
+    let uffd = uffd::Uffd::open(0)?;
+    let region = Region::anonymous(1).ctx("mmap")?;
+    let bits = uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
+    Ok(Observation::new(ioctl_names(bits)).with("ioctls", format!("{bits:#x}")))
+}
+
+fn unknown_feature(_: &Ctx) -> ProbeResult {
+    use std::os::fd::AsRawFd;
+    let fd = uffd::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
+    let mut api = userfaultfd_sys::uffdio_api {
+        api: userfaultfd_sys::UFFD_API,
+        features: 1 << 63,
+        ioctls: 0x1234,
+    };
+    // SAFETY: a properly initialised uffdio_api.
+    let r = unsafe { uffd::ioctl_api(fd.as_raw_fd(), &mut api) };
+    let zeroed = api.api == 0 && api.features == 0 && api.ioctls == 0;
+    let result = r.map_or_else(errno_name, |_| "accepted".to_string());
+    Ok(Observation::new(format!(
+        "{result}, {}",
+        if zeroed { "zeroed" } else { "not zeroed" }
+    ))
+    .with("features_after", format!("{:#x}", api.features)))
+}
+
+fn handshake_twice(_: &Ctx) -> ProbeResult {
+    let fd = uffd::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
+    uffd::handshake(&fd, 0).ctx("first UFFDIO_API")?;
+    Ok(Observation::new(
+        uffd::handshake(&fd, 0).map_or_else(errno_name, |_| "ok".to_string()),
+    ))
+}
+
+/// Runs `f` in a forked helper and returns the line it sends back.
+fn in_helper(ctx: &Ctx, f: impl FnOnce() -> String) -> Result<String, Fail> {
+    let helper = sys::fork_with(|sock| {
+        sys::send_line(&sock, &f());
+        0
+    })
+    .ctx("fork")?;
+    let line = helper.recv_line(ctx.timeout).ctx("reading the helper")?;
+    let _ = helper.wait(ctx.timeout);
+    line.ok_or_else(|| Fail::error("the helper process sent nothing"))
+}
+
+fn open_result(flags: i32) -> String {
+    uffd::syscall(libc::O_CLOEXEC | flags).map_or_else(errno_name, |_| "ok".to_string())
+}
+
+fn unprivileged(ctx: &Ctx) -> ProbeResult {
+    const KNOB: &str = "vm/unprivileged_userfaultfd";
+    if let Err(Errno::ENOSYS) = uffd::syscall(libc::O_CLOEXEC) {
+        return Err(open_failure(Errno::ENOSYS));
+    }
+    let Some(default) = Sysctl::read(KNOB) else {
+        return Err(Fail::unsupported(
+            "no sysctl",
+            "/proc/sys/vm/unprivileged_userfaultfd does not exist (new in 5.2)",
+        ));
+    };
+    let knob = Sysctl::set(KNOB, "0").ctx("setting vm.unprivileged_userfaultfd")?;
+    let as_nobody = || match sys::become_nobody() {
+        Ok(()) => format!(
+            "plain {}, user-mode-only {}",
+            open_result(0),
+            open_result(UFFD_USER_MODE_ONLY)
+        ),
+        Err(e) => format!("cannot become nobody: {}", errno_name(e)),
+    };
+    let zero = in_helper(ctx, as_nobody)?;
+    knob.change("1")
+        .ctx("setting vm.unprivileged_userfaultfd")?;
+    let one = in_helper(ctx, as_nobody)?;
+    drop(knob);
+    Ok(Observation::new(format!("sysctl 0: {zero} | sysctl 1: {one}")).with("default", default))
+}
+
+fn fork_needs_ptrace(ctx: &Ctx) -> ProbeResult {
+    const KNOB: &str = "vm/unprivileged_userfaultfd";
+    if let Err(Errno::ENOSYS) = uffd::syscall(libc::O_CLOEXEC) {
+        return Err(open_failure(Errno::ENOSYS));
+    }
+    let with_cap = uffd::syscall(libc::O_CLOEXEC)
+        .map_err(open_failure)
+        .map(|fd| {
+            uffd::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string())
+        })?;
+    // Without the capability the uffd itself needs the sysctl (or user-mode-only, which would
+    // not exist on every kernel).
+    let knob = Sysctl::read(KNOB)
+        .map(|_| Sysctl::set(KNOB, "1"))
+        .transpose()
+        .ctx("setting vm.unprivileged_userfaultfd")?;
+    let without = in_helper(ctx, || match sys::drop_capability(sys::CAP_SYS_PTRACE) {
+        Err(e) => format!("capset: {}", errno_name(e)),
+        Ok(()) => match uffd::syscall(libc::O_CLOEXEC) {
+            Err(e) => format!("userfaultfd: {}", errno_name(e)),
+            Ok(fd) => uffd::handshake(&fd, FEATURE_EVENT_FORK)
+                .map_or_else(errno_name, |_| "ok".to_string()),
+        },
+    })?;
+    drop(knob);
+    Ok(Observation::new(without).with("with_cap_sys_ptrace", with_cap))
 }

@@ -42,6 +42,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "A plain load blocks in user-fault context (state S); the populate fault is taken by \
                 GUP inside the madvise syscall, so the thread blocks in the kernel: compare the \
                 `state` detail with stw.user_fault_signal.",
+        documented: &[],
         probe: read_missing,
     },
     Behaviour {
@@ -56,6 +57,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_WRITE (since Linux 5.14), \"as if \
                    manually writing to each page\"; ioctl_userfaultfd(2): UFFD_PAGEFAULT_FLAG_WRITE",
         notes: "",
+        documented: &[],
         probe: write_missing,
     },
     Behaviour {
@@ -68,6 +70,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_READ \"populate (prefault) page tables\"; \
                    ioctl_userfaultfd(2): UFFDIO_COPY maps the page",
         notes: "UFFDIO_COPY maps the served page writable, so neither a load nor a store faults again.",
+        documented: &[],
         probe: no_refault,
     },
     Behaviour {
@@ -80,6 +83,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "mm/madvise.c madvise_populate and mm/gup.c __get_user_pages (v6.1): pages are faulted in \
                    one at a time, in ascending order",
         notes: "Each fault blocks the populate until it is served: a page server sees them one at a time.",
+        documented: &[],
         probe: multi_page,
     },
     Behaviour {
@@ -93,6 +97,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    userfaultfd_get_blocking_state: KILLABLE -> TASK_KILLABLE",
         notes: "Contrast stw.user_fault_state: a plain load sleeps in S. Monitoring that treats D as \
                 \"stuck in the kernel\" will flag page-server waits during populate.",
+        documented: &[],
         probe: thread_state,
     },
     Behaviour {
@@ -106,6 +111,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    TASK_KILLABLE; mm/madvise.c madvise_populate returns -EINTR only for fatal signals",
         notes: "A signal-based stop-the-world (stw.signal_suspend_populate) cannot stop such a thread \
                 until its page arrives.",
+        documented: &[],
         probe: signal,
     },
     Behaviour {
@@ -118,6 +124,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/userfaultfd.c handle_userfault: TASK_KILLABLE waits end on a fatal signal; mm/gup.c \
                    __get_user_pages returns -EINTR on fatal_signal_pending",
         notes: "",
+        documented: &[],
         probe: sigkill,
     },
     Behaviour {
@@ -129,6 +136,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    mm/madvise.c madvise_populate (v6.1): VM_FAULT_SIGBUS -> -EFAULT",
         notes: "A process that relies on SIGBUS to learn of missing pages gets no signal from populate: \
                 the error comes back from the syscall instead.",
+        documented: &[],
         probe: sigbus_feature,
     },
     Behaviour {
@@ -143,6 +151,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY; fs/userfaultfd.c handle_userfault \
                    (v6.1): faults without FAULT_FLAG_USER on such a uffd get VM_FAULT_SIGBUS",
         notes: "populate faults are taken by the kernel on the caller's behalf (GUP), not in user mode.",
+        documented: &[],
         probe: user_mode_only,
     },
     Behaviour {
@@ -161,6 +170,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    6.7) \"write protection faults would be asynchronously resolved by the kernel\"; \
                    Documentation/admin-guide/mm/userfaultfd.rst (v6.7) \"Write Protect Notifications\"",
         notes: "",
+        documented: &[],
         probe: wp,
     },
     Behaviour {
@@ -174,6 +184,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "UFFDIO_API(2const): UFFD_FEATURE_MISSING_SHMEM (since Linux 4.11); mm/shmem.c \
                    shmem_get_folio_gfp (v6.1): a hole in a userfaultfd_missing() VMA -> handle_userfault",
         notes: "",
+        documented: &[],
         probe: shmem_missing,
     },
     Behaviour {
@@ -189,6 +200,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "UFFDIO_API(2const): UFFD_FEATURE_MINOR_SHMEM (since Linux 5.14); UFFDIO_CONTINUE(2const)",
         notes: "This is how QEMU and Firecracker-style snapshot restore serve shared guest memory \
                 without copying.",
+        documented: &[],
         probe: shmem_minor,
     },
     Behaviour {
@@ -204,6 +216,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    hugetlb_no_page (v6.1): userfaultfd_missing() -> handle_userfault",
         notes: "Guests get huge pages reserved on their kernel command line; on the host the probe uses \
                 what is free and never changes vm.nr_hugepages.",
+        documented: &[],
         probe: hugetlb_missing,
     },
 ];

@@ -31,6 +31,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    fs/userfaultfd.c handle_userfault (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS",
         notes: "Debuggers, CRIU and anything reading another process's memory through /proc/<pid>/mem \
                 see EIO on pages a uffd has not served yet; nothing tells the page server.",
+        documented: &[],
         probe: proc_mem_read,
     },
     Behaviour {
@@ -41,6 +42,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/proc/base.c mem_rw with FOLL_WRITE; mm/memory.c __access_remote_vm; \
                    fs/userfaultfd.c handle_userfault (v6.1)",
         notes: "",
+        documented: &[],
         probe: proc_mem_write,
     },
     Behaviour {
@@ -51,6 +53,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ptrace(2): PTRACE_PEEKDATA; kernel/ptrace.c generic_ptrace_peekdata -> ptrace_access_vm \
                    (returns -EIO when nothing is copied); mm/memory.c __access_remote_vm",
         notes: "The tracee is a helper process that registered its own page; the probe serves its uffd.",
+        documented: &[],
         probe: ptrace_peek,
     },
     Behaviour {
@@ -61,6 +64,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): pin_user_pages_remote with \
                    `locked`, so the fault may retry and handle_userfault waits",
         notes: "Unlike /proc/<pid>/mem and ptrace, this remote access waits for the page server.",
+        documented: &[],
         probe: process_vm_readv,
     },
     Behaviour {
@@ -70,6 +74,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "fault write, then 8 bytes")],
         citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): FOLL_WRITE pin with `locked`",
         notes: "",
+        documented: &[],
         probe: process_vm_writev,
     },
     Behaviour {
@@ -80,6 +85,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ioctl_userfaultfd(2): faults from kernel-mode accesses are reported unless \
                    UFFD_USER_MODE_ONLY; arch/x86/mm/fault.c do_user_addr_fault (v6.1)",
         notes: "Needs root or vm.unprivileged_userfaultfd=1 (see api.unprivileged).",
+        documented: &[],
         probe: syscall_into,
     },
     Behaviour {
@@ -89,6 +95,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "fault read, then 8 bytes")],
         citation: "ioctl_userfaultfd(2); arch/x86/mm/fault.c do_user_addr_fault (v6.1)",
         notes: "",
+        documented: &[],
         probe: syscall_from,
     },
     Behaviour {
@@ -108,6 +115,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 arrives: a signal-based stop-the-world cannot stop a thread blocked in a syscall on a missing \
                 page, and after the signal the fault is retried while the signal stays pending (see the \
                 `cpu_ticks_in_window` detail: a non-zero count means the kernel spun).",
+        documented: &[],
         probe: syscall_signal,
     },
     Behaviour {
@@ -121,6 +129,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY \"only handle page faults \
                    resulting from user-space accesses\"; fs/userfaultfd.c handle_userfault (v6.1)",
         notes: "This is what unprivileged processes get by default since 5.11 (see api.unprivileged).",
+        documented: &[],
         probe: user_mode_only,
     },
     Behaviour {
@@ -132,6 +141,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "served bytes")],
         citation: "fs/proc/base.c mem_rw; mm/memory.c __access_remote_vm: a present page needs no fault",
         notes: "",
+        documented: &[],
         probe: proc_mem_after_populate,
     },
 ];

@@ -39,6 +39,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    \"when the faulting process calls madvise(2) with MADV_DONTNEED or MADV_REMOVE\"; \
                    mm/madvise.c madvise_dontneed_free -> userfaultfd_remove (v6.1)",
         notes: "",
+        documented: &[],
         probe: dontneed,
     },
     Behaviour {
@@ -51,6 +52,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/userfaultfd.c userfaultfd_remove -> userfaultfd_event_wait_completion (v5.10, v6.12)",
         notes: "A page server that stops reading its uffd (paused, busy, deadlocked on the process) \
                 stalls every MADV_DONTNEED in the process, balloon deflation included.",
+        documented: &[],
         probe: blocks_until_read,
     },
     Behaviour {
@@ -65,6 +67,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    mcopy_atomic races\"",
         notes: "The EAGAIN protocol: on EAGAIN, read the pending events, then retry. UFFDIO_COPY(2const) \
                 documents EAGAIN only as a short copy.",
+        documented: &[],
         probe: copy_eagain,
     },
     Behaviour {
@@ -78,12 +81,15 @@ pub const BEHAVIOURS: &[Behaviour] = &[
             (">=4.18, <6.15", "one of: untouched | -EAGAIN"),
             (">=6.15", "-EAGAIN"),
         ],
-        citation: "fs/userfaultfd.c userfaultfd_copy: v5.10 and v6.1.176 return before writing `copy`; \
+        citation: "UFFDIO_COPY(2const), man-pages 6.20: \"The copy field is used by the kernel to return the \
+                   number of bytes that was actually copied, or an error (a negated errno-style value)\"; \
+                   fs/userfaultfd.c userfaultfd_copy: v5.10 and v6.1.176 return before writing `copy`; \
                    v6.12.117 and v7.2 write -EAGAIN; mm commit \"mm/userfaultfd: fix uninitialized output \
                    field for -EAGAIN race\" (Peter Xu, 2025, v6.15, Cc stable: backported to some stable \
                    series only)",
         notes: "A server that reads `copy` after EAGAIN without initialising it reads garbage on older \
                 kernels; the userfaultfd crate 0.9 turns -EAGAIN into a huge PartiallyCopied count.",
+        documented: &[(">=4.18", "-EAGAIN")],
         probe: copy_field,
     },
     Behaviour {
@@ -96,6 +102,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ioctl_userfaultfd(2): MISSING faults are raised for pages not present; mm/madvise.c \
                    MADV_DONTNEED zaps the page table entries",
         notes: "",
+        documented: &[],
         probe: refault,
     },
     Behaviour {
@@ -108,6 +115,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    PTE is not none; fs/userfaultfd.c userfaultfd_copy writes the result into `copy`",
         notes: "UFFDIO_COPY(2const) does not list EEXIST among its errors, though servers racing each \
                 other (or a REMOVE) meet it routinely.",
+        documented: &[],
         probe: copy_eexist,
     },
     Behaviour {
@@ -118,6 +126,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "fault read, zero-filled")],
         citation: "UFFDIO_ZEROPAGE(2const), man-pages 6.20",
         notes: "",
+        documented: &[],
         probe: zeropage,
     },
     Behaviour {
@@ -129,6 +138,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ioctl_userfaultfd(2): UFFD_FEATURE_EVENT_REMOVE \"MADV_DONTNEED or MADV_REMOVE\"; \
                    mm/madvise.c madvise_remove -> userfaultfd_remove (v6.1)",
         notes: "",
+        documented: &[],
         probe: madv_remove_shmem,
     },
     Behaviour {
@@ -138,7 +148,9 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[before_4_11!(), (">=4.11", "REMOVE pages [1,3)")],
         citation: "mm/madvise.c madvise_dontneed_free (v5.10, v6.12): one path for MADV_DONTNEED and \
                    MADV_FREE, which calls userfaultfd_remove",
-        notes: "The man pages name only MADV_DONTNEED and MADV_REMOVE as raising the event.",
+        notes: "The man pages name only MADV_DONTNEED and MADV_REMOVE as raising the event (read here as \
+                the documented claim `no event` for MADV_FREE); the kernel raises it for MADV_FREE too.",
+        documented: &[(">=4.11", "no event")],
         probe: madv_free,
     },
     Behaviour {
@@ -153,6 +165,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    without calling userfaultfd_remove",
         notes: "A page server that tracks which pages it served learns nothing when the file behind them \
                 loses them: the next access faults as MISSING.",
+        documented: &[],
         probe: punch_hole,
     },
     Behaviour {
@@ -166,6 +179,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    underlying file\"; mm/madvise.c madvise_dontneed_free -> userfaultfd_remove (v6.1)",
         notes: "A server that treats REMOVE as \"the page is gone, serve it again on the next fault\" \
                 will never see that fault for shmem: the page cache still has it.",
+        documented: &[],
         probe: shared_memfd,
     },
     Behaviour {
@@ -176,6 +190,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[before_4_11!(), (">=4.11", "UNMAP pages [1,3)")],
         citation: EVENTS_CITATION,
         notes: "",
+        documented: &[],
         probe: unmap,
     },
     Behaviour {
@@ -186,6 +201,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[before_4_11!(), (">=4.11", "REMAP 2 pages to the new address")],
         citation: EVENTS_CITATION,
         notes: "",
+        documented: &[],
         probe: remap,
     },
     Behaviour {
@@ -197,6 +213,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[before_4_11!(), (">=4.11", "FORK, child faults on the new uffd")],
         citation: EVENTS_CITATION,
         notes: "fork(2) itself waits until the FORK event is read.",
+        documented: &[],
         probe: fork,
     },
     Behaviour {
@@ -209,6 +226,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/userfaultfd.c userfaultfd_release (v6.1): clears the VMAs' uffd context and wakes \
                    all waiters, whose faults then complete as if never registered",
         notes: "A page server that dies lets its process run on with zero pages where data was expected.",
+        documented: &[],
         probe: close_with_waiter,
     },
     Behaviour {
@@ -223,6 +241,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/userfaultfd.c userfaultfd_copy and mm/userfaultfd.c mfill_atomic (v6.1): COPY fails \
                    with EAGAIN from the moment a REMOVE is queued (mmap_changing) until the event is read",
         notes: "How many EAGAINs a run meets varies; the observation does not.",
+        documented: &[],
         probe: stale_copy_race,
     },
 ];
@@ -313,7 +332,10 @@ fn madv_remove_shmem(ctx: &Ctx) -> ProbeResult {
 
 /// A worker removes page 1 of four served pages with MADV_DONTNEED and blocks until its REMOVE
 /// event is read; returns once the event is pending (not read).
-fn pending_remove(ctx: &Ctx) -> Result<(Uffd, Region, Worker<Result<(), Errno>>), Fail> {
+/// A uffd, its region, and the worker whose MADV_DONTNEED waits on its unread REMOVE event.
+type PendingRemove = (Uffd, Region, Worker<Result<(), Errno>>);
+
+fn pending_remove(ctx: &Ctx) -> Result<PendingRemove, Fail> {
     let (uffd, region) = registered(
         FEATURE_EVENT_REMOVE,
         Region::anonymous(4).ctx("mmap")?,
