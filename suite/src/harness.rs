@@ -143,12 +143,17 @@ pub fn observe(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>) -> Cell
                 Report::Error { message } => failure("error", Verdict::Error, message, details),
             }
         }
-        Outcome::Hung => failure(
+        Outcome::Hung { stderr } => failure(
             "hung",
             Verdict::Hung,
             format!(
-                "no result within the {}s watchdog; the probe process was killed",
-                cli.watchdog.as_secs()
+                "no result within the {}s watchdog; the probe process was killed{}",
+                cli.watchdog.as_secs(),
+                if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (stderr: {stderr})")
+                }
             ),
             details,
         ),

@@ -16,8 +16,8 @@ pub enum Outcome {
         report: Report,
         note: Option<String>,
     },
-    /// The watchdog fired before any report.
-    Hung,
+    /// The watchdog fired before any report; what the probe wrote to stderr.
+    Hung { stderr: String },
     /// The child died from a signal before reporting.
     Crashed { signal: String, stderr: String },
     /// The child exited without a report.
@@ -30,15 +30,21 @@ pub struct ProbeRun {
 }
 
 /// Runs one behaviour's probe in a child process.
+///
+/// The child gets a process group of its own, killed as a whole once the child is done, so a
+/// helper process a probe forked cannot outlive it. Output is collected as it arrives: a stray
+/// process holding the pipes open cannot make a finished probe look hung.
 pub fn run(id: &str, cli: &Cli) -> ProbeRun {
+    use std::os::unix::process::CommandExt;
     let start = Instant::now();
     let child = Command::new("/proc/self/exe")
         .args(cli.child_args(id))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn();
-    let child = match child {
+    let mut child = match child {
         Ok(c) => c,
         Err(e) => {
             return ProbeRun {
@@ -48,60 +54,98 @@ pub fn run(id: &str, cli: &Cli) -> ProbeRun {
         }
     };
     let pid = child.id() as libc::pid_t;
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
     let (tx, rx) = channel();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
+        let _ = tx.send(child.wait());
     });
     let mut killed = false;
-    let output = match rx.recv_timeout(cli.watchdog) {
-        Ok(out) => Some(out),
+    let status = match rx.recv_timeout(cli.watchdog) {
+        Ok(status) => status.ok(),
         Err(_) => {
             killed = true;
-            // SAFETY: `pid` is our child and has not been reaped (its waiter has not returned).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: signals the probe's own process group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
             // A child stuck in uninterruptible sleep may not die at once; do not wait forever.
-            rx.recv_timeout(Duration::from_secs(10)).ok()
+            rx.recv_timeout(Duration::from_secs(10))
+                .ok()
+                .and_then(Result::ok)
         }
     };
+    // Whatever the probe forked goes with it.
+    // SAFETY: signals the probe's own process group (gone already, or strays of it).
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
     let elapsed = start.elapsed();
-    let outcome = match output {
-        None => Outcome::Hung,
-        Some(Err(e)) => Outcome::Failed(format!("waiting for the probe process: {e}")),
-        Some(Ok(out)) => {
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = tail(&String::from_utf8_lossy(&out.stderr));
-            let report = stdout
-                .lines()
-                .rev()
-                .find_map(|l| l.strip_prefix(REPORT_PREFIX))
-                .map(serde_json::from_str::<Report>);
-            match (report, out.status.signal()) {
-                (Some(Ok(report)), _) => Outcome::Report {
-                    report,
-                    note: killed.then(|| {
-                        "the probe reported, then did not exit until the watchdog killed it"
-                            .to_string()
-                    }),
-                },
-                (Some(Err(e)), _) => Outcome::Failed(format!("unreadable probe report: {e}")),
-                (None, _) if killed => Outcome::Hung,
-                (None, Some(sig)) => Outcome::Crashed {
-                    signal: signal_name(sig),
-                    stderr,
-                },
-                (None, None) => Outcome::Failed(format!(
-                    "the probe exited with {} without a report{}",
-                    out.status,
-                    if stderr.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {stderr}")
-                    }
-                )),
-            }
-        }
+    // The pipes are at EOF now unless something still holds them; take what arrived.
+    let stdout = stdout.take(Duration::from_secs(2));
+    let stderr = tail(&stderr.take(Duration::from_millis(200)));
+    let report = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(REPORT_PREFIX))
+        .map(serde_json::from_str::<Report>);
+    let outcome = match (report, status) {
+        (Some(Ok(report)), _) => Outcome::Report {
+            report,
+            note: killed.then(|| {
+                "the probe reported, then did not exit until the watchdog killed it".to_string()
+            }),
+        },
+        (Some(Err(e)), _) => Outcome::Failed(format!("unreadable probe report: {e}")),
+        (None, _) if killed => Outcome::Hung { stderr },
+        (None, None) => Outcome::Failed("waiting for the probe process failed".to_string()),
+        (None, Some(status)) => match status.signal() {
+            Some(sig) => Outcome::Crashed {
+                signal: signal_name(sig),
+                stderr,
+            },
+            None => Outcome::Failed(format!(
+                "the probe exited with {status} without a report{}",
+                if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {stderr}")
+                }
+            )),
+        },
     };
     ProbeRun { outcome, elapsed }
+}
+
+/// A pipe read on a thread of its own into a shared buffer.
+struct Collected {
+    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    eof: std::sync::mpsc::Receiver<()>,
+}
+
+fn collect(pipe: Option<impl std::io::Read + Send + 'static>) -> Collected {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, eof) = channel();
+    if let Some(mut pipe) = pipe {
+        let buf = buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]);
+            }
+            let _ = tx.send(());
+        });
+    }
+    Collected { buf, eof }
+}
+
+impl Collected {
+    /// What arrived, after waiting up to `grace` for the end of the stream.
+    fn take(self, grace: Duration) -> String {
+        let _ = self.eof.recv_timeout(grace);
+        String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
 }
 
 /// The child side: run the probe, print one report line, exit.

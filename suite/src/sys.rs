@@ -267,13 +267,14 @@ pub fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, limit: Duration) -> Result
     Ok(wait_any(&[fd], limit)?[0])
 }
 
-/// Whether the page at `addr` is resident (mincore(2)), without touching it.
-pub fn resident(addr: usize, page: usize) -> Result<bool, Errno> {
-    let mut vec = [0u8; 1];
-    // SAFETY: one page, one status byte.
-    let r = unsafe { libc::mincore(addr as *mut libc::c_void, page, vec.as_mut_ptr()) };
+/// Whether all of `[addr, addr+len)` is resident (mincore(2)), without touching it. mincore
+/// reports per base page, so a huge page needs one status byte per base page it spans.
+pub fn resident(addr: usize, len: usize) -> Result<bool, Errno> {
+    let mut vec = vec![0u8; len.div_ceil(page_size())];
+    // SAFETY: `vec` has one status byte for every base page of the range.
+    let r = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
     Errno::result(r)?;
-    Ok(vec[0] & 1 != 0)
+    Ok(vec.iter().all(|b| b & 1 != 0))
 }
 
 /// Sends a signal to one thread of this process.

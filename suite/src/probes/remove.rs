@@ -212,7 +212,9 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    and the child's fault arrives there (and the child then reads the served byte).",
         expect: &[before_4_11!(), (">=4.11", "FORK, child faults on the new uffd")],
         citation: EVENTS_CITATION,
-        notes: "fork(2) itself waits until the FORK event is read.",
+        notes: "fork(2) itself waits until the FORK event is read. With glibc, fork() holds every malloc \
+                arena lock across that wait, so a page server thread in the same process that allocates \
+                before reading the event deadlocks with it; this probe forks with the raw syscall.",
         documented: &[],
         probe: fork,
     },
@@ -633,12 +635,15 @@ fn fork(ctx: &Ctx) -> ProbeResult {
     )?;
     let (rd, wr) = nix::unistd::pipe().ctx("pipe")?;
     let addr = region.base();
-    // fork(2) waits for its FORK event to be read, so it runs on a worker. The child only loads,
-    // writes one byte and exits: nothing that could need a lock another thread held at fork.
+    // fork(2) waits for its FORK event to be read, so it runs on a worker while this thread
+    // serves. It is the raw syscall, not glibc's fork(): that takes every malloc lock before the
+    // syscall and releases them after it returns, so a server thread that allocates while the
+    // fork waits for it deadlocks (seen on 5.10 and 6.1 guests). The child only loads, writes one
+    // byte and exits, all raw syscalls.
     let forker = worker::spawn("fork", move || {
         use std::os::fd::AsRawFd;
         // SAFETY: see above.
-        let pid = unsafe { libc::fork() };
+        let pid = unsafe { libc::syscall(libc::SYS_fork) } as i32;
         if pid == 0 {
             let byte = sys::load(addr);
             unsafe {
