@@ -12,6 +12,7 @@
 
 pub mod compile;
 pub mod expect;
+pub mod findings;
 pub mod model;
 pub mod stream;
 pub mod version;

@@ -171,3 +171,26 @@ fn json_format_reports_each_trial() {
         "{text}"
     );
 }
+
+#[test]
+#[ignore = "needs root: run through `cargo xtask test`"]
+fn ten_runs_observe_the_same_values() {
+    let observed = |run: usize| -> Vec<(String, String)> {
+        let (_, results) = run_with_results(&format!("repeat-{run}"), &[]);
+        results
+            .cells
+            .into_iter()
+            .map(|(id, cell)| (id, cell.observed))
+            .collect()
+    };
+    let first = observed(0);
+    assert_eq!(first.len(), catalogue().behaviours.len());
+    for run in 1..10 {
+        let again = observed(run);
+        let differ: Vec<_> = first.iter().zip(&again).filter(|(a, b)| a != b).collect();
+        assert!(
+            differ.is_empty(),
+            "run {run} observed differently: {differ:?}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod images;
 mod initramfs;
 mod matrix;
 mod qemu;
+mod report;
 mod runner;
 mod suite_bin;
 mod test;

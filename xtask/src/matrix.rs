@@ -237,6 +237,10 @@ pub fn compile(out: &Path, catalogue: &matrix::Catalogue) -> Result<matrix::Comp
         eprintln!("note: dropped a result for a behaviour this suite no longer has: {d}");
     }
     matrix::model::save(&out.join("compat.toml"), &compat)?;
+    crate::util::write_atomic(
+        &out.join("FINDINGS.md"),
+        crate::report::findings_markdown(&compat).as_bytes(),
+    )?;
     Ok(compat)
 }
 

@@ -1,0 +1,143 @@
+//! Findings: the cells where a kernel does not do what is documented, or not what its
+//! expectation says. Computed from the observations, never written by hand.
+
+use crate::expect::{Expect, Rule};
+use crate::model::{Compat, Verdict};
+use crate::version::KernelVersion;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The observation contradicts what the documentation claims for this kernel version.
+    Documentation,
+    /// The observation contradicts the behaviour's expectation (verdict `unexpected`).
+    Expectation,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub behaviour: String,
+    pub kernel: String,
+    pub release: String,
+    pub observed: String,
+    /// The claim that does not hold, described ("all kernels: ok").
+    pub claim: String,
+    pub kind: Kind,
+}
+
+/// The rule of `rules` that applies to `version`, if any.
+fn applicable(rules: &[Rule], version: Option<KernelVersion>) -> Option<&Rule> {
+    let version = version?;
+    rules
+        .iter()
+        .find(|r| r.range().is_ok_and(|range| range.contains(version)))
+}
+
+pub fn findings(compat: &Compat) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (id, behaviour) in &compat.behaviours {
+        for (kernel, cell) in &behaviour.cells {
+            if !matches!(cell.verdict, Verdict::Expected | Verdict::Unexpected) {
+                continue;
+            }
+            let release = compat
+                .kernels
+                .get(kernel)
+                .map(|k| k.release.clone())
+                .unwrap_or_default();
+            let version = KernelVersion::from_release(&release);
+            let mut push = |claim: String, kind| {
+                out.push(Finding {
+                    behaviour: id.clone(),
+                    kernel: kernel.clone(),
+                    release: release.clone(),
+                    observed: cell.observed.clone(),
+                    claim,
+                    kind,
+                })
+            };
+            if let Some(rule) = applicable(&behaviour.documented, version) {
+                if rule.parsed().is_ok_and(|e| {
+                    !matches!(e, Expect::Unsupported(_)) && !e.matches(&cell.observed)
+                }) {
+                    push(rule.describe(), Kind::Documentation);
+                }
+            }
+            if cell.verdict == Verdict::Unexpected {
+                push(
+                    cell.expected.clone().unwrap_or_else(|| "(no rule)".into()),
+                    Kind::Expectation,
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Behaviour, Cell, RunInfo, RunStatus, SCHEMA};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn lists_documentation_mismatches_and_unexpected_cells() {
+        let cell = |observed: &str, verdict| Cell {
+            observed: observed.into(),
+            verdict,
+            reason: None,
+            expected: Some("all kernels: EINVAL".into()),
+            details: BTreeMap::new(),
+        };
+        let kernel = |release: &str| RunInfo {
+            release: release.into(),
+            version: String::new(),
+            machine: String::new(),
+            source: String::new(),
+            accel: "tcg".into(),
+            date: String::new(),
+            suite: String::new(),
+            status: RunStatus::Complete,
+            reason: None,
+            console_log: None,
+            duration_ms: None,
+        };
+        let b = Behaviour {
+            family: "api".into(),
+            summary: "s".into(),
+            observes: "o".into(),
+            expectation: vec![Rule::new("*", "EINVAL")],
+            documented: vec![Rule::new(">=6.0", "ok")],
+            citation: "c".into(),
+            notes: String::new(),
+            cells: [
+                ("old".to_string(), cell("EINVAL", Verdict::Expected)),
+                ("new".to_string(), cell("EINVAL", Verdict::Expected)),
+                ("odd".to_string(), cell("ok", Verdict::Unexpected)),
+                ("lost".to_string(), Cell::missing("gone")),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let compat = Compat {
+            schema: SCHEMA,
+            generated: String::new(),
+            kernels: [
+                ("old", "5.10.0-32-cloud-amd64"),
+                ("new", "6.1.0-50"),
+                ("odd", "6.2.0"),
+                ("lost", "6.3.0"),
+            ]
+            .into_iter()
+            .map(|(k, r)| (k.to_string(), kernel(r)))
+            .collect(),
+            behaviours: [("api.x".to_string(), b)].into_iter().collect(),
+        };
+        let f = findings(&compat);
+        let got: Vec<(&str, &Kind)> = f.iter().map(|f| (f.kernel.as_str(), &f.kind)).collect();
+        assert_eq!(
+            got,
+            [("new", &Kind::Documentation), ("odd", &Kind::Expectation)]
+        );
+        assert_eq!(f[0].claim, "6.0 and later: ok");
+    }
+}
