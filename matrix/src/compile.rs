@@ -35,19 +35,8 @@ pub fn compile(
                 .map(|id| format!("{kernel}: {id}")),
         );
     }
-    let kernels = runs
-        .iter()
-        .map(|(k, r)| (k.clone(), r.kernel.clone()))
-        .collect();
-    (
-        Compat {
-            schema: SCHEMA,
-            generated,
-            kernels,
-            behaviours,
-        },
-        dropped,
-    )
+    let kernels = runs.iter().map(|(k, r)| (k.clone(), r.kernel.clone())).collect();
+    (Compat { schema: SCHEMA, generated, kernels, behaviours }, dropped)
 }
 
 #[cfg(test)]
@@ -102,29 +91,18 @@ mod tests {
     fn every_behaviour_gets_a_cell_for_every_kernel() {
         let catalogue = Catalogue {
             schema: SCHEMA,
-            behaviours: [
-                ("api.a".to_string(), behaviour()),
-                ("api.b".to_string(), behaviour()),
-            ]
-            .into_iter()
-            .collect(),
+            behaviours: [("api.a".to_string(), behaviour()), ("api.b".to_string(), behaviour())]
+                .into_iter()
+                .collect(),
         };
         let mut runs = BTreeMap::new();
         runs.insert(
             "k1".to_string(),
-            run(
-                RunStatus::Complete,
-                None,
-                &[("api.a", "1"), ("api.b", "2"), ("api.gone", "3")],
-            ),
+            run(RunStatus::Complete, None, &[("api.a", "1"), ("api.b", "2"), ("api.gone", "3")]),
         );
         runs.insert(
             "k2".to_string(),
-            run(
-                RunStatus::Incomplete,
-                Some("kernel panic: boom"),
-                &[("api.a", "1")],
-            ),
+            run(RunStatus::Incomplete, Some("kernel panic: boom"), &[("api.a", "1")]),
         );
         let (compat, dropped) = compile(&catalogue, &runs, "now".into());
         assert_eq!(dropped, vec!["k1: api.gone".to_string()]);

@@ -29,10 +29,7 @@ pub struct Rule {
 
 impl Rule {
     pub fn new(kernels: &str, expect: &str) -> Rule {
-        Rule {
-            kernels: kernels.to_string(),
-            expect: expect.to_string(),
-        }
+        Rule { kernels: kernels.to_string(), expect: expect.to_string() }
     }
 
     pub fn range(&self) -> Result<VersionRange, String> {
@@ -67,12 +64,8 @@ impl Expect {
             return Err("empty expectation".to_string());
         }
         let words = |s: &str, sep: char| -> Result<Vec<String>, String> {
-            let v: Vec<String> = s
-                .split(sep)
-                .map(str::trim)
-                .filter(|w| !w.is_empty())
-                .map(String::from)
-                .collect();
+            let v: Vec<String> =
+                s.split(sep).map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
             if v.is_empty() {
                 Err(format!("expectation {text:?} lists nothing"))
             } else {
@@ -111,8 +104,7 @@ pub fn validate(rules: &[Rule]) -> Result<(), String> {
     }
     let mut ranges = Vec::new();
     for rule in rules {
-        rule.parsed()
-            .map_err(|e| format!("rule {:?}: {e}", rule.kernels))?;
+        rule.parsed().map_err(|e| format!("rule {:?}: {e}", rule.kernels))?;
         ranges.push(rule.range()?);
     }
     for (i, a) in ranges.iter().enumerate() {
@@ -150,19 +142,11 @@ pub struct Grade {
 
 /// Grades one observation against a table for the running kernel's version.
 pub fn grade(rules: &[Rule], version: Option<KernelVersion>, reported: Reported<'_>) -> Grade {
-    let rule = version.and_then(|v| {
-        rules
-            .iter()
-            .find(|r| r.range().is_ok_and(|range| range.contains(v)))
-    });
+    let rule = version.and_then(|v| rules.iter().find(|r| r.range().is_ok_and(|range| range.contains(v))));
     let described = rule.map(Rule::describe);
     let expect = rule.map(|r| r.parsed());
     match (reported, expect) {
-        (Reported::Unsupported, _) => Grade {
-            verdict: Verdict::Unsupported,
-            rule: described,
-            reason: None,
-        },
+        (Reported::Unsupported, _) => Grade { verdict: Verdict::Unsupported, rule: described, reason: None },
         (Reported::Observed(_), None) => Grade {
             verdict: Verdict::Unexpected,
             rule: None,
@@ -178,23 +162,17 @@ pub fn grade(rules: &[Rule], version: Option<KernelVersion>, reported: Reported<
         },
         (Reported::Observed(observed), Some(Ok(expect))) => {
             if expect.matches(observed) {
-                Grade {
-                    verdict: Verdict::Expected,
-                    rule: described,
-                    reason: None,
-                }
+                Grade { verdict: Verdict::Expected, rule: described, reason: None }
             } else {
                 let reason = match &expect {
                     Expect::Unsupported(why) => format!(
                         "expected the prerequisite to be missing ({why}), but the probe observed {observed:?}"
                     ),
-                    _ => format!("observed {observed:?}, expected {}", rule.map_or("", |r| r.expect.as_str())),
+                    _ => {
+                        format!("observed {observed:?}, expected {}", rule.map_or("", |r| r.expect.as_str()))
+                    }
                 };
-                Grade {
-                    verdict: Verdict::Unexpected,
-                    rule: described,
-                    reason: Some(reason),
-                }
+                Grade { verdict: Verdict::Unexpected, rule: described, reason: Some(reason) }
             }
         }
     }
@@ -215,26 +193,14 @@ mod tests {
     fn grades_by_version() {
         let v514 = Some(KernelVersion::new(5, 14, 0));
         let v510 = Some(KernelVersion::new(5, 10, 0));
-        assert_eq!(
-            grade(&table(), v514, Reported::Observed("fault read")).verdict,
-            Verdict::Expected
-        );
+        assert_eq!(grade(&table(), v514, Reported::Observed("fault read")).verdict, Verdict::Expected);
         let g = grade(&table(), v514, Reported::Observed("EINVAL"));
         assert_eq!(g.verdict, Verdict::Unexpected);
         assert_eq!(g.rule.as_deref(), Some("5.14 and later: fault read"));
-        assert_eq!(
-            grade(&table(), v510, Reported::Unsupported).verdict,
-            Verdict::Unsupported
-        );
+        assert_eq!(grade(&table(), v510, Reported::Unsupported).verdict, Verdict::Unsupported);
         // A backport on an old kernel is a finding, not a pass.
-        assert_eq!(
-            grade(&table(), v510, Reported::Observed("fault read")).verdict,
-            Verdict::Unexpected
-        );
-        assert_eq!(
-            grade(&table(), None, Reported::Observed("fault read")).verdict,
-            Verdict::Unexpected
-        );
+        assert_eq!(grade(&table(), v510, Reported::Observed("fault read")).verdict, Verdict::Unexpected);
+        assert_eq!(grade(&table(), None, Reported::Observed("fault read")).verdict, Verdict::Unexpected);
     }
 
     #[test]

@@ -27,9 +27,7 @@ pub struct Finding {
 /// The rule of `rules` that applies to `version`, if any.
 fn applicable(rules: &[Rule], version: Option<KernelVersion>) -> Option<&Rule> {
     let version = version?;
-    rules
-        .iter()
-        .find(|r| r.range().is_ok_and(|range| range.contains(version)))
+    rules.iter().find(|r| r.range().is_ok_and(|range| range.contains(version)))
 }
 
 pub fn findings(compat: &Compat) -> Vec<Finding> {
@@ -39,11 +37,7 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
             if !matches!(cell.verdict, Verdict::Expected | Verdict::Unexpected) {
                 continue;
             }
-            let release = compat
-                .kernels
-                .get(kernel)
-                .map(|k| k.release.clone())
-                .unwrap_or_default();
+            let release = compat.kernels.get(kernel).map(|k| k.release.clone()).unwrap_or_default();
             let version = KernelVersion::from_release(&release);
             let mut push = |claim: String, kind| {
                 out.push(Finding {
@@ -56,17 +50,15 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
                 })
             };
             if let Some(rule) = applicable(&behaviour.documented, version) {
-                if rule.parsed().is_ok_and(|e| {
-                    !matches!(e, Expect::Unsupported(_)) && !e.matches(&cell.observed)
-                }) {
+                if rule
+                    .parsed()
+                    .is_ok_and(|e| !matches!(e, Expect::Unsupported(_)) && !e.matches(&cell.observed))
+                {
                     push(rule.describe(), Kind::Documentation);
                 }
             }
             if cell.verdict == Verdict::Unexpected {
-                push(
-                    cell.expected.clone().unwrap_or_else(|| "(no rule)".into()),
-                    Kind::Expectation,
-                );
+                push(cell.expected.clone().unwrap_or_else(|| "(no rule)".into()), Kind::Expectation);
             }
         }
     }
@@ -134,10 +126,7 @@ mod tests {
         };
         let f = findings(&compat);
         let got: Vec<(&str, &Kind)> = f.iter().map(|f| (f.kernel.as_str(), &f.kind)).collect();
-        assert_eq!(
-            got,
-            [("new", &Kind::Documentation), ("odd", &Kind::Expectation)]
-        );
+        assert_eq!(got, [("new", &Kind::Documentation), ("odd", &Kind::Expectation)]);
         assert_eq!(f[0].claim, "6.0 and later: ok");
     }
 }

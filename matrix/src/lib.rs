@@ -17,6 +17,4 @@ pub mod model;
 pub mod stream;
 pub mod version;
 
-pub use model::{
-    Behaviour, Catalogue, Cell, Compat, Detail, Details, Results, RunInfo, RunStatus, Verdict,
-};
+pub use model::{Behaviour, Catalogue, Cell, Compat, Detail, Details, Results, RunInfo, RunStatus, Verdict};

@@ -299,11 +299,7 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
         format!("{line}:{col}")
     };
     let table: toml::Table = toml::from_str(text).map_err(|e| {
-        format!(
-            "{}: malformed TOML: {} (fix or regenerate the file)",
-            place(e.span()),
-            e.message()
-        )
+        format!("{}: malformed TOML: {} (fix or regenerate the file)", place(e.span()), e.message())
     })?;
     match table.get("schema").and_then(toml::Value::as_integer) {
         Some(v) if v == i64::from(SCHEMA) => {}
@@ -314,13 +310,8 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, String> {
         }
         None => return Err("1:1: no `schema = N` version line (not a uffd-conformance file?)".into()),
     }
-    toml::from_str(text).map_err(|e| {
-        format!(
-            "{}: {} (fix or regenerate the file)",
-            place(e.span()),
-            e.message().trim()
-        )
-    })
+    toml::from_str(text)
+        .map_err(|e| format!("{}: {} (fix or regenerate the file)", place(e.span()), e.message().trim()))
 }
 
 /// Writes one of the formats as TOML (to a temporary file first, so no reader sees half a file).
@@ -349,12 +340,9 @@ mod tests {
                 verdict: Verdict::Expected,
                 reason: None,
                 expected: Some("5.14 and later: fault read".into()),
-                details: [
-                    ("state".to_string(), Detail::from("S")),
-                    ("madvise".into(), Detail::from(0)),
-                ]
-                .into_iter()
-                .collect(),
+                details: [("state".to_string(), Detail::from("S")), ("madvise".into(), Detail::from(0))]
+                    .into_iter()
+                    .collect(),
             },
         );
         Results {
@@ -397,9 +385,7 @@ mod tests {
         assert!(err.contains("schema version 99"), "{err}");
         let err = parse::<Results>("schema = 1\n[kernel\n").unwrap_err();
         assert!(err.starts_with("2:"), "{err}");
-        assert!(parse::<Results>("cells = 3")
-            .unwrap_err()
-            .contains("no `schema"));
+        assert!(parse::<Results>("cells = 3").unwrap_err().contains("no `schema"));
     }
 
     #[test]

@@ -15,12 +15,7 @@ pub const PREFIX: &str = "uffdc:";
 #[serde(tag = "record", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Record {
     /// The suite started: what kernel it runs on and which behaviours it is about to run.
-    Start {
-        release: String,
-        version: String,
-        machine: String,
-        planned: Vec<String>,
-    },
+    Start { release: String, version: String, machine: String, planned: Vec<String> },
     /// One behaviour's result.
     Cell { id: String, cell: Cell },
     /// The suite finished after `count` cells.
@@ -97,17 +92,9 @@ mod tests {
         };
         let cell = Cell::missing("x");
         let mut text = start.encode();
-        text += &Record::Cell {
-            id: "a.b".into(),
-            cell: cell.clone(),
-        }
-        .encode();
+        text += &Record::Cell { id: "a.b".into(), cell: cell.clone() }.encode();
         text += "[    1.234] some console noise\r\n";
-        let whole = Record::Cell {
-            id: "a.c".into(),
-            cell: cell.clone(),
-        }
-        .encode();
+        let whole = Record::Cell { id: "a.c".into(), cell: cell.clone() }.encode();
         text += &whole[..whole.len() / 2];
 
         let d = decode(&text);
@@ -118,15 +105,10 @@ mod tests {
         assert!(!d.is_complete());
         assert_eq!(d.planned().len(), 2);
 
-        let full = text[..text.rfind('\n').unwrap() + 1].to_string()
-            + &whole
-            + &Record::End { count: 2 }.encode();
+        let full =
+            text[..text.rfind('\n').unwrap() + 1].to_string() + &whole + &Record::End { count: 2 }.encode();
         assert!(decode(&full).is_complete());
-        let lying =
-            text[..text.rfind('\n').unwrap() + 1].to_string() + &Record::End { count: 2 }.encode();
-        assert!(
-            !decode(&lying).is_complete(),
-            "an end record that disagrees is not complete"
-        );
+        let lying = text[..text.rfind('\n').unwrap() + 1].to_string() + &Record::End { count: 2 }.encode();
+        assert!(!decode(&lying).is_complete(), "an end record that disagrees is not complete");
     }
 }

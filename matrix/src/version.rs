@@ -13,20 +13,14 @@ pub struct KernelVersion {
 
 impl KernelVersion {
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        KernelVersion {
-            major,
-            minor,
-            patch,
-        }
+        KernelVersion { major, minor, patch }
     }
 
     /// Reads the leading `major.minor[.patch]` of a `uname -r` release string such as
     /// `5.10.0-32-cloud-amd64` or `6.18.44-fc-v669`. Distribution ABI numbers (Debian's `5.10.0`)
     /// carry no patch level; that is fine, expectations are stated per minor release.
     pub fn from_release(release: &str) -> Option<KernelVersion> {
-        let end = release
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(release.len());
+        let end = release.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(release.len());
         release[..end].trim_end_matches('.').parse().ok()
     }
 }
@@ -37,18 +31,12 @@ impl FromStr for KernelVersion {
         let mut parts = s.split('.');
         let mut next = |what: &str, required: bool| -> Result<u32, String> {
             match parts.next() {
-                Some(p) => p
-                    .parse()
-                    .map_err(|_| format!("bad {what} number {p:?} in kernel version {s:?}")),
+                Some(p) => p.parse().map_err(|_| format!("bad {what} number {p:?} in kernel version {s:?}")),
                 None if required => Err(format!("kernel version {s:?} lacks a {what} number")),
                 None => Ok(0),
             }
         };
-        let v = KernelVersion::new(
-            next("major", true)?,
-            next("minor", true)?,
-            next("patch", false)?,
-        );
+        let v = KernelVersion::new(next("major", true)?, next("minor", true)?, next("patch", false)?);
         if parts.next().is_some() {
             return Err(format!("kernel version {s:?} has more than three parts"));
         }
@@ -82,10 +70,7 @@ impl VersionRange {
 impl FromStr for VersionRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut range = VersionRange {
-            from: None,
-            before: None,
-        };
+        let mut range = VersionRange { from: None, before: None };
         if s.trim() == "*" {
             return Ok(range);
         }
@@ -99,9 +84,7 @@ impl FromStr for VersionRange {
                     return Err(format!("version range {s:?} has two upper bounds"));
                 }
             } else {
-                return Err(format!(
-                    "bad version range {s:?}: use `*`, `>=X.Y`, `<X.Y` or `>=X.Y, <X.Z`"
-                ));
+                return Err(format!("bad version range {s:?}: use `*`, `>=X.Y`, `<X.Y` or `>=X.Y, <X.Z`"));
             }
         }
         if let (Some(from), Some(before)) = (range.from, range.before) {
@@ -146,19 +129,10 @@ mod tests {
         assert!(r.contains(KernelVersion::new(5, 11, 0)));
         assert!(r.contains(KernelVersion::new(6, 0, 19)));
         assert!(!r.contains(KernelVersion::new(6, 1, 0)));
-        assert!("*"
-            .parse::<VersionRange>()
-            .unwrap()
-            .contains(KernelVersion::new(2, 6, 0)));
-        assert!("<5.14"
-            .parse::<VersionRange>()
-            .unwrap()
-            .contains(KernelVersion::new(5, 13, 9)));
+        assert!("*".parse::<VersionRange>().unwrap().contains(KernelVersion::new(2, 6, 0)));
+        assert!("<5.14".parse::<VersionRange>().unwrap().contains(KernelVersion::new(5, 13, 9)));
         for bad in ["5.14", ">=6.1, <5.10", ">=a.b", ">=5.1, >=5.2", ""] {
-            assert!(
-                bad.parse::<VersionRange>().is_err(),
-                "{bad:?} should not parse"
-            );
+            assert!(bad.parse::<VersionRange>().is_err(), "{bad:?} should not parse");
         }
         assert_eq!(r.to_string(), "5.11 up to (not incl.) 6.1");
     }

@@ -37,10 +37,7 @@ impl Behaviour {
     }
 
     pub fn documented_rules(&self) -> Vec<Rule> {
-        self.documented
-            .iter()
-            .map(|(k, e)| Rule::new(k, e))
-            .collect()
+        self.documented.iter().map(|(k, e)| Rule::new(k, e)).collect()
     }
 
     pub fn to_matrix(&self) -> matrix::Behaviour {
@@ -60,15 +57,9 @@ impl Behaviour {
 /// Every behaviour, in family order.
 pub fn all() -> impl Iterator<Item = &'static Behaviour> {
     use crate::probes::*;
-    [
-        api::BEHAVIOURS,
-        populate::BEHAVIOURS,
-        remote::BEHAVIOURS,
-        remove::BEHAVIOURS,
-        stw::BEHAVIOURS,
-    ]
-    .into_iter()
-    .flatten()
+    [api::BEHAVIOURS, populate::BEHAVIOURS, remote::BEHAVIOURS, remove::BEHAVIOURS, stw::BEHAVIOURS]
+        .into_iter()
+        .flatten()
 }
 
 pub fn find(id: &str) -> Option<&'static Behaviour> {
@@ -93,44 +84,22 @@ mod tests {
         for b in all() {
             assert!(seen.insert(b.id), "{} declared twice", b.id);
             let (family, name) = b.id.split_once('.').expect("ids are <family>.<behaviour>");
+            assert!(!family.is_empty() && !name.is_empty() && !name.contains('.'), "{}", b.id);
             assert!(
-                !family.is_empty() && !name.is_empty() && !name.contains('.'),
+                name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                 "{}",
                 b.id
             );
-            assert!(
-                name.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
-                "{}",
-                b.id
-            );
-            assert!(
-                !b.summary.is_empty() && !b.observes.is_empty() && !b.citation.is_empty(),
-                "{}",
-                b.id
-            );
+            assert!(!b.summary.is_empty() && !b.observes.is_empty() && !b.citation.is_empty(), "{}", b.id);
             matrix::expect::validate(&b.rules()).unwrap_or_else(|e| panic!("{}: {e}", b.id));
             if !b.documented.is_empty() {
                 matrix::expect::validate(&b.documented_rules())
                     .unwrap_or_else(|e| panic!("{} (documented): {e}", b.id));
             }
             // Every kernel the project can meet is covered by exactly one rule.
-            for (major, minor) in [
-                (4, 3),
-                (5, 10),
-                (5, 14),
-                (6, 1),
-                (6, 12),
-                (7, 2),
-                (7, 3),
-                (9, 0),
-            ] {
+            for (major, minor) in [(4, 3), (5, 10), (5, 14), (6, 1), (6, 12), (7, 2), (7, 3), (9, 0)] {
                 let v = KernelVersion::new(major, minor, 0);
-                let n = b
-                    .rules()
-                    .iter()
-                    .filter(|r| r.range().unwrap().contains(v))
-                    .count();
+                let n = b.rules().iter().filter(|r| r.range().unwrap().contains(v)).count();
                 assert_eq!(n, 1, "{}: {n} rules cover {v}", b.id);
             }
         }

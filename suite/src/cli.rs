@@ -68,12 +68,8 @@ impl Cli {
         }
         for f in &self.faults {
             match f {
-                Fault::ProbeHang(x) if x == id => {
-                    args.push(format!("--inject-fault=probe-hang={id}"))
-                }
-                Fault::ProbeCrash(x) if x == id => {
-                    args.push(format!("--inject-fault=probe-crash={id}"))
-                }
+                Fault::ProbeHang(x) if x == id => args.push(format!("--inject-fault=probe-hang={id}")),
+                Fault::ProbeCrash(x) if x == id => args.push(format!("--inject-fault=probe-crash={id}")),
                 _ => {}
             }
         }
@@ -109,16 +105,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         let number = |name: &str, v: String| -> Result<u64, String> {
-            v.parse()
-                .map_err(|_| format!("{name} takes a whole number, not {v:?}"))
+            v.parse().map_err(|_| format!("{name} takes a whole number, not {v:?}"))
         };
         match flag.as_str() {
             "--results" => cli.results = Some(PathBuf::from(value("--results")?)),
             "--stream" => cli.stream = Some(PathBuf::from(value("--stream")?)),
             "--window-ms" => cli.ctx.window = Duration::from_millis(number(&flag, value(&flag)?)?),
-            "--timeout-ms" => {
-                cli.ctx.timeout = Duration::from_millis(number(&flag, value(&flag)?)?)
-            }
+            "--timeout-ms" => cli.ctx.timeout = Duration::from_millis(number(&flag, value(&flag)?)?),
             "--watchdog-s" => cli.watchdog = Duration::from_secs(number(&flag, value(&flag)?)?),
             "--catalogue" => cli.mode = Mode::Catalogue,
             "--probe" => cli.mode = Mode::Probe(value("--probe")?),
@@ -142,22 +135,15 @@ fn known_id(id: String) -> Result<String, String> {
 }
 
 fn parse_fault(spec: &str) -> Result<Fault, String> {
-    let (kind, arg) = spec
-        .split_once('=')
-        .ok_or_else(|| format!("bad fault {spec:?}: use KIND=VALUE"))?;
-    let count = || {
-        arg.parse::<usize>()
-            .map_err(|_| format!("fault {kind} takes a count, not {arg:?}"))
-    };
+    let (kind, arg) = spec.split_once('=').ok_or_else(|| format!("bad fault {spec:?}: use KIND=VALUE"))?;
+    let count = || arg.parse::<usize>().map_err(|_| format!("fault {kind} takes a count, not {arg:?}"));
     Ok(match kind {
         "panic-after" => Fault::PanicAfter(count()?),
         "hang-after" => Fault::HangAfter(count()?),
         "probe-hang" => Fault::ProbeHang(known_id(arg.to_string())?),
         "probe-crash" => Fault::ProbeCrash(known_id(arg.to_string())?),
         _ => {
-            return Err(format!(
-                "unknown fault {kind:?}: panic-after, hang-after, probe-hang or probe-crash"
-            ))
+            return Err(format!("unknown fault {kind:?}: panic-after, hang-after, probe-hang or probe-crash"))
         }
     })
 }
@@ -167,11 +153,7 @@ mod tests {
     use super::*;
 
     fn parse_str(args: &[&str]) -> Result<Cli, String> {
-        parse(
-            std::iter::once("suite")
-                .chain(args.iter().copied())
-                .map(OsString::from),
-        )
+        parse(std::iter::once("suite").chain(args.iter().copied()).map(OsString::from))
     }
 
     #[test]
@@ -200,12 +182,7 @@ mod tests {
         assert!(parse_str(&["--corrupt", "no.such"]).is_err());
         assert!(parse_str(&["--inject-fault", "explode=1"]).is_err());
         assert!(parse_str(&["--results"]).is_err());
-        assert_eq!(
-            parse_str(&["--inject-fault", "panic-after=3"])
-                .unwrap()
-                .faults,
-            [Fault::PanicAfter(3)]
-        );
+        assert_eq!(parse_str(&["--inject-fault", "panic-after=3"]).unwrap().faults, [Fault::PanicAfter(3)]);
     }
 
     #[test]
@@ -222,9 +199,6 @@ mod tests {
         assert!(args.contains(&"--corrupt=api.features".to_string()));
         assert!(args.contains(&"--inject-fault=probe-hang=api.features".to_string()));
         assert!(args.contains(&"--timeout-ms=7".to_string()));
-        assert!(!cli
-            .child_args("api.user_mode_only")
-            .iter()
-            .any(|a| a.starts_with("--corrupt")));
+        assert!(!cli.child_args("api.user_mode_only").iter().any(|a| a.starts_with("--corrupt")));
     }
 }

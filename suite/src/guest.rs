@@ -13,19 +13,15 @@ pub fn main() -> ! {
     match setup().and_then(|()| open_port()) {
         Err(e) => eprintln!("uffdc guest: {e}"),
         Ok(port) => match crate::cli::parse(std::env::args_os()) {
-            Err(e) => Sink::new(Some(port), Vec::new()).send(&Record::Fatal {
-                message: format!("bad arguments on the kernel command line: {e}"),
-            }),
+            Err(e) => Sink::new(Some(port), Vec::new())
+                .send(&Record::Fatal { message: format!("bad arguments on the kernel command line: {e}") }),
             Ok(cli) => {
                 let sink = Arc::new(Sink::new(Some(port), cli.faults.clone()));
                 // Trial failures are results, not the guest's concern: the conclusion is not used.
                 match std::panic::catch_unwind(|| drop(crate::harness::run(&cli, &sink))) {
-                    Ok(()) => sink.send(&Record::End {
-                        count: sink.cells().len(),
-                    }),
-                    Err(_) => sink.send(&Record::Fatal {
-                        message: "the suite panicked (see the console log)".into(),
-                    }),
+                    Ok(()) => sink.send(&Record::End { count: sink.cells().len() }),
+                    Err(_) => sink
+                        .send(&Record::Fatal { message: "the suite panicked (see the console log)".into() }),
                 }
             }
         },
@@ -35,19 +31,11 @@ pub fn main() -> ! {
 
 fn setup() -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
-    for (source, target, fstype) in [
-        ("proc", "/proc", "proc"),
-        ("sysfs", "/sys", "sysfs"),
-        ("devtmpfs", "/dev", "devtmpfs"),
-    ] {
+    for (source, target, fstype) in
+        [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")]
+    {
         std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
-        match mount(
-            Some(source),
-            target,
-            Some(fstype),
-            MsFlags::empty(),
-            None::<&str>,
-        ) {
+        match mount(Some(source), target, Some(fstype), MsFlags::empty(), None::<&str>) {
             Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
             Err(e) => return Err(format!("mount {fstype} on {target}: {e}")),
         }

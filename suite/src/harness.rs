@@ -25,19 +25,13 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(stream: Option<std::fs::File>, faults: Vec<Fault>) -> Sink {
-        Sink {
-            cells: Mutex::new(BTreeMap::new()),
-            stream: stream.map(Mutex::new),
-            faults,
-        }
+        Sink { cells: Mutex::new(BTreeMap::new()), stream: stream.map(Mutex::new), faults }
     }
 
     pub fn send(&self, record: &Record) {
         if let Some(stream) = &self.stream {
             let mut port = stream.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = port
-                .write_all(record.encode().as_bytes())
-                .and_then(|()| port.flush());
+            let _ = port.write_all(record.encode().as_bytes()).and_then(|()| port.flush());
         }
     }
 
@@ -45,10 +39,7 @@ impl Sink {
         let count = {
             let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
             cells.insert(id.to_string(), cell.clone());
-            self.send(&Record::Cell {
-                id: id.to_string(),
-                cell: cell.clone(),
-            });
+            self.send(&Record::Cell { id: id.to_string(), cell: cell.clone() });
             cells.len()
         };
         for fault in &self.faults {
@@ -111,34 +102,15 @@ pub fn observe(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>) -> Cell
                 details.insert("harness".into(), Detail::from(note));
             }
             match report {
-                Report::Observed {
-                    observed,
-                    details: d,
-                } => {
+                Report::Observed { observed, details: d } => {
                     details.extend(d);
                     let g = grade(&rules, version, Reported::Observed(&observed));
-                    Cell {
-                        observed,
-                        verdict: g.verdict,
-                        reason: g.reason,
-                        expected: g.rule,
-                        details,
-                    }
+                    Cell { observed, verdict: g.verdict, reason: g.reason, expected: g.rule, details }
                 }
-                Report::Unsupported {
-                    observed,
-                    reason,
-                    details: d,
-                } => {
+                Report::Unsupported { observed, reason, details: d } => {
                     details.extend(d);
                     let g = grade(&rules, version, Reported::Unsupported);
-                    Cell {
-                        observed,
-                        verdict: g.verdict,
-                        reason: Some(reason),
-                        expected: g.rule,
-                        details,
-                    }
+                    Cell { observed, verdict: g.verdict, reason: Some(reason), expected: g.rule, details }
                 }
                 Report::Error { message } => failure("error", Verdict::Error, message, details),
             }
@@ -149,11 +121,7 @@ pub fn observe(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>) -> Cell
             format!(
                 "no result within the {}s watchdog; the probe process was killed{}",
                 cli.watchdog.as_secs(),
-                if stderr.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (stderr: {stderr})")
-                }
+                if stderr.is_empty() { String::new() } else { format!(" (stderr: {stderr})") }
             ),
             details,
         ),
@@ -166,21 +134,12 @@ pub fn observe(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>) -> Cell
         Outcome::Failed(message) => failure("error", Verdict::Error, message, details),
     };
     let mut cell = cell;
-    cell.details.insert(
-        "probe_ms".into(),
-        Detail::from(run.elapsed.as_millis() as u64),
-    );
+    cell.details.insert("probe_ms".into(), Detail::from(run.elapsed.as_millis() as u64));
     cell
 }
 
 fn failure(observed: &str, verdict: Verdict, reason: String, details: Details) -> Cell {
-    Cell {
-        observed: observed.to_string(),
-        verdict,
-        reason: Some(reason),
-        expected: None,
-        details,
-    }
+    Cell { observed: observed.to_string(), verdict, reason: Some(reason), expected: None, details }
 }
 
 fn completion(cell: &Cell) -> Result<Completion, Failed> {
@@ -215,9 +174,7 @@ pub fn host(cli: Cli) -> std::process::ExitCode {
     let started = std::time::Instant::now();
     let conclusion = run(&cli, &sink);
     if !cli.test_args.iter().any(|a| a == "--list") {
-        sink.send(&Record::End {
-            count: sink.cells().len(),
-        });
+        sink.send(&Record::End { count: sink.cells().len() });
     }
     if let Some(path) = &cli.results {
         let uname = crate::sys::uname();

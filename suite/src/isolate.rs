@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 
 pub enum Outcome {
     /// The child reported. `note` says when it had to be killed after reporting.
-    Report {
-        report: Report,
-        note: Option<String>,
-    },
+    Report { report: Report, note: Option<String> },
     /// The watchdog fired before any report; what the probe wrote to stderr.
     Hung { stderr: String },
     /// The child died from a signal before reporting.
@@ -68,9 +65,7 @@ pub fn run(id: &str, cli: &Cli) -> ProbeRun {
             // SAFETY: signals the probe's own process group.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
             // A child stuck in uninterruptible sleep may not die at once; do not wait forever.
-            rx.recv_timeout(Duration::from_secs(10))
-                .ok()
-                .and_then(Result::ok)
+            rx.recv_timeout(Duration::from_secs(10)).ok().and_then(Result::ok)
         }
     };
     // Whatever the probe forked goes with it.
@@ -80,33 +75,22 @@ pub fn run(id: &str, cli: &Cli) -> ProbeRun {
     // The pipes are at EOF now unless something still holds them; take what arrived.
     let stdout = stdout.take(Duration::from_secs(2));
     let stderr = tail(&stderr.take(Duration::from_millis(200)));
-    let report = stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(REPORT_PREFIX))
-        .map(serde_json::from_str::<Report>);
+    let report =
+        stdout.lines().rev().find_map(|l| l.strip_prefix(REPORT_PREFIX)).map(serde_json::from_str::<Report>);
     let outcome = match (report, status) {
         (Some(Ok(report)), _) => Outcome::Report {
             report,
-            note: killed.then(|| {
-                "the probe reported, then did not exit until the watchdog killed it".to_string()
-            }),
+            note: killed
+                .then(|| "the probe reported, then did not exit until the watchdog killed it".to_string()),
         },
         (Some(Err(e)), _) => Outcome::Failed(format!("unreadable probe report: {e}")),
         (None, _) if killed => Outcome::Hung { stderr },
         (None, None) => Outcome::Failed("waiting for the probe process failed".to_string()),
         (None, Some(status)) => match status.signal() {
-            Some(sig) => Outcome::Crashed {
-                signal: signal_name(sig),
-                stderr,
-            },
+            Some(sig) => Outcome::Crashed { signal: signal_name(sig), stderr },
             None => Outcome::Failed(format!(
                 "the probe exited with {status} without a report{}",
-                if stderr.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {stderr}")
-                }
+                if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
             )),
         },
     };
@@ -130,9 +114,7 @@ fn collect(pipe: Option<impl std::io::Read + Send + 'static>) -> Collected {
                 if n == 0 {
                     break;
                 }
-                buf.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&chunk[..n]);
+                buf.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&chunk[..n]);
             }
             let _ = tx.send(());
         });
@@ -151,9 +133,7 @@ impl Collected {
 /// The child side: run the probe, print one report line, exit.
 pub fn child_main(id: &str, cli: &Cli) -> ! {
     let report = match crate::catalogue::find(id) {
-        None => Report::Error {
-            message: format!("unknown behaviour id {id:?}"),
-        },
+        None => Report::Error { message: format!("unknown behaviour id {id:?}") },
         Some(b) => {
             for fault in &cli.faults {
                 match fault {
@@ -184,15 +164,8 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
             }
         }
     };
-    let report = if cli.corrupt.iter().any(|c| c == id) {
-        corrupt(report)
-    } else {
-        report
-    };
-    let line = format!(
-        "{REPORT_PREFIX}{}\n",
-        serde_json::to_string(&report).expect("reports serialise")
-    );
+    let report = if cli.corrupt.iter().any(|c| c == id) { corrupt(report) } else { report };
+    let line = format!("{REPORT_PREFIX}{}\n", serde_json::to_string(&report).expect("reports serialise"));
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
     // Threads may still be blocked in faults; exit_group ends them.
@@ -202,13 +175,9 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
 /// Self-test: turn an observation into one no expectation accepts.
 fn corrupt(report: Report) -> Report {
     match report {
-        Report::Observed { observed, details }
-        | Report::Unsupported {
-            observed, details, ..
-        } => Report::Observed {
-            observed: format!("corrupted({observed})"),
-            details,
-        },
+        Report::Observed { observed, details } | Report::Unsupported { observed, details, .. } => {
+            Report::Observed { observed: format!("corrupted({observed})"), details }
+        }
         other => other,
     }
 }

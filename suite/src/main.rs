@@ -27,10 +27,7 @@ fn main() -> ExitCode {
     match &cli.mode {
         cli::Mode::Probe(id) => isolate::child_main(id, &cli),
         cli::Mode::Catalogue => {
-            print!(
-                "{}",
-                toml::to_string(&catalogue::to_matrix()).expect("the catalogue serialises")
-            );
+            print!("{}", toml::to_string(&catalogue::to_matrix()).expect("the catalogue serialises"));
             ExitCode::SUCCESS
         }
         cli::Mode::Run => harness::host(cli),

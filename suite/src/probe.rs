@@ -22,10 +22,7 @@ pub struct Ctx {
 
 impl Default for Ctx {
     fn default() -> Self {
-        Ctx {
-            window: Duration::from_millis(300),
-            timeout: Duration::from_secs(10),
-        }
+        Ctx { window: Duration::from_millis(300), timeout: Duration::from_secs(10) }
     }
 }
 
@@ -37,10 +34,7 @@ pub struct Observation {
 
 impl Observation {
     pub fn new(observed: impl Into<String>) -> Observation {
-        Observation {
-            observed: observed.into(),
-            details: Details::new(),
-        }
+        Observation { observed: observed.into(), details: Details::new() }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Detail>) -> Observation {
@@ -56,22 +50,14 @@ impl Observation {
 #[derive(Debug)]
 pub enum Fail {
     /// The kernel lacks a prerequisite. `observed` is what showed it (`EINVAL`, `ENOSYS`).
-    Unsupported {
-        observed: String,
-        reason: String,
-        details: Details,
-    },
+    Unsupported { observed: String, reason: String, details: Details },
     /// The probe could not do its job; nothing was learnt about the kernel.
     Error(String),
 }
 
 impl Fail {
     pub fn unsupported(observed: impl Into<String>, reason: impl Into<String>) -> Fail {
-        Fail::Unsupported {
-            observed: observed.into(),
-            reason: reason.into(),
-            details: Details::new(),
-        }
+        Fail::Unsupported { observed: observed.into(), reason: reason.into(), details: Details::new() }
     }
     pub fn error(message: impl Into<String>) -> Fail {
         Fail::Error(message.into())
@@ -107,18 +93,9 @@ impl<T> Context<T> for std::io::Result<T> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "report", rename_all = "lowercase")]
 pub enum Report {
-    Observed {
-        observed: String,
-        details: Details,
-    },
-    Unsupported {
-        observed: String,
-        reason: String,
-        details: Details,
-    },
-    Error {
-        message: String,
-    },
+    Observed { observed: String, details: Details },
+    Unsupported { observed: String, reason: String, details: Details },
+    Error { message: String },
 }
 
 pub const REPORT_PREFIX: &str = "uffdc-report:";
@@ -126,19 +103,10 @@ pub const REPORT_PREFIX: &str = "uffdc-report:";
 impl From<ProbeResult> for Report {
     fn from(r: ProbeResult) -> Report {
         match r {
-            Ok(o) => Report::Observed {
-                observed: o.observed,
-                details: o.details,
-            },
-            Err(Fail::Unsupported {
-                observed,
-                reason,
-                details,
-            }) => Report::Unsupported {
-                observed,
-                reason,
-                details,
-            },
+            Ok(o) => Report::Observed { observed: o.observed, details: o.details },
+            Err(Fail::Unsupported { observed, reason, details }) => {
+                Report::Unsupported { observed, reason, details }
+            }
             Err(Fail::Error(message)) => Report::Error { message },
         }
     }

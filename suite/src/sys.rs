@@ -44,12 +44,7 @@ unsafe impl Sync for Region {}
 
 impl Region {
     pub fn anonymous(pages: usize) -> Result<Region, Errno> {
-        Region::map(
-            pages,
-            page_size(),
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            None,
-        )
+        Region::map(pages, page_size(), libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, None)
     }
 
     /// A MAP_SHARED mapping of a new memfd of `pages` pages (shmem).
@@ -61,37 +56,20 @@ impl Region {
 
     /// Anonymous memory backed by huge pages of `huge` bytes (MAP_HUGETLB).
     pub fn hugetlb(pages: usize, huge: usize) -> Result<Region, Errno> {
-        Region::map(
-            pages,
-            huge,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB,
-            None,
-        )
+        Region::map(pages, huge, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB, None)
     }
 
     fn map(pages: usize, page: usize, flags: i32, memfd: Option<OwnedFd>) -> Result<Region, Errno> {
         let fd = memfd.as_ref().map_or(-1, |f| f.as_raw_fd());
         // SAFETY: a fresh mapping aliases nothing the program holds references to.
         let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                pages * page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), pages * page, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0)
         };
         if ptr == libc::MAP_FAILED {
             return Err(Errno::last());
         }
         let base = NonNull::new(ptr.cast()).expect("mmap never returns NULL");
-        Ok(Region {
-            base,
-            pages,
-            page,
-            memfd,
-        })
+        Ok(Region { base, pages, page, memfd })
     }
 
     pub fn base(&self) -> usize {
@@ -210,11 +188,7 @@ impl SignalFlag {
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(Errno::result(raw)?) };
         FLAG_FD.store(fd.as_raw_fd(), Ordering::SeqCst);
-        let action = SigAction::new(
-            SigHandler::Handler(flag_handler),
-            SaFlags::empty(),
-            SigSet::empty(),
-        );
+        let action = SigAction::new(SigHandler::Handler(flag_handler), SaFlags::empty(), SigSet::empty());
         // SAFETY: the handler only calls write(2) on an eventfd.
         unsafe { sigaction(sig, &action) }?;
         Ok(SignalFlag { fd })
@@ -244,19 +218,11 @@ pub fn wait_any(fds: &[std::os::fd::BorrowedFd<'_>], limit: Duration) -> Result<
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-        let mut pfds: Vec<PollFd<'_>> = fds
-            .iter()
-            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-            .collect();
+        let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
         match poll(&mut pfds, PollTimeout::from(ms)) {
             Ok(0) if Instant::now() >= deadline => return Ok(vec![false; fds.len()]),
             Ok(0) | Err(Errno::EINTR) => continue,
-            Ok(_) => {
-                return Ok(pfds
-                    .iter()
-                    .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-                    .collect())
-            }
+            Ok(_) => return Ok(pfds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect()),
             Err(e) => return Err(e),
         }
     }
@@ -297,11 +263,7 @@ pub fn uname() -> Uname {
             version: u.version().to_string_lossy().into_owned(),
             machine: u.machine().to_string_lossy().into_owned(),
         },
-        Err(_) => Uname {
-            release: "unknown".into(),
-            version: String::new(),
-            machine: String::new(),
-        },
+        Err(_) => Uname { release: "unknown".into(), version: String::new(), machine: String::new() },
     }
 }
 
@@ -314,17 +276,14 @@ pub struct SubProcess {
 }
 
 /// Forks; the child runs `f` with its end of the socket and exits with the code `f` returns.
-pub fn fork_with(
-    f: impl FnOnce(std::os::unix::net::UnixStream) -> i32,
-) -> Result<SubProcess, Errno> {
+pub fn fork_with(f: impl FnOnce(std::os::unix::net::UnixStream) -> i32) -> Result<SubProcess, Errno> {
     use std::os::fd::FromRawFd;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|_| Errno::EMFILE)?;
     // SAFETY: the probe process is single-threaded when it forks (see above).
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             drop(ours);
-            let code =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(theirs))).unwrap_or(101);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(theirs))).unwrap_or(101);
             // SAFETY: leave without running the parent's exit handlers twice.
             unsafe { libc::_exit(code) }
         }
@@ -339,11 +298,7 @@ pub fn fork_with(
                     return Err(e);
                 }
             };
-            Ok(SubProcess {
-                pid: child,
-                sock: ours,
-                pidfd,
-            })
+            Ok(SubProcess { pid: child, sock: ours, pidfd })
         }
     }
 }
@@ -376,9 +331,7 @@ impl SubProcess {
             let mut byte = [0u8; 1];
             match (&self.sock).read(&mut byte) {
                 Ok(0) => return Ok(None),
-                Ok(_) if byte[0] == b'\n' => {
-                    return Ok(Some(String::from_utf8_lossy(&line).into_owned()))
-                }
+                Ok(_) if byte[0] == b'\n' => return Ok(Some(String::from_utf8_lossy(&line).into_owned())),
                 Ok(_) => line.push(byte[0]),
                 Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
             }
@@ -395,12 +348,8 @@ impl SubProcess {
         let mut byte = [0u8; 1];
         let mut iov = [std::io::IoSliceMut::new(&mut byte)];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            self.sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
+        let msg =
+            recvmsg::<()>(self.sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
         for cmsg in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(fds) = cmsg {
                 if let Some(fd) = fds.first() {
@@ -418,14 +367,8 @@ pub fn send_fd(sock: &std::os::unix::net::UnixStream, fd: std::os::fd::RawFd) ->
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let fds = [fd];
     let iov = [std::io::IoSlice::new(b"F")];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map(drop)
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .map(drop)
 }
 
 /// Sends one line of text over a socket.
@@ -445,9 +388,7 @@ pub struct Sysctl {
 impl Sysctl {
     /// The current value of `/proc/sys/<name>`.
     pub fn read(name: &str) -> Option<String> {
-        std::fs::read_to_string(format!("/proc/sys/{name}"))
-            .ok()
-            .map(|s| s.trim().to_string())
+        std::fs::read_to_string(format!("/proc/sys/{name}")).ok().map(|s| s.trim().to_string())
     }
 
     /// Takes the settings lock, then sets `/proc/sys/<name>` to `value`.
@@ -456,11 +397,7 @@ impl Sysctl {
         let path = format!("/proc/sys/{name}");
         let old = std::fs::read_to_string(&path)?.trim().to_string();
         std::fs::write(&path, value)?;
-        Ok(Sysctl {
-            path,
-            old,
-            _lock: lock,
-        })
+        Ok(Sysctl { path, old, _lock: lock })
     }
 
     /// Changes the value again while holding the lock.
@@ -513,10 +450,7 @@ pub fn drop_capability(cap: u32) -> Result<(), Errno> {
         inheritable: u32,
     }
     const VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
+    let mut header = Header { version: VERSION_3, pid: 0 };
     let mut data = [Data::default(); 2];
     // SAFETY: capget/capset with a version-3 header and two data words.
     Errno::result(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
@@ -537,8 +471,5 @@ pub fn huge_pages() -> (u64, usize) {
             .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    (
-        field("HugePages_Free:"),
-        field("Hugepagesize:") as usize * 1024,
-    )
+    (field("HugePages_Free:"), field("Hugepagesize:") as usize * 1024)
 }

@@ -131,17 +131,10 @@ pub fn from_device(flags: i32) -> Result<OwnedFd, DevError> {
 
 /// UFFDIO_API with the given feature request.
 pub fn handshake(fd: &OwnedFd, features: u64) -> Result<Api, Errno> {
-    let mut api = sys::uffdio_api {
-        api: sys::UFFD_API,
-        features,
-        ioctls: 0,
-    };
+    let mut api = sys::uffdio_api { api: sys::UFFD_API, features, ioctls: 0 };
     // SAFETY: the argument is a properly initialised uffdio_api.
     unsafe { ioctl_api(fd.as_raw_fd(), &mut api) }?;
-    Ok(Api {
-        features: api.features,
-        ioctls: api.ioctls,
-    })
+    Ok(Api { features: api.features, ioctls: api.ioctls })
 }
 
 /// Maps a failed userfaultfd(2) to what it tells about the kernel.
@@ -151,9 +144,9 @@ pub fn open_failure(e: Errno) -> Fail {
             "ENOSYS",
             "userfaultfd(2) returns ENOSYS: the kernel was built without CONFIG_USERFAULTFD",
         ),
-        Errno::EPERM => Fail::error(
-            "userfaultfd(2): EPERM: run the suite as root (or set vm.unprivileged_userfaultfd=1)",
-        ),
+        Errno::EPERM => {
+            Fail::error("userfaultfd(2): EPERM: run the suite as root (or set vm.unprivileged_userfaultfd=1)")
+        }
         e => Fail::error(format!("userfaultfd(2): {}", errno_name(e))),
     }
 }
@@ -183,10 +176,7 @@ impl Uffd {
             if missing != 0 {
                 return Err(Fail::unsupported(
                     "no feature",
-                    format!(
-                        "the kernel does not offer UFFD_FEATURE_{}",
-                        feature_names(missing)
-                    ),
+                    format!("the kernel does not offer UFFD_FEATURE_{}", feature_names(missing)),
                 ));
             }
         }
@@ -198,14 +188,9 @@ impl Uffd {
     /// Takes a descriptor whose handshake is done (one passed from a helper process, or a fork
     /// event's). Makes it non-blocking, as [`Uffd::next`] expects.
     pub fn from_fd(fd: OwnedFd) -> Uffd {
-        let _ = nix::fcntl::fcntl(
-            &fd,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        );
+        let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
         // SAFETY: the crate takes ownership of the descriptor.
-        Uffd {
-            inner: unsafe { userfaultfd::Uffd::from_raw_fd(fd.into_raw_fd()) },
-        }
+        Uffd { inner: unsafe { userfaultfd::Uffd::from_raw_fd(fd.into_raw_fd()) } }
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -245,14 +230,7 @@ impl Uffd {
     /// UFFDIO_COPY of `src` to `dst`, waking the faulting thread.
     pub fn copy(&self, dst: usize, src: &[u8]) -> Result<usize, userfaultfd::Error> {
         // SAFETY: `dst` lies in a range registered on this uffd; the kernel validates it.
-        unsafe {
-            self.inner.copy(
-                src.as_ptr().cast(),
-                dst as *mut libc::c_void,
-                src.len(),
-                true,
-            )
-        }
+        unsafe { self.inner.copy(src.as_ptr().cast(), dst as *mut libc::c_void, src.len(), true) }
     }
 
     /// UFFDIO_COPY issued directly, so the `copy` field is seen whatever the outcome: it starts as
@@ -282,18 +260,13 @@ impl Uffd {
         if protect {
             self.inner.write_protect(p, len).ctx("UFFDIO_WRITEPROTECT")
         } else {
-            self.inner
-                .remove_write_protection(p, len, true)
-                .ctx("UFFDIO_WRITEPROTECT (unprotect)")
+            self.inner.remove_write_protection(p, len, true).ctx("UFFDIO_WRITEPROTECT (unprotect)")
         }
     }
 
     /// UFFDIO_CONTINUE: map the page-cache pages of a minor fault, waking the faulting thread.
     pub fn continue_(&self, addr: usize, len: usize) -> Result<(), Fail> {
-        self.inner
-            .r#continue(addr as *mut libc::c_void, len, true)
-            .map(drop)
-            .ctx("UFFDIO_CONTINUE")
+        self.inner.r#continue(addr as *mut libc::c_void, len, true).map(drop).ctx("UFFDIO_CONTINUE")
     }
 
     /// UFFDIO_COPY of one page filled with `byte`: the usual way to serve a fault.
@@ -304,11 +277,7 @@ impl Uffd {
 }
 
 /// A new uffd with `features` and `region` registered on it in `mode`: the start of most probes.
-pub fn registered(
-    features: u64,
-    region: Region,
-    mode: RegisterMode,
-) -> Result<(Uffd, Region), Fail> {
+pub fn registered(features: u64, region: Region, mode: RegisterMode) -> Result<(Uffd, Region), Fail> {
     let uffd = Uffd::open(features)?;
     uffd.register(region.base(), region.len(), mode)?;
     Ok((uffd, region))
@@ -343,25 +312,13 @@ impl Uffd {
                             Ok(_) => {}
                             // Another message for a page already served.
                             Err(userfaultfd::Error::CopyFailed(e)) if e as i32 == libc::EEXIST => {}
-                            Err(e) => {
-                                return Err(Fail::error(format!("UFFDIO_COPY: {}", error_name(&e))))
-                            }
+                            Err(e) => return Err(Fail::error(format!("UFFDIO_COPY: {}", error_name(&e)))),
                         }
                     }
                     events.push(event);
                 }
-                Next::Done(v) => {
-                    return Ok(Served {
-                        events,
-                        result: Some(v),
-                    })
-                }
-                Next::Timeout => {
-                    return Ok(Served {
-                        events,
-                        result: None,
-                    })
-                }
+                Next::Done(v) => return Ok(Served { events, result: Some(v) }),
+                Next::Timeout => return Ok(Served { events, result: None }),
             }
         }
     }
@@ -395,22 +352,14 @@ pub fn describe_fault(kind: FaultKind, rw: ReadWrite) -> String {
 pub fn describe_event(event: &Event, region: &Region) -> String {
     match event {
         Event::Pagefault { kind, rw, addr, .. } => {
-            format!(
-                "fault {} @page {}",
-                describe_fault(*kind, *rw),
-                region.page_index(*addr as u64)
-            )
+            format!("fault {} @page {}", describe_fault(*kind, *rw), region.page_index(*addr as u64))
         }
-        Event::Remove { start, end } => format!(
-            "REMOVE pages [{},{})",
-            region.page_index(*start as u64),
-            region.page_index(*end as u64)
-        ),
-        Event::Unmap { start, end } => format!(
-            "UNMAP pages [{},{})",
-            region.page_index(*start as u64),
-            region.page_index(*end as u64)
-        ),
+        Event::Remove { start, end } => {
+            format!("REMOVE pages [{},{})", region.page_index(*start as u64), region.page_index(*end as u64))
+        }
+        Event::Unmap { start, end } => {
+            format!("UNMAP pages [{},{})", region.page_index(*start as u64), region.page_index(*end as u64))
+        }
         Event::Remap { .. } => "REMAP".to_string(),
         Event::Fork { .. } => "FORK".to_string(),
     }
@@ -434,8 +383,7 @@ impl Uffd {
         let deadline = std::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let ready =
-                crate::sys::wait_any(&[self.inner.as_fd(), worker.done_fd()], left).ctx("poll")?;
+            let ready = crate::sys::wait_any(&[self.inner.as_fd(), worker.done_fd()], left).ctx("poll")?;
             if ready[0] {
                 if let Some(event) = self.next(Duration::ZERO)? {
                     return Ok(Next::Event(event));
@@ -455,10 +403,7 @@ impl Uffd {
 mod tests {
     #[test]
     fn names_bits_and_keeps_unknown_ones() {
-        assert_eq!(
-            super::feature_names(0b1001 | 1 << 40),
-            "PAGEFAULT_FLAG_WP EVENT_REMOVE bit40"
-        );
+        assert_eq!(super::feature_names(0b1001 | 1 << 40), "PAGEFAULT_FLAG_WP EVENT_REMOVE bit40");
         assert_eq!(super::ioctl_names(1 << 0x3F | 1 << 3), "COPY API");
         assert_eq!(super::feature_names(0), "");
     }

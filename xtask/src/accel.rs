@@ -44,31 +44,19 @@ fn machine_key() -> String {
 }
 
 /// Resolves `--accel`. `probe` boots a guest under KVM and says whether it reached its end.
-pub fn choose(
-    choice: Choice,
-    cache: &Path,
-    probe: &mut dyn FnMut() -> Result<(), String>,
-) -> Result<Accel> {
-    let openable = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_ok()
-    };
+pub fn choose(choice: Choice, cache: &Path, probe: &mut dyn FnMut() -> Result<(), String>) -> Result<Accel> {
+    let openable = || std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
     match choice {
         Choice::Tcg => Ok(Accel::Tcg),
         Choice::Kvm => {
             if !openable() {
-                bail!(
-                    "--accel kvm: /dev/kvm is missing or not accessible; use --accel tcg (or auto)"
-                );
+                bail!("--accel kvm: /dev/kvm is missing or not accessible; use --accel tcg (or auto)");
             }
             match probe() {
                 Ok(()) => Ok(Accel::Kvm),
-                Err(e) => bail!(
-                    "--accel kvm: a probe boot under KVM failed ({e}); use --accel tcg (or auto)"
-                ),
+                Err(e) => {
+                    bail!("--accel kvm: a probe boot under KVM failed ({e}); use --accel tcg (or auto)")
+                }
             }
         }
         Choice::Auto => {
@@ -76,9 +64,8 @@ pub fn choose(
                 return Ok(Accel::Tcg);
             }
             let key = machine_key();
-            if let Some(v) = std::fs::read_to_string(cache)
-                .ok()
-                .and_then(|t| toml::from_str::<Verdict>(&t).ok())
+            if let Some(v) =
+                std::fs::read_to_string(cache).ok().and_then(|t| toml::from_str::<Verdict>(&t).ok())
             {
                 if v.machine == key {
                     return Ok(if v.kvm_works { Accel::Kvm } else { Accel::Tcg });
@@ -89,20 +76,13 @@ pub fn choose(
             let verdict = Verdict {
                 machine: key,
                 kvm_works: result.is_ok(),
-                detail: result
-                    .clone()
-                    .err()
-                    .unwrap_or_else(|| "probe boot reached the end record".into()),
+                detail: result.clone().err().unwrap_or_else(|| "probe boot reached the end record".into()),
             };
             if let Err(e) = &result {
                 eprintln!("accel: KVM does not work here ({e}); using TCG");
             }
             let _ = crate::util::write_atomic(cache, toml::to_string(&verdict)?.as_bytes());
-            Ok(if verdict.kvm_works {
-                Accel::Kvm
-            } else {
-                Accel::Tcg
-            })
+            Ok(if verdict.kvm_works { Accel::Kvm } else { Accel::Tcg })
         }
     }
 }

@@ -57,12 +57,7 @@ fn libclang_present() -> bool {
     if let Some(dir) = std::env::var_os("LIBCLANG_PATH") {
         return Path::new(&dir).exists();
     }
-    let dirs = [
-        "/usr/lib",
-        "/usr/lib64",
-        "/usr/local/lib",
-        "/usr/lib/x86_64-linux-gnu",
-    ];
+    let dirs = ["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/lib/x86_64-linux-gnu"];
     let llvm = std::fs::read_dir("/usr/lib")
         .into_iter()
         .flatten()
@@ -78,9 +73,9 @@ fn libclang_present() -> bool {
             let name = name.to_string_lossy();
             // clang-sys loads libclang.so[.N] or libclang-N.so[.M] (not libclang-cpp).
             name.starts_with("libclang.so")
-                || name.strip_prefix("libclang-").is_some_and(|v| {
-                    v.starts_with(|c: char| c.is_ascii_digit()) && v.contains(".so")
-                })
+                || name
+                    .strip_prefix("libclang-")
+                    .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()) && v.contains(".so"))
         })
 }
 
@@ -106,20 +101,11 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
     }
     eprintln!("installing {} ({})", packages.join(" "), what.join(", "));
     let quiet = ["-q", "-o", "Dpkg::Use-Pty=0"];
-    cmd!(sh, "apt-get {quiet...} update")
+    cmd!(sh, "apt-get {quiet...} update").env("DEBIAN_FRONTEND", "noninteractive").run()?;
+    cmd!(sh, "apt-get {quiet...} install -y --no-install-recommends {packages...}")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run()?;
-    cmd!(
-        sh,
-        "apt-get {quiet...} install -y --no-install-recommends {packages...}"
-    )
-    .env("DEBIAN_FRONTEND", "noninteractive")
-    .run()?;
-    let still: Vec<&str> = missing
-        .iter()
-        .filter(|n| !n.present())
-        .map(|n| n.what())
-        .collect();
+    let still: Vec<&str> = missing.iter().filter(|n| !n.present()).map(|n| n.what()).collect();
     if !still.is_empty() {
         bail!("still missing after apt-get install: {}", still.join(", "));
     }
@@ -129,7 +115,5 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
 /// The full path of a program on PATH.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file())
 }

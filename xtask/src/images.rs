@@ -30,26 +30,16 @@ pub struct Pin {
 impl Pin {
     /// How a results file names this kernel's origin.
     pub fn source(&self) -> String {
-        format!(
-            "debian {} {} {} (deb sha256 {})",
-            self.suite, self.package, self.version, self.sha256
-        )
+        format!("debian {} {} {} (deb sha256 {})", self.suite, self.package, self.version, self.sha256)
     }
 }
 
 pub fn load_kernels(root: &Path) -> Result<KernelsFile> {
     let path = root.join("images/kernels.toml");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map_or(1, |s| text[..s.start].matches('\n').count() + 1);
-        anyhow::anyhow!(
-            "{}:{line}: {} (fix the file)",
-            path.display(),
-            e.message().trim()
-        )
+        let line = e.span().map_or(1, |s| text[..s.start].matches('\n').count() + 1);
+        anyhow::anyhow!("{}:{line}: {} (fix the file)", path.display(), e.message().trim())
     })
 }
 
@@ -57,22 +47,14 @@ impl KernelsFile {
     /// The pins for the requested ids (all when none are requested), in request order.
     pub fn select(&self, ids: &[String]) -> Result<Vec<(String, Pin)>> {
         if ids.is_empty() {
-            return Ok(self
-                .kernels
-                .iter()
-                .map(|(k, p)| (k.clone(), p.clone()))
-                .collect());
+            return Ok(self.kernels.iter().map(|(k, p)| (k.clone(), p.clone())).collect());
         }
         ids.iter()
             .map(|id| match self.kernels.get(id) {
                 Some(pin) => Ok((id.clone(), pin.clone())),
                 None => bail!(
                     "unknown kernel id {id:?}: images/kernels.toml has {}",
-                    self.kernels
-                        .keys()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    self.kernels.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
                 ),
             })
             .collect()
@@ -114,10 +96,7 @@ pub fn mirrors(main_override: Option<&str>) -> Result<Mirrors> {
         }
     }
     let (found_main, found_security) = debian_mirrors(&entries);
-    let main = main_override
-        .map(String::from)
-        .or_else(|| env("UFFDC_DEBIAN_MIRROR"))
-        .or(found_main);
+    let main = main_override.map(String::from).or_else(|| env("UFFDC_DEBIAN_MIRROR")).or(found_main);
     let Some(main) = main else {
         bail!(
             "no Debian mirror in this machine's apt sources (/etc/apt/sources.list*): pass --mirror URI or set UFFDC_DEBIAN_MIRROR=<Debian mirror URI>"
@@ -184,14 +163,9 @@ fn deb822_entries(text: &str) -> Vec<Entry> {
             }
         }
         let words = |k: &str| -> Vec<String> {
-            fields
-                .get(k)
-                .map(|v| v.split_whitespace().map(String::from).collect())
-                .unwrap_or_default()
+            fields.get(k).map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default()
         };
-        if fields.get("enabled").is_some_and(|v| v == "no")
-            || !words("types").iter().any(|t| t == "deb")
-        {
+        if fields.get("enabled").is_some_and(|v| v == "no") || !words("types").iter().any(|t| t == "deb") {
             continue;
         }
         for uri in words("uris") {
@@ -207,11 +181,7 @@ fn debian_mirrors(entries: &[Entry]) -> (Option<String>, Option<String>) {
     let find = |security: bool| {
         entries
             .iter()
-            .find(|(_, suites)| {
-                suites
-                    .iter()
-                    .any(|s| debian(s) && s.ends_with("-security") == security)
-            })
+            .find(|(_, suites)| suites.iter().any(|s| debian(s) && s.ends_with("-security") == security))
             .map(|(uri, _)| uri.clone())
     };
     (find(false), find(true))
@@ -246,9 +216,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(root: &Path) -> Cache {
-        Cache {
-            dir: root.join("target/uffdc"),
-        }
+        Cache { dir: root.join("target/uffdc") }
     }
 
     fn image_dir(&self, id: &str) -> PathBuf {
@@ -305,13 +273,7 @@ impl Cache {
         self.unpack(id, pin, &deb)
     }
 
-    fn download(
-        &self,
-        sh: &Shell,
-        pin: &Pin,
-        all: &KernelsFile,
-        mirrors: &Mirrors,
-    ) -> Result<PathBuf> {
+    fn download(&self, sh: &Shell, pin: &Pin, all: &KernelsFile, mirrors: &Mirrors) -> Result<PathBuf> {
         let apt = self.dir.join("apt");
         for d in ["lists/partial", "cache/archives/partial", "debs"] {
             std::fs::create_dir_all(apt.join(d))?;
@@ -323,11 +285,7 @@ impl Cache {
         let sources: String = suites
             .iter()
             .map(|s| {
-                let uri = if s.ends_with("-security") {
-                    &mirrors.security
-                } else {
-                    &mirrors.main
-                };
+                let uri = if s.ends_with("-security") { &mirrors.security } else { &mirrors.main };
                 format!("deb [signed-by={DEBIAN_KEYRING}] {uri} {s} main\n")
             })
             .collect();
@@ -346,10 +304,7 @@ impl Cache {
                 .is_ok()
         };
         if stale || !known() {
-            eprintln!(
-                "apt     update (private lists in {})",
-                crate::util::display_path(&apt)
-            );
+            eprintln!("apt     update (private lists in {})", crate::util::display_path(&apt));
             cmd!(sh, "apt-get {options...} -qq update")
                 .quiet()
                 .run()
@@ -375,19 +330,10 @@ impl Cache {
             .flatten()
             .map(|e| e.path())
             .find(|p| {
-                let n = p
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
+                let n = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
                 n.starts_with(&prefix) && n.contains(&format!("_{version}_")) && n.ends_with(".deb")
             })
-            .with_context(|| {
-                format!(
-                    "apt-get download left no .deb for {wanted} in {}",
-                    debs.display()
-                )
-            })
+            .with_context(|| format!("apt-get download left no .deb for {wanted} in {}", debs.display()))
     }
 
     /// Takes the kernel image (and its config) out of the .deb by content.
@@ -405,11 +351,7 @@ impl Cache {
             if !entry.header().entry_type().is_file() {
                 continue;
             }
-            let path = entry
-                .path()?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_string();
+            let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
             let kind = if let Some(r) = path.strip_prefix("boot/vmlinuz-") {
                 Some(("vmlinuz", r.to_string()))
             } else if let Some(r) = path.strip_prefix("boot/config-") {
@@ -436,16 +378,16 @@ impl Cache {
         }
         let status = child.wait()?;
         if !status.success() {
-            bail!("dpkg-deb --fsys-tarfile {} failed ({status}): the .deb is damaged; delete it and rerun", deb.display());
+            bail!(
+                "dpkg-deb --fsys-tarfile {} failed ({status}): the .deb is damaged; delete it and rerun",
+                deb.display()
+            );
         }
         let (Some(vmlinuz), Some(release)) = (vmlinuz, release) else {
             bail!("{id}: {} {} holds no kernel image (no /boot/vmlinuz-* or /usr/lib/modules/*/vmlinuz): pin the package that does", pin.package, pin.version);
         };
-        let userfaultfd = config.as_ref().map(|c| {
-            String::from_utf8_lossy(c)
-                .lines()
-                .any(|l| l == "CONFIG_USERFAULTFD=y")
-        });
+        let userfaultfd =
+            config.as_ref().map(|c| String::from_utf8_lossy(c).lines().any(|l| l == "CONFIG_USERFAULTFD=y"));
         let dir = self.image_dir(id);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("vmlinuz"), &vmlinuz)?;
@@ -461,13 +403,7 @@ impl Cache {
             userfaultfd,
         };
         crate::util::write_atomic(&dir.join("image.toml"), toml::to_string(&entry)?.as_bytes())?;
-        Ok(Image {
-            id: id.to_string(),
-            pin: pin.clone(),
-            vmlinuz: dir.join("vmlinuz"),
-            release,
-            userfaultfd,
-        })
+        Ok(Image { id: id.to_string(), pin: pin.clone(), vmlinuz: dir.join("vmlinuz"), release, userfaultfd })
     }
 }
 
@@ -485,23 +421,14 @@ fn apt_options(apt: &Path) -> Vec<String> {
         "APT::Architecture=amd64".to_string(),
         "APT::Architectures=amd64".to_string(),
     ];
-    for target in [
-        "DEP-11",
-        "DEP-11-icons",
-        "DEP-11-icons-small",
-        "DEP-11-icons-hidpi",
-        "CNF",
-    ] {
-        o.push(format!(
-            "Acquire::IndexTargets::deb::{target}::DefaultEnabled=false"
-        ));
+    for target in ["DEP-11", "DEP-11-icons", "DEP-11-icons-small", "DEP-11-icons-hidpi", "CNF"] {
+        o.push(format!("Acquire::IndexTargets::deb::{target}::DefaultEnabled=false"));
     }
     o.into_iter().flat_map(|o| ["-o".to_string(), o]).collect()
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(hex(&hasher.finalize()))
@@ -533,13 +460,12 @@ mod tests {
         );
         let ubuntu = one_line_entries("deb http://archive.ubuntu.com/ubuntu noble main\n");
         assert_eq!(debian_mirrors(&ubuntu), (None, None));
-        let old = one_line_entries("deb http://a.example/debian bullseye main # c\ndeb http://s.example/ bullseye-security main\n");
+        let old = one_line_entries(
+            "deb http://a.example/debian bullseye main # c\ndeb http://s.example/ bullseye-security main\n",
+        );
         assert_eq!(
             debian_mirrors(&old),
-            (
-                Some("http://a.example/debian".into()),
-                Some("http://s.example/".into())
-            )
+            (Some("http://a.example/debian".into()), Some("http://s.example/".into()))
         );
     }
 
@@ -554,13 +480,9 @@ mod tests {
         for pin in kernels.kernels.values() {
             assert_eq!(pin.sha256.len(), 64, "{pin:?}");
         }
-        let err = kernels
-            .select(&["debian-9.9-cloud".into()])
-            .unwrap_err()
-            .to_string();
+        let err = kernels.select(&["debian-9.9-cloud".into()]).unwrap_err().to_string();
         assert!(
-            err.contains("unknown kernel id \"debian-9.9-cloud\"")
-                && err.contains("debian-6.1-cloud"),
+            err.contains("unknown kernel id \"debian-9.9-cloud\"") && err.contains("debian-6.1-cloud"),
             "{err}"
         );
     }

@@ -18,51 +18,17 @@ const S_IFCHR: u32 = 0o020000;
 /// The archive for a suite binary.
 pub fn for_suite(suite: &[u8]) -> Vec<u8> {
     let entries = [
-        Entry {
-            name: "dev",
-            mode: S_IFDIR | 0o755,
-            rdev: (0, 0),
-            data: &[],
-        },
-        Entry {
-            name: "dev/console",
-            mode: S_IFCHR | 0o600,
-            rdev: (5, 1),
-            data: &[],
-        },
-        Entry {
-            name: "proc",
-            mode: S_IFDIR | 0o555,
-            rdev: (0, 0),
-            data: &[],
-        },
-        Entry {
-            name: "sys",
-            mode: S_IFDIR | 0o555,
-            rdev: (0, 0),
-            data: &[],
-        },
-        Entry {
-            name: "init",
-            mode: S_IFREG | 0o755,
-            rdev: (0, 0),
-            data: suite,
-        },
+        Entry { name: "dev", mode: S_IFDIR | 0o755, rdev: (0, 0), data: &[] },
+        Entry { name: "dev/console", mode: S_IFCHR | 0o600, rdev: (5, 1), data: &[] },
+        Entry { name: "proc", mode: S_IFDIR | 0o555, rdev: (0, 0), data: &[] },
+        Entry { name: "sys", mode: S_IFDIR | 0o555, rdev: (0, 0), data: &[] },
+        Entry { name: "init", mode: S_IFREG | 0o755, rdev: (0, 0), data: suite },
     ];
     let mut out = Vec::with_capacity(suite.len() + 4096);
     for (ino, e) in entries.iter().enumerate() {
         write_entry(&mut out, ino as u32 + 1, e);
     }
-    write_entry(
-        &mut out,
-        0,
-        &Entry {
-            name: "TRAILER!!!",
-            mode: 0,
-            rdev: (0, 0),
-            data: &[],
-        },
-    );
+    write_entry(&mut out, 0, &Entry { name: "TRAILER!!!", mode: 0, rdev: (0, 0), data: &[] });
     out
 }
 
@@ -122,17 +88,10 @@ mod tests {
                 )
                 .unwrap()
             };
-            let (mode, size, rmaj, rmin, namesize) = (
-                field(1),
-                field(6) as usize,
-                field(9),
-                field(10),
-                field(11) as usize,
-            );
+            let (mode, size, rmaj, rmin, namesize) =
+                (field(1), field(6) as usize, field(9), field(10), field(11) as usize);
             let name_at = at + 110;
-            let name = std::str::from_utf8(&archive[name_at..name_at + namesize - 1])
-                .unwrap()
-                .to_string();
+            let name = std::str::from_utf8(&archive[name_at..name_at + namesize - 1]).unwrap().to_string();
             let data_at = (name_at + namesize).next_multiple_of(4);
             if name == "TRAILER!!!" {
                 break;

@@ -51,26 +51,17 @@ fn run() -> Result<()> {
     }
 }
 
-fn matrix_options(
-    root: &std::path::Path,
-    mut args: impl Iterator<Item = String>,
-) -> Result<matrix::Options> {
+fn matrix_options(root: &std::path::Path, mut args: impl Iterator<Item = String>) -> Result<matrix::Options> {
     let mut opts = matrix::Options::new(root);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .with_context(|| format!("{flag} needs a value"))
-        };
-        let number = |v: String| {
-            v.parse::<u64>()
-                .with_context(|| format!("{flag} takes a whole number, not {v:?}"))
-        };
+        let mut value =
+            || inline.clone().or_else(|| args.next()).with_context(|| format!("{flag} needs a value"));
+        let number =
+            |v: String| v.parse::<u64>().with_context(|| format!("{flag} takes a whole number, not {v:?}"));
         match flag.as_str() {
             "--kernel" => opts.kernels.push(value()?),
             "--host" => opts.host = true,

@@ -63,16 +63,10 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
         None => crate::suite_bin::build(sh, root)?,
     };
     let catalogue = crate::suite_bin::catalogue(sh, &suite)?;
-    let binary =
-        std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
+    let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
     let initrd = root.join("target/uffdc/initramfs.cpio");
     crate::util::write_atomic(&initrd, &crate::initramfs::for_suite(&binary))?;
-    Ok(Prepared {
-        suite,
-        catalogue,
-        initrd,
-        version: crate::suite_bin::version(sh, root),
-    })
+    Ok(Prepared { suite, catalogue, initrd, version: crate::suite_bin::version(sh, root) })
 }
 
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
@@ -106,20 +100,18 @@ pub fn gather(
     let mut images = Vec::new();
     for (id, pin) in &selected {
         eprintln!("fetch   {id}: {} {}", pin.package, pin.version);
-        match cache.fetch(sh, id, pin, &kernels, &|| {
-            images::mirrors(opts.mirror.as_deref())
-        }) {
+        match cache.fetch(sh, id, pin, &kernels, &|| images::mirrors(opts.mirror.as_deref())) {
             Ok(image) => {
                 if image.userfaultfd == Some(false) {
-                    eprintln!("note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`");
+                    eprintln!(
+                        "note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`"
+                    );
                 }
                 images.push(image)
             }
             Err(e) => {
                 eprintln!("error: {id}: {e:#}");
-                failed.push(format!(
-                    "{id}: could not fetch (its previous results, if any, are kept)"
-                ));
+                failed.push(format!("{id}: could not fetch (its previous results, if any, are kept)"));
             }
         }
     }
@@ -140,13 +132,10 @@ pub fn gather(
     let results_dir = opts.out.join("results");
     for image in &images {
         eprintln!("boot    {} ({}, {})", image.id, image.release, accel.name());
-        let results = runner::run_guest(
-            image,
-            &prepared.initrd,
-            &settings,
-            &opts.logs.join(&image.id),
-            &mut |pid| on_boot(&image.id, pid),
-        )?;
+        let results =
+            runner::run_guest(image, &prepared.initrd, &settings, &opts.logs.join(&image.id), &mut |pid| {
+                on_boot(&image.id, pid)
+            })?;
         save_results(&results_dir, &image.id, &results, &mut failed)?;
     }
     if opts.host {
@@ -162,24 +151,14 @@ pub fn gather(
         compat.kernels.len()
     );
     if !failed.is_empty() {
-        bail!(
-            "{} kernel(s) did not complete:\n  {}",
-            failed.len(),
-            failed.join("\n  ")
-        );
+        bail!("{} kernel(s) did not complete:\n  {}", failed.len(), failed.join("\n  "));
     }
     Ok(())
 }
 
-fn save_results(
-    dir: &Path,
-    id: &str,
-    results: &matrix::Results,
-    failed: &mut Vec<String>,
-) -> Result<()> {
+fn save_results(dir: &Path, id: &str, results: &matrix::Results, failed: &mut Vec<String>) -> Result<()> {
     let path = dir.join(format!("{id}.toml"));
-    matrix::model::save(&path, results)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    matrix::model::save(&path, results).with_context(|| format!("cannot write {}", path.display()))?;
     println!("{}", runner::summary(id, results));
     if let Some(reason) = &results.kernel.reason {
         failed.push(format!("{id}: {reason}"));
@@ -197,13 +176,7 @@ fn probe_kvm(image: &Image, prepared: &Prepared, opts: &Options) -> Result<(), S
         suite_args: vec!["--exact".into(), "no-behaviour-has-this-name".into()],
         suite_version: prepared.version.clone(),
     };
-    match runner::run_guest(
-        image,
-        &prepared.initrd,
-        &settings,
-        &opts.logs.join("kvm-probe"),
-        &mut |_| {},
-    ) {
+    match runner::run_guest(image, &prepared.initrd, &settings, &opts.logs.join("kvm-probe"), &mut |_| {}) {
         Ok(r) if r.kernel.status == matrix::RunStatus::Complete => Ok(()),
         Ok(r) => Err(r.kernel.reason.unwrap_or_default()),
         Err(e) => Err(format!("{e:#}")),
@@ -223,11 +196,7 @@ pub fn compile(out: &Path, catalogue: &matrix::Catalogue) -> Result<matrix::Comp
         .collect();
     files.sort();
     for file in files {
-        let id = file
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let id = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         let results: matrix::Results = matrix::model::load(&file)?;
         runs.insert(id, results);
     }
@@ -253,15 +222,8 @@ mod tests {
     fn a_malformed_results_file_is_named_with_its_line() {
         let out = scratch("malformed");
         std::fs::create_dir_all(out.join("results")).unwrap();
-        std::fs::write(
-            out.join("results/broken.toml"),
-            "schema = 1\n[kernel]\nrelease = 5\n",
-        )
-        .unwrap();
-        let catalogue = matrix::Catalogue {
-            schema: matrix::model::SCHEMA,
-            behaviours: BTreeMap::new(),
-        };
+        std::fs::write(out.join("results/broken.toml"), "schema = 1\n[kernel]\nrelease = 5\n").unwrap();
+        let catalogue = matrix::Catalogue { schema: matrix::model::SCHEMA, behaviours: BTreeMap::new() };
         let err = compile(&out, &catalogue).unwrap_err().to_string();
         assert!(err.contains("results/broken.toml:3:"), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
@@ -269,9 +231,7 @@ mod tests {
 
     /// A fresh directory under target/ for one test.
     fn scratch(name: &str) -> PathBuf {
-        let dir = crate::util::project_root()
-            .join("target/uffdc/tests")
-            .join(name);
+        let dir = crate::util::project_root().join("target/uffdc/tests").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -281,9 +241,7 @@ mod tests {
     fn prepared(sh: &Shell) -> Prepared {
         let suite = std::env::var_os("UFFDC_SUITE_BIN")
             .map(PathBuf::from)
-            .expect(
-                "UFFDC_SUITE_BIN is unset: run the end-to-end tests through `cargo xtask test`",
-            );
+            .expect("UFFDC_SUITE_BIN is unset: run the end-to-end tests through `cargo xtask test`");
         prepare(sh, &crate::util::project_root(), Some(suite)).unwrap()
     }
 
@@ -313,20 +271,11 @@ mod tests {
         let compat = load_compat(&opts);
         assert_eq!(compat.kernels.len(), 3);
         for (id, k) in &compat.kernels {
-            assert_eq!(
-                k.status,
-                matrix::RunStatus::Complete,
-                "{id}: {:?}",
-                k.reason
-            );
+            assert_eq!(k.status, matrix::RunStatus::Complete, "{id}: {:?}", k.reason);
             assert_eq!(k.accel, if id == HOST_ID { "none" } else { "tcg" });
         }
-        assert!(compat.kernels["debian-5.10-cloud"]
-            .release
-            .starts_with("5.10."));
-        assert!(compat.kernels["debian-6.1-cloud"]
-            .release
-            .starts_with("6.1."));
+        assert!(compat.kernels["debian-5.10-cloud"].release.starts_with("5.10."));
+        assert!(compat.kernels["debian-6.1-cloud"].release.starts_with("6.1."));
         for (id, b) in &compat.behaviours {
             for (kernel, cell) in &b.cells {
                 assert!(
@@ -340,14 +289,8 @@ mod tests {
         assert_eq!(populate["debian-5.10-cloud"].verdict, Verdict::Unsupported);
         assert_eq!(populate["debian-6.1-cloud"].observed, "fault read");
         assert_eq!(populate[HOST_ID].observed, "fault read");
-        assert_eq!(
-            compat.behaviours["api.dev_userfaultfd"].cells["debian-5.10-cloud"].observed,
-            "absent"
-        );
-        assert_eq!(
-            compat.behaviours["api.dev_userfaultfd"].cells["debian-6.1-cloud"].observed,
-            "works"
-        );
+        assert_eq!(compat.behaviours["api.dev_userfaultfd"].cells["debian-5.10-cloud"].observed, "absent");
+        assert_eq!(compat.behaviours["api.dev_userfaultfd"].cells["debian-6.1-cloud"].observed, "works");
     }
 
     #[test]
@@ -368,39 +311,15 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("did not complete"), "{err:#}");
         let compat = load_compat(&opts);
-        assert_eq!(
-            compat.kernels["debian-5.10-cloud"].status,
-            matrix::RunStatus::Complete
-        );
+        assert_eq!(compat.kernels["debian-5.10-cloud"].status, matrix::RunStatus::Complete);
         let killed = &compat.kernels["debian-6.1-cloud"];
         assert_eq!(killed.status, matrix::RunStatus::Incomplete);
-        assert!(
-            killed
-                .reason
-                .as_deref()
-                .unwrap()
-                .contains("QEMU was killed by SIGKILL"),
-            "{killed:?}"
-        );
-        let cells: Vec<_> = compat
-            .behaviours
-            .values()
-            .map(|b| &b.cells["debian-6.1-cloud"])
-            .collect();
-        let kept = cells
-            .iter()
-            .filter(|c| c.verdict != Verdict::Missing)
-            .count();
-        assert!(
-            kept >= 1 && kept < cells.len(),
-            "{kept} of {} cells survived",
-            cells.len()
-        );
+        assert!(killed.reason.as_deref().unwrap().contains("QEMU was killed by SIGKILL"), "{killed:?}");
+        let cells: Vec<_> = compat.behaviours.values().map(|b| &b.cells["debian-6.1-cloud"]).collect();
+        let kept = cells.iter().filter(|c| c.verdict != Verdict::Missing).count();
+        assert!(kept >= 1 && kept < cells.len(), "{kept} of {} cells survived", cells.len());
         for c in cells.iter().filter(|c| c.verdict == Verdict::Missing) {
-            assert!(
-                c.reason.as_deref().unwrap().contains("QEMU was killed"),
-                "{c:?}"
-            );
+            assert!(c.reason.as_deref().unwrap().contains("QEMU was killed"), "{c:?}");
         }
         for b in compat.behaviours.values() {
             assert_ne!(b.cells["debian-5.10-cloud"].verdict, Verdict::Missing);
@@ -409,23 +328,13 @@ mod tests {
         // 2. A later run of one kernel whose suite panics the kernel after three results merges
         //    into the same matrix: the other kernel's column stays as it was.
         opts.kernels = vec!["debian-6.1-cloud".into()];
-        opts.suite_args = vec![
-            "--inject-fault=panic-after=3".into(),
-            "--test-threads=1".into(),
-        ];
+        opts.suite_args = vec!["--inject-fault=panic-after=3".into(), "--test-threads=1".into()];
         assert!(gather(&sh, &root, &opts, &prepared, &mut |_, _| {}).is_err());
         let after = load_compat(&opts);
-        assert_eq!(
-            after.kernels["debian-5.10-cloud"],
-            compat.kernels["debian-5.10-cloud"]
-        );
+        assert_eq!(after.kernels["debian-5.10-cloud"], compat.kernels["debian-5.10-cloud"]);
         let panicked = &after.kernels["debian-6.1-cloud"];
         assert!(
-            panicked
-                .reason
-                .as_deref()
-                .unwrap()
-                .starts_with("kernel panic: Attempted to kill init"),
+            panicked.reason.as_deref().unwrap().starts_with("kernel panic: Attempted to kill init"),
             "{panicked:?}"
         );
         let real = after
@@ -435,15 +344,10 @@ mod tests {
             .count();
         assert_eq!(real, 3);
         for (id, b) in &after.behaviours {
-            assert_eq!(
-                b.cells["debian-5.10-cloud"],
-                compat.behaviours[id].cells["debian-5.10-cloud"]
-            );
+            assert_eq!(b.cells["debian-5.10-cloud"], compat.behaviours[id].cells["debian-5.10-cloud"]);
         }
         let console = root.join(panicked.console_log.as_deref().unwrap());
-        assert!(std::fs::read_to_string(console)
-            .unwrap()
-            .contains("Kernel panic"));
+        assert!(std::fs::read_to_string(console).unwrap().contains("Kernel panic"));
     }
 
     #[test]
@@ -452,23 +356,10 @@ mod tests {
         let sh = Shell::new().unwrap();
         let mut opts = options("hung-guest", &["debian-6.1-cloud"]);
         opts.timeout = Duration::from_secs(30);
-        opts.suite_args = vec![
-            "--inject-fault=hang-after=1".into(),
-            "--test-threads=1".into(),
-        ];
-        assert!(gather(
-            &sh,
-            &crate::util::project_root(),
-            &opts,
-            &prepared(&sh),
-            &mut |_, _| {}
-        )
-        .is_err());
+        opts.suite_args = vec!["--inject-fault=hang-after=1".into(), "--test-threads=1".into()];
+        assert!(gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &mut |_, _| {}).is_err());
         let k = &load_compat(&opts).kernels["debian-6.1-cloud"];
-        assert!(
-            k.reason.as_deref().unwrap().starts_with("hard timeout"),
-            "{k:?}"
-        );
+        assert!(k.reason.as_deref().unwrap().starts_with("hard timeout"), "{k:?}");
     }
 
     /// Kills `pid` from another thread once `results` holds a cell record.
@@ -476,9 +367,7 @@ mod tests {
         std::thread::spawn(move || {
             let start = std::time::Instant::now();
             while start.elapsed() < Duration::from_secs(200) {
-                if std::fs::read_to_string(&results)
-                    .is_ok_and(|t| t.contains("\"record\":\"cell\""))
-                {
+                if std::fs::read_to_string(&results).is_ok_and(|t| t.contains("\"record\":\"cell\"")) {
                     // SAFETY: QEMU is our child, still running: its waiter has not reaped it.
                     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
                     return;

@@ -44,12 +44,13 @@ impl Boot {
     pub fn command(&self) -> Result<Command> {
         for arg in &self.init_args {
             if arg.is_empty() || arg.contains(char::is_whitespace) || arg.contains('"') {
-                bail!("suite argument {arg:?} cannot be passed on a kernel command line (no spaces or quotes)");
+                bail!(
+                    "suite argument {arg:?} cannot be passed on a kernel command line (no spaces or quotes)"
+                );
             }
         }
         // Huge pages are reserved for populate.hugetlb_missing.
-        let mut append =
-            String::from("console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init hugepages=4");
+        let mut append = String::from("console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init hugepages=4");
         if !self.init_args.is_empty() {
             append += " -- ";
             append += &self.init_args.join(" ");
@@ -59,33 +60,21 @@ impl Boot {
             Accel::Tcg => ("tcg", "max"),
         };
         let mut c = Command::new(BINARY);
-        c.args([
-            "-nodefaults",
-            "-no-reboot",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-        ])
-        .args(["-accel", accel, "-cpu", cpu])
-        .args([
-            "-smp",
-            &self.cpus.to_string(),
-            "-m",
-            &self.mem_mb.to_string(),
-        ])
-        .arg("-kernel")
-        .arg(&self.kernel)
-        .arg("-initrd")
-        .arg(&self.initrd)
-        .args(["-append", &append])
-        .arg("-serial")
-        .arg(format!("file:{}", self.console.display()))
-        .arg("-serial")
-        .arg(format!("file:{}", self.results.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&self.stderr)?);
+        c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"])
+            .args(["-accel", accel, "-cpu", cpu])
+            .args(["-smp", &self.cpus.to_string(), "-m", &self.mem_mb.to_string()])
+            .arg("-kernel")
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .args(["-append", &append])
+            .arg("-serial")
+            .arg(format!("file:{}", self.console.display()))
+            .arg("-serial")
+            .arg(format!("file:{}", self.results.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&self.stderr)?);
         Ok(c)
     }
 

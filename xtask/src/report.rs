@@ -16,10 +16,9 @@ pub fn findings_markdown(compat: &Compat) -> String {
          and what they did. Expectations follow the kernel source; the documentation's claim and its \
          citation are in each behaviour's entry in `compat.toml` (`documented`, `citation`, `notes`).\n",
     );
-    for (kind, title) in [
-        (Kind::Documentation, "Documentation mismatches"),
-        (Kind::Expectation, "Unexpected"),
-    ] {
+    for (kind, title) in
+        [(Kind::Documentation, "Documentation mismatches"), (Kind::Expectation, "Unexpected")]
+    {
         let of_kind: Vec<_> = all.iter().filter(|f| f.kind == kind).collect();
         let _ = write!(md, "\n## {title}\n\n");
         if of_kind.is_empty() {
@@ -31,10 +30,7 @@ pub fn findings_markdown(compat: &Compat) -> String {
         for id in ids {
             let b = &compat.behaviours[id];
             let _ = writeln!(md, "### `{id}`\n\n{}\n", b.summary);
-            let claim = of_kind
-                .iter()
-                .find(|f| f.behaviour == id)
-                .map_or("", |f| f.claim.as_str());
+            let claim = of_kind.iter().find(|f| f.behaviour == id).map_or("", |f| f.claim.as_str());
             let _ = writeln!(md, "- claimed: {claim}");
             let _ = writeln!(md, "- source: {}", b.citation);
             if !b.notes.is_empty() {

@@ -58,12 +58,7 @@ pub fn run_guest(
         log: boot.console.clone(),
         what: "QEMU",
     };
-    Ok(run.into_results(
-        &image.release,
-        image.pin.source(),
-        settings.accel.name(),
-        settings,
-    ))
+    Ok(run.into_results(&image.release, image.pin.source(), settings.accel.name(), settings))
 }
 
 /// Runs the suite binary directly on the host. `logs` receives suite.log (its console) and
@@ -74,12 +69,7 @@ pub fn run_host(suite: &Path, settings: &Settings, logs: &Path) -> Result<Result
     let _ = std::fs::remove_file(&stream);
     let out = std::fs::File::create(&console)?;
     let mut command = std::process::Command::new(suite);
-    command
-        .arg("--stream")
-        .arg(&stream)
-        .args(&settings.suite_args)
-        .stdout(out.try_clone()?)
-        .stderr(out);
+    command.arg("--stream").arg(&stream).args(&settings.suite_args).stdout(out.try_clone()?).stderr(out);
     let (ended, elapsed) = run_with_timeout(command, settings.timeout, &mut |_| {})?;
     let run = Finished {
         decoded: decode(&read_lossy(&stream)),
@@ -90,12 +80,9 @@ pub fn run_host(suite: &Path, settings: &Settings, logs: &Path) -> Result<Result
         log: console,
         what: "the suite",
     };
-    let hostname = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let release =
+        nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     Ok(run.into_results(&release, format!("host {hostname}"), "none", settings))
 }
 
@@ -121,20 +108,15 @@ impl Finished {
     ) -> Results {
         let reason = self.reason(settings.timeout);
         let (release, version, machine) = match &self.decoded.start {
-            Some(matrix::stream::Record::Start {
-                release,
-                version,
-                machine,
-                ..
-            }) => (release.clone(), version.clone(), machine.clone()),
+            Some(matrix::stream::Record::Start { release, version, machine, .. }) => {
+                (release.clone(), version.clone(), machine.clone())
+            }
             _ => (fallback_release.to_string(), String::new(), String::new()),
         };
         let mut cells = self.decoded.cells.clone();
         if let Some(reason) = &reason {
             for id in self.decoded.planned() {
-                cells
-                    .entry(id.clone())
-                    .or_insert_with(|| Cell::missing(reason.clone()));
+                cells.entry(id.clone()).or_insert_with(|| Cell::missing(reason.clone()));
             }
         }
         Results {
@@ -147,11 +129,7 @@ impl Finished {
                 accel: accel.to_string(),
                 date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 suite: settings.suite_version.clone(),
-                status: if reason.is_none() {
-                    RunStatus::Complete
-                } else {
-                    RunStatus::Incomplete
-                },
+                status: if reason.is_none() { RunStatus::Complete } else { RunStatus::Incomplete },
                 reason,
                 console_log: Some(display_path(&self.log)),
                 duration_ms: Some(self.elapsed.as_millis() as u64),
@@ -169,11 +147,7 @@ impl Finished {
         let planned = d.planned().len();
         let cause = if let Some(fatal) = &d.fatal {
             format!("the suite failed: {fatal}")
-        } else if let Some(line) = self
-            .console
-            .lines()
-            .find(|l| l.contains("Kernel panic - not syncing"))
-        {
+        } else if let Some(line) = self.console.lines().find(|l| l.contains("Kernel panic - not syncing")) {
             let what = line.split("not syncing:").nth(1).unwrap_or("").trim();
             format!("kernel panic: {what}")
         } else if let Ended::TimedOut = self.ended {
@@ -183,24 +157,14 @@ impl Finished {
                 self.what
             )
         } else if let Some(sig) = self.exit_signal() {
-            format!(
-                "{} was killed by {}{}",
-                self.what,
-                signal_name(sig),
-                self.stderr_tail()
-            )
+            format!("{} was killed by {}{}", self.what, signal_name(sig), self.stderr_tail())
         } else if let Some(code) = self.exit_failure() {
-            format!(
-                "{} failed (exit status {code}){}",
-                self.what,
-                self.stderr_tail()
-            )
+            format!("{} failed (exit status {code}){}", self.what, self.stderr_tail())
         } else if d.start.is_none() {
             if self.console.trim().is_empty() {
                 "the guest printed nothing: the kernel did not boot".to_string()
             } else {
-                "the suite never started (the boot failed before init, or init could not run)"
-                    .to_string()
+                "the suite never started (the boot failed before init, or init could not run)".to_string()
             }
         } else if d.damaged > 0 {
             "the results stream was cut off mid-record".to_string()
@@ -210,24 +174,14 @@ impl Finished {
         Some(format!(
             "{cause} (after {} of {} results; log: {})",
             d.cells.len(),
-            if d.start.is_some() {
-                planned.to_string()
-            } else {
-                "?".to_string()
-            },
+            if d.start.is_some() { planned.to_string() } else { "?".to_string() },
             display_path(&self.log)
         ))
     }
 
     /// `: <last line of stderr>`, or nothing.
     fn stderr_tail(&self) -> String {
-        match self
-            .stderr
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-        {
+        match self.stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
             Some(last) => format!(": {last}"),
             None => String::new(),
         }
@@ -251,9 +205,7 @@ impl Finished {
 }
 
 fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 /// A one-line summary of a kernel's results for the terminal.
@@ -269,11 +221,7 @@ pub fn summary(id: &str, r: &Results) -> String {
         r.kernel.release,
         r.kernel.accel,
         secs,
-        if counts.is_empty() {
-            "no cells".to_string()
-        } else {
-            counts.join(", ")
-        }
+        if counts.is_empty() { "no cells".to_string() } else { counts.join(", ") }
     );
     if let Some(reason) = &r.kernel.reason {
         line += &format!("\n{:<20} incomplete: {reason}", "");

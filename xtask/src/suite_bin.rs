@@ -9,15 +9,12 @@ pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// `cargo build` of the suite, statically linked (glibc's static-pie), in the `guest` profile.
 pub fn build(sh: &Shell, root: &Path) -> Result<PathBuf> {
     let _cwd = sh.push_dir(root);
-    cmd!(
-        sh,
-        "cargo build --quiet --package suite --profile guest --target {TARGET}"
-    )
-    // With an explicit --target, RUSTFLAGS reach only target artefacts, not build scripts.
-    .env("RUSTFLAGS", "-C target-feature=+crt-static")
-    .env_remove("CARGO_ENCODED_RUSTFLAGS")
-    .run()
-    .context("building the static suite")?;
+    cmd!(sh, "cargo build --quiet --package suite --profile guest --target {TARGET}")
+        // With an explicit --target, RUSTFLAGS reach only target artefacts, not build scripts.
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .run()
+        .context("building the static suite")?;
     let bin = root.join("target").join(TARGET).join("guest/suite");
     let elf = std::fs::read(&bin).with_context(|| format!("cannot read {}", bin.display()))?;
     if needs_interpreter(&elf) {
@@ -39,30 +36,21 @@ fn needs_interpreter(elf: &[u8]) -> bool {
     let (size, count) = (u16_at(0x36), u16_at(0x38));
     (0..count).any(|i| {
         let at = phoff + i * size;
-        elf.get(at..at + 4)
-            .is_some_and(|t| u32::from_le_bytes(t.try_into().expect("4 bytes")) == 3)
+        elf.get(at..at + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().expect("4 bytes")) == 3)
     })
 }
 
 /// The behaviours this suite build declares.
 pub fn catalogue(sh: &Shell, bin: &Path) -> Result<matrix::Catalogue> {
-    let text = cmd!(sh, "{bin} --catalogue")
-        .quiet()
-        .read()
-        .context("suite --catalogue")?;
-    matrix::model::parse(&text)
-        .map_err(|e| anyhow::anyhow!("suite --catalogue printed a bad catalogue: {e}"))
+    let text = cmd!(sh, "{bin} --catalogue").quiet().read().context("suite --catalogue")?;
+    matrix::model::parse(&text).map_err(|e| anyhow::anyhow!("suite --catalogue printed a bad catalogue: {e}"))
 }
 
 /// `0.1.0+abc1234` (`-dirty` when the tree has changes), or the bare version without git.
 pub fn version(sh: &Shell, root: &Path) -> String {
     let _cwd = sh.push_dir(root);
     let base = env!("CARGO_PKG_VERSION");
-    match cmd!(sh, "git rev-parse --short HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-    {
+    match cmd!(sh, "git rev-parse --short HEAD").quiet().ignore_stderr().read() {
         Ok(rev) => {
             let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
                 .quiet()

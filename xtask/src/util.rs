@@ -8,10 +8,7 @@ use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 /// An exclusive lock on a file, held until dropped (flock(2): between processes and threads).
@@ -99,8 +96,5 @@ pub fn signal_name(sig: i32) -> String {
 /// A path as shown in files and messages: relative to the project root when inside it.
 pub fn display_path(path: &Path) -> String {
     let root = project_root();
-    path.strip_prefix(&root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }

@@ -166,13 +166,9 @@ fn features(_: &Ctx) -> ProbeResult {
     let fd = uffd::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
     let api = uffd::handshake(&fd, 0).ctx("UFFDIO_API")?;
     let names = feature_names(api.features);
-    Ok(Observation::new(if names.is_empty() {
-        "none".to_string()
-    } else {
-        names
-    })
-    .with("features", format!("{:#x}", api.features))
-    .with("ioctls", ioctl_names(api.ioctls)))
+    Ok(Observation::new(if names.is_empty() { "none".to_string() } else { names })
+        .with("features", format!("{:#x}", api.features))
+        .with("ioctls", ioctl_names(api.ioctls)))
 }
 
 fn user_mode_only(_: &Ctx) -> ProbeResult {
@@ -194,9 +190,7 @@ fn dev_userfaultfd(_: &Ctx) -> ProbeResult {
     let dev_is_devtmpfs = std::fs::read_to_string("/proc/self/mounts")
         .map(|m| {
             m.lines().any(|l| {
-                l.split_whitespace()
-                    .take(3)
-                    .eq(["devtmpfs", "/dev", "devtmpfs"])
+                l.split_whitespace().take(3).eq(["devtmpfs", "/dev", "devtmpfs"])
                     || l.starts_with("udev /dev devtmpfs")
             })
         })
@@ -238,28 +232,20 @@ fn ioctls(_: &Ctx) -> ProbeResult {
 fn unknown_feature(_: &Ctx) -> ProbeResult {
     use std::os::fd::AsRawFd;
     let fd = uffd::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
-    let mut api = userfaultfd_sys::uffdio_api {
-        api: userfaultfd_sys::UFFD_API,
-        features: 1 << 63,
-        ioctls: 0x1234,
-    };
+    let mut api =
+        userfaultfd_sys::uffdio_api { api: userfaultfd_sys::UFFD_API, features: 1 << 63, ioctls: 0x1234 };
     // SAFETY: a properly initialised uffdio_api.
     let r = unsafe { uffd::ioctl_api(fd.as_raw_fd(), &mut api) };
     let zeroed = api.api == 0 && api.features == 0 && api.ioctls == 0;
     let result = r.map_or_else(errno_name, |_| "accepted".to_string());
-    Ok(Observation::new(format!(
-        "{result}, {}",
-        if zeroed { "zeroed" } else { "not zeroed" }
-    ))
-    .with("features_after", format!("{:#x}", api.features)))
+    Ok(Observation::new(format!("{result}, {}", if zeroed { "zeroed" } else { "not zeroed" }))
+        .with("features_after", format!("{:#x}", api.features)))
 }
 
 fn handshake_twice(_: &Ctx) -> ProbeResult {
     let fd = uffd::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
     uffd::handshake(&fd, 0).ctx("first UFFDIO_API")?;
-    Ok(Observation::new(
-        uffd::handshake(&fd, 0).map_or_else(errno_name, |_| "ok".to_string()),
-    ))
+    Ok(Observation::new(uffd::handshake(&fd, 0).map_or_else(errno_name, |_| "ok".to_string())))
 }
 
 /// Runs `f` in a forked helper and returns the line it sends back.
@@ -291,16 +277,11 @@ fn unprivileged(ctx: &Ctx) -> ProbeResult {
     };
     let knob = Sysctl::set(KNOB, "0").ctx("setting vm.unprivileged_userfaultfd")?;
     let as_nobody = || match sys::become_nobody() {
-        Ok(()) => format!(
-            "plain {}, user-mode-only {}",
-            open_result(0),
-            open_result(UFFD_USER_MODE_ONLY)
-        ),
+        Ok(()) => format!("plain {}, user-mode-only {}", open_result(0), open_result(UFFD_USER_MODE_ONLY)),
         Err(e) => format!("cannot become nobody: {}", errno_name(e)),
     };
     let zero = in_helper(ctx, as_nobody)?;
-    knob.change("1")
-        .ctx("setting vm.unprivileged_userfaultfd")?;
+    knob.change("1").ctx("setting vm.unprivileged_userfaultfd")?;
     let one = in_helper(ctx, as_nobody)?;
     drop(knob);
     Ok(Observation::new(format!("sysctl 0: {zero} | sysctl 1: {one}")).with("default", default))
@@ -313,9 +294,7 @@ fn fork_needs_ptrace(ctx: &Ctx) -> ProbeResult {
     }
     let with_cap = uffd::syscall(libc::O_CLOEXEC)
         .map_err(open_failure)
-        .map(|fd| {
-            uffd::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string())
-        })?;
+        .map(|fd| uffd::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string()))?;
     // Without the capability the uffd itself needs the sysctl (or user-mode-only, which would
     // not exist on every kernel).
     let knob = Sysctl::read(KNOB)
@@ -326,8 +305,7 @@ fn fork_needs_ptrace(ctx: &Ctx) -> ProbeResult {
         Err(e) => format!("capset: {}", errno_name(e)),
         Ok(()) => match uffd::syscall(libc::O_CLOEXEC) {
             Err(e) => format!("userfaultfd: {}", errno_name(e)),
-            Ok(fd) => uffd::handshake(&fd, FEATURE_EVENT_FORK)
-                .map_or_else(errno_name, |_| "ok".to_string()),
+            Ok(fd) => uffd::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string()),
         },
     })?;
     drop(knob);

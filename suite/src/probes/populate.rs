@@ -2,14 +2,11 @@
 
 use crate::catalogue::Behaviour;
 use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::sys::{
-    self, errno_name, madvise, Region, SignalFlag, MADV_POPULATE_READ, MADV_POPULATE_WRITE,
-};
+use crate::sys::{self, errno_name, madvise, Region, SignalFlag, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
 use crate::uffd::{
-    self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd,
-    FEATURE_MINOR_SHMEM, FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM,
-    FEATURE_PAGEFAULT_FLAG_WP, FEATURE_SIGBUS, FEATURE_THREAD_ID, FEATURE_WP_ASYNC,
-    UFFD_USER_MODE_ONLY,
+    self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd, FEATURE_MINOR_SHMEM,
+    FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_PAGEFAULT_FLAG_WP, FEATURE_SIGBUS,
+    FEATURE_THREAD_ID, FEATURE_WP_ASYNC, UFFD_USER_MODE_ONLY,
 };
 use crate::worker::{self, Worker};
 use nix::errno::Errno;
@@ -223,34 +220,20 @@ pub const BEHAVIOURS: &[Behaviour] = &[
 
 fn read_missing(ctx: &Ctx) -> ProbeResult {
     require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
-    let (uffd, region) = registered(
-        FEATURE_THREAD_ID,
-        Region::anonymous(1).ctx("mmap")?,
-        RegisterMode::MISSING,
-    )?;
-    populate_one(
-        ctx,
-        &uffd,
-        &region,
-        MADV_POPULATE_READ,
-        &mut |uffd, region, _| uffd.serve(region.base(), region.page_size(), 0xA5),
-    )
+    let (uffd, region) =
+        registered(FEATURE_THREAD_ID, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
+    populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |uffd, region, _| {
+        uffd.serve(region.base(), region.page_size(), 0xA5)
+    })
 }
 
 fn write_missing(ctx: &Ctx) -> ProbeResult {
     require_advice(MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE")?;
-    let (uffd, region) = registered(
-        FEATURE_THREAD_ID,
-        Region::anonymous(1).ctx("mmap")?,
-        RegisterMode::MISSING,
-    )?;
-    populate_one(
-        ctx,
-        &uffd,
-        &region,
-        MADV_POPULATE_WRITE,
-        &mut |uffd, region, _| uffd.serve(region.base(), region.page_size(), 0xA5),
-    )
+    let (uffd, region) =
+        registered(FEATURE_THREAD_ID, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
+    populate_one(ctx, &uffd, &region, MADV_POPULATE_WRITE, &mut |uffd, region, _| {
+        uffd.serve(region.base(), region.page_size(), 0xA5)
+    })
 }
 
 /// How a probe resolves the one fault of [`populate_one`].
@@ -269,15 +252,7 @@ fn populate_one(
     let worker = start_populate(addr, len, advice);
     let mut obs = match uffd.next_or_done(&worker, ctx.timeout)? {
         Next::Event(event @ Event::Pagefault { .. }) => {
-            let Event::Pagefault {
-                kind,
-                rw,
-                addr: at,
-                thread_id,
-            } = &event
-            else {
-                unreachable!()
-            };
+            let Event::Pagefault { kind, rw, addr: at, thread_id } = &event else { unreachable!() };
             let fault = describe_fault(*kind, *rw);
             let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
             let mut obs = Observation::new("")
@@ -295,16 +270,13 @@ fn populate_one(
             };
             obs
         }
-        Next::Event(other) => Observation::new(format!(
-            "unexpected event: {}",
-            describe_event(&other, region)
-        )),
+        Next::Event(other) => {
+            Observation::new(format!("unexpected event: {}", describe_event(&other, region)))
+        }
         Next::Done((Ok(()), _)) => Observation::new("returned 0 without a message"),
         Next::Done((Err(e), _)) => Observation::new(errno_name(e)).with("message", false),
-        Next::Timeout => Observation::new("blocked without a message").with(
-            "state",
-            sys::describe_state(sys::thread_state(worker.tid())),
-        ),
+        Next::Timeout => Observation::new("blocked without a message")
+            .with("state", sys::describe_state(sys::thread_state(worker.tid()))),
     };
     if let Ok(resident) = sys::resident(region.base(), region.page_size()) {
         obs.detail("resident_after", resident);
@@ -321,24 +293,16 @@ fn start_populate(addr: usize, len: usize, advice: i32) -> Worker<(Result<(), Er
 }
 
 /// Waits for the worker's fault message; anything else ends the probe with that observation.
-fn expect_fault<T>(
-    ctx: &Ctx,
-    uffd: &Uffd,
-    worker: &Worker<T>,
-    region: &Region,
-) -> Result<Event, Observation>
+fn expect_fault<T>(ctx: &Ctx, uffd: &Uffd, worker: &Worker<T>, region: &Region) -> Result<Event, Observation>
 where
     T: std::fmt::Debug,
 {
     match uffd.next_or_done(worker, ctx.timeout) {
         Ok(Next::Event(e @ Event::Pagefault { .. })) => Ok(e),
-        Ok(Next::Event(e)) => Err(Observation::new(format!(
-            "unexpected event: {}",
-            describe_event(&e, region)
-        ))),
-        Ok(Next::Done(v)) => Err(Observation::new(format!(
-            "returned without a message: {v:?}"
-        ))),
+        Ok(Next::Event(e)) => {
+            Err(Observation::new(format!("unexpected event: {}", describe_event(&e, region))))
+        }
+        Ok(Next::Done(v)) => Err(Observation::new(format!("returned without a message: {v:?}"))),
         Ok(Next::Timeout) => Err(Observation::new("blocked without a message")),
         Err(Fail::Error(e)) => Err(Observation::new(format!("error: {e}"))),
         Err(Fail::Unsupported { observed, .. }) => Err(Observation::new(observed)),
@@ -352,10 +316,7 @@ fn no_refault(ctx: &Ctx) -> ProbeResult {
         u.serve(r.base(), r.page_size(), 0x5A)
     })?;
     if first.observed != "fault read" {
-        return Ok(Observation::new(format!(
-            "populate did not fault as expected: {}",
-            first.observed
-        )));
+        return Ok(Observation::new(format!("populate did not fault as expected: {}", first.observed)));
     }
     let resident = sys::resident(region.base(), region.page_size()).ctx("mincore")?;
     let addr = region.base();
@@ -374,8 +335,7 @@ fn no_refault(ctx: &Ctx) -> ProbeResult {
             Some(e) => Observation::new(format!("late message: {}", describe_event(&e, &region))),
         },
         Next::Event(e) => {
-            let obs =
-                Observation::new(format!("message on touch: {}", describe_event(&e, &region)));
+            let obs = Observation::new(format!("message on touch: {}", describe_event(&e, &region)));
             let _ = uffd.serve(region.base(), region.page_size(), 0x5A);
             obs
         }
@@ -417,8 +377,8 @@ fn thread_state(ctx: &Ctx) -> ProbeResult {
         return Ok(obs);
     }
     let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
-    let wchan = std::fs::read_to_string(format!("/proc/self/task/{}/wchan", worker.tid()))
-        .unwrap_or_default();
+    let wchan =
+        std::fs::read_to_string(format!("/proc/self/task/{}/wchan", worker.tid())).unwrap_or_default();
     uffd.serve(region.base(), region.page_size(), 0x11)?;
     let done = worker.wait(ctx.timeout).is_some();
     Ok(Observation::new(sys::describe_state(state))
@@ -440,11 +400,7 @@ fn signal(ctx: &Ctx) -> ProbeResult {
     let returned_early = worker.try_done();
     uffd.serve(region.base(), region.page_size(), 0x22)?;
     let result = returned_early.or_else(|| worker.wait(ctx.timeout));
-    let late = if early > 0 {
-        0
-    } else {
-        flag.wait(ctx.timeout).ctx("eventfd")?
-    };
+    let late = if early > 0 { 0 } else { flag.wait(ctx.timeout).ctx("eventfd")? };
     let handler = match (early, late) {
         (n, _) if n > 0 => "handler ran while blocked",
         (_, n) if n > 0 => "handler waited for the page",
@@ -484,10 +440,7 @@ fn sigkill(ctx: &Ctx) -> ProbeResult {
         }
     })
     .ctx("fork")?;
-    let fd = match helper
-        .recv_fd(ctx.timeout)
-        .ctx("receiving the helper's uffd")?
-    {
+    let fd = match helper.recv_fd(ctx.timeout).ctx("receiving the helper's uffd")? {
         Some(fd) => fd,
         None => {
             helper.kill();
@@ -513,11 +466,8 @@ fn sigkill(ctx: &Ctx) -> ProbeResult {
 
 fn sigbus_feature(ctx: &Ctx) -> ProbeResult {
     require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
-    let (uffd, region) = registered(
-        FEATURE_SIGBUS,
-        Region::anonymous(1).ctx("mmap")?,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) =
+        registered(FEATURE_SIGBUS, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     no_message_result(ctx, &uffd, &region)
 }
 
@@ -548,9 +498,7 @@ fn no_message_result(ctx: &Ctx, uffd: &Uffd, region: &Region) -> ProbeResult {
             let result = result.map_or_else(errno_name, |()| "0".to_string());
             match uffd.next(ctx.window)? {
                 None => Observation::new(format!("{result}, no message")),
-                Some(e) => {
-                    Observation::new(format!("{result}, then {}", describe_event(&e, region)))
-                }
+                Some(e) => Observation::new(format!("{result}, then {}", describe_event(&e, region))),
             }
             .with("window_ms", ctx.window.as_millis() as u64)
         }
@@ -594,28 +542,16 @@ fn wp(ctx: &Ctx) -> ProbeResult {
         )?;
         sys::store(region.base(), 0x45);
         uffd.write_protect(region.base(), region.page_size(), true)?;
-        no_message_result(ctx, &uffd, &region)?
-            .observed
-            .trim_start_matches("0, ")
-            .to_string()
+        no_message_result(ctx, &uffd, &region)?.observed.trim_start_matches("0, ").to_string()
     };
-    Ok(
-        Observation::new(format!("sync: {}; async: {async_}", sync.observed)).with(
-            "sync_state",
-            sync.details
-                .get("state")
-                .map_or("-".to_string(), |d| d.to_string()),
-        ),
-    )
+    Ok(Observation::new(format!("sync: {}; async: {async_}", sync.observed))
+        .with("sync_state", sync.details.get("state").map_or("-".to_string(), |d| d.to_string())))
 }
 
 fn shmem_missing(ctx: &Ctx) -> ProbeResult {
     require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
-    let (uffd, region) = registered(
-        FEATURE_MISSING_SHMEM,
-        Region::memfd(1).ctx("memfd")?,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) =
+        registered(FEATURE_MISSING_SHMEM, Region::memfd(1).ctx("memfd")?, RegisterMode::MISSING)?;
     populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
         u.serve(r.base(), r.page_size(), 0x66)
     })
@@ -629,8 +565,7 @@ fn shmem_minor(ctx: &Ctx) -> ProbeResult {
     let mut obs = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
         u.continue_(r.base(), r.page_size())
     })?;
-    if obs.observed == "fault minor read"
-        && sys::resident(region.base(), region.page_size()).unwrap_or(false)
+    if obs.observed == "fault minor read" && sys::resident(region.base(), region.page_size()).unwrap_or(false)
     {
         let byte = sys::load(region.base());
         if byte != 0x77 {

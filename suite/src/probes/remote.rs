@@ -5,8 +5,7 @@ use crate::catalogue::Behaviour;
 use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
 use crate::sys::{self, errno_name, Region, SignalFlag, MADV_POPULATE_READ};
 use crate::uffd::{
-    describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd,
-    UFFD_USER_MODE_ONLY,
+    describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd, UFFD_USER_MODE_ONLY,
 };
 use crate::worker;
 use nix::errno::Errno;
@@ -150,9 +149,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
 fn outcome(r: std::io::Result<usize>) -> String {
     match r {
         Ok(n) => format!("{n} bytes"),
-        Err(e) => e
-            .raw_os_error()
-            .map_or(e.to_string(), |n| errno_name(Errno::from_raw(n))),
+        Err(e) => e.raw_os_error().map_or(e.to_string(), |n| errno_name(Errno::from_raw(n))),
     }
 }
 
@@ -179,24 +176,18 @@ fn remote_access(
             let result = outcome(result);
             match uffd.next(ctx.window)? {
                 None => Observation::new(format!("{result}, no message")),
-                Some(e) => {
-                    Observation::new(format!("{result}, then {}", describe_event(&e, &region)))
-                }
+                Some(e) => Observation::new(format!("{result}, then {}", describe_event(&e, &region))),
             }
             .with("window_ms", ctx.window.as_millis() as u64)
         }
         Next::Event(Event::Pagefault { kind, rw, .. }) => {
             let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
             uffd.serve(region.base(), region.page_size(), 0xA5)?;
-            let after = worker
-                .wait(ctx.timeout)
-                .map_or("still blocked".to_string(), outcome);
+            let after = worker.wait(ctx.timeout).map_or("still blocked".to_string(), outcome);
             Observation::new(format!("fault {}, then {after}", describe_fault(kind, rw)))
                 .with("state", sys::describe_state(state))
         }
-        Next::Event(e) => {
-            Observation::new(format!("unexpected event: {}", describe_event(&e, &region)))
-        }
+        Next::Event(e) => Observation::new(format!("unexpected event: {}", describe_event(&e, &region))),
         Next::Timeout => Observation::new("blocked without a message"),
     })
 }
@@ -208,33 +199,20 @@ fn one_page() -> Result<(Uffd, Region), Fail> {
 fn proc_mem_read(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = one_page()?;
     let mem = std::fs::File::open("/proc/self/mem").ctx("open /proc/self/mem")?;
-    remote_access(ctx, uffd, region, move |addr| {
-        mem.read_at(&mut [0u8; 8], addr as u64)
-    })
+    remote_access(ctx, uffd, region, move |addr| mem.read_at(&mut [0u8; 8], addr as u64))
 }
 
 fn proc_mem_write(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = one_page()?;
-    let mem = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/proc/self/mem")
-        .ctx("open /proc/self/mem")?;
-    remote_access(ctx, uffd, region, move |addr| {
-        mem.write_at(&[0x5Au8; 8], addr as u64)
-    })
+    let mem = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").ctx("open /proc/self/mem")?;
+    remote_access(ctx, uffd, region, move |addr| mem.write_at(&[0x5Au8; 8], addr as u64))
 }
 
 fn process_vm(write: bool) -> impl FnOnce(usize) -> std::io::Result<usize> + Send + 'static {
     move |addr| {
         let mut buf = [0x3Cu8; 8];
-        let local = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
+        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
         // SAFETY: one local buffer we own and one remote range in our own address space.
         let r = unsafe {
             if write {
@@ -294,16 +272,10 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
     match uffd.next_or_done(&worker, ctx.timeout)? {
         Next::Event(Event::Pagefault { .. }) => {}
         Next::Event(e) => {
-            return Ok(Observation::new(format!(
-                "unexpected event: {}",
-                describe_event(&e, &region)
-            )))
+            return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
         }
         Next::Done(r) => {
-            return Ok(Observation::new(format!(
-                "read returned without a message: {}",
-                outcome(r)
-            )))
+            return Ok(Observation::new(format!("read returned without a message: {}", outcome(r))))
         }
         Next::Timeout => return Ok(Observation::new("blocked without a message")),
     }
@@ -311,23 +283,13 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
     let cpu_before = sys::thread_cpu_ticks(worker.tid());
     sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
     let early = flag.wait(ctx.window).ctx("eventfd")?;
-    let cpu_in_window = sys::thread_cpu_ticks(worker.tid())
-        .zip(cpu_before)
-        .map(|(a, b)| a.saturating_sub(b));
+    let cpu_in_window = sys::thread_cpu_ticks(worker.tid()).zip(cpu_before).map(|(a, b)| a.saturating_sub(b));
     let state_after = sys::thread_state(worker.tid());
-    let returned = if early > 0 {
-        worker.wait(ctx.timeout)
-    } else {
-        None
-    };
+    let returned = if early > 0 { worker.wait(ctx.timeout) } else { None };
     // Serve whatever is still pending (a retried fault, or the original one).
     let _ = uffd.serve(region.base(), region.page_size(), 0xA5);
     let result = returned.or_else(|| worker.wait(ctx.timeout));
-    let late = if early > 0 {
-        0
-    } else {
-        flag.wait(ctx.timeout).ctx("eventfd")?
-    };
+    let late = if early > 0 { 0 } else { flag.wait(ctx.timeout).ctx("eventfd")? };
     let handler = match (early, late) {
         (n, _) if n > 0 => "handler ran while blocked",
         (_, n) if n > 0 => "handler waited for the page",
@@ -410,12 +372,8 @@ fn ptrace_peek(ctx: &Ctx) -> ProbeResult {
 fn proc_mem_after_populate(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = one_page()?;
     let addr = region.base();
-    let by_populate = sys::madvise(
-        Region::anonymous(1).ctx("mmap")?.base(),
-        sys::page_size(),
-        MADV_POPULATE_READ,
-    )
-    .is_ok();
+    let by_populate =
+        sys::madvise(Region::anonymous(1).ctx("mmap")?.base(), sys::page_size(), MADV_POPULATE_READ).is_ok();
     let worker = worker::spawn("populate", move || {
         if by_populate {
             sys::madvise(addr, sys::page_size(), MADV_POPULATE_READ).map(drop)
@@ -427,12 +385,7 @@ fn proc_mem_after_populate(ctx: &Ctx) -> ProbeResult {
     let served = uffd.serve_until_done(&worker, &region, 0xC3, ctx.timeout)?;
     match served.result {
         Some(Ok(())) => {}
-        Some(Err(e)) => {
-            return Ok(Observation::new(format!(
-                "populate failed: {}",
-                errno_name(e)
-            )))
-        }
+        Some(Err(e)) => return Ok(Observation::new(format!("populate failed: {}", errno_name(e)))),
         None => return Ok(Observation::new("populate did not finish")),
     }
     let mem = std::fs::File::open("/proc/self/mem").ctx("open /proc/self/mem")?;
@@ -444,13 +397,6 @@ fn proc_mem_after_populate(ctx: &Ctx) -> ProbeResult {
         Err(e) => outcome(Err(e)),
     };
     Ok(Observation::new(observed)
-        .with(
-            "populated_by",
-            if by_populate {
-                "MADV_POPULATE_READ"
-            } else {
-                "load"
-            },
-        )
+        .with("populated_by", if by_populate { "MADV_POPULATE_READ" } else { "load" })
         .with("faults", served.events.len()))
 }

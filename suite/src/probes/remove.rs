@@ -5,8 +5,8 @@ use crate::catalogue::Behaviour;
 use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
 use crate::sys::{self, errno_name, madvise, Region};
 use crate::uffd::{
-    describe_event, registered, Event, Next, RegisterMode, Uffd, FEATURE_EVENT_FORK,
-    FEATURE_EVENT_REMAP, FEATURE_EVENT_REMOVE, FEATURE_EVENT_UNMAP, FEATURE_MISSING_SHMEM,
+    describe_event, registered, Event, Next, RegisterMode, Uffd, FEATURE_EVENT_FORK, FEATURE_EVENT_REMAP,
+    FEATURE_EVENT_REMOVE, FEATURE_EVENT_UNMAP, FEATURE_MISSING_SHMEM,
 };
 use crate::worker::{self, Worker};
 use nix::errno::Errno;
@@ -17,10 +17,7 @@ use std::time::Duration;
 /// Before 4.11 there are no non-cooperative events at all.
 macro_rules! before_4_11 {
     () => {
-        (
-            "<4.11",
-            "unsupported: the non-cooperative events are new in Linux 4.11",
-        )
+        ("<4.11", "unsupported: the non-cooperative events are new in Linux 4.11")
     };
 }
 
@@ -249,11 +246,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
 ];
 
 fn four_served_pages(features: u64) -> Result<(Uffd, Region), Fail> {
-    let (uffd, region) = registered(
-        features,
-        Region::anonymous(4).ctx("mmap")?,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) = registered(features, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
     for i in 0..4 {
         uffd.serve(region.page(i), region.page_size(), 0x10 + i as u8)?;
     }
@@ -279,10 +272,7 @@ fn first_event(
             let late = uffd.next(ctx.window)?;
             Observation::new(match late {
                 None => "no event".to_string(),
-                Some(e) => format!(
-                    "no event before it returned, then {}",
-                    describe_event(&e, region)
-                ),
+                Some(e) => format!("no event before it returned, then {}", describe_event(&e, region)),
             })
             .with("result", result_name(Some(ret)))
             .with("window_ms", ctx.window.as_millis() as u64)
@@ -301,9 +291,7 @@ fn result_name(r: Option<Result<(), Errno>>) -> String {
 
 fn dontneed(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = four_served_pages(FEATURE_EVENT_REMOVE)?;
-    first_event(ctx, &uffd, &region, |a, l| {
-        madvise(a, l, libc::MADV_DONTNEED)
-    })
+    first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_DONTNEED))
 }
 
 fn madv_free(ctx: &Ctx) -> ProbeResult {
@@ -324,11 +312,8 @@ fn madv_remove_shmem(ctx: &Ctx) -> ProbeResult {
     for i in 0..4 {
         region.fill_file_page(i, 0x20 + i as u8).ctx("pwrite")?;
     }
-    let (uffd, region) = registered(
-        FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM,
-        region,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) =
+        registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM, region, RegisterMode::MISSING)?;
     first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_REMOVE))
 }
 
@@ -338,11 +323,8 @@ fn madv_remove_shmem(ctx: &Ctx) -> ProbeResult {
 type PendingRemove = (Uffd, Region, Worker<Result<(), Errno>>);
 
 fn pending_remove(ctx: &Ctx) -> Result<PendingRemove, Fail> {
-    let (uffd, region) = registered(
-        FEATURE_EVENT_REMOVE,
-        Region::anonymous(4).ctx("mmap")?,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) =
+        registered(FEATURE_EVENT_REMOVE, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
     for i in 0..3 {
         uffd.serve(region.page(i), region.page_size(), 0x30 + i as u8)?;
     }
@@ -359,16 +341,10 @@ fn blocks_until_read(ctx: &Ctx) -> ProbeResult {
     let early = worker.wait(ctx.window);
     let state = sys::thread_state(worker.tid());
     let event = uffd.next(ctx.timeout)?;
-    let after = if early.is_some() {
-        early
-    } else {
-        worker.wait(ctx.timeout)
-    };
+    let after = if early.is_some() { early } else { worker.wait(ctx.timeout) };
     let observed = match (&early, &event) {
         (Some(_), _) => "madvise returned before the read".to_string(),
-        (None, Some(Event::Remove { .. })) if after.is_some() => {
-            "madvise waited for the read".to_string()
-        }
+        (None, Some(Event::Remove { .. })) if after.is_some() => "madvise waited for the read".to_string(),
         (None, Some(e)) => format!("madvise blocked, then {}", describe_event(e, &region)),
         (None, None) => "madvise blocked without an event".to_string(),
     };
@@ -387,19 +363,13 @@ fn copy_while_pending(ctx: &Ctx) -> Result<(Result<(), Errno>, i64, String), Fai
     let _ = uffd.next(ctx.timeout)?;
     let _ = worker.wait(ctx.timeout);
     let (again, _) = uffd.copy_raw(region.page(3), &page, SENTINEL);
-    Ok((
-        result,
-        field,
-        again.map_or_else(errno_name, |()| "copied".to_string()),
-    ))
+    Ok((result, field, again.map_or_else(errno_name, |()| "copied".to_string())))
 }
 
 fn copy_eagain(ctx: &Ctx) -> ProbeResult {
     let (result, _, again) = copy_while_pending(ctx)?;
-    Ok(
-        Observation::new(result.map_or_else(errno_name, |()| "copied".to_string()))
-            .with("after_the_read", again),
-    )
+    Ok(Observation::new(result.map_or_else(errno_name, |()| "copied".to_string()))
+        .with("after_the_read", again))
 }
 
 fn copy_field_name(field: i64) -> String {
@@ -413,10 +383,7 @@ fn copy_field_name(field: i64) -> String {
 fn copy_field(ctx: &Ctx) -> ProbeResult {
     let (result, field, _) = copy_while_pending(ctx)?;
     Ok(Observation::new(copy_field_name(field))
-        .with(
-            "copy_result",
-            result.map_or_else(errno_name, |()| "0".to_string()),
-        )
+        .with("copy_result", result.map_or_else(errno_name, |()| "0".to_string()))
         .with("raw", field))
 }
 
@@ -431,11 +398,8 @@ fn copy_eexist(_: &Ctx) -> ProbeResult {
 }
 
 fn refault(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = registered(
-        FEATURE_EVENT_REMOVE,
-        Region::anonymous(1).ctx("mmap")?,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) =
+        registered(FEATURE_EVENT_REMOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     uffd.serve(region.base(), region.page_size(), 0x11)?;
     let (addr, len) = (region.base(), region.page_size());
     let remover = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
@@ -444,10 +408,7 @@ fn refault(ctx: &Ctx) -> ProbeResult {
             remover.wait(ctx.timeout);
         }
         Next::Event(e) => {
-            return Ok(Observation::new(format!(
-                "unexpected event: {}",
-                describe_event(&e, &region)
-            )))
+            return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
         }
         Next::Done(_) => return Ok(Observation::new("no REMOVE event")),
         Next::Timeout => return Ok(Observation::new("madvise blocked without an event")),
@@ -462,9 +423,7 @@ fn refault(ctx: &Ctx) -> ProbeResult {
                 None => Observation::new("fault read, still blocked"),
             }
         }
-        Next::Event(e) => {
-            Observation::new(format!("unexpected event: {}", describe_event(&e, &region)))
-        }
+        Next::Event(e) => Observation::new(format!("unexpected event: {}", describe_event(&e, &region))),
         Next::Done(v) => Observation::new(format!("no fault, read {v:#04x}")),
         Next::Timeout => Observation::new("load blocked without a message"),
     })
@@ -476,9 +435,7 @@ fn zeropage(ctx: &Ctx) -> ProbeResult {
     let loader = worker::spawn("load", move || sys::load(addr));
     Ok(match uffd.next_or_done(&loader, ctx.timeout)? {
         Next::Event(Event::Pagefault { .. }) => {
-            let n = uffd
-                .zeropage(region.base(), region.page_size())
-                .ctx("UFFDIO_ZEROPAGE")?;
+            let n = uffd.zeropage(region.base(), region.page_size()).ctx("UFFDIO_ZEROPAGE")?;
             match loader.wait(ctx.timeout) {
                 Some(0) => Observation::new("fault read, zero-filled"),
                 Some(v) => Observation::new(format!("fault read, read {v:#04x}")),
@@ -486,9 +443,7 @@ fn zeropage(ctx: &Ctx) -> ProbeResult {
             }
             .with("zeropage_bytes", n)
         }
-        Next::Event(e) => {
-            Observation::new(format!("unexpected event: {}", describe_event(&e, &region)))
-        }
+        Next::Event(e) => Observation::new(format!("unexpected event: {}", describe_event(&e, &region))),
         Next::Done(v) => Observation::new(format!("no fault, read {v:#04x}")),
         Next::Timeout => Observation::new("load blocked without a message"),
     })
@@ -499,20 +454,12 @@ fn punch_hole(ctx: &Ctx) -> ProbeResult {
     for i in 0..4 {
         region.fill_file_page(i, 0x40 + i as u8).ctx("pwrite")?;
     }
-    let (uffd, region) = registered(
-        FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM,
-        region,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) =
+        registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM, region, RegisterMode::MISSING)?;
     for i in 0..4 {
         sys::load(region.page(i)); // present in the page cache: mapped without a fault
     }
-    let fd = region
-        .memfd
-        .as_ref()
-        .expect("a memfd region")
-        .try_clone()
-        .ctx("dup")?;
+    let fd = region.memfd.as_ref().expect("a memfd region").try_clone().ctx("dup")?;
     let page = region.page_size() as i64;
     let mut obs = first_event(ctx, &uffd, &region, move |_, _| {
         use nix::fcntl::{fallocate, FallocateFlags};
@@ -542,11 +489,8 @@ fn punch_hole(ctx: &Ctx) -> ProbeResult {
 fn shared_memfd(ctx: &Ctx) -> ProbeResult {
     let region = Region::memfd(1).ctx("memfd")?;
     region.fill_file_page(0, 0x99).ctx("pwrite")?;
-    let (uffd, region) = registered(
-        FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM,
-        region,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) =
+        registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM, region, RegisterMode::MISSING)?;
     let first = sys::load(region.base());
     let (addr, len) = (region.base(), region.page_size());
     let remover = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
@@ -597,42 +541,24 @@ fn remap(ctx: &Ctx) -> ProbeResult {
         }
     });
     Ok(match uffd.next_or_done(&worker, ctx.timeout)? {
-        Next::Event(Event::Remap {
-            from: f,
-            to: t,
-            len: l,
-        }) => {
+        Next::Event(Event::Remap { from: f, to: t, len: l }) => {
             let pages = l / region.page_size();
-            let dest = if t as usize == to {
-                "to the new address"
-            } else {
-                "elsewhere"
-            };
-            let src = if f as usize == from {
-                ""
-            } else {
-                " (from another address)"
-            };
+            let dest = if t as usize == to { "to the new address" } else { "elsewhere" };
+            let src = if f as usize == from { "" } else { " (from another address)" };
             worker.wait(ctx.timeout);
             Observation::new(format!("REMAP {pages} pages {dest}{src}"))
         }
-        Next::Event(e) => {
-            Observation::new(format!("unexpected event: {}", describe_event(&e, &region)))
+        Next::Event(e) => Observation::new(format!("unexpected event: {}", describe_event(&e, &region))),
+        Next::Done(r) => {
+            Observation::new(format!("no event ({})", r.map_or_else(errno_name, |_| "moved".into())))
         }
-        Next::Done(r) => Observation::new(format!(
-            "no event ({})",
-            r.map_or_else(errno_name, |_| "moved".into())
-        )),
         Next::Timeout => Observation::new("mremap blocked without an event"),
     })
 }
 
 fn fork(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = registered(
-        FEATURE_EVENT_FORK,
-        Region::anonymous(1).ctx("mmap")?,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) =
+        registered(FEATURE_EVENT_FORK, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let (rd, wr) = nix::unistd::pipe().ctx("pipe")?;
     let addr = region.base();
     // fork(2) waits for its FORK event to be read, so it runs on a worker while this thread
@@ -663,10 +589,7 @@ fn fork(ctx: &Ctx) -> ProbeResult {
             Uffd::from_fd(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
         }
         Next::Event(e) => {
-            return Ok(Observation::new(format!(
-                "unexpected event: {}",
-                describe_event(&e, &region)
-            )))
+            return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
         }
         Next::Done(pid) => {
             reap(pid, ctx.timeout);
@@ -687,10 +610,7 @@ fn fork(ctx: &Ctx) -> ProbeResult {
                 "FORK, child faulted but did not read the served byte".to_string()
             }
         }
-        Some(e) => format!(
-            "FORK, then on the new uffd: {}",
-            describe_event(&e, &region)
-        ),
+        Some(e) => format!("FORK, then on the new uffd: {}", describe_event(&e, &region)),
         None => match uffd.next(ctx.window)? {
             Some(e) => format!(
                 "FORK, but the child's fault came on the parent's uffd: {}",
@@ -724,10 +644,7 @@ fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
     match uffd.next_or_done(&loader, ctx.timeout)? {
         Next::Event(Event::Pagefault { .. }) => {}
         Next::Event(e) => {
-            return Ok(Observation::new(format!(
-                "unexpected event: {}",
-                describe_event(&e, &region)
-            )))
+            return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
         }
         Next::Done(v) => return Ok(Observation::new(format!("no fault, read {v:#04x}"))),
         Next::Timeout => return Ok(Observation::new("load blocked without a message")),
@@ -743,11 +660,8 @@ fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
 
 fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
     const ROUNDS: u8 = 200;
-    let (uffd, region) = registered(
-        FEATURE_EVENT_REMOVE,
-        Region::anonymous(1).ctx("mmap")?,
-        RegisterMode::MISSING,
-    )?;
+    let (uffd, region) =
+        registered(FEATURE_EVENT_REMOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let (addr, page) = (region.base(), region.page_size());
     // Removals completed (madvise returned); version N+1 is valid after N removals.
     let removed = Arc::new(AtomicU8::new(0));
@@ -806,17 +720,12 @@ fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
                                 }
                             }
                         }
-                        Err(e) => {
-                            return Err(Fail::error(format!("UFFDIO_COPY: {}", errno_name(e))))
-                        }
+                        Err(e) => return Err(Fail::error(format!("UFFDIO_COPY: {}", errno_name(e)))),
                     }
                 }
             }
             Next::Event(e) => {
-                return Ok(Observation::new(format!(
-                    "unexpected event: {}",
-                    describe_event(&e, &region)
-                )))
+                return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
             }
             Next::Done(r) => break Some(r),
             Next::Timeout => break None,
@@ -829,14 +738,10 @@ fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
         return Err(Fail::error("MADV_DONTNEED failed during the race"));
     }
     let stale = stale.load(Ordering::SeqCst);
-    Ok(Observation::new(if stale == 0 {
-        "no stale page".to_string()
-    } else {
-        "stale page seen".to_string()
-    })
-    .with("removals", u64::from(ROUNDS))
-    .with("loads", loads)
-    .with("faults_served", faults)
-    .with("eagain", eagains)
-    .with("stale_loads", stale))
+    Ok(Observation::new(if stale == 0 { "no stale page".to_string() } else { "stale page seen".to_string() })
+        .with("removals", u64::from(ROUNDS))
+        .with("loads", loads)
+        .with("faults_served", faults)
+        .with("eagain", eagains)
+        .with("stale_loads", stale))
 }

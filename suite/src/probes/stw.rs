@@ -23,8 +23,7 @@ macro_rules! before_5_14 {
     };
 }
 
-const SIGNAL_CITATION: &str =
-    "fs/userfaultfd.c handle_userfault (v5.10, v6.12): user-mode faults wait \
+const SIGNAL_CITATION: &str = "fs/userfaultfd.c handle_userfault (v5.10, v6.12): user-mode faults wait \
      in TASK_INTERRUPTIBLE (userfaultfd_get_blocking_state) and return VM_FAULT_RETRY on a pending \
      signal; arch/x86/mm/fault.c do_user_addr_fault (fault_signal_pending)";
 
@@ -142,42 +141,21 @@ fn load_and_signal(ctx: &Ctx) -> Result<Result<Signalled, Observation>, Fail> {
     match uffd.next_or_done(&worker, ctx.timeout)? {
         Next::Event(Event::Pagefault { .. }) => {}
         Next::Event(e) => {
-            return Ok(Err(Observation::new(format!(
-                "unexpected event: {}",
-                describe_event(&e, &region)
-            ))))
+            return Ok(Err(Observation::new(format!("unexpected event: {}", describe_event(&e, &region)))))
         }
-        Next::Done(v) => {
-            return Ok(Err(Observation::new(format!(
-                "no fault message, read {v:#04x}"
-            ))))
-        }
+        Next::Done(v) => return Ok(Err(Observation::new(format!("no fault message, read {v:#04x}")))),
         Next::Timeout => return Ok(Err(Observation::new("blocked without a message"))),
     }
     let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
     sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
     let ran = flag.wait(ctx.window).ctx("waiting for the handler")?;
-    let refault = if ran > 0 {
-        Some(matches!(
-            uffd.next(ctx.window)?,
-            Some(Event::Pagefault { .. })
-        ))
-    } else {
-        None
-    };
+    let refault =
+        if ran > 0 { Some(matches!(uffd.next(ctx.window)?, Some(Event::Pagefault { .. }))) } else { None };
     uffd.serve(region.base(), region.page_size(), 0xA5)?;
     match worker.wait(ctx.timeout) {
-        Some(0xA5) => Ok(Ok(Signalled {
-            ran,
-            refault,
-            state,
-        })),
-        Some(other) => Err(Fail::error(format!(
-            "the load returned {other:#x}, not the served 0xa5"
-        ))),
-        None => Err(Fail::error(
-            "the load did not finish after the page was served",
-        )),
+        Some(0xA5) => Ok(Ok(Signalled { ran, refault, state })),
+        Some(other) => Err(Fail::error(format!("the load returned {other:#x}, not the served 0xa5"))),
+        None => Err(Fail::error("the load did not finish after the page was served")),
     }
 }
 
@@ -211,18 +189,11 @@ fn user_fault_signal(ctx: &Ctx) -> ProbeResult {
 fn user_fault_duplicate(ctx: &Ctx) -> ProbeResult {
     Ok(match load_and_signal(ctx)? {
         Err(obs) => obs,
-        Ok(Signalled { refault: None, .. }) => {
-            Observation::new("handler did not run while blocked")
+        Ok(Signalled { refault: None, .. }) => Observation::new("handler did not run while blocked"),
+        Ok(Signalled { refault: Some(again), .. }) => {
+            Observation::new(if again { "fault delivered again" } else { "no second message" })
+                .with("window_ms", ctx.window.as_millis() as u64)
         }
-        Ok(Signalled {
-            refault: Some(again),
-            ..
-        }) => Observation::new(if again {
-            "fault delivered again"
-        } else {
-            "no second message"
-        })
-        .with("window_ms", ctx.window.as_millis() as u64),
     })
 }
 
@@ -234,18 +205,9 @@ static RESUME: AtomicU32 = AtomicU32::new(0);
 extern "C" fn suspend_handler(_: libc::c_int) {
     let one: u64 = 1;
     // SAFETY: write(2) and futex(2) are async-signal-safe; the buffers are locals and statics.
-    unsafe {
-        libc::write(
-            ACK_FD.load(Ordering::SeqCst),
-            (&one as *const u64).cast(),
-            8,
-        )
-    };
+    unsafe { libc::write(ACK_FD.load(Ordering::SeqCst), (&one as *const u64).cast(), 8) };
     while RESUME.load(Ordering::SeqCst) == 0 {
-        let ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 50_000_000,
-        };
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: 50_000_000 };
         unsafe { libc::syscall(libc::SYS_futex, RESUME.as_ptr(), libc::FUTEX_WAIT, 0, &ts) };
     }
 }
@@ -280,16 +242,11 @@ fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
     // SAFETY: eventfd returns a new descriptor that we own.
     let ack = unsafe {
         OwnedFd::from_raw_fd(
-            Errno::result(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))
-                .ctx("eventfd")?,
+            Errno::result(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)).ctx("eventfd")?,
         )
     };
     ACK_FD.store(ack.as_raw_fd(), Ordering::SeqCst);
-    let action = SigAction::new(
-        SigHandler::Handler(suspend_handler),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
+    let action = SigAction::new(SigHandler::Handler(suspend_handler), SaFlags::SA_RESTART, SigSet::empty());
     // SAFETY: the handler only uses async-signal-safe calls.
     unsafe { sigaction(Signal::SIGUSR1, &action) }.ctx("sigaction")?;
 
@@ -322,10 +279,7 @@ fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
         match uffd.next(ctx.timeout)? {
             Some(Event::Pagefault { .. }) => faults += 1,
             Some(e) => {
-                return Ok(Observation::new(format!(
-                    "unexpected event: {}",
-                    describe_event(&e, &region)
-                )))
+                return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
             }
             None => return Ok(Observation::new("the threads did not block on their pages")),
         }
@@ -375,14 +329,10 @@ fn require_populate() -> Result<(), Fail> {
     let plain = Region::anonymous(1).ctx("mmap")?;
     match madvise(plain.base(), plain.len(), MADV_POPULATE_READ) {
         Ok(()) => Ok(()),
-        Err(Errno::EINVAL) => Err(Fail::unsupported(
-            "EINVAL",
-            "madvise(MADV_POPULATE_READ) fails with EINVAL: new in 5.14",
-        )),
-        Err(e) => Err(Fail::error(format!(
-            "madvise(MADV_POPULATE_READ): {}",
-            errno_name(e)
-        ))),
+        Err(Errno::EINVAL) => {
+            Err(Fail::unsupported("EINVAL", "madvise(MADV_POPULATE_READ) fails with EINVAL: new in 5.14"))
+        }
+        Err(e) => Err(Fail::error(format!("madvise(MADV_POPULATE_READ): {}", errno_name(e)))),
     }
 }
 
@@ -430,10 +380,8 @@ impl Safepoint {
     fn stop(&self, limit: Duration) -> bool {
         let mut g = self.states.lock().unwrap();
         g.0 = true;
-        let (g, res) = self
-            .changed
-            .wait_timeout_while(g, limit, |(_, s)| s.contains(&ThreadState::Running))
-            .unwrap();
+        let (g, res) =
+            self.changed.wait_timeout_while(g, limit, |(_, s)| s.contains(&ThreadState::Running)).unwrap();
         drop(g);
         !res.timed_out()
     }
@@ -450,10 +398,7 @@ impl Safepoint {
     /// Waits up to `limit` for thread `me` to reach `want`.
     fn wait_for(&self, me: usize, want: ThreadState, limit: Duration) -> bool {
         let g = self.states.lock().unwrap();
-        let (g, res) = self
-            .changed
-            .wait_timeout_while(g, limit, |(_, s)| s[me] != want)
-            .unwrap();
+        let (g, res) = self.changed.wait_timeout_while(g, limit, |(_, s)| s[me] != want).unwrap();
         drop(g);
         !res.timed_out()
     }
@@ -494,10 +439,9 @@ fn cooperative_populate(ctx: &Ctx) -> ProbeResult {
     let observed = match (stopped, parked, all_ok) {
         (true, true, true) => "completes".to_string(),
         (false, _, _) => "does not complete while pages are missing".to_string(),
-        (true, false, _) => format!(
-            "completes, but a thread leaving populate did not park ({:?})",
-            sp.state(0)
-        ),
+        (true, false, _) => {
+            format!("completes, but a thread leaving populate did not park ({:?})", sp.state(0))
+        }
         (true, true, false) => format!("completes, but populate failed: {results:?}"),
     };
     Ok(Observation::new(observed).with("stop_ms", stop_ms))
@@ -516,31 +460,20 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = (Arc::new(uffd), Arc::new(region));
     let page = region.page_size();
     // Version of each page's content; bumped by the server when it reads a REMOVE.
-    let versions: Arc<Vec<AtomicU8>> =
-        Arc::new((0..THREADS * PAGES).map(|_| AtomicU8::new(1)).collect());
+    let versions: Arc<Vec<AtomicU8>> = Arc::new((0..THREADS * PAGES).map(|_| AtomicU8::new(1)).collect());
     // The version that became current with each page's last *completed* removal: the page is
     // zapped only after its REMOVE event is read, so until madvise returns the old content is
     // still legitimately there.
-    let completed: Arc<Vec<AtomicU8>> =
-        Arc::new((0..THREADS * PAGES).map(|_| AtomicU8::new(1)).collect());
+    let completed: Arc<Vec<AtomicU8>> = Arc::new((0..THREADS * PAGES).map(|_| AtomicU8::new(1)).collect());
     let bad = Arc::new(AtomicU64::new(0));
     let populate_errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let done = Arc::new(AtomicBool::new(false));
-    let (faults, eagains, removals) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
+    let (faults, eagains, removals) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
 
     let server = {
-        let (uffd, region, versions, done, faults, eagains) = (
-            uffd.clone(),
-            region.clone(),
-            versions.clone(),
-            done.clone(),
-            faults.clone(),
-            eagains.clone(),
-        );
+        let (uffd, region, versions, done, faults, eagains) =
+            (uffd.clone(), region.clone(), versions.clone(), done.clone(), faults.clone(), eagains.clone());
         std::thread::spawn(move || -> Result<(), String> {
             let on_event = |e: Event| {
                 if let Event::Remove { start, end } = e {
@@ -555,9 +488,7 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
                 let p = match pending.pop_front() {
                     Some(p) => p,
                     None => match uffd.next(Duration::from_millis(50)) {
-                        Ok(Some(Event::Pagefault { addr, .. })) => {
-                            region.page_index(addr as u64) as usize
-                        }
+                        Ok(Some(Event::Pagefault { addr, .. })) => region.page_index(addr as u64) as usize,
                         Ok(Some(e)) => {
                             on_event(e);
                             continue;
@@ -604,11 +535,7 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
             std::thread::spawn(move || {
                 for _ in 0..ROUNDS {
                     sp.set(t, ThreadState::InSyscall);
-                    let r = madvise(
-                        region.page(t * PAGES),
-                        PAGES * region.page_size(),
-                        MADV_POPULATE_READ,
-                    );
+                    let r = madvise(region.page(t * PAGES), PAGES * region.page_size(), MADV_POPULATE_READ);
                     sp.poll(t);
                     if let Err(e) = r {
                         errors.lock().unwrap().push(errno_name(e));
@@ -652,16 +579,11 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
     let elapsed = started.elapsed();
     if stuck {
         // Threads are still blocked; the probe process ends with them.
-        return Ok(
-            Observation::new("deadlock: a stop-the-world cycle did not finish")
-                .with("cycles", cycles),
-        );
+        return Ok(Observation::new("deadlock: a stop-the-world cycle did not finish").with("cycles", cycles));
     }
     let mutators_done = mutators.into_iter().all(|m| m.join().is_ok());
     done.store(true, Ordering::SeqCst);
-    let server = server
-        .join()
-        .map_err(|_| Fail::error("the server thread panicked"))?;
+    let server = server.join().map_err(|_| Fail::error("the server thread panicked"))?;
     if let Err(e) = server {
         return Err(Fail::error(format!("server: {e}")));
     }
@@ -677,10 +599,7 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
     };
     Ok(Observation::new(observed)
         .with("cycles", cycles)
-        .with(
-            "cycles_per_s",
-            (cycles as f64 / elapsed.as_secs_f64().max(1e-6)) as u64,
-        )
+        .with("cycles_per_s", (cycles as f64 / elapsed.as_secs_f64().max(1e-6)) as u64)
         .with("faults_served", faults.load(Ordering::SeqCst))
         .with("removals", removals.load(Ordering::SeqCst))
         .with("eagain", eagains.load(Ordering::SeqCst))
