@@ -4,7 +4,7 @@
 //! the UFFDIO_API handshake is done here so its raw answer (feature and ioctl bits) is kept; the
 //! `userfaultfd` crate then does registration, copies and message parsing.
 
-use crate::probe::{Context, Fail};
+use crate::probe::{Context, Fail, Observation};
 use crate::sys::{errno_name, wait_readable, Region};
 use crate::worker::Worker;
 use nix::errno::Errno;
@@ -274,6 +274,38 @@ impl Uffd {
         let src = vec![byte; page];
         self.copy(page_addr, &src).ctx("UFFDIO_COPY").map(drop)
     }
+}
+
+impl Uffd {
+    /// Waits up to `limit` for `worker`'s fault message. Anything else that happens instead (another
+    /// event, the worker finishing, nothing) comes back as the observation to report.
+    pub fn await_fault<T: std::fmt::Debug>(
+        &self,
+        worker: &Worker<T>,
+        region: &Region,
+        limit: Duration,
+    ) -> Result<Result<Event, Observation>, Fail> {
+        Ok(match self.next_or_done(worker, limit)? {
+            Next::Event(e @ Event::Pagefault { .. }) => Ok(e),
+            Next::Event(e) => {
+                Err(Observation::new(format!("unexpected event: {}", describe_event(&e, region))))
+            }
+            Next::Done(v) => Err(Observation::new(format!("returned without a fault message: {v:?}"))),
+            Next::Timeout => Err(Observation::new("blocked without a fault message")),
+        })
+    }
+}
+
+/// `let event = fault_or_report!(uffd.await_fault(...));` returns the observation from the probe
+/// when something other than the fault happened.
+#[macro_export]
+macro_rules! fault_or_report {
+    ($e:expr) => {
+        match $e? {
+            Ok(event) => event,
+            Err(observation) => return Ok(observation),
+        }
+    };
 }
 
 /// A new uffd with `features` and `region` registered on it in `mode`: the start of most probes.

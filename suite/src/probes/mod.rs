@@ -6,3 +6,46 @@ pub mod populate;
 pub mod remote;
 pub mod remove;
 pub mod stw;
+
+use crate::probe::{Context, Ctx, Fail};
+use crate::sys::{self, SignalFlag};
+use crate::worker::Worker;
+use nix::sys::signal::Signal;
+
+/// What became of a non-fatal signal sent to a thread blocked on a fault.
+pub struct Interrupted<T> {
+    /// `handler ran while blocked`, `handler waited for the page` or `handler never ran`.
+    pub handler: &'static str,
+    /// The worker's result, once the fault was resolved (`None`: still blocked).
+    pub result: Option<T>,
+    /// The thread's state right after the quiet window.
+    pub state_after: Option<char>,
+    /// CPU ticks the thread used during the quiet window (a thread retrying its fault spins).
+    pub cpu_ticks: u64,
+}
+
+/// Sends SIGUSR1 (handled by `flag`) to a worker blocked on a fault, watches the quiet window for
+/// its handler, then resolves the fault with `resolve` and waits for the worker and the handler.
+pub fn interrupt_blocked<T>(
+    ctx: &Ctx,
+    flag: &SignalFlag,
+    worker: &Worker<T>,
+    resolve: impl FnOnce() -> Result<(), Fail>,
+) -> Result<Interrupted<T>, Fail> {
+    let cpu_before = sys::thread_cpu_ticks(worker.tid());
+    sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
+    let early = flag.wait(ctx.window).ctx("waiting for the handler")?;
+    let cpu_ticks =
+        sys::thread_cpu_ticks(worker.tid()).zip(cpu_before).map_or(0, |(a, b)| a.saturating_sub(b));
+    let state_after = sys::thread_state(worker.tid());
+    let returned = worker.try_done();
+    resolve()?;
+    let result = returned.or_else(|| worker.wait(ctx.timeout));
+    let late = if early > 0 { 0 } else { flag.wait(ctx.timeout).ctx("waiting for the handler")? };
+    let handler = match (early, late) {
+        (n, _) if n > 0 => "handler ran while blocked",
+        (_, n) if n > 0 => "handler waited for the page",
+        _ => "handler never ran",
+    };
+    Ok(Interrupted { handler, result, state_after, cpu_ticks })
+}

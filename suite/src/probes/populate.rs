@@ -292,23 +292,6 @@ fn start_populate(addr: usize, len: usize, advice: i32) -> Worker<(Result<(), Er
     })
 }
 
-/// Waits for the worker's fault message; anything else ends the probe with that observation.
-fn expect_fault<T>(ctx: &Ctx, uffd: &Uffd, worker: &Worker<T>, region: &Region) -> Result<Event, Observation>
-where
-    T: std::fmt::Debug,
-{
-    match uffd.next_or_done(worker, ctx.timeout) {
-        Ok(Next::Event(e @ Event::Pagefault { .. })) => Ok(e),
-        Ok(Next::Event(e)) => {
-            Err(Observation::new(format!("unexpected event: {}", describe_event(&e, region))))
-        }
-        Ok(Next::Done(v)) => Err(Observation::new(format!("returned without a message: {v:?}"))),
-        Ok(Next::Timeout) => Err(Observation::new("blocked without a message")),
-        Err(Fail::Error(e)) => Err(Observation::new(format!("error: {e}"))),
-        Err(Fail::Unsupported { observed, .. }) => Err(Observation::new(observed)),
-    }
-}
-
 fn no_refault(ctx: &Ctx) -> ProbeResult {
     require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
@@ -373,9 +356,7 @@ fn thread_state(ctx: &Ctx) -> ProbeResult {
     require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
-    if let Err(obs) = expect_fault(ctx, &uffd, &worker, &region) {
-        return Ok(obs);
-    }
+    crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
     let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
     let wchan =
         std::fs::read_to_string(format!("/proc/self/task/{}/wchan", worker.tid())).unwrap_or_default();
@@ -391,21 +372,12 @@ fn signal(ctx: &Ctx) -> ProbeResult {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
-    if let Err(obs) = expect_fault(ctx, &uffd, &worker, &region) {
-        return Ok(obs);
-    }
+    crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
     let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
-    sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
-    let early = flag.wait(ctx.window).ctx("eventfd")?;
-    let returned_early = worker.try_done();
-    uffd.serve(region.base(), region.page_size(), 0x22)?;
-    let result = returned_early.or_else(|| worker.wait(ctx.timeout));
-    let late = if early > 0 { 0 } else { flag.wait(ctx.timeout).ctx("eventfd")? };
-    let handler = match (early, late) {
-        (n, _) if n > 0 => "handler ran while blocked",
-        (_, n) if n > 0 => "handler waited for the page",
-        _ => "handler never ran",
-    };
+    let i = super::interrupt_blocked(ctx, &flag, &worker, || {
+        uffd.serve(region.base(), region.page_size(), 0x22)
+    })?;
+    let (handler, result) = (i.handler, i.result);
     let madvise = match result {
         Some((Ok(()), _)) => "madvise 0".to_string(),
         Some((Err(e), _)) => format!("madvise {}", errno_name(e)),

@@ -269,37 +269,19 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
     let addr = region.base();
     let reader = read_into(r);
     let worker = worker::spawn("read", move || reader(addr));
-    match uffd.next_or_done(&worker, ctx.timeout)? {
-        Next::Event(Event::Pagefault { .. }) => {}
-        Next::Event(e) => {
-            return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
-        }
-        Next::Done(r) => {
-            return Ok(Observation::new(format!("read returned without a message: {}", outcome(r))))
-        }
-        Next::Timeout => return Ok(Observation::new("blocked without a message")),
-    }
+    crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
     let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
-    let cpu_before = sys::thread_cpu_ticks(worker.tid());
-    sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
-    let early = flag.wait(ctx.window).ctx("eventfd")?;
-    let cpu_in_window = sys::thread_cpu_ticks(worker.tid()).zip(cpu_before).map(|(a, b)| a.saturating_sub(b));
-    let state_after = sys::thread_state(worker.tid());
-    let returned = if early > 0 { worker.wait(ctx.timeout) } else { None };
     // Serve whatever is still pending (a retried fault, or the original one).
-    let _ = uffd.serve(region.base(), region.page_size(), 0xA5);
-    let result = returned.or_else(|| worker.wait(ctx.timeout));
-    let late = if early > 0 { 0 } else { flag.wait(ctx.timeout).ctx("eventfd")? };
-    let handler = match (early, late) {
-        (n, _) if n > 0 => "handler ran while blocked",
-        (_, n) if n > 0 => "handler waited for the page",
-        _ => "handler never ran",
-    };
+    let i = super::interrupt_blocked(ctx, &flag, &worker, || {
+        let _ = uffd.serve(region.base(), region.page_size(), 0xA5);
+        Ok(())
+    })?;
+    let (handler, result, state_after, cpu_in_window) = (i.handler, i.result, i.state_after, i.cpu_ticks);
     let read = result.map_or("still blocked".to_string(), outcome);
     Ok(Observation::new(format!("{handler}, read {read}"))
         .with("state", sys::describe_state(state))
         .with("state_after_signal", sys::describe_state(state_after))
-        .with("cpu_ticks_in_window", cpu_in_window.unwrap_or(0))
+        .with("cpu_ticks_in_window", cpu_in_window)
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 

@@ -641,14 +641,7 @@ fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || sys::load(addr));
-    match uffd.next_or_done(&loader, ctx.timeout)? {
-        Next::Event(Event::Pagefault { .. }) => {}
-        Next::Event(e) => {
-            return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
-        }
-        Next::Done(v) => return Ok(Observation::new(format!("no fault, read {v:#04x}"))),
-        Next::Timeout => return Ok(Observation::new("load blocked without a message")),
-    }
+    crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout));
     let state = sys::wait_until_blocked(loader.tid(), ctx.timeout);
     uffd.close();
     Ok(match loader.wait(ctx.timeout) {

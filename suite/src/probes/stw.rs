@@ -8,7 +8,7 @@
 use crate::catalogue::Behaviour;
 use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
 use crate::sys::{self, errno_name, madvise, Region, SignalFlag, MADV_POPULATE_READ};
-use crate::uffd::{describe_event, registered, Event, Next, RegisterMode, FEATURE_EVENT_REMOVE};
+use crate::uffd::{describe_event, registered, Event, RegisterMode, FEATURE_EVENT_REMOVE};
 use crate::worker::{self, Worker};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -138,13 +138,8 @@ fn load_and_signal(ctx: &Ctx) -> Result<Result<Signalled, Observation>, Fail> {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let worker = worker::spawn("load", move || sys::load(addr));
-    match uffd.next_or_done(&worker, ctx.timeout)? {
-        Next::Event(Event::Pagefault { .. }) => {}
-        Next::Event(e) => {
-            return Ok(Err(Observation::new(format!("unexpected event: {}", describe_event(&e, &region)))))
-        }
-        Next::Done(v) => return Ok(Err(Observation::new(format!("no fault message, read {v:#04x}")))),
-        Next::Timeout => return Ok(Err(Observation::new("blocked without a message"))),
+    if let Err(obs) = uffd.await_fault(&worker, &region, ctx.timeout)? {
+        return Ok(Err(obs));
     }
     let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
     sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
