@@ -2,10 +2,13 @@
 //! command line; each task lives in its own module.
 
 mod accel;
+mod apt;
 mod deps;
+mod fleet;
 mod images;
 mod initramfs;
 mod matrix;
+mod progress;
 mod qemu;
 mod report;
 mod runner;
@@ -17,10 +20,15 @@ use anyhow::{bail, Context, Result};
 use std::time::Duration;
 
 const USAGE: &str = "\
-cargo xtask matrix [--kernel ID]... [--host] [--accel auto|kvm|tcg] [--mirror URI]
-                   [--timeout SECS] [--cpus N] [--memory MB] [--out DIR] [-- SUITE-ARGS...]
-    Boot each kernel of images/kernels.toml (or each --kernel) in QEMU with the suite as init,
-    write matrix/results/<id>.toml and compile matrix/compat.toml. --host adds the host kernel.
+cargo xtask matrix [--kernel ID]... [--kernel-image PATH[=ID]]... [--host] [--jobs N]
+                   [--accel auto|kvm|tcg] [--mirror URI] [--timeout SECS] [--cpus N] [--memory MB]
+                   [--out DIR] [-- SUITE-ARGS...]
+    Boot each kernel of images/kernels.toml (or each --kernel, or local bzImages) in QEMU with the
+    suite as init, write matrix/results/<id>.toml and compile matrix/compat.toml and
+    matrix/FINDINGS.md. --host adds the host kernel.
+cargo xtask images refresh [ID]... | fetch [ID]... | list   [--mirror URI]
+    Re-resolve tracks to the newest point release and rewrite images/kernels.lock; fill the cache;
+    show tracks, pins and cache state.
 cargo xtask test
     The test command: format, lints, unit tests, the suite on this kernel, real guest boots.";
 
@@ -37,6 +45,10 @@ fn run() -> Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("matrix") => matrix::run(&sh, &root, &matrix_options(&root, args)?),
+        Some("images") => {
+            let (command, mirror) = images_command(args)?;
+            images::run(&sh, &root, command, mirror)
+        }
         Some("test") => {
             if let Some(extra) = args.next() {
                 bail!("cargo xtask test takes no arguments (got {extra:?})\n{USAGE}");
@@ -64,6 +76,15 @@ fn matrix_options(root: &std::path::Path, mut args: impl Iterator<Item = String>
             |v: String| v.parse::<u64>().with_context(|| format!("{flag} takes a whole number, not {v:?}"));
         match flag.as_str() {
             "--kernel" => opts.kernels.push(value()?),
+            "--kernel-image" => {
+                let v = value()?;
+                let (path, id) = match v.split_once('=') {
+                    Some((p, id)) => (p.to_string(), Some(id.to_string())),
+                    None => (v, None),
+                };
+                opts.images.push((std::path::PathBuf::from(path), id));
+            }
+            "--jobs" => opts.jobs = number(value()?)?.max(1) as usize,
             "--host" => opts.host = true,
             "--accel" => opts.accel = value()?.parse().map_err(anyhow::Error::msg)?,
             "--mirror" => opts.mirror = Some(value()?),
@@ -76,4 +97,24 @@ fn matrix_options(root: &std::path::Path, mut args: impl Iterator<Item = String>
         }
     }
     Ok(opts)
+}
+
+fn images_command(mut args: impl Iterator<Item = String>) -> Result<(images::Command, Option<String>)> {
+    let verb = args.next();
+    let (mut ids, mut mirror) = (Vec::new(), None);
+    while let Some(arg) = args.next() {
+        match arg.split_once('=') {
+            Some(("--mirror", v)) => mirror = Some(v.to_string()),
+            _ if arg == "--mirror" => mirror = Some(args.next().context("--mirror needs a value")?),
+            _ if arg.starts_with('-') => bail!("unknown option {arg:?} for images\n{USAGE}"),
+            _ => ids.push(arg),
+        }
+    }
+    let command = match verb.as_deref() {
+        Some("refresh") => images::Command::Refresh(ids),
+        Some("fetch") => images::Command::Fetch(ids),
+        Some("list") if ids.is_empty() => images::Command::List,
+        _ => bail!("cargo xtask images takes refresh, fetch or list\n{USAGE}"),
+    };
+    Ok((command, mirror))
 }

@@ -4,13 +4,15 @@
 
 use crate::accel::{self, Choice};
 use crate::deps::{self, Need};
-use crate::images::{self, Cache, Image};
+use crate::fleet::{sha256_file, Cache, Fleet, Image};
+use crate::progress::{Progress, Stage};
 use crate::qemu::Accel;
 use crate::runner::{self, Settings};
 use crate::util::display_path;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 use xshell::Shell;
 
@@ -19,12 +21,17 @@ pub const HOST_ID: &str = "host";
 #[derive(Clone, Debug)]
 pub struct Options {
     pub kernels: Vec<String>,
+    /// Local kernel images (`--kernel-image PATH[=ID]`); without an id the column is named by
+    /// the kernel's `uname -r`.
+    pub images: Vec<(PathBuf, Option<String>)>,
     pub accel: Choice,
     pub host: bool,
     pub mirror: Option<String>,
     pub timeout: Duration,
     pub cpus: u32,
     pub mem_mb: u32,
+    /// Guests booted at once.
+    pub jobs: usize,
     /// The matrix directory: `results/` and `compat.toml` go here.
     pub out: PathBuf,
     /// Per-kernel logs go here, one directory per kernel id.
@@ -36,15 +43,29 @@ impl Options {
     pub fn new(root: &Path) -> Options {
         Options {
             kernels: Vec::new(),
+            images: Vec::new(),
             accel: Choice::Auto,
             host: false,
             mirror: None,
             timeout: Duration::from_secs(300),
             cpus: 2,
             mem_mb: 1024,
+            jobs: 2,
             out: root.join("matrix"),
             logs: root.join("target/uffdc/runs"),
             suite_args: Vec::new(),
+        }
+    }
+
+    /// The fleet kernels to run: the named ones, or all of them unless only local images were
+    /// given.
+    fn fleet_ids(&self, fleet: &Fleet) -> Vec<String> {
+        if self.kernels.is_empty() && !self.images.is_empty() {
+            Vec::new()
+        } else if self.kernels.is_empty() {
+            fleet.tracks.keys().cloned().collect()
+        } else {
+            self.kernels.clone()
         }
     }
 }
@@ -70,11 +91,15 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
 }
 
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
-    let kernels = images::load_kernels(root)?;
-    let selected = kernels.select(&opts.kernels)?;
+    let fleet = Fleet::load(root)?;
+    let ids = opts.fleet_ids(&fleet);
+    fleet.select(&ids)?;
     let mut needs = vec![Need::Libclang];
-    if !selected.is_empty() {
-        needs.extend([Need::Qemu, Need::AptTools, Need::DebianKeyring]);
+    if !ids.is_empty() || !opts.images.is_empty() {
+        needs.push(Need::Qemu);
+    }
+    if !ids.is_empty() {
+        needs.extend([Need::AptTools, Need::DebianKeyring]);
     }
     deps::ensure(sh, &needs)?;
     if opts.host && !deps::is_root() {
@@ -84,36 +109,49 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     gather(sh, root, opts, &prepared, &mut |_, _| {})
 }
 
-/// Fetches, boots and records every selected kernel, then compiles the matrix. `on_boot` gets
-/// each kernel id and its QEMU pid as the guest starts.
+/// Fetches, boots and records every selected kernel (`opts.jobs` guests at once), then compiles
+/// the matrix. `on_boot` gets each kernel id and its QEMU pid as the guest starts. Each kernel's
+/// results are written as soon as it finishes; a kernel that cannot be fetched keeps the results
+/// it had.
 pub fn gather(
     sh: &Shell,
     root: &Path,
     opts: &Options,
     prepared: &Prepared,
-    on_boot: &mut dyn FnMut(&str, u32),
+    on_boot: &mut (dyn FnMut(&str, u32) + Send),
 ) -> Result<()> {
-    let kernels = images::load_kernels(root)?;
-    let selected = kernels.select(&opts.kernels)?;
+    let fleet = Fleet::load(root)?;
+    let selected = fleet.select(&opts.fleet_ids(&fleet))?;
     let cache = Cache::new(root);
+    let mut apt = crate::images::lazy_apt(&fleet, &cache, opts.mirror.clone());
+    let mut ids: Vec<String> = selected.iter().map(|(id, _)| id.clone()).collect();
+    ids.extend(opts.images.iter().map(|(path, id)| id.clone().unwrap_or_else(|| local_label(path))));
+    if opts.host {
+        ids.push(HOST_ID.to_string());
+    }
+    let progress = Progress::start(&ids);
     let mut failed = Vec::new();
     let mut images = Vec::new();
     for (id, pin) in &selected {
-        eprintln!("fetch   {id}: {} {}", pin.package, pin.version);
-        match cache.fetch(sh, id, pin, &kernels, &|| images::mirrors(opts.mirror.as_deref())) {
+        progress.set(id, Stage::Fetching);
+        match cache.fetch(sh, id, pin, &mut apt) {
             Ok(image) => {
                 if image.userfaultfd == Some(false) {
                     eprintln!(
                         "note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`"
                     );
                 }
+                progress.set(id, Stage::Waiting);
                 images.push(image)
             }
             Err(e) => {
-                eprintln!("error: {id}: {e:#}");
-                failed.push(format!("{id}: could not fetch (its previous results, if any, are kept)"));
+                progress.set(id, Stage::Failed(format!("could not fetch: {e:#}")));
+                failed.push(format!("{id}: could not fetch (its previous results, if any, are kept): {e:#}"));
             }
         }
+    }
+    for (path, id) in &opts.images {
+        images.push(local_image(path, id.as_deref())?);
     }
     let accel = match images.first() {
         None => Accel::Tcg,
@@ -130,36 +168,105 @@ pub fn gather(
         suite_version: prepared.version.clone(),
     };
     let results_dir = opts.out.join("results");
-    for image in &images {
-        eprintln!("boot    {} ({}, {})", image.id, image.release, accel.name());
-        let results =
-            runner::run_guest(image, &prepared.initrd, &settings, &opts.logs.join(&image.id), &mut |pid| {
-                on_boot(&image.id, pid)
-            })?;
-        save_results(&results_dir, &image.id, &results, &mut failed)?;
-    }
+    let failed = Mutex::new(failed);
+    let queue = Mutex::new(images.into_iter());
+    let on_boot = Mutex::new(on_boot);
+    let error = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| loop {
+                let Some(image) = queue.lock().unwrap().next() else { break };
+                let label = image.id.clone();
+                progress.set(&label, Stage::Booting);
+                let logs = opts.logs.join(&label);
+                progress.watch(&label, logs.join("results.log"));
+                let run = runner::run_guest(&image, &prepared.initrd, &settings, &logs, &mut |pid| {
+                    (on_boot.lock().unwrap())(&label, pid)
+                });
+                match run {
+                    Ok(results) => {
+                        // A local image without an id is named by the kernel's own uname -r.
+                        let id = if image.id.starts_with(LOCAL_PREFIX) && !results.kernel.release.is_empty() {
+                            sanitize(&results.kernel.release)
+                        } else {
+                            image.id.clone()
+                        };
+                        progress.set(&label, Stage::Done(runner::brief(&results, &logs)));
+                        if let Err(e) = save_results(&results_dir, &id, &results, &mut failed.lock().unwrap())
+                        {
+                            *error.lock().unwrap() = Some(e);
+                        }
+                    }
+                    Err(e) => {
+                        progress.set(&label, Stage::Failed(format!("{e:#}")));
+                        *error.lock().unwrap() = Some(e);
+                    }
+                }
+            });
+        }
+    });
     if opts.host {
-        eprintln!("host    running the suite on this machine's kernel");
-        let results = runner::run_host(&prepared.suite, &settings, &opts.logs.join(HOST_ID))?;
-        save_results(&results_dir, HOST_ID, &results, &mut failed)?;
+        progress.set(HOST_ID, Stage::Running { done: 0, planned: prepared.catalogue.behaviours.len() });
+        let logs = opts.logs.join(HOST_ID);
+        progress.watch(HOST_ID, logs.join("results.log"));
+        let results = runner::run_host(&prepared.suite, &settings, &logs)?;
+        progress.set(HOST_ID, Stage::Done(runner::brief(&results, &logs)));
+        save_results(&results_dir, HOST_ID, &results, &mut failed.lock().unwrap())?;
+    }
+    progress.finish();
+    if let Some(e) = error.into_inner().unwrap() {
+        return Err(e);
     }
     let compat = compile(&opts.out, &prepared.catalogue)?;
     eprintln!(
-        "matrix  {} ({} behaviours x {} kernels)",
+        "matrix  {} ({} behaviours x {} kernels), findings in {}",
         display_path(&opts.out.join("compat.toml")),
         compat.behaviours.len(),
-        compat.kernels.len()
+        compat.kernels.len(),
+        display_path(&opts.out.join("FINDINGS.md")),
     );
+    let failed = failed.into_inner().unwrap();
     if !failed.is_empty() {
         bail!("{} kernel(s) did not complete:\n  {}", failed.len(), failed.join("\n  "));
     }
     Ok(())
 }
 
+const LOCAL_PREFIX: &str = "local:";
+
+fn local_label(path: &Path) -> String {
+    format!("{LOCAL_PREFIX}{}", path.file_name().unwrap_or_default().to_string_lossy())
+}
+
+/// A file name made of a kernel release (`6.18.0-rc1+` stays readable; `/` does not survive).
+fn sanitize(release: &str) -> String {
+    release.chars().map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' }).collect()
+}
+
+/// A kernel image given on the command line: it must be a bzImage (the boot protocol header's
+/// "HdrS" magic), booted as it is.
+fn local_image(path: &Path, id: Option<&str>) -> Result<Image> {
+    let data =
+        std::fs::read(path).with_context(|| format!("--kernel-image {}: cannot read it", path.display()))?;
+    if data.get(0x202..0x206) != Some(b"HdrS") {
+        bail!(
+            "--kernel-image {}: not an x86 bzImage (no \"HdrS\" boot header at 0x202): pass arch/x86/boot/bzImage",
+            path.display()
+        );
+    }
+    let sha = sha256_file(path)?;
+    Ok(Image {
+        id: id.map_or_else(|| local_label(path), String::from),
+        vmlinuz: path.to_path_buf(),
+        release: String::new(),
+        userfaultfd: None,
+        source: format!("local {} (sha256 {sha})", path.display()),
+    })
+}
+
 fn save_results(dir: &Path, id: &str, results: &matrix::Results, failed: &mut Vec<String>) -> Result<()> {
     let path = dir.join(format!("{id}.toml"));
     matrix::model::save(&path, results).with_context(|| format!("cannot write {}", path.display()))?;
-    println!("{}", runner::summary(id, results));
     if let Some(reason) = &results.kernel.reason {
         failed.push(format!("{id}: {reason}"));
     }

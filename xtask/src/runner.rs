@@ -2,7 +2,7 @@
 //! came back into that kernel's results. Both paths read the same line stream; whatever arrived
 //! before a failure is kept, and what did not arrive is `missing` with the reason.
 
-use crate::images::Image;
+use crate::fleet::Image;
 use crate::qemu::{Accel, Boot};
 use crate::util::{display_path, run_with_timeout, signal_name, Ended};
 use anyhow::Result;
@@ -58,7 +58,7 @@ pub fn run_guest(
         log: boot.console.clone(),
         what: "QEMU",
     };
-    Ok(run.into_results(&image.release, image.pin.source(), settings.accel.name(), settings))
+    Ok(run.into_results(&image.release, image.source.clone(), settings.accel.name(), settings))
 }
 
 /// Runs the suite binary directly on the host. `logs` receives suite.log (its console) and
@@ -208,8 +208,9 @@ fn read_lossy(path: &Path) -> String {
     std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
-/// A one-line summary of a kernel's results for the terminal.
-pub fn summary(id: &str, r: &Results) -> String {
+/// One line on a kernel's results for the progress display: release, accelerator, time, verdict
+/// counts, where its logs are, and why it is incomplete if it is.
+pub fn brief(r: &Results, logs: &Path) -> String {
     let mut counts = std::collections::BTreeMap::new();
     for cell in r.cells.values() {
         *counts.entry(cell.verdict).or_insert(0) += 1;
@@ -217,14 +218,14 @@ pub fn summary(id: &str, r: &Results) -> String {
     let counts: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {v}")).collect();
     let secs = r.kernel.duration_ms.unwrap_or(0) as f64 / 1000.0;
     let mut line = format!(
-        "{id:<20} {:<28} {:<4} {:>5.1}s  {}",
+        "{} {} {secs:.1}s: {}; logs in {}/",
         r.kernel.release,
         r.kernel.accel,
-        secs,
-        if counts.is_empty() { "no cells".to_string() } else { counts.join(", ") }
+        if counts.is_empty() { "no cells".to_string() } else { counts.join(", ") },
+        display_path(logs)
     );
     if let Some(reason) = &r.kernel.reason {
-        line += &format!("\n{:<20} incomplete: {reason}", "");
+        line += &format!("; INCOMPLETE: {reason}");
     }
     line
 }

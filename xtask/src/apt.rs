@@ -1,0 +1,340 @@
+//! Debian's own tooling, privately: apt-get and apt-cache with a configuration of their own under
+//! `target/uffdc/apt` (sources, lists, cache, an empty dpkg status), never the system's apt state.
+//! The mirror comes from the machine's apt sources unless overridden; archive signatures are
+//! checked against Debian's keyring.
+
+use crate::deps::DEBIAN_KEYRING;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use xshell::{cmd, Shell};
+
+/// Where the Debian archive is fetched from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirrors {
+    pub main: String,
+    pub security: String,
+}
+
+const CODENAMES: &[&str] = &[
+    "stretch",
+    "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "duke",
+    "sid",
+    "unstable",
+    "experimental",
+];
+
+/// The Debian mirrors to use: `--mirror` / `UFFDC_DEBIAN_MIRROR` and
+/// `UFFDC_DEBIAN_SECURITY_MIRROR` when given, else the ones in this machine's apt sources.
+pub fn mirrors(main_override: Option<&str>) -> Result<Mirrors> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut entries = Vec::new();
+    for file in apt_source_files() {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if file.extension().is_some_and(|e| e == "sources") {
+                entries.extend(deb822_entries(&text));
+            } else {
+                entries.extend(one_line_entries(&text));
+            }
+        }
+    }
+    let (found_main, found_security) = debian_mirrors(&entries);
+    let main = main_override.map(String::from).or_else(|| env("UFFDC_DEBIAN_MIRROR")).or(found_main);
+    let Some(main) = main else {
+        bail!(
+            "no Debian mirror in this machine's apt sources (/etc/apt/sources.list*): pass --mirror URI or set UFFDC_DEBIAN_MIRROR=<Debian mirror URI>"
+        );
+    };
+    let main = main.trim_end_matches('/').to_string();
+    let security = env("UFFDC_DEBIAN_SECURITY_MIRROR")
+        .or(found_security)
+        .unwrap_or_else(|| format!("{main}-security"))
+        .trim_end_matches('/')
+        .to_string();
+    Ok(Mirrors { main, security })
+}
+
+fn apt_source_files() -> Vec<PathBuf> {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    let mut parts: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "list" || e == "sources"))
+        .collect();
+    parts.sort();
+    files.extend(parts);
+    files
+}
+
+/// An apt source: a URI and the suites taken from it.
+type Entry = (String, Vec<String>);
+
+/// `deb [options] URI suite components...` lines.
+fn one_line_entries(text: &str) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut words = line.split_whitespace();
+        if words.next() != Some("deb") {
+            continue;
+        }
+        let mut rest: Vec<&str> = words.collect();
+        if rest.first().is_some_and(|w| w.starts_with('[')) {
+            let end = rest.iter().position(|w| w.ends_with(']')).unwrap_or(0);
+            rest.drain(..=end);
+        }
+        if let [uri, suite, ..] = rest[..] {
+            entries.push((uri.to_string(), vec![suite.to_string()]));
+        }
+    }
+    entries
+}
+
+/// deb822 stanzas (`Types:`, `URIs:`, `Suites:`, `Enabled:`), separated by blank lines.
+fn deb822_entries(text: &str) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut fields: BTreeMap<String, String> = BTreeMap::new();
+        for line in stanza.lines() {
+            if line.starts_with('#') || line.starts_with(char::is_whitespace) {
+                continue;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                fields.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let words = |k: &str| -> Vec<String> {
+            fields.get(k).map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default()
+        };
+        if fields.get("enabled").is_some_and(|v| v == "no") || !words("types").iter().any(|t| t == "deb") {
+            continue;
+        }
+        for uri in words("uris") {
+            entries.push((uri, words("suites")));
+        }
+    }
+    entries
+}
+
+/// (main archive URI, security archive URI): the first sources that carry a Debian suite.
+fn debian_mirrors(entries: &[Entry]) -> (Option<String>, Option<String>) {
+    let debian = |s: &str| CODENAMES.contains(&s.split('-').next().unwrap_or(""));
+    let find = |security: bool| {
+        entries
+            .iter()
+            .find(|(_, suites)| suites.iter().any(|s| debian(s) && s.ends_with("-security") == security))
+            .map(|(uri, _)| uri.clone())
+    };
+    (find(false), find(true))
+}
+
+/// A private apt over a set of suites.
+pub struct Apt {
+    dir: PathBuf,
+    pub mirrors: Mirrors,
+    options: Vec<String>,
+    /// The sources changed since the lists were last fetched.
+    stale: bool,
+}
+
+impl Apt {
+    /// Prepares `<cache>/apt` for `suites` (security suites from the security mirror).
+    pub fn new(cache: &Path, mirrors: Mirrors, suites: &[String]) -> Result<Apt> {
+        let dir = cache.join("apt");
+        for d in ["lists/partial", "cache/archives/partial", "debs"] {
+            std::fs::create_dir_all(dir.join(d))?;
+        }
+        let mut suites = suites.to_vec();
+        suites.sort();
+        suites.dedup();
+        let sources: String = suites
+            .iter()
+            .map(|s| format!("deb [signed-by={DEBIAN_KEYRING}] {} {s} main\n", mirrors.uri(s)))
+            .collect();
+        let list = dir.join("sources.list");
+        let stale = std::fs::read_to_string(&list).map_or(true, |old| old != sources)
+            || !dir
+                .join("lists")
+                .read_dir()
+                .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_file())));
+        std::fs::write(&list, &sources)?;
+        std::fs::write(dir.join("status"), "")?;
+        let options = apt_options(&dir);
+        Ok(Apt { dir, mirrors, options, stale })
+    }
+
+    /// `apt-get update` of the private lists, when they are stale or `force`d.
+    pub fn update(&mut self, sh: &Shell, force: bool) -> Result<()> {
+        if !(self.stale || force) {
+            return Ok(());
+        }
+        let options = &self.options;
+        eprintln!("apt     update (private lists in {})", crate::util::display_path(&self.dir));
+        cmd!(sh, "apt-get {options...} -qq update")
+            .quiet()
+            .run()
+            .context("apt-get update (private lists under target/uffdc/apt)")?;
+        self.stale = false;
+        Ok(())
+    }
+
+    /// The fields of `package=version` (`Depends`, `Installed-Size`, `Size`, `SHA256`, ...), from
+    /// the first stanza apt-cache prints; `None` when the archive does not have it.
+    pub fn show(&self, sh: &Shell, package: &str, version: &str) -> Option<BTreeMap<String, String>> {
+        let options = &self.options;
+        let wanted = format!("{package}={version}");
+        let text = cmd!(sh, "apt-cache {options...} show {wanted}").quiet().ignore_stderr().read().ok()?;
+        let stanza = text.split("\n\n").next()?;
+        let mut fields = BTreeMap::new();
+        for line in stanza.lines() {
+            if let Some((k, v)) = line.split_once(": ").filter(|_| !line.starts_with(' ')) {
+                fields.insert(k.to_string(), v.to_string());
+            }
+        }
+        (!fields.is_empty()).then_some(fields)
+    }
+
+    /// Every (version, suite) the archive has for `package`.
+    pub fn versions(&self, sh: &Shell, package: &str) -> Result<Vec<(String, String)>> {
+        let options = &self.options;
+        let text = cmd!(sh, "apt-cache {options...} madison {package}").quiet().ignore_stderr().read()?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+                let suite = cols.get(2)?.split_whitespace().nth(1)?.split('/').next()?;
+                Some((cols.get(1)?.to_string(), suite.to_string()))
+            })
+            .collect())
+    }
+
+    /// Downloads `package=version` into `<cache>/apt/debs` and returns the .deb's path.
+    pub fn download(&mut self, sh: &Shell, package: &str, version: &str, suite: &str) -> Result<PathBuf> {
+        if self.show(sh, package, version).is_none() {
+            self.update(sh, true)?;
+        }
+        if self.show(sh, package, version).is_none() {
+            bail!(
+                "{package}={version} is not in {} {suite}: the archive no longer serves this version; run `cargo xtask images refresh` to pin current ones, or point UFFDC_DEBIAN_MIRROR at a mirror that has it",
+                self.mirrors.uri(suite)
+            );
+        }
+        let debs = self.dir.join("debs");
+        let _cwd = sh.push_dir(&debs);
+        let options = &self.options;
+        let wanted = format!("{package}={version}");
+        eprintln!("apt     download {wanted}");
+        cmd!(sh, "apt-get {options...} -qq download {wanted}")
+            .quiet()
+            .run()
+            .with_context(|| format!("apt-get download {wanted}"))?;
+        let prefix = format!("{package}_");
+        let version = version.replace(':', "%3a");
+        std::fs::read_dir(&debs)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let n = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                n.starts_with(&prefix) && n.contains(&format!("_{version}_")) && n.ends_with(".deb")
+            })
+            .with_context(|| format!("apt-get download left no .deb for {wanted} in {}", debs.display()))
+    }
+}
+
+/// An [`Apt`] made on first use: runs that find everything in the cache touch no network and
+/// need no mirror.
+pub struct LazyApt {
+    cache: PathBuf,
+    mirror: Option<String>,
+    suites: Vec<String>,
+    apt: Option<Apt>,
+}
+
+impl LazyApt {
+    pub fn new(cache: &Path, mirror: Option<String>, suites: Vec<String>) -> LazyApt {
+        LazyApt { cache: cache.to_path_buf(), mirror, suites, apt: None }
+    }
+
+    pub fn get(&mut self) -> Result<&mut Apt> {
+        if self.apt.is_none() {
+            let mirrors = mirrors(self.mirror.as_deref())?;
+            self.apt = Some(Apt::new(&self.cache, mirrors, &self.suites)?);
+        }
+        Ok(self.apt.as_mut().expect("just made"))
+    }
+}
+
+/// Whether Debian version `a` sorts after `b` (dpkg --compare-versions).
+pub fn newer(sh: &Shell, a: &str, b: &str) -> bool {
+    cmd!(sh, "dpkg --compare-versions {a} gt {b}").quiet().run().is_ok()
+}
+
+impl Mirrors {
+    /// The URI that serves `suite`.
+    pub fn uri(&self, suite: &str) -> &str {
+        if suite.ends_with("-security") {
+            &self.security
+        } else {
+            &self.main
+        }
+    }
+}
+
+fn apt_options(apt: &Path) -> Vec<String> {
+    let p = |rel: &str| apt.join(rel).display().to_string();
+    let mut o = vec![
+        format!("Dir::Etc::SourceList={}", p("sources.list")),
+        "Dir::Etc::SourceParts=-".to_string(),
+        format!("Dir::State::Lists={}", p("lists")),
+        format!("Dir::Cache={}", p("cache")),
+        format!("Dir::State::Status={}", p("status")),
+        "Debug::NoLocking=1".to_string(),
+        "APT::Sandbox::User=root".to_string(),
+        "Acquire::Languages=none".to_string(),
+        "APT::Architecture=amd64".to_string(),
+        "APT::Architectures=amd64".to_string(),
+    ];
+    for target in ["DEP-11", "DEP-11-icons", "DEP-11-icons-small", "DEP-11-icons-hidpi", "CNF"] {
+        o.push(format!("Acquire::IndexTargets::deb::{target}::DefaultEnabled=false"));
+    }
+    o.into_iter().flat_map(|o| ["-o".to_string(), o]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_from_deb822_and_one_line_sources() {
+        let deb822 = "Types: deb\n# a comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n\
+            Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n\
+            Types: deb\nEnabled: no\nURIs: http://off.example/debian\nSuites: sid\n";
+        let mut entries = one_line_entries(
+            "deb [arch=amd64 signed-by=/k.gpg] https://packages.example.com/apt stable main\n",
+        );
+        entries.extend(deb822_entries(deb822));
+        assert_eq!(
+            debian_mirrors(&entries),
+            (
+                Some("http://mirror.example/debian".into()),
+                Some("http://mirror.example/debian-security".into())
+            )
+        );
+        let ubuntu = one_line_entries("deb http://archive.ubuntu.com/ubuntu noble main\n");
+        assert_eq!(debian_mirrors(&ubuntu), (None, None));
+        let old = one_line_entries(
+            "deb http://a.example/debian bullseye main # c\ndeb http://s.example/ bullseye-security main\n",
+        );
+        assert_eq!(
+            debian_mirrors(&old),
+            (Some("http://a.example/debian".into()), Some("http://s.example/".into()))
+        );
+    }
+}

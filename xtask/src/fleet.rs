@@ -1,0 +1,380 @@
+//! The kernel fleet: what is wanted (`images/kernels.toml`, tracks), what that resolved to
+//! (`images/kernels.lock`, pins), and the verified cache of kernel images under
+//! `target/uffdc/images` that later runs use offline. Fetching goes through [`crate::apt`].
+
+use crate::apt::LazyApt;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use xshell::Shell;
+
+/// A kernel the matrix wants: which Debian suites to take it from and which meta package names
+/// it, so `cargo xtask images refresh` can find the newest point release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Track {
+    /// Suites searched for the newest version, e.g. `["bookworm", "bookworm-security"]`.
+    pub suites: Vec<String>,
+    /// The flavour's meta package, e.g. `linux-image-cloud-amd64`; its dependencies lead to the
+    /// package that holds the kernel image.
+    pub meta: String,
+    /// Why this kernel is in the matrix.
+    pub why: String,
+}
+
+/// What a track resolved to: one exact package, verified.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pub suite: String,
+    pub package: String,
+    pub version: String,
+    /// The kernel's `uname -r`, from the image's file name.
+    pub release: String,
+    /// sha256 of the .deb.
+    pub sha256: String,
+    /// Size of the .deb in bytes.
+    pub size: u64,
+}
+
+impl Pin {
+    /// How a results file names this kernel's origin.
+    pub fn source(&self) -> String {
+        format!("debian {} {} {} (deb sha256 {})", self.suite, self.package, self.version, self.sha256)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TracksFile {
+    tracks: BTreeMap<String, Track>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockFile {
+    pub kernels: BTreeMap<String, Pin>,
+}
+
+/// Tracks and their pins.
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    pub tracks: BTreeMap<String, Track>,
+    pub lock: LockFile,
+}
+
+pub const TRACKS: &str = "images/kernels.toml";
+pub const LOCK: &str = "images/kernels.lock";
+
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(1, |s| text[..s.start].matches('\n').count() + 1);
+        anyhow::anyhow!("{}:{line}: {} (fix the file)", path.display(), e.message().trim())
+    })
+}
+
+impl Fleet {
+    pub fn load(root: &Path) -> Result<Fleet> {
+        let tracks: TracksFile = parse_toml(&root.join(TRACKS))?;
+        let lock_path = root.join(LOCK);
+        let lock = if lock_path.exists() { parse_toml(&lock_path)? } else { LockFile::default() };
+        Ok(Fleet { tracks: tracks.tracks, lock })
+    }
+
+    pub fn save_lock(&self, root: &Path) -> Result<()> {
+        let text = format!(
+            "# What each track of images/kernels.toml resolved to. Written by `cargo xtask images refresh`;\n\
+             # every entry was downloaded, verified by apt against the signed archive, and its kernel image\n\
+             # found in it.\n\n{}",
+            toml::to_string(&self.lock)?
+        );
+        crate::util::write_atomic(&root.join(LOCK), text.as_bytes())
+    }
+
+    /// The pins for the requested ids (all tracks when none are requested), in request order.
+    pub fn select(&self, ids: &[String]) -> Result<Vec<(String, Pin)>> {
+        let ids: Vec<String> =
+            if ids.is_empty() { self.tracks.keys().cloned().collect() } else { ids.to_vec() };
+        ids.iter()
+            .map(|id| {
+                if !self.tracks.contains_key(id) {
+                    bail!(
+                        "unknown kernel id {id:?}: {TRACKS} has {}",
+                        self.tracks.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                    );
+                }
+                match self.lock.kernels.get(id) {
+                    Some(pin) => Ok((id.clone(), pin.clone())),
+                    None => bail!("kernel {id:?} has no pin in {LOCK}: run `cargo xtask images refresh`"),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A kernel ready to boot.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub id: String,
+    pub vmlinuz: PathBuf,
+    /// The kernel's `uname -r` as far as known before booting (from the package's file names).
+    pub release: String,
+    /// `CONFIG_USERFAULTFD=y` in the packaged config, when it has one.
+    pub userfaultfd: Option<bool>,
+    /// Where it came from, as results record it.
+    pub source: String,
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheEntry {
+    package: String,
+    version: String,
+    deb_sha256: String,
+    vmlinuz_sha256: String,
+    release: String,
+    userfaultfd: Option<bool>,
+}
+
+/// The verified images under `target/uffdc/images/<id>/` (vmlinuz, config, image.toml).
+pub struct Cache {
+    pub dir: PathBuf,
+}
+
+impl Cache {
+    pub fn new(root: &Path) -> Cache {
+        Cache { dir: root.join("target/uffdc") }
+    }
+
+    fn image_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("images").join(id)
+    }
+
+    /// The cached image, if it was verified for exactly this pin and is still intact (its
+    /// vmlinuz still has the sha256 recorded when it was unpacked).
+    pub fn cached(&self, id: &str, pin: &Pin) -> Option<Image> {
+        let dir = self.image_dir(id);
+        let entry: CacheEntry =
+            toml::from_str(&std::fs::read_to_string(dir.join("image.toml")).ok()?).ok()?;
+        let vmlinuz = dir.join("vmlinuz");
+        let intact = entry.package == pin.package
+            && entry.version == pin.version
+            && entry.deb_sha256 == pin.sha256
+            && sha256_file(&vmlinuz).ok()? == entry.vmlinuz_sha256;
+        intact.then(|| Image {
+            id: id.to_string(),
+            vmlinuz,
+            release: entry.release,
+            userfaultfd: entry.userfaultfd,
+            source: pin.source(),
+        })
+    }
+
+    /// The image for a pin: from the cache when verified there, else downloaded, checked against
+    /// the pinned sha256 and unpacked. Serialised across processes by a lock on the cache.
+    pub fn fetch(&self, sh: &Shell, id: &str, pin: &Pin, apt: &mut LazyApt) -> Result<Image> {
+        if let Some(image) = self.cached(id, pin) {
+            return Ok(image);
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let _lock = crate::util::lock(&self.dir.join("images.lock"))?;
+        if let Some(image) = self.cached(id, pin) {
+            return Ok(image);
+        }
+        let deb = apt.get()?.download(sh, &pin.package, &pin.version, &pin.suite)?;
+        let actual = sha256_file(&deb)?;
+        if actual != pin.sha256 {
+            let _ = std::fs::remove_file(&deb);
+            bail!(
+                "{id}: {} has sha256 {actual}, but {LOCK} pins {}: the download was corrupt (deleted; rerun to fetch again) or the pin is wrong (`cargo xtask images refresh`)",
+                deb.display(),
+                pin.sha256
+            );
+        }
+        self.unpack(id, pin, &deb)
+    }
+
+    /// Downloads a package a track resolved to, finds its kernel image and returns the image with
+    /// the pin that records it (apt has checked the .deb against the signed archive).
+    pub fn fetch_new(
+        &self,
+        sh: &Shell,
+        id: &str,
+        suite: &str,
+        package: &str,
+        version: &str,
+        apt: &mut LazyApt,
+    ) -> Result<(Image, Pin)> {
+        std::fs::create_dir_all(&self.dir)?;
+        let _lock = crate::util::lock(&self.dir.join("images.lock"))?;
+        let deb = apt.get()?.download(sh, package, version, suite)?;
+        let mut pin = Pin {
+            suite: suite.to_string(),
+            package: package.to_string(),
+            version: version.to_string(),
+            release: String::new(),
+            sha256: sha256_file(&deb)?,
+            size: std::fs::metadata(&deb)?.len(),
+        };
+        let image = self.unpack(id, &pin, &deb)?;
+        pin.release = image.release.clone();
+        Ok((image, pin))
+    }
+
+    /// Takes the kernel image (and its config) out of the .deb by content.
+    fn unpack(&self, id: &str, pin: &Pin, deb: &Path) -> Result<Image> {
+        let mut child = std::process::Command::new("dpkg-deb")
+            .arg("--fsys-tarfile")
+            .arg(deb)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("running dpkg-deb")?;
+        let mut archive = tar::Archive::new(child.stdout.take().expect("piped"));
+        let (mut vmlinuz, mut config, mut release) = (None, None, None);
+        for entry in archive.entries().context("reading the .deb's data")? {
+            let mut entry = entry?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
+            let kind = if let Some(r) = path.strip_prefix("boot/vmlinuz-") {
+                Some(("vmlinuz", r.to_string()))
+            } else if let Some(r) = path.strip_prefix("boot/config-") {
+                Some(("config", r.to_string()))
+            } else if let Some(rest) = path.strip_prefix("usr/lib/modules/") {
+                match rest.split_once('/') {
+                    Some((r, "vmlinuz")) => Some(("vmlinuz", r.to_string())),
+                    Some((r, "config")) => Some(("config", r.to_string())),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            if let Some((what, r)) = kind {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data)?;
+                if what == "vmlinuz" {
+                    vmlinuz = Some(data);
+                    release = Some(r);
+                } else {
+                    config = Some(data);
+                }
+            }
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!(
+                "dpkg-deb --fsys-tarfile {} failed ({status}): the .deb is damaged; delete it and rerun",
+                deb.display()
+            );
+        }
+        let (Some(vmlinuz), Some(release)) = (vmlinuz, release) else {
+            bail!("{id}: {} {} holds no kernel image (no /boot/vmlinuz-* or /usr/lib/modules/*/vmlinuz): pin the package that does", pin.package, pin.version);
+        };
+        let userfaultfd =
+            config.as_ref().map(|c| String::from_utf8_lossy(c).lines().any(|l| l == "CONFIG_USERFAULTFD=y"));
+        let dir = self.image_dir(id);
+        // A previous entry is invalid from here on: remove its record first.
+        let _ = std::fs::remove_file(dir.join("image.toml"));
+        crate::util::write_atomic(&dir.join("vmlinuz"), &vmlinuz)?;
+        if let Some(config) = &config {
+            crate::util::write_atomic(&dir.join("config"), config)?;
+        }
+        let entry = CacheEntry {
+            package: pin.package.clone(),
+            version: pin.version.clone(),
+            deb_sha256: pin.sha256.clone(),
+            vmlinuz_sha256: hex(&Sha256::digest(&vmlinuz)),
+            release: release.clone(),
+            userfaultfd,
+        };
+        crate::util::write_atomic(&dir.join("image.toml"), toml::to_string(&entry)?.as_bytes())?;
+        Ok(Image {
+            id: id.to_string(),
+            vmlinuz: dir.join("vmlinuz"),
+            release,
+            userfaultfd,
+            source: pin.source(),
+        })
+    }
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_track_is_pinned_and_unknown_ids_are_named() {
+        let fleet = Fleet::load(&crate::util::project_root()).unwrap();
+        for id in [
+            "debian-5.10-cloud",
+            "debian-6.1-cloud",
+            "debian-6.12-cloud",
+            "debian-6.12-rt",
+            "debian-7.2-cloud",
+            "debian-7.3-cloud",
+        ] {
+            assert!(fleet.tracks.contains_key(id), "track {id} is missing");
+        }
+        for (id, pin) in fleet.select(&[]).unwrap() {
+            assert_eq!(pin.sha256.len(), 64, "{id}: {pin:?}");
+            assert!(!pin.release.is_empty() && pin.size > 0, "{id}: {pin:?}");
+        }
+        let err = fleet.select(&["debian-9.9-cloud".into()]).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown kernel id \"debian-9.9-cloud\"") && err.contains("debian-6.1-cloud"),
+            "{err}"
+        );
+        let mut unpinned = fleet.clone();
+        unpinned.lock.kernels.remove("debian-6.1-cloud");
+        let err = unpinned.select(&["debian-6.1-cloud".into()]).unwrap_err().to_string();
+        assert!(err.contains("cargo xtask images refresh"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupted_cached_image_is_not_used() {
+        let dir = crate::util::project_root().join("target/uffdc/tests/cache-corruption");
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = Cache { dir: dir.clone() };
+        let pin = Pin {
+            suite: "s".into(),
+            package: "p".into(),
+            version: "1".into(),
+            release: "6.1.0-test".into(),
+            sha256: "0".repeat(64),
+            size: 1,
+        };
+        let image = cache.image_dir("k");
+        std::fs::create_dir_all(&image).unwrap();
+        std::fs::write(image.join("vmlinuz"), b"kernel bytes").unwrap();
+        let entry = CacheEntry {
+            package: "p".into(),
+            version: "1".into(),
+            deb_sha256: pin.sha256.clone(),
+            vmlinuz_sha256: sha256_file(&image.join("vmlinuz")).unwrap(),
+            release: "6.1.0-test".into(),
+            userfaultfd: Some(true),
+        };
+        std::fs::write(image.join("image.toml"), toml::to_string(&entry).unwrap()).unwrap();
+        assert_eq!(cache.cached("k", &pin).unwrap().release, "6.1.0-test");
+        std::fs::write(image.join("vmlinuz"), b"kernel bytez").unwrap();
+        assert!(cache.cached("k", &pin).is_none(), "a damaged vmlinuz must be refetched");
+        let other = Pin { sha256: "1".repeat(64), ..pin };
+        assert!(cache.cached("k", &other).is_none(), "an entry for another pin must not be used");
+    }
+}
