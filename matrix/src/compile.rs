@@ -73,6 +73,8 @@ mod tests {
                 reason: reason.map(String::from),
                 console_log: None,
                 duration_ms: None,
+                init_ms: None,
+                suite_ms: None,
             },
             cells: cells
                 .iter()

@@ -92,6 +92,8 @@ mod tests {
             reason: None,
             console_log: None,
             duration_ms: None,
+            init_ms: None,
+            suite_ms: None,
         };
         let b = Behaviour {
             family: "api".into(),

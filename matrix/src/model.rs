@@ -185,8 +185,15 @@ pub struct RunInfo {
     /// The guest's serial console log, kept under `target/` on the machine that ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_log: Option<String>,
+    /// Wall time of the whole run, as the host saw it (QEMU start to exit, or the suite process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Kernel uptime when the suite started (in a guest: boot to init).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_ms: Option<u64>,
+    /// Kernel time from the suite's start to its end record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite_ms: Option<u64>,
 }
 
 /// One kernel's results: `matrix/results/<kernel-id>.toml`, and what `suite --results` writes.
@@ -359,6 +366,8 @@ mod tests {
                 reason: None,
                 console_log: None,
                 duration_ms: Some(1200),
+                init_ms: None,
+                suite_ms: None,
             },
             cells,
         }

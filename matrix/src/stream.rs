@@ -15,11 +15,23 @@ pub const PREFIX: &str = "uffdc:";
 #[serde(tag = "record", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Record {
     /// The suite started: what kernel it runs on and which behaviours it is about to run.
-    Start { release: String, version: String, machine: String, planned: Vec<String> },
+    /// `uptime_ms`: the kernel's uptime at that moment (in a guest: how long boot to init took).
+    Start {
+        release: String,
+        version: String,
+        machine: String,
+        planned: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uptime_ms: Option<u64>,
+    },
     /// One behaviour's result.
     Cell { id: String, cell: Cell },
-    /// The suite finished after `count` cells.
-    End { count: usize },
+    /// The suite finished after `count` cells, at kernel uptime `uptime_ms`.
+    End {
+        count: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uptime_ms: Option<u64>,
+    },
     /// The suite could not go on (the guest harness failed); the message says why.
     Fatal { message: String },
 }
@@ -37,6 +49,8 @@ pub struct Decoded {
     pub start: Option<Record>,
     pub cells: BTreeMap<String, Cell>,
     pub end: Option<usize>,
+    /// Kernel uptime at the end record.
+    pub end_uptime_ms: Option<u64>,
     pub fatal: Option<String>,
     /// Lines that carried the prefix but did not parse (a record cut mid-line).
     pub damaged: usize,
@@ -48,6 +62,14 @@ impl Decoded {
         match &self.start {
             Some(Record::Start { planned, .. }) => planned,
             _ => &[],
+        }
+    }
+
+    /// Kernel uptime at the start record.
+    pub fn start_uptime_ms(&self) -> Option<u64> {
+        match &self.start {
+            Some(Record::Start { uptime_ms, .. }) => *uptime_ms,
+            _ => None,
         }
     }
 
@@ -69,7 +91,10 @@ pub fn decode(text: &str) -> Decoded {
             Ok(Record::Cell { id, cell }) => {
                 out.cells.insert(id, cell);
             }
-            Ok(Record::End { count }) => out.end = Some(count),
+            Ok(Record::End { count, uptime_ms }) => {
+                out.end = Some(count);
+                out.end_uptime_ms = uptime_ms;
+            }
             Ok(Record::Fatal { message }) => out.fatal = Some(message),
             Err(_) => out.damaged += 1,
         }
@@ -89,6 +114,7 @@ mod tests {
             version: "#1".into(),
             machine: "x86_64".into(),
             planned: vec!["a.b".into(), "a.c".into()],
+            uptime_ms: Some(1500),
         };
         let cell = Cell::missing("x");
         let mut text = start.encode();
@@ -105,10 +131,12 @@ mod tests {
         assert!(!d.is_complete());
         assert_eq!(d.planned().len(), 2);
 
-        let full =
-            text[..text.rfind('\n').unwrap() + 1].to_string() + &whole + &Record::End { count: 2 }.encode();
+        let full = text[..text.rfind('\n').unwrap() + 1].to_string()
+            + &whole
+            + &Record::End { count: 2, uptime_ms: None }.encode();
         assert!(decode(&full).is_complete());
-        let lying = text[..text.rfind('\n').unwrap() + 1].to_string() + &Record::End { count: 2 }.encode();
+        let lying = text[..text.rfind('\n').unwrap() + 1].to_string()
+            + &Record::End { count: 2, uptime_ms: None }.encode();
         assert!(!decode(&lying).is_complete(), "an end record that disagrees is not complete");
     }
 }

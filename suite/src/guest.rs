@@ -10,6 +10,10 @@ use std::sync::Arc;
 pub const RESULTS_PORT: &str = "/dev/ttyS1";
 
 pub fn main() -> ! {
+    // The trivial init of `cargo xtask bench`'s bare boot: power off at once.
+    if std::env::args().any(|a| a == "--power-off") {
+        power_off();
+    }
     match setup().and_then(|()| open_port()) {
         Err(e) => eprintln!("uffdc guest: {e}"),
         Ok(port) => match crate::cli::parse(std::env::args_os()) {
@@ -19,7 +23,8 @@ pub fn main() -> ! {
                 let sink = Arc::new(Sink::new(Some(port), cli.faults.clone()));
                 // Trial failures are results, not the guest's concern: the conclusion is not used.
                 match std::panic::catch_unwind(|| drop(crate::harness::run(&cli, &sink))) {
-                    Ok(()) => sink.send(&Record::End { count: sink.cells().len() }),
+                    Ok(()) => sink
+                        .send(&Record::End { count: sink.cells().len(), uptime_ms: crate::sys::uptime_ms() }),
                     Err(_) => sink
                         .send(&Record::Fatal { message: "the suite panicked (see the console log)".into() }),
                 }

@@ -61,7 +61,12 @@ impl Sink {
 
 /// Runs the selected behaviours. Returns libtest-mimic's conclusion.
 pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
-    let args = Arguments::from_iter(cli.test_args.clone());
+    let mut args = Arguments::from_iter(cli.test_args.clone());
+    // Probes spend most of their time waiting (for a message, or through a quiet window), so
+    // more of them run at once than there are CPUs; --test-threads still decides.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(std::thread::available_parallelism().map_or(1, |n| n.get()).max(1) * 4);
+    }
     let uname = crate::sys::uname();
     let version = KernelVersion::from_release(&uname.release);
     let cli = Arc::new(cli.clone());
@@ -86,6 +91,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             version: uname.version,
             machine: uname.machine,
             planned,
+            uptime_ms: crate::sys::uptime_ms(),
         });
     }
     libtest_mimic::run(&args, trials)
@@ -174,7 +180,7 @@ pub fn host(cli: Cli) -> std::process::ExitCode {
     let started = std::time::Instant::now();
     let conclusion = run(&cli, &sink);
     if !cli.test_args.iter().any(|a| a == "--list") {
-        sink.send(&Record::End { count: sink.cells().len() });
+        sink.send(&Record::End { count: sink.cells().len(), uptime_ms: crate::sys::uptime_ms() });
     }
     if let Some(path) = &cli.results {
         let uname = crate::sys::uname();
@@ -192,6 +198,8 @@ pub fn host(cli: Cli) -> std::process::ExitCode {
                 reason: None,
                 console_log: None,
                 duration_ms: Some(started.elapsed().as_millis() as u64),
+                init_ms: None,
+                suite_ms: Some(started.elapsed().as_millis() as u64),
             },
             cells: sink.cells(),
         };

@@ -473,3 +473,10 @@ pub fn huge_pages() -> (u64, usize) {
     };
     (field("HugePages_Free:"), field("Hugepagesize:") as usize * 1024)
 }
+
+/// The kernel's uptime (CLOCK_BOOTTIME) in milliseconds.
+pub fn uptime_ms() -> Option<u64> {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .ok()
+        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+}

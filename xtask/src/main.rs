@@ -3,6 +3,7 @@
 
 mod accel;
 mod apt;
+mod bench;
 mod deps;
 mod fleet;
 mod images;
@@ -29,6 +30,9 @@ cargo xtask matrix [--kernel ID]... [--kernel-image PATH[=ID]]... [--host] [--jo
 cargo xtask images refresh [ID]... | fetch [ID]... | list   [--mirror URI]
     Re-resolve tracks to the newest point release and rewrite images/kernels.lock; fill the cache;
     show tracks, pins and cache state.
+cargo xtask bench [--kernel ID]... [--jobs N] [--mirror URI]
+    Per kernel: fetch (cold and cached), bare boot, boot to init, suite, total; then the whole
+    matrix of those kernels. Prints a table and writes target/bench.toml.
 cargo xtask test
     The test command: format, lints, unit tests, the suite on this kernel, real guest boots.";
 
@@ -48,6 +52,10 @@ fn run() -> Result<()> {
         Some("images") => {
             let (command, mirror) = images_command(args)?;
             images::run(&sh, &root, command, mirror)
+        }
+        Some("bench") => {
+            let opts = matrix_options(&root, args)?;
+            bench::run(&sh, &root, opts.kernels, opts.jobs, opts.mirror)
         }
         Some("test") => {
             if let Some(extra) = args.next() {

@@ -274,7 +274,7 @@ fn save_results(dir: &Path, id: &str, results: &matrix::Results, failed: &mut Ve
 }
 
 /// A short boot under KVM that runs no behaviour: it works when the end record arrives.
-fn probe_kvm(image: &Image, prepared: &Prepared, opts: &Options) -> Result<(), String> {
+pub fn probe_kvm(image: &Image, prepared: &Prepared, opts: &Options) -> Result<(), String> {
     let settings = Settings {
         accel: Accel::Kvm,
         cpus: 1,

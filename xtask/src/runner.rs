@@ -133,6 +133,13 @@ impl Finished {
                 reason,
                 console_log: Some(display_path(&self.log)),
                 duration_ms: Some(self.elapsed.as_millis() as u64),
+                // On the host, uptime at the start says nothing about this run.
+                init_ms: self.decoded.start_uptime_ms().filter(|_| accel != "none"),
+                suite_ms: self
+                    .decoded
+                    .start_uptime_ms()
+                    .zip(self.decoded.end_uptime_ms)
+                    .map(|(a, b)| b.saturating_sub(a)),
             },
             cells,
         }
