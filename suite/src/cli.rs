@@ -18,7 +18,8 @@ Suite options (libtest-mimic's own options follow below):
   --watchdog-s N        kill a probe that has not finished after N seconds: `hung` (default 60)
   --catalogue           print the behaviour catalogue (TOML) and exit
   --corrupt ID          (self-test) make behaviour ID report a wrong observation
-  --inject-fault SPEC   (self-test) panic-after=N | hang-after=N (guest), probe-hang=ID | probe-crash=ID
+  --inject-fault SPEC   (self-test) panic-after=N | hang-after=N | truncate-after=N (guest),
+                        probe-hang=ID | probe-crash=ID
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub enum Fault {
     PanicAfter(usize),
     /// In a guest: after N results, stop making progress (the host's hard timeout must fire).
     HangAfter(usize),
+    /// In a guest: after N results, send half of the next record and power off at once.
+    TruncateAfter(usize),
     /// The probe of this behaviour blocks forever (its watchdog must fire).
     ProbeHang(String),
     /// The probe of this behaviour dies from SIGSEGV.
@@ -140,6 +143,7 @@ fn parse_fault(spec: &str) -> Result<Fault, String> {
     Ok(match kind {
         "panic-after" => Fault::PanicAfter(count()?),
         "hang-after" => Fault::HangAfter(count()?),
+        "truncate-after" => Fault::TruncateAfter(count()?),
         "probe-hang" => Fault::ProbeHang(known_id(arg.to_string())?),
         "probe-crash" => Fault::ProbeCrash(known_id(arg.to_string())?),
         _ => {

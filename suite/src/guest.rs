@@ -73,7 +73,7 @@ impl NoCtty for std::fs::OpenOptions {
     }
 }
 
-fn power_off() -> ! {
+pub fn power_off() -> ! {
     nix::unistd::sync();
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     // reboot(2) does not return on success; if it failed there is nothing left to do but wait.

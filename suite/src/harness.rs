@@ -46,6 +46,15 @@ impl Sink {
             match fault {
                 // PID 1 exiting is a real kernel panic ("Attempted to kill init!").
                 Fault::PanicAfter(n) if *n == count => std::process::exit(3),
+                Fault::TruncateAfter(n) if *n == count => {
+                    let next = Record::Fatal { message: "this record is cut in half".into() }.encode();
+                    if let Some(stream) = &self.stream {
+                        let mut port = stream.lock().unwrap_or_else(|e| e.into_inner());
+                        let _ =
+                            port.write_all(&next.as_bytes()[..next.len() / 2]).and_then(|()| port.flush());
+                    }
+                    crate::guest::power_off();
+                }
                 Fault::HangAfter(n) if *n == count => loop {
                     std::thread::park();
                 },

@@ -175,6 +175,8 @@ impl Apt {
         if !(self.stale || force) {
             return Ok(());
         }
+        // Two runs sharing the cache must not write the same lists at once.
+        let _lock = crate::util::lock(&self.dir.join("apt.lock"))?;
         let options = &self.options;
         eprintln!("apt     update (private lists in {})", crate::util::display_path(&self.dir));
         cmd!(sh, "apt-get {options...} -qq update")
@@ -227,6 +229,7 @@ impl Apt {
             );
         }
         let debs = self.dir.join("debs");
+        let _lock = crate::util::lock(&self.dir.join("apt.lock"))?;
         let _cwd = sh.push_dir(&debs);
         let options = &self.options;
         let wanted = format!("{package}={version}");

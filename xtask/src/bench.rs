@@ -86,6 +86,7 @@ pub fn run(sh: &Shell, root: &Path, kernels: Vec<String>, jobs: usize, mirror: O
             }
         };
         let settings = |args: Vec<String>| Settings {
+            qemu: crate::qemu::BINARY.into(),
             accel,
             cpus: opts.cpus,
             mem_mb: opts.mem_mb,

@@ -32,6 +32,8 @@ pub struct Options {
     pub mem_mb: u32,
     /// Guests booted at once.
     pub jobs: usize,
+    /// The QEMU binary.
+    pub qemu: PathBuf,
     /// The matrix directory: `results/` and `compat.toml` go here.
     pub out: PathBuf,
     /// Per-kernel logs go here, one directory per kernel id.
@@ -51,6 +53,7 @@ impl Options {
             cpus: 2,
             mem_mb: 1024,
             jobs: 2,
+            qemu: PathBuf::from(crate::qemu::BINARY),
             out: root.join("matrix"),
             logs: root.join("target/uffdc/runs"),
             suite_args: Vec::new(),
@@ -160,6 +163,7 @@ pub fn gather(
         })?,
     };
     let settings = Settings {
+        qemu: opts.qemu.clone(),
         accel,
         cpus: opts.cpus,
         mem_mb: opts.mem_mb,
@@ -276,6 +280,7 @@ fn save_results(dir: &Path, id: &str, results: &matrix::Results, failed: &mut Ve
 /// A short boot under KVM that runs no behaviour: it works when the end record arrives.
 pub fn probe_kvm(image: &Image, prepared: &Prepared, opts: &Options) -> Result<(), String> {
     let settings = Settings {
+        qemu: opts.qemu.clone(),
         accel: Accel::Kvm,
         cpus: 1,
         mem_mb: 512,
@@ -467,6 +472,141 @@ mod tests {
         assert!(gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &mut |_, _| {}).is_err());
         let k = &load_compat(&opts).kernels["debian-6.1-cloud"];
         assert!(k.reason.as_deref().unwrap().starts_with("hard timeout"), "{k:?}");
+    }
+
+    /// The cached image of a fleet kernel (fetched if need be).
+    fn fleet_image(sh: &Shell, id: &str) -> Image {
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let cache = Cache::new(&root);
+        let (_, pin) = fleet.select(&[id.to_string()]).unwrap().remove(0);
+        cache.fetch(sh, id, &pin, &mut crate::images::lazy_apt(&fleet, &cache, None)).unwrap()
+    }
+
+    fn settings(prepared: &Prepared, args: &[&str], timeout: u64) -> Settings {
+        Settings {
+            qemu: crate::qemu::BINARY.into(),
+            accel: Accel::Tcg,
+            cpus: 2,
+            mem_mb: 1024,
+            timeout: Duration::from_secs(timeout),
+            suite_args: args.iter().map(|a| a.to_string()).collect(),
+            suite_version: prepared.version.clone(),
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn a_guest_that_never_starts_init_is_reported_with_the_kernel_panic() {
+        let sh = Shell::new().unwrap();
+        let prepared = prepared(&sh);
+        let dir = scratch("no-init");
+        let initrd = dir.join("broken.cpio");
+        std::fs::write(&initrd, crate::initramfs::for_suite(b"#! this is not an executable")).unwrap();
+        let image = fleet_image(&sh, "debian-6.1-cloud");
+        let r =
+            runner::run_guest(&image, &initrd, &settings(&prepared, &[], 60), &dir.join("logs"), &mut |_| {})
+                .unwrap();
+        assert_eq!(r.kernel.status, matrix::RunStatus::Incomplete);
+        let reason = r.kernel.reason.unwrap();
+        assert!(reason.starts_with("kernel panic: No working init found"), "{reason}");
+        assert!(r.cells.is_empty());
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn a_results_stream_cut_mid_record_keeps_the_whole_records() {
+        let sh = Shell::new().unwrap();
+        let prepared = prepared(&sh);
+        let dir = scratch("truncated");
+        let image = fleet_image(&sh, "debian-6.1-cloud");
+        let args = ["--inject-fault=truncate-after=2", "--test-threads=1"];
+        let r = runner::run_guest(
+            &image,
+            &prepared.initrd,
+            &settings(&prepared, &args, 120),
+            &dir.join("logs"),
+            &mut |_| {},
+        )
+        .unwrap();
+        let reason = r.kernel.reason.clone().unwrap();
+        assert!(reason.starts_with("the results stream was cut off mid-record (after 2 of 54"), "{reason}");
+        assert_eq!(r.cells.values().filter(|c| c.verdict != Verdict::Missing).count(), 2);
+        assert_eq!(r.cells.len(), 54, "the planned behaviours without a result are missing");
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn missing_qemu_is_a_clear_error_and_loses_nothing() {
+        let sh = Shell::new().unwrap();
+        let mut opts = options("no-qemu", &["debian-6.1-cloud"]);
+        opts.qemu = PathBuf::from("/nonexistent/qemu-system-x86_64");
+        let before = opts.out.join("results/debian-6.1-cloud.toml");
+        std::fs::create_dir_all(before.parent().unwrap()).unwrap();
+        std::fs::write(&before, "kept").unwrap();
+        let err =
+            gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &mut |_, _| {}).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("/nonexistent/qemu-system-x86_64 not found: install QEMU"), "{msg}");
+        assert_eq!(std::fs::read_to_string(&before).unwrap(), "kept", "earlier results must survive");
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn a_local_kernel_image_is_named_by_its_release() {
+        let sh = Shell::new().unwrap();
+        let image = fleet_image(&sh, "debian-6.1-cloud");
+        let mut opts = options("local-image", &[]);
+        opts.images = vec![(image.vmlinuz.clone(), None)];
+        opts.suite_args = vec!["--exact".into(), "api::features".into()];
+        gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &mut |_, _| {}).unwrap();
+        let results: matrix::Results =
+            matrix::model::load(&opts.out.join(format!("results/{}.toml", image.release))).unwrap();
+        assert!(results.kernel.source.starts_with("local "), "{:?}", results.kernel.source);
+        assert_eq!(results.cells["api.features"].verdict, Verdict::Expected);
+
+        let not_a_kernel = scratch("local-image-bad").join("vmlinuz");
+        std::fs::write(&not_a_kernel, vec![0u8; 4096]).unwrap();
+        let err = local_image(&not_a_kernel, None).unwrap_err().to_string();
+        assert!(err.contains("not an x86 bzImage"), "{err}");
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn two_runs_fetching_at_once_share_one_verified_download() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let real = Cache::new(&root);
+        let (id, pin) = fleet.select(&["debian-7.2-cloud".into()]).unwrap().remove(0);
+        let dir = scratch("shared-cache");
+        let fetched: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let sh = Shell::new().unwrap();
+                        let cache = Cache { dir: dir.clone() };
+                        // The private apt (lists, .debs) is the real one; the image cache is fresh.
+                        let mut apt = crate::images::lazy_apt(&fleet, &real, None);
+                        cache.fetch(&sh, &id, &pin, &mut apt).map(|i| i.vmlinuz)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+        });
+        assert_eq!(fetched[0], fetched[1]);
+        assert!(Cache { dir: dir.clone() }.cached(&id, &pin).is_some(), "the shared entry verifies");
+
+        // A download that does not match its pin is refused, named, and not cached.
+        let wrong = crate::fleet::Pin { sha256: "0".repeat(64), ..pin.clone() };
+        let other = scratch("wrong-sha");
+        let err = Cache { dir: other.clone() }
+            .fetch(&sh, &id, &wrong, &mut crate::images::lazy_apt(&fleet, &real, None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has sha256") && err.contains("corrupt"), "{err}");
+        assert!(Cache { dir: other }.cached(&id, &wrong).is_none());
+        let _ = sh;
     }
 
     /// Kills `pid` from another thread once `results` holds a cell record.

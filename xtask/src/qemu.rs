@@ -22,6 +22,8 @@ impl Accel {
 }
 
 pub struct Boot {
+    /// The QEMU binary (`qemu-system-x86_64` from PATH).
+    pub qemu: PathBuf,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     /// Arguments for the suite (after `--` on the kernel command line).
@@ -59,7 +61,7 @@ impl Boot {
             Accel::Kvm => ("kvm", "host"),
             Accel::Tcg => ("tcg", "max"),
         };
-        let mut c = Command::new(BINARY);
+        let mut c = Command::new(&self.qemu);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"])
             .args(["-accel", accel, "-cpu", cpu])
             .args(["-smp", &self.cpus.to_string(), "-m", &self.mem_mb.to_string()])
@@ -86,7 +88,10 @@ impl Boot {
                 if e.downcast_ref::<std::io::Error>()
                     .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
             {
-                bail!("{BINARY} not found: install QEMU (`sudo apt-get install qemu-system-x86`)")
+                bail!(
+                    "{} not found: install QEMU (`sudo apt-get install qemu-system-x86`, or run as root and it is installed for you)",
+                    self.qemu.display()
+                )
             }
             other => other,
         }

@@ -15,6 +15,8 @@ use std::time::Duration;
 /// How guests are run.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// The QEMU binary.
+    pub qemu: PathBuf,
     pub accel: Accel,
     pub cpus: u32,
     pub mem_mb: u32,
@@ -37,6 +39,7 @@ pub fn run_guest(
 ) -> Result<Results> {
     std::fs::create_dir_all(logs)?;
     let boot = Boot {
+        qemu: settings.qemu.clone(),
         kernel: image.vmlinuz.clone(),
         initrd: initrd.to_path_buf(),
         init_args: settings.suite_args.clone(),
