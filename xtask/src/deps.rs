@@ -16,6 +16,10 @@ pub enum Need {
     AptTools,
     /// Debian's archive keyring, to check the archive's signatures.
     DebianKeyring,
+    /// Chromium, to test the HTML report in a real browser.
+    Chromium,
+    /// Python's venv module, for the KCIDB schema validator (PyPI's kcidb-io).
+    PythonVenv,
 }
 
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -27,6 +31,8 @@ impl Need {
             Need::Libclang => "libclang-dev",
             Need::AptTools => "apt",
             Need::DebianKeyring => "debian-archive-keyring",
+            Need::Chromium => "chromium",
+            Need::PythonVenv => "python3-venv",
         }
     }
 
@@ -36,6 +42,8 @@ impl Need {
             Need::Libclang => "libclang (the userfaultfd-sys build step runs bindgen)",
             Need::AptTools => "apt-get and dpkg-deb (kernels are fetched with Debian's tooling)",
             Need::DebianKeyring => "Debian's archive keyring (archive signatures are checked)",
+            Need::Chromium => "Chromium (the HTML report is tested in a headless browser)",
+            Need::PythonVenv => "Python's venv (the KCIDB export is validated with PyPI's kcidb-io)",
         }
     }
 
@@ -45,6 +53,13 @@ impl Need {
             Need::Libclang => libclang_present(),
             Need::AptTools => on_path("apt-get") && on_path("dpkg-deb"),
             Need::DebianKeyring => Path::new(DEBIAN_KEYRING).exists(),
+            Need::Chromium => on_path("chromium"),
+            Need::PythonVenv => std::process::Command::new("python3")
+                .args(["-m", "venv", "--help"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
         }
     }
 }

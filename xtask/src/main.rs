@@ -5,6 +5,9 @@ mod accel;
 mod apt;
 mod bench;
 mod deps;
+mod diff;
+mod explain;
+mod export;
 mod fleet;
 mod images;
 mod initramfs;
@@ -30,6 +33,14 @@ cargo xtask matrix [--kernel ID]... [--kernel-image PATH[=ID]]... [--host] [--jo
 cargo xtask images refresh [ID]... | fetch [ID]... | list   [--mirror URI]
     Re-resolve tracks to the newest point release and rewrite images/kernels.lock; fill the cache;
     show tracks, pins and cache state.
+cargo xtask report [--matrix DIR] [--html DIR]
+    Render matrix/COMPATIBILITY.md and a self-contained target/report/index.html from compat.toml.
+cargo xtask diff OLD NEW
+    List the cells that changed between two compat.toml files; exit status 1 when any did.
+cargo xtask explain ID
+    One behaviour: what it checks, its expectation with citation, what every kernel did.
+cargo xtask export --kcidb FILE
+    The matrix in KernelCI's KCIDB format (v5.3).
 cargo xtask bench [--kernel ID]... [--jobs N] [--mirror URI]
     Per kernel: fetch (cold and cached), bare boot, boot to init, suite, total; then the whole
     matrix of those kernels. Prints a table and writes target/bench.toml.
@@ -57,6 +68,36 @@ fn run() -> Result<()> {
             let opts = matrix_options(&root, args)?;
             bench::run(&sh, &root, opts.kernels, opts.jobs, opts.mirror)
         }
+        Some("report") => {
+            let (mut matrix_dir, mut html_dir) = (root.join("matrix"), report::default_html_dir(&root));
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--matrix" => matrix_dir = args.next().context("--matrix needs a directory")?.into(),
+                    "--html" => html_dir = args.next().context("--html needs a directory")?.into(),
+                    _ => bail!("unknown option {arg:?} for report\n{USAGE}"),
+                }
+            }
+            report::run(&matrix_dir, &html_dir)
+        }
+        Some("diff") => {
+            let (Some(old), Some(new), None) = (args.next(), args.next(), args.next()) else {
+                bail!("cargo xtask diff takes two matrix files: OLD NEW\n{USAGE}");
+            };
+            if diff::run(old.as_ref(), new.as_ref())? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Some("explain") => {
+            let (Some(id), None) = (args.next(), args.next()) else {
+                bail!("cargo xtask explain takes one behaviour id\n{USAGE}");
+            };
+            explain::run(&root.join("matrix"), &id)
+        }
+        Some("export") => match (args.next().as_deref(), args.next(), args.next()) {
+            (Some("--kcidb"), Some(file), None) => export::run(&root.join("matrix"), file.as_ref()),
+            _ => bail!("cargo xtask export takes --kcidb FILE\n{USAGE}"),
+        },
         Some("test") => {
             if let Some(extra) = args.next() {
                 bail!("cargo xtask test takes no arguments (got {extra:?})\n{USAGE}");

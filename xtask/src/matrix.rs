@@ -223,11 +223,11 @@ pub fn gather(
     }
     let compat = compile(&opts.out, &prepared.catalogue)?;
     eprintln!(
-        "matrix  {} ({} behaviours x {} kernels), findings in {}",
+        "matrix  {} ({} behaviours x {} kernels), report in {}",
         display_path(&opts.out.join("compat.toml")),
         compat.behaviours.len(),
         compat.kernels.len(),
-        display_path(&opts.out.join("FINDINGS.md")),
+        display_path(&opts.out.join(crate::report::COMPATIBILITY)),
     );
     let failed = failed.into_inner().unwrap();
     if !failed.is_empty() {
@@ -318,10 +318,7 @@ pub fn compile(out: &Path, catalogue: &matrix::Catalogue) -> Result<matrix::Comp
         eprintln!("note: dropped a result for a behaviour this suite no longer has: {d}");
     }
     matrix::model::save(&out.join("compat.toml"), &compat)?;
-    crate::util::write_atomic(
-        &out.join("FINDINGS.md"),
-        crate::report::findings_markdown(&compat).as_bytes(),
-    )?;
+    crate::report::write_markdown(out, &compat)?;
     Ok(compat)
 }
 
