@@ -19,7 +19,7 @@ Suite options (libtest-mimic's own options follow below):
   --catalogue           print the behaviour catalogue (TOML) and exit
   --corrupt ID          (self-test) make behaviour ID report a wrong observation
   --inject-fault SPEC   (self-test) panic-after=N | hang-after=N | truncate-after=N (guest),
-                        probe-hang=ID | probe-crash=ID
+                        probe-hang=ID | probe-crash=ID | no-userfaultfd (as without CONFIG_USERFAULTFD)
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,9 @@ pub enum Fault {
     ProbeHang(String),
     /// The probe of this behaviour dies from SIGSEGV.
     ProbeCrash(String),
+    /// Every probe runs as on a kernel without CONFIG_USERFAULTFD: a seccomp filter makes
+    /// userfaultfd(2) fail with ENOSYS.
+    NoUserfaultfd,
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +76,7 @@ impl Cli {
             match f {
                 Fault::ProbeHang(x) if x == id => args.push(format!("--inject-fault=probe-hang={id}")),
                 Fault::ProbeCrash(x) if x == id => args.push(format!("--inject-fault=probe-crash={id}")),
+                Fault::NoUserfaultfd => args.push("--inject-fault=no-userfaultfd".to_string()),
                 _ => {}
             }
         }
@@ -138,7 +142,11 @@ fn known_id(id: String) -> Result<String, String> {
 }
 
 fn parse_fault(spec: &str) -> Result<Fault, String> {
-    let (kind, arg) = spec.split_once('=').ok_or_else(|| format!("bad fault {spec:?}: use KIND=VALUE"))?;
+    let (kind, arg) = if spec == "no-userfaultfd" {
+        (spec, "")
+    } else {
+        spec.split_once('=').ok_or_else(|| format!("bad fault {spec:?}: use KIND=VALUE"))?
+    };
     let count = || arg.parse::<usize>().map_err(|_| format!("fault {kind} takes a count, not {arg:?}"));
     Ok(match kind {
         "panic-after" => Fault::PanicAfter(count()?),
@@ -146,6 +154,7 @@ fn parse_fault(spec: &str) -> Result<Fault, String> {
         "truncate-after" => Fault::TruncateAfter(count()?),
         "probe-hang" => Fault::ProbeHang(known_id(arg.to_string())?),
         "probe-crash" => Fault::ProbeCrash(known_id(arg.to_string())?),
+        "no-userfaultfd" => Fault::NoUserfaultfd,
         _ => {
             return Err(format!("unknown fault {kind:?}: panic-after, hang-after, probe-hang or probe-crash"))
         }

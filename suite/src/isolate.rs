@@ -146,6 +146,12 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
                         libc::signal(libc::SIGSEGV, libc::SIG_DFL);
                         libc::raise(libc::SIGSEGV);
                     },
+                    Fault::NoUserfaultfd => {
+                        if let Err(e) = crate::sys::deny_userfaultfd() {
+                            eprintln!("cannot install the seccomp filter: {e}");
+                            std::process::exit(4);
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -480,3 +480,35 @@ pub fn uptime_ms() -> Option<u64> {
         .ok()
         .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
 }
+
+/// Makes userfaultfd(2) fail with ENOSYS in this process from now on (a seccomp filter), as on a
+/// kernel built without CONFIG_USERFAULTFD. For the `no-userfaultfd` self-test.
+pub fn deny_userfaultfd() -> Result<(), Errno> {
+    // struct seccomp_data: nr at offset 0, arch at offset 4.
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    let stmt = |code: u16, k: u32| libc::sock_filter { code, jt: 0, jf: 0, k };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+    let filter = [
+        stmt(ld, 4),
+        jeq(AUDIT_ARCH_X86_64, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+        stmt(ld, 0),
+        jeq(libc::SYS_userfaultfd as u32, 0, 1),
+        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    // SAFETY: a valid BPF program that outlives the prctl call (the kernel copies it).
+    unsafe {
+        Errno::result(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        Errno::result(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _))?;
+    }
+    Ok(())
+}

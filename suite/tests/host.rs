@@ -140,3 +140,18 @@ fn ten_runs_observe_the_same_values() {
         assert!(differ.is_empty(), "run {run} observed differently: {differ:?}");
     }
 }
+
+#[test]
+#[ignore = "needs root: run through `cargo xtask test`"]
+fn without_userfaultfd_every_behaviour_is_unsupported_not_failed() {
+    // A seccomp filter makes userfaultfd(2) fail with ENOSYS, as on a kernel built without
+    // CONFIG_USERFAULTFD: the run completes and says so in every cell.
+    let (out, results) = run_with_results("no-userfaultfd", &["--inject-fault", "no-userfaultfd"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(results.cells.len(), catalogue().behaviours.len());
+    for (id, cell) in &results.cells {
+        assert_eq!(cell.verdict, Verdict::Unsupported, "{id}: {cell:?}");
+        let reason = cell.reason.as_deref().unwrap_or("");
+        assert!(reason.contains("CONFIG_USERFAULTFD") || reason.contains("huge page"), "{id}: {reason}");
+    }
+}

@@ -391,6 +391,8 @@ fn signal(ctx: &Ctx) -> ProbeResult {
 fn sigkill(ctx: &Ctx) -> ProbeResult {
     use std::os::fd::AsRawFd;
     require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    // The helper's failures would only show as a missing uffd: check the kernel has it first.
+    uffd::available_features()?;
     // The helper must register its own memory: fork drops registrations without EVENT_FORK.
     let helper = sys::fork_with(|sock| {
         let Ok((uffd, region)) = registered(

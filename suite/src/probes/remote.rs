@@ -303,6 +303,8 @@ fn user_mode_only(ctx: &Ctx) -> ProbeResult {
 
 fn ptrace_peek(ctx: &Ctx) -> ProbeResult {
     use nix::sys::ptrace;
+    // The tracee's failures would only show as a missing uffd: check the kernel has it first.
+    crate::uffd::available_features()?;
     // The tracee registers its own page and hands over its uffd and the page's address.
     let tracee = sys::fork_with(|sock| {
         let Ok((uffd, region)) = one_page() else {
