@@ -569,7 +569,7 @@ fn hugetlb_missing(ctx: &Ctx) -> ProbeResult {
 }
 
 /// The advice exists on this kernel: it succeeds on a plain, unregistered page.
-fn require_advice(advice: i32, name: &str) -> Result<(), Fail> {
+pub(crate) fn require_advice(advice: i32, name: &str) -> Result<(), Fail> {
     let plain = Region::anonymous(1).ctx("mmap")?;
     match madvise(plain.base(), plain.len(), advice) {
         Ok(()) => Ok(()),

@@ -316,19 +316,8 @@ fn signal_suspend_load(ctx: &Ctx) -> ProbeResult {
 }
 
 fn signal_suspend_populate(ctx: &Ctx) -> ProbeResult {
-    require_populate()?;
+    super::populate::require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
     signal_suspend(ctx, true)
-}
-
-fn require_populate() -> Result<(), Fail> {
-    let plain = Region::anonymous(1).ctx("mmap")?;
-    match madvise(plain.base(), plain.len(), MADV_POPULATE_READ) {
-        Ok(()) => Ok(()),
-        Err(Errno::EINVAL) => {
-            Err(Fail::unsupported("EINVAL", "madvise(MADV_POPULATE_READ) fails with EINVAL: new in 5.14"))
-        }
-        Err(e) => Err(Fail::error(format!("madvise(MADV_POPULATE_READ): {}", errno_name(e)))),
-    }
 }
 
 /// A cooperative safepoint: thread states under a mutex, changes signalled on a condvar.
@@ -400,7 +389,7 @@ impl Safepoint {
 }
 
 fn cooperative_populate(ctx: &Ctx) -> ProbeResult {
-    require_populate()?;
+    super::populate::require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
     let (uffd, region) = registered(0, Region::anonymous(2).ctx("mmap")?, RegisterMode::MISSING)?;
     let page = region.page_size();
     let sp = Safepoint::new(2);
@@ -446,7 +435,7 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
     const THREADS: usize = 4;
     const PAGES: usize = 8;
     const ROUNDS: usize = 20;
-    require_populate()?;
+    super::populate::require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
     let (uffd, region) = registered(
         FEATURE_EVENT_REMOVE,
         Region::anonymous(THREADS * PAGES).ctx("mmap")?,
