@@ -602,7 +602,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("has sha256") && err.contains("corrupt"), "{err}");
-        assert!(Cache { dir: other }.cached(&id, &wrong).is_none());
+        assert!(Cache { dir: other.clone() }.cached(&id, &wrong).is_none());
+
+        // A pin the archive no longer serves says how to move on.
+        let gone = crate::fleet::Pin { version: "0.0.1-vanished".into(), ..pin.clone() };
+        let err = Cache { dir: other }
+            .fetch(&sh, &id, &gone, &mut crate::images::lazy_apt(&fleet, &real, None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no longer serves") && err.contains("cargo xtask images refresh"), "{err}");
         let _ = sh;
     }
 
