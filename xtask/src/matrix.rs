@@ -614,12 +614,14 @@ mod tests {
         let _ = sh;
     }
 
-    /// Kills `pid` from another thread once `results` holds a cell record.
+    /// Kills `pid` from another thread once `results` holds a complete cell record.
     fn kill_after_first_result(results: PathBuf, pid: u32) {
         std::thread::spawn(move || {
             let start = std::time::Instant::now();
             while start.elapsed() < Duration::from_secs(200) {
-                if std::fs::read_to_string(&results).is_ok_and(|t| t.contains("\"record\":\"cell\"")) {
+                // A whole cell record (a line being written does not decode yet).
+                let text = std::fs::read_to_string(&results).unwrap_or_default();
+                if !matrix::stream::decode(&text).cells.is_empty() {
                     // SAFETY: QEMU is our child, still running: its waiter has not reaped it.
                     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
                     return;
