@@ -85,15 +85,7 @@ pub fn run(sh: &Shell, root: &Path, kernels: Vec<String>, jobs: usize, mirror: O
                 })?)
             }
         };
-        let settings = |args: Vec<String>| Settings {
-            qemu: crate::qemu::BINARY.into(),
-            accel,
-            cpus: opts.cpus,
-            mem_mb: opts.mem_mb,
-            timeout: opts.timeout,
-            suite_args: args,
-            suite_version: prepared.version.clone(),
-        };
+        let settings = |args: Vec<String>| Settings { suite_args: args, ..opts.settings(accel, &prepared) };
         let bare = runner::run_guest(
             &image,
             &prepared.initrd,

@@ -60,6 +60,19 @@ impl Options {
         }
     }
 
+    /// How guests run under these options, with the given accelerator.
+    pub fn settings(&self, accel: Accel, prepared: &Prepared) -> Settings {
+        Settings {
+            qemu: self.qemu.clone(),
+            accel,
+            cpus: self.cpus,
+            mem_mb: self.mem_mb,
+            timeout: self.timeout,
+            suite_args: self.suite_args.clone(),
+            suite_version: prepared.version.clone(),
+        }
+    }
+
     /// The fleet kernels to run: the named ones, or all of them unless only local images were
     /// given.
     fn fleet_ids(&self, fleet: &Fleet) -> Vec<String> {
@@ -162,15 +175,7 @@ pub fn gather(
             probe_kvm(first, prepared, opts)
         })?,
     };
-    let settings = Settings {
-        qemu: opts.qemu.clone(),
-        accel,
-        cpus: opts.cpus,
-        mem_mb: opts.mem_mb,
-        timeout: opts.timeout,
-        suite_args: opts.suite_args.clone(),
-        suite_version: prepared.version.clone(),
-    };
+    let settings = opts.settings(accel, prepared);
     let results_dir = opts.out.join("results");
     let failed = Mutex::new(failed);
     let queue = Mutex::new(images.into_iter());
@@ -280,13 +285,11 @@ fn save_results(dir: &Path, id: &str, results: &matrix::Results, failed: &mut Ve
 /// A short boot under KVM that runs no behaviour: it works when the end record arrives.
 pub fn probe_kvm(image: &Image, prepared: &Prepared, opts: &Options) -> Result<(), String> {
     let settings = Settings {
-        qemu: opts.qemu.clone(),
-        accel: Accel::Kvm,
         cpus: 1,
         mem_mb: 512,
         timeout: Duration::from_secs(30),
         suite_args: vec!["--exact".into(), "no-behaviour-has-this-name".into()],
-        suite_version: prepared.version.clone(),
+        ..opts.settings(Accel::Kvm, prepared)
     };
     match runner::run_guest(image, &prepared.initrd, &settings, &opts.logs.join("kvm-probe"), &mut |_| {}) {
         Ok(r) if r.kernel.status == matrix::RunStatus::Complete => Ok(()),
@@ -482,13 +485,9 @@ mod tests {
 
     fn settings(prepared: &Prepared, args: &[&str], timeout: u64) -> Settings {
         Settings {
-            qemu: crate::qemu::BINARY.into(),
-            accel: Accel::Tcg,
-            cpus: 2,
-            mem_mb: 1024,
             timeout: Duration::from_secs(timeout),
             suite_args: args.iter().map(|a| a.to_string()).collect(),
-            suite_version: prepared.version.clone(),
+            ..Options::new(&crate::util::project_root()).settings(Accel::Tcg, prepared)
         }
     }
 

@@ -307,13 +307,18 @@ fn unmap(ctx: &Ctx) -> ProbeResult {
     })
 }
 
-fn madv_remove_shmem(ctx: &Ctx) -> ProbeResult {
+/// Four pages of a MAP_SHARED memfd, written through the file (so they are in the page cache),
+/// registered MISSING with EVENT_REMOVE: the shmem twin of [`four_served_pages`].
+fn four_file_pages(first_byte: u8) -> Result<(Uffd, Region), Fail> {
     let region = Region::memfd(4).ctx("memfd")?;
     for i in 0..4 {
-        region.fill_file_page(i, 0x20 + i as u8).ctx("pwrite")?;
+        region.fill_file_page(i, first_byte + i as u8).ctx("pwrite")?;
     }
-    let (uffd, region) =
-        registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM, region, RegisterMode::MISSING)?;
+    registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM, region, RegisterMode::MISSING)
+}
+
+fn madv_remove_shmem(ctx: &Ctx) -> ProbeResult {
+    let (uffd, region) = four_file_pages(0x20)?;
     first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_REMOVE))
 }
 
@@ -450,12 +455,7 @@ fn zeropage(ctx: &Ctx) -> ProbeResult {
 }
 
 fn punch_hole(ctx: &Ctx) -> ProbeResult {
-    let region = Region::memfd(4).ctx("memfd")?;
-    for i in 0..4 {
-        region.fill_file_page(i, 0x40 + i as u8).ctx("pwrite")?;
-    }
-    let (uffd, region) =
-        registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM, region, RegisterMode::MISSING)?;
+    let (uffd, region) = four_file_pages(0x40)?;
     for i in 0..4 {
         sys::load(region.page(i)); // present in the page cache: mapped without a fault
     }
