@@ -1,7 +1,7 @@
 //! System prerequisites: found, installed with apt when running as root, or a stop with the
 //! exact command to run.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 use xshell::{cmd, Shell};
 
@@ -99,7 +99,11 @@ pub fn is_root() -> bool {
 }
 
 /// Makes sure every need is met: installs what is missing with apt when running as root on a
-/// machine with apt, otherwise stops with the command to run.
+/// machine with apt, otherwise stops with the command to run. Installing never removes a package:
+/// when the distribution's candidate conflicts with something installed (a newer backports
+/// `qemu-utils` against bookworm's `qemu-system-x86`), the same packages are tried from the
+/// distribution's backports, which matches a backports install; if that does not resolve it
+/// either, it stops naming the conflict and the command that would resolve it.
 pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
     let missing: Vec<Need> = needs.iter().copied().filter(|n| !n.present()).collect();
     if missing.is_empty() {
@@ -117,7 +121,30 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
     eprintln!("installing {} ({})", packages.join(" "), what.join(", "));
     let quiet = ["-q", "-o", "Dpkg::Use-Pty=0"];
     cmd!(sh, "apt-get {quiet...} update").env("DEBIAN_FRONTEND", "noninteractive").run()?;
-    cmd!(sh, "apt-get {quiet...} install -y --no-install-recommends {packages...}")
+    let removed = would_remove(sh, &[], &packages)?;
+    let route = if removed.is_empty() {
+        Vec::new()
+    } else {
+        match backports_route(sh)? {
+            Some(route) if would_remove(sh, &route, &packages)?.is_empty() => {
+                eprintln!(
+                    "note: the distribution's {} would replace {} (installed); taking them from {} instead",
+                    packages.join(" "),
+                    removed.join(", "),
+                    route.last().map(String::as_str).unwrap_or("backports"),
+                );
+                route
+            }
+            _ => bail!(
+                "installing {} would remove {} (installed, and never removed by this tool): install versions that match it (e.g. from your distribution's backports), or replace it yourself with `sudo apt-get install {} {}`",
+                packages.join(" "),
+                removed.join(", "),
+                packages.join(" "),
+                removed.iter().map(|r| r.split(' ').next().unwrap_or(r)).collect::<Vec<_>>().join(" "),
+            ),
+        }
+    };
+    cmd!(sh, "apt-get {quiet...} {route...} install -y --no-install-recommends --no-remove {packages...}")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run()?;
     let still: Vec<&str> = missing.iter().filter(|n| !n.present()).map(|n| n.what()).collect();
@@ -127,8 +154,90 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
     Ok(())
 }
 
+/// The packages (`name [version]`) that `apt-get install` of `packages` would remove, by apt's
+/// own simulation, with extra apt options `route`.
+fn would_remove(sh: &Shell, route: &[String], packages: &[&str]) -> Result<Vec<String>> {
+    let out = cmd!(sh, "apt-get -s {route...} install -y --no-install-recommends {packages...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "apt-get cannot install {}: {}",
+            packages.join(" "),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").trim()
+        );
+    }
+    Ok(removals(&text))
+}
+
+/// `Remv NAME [VERSION]` lines of an `apt-get -s` transcript, as `NAME VERSION`.
+fn removals(simulation: &str) -> Vec<String> {
+    simulation
+        .lines()
+        .filter_map(|l| l.strip_prefix("Remv "))
+        .map(|l| l.replace(['[', ']'], "").split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// apt options that add this Debian release's backports to its own sources, with package lists
+/// kept privately under target/ (the system's sources and lists stay as they are), and the target
+/// release set to backports; `None` on a system that is not Debian.
+fn backports_route(sh: &Shell) -> Result<Option<Vec<String>>> {
+    let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let field =
+        |k: &str| release.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim_matches('"').to_string());
+    let (Some("debian"), Some(codename)) = (field("ID=").as_deref(), field("VERSION_CODENAME=")) else {
+        return Ok(None);
+    };
+    let Ok(mirrors) = crate::apt::mirrors(None) else { return Ok(None) };
+    let dir = crate::util::project_root().join("target/uffdc/apt-system");
+    for d in ["lists/partial", "cache/archives/partial"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    let line = |uri: &str, suite: String| format!("deb [signed-by={DEBIAN_KEYRING}] {uri} {suite} main\n");
+    let sources = [
+        line(&mirrors.main, codename.clone()),
+        line(&mirrors.main, format!("{codename}-updates")),
+        line(&mirrors.security, format!("{codename}-security")),
+        line(&mirrors.main, format!("{codename}-backports")),
+    ]
+    .concat();
+    std::fs::write(dir.join("sources.list"), sources)?;
+    let p = |rel: &str| dir.join(rel).display().to_string();
+    let route: Vec<String> = [
+        format!("Dir::Etc::SourceList={}", p("sources.list")),
+        "Dir::Etc::SourceParts=-".to_string(),
+        format!("Dir::State::Lists={}", p("lists")),
+        format!("Dir::Cache={}", p("cache")),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_string(), o])
+    .chain(["-t".to_string(), format!("{codename}-backports")])
+    .collect();
+    let options = &route[..route.len() - 2];
+    cmd!(sh, "apt-get -q -o Dpkg::Use-Pty=0 {options...} update").run().context(
+        "apt-get update of this release with its backports (private lists under target/uffdc/apt-system)",
+    )?;
+    Ok(Some(route))
+}
+
 /// The full path of a program on PATH.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     let paths = std::env::var_os("PATH")?;
     std::env::split_paths(&paths).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_removals_from_an_apt_simulation() {
+        let sim = "Inst seabios (1.16.2-1 Debian:12.14/oldstable [all])\n\
+                   Remv qemu-utils [1:10.0.2+ds-2+deb13u1~bpo12+1]\n\
+                   Conf seabios (1.16.2-1 Debian:12.14/oldstable [all])\n";
+        assert_eq!(super::removals(sim), ["qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1"]);
+        assert!(super::removals("Inst a (1 x [all])\n").is_empty());
+    }
 }
