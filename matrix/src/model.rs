@@ -21,6 +21,12 @@ pub enum Verdict {
     Unexpected,
     /// A prerequisite is missing on this kernel (the advice, the feature, the config option).
     Unsupported,
+    /// A prerequisite of the machine is missing, not of the kernel (not root, no huge pages
+    /// reserved, a host setting the suite will not change): nothing was learnt about the kernel.
+    Skipped,
+    /// Repeated runs observed different things (`--repeat`): every distinct observation is in the
+    /// details with its count.
+    Flaky,
     /// The harness or the probe failed; nothing was learnt about the kernel.
     Error,
     /// The probe did not finish before its watchdog fired.
@@ -32,10 +38,12 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 9] = [
         Verdict::Expected,
         Verdict::Unexpected,
         Verdict::Unsupported,
+        Verdict::Skipped,
+        Verdict::Flaky,
         Verdict::Error,
         Verdict::Hung,
         Verdict::Crashed,
@@ -47,6 +55,8 @@ impl Verdict {
             Verdict::Expected => "expected",
             Verdict::Unexpected => "unexpected",
             Verdict::Unsupported => "unsupported",
+            Verdict::Skipped => "skipped",
+            Verdict::Flaky => "flaky",
             Verdict::Error => "error",
             Verdict::Hung => "hung",
             Verdict::Crashed => "crashed",

@@ -16,10 +16,21 @@ Suite options (libtest-mimic's own options follow below):
   --window-ms N         how long \"nothing happens\" checks watch (default 300)
   --timeout-ms N        how long to wait for something that should happen (default 10000)
   --watchdog-s N        kill a probe that has not finished after N seconds: `hung` (default 60)
+  --repeat N            run every behaviour N times; a behaviour whose observations differ is
+                        `flaky`, with each distinct observation and its count (default 1)
+  --allow-sysctl-changes
+                        on a host, let probes change security sysctls (vm.unprivileged_userfaultfd)
+                        for their run; they are put back afterwards, even if a probe is killed.
+                        Without it those behaviours are `skipped` on a host (a guest always allows)
   --catalogue           print the behaviour catalogue (TOML) and exit
   --corrupt ID          (self-test) make behaviour ID report a wrong observation
   --inject-fault SPEC   (self-test) panic-after=N | hang-after=N | truncate-after=N (guest),
-                        probe-hang=ID | probe-crash=ID | no-userfaultfd (as without CONFIG_USERFAULTFD)
+                        probe-hang=ID | probe-crash=ID | no-userfaultfd (as without CONFIG_USERFAULTFD) |
+                        serve-stale=ID | serve-zero=ID (the probe's page server serves one stale
+                        or zero page; its checker must report it) | no-race=ID (the probe leaves
+                        out the races it makes on purpose; it must report falling short) |
+                        setting-hang=ID (the probe blocks right after changing a system setting) |
+                        flaky=ID (every other run of the probe is corrupted: see --repeat)
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +56,16 @@ pub enum Fault {
     /// Every probe runs as on a kernel without CONFIG_USERFAULTFD: a seccomp filter makes
     /// userfaultfd(2) fail with ENOSYS.
     NoUserfaultfd,
+    /// This behaviour's page server serves one refault with stale content (its checker must see it).
+    ServeStale(String),
+    /// This behaviour's page server serves one refault with a zero page (its checker must see it).
+    ServeZero(String),
+    /// This behaviour leaves out the races it makes on purpose (it must report falling short).
+    NoRace(String),
+    /// This behaviour's probe blocks forever right after it changed a system setting.
+    SettingHang(String),
+    /// This behaviour's observation is corrupted on every other run (`--repeat` must call it flaky).
+    Flaky(String),
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +73,8 @@ pub struct Cli {
     pub mode: Mode,
     pub ctx: Ctx,
     pub watchdog: Duration,
+    /// How many times each behaviour is run (`--repeat`).
+    pub repeat: u32,
     pub results: Option<PathBuf>,
     pub stream: Option<PathBuf>,
     pub corrupt: Vec<String>,
@@ -61,14 +84,18 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The arguments that carry this configuration to a probe child.
-    pub fn child_args(&self, id: &str) -> Vec<String> {
+    /// The arguments that carry this configuration to the probe child of run `run` (0 unless
+    /// `--repeat`).
+    pub fn child_args(&self, id: &str, run: u32) -> Vec<String> {
         let mut args = vec![
             "--probe".to_string(),
             id.to_string(),
             format!("--window-ms={}", self.ctx.window.as_millis()),
             format!("--timeout-ms={}", self.ctx.timeout.as_millis()),
         ];
+        if self.ctx.may_change_settings {
+            args.push("--allow-sysctl-changes".to_string());
+        }
         if self.corrupt.iter().any(|c| c == id) {
             args.push(format!("--corrupt={id}"));
         }
@@ -77,6 +104,11 @@ impl Cli {
                 Fault::ProbeHang(x) if x == id => args.push(format!("--inject-fault=probe-hang={id}")),
                 Fault::ProbeCrash(x) if x == id => args.push(format!("--inject-fault=probe-crash={id}")),
                 Fault::NoUserfaultfd => args.push("--inject-fault=no-userfaultfd".to_string()),
+                Fault::ServeStale(x) if x == id => args.push(format!("--inject-fault=serve-stale={id}")),
+                Fault::ServeZero(x) if x == id => args.push(format!("--inject-fault=serve-zero={id}")),
+                Fault::NoRace(x) if x == id => args.push(format!("--inject-fault=no-race={id}")),
+                Fault::SettingHang(x) if x == id => args.push(format!("--inject-fault=setting-hang={id}")),
+                Fault::Flaky(x) if x == id && run % 2 == 1 => args.push(format!("--corrupt={id}")),
                 _ => {}
             }
         }
@@ -90,6 +122,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
         mode: Mode::Run,
         ctx: Ctx::default(),
         watchdog: Duration::from_secs(60),
+        repeat: 1,
         results: None,
         stream: None,
         corrupt: Vec::new(),
@@ -114,12 +147,27 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
         let number = |name: &str, v: String| -> Result<u64, String> {
             v.parse().map_err(|_| format!("{name} takes a whole number, not {v:?}"))
         };
+        let positive = |name: &str, n: u64| -> Result<u64, String> {
+            if n == 0 || n > u64::from(u32::MAX) {
+                Err(format!("{name} takes a whole number from 1 to {}, not {n}", u32::MAX))
+            } else {
+                Ok(n)
+            }
+        };
         match flag.as_str() {
             "--results" => cli.results = Some(PathBuf::from(value("--results")?)),
             "--stream" => cli.stream = Some(PathBuf::from(value("--stream")?)),
-            "--window-ms" => cli.ctx.window = Duration::from_millis(number(&flag, value(&flag)?)?),
-            "--timeout-ms" => cli.ctx.timeout = Duration::from_millis(number(&flag, value(&flag)?)?),
-            "--watchdog-s" => cli.watchdog = Duration::from_secs(number(&flag, value(&flag)?)?),
+            "--window-ms" => {
+                cli.ctx.window = Duration::from_millis(positive(&flag, number(&flag, value(&flag)?)?)?)
+            }
+            "--timeout-ms" => {
+                cli.ctx.timeout = Duration::from_millis(positive(&flag, number(&flag, value(&flag)?)?)?)
+            }
+            "--watchdog-s" => {
+                cli.watchdog = Duration::from_secs(positive(&flag, number(&flag, value(&flag)?)?)?)
+            }
+            "--repeat" => cli.repeat = positive(&flag, number(&flag, value(&flag)?)?)? as u32,
+            "--allow-sysctl-changes" => cli.ctx.may_change_settings = true,
             "--catalogue" => cli.mode = Mode::Catalogue,
             "--probe" => cli.mode = Mode::Probe(value("--probe")?),
             "--corrupt" => cli.corrupt.push(known_id(value("--corrupt")?)?),
@@ -155,8 +203,15 @@ fn parse_fault(spec: &str) -> Result<Fault, String> {
         "probe-hang" => Fault::ProbeHang(known_id(arg.to_string())?),
         "probe-crash" => Fault::ProbeCrash(known_id(arg.to_string())?),
         "no-userfaultfd" => Fault::NoUserfaultfd,
+        "serve-stale" => Fault::ServeStale(known_id(arg.to_string())?),
+        "serve-zero" => Fault::ServeZero(known_id(arg.to_string())?),
+        "no-race" => Fault::NoRace(known_id(arg.to_string())?),
+        "setting-hang" => Fault::SettingHang(known_id(arg.to_string())?),
+        "flaky" => Fault::Flaky(known_id(arg.to_string())?),
         _ => {
-            return Err(format!("unknown fault {kind:?}: panic-after, hang-after, probe-hang or probe-crash"))
+            return Err(format!(
+                "unknown fault {kind:?}: panic-after, hang-after, truncate-after, probe-hang, probe-crash, no-userfaultfd, serve-stale, serve-zero, no-race, setting-hang or flaky"
+            ))
         }
     })
 }
@@ -208,10 +263,10 @@ mod tests {
             "7",
         ])
         .unwrap();
-        let args = cli.child_args("api.features");
+        let args = cli.child_args("api.features", 0);
         assert!(args.contains(&"--corrupt=api.features".to_string()));
         assert!(args.contains(&"--inject-fault=probe-hang=api.features".to_string()));
         assert!(args.contains(&"--timeout-ms=7".to_string()));
-        assert!(!cli.child_args("api.user_mode_only").iter().any(|a| a.starts_with("--corrupt")));
+        assert!(!cli.child_args("api.user_mode_only", 0).iter().any(|a| a.starts_with("--corrupt")));
     }
 }

@@ -103,12 +103,55 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             uptime_ms: crate::sys::uptime_ms(),
         });
     }
-    libtest_mimic::run(&args, trials)
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Whatever a killed probe left changed is put back (its journal says what).
+    if let Err(e) = crate::sys::restore_settings() {
+        eprintln!("suite: cannot restore system settings a probe changed: {e}");
+    }
+    conclusion
 }
 
-/// Runs one behaviour's probe and grades it.
+/// Runs one behaviour's probe `--repeat` times and grades it: one cell, `flaky` when the runs
+/// did not agree on the observation and verdict.
 pub fn observe(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>) -> Cell {
-    let run = isolate::run(b.id, cli);
+    let cells: Vec<Cell> = (0..cli.repeat.max(1)).map(|run| observe_once(b, cli, version, run)).collect();
+    merge_repeats(cells)
+}
+
+/// One cell from the cells of repeated runs: the first, when all agree; else `flaky`, observing
+/// the most frequent value, with every distinct (verdict, observation) and its count in details.
+fn merge_repeats(mut cells: Vec<Cell>) -> Cell {
+    let n = cells.len();
+    let mut counts: Vec<((Verdict, String), usize)> = Vec::new();
+    for c in &cells {
+        let key = (c.verdict, c.observed.clone());
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    let mut first = cells.swap_remove(0);
+    if n > 1 {
+        first.details.insert("repeats".into(), Detail::from(n));
+    }
+    if counts.len() == 1 {
+        return first;
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let listed: Vec<String> = counts.iter().map(|((v, o), count)| format!("{count}x {v} {o:?}")).collect();
+    first.details.insert("observations".into(), Detail::from(listed.join("; ")));
+    Cell {
+        observed: counts[0].0 .1.clone(),
+        verdict: Verdict::Flaky,
+        reason: Some(format!("{n} runs observed {} different results (see `observations`)", counts.len())),
+        expected: first.expected.clone(),
+        details: first.details,
+    }
+}
+
+/// Runs one behaviour's probe once and grades it.
+fn observe_once(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>, run: u32) -> Cell {
+    let run = isolate::run(b.id, cli, run);
     let rules = b.rules();
     let mut details = Details::new();
     let cell = match run.outcome {
@@ -127,6 +170,7 @@ pub fn observe(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>) -> Cell
                     let g = grade(&rules, version, Reported::Unsupported);
                     Cell { observed, verdict: g.verdict, reason: Some(reason), expected: g.rule, details }
                 }
+                Report::Skipped { reason } => failure("skipped", Verdict::Skipped, reason, details),
                 Report::Error { message } => failure("error", Verdict::Error, message, details),
             }
         }
@@ -162,6 +206,7 @@ fn completion(cell: &Cell) -> Result<Completion, Failed> {
     match cell.verdict {
         Verdict::Expected => Ok(Completion::Completed),
         Verdict::Unsupported => Ok(Completion::ignored_with(format!("unsupported: {why}"))),
+        Verdict::Skipped => Ok(Completion::ignored_with(format!("skipped: {why}"))),
         Verdict::Unexpected => Err(format!(
             "unexpected: observed {:?}; expected {}",
             cell.observed,

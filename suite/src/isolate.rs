@@ -31,11 +31,11 @@ pub struct ProbeRun {
 /// The child gets a process group of its own, killed as a whole once the child is done, so a
 /// helper process a probe forked cannot outlive it. Output is collected as it arrives: a stray
 /// process holding the pipes open cannot make a finished probe look hung.
-pub fn run(id: &str, cli: &Cli) -> ProbeRun {
+pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
     use std::os::unix::process::CommandExt;
     let start = Instant::now();
     let child = Command::new("/proc/self/exe")
-        .args(cli.child_args(id))
+        .args(cli.child_args(id, run))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -71,6 +71,12 @@ pub fn run(id: &str, cli: &Cli) -> ProbeRun {
     // Whatever the probe forked goes with it.
     // SAFETY: signals the probe's own process group (gone already, or strays of it).
     unsafe { libc::kill(-pid, libc::SIGKILL) };
+    if killed || !status.is_some_and(|s| s.success()) {
+        // A probe that did not end normally may have left a system setting changed: put it back.
+        if let Err(e) = crate::sys::restore_settings() {
+            eprintln!("suite: cannot restore system settings {id} changed: {e}");
+        }
+    }
     let elapsed = start.elapsed();
     // The pipes are at EOF now unless something still holds them; take what arrived.
     let stdout = stdout.take(Duration::from_secs(2));
@@ -155,7 +161,18 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
                     _ => {}
                 }
             }
-            let ctx = cli.ctx;
+            let mut ctx = cli.ctx;
+            for fault in &cli.faults {
+                match fault {
+                    Fault::ServeStale(x) if x == id => ctx.sabotage = Some(crate::probe::Sabotage::StalePage),
+                    Fault::ServeZero(x) if x == id => ctx.sabotage = Some(crate::probe::Sabotage::ZeroPage),
+                    Fault::NoRace(x) if x == id => ctx.sabotage = Some(crate::probe::Sabotage::NoRace),
+                    Fault::SettingHang(x) if x == id => {
+                        crate::sys::HANG_AFTER_SETTING.store(true, std::sync::atomic::Ordering::SeqCst)
+                    }
+                    _ => {}
+                }
+            }
             match std::panic::catch_unwind(|| (b.probe)(&ctx)) {
                 Ok(result) => Report::from(result),
                 Err(p) => Report::Error {

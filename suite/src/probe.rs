@@ -18,12 +18,48 @@ pub struct Ctx {
     /// How long to wait for something that should happen (a message, a thread blocking) before
     /// recording that it did not.
     pub timeout: Duration,
+    /// Self-test: a mistake this probe's page server makes on purpose, which its checker must
+    /// catch (`--inject-fault serve-stale=ID`, `serve-zero=ID`).
+    pub sabotage: Option<Sabotage>,
+    /// Whether probes may change system-wide security settings (and restore them): always in a
+    /// guest, which the suite owns; on a host only when asked (`--allow-sysctl-changes`).
+    pub may_change_settings: bool,
 }
 
 impl Default for Ctx {
     fn default() -> Self {
-        Ctx { window: Duration::from_millis(300), timeout: Duration::from_secs(10) }
+        Ctx {
+            window: Duration::from_millis(300),
+            timeout: Duration::from_secs(10),
+            sabotage: None,
+            may_change_settings: false,
+        }
     }
+}
+
+impl Ctx {
+    /// Allowed to change `setting` (a security setting of the machine), or `skipped` saying why not.
+    pub fn may_change(&self, setting: &str) -> Result<(), Fail> {
+        if self.may_change_settings {
+            Ok(())
+        } else {
+            Err(Fail::Skipped(format!(
+                "the probe must change {setting}, a security setting of this host, which the suite leaves alone unless run with --allow-sysctl-changes"
+            )))
+        }
+    }
+}
+
+/// A deliberate mistake of a probe's page server, for the self-tests of probes that check page
+/// contents (stress and race probes): their checkers must report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sabotage {
+    /// Serve one refault with the content the page had before its removal.
+    StalePage,
+    /// Serve one refault with a zero-filled page.
+    ZeroPage,
+    /// Leave out the races the probe makes on purpose: it must then report that it fell short.
+    NoRace,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +87,9 @@ impl Observation {
 pub enum Fail {
     /// The kernel lacks a prerequisite. `observed` is what showed it (`EINVAL`, `ENOSYS`).
     Unsupported { observed: String, reason: String, details: Details },
+    /// The machine, not the kernel, lacks a prerequisite (not root, no huge pages reserved, a host
+    /// setting the suite will not change): nothing was learnt about the kernel, for a stated reason.
+    Skipped(String),
     /// The probe could not do its job; nothing was learnt about the kernel.
     Error(String),
 }
@@ -95,6 +134,7 @@ impl<T> Context<T> for std::io::Result<T> {
 pub enum Report {
     Observed { observed: String, details: Details },
     Unsupported { observed: String, reason: String, details: Details },
+    Skipped { reason: String },
     Error { message: String },
 }
 
@@ -107,6 +147,7 @@ impl From<ProbeResult> for Report {
             Err(Fail::Unsupported { observed, reason, details }) => {
                 Report::Unsupported { observed, reason, details }
             }
+            Err(Fail::Skipped(reason)) => Report::Skipped { reason },
             Err(Fail::Error(message)) => Report::Error { message },
         }
     }

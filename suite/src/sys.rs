@@ -154,6 +154,25 @@ pub fn wait_until_blocked(tid: i32, limit: Duration) -> Option<char> {
     }
 }
 
+/// Waits up to `limit` until a thread of this process sleeps in the kernel's wait for a
+/// userfaultfd event to be read (a madvise, munmap or fork whose event is pending): its wchan
+/// names a userfaultfd function, or, where wchan is not readable, its state is `D`. Synchronises
+/// on the thread's `/proc` state.
+pub fn wait_until_in_uffd_wait(tid: i32, limit: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).unwrap_or_default();
+        let readable = !wchan.trim().is_empty() && wchan.trim() != "0";
+        if (readable && wchan.contains("userfaultfd")) || (!readable && thread_state(tid) == Some('D')) {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Names a blocked state for the matrix: `S` (interruptible sleep: user-fault context) or `D`
 /// (uninterruptible or killable sleep: blocked inside the kernel).
 pub fn describe_state(state: Option<char>) -> String {
@@ -377,51 +396,100 @@ pub fn send_line(sock: &std::os::unix::net::UnixStream, line: &str) {
     let _ = (&*sock).write_all(format!("{line}\n").as_bytes());
 }
 
-/// A system-wide setting changed for the duration of a probe, under a lock that other probes
-/// changing system settings take too (trials run in parallel); restored when dropped.
-pub struct Sysctl {
+/// A system-wide setting (`/proc/sys/<name>`) held by a probe under the settings lock, which every
+/// probe that reads or changes a global setting takes for the whole time it does (trials run in
+/// parallel). Before a change, the old value is written to a journal (the lock file itself), so
+/// whoever takes the lock next (another probe, or the suite after the watchdog killed this one)
+/// puts it back; dropping the hold restores it and clears the journal.
+pub struct Setting {
     path: String,
-    old: String,
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    value: String,
+    changed: std::cell::Cell<bool>,
+    lock: nix::fcntl::Flock<std::fs::File>,
 }
 
-impl Sysctl {
-    /// The current value of `/proc/sys/<name>`.
-    pub fn read(name: &str) -> Option<String> {
-        std::fs::read_to_string(format!("/proc/sys/{name}")).ok().map(|s| s.trim().to_string())
-    }
-
-    /// Takes the settings lock, then sets `/proc/sys/<name>` to `value`.
-    pub fn set(name: &str, value: &str) -> std::io::Result<Sysctl> {
+impl Setting {
+    /// Takes the settings lock (first restoring whatever a killed holder left changed) and reads
+    /// `/proc/sys/<name>`; `None` when the setting does not exist on this kernel.
+    pub fn hold(name: &str) -> std::io::Result<Option<Setting>> {
         let lock = settings_lock()?;
         let path = format!("/proc/sys/{name}");
-        let old = std::fs::read_to_string(&path)?.trim().to_string();
-        std::fs::write(&path, value)?;
-        Ok(Sysctl { path, old, _lock: lock })
+        let Ok(value) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        Ok(Some(Setting { path, value: value.trim().to_string(), changed: false.into(), lock }))
     }
 
-    /// Changes the value again while holding the lock.
-    pub fn change(&self, value: &str) -> std::io::Result<()> {
-        std::fs::write(&self.path, value)
+    /// The value when the hold was taken.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// Changes the setting (journalled first, so that it is put back whatever happens to us).
+    pub fn set(&self, value: &str) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        if !self.changed.get() {
+            let mut journal: &std::fs::File = &self.lock;
+            journal.set_len(0)?;
+            journal.seek(std::io::SeekFrom::Start(0))?;
+            journal.write_all(format!("{}\t{}\n", self.path, self.value).as_bytes())?;
+            journal.sync_data()?;
+            self.changed.set(true);
+        }
+        std::fs::write(&self.path, value)?;
+        if HANG_AFTER_SETTING.load(Ordering::SeqCst) && value != self.value {
+            // Self-test: the watchdog kills us now, with the setting changed.
+            loop {
+                std::thread::park();
+            }
+        }
+        Ok(())
     }
 }
 
-impl Drop for Sysctl {
+/// Self-test (`--inject-fault setting-hang=ID`): a probe blocks forever right after changing a
+/// system setting, so the tests can prove the suite puts it back after the watchdog's kill.
+pub static HANG_AFTER_SETTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Drop for Setting {
     fn drop(&mut self) {
-        let _ = std::fs::write(&self.path, &self.old);
+        if self.changed.get() && std::fs::write(&self.path, &self.value).is_ok() {
+            let _ = self.lock.set_len(0);
+        }
     }
 }
 
-/// The lock every probe that changes a system-wide setting holds while it does.
+/// Takes the lock every probe that reads or changes a system-wide setting holds while it does,
+/// after putting back any setting its journal says a previous holder changed and could not
+/// restore (it was killed).
 pub fn settings_lock() -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::io::Read;
     let dir = std::env::temp_dir();
     std::fs::create_dir_all(&dir)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(dir.join("uffd-conformance-settings.lock"))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e.into())
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e)?;
+    let mut journal = String::new();
+    (&*lock).read_to_string(&mut journal)?;
+    for line in journal.lines() {
+        if let Some((path, value)) = line.split_once('\t') {
+            std::fs::write(path, value)?;
+            eprintln!("suite: put {path} back to {value} (the probe that changed it did not)");
+        }
+    }
+    if !journal.is_empty() {
+        lock.set_len(0)?;
+    }
+    Ok(lock)
+}
+
+/// Puts back any setting a killed probe left changed (see [`Setting`]).
+pub fn restore_settings() -> std::io::Result<()> {
+    settings_lock().map(drop)
 }
 
 /// Becomes an unprivileged user (nobody: uid/gid 65534, no groups, no capabilities). For a

@@ -137,6 +137,24 @@ pub fn handshake(fd: &OwnedFd, features: u64) -> Result<Api, Errno> {
     Ok(Api { features: api.features, ioctls: api.ioctls })
 }
 
+/// Whether userfaultfd(2) accepts UFFD_USER_MODE_ONLY (5.11 and later): `false` when it rejects
+/// the flag with EINVAL; the kernel lacking userfaultfd altogether is `unsupported`.
+pub fn user_mode_only() -> Result<bool, Fail> {
+    match syscall(libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) {
+        Ok(_) => Ok(true),
+        Err(Errno::EINVAL) => Ok(false),
+        Err(e) => Err(open_failure(e)),
+    }
+}
+
+/// `unsupported` unless userfaultfd(2) accepts UFFD_USER_MODE_ONLY.
+pub fn require_user_mode_only() -> Result<(), Fail> {
+    match user_mode_only()? {
+        true => Ok(()),
+        false => Err(Fail::unsupported("EINVAL", "userfaultfd(2) rejects UFFD_USER_MODE_ONLY (new in 5.11)")),
+    }
+}
+
 /// Maps a failed userfaultfd(2) to what it tells about the kernel.
 pub fn open_failure(e: Errno) -> Fail {
     match e {
@@ -248,6 +266,52 @@ impl Uffd {
         (r.map(drop), arg.copy)
     }
 
+    /// UFFDIO_COPY of `data()` to `dst`, following the EAGAIN protocol that keeps a server from
+    /// installing stale bytes: EAGAIN means a non-cooperative event (REMOVE, UNMAP, REMAP, FORK)
+    /// is pending, so the pending messages are read and handed to `on_message` (which updates what
+    /// the page must hold) and the copy is retried with fresh `data()`. EEXIST (the page is there
+    /// already) ends it. Gives up with an error after `limit` of refusals.
+    pub fn copy_following_eagain(
+        &self,
+        dst: usize,
+        limit: Duration,
+        mut data: impl FnMut() -> Vec<u8>,
+        mut on_message: impl FnMut(Event),
+    ) -> Result<Copied, Fail> {
+        let mut copied = Copied::default();
+        let start = std::time::Instant::now();
+        loop {
+            match self.copy_raw(dst, &data(), 0).0 {
+                Ok(()) => return Ok(copied),
+                Err(Errno::EEXIST) => {
+                    copied.eexist = true;
+                    return Ok(copied);
+                }
+                Err(Errno::EAGAIN) => {
+                    copied.eagains += 1;
+                    let mut read = 0;
+                    while let Some(event) = self.next(Duration::ZERO)? {
+                        on_message(event);
+                        read += 1;
+                    }
+                    if start.elapsed() > limit {
+                        return Err(Fail::error(format!(
+                            "UFFDIO_COPY kept failing with EAGAIN for {}ms ({} tries)",
+                            limit.as_millis(),
+                            copied.eagains
+                        )));
+                    }
+                    if read == 0 {
+                        // The event was read, but its thread has not yet left the kernel's wait
+                        // (mmap_changing drops as it does): let it run.
+                        std::thread::yield_now();
+                    }
+                }
+                Err(e) => return Err(Fail::error(format!("UFFDIO_COPY: {}", errno_name(e)))),
+            }
+        }
+    }
+
     /// UFFDIO_ZEROPAGE over `len` bytes, waking the faulting thread.
     pub fn zeropage(&self, addr: usize, len: usize) -> Result<usize, userfaultfd::Error> {
         // SAFETY: the range lies in a registered range; the kernel validates it.
@@ -294,6 +358,15 @@ impl Uffd {
             Next::Timeout => Err(Observation::new("blocked without a fault message")),
         })
     }
+}
+
+/// What one [`Uffd::copy_following_eagain`] went through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// How many times UFFDIO_COPY was refused with EAGAIN before it went through.
+    pub eagains: u64,
+    /// The page was already there (EEXIST): nothing was copied.
+    pub eexist: bool,
 }
 
 /// `let event = fault_or_report!(uffd.await_fault(...));` returns the observation from the probe

@@ -1,8 +1,9 @@
 //! `cargo xtask export --kcidb FILE`: the matrix in KernelCI's KCIDB format (schema v5.3), for
 //! submission to the common kernel-test database. One checkout and one build per kernel column,
 //! one test per cell, at path `uffd.<family>.<behaviour>`. Verdicts map honestly: expected → PASS,
-//! unexpected → FAIL, unsupported → SKIP, missing → MISS, error / hung / crashed → ERROR (the test
-//! did not complete, so nothing is known about the kernel).
+//! unexpected → FAIL, flaky → FAIL (repeats disagreed), unsupported and skipped → SKIP, missing →
+//! MISS, error / hung / crashed → ERROR (the test did not complete, so nothing is known about the
+//! kernel).
 
 use anyhow::Result;
 use matrix::{Compat, Verdict};
@@ -15,7 +16,8 @@ pub fn kcidb_status(v: Verdict) -> &'static str {
     match v {
         Verdict::Expected => "PASS",
         Verdict::Unexpected => "FAIL",
-        Verdict::Unsupported => "SKIP",
+        Verdict::Unsupported | Verdict::Skipped => "SKIP",
+        Verdict::Flaky => "FAIL",
         Verdict::Missing => "MISS",
         Verdict::Error | Verdict::Hung | Verdict::Crashed => "ERROR",
     }
@@ -98,11 +100,21 @@ mod tests {
 
     #[test]
     fn maps_every_verdict_honestly() {
-        assert_eq!(kcidb_status(Verdict::Unexpected), "FAIL");
-        assert_eq!(kcidb_status(Verdict::Unsupported), "SKIP");
-        assert_eq!(kcidb_status(Verdict::Missing), "MISS");
-        assert_eq!(kcidb_status(Verdict::Error), "ERROR");
-        assert_eq!(kcidb_status(Verdict::Expected), "PASS");
+        let mapped: Vec<(Verdict, &str)> = Verdict::ALL.iter().map(|v| (*v, kcidb_status(*v))).collect();
+        assert_eq!(
+            mapped,
+            [
+                (Verdict::Expected, "PASS"),
+                (Verdict::Unexpected, "FAIL"),
+                (Verdict::Unsupported, "SKIP"),
+                (Verdict::Skipped, "SKIP"),
+                (Verdict::Flaky, "FAIL"),
+                (Verdict::Error, "ERROR"),
+                (Verdict::Hung, "ERROR"),
+                (Verdict::Crashed, "ERROR"),
+                (Verdict::Missing, "MISS"),
+            ]
+        );
     }
 
     #[test]
@@ -137,7 +149,7 @@ mod tests {
             .behaviours
             .values()
             .flat_map(|b| b.cells.values())
-            .filter(|c| c.verdict == Verdict::Unsupported)
+            .filter(|c| matches!(c.verdict, Verdict::Unsupported | Verdict::Skipped))
             .count();
         assert_eq!(skips, unsupported);
     }

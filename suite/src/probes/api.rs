@@ -2,7 +2,7 @@
 
 use crate::catalogue::Behaviour;
 use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::sys::{self, errno_name, Region, Sysctl};
+use crate::sys::{self, errno_name, Region, Setting};
 use crate::uffd::{
     self, feature_names, ioctl_names, open_failure, DevError, RegisterMode, FEATURE_EVENT_FORK,
     UFFD_USER_MODE_ONLY,
@@ -269,19 +269,22 @@ fn unprivileged(ctx: &Ctx) -> ProbeResult {
     if let Err(Errno::ENOSYS) = uffd::syscall(libc::O_CLOEXEC) {
         return Err(open_failure(Errno::ENOSYS));
     }
-    let Some(default) = Sysctl::read(KNOB) else {
+    // The settings lock is held from reading the default to putting it back.
+    let Some(knob) = Setting::hold(KNOB).ctx("taking the settings lock")? else {
         return Err(Fail::unsupported(
             "no sysctl",
             "/proc/sys/vm/unprivileged_userfaultfd does not exist (new in 5.2)",
         ));
     };
-    let knob = Sysctl::set(KNOB, "0").ctx("setting vm.unprivileged_userfaultfd")?;
+    let default = knob.value().to_string();
+    ctx.may_change("vm.unprivileged_userfaultfd")?;
     let as_nobody = || match sys::become_nobody() {
         Ok(()) => format!("plain {}, user-mode-only {}", open_result(0), open_result(UFFD_USER_MODE_ONLY)),
         Err(e) => format!("cannot become nobody: {}", errno_name(e)),
     };
+    knob.set("0").ctx("setting vm.unprivileged_userfaultfd")?;
     let zero = in_helper(ctx, as_nobody)?;
-    knob.change("1").ctx("setting vm.unprivileged_userfaultfd")?;
+    knob.set("1").ctx("setting vm.unprivileged_userfaultfd")?;
     let one = in_helper(ctx, as_nobody)?;
     drop(knob);
     Ok(Observation::new(format!("sysctl 0: {zero} | sysctl 1: {one}")).with("default", default))
@@ -295,19 +298,31 @@ fn fork_needs_ptrace(ctx: &Ctx) -> ProbeResult {
     let with_cap = uffd::syscall(libc::O_CLOEXEC)
         .map_err(open_failure)
         .map(|fd| uffd::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string()))?;
-    // Without the capability the uffd itself needs the sysctl (or user-mode-only, which would
-    // not exist on every kernel).
-    let knob = Sysctl::read(KNOB)
-        .map(|_| Sysctl::set(KNOB, "1"))
-        .transpose()
-        .ctx("setting vm.unprivileged_userfaultfd")?;
+    // Without CAP_SYS_PTRACE the helper may open a uffd only user-mode-only (5.11 and later) or
+    // with vm.unprivileged_userfaultfd set to 1 (before 5.11, a setting this probe then changes).
+    let user_mode_only = uffd::user_mode_only()?;
+    let knob = if user_mode_only {
+        None
+    } else {
+        let knob = Setting::hold(KNOB).ctx("taking the settings lock")?;
+        if knob.is_some() {
+            ctx.may_change("vm.unprivileged_userfaultfd")?;
+        }
+        knob
+    };
+    if let Some(knob) = &knob {
+        knob.set("1").ctx("setting vm.unprivileged_userfaultfd")?;
+    }
+    let flags = if user_mode_only { UFFD_USER_MODE_ONLY } else { 0 };
     let without = in_helper(ctx, || match sys::drop_capability(sys::CAP_SYS_PTRACE) {
         Err(e) => format!("capset: {}", errno_name(e)),
-        Ok(()) => match uffd::syscall(libc::O_CLOEXEC) {
+        Ok(()) => match uffd::syscall(libc::O_CLOEXEC | flags) {
             Err(e) => format!("userfaultfd: {}", errno_name(e)),
             Ok(fd) => uffd::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string()),
         },
     })?;
     drop(knob);
-    Ok(Observation::new(without).with("with_cap_sys_ptrace", with_cap))
+    Ok(Observation::new(without)
+        .with("with_cap_sys_ptrace", with_cap)
+        .with("opened", if user_mode_only { "UFFD_USER_MODE_ONLY" } else { "vm.unprivileged_userfaultfd=1" }))
 }

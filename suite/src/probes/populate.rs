@@ -446,16 +446,7 @@ fn sigbus_feature(ctx: &Ctx) -> ProbeResult {
 }
 
 fn user_mode_only(ctx: &Ctx) -> ProbeResult {
-    match uffd::syscall(libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) {
-        Err(Errno::EINVAL) => {
-            return Err(Fail::unsupported(
-                "EINVAL",
-                "userfaultfd(2) rejects UFFD_USER_MODE_ONLY (new in 5.11)",
-            ))
-        }
-        Err(e) => return Err(uffd::open_failure(e)),
-        Ok(_) => {}
-    }
+    uffd::require_user_mode_only()?;
     require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
     let uffd = Uffd::open_with(UFFD_USER_MODE_ONLY, 0)?;
     let region = Region::anonymous(1).ctx("mmap")?;

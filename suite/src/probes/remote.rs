@@ -286,15 +286,8 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
 }
 
 fn user_mode_only(ctx: &Ctx) -> ProbeResult {
-    let uffd = match Uffd::open_with(UFFD_USER_MODE_ONLY, 0) {
-        Err(Fail::Error(e)) if e.contains("EINVAL") => {
-            return Err(Fail::unsupported(
-                "EINVAL",
-                "userfaultfd(2) rejects UFFD_USER_MODE_ONLY (new in 5.11)",
-            ))
-        }
-        other => other?,
-    };
+    crate::uffd::require_user_mode_only()?;
+    let uffd = Uffd::open_with(UFFD_USER_MODE_ONLY, 0)?;
     let region = Region::anonymous(1).ctx("mmap")?;
     uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
     let (r, _w) = loaded_pipe()?;

@@ -6,7 +6,7 @@
 //! and a thread inside a syscall counts as stopped; it must not run managed code until resumed.
 
 use crate::catalogue::Behaviour;
-use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
 use crate::sys::{self, errno_name, madvise, Region, SignalFlag, MADV_POPULATE_READ};
 use crate::uffd::{describe_event, registered, Event, RegisterMode, FEATURE_EVENT_REMOVE};
 use crate::worker::{self, Worker};
@@ -111,16 +111,32 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     },
     Behaviour {
         id: "stw.parallel_stress",
-        summary: "Parallel MADV_POPULATE pre-faulting, COPY serving, repeated stop-the-world and MADV_DONTNEED: no deadlock, no lost or stale page",
-        observes: "Four threads each pre-fault eight pages with MADV_POPULATE_READ, round after round, and \
-                   check every page holds its current version; a server thread serves with UFFDIO_COPY \
-                   following the EAGAIN protocol; a coordinator runs cooperative stop-the-world cycles and \
-                   MADV_DONTNEED on pseudo-random pages between them. `no deadlock, no lost or stale \
-                   page` when every cycle finishes and every check holds. Details: cycles per second.",
+        summary: "Parallel MADV_POPULATE pre-faulting, COPY serving under the EAGAIN protocol, repeated stop-the-world and MADV_DONTNEED: no deadlock, no lost or stale page",
+        observes: "A fixed, seeded schedule (stw::schedule): four threads each own 64 pages; in each of 32 rounds \
+                   a thread pre-faults its pages with MADV_POPULATE_READ (in a syscall: stopped, for the \
+                   stop-the-world) and checks that every page holds the version the schedule says, as u64 \
+                   words; after each round the coordinator removes seeded ranges of that thread's pages with \
+                   MADV_DONTNEED and runs seeded cooperative stop-the-world cycles while the other threads \
+                   fault. A server thread serves each fault with the page's current version under the EAGAIN \
+                   protocol (a REMOVE read bumps the version of its pages); every 64th fault is raced on \
+                   purpose: it is copied while a REMOVE of a spare page is pending, so that copy must meet \
+                   EAGAIN. `no deadlock, no lost or stale page`, or `N lost/stale/wrong pages`, \
+                   `deadlock: ...`, `MADV_POPULATE_READ failed: ...`, `unexpected message: ...`. The run is an \
+                   `error` unless it served at least the scheduled faults (2181), refaults (1925), REMOVE events \
+                   (318), stop-the-world cycles (244) and forced EAGAIN races (34); those counts are identical \
+                   on every run, timings and unforced EAGAINs are details.",
         expect: &[before_5_14!(), (">=5.14", "no deadlock, no lost or stale page")],
-        citation: "fs/userfaultfd.c (v6.1): UFFDIO_COPY, UFFD_EVENT_REMOVE and mmap_changing; \
-                   mm/madvise.c madvise_populate",
-        notes: "Counts and rates vary run to run and are details; the observation does not.",
+        citation: "fs/userfaultfd.c userfaultfd_copy and userfaultfd_remove (v6.1, v6.12): UFFDIO_COPY fails \
+                   with EAGAIN while a REMOVE is pending (mmap_changing), and MADV_DONTNEED waits until its event \
+                   is read; mm/madvise.c madvise_populate (v5.14): MADV_POPULATE_READ faults in every missing \
+                   page of the range",
+        notes: "What would fail it: a REMOVE event missing or with the wrong range (the page keeps an old \
+                version: stale), a page zapped but populated as zero (lost), a stop-the-world that cannot \
+                complete while threads are blocked in populate (deadlock). The self-tests make the server \
+                serve one stale page and one zero page (`--inject-fault serve-stale=stw.parallel_stress`, \
+                `serve-zero=...`) and require the cell to say so, and skip the forced races \
+                (`no-race=...`) and require an `error`. The server never waits on the mutators here; a \
+                runtime whose server does is another behaviour.",
         documented: &[],
         probe: parallel_stress,
     },
@@ -431,110 +447,343 @@ fn cooperative_populate(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(observed).with("stop_ms", stop_ms))
 }
 
-fn parallel_stress(ctx: &Ctx) -> ProbeResult {
-    const THREADS: usize = 4;
-    const PAGES: usize = 8;
-    const ROUNDS: usize = 20;
-    super::populate::require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
-    let (uffd, region) = registered(
-        FEATURE_EVENT_REMOVE,
-        Region::anonymous(THREADS * PAGES).ctx("mmap")?,
-        RegisterMode::MISSING,
-    )?;
-    let (uffd, region) = (Arc::new(uffd), Arc::new(region));
-    let page = region.page_size();
-    // Version of each page's content; bumped by the server when it reads a REMOVE.
-    let versions: Arc<Vec<AtomicU8>> = Arc::new((0..THREADS * PAGES).map(|_| AtomicU8::new(1)).collect());
-    // The version that became current with each page's last *completed* removal: the page is
-    // zapped only after its REMOVE event is read, so until madvise returns the old content is
-    // still legitimately there.
-    let completed: Arc<Vec<AtomicU8>> = Arc::new((0..THREADS * PAGES).map(|_| AtomicU8::new(1)).collect());
-    let bad = Arc::new(AtomicU64::new(0));
-    let populate_errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let done = Arc::new(AtomicBool::new(false));
-    let (faults, eagains, removals) =
-        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+/// The fixed work of `stw.parallel_stress`, derived from a seed: the same on every run and every
+/// kernel, so that its counts are too (only timings vary).
+pub mod schedule {
+    /// Mutator threads, each owning a block of pages it pre-faults and checks.
+    pub const THREADS: usize = 4;
+    pub const PAGES_PER_THREAD: usize = 64;
+    /// Rounds of pre-fault and check per thread; removals follow every round but the last.
+    pub const ROUNDS: usize = 32;
+    pub const SEED: u64 = 0x2542_0001_5EED_0001;
+    /// Every this-many-th fault served is raced on purpose: the server holds it until a REMOVE
+    /// of a spare page is pending, so its UFFDIO_COPY must meet EAGAIN.
+    pub const RACE_EVERY: u64 = 64;
 
-    let server = {
-        let (uffd, region, versions, done, faults, eagains) =
-            (uffd.clone(), region.clone(), versions.clone(), done.clone(), faults.clone(), eagains.clone());
-        std::thread::spawn(move || -> Result<(), String> {
-            let on_event = |e: Event| {
-                if let Event::Remove { start, end } = e {
-                    for p in region.page_index(start as u64)..region.page_index(end as u64) {
-                        versions[p as usize].fetch_add(1, Ordering::SeqCst);
+    /// splitmix64: a small, well-mixed generator whose sequence is fixed by its seed.
+    pub struct Rng(u64);
+
+    impl Rng {
+        pub fn new(seed: u64) -> Rng {
+            Rng(seed)
+        }
+        pub fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        /// A number in `lo..=hi`.
+        pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+            lo + self.next() % (hi - lo + 1)
+        }
+    }
+
+    pub struct Schedule {
+        /// `removals[round][thread]`: page ranges `[a, b)` within the thread's block, removed
+        /// with MADV_DONTNEED after that thread checked that round (disjoint within a round).
+        pub removals: Vec<Vec<Vec<(usize, usize)>>>,
+        /// `cycles[round][thread]`: stop-the-world cycles run after those removals.
+        pub cycles: Vec<Vec<u64>>,
+    }
+
+    impl Schedule {
+        pub fn new(seed: u64) -> Schedule {
+            let mut rng = Rng::new(seed);
+            let mut removals = Vec::new();
+            let mut cycles = Vec::new();
+            for round in 0..ROUNDS {
+                let (mut r, mut c) = (Vec::new(), Vec::new());
+                for _ in 0..THREADS {
+                    let mut taken = [false; PAGES_PER_THREAD];
+                    let mut ranges = Vec::new();
+                    // None after the last round: nothing would refault them.
+                    let wanted = if round + 1 < ROUNDS { rng.between(2, 4) } else { 0 };
+                    for _ in 0..wanted {
+                        let a = rng.between(0, PAGES_PER_THREAD as u64 - 1) as usize;
+                        let b = (a + rng.between(1, 12) as usize).min(PAGES_PER_THREAD);
+                        if taken[a..b].iter().all(|t| !t) {
+                            taken[a..b].iter_mut().for_each(|t| *t = true);
+                            ranges.push((a, b));
+                        }
                     }
+                    r.push(ranges);
+                    c.push(rng.between(1, 3));
                 }
-            };
-            // Faults read while draining events after an EAGAIN wait here for their turn.
-            let mut pending: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
-            while !done.load(Ordering::SeqCst) {
-                let p = match pending.pop_front() {
-                    Some(p) => p,
-                    None => match uffd.next(Duration::from_millis(50)) {
-                        Ok(Some(Event::Pagefault { addr, .. })) => region.page_index(addr as u64) as usize,
-                        Ok(Some(e)) => {
-                            on_event(e);
-                            continue;
-                        }
-                        Ok(None) => continue,
-                        Err(e) => return Err(format!("{e:?}")),
-                    },
-                };
-                faults.fetch_add(1, Ordering::SeqCst);
-                loop {
-                    let data = vec![versions[p].load(Ordering::SeqCst); page];
-                    match uffd.copy_raw(region.page(p), &data, 0).0 {
-                        Ok(()) | Err(Errno::EEXIST) => break,
-                        Err(Errno::EAGAIN) => {
-                            eagains.fetch_add(1, Ordering::SeqCst);
-                            while let Ok(Some(e)) = uffd.next(Duration::ZERO) {
-                                match e {
-                                    Event::Pagefault { addr, .. } => {
-                                        pending.push_back(region.page_index(addr as u64) as usize)
-                                    }
-                                    e => on_event(e),
-                                }
-                            }
-                        }
-                        Err(e) => return Err(errno_name(e)),
-                    }
+                removals.push(r);
+                cycles.push(c);
+            }
+            Schedule { removals, cycles }
+        }
+
+        /// MADV_DONTNEED calls, each raising one REMOVE event.
+        pub fn remove_calls(&self) -> u64 {
+            self.removals.iter().flatten().map(|r| r.len() as u64).sum()
+        }
+
+        /// Pages removed; each is faulted in again by the next round's pre-fault.
+        pub fn refaults(&self) -> u64 {
+            self.removals.iter().flatten().flatten().map(|(a, b)| (b - a) as u64).sum()
+        }
+
+        /// Faults the server must see: every page once, then every removed page again.
+        pub fn faults(&self) -> u64 {
+            (THREADS * PAGES_PER_THREAD) as u64 + self.refaults()
+        }
+
+        pub fn stw_cycles(&self) -> u64 {
+            self.cycles.iter().flatten().sum()
+        }
+
+        /// Faults whose copy is raced against a pending REMOVE on purpose.
+        pub fn forced_races(&self) -> u64 {
+            self.faults() / RACE_EVERY
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_work_is_fixed_by_the_seed_and_large_enough() {
+            let (a, b) = (Schedule::new(SEED), Schedule::new(SEED));
+            assert_eq!(a.removals, b.removals);
+            assert_eq!(a.cycles, b.cycles);
+            assert!(a.faults() >= 2000, "thousands of faults: {}", a.faults());
+            assert!(a.refaults() >= 500, "hundreds of refaults: {}", a.refaults());
+            assert!(a.remove_calls() >= 200 && a.stw_cycles() >= 200 && a.forced_races() >= 20);
+            assert_ne!(Schedule::new(SEED + 1).removals, a.removals);
+            for ranges in a.removals.iter().flatten() {
+                for (i, (x, y)) in ranges.iter().enumerate() {
+                    assert!(x < y && *y <= PAGES_PER_THREAD);
+                    assert!(ranges[i + 1..].iter().all(|(p, q)| q <= x || p >= y), "disjoint: {ranges:?}");
                 }
             }
-            Ok(())
+        }
+    }
+}
+
+/// What a mutator found when it checked a page against what the schedule says it must hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PageCheck {
+    Good,
+    /// All zero: the content was lost.
+    Lost,
+    /// An older version than the last completed removal made current.
+    Stale,
+    /// Anything else (a newer version, or a torn page).
+    Wrong,
+}
+
+/// Fills a page with `version` as little-endian u64 words.
+fn versioned_page(version: u64, page: usize) -> Vec<u8> {
+    version.to_le_bytes().iter().copied().cycle().take(page).collect()
+}
+
+fn check_page(addr: usize, page: usize, expected: u64) -> PageCheck {
+    let words = page / 8;
+    // SAFETY: `addr` is a present page of the probe's region (the populate returned).
+    let word = |i: usize| unsafe { std::ptr::read_volatile((addr as *const u64).add(i)) };
+    let (first, mid, last) = (word(0), word(words / 2), word(words - 1));
+    if first == 0 && mid == 0 && last == 0 {
+        PageCheck::Lost
+    } else if first != mid || first != last {
+        PageCheck::Wrong
+    } else if first < expected {
+        PageCheck::Stale
+    } else if first > expected {
+        PageCheck::Wrong
+    } else {
+        PageCheck::Good
+    }
+}
+
+/// Per mutator of the stress, the rounds it finished checking and may start, and their signal.
+type Turns = (Mutex<(Vec<usize>, Vec<usize>)>, Condvar);
+
+/// Counts the stress's server keeps.
+#[derive(Default, Debug)]
+struct ServerCounts {
+    faults: u64,
+    refaults: u64,
+    /// REMOVE events for the mutators' pages.
+    removes: u64,
+    eagains: u64,
+    forced_races: u64,
+    /// Forced races whose copy did meet EAGAIN.
+    forced_eagains: u64,
+    eexist: u64,
+    /// Messages the schedule does not explain (a REMOVE of an odd range, another event).
+    odd_messages: Vec<String>,
+}
+
+fn parallel_stress(ctx: &Ctx) -> ProbeResult {
+    use schedule::{Schedule, PAGES_PER_THREAD, RACE_EVERY, ROUNDS, SEED, THREADS};
+    use std::sync::mpsc::channel;
+    const PAGES: usize = THREADS * PAGES_PER_THREAD;
+    super::populate::require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    let plan = Schedule::new(SEED);
+    let (uffd, region) =
+        registered(FEATURE_EVENT_REMOVE, Region::anonymous(PAGES).ctx("mmap")?, RegisterMode::MISSING)?;
+    // A spare page on the same uffd, removed by the racer to make a REMOVE pending on purpose.
+    let spare = Region::anonymous(1).ctx("mmap (spare)")?;
+    uffd.register(spare.base(), spare.len(), RegisterMode::MISSING)?;
+    let (uffd, region, spare) = (Arc::new(uffd), Arc::new(region), Arc::new(spare));
+    let page = region.page_size();
+    let stop_server = Arc::new(AtomicBool::new(false));
+
+    // The racer: removes the spare page when asked, and says when madvise returned.
+    let (race_tx, race_rx) = channel::<()>();
+    let (raced_tx, raced_rx) = channel::<Result<(), Errno>>();
+    let racer = {
+        let (addr, len) = (spare.base(), spare.len());
+        worker::spawn("racer", move || {
+            while race_rx.recv().is_ok() {
+                if raced_tx.send(madvise(addr, len, libc::MADV_DONTNEED)).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let racer_tid = racer.tid();
+
+    // The server: serves every fault with the page's current version under the EAGAIN protocol;
+    // a REMOVE read bumps the versions of its pages.
+    let server = {
+        let (uffd, region, spare, stop) = (uffd.clone(), region.clone(), spare.clone(), stop_server.clone());
+        let (sabotage, timeout) = (ctx.sabotage, ctx.timeout);
+        worker::spawn("server", move || -> Result<ServerCounts, Fail> {
+            // Per page, the version it must hold; faults read while draining events after an
+            // EAGAIN wait in `pending` for their turn.
+            let state = std::cell::RefCell::new((
+                vec![1u64; PAGES],
+                std::collections::VecDeque::<usize>::new(),
+                ServerCounts::default(),
+            ));
+            let on_message = |e: Event| {
+                let (versions, pending, counts) = &mut *state.borrow_mut();
+                match e {
+                    Event::Pagefault { addr, .. } => match region.page_index(addr as u64) {
+                        p if (0..PAGES as i64).contains(&p) => pending.push_back(p as usize),
+                        p => counts.odd_messages.push(format!("a fault outside the region (page {p})")),
+                    },
+                    Event::Remove { start, .. } if start as usize == spare.base() => {}
+                    Event::Remove { start, end } => {
+                        let (a, b) = (region.page_index(start as u64), region.page_index(end as u64));
+                        if a < 0 || b > PAGES as i64 || a >= b {
+                            counts.odd_messages.push(format!("REMOVE pages [{a},{b})"));
+                        } else {
+                            counts.removes += 1;
+                            versions[a as usize..b as usize].iter_mut().for_each(|v| *v += 1);
+                        }
+                    }
+                    other => counts.odd_messages.push(describe_event(&other, &region)),
+                }
+            };
+            let (mut race_outstanding, mut sabotaged) = (false, false);
+            while !stop.load(Ordering::SeqCst) {
+                let next = state.borrow_mut().1.pop_front();
+                let Some(p) = next else {
+                    if let Some(e) = uffd.next(Duration::from_millis(20))? {
+                        on_message(e);
+                    }
+                    continue;
+                };
+                let (forced, refault) = {
+                    let (versions, _, counts) = &mut *state.borrow_mut();
+                    counts.faults += 1;
+                    counts.refaults += u64::from(versions[p] > 1);
+                    (counts.faults % RACE_EVERY == 0, versions[p] > 1)
+                };
+                if forced && sabotage != Some(Sabotage::NoRace) {
+                    // A forced race: make a REMOVE pending (the racer blocks in madvise until the
+                    // event is read), then copy this fault's page while it is.
+                    if race_outstanding {
+                        let _ = raced_rx.recv_timeout(timeout);
+                    }
+                    let _ = uffd.copy_raw(spare.base(), &vec![0x5Au8; spare.page_size()], 0);
+                    race_tx.send(()).map_err(|_| Fail::error("the racer thread is gone"))?;
+                    race_outstanding = true;
+                    if !sys::wait_until_in_uffd_wait(racer_tid, timeout) {
+                        return Err(Fail::error(
+                            "the racer's MADV_DONTNEED never blocked on its REMOVE event",
+                        ));
+                    }
+                    state.borrow_mut().2.forced_races += 1;
+                }
+                // The self-tests' deliberate mistake, once, on the first refault.
+                let sabotage = sabotage.filter(|s| *s != Sabotage::NoRace && refault && !sabotaged);
+                sabotaged |= sabotage.is_some();
+                let copied = uffd.copy_following_eagain(
+                    region.page(p),
+                    timeout,
+                    || match (sabotage, state.borrow().0[p]) {
+                        (Some(Sabotage::ZeroPage), _) => vec![0u8; page],
+                        (Some(Sabotage::StalePage), v) => versioned_page(v - 1, page),
+                        (_, v) => versioned_page(v, page),
+                    },
+                    on_message,
+                )?;
+                let counts = &mut state.borrow_mut().2;
+                counts.eagains += copied.eagains;
+                counts.eexist += u64::from(copied.eexist);
+                counts.forced_eagains += u64::from(forced && copied.eagains > 0);
+            }
+            Ok(state.into_inner().2)
         })
     };
 
+    // Each mutator's turn: the round it finished checking, and the round it may start.
+    let turns: Arc<Turns> = Arc::new((Mutex::new((vec![0; THREADS], vec![0; THREADS])), Condvar::new()));
+    let expected: Arc<Vec<AtomicU64>> = Arc::new((0..PAGES).map(|_| AtomicU64::new(1)).collect());
+    // Per page, the worst thing any check found (index into PageCheck order).
+    let findings: Arc<Vec<AtomicU8>> = Arc::new((0..PAGES).map(|_| AtomicU8::new(0)).collect());
+    let populate_errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let sp = Safepoint::new(THREADS);
     let mutators: Vec<_> = (0..THREADS)
         .map(|t| {
-            let (region, versions, completed, bad, sp, errors) = (
+            let (region, expected, findings, sp, errors, turns) = (
                 region.clone(),
-                versions.clone(),
-                completed.clone(),
-                bad.clone(),
+                expected.clone(),
+                findings.clone(),
                 sp.clone(),
                 populate_errors.clone(),
+                turns.clone(),
             );
-            std::thread::spawn(move || {
-                for _ in 0..ROUNDS {
+            worker::spawn("mutator", move || {
+                let page = region.page_size();
+                for round in 0..ROUNDS {
                     sp.set(t, ThreadState::InSyscall);
-                    let r = madvise(region.page(t * PAGES), PAGES * region.page_size(), MADV_POPULATE_READ);
+                    let r = madvise(
+                        region.page(t * PAGES_PER_THREAD),
+                        PAGES_PER_THREAD * page,
+                        MADV_POPULATE_READ,
+                    );
                     sp.poll(t);
                     if let Err(e) = r {
                         errors.lock().unwrap().push(errno_name(e));
                     }
-                    for i in 0..PAGES {
-                        let p = t * PAGES + i;
-                        let before = completed[p].load(Ordering::SeqCst);
-                        let v = sys::load(region.page(p));
-                        let after = versions[p].load(Ordering::SeqCst);
-                        // Lost: a zero page; stale: older than what the last removal completed
-                        // before the load made current.
-                        if v == 0 || v.wrapping_sub(before) > after.wrapping_sub(before) {
-                            bad.fetch_add(1, Ordering::SeqCst);
+                    for i in 0..PAGES_PER_THREAD {
+                        let p = t * PAGES_PER_THREAD + i;
+                        let found = check_page(region.page(p), page, expected[p].load(Ordering::SeqCst));
+                        findings[p].fetch_max(found as u8, Ordering::SeqCst);
+                        if i % 8 == 7 {
+                            sp.poll(t);
                         }
                     }
+                    // Hand the block to the coordinator for this round's removals; waiting for
+                    // it counts as stopped.
+                    sp.set(t, ThreadState::Parked);
+                    let (lock, changed) = &*turns;
+                    let mut g = lock.lock().unwrap();
+                    g.0[t] = round + 1;
+                    changed.notify_all();
+                    while g.1[t] <= round {
+                        g = changed.wait(g).unwrap();
+                    }
+                    drop(g);
                     sp.poll(t);
                 }
                 sp.set(t, ThreadState::Parked);
@@ -542,52 +791,99 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
         })
         .collect();
 
+    // The coordinator (this thread): in each round, for each thread in turn, once it has checked
+    // its pages: remove the scheduled ranges, let it go on, run the scheduled stop-the-worlds.
     let started = Instant::now();
-    let (mut cycles, mut stuck) = (0u64, false);
-    let mut seed: u32 = 0x2545_F491;
-    while mutators.iter().any(|m| !m.is_finished()) {
-        if !sp.stop(ctx.timeout) {
-            stuck = true;
-            sp.resume();
-            break;
-        }
-        cycles += 1;
-        sp.resume();
-        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        let p = (seed >> 8) as usize % (THREADS * PAGES);
-        if madvise(region.page(p), page, libc::MADV_DONTNEED).is_ok() {
-            completed[p].store(versions[p].load(Ordering::SeqCst), Ordering::SeqCst);
-            removals.fetch_add(1, Ordering::SeqCst);
+    let (mut cycles, mut remove_calls, mut stuck) = (0u64, 0u64, None);
+    'rounds: for round in 0..ROUNDS {
+        for t in 0..THREADS {
+            let (lock, changed) = &*turns;
+            let g = lock.lock().unwrap();
+            let (mut g, waited) = changed.wait_timeout_while(g, ctx.timeout, |g| g.0[t] <= round).unwrap();
+            if waited.timed_out() {
+                stuck = Some(format!("mutator {t} did not finish round {round}"));
+                break 'rounds;
+            }
+            for &(a, b) in &plan.removals[round][t] {
+                let first = t * PAGES_PER_THREAD + a;
+                madvise(region.page(first), (b - a) * page, libc::MADV_DONTNEED).ctx("MADV_DONTNEED")?;
+                remove_calls += 1;
+                for p in first..t * PAGES_PER_THREAD + b {
+                    expected[p].fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            g.1[t] = round + 1;
+            changed.notify_all();
+            drop(g);
+            for _ in 0..plan.cycles[round][t] {
+                if !sp.stop(ctx.timeout) {
+                    sp.resume();
+                    stuck = Some(format!("stop-the-world cycle {cycles} did not finish"));
+                    break 'rounds;
+                }
+                cycles += 1;
+                sp.resume();
+            }
         }
     }
     let elapsed = started.elapsed();
-    if stuck {
+    if let Some(what) = stuck {
         // Threads are still blocked; the probe process ends with them.
-        return Ok(Observation::new("deadlock: a stop-the-world cycle did not finish").with("cycles", cycles));
+        return Ok(Observation::new(format!("deadlock: {what}")).with("stw_cycles", cycles));
     }
-    let mutators_done = mutators.into_iter().all(|m| m.join().is_ok());
-    done.store(true, Ordering::SeqCst);
-    let server = server.join().map_err(|_| Fail::error("the server thread panicked"))?;
-    if let Err(e) = server {
-        return Err(Fail::error(format!("server: {e}")));
+    for m in &mutators {
+        if m.wait(ctx.timeout).is_none() {
+            return Ok(Observation::new("deadlock: a mutator did not finish its last round"));
+        }
     }
-    let bad = bad.load(Ordering::SeqCst);
+    stop_server.store(true, Ordering::SeqCst);
+    let counts = server.wait(ctx.timeout).ok_or_else(|| Fail::error("the server thread did not stop"))??;
     let mut errors = populate_errors.lock().unwrap().clone();
     let failed_populates = errors.len();
     errors.sort();
     errors.dedup();
-    let observed = match (mutators_done, bad) {
-        (true, 0) => "no deadlock, no lost or stale page".to_string(),
-        (false, _) => "a mutator thread panicked".to_string(),
-        (_, n) => format!("{n} lost or stale pages"),
+    // The scenario must have happened as scheduled before its outcome means anything.
+    let short: Vec<String> = [
+        ("faults served", counts.faults, plan.faults()),
+        ("refaults after removal", counts.refaults, plan.refaults()),
+        ("REMOVE events", counts.removes, plan.remove_calls()),
+        ("stop-the-world cycles", cycles, plan.stw_cycles()),
+        ("forced EAGAIN races", counts.forced_eagains, plan.forced_races()),
+    ]
+    .iter()
+    .filter(|(_, got, want)| got < want)
+    .map(|(what, got, want)| format!("{what} {got} of {want}"))
+    .collect();
+    if !short.is_empty() && failed_populates == 0 {
+        return Err(Fail::error(format!("the stress fell short of its schedule: {}", short.join(", "))));
+    }
+    let count = |kind: PageCheck| findings.iter().filter(|f| f.load(Ordering::SeqCst) == kind as u8).count();
+    let (lost, stale, wrong) = (count(PageCheck::Lost), count(PageCheck::Stale), count(PageCheck::Wrong));
+    let plural = |n: usize, what: &str| format!("{n} {what} page{}", if n == 1 { "" } else { "s" });
+    let observed = if failed_populates > 0 {
+        format!("MADV_POPULATE_READ failed: {}", errors.join(" "))
+    } else if !counts.odd_messages.is_empty() {
+        format!("unexpected message: {}", counts.odd_messages[0])
+    } else if lost + stale + wrong == 0 {
+        "no deadlock, no lost or stale page".to_string()
+    } else {
+        [(lost, "lost"), (stale, "stale"), (wrong, "wrong")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| plural(*n, what))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     Ok(Observation::new(observed)
-        .with("cycles", cycles)
-        .with("cycles_per_s", (cycles as f64 / elapsed.as_secs_f64().max(1e-6)) as u64)
-        .with("faults_served", faults.load(Ordering::SeqCst))
-        .with("removals", removals.load(Ordering::SeqCst))
-        .with("eagain", eagains.load(Ordering::SeqCst))
+        .with("seed", format!("{SEED:#x}"))
+        .with("faults_served", counts.faults)
+        .with("refaults", counts.refaults)
+        .with("remove_events", counts.removes)
+        .with("remove_calls", remove_calls)
+        .with("stw_cycles", cycles)
+        .with("eagain", counts.eagains)
+        .with("forced_races", counts.forced_races)
+        .with("eexist", counts.eexist)
         .with("elapsed_ms", elapsed.as_millis() as u64)
-        .with("failed_populates", failed_populates)
-        .with("populate_errors", errors.join(" ")))
+        .with("faults_per_s", (counts.faults as f64 / elapsed.as_secs_f64().max(1e-6)) as u64))
 }
