@@ -75,6 +75,7 @@ mod tests {
                 duration_ms: None,
                 init_ms: None,
                 suite_ms: None,
+                ..RunInfo::default()
             },
             cells: cells
                 .iter()

@@ -94,6 +94,7 @@ mod tests {
             duration_ms: None,
             init_ms: None,
             suite_ms: None,
+            ..RunInfo::default()
         };
         let b = Behaviour {
             family: "api".into(),

@@ -7,13 +7,14 @@
 //! - [`model::Catalogue`]: the behaviours a suite build declares (`suite --catalogue`).
 //! - [`model::Compat`]: the compiled matrix, `matrix/compat.toml`; its doc comment shows the layout.
 //!
-//! A guest streams its results to the host with [`stream`]; expectations and grading live in
-//! [`expect`]; kernel versions and ranges in [`version`].
+//! A guest streams its results to the host with [`stream`]; [`run`] turns a run's stream into its
+//! results; expectations and grading live in [`expect`]; kernel versions and ranges in [`version`].
 
 pub mod compile;
 pub mod expect;
 pub mod findings;
 pub mod model;
+pub mod run;
 pub mod stream;
 pub mod version;
 

@@ -160,17 +160,18 @@ impl Cell {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// The suite ran to its end-of-results record.
+    #[default]
     Complete,
     /// The run was cut short; `reason` says how. Behaviours without a cell are `missing`.
     Incomplete,
 }
 
 /// How a kernel's column was produced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunInfo {
     /// `uname -r` inside the guest (or on the host).
@@ -204,6 +205,19 @@ pub struct RunInfo {
     /// Kernel time from the suite's start to its end record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite_ms: Option<u64>,
+    /// How many times each behaviour ran (`--repeat`), when more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+    /// The QEMU that ran a guest (`qemu-system-x86_64 --version`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub qemu: String,
+    /// Boots this run took: a guest that dies or stays silent before the suite starts is booted
+    /// again (a stated number of times).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_attempts: Option<u32>,
+    /// Each failed boot: why, and where its logs are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_boots: Vec<String>,
 }
 
 /// One kernel's results: `matrix/results/<kernel-id>.toml`, and what `suite --results` writes.
@@ -378,6 +392,7 @@ mod tests {
                 duration_ms: Some(1200),
                 init_ms: None,
                 suite_ms: None,
+                ..RunInfo::default()
             },
             cells,
         }

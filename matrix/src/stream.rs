@@ -23,6 +23,9 @@ pub enum Record {
         planned: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         uptime_ms: Option<u64>,
+        /// The suite build (`0.1.0+abc1234`).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        suite: String,
     },
     /// One behaviour's result.
     Cell { id: String, cell: Cell },
@@ -79,25 +82,39 @@ impl Decoded {
     }
 }
 
+impl Decoded {
+    /// Takes one line of the stream: `Some(record)` when it carried a whole record (added here
+    /// too), `None` for other lines (console noise) and for damaged records (counted).
+    pub fn feed(&mut self, line: &str) -> Option<Record> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        let at = line.find(PREFIX)?;
+        match serde_json::from_str::<Record>(&line[at + PREFIX.len()..]) {
+            Ok(record) => {
+                match &record {
+                    Record::Start { .. } => self.start = Some(record.clone()),
+                    Record::Cell { id, cell } => {
+                        self.cells.insert(id.clone(), cell.clone());
+                    }
+                    Record::End { count, uptime_ms } => {
+                        self.end = Some(*count);
+                        self.end_uptime_ms = *uptime_ms;
+                    }
+                    Record::Fatal { message } => self.fatal = Some(message.clone()),
+                }
+                Some(record)
+            }
+            Err(_) => {
+                self.damaged += 1;
+                None
+            }
+        }
+    }
+}
+
 pub fn decode(text: &str) -> Decoded {
     let mut out = Decoded::default();
     for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        let Some(at) = line.find(PREFIX) else {
-            continue;
-        };
-        match serde_json::from_str::<Record>(&line[at + PREFIX.len()..]) {
-            Ok(start @ Record::Start { .. }) => out.start = Some(start),
-            Ok(Record::Cell { id, cell }) => {
-                out.cells.insert(id, cell);
-            }
-            Ok(Record::End { count, uptime_ms }) => {
-                out.end = Some(count);
-                out.end_uptime_ms = uptime_ms;
-            }
-            Ok(Record::Fatal { message }) => out.fatal = Some(message),
-            Err(_) => out.damaged += 1,
-        }
+        out.feed(line);
     }
     out
 }
@@ -115,6 +132,7 @@ mod tests {
             machine: "x86_64".into(),
             planned: vec!["a.b".into(), "a.c".into()],
             uptime_ms: Some(1500),
+            suite: String::new(),
         };
         let cell = Cell::missing("x");
         let mut text = start.encode();

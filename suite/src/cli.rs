@@ -24,7 +24,8 @@ Suite options (libtest-mimic's own options follow below):
                         Without it those behaviours are `skipped` on a host (a guest always allows)
   --catalogue           print the behaviour catalogue (TOML) and exit
   --corrupt ID          (self-test) make behaviour ID report a wrong observation
-  --inject-fault SPEC   (self-test) panic-after=N | hang-after=N | truncate-after=N (guest),
+  --inject-fault SPEC   (self-test) panic-after=N | hang-after=N | truncate-after=N |
+                        no-power-off (guest),
                         probe-hang=ID | probe-crash=ID | no-userfaultfd (as without CONFIG_USERFAULTFD) |
                         serve-stale=ID | serve-zero=ID (the probe's page server serves one stale
                         or zero page; its checker must report it) | no-race=ID (the probe leaves
@@ -49,6 +50,8 @@ pub enum Fault {
     HangAfter(usize),
     /// In a guest: after N results, send half of the next record and power off at once.
     TruncateAfter(usize),
+    /// In a guest: after the end record, do not power off (the host must stop the guest).
+    NoPowerOff,
     /// The probe of this behaviour blocks forever (its watchdog must fire).
     ProbeHang(String),
     /// The probe of this behaviour dies from SIGSEGV.
@@ -190,7 +193,7 @@ fn known_id(id: String) -> Result<String, String> {
 }
 
 fn parse_fault(spec: &str) -> Result<Fault, String> {
-    let (kind, arg) = if spec == "no-userfaultfd" {
+    let (kind, arg) = if spec == "no-userfaultfd" || spec == "no-power-off" {
         (spec, "")
     } else {
         spec.split_once('=').ok_or_else(|| format!("bad fault {spec:?}: use KIND=VALUE"))?
@@ -203,6 +206,7 @@ fn parse_fault(spec: &str) -> Result<Fault, String> {
         "probe-hang" => Fault::ProbeHang(known_id(arg.to_string())?),
         "probe-crash" => Fault::ProbeCrash(known_id(arg.to_string())?),
         "no-userfaultfd" => Fault::NoUserfaultfd,
+        "no-power-off" => Fault::NoPowerOff,
         "serve-stale" => Fault::ServeStale(known_id(arg.to_string())?),
         "serve-zero" => Fault::ServeZero(known_id(arg.to_string())?),
         "no-race" => Fault::NoRace(known_id(arg.to_string())?),
@@ -210,7 +214,7 @@ fn parse_fault(spec: &str) -> Result<Fault, String> {
         "flaky" => Fault::Flaky(known_id(arg.to_string())?),
         _ => {
             return Err(format!(
-                "unknown fault {kind:?}: panic-after, hang-after, truncate-after, probe-hang, probe-crash, no-userfaultfd, serve-stale, serve-zero, no-race, setting-hang or flaky"
+                "unknown fault {kind:?}: panic-after, hang-after, truncate-after, no-power-off, probe-hang, probe-crash, no-userfaultfd, serve-stale, serve-zero, no-race, setting-hang or flaky"
             ))
         }
     })

@@ -10,11 +10,17 @@ use std::sync::Arc;
 pub const RESULTS_PORT: &str = "/dev/ttyS1";
 
 pub fn main() -> ! {
-    // The trivial init of `cargo xtask bench`'s bare boot: power off at once.
-    if std::env::args().any(|a| a == "--power-off") {
-        power_off();
-    }
+    let bare = std::env::args().any(|a| a == "--power-off");
     match setup().and_then(|()| open_port()) {
+        // The trivial init of `cargo xtask bench`'s bare boot: say it started, power off at once.
+        Ok(port) if bare => Sink::new(Some(port), Vec::new()).send(&Record::Start {
+            release: String::new(),
+            version: String::new(),
+            machine: String::new(),
+            planned: Vec::new(),
+            uptime_ms: crate::sys::uptime_ms(),
+            suite: crate::harness::suite_version(),
+        }),
         Err(e) => eprintln!("uffdc guest: {e}"),
         Ok(port) => match crate::cli::parse(std::env::args_os()) {
             Err(e) => Sink::new(Some(port), Vec::new())
@@ -25,8 +31,15 @@ pub fn main() -> ! {
                 let sink = Arc::new(Sink::new(Some(port), cli.faults.clone()));
                 // Trial failures are results, not the guest's concern: the conclusion is not used.
                 match std::panic::catch_unwind(|| drop(crate::harness::run(&cli, &sink))) {
-                    Ok(()) => sink
-                        .send(&Record::End { count: sink.cells().len(), uptime_ms: crate::sys::uptime_ms() }),
+                    Ok(()) => {
+                        sink.send(&Record::End { count: sink.count(), uptime_ms: crate::sys::uptime_ms() });
+                        if cli.faults.contains(&crate::cli::Fault::NoPowerOff) {
+                            // Self-test: a guest that halts instead of powering off.
+                            loop {
+                                std::thread::park();
+                            }
+                        }
+                    }
                     Err(_) => sink
                         .send(&Record::Fatal { message: "the suite panicked (see the console log)".into() }),
                 }

@@ -8,27 +8,36 @@ use crate::isolate::{self, Outcome};
 use crate::probe::Report;
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
 use matrix::expect::{grade, Reported};
-use matrix::stream::Record;
+use matrix::stream::{Decoded, Record};
 use matrix::version::KernelVersion;
 use matrix::{Cell, Detail, Details, Verdict};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 /// Where cells go as they are produced: always a map (for `--results`), and in a guest also the
 /// results port, one record per cell as soon as it exists.
 pub struct Sink {
-    cells: Mutex<BTreeMap<String, Cell>>,
+    /// Every record sent, as the receiving end decodes them.
+    sent: Mutex<Decoded>,
     stream: Option<Mutex<std::fs::File>>,
     faults: Vec<Fault>,
 }
 
+/// The suite build: the package version, and the git revision `cargo xtask` builds it from.
+pub fn suite_version() -> String {
+    match option_env!("UFFDC_SUITE_REV") {
+        Some(rev) if !rev.is_empty() => format!("{}+{rev}", env!("CARGO_PKG_VERSION")),
+        _ => env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
 impl Sink {
     pub fn new(stream: Option<std::fs::File>, faults: Vec<Fault>) -> Sink {
-        Sink { cells: Mutex::new(BTreeMap::new()), stream: stream.map(Mutex::new), faults }
+        Sink { sent: Mutex::new(Decoded::default()), stream: stream.map(Mutex::new), faults }
     }
 
     pub fn send(&self, record: &Record) {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).feed(&record.encode());
         if let Some(stream) = &self.stream {
             let mut port = stream.lock().unwrap_or_else(|e| e.into_inner());
             let _ = port.write_all(record.encode().as_bytes()).and_then(|()| port.flush());
@@ -36,12 +45,8 @@ impl Sink {
     }
 
     fn record(&self, id: &str, cell: &Cell) {
-        let count = {
-            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-            cells.insert(id.to_string(), cell.clone());
-            self.send(&Record::Cell { id: id.to_string(), cell: cell.clone() });
-            cells.len()
-        };
+        self.send(&Record::Cell { id: id.to_string(), cell: cell.clone() });
+        let count = self.count();
         for fault in &self.faults {
             match fault {
                 // PID 1 exiting is a real kernel panic ("Attempted to kill init!").
@@ -63,8 +68,14 @@ impl Sink {
         }
     }
 
-    pub fn cells(&self) -> BTreeMap<String, Cell> {
-        self.cells.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// How many cells were sent.
+    pub fn count(&self) -> usize {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).cells.len()
+    }
+
+    /// Everything sent so far, decoded.
+    pub fn sent(&self) -> Decoded {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -101,6 +112,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             machine: uname.machine,
             planned,
             uptime_ms: crate::sys::uptime_ms(),
+            suite: suite_version(),
         });
     }
     let conclusion = libtest_mimic::run(&args, trials);
@@ -234,29 +246,31 @@ pub fn host(cli: Cli) -> std::process::ExitCode {
     let started = std::time::Instant::now();
     let conclusion = run(&cli, &sink);
     if !cli.test_args.iter().any(|a| a == "--list") {
-        sink.send(&Record::End { count: sink.cells().len(), uptime_ms: crate::sys::uptime_ms() });
+        sink.send(&Record::End { count: sink.count(), uptime_ms: crate::sys::uptime_ms() });
     }
     if let Some(path) = &cli.results {
-        let uname = crate::sys::uname();
-        let results = matrix::Results {
-            schema: matrix::model::SCHEMA,
-            kernel: matrix::RunInfo {
-                release: uname.release,
-                version: uname.version,
-                machine: uname.machine,
-                source: "host".to_string(),
-                accel: "none".to_string(),
-                date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                suite: env!("CARGO_PKG_VERSION").to_string(),
-                status: matrix::RunStatus::Complete,
-                reason: None,
-                console_log: None,
-                duration_ms: Some(started.elapsed().as_millis() as u64),
-                init_ms: None,
-                suite_ms: Some(started.elapsed().as_millis() as u64),
-            },
-            cells: sink.cells(),
+        let info = matrix::RunInfo {
+            source: "host".to_string(),
+            accel: "none".to_string(),
+            date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            suite: suite_version(),
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+            repeat: (cli.repeat > 1).then_some(cli.repeat),
+            ..matrix::RunInfo::default()
         };
+        let sent = sink.sent();
+        // The same builder xtask uses; this run ended normally, so it is complete when its end
+        // record accounts for every cell.
+        let reason = matrix::run::Outcome {
+            decoded: &sent,
+            ending: &matrix::run::Ending::Exited { code: Some(0), signal: None },
+            what: "the suite",
+            console: "",
+            stderr: "",
+            log: "-",
+        }
+        .reason();
+        let results = matrix::run::results(info, &sent, reason);
         if let Err(e) = matrix::model::save(path, &results) {
             eprintln!("suite: cannot write {}: {e}", path.display());
             return std::process::ExitCode::from(2);

@@ -1,11 +1,13 @@
-//! `cargo xtask bench [--kernel ID]... [--jobs N]`: where the time of a matrix run goes, per
-//! kernel: fetching (cold, from the mirror, and from the verified cache), the bare floor (the same
-//! kernel and initramfs with an init that powers off at once), boot to init and the suite in a real
-//! run, and the whole run; then the whole matrix of those kernels with `--jobs` guests at once.
-//! Prints a table and writes `target/bench.toml`. Targets are checked here, not in tests.
+//! `cargo xtask bench [--kernel ID]... [--jobs N] [--boots N]`: where the time of a matrix run
+//! goes, per kernel: fetching (cold, from the mirror, and from the verified cache), the bare floor
+//! (the same kernel and initramfs with an init that reports it started and powers off at once),
+//! boot to init and the suite in a real run, and the whole run; then the whole matrix of those
+//! kernels with `--jobs` guests at once. With `--boots N` it also boots each kernel bare N times
+//! (`--jobs` at once) and counts the boots that failed before init. Prints a table and writes
+//! `target/bench.toml`. Targets are checked here, not in tests.
 
 use crate::fleet::{Cache, Fleet};
-use crate::matrix::{self, Options, Prepared};
+use crate::pipeline::{self, Options, Prepared};
 use crate::runner::{self, Settings};
 use anyhow::Result;
 use serde::Serialize;
@@ -26,6 +28,19 @@ struct KernelBench {
     total_s: f64,
     /// suite_s / bare_boot_s: the target is at most 1.
     suite_over_bare: f64,
+    /// `--boots N`: bare boots tried, and those that failed before init (with why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boots: Option<Boots>,
+}
+
+#[derive(Serialize, Default)]
+struct Boots {
+    tried: u32,
+    failed: u32,
+    /// Failure reasons, each with how often it happened.
+    why: BTreeMap<String, u32>,
+    /// Median bare boot, seconds.
+    median_s: f64,
 }
 
 #[derive(Serialize)]
@@ -34,12 +49,13 @@ struct Bench {
     machine: String,
     cpus: usize,
     jobs: usize,
+    qemu: String,
     kernels: BTreeMap<String, KernelBench>,
     /// The matrix of all these kernels, as `cargo xtask matrix` runs it with a warm cache.
     matrix_s: f64,
 }
 
-pub fn run(sh: &Shell, root: &Path, kernels: Vec<String>, jobs: usize, mirror: Option<String>) -> Result<()> {
+pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     crate::deps::ensure(
         sh,
         &[
@@ -50,16 +66,16 @@ pub fn run(sh: &Shell, root: &Path, kernels: Vec<String>, jobs: usize, mirror: O
         ],
     )?;
     let fleet = Fleet::load(root)?;
-    let selected = fleet.select(&kernels)?;
-    let prepared = matrix::prepare(sh, root, None)?;
+    let selected = fleet.select(&asked.kernels)?;
+    let prepared = pipeline::prepare(sh, root, None)?;
     let cache = Cache::new(root);
-    let mut apt = crate::images::lazy_apt(&fleet, &cache, mirror);
+    let mut apt = crate::images::lazy_apt(&fleet, &cache, asked.mirror.clone());
     let dir = root.join("target/uffdc/bench");
-    let mut opts = Options::new(root);
+    let mut opts = asked.clone();
     opts.kernels = selected.iter().map(|(id, _)| id.clone()).collect();
     opts.out = dir.join("matrix");
     opts.logs = dir.join("logs");
-    opts.jobs = jobs;
+    let jobs = opts.jobs;
     let mut out = BTreeMap::new();
     let mut accel = None;
     for (id, pin) in &selected {
@@ -81,11 +97,12 @@ pub fn run(sh: &Shell, root: &Path, kernels: Vec<String>, jobs: usize, mirror: O
             Some(a) => a,
             None => {
                 *accel.insert(crate::accel::choose(opts.accel, &cache.dir.join("accel.toml"), &mut || {
-                    matrix::probe_kvm(&image, &prepared, &opts)
+                    pipeline::probe_kvm(&image, &prepared, &opts)
                 })?)
             }
         };
-        let settings = |args: Vec<String>| Settings { suite_args: args, ..opts.settings(accel, &prepared) };
+        let settings =
+            |args: Vec<String>| Settings { accel, suite_args: args, boot_attempts: 1, ..opts.run.clone() };
         let bare = runner::run_guest(
             &image,
             &prepared.initrd,
@@ -93,6 +110,16 @@ pub fn run(sh: &Shell, root: &Path, kernels: Vec<String>, jobs: usize, mirror: O
             &dir.join("bare").join(id),
             &mut |_| {},
         )?;
+        let boots = (boots > 0).then(|| {
+            count_boots(
+                &image,
+                &prepared,
+                &settings(vec!["--power-off".into()]),
+                &dir.join("boots").join(id),
+                boots,
+                jobs,
+            )
+        });
         let real = runner::run_guest(
             &image,
             &prepared.initrd,
@@ -114,11 +141,12 @@ pub fn run(sh: &Shell, root: &Path, kernels: Vec<String>, jobs: usize, mirror: O
                 suite_s,
                 total_s: secs(real.kernel.duration_ms),
                 suite_over_bare: if bare_s > 0.0 { suite_s / bare_s } else { f64::NAN },
+                boots,
             },
         );
     }
     let t = Instant::now();
-    let whole = matrix::gather(sh, root, &opts, &prepared, &mut |_, _| {});
+    let whole = pipeline::gather(sh, root, &opts, &prepared, &|_| {});
     let matrix_s = t.elapsed().as_secs_f64();
     if let Err(e) = whole {
         eprintln!("bench: the matrix run did not complete: {e:#}");
@@ -130,6 +158,7 @@ pub fn run(sh: &Shell, root: &Path, kernels: Vec<String>, jobs: usize, mirror: O
             .unwrap_or_default(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         jobs,
+        qemu: crate::qemu::version(&opts.run.qemu),
         kernels: out,
         matrix_s,
     };
@@ -157,6 +186,23 @@ fn print_table(b: &Bench, _: &Prepared) {
             if k.suite_over_bare <= 1.0 { "met" } else { "MISSED" }
         );
     }
+    if b.kernels.values().any(|k| k.boots.is_some()) {
+        println!("{:<20} {:>6} {:>6} {:>7} {:>8}  why", "kernel", "boots", "failed", "rate", "median");
+        for (id, k) in &b.kernels {
+            if let Some(boots) = &k.boots {
+                let why: Vec<String> = boots.why.iter().map(|(w, n)| format!("{n}x {w}")).collect();
+                println!(
+                    "{id:<20} {:>6} {:>6} {:>6.1}% {:>7.2}s  {}",
+                    boots.tried,
+                    boots.failed,
+                    100.0 * f64::from(boots.failed) / f64::from(boots.tried.max(1)),
+                    boots.median_s,
+                    why.join("; ")
+                );
+            }
+        }
+    }
+    println!("qemu: {}", b.qemu);
     println!(
         "matrix of {} kernels, {} at once, {} cpus ({}): {:.1}s  (target < 60s: {})",
         b.kernels.len(),
@@ -166,4 +212,54 @@ fn print_table(b: &Bench, _: &Prepared) {
         b.matrix_s,
         if b.matrix_s < 60.0 { "met" } else { "MISSED" }
     );
+}
+
+/// Boots `image` bare `n` times, `jobs` at once, and counts the boots that did not reach init.
+fn count_boots(
+    image: &crate::fleet::Image,
+    prepared: &Prepared,
+    settings: &Settings,
+    dir: &Path,
+    n: u32,
+    jobs: usize,
+) -> Boots {
+    let next = std::sync::atomic::AtomicU32::new(0);
+    let seen = std::sync::Mutex::new((Boots { tried: n, ..Boots::default() }, Vec::new()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                let run = runner::run_guest(
+                    image,
+                    &prepared.initrd,
+                    settings,
+                    &dir.join(i.to_string()),
+                    &mut |_| {},
+                );
+                let mut seen = seen.lock().unwrap();
+                match run {
+                    Ok(r) if r.kernel.status == matrix::RunStatus::Complete => {
+                        seen.1.push(r.kernel.duration_ms.unwrap_or(0) as f64 / 1000.0)
+                    }
+                    Ok(r) => {
+                        seen.0.failed += 1;
+                        let why = r.kernel.reason.unwrap_or_default();
+                        let why = why.split(" (after").next().unwrap_or("").to_string();
+                        *seen.0.why.entry(why).or_default() += 1;
+                    }
+                    Err(e) => {
+                        seen.0.failed += 1;
+                        *seen.0.why.entry(format!("{e:#}")).or_default() += 1;
+                    }
+                }
+            });
+        }
+    });
+    let (mut boots, mut times) = seen.into_inner().unwrap();
+    times.sort_by(f64::total_cmp);
+    boots.median_s = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    boots
 }

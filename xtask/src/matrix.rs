@@ -1,113 +1,16 @@
 //! `cargo xtask matrix`: build the suite, fetch the kernels, boot each with the suite as init,
 //! collect every kernel's results into `matrix/results/<id>.toml`, and compile
-//! `matrix/compat.toml` from all results files there (other kernels' columns are kept).
+//! `matrix/compat.toml` from all results files there (other kernels' columns are kept). The work
+//! itself is the run pipeline's (`pipeline.rs`); this task sets it up and shows its progress.
 
-use crate::accel::{self, Choice};
 use crate::deps::{self, Need};
-use crate::fleet::{sha256_file, Cache, Fleet, Image};
-use crate::progress::{Progress, Stage};
-use crate::qemu::Accel;
-use crate::runner::{self, Settings};
-use crate::util::display_path;
-use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use crate::pipeline::{gather, prepare, Options};
+use anyhow::Result;
+use std::path::Path;
 use xshell::Shell;
 
-pub const HOST_ID: &str = "host";
-
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub kernels: Vec<String>,
-    /// Local kernel images (`--kernel-image PATH[=ID]`); without an id the column is named by
-    /// the kernel's `uname -r`.
-    pub images: Vec<(PathBuf, Option<String>)>,
-    pub accel: Choice,
-    pub host: bool,
-    pub mirror: Option<String>,
-    pub timeout: Duration,
-    pub cpus: u32,
-    pub mem_mb: u32,
-    /// Guests booted at once.
-    pub jobs: usize,
-    /// The QEMU binary.
-    pub qemu: PathBuf,
-    /// The matrix directory: `results/` and `compat.toml` go here.
-    pub out: PathBuf,
-    /// Per-kernel logs go here, one directory per kernel id.
-    pub logs: PathBuf,
-    pub suite_args: Vec<String>,
-}
-
-impl Options {
-    pub fn new(root: &Path) -> Options {
-        Options {
-            kernels: Vec::new(),
-            images: Vec::new(),
-            accel: Choice::Auto,
-            host: false,
-            mirror: None,
-            timeout: Duration::from_secs(300),
-            cpus: 2,
-            mem_mb: 1024,
-            jobs: 2,
-            qemu: PathBuf::from(crate::qemu::BINARY),
-            out: root.join("matrix"),
-            logs: root.join("target/uffdc/runs"),
-            suite_args: Vec::new(),
-        }
-    }
-
-    /// How guests run under these options, with the given accelerator.
-    pub fn settings(&self, accel: Accel, prepared: &Prepared) -> Settings {
-        Settings {
-            qemu: self.qemu.clone(),
-            accel,
-            cpus: self.cpus,
-            mem_mb: self.mem_mb,
-            timeout: self.timeout,
-            suite_args: self.suite_args.clone(),
-            suite_version: prepared.version.clone(),
-        }
-    }
-
-    /// The fleet kernels to run: the named ones, or all of them unless only local images were
-    /// given.
-    fn fleet_ids(&self, fleet: &Fleet) -> Vec<String> {
-        if self.kernels.is_empty() && !self.images.is_empty() {
-            Vec::new()
-        } else if self.kernels.is_empty() {
-            fleet.tracks.keys().cloned().collect()
-        } else {
-            self.kernels.clone()
-        }
-    }
-}
-
-/// What the guests need, prepared once per invocation.
-pub struct Prepared {
-    pub suite: PathBuf,
-    pub catalogue: matrix::Catalogue,
-    pub initrd: PathBuf,
-    pub version: String,
-}
-
-pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepared> {
-    let suite = match suite {
-        Some(s) => s,
-        None => crate::suite_bin::build(sh, root)?,
-    };
-    let catalogue = crate::suite_bin::catalogue(sh, &suite)?;
-    let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
-    let initrd = root.join("target/uffdc/initramfs.cpio");
-    crate::util::write_atomic(&initrd, &crate::initramfs::for_suite(&binary))?;
-    Ok(Prepared { suite, catalogue, initrd, version: crate::suite_bin::version(sh, root) })
-}
-
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
-    let fleet = Fleet::load(root)?;
+    let fleet = crate::fleet::Fleet::load(root)?;
     let ids = opts.fleet_ids(&fleet);
     fleet.select(&ids)?;
     let mut needs = vec![Need::Libclang];
@@ -122,213 +25,24 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
         eprintln!("note: the host column is best run as root: several probes need it and will report `error` otherwise");
     }
     let prepared = prepare(sh, root, None)?;
-    gather(sh, root, opts, &prepared, &mut |_, _| {})
-}
-
-/// Fetches, boots and records every selected kernel (`opts.jobs` guests at once), then compiles
-/// the matrix. `on_boot` gets each kernel id and its QEMU pid as the guest starts. Each kernel's
-/// results are written as soon as it finishes; a kernel that cannot be fetched keeps the results
-/// it had.
-pub fn gather(
-    sh: &Shell,
-    root: &Path,
-    opts: &Options,
-    prepared: &Prepared,
-    on_boot: &mut (dyn FnMut(&str, u32) + Send),
-) -> Result<()> {
-    let fleet = Fleet::load(root)?;
-    let selected = fleet.select(&opts.fleet_ids(&fleet))?;
-    let cache = Cache::new(root);
-    let mut apt = crate::images::lazy_apt(&fleet, &cache, opts.mirror.clone());
-    let mut ids: Vec<String> = selected.iter().map(|(id, _)| id.clone()).collect();
-    ids.extend(opts.images.iter().map(|(path, id)| id.clone().unwrap_or_else(|| local_label(path))));
-    if opts.host {
-        ids.push(HOST_ID.to_string());
-    }
-    let progress = Progress::start(&ids);
-    let mut failed = Vec::new();
-    let mut images = Vec::new();
-    for (id, pin) in &selected {
-        progress.set(id, Stage::Fetching);
-        match cache.fetch(sh, id, pin, &mut apt) {
-            Ok(image) => {
-                if image.userfaultfd == Some(false) {
-                    eprintln!(
-                        "note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`"
-                    );
-                }
-                progress.set(id, Stage::Waiting);
-                images.push(image)
-            }
-            Err(e) => {
-                progress.set(id, Stage::Failed(format!("could not fetch: {e:#}")));
-                failed.push(format!("{id}: could not fetch (its previous results, if any, are kept): {e:#}"));
-            }
-        }
-    }
-    for (path, id) in &opts.images {
-        images.push(local_image(path, id.as_deref())?);
-    }
-    let accel = match images.first() {
-        None => Accel::Tcg,
-        Some(first) => accel::choose(opts.accel, &cache.dir.join("accel.toml"), &mut || {
-            probe_kvm(first, prepared, opts)
-        })?,
-    };
-    let settings = opts.settings(accel, prepared);
-    let results_dir = opts.out.join("results");
-    let failed = Mutex::new(failed);
-    let queue = Mutex::new(images.into_iter());
-    let on_boot = Mutex::new(on_boot);
-    let error = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1) {
-            scope.spawn(|| loop {
-                let Some(image) = queue.lock().unwrap().next() else { break };
-                let label = image.id.clone();
-                progress.set(&label, Stage::Booting);
-                let logs = opts.logs.join(&label);
-                progress.watch(&label, logs.join("results.log"));
-                let run = runner::run_guest(&image, &prepared.initrd, &settings, &logs, &mut |pid| {
-                    (on_boot.lock().unwrap())(&label, pid)
-                });
-                match run {
-                    Ok(results) => {
-                        // A local image without an id is named by the kernel's own uname -r.
-                        let id = if image.id.starts_with(LOCAL_PREFIX) && !results.kernel.release.is_empty() {
-                            sanitize(&results.kernel.release)
-                        } else {
-                            image.id.clone()
-                        };
-                        progress.set(&label, Stage::Done(runner::brief(&results, &logs)));
-                        if let Err(e) = save_results(&results_dir, &id, &results, &mut failed.lock().unwrap())
-                        {
-                            *error.lock().unwrap() = Some(e);
-                        }
-                    }
-                    Err(e) => {
-                        progress.set(&label, Stage::Failed(format!("{e:#}")));
-                        *error.lock().unwrap() = Some(e);
-                    }
-                }
-            });
-        }
-    });
-    if opts.host {
-        progress.set(HOST_ID, Stage::Running { done: 0, planned: prepared.catalogue.behaviours.len() });
-        let logs = opts.logs.join(HOST_ID);
-        progress.watch(HOST_ID, logs.join("results.log"));
-        let results = runner::run_host(&prepared.suite, &settings, &logs)?;
-        progress.set(HOST_ID, Stage::Done(runner::brief(&results, &logs)));
-        save_results(&results_dir, HOST_ID, &results, &mut failed.lock().unwrap())?;
-    }
+    let progress = crate::progress::Progress::start();
+    let result = gather(sh, root, opts, &prepared, &|e| progress.observe(e));
     progress.finish();
-    if let Some(e) = error.into_inner().unwrap() {
-        return Err(e);
-    }
-    let compat = compile(&opts.out, &prepared.catalogue)?;
-    eprintln!(
-        "matrix  {} ({} behaviours x {} kernels), report in {}",
-        display_path(&opts.out.join("compat.toml")),
-        compat.behaviours.len(),
-        compat.kernels.len(),
-        display_path(&opts.out.join(crate::report::COMPATIBILITY)),
-    );
-    let failed = failed.into_inner().unwrap();
-    if !failed.is_empty() {
-        bail!("{} kernel(s) did not complete:\n  {}", failed.len(), failed.join("\n  "));
-    }
-    Ok(())
-}
-
-const LOCAL_PREFIX: &str = "local:";
-
-fn local_label(path: &Path) -> String {
-    format!("{LOCAL_PREFIX}{}", path.file_name().unwrap_or_default().to_string_lossy())
-}
-
-/// A file name made of a kernel release (`6.18.0-rc1+` stays readable; `/` does not survive).
-fn sanitize(release: &str) -> String {
-    release.chars().map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' }).collect()
-}
-
-/// A kernel image given on the command line: it must be a bzImage (the boot protocol header's
-/// "HdrS" magic), booted as it is.
-fn local_image(path: &Path, id: Option<&str>) -> Result<Image> {
-    let data =
-        std::fs::read(path).with_context(|| format!("--kernel-image {}: cannot read it", path.display()))?;
-    if data.get(0x202..0x206) != Some(b"HdrS") {
-        bail!(
-            "--kernel-image {}: not an x86 bzImage (no \"HdrS\" boot header at 0x202): pass arch/x86/boot/bzImage",
-            path.display()
-        );
-    }
-    let sha = sha256_file(path)?;
-    Ok(Image {
-        id: id.map_or_else(|| local_label(path), String::from),
-        vmlinuz: path.to_path_buf(),
-        release: String::new(),
-        userfaultfd: None,
-        source: format!("local {} (sha256 {sha})", path.display()),
-    })
-}
-
-fn save_results(dir: &Path, id: &str, results: &matrix::Results, failed: &mut Vec<String>) -> Result<()> {
-    let path = dir.join(format!("{id}.toml"));
-    matrix::model::save(&path, results).with_context(|| format!("cannot write {}", path.display()))?;
-    if let Some(reason) = &results.kernel.reason {
-        failed.push(format!("{id}: {reason}"));
-    }
-    Ok(())
-}
-
-/// A short boot under KVM that runs no behaviour: it works when the end record arrives.
-pub fn probe_kvm(image: &Image, prepared: &Prepared, opts: &Options) -> Result<(), String> {
-    let settings = Settings {
-        cpus: 1,
-        mem_mb: 512,
-        timeout: Duration::from_secs(30),
-        suite_args: vec!["--exact".into(), "no-behaviour-has-this-name".into()],
-        ..opts.settings(Accel::Kvm, prepared)
-    };
-    match runner::run_guest(image, &prepared.initrd, &settings, &opts.logs.join("kvm-probe"), &mut |_| {}) {
-        Ok(r) if r.kernel.status == matrix::RunStatus::Complete => Ok(()),
-        Ok(r) => Err(r.kernel.reason.unwrap_or_default()),
-        Err(e) => Err(format!("{e:#}")),
-    }
-}
-
-/// Compiles `<out>/compat.toml` from every `<out>/results/*.toml` and the catalogue.
-pub fn compile(out: &Path, catalogue: &matrix::Catalogue) -> Result<matrix::Compat> {
-    let mut runs = BTreeMap::new();
-    let dir = out.join("results");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    for file in files {
-        let id = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-        let results: matrix::Results = matrix::model::load(&file)?;
-        runs.insert(id, results);
-    }
-    let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (compat, dropped) = matrix::compile::compile(catalogue, &runs, generated);
-    for d in dropped {
-        eprintln!("note: dropped a result for a behaviour this suite no longer has: {d}");
-    }
-    matrix::model::save(&out.join("compat.toml"), &compat)?;
-    crate::report::write_markdown(out, &compat)?;
-    Ok(compat)
+    result
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::accel::Choice;
+    use crate::fleet::{Cache, Fleet, Image};
+    use crate::pipeline::{compile, gather, local_image, Options, Prepared, RunEvent, HOST_ID};
+    use crate::runner::{self, Event, Settings};
+    use matrix::stream::Record;
     use matrix::{Compat, Verdict};
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::time::Duration;
+    use xshell::Shell;
 
     #[test]
     fn a_malformed_results_file_is_named_with_its_line() {
@@ -354,7 +68,7 @@ mod tests {
         let suite = std::env::var_os("UFFDC_SUITE_BIN")
             .map(PathBuf::from)
             .expect("UFFDC_SUITE_BIN is unset: run the end-to-end tests through `cargo xtask test`");
-        prepare(sh, &crate::util::project_root(), Some(suite)).unwrap()
+        crate::pipeline::prepare(sh, &crate::util::project_root(), Some(suite)).unwrap()
     }
 
     fn options(name: &str, kernels: &[&str]) -> Options {
@@ -364,7 +78,7 @@ mod tests {
         opts.accel = Choice::Tcg;
         opts.out = dir.join("matrix");
         opts.logs = dir.join("logs");
-        opts.timeout = Duration::from_secs(240);
+        opts.run.timeout = Duration::from_secs(240);
         opts
     }
 
@@ -379,7 +93,7 @@ mod tests {
         let root = crate::util::project_root();
         let mut opts = options("two-kernels", &["debian-5.10-cloud", "debian-6.1-cloud"]);
         opts.host = true;
-        gather(&sh, &root, &opts, &prepared(&sh), &mut |_, _| {}).unwrap();
+        gather(&sh, &root, &opts, &prepared(&sh), &|_| {}).unwrap();
         let compat = load_compat(&opts);
         assert_eq!(compat.kernels.len(), 3);
         for (id, k) in &compat.kernels {
@@ -391,9 +105,10 @@ mod tests {
         for (id, b) in &compat.behaviours {
             for (kernel, cell) in &b.cells {
                 assert!(
-                    matches!(cell.verdict, Verdict::Expected | Verdict::Unsupported),
+                    matches!(cell.verdict, Verdict::Expected | Verdict::Unsupported | Verdict::Skipped),
                     "{id} on {kernel}: {cell:?}"
                 );
+                assert!(cell.verdict != Verdict::Skipped || kernel == HOST_ID, "{id} on {kernel}: {cell:?}");
             }
         }
         let populate = &compat.behaviours["populate.read_missing"].cells;
@@ -414,11 +129,18 @@ mod tests {
         let mut opts = options("guest-failures", &["debian-5.10-cloud", "debian-6.1-cloud"]);
 
         // 1. QEMU of the second kernel is killed once its first result has arrived.
-        let logs = opts.logs.clone();
-        let err = gather(&sh, &root, &opts, &prepared, &mut |id, pid| {
-            if id == "debian-6.1-cloud" {
-                kill_after_first_result(logs.join(id).join("results.log"), pid);
+        let pid = std::sync::Mutex::new(None);
+        let err = gather(&sh, &root, &opts, &prepared, &|e| match e {
+            RunEvent::Run("debian-6.1-cloud", Event::Spawned { pid: p, .. }) => {
+                *pid.lock().unwrap() = Some(*p)
             }
+            RunEvent::Run("debian-6.1-cloud", Event::Record(Record::Cell { .. })) => {
+                if let Some(p) = pid.lock().unwrap().take() {
+                    // SAFETY: QEMU is the run's child, still running (it is reading its stream).
+                    unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+                }
+            }
+            _ => {}
         })
         .unwrap_err();
         assert!(err.to_string().contains("did not complete"), "{err:#}");
@@ -440,8 +162,8 @@ mod tests {
         // 2. A later run of one kernel whose suite panics the kernel after three results merges
         //    into the same matrix: the other kernel's column stays as it was.
         opts.kernels = vec!["debian-6.1-cloud".into()];
-        opts.suite_args = vec!["--inject-fault=panic-after=3".into(), "--test-threads=1".into()];
-        assert!(gather(&sh, &root, &opts, &prepared, &mut |_, _| {}).is_err());
+        opts.run.suite_args = vec!["--inject-fault=panic-after=3".into(), "--test-threads=1".into()];
+        assert!(gather(&sh, &root, &opts, &prepared, &|_| {}).is_err());
         let after = load_compat(&opts);
         assert_eq!(after.kernels["debian-5.10-cloud"], compat.kernels["debian-5.10-cloud"]);
         let panicked = &after.kernels["debian-6.1-cloud"];
@@ -467,9 +189,9 @@ mod tests {
     fn a_guest_that_stops_making_progress_hits_the_hard_timeout() {
         let sh = Shell::new().unwrap();
         let mut opts = options("hung-guest", &["debian-6.1-cloud"]);
-        opts.timeout = Duration::from_secs(30);
-        opts.suite_args = vec!["--inject-fault=hang-after=1".into(), "--test-threads=1".into()];
-        assert!(gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &mut |_, _| {}).is_err());
+        opts.run.timeout = Duration::from_secs(30);
+        opts.run.suite_args = vec!["--inject-fault=hang-after=1".into(), "--test-threads=1".into()];
+        assert!(gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &|_| {}).is_err());
         let k = &load_compat(&opts).kernels["debian-6.1-cloud"];
         assert!(k.reason.as_deref().unwrap().starts_with("hard timeout"), "{k:?}");
     }
@@ -483,30 +205,109 @@ mod tests {
         cache.fetch(sh, id, &pin, &mut crate::images::lazy_apt(&fleet, &cache, None)).unwrap()
     }
 
-    fn settings(prepared: &Prepared, args: &[&str], timeout: u64) -> Settings {
+    fn settings(args: &[&str], timeout: u64) -> Settings {
         Settings {
             timeout: Duration::from_secs(timeout),
             suite_args: args.iter().map(|a| a.to_string()).collect(),
-            ..Options::new(&crate::util::project_root()).settings(Accel::Tcg, prepared)
+            ..Settings::default()
         }
     }
 
     #[test]
     #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
-    fn a_guest_that_never_starts_init_is_reported_with_the_kernel_panic() {
+    fn a_guest_that_never_starts_init_is_booted_again_then_reported_with_the_kernel_panic() {
         let sh = Shell::new().unwrap();
-        let prepared = prepared(&sh);
         let dir = scratch("no-init");
         let initrd = dir.join("broken.cpio");
         std::fs::write(&initrd, crate::initramfs::for_suite(b"#! this is not an executable")).unwrap();
         let image = fleet_image(&sh, "debian-6.1-cloud");
-        let r =
-            runner::run_guest(&image, &initrd, &settings(&prepared, &[], 60), &dir.join("logs"), &mut |_| {})
-                .unwrap();
+        let mut retried = Vec::new();
+        let r = runner::run_guest(&image, &initrd, &settings(&[], 60), &dir.join("logs"), &mut |e| {
+            if let Event::Retrying { reason } = e {
+                retried.push(reason.to_string());
+            }
+        })
+        .unwrap();
         assert_eq!(r.kernel.status, matrix::RunStatus::Incomplete);
         let reason = r.kernel.reason.unwrap();
         assert!(reason.starts_with("kernel panic: No working init found"), "{reason}");
         assert!(r.cells.is_empty());
+        // Every attempt died before the suite started: three boots, two kept as failed.
+        assert_eq!(r.kernel.boot_attempts, Some(3));
+        assert_eq!(r.kernel.failed_boots, retried);
+        assert_eq!(retried.len(), 2);
+        for line in &retried {
+            assert!(line.contains(": kernel panic: No working init found (logs: "), "{line}");
+            let kept = line.rsplit("(logs: ").next().unwrap().trim_end_matches(")").trim_end_matches('/');
+            let console = crate::util::project_root().join(kept).join("console.log");
+            assert!(std::fs::read_to_string(&console).unwrap().contains("No working init found"), "{line}");
+        }
+    }
+
+    /// A stand-in for QEMU that fails the first boot as `first` says (`silent`: prints nothing
+    /// and never exits; `dies`: exits at once), then runs the real QEMU.
+    fn flaky_qemu(dir: &std::path::Path, first: &str) -> PathBuf {
+        let script = dir.join("qemu");
+        let marker = dir.join("first-boot-done");
+        let fail = match first {
+            "silent" => "exec sleep 600",
+            _ => "exit 0",
+        };
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nif [ ! -e {m} ]; then touch {m}; {fail}; fi\nexec {q} \"$@\"\n",
+                m = marker.display(),
+                q = crate::deps::which(crate::qemu::BINARY).unwrap().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn a_boot_that_stays_silent_or_dies_before_the_suite_starts_is_retried() {
+        let sh = Shell::new().unwrap();
+        let prepared = prepared(&sh);
+        let image = fleet_image(&sh, "debian-6.1-cloud");
+        for (first, why) in [("silent", "no start record within 5s"), ("dies", "the guest printed nothing")] {
+            let dir = scratch(&format!("retry-{first}"));
+            let run = Settings {
+                qemu: flaky_qemu(&dir, first),
+                boot_timeout: Duration::from_secs(5),
+                ..settings(&["--exact", "api::features"], 120)
+            };
+            let started = std::time::Instant::now();
+            let r =
+                runner::run_guest(&image, &prepared.initrd, &run, &dir.join("logs"), &mut |_| {}).unwrap();
+            assert_eq!(r.kernel.status, matrix::RunStatus::Complete, "{first}: {:?}", r.kernel.reason);
+            assert_eq!(r.kernel.boot_attempts, Some(2), "{first}");
+            assert_eq!(r.kernel.failed_boots.len(), 1, "{first}");
+            assert!(
+                r.kernel.failed_boots[0].starts_with(&format!("attempt 1: {why}")),
+                "{:?}",
+                r.kernel.failed_boots
+            );
+            assert_eq!(r.cells["api.features"].verdict, Verdict::Expected);
+            assert!(started.elapsed() < Duration::from_secs(100), "the silent boot is cut at its deadline");
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn a_guest_that_does_not_power_off_after_its_end_record_is_stopped_and_complete() {
+        let sh = Shell::new().unwrap();
+        let prepared = prepared(&sh);
+        let image = fleet_image(&sh, "debian-6.1-cloud");
+        let dir = scratch("no-power-off");
+        let run = settings(&["--inject-fault=no-power-off", "--exact", "api::features"], 120);
+        let r = runner::run_guest(&image, &prepared.initrd, &run, &dir.join("logs"), &mut |_| {}).unwrap();
+        assert_eq!(r.kernel.status, matrix::RunStatus::Complete, "{:?}", r.kernel.reason);
+        let took = Duration::from_millis(r.kernel.duration_ms.unwrap());
+        assert!(took < Duration::from_secs(60), "stopped after the grace period, not the timeout: {took:?}");
+        assert_eq!(r.cells["api.features"].verdict, Verdict::Expected);
     }
 
     #[test]
@@ -520,15 +321,19 @@ mod tests {
         let r = runner::run_guest(
             &image,
             &prepared.initrd,
-            &settings(&prepared, &args, 120),
+            &settings(&args, 120),
             &dir.join("logs"),
             &mut |_| {},
         )
         .unwrap();
         let reason = r.kernel.reason.clone().unwrap();
-        assert!(reason.starts_with("the results stream was cut off mid-record (after 2 of 54"), "{reason}");
+        let all = prepared.catalogue.behaviours.len();
+        assert!(
+            reason.starts_with(&format!("the results stream was cut off mid-record (after 2 of {all}")),
+            "{reason}"
+        );
         assert_eq!(r.cells.values().filter(|c| c.verdict != Verdict::Missing).count(), 2);
-        assert_eq!(r.cells.len(), 54, "the planned behaviours without a result are missing");
+        assert_eq!(r.cells.len(), all, "the planned behaviours without a result are missing");
     }
 
     #[test]
@@ -536,12 +341,11 @@ mod tests {
     fn missing_qemu_is_a_clear_error_and_loses_nothing() {
         let sh = Shell::new().unwrap();
         let mut opts = options("no-qemu", &["debian-6.1-cloud"]);
-        opts.qemu = PathBuf::from("/nonexistent/qemu-system-x86_64");
+        opts.run.qemu = PathBuf::from("/nonexistent/qemu-system-x86_64");
         let before = opts.out.join("results/debian-6.1-cloud.toml");
         std::fs::create_dir_all(before.parent().unwrap()).unwrap();
         std::fs::write(&before, "kept").unwrap();
-        let err =
-            gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &mut |_, _| {}).unwrap_err();
+        let err = gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &|_| {}).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("/nonexistent/qemu-system-x86_64 not found: install QEMU"), "{msg}");
         assert_eq!(std::fs::read_to_string(&before).unwrap(), "kept", "earlier results must survive");
@@ -554,8 +358,8 @@ mod tests {
         let image = fleet_image(&sh, "debian-6.1-cloud");
         let mut opts = options("local-image", &[]);
         opts.images = vec![(image.vmlinuz.clone(), None)];
-        opts.suite_args = vec!["--exact".into(), "api::features".into()];
-        gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &mut |_, _| {}).unwrap();
+        opts.run.suite_args = vec!["--exact".into(), "api::features".into()];
+        gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &|_| {}).unwrap();
         let results: matrix::Results =
             matrix::model::load(&opts.out.join(format!("results/{}.toml", image.release))).unwrap();
         assert!(results.kernel.source.starts_with("local "), "{:?}", results.kernel.source);
@@ -611,22 +415,5 @@ mod tests {
             .to_string();
         assert!(err.contains("no longer serves") && err.contains("cargo xtask images refresh"), "{err}");
         let _ = sh;
-    }
-
-    /// Kills `pid` from another thread once `results` holds a complete cell record.
-    fn kill_after_first_result(results: PathBuf, pid: u32) {
-        std::thread::spawn(move || {
-            let start = std::time::Instant::now();
-            while start.elapsed() < Duration::from_secs(200) {
-                // A whole cell record (a line being written does not decode yet).
-                let text = std::fs::read_to_string(&results).unwrap_or_default();
-                if !matrix::stream::decode(&text).cells.is_empty() {
-                    // SAFETY: QEMU is our child, still running: its waiter has not reaped it.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
     }
 }

@@ -1,9 +1,12 @@
 //! The live progress display of `cargo xtask matrix`: one line per kernel (waiting, fetching,
 //! booting, running n/m, done) with its elapsed time, redrawn in place on a terminal and printed
-//! as plain lines, one per change of stage, elsewhere (CI logs).
+//! as plain lines, one per change of stage, elsewhere (CI logs). It is driven by the pipeline's
+//! run events.
 
+use crate::pipeline::RunEvent;
+use crate::runner::Event;
+use matrix::stream::Record;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,8 +15,15 @@ use std::time::{Duration, Instant};
 pub enum Stage {
     Waiting,
     Fetching,
-    Booting,
-    Running { done: usize, planned: usize },
+    /// QEMU (or the host's suite) started as `pid`, on this attempt to boot.
+    Booting {
+        attempt: u32,
+        pid: Option<u32>,
+    },
+    Running {
+        done: usize,
+        planned: usize,
+    },
     Done(String),
     Failed(String),
 }
@@ -23,7 +33,7 @@ impl Stage {
         match self {
             Stage::Waiting => "waiting",
             Stage::Fetching => "fetching",
-            Stage::Booting => "booting",
+            Stage::Booting { .. } => "booting",
             Stage::Running { .. } => "running",
             Stage::Done(_) => "done",
             Stage::Failed(_) => "failed",
@@ -35,9 +45,7 @@ struct Line {
     id: String,
     stage: Stage,
     since: Instant,
-    /// The results stream of a guest being watched for `running n/m`.
-    stream: Option<PathBuf>,
-    printed: Option<&'static str>,
+    printed: Option<String>,
 }
 
 pub struct Progress {
@@ -48,21 +56,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A display for these kernel ids, drawn by a thread of its own until [`Progress::finish`].
-    pub fn start(ids: &[String]) -> Arc<Progress> {
-        let now = Instant::now();
+    /// A display drawn by a thread of its own until [`Progress::finish`].
+    pub fn start() -> Arc<Progress> {
         let progress = Arc::new(Progress {
-            lines: Mutex::new(
-                ids.iter()
-                    .map(|id| Line {
-                        id: id.clone(),
-                        stage: Stage::Waiting,
-                        since: now,
-                        stream: None,
-                        printed: None,
-                    })
-                    .collect(),
-            ),
+            lines: Mutex::new(Vec::new()),
             tty: std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
             drawn: Mutex::new(0),
             stop: AtomicBool::new(false),
@@ -78,29 +75,61 @@ impl Progress {
         progress
     }
 
-    pub fn set(&self, id: &str, stage: Stage) {
-        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(line) = lines.iter_mut().find(|l| l.id == id) {
-            if line.stage.word() != stage.word() && !matches!(stage, Stage::Done(_) | Stage::Failed(_)) {
-                line.since = Instant::now();
+    /// Takes one of the pipeline's events.
+    pub fn observe(&self, event: &RunEvent<'_>) {
+        match event {
+            RunEvent::Planned(ids) => {
+                for id in ids.iter() {
+                    self.set(id, Stage::Waiting);
+                }
             }
-            line.stage = stage;
-        } else {
-            lines.push(Line {
-                id: id.to_string(),
-                stage,
-                since: Instant::now(),
-                stream: None,
-                printed: None,
-            });
+            RunEvent::Fetching(id) => self.set(id, Stage::Fetching),
+            RunEvent::Waiting(id) => self.set(id, Stage::Waiting),
+            RunEvent::Booting(id) => self.set(id, Stage::Booting { attempt: 1, pid: None }),
+            RunEvent::Run(id, Event::Spawned { attempt, pid }) => {
+                self.set(id, Stage::Booting { attempt: *attempt, pid: Some(*pid) })
+            }
+            RunEvent::Run(id, Event::Retrying { reason, .. }) => {
+                eprintln!("{id:<20} boot failed before the suite started, booting again: {reason}");
+            }
+            RunEvent::Run(id, Event::Record(Record::Start { planned, .. })) => {
+                self.set(id, Stage::Running { done: 0, planned: planned.len() })
+            }
+            RunEvent::Run(id, Event::Record(Record::Cell { .. })) => self.update(id, |stage| {
+                if let Stage::Running { done, .. } = stage {
+                    *done += 1;
+                }
+            }),
+            RunEvent::Run(..) => {}
+            RunEvent::Done(id, results, logs) => {
+                self.set(id, Stage::Done(crate::runner::brief(results, logs)))
+            }
+            RunEvent::Failed(id, error) => self.set(id, Stage::Failed(error.to_string())),
         }
     }
 
-    /// Watches a guest's results stream to show how far its suite is.
-    pub fn watch(&self, id: &str, stream: PathBuf) {
+    fn set(&self, id: &str, stage: Stage) {
+        self.update(id, |s| *s = stage)
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut Stage)) {
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(line) = lines.iter_mut().find(|l| l.id == id) {
-            line.stream = Some(stream);
+        let line = match lines.iter().position(|l| l.id == id) {
+            Some(i) => &mut lines[i],
+            None => {
+                lines.push(Line {
+                    id: id.to_string(),
+                    stage: Stage::Waiting,
+                    since: Instant::now(),
+                    printed: None,
+                });
+                lines.last_mut().expect("just pushed")
+            }
+        };
+        let before = line.stage.word();
+        change(&mut line.stage);
+        if line.stage.word() != before && !matches!(line.stage, Stage::Done(_) | Stage::Failed(_)) {
+            line.since = Instant::now();
         }
     }
 
@@ -111,22 +140,15 @@ impl Progress {
 
     fn draw(&self) {
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        for line in lines.iter_mut() {
-            if let (Some(stream), Stage::Booting | Stage::Running { .. }) = (&line.stream, &line.stage) {
-                let decoded = matrix::stream::decode(&String::from_utf8_lossy(
-                    &std::fs::read(stream).unwrap_or_default(),
-                ));
-                if decoded.start.is_some() {
-                    line.stage =
-                        Stage::Running { done: decoded.cells.len(), planned: decoded.planned().len() };
-                }
-            }
-        }
         let text = |l: &Line| {
             let secs = l.since.elapsed().as_secs_f64();
             match &l.stage {
                 Stage::Running { done, planned } => {
                     format!("{:<20} running {done}/{planned}  {secs:5.1}s", l.id)
+                }
+                Stage::Booting { attempt, pid: Some(pid) } => {
+                    let nth = if *attempt > 1 { format!(", attempt {attempt}") } else { String::new() };
+                    format!("{:<20} booting  {secs:5.1}s (pid {pid}{nth})", l.id)
                 }
                 Stage::Done(s) | Stage::Failed(s) => format!("{:<20} {:<8} {s}", l.id, l.stage.word()),
                 other => format!("{:<20} {:<8} {secs:5.1}s", l.id, other.word()),
@@ -144,10 +166,14 @@ impl Progress {
             *drawn = lines.len();
         } else {
             for l in lines.iter_mut() {
-                let word = l.stage.word();
-                if l.printed != Some(word) && l.stage != Stage::Waiting {
+                // One line per change of stage (attempts count as changes).
+                let key = match &l.stage {
+                    Stage::Booting { attempt, .. } => format!("booting {attempt}"),
+                    other => other.word().to_string(),
+                };
+                if l.printed.as_deref() != Some(key.as_str()) && l.stage != Stage::Waiting {
                     let _ = writeln!(err, "{}", text(l));
-                    l.printed = Some(word);
+                    l.printed = Some(key);
                 }
             }
         }

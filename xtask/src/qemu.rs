@@ -1,10 +1,10 @@
-//! Booting a guest: the QEMU command line, under a hard timeout.
+//! The QEMU command line of a guest: the kernel with the suite's initramfs, the console on the
+//! first serial port (a file), the results stream on the second (QEMU's stdout, a pipe).
 
-use crate::util::{run_with_timeout, Ended};
+use crate::runner::Settings;
 use anyhow::{bail, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -21,79 +21,125 @@ impl Accel {
     }
 }
 
-pub struct Boot {
-    /// The QEMU binary (`qemu-system-x86_64` from PATH).
-    pub qemu: PathBuf,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    /// Arguments for the suite (after `--` on the kernel command line).
-    pub init_args: Vec<String>,
-    pub accel: Accel,
-    pub cpus: u32,
-    pub mem_mb: u32,
-    /// ttyS0: the kernel's and the suite's console.
-    pub console: PathBuf,
-    /// ttyS1: the results stream.
-    pub results: PathBuf,
-    /// QEMU's own stderr.
-    pub stderr: PathBuf,
-    pub timeout: Duration,
-}
-
 pub const BINARY: &str = "qemu-system-x86_64";
 
-impl Boot {
+/// One guest boot.
+pub struct Boot<'a> {
+    pub settings: &'a Settings,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    /// ttyS0: the kernel's and the suite's console.
+    pub console: PathBuf,
+    /// QEMU's own stderr.
+    pub stderr: PathBuf,
+}
+
+impl Boot<'_> {
+    /// The command; its stdout carries ttyS1, the results stream.
     pub fn command(&self) -> Result<Command> {
-        for arg in &self.init_args {
+        let s = self.settings;
+        for arg in &s.suite_args {
             if arg.is_empty() || arg.contains(char::is_whitespace) || arg.contains('"') {
                 bail!(
                     "suite argument {arg:?} cannot be passed on a kernel command line (no spaces or quotes)"
                 );
             }
         }
-        // Huge pages are reserved for populate.hugetlb_missing.
+        // Huge pages are reserved for the hugetlb probes.
         let mut append = String::from("console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init hugepages=4");
-        if !self.init_args.is_empty() {
+        if !s.suite_args.is_empty() {
             append += " -- ";
-            append += &self.init_args.join(" ");
+            append += &s.suite_args.join(" ");
         }
-        let (accel, cpu) = match self.accel {
+        let (accel, cpu) = match s.accel {
             Accel::Kvm => ("kvm", "host"),
             Accel::Tcg => ("tcg", "max"),
         };
-        let mut c = Command::new(&self.qemu);
+        let mut c = Command::new(&s.qemu);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"])
             .args(["-accel", accel, "-cpu", cpu])
-            .args(["-smp", &self.cpus.to_string(), "-m", &self.mem_mb.to_string()])
+            .args(["-smp", &s.cpus.to_string(), "-m", &s.mem_mb.to_string()])
             .arg("-kernel")
-            .arg(&self.kernel)
+            .arg(self.kernel)
             .arg("-initrd")
-            .arg(&self.initrd)
+            .arg(self.initrd)
             .args(["-append", &append])
             .arg("-serial")
             .arg(format!("file:{}", self.console.display()))
-            .arg("-serial")
-            .arg(format!("file:{}", self.results.display()))
+            .args(["-serial", "stdio"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&self.stderr)?);
         Ok(c)
     }
 
-    /// Boots and waits for QEMU to exit or the timeout to fire.
-    pub fn run(&self, on_start: &mut dyn FnMut(u32)) -> Result<(Ended, Duration)> {
-        let command = self.command()?;
-        match run_with_timeout(command, self.timeout, on_start) {
-            Err(e)
-                if e.downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
-            {
-                bail!(
-                    "{} not found: install QEMU (`sudo apt-get install qemu-system-x86`, or run as root and it is installed for you)",
-                    self.qemu.display()
-                )
-            }
-            other => other,
+    /// A failure to start QEMU, with the fix when QEMU is missing.
+    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        match e.downcast_ref::<std::io::Error>() {
+            Some(io) if io.kind() == std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "{} not found: install QEMU (`sudo apt-get install qemu-system-x86`, or run as root and it is installed for you)",
+                self.settings.qemu.display()
+            ),
+            _ => e,
         }
+    }
+}
+
+/// The first line of `qemu --version` (`QEMU emulator version 10.0.2 (Debian ...)`), asked once
+/// per binary.
+pub fn version(qemu: &Path) -> String {
+    static SEEN: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, v)) = seen.iter().find(|(p, _)| p == qemu) {
+        return v.clone();
+    }
+    let v = Command::new(qemu)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .unwrap_or_default();
+    seen.push((qemu.to_path_buf(), v.clone()));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(settings: &Settings) -> Vec<String> {
+        let dir = crate::util::project_root().join("target/uffdc/tests/qemu-args");
+        std::fs::create_dir_all(&dir).unwrap();
+        let boot = Boot {
+            settings,
+            kernel: Path::new("/k/vmlinuz"),
+            initrd: Path::new("/k/initrd"),
+            console: dir.join("console.log"),
+            stderr: dir.join("qemu.stderr"),
+        };
+        boot.command().unwrap().get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn the_command_line_carries_the_machine_and_the_suite_arguments() {
+        let s =
+            Settings { cpus: 3, mem_mb: 768, suite_args: vec!["--repeat=2".into()], ..Settings::default() };
+        let a = args(&s);
+        let after = |flag: &str| a[a.iter().position(|x| x == flag).unwrap() + 1].clone();
+        assert_eq!((after("-accel"), after("-cpu")), ("tcg".into(), "max".into()));
+        assert_eq!((after("-smp"), after("-m")), ("3".into(), "768".into()));
+        assert_eq!(after("-kernel"), "/k/vmlinuz");
+        assert!(after("-append").ends_with(" rdinit=/init hugepages=4 -- --repeat=2"), "{a:?}");
+        assert!(a.contains(&"-no-reboot".to_string()) && a.contains(&"stdio".to_string()));
+        let kvm = args(&Settings { accel: Accel::Kvm, ..Settings::default() });
+        assert!(kvm.windows(2).any(|w| w == ["-cpu", "host"]));
+        let bad = Settings { suite_args: vec!["two words".into()], ..Settings::default() };
+        let boot = Boot {
+            settings: &bad,
+            kernel: Path::new("/k"),
+            initrd: Path::new("/i"),
+            console: "/dev/null".into(),
+            stderr: "/dev/null".into(),
+        };
+        assert!(boot.command().unwrap_err().to_string().contains("no spaces or quotes"));
     }
 }

@@ -1,18 +1,29 @@
 //! Running the suite on one kernel (a guest under QEMU, or the host directly) and turning what
-//! came back into that kernel's results. Both paths read the same line stream; whatever arrived
-//! before a failure is kept, and what did not arrive is `missing` with the reason.
+//! came back into that kernel's results. Both read the same line stream as it arrives, from a
+//! pipe, and report it as [`Event`]s; whatever arrived before a failure is kept, and what did not
+//! arrive is `missing` with the reason (`matrix::run` words it).
+//!
+//! A guest is supervised by three deadlines: the boot deadline (no start record: the boot failed
+//! or hung before the suite started, and the guest is booted again, up to `boot_attempts`), the
+//! hard timeout (no end record), and a grace period after the end record (a guest that does not
+//! power off is stopped, and its run is complete).
 
 use crate::fleet::Image;
 use crate::qemu::{Accel, Boot};
-use crate::util::{display_path, run_with_timeout, signal_name, Ended};
-use anyhow::Result;
-use matrix::stream::{decode, Decoded};
-use matrix::{Cell, Results, RunInfo, RunStatus};
-use std::os::unix::process::ExitStatusExt;
+use crate::util::{display_path, signal_name};
+use anyhow::{Context, Result};
+use matrix::run::{Ending, Outcome};
+use matrix::stream::{Decoded, Record};
+use matrix::{Results, RunInfo};
+use std::io::{BufRead, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
-/// How guests are run.
+/// How guests (and the host suite) are run: the one description of the machine and its limits,
+/// shared by the matrix task, bench, the KVM probe and the tests.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The QEMU binary.
@@ -22,196 +33,324 @@ pub struct Settings {
     pub mem_mb: u32,
     /// Hard limit for a whole guest (or host) run.
     pub timeout: Duration,
+    /// How long a guest may take to send its start record before the boot counts as failed.
+    pub boot_timeout: Duration,
+    /// Boots tried before a guest that keeps failing before its start record is given up.
+    pub boot_attempts: u32,
+    /// How long a guest may take to exit after its end record before it is stopped.
+    pub grace: Duration,
     /// Extra arguments for the suite (`--window-ms=500`, filters, self-test faults).
     pub suite_args: Vec<String>,
-    /// The suite build, as recorded in results.
-    pub suite_version: String,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            qemu: PathBuf::from(crate::qemu::BINARY),
+            accel: Accel::Tcg,
+            cpus: 2,
+            mem_mb: 1024,
+            timeout: Duration::from_secs(300),
+            boot_timeout: Duration::from_secs(30),
+            boot_attempts: 3,
+            grace: Duration::from_secs(5),
+            suite_args: Vec::new(),
+        }
+    }
+}
+
+/// Something that happened during one run, as it happened.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An attempt's process started (QEMU, or the suite on the host).
+    Spawned { attempt: u32, pid: u32 },
+    /// A whole record arrived on the results stream.
+    Record(&'a Record),
+    /// A boot failed before the suite started (`reason` names the attempt and where its logs
+    /// are kept); another attempt follows.
+    Retrying { reason: &'a str },
 }
 
 /// Boots `image` with the suite as init. `logs` receives console.log, results.log and
-/// qemu.stderr. `on_start` gets QEMU's pid.
+/// qemu.stderr of the last attempt; a boot that failed before the suite started is kept in
+/// `logs/failed/<date>-attempt-<n>/` and booted again, up to `settings.boot_attempts`.
 pub fn run_guest(
     image: &Image,
     initrd: &Path,
     settings: &Settings,
     logs: &Path,
-    on_start: &mut dyn FnMut(u32),
+    observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<Results> {
     std::fs::create_dir_all(logs)?;
     let boot = Boot {
-        qemu: settings.qemu.clone(),
-        kernel: image.vmlinuz.clone(),
-        initrd: initrd.to_path_buf(),
-        init_args: settings.suite_args.clone(),
-        accel: settings.accel,
-        cpus: settings.cpus,
-        mem_mb: settings.mem_mb,
+        settings,
+        kernel: &image.vmlinuz,
+        initrd,
         console: logs.join("console.log"),
-        results: logs.join("results.log"),
         stderr: logs.join("qemu.stderr"),
-        timeout: settings.timeout,
     };
-    let (ended, elapsed) = boot.run(on_start)?;
-    let run = Finished {
-        decoded: decode(&read_lossy(&boot.results)),
-        console: read_lossy(&boot.console),
-        stderr: read_lossy(&boot.stderr),
-        ended,
-        elapsed,
-        log: boot.console.clone(),
-        what: "QEMU",
-    };
-    Ok(run.into_results(&image.release, image.source.clone(), settings.accel.name(), settings))
+    let mut failed_boots = Vec::new();
+    for attempt in 1.. {
+        let mut command = boot.command()?;
+        command.stdout(Stdio::piped());
+        let run = supervise(command, None, &logs.join("results.log"), settings, attempt, observe)
+            .map_err(|e| boot.explain(e))?;
+        let (console, stderr) = (read_lossy(&boot.console), read_lossy(&boot.stderr));
+        let log = display_path(&boot.console);
+        let outcome = Outcome {
+            decoded: &run.decoded,
+            ending: &run.ending,
+            what: "QEMU",
+            console: &console,
+            stderr: &stderr,
+            log: &log,
+        };
+        let reason = outcome.reason();
+        if outcome.failed_before_start() && attempt < settings.boot_attempts {
+            let kept = keep_failed_attempt(logs, attempt)?;
+            let why = reason.as_deref().unwrap_or("the boot failed").split(" (after").next().unwrap_or("");
+            let line = format!("attempt {attempt}: {why} (logs: {}/)", display_path(&kept));
+            observe(Event::Retrying { reason: &line });
+            failed_boots.push(line);
+            continue;
+        }
+        let info = RunInfo {
+            release: image.release.clone(),
+            source: image.source.clone(),
+            accel: settings.accel.name().to_string(),
+            date: now(),
+            console_log: Some(log.clone()),
+            duration_ms: Some(run.elapsed.as_millis() as u64),
+            init_ms: run.decoded.start_uptime_ms(),
+            repeat: repeat(settings),
+            qemu: crate::qemu::version(&settings.qemu),
+            boot_attempts: Some(attempt),
+            failed_boots,
+            ..RunInfo::default()
+        };
+        return Ok(matrix::run::results(info, &run.decoded, reason));
+    }
+    unreachable!("the attempts loop returns")
 }
 
 /// Runs the suite binary directly on the host. `logs` receives suite.log (its console) and
-/// results.log.
-pub fn run_host(suite: &Path, settings: &Settings, logs: &Path) -> Result<Results> {
+/// results.log (its stream, which it writes to a pipe).
+pub fn run_host(
+    suite: &Path,
+    settings: &Settings,
+    logs: &Path,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<Results> {
     std::fs::create_dir_all(logs)?;
-    let (stream, console) = (logs.join("results.log"), logs.join("suite.log"));
-    let _ = std::fs::remove_file(&stream);
+    let console = logs.join("suite.log");
     let out = std::fs::File::create(&console)?;
-    let mut command = std::process::Command::new(suite);
-    command.arg("--stream").arg(&stream).args(&settings.suite_args).stdout(out.try_clone()?).stderr(out);
-    let (ended, elapsed) = run_with_timeout(command, settings.timeout, &mut |_| {})?;
-    let run = Finished {
-        decoded: decode(&read_lossy(&stream)),
-        console: read_lossy(&console),
-        stderr: String::new(),
-        ended,
-        elapsed,
-        log: console,
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut command = Command::new(suite);
+    command.args(["--stream", "/dev/fd/3"]).args(&settings.suite_args).stdout(out.try_clone()?).stderr(out);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&write);
+    // SAFETY: dup2 is async-signal-safe; it gives the child the pipe's write end as fd 3.
+    unsafe {
+        command.pre_exec(move || match libc::dup2(fd, 3) {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
+        });
+    }
+    let run = supervise(command, Some((read, write)), &logs.join("results.log"), settings, 1, observe)?;
+    let log = display_path(&console);
+    let outcome = Outcome {
+        decoded: &run.decoded,
+        ending: &run.ending,
         what: "the suite",
+        console: "",
+        stderr: &read_lossy(&console),
+        log: &log,
     };
     let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let release =
         nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(run.into_results(&release, format!("host {hostname}"), "none", settings))
+    let info = RunInfo {
+        release,
+        source: format!("host {hostname}"),
+        accel: "none".to_string(),
+        date: now(),
+        console_log: Some(log.clone()),
+        duration_ms: Some(run.elapsed.as_millis() as u64),
+        repeat: repeat(settings),
+        ..RunInfo::default()
+    };
+    Ok(matrix::run::results(info, &run.decoded, outcome.reason()))
 }
 
-/// What a finished (or killed) run left behind.
-struct Finished {
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `--repeat N` among the suite arguments, when N > 1.
+fn repeat(settings: &Settings) -> Option<u32> {
+    let mut args = settings.suite_args.iter();
+    while let Some(a) = args.next() {
+        let value = match a.strip_prefix("--repeat") {
+            Some("") => args.next().map(String::as_str),
+            Some(v) => v.strip_prefix('='),
+            None => None,
+        };
+        if let Some(n) = value.and_then(|v| v.parse().ok()).filter(|n| *n > 1) {
+            return Some(n);
+        }
+    }
+    None
+}
+
+/// One supervised process and what its stream carried.
+struct Run {
     decoded: Decoded,
-    console: String,
-    stderr: String,
-    ended: Ended,
+    ending: Ending,
     elapsed: Duration,
-    log: PathBuf,
-    /// What process ran: "QEMU" or "the suite".
-    what: &'static str,
 }
 
-impl Finished {
-    fn into_results(
-        self,
-        fallback_release: &str,
-        source: String,
-        accel: &str,
-        settings: &Settings,
-    ) -> Results {
-        let reason = self.reason(settings.timeout);
-        let (release, version, machine) = match &self.decoded.start {
-            Some(matrix::stream::Record::Start { release, version, machine, .. }) => {
-                (release.clone(), version.clone(), machine.clone())
+enum Msg {
+    Line(Vec<u8>),
+    Eof,
+    Exited(std::io::Result<ExitStatus>),
+}
+
+/// Runs `command` to its end under the three deadlines, reading its results stream (its stdout,
+/// or the read end of `pipe` when one is given) line by line as it comes: each line is appended
+/// to `log`, each whole record reported to `observe`. The process is killed on every path out.
+fn supervise(
+    mut command: Command,
+    pipe: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+    log: &Path,
+    settings: &Settings,
+    attempt: u32,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<Run> {
+    // Whatever ends this thread ends the process too (a parent-death signal).
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    let start = Instant::now();
+    let mut child = command.spawn()?;
+    let pid = child.id();
+    let guard = KillOnDrop(pid);
+    let stream: Box<dyn std::io::Read + Send> = match pipe {
+        Some((read, write)) => {
+            drop(write);
+            Box::new(std::fs::File::from(read))
+        }
+        None => Box::new(child.stdout.take().context("the stream is the process's stdout")?),
+    };
+    observe(Event::Spawned { attempt, pid });
+    let (tx, rx) = channel();
+    let reader = {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut stream = std::io::BufReader::new(stream);
+            loop {
+                let mut line = Vec::new();
+                match stream.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if tx.send(Msg::Line(line)).is_err() {
+                            break;
+                        }
+                    }
+                }
             }
-            _ => (fallback_release.to_string(), String::new(), String::new()),
+            let _ = tx.send(Msg::Eof);
+        })
+    };
+    std::thread::spawn(move || {
+        let _ = tx.send(Msg::Exited(child.wait()));
+    });
+    let mut file = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
+    let mut decoded = Decoded::default();
+    let (mut ended_at, mut status, mut eof) = (None::<Instant>, None, false);
+    let mut killed: Option<Ending> = None;
+    let mut take = |line: &[u8], decoded: &mut Decoded, observe: &mut dyn FnMut(Event<'_>)| {
+        let _ = file.write_all(line);
+        if let Some(record) = decoded.feed(&String::from_utf8_lossy(line)) {
+            observe(Event::Record(&record));
+        }
+    };
+    // Until the process has exited and its stream is drained (bounded once it was killed, or
+    // once it exited: a stray holder of the pipe must not keep us here).
+    while status.is_none() || !eof {
+        let now = Instant::now();
+        let deadline = match (status.is_some(), killed.is_some(), ended_at) {
+            (true, _, _) | (_, true, _) => now + Duration::from_secs(5),
+            (_, _, Some(at)) => at + settings.grace,
+            _ if decoded.start.is_none() => start + settings.boot_timeout.min(settings.timeout),
+            _ => start + settings.timeout,
         };
-        let mut cells = self.decoded.cells.clone();
-        if let Some(reason) = &reason {
-            for id in self.decoded.planned() {
-                cells.entry(id.clone()).or_insert_with(|| Cell::missing(reason.clone()));
+        match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+            Ok(Msg::Line(line)) => {
+                take(&line, &mut decoded, observe);
+                if decoded.end.is_some() && ended_at.is_none() {
+                    ended_at = Some(Instant::now());
+                }
+            }
+            Ok(Msg::Eof) => eof = true,
+            Ok(Msg::Exited(s)) => status = Some(s?),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) if status.is_some() || killed.is_some() => break,
+            Err(RecvTimeoutError::Timeout) => {
+                killed = Some(if ended_at.is_some() {
+                    Ending::StoppedAfterEnd
+                } else if decoded.start.is_none() && settings.boot_timeout < settings.timeout {
+                    Ending::NoStart { secs: settings.boot_timeout.as_secs() }
+                } else {
+                    Ending::TimedOut { secs: settings.timeout.as_secs() }
+                });
+                guard.kill();
             }
         }
-        Results {
-            schema: matrix::model::SCHEMA,
-            kernel: RunInfo {
-                release,
-                version,
-                machine,
-                source,
-                accel: accel.to_string(),
-                date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                suite: settings.suite_version.clone(),
-                status: if reason.is_none() { RunStatus::Complete } else { RunStatus::Incomplete },
-                reason,
-                console_log: Some(display_path(&self.log)),
-                duration_ms: Some(self.elapsed.as_millis() as u64),
-                // On the host, uptime at the start says nothing about this run.
-                init_ms: self.decoded.start_uptime_ms().filter(|_| accel != "none"),
-                suite_ms: self
-                    .decoded
-                    .start_uptime_ms()
-                    .zip(self.decoded.end_uptime_ms)
-                    .map(|(a, b)| b.saturating_sub(a)),
-            },
-            cells,
-        }
     }
+    drop(guard);
+    let _ = reader.join();
+    let ending = killed.unwrap_or_else(|| match status {
+        Some(s) => Ending::Exited { code: s.code(), signal: s.signal().map(signal_name) },
+        None => Ending::Exited { code: None, signal: None },
+    });
+    Ok(Run { decoded, ending, elapsed: start.elapsed() })
+}
 
-    /// Why the run is incomplete, or `None` when it is complete.
-    fn reason(&self, timeout: Duration) -> Option<String> {
-        let d = &self.decoded;
-        if d.is_complete() {
-            return None;
-        }
-        let planned = d.planned().len();
-        let cause = if let Some(fatal) = &d.fatal {
-            format!("the suite failed: {fatal}")
-        } else if let Some(line) = self.console.lines().find(|l| l.contains("Kernel panic - not syncing")) {
-            let what = line.split("not syncing:").nth(1).unwrap_or("").trim();
-            format!("kernel panic: {what}")
-        } else if let Ended::TimedOut = self.ended {
-            format!(
-                "hard timeout: no end-of-results record within {}s; {} was killed",
-                timeout.as_secs(),
-                self.what
-            )
-        } else if let Some(sig) = self.exit_signal() {
-            format!("{} was killed by {}{}", self.what, signal_name(sig), self.stderr_tail())
-        } else if let Some(code) = self.exit_failure() {
-            format!("{} failed (exit status {code}){}", self.what, self.stderr_tail())
-        } else if d.start.is_none() {
-            if self.console.trim().is_empty() {
-                "the guest printed nothing: the kernel did not boot".to_string()
-            } else {
-                "the suite never started (the boot failed before init, or init could not run)".to_string()
-            }
-        } else if d.damaged > 0 {
-            "the results stream was cut off mid-record".to_string()
-        } else {
-            "the run ended without an end-of-results record".to_string()
-        };
-        Some(format!(
-            "{cause} (after {} of {} results; log: {})",
-            d.cells.len(),
-            if d.start.is_some() { planned.to_string() } else { "?".to_string() },
-            display_path(&self.log)
-        ))
-    }
+/// Kills a process unless it was reaped already.
+struct KillOnDrop(u32);
 
-    /// `: <last line of stderr>`, or nothing.
-    fn stderr_tail(&self) -> String {
-        match self.stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
-            Some(last) => format!(": {last}"),
-            None => String::new(),
-        }
+impl KillOnDrop {
+    fn kill(&self) {
+        // SAFETY: the pid is our child; until its waiter reports the exit it is not reaped.
+        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
     }
+}
 
-    fn exit_signal(&self) -> Option<i32> {
-        match &self.ended {
-            Ended::Exited(s) => s.signal(),
-            Ended::TimedOut => None,
-        }
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
     }
+}
 
-    fn exit_failure(&self) -> Option<i32> {
-        match &self.ended {
-            // A suite with failed trials exits 101 after its end record; that is not a failure
-            // of the run. QEMU exits 0 on power-off and on a panic with -no-reboot alike.
-            Ended::Exited(s) => s.code().filter(|c| *c != 0 && self.decoded.end.is_none()),
-            Ended::TimedOut => None,
-        }
+/// Moves a failed attempt's logs to `logs/failed/<date>-attempt-<n>/`, where later runs leave
+/// them (the oldest beyond the newest 20 are pruned), and returns that directory.
+fn keep_failed_attempt(logs: &Path, attempt: u32) -> Result<PathBuf> {
+    let failed = logs.join("failed");
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let dir = failed.join(format!("{stamp}-attempt-{attempt}"));
+    std::fs::create_dir_all(&dir)?;
+    for name in ["console.log", "results.log", "qemu.stderr"] {
+        let _ = std::fs::rename(logs.join(name), dir.join(name));
     }
+    let mut kept: Vec<PathBuf> =
+        std::fs::read_dir(&failed)?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    kept.sort();
+    for old in kept.iter().rev().skip(20) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(dir)
 }
 
 fn read_lossy(path: &Path) -> String {
@@ -234,8 +373,28 @@ pub fn brief(r: &Results, logs: &Path) -> String {
         if counts.is_empty() { "no cells".to_string() } else { counts.join(", ") },
         display_path(logs)
     );
+    if r.kernel.boot_attempts.is_some_and(|n| n > 1) {
+        line += &format!("; booted {} times", r.kernel.boot_attempts.unwrap_or(1));
+    }
     if let Some(reason) = &r.kernel.reason {
         line += &format!("; INCOMPLETE: {reason}");
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_repeat_from_the_suite_arguments() {
+        let with = |args: &[&str]| Settings {
+            suite_args: args.iter().map(|a| a.to_string()).collect(),
+            ..Settings::default()
+        };
+        assert_eq!(repeat(&with(&["--repeat=10"])), Some(10));
+        assert_eq!(repeat(&with(&["x", "--repeat", "3"])), Some(3));
+        assert_eq!(repeat(&with(&["--repeat=1"])), None);
+        assert_eq!(repeat(&with(&[])), None);
+    }
 }

@@ -9,9 +9,13 @@ pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// `cargo build` of the suite, statically linked (glibc's static-pie), in the `guest` profile.
 pub fn build(sh: &Shell, root: &Path) -> Result<PathBuf> {
     let _cwd = sh.push_dir(root);
+    let version = version(sh, root);
+    let rev = version.split_once('+').map_or("", |(_, rev)| rev);
     cmd!(sh, "cargo build --quiet --package suite --profile guest --target {TARGET}")
         // With an explicit --target, RUSTFLAGS reach only target artefacts, not build scripts.
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        // The suite names its own build in its results (`0.1.0+abc1234`).
+        .env("UFFDC_SUITE_REV", rev)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .run()
         .context("building the static suite")?;

@@ -1,11 +1,8 @@
-//! Plumbing shared by the tasks: the project root, file locks, atomic writes, and running a
-//! process under a hard timeout.
+//! Plumbing shared by the tasks: the project root, file locks, atomic writes, signal names and
+//! displayed paths. (Supervising a guest or suite process is `runner.rs`'s.)
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
-use std::sync::mpsc::channel;
-use std::time::{Duration, Instant};
 
 pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
@@ -33,58 +30,6 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// How a supervised process ended.
-#[derive(Debug)]
-pub enum Ended {
-    Exited(ExitStatus),
-    /// The hard timeout fired and the process was killed.
-    TimedOut,
-}
-
-/// Runs a command to its end or until `timeout`, killing it then. `on_start` gets the pid (tests
-/// use it to kill the process from outside). The process is killed if this thread unwinds.
-pub fn run_with_timeout(
-    mut command: Command,
-    timeout: Duration,
-    on_start: &mut dyn FnMut(u32),
-) -> Result<(Ended, Duration)> {
-    let start = Instant::now();
-    let child = command.spawn()?;
-    let guard = KillOnDrop(child.id());
-    on_start(child.id());
-    let (tx, rx) = channel();
-    let waiter = std::thread::spawn(move || {
-        let mut child: Child = child;
-        let _ = tx.send(child.wait());
-    });
-    let ended = match rx.recv_timeout(timeout) {
-        Ok(status) => Ended::Exited(status?),
-        Err(_) => {
-            guard.kill();
-            let _ = rx.recv();
-            Ended::TimedOut
-        }
-    };
-    let _ = waiter.join();
-    std::mem::forget(guard);
-    Ok((ended, start.elapsed()))
-}
-
-struct KillOnDrop(u32);
-
-impl KillOnDrop {
-    fn kill(&self) {
-        // SAFETY: the pid is our unreaped child (its waiter has not returned).
-        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// `Signal N` spelled as its name.

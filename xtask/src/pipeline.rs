@@ -1,0 +1,302 @@
+//! The run pipeline the tasks stand on: prepare the suite and its initramfs once, fetch each
+//! kernel, choose the accelerator, boot the guests (`jobs` at once) and the host, write each
+//! kernel's results as soon as it finishes, and compile the matrix. What happens is reported as
+//! typed [`RunEvent`]s: the progress display and the tests consume the same events.
+
+use crate::accel::{self, Choice};
+use crate::fleet::{sha256_file, Cache, Fleet, Image};
+use crate::qemu::Accel;
+use crate::runner::{self, Settings};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use xshell::Shell;
+
+pub const HOST_ID: &str = "host";
+
+/// What a matrix run is asked to do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub kernels: Vec<String>,
+    /// Local kernel images (`--kernel-image PATH[=ID]`); without an id the column is named by
+    /// the kernel's `uname -r`.
+    pub images: Vec<(PathBuf, Option<String>)>,
+    pub accel: Choice,
+    pub host: bool,
+    pub mirror: Option<String>,
+    /// Guests booted at once.
+    pub jobs: usize,
+    /// How each guest runs (its accelerator is chosen when the run starts).
+    pub run: Settings,
+    /// The matrix directory: `results/` and `compat.toml` go here.
+    pub out: PathBuf,
+    /// Per-kernel logs go here, one directory per kernel id.
+    pub logs: PathBuf,
+}
+
+impl Options {
+    pub fn new(root: &Path) -> Options {
+        Options {
+            kernels: Vec::new(),
+            images: Vec::new(),
+            accel: Choice::Auto,
+            host: false,
+            mirror: None,
+            jobs: 2,
+            run: Settings::default(),
+            out: root.join("matrix"),
+            logs: root.join("target/uffdc/runs"),
+        }
+    }
+
+    /// The fleet kernels to run: the named ones, or all of them unless only local images were
+    /// given.
+    pub fn fleet_ids(&self, fleet: &Fleet) -> Vec<String> {
+        if self.kernels.is_empty() && !self.images.is_empty() {
+            Vec::new()
+        } else if self.kernels.is_empty() {
+            fleet.tracks.keys().cloned().collect()
+        } else {
+            self.kernels.clone()
+        }
+    }
+}
+
+/// What the guests need, prepared once per invocation.
+pub struct Prepared {
+    pub suite: PathBuf,
+    pub catalogue: matrix::Catalogue,
+    pub initrd: PathBuf,
+}
+
+pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepared> {
+    let suite = match suite {
+        Some(s) => s,
+        None => crate::suite_bin::build(sh, root)?,
+    };
+    let catalogue = crate::suite_bin::catalogue(sh, &suite)?;
+    let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
+    let initrd = root.join("target/uffdc/initramfs.cpio");
+    crate::util::write_atomic(&initrd, &crate::initramfs::for_suite(&binary))?;
+    Ok(Prepared { suite, catalogue, initrd })
+}
+
+/// Something that happened in a matrix run, per kernel column.
+#[derive(Debug)]
+pub enum RunEvent<'a> {
+    /// The columns this run will produce, in order.
+    Planned(&'a [String]),
+    Fetching(&'a str),
+    /// Fetched (or found in the cache), waiting for a free job.
+    Waiting(&'a str),
+    Booting(&'a str),
+    /// What the kernel's run reported as it happened (QEMU's pid, each record, a retried boot).
+    Run(&'a str, &'a runner::Event<'a>),
+    /// The kernel's results, written to its results file.
+    Done(&'a str, &'a matrix::Results, &'a Path),
+    Failed(&'a str, &'a str),
+}
+
+/// Who is told of the events (the progress display, a test).
+pub type Observer<'a> = dyn Fn(&RunEvent<'_>) + Sync + 'a;
+
+/// Fetches, boots and records every selected kernel (`opts.jobs` guests at once) and the host,
+/// then compiles the matrix. Each kernel's results are written as soon as it finishes; a kernel
+/// that cannot be fetched keeps the results it had.
+pub fn gather(
+    sh: &Shell,
+    root: &Path,
+    opts: &Options,
+    prepared: &Prepared,
+    observe: &Observer<'_>,
+) -> Result<()> {
+    let fleet = Fleet::load(root)?;
+    let selected = fleet.select(&opts.fleet_ids(&fleet))?;
+    let cache = Cache::new(root);
+    let mut apt = crate::images::lazy_apt(&fleet, &cache, opts.mirror.clone());
+    let mut ids: Vec<String> = selected.iter().map(|(id, _)| id.clone()).collect();
+    ids.extend(opts.images.iter().map(|(path, id)| id.clone().unwrap_or_else(|| local_label(path))));
+    if opts.host {
+        ids.push(HOST_ID.to_string());
+    }
+    observe(&RunEvent::Planned(&ids));
+    let mut failed = Vec::new();
+    let mut images = Vec::new();
+    for (id, pin) in &selected {
+        observe(&RunEvent::Fetching(id));
+        match cache.fetch(sh, id, pin, &mut apt) {
+            Ok(image) => {
+                if image.userfaultfd == Some(false) {
+                    eprintln!(
+                        "note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`"
+                    );
+                }
+                observe(&RunEvent::Waiting(id));
+                images.push(image)
+            }
+            Err(e) => {
+                let error = format!("could not fetch: {e:#}");
+                observe(&RunEvent::Failed(id, &error));
+                failed.push(format!("{id}: could not fetch (its previous results, if any, are kept): {e:#}"));
+            }
+        }
+    }
+    for (path, id) in &opts.images {
+        images.push(local_image(path, id.as_deref())?);
+    }
+    let accel = match images.first() {
+        None => Accel::Tcg,
+        Some(first) => accel::choose(opts.accel, &cache.dir.join("accel.toml"), &mut || {
+            probe_kvm(first, prepared, opts)
+        })?,
+    };
+    let settings = Settings { accel, ..opts.run.clone() };
+    let results_dir = opts.out.join("results");
+    let failed = Mutex::new(failed);
+    let queue = Mutex::new(images.into_iter());
+    let error = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..opts.jobs.max(1) {
+            scope.spawn(|| loop {
+                let Some(image) = queue.lock().unwrap().next() else { break };
+                let label = image.id.clone();
+                observe(&RunEvent::Booting(&label));
+                let logs = opts.logs.join(&label);
+                let run = runner::run_guest(&image, &prepared.initrd, &settings, &logs, &mut |e| {
+                    observe(&RunEvent::Run(&label, &e))
+                });
+                match run {
+                    Ok(results) => {
+                        // A local image without an id is named by the kernel's own uname -r.
+                        let id = if image.id.starts_with(LOCAL_PREFIX) && !results.kernel.release.is_empty() {
+                            sanitize(&results.kernel.release)
+                        } else {
+                            image.id.clone()
+                        };
+                        observe(&RunEvent::Done(&label, &results, &logs));
+                        if let Err(e) = save_results(&results_dir, &id, &results, &mut failed.lock().unwrap())
+                        {
+                            *error.lock().unwrap() = Some(e);
+                        }
+                    }
+                    Err(e) => {
+                        observe(&RunEvent::Failed(&label, &format!("{e:#}")));
+                        *error.lock().unwrap() = Some(e);
+                    }
+                }
+            });
+        }
+    });
+    if opts.host {
+        let logs = opts.logs.join(HOST_ID);
+        observe(&RunEvent::Booting(HOST_ID));
+        let results = runner::run_host(&prepared.suite, &settings, &logs, &mut |e| {
+            observe(&RunEvent::Run(HOST_ID, &e))
+        })?;
+        observe(&RunEvent::Done(HOST_ID, &results, &logs));
+        save_results(&results_dir, HOST_ID, &results, &mut failed.lock().unwrap())?;
+    }
+    if let Some(e) = error.into_inner().unwrap() {
+        return Err(e);
+    }
+    let compat = compile(&opts.out, &prepared.catalogue)?;
+    eprintln!(
+        "matrix  {} ({} behaviours x {} kernels), report in {}",
+        crate::util::display_path(&opts.out.join("compat.toml")),
+        compat.behaviours.len(),
+        compat.kernels.len(),
+        crate::util::display_path(&opts.out.join(crate::report::COMPATIBILITY)),
+    );
+    let failed = failed.into_inner().unwrap();
+    if !failed.is_empty() {
+        bail!("{} kernel(s) did not complete:\n  {}", failed.len(), failed.join("\n  "));
+    }
+    Ok(())
+}
+
+pub const LOCAL_PREFIX: &str = "local:";
+
+fn local_label(path: &Path) -> String {
+    format!("{LOCAL_PREFIX}{}", path.file_name().unwrap_or_default().to_string_lossy())
+}
+
+/// A file name made of a kernel release (`6.18.0-rc1+` stays readable; `/` does not survive).
+fn sanitize(release: &str) -> String {
+    release.chars().map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' }).collect()
+}
+
+/// A kernel image given on the command line: it must be a bzImage (the boot protocol header's
+/// "HdrS" magic), booted as it is.
+pub fn local_image(path: &Path, id: Option<&str>) -> Result<Image> {
+    let data =
+        std::fs::read(path).with_context(|| format!("--kernel-image {}: cannot read it", path.display()))?;
+    if data.get(0x202..0x206) != Some(b"HdrS") {
+        bail!(
+            "--kernel-image {}: not an x86 bzImage (no \"HdrS\" boot header at 0x202): pass arch/x86/boot/bzImage",
+            path.display()
+        );
+    }
+    let sha = sha256_file(path)?;
+    Ok(Image {
+        id: id.map_or_else(|| local_label(path), String::from),
+        vmlinuz: path.to_path_buf(),
+        release: String::new(),
+        userfaultfd: None,
+        source: format!("local {} (sha256 {sha})", path.display()),
+    })
+}
+
+fn save_results(dir: &Path, id: &str, results: &matrix::Results, failed: &mut Vec<String>) -> Result<()> {
+    let path = dir.join(format!("{id}.toml"));
+    matrix::model::save(&path, results).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(reason) = &results.kernel.reason {
+        failed.push(format!("{id}: {reason}"));
+    }
+    Ok(())
+}
+
+/// A short boot under KVM that runs no behaviour: it works when the end record arrives.
+pub fn probe_kvm(image: &Image, prepared: &Prepared, opts: &Options) -> Result<(), String> {
+    let settings = Settings {
+        accel: Accel::Kvm,
+        cpus: 1,
+        mem_mb: 512,
+        timeout: std::time::Duration::from_secs(30),
+        boot_attempts: 1,
+        suite_args: vec!["--exact".into(), "no-behaviour-has-this-name".into()],
+        ..opts.run.clone()
+    };
+    match runner::run_guest(image, &prepared.initrd, &settings, &opts.logs.join("kvm-probe"), &mut |_| {}) {
+        Ok(r) if r.kernel.status == matrix::RunStatus::Complete => Ok(()),
+        Ok(r) => Err(r.kernel.reason.unwrap_or_default()),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// Compiles `<out>/compat.toml` from every `<out>/results/*.toml` and the catalogue.
+pub fn compile(out: &Path, catalogue: &matrix::Catalogue) -> Result<matrix::Compat> {
+    let mut runs = BTreeMap::new();
+    let dir = out.join("results");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let id = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let results: matrix::Results = matrix::model::load(&file)?;
+        runs.insert(id, results);
+    }
+    let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (compat, dropped) = matrix::compile::compile(catalogue, &runs, generated);
+    for d in dropped {
+        eprintln!("note: dropped a result for a behaviour this suite no longer has: {d}");
+    }
+    matrix::model::save(&out.join("compat.toml"), &compat)?;
+    crate::report::write_markdown(out, &compat)?;
+    Ok(compat)
+}
