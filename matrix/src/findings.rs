@@ -11,6 +11,8 @@ pub enum Kind {
     Documentation,
     /// The observation contradicts the behaviour's expectation (verdict `unexpected`).
     Expectation,
+    /// Repeated runs on the kernel observed different things (verdict `flaky`).
+    Flaky,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +36,19 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
     let mut out = Vec::new();
     for (id, behaviour) in &compat.behaviours {
         for (kernel, cell) in &behaviour.cells {
+            if cell.verdict == Verdict::Flaky {
+                let release = compat.kernels.get(kernel).map(|k| k.release.clone()).unwrap_or_default();
+                let seen = cell.details.get("observations").map(ToString::to_string).unwrap_or_default();
+                out.push(Finding {
+                    behaviour: id.clone(),
+                    kernel: kernel.clone(),
+                    release,
+                    observed: seen,
+                    claim: "the same observation on every run".to_string(),
+                    kind: Kind::Flaky,
+                });
+                continue;
+            }
             if !matches!(cell.verdict, Verdict::Expected | Verdict::Unexpected) {
                 continue;
             }
@@ -109,6 +124,12 @@ mod tests {
                 ("new".to_string(), cell("EINVAL", Verdict::Expected)),
                 ("odd".to_string(), cell("ok", Verdict::Unexpected)),
                 ("lost".to_string(), Cell::missing("gone")),
+                ("shaky".to_string(), {
+                    let mut c = cell("EINVAL", Verdict::Flaky);
+                    c.details
+                        .insert("observations".into(), "2x expected \"EINVAL\"; 1x unexpected \"ok\"".into());
+                    c
+                }),
             ]
             .into_iter()
             .collect(),
@@ -121,6 +142,7 @@ mod tests {
                 ("new", "6.1.0-50"),
                 ("odd", "6.2.0"),
                 ("lost", "6.3.0"),
+                ("shaky", "6.4.0"),
             ]
             .into_iter()
             .map(|(k, r)| (k.to_string(), kernel(r)))
@@ -129,7 +151,11 @@ mod tests {
         };
         let f = findings(&compat);
         let got: Vec<(&str, &Kind)> = f.iter().map(|f| (f.kernel.as_str(), &f.kind)).collect();
-        assert_eq!(got, [("new", &Kind::Documentation), ("odd", &Kind::Expectation)]);
+        assert_eq!(
+            got,
+            [("new", &Kind::Documentation), ("odd", &Kind::Expectation), ("shaky", &Kind::Flaky)]
+        );
         assert_eq!(f[0].claim, "6.0 and later: ok");
+        assert!(f[2].observed.contains("1x unexpected"), "{:?}", f[2]);
     }
 }

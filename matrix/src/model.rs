@@ -205,6 +205,10 @@ pub struct RunInfo {
     /// Kernel time from the suite's start to its end record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite_ms: Option<u64>,
+    /// The arguments the suite ran with (filters, `--repeat`, `--allow-sysctl-changes`, self-test
+    /// faults), when there were any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suite_args: Vec<String>,
     /// How many times each behaviour ran (`--repeat`), when more than once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<u32>,

@@ -237,7 +237,10 @@ mod tests {
         assert_eq!(r.kernel.failed_boots, retried);
         assert_eq!(retried.len(), 2);
         for line in &retried {
-            assert!(line.contains(": kernel panic: No working init found (logs: "), "{line}");
+            assert!(
+                line.starts_with("attempt ") && line.contains(": kernel panic: No working init found"),
+                "{line}"
+            );
             let kept = line.rsplit("(logs: ").next().unwrap().trim_end_matches(")").trim_end_matches('/');
             let console = crate::util::project_root().join(kept).join("console.log");
             assert!(std::fs::read_to_string(&console).unwrap().contains("No working init found"), "{line}");

@@ -85,9 +85,11 @@ fn families(compat: &Compat) -> BTreeMap<&str, Vec<&str>> {
 /// expectation, with the kernels and what they did.
 fn findings_markdown(compat: &Compat, all: &[Finding]) -> String {
     let mut md = String::new();
-    for (kind, title) in
-        [(Kind::Documentation, "Documentation mismatches"), (Kind::Expectation, "Unexpected")]
-    {
+    for (kind, title) in [
+        (Kind::Documentation, "Documentation mismatches"),
+        (Kind::Expectation, "Unexpected"),
+        (Kind::Flaky, "Flaky (repeated runs disagreed)"),
+    ] {
         let of_kind: Vec<&Finding> = all.iter().filter(|f| f.kind == kind).collect();
         let _ = write!(md, "\n### {title}\n\n");
         if of_kind.is_empty() {
@@ -191,7 +193,7 @@ pub fn html(compat: &Compat) -> Result<String> {
         .iter()
         .map(|f| {
             serde_json::json!({"behaviour": f.behaviour, "kernel": f.kernel, "observed": f.observed, "claim": f.claim,
-                               "kind": if f.kind == Kind::Documentation { "documentation" } else { "expectation" }})
+                               "kind": match f.kind { Kind::Documentation => "documentation", Kind::Expectation => "expectation", Kind::Flaky => "flaky" }})
         })
         .collect();
     let data = serde_json::json!({"compat": compat, "legend": legend, "findings": findings});
@@ -213,6 +215,7 @@ th{background:#f4f4f4;position:sticky;top:0}
 td.cell{cursor:pointer;max-width:16em;font-family:ui-monospace,monospace;font-size:12px;word-break:break-word}
 td.cell.expected{background:#dcf5dc}td.cell.unexpected{background:#f8c8c8}td.cell.unsupported{background:#eee;color:#666}
 td.cell.error,td.cell.crashed{background:#ffe2b0}td.cell.hung{background:#f3d9ff}td.cell.missing{background:#fff;color:#999}
+td.cell.skipped{background:#f6f6f6;color:#888;font-style:italic}td.cell.flaky{background:#fde68a}
 td.behaviour code{font-weight:600}
 .legend span{display:inline-block;margin-right:1em}
 .swatch{display:inline-block;width:1em;height:1em;border:1px solid #999;vertical-align:middle;margin-right:.3em}
@@ -244,13 +247,13 @@ const el = (tag, attrs, ...kids) => { const e = document.createElement(tag);
   for (const k of kids) e.append(k); return e; };
 document.getElementById("about").textContent =
   `Matrix of ${C.generated}: ${ids.length} behaviours on ${kernels.length} kernels. Every cell was observed on that kernel. Click a cell for its details, the expectation and the citation.`;
-const colours = {expected:"#dcf5dc",unexpected:"#f8c8c8",unsupported:"#eee",error:"#ffe2b0",hung:"#f3d9ff",crashed:"#ffe2b0",missing:"#fff"};
+const colours = {expected:"#dcf5dc",unexpected:"#f8c8c8",unsupported:"#eee",skipped:"#f6f6f6",flaky:"#fde68a",error:"#ffe2b0",hung:"#f3d9ff",crashed:"#ffe2b0",missing:"#fff"};
 for (const l of D.legend) document.getElementById("legend").append(
   el("span", {}, el("span", {class: "swatch", style: `background:${colours[l.verdict]}`}), `${l.verdict}: ${l.meaning}`));
 const fl = document.getElementById("findings");
 if (!D.findings.length) fl.append(el("li", {}, "None observed."));
 for (const f of D.findings) fl.append(el("li", {}, el("code", {}, f.behaviour), ` on ${f.kernel}: observed `,
-  el("code", {}, f.observed), ` where ${f.kind === "documentation" ? "the documentation claims" : "the expectation says"} ${f.claim}`));
+  el("code", {}, f.observed), ` where ${f.kind === "documentation" ? "the documentation claims" : f.kind === "flaky" ? "repeated runs should agree:" : "the expectation says"} ${f.claim}`));
 const kb = document.querySelector("#kernels tbody");
 for (const [id, k] of Object.entries(C.kernels)) kb.append(el("tr", {}, el("td", {}, id), el("td", {}, k.release),
   el("td", {}, k.accel), el("td", {}, k.source), el("td", {}, k.date), el("td", {}, k.reason ? `incomplete: ${k.reason}` : "complete")));

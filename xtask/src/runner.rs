@@ -122,6 +122,7 @@ pub fn run_guest(
             console_log: Some(log.clone()),
             duration_ms: Some(run.elapsed.as_millis() as u64),
             init_ms: run.decoded.start_uptime_ms(),
+            suite_args: settings.suite_args.clone(),
             repeat: repeat(settings),
             qemu: crate::qemu::version(&settings.qemu),
             boot_attempts: Some(attempt),
@@ -175,6 +176,7 @@ pub fn run_host(
         date: now(),
         console_log: Some(log.clone()),
         duration_ms: Some(run.elapsed.as_millis() as u64),
+        suite_args: settings.suite_args.clone(),
         repeat: repeat(settings),
         ..RunInfo::default()
     };
