@@ -12,15 +12,21 @@ pub const RESULTS_PORT: &str = "/dev/ttyS1";
 pub fn main() -> ! {
     let bare = std::env::args().any(|a| a == "--power-off");
     match setup().and_then(|()| open_port()) {
-        // The trivial init of `cargo xtask bench`'s bare boot: say it started, power off at once.
-        Ok(port) if bare => Sink::new(Some(port), Vec::new()).send(&Record::Start {
-            release: String::new(),
-            version: String::new(),
-            machine: String::new(),
-            planned: Vec::new(),
-            uptime_ms: crate::sys::uptime_ms(),
-            suite: crate::harness::suite_version(),
-        }),
+        // The trivial init of `cargo xtask bench`'s bare boot: a complete run of nothing (it
+        // says it started, and ended), then power off at once.
+        Ok(port) if bare => {
+            let sink = Sink::new(Some(port), Vec::new());
+            let uname = crate::sys::uname();
+            sink.send(&Record::Start {
+                release: uname.release,
+                version: uname.version,
+                machine: uname.machine,
+                planned: Vec::new(),
+                uptime_ms: crate::sys::uptime_ms(),
+                suite: crate::harness::suite_version(),
+            });
+            sink.send(&Record::End { count: 0, uptime_ms: crate::sys::uptime_ms() });
+        }
         Err(e) => eprintln!("uffdc guest: {e}"),
         Ok(port) => match crate::cli::parse(std::env::args_os()) {
             Err(e) => Sink::new(Some(port), Vec::new())
