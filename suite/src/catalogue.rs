@@ -1,58 +1,7 @@
-//! Behaviours as data: each family module declares its behaviours beside the probes that observe
-//! them; this module collects them and turns them into the matrix's catalogue.
+//! The catalogue: every behaviour the families declare (`probes/<family>.rs`), in family order,
+//! and as the matrix's catalogue.
 
-use crate::probe::{Ctx, ProbeResult};
-use matrix::expect::Rule;
-use std::collections::BTreeMap;
-
-/// One behaviour: identity, documentation, expectation by kernel version, and its probe.
-pub struct Behaviour {
-    /// `<family>.<behaviour>`, stable forever: the matrix is keyed by it.
-    pub id: &'static str,
-    pub summary: &'static str,
-    /// What the probe observes, and the values `observed` takes.
-    pub observes: &'static str,
-    /// `(kernel range, expectation)` rows; see `matrix::expect` for the language.
-    pub expect: &'static [(&'static str, &'static str)],
-    /// What the documentation claims, where that differs from `expect` (which follows the kernel
-    /// source): the matrix's findings list every kernel that does not do what is documented.
-    pub documented: &'static [(&'static str, &'static str)],
-    pub citation: &'static str,
-    pub notes: &'static str,
-    pub probe: fn(&Ctx) -> ProbeResult,
-}
-
-impl Behaviour {
-    pub fn family(&self) -> &'static str {
-        matrix::model::family_of(self.id)
-    }
-
-    /// The libtest-mimic trial name: `populate::read_missing`.
-    pub fn trial_name(&self) -> String {
-        self.id.replacen('.', "::", 1)
-    }
-
-    pub fn rules(&self) -> Vec<Rule> {
-        self.expect.iter().map(|(k, e)| Rule::new(k, e)).collect()
-    }
-
-    pub fn documented_rules(&self) -> Vec<Rule> {
-        self.documented.iter().map(|(k, e)| Rule::new(k, e)).collect()
-    }
-
-    pub fn to_matrix(&self) -> matrix::Behaviour {
-        matrix::Behaviour {
-            family: self.family().to_string(),
-            summary: self.summary.to_string(),
-            observes: self.observes.to_string(),
-            expectation: self.rules(),
-            documented: self.documented_rules(),
-            citation: self.citation.to_string(),
-            notes: self.notes.to_string(),
-            cells: BTreeMap::new(),
-        }
-    }
-}
+use crate::behaviour::Behaviour;
 
 /// Every behaviour, in family order.
 pub fn all() -> impl Iterator<Item = &'static Behaviour> {
@@ -91,6 +40,7 @@ mod tests {
                 b.id
             );
             assert!(!b.summary.is_empty() && !b.observes.is_empty() && !b.citation.is_empty(), "{}", b.id);
+            assert!(b.has_probe(), "{} declares no probe", b.id);
             matrix::expect::validate(&b.rules()).unwrap_or_else(|e| panic!("{}: {e}", b.id));
             if !b.documented.is_empty() {
                 matrix::expect::validate(&b.documented_rules())

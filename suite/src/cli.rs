@@ -1,7 +1,7 @@
 //! The suite's own options. Everything it does not recognise goes to libtest-mimic untouched
 //! (`--list`, filters, `--exact`, `--skip`, `--format json`, `--test-threads`).
 
-use crate::probe::Ctx;
+use crate::outcome::Ctx;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -16,16 +16,16 @@ pub fn main() -> ! {
         // says it started, and ended), then power off at once.
         Ok(port) if bare => {
             let sink = Sink::new(Some(port), Vec::new());
-            let uname = crate::sys::uname();
+            let uname = crate::machine::uname();
             sink.send(&Record::Start {
                 release: uname.release,
                 version: uname.version,
                 machine: uname.machine,
                 planned: Vec::new(),
-                uptime_ms: crate::sys::uptime_ms(),
+                uptime_ms: crate::machine::uptime_ms(),
                 suite: crate::harness::suite_version(),
             });
-            sink.send(&Record::End { count: 0, uptime_ms: crate::sys::uptime_ms() });
+            sink.send(&Record::End { count: 0, uptime_ms: crate::machine::uptime_ms() });
         }
         Err(e) => eprintln!("uffdc guest: {e}"),
         Ok(port) => match crate::cli::parse(std::env::args_os()) {
@@ -38,7 +38,10 @@ pub fn main() -> ! {
                 // Trial failures are results, not the guest's concern: the conclusion is not used.
                 match std::panic::catch_unwind(|| drop(crate::harness::run(&cli, &sink))) {
                     Ok(()) => {
-                        sink.send(&Record::End { count: sink.count(), uptime_ms: crate::sys::uptime_ms() });
+                        sink.send(&Record::End {
+                            count: sink.count(),
+                            uptime_ms: crate::machine::uptime_ms(),
+                        });
                         if cli.faults.contains(&crate::cli::Fault::NoPowerOff) {
                             // Self-test: a guest that halts instead of powering off.
                             loop {
@@ -52,7 +55,7 @@ pub fn main() -> ! {
             }
         },
     }
-    power_off()
+    crate::machine::power_off()
 }
 
 fn setup() -> Result<(), String> {
@@ -91,14 +94,5 @@ impl NoCtty for std::fs::OpenOptions {
     fn custom_flags_noctty(&mut self) -> &mut Self {
         use std::os::unix::fs::OpenOptionsExt;
         self.custom_flags(libc::O_NOCTTY)
-    }
-}
-
-pub fn power_off() -> ! {
-    nix::unistd::sync();
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
-    // reboot(2) does not return on success; if it failed there is nothing left to do but wait.
-    loop {
-        std::thread::park();
     }
 }

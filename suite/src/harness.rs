@@ -2,10 +2,11 @@
 //! process, grades the report against the expectation for the running kernel, records the cell
 //! and maps the verdict onto libtest's pass / fail / ignored.
 
-use crate::catalogue::{self, Behaviour};
+use crate::behaviour::Behaviour;
+use crate::catalogue;
 use crate::cli::{Cli, Fault};
 use crate::isolate::{self, Outcome};
-use crate::probe::Report;
+use crate::outcome::Report;
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
 use matrix::expect::{grade, Reported};
 use matrix::stream::{Decoded, Record};
@@ -58,7 +59,7 @@ impl Sink {
                         let _ =
                             port.write_all(&next.as_bytes()[..next.len() / 2]).and_then(|()| port.flush());
                     }
-                    crate::guest::power_off();
+                    crate::machine::power_off();
                 }
                 Fault::HangAfter(n) if *n == count => loop {
                     std::thread::park();
@@ -87,7 +88,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
     if args.test_threads.is_none() {
         args.test_threads = Some(std::thread::available_parallelism().map_or(1, |n| n.get()).max(1) * 4);
     }
-    let uname = crate::sys::uname();
+    let uname = crate::machine::uname();
     let version = KernelVersion::from_release(&uname.release);
     let cli = Arc::new(cli.clone());
     let mut planned = Vec::new();
@@ -111,13 +112,13 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             version: uname.version,
             machine: uname.machine,
             planned,
-            uptime_ms: crate::sys::uptime_ms(),
+            uptime_ms: crate::machine::uptime_ms(),
             suite: suite_version(),
         });
     }
     let conclusion = libtest_mimic::run(&args, trials);
     // Whatever a killed probe left changed is put back (its journal says what).
-    if let Err(e) = crate::sys::restore_settings() {
+    if let Err(e) = crate::settings::restore_settings() {
         eprintln!("suite: cannot restore system settings a probe changed: {e}");
     }
     conclusion
@@ -246,7 +247,7 @@ pub fn host(cli: Cli) -> std::process::ExitCode {
     let started = std::time::Instant::now();
     let conclusion = run(&cli, &sink);
     if !cli.test_args.iter().any(|a| a == "--list") {
-        sink.send(&Record::End { count: sink.count(), uptime_ms: crate::sys::uptime_ms() });
+        sink.send(&Record::End { count: sink.count(), uptime_ms: crate::machine::uptime_ms() });
     }
     if let Some(path) = &cli.results {
         let info = matrix::RunInfo {

@@ -3,7 +3,7 @@
 //! outcome, never a hung or crashed suite.
 
 use crate::cli::{Cli, Fault};
-use crate::probe::{Report, REPORT_PREFIX};
+use crate::outcome::{Report, REPORT_PREFIX};
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -73,7 +73,7 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     if killed || !status.is_some_and(|s| s.success()) {
         // A probe that did not end normally may have left a system setting changed: put it back.
-        if let Err(e) = crate::sys::restore_settings() {
+        if let Err(e) = crate::settings::restore_settings() {
             eprintln!("suite: cannot restore system settings {id} changed: {e}");
         }
     }
@@ -153,7 +153,7 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
                         libc::raise(libc::SIGSEGV);
                     },
                     Fault::NoUserfaultfd => {
-                        if let Err(e) = crate::sys::deny_userfaultfd() {
+                        if let Err(e) = crate::privileges::deny_userfaultfd() {
                             eprintln!("cannot install the seccomp filter: {e}");
                             std::process::exit(4);
                         }
@@ -164,11 +164,13 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
             let mut ctx = cli.ctx;
             for fault in &cli.faults {
                 match fault {
-                    Fault::ServeStale(x) if x == id => ctx.sabotage = Some(crate::probe::Sabotage::StalePage),
-                    Fault::ServeZero(x) if x == id => ctx.sabotage = Some(crate::probe::Sabotage::ZeroPage),
-                    Fault::NoRace(x) if x == id => ctx.sabotage = Some(crate::probe::Sabotage::NoRace),
+                    Fault::ServeStale(x) if x == id => {
+                        ctx.sabotage = Some(crate::outcome::Sabotage::StalePage)
+                    }
+                    Fault::ServeZero(x) if x == id => ctx.sabotage = Some(crate::outcome::Sabotage::ZeroPage),
+                    Fault::NoRace(x) if x == id => ctx.sabotage = Some(crate::outcome::Sabotage::NoRace),
                     Fault::SettingHang(x) if x == id => {
-                        crate::sys::HANG_AFTER_SETTING.store(true, std::sync::atomic::Ordering::SeqCst)
+                        crate::settings::HANG_AFTER_SETTING.store(true, std::sync::atomic::Ordering::SeqCst)
                     }
                     _ => {}
                 }

@@ -1,13 +1,23 @@
 //! uffd-conformance suite. See ARCHITECTURE.md for the map; `suite --help` for usage.
 
+mod behaviour;
 mod catalogue;
 mod cli;
 mod guest;
 mod harness;
+mod helpers;
 mod isolate;
-mod probe;
+mod machine;
+mod memory;
+mod outcome;
+mod poll;
+mod privileges;
 mod probes;
-mod sys;
+mod require;
+mod settings;
+mod signals;
+mod threads;
+mod uapi;
 mod uffd;
 mod worker;
 

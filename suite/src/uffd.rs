@@ -1,179 +1,20 @@
-//! The one place that sets up and serves userfaultfds.
+//! The one place that sets up and serves userfaultfds (on `uapi.rs`'s raw interface).
 //!
 //! Descriptors come from the userfaultfd(2) syscall or `/dev/userfaultfd` (USERFAULTFD_IOC_NEW);
 //! the UFFDIO_API handshake is done here so its raw answer (feature and ioctl bits) is kept; the
 //! `userfaultfd` crate then does registration, copies and message parsing.
 
-use crate::probe::{Context, Fail, Observation};
-use crate::sys::{errno_name, wait_readable, Region};
+use crate::memory::Region;
+use crate::outcome::errno_name;
+use crate::outcome::{error_name, Context, Ctx, Fail, Observation, ProbeResult};
+use crate::poll::wait_readable;
+use crate::uapi::{handshake, ioctl_copy, open_failure, syscall};
 use crate::worker::Worker;
 use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 pub use userfaultfd::{Event, FaultKind, ReadWrite, RegisterMode};
 use userfaultfd_sys as sys;
-
-/// `UFFD_USER_MODE_ONLY` (include/uapi/linux/userfaultfd.h, since 5.11): the flag to
-/// userfaultfd(2) that limits the descriptor to faults taken in user mode.
-pub const UFFD_USER_MODE_ONLY: i32 = 1;
-
-/// Feature bits of `uffdio_api.features` by name, from include/uapi/linux/userfaultfd.h
-/// (kept here rather than taken from the build machine's headers, which may be older).
-pub const FEATURES: &[(u32, &str)] = &[
-    (0, "PAGEFAULT_FLAG_WP"),
-    (1, "EVENT_FORK"),
-    (2, "EVENT_REMAP"),
-    (3, "EVENT_REMOVE"),
-    (4, "MISSING_HUGETLBFS"),
-    (5, "MISSING_SHMEM"),
-    (6, "EVENT_UNMAP"),
-    (7, "SIGBUS"),
-    (8, "THREAD_ID"),
-    (9, "MINOR_HUGETLBFS"),
-    (10, "MINOR_SHMEM"),
-    (11, "EXACT_ADDRESS"),
-    (12, "WP_HUGETLBFS_SHMEM"),
-    (13, "WP_UNPOPULATED"),
-    (14, "POISON"),
-    (15, "WP_ASYNC"),
-    (16, "MOVE"),
-    (17, "RWP"),
-    (18, "RWP_ASYNC"),
-];
-
-pub const FEATURE_PAGEFAULT_FLAG_WP: u64 = 1 << 0;
-pub const FEATURE_EVENT_FORK: u64 = 1 << 1;
-pub const FEATURE_EVENT_REMAP: u64 = 1 << 2;
-pub const FEATURE_EVENT_REMOVE: u64 = 1 << 3;
-pub const FEATURE_MISSING_HUGETLBFS: u64 = 1 << 4;
-pub const FEATURE_MISSING_SHMEM: u64 = 1 << 5;
-pub const FEATURE_EVENT_UNMAP: u64 = 1 << 6;
-pub const FEATURE_SIGBUS: u64 = 1 << 7;
-pub const FEATURE_THREAD_ID: u64 = 1 << 8;
-pub const FEATURE_MINOR_SHMEM: u64 = 1 << 10;
-pub const FEATURE_WP_ASYNC: u64 = 1 << 15;
-
-/// Names the set bits of a feature mask in bit order; bits without a name read `bitN`.
-pub fn feature_names(bits: u64) -> String {
-    bit_names(bits, FEATURES)
-}
-
-/// The ioctl bits of `uffdio_api.ioctls` / `uffdio_register.ioctls`, by `_UFFDIO_*` number.
-pub const IOCTLS: &[(u32, &str)] = &[
-    (0x00, "REGISTER"),
-    (0x01, "UNREGISTER"),
-    (0x02, "WAKE"),
-    (0x03, "COPY"),
-    (0x04, "ZEROPAGE"),
-    (0x05, "MOVE"),
-    (0x06, "WRITEPROTECT"),
-    (0x07, "CONTINUE"),
-    (0x08, "POISON"),
-    (0x09, "RWPROTECT"),
-    (0x0A, "SET_MODE"),
-    (0x3F, "API"),
-];
-
-pub fn ioctl_names(bits: u64) -> String {
-    bit_names(bits, IOCTLS)
-}
-
-fn bit_names(bits: u64, table: &[(u32, &str)]) -> String {
-    (0..64)
-        .filter(|b| bits & (1u64 << b) != 0)
-        .map(|b| match table.iter().find(|(bit, _)| *bit == b) {
-            Some((_, name)) => name.to_string(),
-            None => format!("bit{b}"),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-nix::ioctl_readwrite!(ioctl_api, sys::UFFDIO, sys::_UFFDIO_API, sys::uffdio_api);
-nix::ioctl_readwrite!(ioctl_copy, sys::UFFDIO, sys::_UFFDIO_COPY, sys::uffdio_copy);
-nix::ioctl_write_int_bad!(ioctl_new_uffd, nix::request_code_none!(0xAA, 0x00));
-
-/// The kernel's answer to UFFDIO_API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Api {
-    pub features: u64,
-    pub ioctls: u64,
-}
-
-/// userfaultfd(2).
-pub fn syscall(flags: i32) -> Result<OwnedFd, Errno> {
-    // SAFETY: plain syscall; on success it returns a new descriptor that we own.
-    let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags as libc::c_long) };
-    let fd = Errno::result(fd)?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Why `/dev/userfaultfd` gave no descriptor.
-#[derive(Debug)]
-pub enum DevError {
-    Open(Errno),
-    Ioctl(Errno),
-}
-
-/// `/dev/userfaultfd` + USERFAULTFD_IOC_NEW (since 6.1).
-pub fn from_device(flags: i32) -> Result<OwnedFd, DevError> {
-    let dev = nix::fcntl::open(
-        "/dev/userfaultfd",
-        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(DevError::Open)?;
-    // SAFETY: USERFAULTFD_IOC_NEW takes the userfaultfd(2) flags as its integer argument and
-    // returns a new descriptor.
-    let fd = unsafe { ioctl_new_uffd(dev.as_raw_fd(), flags) }.map_err(DevError::Ioctl)?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// UFFDIO_API with the given feature request.
-pub fn handshake(fd: &OwnedFd, features: u64) -> Result<Api, Errno> {
-    let mut api = sys::uffdio_api { api: sys::UFFD_API, features, ioctls: 0 };
-    // SAFETY: the argument is a properly initialised uffdio_api.
-    unsafe { ioctl_api(fd.as_raw_fd(), &mut api) }?;
-    Ok(Api { features: api.features, ioctls: api.ioctls })
-}
-
-/// Whether userfaultfd(2) accepts UFFD_USER_MODE_ONLY (5.11 and later): `false` when it rejects
-/// the flag with EINVAL; the kernel lacking userfaultfd altogether is `unsupported`.
-pub fn user_mode_only() -> Result<bool, Fail> {
-    match syscall(libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) {
-        Ok(_) => Ok(true),
-        Err(Errno::EINVAL) => Ok(false),
-        Err(e) => Err(open_failure(e)),
-    }
-}
-
-/// `unsupported` unless userfaultfd(2) accepts UFFD_USER_MODE_ONLY.
-pub fn require_user_mode_only() -> Result<(), Fail> {
-    match user_mode_only()? {
-        true => Ok(()),
-        false => Err(Fail::unsupported("EINVAL", "userfaultfd(2) rejects UFFD_USER_MODE_ONLY (new in 5.11)")),
-    }
-}
-
-/// Maps a failed userfaultfd(2) to what it tells about the kernel.
-pub fn open_failure(e: Errno) -> Fail {
-    match e {
-        Errno::ENOSYS => Fail::unsupported(
-            "ENOSYS",
-            "userfaultfd(2) returns ENOSYS: the kernel was built without CONFIG_USERFAULTFD",
-        ),
-        Errno::EPERM => {
-            Fail::error("userfaultfd(2): EPERM: run the suite as root (or set vm.unprivileged_userfaultfd=1)")
-        }
-        e => Fail::error(format!("userfaultfd(2): {}", errno_name(e))),
-    }
-}
-
-/// The features this kernel offers (a handshake on a throwaway descriptor).
-pub fn available_features() -> Result<u64, Fail> {
-    let fd = syscall(libc::O_CLOEXEC).map_err(open_failure)?;
-    handshake(&fd, 0).ctx("UFFDIO_API").map(|api| api.features)
-}
 
 /// A ready userfaultfd: non-blocking, close-on-exec, handshake done.
 pub struct Uffd {
@@ -190,13 +31,7 @@ impl Uffd {
     /// As [`Uffd::open`], with extra userfaultfd(2) flags (`UFFD_USER_MODE_ONLY`).
     pub fn open_with(flags: i32, features: u64) -> Result<Uffd, Fail> {
         if features != 0 {
-            let missing = features & !available_features()?;
-            if missing != 0 {
-                return Err(Fail::unsupported(
-                    "no feature",
-                    format!("the kernel does not offer UFFD_FEATURE_{}", feature_names(missing)),
-                ));
-            }
+            crate::require::features(features)?;
         }
         let fd = syscall(libc::O_CLOEXEC | libc::O_NONBLOCK | flags).map_err(open_failure)?;
         handshake(&fd, features).ctx("UFFDIO_API")?;
@@ -351,11 +186,46 @@ impl Uffd {
     ) -> Result<Result<Event, Observation>, Fail> {
         Ok(match self.next_or_done(worker, limit)? {
             Next::Event(e @ Event::Pagefault { .. }) => Ok(e),
-            Next::Event(e) => {
-                Err(Observation::new(format!("unexpected event: {}", describe_event(&e, region))))
-            }
+            Next::Event(e) => Err(unexpected(&e, region)),
             Next::Done(v) => Err(Observation::new(format!("returned without a fault message: {v:?}"))),
             Next::Timeout => Err(Observation::new("blocked without a fault message")),
+        })
+    }
+}
+
+/// A page server's message pump: the EAGAIN protocol in one place. Faults read while draining
+/// events after an EAGAIN are kept and come back from [`Pump::next`] in the order they were read;
+/// every other message goes to the caller's `on_event`.
+pub struct Pump<'a> {
+    uffd: &'a Uffd,
+    pending: std::collections::VecDeque<Event>,
+}
+
+impl<'a> Pump<'a> {
+    pub fn new(uffd: &'a Uffd) -> Pump<'a> {
+        Pump { uffd, pending: std::collections::VecDeque::new() }
+    }
+
+    /// The next message: a fault kept from a drain, else the next one read (waiting up to `limit`).
+    pub fn next(&mut self, limit: Duration) -> Result<Option<Event>, Fail> {
+        match self.pending.pop_front() {
+            Some(e) => Ok(Some(e)),
+            None => self.uffd.next(limit),
+        }
+    }
+
+    /// [`Uffd::copy_following_eagain`], keeping the faults it reads for [`Pump::next`].
+    pub fn copy(
+        &mut self,
+        dst: usize,
+        limit: Duration,
+        data: impl FnMut() -> Vec<u8>,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<Copied, Fail> {
+        let pending = &mut self.pending;
+        self.uffd.copy_following_eagain(dst, limit, data, |e| match e {
+            e @ Event::Pagefault { .. } => pending.push_back(e),
+            e => on_event(e),
         })
     }
 }
@@ -367,6 +237,36 @@ pub struct Copied {
     pub eagains: u64,
     /// The page was already there (EEXIST): nothing was copied.
     pub eexist: bool,
+}
+
+/// The observation for a message a probe did not expect at that point.
+pub fn unexpected(event: &Event, region: &Region) -> Observation {
+    Observation::new(format!("unexpected event: {}", describe_event(event, region)))
+}
+
+impl Uffd {
+    /// After an access returned without a message, watches the quiet window for one that comes
+    /// late: `quiet` when none does, else `{late} {event}`; the window goes into the details.
+    /// A message about memory that is not a region of ours (a helper's) is named by its kind.
+    pub fn watch_quiet(&self, ctx: &Ctx, region: Option<&Region>, quiet: String, late: &str) -> ProbeResult {
+        Ok(match self.next(ctx.window)? {
+            None => Observation::new(quiet),
+            Some(e) => Observation::new(format!(
+                "{late} {}",
+                region.map_or_else(|| describe_kind(&e), |r| describe_event(&e, r))
+            )),
+        }
+        .with("window_ms", ctx.window.as_millis() as u64))
+    }
+
+    /// The new uffd a FORK message carries. (The `userfaultfd` crate's `IntoRawFd` closes the
+    /// descriptor it hands out, so the number is taken and the wrapper forgotten instead.)
+    pub fn from_fork_event(uffd: userfaultfd::Uffd) -> Uffd {
+        let raw = uffd.as_raw_fd();
+        std::mem::forget(uffd);
+        // SAFETY: the FORK message installed this descriptor for us; nothing else owns it.
+        Uffd::from_fd(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
 }
 
 /// `let event = fault_or_report!(uffd.await_fault(...));` returns the observation from the probe
@@ -429,17 +329,6 @@ impl Uffd {
     }
 }
 
-/// Names a crate error by its errno where it has one.
-pub fn error_name(e: &userfaultfd::Error) -> String {
-    match e {
-        userfaultfd::Error::SystemError(errno)
-        | userfaultfd::Error::CopyFailed(errno)
-        | userfaultfd::Error::ZeropageFailed(errno) => errno_name(Errno::from_raw(*errno as i32)),
-        userfaultfd::Error::PartiallyCopied(n) => format!("EAGAIN (partial copy {n})"),
-        other => other.to_string(),
-    }
-}
-
 /// A fault message's kind as the matrix spells it: `read`, `write`, `wp write`, `minor read`.
 pub fn describe_fault(kind: FaultKind, rw: ReadWrite) -> String {
     let access = match rw {
@@ -470,6 +359,17 @@ pub fn describe_event(event: &Event, region: &Region) -> String {
     }
 }
 
+/// A message's kind without its place: `fault read`, `REMOVE`, `UNMAP`.
+pub fn describe_kind(event: &Event) -> String {
+    match event {
+        Event::Pagefault { kind, rw, .. } => format!("fault {}", describe_fault(*kind, *rw)),
+        Event::Remove { .. } => "REMOVE".to_string(),
+        Event::Unmap { .. } => "UNMAP".to_string(),
+        Event::Remap { .. } => "REMAP".to_string(),
+        Event::Fork { .. } => "FORK".to_string(),
+    }
+}
+
 /// What came first while serving a worker: a uffd message, the worker finishing, or neither.
 pub enum Next<T> {
     Event(Event),
@@ -488,7 +388,7 @@ impl Uffd {
         let deadline = std::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let ready = crate::sys::wait_any(&[self.inner.as_fd(), worker.done_fd()], left).ctx("poll")?;
+            let ready = crate::poll::wait_any(&[self.inner.as_fd(), worker.done_fd()], left).ctx("poll")?;
             if ready[0] {
                 if let Some(event) = self.next(Duration::ZERO)? {
                     return Ok(Next::Event(event));
@@ -501,15 +401,5 @@ impl Uffd {
                 return Ok(Next::Timeout);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn names_bits_and_keeps_unknown_ones() {
-        assert_eq!(super::feature_names(0b1001 | 1 << 40), "PAGEFAULT_FLAG_WP EVENT_REMOVE bit40");
-        assert_eq!(super::ioctl_names(1 << 0x3F | 1 << 3), "COPY API");
-        assert_eq!(super::feature_names(0), "");
     }
 }

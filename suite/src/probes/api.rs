@@ -1,12 +1,17 @@
 //! `api`: what the userfaultfd interface itself offers.
 
-use crate::catalogue::Behaviour;
-use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::sys::{self, errno_name, Region, Setting};
-use crate::uffd::{
-    self, feature_names, ioctl_names, open_failure, DevError, RegisterMode, FEATURE_EVENT_FORK,
-    UFFD_USER_MODE_ONLY,
+use crate::behaviour::Behaviour;
+use crate::memory::Region;
+use crate::outcome::errno_name;
+use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::require::{self, rows};
+use crate::settings::Setting;
+use crate::uapi;
+use crate::uapi::{
+    feature_names, ioctl_names, open_failure, DevError, FEATURE_EVENT_FORK, UFFD_USER_MODE_ONLY,
 };
+use crate::uffd::{self, RegisterMode};
+use crate::{helpers, privileges};
 use nix::errno::Errno;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -59,9 +64,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("<5.11", "EINVAL"), (">=5.11", "accepted")],
         citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY (since Linux 5.11); \
                    fs/userfaultfd.c (v5.11, SYSCALL_DEFINE1(userfaultfd): flags check)",
-        notes: "",
-        documented: &[],
         probe: user_mode_only,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "api.dev_userfaultfd",
@@ -74,8 +78,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    Documentation/admin-guide/mm/userfaultfd.rst (v6.1): the device is root-only \
                    (0600) by default",
         notes: "Run as root, as the suite does; an unprivileged caller sees `open: EACCES` by default.",
-        documented: &[],
         probe: dev_userfaultfd,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "api.ioctls",
@@ -91,9 +95,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    UFFD_API_RANGE_IOCTLS (v5.10, v6.12) and fs/userfaultfd.c userfaultfd_register, which \
                    masks WRITEPROTECT without MODE_WP and CONTINUE without MODE_MINOR; UFFDIO_POISON \
                    since 6.6, UFFDIO_MOVE since 6.8 (UFFDIO_API(2const))",
-        notes: "",
-        documented: &[],
         probe: ioctls,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "api.unknown_feature",
@@ -105,8 +108,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    the kernel will zero out the returned uffdio_api structure and return EINVAL\"; \
                    fs/userfaultfd.c userfaultfd_api (v5.10, v6.12)",
         notes: "Unknown bits are an error, not silently masked: probe with features = 0 first.",
-        documented: &[],
         probe: unknown_feature,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "api.handshake_twice",
@@ -132,7 +135,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    plain R, user-mode-only R | sysctl 1: plain R, user-mode-only R` (R: `ok` or an errno \
                    name). Details: the sysctl's value before the probe (the kernel's default in a guest).",
         expect: &[
-            ("<5.2", "unsupported: vm.unprivileged_userfaultfd is new in Linux 5.2"),
+            rows::BEFORE_5_2,
             (">=5.2, <5.11", "sysctl 0: plain EPERM, user-mode-only EPERM | sysctl 1: plain ok, user-mode-only EINVAL"),
             (">=5.11", "sysctl 0: plain EPERM, user-mode-only ok | sysctl 1: plain ok, user-mode-only ok"),
         ],
@@ -143,8 +146,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "Since 5.11 the default of vm.unprivileged_userfaultfd is 0: unprivileged users get only \
                 user-mode faults, and kernel-mode accesses to their registered memory fail with EFAULT \
                 (remote.user_mode_only).",
-        documented: &[],
         probe: unprivileged,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "api.fork_needs_ptrace",
@@ -157,14 +160,14 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    3c1c24d91ffd \"userfaultfd: require CAP_SYS_PTRACE for UFFD_FEATURE_EVENT_FORK\" (v5.11, \
                    sent to the stable series: present in Debian's 5.10.262)",
         notes: "Older kernels without the backport let any uffd owner receive uffds of its children.",
-        documented: &[],
         probe: fork_needs_ptrace,
+        ..Behaviour::DEFAULT
     },
 ];
 
 fn features(_: &Ctx) -> ProbeResult {
-    let fd = uffd::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
-    let api = uffd::handshake(&fd, 0).ctx("UFFDIO_API")?;
+    let fd = uapi::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
+    let api = uapi::handshake(&fd, 0).ctx("UFFDIO_API")?;
     let names = feature_names(api.features);
     Ok(Observation::new(if names.is_empty() { "none".to_string() } else { names })
         .with("features", format!("{:#x}", api.features))
@@ -172,9 +175,9 @@ fn features(_: &Ctx) -> ProbeResult {
 }
 
 fn user_mode_only(_: &Ctx) -> ProbeResult {
-    match uffd::syscall(libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) {
+    match uapi::syscall(libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) {
         Ok(fd) => {
-            let api = uffd::handshake(&fd, 0).ctx("UFFDIO_API on a user-mode-only descriptor")?;
+            let api = uapi::handshake(&fd, 0).ctx("UFFDIO_API on a user-mode-only descriptor")?;
             Ok(Observation::new("accepted").with("features", format!("{:#x}", api.features)))
         }
         Err(Errno::ENOSYS) => Err(open_failure(Errno::ENOSYS)),
@@ -184,9 +187,7 @@ fn user_mode_only(_: &Ctx) -> ProbeResult {
 
 fn dev_userfaultfd(_: &Ctx) -> ProbeResult {
     // Without userfaultfd at all, the device is beside the point.
-    if let Err(Errno::ENOSYS) = uffd::syscall(libc::O_CLOEXEC) {
-        return Err(open_failure(Errno::ENOSYS));
-    }
+    require::userfaultfd()?;
     let dev_is_devtmpfs = std::fs::read_to_string("/proc/self/mounts")
         .map(|m| {
             m.lines().any(|l| {
@@ -211,8 +212,8 @@ fn dev_userfaultfd(_: &Ctx) -> ProbeResult {
         .with("mode", format!("{:o}", meta.mode() & 0o7777))
         .with("owner", format!("{}:{}", meta.uid(), meta.gid()))
         .with("char_device", meta.file_type().is_char_device());
-    obs.observed = match uffd::from_device(libc::O_CLOEXEC) {
-        Ok(fd) => match uffd::handshake(&fd, 0) {
+    obs.observed = match uapi::from_device(libc::O_CLOEXEC) {
+        Ok(fd) => match uapi::handshake(&fd, 0) {
             Ok(_) => "works".to_string(),
             Err(e) => format!("UFFDIO_API: {}", errno_name(e)),
         },
@@ -231,11 +232,11 @@ fn ioctls(_: &Ctx) -> ProbeResult {
 
 fn unknown_feature(_: &Ctx) -> ProbeResult {
     use std::os::fd::AsRawFd;
-    let fd = uffd::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
+    let fd = uapi::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
     let mut api =
         userfaultfd_sys::uffdio_api { api: userfaultfd_sys::UFFD_API, features: 1 << 63, ioctls: 0x1234 };
     // SAFETY: a properly initialised uffdio_api.
-    let r = unsafe { uffd::ioctl_api(fd.as_raw_fd(), &mut api) };
+    let r = unsafe { uapi::ioctl_api(fd.as_raw_fd(), &mut api) };
     let zeroed = api.api == 0 && api.features == 0 && api.ioctls == 0;
     let result = r.map_or_else(errno_name, |_| "accepted".to_string());
     Ok(Observation::new(format!("{result}, {}", if zeroed { "zeroed" } else { "not zeroed" }))
@@ -243,42 +244,39 @@ fn unknown_feature(_: &Ctx) -> ProbeResult {
 }
 
 fn handshake_twice(_: &Ctx) -> ProbeResult {
-    let fd = uffd::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
-    uffd::handshake(&fd, 0).ctx("first UFFDIO_API")?;
-    Ok(Observation::new(uffd::handshake(&fd, 0).map_or_else(errno_name, |_| "ok".to_string())))
+    let fd = uapi::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
+    uapi::handshake(&fd, 0).ctx("first UFFDIO_API")?;
+    Ok(Observation::new(uapi::handshake(&fd, 0).map_or_else(errno_name, |_| "ok".to_string())))
 }
 
 /// Runs `f` in a forked helper and returns the line it sends back.
 fn in_helper(ctx: &Ctx, f: impl FnOnce() -> String) -> Result<String, Fail> {
-    let helper = sys::fork_with(|sock| {
-        sys::send_line(&sock, &f());
-        0
-    })
-    .ctx("fork")?;
-    let line = helper.recv_line(ctx.timeout).ctx("reading the helper")?;
+    let helper = helpers::fork_with(|sock| {
+        helpers::send_line(sock, &f());
+        Ok(())
+    })?;
+    let line = helper.line("its answer", ctx.timeout);
     let _ = helper.wait(ctx.timeout);
-    line.ok_or_else(|| Fail::error("the helper process sent nothing"))
+    line
 }
 
 fn open_result(flags: i32) -> String {
-    uffd::syscall(libc::O_CLOEXEC | flags).map_or_else(errno_name, |_| "ok".to_string())
+    uapi::syscall(libc::O_CLOEXEC | flags).map_or_else(errno_name, |_| "ok".to_string())
 }
 
 fn unprivileged(ctx: &Ctx) -> ProbeResult {
     const KNOB: &str = "vm/unprivileged_userfaultfd";
-    if let Err(Errno::ENOSYS) = uffd::syscall(libc::O_CLOEXEC) {
-        return Err(open_failure(Errno::ENOSYS));
-    }
+    require::userfaultfd()?;
     // The settings lock is held from reading the default to putting it back.
     let Some(knob) = Setting::hold(KNOB).ctx("taking the settings lock")? else {
         return Err(Fail::unsupported(
             "no sysctl",
-            "/proc/sys/vm/unprivileged_userfaultfd does not exist (new in 5.2)",
+            format!("{} (/proc/sys/vm/unprivileged_userfaultfd does not exist)", rows::UNPRIVILEGED_SYSCTL),
         ));
     };
     let default = knob.value().to_string();
     ctx.may_change("vm.unprivileged_userfaultfd")?;
-    let as_nobody = || match sys::become_nobody() {
+    let as_nobody = || match privileges::become_nobody() {
         Ok(()) => format!("plain {}, user-mode-only {}", open_result(0), open_result(UFFD_USER_MODE_ONLY)),
         Err(e) => format!("cannot become nobody: {}", errno_name(e)),
     };
@@ -292,15 +290,13 @@ fn unprivileged(ctx: &Ctx) -> ProbeResult {
 
 fn fork_needs_ptrace(ctx: &Ctx) -> ProbeResult {
     const KNOB: &str = "vm/unprivileged_userfaultfd";
-    if let Err(Errno::ENOSYS) = uffd::syscall(libc::O_CLOEXEC) {
-        return Err(open_failure(Errno::ENOSYS));
-    }
-    let with_cap = uffd::syscall(libc::O_CLOEXEC)
+    require::userfaultfd()?;
+    let with_cap = uapi::syscall(libc::O_CLOEXEC)
         .map_err(open_failure)
-        .map(|fd| uffd::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string()))?;
+        .map(|fd| uapi::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string()))?;
     // Without CAP_SYS_PTRACE the helper may open a uffd only user-mode-only (5.11 and later) or
     // with vm.unprivileged_userfaultfd set to 1 (before 5.11, a setting this probe then changes).
-    let user_mode_only = uffd::user_mode_only()?;
+    let user_mode_only = uapi::user_mode_only()?;
     let knob = if user_mode_only {
         None
     } else {
@@ -314,11 +310,11 @@ fn fork_needs_ptrace(ctx: &Ctx) -> ProbeResult {
         knob.set("1").ctx("setting vm.unprivileged_userfaultfd")?;
     }
     let flags = if user_mode_only { UFFD_USER_MODE_ONLY } else { 0 };
-    let without = in_helper(ctx, || match sys::drop_capability(sys::CAP_SYS_PTRACE) {
+    let without = in_helper(ctx, || match privileges::drop_capability(privileges::CAP_SYS_PTRACE) {
         Err(e) => format!("capset: {}", errno_name(e)),
-        Ok(()) => match uffd::syscall(libc::O_CLOEXEC | flags) {
+        Ok(()) => match uapi::syscall(libc::O_CLOEXEC | flags) {
             Err(e) => format!("userfaultfd: {}", errno_name(e)),
-            Ok(fd) => uffd::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string()),
+            Ok(fd) => uapi::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string()),
         },
     })?;
     drop(knob);

@@ -7,8 +7,9 @@ pub mod remote;
 pub mod remove;
 pub mod stw;
 
-use crate::probe::{Context, Ctx, Fail};
-use crate::sys::{self, SignalFlag};
+use crate::outcome::{Context, Ctx, Fail};
+use crate::signals::SignalFlag;
+use crate::threads;
 use crate::worker::Worker;
 use nix::sys::signal::Signal;
 
@@ -32,12 +33,12 @@ pub fn interrupt_blocked<T>(
     worker: &Worker<T>,
     resolve: impl FnOnce() -> Result<(), Fail>,
 ) -> Result<Interrupted<T>, Fail> {
-    let cpu_before = sys::thread_cpu_ticks(worker.tid());
-    sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
+    let cpu_before = threads::thread_cpu_ticks(worker.tid());
+    threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
     let early = flag.wait(ctx.window).ctx("waiting for the handler")?;
     let cpu_ticks =
-        sys::thread_cpu_ticks(worker.tid()).zip(cpu_before).map_or(0, |(a, b)| a.saturating_sub(b));
-    let state_after = sys::thread_state(worker.tid());
+        threads::thread_cpu_ticks(worker.tid()).zip(cpu_before).map_or(0, |(a, b)| a.saturating_sub(b));
+    let state_after = threads::thread_state(worker.tid());
     let returned = worker.try_done();
     resolve()?;
     let result = returned.or_else(|| worker.wait(ctx.timeout));

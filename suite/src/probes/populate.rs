@@ -1,24 +1,23 @@
 //! `populate`: MADV_POPULATE_READ / MADV_POPULATE_WRITE on userfaultfd-registered memory.
 
-use crate::catalogue::Behaviour;
-use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::sys::{self, errno_name, madvise, Region, SignalFlag, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
-use crate::uffd::{
-    self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd, FEATURE_MINOR_SHMEM,
-    FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_PAGEFAULT_FLAG_WP, FEATURE_SIGBUS,
-    FEATURE_THREAD_ID, FEATURE_WP_ASYNC, UFFD_USER_MODE_ONLY,
+use crate::behaviour::Behaviour;
+use crate::memory::{madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
+use crate::outcome::errno_name;
+use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::require::{self, rows};
+use crate::signals::SignalFlag;
+use crate::uapi;
+use crate::uapi::{
+    FEATURE_MINOR_SHMEM, FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_PAGEFAULT_FLAG_WP,
+    FEATURE_SIGBUS, FEATURE_THREAD_ID, FEATURE_WP_ASYNC, UFFD_USER_MODE_ONLY,
 };
+use crate::uffd;
+use crate::uffd::{describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
 use crate::worker::{self, Worker};
+use crate::{helpers, memory, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
-
-/// What `populate.*` expects before 5.14.
-macro_rules! before_5_14 {
-    () => {
-        ("<5.14", "unsupported: MADV_POPULATE_* is new in Linux 5.14")
-    };
-}
 
 pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
@@ -30,7 +29,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    advice itself is rejected (EINVAL on a plain mapping). Details: the faulting \
                    thread's state while blocked, whether the message names it, residency afterwards.",
         expect: &[
-            before_5_14!(),
+            rows::BEFORE_5_14,
             (">=5.14", "fault read"),
         ],
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_READ (since Linux 5.14), \"populate \
@@ -39,8 +38,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "A plain load blocks in user-fault context (state S); the populate fault is taken by \
                 GUP inside the madvise syscall, so the thread blocks in the kernel: compare the \
                 `state` detail with stw.user_fault_signal.",
-        documented: &[],
         probe: read_missing,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.write_missing",
@@ -48,14 +47,13 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "As populate.read_missing, for MADV_POPULATE_WRITE: `fault write` when the message \
                    carries UFFD_PAGEFAULT_FLAG_WRITE and madvise returns 0 once served.",
         expect: &[
-            before_5_14!(),
+            rows::BEFORE_5_14,
             (">=5.14", "fault write"),
         ],
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_WRITE (since Linux 5.14), \"as if \
                    manually writing to each page\"; ioctl_userfaultfd(2): UFFD_PAGEFAULT_FLAG_WRITE",
-        notes: "",
-        documented: &[],
         probe: write_missing,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.no_refault",
@@ -63,12 +61,12 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "After a populate of one missing page is served, the page's residency (mincore) and whether \
                    a load and a store from another thread raise any message within the quiet window: \
                    `resident, no message`, or what happened instead.",
-        expect: &[before_5_14!(), (">=5.14", "resident, no message")],
+        expect: &[rows::BEFORE_5_14, (">=5.14", "resident, no message")],
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_READ \"populate (prefault) page tables\"; \
                    ioctl_userfaultfd(2): UFFDIO_COPY maps the page",
         notes: "UFFDIO_COPY maps the served page writable, so neither a load nor a store faults again.",
-        documented: &[],
         probe: no_refault,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.multi_page",
@@ -76,26 +74,26 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "The messages raised by one MADV_POPULATE_READ over four missing pages, each served as it \
                    arrives: `4 faults: pages 0 1 2 3` (page indices in arrival order), then madvise's result \
                    when it is not 0.",
-        expect: &[before_5_14!(), (">=5.14", "4 faults: pages 0 1 2 3")],
+        expect: &[rows::BEFORE_5_14, (">=5.14", "4 faults: pages 0 1 2 3")],
         citation: "mm/madvise.c madvise_populate and mm/gup.c __get_user_pages (v6.1): pages are faulted in \
                    one at a time, in ascending order",
         notes: "Each fault blocks the populate until it is served: a page server sees them one at a time.",
-        documented: &[],
         probe: multi_page,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.thread_state",
         summary: "A thread blocked in MADV_POPULATE_READ on a missing page sleeps in D state (killable, in the kernel)",
         observes: "The scheduler state letter of the faulting thread (/proc/self/task/<tid>/stat) once its \
                    fault message has arrived: `D` (uninterruptible or killable sleep) or `S`.",
-        expect: &[before_5_14!(), (">=5.14", "D")],
+        expect: &[rows::BEFORE_5_14, (">=5.14", "D")],
         citation: "mm/gup.c faultin_page (v6.1, v6.12): GUP faults are FAULT_FLAG_KILLABLE and only \
                    interruptible with FOLL_INTERRUPTIBLE, which madvise does not pass; fs/userfaultfd.c \
                    userfaultfd_get_blocking_state: KILLABLE -> TASK_KILLABLE",
         notes: "Contrast stw.user_fault_state: a plain load sleeps in S. Monitoring that treats D as \
                 \"stuck in the kernel\" will flag page-server waits during populate.",
-        documented: &[],
         probe: thread_state,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.signal",
@@ -103,13 +101,13 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "SIGUSR1 is sent to the thread blocked in populate: `handler ran while blocked` when its \
                    handler runs within the quiet window, else `handler waited for the page` when it runs \
                    only after the page is served; then `, madvise 0` or the errno madvise returned.",
-        expect: &[before_5_14!(), (">=5.14", "handler waited for the page, madvise 0")],
+        expect: &[rows::BEFORE_5_14, (">=5.14", "handler waited for the page, madvise 0")],
         citation: "mm/gup.c faultin_page (v6.1): no FAULT_FLAG_INTERRUPTIBLE for madvise, so the wait is \
                    TASK_KILLABLE; mm/madvise.c madvise_populate returns -EINTR only for fatal signals",
         notes: "A signal-based stop-the-world (stw.signal_suspend_populate) cannot stop such a thread \
                 until its page arrives.",
-        documented: &[],
         probe: signal,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.sigkill",
@@ -117,39 +115,38 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "A helper process blocks a thread in populate on its own registered page (the uffd is \
                    served from the probe process); after the fault message it is sent SIGKILL: `died \
                    promptly` when it is reaped within the timeout, `still alive` otherwise.",
-        expect: &[before_5_14!(), (">=5.14", "died promptly")],
+        expect: &[rows::BEFORE_5_14, (">=5.14", "died promptly")],
         citation: "fs/userfaultfd.c handle_userfault: TASK_KILLABLE waits end on a fatal signal; mm/gup.c \
                    __get_user_pages returns -EINTR on fatal_signal_pending",
-        notes: "",
-        documented: &[],
         probe: sigkill,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.sigbus_feature",
         summary: "With UFFD_FEATURE_SIGBUS, MADV_POPULATE_READ on a missing page fails with EFAULT and sends no message",
         observes: "madvise's errno and whether any message arrived in the quiet window: `EFAULT, no message`.",
-        expect: &[before_5_14!(), (">=5.14", "EFAULT, no message")],
+        expect: &[rows::BEFORE_5_14, (">=5.14", "EFAULT, no message")],
         citation: "UFFDIO_API(2const): UFFD_FEATURE_SIGBUS \"no page-fault events will be delivered\"; \
                    mm/madvise.c madvise_populate (v6.1): VM_FAULT_SIGBUS -> -EFAULT",
         notes: "A process that relies on SIGBUS to learn of missing pages gets no signal from populate: \
                 the error comes back from the syscall instead.",
-        documented: &[],
         probe: sigbus_feature,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.user_mode_only",
         summary: "On a UFFD_USER_MODE_ONLY uffd, MADV_POPULATE_READ on a missing page fails with EFAULT and sends no message",
         observes: "madvise's errno and whether any message arrived in the quiet window: `EFAULT, no message`.",
         expect: &[
-            ("<5.11", "unsupported: UFFD_USER_MODE_ONLY is new in Linux 5.11"),
-            (">=5.11, <5.14", "unsupported: MADV_POPULATE_* is new in Linux 5.14"),
+            rows::BEFORE_5_11,
+            (">=5.11, <5.14", rows::BEFORE_5_14.1),
             (">=5.14", "EFAULT, no message"),
         ],
         citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY; fs/userfaultfd.c handle_userfault \
                    (v6.1): faults without FAULT_FLAG_USER on such a uffd get VM_FAULT_SIGBUS",
         notes: "populate faults are taken by the kernel on the caller's behalf (GUP), not in user mode.",
-        documented: &[],
         probe: user_mode_only,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.wp",
@@ -159,30 +156,28 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    unprotecting. async: the same with UFFD_FEATURE_WP_ASYNC; Y is `no message` when madvise \
                    returns 0 without one, `not offered` when the kernel lacks WP_ASYNC.",
         expect: &[
-            before_5_14!(),
+            rows::BEFORE_5_14,
             (">=5.14, <6.7", "sync: fault wp write; async: not offered"),
             (">=6.7", "sync: fault wp write; async: no message"),
         ],
         citation: "UFFDIO_WRITEPROTECT(2const); UFFDIO_API(2const): UFFD_FEATURE_WP_ASYNC (since Linux \
                    6.7) \"write protection faults would be asynchronously resolved by the kernel\"; \
                    Documentation/admin-guide/mm/userfaultfd.rst (v6.7) \"Write Protect Notifications\"",
-        notes: "",
-        documented: &[],
         probe: wp,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.shmem_missing",
         summary: "MADV_POPULATE_READ on a hole of a MISSING-registered shared memfd raises a uffd read fault",
         observes: "As populate.read_missing, on a MAP_SHARED memfd (shmem) page that is a hole: `fault read`.",
         expect: &[
-            ("<5.14", "unsupported: MADV_POPULATE_* is new in Linux 5.14"),
+            rows::BEFORE_5_14,
             (">=5.14", "fault read"),
         ],
         citation: "UFFDIO_API(2const): UFFD_FEATURE_MISSING_SHMEM (since Linux 4.11); mm/shmem.c \
                    shmem_get_folio_gfp (v6.1): a hole in a userfaultfd_missing() VMA -> handle_userfault",
-        notes: "",
-        documented: &[],
         probe: shmem_missing,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.shmem_minor",
@@ -191,14 +186,14 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    message (`fault minor read`), resolved with UFFDIO_CONTINUE; `, content wrong` if the \
                    mapping then does not show the file's bytes.",
         expect: &[
-            ("<5.14", "unsupported: MADV_POPULATE_* and UFFD_FEATURE_MINOR_SHMEM are new in Linux 5.14"),
+            rows::BEFORE_5_14,
             (">=5.14", "fault minor read"),
         ],
         citation: "UFFDIO_API(2const): UFFD_FEATURE_MINOR_SHMEM (since Linux 5.14); UFFDIO_CONTINUE(2const)",
         notes: "This is how QEMU and Firecracker-style snapshot restore serve shared guest memory \
                 without copying.",
-        documented: &[],
         probe: shmem_minor,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.hugetlb_missing",
@@ -206,20 +201,20 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "As populate.read_missing, on an anonymous MAP_HUGETLB mapping of one default-size huge \
                    page, served with a huge-page-sized UFFDIO_COPY. Unsupported without a free huge page.",
         expect: &[
-            ("<5.14", "unsupported: MADV_POPULATE_* is new in Linux 5.14"),
+            rows::BEFORE_5_14,
             (">=5.14", "fault read"),
         ],
         citation: "UFFDIO_API(2const): UFFD_FEATURE_MISSING_HUGETLBFS (since Linux 4.11); mm/hugetlb.c \
                    hugetlb_no_page (v6.1): userfaultfd_missing() -> handle_userfault",
         notes: "Guests get huge pages reserved on their kernel command line; on the host the probe uses \
                 what is free and never changes vm.nr_hugepages.",
-        documented: &[],
         probe: hugetlb_missing,
+        ..Behaviour::DEFAULT
     },
 ];
 
 fn read_missing(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) =
         registered(FEATURE_THREAD_ID, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |uffd, region, _| {
@@ -228,7 +223,7 @@ fn read_missing(ctx: &Ctx) -> ProbeResult {
 }
 
 fn write_missing(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE")?;
+    require::populate(MADV_POPULATE_WRITE)?;
     let (uffd, region) =
         registered(FEATURE_THREAD_ID, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     populate_one(ctx, &uffd, &region, MADV_POPULATE_WRITE, &mut |uffd, region, _| {
@@ -254,9 +249,9 @@ fn populate_one(
         Next::Event(event @ Event::Pagefault { .. }) => {
             let Event::Pagefault { kind, rw, addr: at, thread_id } = &event else { unreachable!() };
             let fault = describe_fault(*kind, *rw);
-            let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
+            let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
             let mut obs = Observation::new("")
-                .with("state", sys::describe_state(state))
+                .with("state", threads::describe_state(state))
                 .with("message_tid_is_worker", thread_id.as_raw() == worker.tid())
                 .with("message_page", region.page_index(*at as u64));
             resolve(uffd, region, &event)?;
@@ -270,15 +265,13 @@ fn populate_one(
             };
             obs
         }
-        Next::Event(other) => {
-            Observation::new(format!("unexpected event: {}", describe_event(&other, region)))
-        }
+        Next::Event(other) => uffd::unexpected(&other, region),
         Next::Done((Ok(()), _)) => Observation::new("returned 0 without a message"),
         Next::Done((Err(e), _)) => Observation::new(errno_name(e)).with("message", false),
         Next::Timeout => Observation::new("blocked without a message")
-            .with("state", sys::describe_state(sys::thread_state(worker.tid()))),
+            .with("state", threads::describe_state(threads::thread_state(worker.tid()))),
     };
-    if let Ok(resident) = sys::resident(region.base(), region.page_size()) {
+    if let Ok(resident) = memory::resident(region.base(), region.page_size()) {
         obs.detail("resident_after", resident);
     }
     Ok(obs)
@@ -293,7 +286,7 @@ fn start_populate(addr: usize, len: usize, advice: i32) -> Worker<(Result<(), Er
 }
 
 fn no_refault(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let first = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
         u.serve(r.base(), r.page_size(), 0x5A)
@@ -301,22 +294,19 @@ fn no_refault(ctx: &Ctx) -> ProbeResult {
     if first.observed != "fault read" {
         return Ok(Observation::new(format!("populate did not fault as expected: {}", first.observed)));
     }
-    let resident = sys::resident(region.base(), region.page_size()).ctx("mincore")?;
+    let resident = memory::resident(region.base(), region.page_size()).ctx("mincore")?;
     let addr = region.base();
     let toucher = worker::spawn("touch", move || {
-        let v = sys::load(addr);
-        sys::store(addr, v.wrapping_add(1));
+        let v = memory::load(addr);
+        memory::store(addr, v.wrapping_add(1));
         v
     });
     let mut obs = match uffd.next_or_done(&toucher, ctx.timeout)? {
-        Next::Done(v) => match uffd.next(ctx.window)? {
-            None => Observation::new(format!(
-                "{}, no message",
-                if resident { "resident" } else { "not resident" }
-            ))
-            .with("loaded", format!("{v:#x}")),
-            Some(e) => Observation::new(format!("late message: {}", describe_event(&e, &region))),
-        },
+        Next::Done(v) => {
+            let resident = if resident { "resident" } else { "not resident" };
+            uffd.watch_quiet(ctx, Some(&region), format!("{resident}, no message"), "late message:")?
+                .with("loaded", format!("{v:#x}"))
+        }
         Next::Event(e) => {
             let obs = Observation::new(format!("message on touch: {}", describe_event(&e, &region)));
             let _ = uffd.serve(region.base(), region.page_size(), 0x5A);
@@ -329,7 +319,7 @@ fn no_refault(ctx: &Ctx) -> ProbeResult {
 }
 
 fn multi_page(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
     let served = uffd.serve_until_done(&worker, &region, 0x33, ctx.timeout)?;
@@ -353,27 +343,27 @@ fn multi_page(ctx: &Ctx) -> ProbeResult {
 }
 
 fn thread_state(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
     crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
-    let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
+    let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     let wchan =
         std::fs::read_to_string(format!("/proc/self/task/{}/wchan", worker.tid())).unwrap_or_default();
     uffd.serve(region.base(), region.page_size(), 0x11)?;
     let done = worker.wait(ctx.timeout).is_some();
-    Ok(Observation::new(sys::describe_state(state))
+    Ok(Observation::new(threads::describe_state(state))
         .with("wchan", wchan.trim())
         .with("finished_after_serve", done))
 }
 
 fn signal(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
     crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
-    let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
+    let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     let i = super::interrupt_blocked(ctx, &flag, &worker, || {
         uffd.serve(region.base(), region.page_size(), 0x22)
     })?;
@@ -384,43 +374,23 @@ fn signal(ctx: &Ctx) -> ProbeResult {
         None => "madvise still blocked".to_string(),
     };
     Ok(Observation::new(format!("{handler}, {madvise}"))
-        .with("state", sys::describe_state(state))
+        .with("state", threads::describe_state(state))
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 
 fn sigkill(ctx: &Ctx) -> ProbeResult {
-    use std::os::fd::AsRawFd;
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
-    // The helper's failures would only show as a missing uffd: check the kernel has it first.
-    uffd::available_features()?;
+    require::populate(MADV_POPULATE_READ)?;
     // The helper must register its own memory: fork drops registrations without EVENT_FORK.
-    let helper = sys::fork_with(|sock| {
-        let Ok((uffd, region)) = registered(
-            0,
-            match Region::anonymous(1) {
-                Ok(r) => r,
-                Err(_) => return 2,
-            },
-            RegisterMode::MISSING,
-        ) else {
-            return 3;
-        };
-        if sys::send_fd(&sock, uffd.raw_fd()).is_err() {
-            return 4;
-        }
+    let helper = helpers::fork_with(|sock| {
+        let region = Region::anonymous(1).map_err(|e| format!("mmap: {e}"))?;
+        let (uffd, region) = registered(0, region, RegisterMode::MISSING).map_err(|f| f.to_string())?;
+        helpers::send_fd(sock, uffd.raw_fd()).map_err(|e| format!("sending its uffd: {e}"))?;
         let _w = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
         loop {
             std::thread::park();
         }
-    })
-    .ctx("fork")?;
-    let fd = match helper.recv_fd(ctx.timeout).ctx("receiving the helper's uffd")? {
-        Some(fd) => fd,
-        None => {
-            helper.kill();
-            return Err(Fail::error("the helper process sent no uffd"));
-        }
-    };
+    })?;
+    let fd = helper.fd("its uffd", ctx.timeout).inspect_err(|_| helper.kill())?;
     let uffd = Uffd::from_fd(fd);
     let Some(Event::Pagefault { .. }) = uffd.next(ctx.timeout)? else {
         helper.kill();
@@ -429,7 +399,7 @@ fn sigkill(ctx: &Ctx) -> ProbeResult {
     let start = Instant::now();
     helper.kill();
     let status = helper.wait(ctx.timeout).ctx("waitpid")?;
-    let _ = uffd.raw_fd().as_raw_fd();
+    drop(uffd);
     Ok(match status {
         Some(s) => Observation::new("died promptly")
             .with("exit_ms", start.elapsed().as_millis() as u64)
@@ -439,15 +409,15 @@ fn sigkill(ctx: &Ctx) -> ProbeResult {
 }
 
 fn sigbus_feature(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) =
         registered(FEATURE_SIGBUS, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     no_message_result(ctx, &uffd, &region)
 }
 
 fn user_mode_only(ctx: &Ctx) -> ProbeResult {
-    uffd::require_user_mode_only()?;
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::user_mode_only()?;
+    require::populate(MADV_POPULATE_READ)?;
     let uffd = Uffd::open_with(UFFD_USER_MODE_ONLY, 0)?;
     let region = Region::anonymous(1).ctx("mmap")?;
     uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
@@ -461,11 +431,7 @@ fn no_message_result(ctx: &Ctx, uffd: &Uffd, region: &Region) -> ProbeResult {
     Ok(match uffd.next_or_done(&worker, ctx.timeout)? {
         Next::Done((result, _)) => {
             let result = result.map_or_else(errno_name, |()| "0".to_string());
-            match uffd.next(ctx.window)? {
-                None => Observation::new(format!("{result}, no message")),
-                Some(e) => Observation::new(format!("{result}, then {}", describe_event(&e, region))),
-            }
-            .with("window_ms", ctx.window.as_millis() as u64)
+            uffd.watch_quiet(ctx, Some(region), format!("{result}, no message"), &format!("{result}, then"))?
         }
         Next::Event(e) => {
             let obs = Observation::new(format!("message: {}", describe_event(&e, region)));
@@ -477,14 +443,9 @@ fn no_message_result(ctx: &Ctx, uffd: &Uffd, region: &Region) -> ProbeResult {
 }
 
 fn wp(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE")?;
-    let features = uffd::available_features()?;
-    if features & FEATURE_PAGEFAULT_FLAG_WP == 0 {
-        return Err(Fail::unsupported(
-            "no feature",
-            "the kernel does not offer UFFD_FEATURE_PAGEFAULT_FLAG_WP",
-        ));
-    }
+    require::populate(MADV_POPULATE_WRITE)?;
+    require::features(FEATURE_PAGEFAULT_FLAG_WP)?;
+    let features = uapi::available_features()?;
     // Sync: a present page, write-protected; the WP fault is resolved by unprotecting.
     let (uffd, region) = registered(
         FEATURE_PAGEFAULT_FLAG_WP,
@@ -505,7 +466,7 @@ fn wp(ctx: &Ctx) -> ProbeResult {
             Region::anonymous(1).ctx("mmap")?,
             RegisterMode::WRITE_PROTECT,
         )?;
-        sys::store(region.base(), 0x45);
+        memory::store(region.base(), 0x45);
         uffd.write_protect(region.base(), region.page_size(), true)?;
         no_message_result(ctx, &uffd, &region)?.observed.trim_start_matches("0, ").to_string()
     };
@@ -514,7 +475,7 @@ fn wp(ctx: &Ctx) -> ProbeResult {
 }
 
 fn shmem_missing(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) =
         registered(FEATURE_MISSING_SHMEM, Region::memfd(1).ctx("memfd")?, RegisterMode::MISSING)?;
     populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
@@ -523,16 +484,17 @@ fn shmem_missing(ctx: &Ctx) -> ProbeResult {
 }
 
 fn shmem_minor(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let region = Region::memfd(1).ctx("memfd")?;
     region.fill_file_page(0, 0x77).ctx("pwrite to the memfd")?;
     let (uffd, region) = registered(FEATURE_MINOR_SHMEM, region, RegisterMode::MINOR)?;
     let mut obs = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
         u.continue_(r.base(), r.page_size())
     })?;
-    if obs.observed == "fault minor read" && sys::resident(region.base(), region.page_size()).unwrap_or(false)
+    if obs.observed == "fault minor read"
+        && memory::resident(region.base(), region.page_size()).unwrap_or(false)
     {
-        let byte = sys::load(region.base());
+        let byte = memory::load(region.base());
         if byte != 0x77 {
             obs.observed += ", content wrong";
         }
@@ -542,14 +504,8 @@ fn shmem_minor(ctx: &Ctx) -> ProbeResult {
 }
 
 fn hugetlb_missing(ctx: &Ctx) -> ProbeResult {
-    require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
-    let (free, size) = sys::huge_pages();
-    if free == 0 || size == 0 {
-        return Err(Fail::unsupported(
-            "no huge pages",
-            "no free huge page: reserve some (hugepages=N on the kernel command line, or vm.nr_hugepages)",
-        ));
-    }
+    require::populate(MADV_POPULATE_READ)?;
+    let size = require::huge_page()?;
     let region = Region::hugetlb(1, size).ctx("mmap(MAP_HUGETLB)")?;
     let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
     let mut obs = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
@@ -557,17 +513,4 @@ fn hugetlb_missing(ctx: &Ctx) -> ProbeResult {
     })?;
     obs.detail("huge_page_kb", (size / 1024) as u64);
     Ok(obs)
-}
-
-/// The advice exists on this kernel: it succeeds on a plain, unregistered page.
-pub(crate) fn require_advice(advice: i32, name: &str) -> Result<(), Fail> {
-    let plain = Region::anonymous(1).ctx("mmap")?;
-    match madvise(plain.base(), plain.len(), advice) {
-        Ok(()) => Ok(()),
-        Err(Errno::EINVAL) => Err(Fail::unsupported(
-            "EINVAL",
-            format!("madvise({name}) on a plain anonymous page fails with EINVAL: the kernel does not know the advice (new in 5.14)"),
-        )),
-        Err(e) => Err(Fail::error(format!("madvise({name}) on a plain page: {}", errno_name(e)))),
-    }
 }

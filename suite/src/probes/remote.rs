@@ -1,13 +1,17 @@
 //! `remote`: accesses to registered memory that do not come from a user-mode load or store:
 //! /proc/self/mem, ptrace, process_vm_readv/writev, and syscalls copying to or from user memory.
 
-use crate::catalogue::Behaviour;
-use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::sys::{self, errno_name, Region, SignalFlag, MADV_POPULATE_READ};
-use crate::uffd::{
-    describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd, UFFD_USER_MODE_ONLY,
-};
+use crate::behaviour::Behaviour;
+use crate::memory::{Region, MADV_POPULATE_READ};
+use crate::outcome::errno_name;
+use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::require::{self, rows};
+use crate::signals::SignalFlag;
+use crate::uapi::UFFD_USER_MODE_ONLY;
+use crate::uffd;
+use crate::uffd::{describe_fault, registered, Event, Next, RegisterMode, Uffd};
 use crate::worker;
+use crate::{helpers, memory, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -30,8 +34,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    fs/userfaultfd.c handle_userfault (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS",
         notes: "Debuggers, CRIU and anything reading another process's memory through /proc/<pid>/mem \
                 see EIO on pages a uffd has not served yet; nothing tells the page server.",
-        documented: &[],
         probe: proc_mem_read,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remote.proc_mem_write",
@@ -40,9 +44,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "EIO, no message")],
         citation: "fs/proc/base.c mem_rw with FOLL_WRITE; mm/memory.c __access_remote_vm; \
                    fs/userfaultfd.c handle_userfault (v6.1)",
-        notes: "",
-        documented: &[],
         probe: proc_mem_write,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remote.ptrace_peek",
@@ -52,8 +55,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ptrace(2): PTRACE_PEEKDATA; kernel/ptrace.c generic_ptrace_peekdata -> ptrace_access_vm \
                    (returns -EIO when nothing is copied); mm/memory.c __access_remote_vm",
         notes: "The tracee is a helper process that registered its own page; the probe serves its uffd.",
-        documented: &[],
         probe: ptrace_peek,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remote.process_vm_readv",
@@ -63,8 +66,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): pin_user_pages_remote with \
                    `locked`, so the fault may retry and handle_userfault waits",
         notes: "Unlike /proc/<pid>/mem and ptrace, this remote access waits for the page server.",
-        documented: &[],
         probe: process_vm_readv,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remote.process_vm_writev",
@@ -72,9 +75,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: OBSERVES,
         expect: &[("*", "fault write, then 8 bytes")],
         citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): FOLL_WRITE pin with `locked`",
-        notes: "",
-        documented: &[],
         probe: process_vm_writev,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remote.syscall_into",
@@ -84,8 +86,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ioctl_userfaultfd(2): faults from kernel-mode accesses are reported unless \
                    UFFD_USER_MODE_ONLY; arch/x86/mm/fault.c do_user_addr_fault (v6.1)",
         notes: "Needs root or vm.unprivileged_userfaultfd=1 (see api.unprivileged).",
-        documented: &[],
         probe: syscall_into,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remote.syscall_from",
@@ -93,9 +95,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: OBSERVES,
         expect: &[("*", "fault read, then 8 bytes")],
         citation: "ioctl_userfaultfd(2); arch/x86/mm/fault.c do_user_addr_fault (v6.1)",
-        notes: "",
-        documented: &[],
         probe: syscall_from,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remote.syscall_signal",
@@ -114,22 +115,22 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 arrives: a signal-based stop-the-world cannot stop a thread blocked in a syscall on a missing \
                 page, and after the signal the fault is retried while the signal stays pending (see the \
                 `cpu_ticks_in_window` detail: a non-zero count means the kernel spun).",
-        documented: &[],
         probe: syscall_signal,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remote.user_mode_only",
         summary: "On a UFFD_USER_MODE_ONLY uffd, read(2) into a missing page fails with EFAULT and sends no message",
         observes: OBSERVES,
         expect: &[
-            ("<5.11", "unsupported: UFFD_USER_MODE_ONLY is new in Linux 5.11"),
+            rows::BEFORE_5_11,
             (">=5.11", "EFAULT, no message"),
         ],
         citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY \"only handle page faults \
                    resulting from user-space accesses\"; fs/userfaultfd.c handle_userfault (v6.1)",
         notes: "This is what unprivileged processes get by default since 5.11 (see api.unprivileged).",
-        documented: &[],
         probe: user_mode_only,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remote.proc_mem_after_populate",
@@ -139,9 +140,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    /proc/self/mem: `served bytes`, or what the read returned instead.",
         expect: &[("*", "served bytes")],
         citation: "fs/proc/base.c mem_rw; mm/memory.c __access_remote_vm: a present page needs no fault",
-        notes: "",
-        documented: &[],
         probe: proc_mem_after_populate,
+        ..Behaviour::DEFAULT
     },
 ];
 
@@ -174,20 +174,16 @@ fn remote_access(
     Ok(match uffd.next_or_done(&worker, ctx.timeout)? {
         Next::Done(result) => {
             let result = outcome(result);
-            match uffd.next(ctx.window)? {
-                None => Observation::new(format!("{result}, no message")),
-                Some(e) => Observation::new(format!("{result}, then {}", describe_event(&e, &region))),
-            }
-            .with("window_ms", ctx.window.as_millis() as u64)
+            uffd.watch_quiet(ctx, Some(&region), format!("{result}, no message"), &format!("{result}, then"))?
         }
         Next::Event(Event::Pagefault { kind, rw, .. }) => {
-            let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
+            let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
             uffd.serve(region.base(), region.page_size(), 0xA5)?;
             let after = worker.wait(ctx.timeout).map_or("still blocked".to_string(), outcome);
             Observation::new(format!("fault {}, then {after}", describe_fault(kind, rw)))
-                .with("state", sys::describe_state(state))
+                .with("state", threads::describe_state(state))
         }
-        Next::Event(e) => Observation::new(format!("unexpected event: {}", describe_event(&e, &region))),
+        Next::Event(e) => uffd::unexpected(&e, &region),
         Next::Timeout => Observation::new("blocked without a message"),
     })
 }
@@ -270,7 +266,7 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
     let reader = read_into(r);
     let worker = worker::spawn("read", move || reader(addr));
     crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
-    let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
+    let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     // Serve whatever is still pending (a retried fault, or the original one).
     let i = super::interrupt_blocked(ctx, &flag, &worker, || {
         let _ = uffd.serve(region.base(), region.page_size(), 0xA5);
@@ -279,14 +275,14 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
     let (handler, result, state_after, cpu_in_window) = (i.handler, i.result, i.state_after, i.cpu_ticks);
     let read = result.map_or("still blocked".to_string(), outcome);
     Ok(Observation::new(format!("{handler}, read {read}"))
-        .with("state", sys::describe_state(state))
-        .with("state_after_signal", sys::describe_state(state_after))
+        .with("state", threads::describe_state(state))
+        .with("state_after_signal", threads::describe_state(state_after))
         .with("cpu_ticks_in_window", cpu_in_window)
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 
 fn user_mode_only(ctx: &Ctx) -> ProbeResult {
-    crate::uffd::require_user_mode_only()?;
+    require::user_mode_only()?;
     let uffd = Uffd::open_with(UFFD_USER_MODE_ONLY, 0)?;
     let region = Region::anonymous(1).ctx("mmap")?;
     uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
@@ -296,33 +292,22 @@ fn user_mode_only(ctx: &Ctx) -> ProbeResult {
 
 fn ptrace_peek(ctx: &Ctx) -> ProbeResult {
     use nix::sys::ptrace;
-    // The tracee's failures would only show as a missing uffd: check the kernel has it first.
-    crate::uffd::available_features()?;
+    // A kernel without userfaultfd would show only as the tracee's error: say so first.
+    require::userfaultfd()?;
     // The tracee registers its own page and hands over its uffd and the page's address.
-    let tracee = sys::fork_with(|sock| {
-        let Ok((uffd, region)) = one_page() else {
-            return 2;
-        };
-        if sys::send_fd(&sock, uffd.raw_fd()).is_err() {
-            return 3;
-        }
-        sys::send_line(&sock, &region.base().to_string());
+    let tracee = helpers::fork_with(|sock| {
+        let (uffd, region) = one_page().map_err(|f| f.to_string())?;
+        helpers::send_fd(sock, uffd.raw_fd()).map_err(|e| format!("sending its uffd: {e}"))?;
+        helpers::send_line(sock, &region.base().to_string());
         loop {
             std::thread::park();
         }
-    })
-    .ctx("fork")?;
+    })?;
     let run = || -> ProbeResult {
-        let fd = tracee
-            .recv_fd(ctx.timeout)
-            .ctx("receiving the tracee's uffd")?
-            .ok_or_else(|| Fail::error("no uffd from the tracee"))?;
-        let addr: usize = tracee
-            .recv_line(ctx.timeout)
-            .ctx("receiving the page address")?
-            .and_then(|l| l.parse().ok())
-            .ok_or_else(|| Fail::error("no page address from the tracee"))?;
-        let uffd = Uffd::from_fd(fd);
+        let uffd = Uffd::from_fd(tracee.fd("its uffd", ctx.timeout)?);
+        let line = tracee.line("its page's address", ctx.timeout)?;
+        let addr: usize =
+            line.parse().map_err(|_| Fail::error(format!("the tracee sent {line:?} as its address")))?;
         ptrace::seize(tracee.pid, ptrace::Options::empty()).ctx("PTRACE_SEIZE")?;
         ptrace::interrupt(tracee.pid).ctx("PTRACE_INTERRUPT")?;
         nix::sys::wait::waitpid(tracee.pid, None).ctx("waitpid for the stop")?;
@@ -331,14 +316,8 @@ fn ptrace_peek(ctx: &Ctx) -> ProbeResult {
             Ok(_) => "8 bytes".to_string(),
             Err(e) => errno_name(e),
         };
-        Ok(match uffd.next(ctx.window)? {
-            None => Observation::new(format!("{result}, no message")),
-            Some(Event::Pagefault { kind, rw, .. }) => {
-                Observation::new(format!("{result}, then fault {}", describe_fault(kind, rw)))
-            }
-            Some(_) => Observation::new(format!("{result}, then another event")),
-        }
-        .with("window_ms", ctx.window.as_millis() as u64))
+        // The tracee's page is not a region of ours: a late message is named by its kind.
+        uffd.watch_quiet(ctx, None, format!("{result}, no message"), &format!("{result}, then"))
     };
     let result = run();
     tracee.kill();
@@ -350,12 +329,13 @@ fn proc_mem_after_populate(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = one_page()?;
     let addr = region.base();
     let by_populate =
-        sys::madvise(Region::anonymous(1).ctx("mmap")?.base(), sys::page_size(), MADV_POPULATE_READ).is_ok();
+        memory::madvise(Region::anonymous(1).ctx("mmap")?.base(), memory::page_size(), MADV_POPULATE_READ)
+            .is_ok();
     let worker = worker::spawn("populate", move || {
         if by_populate {
-            sys::madvise(addr, sys::page_size(), MADV_POPULATE_READ).map(drop)
+            memory::madvise(addr, memory::page_size(), MADV_POPULATE_READ).map(drop)
         } else {
-            sys::load(addr);
+            memory::load(addr);
             Ok(())
         }
     });

@@ -1,25 +1,22 @@
 //! `remove`: UFFD_EVENT_REMOVE and the other non-cooperative events, and the UFFDIO_COPY races
 //! they cause.
 
-use crate::catalogue::Behaviour;
-use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::sys::{self, errno_name, madvise, Region};
-use crate::uffd::{
-    describe_event, registered, Event, Next, RegisterMode, Uffd, FEATURE_EVENT_FORK, FEATURE_EVENT_REMAP,
-    FEATURE_EVENT_REMOVE, FEATURE_EVENT_UNMAP, FEATURE_MISSING_SHMEM,
+use crate::behaviour::Behaviour;
+use crate::memory::{madvise, Region};
+use crate::outcome::errno_name;
+use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::require::rows;
+use crate::uapi::{
+    FEATURE_EVENT_FORK, FEATURE_EVENT_REMAP, FEATURE_EVENT_REMOVE, FEATURE_EVENT_UNMAP, FEATURE_MISSING_SHMEM,
 };
+use crate::uffd;
+use crate::uffd::{describe_event, registered, Event, Next, RegisterMode, Uffd};
 use crate::worker::{self, Worker};
+use crate::{memory, poll, threads};
 use nix::errno::Errno;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Before 4.11 there are no non-cooperative events at all.
-macro_rules! before_4_11 {
-    () => {
-        ("<4.11", "unsupported: the non-cooperative events are new in Linux 4.11")
-    };
-}
 
 const EVENTS_CITATION: &str = "ioctl_userfaultfd(2) and UFFDIO_API(2const), man-pages 6.20: \
      UFFD_FEATURE_EVENT_REMOVE / _UNMAP / _REMAP / _FORK (since Linux 4.11)";
@@ -31,13 +28,12 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "With UFFD_FEATURE_EVENT_REMOVE, pages 0-3 registered MISSING and served, a worker \
                    calls MADV_DONTNEED on pages [1,3): the first message as `REMOVE pages [a,b)` \
                    (page indices relative to the region), or `no event` when madvise returns without one.",
-        expect: &[before_4_11!(), (">=4.11", "REMOVE pages [1,3)")],
+        expect: &[rows::BEFORE_4_11, (">=4.11", "REMOVE pages [1,3)")],
         citation: "ioctl_userfaultfd(2), man-pages 6.20: UFFD_FEATURE_EVENT_REMOVE (since Linux 4.11), \
                    \"when the faulting process calls madvise(2) with MADV_DONTNEED or MADV_REMOVE\"; \
                    mm/madvise.c madvise_dontneed_free -> userfaultfd_remove (v6.1)",
-        notes: "",
-        documented: &[],
         probe: dontneed,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.blocks_until_read",
@@ -45,12 +41,12 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "The event is left unread once it is pending: `madvise waited for the read` when the \
                    caller is still inside madvise after the quiet window and returns once the event is \
                    read, `madvise returned before the read` otherwise. Details: its state while waiting.",
-        expect: &[before_4_11!(), (">=4.11", "madvise waited for the read")],
+        expect: &[rows::BEFORE_4_11, (">=4.11", "madvise waited for the read")],
         citation: "fs/userfaultfd.c userfaultfd_remove -> userfaultfd_event_wait_completion (v5.10, v6.12)",
         notes: "A page server that stops reading its uffd (paused, busy, deadlocked on the process) \
                 stalls every MADV_DONTNEED in the process, balloon deflation included.",
-        documented: &[],
         probe: blocks_until_read,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.copy_eagain",
@@ -58,14 +54,14 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "While a worker's MADV_DONTNEED waits with its REMOVE event unread, UFFDIO_COPY into \
                    another, missing page of the range: `EAGAIN`, `copied`, or another errno name. \
                    Details: the same COPY once the event was read.",
-        expect: &[before_4_11!(), (">=4.11, <4.18", "copied"), (">=4.18", "EAGAIN")],
+        expect: &[rows::BEFORE_4_11, (">=4.11, <4.18", "copied"), (">=4.18", "EAGAIN")],
         citation: "fs/userfaultfd.c userfaultfd_copy (v5.10, v6.12): -EAGAIN while ctx->mmap_changing; \
                    commit df2cc96e7701 (v4.18) \"userfaultfd: prevent non-cooperative events vs \
                    mcopy_atomic races\"",
         notes: "The EAGAIN protocol: on EAGAIN, read the pending events, then retry. UFFDIO_COPY(2const) \
                 documents EAGAIN only as a short copy.",
-        documented: &[],
         probe: copy_eagain,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.copy_field",
@@ -73,7 +69,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "The `copy` field after the EAGAIN of remove.copy_eagain, set beforehand to a sentinel: \
                    `untouched` (still the sentinel), `-EAGAIN`, or the number it holds.",
         expect: &[
-            before_4_11!(),
+            rows::BEFORE_4_11,
             (">=4.11, <4.18", "4096"),
             (">=4.18, <6.15", "one of: untouched | -EAGAIN"),
             (">=6.15", "-EAGAIN"),
@@ -98,9 +94,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "fault read, then served bytes")],
         citation: "ioctl_userfaultfd(2): MISSING faults are raised for pages not present; mm/madvise.c \
                    MADV_DONTNEED zaps the page table entries",
-        notes: "",
-        documented: &[],
         probe: refault,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.copy_eexist",
@@ -112,8 +107,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    PTE is not none; fs/userfaultfd.c userfaultfd_copy writes the result into `copy`",
         notes: "UFFDIO_COPY(2const) does not list EEXIST among its errors, though servers racing each \
                 other (or a REMOVE) meet it routinely.",
-        documented: &[],
         probe: copy_eexist,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.zeropage",
@@ -122,27 +117,25 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    zero-filled` when the load returns 0.",
         expect: &[("*", "fault read, zero-filled")],
         citation: "UFFDIO_ZEROPAGE(2const), man-pages 6.20",
-        notes: "",
-        documented: &[],
         probe: zeropage,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.madv_remove_shmem",
         summary: "MADV_REMOVE on a registered shared memfd raises UFFD_EVENT_REMOVE for that range",
         observes: "Pages 0-3 of a MAP_SHARED memfd registered MISSING; a worker calls MADV_REMOVE on pages \
                    [1,3): the first message (`REMOVE pages [1,3)`), or `no event`.",
-        expect: &[before_4_11!(), (">=4.11", "REMOVE pages [1,3)")],
+        expect: &[rows::BEFORE_4_11, (">=4.11", "REMOVE pages [1,3)")],
         citation: "ioctl_userfaultfd(2): UFFD_FEATURE_EVENT_REMOVE \"MADV_DONTNEED or MADV_REMOVE\"; \
                    mm/madvise.c madvise_remove -> userfaultfd_remove (v6.1)",
-        notes: "",
-        documented: &[],
         probe: madv_remove_shmem,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.madv_free",
         summary: "MADV_FREE on a registered anonymous range raises UFFD_EVENT_REMOVE, like MADV_DONTNEED",
         observes: "As remove.dontneed, with MADV_FREE: `REMOVE pages [1,3)` or `no event`.",
-        expect: &[before_4_11!(), (">=4.11", "REMOVE pages [1,3)")],
+        expect: &[rows::BEFORE_4_11, (">=4.11", "REMOVE pages [1,3)")],
         citation: "mm/madvise.c madvise_dontneed_free (v5.10, v6.12): one path for MADV_DONTNEED and \
                    MADV_FREE, which calls userfaultfd_remove",
         notes: "The man pages name only MADV_DONTNEED and MADV_REMOVE as raising the event (read here as \
@@ -162,8 +155,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    without calling userfaultfd_remove",
         notes: "A page server that tracks which pages it served learns nothing when the file behind them \
                 loses them: the next access faults as MISSING.",
-        documented: &[],
         probe: punch_hole,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.shared_memfd",
@@ -171,35 +164,33 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "A MISSING-registered MAP_SHARED memfd page whose content is in the page cache; after a \
                    worker's MADV_DONTNEED: the event (`REMOVE` or `no event`), then what a load returns: \
                    `old content back without a fault`, `fault`, or `zero`.",
-        expect: &[before_4_11!(), (">=4.11", "REMOVE; old content back without a fault")],
+        expect: &[rows::BEFORE_4_11, (">=4.11", "REMOVE; old content back without a fault")],
         citation: "madvise(2): MADV_DONTNEED on shared mappings \"the pages will be refetched from the \
                    underlying file\"; mm/madvise.c madvise_dontneed_free -> userfaultfd_remove (v6.1)",
         notes: "A server that treats REMOVE as \"the page is gone, serve it again on the next fault\" \
                 will never see that fault for shmem: the page cache still has it.",
-        documented: &[],
         probe: shared_memfd,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.unmap",
         summary: "munmap of part of a registered range raises UFFD_EVENT_UNMAP for exactly that part",
         observes: "With UFFD_FEATURE_EVENT_UNMAP, a worker unmaps pages [1,3) of a 4-page registered \
                    range: `UNMAP pages [1,3)` or `no event`.",
-        expect: &[before_4_11!(), (">=4.11", "UNMAP pages [1,3)")],
+        expect: &[rows::BEFORE_4_11, (">=4.11", "UNMAP pages [1,3)")],
         citation: EVENTS_CITATION,
-        notes: "",
-        documented: &[],
         probe: unmap,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.remap",
         summary: "mremap of a registered range raises UFFD_EVENT_REMAP with the old and new address",
         observes: "With UFFD_FEATURE_EVENT_REMAP, a worker moves two registered pages to a fixed new \
                    address: `REMAP 2 pages to the new address`, or what arrived.",
-        expect: &[before_4_11!(), (">=4.11", "REMAP 2 pages to the new address")],
+        expect: &[rows::BEFORE_4_11, (">=4.11", "REMAP 2 pages to the new address")],
         citation: EVENTS_CITATION,
-        notes: "",
-        documented: &[],
         probe: remap,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.fork",
@@ -207,13 +198,13 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "With UFFD_FEATURE_EVENT_FORK (as root), a worker forks; the child loads a registered \
                    missing page: `FORK, child faults on the new uffd` when the event carries a new uffd \
                    and the child's fault arrives there (and the child then reads the served byte).",
-        expect: &[before_4_11!(), (">=4.11", "FORK, child faults on the new uffd")],
+        expect: &[rows::BEFORE_4_11, (">=4.11", "FORK, child faults on the new uffd")],
         citation: EVENTS_CITATION,
         notes: "fork(2) itself waits until the FORK event is read. With glibc, fork() holds every malloc \
                 arena lock across that wait, so a page server thread in the same process that allocates \
                 before reading the event deadlocks with it; this probe forks with the raw syscall.",
-        documented: &[],
         probe: fork,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.close_with_waiter",
@@ -225,8 +216,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/userfaultfd.c userfaultfd_release (v6.1): clears the VMAs' uffd context and wakes \
                    all waiters, whose faults then complete as if never registered",
         notes: "A page server that dies lets its process run on with zero pages where data was expected.",
-        documented: &[],
         probe: close_with_waiter,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.stale_copy_race",
@@ -236,12 +227,12 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    events (a REMOVE bumps the version) and retries. `no stale page` when no load ever \
                    returned a version older than the removals completed before it. Details: iterations, \
                    faults served, EAGAINs met.",
-        expect: &[before_4_11!(), (">=4.11", "no stale page")],
+        expect: &[rows::BEFORE_4_11, (">=4.11", "no stale page")],
         citation: "fs/userfaultfd.c userfaultfd_copy and mm/userfaultfd.c mfill_atomic (v6.1): COPY fails \
                    with EAGAIN from the moment a REMOVE is queued (mmap_changing) until the event is read",
         notes: "How many EAGAINs a run meets varies; the observation does not.",
-        documented: &[],
         probe: stale_copy_race,
+        ..Behaviour::DEFAULT
     },
 ];
 
@@ -268,15 +259,9 @@ fn first_event(
             let ret = worker.wait(ctx.timeout);
             Observation::new(describe_event(&event, region)).with("result", result_name(ret))
         }
-        Next::Done(ret) => {
-            let late = uffd.next(ctx.window)?;
-            Observation::new(match late {
-                None => "no event".to_string(),
-                Some(e) => format!("no event before it returned, then {}", describe_event(&e, region)),
-            })
-            .with("result", result_name(Some(ret)))
-            .with("window_ms", ctx.window.as_millis() as u64)
-        }
+        Next::Done(ret) => uffd
+            .watch_quiet(ctx, Some(region), "no event".to_string(), "no event before it returned, then")?
+            .with("result", result_name(Some(ret))),
         Next::Timeout => Observation::new("blocked without an event"),
     })
 }
@@ -344,7 +329,7 @@ fn pending_remove(ctx: &Ctx) -> Result<PendingRemove, Fail> {
 fn blocks_until_read(ctx: &Ctx) -> ProbeResult {
     let (uffd, region, worker) = pending_remove(ctx)?;
     let early = worker.wait(ctx.window);
-    let state = sys::thread_state(worker.tid());
+    let state = threads::thread_state(worker.tid());
     let event = uffd.next(ctx.timeout)?;
     let after = if early.is_some() { early } else { worker.wait(ctx.timeout) };
     let observed = match (&early, &event) {
@@ -354,7 +339,7 @@ fn blocks_until_read(ctx: &Ctx) -> ProbeResult {
         (None, None) => "madvise blocked without an event".to_string(),
     };
     Ok(Observation::new(observed)
-        .with("state_while_pending", sys::describe_state(state))
+        .with("state_while_pending", threads::describe_state(state))
         .with("madvise", result_name(after))
         .with("window_ms", ctx.window.as_millis() as u64))
 }
@@ -412,13 +397,11 @@ fn refault(ctx: &Ctx) -> ProbeResult {
         Next::Event(Event::Remove { .. }) => {
             remover.wait(ctx.timeout);
         }
-        Next::Event(e) => {
-            return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
-        }
+        Next::Event(e) => return Ok(uffd::unexpected(&e, &region)),
         Next::Done(_) => return Ok(Observation::new("no REMOVE event")),
         Next::Timeout => return Ok(Observation::new("madvise blocked without an event")),
     }
-    let loader = worker::spawn("load", move || sys::load(addr));
+    let loader = worker::spawn("load", move || memory::load(addr));
     Ok(match uffd.next_or_done(&loader, ctx.timeout)? {
         Next::Event(Event::Pagefault { .. }) => {
             uffd.serve(region.base(), region.page_size(), 0x22)?;
@@ -428,7 +411,7 @@ fn refault(ctx: &Ctx) -> ProbeResult {
                 None => Observation::new("fault read, still blocked"),
             }
         }
-        Next::Event(e) => Observation::new(format!("unexpected event: {}", describe_event(&e, &region))),
+        Next::Event(e) => uffd::unexpected(&e, &region),
         Next::Done(v) => Observation::new(format!("no fault, read {v:#04x}")),
         Next::Timeout => Observation::new("load blocked without a message"),
     })
@@ -437,7 +420,7 @@ fn refault(ctx: &Ctx) -> ProbeResult {
 fn zeropage(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
-    let loader = worker::spawn("load", move || sys::load(addr));
+    let loader = worker::spawn("load", move || memory::load(addr));
     Ok(match uffd.next_or_done(&loader, ctx.timeout)? {
         Next::Event(Event::Pagefault { .. }) => {
             let n = uffd.zeropage(region.base(), region.page_size()).ctx("UFFDIO_ZEROPAGE")?;
@@ -448,7 +431,7 @@ fn zeropage(ctx: &Ctx) -> ProbeResult {
             }
             .with("zeropage_bytes", n)
         }
-        Next::Event(e) => Observation::new(format!("unexpected event: {}", describe_event(&e, &region))),
+        Next::Event(e) => uffd::unexpected(&e, &region),
         Next::Done(v) => Observation::new(format!("no fault, read {v:#04x}")),
         Next::Timeout => Observation::new("load blocked without a message"),
     })
@@ -457,7 +440,7 @@ fn zeropage(ctx: &Ctx) -> ProbeResult {
 fn punch_hole(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = four_file_pages(0x40)?;
     for i in 0..4 {
-        sys::load(region.page(i)); // present in the page cache: mapped without a fault
+        memory::load(region.page(i)); // present in the page cache: mapped without a fault
     }
     let fd = region.memfd.as_ref().expect("a memfd region").try_clone().ctx("dup")?;
     let page = region.page_size() as i64;
@@ -472,7 +455,7 @@ fn punch_hole(ctx: &Ctx) -> ProbeResult {
     })?;
     // Does the punched page fault as MISSING now?
     let addr = region.page(1);
-    let loader = worker::spawn("load", move || sys::load(addr));
+    let loader = worker::spawn("load", move || memory::load(addr));
     let refault = match uffd.next_or_done(&loader, ctx.timeout)? {
         Next::Event(Event::Pagefault { .. }) => {
             uffd.serve(region.page(1), region.page_size(), 0x55)?;
@@ -491,7 +474,7 @@ fn shared_memfd(ctx: &Ctx) -> ProbeResult {
     region.fill_file_page(0, 0x99).ctx("pwrite")?;
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM, region, RegisterMode::MISSING)?;
-    let first = sys::load(region.base());
+    let first = memory::load(region.base());
     let (addr, len) = (region.base(), region.page_size());
     let remover = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
     let event = match uffd.next_or_done(&remover, ctx.timeout)? {
@@ -503,7 +486,7 @@ fn shared_memfd(ctx: &Ctx) -> ProbeResult {
         Next::Done(_) => "no event".to_string(),
         Next::Timeout => return Ok(Observation::new("madvise blocked without an event")),
     };
-    let loader = worker::spawn("load", move || sys::load(addr));
+    let loader = worker::spawn("load", move || memory::load(addr));
     let after = match uffd.next_or_done(&loader, ctx.timeout)? {
         Next::Done(0x99) => "old content back without a fault".to_string(),
         Next::Done(0) => "zero".to_string(),
@@ -548,7 +531,7 @@ fn remap(ctx: &Ctx) -> ProbeResult {
             worker.wait(ctx.timeout);
             Observation::new(format!("REMAP {pages} pages {dest}{src}"))
         }
-        Next::Event(e) => Observation::new(format!("unexpected event: {}", describe_event(&e, &region))),
+        Next::Event(e) => uffd::unexpected(&e, &region),
         Next::Done(r) => {
             Observation::new(format!("no event ({})", r.map_or_else(errno_name, |_| "moved".into())))
         }
@@ -571,7 +554,7 @@ fn fork(ctx: &Ctx) -> ProbeResult {
         // SAFETY: see above.
         let pid = unsafe { libc::syscall(libc::SYS_fork) } as i32;
         if pid == 0 {
-            let byte = sys::load(addr);
+            let byte = memory::load(addr);
             unsafe {
                 libc::write(wr.as_raw_fd(), (&byte as *const u8).cast(), 1);
                 libc::_exit(0);
@@ -580,17 +563,8 @@ fn fork(ctx: &Ctx) -> ProbeResult {
         pid
     });
     let child_uffd = match uffd.next_or_done(&forker, ctx.timeout)? {
-        Next::Event(Event::Fork { uffd }) => {
-            // The crate's IntoRawFd closes the descriptor it hands out (it drops itself after
-            // taking the number), so take the number and forget the wrapper instead.
-            let raw = std::os::fd::AsRawFd::as_raw_fd(&uffd);
-            std::mem::forget(uffd);
-            // SAFETY: the FORK message installed this descriptor for us; nothing else owns it.
-            Uffd::from_fd(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
-        }
-        Next::Event(e) => {
-            return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
-        }
+        Next::Event(Event::Fork { uffd }) => Uffd::from_fork_event(uffd),
+        Next::Event(e) => return Ok(uffd::unexpected(&e, &region)),
         Next::Done(pid) => {
             reap(pid, ctx.timeout);
             return Ok(Observation::new("no FORK event"));
@@ -602,7 +576,7 @@ fn fork(ctx: &Ctx) -> ProbeResult {
         Some(Event::Pagefault { .. }) => {
             child_uffd.serve(region.base(), region.page_size(), 0x7E)?;
             let mut byte = [0u8; 1];
-            let got = sys::wait_readable(std::os::fd::AsFd::as_fd(&rd), ctx.timeout).ctx("poll")?
+            let got = poll::wait_readable(std::os::fd::AsFd::as_fd(&rd), ctx.timeout).ctx("poll")?
                 && nix::unistd::read(&rd, &mut byte).ctx("read")? == 1;
             if got && byte[0] == 0x7E {
                 "FORK, child faults on the new uffd".to_string()
@@ -640,15 +614,15 @@ fn reap(pid: i32, limit: Duration) {
 fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
-    let loader = worker::spawn("load", move || sys::load(addr));
+    let loader = worker::spawn("load", move || memory::load(addr));
     crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout));
-    let state = sys::wait_until_blocked(loader.tid(), ctx.timeout);
+    let state = threads::wait_until_blocked(loader.tid(), ctx.timeout);
     uffd.close();
     Ok(match loader.wait(ctx.timeout) {
         Some(v) => Observation::new(format!("waiter woke, read {v:#04x}")),
         None => Observation::new("waiter still blocked"),
     }
-    .with("state_before_close", sys::describe_state(state)))
+    .with("state_before_close", threads::describe_state(state)))
 }
 
 fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
@@ -677,7 +651,7 @@ fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
             let mut loads = 0u64;
             while !remover.is_finished() {
                 let before = removed.load(Ordering::SeqCst);
-                let v = sys::load(addr);
+                let v = memory::load(addr);
                 loads += 1;
                 if v < before.wrapping_add(1) {
                     stale.fetch_add(1, Ordering::SeqCst);
@@ -685,41 +659,31 @@ fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
             }
             let ok = remover.join().unwrap_or(false);
             // After the dust settles: one more load must see the newest version.
-            let last = sys::load(addr);
+            let last = memory::load(addr);
             if last != removed.load(Ordering::SeqCst).wrapping_add(1) {
                 stale.fetch_add(1, Ordering::SeqCst);
             }
             (ok, loads)
         })
     };
-    let mut version: u8 = 1;
+    let version = std::cell::Cell::new(1u8);
+    let bump = |e: Event| {
+        if let Event::Remove { .. } = e {
+            version.set(version.get().wrapping_add(1));
+        }
+    };
     let (mut faults, mut eagains) = (0u64, 0u64);
     let result = loop {
         match uffd.next_or_done(&driver, ctx.timeout)? {
-            Next::Event(Event::Remove { .. }) => version = version.wrapping_add(1),
+            Next::Event(e @ Event::Remove { .. }) => bump(e),
             Next::Event(Event::Pagefault { .. }) => {
                 faults += 1;
-                // The EAGAIN protocol: the data is built from the current version at each try,
-                // and pending events are read (bumping the version) before retrying.
-                loop {
-                    let (r, _) = uffd.copy_raw(addr, &vec![version; page], 0);
-                    match r {
-                        Ok(()) | Err(Errno::EEXIST) => break,
-                        Err(Errno::EAGAIN) => {
-                            eagains += 1;
-                            while let Some(e) = uffd.next(Duration::ZERO)? {
-                                if let Event::Remove { .. } = e {
-                                    version = version.wrapping_add(1);
-                                }
-                            }
-                        }
-                        Err(e) => return Err(Fail::error(format!("UFFDIO_COPY: {}", errno_name(e)))),
-                    }
-                }
+                // The EAGAIN protocol: the data is built from the current version at each try.
+                eagains += uffd
+                    .copy_following_eagain(addr, ctx.timeout, || vec![version.get(); page], bump)?
+                    .eagains;
             }
-            Next::Event(e) => {
-                return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
-            }
+            Next::Event(e) => return Ok(uffd::unexpected(&e, &region)),
             Next::Done(r) => break Some(r),
             Next::Timeout => break None,
         }

@@ -5,23 +5,22 @@
 //! stopped once every thread acknowledged. Cooperative (Go, HotSpot): threads poll at safepoints
 //! and a thread inside a syscall counts as stopped; it must not run managed code until resumed.
 
-use crate::catalogue::Behaviour;
-use crate::probe::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
-use crate::sys::{self, errno_name, madvise, Region, SignalFlag, MADV_POPULATE_READ};
-use crate::uffd::{describe_event, registered, Event, RegisterMode, FEATURE_EVENT_REMOVE};
+use crate::behaviour::Behaviour;
+use crate::memory::{madvise, Region, MADV_POPULATE_READ};
+use crate::outcome::errno_name;
+use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
+use crate::require::{self, rows};
+use crate::signals::SignalFlag;
+use crate::uapi::FEATURE_EVENT_REMOVE;
+use crate::uffd;
+use crate::uffd::{describe_event, registered, Event, Pump, RegisterMode};
 use crate::worker::{self, Worker};
+use crate::{memory, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-
-macro_rules! before_5_14 {
-    () => {
-        ("<5.14", "unsupported: MADV_POPULATE_* is new in Linux 5.14")
-    };
-}
 
 const SIGNAL_CITATION: &str = "fs/userfaultfd.c handle_userfault (v5.10, v6.12): user-mode faults wait \
      in TASK_INTERRUPTIBLE (userfaultfd_get_blocking_state) and return VM_FAULT_RETRY on a pending \
@@ -36,8 +35,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "S")],
         citation: SIGNAL_CITATION,
         notes: "Contrast populate.thread_state: the same wait inside MADV_POPULATE_* is D.",
-        documented: &[],
         probe: user_fault_state,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "stw.user_fault_signal",
@@ -50,8 +49,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: SIGNAL_CITATION,
         notes: "This is what lets signal-based stop-the-world (Boehm GC, Mono, .NET) suspend a thread \
                 parked on a missing page.",
-        documented: &[],
         probe: user_fault_signal,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "stw.user_fault_duplicate",
@@ -64,8 +63,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    access is a new fault with a new message",
         notes: "Page servers must tolerate duplicate faults for a page they are already serving \
                 (UFFDIO_COPY then fails with EEXIST for one of them).",
-        documented: &[],
         probe: user_fault_duplicate,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "stw.signal_suspend_load",
@@ -77,22 +76,21 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    serving, `deadlocks` when they never come.",
         expect: &[("*", "completes")],
         citation: SIGNAL_CITATION,
-        notes: "",
-        documented: &[],
         probe: signal_suspend_load,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "stw.signal_suspend_populate",
         summary: "A signal-based stop-the-world cannot stop threads blocked in MADV_POPULATE_* until their pages are served",
         observes: "As stw.signal_suspend_load, with the two threads blocked in MADV_POPULATE_READ.",
-        expect: &[before_5_14!(), (">=5.14", "stalls until the pages are served")],
+        expect: &[rows::BEFORE_5_14, (">=5.14", "stalls until the pages are served")],
         citation: "mm/gup.c faultin_page (v6.1): GUP faults are killable, not interruptible; see \
                    populate.signal",
         notes: "A runtime that pre-faults memory with MADV_POPULATE_* under a uffd while using \
                 signal-based suspension can stall its collector for as long as the page server takes; \
                 if the page server waits for the collector, that is a deadlock.",
-        documented: &[],
         probe: signal_suspend_populate,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "stw.cooperative_populate",
@@ -101,13 +99,12 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    safepoint is requested: `completes` when it is reached within the quiet window while \
                    the pages are unserved and a thread whose populate returns during the stop parks \
                    before running again.",
-        expect: &[before_5_14!(), (">=5.14", "completes")],
+        expect: &[rows::BEFORE_5_14, (">=5.14", "completes")],
         citation: "madvise(2): MADV_POPULATE_* is a system call like any other; Go's runtime \
                    (entersyscall/exitsyscall) and HotSpot's thread states treat threads in native \
                    code as safepoint-safe",
-        notes: "",
-        documented: &[],
         probe: cooperative_populate,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "stw.parallel_stress",
@@ -125,7 +122,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    `error` unless it served at least the scheduled faults (2181), refaults (1925), REMOVE events \
                    (318), stop-the-world cycles (244) and forced EAGAIN races (34); those counts are identical \
                    on every run, timings and unforced EAGAINs are details.",
-        expect: &[before_5_14!(), (">=5.14", "no deadlock, no lost or stale page")],
+        expect: &[rows::BEFORE_5_14, (">=5.14", "no deadlock, no lost or stale page")],
         citation: "fs/userfaultfd.c userfaultfd_copy and userfaultfd_remove (v6.1, v6.12): UFFDIO_COPY fails \
                    with EAGAIN while a REMOVE is pending (mmap_changing), and MADV_DONTNEED waits until its event \
                    is read; mm/madvise.c madvise_populate (v5.14): MADV_POPULATE_READ faults in every missing \
@@ -137,8 +134,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 `serve-zero=...`) and require the cell to say so, and skip the forced races \
                 (`no-race=...`) and require an `error`. The server never waits on the mutators here; a \
                 runtime whose server does is another behaviour.",
-        documented: &[],
         probe: parallel_stress,
+        ..Behaviour::DEFAULT
     },
 ];
 
@@ -153,12 +150,12 @@ fn load_and_signal(ctx: &Ctx) -> Result<Result<Signalled, Observation>, Fail> {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction(SIGUSR1)")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
-    let worker = worker::spawn("load", move || sys::load(addr));
+    let worker = worker::spawn("load", move || memory::load(addr));
     if let Err(obs) = uffd.await_fault(&worker, &region, ctx.timeout)? {
         return Ok(Err(obs));
     }
-    let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
-    sys::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
+    let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
+    threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
     let ran = flag.wait(ctx.window).ctx("waiting for the handler")?;
     let refault =
         if ran > 0 { Some(matches!(uffd.next(ctx.window)?, Some(Event::Pagefault { .. }))) } else { None };
@@ -173,12 +170,12 @@ fn load_and_signal(ctx: &Ctx) -> Result<Result<Signalled, Observation>, Fail> {
 fn user_fault_state(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
-    let worker = worker::spawn("load", move || sys::load(addr));
+    let worker = worker::spawn("load", move || memory::load(addr));
     if let Some(Event::Pagefault { .. }) = uffd.next(ctx.timeout)? {
-        let state = sys::wait_until_blocked(worker.tid(), ctx.timeout);
+        let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
         uffd.serve(region.base(), region.page_size(), 1)?;
         worker.wait(ctx.timeout);
-        Ok(Observation::new(sys::describe_state(state)))
+        Ok(Observation::new(threads::describe_state(state)))
     } else {
         Ok(Observation::new("no fault message"))
     }
@@ -192,7 +189,7 @@ fn user_fault_signal(ctx: &Ctx) -> ProbeResult {
         } else {
             "handler did not run while blocked"
         })
-        .with("state", sys::describe_state(s.state))
+        .with("state", threads::describe_state(s.state))
         .with("window_ms", ctx.window.as_millis() as u64),
     })
 }
@@ -208,58 +205,11 @@ fn user_fault_duplicate(ctx: &Ctx) -> ProbeResult {
     })
 }
 
-// Signal-based suspension: the handler acknowledges on an eventfd, then waits on a futex until
-// the collector resumes the world (with a bounded wait, so a lost wake-up cannot hang a probe).
-static ACK_FD: AtomicI32 = AtomicI32::new(-1);
-static RESUME: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn suspend_handler(_: libc::c_int) {
-    let one: u64 = 1;
-    // SAFETY: write(2) and futex(2) are async-signal-safe; the buffers are locals and statics.
-    unsafe { libc::write(ACK_FD.load(Ordering::SeqCst), (&one as *const u64).cast(), 8) };
-    while RESUME.load(Ordering::SeqCst) == 0 {
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: 50_000_000 };
-        unsafe { libc::syscall(libc::SYS_futex, RESUME.as_ptr(), libc::FUTEX_WAIT, 0, &ts) };
-    }
-}
-
-fn resume_world() {
-    RESUME.store(1, Ordering::SeqCst);
-    // SAFETY: wakes every waiter on the futex word.
-    unsafe { libc::syscall(libc::SYS_futex, RESUME.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
-}
-
-/// Reads acknowledgements from the eventfd until `want` arrived or `limit` passed.
-fn collect_acks(fd: &OwnedFd, want: u64, have: &mut u64, limit: Duration) -> Result<(), Fail> {
-    let deadline = Instant::now() + limit;
-    while *have < want {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !sys::wait_readable(std::os::fd::AsFd::as_fd(fd), left).ctx("poll")? {
-            break;
-        }
-        let mut n: u64 = 0;
-        // SAFETY: reading 8 bytes from an eventfd into a u64.
-        if unsafe { libc::read(fd.as_raw_fd(), (&mut n as *mut u64).cast(), 8) } == 8 {
-            *have += n;
-        }
-    }
-    Ok(())
-}
-
 /// Two threads blocked on missing pages by `block` (a load, or a populate), one running; all
 /// are sent the suspend signal.
 fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-    // SAFETY: eventfd returns a new descriptor that we own.
-    let ack = unsafe {
-        OwnedFd::from_raw_fd(
-            Errno::result(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)).ctx("eventfd")?,
-        )
-    };
-    ACK_FD.store(ack.as_raw_fd(), Ordering::SeqCst);
-    let action = SigAction::new(SigHandler::Handler(suspend_handler), SaFlags::SA_RESTART, SigSet::empty());
-    // SAFETY: the handler only uses async-signal-safe calls.
-    unsafe { sigaction(Signal::SIGUSR1, &action) }.ctx("sigaction")?;
+    // The suspend handler acknowledges (raises the flag), then waits until the world resumes.
+    let acks = SignalFlag::install_suspending(Signal::SIGUSR1).ctx("sigaction")?;
 
     let (uffd, region) = registered(0, Region::anonymous(2).ctx("mmap")?, RegisterMode::MISSING)?;
     let page = region.page_size();
@@ -270,7 +220,7 @@ fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
                 if populate {
                     let _ = madvise(addr, page, MADV_POPULATE_READ);
                 } else {
-                    sys::load(addr);
+                    memory::load(addr);
                 }
             })
         })
@@ -289,34 +239,32 @@ fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
     while faults < 2 {
         match uffd.next(ctx.timeout)? {
             Some(Event::Pagefault { .. }) => faults += 1,
-            Some(e) => {
-                return Ok(Observation::new(format!("unexpected event: {}", describe_event(&e, &region))))
-            }
+            Some(e) => return Ok(uffd::unexpected(&e, &region)),
             None => return Ok(Observation::new("the threads did not block on their pages")),
         }
     }
     for w in &blocked {
-        sys::wait_until_blocked(w.tid(), ctx.timeout);
+        threads::wait_until_blocked(w.tid(), ctx.timeout);
     }
     let started = Instant::now();
     for tid in blocked.iter().map(Worker::tid).chain([running.tid()]) {
-        sys::tgkill(tid, Signal::SIGUSR1).ctx("tgkill")?;
+        threads::tgkill(tid, Signal::SIGUSR1).ctx("tgkill")?;
     }
-    let mut acks = 0;
-    collect_acks(&ack, 3, &mut acks, ctx.window)?;
-    let acked_before_serving = acks;
+    let mut acked = 0;
+    acks.wait_for(3, &mut acked, ctx.window).ctx("waiting for acknowledgements")?;
+    let acked_before_serving = acked;
     let stop_ms = started.elapsed().as_millis() as u64;
     for i in 0..2 {
         uffd.serve(region.page(i), page, 0x5C)?;
     }
-    collect_acks(&ack, 3, &mut acks, ctx.timeout)?;
-    resume_world();
+    acks.wait_for(3, &mut acked, ctx.timeout).ctx("waiting for acknowledgements")?;
+    acks.resume();
     stop_running.store(true, Ordering::SeqCst);
     for w in blocked.iter() {
         w.wait(ctx.timeout);
     }
     running.wait(ctx.timeout);
-    let observed = match (acked_before_serving, acks) {
+    let observed = match (acked_before_serving, acked) {
         (3, _) => "completes",
         (_, 3) => "stalls until the pages are served",
         _ => "deadlocks",
@@ -332,7 +280,7 @@ fn signal_suspend_load(ctx: &Ctx) -> ProbeResult {
 }
 
 fn signal_suspend_populate(ctx: &Ctx) -> ProbeResult {
-    super::populate::require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     signal_suspend(ctx, true)
 }
 
@@ -405,7 +353,7 @@ impl Safepoint {
 }
 
 fn cooperative_populate(ctx: &Ctx) -> ProbeResult {
-    super::populate::require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(2).ctx("mmap")?, RegisterMode::MISSING)?;
     let page = region.page_size();
     let sp = Safepoint::new(2);
@@ -623,7 +571,7 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
     use schedule::{Schedule, PAGES_PER_THREAD, RACE_EVERY, ROUNDS, SEED, THREADS};
     use std::sync::mpsc::channel;
     const PAGES: usize = THREADS * PAGES_PER_THREAD;
-    super::populate::require_advice(MADV_POPULATE_READ, "MADV_POPULATE_READ")?;
+    require::populate(MADV_POPULATE_READ)?;
     let plan = Schedule::new(SEED);
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE, Region::anonymous(PAGES).ctx("mmap")?, RegisterMode::MISSING)?;
@@ -655,20 +603,11 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
         let (uffd, region, spare, stop) = (uffd.clone(), region.clone(), spare.clone(), stop_server.clone());
         let (sabotage, timeout) = (ctx.sabotage, ctx.timeout);
         worker::spawn("server", move || -> Result<ServerCounts, Fail> {
-            // Per page, the version it must hold; faults read while draining events after an
-            // EAGAIN wait in `pending` for their turn.
-            let state = std::cell::RefCell::new((
-                vec![1u64; PAGES],
-                std::collections::VecDeque::<usize>::new(),
-                ServerCounts::default(),
-            ));
-            let on_message = |e: Event| {
-                let (versions, pending, counts) = &mut *state.borrow_mut();
+            // Per page, the version it must hold; a REMOVE read bumps its pages'.
+            let state = std::cell::RefCell::new((vec![1u64; PAGES], ServerCounts::default()));
+            let on_event = |e: Event| {
+                let (versions, counts) = &mut *state.borrow_mut();
                 match e {
-                    Event::Pagefault { addr, .. } => match region.page_index(addr as u64) {
-                        p if (0..PAGES as i64).contains(&p) => pending.push_back(p as usize),
-                        p => counts.odd_messages.push(format!("a fault outside the region (page {p})")),
-                    },
                     Event::Remove { start, .. } if start as usize == spare.base() => {}
                     Event::Remove { start, end } => {
                         let (a, b) = (region.page_index(start as u64), region.page_index(end as u64));
@@ -682,17 +621,29 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
                     other => counts.odd_messages.push(describe_event(&other, &region)),
                 }
             };
+            let mut pump = Pump::new(&uffd);
             let (mut race_outstanding, mut sabotaged) = (false, false);
             while !stop.load(Ordering::SeqCst) {
-                let next = state.borrow_mut().1.pop_front();
-                let Some(p) = next else {
-                    if let Some(e) = uffd.next(Duration::from_millis(20))? {
-                        on_message(e);
+                let p = match pump.next(Duration::from_millis(20))? {
+                    None => continue,
+                    Some(Event::Pagefault { addr, .. }) => match region.page_index(addr as u64) {
+                        p if (0..PAGES as i64).contains(&p) => p as usize,
+                        p => {
+                            state
+                                .borrow_mut()
+                                .1
+                                .odd_messages
+                                .push(format!("a fault outside the region (page {p})"));
+                            continue;
+                        }
+                    },
+                    Some(e) => {
+                        on_event(e);
+                        continue;
                     }
-                    continue;
                 };
                 let (forced, refault) = {
-                    let (versions, _, counts) = &mut *state.borrow_mut();
+                    let (versions, counts) = &mut *state.borrow_mut();
                     counts.faults += 1;
                     counts.refaults += u64::from(versions[p] > 1);
                     (counts.faults % RACE_EVERY == 0, versions[p] > 1)
@@ -706,32 +657,28 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
                     let _ = uffd.copy_raw(spare.base(), &vec![0x5Au8; spare.page_size()], 0);
                     race_tx.send(()).map_err(|_| Fail::error("the racer thread is gone"))?;
                     race_outstanding = true;
-                    if !sys::wait_until_in_uffd_wait(racer_tid, timeout) {
+                    if !threads::wait_until_in_uffd_wait(racer_tid, timeout) {
                         return Err(Fail::error(
                             "the racer's MADV_DONTNEED never blocked on its REMOVE event",
                         ));
                     }
-                    state.borrow_mut().2.forced_races += 1;
+                    state.borrow_mut().1.forced_races += 1;
                 }
                 // The self-tests' deliberate mistake, once, on the first refault.
                 let sabotage = sabotage.filter(|s| *s != Sabotage::NoRace && refault && !sabotaged);
                 sabotaged |= sabotage.is_some();
-                let copied = uffd.copy_following_eagain(
-                    region.page(p),
-                    timeout,
-                    || match (sabotage, state.borrow().0[p]) {
-                        (Some(Sabotage::ZeroPage), _) => vec![0u8; page],
-                        (Some(Sabotage::StalePage), v) => versioned_page(v - 1, page),
-                        (_, v) => versioned_page(v, page),
-                    },
-                    on_message,
-                )?;
-                let counts = &mut state.borrow_mut().2;
+                let data = || match (sabotage, state.borrow().0[p]) {
+                    (Some(Sabotage::ZeroPage), _) => vec![0u8; page],
+                    (Some(Sabotage::StalePage), v) => versioned_page(v - 1, page),
+                    (_, v) => versioned_page(v, page),
+                };
+                let copied = pump.copy(region.page(p), timeout, data, &on_event)?;
+                let counts = &mut state.borrow_mut().1;
                 counts.eagains += copied.eagains;
                 counts.eexist += u64::from(copied.eexist);
                 counts.forced_eagains += u64::from(forced && copied.eagains > 0);
             }
-            Ok(state.into_inner().2)
+            Ok(state.into_inner().1)
         })
     };
 

@@ -1,4 +1,5 @@
-//! What a probe is and what it returns.
+//! What a probe sees (its settings) and what it returns: an observation, or why it could not make
+//! one; the child's report of it; errno names as the matrix spells them.
 //!
 //! A probe runs in a child process of its own (see `isolate`), observes one behaviour and returns
 //! an [`Observation`]: a short canonical `observed` value plus `details`. When the kernel lacks a
@@ -103,6 +104,16 @@ impl Fail {
     }
 }
 
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fail::Unsupported { observed, reason, .. } => write!(f, "unsupported ({observed}): {reason}"),
+            Fail::Skipped(reason) => write!(f, "skipped: {reason}"),
+            Fail::Error(message) => f.write_str(message),
+        }
+    }
+}
+
 pub type ProbeResult = Result<Observation, Fail>;
 
 /// `?` with a label: `mmap(...).ctx("mmap")?`.
@@ -112,13 +123,13 @@ pub trait Context<T> {
 
 impl<T> Context<T> for Result<T, Errno> {
     fn ctx(self, what: &str) -> Result<T, Fail> {
-        self.map_err(|e| Fail::Error(format!("{what}: {}", crate::sys::errno_name(e))))
+        self.map_err(|e| Fail::Error(format!("{what}: {}", errno_name(e))))
     }
 }
 
 impl<T> Context<T> for Result<T, userfaultfd::Error> {
     fn ctx(self, what: &str) -> Result<T, Fail> {
-        self.map_err(|e| Fail::Error(format!("{what}: {}", crate::uffd::error_name(&e))))
+        self.map_err(|e| Fail::Error(format!("{what}: {}", error_name(&e))))
     }
 }
 
@@ -150,5 +161,21 @@ impl From<ProbeResult> for Report {
             Err(Fail::Skipped(reason)) => Report::Skipped { reason },
             Err(Fail::Error(message)) => Report::Error { message },
         }
+    }
+}
+
+/// The name of an errno value, as the matrix shows it: `EINVAL`.
+pub fn errno_name(e: Errno) -> String {
+    format!("{e:?}")
+}
+
+/// Names a crate error by its errno where it has one.
+pub fn error_name(e: &userfaultfd::Error) -> String {
+    match e {
+        userfaultfd::Error::SystemError(errno)
+        | userfaultfd::Error::CopyFailed(errno)
+        | userfaultfd::Error::ZeropageFailed(errno) => errno_name(Errno::from_raw(*errno as i32)),
+        userfaultfd::Error::PartiallyCopied(n) => format!("EAGAIN (partial copy {n})"),
+        other => other.to_string(),
     }
 }

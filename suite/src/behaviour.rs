@@ -1,0 +1,79 @@
+//! A behaviour as data: identity, documentation, expectation by kernel version, and the probe that
+//! observes it. Each family module declares its behaviours beside its probes.
+
+use crate::outcome::{Ctx, Fail, ProbeResult};
+use matrix::expect::Rule;
+use std::collections::BTreeMap;
+
+/// One behaviour: identity, documentation, expectation by kernel version, and its probe.
+pub struct Behaviour {
+    /// `<family>.<behaviour>`, stable forever: the matrix is keyed by it.
+    pub id: &'static str,
+    pub summary: &'static str,
+    /// What the probe observes, and the values `observed` takes.
+    pub observes: &'static str,
+    /// `(kernel range, expectation)` rows; see `matrix::expect` for the language.
+    pub expect: &'static [(&'static str, &'static str)],
+    /// What the documentation claims, where that differs from `expect` (which follows the kernel
+    /// source): the matrix's findings list every kernel that does not do what is documented.
+    pub documented: &'static [(&'static str, &'static str)],
+    pub citation: &'static str,
+    pub notes: &'static str,
+    pub probe: fn(&Ctx) -> ProbeResult,
+}
+
+impl Behaviour {
+    /// What a declaration leaves unsaid: no documented claims, no notes. `id`, `summary`,
+    /// `observes`, `expect`, `citation` and `probe` are always given (the catalogue test checks).
+    pub const DEFAULT: Behaviour = Behaviour {
+        id: "",
+        summary: "",
+        observes: "",
+        expect: &[],
+        documented: &[],
+        citation: "",
+        notes: "",
+        probe: no_probe,
+    };
+
+    /// Whether the declaration names its probe (not [`Behaviour::DEFAULT`]'s placeholder).
+    #[cfg(test)]
+    pub fn has_probe(&self) -> bool {
+        !std::ptr::fn_addr_eq(self.probe, no_probe as fn(&Ctx) -> ProbeResult)
+    }
+
+    pub fn family(&self) -> &'static str {
+        matrix::model::family_of(self.id)
+    }
+
+    /// The libtest-mimic trial name: `populate::read_missing`.
+    pub fn trial_name(&self) -> String {
+        self.id.replacen('.', "::", 1)
+    }
+
+    pub fn rules(&self) -> Vec<Rule> {
+        self.expect.iter().map(|(k, e)| Rule::new(k, e)).collect()
+    }
+
+    pub fn documented_rules(&self) -> Vec<Rule> {
+        self.documented.iter().map(|(k, e)| Rule::new(k, e)).collect()
+    }
+
+    pub fn to_matrix(&self) -> matrix::Behaviour {
+        matrix::Behaviour {
+            family: self.family().to_string(),
+            summary: self.summary.to_string(),
+            observes: self.observes.to_string(),
+            expectation: self.rules(),
+            documented: self.documented_rules(),
+            citation: self.citation.to_string(),
+            notes: self.notes.to_string(),
+            cells: BTreeMap::new(),
+        }
+    }
+}
+
+/// The placeholder probe of [`Behaviour::DEFAULT`].
+fn no_probe(_: &Ctx) -> ProbeResult {
+    Err(Fail::error("this behaviour declares no probe"))
+}

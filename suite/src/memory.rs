@@ -1,0 +1,135 @@
+//! Memory the probes fault on: mappings of whole pages (anonymous, shmem, hugetlb), madvise and
+//! its advice numbers newer than the build machine's headers, plain user-mode loads and stores,
+//! residency, and the huge pages the kernel has free.
+
+use nix::errno::Errno;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+/// `MADV_POPULATE_READ` / `MADV_POPULATE_WRITE` (include/uapi/asm-generic/mman-common.h,
+/// since Linux 5.14). Kept here so the suite does not depend on the build machine's headers.
+pub const MADV_POPULATE_READ: i32 = 22;
+pub const MADV_POPULATE_WRITE: i32 = 23;
+
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// A mapping of whole pages: anonymous private, a shared memfd (shmem), or anonymous hugetlb.
+///
+/// It is never unmapped: probe processes are short-lived, and a thread that a failed probe leaves
+/// blocked on one of its pages must never see the mapping vanish under it.
+pub struct Region {
+    base: NonNull<u8>,
+    pages: usize,
+    page: usize,
+    /// The memfd behind a shared mapping.
+    pub memfd: Option<OwnedFd>,
+}
+
+// SAFETY: the region is plain memory; probes coordinate access to it through the uffd protocol.
+unsafe impl Send for Region {}
+unsafe impl Sync for Region {}
+
+impl Region {
+    pub fn anonymous(pages: usize) -> Result<Region, Errno> {
+        Region::map(pages, page_size(), libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, None)
+    }
+
+    /// A MAP_SHARED mapping of a new memfd of `pages` pages (shmem).
+    pub fn memfd(pages: usize) -> Result<Region, Errno> {
+        let fd = nix::sys::memfd::memfd_create(c"uffdc", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+        nix::unistd::ftruncate(&fd, (pages * page_size()) as libc::off_t)?;
+        Region::map(pages, page_size(), libc::MAP_SHARED, Some(fd))
+    }
+
+    /// Anonymous memory backed by huge pages of `huge` bytes (MAP_HUGETLB).
+    pub fn hugetlb(pages: usize, huge: usize) -> Result<Region, Errno> {
+        Region::map(pages, huge, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB, None)
+    }
+
+    fn map(pages: usize, page: usize, flags: i32, memfd: Option<OwnedFd>) -> Result<Region, Errno> {
+        let fd = memfd.as_ref().map_or(-1, |f| f.as_raw_fd());
+        // SAFETY: a fresh mapping aliases nothing the program holds references to.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), pages * page, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0)
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let base = NonNull::new(ptr.cast()).expect("mmap never returns NULL");
+        Ok(Region { base, pages, page, memfd })
+    }
+
+    pub fn base(&self) -> usize {
+        self.base.as_ptr() as usize
+    }
+    pub fn len(&self) -> usize {
+        self.pages * self.page
+    }
+    pub fn page_size(&self) -> usize {
+        self.page
+    }
+    /// Address of page `i`.
+    pub fn page(&self, i: usize) -> usize {
+        assert!(i < self.pages);
+        self.base() + i * self.page
+    }
+    /// Which page an address falls in, relative to the region (may be out of range).
+    pub fn page_index(&self, addr: u64) -> i64 {
+        (addr as i64 - self.base() as i64).div_euclid(self.page as i64)
+    }
+    /// Writes `byte` over page `i` of the memfd behind the region, through the file (pwrite).
+    pub fn fill_file_page(&self, i: usize, byte: u8) -> Result<(), Errno> {
+        let fd = self.memfd.as_ref().ok_or(Errno::EINVAL)?;
+        let data = vec![byte; self.page];
+        let n = nix::sys::uio::pwrite(fd, &data, (i * self.page) as libc::off_t)?;
+        if n == data.len() {
+            Ok(())
+        } else {
+            Err(Errno::EIO)
+        }
+    }
+}
+
+/// madvise(2) on a raw range.
+pub fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
+    // SAFETY: advice on a range the caller mapped; the kernel validates the range.
+    let r = unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) };
+    Errno::result(r).map(drop)
+}
+
+/// Writes a byte with a plain user-mode store.
+pub fn store(addr: usize, byte: u8) {
+    // SAFETY: callers pass addresses inside a live Region.
+    unsafe { std::ptr::write_volatile(addr as *mut u8, byte) }
+}
+
+/// Reads a byte with a plain user-mode load.
+pub fn load(addr: usize) -> u8 {
+    // SAFETY: callers pass addresses inside a live Region.
+    unsafe { std::ptr::read_volatile(addr as *const u8) }
+}
+
+/// Whether all of `[addr, addr+len)` is resident (mincore(2)), without touching it. mincore
+/// reports per base page, so a huge page needs one status byte per base page it spans.
+pub fn resident(addr: usize, len: usize) -> Result<bool, Errno> {
+    let mut vec = vec![0u8; len.div_ceil(page_size())];
+    // SAFETY: `vec` has one status byte for every base page of the range.
+    let r = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
+    Errno::result(r)?;
+    Ok(vec.iter().all(|b| b & 1 != 0))
+}
+
+/// Free huge pages of the default size, and that size in bytes (from /proc/meminfo).
+pub fn huge_pages() -> (u64, usize) {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("HugePages_Free:"), field("Hugepagesize:") as usize * 1024)
+}

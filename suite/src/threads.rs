@@ -1,0 +1,76 @@
+//! The threads of a probe process as the kernel sees them: ids, scheduler states and CPU time
+//! from `/proc`, waiting on a thread's state (the event a probe synchronises on), tgkill.
+
+use nix::errno::Errno;
+use std::time::{Duration, Instant};
+
+pub fn gettid() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
+
+/// The scheduler state letter of a thread of this process (`R`, `S`, `D`, ...), from
+/// `/proc/self/task/<tid>/stat`.
+pub fn thread_state(tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain ") ".
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.trim_start().chars().next()
+}
+
+/// User plus system CPU time a thread of this process has used, in clock ticks.
+pub fn thread_cpu_ticks(tid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // After the command: state is field 3, utime 14, stime 15 (proc(5)).
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Waits until a thread is off the CPU (its state is neither `R` running nor absent), up to
+/// `limit`, and returns the state seen. This synchronises on the thread's `/proc` state, which is
+/// the event being waited for.
+pub fn wait_until_blocked(tid: i32, limit: Duration) -> Option<char> {
+    let start = Instant::now();
+    loop {
+        let state = thread_state(tid);
+        match state {
+            Some(s) if s != 'R' => return Some(s),
+            _ if start.elapsed() >= limit => return state,
+            _ => std::thread::yield_now(),
+        }
+    }
+}
+
+/// Waits up to `limit` until a thread of this process sleeps in the kernel's wait for a
+/// userfaultfd event to be read (a madvise, munmap or fork whose event is pending): its wchan
+/// names a userfaultfd function, or, where wchan is not readable, its state is `D`. Synchronises
+/// on the thread's `/proc` state.
+pub fn wait_until_in_uffd_wait(tid: i32, limit: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).unwrap_or_default();
+        let readable = !wchan.trim().is_empty() && wchan.trim() != "0";
+        if (readable && wchan.contains("userfaultfd")) || (!readable && thread_state(tid) == Some('D')) {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Names a blocked state for the matrix: `S` (interruptible sleep: user-fault context) or `D`
+/// (uninterruptible or killable sleep: blocked inside the kernel).
+pub fn describe_state(state: Option<char>) -> String {
+    match state {
+        Some(c) => c.to_string(),
+        None => "gone".to_string(),
+    }
+}
+
+/// Sends a signal to one thread of this process.
+pub fn tgkill(tid: i32, sig: nix::sys::signal::Signal) -> Result<(), Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, sig as libc::c_int) };
+    Errno::result(r).map(drop)
+}
