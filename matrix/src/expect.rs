@@ -14,7 +14,7 @@
 //!
 //! The first rule whose range holds the running kernel's version applies.
 
-use crate::model::Verdict;
+use crate::verdict::Verdict;
 use crate::version::{KernelVersion, VersionRange};
 use serde::{Deserialize, Serialize};
 

@@ -16,6 +16,7 @@ pub mod findings;
 pub mod model;
 pub mod run;
 pub mod stream;
+pub mod verdict;
 pub mod version;
 
 pub use model::{Behaviour, Catalogue, Cell, Compat, Detail, Details, Results, RunInfo, RunStatus, Verdict};

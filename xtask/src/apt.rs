@@ -3,11 +3,13 @@
 //! The mirror comes from the machine's apt sources unless overridden; archive signatures are
 //! checked against Debian's keyring.
 
-use crate::deps::DEBIAN_KEYRING;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
+
+/// Debian's archive keyring: every source is `signed-by` it, so apt checks the archive's signatures.
+pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// Where the Debian archive is fetched from.
 #[derive(Clone, Debug, PartialEq, Eq)]

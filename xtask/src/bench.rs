@@ -8,7 +8,8 @@
 
 use crate::fleet::{Cache, Fleet};
 use crate::pipeline::{self, Options, Prepared};
-use crate::runner::{self, Settings};
+use crate::qemu::Settings;
+use crate::runner;
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -69,7 +70,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     let selected = fleet.select(&asked.kernels)?;
     let prepared = pipeline::prepare(sh, root, None)?;
     let cache = Cache::new(root);
-    let mut apt = crate::images::lazy_apt(&fleet, &cache, asked.mirror.clone());
+    let mut apt = fleet.apt(&cache, asked.mirror.clone());
     let dir = root.join("target/uffdc/bench");
     let mut opts = asked.clone();
     opts.kernels = selected.iter().map(|(id, _)| id.clone()).collect();

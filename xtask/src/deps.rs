@@ -1,6 +1,7 @@
 //! System prerequisites: found, installed with apt when running as root, or a stop with the
 //! exact command to run.
 
+use crate::apt::DEBIAN_KEYRING;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use xshell::{cmd, Shell};
@@ -21,8 +22,6 @@ pub enum Need {
     /// Python's venv module, for the KCIDB schema validator (PyPI's kcidb-io).
     PythonVenv,
 }
-
-pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 impl Need {
     fn package(self) -> &'static str {

@@ -95,6 +95,14 @@ impl Fleet {
         crate::util::write_atomic(&root.join(LOCK), text.as_bytes())
     }
 
+    /// An apt over every suite the fleet names (so one set of lists serves all tracks), made on
+    /// first use.
+    pub fn apt(&self, cache: &Cache, mirror: Option<String>) -> LazyApt {
+        let mut suites: Vec<String> = self.tracks.values().flat_map(|t| t.suites.clone()).collect();
+        suites.extend(self.lock.kernels.values().map(|p| p.suite.clone()));
+        LazyApt::new(&cache.dir, mirror, suites)
+    }
+
     /// The pins for the requested ids (all tracks when none are requested), in request order.
     pub fn select(&self, ids: &[String]) -> Result<Vec<(String, Pin)>> {
         let ids: Vec<String> =

@@ -18,7 +18,7 @@ pub enum Command {
 pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) -> Result<()> {
     let mut fleet = Fleet::load(root)?;
     let cache = Cache::new(root);
-    let mut apt = lazy_apt(&fleet, &cache, mirror);
+    let mut apt = fleet.apt(&cache, mirror);
     match command {
         Command::Refresh(ids) => refresh(sh, root, &mut fleet, &cache, &mut apt, &ids),
         Command::Fetch(ids) => {
@@ -56,13 +56,6 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
             Ok(())
         }
     }
-}
-
-/// An apt over every suite the fleet names (so one set of lists serves all tracks).
-pub fn lazy_apt(fleet: &Fleet, cache: &Cache, mirror: Option<String>) -> LazyApt {
-    let mut suites: Vec<String> = fleet.tracks.values().flat_map(|t| t.suites.clone()).collect();
-    suites.extend(fleet.lock.kernels.values().map(|p| p.suite.clone()));
-    LazyApt::new(&cache.dir, mirror, suites)
 }
 
 fn refresh(

@@ -20,6 +20,7 @@ mod report;
 mod runner;
 mod suite_bin;
 mod test;
+mod tidy;
 mod util;
 
 use anyhow::{bail, Context, Result};

@@ -28,6 +28,11 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let progress = crate::progress::Progress::start();
     let result = gather(sh, root, opts, &prepared, &|e| progress.observe(e));
     progress.finish();
+    // The readable report follows the matrix, whatever became of the run (its columns are kept).
+    if let Ok(compat) = matrix::model::load(&opts.out.join("compat.toml")) {
+        crate::report::write_markdown(&opts.out, &compat)?;
+        eprintln!("report  {}", crate::util::display_path(&opts.out.join(crate::report::COMPATIBILITY)));
+    }
     result
 }
 
@@ -36,7 +41,8 @@ mod tests {
     use crate::accel::Choice;
     use crate::fleet::{Cache, Fleet, Image};
     use crate::pipeline::{compile, gather, local_image, Options, Prepared, RunEvent, HOST_ID};
-    use crate::runner::{self, Event, Settings};
+    use crate::qemu::Settings;
+    use crate::runner::{self, Event};
     use matrix::stream::Record;
     use matrix::{Compat, Verdict};
     use std::collections::BTreeMap;
@@ -202,7 +208,7 @@ mod tests {
         let fleet = Fleet::load(&root).unwrap();
         let cache = Cache::new(&root);
         let (_, pin) = fleet.select(&[id.to_string()]).unwrap().remove(0);
-        cache.fetch(sh, id, &pin, &mut crate::images::lazy_apt(&fleet, &cache, None)).unwrap()
+        cache.fetch(sh, id, &pin, &mut fleet.apt(&cache, None)).unwrap()
     }
 
     fn settings(args: &[&str], timeout: u64) -> Settings {
@@ -390,7 +396,7 @@ mod tests {
                         let sh = Shell::new().unwrap();
                         let cache = Cache { dir: dir.clone() };
                         // The private apt (lists, .debs) is the real one; the image cache is fresh.
-                        let mut apt = crate::images::lazy_apt(&fleet, &real, None);
+                        let mut apt = fleet.apt(&real, None);
                         cache.fetch(&sh, &id, &pin, &mut apt).map(|i| i.vmlinuz)
                     })
                 })
@@ -404,7 +410,7 @@ mod tests {
         let wrong = crate::fleet::Pin { sha256: "0".repeat(64), ..pin.clone() };
         let other = scratch("wrong-sha");
         let err = Cache { dir: other.clone() }
-            .fetch(&sh, &id, &wrong, &mut crate::images::lazy_apt(&fleet, &real, None))
+            .fetch(&sh, &id, &wrong, &mut fleet.apt(&real, None))
             .unwrap_err()
             .to_string();
         assert!(err.contains("has sha256") && err.contains("corrupt"), "{err}");
@@ -412,10 +418,8 @@ mod tests {
 
         // A pin the archive no longer serves says how to move on.
         let gone = crate::fleet::Pin { version: "0.0.1-vanished".into(), ..pin.clone() };
-        let err = Cache { dir: other }
-            .fetch(&sh, &id, &gone, &mut crate::images::lazy_apt(&fleet, &real, None))
-            .unwrap_err()
-            .to_string();
+        let err =
+            Cache { dir: other }.fetch(&sh, &id, &gone, &mut fleet.apt(&real, None)).unwrap_err().to_string();
         assert!(err.contains("no longer serves") && err.contains("cargo xtask images refresh"), "{err}");
         let _ = sh;
     }

@@ -6,7 +6,8 @@
 use crate::accel::{self, Choice};
 use crate::fleet::{sha256_file, Cache, Fleet, Image};
 use crate::qemu::Accel;
-use crate::runner::{self, Settings};
+use crate::qemu::Settings;
+use crate::runner;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -114,7 +115,7 @@ pub fn gather(
     let fleet = Fleet::load(root)?;
     let selected = fleet.select(&opts.fleet_ids(&fleet))?;
     let cache = Cache::new(root);
-    let mut apt = crate::images::lazy_apt(&fleet, &cache, opts.mirror.clone());
+    let mut apt = fleet.apt(&cache, opts.mirror.clone());
     let mut ids: Vec<String> = selected.iter().map(|(id, _)| id.clone()).collect();
     ids.extend(opts.images.iter().map(|(path, id)| id.clone().unwrap_or_else(|| local_label(path))));
     if opts.host {
@@ -202,11 +203,10 @@ pub fn gather(
     }
     let compat = compile(&opts.out, &prepared.catalogue)?;
     eprintln!(
-        "matrix  {} ({} behaviours x {} kernels), report in {}",
+        "matrix  {} ({} behaviours x {} kernels)",
         crate::util::display_path(&opts.out.join("compat.toml")),
         compat.behaviours.len(),
         compat.kernels.len(),
-        crate::util::display_path(&opts.out.join(crate::report::COMPATIBILITY)),
     );
     let failed = failed.into_inner().unwrap();
     if !failed.is_empty() {
@@ -297,6 +297,5 @@ pub fn compile(out: &Path, catalogue: &matrix::Catalogue) -> Result<matrix::Comp
         eprintln!("note: dropped a result for a behaviour this suite no longer has: {d}");
     }
     matrix::model::save(&out.join("compat.toml"), &compat)?;
-    crate::report::write_markdown(out, &compat)?;
     Ok(compat)
 }

@@ -1,10 +1,11 @@
-//! The QEMU command line of a guest: the kernel with the suite's initramfs, the console on the
-//! first serial port (a file), the results stream on the second (QEMU's stdout, a pipe).
+//! How a guest runs (`Settings`: the machine, its limits, the suite's arguments) and its QEMU
+//! command line: the kernel with the suite's initramfs, the console on the first serial port (a
+//! file), the results stream on the second (QEMU's stdout, a pipe).
 
-use crate::runner::Settings;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -22,6 +23,43 @@ impl Accel {
 }
 
 pub const BINARY: &str = "qemu-system-x86_64";
+
+/// How guests (and the host suite) are run: the one description of the machine and its limits,
+/// shared by the matrix task, bench, the KVM probe and the tests.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub mem_mb: u32,
+    /// Hard limit for a whole guest (or host) run.
+    pub timeout: Duration,
+    /// How long a guest may take to send its start record before the boot counts as failed.
+    pub boot_timeout: Duration,
+    /// Boots tried before a guest that keeps failing before its start record is given up.
+    pub boot_attempts: u32,
+    /// How long a guest may take to exit after its end record before it is stopped.
+    pub grace: Duration,
+    /// Extra arguments for the suite (`--window-ms=500`, filters, self-test faults).
+    pub suite_args: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            qemu: PathBuf::from(crate::qemu::BINARY),
+            accel: Accel::Tcg,
+            cpus: 2,
+            mem_mb: 1024,
+            timeout: Duration::from_secs(300),
+            boot_timeout: Duration::from_secs(30),
+            boot_attempts: 3,
+            grace: Duration::from_secs(5),
+            suite_args: Vec::new(),
+        }
+    }
+}
 
 /// One guest boot.
 pub struct Boot<'a> {

@@ -9,7 +9,7 @@
 //! power off is stopped, and its run is complete).
 
 use crate::fleet::Image;
-use crate::qemu::{Accel, Boot};
+use crate::qemu::{Boot, Settings};
 use crate::util::{display_path, signal_name};
 use anyhow::{Context, Result};
 use matrix::run::{Ending, Outcome};
@@ -21,43 +21,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::{Duration, Instant};
-
-/// How guests (and the host suite) are run: the one description of the machine and its limits,
-/// shared by the matrix task, bench, the KVM probe and the tests.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The QEMU binary.
-    pub qemu: PathBuf,
-    pub accel: Accel,
-    pub cpus: u32,
-    pub mem_mb: u32,
-    /// Hard limit for a whole guest (or host) run.
-    pub timeout: Duration,
-    /// How long a guest may take to send its start record before the boot counts as failed.
-    pub boot_timeout: Duration,
-    /// Boots tried before a guest that keeps failing before its start record is given up.
-    pub boot_attempts: u32,
-    /// How long a guest may take to exit after its end record before it is stopped.
-    pub grace: Duration,
-    /// Extra arguments for the suite (`--window-ms=500`, filters, self-test faults).
-    pub suite_args: Vec<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            qemu: PathBuf::from(crate::qemu::BINARY),
-            accel: Accel::Tcg,
-            cpus: 2,
-            mem_mb: 1024,
-            timeout: Duration::from_secs(300),
-            boot_timeout: Duration::from_secs(30),
-            boot_attempts: 3,
-            grace: Duration::from_secs(5),
-            suite_args: Vec::new(),
-        }
-    }
-}
 
 /// Something that happened during one run, as it happened.
 #[derive(Debug)]
