@@ -45,7 +45,17 @@ fn machine_key() -> String {
 
 /// Resolves `--accel`. `probe` boots a guest under KVM and says whether it reached its end.
 pub fn choose(choice: Choice, cache: &Path, probe: &mut dyn FnMut() -> Result<(), String>) -> Result<Accel> {
-    let openable = || std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    choose_with(Path::new("/dev/kvm"), choice, cache, probe)
+}
+
+/// [`choose`] with the KVM device at `kvm`.
+fn choose_with(
+    kvm: &Path,
+    choice: Choice,
+    cache: &Path,
+    probe: &mut dyn FnMut() -> Result<(), String>,
+) -> Result<Accel> {
+    let openable = || std::fs::OpenOptions::new().read(true).write(true).open(kvm).is_ok();
     match choice {
         Choice::Tcg => Ok(Accel::Tcg),
         Choice::Kvm => {
@@ -84,5 +94,52 @@ pub fn choose(choice: Choice, cache: &Path, probe: &mut dyn FnMut() -> Result<()
             let _ = crate::util::write_atomic(cache, toml::to_string(&verdict)?.as_bytes());
             Ok(if verdict.kvm_works { Accel::Kvm } else { Accel::Tcg })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = crate::util::project_root().join("target/uffdc/tests/accel").join(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn kvm_is_used_only_after_a_probe_boot_proved_it_and_the_verdict_is_kept() {
+        let d = dir("choose");
+        let (kvm, cache) = (d.join("kvm"), d.join("accel.toml"));
+        let never = &mut || -> Result<(), String> { panic!("no probe boot was due") };
+        // No device: TCG for auto, a one-line error for kvm.
+        assert_eq!(choose_with(&kvm, Choice::Auto, &cache, never).unwrap(), Accel::Tcg);
+        let err = choose_with(&kvm, Choice::Kvm, &cache, never).unwrap_err().to_string();
+        assert!(err.contains("/dev/kvm is missing or not accessible") && !err.contains('\n'), "{err}");
+        assert_eq!(choose_with(&kvm, Choice::Tcg, &cache, never).unwrap(), Accel::Tcg);
+        // A device that opens proves nothing: the probe boot decides, once per machine.
+        std::fs::write(&kvm, "").unwrap();
+        let probes = std::cell::Cell::new(0);
+        let mut failing = || {
+            probes.set(probes.get() + 1);
+            Err("failed to set MSR 0x10a".to_string())
+        };
+        assert_eq!(choose_with(&kvm, Choice::Auto, &cache, &mut failing).unwrap(), Accel::Tcg);
+        assert_eq!(choose_with(&kvm, Choice::Auto, &cache, &mut failing).unwrap(), Accel::Tcg);
+        assert_eq!(probes.get(), 1, "the verdict is cached");
+        let err = choose_with(&kvm, Choice::Kvm, &cache, &mut failing).unwrap_err().to_string();
+        assert!(err.contains("a probe boot under KVM failed (failed to set MSR 0x10a)"), "{err}");
+        // Another machine (a cache from elsewhere) probes again; a probe that works picks KVM.
+        std::fs::write(&cache, "machine = \"elsewhere\"\nkvm_works = false\ndetail = \"\"\n").unwrap();
+        assert_eq!(choose_with(&kvm, Choice::Auto, &cache, &mut || Ok(())).unwrap(), Accel::Kvm);
+        assert_eq!(choose_with(&kvm, Choice::Auto, &cache, never).unwrap(), Accel::Kvm);
+        assert_eq!(choose_with(&kvm, Choice::Tcg, &cache, never).unwrap(), Accel::Tcg, "asked for TCG");
+    }
+
+    #[test]
+    fn the_choice_parses() {
+        assert_eq!("auto".parse::<Choice>(), Ok(Choice::Auto));
+        assert!("fast".parse::<Choice>().unwrap_err().contains("auto, kvm or tcg"));
     }
 }

@@ -69,11 +69,35 @@ pub fn version(sh: &Shell, root: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// An ELF64 header followed by program headers of these types (`p_type` only).
+    fn elf(types: &[u32]) -> Vec<u8> {
+        let mut e = vec![0u8; 64];
+        e[..4].copy_from_slice(b"\x7fELF");
+        e[4] = 2; // 64-bit
+        e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        e[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes()); // e_phnum
+        for t in types {
+            let mut ph = vec![0u8; 56];
+            ph[..4].copy_from_slice(&t.to_le_bytes());
+            e.extend(ph);
+        }
+        e
+    }
+
     #[test]
     fn tells_static_from_dynamic() {
-        // This test binary itself is dynamically linked.
+        const LOAD: u32 = 1;
+        const INTERP: u32 = 3;
+        const PHDR: u32 = 6;
+        assert!(!super::needs_interpreter(&elf(&[PHDR, LOAD, LOAD])), "a static(-pie) executable");
+        assert!(super::needs_interpreter(&elf(&[PHDR, INTERP, LOAD])), "one that names a loader");
+        // This test binary itself is dynamically linked; the static suite, when built, is not.
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         assert!(super::needs_interpreter(&me));
         assert!(super::needs_interpreter(b"not an elf"));
+        if let Some(suite) = std::env::var_os("UFFDC_SUITE_BIN") {
+            assert!(!super::needs_interpreter(&std::fs::read(suite).unwrap()));
+        }
     }
 }

@@ -307,11 +307,11 @@ fn madv_remove_shmem(ctx: &Ctx) -> ProbeResult {
     first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_REMOVE))
 }
 
-/// A worker removes page 1 of four served pages with MADV_DONTNEED and blocks until its REMOVE
-/// event is read; returns once the event is pending (not read).
 /// A uffd, its region, and the worker whose MADV_DONTNEED waits on its unread REMOVE event.
 type PendingRemove = (Uffd, Region, Worker<Result<(), Errno>>);
 
+/// A worker removes page 1 of four served pages with MADV_DONTNEED and blocks until its REMOVE
+/// event is read; returns once the event is pending (not read).
 fn pending_remove(ctx: &Ctx) -> Result<PendingRemove, Fail> {
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;

@@ -205,7 +205,7 @@ fn user_fault_duplicate(ctx: &Ctx) -> ProbeResult {
     })
 }
 
-/// Two threads blocked on missing pages by `block` (a load, or a populate), one running; all
+/// Two threads blocked on missing pages (by a plain load, or by MADV_POPULATE_READ when `populate`), one running; all
 /// are sent the suspend signal.
 fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
     // The suspend handler acknowledges (raises the flag), then waits until the world resumes.
