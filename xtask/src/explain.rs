@@ -76,7 +76,7 @@ pub fn run(matrix_dir: &Path, id: &str) -> Result<()> {
 mod tests {
     #[test]
     fn explains_a_behaviour_with_every_kernel() {
-        let compat = matrix::model::load(&crate::util::project_root().join("matrix/compat.toml")).unwrap();
+        let compat = crate::util::fixture();
         let t = super::text(&compat, "api.handshake_twice").unwrap();
         assert!(t.contains("Expected:\n  all kernels: EINVAL"), "{t}");
         assert!(t.contains("Documented (differs from the kernel source):\n  all kernels: ok"), "{t}");

@@ -324,7 +324,7 @@ mod tests {
     use std::process::Command;
 
     fn compat() -> Compat {
-        matrix::model::load(&crate::util::project_root().join("matrix/compat.toml")).unwrap()
+        crate::util::fixture()
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub fn signal_name(sig: i32) -> String {
         .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
+/// The small matrix the report, diff, explain and export tests read (`xtask/testdata/compat.toml`:
+/// every verdict, a documented mismatch, a flaky cell), not the committed one, which every
+/// scheduled run rewrites.
+#[cfg(test)]
+pub fn fixture() -> matrix::Compat {
+    matrix::model::load(&project_root().join("xtask/testdata/compat.toml")).expect("the test fixture loads")
+}
+
 /// A path as shown in files and messages: relative to the project root when inside it.
 pub fn display_path(path: &Path) -> String {
     let root = project_root();
