@@ -11,9 +11,20 @@
 //! | `one of: a \| b`        | is exactly one of the alternatives                         |
 //! | `includes: A B C`       | is a space-separated list that contains every listed word  |
 //! | `unsupported: <why>`    | never: the probe must find the prerequisite missing        |
+//! | `undetermined: <why>`   | always: what this kernel does is not known from its sources |
 //!
-//! The first rule whose range holds the running kernel's version applies.
+//! A rule's `kernels` is a version range (`>=5.14`, `>=6.12.29, <6.13`: point releases count),
+//! optionally with a condition on the kernel's configuration: `* when CONFIG_USERFAULTFD!=y`,
+//! `>=6.4 when CONFIG_PTE_MARKER_UFFD_WP=y and CONFIG_HUGETLBFS=y`. The first rule whose range
+//! holds the kernel's version and whose condition holds for its configuration applies; rows with
+//! conditions come first, and rows without one must not overlap. Where the configuration is not
+//! known, rows with a condition are not applied, and the grade says so.
+//!
+//! An `unsupported` report (the probe found a prerequisite missing) is `expected` only where the
+//! applicable rule says `unsupported:`; anywhere else it is `unexpected`: a regression, or a kernel
+//! built differently, which its recorded configuration tells apart.
 
+use crate::config::{Condition, Config};
 use crate::verdict::Verdict;
 use crate::version::{KernelVersion, VersionRange};
 use serde::{Deserialize, Serialize};
@@ -33,18 +44,24 @@ impl Rule {
     }
 
     pub fn range(&self) -> Result<VersionRange, String> {
-        self.kernels.parse()
+        self.kernels.split(" when ").next().unwrap_or("").parse()
+    }
+
+    /// The condition on the configuration, if the rule has one (`... when CONFIG_X=y`).
+    pub fn condition(&self) -> Result<Option<Condition>, String> {
+        self.kernels.split_once(" when ").map(|(_, c)| c.parse()).transpose()
     }
 
     pub fn parsed(&self) -> Result<Expect, String> {
         Expect::parse(&self.expect)
     }
 
-    /// "5.14 and later: fault read".
+    /// "5.14 and later: fault read", "all kernels with CONFIG_USERFAULTFD!=y: unsupported: ...".
     pub fn describe(&self) -> String {
-        match self.range() {
-            Ok(r) => format!("{r}: {}", self.expect),
-            Err(_) => format!("{}: {}", self.kernels, self.expect),
+        match (self.range(), self.condition()) {
+            (Ok(r), Ok(None)) => format!("{r}: {}", self.expect),
+            (Ok(r), Ok(Some(c))) => format!("{r} with {c}: {}", self.expect),
+            _ => format!("{}: {}", self.kernels, self.expect),
         }
     }
 }
@@ -55,6 +72,7 @@ pub enum Expect {
     OneOf(Vec<String>),
     Includes(Vec<String>),
     Unsupported(String),
+    Undetermined(String),
 }
 
 impl Expect {
@@ -74,6 +92,11 @@ impl Expect {
         };
         Ok(if let Some(rest) = text.strip_prefix("unsupported:") {
             Expect::Unsupported(rest.trim().to_string())
+        } else if let Some(rest) = text.strip_prefix("undetermined:") {
+            if rest.trim().is_empty() {
+                return Err("`undetermined:` must say why".to_string());
+            }
+            Expect::Undetermined(rest.trim().to_string())
         } else if let Some(rest) = text.strip_prefix("one of:") {
             Expect::OneOf(words(rest, '|')?)
         } else if let Some(rest) = text.strip_prefix("includes:") {
@@ -92,20 +115,36 @@ impl Expect {
                 ws.iter().all(|w| have.contains(&w.as_str()))
             }
             Expect::Unsupported(_) => false,
+            Expect::Undetermined(_) => true,
         }
     }
 }
 
-/// Checks a whole table: every rule parses, and the ranges do not overlap (so "the first rule
-/// that applies" is also "the only rule that applies").
+/// Checks a whole table: every rule parses, rows with a condition come before the others, and
+/// the ranges of rows without one do not overlap (so among those, "the first rule that applies" is
+/// also "the only rule that applies").
 pub fn validate(rules: &[Rule]) -> Result<(), String> {
     if rules.is_empty() {
         return Err("no expectation rules".to_string());
     }
     let mut ranges = Vec::new();
+    let mut unconditioned_seen = false;
     for rule in rules {
         rule.parsed().map_err(|e| format!("rule {:?}: {e}", rule.kernels))?;
-        ranges.push(rule.range()?);
+        let range = rule.range()?;
+        match rule.condition()? {
+            Some(_) if unconditioned_seen => {
+                return Err(format!(
+                    "rule {:?} has a condition: put it before the rows without one",
+                    rule.kernels
+                ))
+            }
+            Some(_) => {}
+            None => {
+                unconditioned_seen = true;
+                ranges.push(range);
+            }
+        }
     }
     for (i, a) in ranges.iter().enumerate() {
         for b in &ranges[i + 1..] {
@@ -138,31 +177,82 @@ pub struct Grade {
     pub rule: Option<String>,
     /// Why the verdict is not `expected`, when the grading itself knows.
     pub reason: Option<String>,
+    /// What the grading could not take into account: rows that depend on a configuration that
+    /// is not known.
+    pub note: Option<String>,
 }
 
-/// Grades one observation against a table for the running kernel's version.
-pub fn grade(rules: &[Rule], version: Option<KernelVersion>, reported: Reported<'_>) -> Grade {
-    let rule = version.and_then(|v| rules.iter().find(|r| r.range().is_ok_and(|range| range.contains(v))));
+/// The rule of `rules` that applies to a kernel of `version` built with `config` (`None`: not
+/// known), and the conditioned rows passed over for want of a configuration.
+pub fn applicable<'a>(
+    rules: &'a [Rule],
+    version: Option<KernelVersion>,
+    config: Option<&Config>,
+) -> (Option<&'a Rule>, Vec<&'a Rule>) {
+    let mut passed_over = Vec::new();
+    let Some(v) = version else { return (None, passed_over) };
+    for rule in rules {
+        if !rule.range().is_ok_and(|range| range.contains(v)) {
+            continue;
+        }
+        match (rule.condition(), config) {
+            (Ok(None), _) => return (Some(rule), passed_over),
+            (Ok(Some(c)), Some(config)) if c.holds(config) => return (Some(rule), passed_over),
+            (Ok(Some(_)), None) => passed_over.push(rule),
+            _ => {}
+        }
+    }
+    (None, passed_over)
+}
+
+/// Grades one observation against a table for the running kernel's version and configuration.
+pub fn grade(
+    rules: &[Rule],
+    version: Option<KernelVersion>,
+    config: Option<&Config>,
+    reported: Reported<'_>,
+) -> Grade {
+    let (rule, passed_over) = applicable(rules, version, config);
+    let note = (!passed_over.is_empty()).then(|| {
+        let rows: Vec<String> = passed_over.iter().map(|r| r.describe()).collect();
+        format!(
+            "the kernel's configuration is not known, so these rows were not applied: {}",
+            rows.join("; ")
+        )
+    });
     let described = rule.map(Rule::describe);
     let expect = rule.map(|r| r.parsed());
+    let grade = |verdict, reason| Grade { verdict, rule: described.clone(), reason, note: note.clone() };
     match (reported, expect) {
-        (Reported::Unsupported, _) => Grade { verdict: Verdict::Unsupported, rule: described, reason: None },
-        (Reported::Observed(_), None) => Grade {
-            verdict: Verdict::Unexpected,
-            rule: None,
-            reason: Some(match version {
+        (Reported::Unsupported, Some(Ok(Expect::Unsupported(_) | Expect::Undetermined(_)))) => {
+            grade(Verdict::Unsupported, None)
+        }
+        (Reported::Unsupported, Some(Ok(_))) => grade(
+            Verdict::Unexpected,
+            Some(
+                "the probe found a prerequisite missing where this kernel's expectation has it: a regression, or a kernel built differently (its recorded configuration tells)"
+                    .to_string(),
+            ),
+        ),
+        (Reported::Unsupported, Some(Err(e))) => grade(Verdict::Error, Some(format!("malformed expectation: {e}"))),
+        (Reported::Unsupported, None) => grade(
+            Verdict::Unexpected,
+            Some(match version {
+                Some(v) => format!("no expectation covers kernel {v}, and the probe found a prerequisite missing"),
+                None => "the kernel version could not be read, so no expectation applies".into(),
+            }),
+        ),
+        (Reported::Observed(_), None) => grade(
+            Verdict::Unexpected,
+            Some(match version {
                 Some(v) => format!("no expectation covers kernel {v}"),
                 None => "the kernel version could not be read, so no expectation applies".into(),
             }),
-        },
-        (Reported::Observed(_), Some(Err(e))) => Grade {
-            verdict: Verdict::Error,
-            rule: described,
-            reason: Some(format!("malformed expectation: {e}")),
-        },
+        ),
+        (Reported::Observed(_), Some(Err(e))) => grade(Verdict::Error, Some(format!("malformed expectation: {e}"))),
         (Reported::Observed(observed), Some(Ok(expect))) => {
             if expect.matches(observed) {
-                Grade { verdict: Verdict::Expected, rule: described, reason: None }
+                grade(Verdict::Expected, None)
             } else {
                 let reason = match &expect {
                     Expect::Unsupported(why) => format!(
@@ -172,7 +262,7 @@ pub fn grade(rules: &[Rule], version: Option<KernelVersion>, reported: Reported<
                         format!("observed {observed:?}, expected {}", rule.map_or("", |r| r.expect.as_str()))
                     }
                 };
-                Grade { verdict: Verdict::Unexpected, rule: described, reason: Some(reason) }
+                grade(Verdict::Unexpected, Some(reason))
             }
         }
     }
@@ -193,14 +283,51 @@ mod tests {
     fn grades_by_version() {
         let v514 = Some(KernelVersion::new(5, 14, 0));
         let v510 = Some(KernelVersion::new(5, 10, 0));
-        assert_eq!(grade(&table(), v514, Reported::Observed("fault read")).verdict, Verdict::Expected);
-        let g = grade(&table(), v514, Reported::Observed("EINVAL"));
-        assert_eq!(g.verdict, Verdict::Unexpected);
-        assert_eq!(g.rule.as_deref(), Some("5.14 and later: fault read"));
-        assert_eq!(grade(&table(), v510, Reported::Unsupported).verdict, Verdict::Unsupported);
+        let g = |v, r| grade(&table(), v, None, r);
+        assert_eq!(g(v514, Reported::Observed("fault read")).verdict, Verdict::Expected);
+        let e = g(v514, Reported::Observed("EINVAL"));
+        assert_eq!(e.verdict, Verdict::Unexpected);
+        assert_eq!(e.rule.as_deref(), Some("5.14 and later: fault read"));
+        assert_eq!(g(v510, Reported::Unsupported).verdict, Verdict::Unsupported);
         // A backport on an old kernel is a finding, not a pass.
-        assert_eq!(grade(&table(), v510, Reported::Observed("fault read")).verdict, Verdict::Unexpected);
-        assert_eq!(grade(&table(), None, Reported::Observed("fault read")).verdict, Verdict::Unexpected);
+        assert_eq!(g(v510, Reported::Observed("fault read")).verdict, Verdict::Unexpected);
+        assert_eq!(g(None, Reported::Observed("fault read")).verdict, Verdict::Unexpected);
+        // A prerequisite missing where the kernel should have it: a regression, not a grey cell.
+        let lost = g(v514, Reported::Unsupported);
+        assert_eq!(lost.verdict, Verdict::Unexpected);
+        assert!(lost.reason.unwrap().contains("a regression, or a kernel built differently"));
+    }
+
+    #[test]
+    fn grades_by_configuration() {
+        let rules = vec![
+            Rule::new("* when CONFIG_USERFAULTFD!=y", "unsupported: built without CONFIG_USERFAULTFD"),
+            Rule::new(">=6.4 when CONFIG_PTE_MARKER_UFFD_WP=n", "includes: A"),
+            Rule::new("<6.4", "includes: A"),
+            Rule::new(">=6.4", "includes: A B"),
+        ];
+        validate(&rules).unwrap();
+        let v = Some(KernelVersion::new(6, 12, 0));
+        let config = |text: &str| Config::parse("test", text);
+        let full = config("CONFIG_USERFAULTFD=y\nCONFIG_PTE_MARKER_UFFD_WP=y\n");
+        let no_marker = config("CONFIG_USERFAULTFD=y\n");
+        let none = config("");
+        assert_eq!(grade(&rules, v, Some(&full), Reported::Observed("A")).verdict, Verdict::Unexpected);
+        assert_eq!(grade(&rules, v, Some(&full), Reported::Observed("A B")).verdict, Verdict::Expected);
+        assert_eq!(grade(&rules, v, Some(&no_marker), Reported::Observed("A")).verdict, Verdict::Expected);
+        assert_eq!(grade(&rules, v, Some(&none), Reported::Unsupported).verdict, Verdict::Unsupported);
+        assert_eq!(grade(&rules, v, Some(&full), Reported::Unsupported).verdict, Verdict::Unexpected);
+        // Not known: the conditioned rows are passed over, and the grade says so.
+        let unknown = grade(&rules, v, None, Reported::Observed("A B"));
+        assert_eq!(unknown.verdict, Verdict::Expected);
+        assert!(unknown.note.unwrap().contains("configuration is not known"));
+        assert!(validate(&[Rule::new("*", "a"), Rule::new("* when CONFIG_SHMEM=y", "b")]).is_err(), "order");
+        assert!(validate(&[Rule::new("* when CONFIG_NOPE=y", "b"), Rule::new("*", "a")]).is_err());
+        assert_eq!(
+            Expect::parse("undetermined: not verified").unwrap(),
+            Expect::Undetermined("not verified".into())
+        );
+        assert!(Expect::parse("undetermined:").is_err());
     }
 
     #[test]

@@ -1,9 +1,8 @@
 //! Findings: the cells where a kernel does not do what is documented, or not what its
 //! expectation says. Computed from the observations, never written by hand.
 
-use crate::expect::{Expect, Rule};
+use crate::expect::{applicable, Expect};
 use crate::model::{Compat, Verdict};
-use crate::version::KernelVersion;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -26,12 +25,6 @@ pub struct Finding {
     pub kind: Kind,
 }
 
-/// The rule of `rules` that applies to `version`, if any.
-fn applicable(rules: &[Rule], version: Option<KernelVersion>) -> Option<&Rule> {
-    let version = version?;
-    rules.iter().find(|r| r.range().is_ok_and(|range| range.contains(version)))
-}
-
 pub fn findings(compat: &Compat) -> Vec<Finding> {
     let mut out = Vec::new();
     for (id, behaviour) in &compat.behaviours {
@@ -52,8 +45,9 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
             if !matches!(cell.verdict, Verdict::Expected | Verdict::Unexpected) {
                 continue;
             }
-            let release = compat.kernels.get(kernel).map(|k| k.release.clone()).unwrap_or_default();
-            let version = KernelVersion::from_release(&release);
+            let info = compat.kernels.get(kernel);
+            let release = info.map(|k| k.release.clone()).unwrap_or_default();
+            let version = info.and_then(|k| k.kernel_version());
             let mut push = |claim: String, kind| {
                 out.push(Finding {
                     behaviour: id.clone(),
@@ -64,7 +58,9 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
                     kind,
                 })
             };
-            if let Some(rule) = applicable(&behaviour.documented, version) {
+            if let (Some(rule), _) =
+                applicable(&behaviour.documented, version, info.and_then(|k| k.config.as_ref()))
+            {
                 if rule
                     .parsed()
                     .is_ok_and(|e| !matches!(e, Expect::Unsupported(_)) && !e.matches(&cell.observed))
@@ -83,6 +79,7 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::expect::Rule;
     use crate::model::{Behaviour, Cell, RunInfo, RunStatus, SCHEMA};
     use std::collections::BTreeMap;
 

@@ -11,6 +11,7 @@
 //! results; expectations and grading live in [`expect`]; kernel versions and ranges in [`version`].
 
 pub mod compile;
+pub mod config;
 pub mod expect;
 pub mod findings;
 pub mod model;

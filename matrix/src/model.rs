@@ -163,6 +163,17 @@ pub struct RunInfo {
     /// Each failed boot: why, and where its logs are kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_boots: Vec<String>,
+    /// The kernel's configuration, as far as expectations condition on it; absent when it is not
+    /// known (a kernel image without one, no `/proc/config.gz`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<crate::config::Config>,
+}
+
+impl RunInfo {
+    /// The version expectations are graded against (the point release a distribution names).
+    pub fn kernel_version(&self) -> Option<crate::version::KernelVersion> {
+        crate::version::KernelVersion::from_uname(&self.release, &self.version)
+    }
 }
 
 /// One kernel's results: `matrix/results/<kernel-id>.toml`, and what `suite --results` writes.

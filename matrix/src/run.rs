@@ -102,12 +102,15 @@ impl Outcome<'_> {
 /// the rest: source, accelerator, timings), the cells are the ones that arrived, and when the
 /// run is incomplete (`reason`) every planned behaviour without a cell is `missing` with it.
 pub fn results(mut info: RunInfo, decoded: &Decoded, reason: Option<String>) -> Results {
-    if let Some(Record::Start { release, version, machine, suite, .. }) = &decoded.start {
+    if let Some(Record::Start { release, version, machine, suite, config, .. }) = &decoded.start {
         info.release = release.clone();
         info.version = version.clone();
         info.machine = machine.clone();
         if !suite.is_empty() {
             info.suite = suite.clone();
+        }
+        if config.is_some() {
+            info.config = config.clone();
         }
     }
     let mut cells = decoded.cells.clone();
@@ -143,6 +146,7 @@ mod tests {
             planned: vec!["a.x".into(), "a.y".into()],
             uptime_ms: Some(1500),
             suite: "0.1.0+abc".into(),
+            config: None,
         }
     }
 

@@ -26,6 +26,9 @@ pub enum Record {
         /// The suite build (`0.1.0+abc1234`).
         #[serde(default, skip_serializing_if = "String::is_empty")]
         suite: String,
+        /// The kernel's configuration, where the suite could read it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<crate::config::Config>,
     },
     /// One behaviour's result.
     Cell { id: String, cell: Cell },
@@ -133,6 +136,7 @@ mod tests {
             planned: vec!["a.b".into(), "a.c".into()],
             uptime_ms: Some(1500),
             suite: String::new(),
+            config: None,
         };
         let cell = Cell::missing("x");
         let mut text = start.encode();

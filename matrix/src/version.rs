@@ -23,6 +23,20 @@ impl KernelVersion {
         let end = release.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(release.len());
         release[..end].trim_end_matches('.').parse().ok()
     }
+
+    /// The version a kernel reports with `uname -r` and `uname -v`: the upstream point release
+    /// that a distribution names in `uname -v` (Debian's `... Debian 6.1.192-2 (...)`, whose
+    /// `uname -r` is only the ABI, `6.1.0-56-cloud-amd64`), else what `uname -r` says. Point
+    /// releases matter: a fix reaches a stable series at one (`>=6.12.29, <6.13`).
+    pub fn from_uname(release: &str, version: &str) -> Option<KernelVersion> {
+        let from_release = KernelVersion::from_release(release);
+        let debian = version
+            .split("Debian ")
+            .nth(1)
+            .and_then(|v| KernelVersion::from_release(v.split(['-', ' ', '+', '~']).next().unwrap_or("")))
+            .filter(|v| from_release.is_none_or(|r| (r.major, r.minor) == (v.major, v.minor)));
+        debian.or(from_release)
+    }
 }
 
 impl FromStr for KernelVersion {
@@ -120,6 +134,24 @@ mod tests {
         assert_eq!(v("7.3.0-rc7-cloud-amd64"), KernelVersion::new(7, 3, 0));
         assert_eq!(v("6.1"), KernelVersion::new(6, 1, 0));
         assert_eq!(KernelVersion::from_release("linux"), None);
+        let u = |r, v| KernelVersion::from_uname(r, v).unwrap();
+        assert_eq!(
+            u("6.1.0-56-cloud-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-10-01)"),
+            KernelVersion::new(6, 1, 192)
+        );
+        assert_eq!(
+            u("5.10.0-46-cloud-amd64", "#1 SMP Debian 5.10.262-1 (2026-09-01)"),
+            KernelVersion::new(5, 10, 262)
+        );
+        assert_eq!(
+            u("7.3-cloud-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 7.3~rc7-1~exp1 (2026-11-20)"),
+            KernelVersion::new(7, 3, 0)
+        );
+        assert_eq!(u("6.18.44-fc-v669", "#1 SMP PREEMPT_DYNAMIC @0"), KernelVersion::new(6, 18, 44));
+        assert_eq!(
+            u("6.12.118+deb13-cloud-amd64", "#1 SMP Debian 6.12.118-1"),
+            KernelVersion::new(6, 12, 118)
+        );
     }
 
     #[test]

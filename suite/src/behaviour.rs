@@ -51,8 +51,13 @@ impl Behaviour {
         self.id.replacen('.', "::", 1)
     }
 
+    /// The expectation table: the declared rows after the one every behaviour shares (a kernel
+    /// built without userfaultfd has none of it).
     pub fn rules(&self) -> Vec<Rule> {
-        self.expect.iter().map(|(k, e)| Rule::new(k, e)).collect()
+        std::iter::once(&crate::rows::NO_USERFAULTFD)
+            .chain(self.expect)
+            .map(|(k, e)| Rule::new(k, e))
+            .collect()
     }
 
     pub fn documented_rules(&self) -> Vec<Rule> {

@@ -18,6 +18,9 @@ Suite options (libtest-mimic's own options follow below):
   --watchdog-s N        kill a probe that has not finished after N seconds: `hung` (default 60)
   --repeat N            run every behaviour N times; a behaviour whose observations differ is
                         `flaky`, with each distinct observation and its count (default 1)
+  --reserve-hugepages N reserve N more huge pages (vm.nr_hugepages) for the run and put the
+                        setting back afterwards (a host has none by default: the hugetlb
+                        behaviours are `skipped` then; a guest reserves its own)
   --allow-sysctl-changes
                         on a host, let probes change security sysctls (vm.unprivileged_userfaultfd)
                         for their run; they are put back afterwards, even if a probe is killed.
@@ -31,7 +34,8 @@ Suite options (libtest-mimic's own options follow below):
                         or zero page; its checker must report it) | no-race=ID (the probe leaves
                         out the races it makes on purpose; it must report falling short) |
                         setting-hang=ID (the probe blocks right after changing a system setting) |
-                        flaky=ID (every other run of the probe is corrupted: see --repeat)
+                        flaky=ID (every other run of the probe is corrupted: see --repeat) |
+                        unsupported=ID (the probe reports a missing prerequisite without probing)
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +73,9 @@ pub enum Fault {
     SettingHang(String),
     /// This behaviour's observation is corrupted on every other run (`--repeat` must call it flaky).
     Flaky(String),
+    /// This behaviour reports a missing prerequisite without probing (where the kernel should have
+    /// it, that must grade `unexpected`).
+    Unsupported(String),
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +85,8 @@ pub struct Cli {
     pub watchdog: Duration,
     /// How many times each behaviour is run (`--repeat`).
     pub repeat: u32,
+    /// Huge pages to reserve for the run (`--reserve-hugepages`).
+    pub reserve_hugepages: u32,
     pub results: Option<PathBuf>,
     pub stream: Option<PathBuf>,
     pub corrupt: Vec<String>,
@@ -112,6 +121,7 @@ impl Cli {
                 Fault::NoRace(x) if x == id => args.push(format!("--inject-fault=no-race={id}")),
                 Fault::SettingHang(x) if x == id => args.push(format!("--inject-fault=setting-hang={id}")),
                 Fault::Flaky(x) if x == id && run % 2 == 1 => args.push(format!("--corrupt={id}")),
+                Fault::Unsupported(x) if x == id => args.push(format!("--inject-fault=unsupported={id}")),
                 _ => {}
             }
         }
@@ -126,6 +136,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
         ctx: Ctx::default(),
         watchdog: Duration::from_secs(60),
         repeat: 1,
+        reserve_hugepages: 0,
         results: None,
         stream: None,
         corrupt: Vec::new(),
@@ -171,6 +182,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
             }
             "--repeat" => cli.repeat = positive(&flag, number(&flag, value(&flag)?)?)? as u32,
             "--allow-sysctl-changes" => cli.ctx.may_change_settings = true,
+            "--reserve-hugepages" => {
+                cli.reserve_hugepages = positive(&flag, number(&flag, value(&flag)?)?)? as u32
+            }
             "--catalogue" => cli.mode = Mode::Catalogue,
             "--probe" => cli.mode = Mode::Probe(value("--probe")?),
             "--corrupt" => cli.corrupt.push(known_id(value("--corrupt")?)?),
@@ -212,9 +226,10 @@ fn parse_fault(spec: &str) -> Result<Fault, String> {
         "no-race" => Fault::NoRace(known_id(arg.to_string())?),
         "setting-hang" => Fault::SettingHang(known_id(arg.to_string())?),
         "flaky" => Fault::Flaky(known_id(arg.to_string())?),
+        "unsupported" => Fault::Unsupported(known_id(arg.to_string())?),
         _ => {
             return Err(format!(
-                "unknown fault {kind:?}: panic-after, hang-after, truncate-after, no-power-off, probe-hang, probe-crash, no-userfaultfd, serve-stale, serve-zero, no-race, setting-hang or flaky"
+                "unknown fault {kind:?}: panic-after, hang-after, truncate-after, no-power-off, probe-hang, probe-crash, no-userfaultfd, serve-stale, serve-zero, no-race, setting-hang, flaky or unsupported"
             ))
         }
     })

@@ -24,6 +24,7 @@ pub fn main() -> ! {
                 planned: Vec::new(),
                 uptime_ms: crate::machine::uptime_ms(),
                 suite: crate::harness::suite_version(),
+                config: crate::machine::kernel_config(),
             });
             sink.send(&Record::End { count: 0, uptime_ms: crate::machine::uptime_ms() });
         }

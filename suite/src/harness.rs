@@ -8,7 +8,7 @@ use crate::cli::{Cli, Fault};
 use crate::isolate::{self, Outcome};
 use crate::outcome::Report;
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
-use matrix::expect::{grade, Reported};
+use matrix::expect::{grade, Grade, Reported};
 use matrix::stream::{Decoded, Record};
 use matrix::version::KernelVersion;
 use matrix::{Cell, Detail, Details, Verdict};
@@ -89,14 +89,17 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
         args.test_threads = Some(std::thread::available_parallelism().map_or(1, |n| n.get()).max(1) * 4);
     }
     let uname = crate::machine::uname();
-    let version = KernelVersion::from_release(&uname.release);
+    let kernel = Arc::new(Kernel {
+        version: KernelVersion::from_uname(&uname.release, &uname.version),
+        config: crate::machine::kernel_config(),
+    });
     let cli = Arc::new(cli.clone());
     let mut planned = Vec::new();
     let mut trials = Vec::new();
     for b in catalogue::all() {
-        let (cli, sink) = (cli.clone(), sink.clone());
+        let (cli, sink, kernel) = (cli.clone(), sink.clone(), kernel.clone());
         let trial = Trial::ignorable_test(b.trial_name(), move || {
-            let cell = observe(b, &cli, version);
+            let cell = observe(b, &cli, &kernel);
             sink.record(b.id, &cell);
             completion(&cell)
         })
@@ -114,9 +117,18 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             planned,
             uptime_ms: crate::machine::uptime_ms(),
             suite: suite_version(),
+            config: kernel.config.clone(),
         });
     }
+    let reserved = match reserve_hugepages(cli.reserve_hugepages) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("suite: --reserve-hugepages: {e}");
+            None
+        }
+    };
     let conclusion = libtest_mimic::run(&args, trials);
+    drop(reserved);
     // Whatever a killed probe left changed is put back (its journal says what).
     if let Err(e) = crate::settings::restore_settings() {
         eprintln!("suite: cannot restore system settings a probe changed: {e}");
@@ -124,10 +136,20 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
     conclusion
 }
 
+/// Raises vm.nr_hugepages by `n` for the run (put back when the hold is dropped, or by the next
+/// run if this one is killed).
+fn reserve_hugepages(n: u32) -> std::io::Result<Option<crate::settings::Reserved>> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let now: u64 = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")?.trim().parse().unwrap_or(0);
+    crate::settings::Reserved::set("vm/nr_hugepages", &(now + u64::from(n)).to_string()).map(Some)
+}
+
 /// Runs one behaviour's probe `--repeat` times and grades it: one cell, `flaky` when the runs
 /// did not agree on the observation and verdict.
-pub fn observe(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>) -> Cell {
-    let cells: Vec<Cell> = (0..cli.repeat.max(1)).map(|run| observe_once(b, cli, version, run)).collect();
+pub fn observe(b: &Behaviour, cli: &Cli, kernel: &Kernel) -> Cell {
+    let cells: Vec<Cell> = (0..cli.repeat.max(1)).map(|run| observe_once(b, cli, kernel, run)).collect();
     merge_repeats(cells)
 }
 
@@ -162,8 +184,26 @@ fn merge_repeats(mut cells: Vec<Cell>) -> Cell {
     }
 }
 
+/// The running kernel, as grading needs it.
+pub struct Kernel {
+    pub version: Option<KernelVersion>,
+    /// Its configuration, where it could be read.
+    pub config: Option<matrix::config::Config>,
+}
+
+impl Kernel {
+    /// Grades a report; a note the grading leaves (a configuration not known) goes into `details`.
+    fn grade(&self, rules: &[matrix::expect::Rule], reported: Reported<'_>, details: &mut Details) -> Grade {
+        let g = grade(rules, self.version, self.config.as_ref(), reported);
+        if let Some(note) = &g.note {
+            details.insert("config".into(), Detail::from(note.as_str()));
+        }
+        g
+    }
+}
+
 /// Runs one behaviour's probe once and grades it.
-fn observe_once(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>, run: u32) -> Cell {
+fn observe_once(b: &Behaviour, cli: &Cli, kernel: &Kernel, run: u32) -> Cell {
     let run = isolate::run(b.id, cli, run);
     let rules = b.rules();
     let mut details = Details::new();
@@ -175,12 +215,18 @@ fn observe_once(b: &Behaviour, cli: &Cli, version: Option<KernelVersion>, run: u
             match report {
                 Report::Observed { observed, details: d } => {
                     details.extend(d);
-                    let g = grade(&rules, version, Reported::Observed(&observed));
+                    let g = kernel.grade(&rules, Reported::Observed(&observed), &mut details);
                     Cell { observed, verdict: g.verdict, reason: g.reason, expected: g.rule, details }
                 }
                 Report::Unsupported { observed, reason, details: d } => {
                     details.extend(d);
-                    let g = grade(&rules, version, Reported::Unsupported);
+                    let g = kernel.grade(&rules, Reported::Unsupported, &mut details);
+                    // The probe says what is missing; when that contradicts the expectation, the
+                    // grade says so too.
+                    let reason = match g.reason {
+                        Some(why) => format!("{reason}; {why}"),
+                        None => reason,
+                    };
                     Cell { observed, verdict: g.verdict, reason: Some(reason), expected: g.rule, details }
                 }
                 Report::Skipped { reason } => failure("skipped", Verdict::Skipped, reason, details),

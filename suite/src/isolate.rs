@@ -175,17 +175,28 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
                     _ => {}
                 }
             }
-            match std::panic::catch_unwind(|| (b.probe)(&ctx)) {
-                Ok(result) => Report::from(result),
-                Err(p) => Report::Error {
-                    message: format!(
-                        "the probe panicked: {}",
-                        p.downcast_ref::<String>()
-                            .map(String::as_str)
-                            .or(p.downcast_ref::<&str>().copied())
-                            .unwrap_or("?")
+            let fake_unsupported = cli.faults.iter().any(|f| matches!(f, Fault::Unsupported(x) if x == id));
+            if fake_unsupported {
+                Report::Unsupported {
+                    observed: "self-test".to_string(),
+                    reason: format!(
+                        "self-test: made to report a missing prerequisite (--inject-fault unsupported={id})"
                     ),
-                },
+                    details: Default::default(),
+                }
+            } else {
+                match std::panic::catch_unwind(|| (b.probe)(&ctx)) {
+                    Ok(result) => Report::from(result),
+                    Err(p) => Report::Error {
+                        message: format!(
+                            "the probe panicked: {}",
+                            p.downcast_ref::<String>()
+                                .map(String::as_str)
+                                .or(p.downcast_ref::<&str>().copied())
+                                .unwrap_or("?")
+                        ),
+                    },
+                }
             }
         }
     };

@@ -14,6 +14,7 @@ mod poll;
 mod privileges;
 mod probes;
 mod require;
+mod rows;
 mod settings;
 mod signals;
 mod threads;

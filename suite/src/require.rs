@@ -1,43 +1,13 @@
 //! Prerequisites, in the spirit of the `nix` crate's `require_*` test helpers, but recorded: each
 //! helper either returns, or fails the probe as `unsupported` (the kernel lacks it) or `skipped`
 //! (the machine lacks it), with one wording. The expectation rows that say a kernel lacks a
-//! prerequisite use the same words (`rows::*`), so the reason in a cell reads like its rule.
+//! prerequisite use the same words (`rows.rs`), so the reason in a cell reads like its rule.
 
 use crate::memory::{self, madvise, Region};
 use crate::outcome::{errno_name, Context, Fail};
+use crate::rows;
 use crate::uapi;
 use nix::errno::Errno;
-
-/// Declares a prerequisite's wording once: `$why` (what a cell says) and the expectation row
-/// `$row` for the kernels that lack it (`(range, "unsupported: $why")`).
-macro_rules! prerequisite {
-    ($(#[$doc:meta])* $why:ident, $row:ident, $range:literal, $text:literal) => {
-        $(#[$doc])*
-        pub const $why: &str = $text;
-        $(#[$doc])*
-        pub const $row: (&str, &str) = ($range, concat!("unsupported: ", $text));
-    };
-}
-
-/// Expectation rows for kernels that lack a prerequisite, worded as the helpers below word it.
-pub mod rows {
-    prerequisite!(
-        /// The non-cooperative events (REMOVE, UNMAP, REMAP, FORK).
-        EVENTS, BEFORE_4_11, "<4.11", "the non-cooperative events are new in Linux 4.11"
-    );
-    prerequisite!(
-        /// `vm.unprivileged_userfaultfd`.
-        UNPRIVILEGED_SYSCTL, BEFORE_5_2, "<5.2", "vm.unprivileged_userfaultfd is new in Linux 5.2"
-    );
-    prerequisite!(
-        /// `UFFD_USER_MODE_ONLY`.
-        USER_MODE_ONLY, BEFORE_5_11, "<5.11", "UFFD_USER_MODE_ONLY is new in Linux 5.11"
-    );
-    prerequisite!(
-        /// `MADV_POPULATE_READ` and `MADV_POPULATE_WRITE`.
-        POPULATE, BEFORE_5_14, "<5.14", "MADV_POPULATE_* is new in Linux 5.14"
-    );
-}
 
 /// The kernel has userfaultfd(2): without CONFIG_USERFAULTFD it returns ENOSYS.
 pub fn userfaultfd() -> Result<(), Fail> {

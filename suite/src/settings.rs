@@ -1,25 +1,29 @@
 //! System-wide settings (`/proc/sys`) that probes read or change, under one lock, with a journal
-//! that puts back whatever a killed probe left changed.
+//! that puts back whatever a killed process left changed.
+//!
+//! The journal is the lock file itself: one line per changed setting, `<pid>\t<path>\t<old value>`,
+//! written before the change. Whoever takes the lock puts back the settings of journal lines whose
+//! process is gone (a probe the watchdog killed, a suite that was killed), so a host is left as it
+//! was found whatever happens to the process that changed it.
 
-use std::sync::atomic::Ordering;
+use std::io::{Read, Seek, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A system-wide setting (`/proc/sys/<name>`) held by a probe under the settings lock, which every
-/// probe that reads or changes a global setting takes for the whole time it does (trials run in
-/// parallel). Before a change, the old value is written to a journal (the lock file itself), so
-/// whoever takes the lock next (another probe, or the suite after the watchdog killed this one)
-/// puts it back; dropping the hold restores it and clears the journal.
+/// A setting held by a probe under the settings lock, which every probe that reads or changes a
+/// global setting takes for the whole time it does (trials run in parallel). Dropping the hold
+/// puts the setting back.
 pub struct Setting {
     path: String,
     value: String,
     changed: std::cell::Cell<bool>,
-    lock: nix::fcntl::Flock<std::fs::File>,
+    lock: Lock,
 }
 
 impl Setting {
-    /// Takes the settings lock (first restoring whatever a killed holder left changed) and reads
-    /// `/proc/sys/<name>`; `None` when the setting does not exist on this kernel.
+    /// Takes the settings lock and reads `/proc/sys/<name>`; `None` when the setting does not
+    /// exist on this kernel.
     pub fn hold(name: &str) -> std::io::Result<Option<Setting>> {
-        let lock = settings_lock()?;
+        let lock = Lock::take()?;
         let path = format!("/proc/sys/{name}");
         let Ok(value) = std::fs::read_to_string(&path) else {
             return Ok(None);
@@ -34,13 +38,8 @@ impl Setting {
 
     /// Changes the setting (journalled first, so that it is put back whatever happens to us).
     pub fn set(&self, value: &str) -> std::io::Result<()> {
-        use std::io::{Seek, Write};
         if !self.changed.get() {
-            let mut journal: &std::fs::File = &self.lock;
-            journal.set_len(0)?;
-            journal.seek(std::io::SeekFrom::Start(0))?;
-            journal.write_all(format!("{}\t{}\n", self.path, self.value).as_bytes())?;
-            journal.sync_data()?;
+            self.lock.journal(&self.path, &self.value)?;
             self.changed.set(true);
         }
         std::fs::write(&self.path, value)?;
@@ -54,47 +53,123 @@ impl Setting {
     }
 }
 
-/// Self-test (`--inject-fault setting-hang=ID`): a probe blocks forever right after changing a
-/// system setting, so the tests can prove the suite puts it back after the watchdog's kill.
-pub static HANG_AFTER_SETTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 impl Drop for Setting {
     fn drop(&mut self) {
         if self.changed.get() && std::fs::write(&self.path, &self.value).is_ok() {
-            let _ = self.lock.set_len(0);
+            let _ = self.lock.forget(&self.path);
         }
     }
 }
 
-/// Takes the lock every probe that reads or changes a system-wide setting holds while it does,
-/// after putting back any setting its journal says a previous holder changed and could not
-/// restore (it was killed).
-pub fn settings_lock() -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
-    use std::io::Read;
-    let dir = std::env::temp_dir();
-    std::fs::create_dir_all(&dir)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(dir.join("uffd-conformance-settings.lock"))?;
-    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e)?;
-    let mut journal = String::new();
-    (&*lock).read_to_string(&mut journal)?;
-    for line in journal.lines() {
-        if let Some((path, value)) = line.split_once('\t') {
+/// Self-test (`--inject-fault setting-hang=ID`): a probe blocks forever right after changing a
+/// system setting, so the tests can prove the suite puts it back after the watchdog's kill.
+pub static HANG_AFTER_SETTING: AtomicBool = AtomicBool::new(false);
+
+/// A setting the suite changes for a whole run (`--reserve-hugepages`): journalled like a probe's,
+/// without holding the lock; put back when dropped, or by whoever takes the lock after the suite
+/// died.
+pub struct Reserved {
+    path: String,
+    value: String,
+}
+
+impl Reserved {
+    /// Sets `/proc/sys/<name>` to `value` for the run.
+    pub fn set(name: &str, value: &str) -> std::io::Result<Reserved> {
+        let lock = Lock::take()?;
+        let path = format!("/proc/sys/{name}");
+        let old = std::fs::read_to_string(&path)?.trim().to_string();
+        lock.journal(&path, &old)?;
+        std::fs::write(&path, value)?;
+        Ok(Reserved { path, value: old })
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Ok(lock) = Lock::take() {
+            if std::fs::write(&self.path, &self.value).is_ok() {
+                let _ = lock.forget(&self.path);
+            }
+        }
+    }
+}
+
+/// The settings lock (flock(2) on the journal file), taken after putting back the settings of
+/// journal lines whose process is gone.
+struct Lock(nix::fcntl::Flock<std::fs::File>);
+
+impl Lock {
+    fn take() -> std::io::Result<Lock> {
+        let dir = std::env::temp_dir();
+        std::fs::create_dir_all(&dir)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.join("uffd-conformance-settings.lock"))?;
+        let lock =
+            Lock(nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e)?);
+        let lines = lock.lines()?;
+        let (dead, alive): (Vec<_>, Vec<_>) = lines.into_iter().partition(|(pid, _, _)| !alive(*pid));
+        for (_, path, value) in &dead {
             std::fs::write(path, value)?;
-            eprintln!("suite: put {path} back to {value} (the probe that changed it did not)");
+            eprintln!("suite: put {path} back to {value} (the process that changed it is gone)");
         }
+        if !dead.is_empty() {
+            lock.rewrite(&alive)?;
+        }
+        Ok(lock)
     }
-    if !journal.is_empty() {
-        lock.set_len(0)?;
+
+    fn lines(&self) -> std::io::Result<Vec<(i32, String, String)>> {
+        let mut text = String::new();
+        let mut file: &std::fs::File = &self.0;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        file.read_to_string(&mut text)?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.splitn(3, '\t');
+                let pid = parts.next()?.parse().ok()?;
+                Some((pid, parts.next()?.to_string(), parts.next()?.to_string()))
+            })
+            .collect())
     }
-    Ok(lock)
+
+    fn rewrite(&self, lines: &[(i32, String, String)]) -> std::io::Result<()> {
+        let mut file: &std::fs::File = &self.0;
+        file.set_len(0)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        let text: String =
+            lines.iter().map(|(pid, path, value)| format!("{pid}\t{path}\t{value}\n")).collect();
+        file.write_all(text.as_bytes())?;
+        file.sync_data()
+    }
+
+    /// Records that this process is about to change `path`, whose value now is `old`.
+    fn journal(&self, path: &str, old: &str) -> std::io::Result<()> {
+        let mut lines = self.lines()?;
+        lines.push((std::process::id() as i32, path.to_string(), old.to_string()));
+        self.rewrite(&lines)
+    }
+
+    /// Drops this process's line for `path` (it put the setting back itself).
+    fn forget(&self, path: &str) -> std::io::Result<()> {
+        let me = std::process::id() as i32;
+        let lines: Vec<_> =
+            self.lines()?.into_iter().filter(|(pid, p, _)| !(*pid == me && p == path)).collect();
+        self.rewrite(&lines)
+    }
 }
 
-/// Puts back any setting a killed probe left changed (see [`Setting`]).
+/// Whether process `pid` still exists.
+fn alive(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// Puts back any setting a process that is gone left changed (see the module's doc).
 pub fn restore_settings() -> std::io::Result<()> {
-    settings_lock().map(drop)
+    Lock::take().map(drop)
 }

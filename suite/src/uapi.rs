@@ -147,7 +147,7 @@ pub fn open_failure(e: Errno) -> Fail {
     match e {
         Errno::ENOSYS => Fail::unsupported(
             "ENOSYS",
-            "userfaultfd(2) returns ENOSYS: the kernel was built without CONFIG_USERFAULTFD",
+            format!("{} (userfaultfd(2) returns ENOSYS)", crate::rows::BUILT_WITHOUT),
         ),
         Errno::EPERM => {
             Fail::error("userfaultfd(2): EPERM: run the suite as root (or set vm.unprivileged_userfaultfd=1)")

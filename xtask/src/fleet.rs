@@ -133,6 +133,9 @@ pub struct Image {
     pub release: String,
     /// `CONFIG_USERFAULTFD=y` in the packaged config, when it has one.
     pub userfaultfd: Option<bool>,
+    /// The kernel's `.config`, when known, and where it came from (the guest's suite reads it
+    /// from its initramfs to grade expectations that depend on the configuration).
+    pub config: Option<(PathBuf, String)>,
     /// Where it came from, as results record it.
     pub source: String,
 }
@@ -173,11 +176,16 @@ impl Cache {
             && entry.version == pin.version
             && entry.deb_sha256 == pin.sha256
             && sha256_file(&vmlinuz).ok()? == entry.vmlinuz_sha256;
+        let config = dir.join("config");
+        let config = config
+            .exists()
+            .then(|| (config, format!("/boot/config-{} of {} {}", entry.release, pin.package, pin.version)));
         intact.then(|| Image {
             id: id.to_string(),
             vmlinuz,
             release: entry.release,
             userfaultfd: entry.userfaultfd,
+            config,
             source: pin.source(),
         })
     }
@@ -301,11 +309,15 @@ impl Cache {
             userfaultfd,
         };
         crate::util::write_atomic(&dir.join("image.toml"), toml::to_string(&entry)?.as_bytes())?;
+        let config = config.is_some().then(|| {
+            (dir.join("config"), format!("/boot/config-{release} of {} {}", pin.package, pin.version))
+        });
         Ok(Image {
             id: id.to_string(),
             vmlinuz: dir.join("vmlinuz"),
             release,
             userfaultfd,
+            config,
             source: pin.source(),
         })
     }

@@ -15,15 +15,21 @@ const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;
 
-/// The archive for a suite binary.
-pub fn for_suite(suite: &[u8]) -> Vec<u8> {
-    let entries = [
+/// The archive for a suite binary, with the kernel's configuration (`/kernel.config`, headed by
+/// a line naming where it came from) when it is known.
+pub fn for_suite(suite: &[u8], config: Option<(&str, &[u8])>) -> Vec<u8> {
+    let config =
+        config.map(|(source, text)| [format!("# uffdc source: {source}\n").as_bytes(), text].concat());
+    let mut entries = vec![
         Entry { name: "dev", mode: S_IFDIR | 0o755, rdev: (0, 0), data: &[] },
         Entry { name: "dev/console", mode: S_IFCHR | 0o600, rdev: (5, 1), data: &[] },
         Entry { name: "proc", mode: S_IFDIR | 0o555, rdev: (0, 0), data: &[] },
         Entry { name: "sys", mode: S_IFDIR | 0o555, rdev: (0, 0), data: &[] },
         Entry { name: "init", mode: S_IFREG | 0o755, rdev: (0, 0), data: suite },
     ];
+    if let Some(config) = &config {
+        entries.push(Entry { name: "kernel.config", mode: S_IFREG | 0o644, rdev: (0, 0), data: config });
+    }
     let mut out = Vec::with_capacity(suite.len() + 4096);
     for (ino, e) in entries.iter().enumerate() {
         write_entry(&mut out, ino as u32 + 1, e);
@@ -76,7 +82,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let data = b"\x7fELF pretend";
-        let archive = for_suite(data);
+        let archive = for_suite(data, Some(("test", b"CONFIG_USERFAULTFD=y\n")));
         assert_eq!(archive.len() % 4, 0);
         let mut at = 0;
         let mut names = Vec::new();
@@ -107,6 +113,6 @@ mod tests {
             names.push(name);
             at = (data_at + size).next_multiple_of(4);
         }
-        assert_eq!(names, ["dev", "dev/console", "proc", "sys", "init"]);
+        assert_eq!(names, ["dev", "dev/console", "proc", "sys", "init", "kernel.config"]);
     }
 }

@@ -30,6 +30,7 @@ const USAGE: &str = "\
 cargo xtask matrix [--kernel ID]... [--kernel-image PATH[=ID]]... [--host] [--jobs N]
                    [--repeat N] [--accel auto|kvm|tcg] [--mirror URI] [--timeout SECS]
                    [--boot-timeout SECS] [--boot-attempts N] [--cpus N] [--memory MB] [--qemu PATH]
+                   (--kernel-image PATH may be followed by --config FILE, its .config)
                    [--out DIR] [-- SUITE-ARGS...]
     Boot each kernel of images/kernels.toml (or each --kernel, or local bzImages) in QEMU with the
     suite as init, write matrix/results/<id>.toml and compile matrix/compat.toml and
@@ -180,8 +181,14 @@ fn matrix_options(
                     Some((p, id)) => (p.to_string(), Some(id.to_string())),
                     None => (v, None),
                 };
-                opts.images.push((std::path::PathBuf::from(path), id));
+                opts.images.push((std::path::PathBuf::from(path), id, None));
             }
+            "--config" => match opts.images.last_mut() {
+                Some((_, _, config)) => *config = Some(std::path::PathBuf::from(value()?)),
+                None => bail!(
+                    "--config FILE names the configuration of the --kernel-image before it: give that first"
+                ),
+            },
             "--jobs" => opts.jobs = number(value()?, 1, 64)? as usize,
             "--repeat" => repeat = number(value()?, 1, 1000)?,
             "--host" => opts.host = true,

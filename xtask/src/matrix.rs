@@ -225,7 +225,7 @@ mod tests {
         let sh = Shell::new().unwrap();
         let dir = scratch("no-init");
         let initrd = dir.join("broken.cpio");
-        std::fs::write(&initrd, crate::initramfs::for_suite(b"#! this is not an executable")).unwrap();
+        std::fs::write(&initrd, crate::initramfs::for_suite(b"#! this is not an executable", None)).unwrap();
         let image = fleet_image(&sh, "debian-6.1-cloud");
         let mut retried = Vec::new();
         let r = runner::run_guest(&image, &initrd, &settings(&[], 60), &dir.join("logs"), &mut |e| {
@@ -362,22 +362,29 @@ mod tests {
 
     #[test]
     #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
-    fn a_local_kernel_image_is_named_by_its_release() {
+    fn a_local_kernel_image_is_named_by_its_release_and_graded_by_its_config() {
         let sh = Shell::new().unwrap();
         let image = fleet_image(&sh, "debian-6.1-cloud");
+        let (config, _) = image.config.clone().expect("the Debian package ships its config");
         let mut opts = options("local-image", &[]);
-        opts.images = vec![(image.vmlinuz.clone(), None)];
+        opts.images = vec![(image.vmlinuz.clone(), None, Some(config.clone()))];
         opts.run.suite_args = vec!["--exact".into(), "api::features".into()];
         gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &|_| {}).unwrap();
         let results: matrix::Results =
             matrix::model::load(&opts.out.join(format!("results/{}.toml", image.release))).unwrap();
         assert!(results.kernel.source.starts_with("local "), "{:?}", results.kernel.source);
         assert_eq!(results.cells["api.features"].verdict, Verdict::Expected);
+        // The guest's suite read the configuration from its initramfs and recorded it.
+        let recorded = results.kernel.config.expect("the configuration is recorded");
+        assert_eq!(recorded.source, format!("--config {}", config.display()));
+        assert_eq!(recorded.value("CONFIG_USERFAULTFD"), "y");
 
         let not_a_kernel = scratch("local-image-bad").join("vmlinuz");
         std::fs::write(&not_a_kernel, vec![0u8; 4096]).unwrap();
-        let err = local_image(&not_a_kernel, None).unwrap_err().to_string();
+        let err = local_image(&not_a_kernel, None, None).unwrap_err().to_string();
         assert!(err.contains("not an x86 bzImage"), "{err}");
+        let err = local_image(&image.vmlinuz, None, Some(&not_a_kernel.with_file_name("nope"))).unwrap_err();
+        assert!(err.to_string().contains("--config") && err.to_string().contains("no such file"), "{err}");
     }
 
     #[test]

@@ -20,9 +20,9 @@ pub const HOST_ID: &str = "host";
 #[derive(Clone, Debug)]
 pub struct Options {
     pub kernels: Vec<String>,
-    /// Local kernel images (`--kernel-image PATH[=ID]`); without an id the column is named by
-    /// the kernel's `uname -r`.
-    pub images: Vec<(PathBuf, Option<String>)>,
+    /// Local kernel images (`--kernel-image PATH[=ID]`, each with its `--config FILE`); without
+    /// an id the column is named by the kernel's `uname -r`.
+    pub images: Vec<(PathBuf, Option<String>, Option<PathBuf>)>,
     pub accel: Choice,
     pub host: bool,
     pub mirror: Option<String>,
@@ -68,7 +68,21 @@ impl Options {
 pub struct Prepared {
     pub suite: PathBuf,
     pub catalogue: matrix::Catalogue,
+    /// The initramfs with the suite alone (for a kernel whose configuration is not known).
     pub initrd: PathBuf,
+    binary: Vec<u8>,
+}
+
+impl Prepared {
+    /// The initramfs for `image`: the suite, and the kernel's configuration where it is known
+    /// (the guest's suite grades expectations that depend on it).
+    pub fn initrd_for(&self, image: &Image) -> Result<PathBuf> {
+        let Some((config, source)) = &image.config else { return Ok(self.initrd.clone()) };
+        let text = std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?;
+        let path = self.initrd.with_file_name(format!("initramfs-{}.cpio", sanitize(&image.id)));
+        crate::util::write_atomic(&path, &crate::initramfs::for_suite(&self.binary, Some((source, &text))))?;
+        Ok(path)
+    }
 }
 
 pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepared> {
@@ -79,8 +93,8 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
     let catalogue = crate::suite_bin::catalogue(sh, &suite)?;
     let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
     let initrd = root.join("target/uffdc/initramfs.cpio");
-    crate::util::write_atomic(&initrd, &crate::initramfs::for_suite(&binary))?;
-    Ok(Prepared { suite, catalogue, initrd })
+    crate::util::write_atomic(&initrd, &crate::initramfs::for_suite(&binary, None))?;
+    Ok(Prepared { suite, catalogue, initrd, binary })
 }
 
 /// Something that happened in a matrix run, per kernel column.
@@ -117,7 +131,7 @@ pub fn gather(
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, opts.mirror.clone());
     let mut ids: Vec<String> = selected.iter().map(|(id, _)| id.clone()).collect();
-    ids.extend(opts.images.iter().map(|(path, id)| id.clone().unwrap_or_else(|| local_label(path))));
+    ids.extend(opts.images.iter().map(|(path, id, _)| id.clone().unwrap_or_else(|| local_label(path))));
     if opts.host {
         ids.push(HOST_ID.to_string());
     }
@@ -143,8 +157,8 @@ pub fn gather(
             }
         }
     }
-    for (path, id) in &opts.images {
-        images.push(local_image(path, id.as_deref())?);
+    for (path, id, config) in &opts.images {
+        images.push(local_image(path, id.as_deref(), config.as_deref())?);
     }
     let accel = match images.first() {
         None => Accel::Tcg,
@@ -164,8 +178,10 @@ pub fn gather(
                 let label = image.id.clone();
                 observe(&RunEvent::Booting(&label));
                 let logs = opts.logs.join(&label);
-                let run = runner::run_guest(&image, &prepared.initrd, &settings, &logs, &mut |e| {
-                    observe(&RunEvent::Run(&label, &e))
+                let run = prepared.initrd_for(&image).and_then(|initrd| {
+                    runner::run_guest(&image, &initrd, &settings, &logs, &mut |e| {
+                        observe(&RunEvent::Run(&label, &e))
+                    })
                 });
                 match run {
                     Ok(results) => {
@@ -227,8 +243,10 @@ fn sanitize(release: &str) -> String {
 }
 
 /// A kernel image given on the command line: it must be a bzImage (the boot protocol header's
-/// "HdrS" magic), booted as it is.
-pub fn local_image(path: &Path, id: Option<&str>) -> Result<Image> {
+/// "HdrS" magic), booted as it is. Its configuration is `config` when given, else the `.config` of
+/// the build tree it sits in (`arch/x86/boot/bzImage`), else not known (unless the kernel has
+/// CONFIG_IKCONFIG_PROC: the guest's suite reads `/proc/config.gz` then).
+pub fn local_image(path: &Path, id: Option<&str>, config: Option<&Path>) -> Result<Image> {
     let data =
         std::fs::read(path).with_context(|| format!("--kernel-image {}: cannot read it", path.display()))?;
     if data.get(0x202..0x206) != Some(b"HdrS") {
@@ -238,11 +256,24 @@ pub fn local_image(path: &Path, id: Option<&str>) -> Result<Image> {
         );
     }
     let sha = sha256_file(path)?;
+    let tree = path.parent().and_then(Path::parent).and_then(Path::parent).and_then(Path::parent);
+    let config = match config {
+        Some(c) if !c.is_file() => bail!("--config {}: no such file", c.display()),
+        Some(c) => Some((c.to_path_buf(), format!("--config {}", c.display()))),
+        None => tree
+            .map(|t| t.join(".config"))
+            .filter(|c| path.ends_with("arch/x86/boot/bzImage") && c.is_file())
+            .map(|c| {
+                let source = format!("{} (the build tree's)", c.display());
+                (c, source)
+            }),
+    };
     Ok(Image {
         id: id.map_or_else(|| local_label(path), String::from),
         vmlinuz: path.to_path_buf(),
         release: String::new(),
         userfaultfd: None,
+        config,
         source: format!("local {} (sha256 {sha})", path.display()),
     })
 }
@@ -267,7 +298,10 @@ pub fn probe_kvm(image: &Image, prepared: &Prepared, opts: &Options) -> Result<(
         suite_args: vec!["--exact".into(), "no-behaviour-has-this-name".into()],
         ..opts.run.clone()
     };
-    match runner::run_guest(image, &prepared.initrd, &settings, &opts.logs.join("kvm-probe"), &mut |_| {}) {
+    let run = prepared.initrd_for(image).and_then(|initrd| {
+        runner::run_guest(image, &initrd, &settings, &opts.logs.join("kvm-probe"), &mut |_| {})
+    });
+    match run {
         Ok(r) if r.kernel.status == matrix::RunStatus::Complete => Ok(()),
         Ok(r) => Err(r.kernel.reason.unwrap_or_default()),
         Err(e) => Err(format!("{e:#}")),

@@ -4,7 +4,8 @@ use crate::behaviour::Behaviour;
 use crate::memory::Region;
 use crate::outcome::errno_name;
 use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require::{self, rows};
+use crate::require;
+use crate::rows;
 use crate::settings::Setting;
 use crate::uapi;
 use crate::uapi::{

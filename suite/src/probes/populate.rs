@@ -4,7 +4,8 @@ use crate::behaviour::Behaviour;
 use crate::memory::{madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
 use crate::outcome::errno_name;
 use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require::{self, rows};
+use crate::require;
+use crate::rows;
 use crate::signals::SignalFlag;
 use crate::uapi;
 use crate::uapi::{

@@ -5,7 +5,7 @@ use crate::behaviour::Behaviour;
 use crate::memory::{madvise, Region};
 use crate::outcome::errno_name;
 use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require::rows;
+use crate::rows;
 use crate::uapi::{
     FEATURE_EVENT_FORK, FEATURE_EVENT_REMAP, FEATURE_EVENT_REMOVE, FEATURE_EVENT_UNMAP, FEATURE_MISSING_SHMEM,
 };
