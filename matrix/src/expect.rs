@@ -12,6 +12,7 @@
 //! | `includes: A B C`       | is a space-separated list that contains every listed word  |
 //! | `unsupported: <why>`    | never: the probe must find the prerequisite missing        |
 //! | `undetermined: <why>`   | always: what this kernel does is not known from its sources |
+//! | `undocumented: <what>`  | never: a documented claim that the documentation is silent |
 //!
 //! A rule's `kernels` is a version range (`>=5.14`, `>=6.12.29, <6.13`: point releases count),
 //! optionally with a condition on the kernel's configuration: `* when CONFIG_USERFAULTFD!=y`,
@@ -36,11 +37,19 @@ pub struct Rule {
     pub kernels: String,
     /// What is expected there, in the language above.
     pub expect: String,
+    /// For a documented claim: where it is made, quoted (`man page, section: "..."`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
 }
 
 impl Rule {
     pub fn new(kernels: &str, expect: &str) -> Rule {
-        Rule { kernels: kernels.to_string(), expect: expect.to_string() }
+        Rule { kernels: kernels.to_string(), expect: expect.to_string(), source: String::new() }
+    }
+
+    /// A documented claim: what the source says a kernel does, and the source, quoted.
+    pub fn claim(kernels: &str, expect: &str, source: &str) -> Rule {
+        Rule { source: source.to_string(), ..Rule::new(kernels, expect) }
     }
 
     pub fn range(&self) -> Result<VersionRange, String> {
@@ -73,6 +82,9 @@ pub enum Expect {
     Includes(Vec<String>),
     Unsupported(String),
     Undetermined(String),
+    /// In a behaviour's documented claims: the documentation does not describe what happens
+    /// (`UFFDIO_COPY(2const) ERRORS does not list EEXIST`); every observation is a finding.
+    Undocumented(String),
 }
 
 impl Expect {
@@ -92,6 +104,11 @@ impl Expect {
         };
         Ok(if let Some(rest) = text.strip_prefix("unsupported:") {
             Expect::Unsupported(rest.trim().to_string())
+        } else if let Some(rest) = text.strip_prefix("undocumented:") {
+            if rest.trim().is_empty() {
+                return Err("`undocumented:` must say what the documentation leaves out".to_string());
+            }
+            Expect::Undocumented(rest.trim().to_string())
         } else if let Some(rest) = text.strip_prefix("undetermined:") {
             if rest.trim().is_empty() {
                 return Err("`undetermined:` must say why".to_string());
@@ -114,7 +131,7 @@ impl Expect {
                 let have: Vec<&str> = observed.split_whitespace().collect();
                 ws.iter().all(|w| have.contains(&w.as_str()))
             }
-            Expect::Unsupported(_) => false,
+            Expect::Unsupported(_) | Expect::Undocumented(_) => false,
             Expect::Undetermined(_) => true,
         }
     }

@@ -15,8 +15,9 @@ pub struct Behaviour {
     /// `(kernel range, expectation)` rows; see `matrix::expect` for the language.
     pub expect: &'static [(&'static str, &'static str)],
     /// What the documentation claims, where that differs from `expect` (which follows the kernel
-    /// source): the matrix's findings list every kernel that does not do what is documented.
-    pub documented: &'static [(&'static str, &'static str)],
+    /// source): `(kernel range, expectation, source quoted)`. The matrix's findings list every
+    /// kernel that does not do what is documented, with the quote.
+    pub documented: &'static [(&'static str, &'static str, &'static str)],
     pub citation: &'static str,
     pub notes: &'static str,
     pub probe: fn(&Ctx) -> ProbeResult,
@@ -61,7 +62,7 @@ impl Behaviour {
     }
 
     pub fn documented_rules(&self) -> Vec<Rule> {
-        self.documented.iter().map(|(k, e)| Rule::new(k, e)).collect()
+        self.documented.iter().map(|(k, e, source)| Rule::claim(k, e, source)).collect()
     }
 
     pub fn to_matrix(&self) -> matrix::Behaviour {

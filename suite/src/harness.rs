@@ -142,8 +142,10 @@ fn reserve_hugepages(n: u32) -> std::io::Result<Option<crate::settings::Reserved
     if n == 0 {
         return Ok(None);
     }
-    let now: u64 = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")?.trim().parse().unwrap_or(0);
-    crate::settings::Reserved::set("vm/nr_hugepages", &(now + u64::from(n)).to_string()).map(Some)
+    crate::settings::Reserved::set("vm/nr_hugepages", |now| {
+        (now.parse::<u64>().unwrap_or(0) + u64::from(n)).to_string()
+    })
+    .map(Some)
 }
 
 /// Runs one behaviour's probe `--repeat` times and grades it: one cell, `flaky` when the runs

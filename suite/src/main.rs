@@ -17,6 +17,7 @@ mod require;
 mod rows;
 mod settings;
 mod signals;
+mod sources;
 mod threads;
 mod uapi;
 mod uffd;

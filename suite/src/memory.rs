@@ -133,3 +133,15 @@ pub fn huge_pages() -> (u64, usize) {
     };
     (field("HugePages_Free:"), field("Hugepagesize:") as usize * 1024)
 }
+
+/// A page filled with `version` as little-endian u64 words: what the race and stress probes serve,
+/// so that a page's content says which version of it was installed.
+pub fn versioned_page(version: u64, page: usize) -> Vec<u8> {
+    version.to_le_bytes().iter().copied().cycle().take(page).collect()
+}
+
+/// Reads the first u64 word of a page with a plain user-mode load.
+pub fn load_u64(addr: usize) -> u64 {
+    // SAFETY: callers pass addresses inside a live Region.
+    unsafe { std::ptr::read_volatile(addr as *const u64) }
+}

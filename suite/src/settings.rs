@@ -66,22 +66,29 @@ impl Drop for Setting {
 pub static HANG_AFTER_SETTING: AtomicBool = AtomicBool::new(false);
 
 /// A setting the suite changes for a whole run (`--reserve-hugepages`): journalled like a probe's,
-/// without holding the lock; put back when dropped, or by whoever takes the lock after the suite
-/// died.
+/// without holding the settings lock; put back when dropped, or by whoever takes the lock after
+/// the suite died. Runs that reserve the same setting take turns (a lock of their own, held for the
+/// run), so that one never puts back a value another set.
 pub struct Reserved {
     path: String,
     value: String,
+    _turn: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl Reserved {
-    /// Sets `/proc/sys/<name>` to `value` for the run.
-    pub fn set(name: &str, value: &str) -> std::io::Result<Reserved> {
+    /// Sets `/proc/sys/<name>` to what `value` makes of its current value, for the run.
+    pub fn set(name: &str, value: impl FnOnce(&str) -> String) -> std::io::Result<Reserved> {
+        let turn =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(
+                std::env::temp_dir().join(format!("uffd-conformance-{}.lock", name.replace('/', "."))),
+            )?;
+        let turn = nix::fcntl::Flock::lock(turn, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e)?;
         let lock = Lock::take()?;
         let path = format!("/proc/sys/{name}");
         let old = std::fs::read_to_string(&path)?.trim().to_string();
         lock.journal(&path, &old)?;
-        std::fs::write(&path, value)?;
-        Ok(Reserved { path, value: old })
+        std::fs::write(&path, value(&old))?;
+        Ok(Reserved { path, value: old, _turn: turn })
     }
 }
 

@@ -145,7 +145,7 @@ fn json_format_reports_each_trial() {
 #[test]
 #[ignore = "needs root: run through `cargo xtask test`"]
 fn ten_runs_observe_the_same_values() {
-    let (out, results) = run_with_results("repeat", &["--repeat", "10"]);
+    let (out, results) = run_with_results("repeat", &["--repeat", "10", "--reserve-hugepages", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(results.cells.len(), catalogue().behaviours.len());
     for (id, cell) in &results.cells {
@@ -258,4 +258,28 @@ fn userfaultfd_gone_from_a_kernel_built_with_it_is_a_regression() {
         let reason = cell.reason.as_deref().unwrap_or("");
         assert!(reason.contains("CONFIG_USERFAULTFD") && reason.contains("a regression"), "{id}: {reason}");
     }
+}
+
+#[test]
+#[ignore = "needs root: run through `cargo xtask test`"]
+fn the_stale_copy_race_catches_a_stale_page_and_a_race_that_did_not_run() {
+    let run = |fault: &str| {
+        let (_, results) = run_with_results(
+            fault,
+            &[
+                "--inject-fault",
+                &format!("{fault}=remove.stale_copy_race"),
+                "--exact",
+                "remove::stale_copy_race",
+            ],
+        );
+        results.cells["remove.stale_copy_race"].clone()
+    };
+    let stale = run("serve-stale");
+    assert_eq!(stale.verdict, Verdict::Unexpected, "{stale:?}");
+    assert!(stale.observed.starts_with("stale page seen"), "{stale:?}");
+    let unraced = run("no-race");
+    assert_eq!(unraced.verdict, Verdict::Error, "{unraced:?}");
+    let why = unraced.reason.as_deref().unwrap();
+    assert!(why.starts_with("the race fell short of its rounds: 0 of 64"), "{why}");
 }

@@ -54,7 +54,11 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 on the architecture. The man page dates UFFD_FEATURE_PAGEFAULT_FLAG_WP to 5.10 (anonymous \
                 write-protect was merged in 5.7) and RWP/RWP_ASYNC to 7.2, while the 7.2 uapi header \
                 lacks them and 7.3-rc has them.",
-        documented: &[(">=7.2, <7.3", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC MOVE RWP RWP_ASYNC"))],
+        documented: &[(
+            ">=7.2, <7.3",
+            concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC MOVE RWP RWP_ASYNC"),
+            "UFFDIO_API(2const), man-pages 6.20: \"UFFD_FEATURE_RWP (since Linux 7.2)\", \"UFFD_FEATURE_RWP_ASYNC (since Linux 7.2)\"",
+        )],
         probe: features,
     },
     Behaviour {
@@ -118,7 +122,11 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "Two UFFDIO_API calls with features = 0 on one fresh descriptor: `ok` when the second \
                    succeeds, else its errno name.",
         expect: &[("*", "EINVAL")],
-        documented: &[("*", "ok")],
+        documented: &[(
+            "*",
+            "ok",
+            "UFFDIO_API(2const), man-pages 6.20, ERRORS: \"Calling UFFDIO_API twice, the first time with no features set, is explicitly allowed as per the two-step feature detection handshake\"",
+        )],
         citation: "fs/userfaultfd.c userfaultfd_api (v5.10, v6.12, v7.2): the first call stores the features \
                    with UFFD_FEATURE_INITIALIZED, so the cmpxchg(&ctx->features, 0, ...) of any second call \
                    fails with -EINVAL; documented otherwise in UFFDIO_API(2const), man-pages 6.20, ERRORS: \
@@ -153,13 +161,23 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
         id: "api.fork_needs_ptrace",
         summary: "UFFDIO_API asking for UFFD_FEATURE_EVENT_FORK fails with EPERM without CAP_SYS_PTRACE",
-        observes: "A root helper process that dropped CAP_SYS_PTRACE (vm.unprivileged_userfaultfd set to 1 so \
-                   it may open a uffd at all) requests EVENT_FORK: `EPERM`, `ok`, or another errno name.",
-        expect: &[("<5.11", "one of: EPERM | ok"), (">=5.11", "EPERM")],
+        observes: "A root helper process that dropped CAP_SYS_PTRACE opens a uffd (with UFFD_USER_MODE_ONLY \
+                   from 5.11, else with vm.unprivileged_userfaultfd set to 1) and requests EVENT_FORK: \
+                   `EPERM`, `ok`, or another errno name.",
+        expect: &[
+            rows::BEFORE_4_11,
+            (">=4.11, <4.14.162", "ok"),
+            (">=4.14.162, <4.15", "EPERM"),
+            (">=4.15, <4.19.93", "ok"),
+            (">=4.19.93, <4.20", "EPERM"),
+            (">=4.20, <5.4.8", "ok"),
+            (">=5.4.8", "EPERM"),
+        ],
         citation: "UFFDIO_API(2const), man-pages 6.20, ERRORS: \"EPERM The UFFD_FEATURE_EVENT_FORK feature \
                    was enabled, but the calling process doesn't have the CAP_SYS_PTRACE capability\"; commit \
-                   3c1c24d91ffd \"userfaultfd: require CAP_SYS_PTRACE for UFFD_FEATURE_EVENT_FORK\" (v5.11, \
-                   sent to the stable series: present in Debian's 5.10.262)",
+                   3c1c24d91ffd \"userfaultfd: require CAP_SYS_PTRACE for UFFD_FEATURE_EVENT_FORK\" (mainline \
+                   v5.5; stable 5.4.8, 4.19.93 and 4.14.162: Debian's linux changelog, stable review mails of \
+                   January 2020); fs/userfaultfd.c userfaultfd_api (5.10.262, 6.1.192, 6.12.118)",
         notes: "Older kernels without the backport let any uffd owner receive uffds of its children.",
         probe: fork_needs_ptrace,
         ..Behaviour::DEFAULT
@@ -291,7 +309,7 @@ fn unprivileged(ctx: &Ctx) -> ProbeResult {
 
 fn fork_needs_ptrace(ctx: &Ctx) -> ProbeResult {
     const KNOB: &str = "vm/unprivileged_userfaultfd";
-    require::userfaultfd()?;
+    require::features(FEATURE_EVENT_FORK)?;
     let with_cap = uapi::syscall(libc::O_CLOEXEC)
         .map_err(open_failure)
         .map(|fd| uapi::handshake(&fd, FEATURE_EVENT_FORK).map_or_else(errno_name, |_| "ok".to_string()))?;

@@ -94,7 +94,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "Contrast stw.user_fault_state: a plain load sleeps in S. Monitoring that treats D as \
                 \"stuck in the kernel\" will flag page-server waits during populate.",
         probe: thread_state,
-        ..Behaviour::DEFAULT
+        documented: &[(">=5.14", "S", crate::sources::POPULATE_AS_IF_READING)],
     },
     Behaviour {
         id: "populate.signal",
@@ -108,7 +108,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "A signal-based stop-the-world (stw.signal_suspend_populate) cannot stop such a thread \
                 until its page arrives.",
         probe: signal,
-        ..Behaviour::DEFAULT
+        documented: &[(">=5.14", "handler ran while blocked, madvise 0", crate::sources::POPULATE_AS_IF_READING)],
     },
     Behaviour {
         id: "populate.sigkill",
@@ -124,15 +124,21 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     },
     Behaviour {
         id: "populate.sigbus_feature",
-        summary: "With UFFD_FEATURE_SIGBUS, MADV_POPULATE_READ on a missing page fails with EFAULT and sends no message",
-        observes: "madvise's errno and whether any message arrived in the quiet window: `EFAULT, no message`.",
-        expect: &[rows::BEFORE_5_14, (">=5.14", "EFAULT, no message")],
+        summary: "With UFFD_FEATURE_SIGBUS, MADV_POPULATE_READ on a missing page fails with EFAULT, sends no message and raises no SIGBUS",
+        observes: "madvise's errno, whether any message arrived in the quiet window, and whether a SIGBUS \
+                   reached the process (a handler counts it) by the end of the window: `EFAULT, no message, \
+                   no SIGBUS`.",
+        expect: &[rows::BEFORE_5_14, (">=5.14", "EFAULT, no message, no SIGBUS")],
+        documented: &[(
+            ">=5.14",
+            "one of: 0, no message, SIGBUS raised | EFAULT, no message, SIGBUS raised",
+            crate::sources::SIGBUS_FEATURE,
+        )],
         citation: "UFFDIO_API(2const): UFFD_FEATURE_SIGBUS \"no page-fault events will be delivered\"; \
                    mm/madvise.c madvise_populate (v6.1): VM_FAULT_SIGBUS -> -EFAULT",
         notes: "A process that relies on SIGBUS to learn of missing pages gets no signal from populate: \
                 the error comes back from the syscall instead.",
         probe: sigbus_feature,
-        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.user_mode_only",
@@ -411,9 +417,15 @@ fn sigkill(ctx: &Ctx) -> ProbeResult {
 
 fn sigbus_feature(ctx: &Ctx) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
+    // A SIGBUS for a syscall's fault would be delivered on its return: counting it is safe (no
+    // faulting instruction re-runs after the handler).
+    let sigbus = SignalFlag::install(Signal::SIGBUS).ctx("sigaction(SIGBUS)")?;
     let (uffd, region) =
         registered(FEATURE_SIGBUS, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
-    no_message_result(ctx, &uffd, &region)
+    let mut obs = no_message_result(ctx, &uffd, &region)?;
+    let raised = sigbus.wait(std::time::Duration::ZERO).ctx("reading the SIGBUS flag")?;
+    obs.observed += if raised > 0 { ", SIGBUS raised" } else { ", no SIGBUS" };
+    Ok(obs)
 }
 
 fn user_mode_only(ctx: &Ctx) -> ProbeResult {

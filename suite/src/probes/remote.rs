@@ -17,12 +17,15 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
+use std::time::Duration;
 
 /// The shape every observation of this family takes.
 const OBSERVES: &str = "The access's result (an errno name, or `N bytes`) and whether a uffd message \
                         arrived: `RESULT, no message` when it returned without one (watched for the quiet \
-                        window afterwards), `fault KIND, then RESULT` when it blocked on a fault that was \
-                        then served.";
+                        window afterwards), `fault KIND (waits in STATE), then RESULT` when it blocked on a \
+                        fault that was then served; STATE is the thread's scheduler state while it waited \
+                        (`S` interruptible, `D` uninterruptible or killable), what a runtime that stops \
+                        threads with signals depends on.";
 
 pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
@@ -63,7 +66,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "remote.process_vm_readv",
         summary: "process_vm_readv(2) of a missing page blocks on a uffd fault until the page is served",
         observes: OBSERVES,
-        expect: &[("*", "fault read, then 8 bytes")],
+        expect: &[("*", "fault read (waits in D), then 8 bytes")],
         citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): pin_user_pages_remote with \
                    `locked`, so the fault may retry and handle_userfault waits",
         notes: "Unlike /proc/<pid>/mem and ptrace, this remote access waits for the page server.",
@@ -74,7 +77,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "remote.process_vm_writev",
         summary: "process_vm_writev(2) to a missing page blocks on a uffd write fault until the page is served",
         observes: OBSERVES,
-        expect: &[("*", "fault write, then 8 bytes")],
+        expect: &[("*", "fault write (waits in D), then 8 bytes")],
         citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): FOLL_WRITE pin with `locked`",
         probe: process_vm_writev,
         ..Behaviour::DEFAULT
@@ -83,7 +86,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "remote.syscall_into",
         summary: "read(2) from a pipe into a missing page raises a uffd write fault and completes once served",
         observes: OBSERVES,
-        expect: &[("*", "fault write, then 8 bytes")],
+        expect: &[("*", "fault write (waits in S), then 8 bytes")],
         citation: "ioctl_userfaultfd(2): faults from kernel-mode accesses are reported unless \
                    UFFD_USER_MODE_ONLY; arch/x86/mm/fault.c do_user_addr_fault (v6.1)",
         notes: "Needs root or vm.unprivileged_userfaultfd=1 (see api.unprivileged).",
@@ -94,7 +97,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "remote.syscall_from",
         summary: "write(2) to a pipe from a missing page raises a uffd read fault and completes once served",
         observes: OBSERVES,
-        expect: &[("*", "fault read, then 8 bytes")],
+        expect: &[("*", "fault read (waits in S), then 8 bytes")],
         citation: "ioctl_userfaultfd(2); arch/x86/mm/fault.c do_user_addr_fault (v6.1)",
         probe: syscall_from,
         ..Behaviour::DEFAULT
@@ -105,9 +108,12 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "A worker read(2)s from a pipe into a missing page; once its fault message arrived and it \
                    sleeps, SIGUSR1 (SA_RESTART not set) is sent: `handler ran while blocked` when the handler \
                    runs within the quiet window, `handler waited for the page` when it runs only after the page \
-                   is served; then `, read RESULT` (an errno name or `N bytes`). Details: the CPU time the \
-                   thread used during the window (a thread that retries the fault in a loop spins).",
-        expect: &[("*", "handler waited for the page, read 8 bytes")],
+                   is served; then `, read RESULT` (an errno name or `N bytes`); then what the thread did \
+                   meanwhile: `; retried in R` when it was running (retrying the fault, not asleep) at the end \
+                   of the window, `; asleep in S`, and whether the retried fault raised its message again \
+                   (`, fault raised again`: waited for, up to the timeout). Details: the CPU time it used \
+                   during the window, how many more messages came.",
+        expect: &[("*", "handler waited for the page, read 8 bytes; retried in R, fault raised again")],
         citation: "include/linux/sched/signal.h fault_signal_pending (since 5.7): a fault taken in kernel \
                    mode is abandoned only for a fatal signal; arch/x86/mm/fault.c do_user_addr_fault \
                    (v5.10, v6.12) retries it otherwise; fs/userfaultfd.c handle_userfault sleeps \
@@ -181,8 +187,11 @@ fn remote_access(
             let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
             uffd.serve(region.base(), region.page_size(), 0xA5)?;
             let after = worker.wait(ctx.timeout).map_or("still blocked".to_string(), outcome);
-            Observation::new(format!("fault {}, then {after}", describe_fault(kind, rw)))
-                .with("state", threads::describe_state(state))
+            Observation::new(format!(
+                "fault {} (waits in {}), then {after}",
+                describe_fault(kind, rw),
+                threads::describe_state(state)
+            ))
         }
         Next::Event(e) => uffd::unexpected(&e, &region),
         Next::Timeout => Observation::new("blocked without a message"),
@@ -268,17 +277,32 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
     let worker = worker::spawn("read", move || reader(addr));
     crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
-    // Serve whatever is still pending (a retried fault, or the original one).
+    // Does the retried fault raise its message again? That is an event: wait for it (the timeout
+    // bounds a kernel that does not), count any more, then serve.
+    let mut again = 0u64;
     let i = super::interrupt_blocked(ctx, &flag, &worker, || {
+        let mut limit = ctx.timeout;
+        while let Some(e) = uffd.next(limit)? {
+            if let Event::Pagefault { .. } = e {
+                again += 1;
+            }
+            limit = Duration::ZERO;
+        }
         let _ = uffd.serve(region.base(), region.page_size(), 0xA5);
         Ok(())
     })?;
     let (handler, result, state_after, cpu_in_window) = (i.handler, i.result, i.state_after, i.cpu_ticks);
     let read = result.map_or("still blocked".to_string(), outcome);
-    Ok(Observation::new(format!("{handler}, read {read}"))
+    let meanwhile = match state_after {
+        Some('R') => "retried in R".to_string(),
+        other => format!("asleep in {}", threads::describe_state(other)),
+    };
+    let more = if again > 0 { "fault raised again" } else { "fault not raised again" };
+    Ok(Observation::new(format!("{handler}, read {read}; {meanwhile}, {more}"))
         .with("state", threads::describe_state(state))
         .with("state_after_signal", threads::describe_state(state_after))
         .with("cpu_ticks_in_window", cpu_in_window)
+        .with("messages_after_signal", again)
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 

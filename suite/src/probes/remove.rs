@@ -4,18 +4,16 @@
 use crate::behaviour::Behaviour;
 use crate::memory::{madvise, Region};
 use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
 use crate::rows;
 use crate::uapi::{
     FEATURE_EVENT_FORK, FEATURE_EVENT_REMAP, FEATURE_EVENT_REMOVE, FEATURE_EVENT_UNMAP, FEATURE_MISSING_SHMEM,
 };
 use crate::uffd;
-use crate::uffd::{describe_event, registered, Event, Next, RegisterMode, Uffd};
+use crate::uffd::{describe_event, registered, Event, Next, Pump, RegisterMode, Uffd};
 use crate::worker::{self, Worker};
 use crate::{memory, poll, threads};
 use nix::errno::Errno;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 const EVENTS_CITATION: &str = "ioctl_userfaultfd(2) and UFFDIO_API(2const), man-pages 6.20: \
@@ -61,7 +59,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "The EAGAIN protocol: on EAGAIN, read the pending events, then retry. UFFDIO_COPY(2const) \
                 documents EAGAIN only as a short copy.",
         probe: copy_eagain,
-        ..Behaviour::DEFAULT
+        documented: &[(">=4.18", "undocumented: UFFDIO_COPY(2const) documents EAGAIN only for a short copy, not for a copy refused because an event is pending", crate::sources::COPY_ERRORS)],
     },
     Behaviour {
         id: "remove.copy_field",
@@ -71,18 +69,30 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[
             rows::BEFORE_4_11,
             (">=4.11, <4.18", "4096"),
-            (">=4.18, <6.15", "one of: untouched | -EAGAIN"),
+            (">=4.18, <5.15", "untouched"),
+            (">=5.15, <5.16", "undetermined: whether 5.15.y took the v6.15 fix is not verified"),
+            (">=5.16, <6.6", "untouched"),
+            (">=6.6, <6.7", "undetermined: the v6.15 fix failed to apply to 6.6.y (12 May 2025); a later backport is not verified"),
+            (">=6.7, <6.12.29", "untouched"),
+            (">=6.12.29, <6.13", "-EAGAIN"),
+            (">=6.13, <6.14.7", "untouched"),
+            (">=6.14.7, <6.15", "-EAGAIN"),
             (">=6.15", "-EAGAIN"),
         ],
-        citation: "UFFDIO_COPY(2const), man-pages 6.20: \"The copy field is used by the kernel to return the \
-                   number of bytes that was actually copied, or an error (a negated errno-style value)\"; \
-                   fs/userfaultfd.c userfaultfd_copy: v5.10 and v6.1.176 return before writing `copy`; \
-                   v6.12.117 and v7.2 write -EAGAIN; mm commit \"mm/userfaultfd: fix uninitialized output \
-                   field for -EAGAIN race\" (Peter Xu, 2025, v6.15, Cc stable: backported to some stable \
-                   series only)",
+        citation: "fs/userfaultfd.c userfaultfd_copy: 5.10.262 and 6.1.192 return -EAGAIN before writing \
+                   `copy` (`if (atomic_read(&ctx->mmap_changing)) goto out;`); 6.12.118 and 7.2.13 \
+                   put_user(-EAGAIN, &copy) first. Commit 95567729173e \"mm/userfaultfd: fix uninitialized \
+                   output field for -EAGAIN race\" (Peter Xu, v6.15, Cc stable): in 6.14.7 and 6.12.29 \
+                   (Debian's changelog for linux 6.12.29-1); it failed to apply to 6.6.y and 5.4.y (stable \
+                   FAILED mails, 12 May 2025); not in 6.1.y up to 6.1.192 nor 5.10.y up to 5.10.262 (checked \
+                   in Debian's sources)",
         notes: "A server that reads `copy` after EAGAIN without initialising it reads garbage on older \
                 kernels; the userfaultfd crate 0.9 turns -EAGAIN into a huge PartiallyCopied count.",
-        documented: &[(">=4.18", "-EAGAIN")],
+        documented: &[(
+            ">=4.18",
+            "-EAGAIN",
+            "UFFDIO_COPY(2const), man-pages 6.20: \"The copy field is used by the kernel to return the number of bytes that was actually copied, or an error (a negated errno-style value)\"",
+        )],
         probe: copy_field,
     },
     Behaviour {
@@ -108,7 +118,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "UFFDIO_COPY(2const) does not list EEXIST among its errors, though servers racing each \
                 other (or a REMOVE) meet it routinely.",
         probe: copy_eexist,
-        ..Behaviour::DEFAULT
+        documented: &[("*", "undocumented: UFFDIO_COPY(2const) does not list EEXIST", crate::sources::COPY_ERRORS)],
     },
     Behaviour {
         id: "remove.zeropage",
@@ -140,7 +150,11 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    MADV_FREE, which calls userfaultfd_remove",
         notes: "The man pages name only MADV_DONTNEED and MADV_REMOVE as raising the event (read here as \
                 the documented claim `no event` for MADV_FREE); the kernel raises it for MADV_FREE too.",
-        documented: &[(">=4.11", "no event")],
+        documented: &[(
+            ">=4.11",
+            "no event",
+            "UFFDIO_API(2const), man-pages 6.20: \"UFFD_FEATURE_EVENT_REMOVE (since Linux 4.11) If this feature is enabled, when the faulting process calls madvise(2) with the MADV_DONTNEED or MADV_REMOVE advice value to free a virtual memory area the userfaultfd monitor will receive an event of type UFFD_EVENT_REMOVE.\" (MADV_FREE is not named)",
+        )],
         probe: madv_free,
     },
     Behaviour {
@@ -222,15 +236,23 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
         id: "remove.stale_copy_race",
         summary: "A server following the EAGAIN protocol never installs stale bytes while MADV_DONTNEED races its copies",
-        observes: "One thread loads a page over and over while another removes it with MADV_DONTNEED; the \
-                   server serves each fault with the current version, and on EAGAIN reads the pending \
-                   events (a REMOVE bumps the version) and retries. `no stale page` when no load ever \
-                   returned a version older than the removals completed before it. Details: iterations, \
-                   faults served, EAGAINs met.",
-        expect: &[rows::BEFORE_4_11, (">=4.11", "no stale page")],
-        citation: "fs/userfaultfd.c userfaultfd_copy and mm/userfaultfd.c mfill_atomic (v6.1): COPY fails \
-                   with EAGAIN from the moment a REMOVE is queued (mmap_changing) until the event is read",
-        notes: "How many EAGAINs a run meets varies; the observation does not.",
+        observes: "64 rounds, each a race made to happen: a loader faults on a missing page; while the \
+                   server holds that fault, a racer removes the page with MADV_DONTNEED (it blocks with \
+                   its REMOVE pending), and the server copies the bytes it built before the removal, \
+                   following the EAGAIN protocol (on EAGAIN it reads the events, a REMOVE bumping the \
+                   version, and retries with fresh bytes). `no stale page` when every such copy met \
+                   EAGAIN and every load returned the version current after the removal; `stale page \
+                   installed (N copies ...)` when a copy went through with the REMOVE pending; `stale page \
+                   seen (N loads)`. Below 64 raced copies or 64 removals the run is an `error`.",
+        expect: &[rows::BEFORE_4_11, (">=4.11, <4.18", "stale page installed (64 copies went through while a REMOVE was pending)"), (">=4.18", "no stale page")],
+        citation: "fs/userfaultfd.c userfaultfd_remove (6.1.192, 6.12.118): mmap_changing is raised before the \
+                   REMOVE is queued and dropped only when the madvise thread runs again after the event was \
+                   read; userfaultfd_copy returns -EAGAIN while it is raised (commit df2cc96e7701, v4.18)",
+        notes: "The race is made deterministic: the removal is issued while the fault is being served and \
+                the copy is attempted only once the remover sleeps in the kernel's event wait (its wchan \
+                names userfaultfd), so every round races. Self-tests: serve-stale (the server keeps the \
+                bytes it built before the removal: `stale page seen`) and no-race (no removal: an \
+                `error`).",
         probe: stale_copy_race,
         ..Behaviour::DEFAULT
     },
@@ -625,80 +647,137 @@ fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
     .with("state_before_close", threads::describe_state(state)))
 }
 
+/// Rounds of `remove.stale_copy_race`: each one a copy raced against a removal on purpose.
+const STALE_RACE_ROUNDS: u64 = 64;
+
 fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
-    const ROUNDS: u8 = 200;
+    use std::sync::mpsc::channel;
+    // One page per round, each missing when its round starts.
+    let rounds = STALE_RACE_ROUNDS as usize;
     let (uffd, region) =
-        registered(FEATURE_EVENT_REMOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
-    let (addr, page) = (region.base(), region.page_size());
-    // Removals completed (madvise returned); version N+1 is valid after N removals.
-    let removed = Arc::new(AtomicU8::new(0));
-    let stale = Arc::new(AtomicU64::new(0));
-    let driver = {
-        let (removed, stale) = (removed.clone(), stale.clone());
-        worker::spawn("race", move || {
-            let remover = {
-                let removed = removed.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..ROUNDS {
-                        if madvise(addr, page, libc::MADV_DONTNEED).is_err() {
-                            return false;
-                        }
-                        removed.fetch_add(1, Ordering::SeqCst);
-                    }
-                    true
-                })
-            };
-            let mut loads = 0u64;
-            while !remover.is_finished() {
-                let before = removed.load(Ordering::SeqCst);
-                let v = memory::load(addr);
-                loads += 1;
-                if v < before.wrapping_add(1) {
-                    stale.fetch_add(1, Ordering::SeqCst);
-                }
+        registered(FEATURE_EVENT_REMOVE, Region::anonymous(rounds).ctx("mmap")?, RegisterMode::MISSING)?;
+    let page = region.page_size();
+    // The racer removes the page it is sent, and says when its madvise returned.
+    let (go_tx, go_rx) = channel::<usize>();
+    let (done_tx, done_rx) = channel::<Result<(), Errno>>();
+    let racer = worker::spawn("racer", move || {
+        while let Ok(addr) = go_rx.recv() {
+            if done_tx.send(madvise(addr, page, libc::MADV_DONTNEED)).is_err() {
+                break;
             }
-            let ok = remover.join().unwrap_or(false);
-            // After the dust settles: one more load must see the newest version.
-            let last = memory::load(addr);
-            if last != removed.load(Ordering::SeqCst).wrapping_add(1) {
-                stale.fetch_add(1, Ordering::SeqCst);
-            }
-            (ok, loads)
-        })
-    };
-    let version = std::cell::Cell::new(1u8);
+        }
+    });
+    let version = std::cell::Cell::new(1u64);
     let bump = |e: Event| {
         if let Event::Remove { .. } = e {
-            version.set(version.get().wrapping_add(1));
+            version.set(version.get() + 1);
         }
     };
-    let (mut faults, mut eagains) = (0u64, 0u64);
-    let result = loop {
-        match uffd.next_or_done(&driver, ctx.timeout)? {
-            Next::Event(e @ Event::Remove { .. }) => bump(e),
-            Next::Event(Event::Pagefault { .. }) => {
-                faults += 1;
-                // The EAGAIN protocol: the data is built from the current version at each try.
-                eagains += uffd
-                    .copy_following_eagain(addr, ctx.timeout, || vec![version.get(); page], bump)?
-                    .eagains;
-            }
+    let mut pump = Pump::new(&uffd);
+    let (mut faults, mut eagains, mut raced, mut stale_installed, mut stale_seen, mut removals) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for round in 0..STALE_RACE_ROUNDS {
+        // The round's page is missing: a loader faults on it.
+        let addr = region.page(round as usize);
+        let loader = worker::spawn("load", move || memory::load_u64(addr));
+        let fault_version = match uffd.next_or_done(&loader, ctx.timeout)? {
+            Next::Event(Event::Pagefault { .. }) => version.get(),
             Next::Event(e) => return Ok(uffd::unexpected(&e, &region)),
-            Next::Done(r) => break Some(r),
-            Next::Timeout => break None,
+            Next::Done(v) => return Ok(Observation::new(format!("round {round}: no fault, read {v}"))),
+            Next::Timeout => {
+                return Ok(Observation::new(format!(
+                    "round {round}: the load blocked without a fault message"
+                )))
+            }
+        };
+        faults += 1;
+        // The race, made to happen: the page is removed while its fault is being served, and the
+        // copy of the bytes built before the removal is attempted while the REMOVE is pending.
+        if ctx.sabotage != Some(Sabotage::NoRace) {
+            go_tx.send(addr).map_err(|_| Fail::error("the racer thread is gone"))?;
+            if !threads::wait_until_in_uffd_wait(racer.tid(), ctx.timeout) {
+                return Err(Fail::error("the racer's MADV_DONTNEED never blocked on its REMOVE event"));
+            }
         }
-    };
-    let Some((ok, loads)) = result else {
-        return Ok(Observation::new("stuck: no progress within the timeout"));
-    };
-    if !ok {
-        return Err(Fail::error("MADV_DONTNEED failed during the race"));
+        let stale = ctx.sabotage == Some(Sabotage::StalePage);
+        let copied = pump.copy(
+            addr,
+            ctx.timeout,
+            // The EAGAIN protocol: the bytes are built from the current version at each try (the
+            // self-test builds them from the version the fault was read at).
+            || memory::versioned_page(if stale { fault_version } else { version.get() }, page),
+            bump,
+        )?;
+        eagains += copied.eagains;
+        let forced = ctx.sabotage != Some(Sabotage::NoRace);
+        if forced && copied.eagains > 0 {
+            raced += 1;
+        } else if forced {
+            stale_installed += 1;
+        }
+        // The loader finishes (if the removal zapped the page under it, it faults again, served
+        // with the current version).
+        let loaded = loop {
+            match pump.next(Duration::ZERO)? {
+                Some(Event::Pagefault { .. }) => {
+                    faults += 1;
+                    pump.copy(addr, ctx.timeout, || memory::versioned_page(version.get(), page), bump)?;
+                    continue;
+                }
+                Some(e @ Event::Remove { .. }) => {
+                    bump(e);
+                    continue;
+                }
+                Some(e) => return Ok(uffd::unexpected(&e, &region)),
+                None => {}
+            }
+            match uffd.next_or_done(&loader, ctx.timeout)? {
+                Next::Done(v) => break v,
+                Next::Event(Event::Pagefault { .. }) => {
+                    faults += 1;
+                    pump.copy(addr, ctx.timeout, || memory::versioned_page(version.get(), page), bump)?;
+                }
+                Next::Event(e @ Event::Remove { .. }) => bump(e),
+                Next::Event(e) => return Ok(uffd::unexpected(&e, &region)),
+                Next::Timeout => {
+                    return Ok(Observation::new(format!("round {round}: the load did not finish")))
+                }
+            }
+        };
+        // Stale: older than the removal that was queued before the copy went through.
+        if loaded < version.get() {
+            stale_seen += 1;
+        }
+        if forced {
+            match done_rx.recv_timeout(ctx.timeout) {
+                Ok(Ok(())) => removals += 1,
+                Ok(Err(e)) => return Err(Fail::error(format!("MADV_DONTNEED: {}", errno_name(e)))),
+                Err(_) => return Err(Fail::error("the racer's MADV_DONTNEED did not return")),
+            }
+        }
     }
-    let stale = stale.load(Ordering::SeqCst);
-    Ok(Observation::new(if stale == 0 { "no stale page".to_string() } else { "stale page seen".to_string() })
-        .with("removals", u64::from(ROUNDS))
-        .with("loads", loads)
-        .with("faults_served", faults)
-        .with("eagain", eagains)
-        .with("stale_loads", stale))
+    drop(go_tx);
+    // The race must have happened as often as made to: every round's copy met EAGAIN.
+    let details = |o: Observation| {
+        o.with("rounds", STALE_RACE_ROUNDS)
+            .with("faults_served", faults)
+            .with("removals", removals)
+            .with("raced_copies", raced)
+            .with("eagain", eagains)
+    };
+    if stale_installed > 0 {
+        return Ok(details(Observation::new(format!(
+            "stale page installed ({stale_installed} copies went through while a REMOVE was pending)"
+        ))));
+    }
+    if raced < STALE_RACE_ROUNDS || removals < STALE_RACE_ROUNDS {
+        return Err(Fail::error(format!(
+            "the race fell short of its rounds: {raced} of {STALE_RACE_ROUNDS} copies raced against a pending REMOVE, {removals} of {STALE_RACE_ROUNDS} removals"
+        )));
+    }
+    Ok(details(Observation::new(if stale_seen == 0 {
+        "no stale page".to_string()
+    } else {
+        format!("stale page seen ({stale_seen} loads)")
+    })))
 }

@@ -37,7 +37,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: SIGNAL_CITATION,
         notes: "Contrast populate.thread_state: the same wait inside MADV_POPULATE_* is D.",
         probe: user_fault_state,
-        ..Behaviour::DEFAULT
+        documented: &[("*", "D", crate::sources::SEED_TASK_KILLABLE)],
     },
     Behaviour {
         id: "stw.user_fault_signal",
@@ -51,7 +51,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "This is what lets signal-based stop-the-world (Boehm GC, Mono, .NET) suspend a thread \
                 parked on a missing page.",
         probe: user_fault_signal,
-        ..Behaviour::DEFAULT
+        documented: &[("*", "handler did not run while blocked", crate::sources::SEED_NO_SIGNAL)],
     },
     Behaviour {
         id: "stw.user_fault_duplicate",
@@ -526,11 +526,6 @@ enum PageCheck {
     Wrong,
 }
 
-/// Fills a page with `version` as little-endian u64 words.
-fn versioned_page(version: u64, page: usize) -> Vec<u8> {
-    version.to_le_bytes().iter().copied().cycle().take(page).collect()
-}
-
 fn check_page(addr: usize, page: usize, expected: u64) -> PageCheck {
     let words = page / 8;
     // SAFETY: `addr` is a present page of the probe's region (the populate returned).
@@ -670,8 +665,8 @@ fn parallel_stress(ctx: &Ctx) -> ProbeResult {
                 sabotaged |= sabotage.is_some();
                 let data = || match (sabotage, state.borrow().0[p]) {
                     (Some(Sabotage::ZeroPage), _) => vec![0u8; page],
-                    (Some(Sabotage::StalePage), v) => versioned_page(v - 1, page),
-                    (_, v) => versioned_page(v, page),
+                    (Some(Sabotage::StalePage), v) => memory::versioned_page(v - 1, page),
+                    (_, v) => memory::versioned_page(v, page),
                 };
                 let copied = pump.copy(region.page(p), timeout, data, &on_event)?;
                 let counts = &mut state.borrow_mut().1;
