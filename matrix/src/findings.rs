@@ -22,6 +22,8 @@ pub struct Finding {
     pub observed: String,
     /// The claim that does not hold, described ("all kernels: ok").
     pub claim: String,
+    /// Where a documented claim is made, quoted (empty for other kinds).
+    pub source: String,
     pub kind: Kind,
 }
 
@@ -38,6 +40,7 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
                     release,
                     observed: seen,
                     claim: "the same observation on every run".to_string(),
+                    source: String::new(),
                     kind: Kind::Flaky,
                 });
                 continue;
@@ -48,13 +51,14 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
             let info = compat.kernels.get(kernel);
             let release = info.map(|k| k.release.clone()).unwrap_or_default();
             let version = info.and_then(|k| k.kernel_version());
-            let mut push = |claim: String, kind| {
+            let mut push = |claim: String, source: &str, kind| {
                 out.push(Finding {
                     behaviour: id.clone(),
                     kernel: kernel.clone(),
                     release: release.clone(),
                     observed: cell.observed.clone(),
                     claim,
+                    source: source.to_string(),
                     kind,
                 })
             };
@@ -65,11 +69,11 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
                     .parsed()
                     .is_ok_and(|e| !matches!(e, Expect::Unsupported(_)) && !e.matches(&cell.observed))
                 {
-                    push(rule.describe(), Kind::Documentation);
+                    push(rule.describe(), &rule.source, Kind::Documentation);
                 }
             }
             if cell.verdict == Verdict::Unexpected {
-                push(cell.expected.clone().unwrap_or_else(|| "(no rule)".into()), Kind::Expectation);
+                push(cell.expected.clone().unwrap_or_else(|| "(no rule)".into()), "", Kind::Expectation);
             }
         }
     }

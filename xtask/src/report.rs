@@ -106,6 +106,7 @@ fn findings_markdown(compat: &Compat, all: &[Finding]) -> String {
                 .filter(|f| f.behaviour == id)
                 .map(|f| format!("{} (`{}`)", f.kernel, cell_text(&f.observed, 60)))
                 .collect();
+            let source = of_kind.iter().find(|f| f.behaviour == id).map_or("", |f| f.source.as_str());
             let _ = writeln!(
                 md,
                 "- **`{id}`**: {}. Claimed: {}. Observed on {}.",
@@ -113,10 +114,13 @@ fn findings_markdown(compat: &Compat, all: &[Finding]) -> String {
                 cell_text(claim, 200),
                 kernels.join(", ")
             );
+            if !source.is_empty() {
+                let _ = writeln!(md, "  The claim: {source}");
+            }
             if !b.notes.is_empty() {
                 let _ = writeln!(md, "  {}", b.notes);
             }
-            let _ = writeln!(md, "  Source: {}", b.citation);
+            let _ = writeln!(md, "  What the kernel does, by its source: {}", b.citation);
         }
     }
     md
@@ -192,7 +196,7 @@ pub fn html(compat: &Compat) -> Result<String> {
     let findings: Vec<serde_json::Value> = findings(compat)
         .iter()
         .map(|f| {
-            serde_json::json!({"behaviour": f.behaviour, "kernel": f.kernel, "observed": f.observed, "claim": f.claim,
+            serde_json::json!({"behaviour": f.behaviour, "kernel": f.kernel, "observed": f.observed, "claim": f.claim, "source": f.source,
                                "kind": match f.kind { Kind::Documentation => "documentation", Kind::Expectation => "expectation", Kind::Flaky => "flaky" }})
         })
         .collect();
@@ -252,8 +256,19 @@ for (const l of D.legend) document.getElementById("legend").append(
   el("span", {}, el("span", {class: "swatch", style: `background:${colours[l.verdict]}`}), `${l.verdict}: ${l.meaning}`));
 const fl = document.getElementById("findings");
 if (!D.findings.length) fl.append(el("li", {}, "None observed."));
-for (const f of D.findings) fl.append(el("li", {}, el("code", {}, f.behaviour), ` on ${f.kernel}: observed `,
-  el("code", {}, f.observed), ` where ${f.kind === "documentation" ? "the documentation claims" : f.kind === "flaky" ? "repeated runs should agree:" : "the expectation says"} ${f.claim}`));
+// One entry per behaviour and kind of finding, with every kernel it holds on.
+const groups = new Map();
+for (const f of D.findings) {
+  const key = `${f.kind} ${f.behaviour}`;
+  if (!groups.has(key)) groups.set(key, {f, on: []});
+  groups.get(key).on.push(`${f.kernel} (${f.observed})`);
+}
+for (const {f, on} of groups.values()) {
+  const li = el("li", {class: "finding"}, el("code", {}, f.behaviour), ` on ${on.length} kernel(s): `, on.join(", "),
+    `; ${f.kind === "documentation" ? "the documentation claims" : f.kind === "flaky" ? "repeated runs should agree:" : "the expectation says"} ${f.claim}`);
+  if (f.source) li.append(el("blockquote", {}, f.source));
+  fl.append(li);
+}
 const kb = document.querySelector("#kernels tbody");
 for (const [id, k] of Object.entries(C.kernels)) kb.append(el("tr", {}, el("td", {}, id), el("td", {}, k.release),
   el("td", {}, k.accel), el("td", {}, k.source), el("td", {}, k.date), el("td", {}, k.reason ? `incomplete: ${k.reason}` : "complete")));
