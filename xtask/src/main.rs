@@ -5,21 +5,25 @@ mod accel;
 mod apt;
 mod bench;
 mod ci;
+mod container;
 mod deps;
 mod diff;
 mod explain;
 mod export;
 mod fleet;
+mod gha;
 mod images;
 mod initramfs;
 mod matrix;
 mod progress;
 mod qemu;
+mod rehearse;
 mod report;
 mod runner;
 mod suite_bin;
 mod test;
 mod util;
+mod workflow_run;
 
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
@@ -45,6 +49,11 @@ cargo xtask export --kcidb FILE
 cargo xtask ci plan [--refresh] | ci compile ARTIFACT-DIR...
     The scheduled workflow's fan-out (the kernel list as JSON, after refreshing the pins) and
     fan-in (merge per-kernel results into matrix/, compile, render the report).
+cargo xtask ci rehearse [--scenario NAME]... [--rev REV] [--kernel ID]...
+                        [--pull-requests allowed|forbidden] [--keep]
+    Run both workflows here as GitHub would, from a clean checkout of REV (default HEAD), in
+    fresh Debian bookworm roots (debootstrap, namespaces, chroot); scenarios matrix-plan-fails,
+    ci-push, matrix-scheduled (default: all). As root; the log is target/uffdc/rehearse/rehearsal.log.
 cargo xtask bench [--kernel ID]... [--jobs N] [--mirror URI]
     Per kernel: fetch (cold and cached), bare boot, boot to init, suite, total; then the whole
     matrix of those kernels. Prints a table and writes target/bench.toml.
@@ -120,7 +129,10 @@ fn run() -> Result<()> {
                 ci::compile(&sh, &root, &root.join("matrix"), &artifacts, &report::default_html_dir(&root))
                     .map(drop)
             }
-            _ => bail!("cargo xtask ci takes plan or compile\n{USAGE}"),
+            Some("rehearse") => rehearse::run(&sh, &root, &rehearse::Options::parse(args)?),
+            // The rehearsal's `docker run` stand-in (on its runners' PATH as `docker`).
+            Some("rehearse-container") => std::process::exit(container::docker(&args.collect::<Vec<_>>())),
+            _ => bail!("cargo xtask ci takes plan, compile or rehearse\n{USAGE}"),
         },
         Some("test") => {
             if let Some(extra) = args.next() {
