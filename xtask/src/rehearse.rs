@@ -17,7 +17,7 @@
 //! fails, compile, diff, pull request, Pages: the Pages folder must hold the report).
 
 use crate::gha::{Outcome, Workflow};
-use crate::workflow_run::{self, remove_runner, Hooks, JobRun, Log, Run, RunDirs};
+use crate::workflow_run::{self, copy_tree, remove_runner, Hooks, JobRun, Log, Run, RunDirs};
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -522,7 +522,7 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
     let root = dir.join("bookworm");
     let stamp = dir.join("bookworm.stamp");
     let want = format!(
-        "debootstrap --variant=minbase bookworm {} {} (image settings v1)\n",
+        "debootstrap --variant=minbase bookworm {} {} (image settings v2)\n",
         mirrors.main, mirrors.security
     );
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str())
@@ -579,6 +579,13 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.join("usr/sbin/policy-rc.d"), std::fs::Permissions::from_mode(0o755))?;
     let _ = std::fs::remove_file(tmp.join("etc/apt/sources.list"));
+    // This machine reaches registries through TLS-intercepting proxies whose authorities it
+    // trusts locally; the root trusts them too once `ca-certificates` is installed in it (a hosted
+    // runner needs none of this).
+    let local_cas = Path::new("/usr/local/share/ca-certificates");
+    if local_cas.is_dir() {
+        copy_tree(local_cas, &tmp.join("usr/local/share/ca-certificates"))?;
+    }
     for d in ["var/lib/apt/lists", "var/cache/apt/archives"] {
         for e in std::fs::read_dir(tmp.join(d))? {
             let p = e?.path();
