@@ -44,6 +44,8 @@ pub fn compile(
         matrix::model::save(&dest.join(name), &results)?;
         println!("merged {} ({})", file.display(), results.kernel.release);
     }
+    // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
+    crate::deps::ensure(sh, &[crate::deps::Need::Libclang])?;
     let prepared = crate::matrix::prepare(sh, root, None)?;
     crate::matrix::compile(matrix_dir, &prepared.catalogue)?;
     crate::report::run(matrix_dir, html_dir)?;
