@@ -93,6 +93,29 @@ mod tests {
         );
     }
 
+    fn workflow(name: &str) -> crate::gha::Workflow {
+        crate::gha::Workflow::load(&crate::util::project_root().join(".github/workflows").join(name)).unwrap()
+    }
+
+    /// Issue 16, defect 4: a failed `ci plan` piped into `tail` was a green step.
+    #[test]
+    fn every_run_step_fails_on_a_failed_pipeline() {
+        for file in ["ci.yml", "matrix.yml"] {
+            let w = workflow(file);
+            for job in &w.jobs {
+                for step in job.steps.iter().filter(|s| s.run.is_some()) {
+                    let shell = crate::gha::shell_command(w.shell_of(job, step)).unwrap();
+                    assert!(
+                        shell.iter().any(|a| a.contains("pipefail")),
+                        "{file}: job {}: step {:?} runs with {shell:?}",
+                        job.id,
+                        step.title()
+                    );
+                }
+            }
+        }
+    }
+
     /// The matrix's cells and columns without what differs from run to run (dates, timings).
     fn essence(dir: &Path) -> Vec<String> {
         let compat: matrix::Compat = matrix::model::load(&dir.join("compat.toml")).unwrap();
