@@ -41,7 +41,8 @@ cargo xtask images refresh [ID]... | fetch [ID]... | list   [--mirror URI]
 cargo xtask report [--matrix DIR] [--html DIR]
     Render matrix/COMPATIBILITY.md and a self-contained target/report/index.html from compat.toml.
 cargo xtask diff OLD NEW
-    List the cells that changed between two compat.toml files; exit status 1 when any did.
+    List the cells that changed between two compat.toml files; exit status 0 when none did, 1 when
+    any did, 2 when the comparison failed.
 cargo xtask explain ID
     One behaviour: what it checks, its expectation with citation, what every kernel did.
 cargo xtask export --kcidb FILE
@@ -94,12 +95,10 @@ fn run() -> Result<()> {
         }
         Some("diff") => {
             let (Some(old), Some(new), None) = (args.next(), args.next(), args.next()) else {
-                bail!("cargo xtask diff takes two matrix files: OLD NEW\n{USAGE}");
+                eprintln!("error: cargo xtask diff takes two matrix files: OLD NEW\n{USAGE}");
+                std::process::exit(2);
             };
-            if diff::run(old.as_ref(), new.as_ref())? {
-                std::process::exit(1);
-            }
-            Ok(())
+            std::process::exit(diff::main(old.as_ref(), new.as_ref()))
         }
         Some("explain") => {
             let (Some(id), None) = (args.next(), args.next()) else {
