@@ -522,7 +522,7 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
     let root = dir.join("bookworm");
     let stamp = dir.join("bookworm.stamp");
     let want = format!(
-        "debootstrap --variant=minbase bookworm {} {} (image settings v2)\n",
+        "debootstrap --variant=minbase bookworm {} {} (image settings v3)\n",
         mirrors.main, mirrors.security
     );
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str())
@@ -585,6 +585,21 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
     let local_cas = Path::new("/usr/local/share/ca-certificates");
     if local_cas.is_dir() {
         copy_tree(local_cas, &tmp.join("usr/local/share/ca-certificates"))?;
+    }
+    // Likewise the settings this machine's apt needs to use its mirror (e.g. a frozen snapshot
+    // whose Release files have expired): the root's apt, and xtask's private apt in it, use them.
+    let dump = cmd!(sh, "apt-config dump").quiet().read().unwrap_or_default();
+    let network: Vec<&str> = dump
+        .lines()
+        .filter(|l| {
+            ["Acquire::Check-Valid-Until ", "Acquire::Check-Date ", "Acquire::http::Proxy ", "Acquire::https::Proxy "]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .collect();
+    if !network.is_empty() {
+        log.line(&format!("debian root: with this machine's apt network settings: {}", network.join(" ")));
+        std::fs::write(tmp.join("etc/apt/apt.conf.d/99rehearsal-this-machine"), network.join("\n") + "\n")?;
     }
     for d in ["var/lib/apt/lists", "var/cache/apt/archives"] {
         for e in std::fs::read_dir(tmp.join(d))? {
