@@ -70,6 +70,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 mod tests {
     use super::*;
     use crate::accel::Choice;
+    use crate::gha::{Ctx, Outcome, Status};
     use crate::matrix::{gather, Options};
 
     #[test]
@@ -114,6 +115,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Whether a job of `w` runs when the jobs before it ended as `results` (unlisted ones
+    /// succeeded; every job's `changed` output is "true").
+    fn runs(w: &crate::gha::Workflow, id: &str, results: &[(&str, Outcome)], cancelled: bool) -> bool {
+        let job = w.job(id).unwrap();
+        let result = |j: &str| results.iter().find(|(k, _)| *k == j).map_or(Outcome::Success, |(_, r)| *r);
+        let ancestors: Vec<Outcome> = w.ancestors(id).iter().map(|a| result(a)).collect();
+        let mut ctx = Ctx { status: Status::of_needs(&ancestors, cancelled), ..Ctx::default() };
+        let needs: serde_json::Map<String, serde_json::Value> = job
+            .needs
+            .iter()
+            .map(|n| {
+                (n.clone(), serde_json::json!({"result": result(n).word(), "outputs": {"changed": "true"}}))
+            })
+            .collect();
+        ctx.set("needs", serde_json::Value::Object(needs));
+        ctx.condition(job.condition.as_deref().unwrap_or("success()")).unwrap()
+    }
+
+    /// Issue 16, defect 3: one failed kernel job skipped Pages although compile succeeded.
+    #[test]
+    fn pages_publish_what_ran_when_a_kernel_job_failed() {
+        let w = workflow("matrix.yml");
+        let failed_kernel = [("kernel", Outcome::Failure)];
+        assert!(runs(&w, "compile", &failed_kernel, false));
+        assert!(runs(&w, "pages", &failed_kernel, false));
+        assert!(!runs(&w, "pages", &[("kernel", Outcome::Failure), ("compile", Outcome::Failure)], false));
     }
 
     /// The matrix's cells and columns without what differs from run to run (dates, timings).

@@ -592,9 +592,14 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
     let network: Vec<&str> = dump
         .lines()
         .filter(|l| {
-            ["Acquire::Check-Valid-Until ", "Acquire::Check-Date ", "Acquire::http::Proxy ", "Acquire::https::Proxy "]
-                .iter()
-                .any(|k| l.starts_with(k))
+            [
+                "Acquire::Check-Valid-Until ",
+                "Acquire::Check-Date ",
+                "Acquire::http::Proxy ",
+                "Acquire::https::Proxy ",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
         })
         .collect();
     if !network.is_empty() {
