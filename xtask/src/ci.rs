@@ -145,6 +145,25 @@ mod tests {
         assert!(!runs(&w, "pages", &[("kernel", Outcome::Failure), ("compile", Outcome::Failure)], false));
     }
 
+    /// Issue 16, defect 6: Pages were uploaded after the pull request step, which fails where
+    /// Actions may not open pull requests (GitHub's default): then nothing was published.
+    #[test]
+    fn pages_do_not_wait_for_the_pull_request() {
+        let w = workflow("matrix.yml");
+        let opens_pr = |job: &str| {
+            w.job(job).unwrap().steps.iter().any(|s| s.action() == Some("peter-evans/create-pull-request"))
+        };
+        let pr_job = w.jobs.iter().find(|j| opens_pr(&j.id)).expect("a job opens the pull request");
+        let pages = w.job("pages").unwrap();
+        assert!(!w.ancestors("pages").iter().any(|a| opens_pr(a)), "pages waits for the pull request");
+        let uploads =
+            |j: &crate::gha::Job| j.steps.iter().any(|s| s.action() == Some("actions/upload-pages-artifact"));
+        assert!(w.ancestors("pages").iter().any(|a| uploads(w.job(a).unwrap())) && !opens_pr("compile"));
+        assert!(!pages.needs.contains(&pr_job.id));
+        // The pull request itself still comes when a kernel job failed.
+        assert!(runs(&w, &pr_job.id, &[("kernel", Outcome::Failure)], false));
+    }
+
     /// The matrix's cells and columns without what differs from run to run (dates, timings).
     fn essence(dir: &Path) -> Vec<String> {
         let compat: matrix::Compat = matrix::model::load(&dir.join("compat.toml")).unwrap();
