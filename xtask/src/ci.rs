@@ -164,6 +164,21 @@ mod tests {
         assert!(runs(&w, &pr_job.id, &[("kernel", Outcome::Failure)], false));
     }
 
+    /// Issue 16, defect 7: `always()` ran compile on a cancelled run, from partial results.
+    #[test]
+    fn nothing_is_compiled_published_or_proposed_after_a_cancellation() {
+        let w = workflow("matrix.yml");
+        for job in w.jobs.iter().filter(|j| j.id != "plan") {
+            assert!(
+                !runs(&w, &job.id, &[("kernel", Outcome::Cancelled)], true),
+                "{} runs after a cancel",
+                job.id
+            );
+        }
+        assert!(runs(&w, "compile", &[("kernel", Outcome::Failure)], false));
+        assert!(!runs(&w, "compile", &[("plan", Outcome::Failure), ("kernel", Outcome::Skipped)], false));
+    }
+
     /// The matrix's cells and columns without what differs from run to run (dates, timings).
     fn essence(dir: &Path) -> Vec<String> {
         let compat: matrix::Compat = matrix::model::load(&dir.join("compat.toml")).unwrap();
