@@ -1,5 +1,5 @@
 //! Plumbing shared by the tasks: the project root, file locks, atomic writes, and running a
-//! process under a hard timeout.
+//! process under a hard timeout (killed with xtask, whatever ends xtask).
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,7 @@ pub fn run_with_timeout(
     on_start: &mut dyn FnMut(u32),
 ) -> Result<(Ended, Duration)> {
     let start = Instant::now();
+    die_with_this_process(&mut command);
     let child = command.spawn()?;
     let guard = KillOnDrop(child.id());
     on_start(child.id());
@@ -70,6 +71,29 @@ pub fn run_with_timeout(
     let _ = waiter.join();
     std::mem::forget(guard);
     Ok((ended, start.elapsed()))
+}
+
+/// Makes the child get SIGKILL when this process dies, however it dies: SIGTERM from `timeout`, a
+/// container stop or a cancelled CI job, SIGKILL, a panic. Without it a guest outlives xtask,
+/// reparented to init, and a hung one runs forever. (The kernel sends it when the thread that
+/// spawned the child ends; `run_with_timeout`'s caller waits for the child, so only the death of
+/// the whole process does.)
+fn die_with_this_process(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // This process died before the prctl: nothing would kill the child any more.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("xtask exited while starting the process"));
+            }
+            Ok(())
+        })
+    };
 }
 
 struct KillOnDrop(u32);
