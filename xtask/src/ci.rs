@@ -6,14 +6,20 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use xshell::Shell;
 
-/// `{"kernel": [ids...]}` for a workflow's `strategy.matrix`, after an optional refresh of the pins.
+/// `{"include": [{"kernel": ID, "pin": SHA256}...]}` for a workflow's `strategy.matrix`, after
+/// an optional refresh of the pins: one job per kernel, each knowing its pin (the .deb's sha256)
+/// to key that kernel's image cache with.
 pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> Result<String> {
     if refresh {
         crate::images::run(sh, root, crate::images::Command::Refresh(Vec::new()), mirror)?;
     }
     let fleet = crate::fleet::Fleet::load(root)?;
-    let ids: Vec<String> = fleet.select(&[])?.into_iter().map(|(id, _)| id).collect();
-    Ok(serde_json::json!({ "kernel": ids }).to_string())
+    let jobs: Vec<serde_json::Value> = fleet
+        .select(&[])?
+        .into_iter()
+        .map(|(id, pin)| serde_json::json!({ "kernel": id, "pin": pin.sha256 }))
+        .collect();
+    Ok(serde_json::json!({ "include": jobs }).to_string())
 }
 
 /// Gathers every `results/<id>.toml` found under the `artifacts` directories into
@@ -179,6 +185,39 @@ mod tests {
         assert!(!runs(&w, "compile", &[("plan", Outcome::Failure), ("kernel", Outcome::Skipped)], false));
     }
 
+    /// Issue 16, risk: one image cache key for the whole lock meant sid moving every week threw
+    /// away every kernel's cached image. Each kernel job now keys its image by its own pin.
+    #[test]
+    fn each_kernel_image_is_cached_under_its_own_pin() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let fleet = crate::fleet::Fleet::load(&root).unwrap();
+        let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
+        let legs = crate::gha::expand_matrix(&plan).unwrap();
+        assert_eq!(legs.len(), fleet.tracks.len());
+        for leg in &legs {
+            let id = leg["kernel"].as_str().unwrap();
+            assert_eq!(leg["pin"], fleet.lock.kernels[id].sha256.as_str());
+        }
+        let w = workflow("matrix.yml");
+        let keys: Vec<&str> = w
+            .job("kernel")
+            .unwrap()
+            .steps
+            .iter()
+            .filter_map(|s| {
+                s.with
+                    .iter()
+                    .find(|(k, _)| k == "path")
+                    .filter(|(_, p)| p.contains("target/uffdc/images"))?;
+                s.with.iter().find(|(k, _)| k == "key").map(|(_, v)| v.as_str())
+            })
+            .collect();
+        assert_eq!(keys.len(), 1, "one image cache in the kernel job: {keys:?}");
+        assert!(keys[0].contains("matrix.kernel") && keys[0].contains("matrix.pin"), "{keys:?}");
+        assert!(!keys[0].contains("kernels.lock"), "{keys:?}");
+    }
+
     /// The matrix's cells and columns without what differs from run to run (dates, timings).
     fn essence(dir: &Path) -> Vec<String> {
         let compat: matrix::Compat = matrix::model::load(&dir.join("compat.toml")).unwrap();
@@ -204,8 +243,12 @@ mod tests {
             PathBuf::from(std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`"));
         let prepared = crate::matrix::prepare(&sh, &root, Some(suite)).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
-        let planned: Vec<String> =
-            plan["kernel"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        let planned: Vec<String> = plan["include"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["kernel"].as_str().unwrap().to_string())
+            .collect();
         assert!(planned.len() >= 6, "{planned:?}");
         let two = vec!["debian-5.10-cloud".to_string(), "debian-7.2-cloud".to_string()];
         assert!(two.iter().all(|k| planned.contains(k)));
