@@ -218,6 +218,18 @@ mod tests {
         assert!(!keys[0].contains("kernels.lock"), "{keys:?}");
     }
 
+    /// ci.yml and the CI entry point run the same test command.
+    #[test]
+    fn ci_yml_runs_the_ci_entry_point() {
+        let root = crate::util::project_root();
+        let run = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+        assert!(run.lines().any(|l| l.trim() == "exec cargo xtask test"), "{run}");
+        let w = workflow("ci.yml");
+        let steps: Vec<&str> =
+            w.jobs.iter().flat_map(|j| j.steps.iter().filter_map(|s| s.run.as_deref())).collect();
+        assert!(steps.iter().any(|s| s.trim() == ".ci/in-debian .ci/run"), "{steps:?}");
+    }
+
     /// The matrix's cells and columns without what differs from run to run (dates, timings).
     fn essence(dir: &Path) -> Vec<String> {
         let compat: matrix::Compat = matrix::model::load(&dir.join("compat.toml")).unwrap();
