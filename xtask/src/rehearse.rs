@@ -522,7 +522,7 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
     let root = dir.join("bookworm");
     let stamp = dir.join("bookworm.stamp");
     let want = format!(
-        "debootstrap --variant=minbase bookworm {} {} (image settings v3)\n",
+        "debootstrap --variant=minbase bookworm {} {} (image settings v4)\n",
         mirrors.main, mirrors.security
     );
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str())
@@ -585,6 +585,10 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
     let local_cas = Path::new("/usr/local/share/ca-certificates");
     if local_cas.is_dir() {
         copy_tree(local_cas, &tmp.join("usr/local/share/ca-certificates"))?;
+    }
+    // pip's settings too (they name the certificate bundle to use).
+    if Path::new("/etc/pip.conf").is_file() {
+        std::fs::copy("/etc/pip.conf", tmp.join("etc/pip.conf"))?;
     }
     // Likewise the settings this machine's apt needs to use its mirror (e.g. a frozen snapshot
     // whose Release files have expired): the root's apt, and xtask's private apt in it, use them.
