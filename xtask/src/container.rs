@@ -161,6 +161,9 @@ fn run(args: &[String]) -> Result<i32> {
     // SAFETY: single-threaded; the child only mounts, chroots and execs (or runs `init`).
     match unsafe { fork() }? {
         ForkResult::Child => {
+            // A killed stand-in takes its container with it (the rehearsal leaves nothing running).
+            // SAFETY: prctl with constant arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
             let code = match enter(&spec, &merged, env) {
                 Ok(code) => code,
                 Err(e) => {
