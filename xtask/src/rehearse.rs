@@ -256,6 +256,12 @@ impl Hooks for Rehearsal<'_> {
             .iter()
             .filter_map(|k| legs.iter().find(|l| l["kernel"] == k.as_str()).cloned())
             .collect();
+        if chosen.is_empty() {
+            log.line(&format!(
+                "rehearsal: none of the kernels asked for ({}) was planned",
+                self.kernels.join(", ")
+            ));
+        }
         if let Some(first) = chosen.first().cloned() {
             let mut broken = first;
             broken.insert("kernel".into(), Value::String(NO_SUCH_KERNEL.into()));
@@ -422,7 +428,10 @@ fn check_scheduled(jobs: &[JobRun], dirs: &RunDirs, kernels: &[String], prs_allo
             }
         }
     }
-    for body in bodies.iter().filter(|b| !b.trim().is_empty()) {
+    bodies.retain(|b| !b.trim().is_empty());
+    bodies.sort();
+    bodies.dedup();
+    for body in &bodies {
         let stray = stray_lines(body);
         out.push((
             stray.is_empty(),
