@@ -6,14 +6,20 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use xshell::Shell;
 
-/// `{"kernel": [ids...]}` for a workflow's `strategy.matrix`, after an optional refresh of the pins.
+/// `{"include": [{"kernel": ID, "pin": SHA256}...]}` for a workflow's `strategy.matrix`, after
+/// an optional refresh of the pins: one job per kernel, each knowing its pin (the .deb's sha256)
+/// to key that kernel's image cache with.
 pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> Result<String> {
     if refresh {
         crate::images::run(sh, root, crate::images::Command::Refresh(Vec::new()), mirror)?;
     }
     let fleet = crate::fleet::Fleet::load(root)?;
-    let ids: Vec<String> = fleet.select(&[])?.into_iter().map(|(id, _)| id).collect();
-    Ok(serde_json::json!({ "kernel": ids }).to_string())
+    let jobs: Vec<serde_json::Value> = fleet
+        .select(&[])?
+        .into_iter()
+        .map(|(id, pin)| serde_json::json!({ "kernel": id, "pin": pin.sha256 }))
+        .collect();
+    Ok(serde_json::json!({ "include": jobs }).to_string())
 }
 
 /// Gathers every `results/<id>.toml` found under the `artifacts` directories into
@@ -44,6 +50,8 @@ pub fn compile(
         matrix::model::save(&dest.join(name), &results)?;
         println!("merged {} ({})", file.display(), results.kernel.release);
     }
+    // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
+    crate::deps::ensure(sh, &[crate::deps::Need::Libclang])?;
     let prepared = crate::pipeline::prepare(sh, root, None)?;
     crate::pipeline::compile(matrix_dir, &prepared.catalogue)?;
     crate::report::run(matrix_dir, html_dir)?;
@@ -68,6 +76,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 mod tests {
     use super::*;
     use crate::accel::Choice;
+    use crate::gha::{Ctx, Outcome, Status};
     use crate::pipeline::{gather, Options};
 
     #[test]
@@ -89,6 +98,136 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    fn workflow(name: &str) -> crate::gha::Workflow {
+        crate::gha::Workflow::load(&crate::util::project_root().join(".github/workflows").join(name)).unwrap()
+    }
+
+    /// Issue 16, defect 4: a failed `ci plan` piped into `tail` was a green step.
+    #[test]
+    fn every_run_step_fails_on_a_failed_pipeline() {
+        for file in ["ci.yml", "matrix.yml"] {
+            let w = workflow(file);
+            for job in &w.jobs {
+                for step in job.steps.iter().filter(|s| s.run.is_some()) {
+                    let shell = crate::gha::shell_command(w.shell_of(job, step)).unwrap();
+                    assert!(
+                        shell.iter().any(|a| a.contains("pipefail")),
+                        "{file}: job {}: step {:?} runs with {shell:?}",
+                        job.id,
+                        step.title()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether a job of `w` runs when the jobs before it ended as `results` (unlisted ones
+    /// succeeded; every job's `changed` output is "true").
+    fn runs(w: &crate::gha::Workflow, id: &str, results: &[(&str, Outcome)], cancelled: bool) -> bool {
+        let job = w.job(id).unwrap();
+        let result = |j: &str| results.iter().find(|(k, _)| *k == j).map_or(Outcome::Success, |(_, r)| *r);
+        let ancestors: Vec<Outcome> = w.ancestors(id).iter().map(|a| result(a)).collect();
+        let mut ctx = Ctx { status: Status::of_needs(&ancestors, cancelled), ..Ctx::default() };
+        let needs: serde_json::Map<String, serde_json::Value> = job
+            .needs
+            .iter()
+            .map(|n| {
+                (n.clone(), serde_json::json!({"result": result(n).word(), "outputs": {"changed": "true"}}))
+            })
+            .collect();
+        ctx.set("needs", serde_json::Value::Object(needs));
+        ctx.condition(job.condition.as_deref().unwrap_or("success()")).unwrap()
+    }
+
+    /// Issue 16, defect 3: one failed kernel job skipped Pages although compile succeeded.
+    #[test]
+    fn pages_publish_what_ran_when_a_kernel_job_failed() {
+        let w = workflow("matrix.yml");
+        let failed_kernel = [("kernel", Outcome::Failure)];
+        assert!(runs(&w, "compile", &failed_kernel, false));
+        assert!(runs(&w, "pages", &failed_kernel, false));
+        assert!(!runs(&w, "pages", &[("kernel", Outcome::Failure), ("compile", Outcome::Failure)], false));
+    }
+
+    /// Issue 16, defect 6: Pages were uploaded after the pull request step, which fails where
+    /// Actions may not open pull requests (GitHub's default): then nothing was published.
+    #[test]
+    fn pages_do_not_wait_for_the_pull_request() {
+        let w = workflow("matrix.yml");
+        let opens_pr = |job: &str| {
+            w.job(job).unwrap().steps.iter().any(|s| s.action() == Some("peter-evans/create-pull-request"))
+        };
+        let pr_job = w.jobs.iter().find(|j| opens_pr(&j.id)).expect("a job opens the pull request");
+        let pages = w.job("pages").unwrap();
+        assert!(!w.ancestors("pages").iter().any(|a| opens_pr(a)), "pages waits for the pull request");
+        let uploads =
+            |j: &crate::gha::Job| j.steps.iter().any(|s| s.action() == Some("actions/upload-pages-artifact"));
+        assert!(w.ancestors("pages").iter().any(|a| uploads(w.job(a).unwrap())) && !opens_pr("compile"));
+        assert!(!pages.needs.contains(&pr_job.id));
+        // The pull request itself still comes when a kernel job failed.
+        assert!(runs(&w, &pr_job.id, &[("kernel", Outcome::Failure)], false));
+    }
+
+    /// Issue 16, defect 7: `always()` ran compile on a cancelled run, from partial results.
+    #[test]
+    fn nothing_is_compiled_published_or_proposed_after_a_cancellation() {
+        let w = workflow("matrix.yml");
+        for job in w.jobs.iter().filter(|j| j.id != "plan") {
+            assert!(
+                !runs(&w, &job.id, &[("kernel", Outcome::Cancelled)], true),
+                "{} runs after a cancel",
+                job.id
+            );
+        }
+        assert!(runs(&w, "compile", &[("kernel", Outcome::Failure)], false));
+        assert!(!runs(&w, "compile", &[("plan", Outcome::Failure), ("kernel", Outcome::Skipped)], false));
+    }
+
+    /// Issue 16, risk: one image cache key for the whole lock meant sid moving every week threw
+    /// away every kernel's cached image. Each kernel job now keys its image by its own pin.
+    #[test]
+    fn each_kernel_image_is_cached_under_its_own_pin() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let fleet = crate::fleet::Fleet::load(&root).unwrap();
+        let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
+        let legs = crate::gha::expand_matrix(&plan).unwrap();
+        assert_eq!(legs.len(), fleet.tracks.len());
+        for leg in &legs {
+            let id = leg["kernel"].as_str().unwrap();
+            assert_eq!(leg["pin"], fleet.lock.kernels[id].sha256.as_str());
+        }
+        let w = workflow("matrix.yml");
+        let keys: Vec<&str> = w
+            .job("kernel")
+            .unwrap()
+            .steps
+            .iter()
+            .filter_map(|s| {
+                s.with
+                    .iter()
+                    .find(|(k, _)| k == "path")
+                    .filter(|(_, p)| p.contains("target/uffdc/images"))?;
+                s.with.iter().find(|(k, _)| k == "key").map(|(_, v)| v.as_str())
+            })
+            .collect();
+        assert_eq!(keys.len(), 1, "one image cache in the kernel job: {keys:?}");
+        assert!(keys[0].contains("matrix.kernel") && keys[0].contains("matrix.pin"), "{keys:?}");
+        assert!(!keys[0].contains("kernels.lock"), "{keys:?}");
+    }
+
+    /// ci.yml and the CI entry point run the same test command.
+    #[test]
+    fn ci_yml_runs_the_ci_entry_point() {
+        let root = crate::util::project_root();
+        let run = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+        assert!(run.lines().any(|l| l.trim() == "exec cargo xtask test"), "{run}");
+        let w = workflow("ci.yml");
+        let steps: Vec<&str> =
+            w.jobs.iter().flat_map(|j| j.steps.iter().filter_map(|s| s.run.as_deref())).collect();
+        assert!(steps.iter().any(|s| s.trim() == ".ci/in-debian .ci/run"), "{steps:?}");
     }
 
     /// The matrix's cells and columns without what differs from run to run (dates, timings).
@@ -116,8 +255,12 @@ mod tests {
             PathBuf::from(std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`"));
         let prepared = crate::pipeline::prepare(&sh, &root, Some(suite)).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
-        let planned: Vec<String> =
-            plan["kernel"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        let planned: Vec<String> = plan["include"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["kernel"].as_str().unwrap().to_string())
+            .collect();
         assert!(planned.len() >= 6, "{planned:?}");
         let two = vec!["debian-5.10-cloud".to_string(), "debian-7.2-cloud".to_string()];
         assert!(two.iter().all(|k| planned.contains(k)));

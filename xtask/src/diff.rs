@@ -1,6 +1,7 @@
 //! `cargo xtask diff OLD NEW`: the cells that changed between two matrices (an observation or a
-//! verdict), kernels and behaviours that appeared or went away. Exit status 1 when anything
-//! changed: the scheduled runs use it to flag regressions.
+//! verdict), kernels and behaviours that appeared or went away. Exit status 0 when nothing
+//! changed, 1 when something did, 2 when the comparison failed: the scheduled runs open a pull
+//! request on 1 only.
 
 use anyhow::Result;
 use matrix::Compat;
@@ -65,6 +66,19 @@ pub fn run(old: &Path, new: &Path) -> Result<bool> {
     Ok(!changes.is_empty())
 }
 
+/// `cargo xtask diff`'s exit status: 0 nothing changed, 1 something changed, 2 the comparison
+/// failed (a missing or unreadable file), so that a script can tell a change from an error.
+pub fn main(old: &Path, new: &Path) -> i32 {
+    match run(old, new) {
+        Ok(false) => 0,
+        Ok(true) => 1,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +105,20 @@ mod tests {
         );
         assert!(c.contains(&"kernel zz-new: added (9.9.9)".to_string()), "{c:?}");
         assert_eq!(c.len(), 2, "{c:?}");
+    }
+
+    /// Issue 16, defect 5: an error exited 1, like a change, and opened a pull request.
+    #[test]
+    fn exit_status_tells_same_changed_and_error_apart() {
+        let root = crate::util::project_root();
+        let committed = root.join("matrix/compat.toml");
+        let dir = root.join("target/uffdc/tests/diff-status");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut changed: Compat = matrix::model::load(&committed).unwrap();
+        changed.behaviours.remove("populate.read_missing");
+        matrix::model::save(&dir.join("changed.toml"), &changed).unwrap();
+        assert_eq!(main(&committed, &committed), 0);
+        assert_eq!(main(&committed, &dir.join("changed.toml")), 1);
+        assert_eq!(main(&dir.join("no-such.toml"), &committed), 2);
     }
 }

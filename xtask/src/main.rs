@@ -5,23 +5,27 @@ mod accel;
 mod apt;
 mod bench;
 mod ci;
+mod container;
 mod deps;
 mod diff;
 mod explain;
 mod export;
 mod fleet;
+mod gha;
 mod images;
 mod initramfs;
 mod matrix;
 mod pipeline;
 mod progress;
 mod qemu;
+mod rehearse;
 mod report;
 mod runner;
 mod suite_bin;
 mod test;
 mod tidy;
 mod util;
+mod workflow_run;
 
 use anyhow::{bail, Context, Result};
 use std::time::Duration;
@@ -41,7 +45,8 @@ cargo xtask images refresh [ID]... | fetch [ID]... | list   [--mirror URI]
 cargo xtask report [--matrix DIR] [--html DIR]
     Render matrix/COMPATIBILITY.md and a self-contained target/report/index.html from compat.toml.
 cargo xtask diff OLD NEW
-    List the cells that changed between two compat.toml files; exit status 1 when any did.
+    List the cells that changed between two compat.toml files; exit status 0 when none did, 1 when
+    any did, 2 when the comparison failed.
 cargo xtask explain ID
     One behaviour: what it checks, its expectation with citation, what every kernel did.
 cargo xtask export --kcidb FILE
@@ -49,6 +54,11 @@ cargo xtask export --kcidb FILE
 cargo xtask ci plan [--refresh] | ci compile ARTIFACT-DIR...
     The scheduled workflow's fan-out (the kernel list as JSON, after refreshing the pins) and
     fan-in (merge per-kernel results into matrix/, compile, render the report).
+cargo xtask ci rehearse [--scenario NAME]... [--rev REV] [--kernel ID]...
+                        [--pull-requests allowed|forbidden] [--keep]
+    Run both workflows here as GitHub would, from a clean checkout of REV (default HEAD), in
+    fresh Debian bookworm roots (debootstrap, namespaces, chroot); scenarios matrix-plan-fails,
+    ci-push, matrix-scheduled (default: all). As root; the log is target/uffdc/rehearse/rehearsal.log.
 cargo xtask bench [--kernel ID]... [--jobs N] [--boots N] [matrix options]
     Per kernel: fetch (cold and cached), bare boot, boot to init, suite, total; then the whole
     matrix of those kernels. --boots N also boots each kernel bare N times and counts the boots
@@ -101,12 +111,10 @@ fn run() -> Result<()> {
         }
         Some("diff") => {
             let (Some(old), Some(new), None) = (args.next(), args.next(), args.next()) else {
-                bail!("cargo xtask diff takes two matrix files: OLD NEW\n{USAGE}");
+                eprintln!("error: cargo xtask diff takes two matrix files: OLD NEW\n{USAGE}");
+                std::process::exit(2);
             };
-            if diff::run(old.as_ref(), new.as_ref())? {
-                std::process::exit(1);
-            }
-            Ok(())
+            std::process::exit(diff::main(old.as_ref(), new.as_ref()))
         }
         Some("explain") => {
             let (Some(id), None) = (args.next(), args.next()) else {
@@ -136,7 +144,10 @@ fn run() -> Result<()> {
                 ci::compile(&sh, &root, &root.join("matrix"), &artifacts, &report::default_html_dir(&root))
                     .map(drop)
             }
-            _ => bail!("cargo xtask ci takes plan or compile\n{USAGE}"),
+            Some("rehearse") => rehearse::run(&sh, &root, &rehearse::Options::parse(args)?),
+            // The rehearsal's `docker run` stand-in (on its runners' PATH as `docker`).
+            Some("rehearse-container") => std::process::exit(container::docker(&args.collect::<Vec<_>>())),
+            _ => bail!("cargo xtask ci takes plan, compile or rehearse\n{USAGE}"),
         },
         Some("test") => {
             if let Some(extra) = args.next() {

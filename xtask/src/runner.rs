@@ -190,11 +190,21 @@ fn supervise(
     attempt: u32,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Result<Run> {
-    // Whatever ends this thread ends the process too (a parent-death signal).
-    // SAFETY: prctl is async-signal-safe.
+    // The process dies with xtask, however xtask ends (SIGTERM from `timeout`, a container stop, a
+    // cancelled CI job, SIGKILL, a panic): a parent-death signal. The kernel sends it when the
+    // thread that spawned the child ends; this thread waits for the child, so only xtask's death
+    // does.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl and getppid are async-signal-safe.
     unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)?;
+            // xtask died before the prctl: nothing would kill the child any more.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("xtask exited while starting the process"));
+            }
+            Ok(())
         });
     }
     let start = Instant::now();
