@@ -1,5 +1,6 @@
-//! `cargo xtask <task>`: the project's tasks, after rust-analyzer's xtask. This file parses the
-//! command line; each task lives in its own module.
+//! `cargo xtask <task>`: the project's tasks, after rust-analyzer's xtask. The command line is
+//! declared in `flags.rs`; this file turns it into each task's options and dispatches; each task
+//! lives in its own module.
 
 mod accel;
 mod apt;
@@ -10,6 +11,7 @@ mod deps;
 mod diff;
 mod explain;
 mod export;
+mod flags;
 mod fleet;
 mod gha;
 mod images;
@@ -27,219 +29,194 @@ mod tidy;
 mod util;
 mod workflow_run;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::time::Duration;
-
-const USAGE: &str = "\
-cargo xtask matrix [--kernel ID]... [--kernel-image PATH[=ID]]... [--host] [--jobs N]
-                   [--repeat N] [--accel auto|kvm|tcg] [--mirror URI] [--timeout SECS]
-                   [--boot-timeout SECS] [--boot-attempts N] [--cpus N] [--memory MB] [--qemu PATH]
-                   (--kernel-image PATH may be followed by --config FILE, its .config)
-                   [--out DIR] [-- SUITE-ARGS...]
-    Boot each kernel of images/kernels.toml (or each --kernel, or local bzImages) in QEMU with the
-    suite as init, write matrix/results/<id>.toml and compile matrix/compat.toml and
-    matrix/COMPATIBILITY.md. --host adds the host kernel.
-cargo xtask images refresh [ID]... | fetch [ID]... | list   [--mirror URI]
-    Re-resolve tracks to the newest point release and rewrite images/kernels.lock; fill the cache;
-    show tracks, pins and cache state.
-cargo xtask report [--matrix DIR] [--html DIR]
-    Render matrix/COMPATIBILITY.md and a self-contained target/report/index.html from compat.toml.
-cargo xtask diff OLD NEW
-    List the cells that changed between two compat.toml files; exit status 0 when none did, 1 when
-    any did, 2 when the comparison failed.
-cargo xtask explain ID
-    One behaviour: what it checks, its expectation with citation, what every kernel did.
-cargo xtask export --kcidb FILE
-    The matrix in KernelCI's KCIDB format (v5.3).
-cargo xtask ci plan [--refresh] | ci compile ARTIFACT-DIR...
-    The scheduled workflow's fan-out (the kernel list as JSON, after refreshing the pins) and
-    fan-in (merge per-kernel results into matrix/, compile, render the report).
-cargo xtask ci rehearse [--scenario NAME]... [--rev REV] [--kernel ID]...
-                        [--pull-requests allowed|forbidden] [--keep]
-    Run both workflows here as GitHub would, from a clean checkout of REV (default HEAD), in
-    fresh Debian bookworm roots (debootstrap, namespaces, chroot); scenarios matrix-plan-fails,
-    ci-push, matrix-scheduled (default: all). As root; the log is target/uffdc/rehearse/rehearsal.log.
-cargo xtask bench [--kernel ID]... [--jobs N] [--boots N] [matrix options]
-    Per kernel: fetch (cold and cached), bare boot, boot to init, suite, total; then the whole
-    matrix of those kernels. --boots N also boots each kernel bare N times and counts the boots
-    that failed before init. Prints a table and writes target/bench.toml.
-cargo xtask test
-    The test command: format, lints, unit tests, the suite on this kernel, real guest boots.";
 
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        // `diff` keeps 1 for "cells changed": its errors, usage errors included, are 2.
+        let diff = std::env::args().nth(1).is_some_and(|a| a == "diff");
+        std::process::exit(if diff { 2 } else { 1 });
     }
 }
 
 fn run() -> Result<()> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // The rehearsal's `docker run` stand-in (on its runners' PATH as `docker`) takes docker's own
+    // arguments, not ours.
+    if args.len() >= 2 && args[0] == "ci" && args[1] == "rehearse-container" {
+        let rest: Vec<String> = args[2..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        std::process::exit(container::docker(&rest));
+    }
+    if args.is_empty() || args[0] == "help" || args[0] == "-h" {
+        println!("{}", flags::help());
+        return Ok(());
+    }
+    let dashes = args.iter().any(|a| a == "--");
+    let flags = match flags::parse(args) {
+        Ok(f) => f,
+        Err(e) if e.is_help() => {
+            println!("{e}");
+            return Ok(());
+        }
+        // One line: the parser's message and how to see the options.
+        Err(e) => bail!("{} (see `cargo xtask help`)", e.to_string().lines().next().unwrap_or("")),
+    };
     let sh = xshell::Shell::new()?;
     let root = util::project_root();
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("matrix") => matrix::run(&sh, &root, &matrix_options(&root, args)?),
-        Some("images") => {
-            let (command, mirror) = images_command(args)?;
-            images::run(&sh, &root, command, mirror)
-        }
-        Some("bench") => {
-            let mut args: Vec<String> = args.collect();
-            let boots = match args.iter().position(|a| a == "--boots") {
-                Some(i) => {
-                    let v = args.get(i + 1).cloned().unwrap_or_default();
-                    args.drain(i..(i + 2).min(args.len()));
-                    match v.parse::<u32>() {
-                        Ok(n) if (1..=10_000).contains(&n) => n,
-                        _ => bail!("--boots takes a whole number from 1 to 10000, not {v:?}"),
-                    }
-                }
-                None => 0,
-            };
-            bench::run(&sh, &root, &matrix_options(&root, args.into_iter())?, boots)
-        }
-        Some("report") => {
-            let (mut matrix_dir, mut html_dir) = (root.join("matrix"), report::default_html_dir(&root));
-            while let Some(arg) = args.next() {
-                match arg.as_str() {
-                    "--matrix" => matrix_dir = args.next().context("--matrix needs a directory")?.into(),
-                    "--html" => html_dir = args.next().context("--html needs a directory")?.into(),
-                    _ => bail!("unknown option {arg:?} for report\n{USAGE}"),
-                }
+    match flags.subcommand {
+        flags::XtaskCmd::Matrix(m) => {
+            if !m.suite_args.is_empty() && !dashes {
+                bail!(
+                    "unexpected argument {:?} for matrix: kernels are --kernel ID; suite arguments go after `--`",
+                    m.suite_args[0]
+                );
             }
-            report::run(&matrix_dir, &html_dir)
+            matrix::run(&sh, &root, &matrix_options(&root, m)?)
         }
-        Some("diff") => {
-            let (Some(old), Some(new), None) = (args.next(), args.next(), args.next()) else {
-                eprintln!("error: cargo xtask diff takes two matrix files: OLD NEW\n{USAGE}");
-                std::process::exit(2);
-            };
-            std::process::exit(diff::main(old.as_ref(), new.as_ref()))
-        }
-        Some("explain") => {
-            let (Some(id), None) = (args.next(), args.next()) else {
-                bail!("cargo xtask explain takes one behaviour id\n{USAGE}");
-            };
-            explain::run(&root.join("matrix"), &id)
-        }
-        Some("export") => match (args.next().as_deref(), args.next(), args.next()) {
-            (Some("--kcidb"), Some(file), None) => export::run(&root.join("matrix"), file.as_ref()),
-            _ => bail!("cargo xtask export takes --kcidb FILE\n{USAGE}"),
-        },
-        Some("ci") => match args.next().as_deref() {
-            Some("plan") => {
-                let (mut refresh, mut mirror) = (false, None);
-                while let Some(arg) = args.next() {
-                    match arg.as_str() {
-                        "--refresh" => refresh = true,
-                        "--mirror" => mirror = Some(args.next().context("--mirror needs a value")?),
-                        _ => bail!("unknown option {arg:?} for ci plan\n{USAGE}"),
-                    }
+        flags::XtaskCmd::Images(i) => {
+            let command = match i.verb.as_str() {
+                "refresh" => images::Command::Refresh(i.ids),
+                "fetch" => images::Command::Fetch(i.ids),
+                "list" if i.ids.is_empty() => images::Command::List,
+                other => {
+                    bail!("cargo xtask images takes refresh, fetch or list (and list no ids), not {other:?}")
                 }
-                println!("{}", ci::plan(&sh, &root, refresh, mirror)?);
+            };
+            images::run(&sh, &root, command, i.mirror)
+        }
+        flags::XtaskCmd::Bench(b) => {
+            let boots = b.boots.map(|n| in_range("--boots", n, 1, 10_000)).transpose()?.unwrap_or(0);
+            let mut opts = pipeline::Options::new(&root);
+            opts.kernels = b.kernel;
+            opts.mirror = b.mirror;
+            if let Some(n) = b.jobs {
+                opts.jobs = in_range("--jobs", n, 1, 64)? as usize;
+            }
+            if let Some(q) = b.qemu {
+                opts.run.qemu = q;
+            }
+            bench::run(&sh, &root, &opts, boots as u32)
+        }
+        flags::XtaskCmd::Report(r) => report::run(
+            &r.matrix.unwrap_or_else(|| root.join("matrix")),
+            &r.html.unwrap_or_else(|| report::default_html_dir(&root)),
+        ),
+        flags::XtaskCmd::Diff(d) => std::process::exit(diff::main(&d.old, &d.new)),
+        flags::XtaskCmd::Explain(e) => explain::run(&root.join("matrix"), &e.id),
+        flags::XtaskCmd::Export(e) => export::run(&root.join("matrix"), &e.kcidb),
+        flags::XtaskCmd::Ci(c) => match c.subcommand {
+            flags::CiCmd::Plan(p) => {
+                println!("{}", ci::plan(&sh, &root, p.refresh, p.mirror)?);
                 Ok(())
             }
-            Some("compile") => {
-                let artifacts: Vec<std::path::PathBuf> = args.map(Into::into).collect();
-                ci::compile(&sh, &root, &root.join("matrix"), &artifacts, &report::default_html_dir(&root))
+            flags::CiCmd::Compile(c) => {
+                ci::compile(&sh, &root, &root.join("matrix"), &c.artifacts, &report::default_html_dir(&root))
                     .map(drop)
             }
-            Some("rehearse") => rehearse::run(&sh, &root, &rehearse::Options::parse(args)?),
-            // The rehearsal's `docker run` stand-in (on its runners' PATH as `docker`).
-            Some("rehearse-container") => std::process::exit(container::docker(&args.collect::<Vec<_>>())),
-            _ => bail!("cargo xtask ci takes plan, compile or rehearse\n{USAGE}"),
+            flags::CiCmd::Rehearse(r) => rehearse::run(&sh, &root, &rehearse::Options::new(r)?),
         },
-        Some("test") => {
-            if let Some(extra) = args.next() {
-                bail!("cargo xtask test takes no arguments (got {extra:?})\n{USAGE}");
-            }
-            test::run(&sh, &root)
-        }
-        Some("help" | "--help" | "-h") | None => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => bail!("unknown task {other:?}\n{USAGE}"),
+        flags::XtaskCmd::Test(_) => test::run(&sh, &root),
     }
 }
 
-fn matrix_options(
-    root: &std::path::Path,
-    mut args: impl Iterator<Item = String>,
-) -> Result<pipeline::Options> {
-    let mut opts = pipeline::Options::new(root);
-    let mut repeat = 1;
-    let mut timeout = None;
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value =
-            || inline.clone().or_else(|| args.next()).with_context(|| format!("{flag} needs a value"));
-        // A whole number in `lo..=hi`: anything else is refused with the range.
-        let number = |v: String, lo: u64, hi: u64| -> Result<u64> {
-            match v.parse::<u64>() {
-                Ok(n) if (lo..=hi).contains(&n) => Ok(n),
-                _ => bail!("{flag} takes a whole number from {lo} to {hi}, not {v:?}"),
-            }
-        };
-        match flag.as_str() {
-            "--kernel" => opts.kernels.push(value()?),
-            "--kernel-image" => {
-                let v = value()?;
-                let (path, id) = match v.split_once('=') {
-                    Some((p, id)) => (p.to_string(), Some(id.to_string())),
-                    None => (v, None),
-                };
-                opts.images.push((std::path::PathBuf::from(path), id, None));
-            }
-            "--config" => match opts.images.last_mut() {
-                Some((_, _, config)) => *config = Some(std::path::PathBuf::from(value()?)),
-                None => bail!(
-                    "--config FILE names the configuration of the --kernel-image before it: give that first"
-                ),
-            },
-            "--jobs" => opts.jobs = number(value()?, 1, 64)? as usize,
-            "--repeat" => repeat = number(value()?, 1, 1000)?,
-            "--host" => opts.host = true,
-            "--accel" => opts.accel = value()?.parse().map_err(anyhow::Error::msg)?,
-            "--mirror" => opts.mirror = Some(value()?),
-            "--timeout" => timeout = Some(Duration::from_secs(number(value()?, 10, 86_400)?)),
-            "--boot-timeout" => opts.run.boot_timeout = Duration::from_secs(number(value()?, 1, 3600)?),
-            "--boot-attempts" => opts.run.boot_attempts = number(value()?, 1, 10)? as u32,
-            "--cpus" => opts.run.cpus = number(value()?, 1, 64)? as u32,
-            "--qemu" => opts.run.qemu = std::path::PathBuf::from(value()?),
-            "--memory" => opts.run.mem_mb = number(value()?, 256, 65_536)? as u32,
-            "--out" => opts.out = std::path::PathBuf::from(value()?),
-            "--" => opts.run.suite_args.extend(args.by_ref()),
-            _ => bail!("unknown option {arg:?} for matrix\n{USAGE}"),
-        }
+/// `n` when it lies in `lo..=hi`, else a one-line error naming the flag and the range.
+fn in_range(flag: &str, n: u64, lo: u64, hi: u64) -> Result<u64> {
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        bail!("{flag} takes a whole number from {lo} to {hi}, not {n}")
     }
+}
+
+fn matrix_options(root: &std::path::Path, m: flags::Matrix) -> Result<pipeline::Options> {
+    let mut opts = pipeline::Options::new(root);
+    opts.kernels = m.kernel;
+    for image in m.kernel_image {
+        let (rest, config) = match image.split_once(",config=") {
+            Some((r, c)) => (r.to_string(), Some(std::path::PathBuf::from(c))),
+            None => (image, None),
+        };
+        let (path, id) = match rest.split_once('=') {
+            Some((p, id)) => (p.to_string(), Some(id.to_string())),
+            None => (rest, None),
+        };
+        opts.images.push((std::path::PathBuf::from(path), id, config));
+    }
+    opts.host = m.host;
+    if let Some(n) = m.jobs {
+        opts.jobs = in_range("--jobs", n, 1, 64)? as usize;
+    }
+    let repeat = m.repeat.map(|n| in_range("--repeat", n, 1, 1000)).transpose()?.unwrap_or(1);
+    if let Some(a) = m.accel {
+        opts.accel = a.parse().map_err(anyhow::Error::msg)?;
+    }
+    opts.mirror = m.mirror;
+    if let Some(n) = m.boot_timeout {
+        opts.run.boot_timeout = Duration::from_secs(in_range("--boot-timeout", n, 1, 3600)?);
+    }
+    if let Some(n) = m.boot_attempts {
+        opts.run.boot_attempts = in_range("--boot-attempts", n, 1, 10)? as u32;
+    }
+    if let Some(n) = m.cpus {
+        opts.run.cpus = in_range("--cpus", n, 1, 64)? as u32;
+    }
+    if let Some(n) = m.memory {
+        opts.run.mem_mb = in_range("--memory", n, 256, 65_536)? as u32;
+    }
+    if let Some(q) = m.qemu {
+        opts.run.qemu = q;
+    }
+    if let Some(o) = m.out {
+        opts.out = o;
+    }
+    opts.run.suite_args.extend(m.suite_args.iter().map(|a| a.to_string_lossy().into_owned()));
     if repeat > 1 {
         opts.run.suite_args.push(format!("--repeat={repeat}"));
     }
     // Each repeat of the suite takes its time: the default hard limit grows with them.
-    opts.run.timeout = timeout.unwrap_or(opts.run.timeout * repeat.min(20) as u32);
+    opts.run.timeout = match m.timeout {
+        Some(n) => Duration::from_secs(in_range("--timeout", n, 10, 86_400)?),
+        None => opts.run.timeout * repeat.min(20) as u32,
+    };
     Ok(opts)
 }
 
-fn images_command(mut args: impl Iterator<Item = String>) -> Result<(images::Command, Option<String>)> {
-    let verb = args.next();
-    let (mut ids, mut mirror) = (Vec::new(), None);
-    while let Some(arg) = args.next() {
-        match arg.split_once('=') {
-            Some(("--mirror", v)) => mirror = Some(v.to_string()),
-            _ if arg == "--mirror" => mirror = Some(args.next().context("--mirror needs a value")?),
-            _ if arg.starts_with('-') => bail!("unknown option {arg:?} for images\n{USAGE}"),
-            _ => ids.push(arg),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(args: &[&str]) -> Result<pipeline::Options> {
+        let args = std::iter::once("matrix").chain(args.iter().copied()).map(Into::into).collect();
+        match flags::parse(args).map_err(|e| anyhow::anyhow!("{e}"))?.subcommand {
+            flags::XtaskCmd::Matrix(m) => matrix_options(&util::project_root(), m),
+            _ => unreachable!(),
         }
     }
-    let command = match verb.as_deref() {
-        Some("refresh") => images::Command::Refresh(ids),
-        Some("fetch") => images::Command::Fetch(ids),
-        Some("list") if ids.is_empty() => images::Command::List,
-        _ => bail!("cargo xtask images takes refresh, fetch or list\n{USAGE}"),
-    };
-    Ok((command, mirror))
+
+    #[test]
+    fn matrix_flags_are_read_and_their_ranges_checked() {
+        let o =
+            matrix(&["--kernel", "a", "--kernel=b", "--jobs", "3", "--repeat=10", "--", "--window-ms", "5"])
+                .unwrap();
+        assert_eq!(o.kernels, ["a", "b"]);
+        assert_eq!(o.jobs, 3);
+        assert_eq!(o.run.suite_args, ["--window-ms", "5", "--repeat=10"]);
+        assert_eq!(o.run.timeout, Duration::from_secs(3000));
+        let o = matrix(&["--kernel-image", "/k/bzImage=mine,config=/k/.config"]).unwrap();
+        assert_eq!(o.images[0].1.as_deref(), Some("mine"));
+        assert_eq!(o.images[0].2.as_deref(), Some(std::path::Path::new("/k/.config")));
+        for (flag, value) in
+            [("--jobs", "0"), ("--cpus", "0"), ("--memory", "64"), ("--repeat", "0"), ("--timeout", "1")]
+        {
+            let err = matrix(&[flag, value]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{flag} takes a whole number from")) && !err.contains('\n'),
+                "{err}"
+            );
+        }
+        assert!(matrix(&["--jobs", "many"]).is_err());
+        assert!(matrix(&["--accel", "fast"]).unwrap_err().to_string().contains("auto, kvm or tcg"));
+    }
 }

@@ -37,35 +37,26 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options> {
+    /// The rehearsal's options from the command line (`flags.rs`).
+    pub fn new(f: crate::flags::Rehearse) -> Result<Options> {
         let mut o = Options {
             scenarios: Vec::new(),
-            rev: "HEAD".into(),
-            kernels: Vec::new(),
+            rev: f.rev.unwrap_or_else(|| "HEAD".into()),
+            kernels: f.kernel,
             pull_requests_allowed: false,
-            keep: false,
+            keep: f.keep,
         };
-        while let Some(arg) = args.next() {
-            let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
-            match arg.as_str() {
-                "--scenario" => {
-                    let s = value()?;
-                    if !SCENARIOS.contains(&s.as_str()) {
-                        bail!("unknown scenario {s:?}: the scenarios are {}", SCENARIOS.join(", "));
-                    }
-                    o.scenarios.push(s);
-                }
-                "--rev" => o.rev = value()?,
-                "--kernel" => o.kernels.push(value()?),
-                "--pull-requests" => {
-                    o.pull_requests_allowed = match value()?.as_str() {
-                        "allowed" => true,
-                        "forbidden" => false,
-                        other => bail!("--pull-requests takes allowed or forbidden, not {other:?}"),
-                    }
-                }
-                "--keep" => o.keep = true,
-                _ => bail!("unknown option {arg:?} for ci rehearse"),
+        for s in f.scenario {
+            if !SCENARIOS.contains(&s.as_str()) {
+                bail!("unknown scenario {s:?}: the scenarios are {}", SCENARIOS.join(", "));
+            }
+            o.scenarios.push(s);
+        }
+        if let Some(p) = f.pull_requests {
+            o.pull_requests_allowed = match p.as_str() {
+                "allowed" => true,
+                "forbidden" => false,
+                other => bail!("--pull-requests takes allowed or forbidden, not {other:?}"),
             }
         }
         if o.scenarios.is_empty() {

@@ -1,0 +1,226 @@
+//! The command line, declared once (xflags, as rust-analyzer's xtask does): the parser, the help
+//! text (`cargo xtask help`) and the README's option lists (a tidy test compares them) all come
+//! from this declaration.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+xflags::xflags! {
+    /// uffd-conformance's tasks.
+    cmd xtask {
+        /// Boot each kernel of images/kernels.toml (or each --kernel, or local bzImages) in QEMU with
+        /// the suite as init, write matrix/results/<id>.toml, compile matrix/compat.toml and render
+        /// matrix/COMPATIBILITY.md.
+        cmd matrix {
+            /// Only this kernel (repeatable); ids are the tracks of images/kernels.toml.
+            repeated --kernel id: String
+            /// Boot a local bzImage too: PATH[=ID][,config=FILE]. Without ID its column is named by
+            /// its `uname -r`; its .config is FILE, else the build tree's beside arch/x86/boot/bzImage.
+            /// With only --kernel-image, only those run.
+            repeated --kernel-image image: String
+            /// Add a column for the host kernel (the suite run directly).
+            optional --host
+            /// Guests booted at once (1 to 64; default 2).
+            optional --jobs n: u64
+            /// Run every behaviour N times in each guest and on the host; observations that differ
+            /// make a `flaky` cell (1 to 1000).
+            optional --repeat n: u64
+            /// auto (default: KVM only after a probe boot proves it works, else TCG), kvm or tcg.
+            optional --accel accel: String
+            /// Debian mirror (default: the one in this machine's apt sources; also
+            /// UFFDC_DEBIAN_MIRROR, UFFDC_DEBIAN_SECURITY_MIRROR).
+            optional --mirror uri: String
+            /// Hard limit per guest, seconds (10 to 86400; default 300, times --repeat up to 20).
+            optional --timeout secs: u64
+            /// A guest that sends no start record within this is a failed boot (1 to 3600; default 30).
+            optional --boot-timeout secs: u64
+            /// Boots tried when a guest dies or stays silent before the suite starts (1 to 10; default 3).
+            optional --boot-attempts n: u64
+            /// Guest CPUs (1 to 64; default 2).
+            optional --cpus n: u64
+            /// Guest memory, MB (256 to 65536; default 1024).
+            optional --memory mb: u64
+            /// The QEMU binary (default: qemu-system-x86_64 on PATH).
+            optional --qemu path: PathBuf
+            /// The matrix directory (default matrix/).
+            optional --out dir: PathBuf
+            /// After `--`: passed to the suite in every guest and on the host, e.g.
+            /// `-- --window-ms 500 populate::`.
+            repeated suite_args: OsString
+        }
+        /// The fleet's pins and cache: refresh re-resolves tracks to their newest point release and
+        /// rewrites images/kernels.lock; fetch fills the cache; list shows tracks, pins and cache.
+        cmd images {
+            /// refresh, fetch or list.
+            required verb: String
+            /// Tracks (default: all).
+            repeated ids: String
+            /// Debian mirror (as for matrix).
+            optional --mirror uri: String
+        }
+        /// Render matrix/COMPATIBILITY.md and a self-contained target/report/index.html.
+        cmd report {
+            /// The matrix directory (default matrix/).
+            optional --matrix dir: PathBuf
+            /// Where index.html goes (default target/report/).
+            optional --html dir: PathBuf
+        }
+        /// The cells that changed between two matrix files. Exit status 0: none; 1: some; 2: error.
+        cmd diff {
+            required old: PathBuf
+            required new: PathBuf
+        }
+        /// One behaviour: what it checks, its expectation with citation, what every kernel did.
+        cmd explain {
+            required id: String
+        }
+        /// The matrix in KernelCI's KCIDB format (v5.3).
+        cmd export {
+            /// Write the KCIDB JSON here.
+            required --kcidb file: PathBuf
+        }
+        /// The scheduled workflow's parts and their rehearsal.
+        cmd ci {
+            /// The fan-out: the kernel list as JSON, after refreshing the pins with --refresh.
+            cmd plan {
+                optional --refresh
+                optional --mirror uri: String
+            }
+            /// The fan-in: merge per-kernel results into matrix/, compile, render the report.
+            cmd compile {
+                repeated artifacts: PathBuf
+            }
+            /// Run both workflows here as GitHub would, from a clean checkout of REV (default HEAD),
+            /// in fresh Debian bookworm roots (debootstrap, namespaces, chroot). As root; the log is
+            /// target/uffdc/rehearse/rehearsal.log.
+            cmd rehearse {
+                /// matrix-plan-fails, ci-push or matrix-scheduled (default: all).
+                repeated --scenario name: String
+                optional --rev rev: String
+                repeated --kernel id: String
+                /// allowed or forbidden (default: forbidden, GitHub's default setting).
+                optional --pull-requests setting: String
+                optional --keep
+            }
+        }
+        /// Per kernel: fetch (cold and cached), bare boot, boot to init, suite, total; then the whole
+        /// matrix of those kernels. Prints a table and writes target/bench.toml.
+        cmd bench {
+            repeated --kernel id: String
+            /// Guests booted at once (1 to 64; default 2).
+            optional --jobs n: u64
+            /// Also boot each kernel bare N times and count the boots that failed before init, by cause
+            /// (1 to 10000).
+            optional --boots n: u64
+            optional --mirror uri: String
+            optional --qemu path: PathBuf
+        }
+        /// The test command: format, lints, unit tests, the suite on this kernel, real guest boots.
+        cmd test {}
+    }
+}
+
+/// The help text, as `cargo xtask help` prints it.
+pub fn help() -> &'static str {
+    Xtask::HELP_
+}
+
+/// Parses the command line (without the program name). `--flag=value` is taken as
+/// `--flag value`, up to a `--`.
+pub fn parse(args: Vec<OsString>) -> xflags::Result<Xtask> {
+    let mut out = Vec::new();
+    let mut rest = false;
+    for arg in args {
+        match arg.to_str() {
+            Some("--") => {
+                rest = true;
+                out.push(arg);
+            }
+            Some(a) if !rest && a.starts_with("--") && a.contains('=') => {
+                let (flag, value) = a.split_once('=').expect("it contains '='");
+                out.push(flag.into());
+                out.push(value.into());
+            }
+            _ => out.push(arg),
+        }
+    }
+    Xtask::from_vec(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The flags the help text gives a command (`xtask matrix`, `xtask ci rehearse`).
+    fn declared(command: &str) -> BTreeSet<String> {
+        let help = super::help();
+        let start =
+            help.find(&format!("\n{command}\n")).unwrap_or_else(|| panic!("no {command} in the help"));
+        help[start + 1..]
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("xtask "))
+            .filter_map(|l| l.trim().strip_prefix("--"))
+            .map(|f| format!("--{}", f.split_whitespace().next().unwrap_or("")))
+            .filter(|f| f != "--help")
+            .collect()
+    }
+
+    /// Every `--flag` in a text.
+    fn flags_in(text: &str) -> BTreeSet<String> {
+        text.split(|c: char| c.is_whitespace() || c == '`' || c == '(' || c == ',')
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(|w| w.split(['=', ')', '.', ';']).next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_the_declared_options() {
+        let readme = std::fs::read_to_string(crate::util::project_root().join("README.md")).unwrap();
+        let block = readme
+            .split("`cargo xtask matrix` options:")
+            .nth(1)
+            .and_then(|rest| rest.split("```").nth(1))
+            .expect("README.md has a block of `cargo xtask matrix` options");
+        // One option a line, at its start (`-- ARGS...` is the suite's).
+        let listed: BTreeSet<String> = block
+            .lines()
+            .filter(|l| l.starts_with("--") && !l.starts_with("-- "))
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect();
+        assert_eq!(listed, declared("xtask matrix"), "README.md's matrix options and flags.rs differ");
+        // Every `cargo xtask <task> ... --flag` the README shows is a flag that task has.
+        for line in readme.lines().filter(|l| l.contains("cargo xtask ")) {
+            for part in line.split("cargo xtask ").skip(1) {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                let Some(task) = words.first() else { continue };
+                let task = task.trim_matches(|c: char| !c.is_alphanumeric() && c != '-');
+                let command = match (task, words.get(1)) {
+                    ("ci", Some(sub)) => format!("xtask ci {}", sub.trim_matches('`')),
+                    _ => format!("xtask {task}"),
+                };
+                if !super::help().contains(&format!("\n{command}\n")) {
+                    continue;
+                }
+                let shown: String = part.split(['`', '#']).next().unwrap_or("").to_string();
+                let shown = shown.split(" -- ").next().unwrap_or("");
+                for flag in flags_in(shown) {
+                    assert!(
+                        declared(&command).contains(&flag),
+                        "README.md shows `{command} {flag}`, which flags.rs does not declare"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_check_can_fail() {
+        assert!(!declared("xtask matrix").contains("--no-such-flag"));
+        assert!(declared("xtask matrix").contains("--boot-attempts"));
+        assert_eq!(
+            flags_in("--cpus N (2)   --memory MB (1024)"),
+            ["--cpus", "--memory"].map(String::from).into()
+        );
+    }
+}
