@@ -2,7 +2,7 @@
 //! observes it. Each family module declares its behaviours beside its probes.
 
 use crate::outcome::{Ctx, Fail, ProbeResult};
-use matrix::expect::Rule;
+use model::expect::Rule;
 use std::collections::BTreeMap;
 
 /// One behaviour: identity, documentation, expectation by kernel version, and its probe.
@@ -12,7 +12,7 @@ pub struct Behaviour {
     pub summary: &'static str,
     /// What the probe observes, and the values `observed` takes.
     pub observes: &'static str,
-    /// `(kernel range, expectation)` rows; see `matrix::expect` for the language.
+    /// `(kernel range, expectation)` rows; see `model::expect` for the language.
     pub expect: &'static [(&'static str, &'static str)],
     /// What the documentation claims, where that differs from `expect` (which follows the kernel
     /// source): `(kernel range, expectation, source quoted)`. The matrix's findings list every
@@ -44,7 +44,7 @@ impl Behaviour {
     }
 
     pub fn family(&self) -> &'static str {
-        matrix::model::family_of(self.id)
+        model::data::family_of(self.id)
     }
 
     /// The libtest-mimic trial name: `populate::read_missing`.
@@ -65,8 +65,8 @@ impl Behaviour {
         self.documented.iter().map(|(k, e, source)| Rule::claim(k, e, source)).collect()
     }
 
-    pub fn to_matrix(&self) -> matrix::Behaviour {
-        matrix::Behaviour {
+    pub fn to_matrix(&self) -> model::Behaviour {
+        model::Behaviour {
             family: self.family().to_string(),
             summary: self.summary.to_string(),
             observes: self.observes.to_string(),

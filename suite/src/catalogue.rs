@@ -15,9 +15,9 @@ pub fn find(id: &str) -> Option<&'static Behaviour> {
     all().find(|b| b.id == id)
 }
 
-pub fn to_matrix() -> matrix::Catalogue {
-    matrix::Catalogue {
-        schema: matrix::model::SCHEMA,
+pub fn to_matrix() -> model::Catalogue {
+    model::Catalogue {
+        schema: model::data::SCHEMA,
         behaviours: all().map(|b| (b.id.to_string(), b.to_matrix())).collect(),
     }
 }
@@ -25,7 +25,7 @@ pub fn to_matrix() -> matrix::Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use matrix::version::KernelVersion;
+    use model::version::KernelVersion;
 
     #[test]
     fn declarations_are_well_formed() {
@@ -41,9 +41,9 @@ mod tests {
             );
             assert!(!b.summary.is_empty() && !b.observes.is_empty() && !b.citation.is_empty(), "{}", b.id);
             assert!(b.has_probe(), "{} declares no probe", b.id);
-            matrix::expect::validate(&b.rules()).unwrap_or_else(|e| panic!("{}: {e}", b.id));
+            model::expect::validate(&b.rules()).unwrap_or_else(|e| panic!("{}: {e}", b.id));
             if !b.documented.is_empty() {
-                matrix::expect::validate(&b.documented_rules())
+                model::expect::validate(&b.documented_rules())
                     .unwrap_or_else(|e| panic!("{} (documented): {e}", b.id));
             }
             // Every kernel the project can meet is covered by exactly one rule without a condition.

@@ -4,7 +4,7 @@
 //! record; the guest always powers off.
 
 use crate::harness::Sink;
-use matrix::stream::Record;
+use model::stream::Record;
 use std::sync::Arc;
 
 pub const RESULTS_PORT: &str = "/dev/ttyS1";

@@ -8,10 +8,10 @@ use crate::cli::{Cli, Fault};
 use crate::isolate::{self, Outcome};
 use crate::outcome::Report;
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
-use matrix::expect::{grade, Grade, Reported};
-use matrix::stream::{Decoded, Record};
-use matrix::version::KernelVersion;
-use matrix::{Cell, Detail, Details, Verdict};
+use model::expect::{grade, Grade, Reported};
+use model::stream::{Decoded, Record};
+use model::version::KernelVersion;
+use model::{Cell, Detail, Details, Verdict};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -190,12 +190,12 @@ fn merge_repeats(mut cells: Vec<Cell>) -> Cell {
 pub struct Kernel {
     pub version: Option<KernelVersion>,
     /// Its configuration, where it could be read.
-    pub config: Option<matrix::config::Config>,
+    pub config: Option<model::config::Config>,
 }
 
 impl Kernel {
     /// Grades a report; a note the grading leaves (a configuration not known) goes into `details`.
-    fn grade(&self, rules: &[matrix::expect::Rule], reported: Reported<'_>, details: &mut Details) -> Grade {
+    fn grade(&self, rules: &[model::expect::Rule], reported: Reported<'_>, details: &mut Details) -> Grade {
         let g = grade(rules, self.version, self.config.as_ref(), reported);
         if let Some(note) = &g.note {
             details.insert("config".into(), Detail::from(note.as_str()));
@@ -298,29 +298,29 @@ pub fn host(cli: Cli) -> std::process::ExitCode {
         sink.send(&Record::End { count: sink.count(), uptime_ms: crate::machine::uptime_ms() });
     }
     if let Some(path) = &cli.results {
-        let info = matrix::RunInfo {
+        let info = model::RunInfo {
             source: "host".to_string(),
             accel: "none".to_string(),
             date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             suite: suite_version(),
             duration_ms: Some(started.elapsed().as_millis() as u64),
             repeat: (cli.repeat > 1).then_some(cli.repeat),
-            ..matrix::RunInfo::default()
+            ..model::RunInfo::default()
         };
         let sent = sink.sent();
         // The same builder xtask uses; this run ended normally, so it is complete when its end
         // record accounts for every cell.
-        let reason = matrix::run::Outcome {
+        let reason = model::run::Outcome {
             decoded: &sent,
-            ending: &matrix::run::Ending::Exited { code: Some(0), signal: None },
+            ending: &model::run::Ending::Exited { code: Some(0), signal: None },
             what: "the suite",
             console: "",
             stderr: "",
             log: "-",
         }
         .reason();
-        let results = matrix::run::results(info, &sent, reason);
-        if let Err(e) = matrix::model::save(path, &results) {
+        let results = model::run::results(info, &sent, reason);
+        if let Err(e) = model::data::save(path, &results) {
             eprintln!("suite: cannot write {}: {e}", path.display());
             return std::process::ExitCode::from(2);
         }

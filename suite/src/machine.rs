@@ -39,19 +39,19 @@ pub const GUEST_CONFIG: &str = "/kernel.config";
 
 /// This kernel's configuration, from the first of: the guest's `/kernel.config`, the kernel's own
 /// `/proc/config.gz` (CONFIG_IKCONFIG_PROC), `/boot/config-<release>`; `None` when none is there.
-pub fn kernel_config() -> Option<matrix::config::Config> {
+pub fn kernel_config() -> Option<model::config::Config> {
     use std::io::Read;
     if let Ok(text) = std::fs::read_to_string(GUEST_CONFIG) {
         let source =
             text.lines().next().and_then(|l| l.strip_prefix("# uffdc source: ")).unwrap_or(GUEST_CONFIG);
-        return Some(matrix::config::Config::parse(source, &text));
+        return Some(model::config::Config::parse(source, &text));
     }
     if let Ok(gz) = std::fs::File::open("/proc/config.gz") {
         let mut text = String::new();
         if flate2::read::GzDecoder::new(gz).read_to_string(&mut text).is_ok() {
-            return Some(matrix::config::Config::parse("/proc/config.gz", &text));
+            return Some(model::config::Config::parse("/proc/config.gz", &text));
         }
     }
     let boot = format!("/boot/config-{}", uname().release);
-    std::fs::read_to_string(&boot).ok().map(|text| matrix::config::Config::parse(&boot, &text))
+    std::fs::read_to_string(&boot).ok().map(|text| model::config::Config::parse(&boot, &text))
 }

@@ -6,7 +6,7 @@
 //! prerequisite, the probe returns [`Fail::Unsupported`] naming it; when the probe itself cannot
 //! do its job, [`Fail::Error`].
 
-use matrix::{Detail, Details};
+use model::{Detail, Details};
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The suite binary on the host kernel, end to end: real probes, real verdicts, and proof that
 //! the grading can fail. Needs root (`cargo xtask test` runs these).
 
-use matrix::{Catalogue, Results, Verdict};
+use model::{Catalogue, Results, Verdict};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -19,7 +19,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn catalogue() -> Catalogue {
-    matrix::model::parse(&String::from_utf8(suite(&["--catalogue"]).stdout).unwrap()).unwrap()
+    model::data::parse(&String::from_utf8(suite(&["--catalogue"]).stdout).unwrap()).unwrap()
 }
 
 fn run_with_results(name: &str, args: &[&str]) -> (Output, Results) {
@@ -27,7 +27,7 @@ fn run_with_results(name: &str, args: &[&str]) -> (Output, Results) {
     let mut all = vec!["--results", path.to_str().unwrap()];
     all.extend_from_slice(args);
     let out = suite(&all);
-    let results = matrix::model::load(&path).unwrap_or_else(|e| {
+    let results = model::data::load(&path).unwrap_or_else(|e| {
         panic!(
             "{e}\nstdout: {}\nstderr: {}",
             String::from_utf8_lossy(&out.stdout),
@@ -228,7 +228,7 @@ fn a_host_run_leaves_its_security_settings_alone_or_puts_them_back() {
     }
     assert_eq!(knob(), changed, "the probe changes the setting before it hangs");
     assert!(!suite.wait().unwrap().success());
-    let results: Results = matrix::model::load(&path).unwrap();
+    let results: Results = model::data::load(&path).unwrap();
     assert_eq!(results.cells["api.unprivileged"].verdict, Verdict::Hung);
     assert_eq!(knob(), before, "the setting must be as it was");
     // And a run that completes restores it itself.

@@ -36,7 +36,7 @@ struct Verdict {
 /// What identifies "this machine, as booted now" (a reboot or a new QEMU may change the answer).
 fn machine_key() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let qemu = std::fs::metadata(crate::deps::which(crate::qemu::BINARY).unwrap_or_default())
+    let qemu = std::fs::metadata(crate::packages::which(crate::qemu::BINARY).unwrap_or_default())
         .and_then(|m| m.modified())
         .map(|t| format!("{t:?}"))
         .unwrap_or_default();

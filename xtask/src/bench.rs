@@ -57,13 +57,13 @@ struct Bench {
 }
 
 pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
-    crate::deps::ensure(
+    crate::packages::ensure(
         sh,
         &[
-            crate::deps::Need::Libclang,
-            crate::deps::Need::Qemu,
-            crate::deps::Need::AptTools,
-            crate::deps::Need::DebianKeyring,
+            crate::packages::Need::Libclang,
+            crate::packages::Need::Qemu,
+            crate::packages::Need::AptTools,
+            crate::packages::Need::DebianKeyring,
         ],
     )?;
     let fleet = Fleet::load(root)?;
@@ -242,7 +242,7 @@ fn count_boots(
                 );
                 let mut seen = seen.lock().unwrap();
                 match run {
-                    Ok(r) if r.kernel.status == matrix::RunStatus::Complete => {
+                    Ok(r) if r.kernel.status == model::RunStatus::Complete => {
                         seen.1.push(r.kernel.duration_ms.unwrap_or(0) as f64 / 1000.0)
                     }
                     Ok(r) => {

@@ -45,13 +45,13 @@ pub fn compile(
     let dest = matrix_dir.join("results");
     std::fs::create_dir_all(&dest)?;
     for file in &found {
-        let results: matrix::Results = matrix::model::load(file)?;
+        let results: model::Results = model::data::load(file)?;
         let name = file.file_name().context("a results file has a name")?;
-        matrix::model::save(&dest.join(name), &results)?;
+        model::data::save(&dest.join(name), &results)?;
         println!("merged {} ({})", file.display(), results.kernel.release);
     }
     // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
-    crate::deps::ensure(sh, &[crate::deps::Need::Libclang])?;
+    crate::packages::ensure(sh, &[crate::packages::Need::Libclang])?;
     let prepared = crate::pipeline::prepare(sh, root, None)?;
     crate::pipeline::compile(matrix_dir, &prepared.catalogue)?;
     crate::report::run(matrix_dir, html_dir)?;
@@ -232,7 +232,7 @@ mod tests {
 
     /// The matrix's cells and columns without what differs from run to run (dates, timings).
     fn essence(dir: &Path) -> Vec<String> {
-        let compat: matrix::Compat = matrix::model::load(&dir.join("compat.toml")).unwrap();
+        let compat: model::Compat = model::data::load(&dir.join("compat.toml")).unwrap();
         let mut out: Vec<String> = compat
             .kernels
             .iter()

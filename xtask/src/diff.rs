@@ -4,7 +4,7 @@
 //! request on 1 only.
 
 use anyhow::Result;
-use matrix::Compat;
+use model::Compat;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -52,8 +52,8 @@ pub fn changes(old: &Compat, new: &Compat) -> Vec<String> {
 
 /// Prints the changes; `Ok(true)` when there were any.
 pub fn run(old: &Path, new: &Path) -> Result<bool> {
-    let old: Compat = matrix::model::load(old)?;
-    let new: Compat = matrix::model::load(new)?;
+    let old: Compat = model::data::load(old)?;
+    let new: Compat = model::data::load(new)?;
     let changes = changes(&old, &new);
     for c in &changes {
         println!("{c}");
@@ -82,12 +82,12 @@ pub fn main(old: &Path, new: &Path) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use matrix::Verdict;
+    use model::Verdict;
 
     #[test]
     fn reports_flipped_cells_and_new_kernels() {
         let root = crate::util::project_root();
-        let old: Compat = matrix::model::load(&root.join("matrix/compat.toml")).unwrap();
+        let old: Compat = model::data::load(&root.join("matrix/compat.toml")).unwrap();
         assert!(changes(&old, &old).is_empty());
         let mut new = old.clone();
         let (kernel, _) = new.kernels.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
@@ -114,9 +114,9 @@ mod tests {
         let committed = root.join("matrix/compat.toml");
         let dir = root.join("target/uffdc/tests/diff-status");
         std::fs::create_dir_all(&dir).unwrap();
-        let mut changed: Compat = matrix::model::load(&committed).unwrap();
+        let mut changed: Compat = model::data::load(&committed).unwrap();
         changed.behaviours.remove("populate.read_missing");
-        matrix::model::save(&dir.join("changed.toml"), &changed).unwrap();
+        model::data::save(&dir.join("changed.toml"), &changed).unwrap();
         assert_eq!(main(&committed, &committed), 0);
         assert_eq!(main(&committed, &dir.join("changed.toml")), 1);
         assert_eq!(main(&dir.join("no-such.toml"), &committed), 2);

@@ -3,8 +3,8 @@
 //! matrix did.
 
 use anyhow::{bail, Result};
-use matrix::version::KernelVersion;
-use matrix::Compat;
+use model::version::KernelVersion;
+use model::Compat;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -43,7 +43,7 @@ pub fn text(compat: &Compat, id: &str) -> Result<String> {
         let _ = writeln!(t, "Notes:\n  {}", b.notes);
     }
     let _ = writeln!(t, "\nObserved:");
-    let mut kernels: Vec<(&String, &matrix::RunInfo)> = compat.kernels.iter().collect();
+    let mut kernels: Vec<(&String, &model::RunInfo)> = compat.kernels.iter().collect();
     kernels.sort_by_key(|(_, k)| KernelVersion::from_release(&k.release));
     for (k, info) in kernels {
         match b.cells.get(k) {
@@ -67,7 +67,7 @@ pub fn text(compat: &Compat, id: &str) -> Result<String> {
 }
 
 pub fn run(matrix_dir: &Path, id: &str) -> Result<()> {
-    let compat: Compat = matrix::model::load(&matrix_dir.join("compat.toml"))?;
+    let compat: Compat = model::data::load(&matrix_dir.join("compat.toml"))?;
     print!("{}", text(&compat, id)?);
     Ok(())
 }

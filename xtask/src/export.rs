@@ -6,7 +6,7 @@
 //! kernel).
 
 use anyhow::Result;
-use matrix::{Compat, Verdict};
+use model::{Compat, Verdict};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -75,7 +75,7 @@ pub fn kcidb(compat: &Compat) -> Value {
                 },
             });
             if let Some(ms) = cell.details.get("probe_ms").and_then(|d| match d {
-                matrix::Detail::Int(i) => Some(*i),
+                model::Detail::Int(i) => Some(*i),
                 _ => None,
             }) {
                 test["duration"] = json!(ms as f64 / 1000.0);
@@ -87,7 +87,7 @@ pub fn kcidb(compat: &Compat) -> Value {
 }
 
 pub fn run(matrix_dir: &Path, file: &Path) -> Result<()> {
-    write(&matrix::model::load(&matrix_dir.join("compat.toml"))?, file)
+    write(&model::data::load(&matrix_dir.join("compat.toml"))?, file)
 }
 
 /// Writes the export of `compat` to `file`.

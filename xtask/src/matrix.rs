@@ -3,7 +3,7 @@
 //! `matrix/compat.toml` from all results files there (other kernels' columns are kept). The work
 //! itself is the run pipeline's (`pipeline.rs`); this task sets it up and shows its progress.
 
-use crate::deps::{self, Need};
+use crate::packages::{self, Need};
 use crate::pipeline::{gather, prepare, Options};
 use anyhow::Result;
 use std::path::Path;
@@ -20,8 +20,8 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     if !ids.is_empty() {
         needs.extend([Need::AptTools, Need::DebianKeyring]);
     }
-    deps::ensure(sh, &needs)?;
-    if opts.host && !deps::is_root() {
+    packages::ensure(sh, &needs)?;
+    if opts.host && !packages::is_root() {
         eprintln!("note: the host column is best run as root: several probes need it and will report `error` otherwise");
     }
     let prepared = prepare(sh, root, None)?;
@@ -29,7 +29,7 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let result = gather(sh, root, opts, &prepared, &|e| progress.observe(e));
     progress.finish();
     // The readable report follows the matrix, whatever became of the run (its columns are kept).
-    if let Ok(compat) = matrix::model::load(&opts.out.join("compat.toml")) {
+    if let Ok(compat) = model::data::load(&opts.out.join("compat.toml")) {
         crate::report::write_markdown(&opts.out, &compat)?;
         eprintln!("report  {}", crate::util::display_path(&opts.out.join(crate::report::COMPATIBILITY)));
     }
@@ -43,8 +43,8 @@ mod tests {
     use crate::pipeline::{compile, gather, local_image, Options, Prepared, RunEvent, HOST_ID};
     use crate::qemu::Settings;
     use crate::runner::{self, Event};
-    use matrix::stream::Record;
-    use matrix::{Compat, Verdict};
+    use model::stream::Record;
+    use model::{Compat, Verdict};
     use std::collections::BTreeMap;
     use std::path::PathBuf;
     use std::time::Duration;
@@ -55,7 +55,7 @@ mod tests {
         let out = scratch("malformed");
         std::fs::create_dir_all(out.join("results")).unwrap();
         std::fs::write(out.join("results/broken.toml"), "schema = 1\n[kernel]\nrelease = 5\n").unwrap();
-        let catalogue = matrix::Catalogue { schema: matrix::model::SCHEMA, behaviours: BTreeMap::new() };
+        let catalogue = model::Catalogue { schema: model::data::SCHEMA, behaviours: BTreeMap::new() };
         let err = compile(&out, &catalogue).unwrap_err().to_string();
         assert!(err.contains("results/broken.toml:3:"), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
@@ -89,7 +89,7 @@ mod tests {
     }
 
     fn load_compat(opts: &Options) -> Compat {
-        matrix::model::load(&opts.out.join("compat.toml")).unwrap()
+        model::data::load(&opts.out.join("compat.toml")).unwrap()
     }
 
     #[test]
@@ -103,7 +103,7 @@ mod tests {
         let compat = load_compat(&opts);
         assert_eq!(compat.kernels.len(), 3);
         for (id, k) in &compat.kernels {
-            assert_eq!(k.status, matrix::RunStatus::Complete, "{id}: {:?}", k.reason);
+            assert_eq!(k.status, model::RunStatus::Complete, "{id}: {:?}", k.reason);
             assert_eq!(k.accel, if id == HOST_ID { "none" } else { "tcg" });
         }
         assert!(compat.kernels["debian-5.10-cloud"].release.starts_with("5.10."));
@@ -151,9 +151,9 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("did not complete"), "{err:#}");
         let compat = load_compat(&opts);
-        assert_eq!(compat.kernels["debian-5.10-cloud"].status, matrix::RunStatus::Complete);
+        assert_eq!(compat.kernels["debian-5.10-cloud"].status, model::RunStatus::Complete);
         let killed = &compat.kernels["debian-6.1-cloud"];
-        assert_eq!(killed.status, matrix::RunStatus::Incomplete);
+        assert_eq!(killed.status, model::RunStatus::Incomplete);
         assert!(killed.reason.as_deref().unwrap().contains("QEMU was killed by SIGKILL"), "{killed:?}");
         let cells: Vec<_> = compat.behaviours.values().map(|b| &b.cells["debian-6.1-cloud"]).collect();
         let kept = cells.iter().filter(|c| c.verdict != Verdict::Missing).count();
@@ -234,7 +234,7 @@ mod tests {
             }
         })
         .unwrap();
-        assert_eq!(r.kernel.status, matrix::RunStatus::Incomplete);
+        assert_eq!(r.kernel.status, model::RunStatus::Incomplete);
         let reason = r.kernel.reason.unwrap();
         assert!(reason.starts_with("kernel panic: No working init found"), "{reason}");
         assert!(r.cells.is_empty());
@@ -267,7 +267,7 @@ mod tests {
             format!(
                 "#!/bin/sh\nif [ ! -e {m} ]; then touch {m}; {fail}; fi\nexec {q} \"$@\"\n",
                 m = marker.display(),
-                q = crate::deps::which(crate::qemu::BINARY).unwrap().display()
+                q = crate::packages::which(crate::qemu::BINARY).unwrap().display()
             ),
         )
         .unwrap();
@@ -291,7 +291,7 @@ mod tests {
             let started = std::time::Instant::now();
             let r =
                 runner::run_guest(&image, &prepared.initrd, &run, &dir.join("logs"), &mut |_| {}).unwrap();
-            assert_eq!(r.kernel.status, matrix::RunStatus::Complete, "{first}: {:?}", r.kernel.reason);
+            assert_eq!(r.kernel.status, model::RunStatus::Complete, "{first}: {:?}", r.kernel.reason);
             assert_eq!(r.kernel.boot_attempts, Some(2), "{first}");
             assert_eq!(r.kernel.failed_boots.len(), 1, "{first}");
             assert!(
@@ -313,7 +313,7 @@ mod tests {
         let dir = scratch("no-power-off");
         let run = settings(&["--inject-fault=no-power-off", "--exact", "api::features"], 120);
         let r = runner::run_guest(&image, &prepared.initrd, &run, &dir.join("logs"), &mut |_| {}).unwrap();
-        assert_eq!(r.kernel.status, matrix::RunStatus::Complete, "{:?}", r.kernel.reason);
+        assert_eq!(r.kernel.status, model::RunStatus::Complete, "{:?}", r.kernel.reason);
         let took = Duration::from_millis(r.kernel.duration_ms.unwrap());
         assert!(took < Duration::from_secs(60), "stopped after the grace period, not the timeout: {took:?}");
         assert_eq!(r.cells["api.features"].verdict, Verdict::Expected);
@@ -370,8 +370,8 @@ mod tests {
         opts.images = vec![(image.vmlinuz.clone(), None, Some(config.clone()))];
         opts.run.suite_args = vec!["--exact".into(), "api::features".into()];
         gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &|_| {}).unwrap();
-        let results: matrix::Results =
-            matrix::model::load(&opts.out.join(format!("results/{}.toml", image.release))).unwrap();
+        let results: model::Results =
+            model::data::load(&opts.out.join(format!("results/{}.toml", image.release))).unwrap();
         assert!(results.kernel.source.starts_with("local "), "{:?}", results.kernel.source);
         assert_eq!(results.cells["api.features"].verdict, Verdict::Expected);
         // The guest's suite read the configuration from its initramfs and recorded it.

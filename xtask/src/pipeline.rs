@@ -67,7 +67,7 @@ impl Options {
 /// What the guests need, prepared once per invocation.
 pub struct Prepared {
     pub suite: PathBuf,
-    pub catalogue: matrix::Catalogue,
+    pub catalogue: model::Catalogue,
     /// The initramfs with the suite alone (for a kernel whose configuration is not known).
     pub initrd: PathBuf,
     binary: Vec<u8>,
@@ -109,7 +109,7 @@ pub enum RunEvent<'a> {
     /// What the kernel's run reported as it happened (QEMU's pid, each record, a retried boot).
     Run(&'a str, &'a runner::Event<'a>),
     /// The kernel's results, written to its results file.
-    Done(&'a str, &'a matrix::Results, &'a Path),
+    Done(&'a str, &'a model::Results, &'a Path),
     Failed(&'a str, &'a str),
 }
 
@@ -278,9 +278,9 @@ pub fn local_image(path: &Path, id: Option<&str>, config: Option<&Path>) -> Resu
     })
 }
 
-fn save_results(dir: &Path, id: &str, results: &matrix::Results, failed: &mut Vec<String>) -> Result<()> {
+fn save_results(dir: &Path, id: &str, results: &model::Results, failed: &mut Vec<String>) -> Result<()> {
     let path = dir.join(format!("{id}.toml"));
-    matrix::model::save(&path, results).with_context(|| format!("cannot write {}", path.display()))?;
+    model::data::save(&path, results).with_context(|| format!("cannot write {}", path.display()))?;
     if let Some(reason) = &results.kernel.reason {
         failed.push(format!("{id}: {reason}"));
     }
@@ -302,14 +302,14 @@ pub fn probe_kvm(image: &Image, prepared: &Prepared, opts: &Options) -> Result<(
         runner::run_guest(image, &initrd, &settings, &opts.logs.join("kvm-probe"), &mut |_| {})
     });
     match run {
-        Ok(r) if r.kernel.status == matrix::RunStatus::Complete => Ok(()),
+        Ok(r) if r.kernel.status == model::RunStatus::Complete => Ok(()),
         Ok(r) => Err(r.kernel.reason.unwrap_or_default()),
         Err(e) => Err(format!("{e:#}")),
     }
 }
 
 /// Compiles `<out>/compat.toml` from every `<out>/results/*.toml` and the catalogue.
-pub fn compile(out: &Path, catalogue: &matrix::Catalogue) -> Result<matrix::Compat> {
+pub fn compile(out: &Path, catalogue: &model::Catalogue) -> Result<model::Compat> {
     let mut runs = BTreeMap::new();
     let dir = out.join("results");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -322,14 +322,14 @@ pub fn compile(out: &Path, catalogue: &matrix::Catalogue) -> Result<matrix::Comp
     files.sort();
     for file in files {
         let id = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-        let results: matrix::Results = matrix::model::load(&file)?;
+        let results: model::Results = model::data::load(&file)?;
         runs.insert(id, results);
     }
     let generated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (compat, dropped) = matrix::compile::compile(catalogue, &runs, generated);
+    let (compat, dropped) = model::compile::compile(catalogue, &runs, generated);
     for d in dropped {
         eprintln!("note: dropped a result for a behaviour this suite no longer has: {d}");
     }
-    matrix::model::save(&out.join("compat.toml"), &compat)?;
+    model::data::save(&out.join("compat.toml"), &compat)?;
     Ok(compat)
 }

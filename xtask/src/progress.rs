@@ -5,7 +5,7 @@
 
 use crate::pipeline::RunEvent;
 use crate::runner::Event;
-use matrix::stream::Record;
+use model::stream::Record;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -70,7 +70,7 @@ impl Options {
 }
 
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
-    if !crate::deps::is_root() {
+    if !crate::packages::is_root() {
         bail!("cargo xtask ci rehearse builds a Debian root and enters it with namespaces and chroot: run it as root");
     }
     // Every mount the rehearsal makes stays in a namespace of its own and goes with it.
@@ -216,7 +216,7 @@ impl Toolchain {
         let dir = home.join("toolchains").join(&name).canonicalize().with_context(|| {
             format!("this machine has no Rust {channel} toolchain in {}: `rustup toolchain install {channel} --component rustfmt,clippy`", home.display())
         })?;
-        let rustup = crate::deps::which("rustup").context("rustup is not on PATH")?;
+        let rustup = crate::packages::which("rustup").context("rustup is not on PATH")?;
         Ok(Toolchain { name, dir, rustup })
     }
 }
@@ -531,7 +531,7 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
         log.line(&format!("debian root: {} (cached)", crate::util::display_path(&root)));
         return Ok(root);
     }
-    if crate::deps::which("debootstrap").is_none() {
+    if crate::packages::which("debootstrap").is_none() {
         log.line("installing debootstrap (apt-get)");
         cmd!(sh, "apt-get -q update").quiet().run()?;
         cmd!(sh, "apt-get -q install -y --no-install-recommends --no-remove debootstrap")

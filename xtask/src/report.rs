@@ -4,8 +4,8 @@
 //! (no external assets) for publishing.
 
 use anyhow::{Context, Result};
-use matrix::findings::{findings, Finding, Kind};
-use matrix::{Compat, Verdict};
+use model::findings::{findings, Finding, Kind};
+use model::{Compat, Verdict};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ pub const COMPATIBILITY: &str = "COMPATIBILITY.md";
 /// Renders both from the matrix in `matrix_dir` (`COMPATIBILITY.md` beside `compat.toml`); the
 /// page goes to `html_dir/index.html`.
 pub fn run(matrix_dir: &Path, html_dir: &Path) -> Result<()> {
-    let compat: Compat = matrix::model::load(&matrix_dir.join("compat.toml"))?;
+    let compat: Compat = model::data::load(&matrix_dir.join("compat.toml"))?;
     write_markdown(matrix_dir, &compat)?;
     let page = html_dir.join("index.html");
     crate::util::write_atomic(&page, html(&compat)?.as_bytes())?;
@@ -408,7 +408,7 @@ mod tests {
 
         // The family filter and the "differs across kernels" filter, as the URL sets them, on a
         // family where the second one narrows something.
-        let differs = |b: &matrix::Behaviour| {
+        let differs = |b: &model::Behaviour| {
             let seen: std::collections::BTreeSet<&str> = b
                 .cells
                 .values()

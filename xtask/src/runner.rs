@@ -1,7 +1,7 @@
 //! Running the suite on one kernel (a guest under QEMU, or the host directly) and turning what
 //! came back into that kernel's results. Both read the same line stream as it arrives, from a
 //! pipe, and report it as [`Event`]s; whatever arrived before a failure is kept, and what did not
-//! arrive is `missing` with the reason (`matrix::run` words it).
+//! arrive is `missing` with the reason (`model::run` words it).
 //!
 //! A guest is supervised by three deadlines: the boot deadline (no start record: the boot failed
 //! or hung before the suite started, and the guest is booted again, up to `boot_attempts`), the
@@ -12,9 +12,9 @@ use crate::fleet::Image;
 use crate::qemu::{Boot, Settings};
 use crate::util::{display_path, signal_name};
 use anyhow::{Context, Result};
-use matrix::run::{Ending, Outcome};
-use matrix::stream::{Decoded, Record};
-use matrix::{Results, RunInfo};
+use model::run::{Ending, Outcome};
+use model::stream::{Decoded, Record};
+use model::{Results, RunInfo};
 use std::io::{BufRead, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -92,7 +92,7 @@ pub fn run_guest(
             failed_boots,
             ..RunInfo::default()
         };
-        return Ok(matrix::run::results(info, &run.decoded, reason));
+        return Ok(model::run::results(info, &run.decoded, reason));
     }
     unreachable!("the attempts loop returns")
 }
@@ -143,7 +143,7 @@ pub fn run_host(
         repeat: repeat(settings),
         ..RunInfo::default()
     };
-    Ok(matrix::run::results(info, &run.decoded, outcome.reason()))
+    Ok(model::run::results(info, &run.decoded, outcome.reason()))
 }
 
 fn now() -> String {

@@ -45,9 +45,9 @@ fn needs_interpreter(elf: &[u8]) -> bool {
 }
 
 /// The behaviours this suite build declares.
-pub fn catalogue(sh: &Shell, bin: &Path) -> Result<matrix::Catalogue> {
+pub fn catalogue(sh: &Shell, bin: &Path) -> Result<model::Catalogue> {
     let text = cmd!(sh, "{bin} --catalogue").quiet().read().context("suite --catalogue")?;
-    matrix::model::parse(&text).map_err(|e| anyhow::anyhow!("suite --catalogue printed a bad catalogue: {e}"))
+    model::data::parse(&text).map_err(|e| anyhow::anyhow!("suite --catalogue printed a bad catalogue: {e}"))
 }
 
 /// `0.1.0+abc1234` (`-dirty` when the tree has changes), or the bare version without git.

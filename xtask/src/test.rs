@@ -2,17 +2,17 @@
 //! and lints, builds the static suite, and runs every test including the end-to-end ones (real
 //! probes on the host kernel, real Debian kernels booted under TCG).
 
-use crate::deps::{self, Need};
+use crate::packages::{self, Need};
 use anyhow::{bail, Result};
 use std::path::Path;
 use xshell::{cmd, Shell};
 
 pub fn run(sh: &Shell, root: &Path) -> Result<()> {
-    deps::ensure(
+    packages::ensure(
         sh,
         &[Need::Libclang, Need::Qemu, Need::AptTools, Need::DebianKeyring, Need::Chromium, Need::PythonVenv],
     )?;
-    if !deps::is_root() {
+    if !packages::is_root() {
         bail!("cargo xtask test runs the suite's probes on this kernel and needs root for them: run it as root (e.g. `sudo -E env PATH=$PATH cargo xtask test`)");
     }
     let _cwd = sh.push_dir(root);

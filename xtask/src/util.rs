@@ -42,8 +42,8 @@ pub fn signal_name(sig: i32) -> String {
 /// every verdict, a documented mismatch, a flaky cell), not the committed one, which every
 /// scheduled run rewrites.
 #[cfg(test)]
-pub fn fixture() -> matrix::Compat {
-    matrix::model::load(&project_root().join("xtask/testdata/compat.toml")).expect("the test fixture loads")
+pub fn fixture() -> model::Compat {
+    model::data::load(&project_root().join("xtask/testdata/compat.toml")).expect("the test fixture loads")
 }
 
 /// A path as shown in files and messages: relative to the project root when inside it.

@@ -1,5 +1,6 @@
-//! System prerequisites: found, installed with apt when running as root, or a stop with the
-//! exact command to run.
+//! The system packages the tasks need (QEMU, libclang, apt's tools, Debian's keyring, Chromium,
+//! Python's venv): found, installed with apt when running as root (never removing a package), or a
+//! stop with the exact command to run.
 
 use crate::apt::DEBIAN_KEYRING;
 use anyhow::{bail, Context, Result};

@@ -97,7 +97,7 @@ impl std::str::FromStr for Condition {
             let option = option.trim();
             if !RELEVANT.contains(&option) {
                 return Err(format!(
-                    "config condition on {option:?}, which runs do not record (matrix::config::RELEVANT)"
+                    "config condition on {option:?}, which runs do not record (model::config::RELEVANT)"
                 ));
             }
             if value.trim().is_empty() {

@@ -1,6 +1,6 @@
 //! Compiling per-kernel results and the suite's catalogue into the matrix.
 
-use crate::model::{Catalogue, Cell, Compat, Results, RunStatus, SCHEMA};
+use crate::data::{Catalogue, Cell, Compat, Results, RunStatus, SCHEMA};
 use std::collections::BTreeMap;
 
 /// Builds the matrix: every catalogue behaviour gets a cell for every kernel. A behaviour a
@@ -42,8 +42,8 @@ pub fn compile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{Behaviour, RunInfo, Verdict};
     use crate::expect::Rule;
-    use crate::model::{Behaviour, RunInfo, Verdict};
 
     fn behaviour() -> Behaviour {
         Behaviour {

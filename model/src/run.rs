@@ -2,7 +2,7 @@
 //! complete and, when it is not, says why: xtask uses it for guests and for the host, the suite
 //! for its own `--results`.
 
-use crate::model::{Cell, Results, RunInfo, RunStatus, SCHEMA};
+use crate::data::{Cell, Results, RunInfo, RunStatus, SCHEMA};
 use crate::stream::{Decoded, Record};
 
 /// How the process that carried a run (QEMU, or the suite on the host) ended.
@@ -128,7 +128,7 @@ pub fn results(mut info: RunInfo, decoded: &Decoded, reason: Option<String>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Verdict;
+    use crate::data::Verdict;
 
     fn stream(records: &[Record]) -> Decoded {
         let mut d = Decoded::default();

@@ -1,8 +1,8 @@
 //! Findings: the cells where a kernel does not do what is documented, or not what its
 //! expectation says. Computed from the observations, never written by hand.
 
+use crate::data::{Compat, Verdict};
 use crate::expect::{applicable, Expect};
-use crate::model::{Compat, Verdict};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -83,8 +83,8 @@ pub fn findings(compat: &Compat) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{Behaviour, Cell, RunInfo, RunStatus, SCHEMA};
     use crate::expect::Rule;
-    use crate::model::{Behaviour, Cell, RunInfo, RunStatus, SCHEMA};
     use std::collections::BTreeMap;
 
     #[test]

@@ -5,7 +5,7 @@
 //! costs only itself; the run counts as complete only when the `end` record arrived and agrees
 //! with the number of cells received.
 
-use crate::model::Cell;
+use crate::data::Cell;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -125,7 +125,7 @@ pub fn decode(text: &str) -> Decoded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Verdict;
+    use crate::data::Verdict;
 
     #[test]
     fn survives_truncation() {
