@@ -20,6 +20,9 @@ pub struct Behaviour {
     pub documented: &'static [(&'static str, &'static str, &'static str)],
     pub citation: &'static str,
     pub notes: &'static str,
+    /// Huge pages the probe faults in at most: the harness hands them out so that probes running
+    /// at once never take each other's (see `harness::HugePagePool`).
+    pub huge_pages: u64,
     pub probe: fn(&Ctx) -> ProbeResult,
 }
 
@@ -34,6 +37,7 @@ impl Behaviour {
         documented: &[],
         citation: "",
         notes: "",
+        huge_pages: 0,
         probe: no_probe,
     };
 

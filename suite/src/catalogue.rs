@@ -6,9 +6,18 @@ use crate::behaviour::Behaviour;
 /// Every behaviour, in family order.
 pub fn all() -> impl Iterator<Item = &'static Behaviour> {
     use crate::probes::*;
-    [api::BEHAVIOURS, populate::BEHAVIOURS, remote::BEHAVIOURS, remove::BEHAVIOURS, stw::BEHAVIOURS]
-        .into_iter()
-        .flatten()
+    [
+        api::BEHAVIOURS,
+        populate::BEHAVIOURS,
+        remote::BEHAVIOURS,
+        remove::BEHAVIOURS,
+        stw::BEHAVIOURS,
+        hugetlb::BEHAVIOURS,
+        wp::BEHAVIOURS,
+        serve::BEHAVIOURS,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 pub fn find(id: &str) -> Option<&'static Behaviour> {

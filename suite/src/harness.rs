@@ -94,12 +94,15 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
         config: crate::machine::kernel_config(),
     });
     let cli = Arc::new(cli.clone());
+    let pool = Arc::new(HugePagePool::default());
     let mut planned = Vec::new();
     let mut trials = Vec::new();
     for b in catalogue::all() {
-        let (cli, sink, kernel) = (cli.clone(), sink.clone(), kernel.clone());
+        let (cli, sink, kernel, pool) = (cli.clone(), sink.clone(), kernel.clone(), pool.clone());
         let trial = Trial::ignorable_test(b.trial_name(), move || {
+            let held = pool.take(b.huge_pages);
             let cell = observe(b, &cli, &kernel);
+            drop(held);
             sink.record(b.id, &cell);
             completion(&cell)
         })
@@ -127,6 +130,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             None
         }
     };
+    pool.fill(crate::memory::huge_pages().0);
     let conclusion = libtest_mimic::run(&args, trials);
     drop(reserved);
     // Whatever a killed probe left changed is put back (its journal says what).
@@ -134,6 +138,51 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
         eprintln!("suite: cannot restore system settings a probe changed: {e}");
     }
     conclusion
+}
+
+/// The huge pages free when the probes start, handed out to the probes that declare a need
+/// (`Behaviour::huge_pages`): a probe waits until its pages are free, so probes running at once
+/// never take each other's (one that found too few would be `skipped`, and its cell flaky). A
+/// probe that needs more than the machine has runs at once, and finds out for itself.
+#[derive(Default)]
+pub struct HugePagePool {
+    /// (capacity, free now).
+    state: std::sync::Mutex<(u64, u64)>,
+    freed: std::sync::Condvar,
+}
+
+/// Huge pages taken from a [`HugePagePool`], given back when dropped.
+pub struct HeldHugePages<'a> {
+    pool: &'a HugePagePool,
+    n: u64,
+}
+
+impl HugePagePool {
+    /// Sets the capacity (before any probe takes from it).
+    pub fn fill(&self, capacity: u64) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (capacity, capacity);
+    }
+
+    /// Waits until `n` pages are free and takes them; `None` (nothing to wait for) when `n` is 0
+    /// or more than the capacity.
+    pub fn take(&self, n: u64) -> Option<HeldHugePages<'_>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if n == 0 || n > state.0 {
+            return None;
+        }
+        while state.1 < n {
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.1 -= n;
+        Some(HeldHugePages { pool: self, n })
+    }
+}
+
+impl Drop for HeldHugePages<'_> {
+    fn drop(&mut self) {
+        self.pool.state.lock().unwrap_or_else(|e| e.into_inner()).1 += self.n;
+        self.pool.freed.notify_all();
+    }
 }
 
 /// Raises vm.nr_hugepages by `n` for the run (put back when the hold is dropped, or by the next

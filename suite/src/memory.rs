@@ -44,6 +44,24 @@ impl Region {
         Region::map(pages, page_size(), libc::MAP_SHARED, Some(fd))
     }
 
+    /// A MAP_SHARED mapping of a new hugetlbfs memfd (MFD_HUGETLB) of `pages` huge pages of the
+    /// default size `huge`.
+    pub fn memfd_hugetlb(pages: usize, huge: usize) -> Result<Region, Errno> {
+        let fd = nix::sys::memfd::memfd_create(
+            c"uffdc-huge",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_HUGETLB,
+        )?;
+        nix::unistd::ftruncate(&fd, (pages * huge) as libc::off_t)?;
+        Region::map(pages, huge, libc::MAP_SHARED, Some(fd))
+    }
+
+    /// Another MAP_SHARED mapping of the same memfd, not registered anywhere: a way to reach the
+    /// page cache behind a registered one (hugetlbfs has no write(2)).
+    pub fn alias(&self) -> Result<Region, Errno> {
+        let fd = self.memfd.as_ref().ok_or(Errno::EINVAL)?.try_clone().map_err(|_| Errno::EMFILE)?;
+        Region::map(self.pages, self.page, libc::MAP_SHARED, Some(fd))
+    }
+
     /// Anonymous memory backed by huge pages of `huge` bytes (MAP_HUGETLB).
     pub fn hugetlb(pages: usize, huge: usize) -> Result<Region, Errno> {
         Region::map(pages, huge, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB, None)
@@ -70,6 +88,14 @@ impl Region {
     }
     pub fn page_size(&self) -> usize {
         self.page
+    }
+    /// Whether the pages are huge pages (hugetlb), not base pages.
+    pub fn is_hugetlb(&self) -> bool {
+        self.page != page_size()
+    }
+    /// Whether the mapping is MAP_SHARED of a memfd (shmem, or hugetlbfs when huge).
+    pub fn is_shared(&self) -> bool {
+        self.memfd.is_some()
     }
     /// Address of page `i`.
     pub fn page(&self, i: usize) -> usize {
@@ -122,7 +148,8 @@ pub fn resident(addr: usize, len: usize) -> Result<bool, Errno> {
     Ok(vec.iter().all(|b| b & 1 != 0))
 }
 
-/// Free huge pages of the default size, and that size in bytes (from /proc/meminfo).
+/// Huge pages of the default size that a new mapping can still fault in (free and not reserved
+/// by another mapping), and that size in bytes (from /proc/meminfo).
 pub fn huge_pages() -> (u64, usize) {
     let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |name: &str| {
@@ -131,7 +158,8 @@ pub fn huge_pages() -> (u64, usize) {
             .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    (field("HugePages_Free:"), field("Hugepagesize:") as usize * 1024)
+    let available = field("HugePages_Free:").saturating_sub(field("HugePages_Rsvd:"));
+    (available, field("Hugepagesize:") as usize * 1024)
 }
 
 /// A page filled with `version` as little-endian u64 words: what the race and stress probes serve,
@@ -144,4 +172,70 @@ pub fn versioned_page(version: u64, page: usize) -> Vec<u8> {
 pub fn load_u64(addr: usize) -> u64 {
     // SAFETY: callers pass addresses inside a live Region.
     unsafe { std::ptr::read_volatile(addr as *const u64) }
+}
+
+/// This process's `/proc/self/pagemap` entry for the page at `addr` (a u64: present bit 63,
+/// uffd-wp bit 57, ...).
+pub fn pagemap(addr: usize) -> Result<u64, Errno> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open("/proc/self/pagemap")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mut entry = [0u8; 8];
+    file.read_exact_at(&mut entry, (addr / page_size() * 8) as u64)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    Ok(u64::from_le_bytes(entry))
+}
+
+/// `pagemap` entry bits (fs/proc/task_mmu.c).
+pub const PM_UFFD_WP: u64 = 1 << 57;
+
+/// PAGEMAP_SCAN categories (include/uapi/linux/fs.h, since 6.7).
+pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
+/// PAGEMAP_SCAN flag: write-protect the pages that matched.
+pub const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+/// PAGEMAP_SCAN flag: fail (EPERM) on a page not registered for async write-protect.
+pub const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+
+#[repr(C)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+nix::ioctl_readwrite!(ioctl_pagemap_scan, b'f', 16, PmScanArg);
+
+/// PAGEMAP_SCAN (6.7) over `[start, end)` of this process: the regions whose pages have every
+/// category of `mask`, as `(start, end, categories)`.
+pub fn pagemap_scan(start: usize, end: usize, flags: u64, mask: u64) -> Result<Vec<(u64, u64, u64)>, Errno> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open("/proc/self/pagemap")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mut regions = vec![[0u64; 3]; 64];
+    let mut arg = PmScanArg {
+        size: std::mem::size_of::<PmScanArg>() as u64,
+        flags,
+        start: start as u64,
+        end: end as u64,
+        walk_end: 0,
+        vec: regions.as_mut_ptr() as u64,
+        vec_len: regions.len() as u64,
+        max_pages: 0,
+        category_inverted: 0,
+        category_mask: mask,
+        category_anyof_mask: 0,
+        return_mask: mask,
+    };
+    // SAFETY: a properly initialised pm_scan_arg whose vec points at `regions`, which outlives the call.
+    let n = unsafe { ioctl_pagemap_scan(file.as_raw_fd(), &mut arg) }?;
+    Ok(regions[..n as usize].iter().map(|r| (r[0], r[1], r[2])).collect())
 }

@@ -18,18 +18,37 @@ pub fn userfaultfd() -> Result<(), Fail> {
 }
 
 /// The kernel offers every feature bit of `features` (a handshake on a throwaway descriptor).
+/// The `unsupported` reason names the missing bits and says since when the kernel has them, in
+/// the words of the expectation rows (`rows.rs`).
 pub fn features(features: u64) -> Result<(), Fail> {
     let missing = features & !uapi::available_features()?;
+    if missing == 0 {
+        return Ok(());
+    }
     let events = uapi::FEATURE_EVENT_FORK
         | uapi::FEATURE_EVENT_REMAP
         | uapi::FEATURE_EVENT_REMOVE
         | uapi::FEATURE_EVENT_UNMAP;
+    let markers = uapi::FEATURE_WP_HUGETLBFS_SHMEM | uapi::FEATURE_WP_UNPOPULATED | uapi::FEATURE_WP_ASYNC;
+    let since: &[(u64, &str)] = &[
+        (events, rows::EVENTS),
+        (uapi::FEATURE_PAGEFAULT_FLAG_WP, rows::WRITE_PROTECT),
+        (uapi::FEATURE_MINOR_HUGETLBFS, rows::MINOR_HUGETLBFS),
+        (uapi::FEATURE_MINOR_SHMEM, rows::MINOR_SHMEM),
+        (uapi::FEATURE_EXACT_ADDRESS, rows::EXACT_ADDRESS),
+        (uapi::FEATURE_WP_HUGETLBFS_SHMEM, rows::WP_HUGETLBFS_SHMEM),
+        (uapi::FEATURE_WP_UNPOPULATED, rows::WP_UNPOPULATED),
+        (uapi::FEATURE_POISON, rows::POISON),
+        (uapi::FEATURE_WP_ASYNC, rows::WP_ASYNC),
+        (uapi::FEATURE_MOVE, rows::MOVE),
+        (markers, rows::PTE_MARKERS),
+    ];
+    let why: Vec<&str> = since.iter().filter(|(bits, _)| missing & bits != 0).map(|(_, why)| *why).collect();
     let lacks = format!("the kernel does not offer UFFD_FEATURE_{}", uapi::feature_names(missing));
-    match missing {
-        0 => Ok(()),
-        m if m & !events == 0 => Err(Fail::unsupported("no feature", format!("{} ({lacks})", rows::EVENTS))),
-        _ => Err(Fail::unsupported("no feature", lacks)),
-    }
+    Err(Fail::unsupported(
+        "no feature",
+        if why.is_empty() { lacks } else { format!("{} ({lacks})", why.join("; or ")) },
+    ))
 }
 
 /// The kernel knows the madvise advice `MADV_POPULATE_*`: it succeeds on a plain, unregistered
@@ -60,16 +79,52 @@ pub fn user_mode_only() -> Result<(), Fail> {
     }
 }
 
-/// A free huge page of the default size, whose size in bytes is returned. None free is a gap of
-/// the machine (`skipped`), not of the kernel: a guest reserves them on its kernel command line;
-/// the suite does not change a host's vm.nr_hugepages.
-pub fn huge_page() -> Result<usize, Fail> {
-    let (free, size) = memory::huge_pages();
-    if free > 0 && size > 0 {
+/// `n` huge pages of the default size that this probe can fault in, whose size in bytes is
+/// returned. Too few is a gap of the machine (`skipped`), not of the kernel: a guest reserves them
+/// on its kernel command line; a host only with `--reserve-hugepages`, the suite does not change
+/// its vm.nr_hugepages otherwise. (Probes that declare `huge_pages` get them handed out by the
+/// harness, so probes running at once never take each other's.)
+pub fn huge_pages(n: u64) -> Result<usize, Fail> {
+    let (available, size) = memory::huge_pages();
+    if available >= n && size > 0 {
         return Ok(size);
     }
-    Err(Fail::Skipped(
-        "no free huge page on this host: reserve some (vm.nr_hugepages, or hugepages=N on the kernel command line)"
-            .to_string(),
-    ))
+    Err(Fail::Skipped(format!(
+        "{available} free huge pages on this machine, the probe needs {n}: reserve some (vm.nr_hugepages, \
+         `--reserve-hugepages N`, or hugepages=N on the kernel command line)"
+    )))
+}
+
+/// One free huge page (see [`huge_pages`]).
+pub fn huge_page() -> Result<usize, Fail> {
+    huge_pages(1)
+}
+
+/// MADV_DONTNEED works on hugetlb mappings (5.18): on an older kernel it fails with EINVAL. Tried
+/// on a throwaway MAP_NORESERVE mapping of one huge page, never faulted in (it takes nothing from
+/// the pool) and unmapped again.
+pub fn hugetlb_dontneed(huge: usize) -> Result<(), Fail> {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_NORESERVE;
+    // SAFETY: a fresh mapping that nothing else refers to, unmapped below.
+    let ptr =
+        unsafe { libc::mmap(std::ptr::null_mut(), huge, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+    if ptr == libc::MAP_FAILED {
+        return Err(Fail::error(format!("mmap(MAP_HUGETLB|MAP_NORESERVE): {}", errno_name(Errno::last()))));
+    }
+    let result = madvise(ptr as usize, huge, libc::MADV_DONTNEED);
+    // SAFETY: the mapping made above; nothing refers to it.
+    unsafe { libc::munmap(ptr, huge) };
+    match result {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL) => Err(Fail::unsupported(
+            "EINVAL",
+            format!(
+                "{} (madvise(MADV_DONTNEED) on a hugetlb mapping fails with EINVAL)",
+                rows::HUGETLB_DONTNEED
+            ),
+        )),
+        Err(e) => {
+            Err(Fail::error(format!("madvise(MADV_DONTNEED) on a plain hugetlb page: {}", errno_name(e))))
+        }
+    }
 }

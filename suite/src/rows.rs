@@ -4,12 +4,18 @@
 
 /// Declares a prerequisite's wording once: `$why` (what a cell says) and the expectation row
 /// `$row` for the kernels that lack it (`(range, "unsupported: $why")`).
+/// A prerequisite no behaviour needs outright (its probes report `not offered` instead) declares
+/// only `$why`.
 macro_rules! prerequisite {
 ($(#[$doc:meta])* $why:ident, $row:ident, $range:literal, $text:literal) => {
     $(#[$doc])*
     pub const $why: &str = $text;
     $(#[$doc])*
     pub const $row: (&str, &str) = ($range, concat!("unsupported: ", $text));
+};
+($(#[$doc:meta])* $why:ident, $text:literal) => {
+    $(#[$doc])*
+    pub const $why: &str = $text;
 };
 }
 
@@ -33,4 +39,50 @@ prerequisite!(
 prerequisite!(
     /// `MADV_POPULATE_READ` and `MADV_POPULATE_WRITE`.
     POPULATE, BEFORE_5_14, "<5.14", "MADV_POPULATE_* is new in Linux 5.14"
+);
+prerequisite!(
+    /// Write-protect mode for anonymous memory (`UFFDIO_REGISTER_MODE_WP`, UFFDIO_WRITEPROTECT).
+    WRITE_PROTECT, BEFORE_5_7, "<5.7", "write-protect mode (UFFD_FEATURE_PAGEFAULT_FLAG_WP) is new in Linux 5.7"
+);
+prerequisite!(
+    /// `UFFD_FEATURE_MINOR_HUGETLBFS`.
+    MINOR_HUGETLBFS, BEFORE_5_13, "<5.13", "UFFD_FEATURE_MINOR_HUGETLBFS is new in Linux 5.13"
+);
+prerequisite!(
+    /// `UFFD_FEATURE_MINOR_SHMEM`.
+    MINOR_SHMEM, BEFORE_5_14_MINOR, "<5.14", "UFFD_FEATURE_MINOR_SHMEM is new in Linux 5.14"
+);
+prerequisite!(
+    /// MADV_DONTNEED on hugetlb mappings.
+    HUGETLB_DONTNEED, BEFORE_5_18, "<5.18", "MADV_DONTNEED on hugetlb mappings is new in Linux 5.18"
+);
+prerequisite!(
+    /// `UFFD_FEATURE_EXACT_ADDRESS`.
+    EXACT_ADDRESS, "UFFD_FEATURE_EXACT_ADDRESS is new in Linux 5.18"
+);
+prerequisite!(
+    /// `UFFD_FEATURE_WP_HUGETLBFS_SHMEM`.
+    WP_HUGETLBFS_SHMEM, BEFORE_5_19, "<5.19", "UFFD_FEATURE_WP_HUGETLBFS_SHMEM is new in Linux 5.19"
+);
+prerequisite!(
+    /// `UFFD_FEATURE_WP_UNPOPULATED`.
+    WP_UNPOPULATED, "UFFD_FEATURE_WP_UNPOPULATED is new in Linux 6.4"
+);
+prerequisite!(
+    /// `UFFDIO_POISON`.
+    POISON, BEFORE_6_6, "<6.6", "UFFDIO_POISON (UFFD_FEATURE_POISON) is new in Linux 6.6"
+);
+prerequisite!(
+    /// `UFFD_FEATURE_WP_ASYNC` and PAGEMAP_SCAN.
+    WP_ASYNC, BEFORE_6_7, "<6.7", "UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN are new in Linux 6.7"
+);
+prerequisite!(
+    /// `UFFDIO_MOVE`.
+    MOVE, BEFORE_6_8, "<6.8", "UFFDIO_MOVE (UFFD_FEATURE_MOVE) is new in Linux 6.8"
+);
+prerequisite!(
+    /// The write-protect features built on PTE markers, which a kernel built without
+    /// CONFIG_PTE_MARKER_UFFD_WP does not offer (WP_HUGETLBFS_SHMEM, WP_UNPOPULATED, WP_ASYNC).
+    PTE_MARKERS, NO_PTE_MARKERS, ">=5.19 when CONFIG_PTE_MARKER_UFFD_WP!=y",
+    "the kernel is built without CONFIG_PTE_MARKER_UFFD_WP, which write-protect of shmem, hugetlb and unpopulated memory needs"
 );

@@ -45,8 +45,38 @@ pub const FEATURE_MISSING_SHMEM: u64 = 1 << 5;
 pub const FEATURE_EVENT_UNMAP: u64 = 1 << 6;
 pub const FEATURE_SIGBUS: u64 = 1 << 7;
 pub const FEATURE_THREAD_ID: u64 = 1 << 8;
+pub const FEATURE_MINOR_HUGETLBFS: u64 = 1 << 9;
 pub const FEATURE_MINOR_SHMEM: u64 = 1 << 10;
+pub const FEATURE_EXACT_ADDRESS: u64 = 1 << 11;
+pub const FEATURE_WP_HUGETLBFS_SHMEM: u64 = 1 << 12;
+pub const FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
+pub const FEATURE_POISON: u64 = 1 << 14;
 pub const FEATURE_WP_ASYNC: u64 = 1 << 15;
+pub const FEATURE_MOVE: u64 = 1 << 16;
+
+/// `UFFDIO_COPY_MODE_WP`: the copied page is mapped write-protected.
+pub const COPY_MODE_WP: u64 = 1 << 1;
+
+/// `struct uffdio_move` (include/uapi/linux/userfaultfd.h, since 6.8): kept here, the build
+/// machine's headers may be older.
+#[repr(C)]
+pub struct UffdioMove {
+    pub dst: u64,
+    pub src: u64,
+    pub len: u64,
+    pub mode: u64,
+    /// Bytes moved, or a negated errno.
+    pub moved: i64,
+}
+
+/// `struct uffdio_poison` (since 6.6).
+#[repr(C)]
+pub struct UffdioPoison {
+    pub start: u64,
+    pub len: u64,
+    pub mode: u64,
+    pub updated: i64,
+}
 
 /// Names the set bits of a feature mask in bit order; bits without a name read `bitN`.
 pub fn feature_names(bits: u64) -> String {
@@ -87,6 +117,8 @@ fn bit_names(bits: u64, table: &[(u32, &str)]) -> String {
 nix::ioctl_readwrite!(ioctl_api, sys::UFFDIO, sys::_UFFDIO_API, sys::uffdio_api);
 nix::ioctl_readwrite!(ioctl_copy, sys::UFFDIO, sys::_UFFDIO_COPY, sys::uffdio_copy);
 nix::ioctl_write_int_bad!(ioctl_new_uffd, nix::request_code_none!(0xAA, 0x00));
+nix::ioctl_readwrite!(ioctl_move, 0xAA, 0x05, UffdioMove);
+nix::ioctl_readwrite!(ioctl_poison, 0xAA, 0x08, UffdioPoison);
 
 /// The kernel's answer to UFFDIO_API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -89,11 +89,16 @@ impl Uffd {
     /// UFFDIO_COPY issued directly, so the `copy` field is seen whatever the outcome: it starts as
     /// `sentinel`, and is returned beside the ioctl's result.
     pub fn copy_raw(&self, dst: usize, src: &[u8], sentinel: i64) -> (Result<(), Errno>, i64) {
+        self.copy_mode(dst, src, 0, sentinel)
+    }
+
+    /// [`Uffd::copy_raw`] with a mode (`uapi::COPY_MODE_WP`).
+    pub fn copy_mode(&self, dst: usize, src: &[u8], mode: u64, sentinel: i64) -> (Result<(), Errno>, i64) {
         let mut arg = sys::uffdio_copy {
             dst: dst as u64,
             src: src.as_ptr() as u64,
             len: src.len() as u64,
-            mode: 0,
+            mode,
             copy: sentinel,
         };
         // SAFETY: a properly initialised uffdio_copy; `src` outlives the call.
@@ -145,6 +150,24 @@ impl Uffd {
                 Err(e) => return Err(Fail::error(format!("UFFDIO_COPY: {}", errno_name(e)))),
             }
         }
+    }
+
+    /// UFFDIO_MOVE of `len` bytes from `src` to `dst` (6.8), waking the faulting thread: the result
+    /// and the `move` field.
+    pub fn move_raw(&self, dst: usize, src: usize, len: usize, mode: u64) -> (Result<(), Errno>, i64) {
+        let mut arg =
+            crate::uapi::UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode, moved: 0 };
+        // SAFETY: a properly initialised uffdio_move.
+        let r = unsafe { crate::uapi::ioctl_move(self.raw_fd(), &mut arg) };
+        (r.map(drop), arg.moved)
+    }
+
+    /// UFFDIO_POISON over `len` bytes (6.6), waking the faulting thread: the result and `updated`.
+    pub fn poison_raw(&self, start: usize, len: usize) -> (Result<(), Errno>, i64) {
+        let mut arg = crate::uapi::UffdioPoison { start: start as u64, len: len as u64, mode: 0, updated: 0 };
+        // SAFETY: a properly initialised uffdio_poison.
+        let r = unsafe { crate::uapi::ioctl_poison(self.raw_fd(), &mut arg) };
+        (r.map(drop), arg.updated)
     }
 
     /// UFFDIO_ZEROPAGE over `len` bytes, waking the faulting thread.
@@ -281,6 +304,17 @@ macro_rules! fault_or_report {
     };
 }
 
+/// The feature bits that say a kernel can register `region`'s kind of memory for MISSING faults
+/// (anonymous memory needs none): asking for them makes a kernel without them `unsupported`.
+pub fn backing_features(region: &Region) -> u64 {
+    use crate::uapi::{FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM};
+    match (region.is_hugetlb(), region.is_shared()) {
+        (true, _) => FEATURE_MISSING_HUGETLBFS,
+        (false, true) => FEATURE_MISSING_SHMEM,
+        (false, false) => 0,
+    }
+}
+
 /// A new uffd with `features` and `region` registered on it in `mode`: the start of most probes.
 pub fn registered(features: u64, region: Region, mode: RegisterMode) -> Result<(Uffd, Region), Fail> {
     let uffd = Uffd::open(features)?;
@@ -348,14 +382,30 @@ pub fn describe_event(event: &Event, region: &Region) -> String {
         Event::Pagefault { kind, rw, addr, .. } => {
             format!("fault {} @page {}", describe_fault(*kind, *rw), region.page_index(*addr as u64))
         }
-        Event::Remove { start, end } => {
-            format!("REMOVE pages [{},{})", region.page_index(*start as u64), region.page_index(*end as u64))
-        }
-        Event::Unmap { start, end } => {
-            format!("UNMAP pages [{},{})", region.page_index(*start as u64), region.page_index(*end as u64))
-        }
+        Event::Remove { start, end } => format!("REMOVE {}", span(region, *start as u64, *end as u64)),
+        Event::Unmap { start, end } => format!("UNMAP {}", span(region, *start as u64, *end as u64)),
         Event::Remap { .. } => "REMAP".to_string(),
         Event::Fork { .. } => "FORK".to_string(),
+    }
+}
+
+/// A range relative to `region`: `pages [1,3)` when it is whole pages, else its byte offsets
+/// (`bytes [+0x0,+0x1000)`: a range that ends inside a huge page).
+fn span(region: &Region, start: u64, end: u64) -> String {
+    let page = region.page_size() as u64;
+    if start % page == 0 && end % page == 0 {
+        format!("pages [{},{})", region.page_index(start), region.page_index(end))
+    } else {
+        let base = region.base() as i64;
+        let off = |a: u64| {
+            let d = a as i64 - base;
+            if d < 0 {
+                format!("-{:#x}", -d)
+            } else {
+                format!("+{d:#x}")
+            }
+        };
+        format!("bytes [{},{})", off(start), off(end))
     }
 }
 

@@ -60,6 +60,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
             "UFFDIO_API(2const), man-pages 6.20: \"UFFD_FEATURE_RWP (since Linux 7.2)\", \"UFFD_FEATURE_RWP_ASYNC (since Linux 7.2)\"",
         )],
         probe: features,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "api.user_mode_only",
@@ -135,6 +136,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "The man page contradicts itself: its DESCRIPTION says a temporary userfaultfd is needed to \
                 probe features, which is what the kernel requires.",
         probe: handshake_twice,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "api.unprivileged",

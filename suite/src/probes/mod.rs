@@ -2,10 +2,13 @@
 //! functions that observe them.
 
 pub mod api;
+pub mod hugetlb;
 pub mod populate;
 pub mod remote;
 pub mod remove;
+pub mod serve;
 pub mod stw;
+pub mod wp;
 
 use crate::outcome::{Context, Ctx, Fail};
 use crate::signals::SignalFlag;

@@ -95,6 +95,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 \"stuck in the kernel\" will flag page-server waits during populate.",
         probe: thread_state,
         documented: &[(">=5.14", "S", crate::sources::POPULATE_AS_IF_READING)],
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.signal",
@@ -109,6 +110,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 until its page arrives.",
         probe: signal,
         documented: &[(">=5.14", "handler ran while blocked, madvise 0", crate::sources::POPULATE_AS_IF_READING)],
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.sigkill",
@@ -139,6 +141,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "A process that relies on SIGBUS to learn of missing pages gets no signal from populate: \
                 the error comes back from the syscall instead.",
         probe: sigbus_feature,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "populate.user_mode_only",
@@ -215,6 +218,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    hugetlb_no_page (v6.1): userfaultfd_missing() -> handle_userfault",
         notes: "Guests get huge pages reserved on their kernel command line; on the host the probe uses \
                 what is free and never changes vm.nr_hugepages.",
+        huge_pages: 1,
         probe: hugetlb_missing,
         ..Behaviour::DEFAULT
     },
@@ -243,7 +247,7 @@ type Resolve<'a> = dyn FnMut(&Uffd, &Region, &Event) -> Result<(), Fail> + 'a;
 
 /// Populates the first page of a registered `region` from a worker while this thread serves:
 /// `fault <kind>` when a fault message arrives and madvise returns 0 after `resolve`.
-fn populate_one(
+pub(super) fn populate_one(
     ctx: &Ctx,
     uffd: &Uffd,
     region: &Region,
@@ -437,10 +441,15 @@ fn user_mode_only(ctx: &Ctx) -> ProbeResult {
     no_message_result(ctx, &uffd, &region)
 }
 
-/// Populates a missing page expecting madvise to return without a message: `ERRNO, no message`
-/// (or `0, no message`), else what arrived.
+/// Populates a missing page for read expecting madvise to return without a message: `ERRNO, no
+/// message` (or `0, no message`), else what arrived.
 fn no_message_result(ctx: &Ctx, uffd: &Uffd, region: &Region) -> ProbeResult {
-    let worker = start_populate(region.base(), region.page_size(), MADV_POPULATE_READ);
+    no_message_result_with(ctx, uffd, region, MADV_POPULATE_READ)
+}
+
+/// [`no_message_result`] with `advice` (MADV_POPULATE_READ or _WRITE) over the first page.
+pub(super) fn no_message_result_with(ctx: &Ctx, uffd: &Uffd, region: &Region, advice: i32) -> ProbeResult {
+    let worker = start_populate(region.base(), region.page_size(), advice);
     Ok(match uffd.next_or_done(&worker, ctx.timeout)? {
         Next::Done((result, _)) => {
             let result = result.map_or_else(errno_name, |()| "0".to_string());
@@ -481,7 +490,10 @@ fn wp(ctx: &Ctx) -> ProbeResult {
         )?;
         memory::store(region.base(), 0x45);
         uffd.write_protect(region.base(), region.page_size(), true)?;
-        no_message_result(ctx, &uffd, &region)?.observed.trim_start_matches("0, ").to_string()
+        no_message_result_with(ctx, &uffd, &region, MADV_POPULATE_WRITE)?
+            .observed
+            .trim_start_matches("0, ")
+            .to_string()
     };
     Ok(Observation::new(format!("sync: {}; async: {async_}", sync.observed))
         .with("sync_state", sync.details.get("state").map_or("-".to_string(), |d| d.to_string())))

@@ -204,6 +204,11 @@ fn one_page() -> Result<(Uffd, Region), Fail> {
 
 fn proc_mem_read(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = one_page()?;
+    proc_mem_read_on(ctx, uffd, region)
+}
+
+/// Reads 8 bytes of `region`'s missing first page through /proc/self/mem.
+pub(super) fn proc_mem_read_on(ctx: &Ctx, uffd: Uffd, region: Region) -> ProbeResult {
     let mem = std::fs::File::open("/proc/self/mem").ctx("open /proc/self/mem")?;
     remote_access(ctx, uffd, region, move |addr| mem.read_at(&mut [0u8; 8], addr as u64))
 }
@@ -233,6 +238,11 @@ fn process_vm(write: bool) -> impl FnOnce(usize) -> std::io::Result<usize> + Sen
 
 fn process_vm_readv(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = one_page()?;
+    process_vm_readv_on(ctx, uffd, region)
+}
+
+/// Reads 8 bytes of `region`'s missing first page with process_vm_readv(2).
+pub(super) fn process_vm_readv_on(ctx: &Ctx, uffd: Uffd, region: Region) -> ProbeResult {
     remote_access(ctx, uffd, region, process_vm(false))
 }
 

@@ -60,6 +60,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 documents EAGAIN only as a short copy.",
         probe: copy_eagain,
         documented: &[(">=4.18", "undocumented: UFFDIO_COPY(2const) documents EAGAIN only for a short copy, not for a copy refused because an event is pending", crate::sources::COPY_ERRORS)],
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.copy_field",
@@ -94,6 +95,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
             "UFFDIO_COPY(2const), man-pages 6.20: \"The copy field is used by the kernel to return the number of bytes that was actually copied, or an error (a negated errno-style value)\"",
         )],
         probe: copy_field,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.refault",
@@ -119,6 +121,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 other (or a REMOVE) meet it routinely.",
         probe: copy_eexist,
         documented: &[("*", "undocumented: UFFDIO_COPY(2const) does not list EEXIST", crate::sources::COPY_ERRORS)],
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.zeropage",
@@ -156,6 +159,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
             "UFFDIO_API(2const), man-pages 6.20: \"UFFD_FEATURE_EVENT_REMOVE (since Linux 4.11) If this feature is enabled, when the faulting process calls madvise(2) with the MADV_DONTNEED or MADV_REMOVE advice value to free a virtual memory area the userfaultfd monitor will receive an event of type UFFD_EVENT_REMOVE.\" (MADV_FREE is not named)",
         )],
         probe: madv_free,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.punch_hole",
@@ -268,7 +272,7 @@ fn four_served_pages(features: u64) -> Result<(Uffd, Region), Fail> {
 
 /// Runs `op` on pages [1,3) from a worker and reports the first event: `REMOVE pages [1,3)`, or
 /// `no event` (after the quiet window) when `op` returns without one.
-fn first_event(
+pub(super) fn first_event(
     ctx: &Ctx,
     uffd: &Uffd,
     region: &Region,
@@ -288,7 +292,7 @@ fn first_event(
     })
 }
 
-fn result_name(r: Option<Result<(), Errno>>) -> String {
+pub(super) fn result_name(r: Option<Result<(), Errno>>) -> String {
     match r {
         Some(Ok(())) => "0".to_string(),
         Some(Err(e)) => errno_name(e),
@@ -330,17 +334,18 @@ fn madv_remove_shmem(ctx: &Ctx) -> ProbeResult {
 }
 
 /// A uffd, its region, and the worker whose MADV_DONTNEED waits on its unread REMOVE event.
-type PendingRemove = (Uffd, Region, Worker<Result<(), Errno>>);
+pub(super) type PendingRemove = (Uffd, Region, Worker<Result<(), Errno>>);
 
-/// A worker removes page 1 of four served pages with MADV_DONTNEED and blocks until its REMOVE
-/// event is read; returns once the event is pending (not read).
-fn pending_remove(ctx: &Ctx) -> Result<PendingRemove, Fail> {
-    let (uffd, region) =
-        registered(FEATURE_EVENT_REMOVE, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
-    for i in 0..3 {
+/// A worker removes page 0 of `region` (all but its last page served) with MADV_DONTNEED and
+/// blocks until its REMOVE event is read; returns once the event is pending (not read).
+pub(super) fn pending_remove(ctx: &Ctx, region: Region) -> Result<PendingRemove, Fail> {
+    let features = FEATURE_EVENT_REMOVE | uffd::backing_features(&region);
+    let (uffd, region) = registered(features, region, RegisterMode::MISSING)?;
+    let last = region.len() / region.page_size() - 1;
+    for i in 0..last {
         uffd.serve(region.page(i), region.page_size(), 0x30 + i as u8)?;
     }
-    let (addr, len) = (region.page(1), region.page_size());
+    let (addr, len) = (region.page(0), region.page_size());
     let worker = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
     if !uffd.readable(ctx.timeout)? {
         return Err(Fail::error("no REMOVE event became pending"));
@@ -349,7 +354,7 @@ fn pending_remove(ctx: &Ctx) -> Result<PendingRemove, Fail> {
 }
 
 fn blocks_until_read(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region, worker) = pending_remove(ctx)?;
+    let (uffd, region, worker) = pending_remove(ctx, Region::anonymous(4).ctx("mmap")?)?;
     let early = worker.wait(ctx.window);
     let state = threads::thread_state(worker.tid());
     let event = uffd.next(ctx.timeout)?;
@@ -368,23 +373,30 @@ fn blocks_until_read(ctx: &Ctx) -> ProbeResult {
 
 const SENTINEL: i64 = 0x5A5A;
 
-fn copy_while_pending(ctx: &Ctx) -> Result<(Result<(), Errno>, i64, String), Fail> {
-    let (uffd, region, worker) = pending_remove(ctx)?;
+/// UFFDIO_COPY into the last (missing) page of `region` while a REMOVE of its page 0 is pending:
+/// the result, the `copy` field (set to [`SENTINEL`] beforehand), and the same copy's result once
+/// the event was read.
+pub(super) fn copy_while_pending(
+    ctx: &Ctx,
+    region: Region,
+) -> Result<(Result<(), Errno>, i64, String), Fail> {
+    let (uffd, region, worker) = pending_remove(ctx, region)?;
     let page = vec![0x99u8; region.page_size()];
-    let (result, field) = uffd.copy_raw(region.page(3), &page, SENTINEL);
+    let last = region.page(region.len() / region.page_size() - 1);
+    let (result, field) = uffd.copy_raw(last, &page, SENTINEL);
     let _ = uffd.next(ctx.timeout)?;
     let _ = worker.wait(ctx.timeout);
-    let (again, _) = uffd.copy_raw(region.page(3), &page, SENTINEL);
+    let (again, _) = uffd.copy_raw(last, &page, SENTINEL);
     Ok((result, field, again.map_or_else(errno_name, |()| "copied".to_string())))
 }
 
 fn copy_eagain(ctx: &Ctx) -> ProbeResult {
-    let (result, _, again) = copy_while_pending(ctx)?;
+    let (result, _, again) = copy_while_pending(ctx, Region::anonymous(4).ctx("mmap")?)?;
     Ok(Observation::new(result.map_or_else(errno_name, |()| "copied".to_string()))
         .with("after_the_read", again))
 }
 
-fn copy_field_name(field: i64) -> String {
+pub(super) fn copy_field_name(field: i64) -> String {
     match field {
         SENTINEL => "untouched".to_string(),
         n if n < 0 => format!("-{}", errno_name(Errno::from_raw(-n as i32))),
@@ -393,7 +405,7 @@ fn copy_field_name(field: i64) -> String {
 }
 
 fn copy_field(ctx: &Ctx) -> ProbeResult {
-    let (result, field, _) = copy_while_pending(ctx)?;
+    let (result, field, _) = copy_while_pending(ctx, Region::anonymous(4).ctx("mmap")?)?;
     Ok(Observation::new(copy_field_name(field))
         .with("copy_result", result.map_or_else(errno_name, |()| "0".to_string()))
         .with("raw", field))
@@ -401,6 +413,11 @@ fn copy_field(ctx: &Ctx) -> ProbeResult {
 
 fn copy_eexist(_: &Ctx) -> ProbeResult {
     let (uffd, region) = four_served_pages(0)?;
+    copy_onto_present(&uffd, &region)
+}
+
+/// UFFDIO_COPY onto page 0 of `region`, which is present: `ERRNO, copy FIELD`.
+pub(super) fn copy_onto_present(uffd: &Uffd, region: &Region) -> ProbeResult {
     let (result, field) = uffd.copy_raw(region.page(0), &vec![1u8; region.page_size()], SENTINEL);
     Ok(Observation::new(format!(
         "{}, copy {}",
@@ -410,8 +427,14 @@ fn copy_eexist(_: &Ctx) -> ProbeResult {
 }
 
 fn refault(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) =
-        registered(FEATURE_EVENT_REMOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
+    refault_on(ctx, Region::anonymous(1).ctx("mmap")?)
+}
+
+/// Serves page 0 of `region`, removes it with MADV_DONTNEED (its REMOVE read), then loads it:
+/// `fault read, then served bytes`, or what happened instead.
+pub(super) fn refault_on(ctx: &Ctx, region: Region) -> ProbeResult {
+    let features = FEATURE_EVENT_REMOVE | uffd::backing_features(&region);
+    let (uffd, region) = registered(features, region, RegisterMode::MISSING)?;
     uffd.serve(region.base(), region.page_size(), 0x11)?;
     let (addr, len) = (region.base(), region.page_size());
     let remover = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
@@ -651,11 +674,16 @@ fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
 const STALE_RACE_ROUNDS: u64 = 64;
 
 fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
+    stale_copy_race_on(ctx, Region::anonymous(STALE_RACE_ROUNDS as usize).ctx("mmap")?)
+}
+
+/// The race of `remove.stale_copy_race`, one round per page of `region` (each missing when its
+/// round starts).
+pub(super) fn stale_copy_race_on(ctx: &Ctx, region: Region) -> ProbeResult {
     use std::sync::mpsc::channel;
-    // One page per round, each missing when its round starts.
-    let rounds = STALE_RACE_ROUNDS as usize;
-    let (uffd, region) =
-        registered(FEATURE_EVENT_REMOVE, Region::anonymous(rounds).ctx("mmap")?, RegisterMode::MISSING)?;
+    let rounds = (region.len() / region.page_size()) as u64;
+    let features = FEATURE_EVENT_REMOVE | uffd::backing_features(&region);
+    let (uffd, region) = registered(features, region, RegisterMode::MISSING)?;
     let page = region.page_size();
     // The racer removes the page it is sent, and says when its madvise returned.
     let (go_tx, go_rx) = channel::<usize>();
@@ -676,7 +704,7 @@ fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
     let mut pump = Pump::new(&uffd);
     let (mut faults, mut eagains, mut raced, mut stale_installed, mut stale_seen, mut removals) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    for round in 0..STALE_RACE_ROUNDS {
+    for round in 0..rounds {
         // The round's page is missing: a loader faults on it.
         let addr = region.page(round as usize);
         let loader = worker::spawn("load", move || memory::load_u64(addr));
@@ -759,7 +787,7 @@ fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
     drop(go_tx);
     // The race must have happened as often as made to: every round's copy met EAGAIN.
     let details = |o: Observation| {
-        o.with("rounds", STALE_RACE_ROUNDS)
+        o.with("rounds", rounds)
             .with("faults_served", faults)
             .with("removals", removals)
             .with("raced_copies", raced)
@@ -770,9 +798,9 @@ fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
             "stale page installed ({stale_installed} copies went through while a REMOVE was pending)"
         ))));
     }
-    if raced < STALE_RACE_ROUNDS || removals < STALE_RACE_ROUNDS {
+    if raced < rounds || removals < rounds {
         return Err(Fail::error(format!(
-            "the race fell short of its rounds: {raced} of {STALE_RACE_ROUNDS} copies raced against a pending REMOVE, {removals} of {STALE_RACE_ROUNDS} removals"
+            "the race fell short of its rounds: {raced} of {rounds} copies raced against a pending REMOVE, {removals} of {rounds} removals"
         )));
     }
     Ok(details(Observation::new(if stale_seen == 0 {

@@ -38,6 +38,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "Contrast populate.thread_state: the same wait inside MADV_POPULATE_* is D.",
         probe: user_fault_state,
         documented: &[("*", "D", crate::sources::SEED_TASK_KILLABLE)],
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "stw.user_fault_signal",
@@ -52,6 +53,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 parked on a missing page.",
         probe: user_fault_signal,
         documented: &[("*", "handler did not run while blocked", crate::sources::SEED_NO_SIGNAL)],
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "stw.user_fault_duplicate",
