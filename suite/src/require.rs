@@ -33,6 +33,8 @@ pub fn features(features: u64) -> Result<(), Fail> {
     let since: &[(u64, &str)] = &[
         (events, rows::EVENTS),
         (uapi::FEATURE_PAGEFAULT_FLAG_WP, rows::WRITE_PROTECT),
+        (uapi::FEATURE_MISSING_HUGETLBFS, rows::MISSING_HUGETLBFS),
+        (uapi::FEATURE_MISSING_SHMEM, rows::MISSING_SHMEM),
         (uapi::FEATURE_MINOR_HUGETLBFS, rows::MINOR_HUGETLBFS),
         (uapi::FEATURE_MINOR_SHMEM, rows::MINOR_SHMEM),
         (uapi::FEATURE_EXACT_ADDRESS, rows::EXACT_ADDRESS),
@@ -79,25 +81,54 @@ pub fn user_mode_only() -> Result<(), Fail> {
     }
 }
 
-/// `n` huge pages of the default size that this probe can fault in, whose size in bytes is
-/// returned. Too few is a gap of the machine (`skipped`), not of the kernel: a guest reserves them
-/// on its kernel command line; a host only with `--reserve-hugepages`, the suite does not change
-/// its vm.nr_hugepages otherwise. (Probes that declare `huge_pages` get them handed out by the
-/// harness, so probes running at once never take each other's.)
-pub fn huge_pages(n: u64) -> Result<usize, Fail> {
+/// `n` huge pages of the default size that this probe can fault in. Too few is a gap of the
+/// machine (`skipped`), not of the kernel: a guest reserves them on its kernel command line; a host
+/// only with `--reserve-hugepages`, the suite does not change its vm.nr_hugepages otherwise.
+/// (Probes that declare `huge_pages` get them handed out by the harness, so probes running at once
+/// never take each other's.)
+pub fn huge_pages(n: u64) -> Result<HugePages, Fail> {
     let (available, size) = memory::huge_pages();
     if available >= n && size > 0 {
-        return Ok(size);
+        return Ok(HugePages { size });
     }
     Err(Fail::Skipped(format!(
-        "{available} free huge pages on this machine, the probe needs {n}: reserve some (vm.nr_hugepages, \
-         `--reserve-hugepages N`, or hugepages=N on the kernel command line)"
+        "the probe needs {n} free huge pages and this machine has {available}: a host has none unless \
+         reserved (vm.nr_hugepages, or `--reserve-hugepages N`); a guest reserves them with hugepages=N"
     )))
 }
 
 /// One free huge page (see [`huge_pages`]).
-pub fn huge_page() -> Result<usize, Fail> {
+pub fn huge_page() -> Result<HugePages, Fail> {
     huge_pages(1)
+}
+
+/// Free huge pages were there: map them. Another process (on a host) may still take them between
+/// the check and the mapping; the mapping's ENOMEM then says so as `skipped`.
+#[derive(Clone, Copy, Debug)]
+pub struct HugePages {
+    /// The default huge page size, in bytes.
+    pub size: usize,
+}
+
+impl HugePages {
+    /// `n` anonymous huge pages (MAP_PRIVATE | MAP_HUGETLB).
+    pub fn anonymous(self, n: usize) -> Result<Region, Fail> {
+        Region::hugetlb(n, self.size).map_err(|e| taken("mmap(MAP_HUGETLB)", e))
+    }
+
+    /// `n` huge pages of a new MFD_HUGETLB memfd, mapped MAP_SHARED.
+    pub fn shared(self, n: usize) -> Result<Region, Fail> {
+        Region::memfd_hugetlb(n, self.size).map_err(|e| taken("memfd_create(MFD_HUGETLB) and mmap", e))
+    }
+}
+
+fn taken(what: &str, e: Errno) -> Fail {
+    match e {
+        Errno::ENOMEM => Fail::Skipped(format!(
+            "{what}: ENOMEM: the free huge pages were taken meanwhile by another process (a host shares them)"
+        )),
+        e => Fail::error(format!("{what}: {}", errno_name(e))),
+    }
 }
 
 /// MADV_DONTNEED works on hugetlb mappings (5.18): on an older kernel it fails with EINVAL. Tried

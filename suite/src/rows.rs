@@ -86,3 +86,11 @@ prerequisite!(
     PTE_MARKERS, NO_PTE_MARKERS, ">=5.19 when CONFIG_PTE_MARKER_UFFD_WP!=y",
     "the kernel is built without CONFIG_PTE_MARKER_UFFD_WP, which write-protect of shmem, hugetlb and unpopulated memory needs"
 );
+prerequisite!(
+    /// `UFFD_FEATURE_MISSING_HUGETLBFS`.
+    MISSING_HUGETLBFS, BEFORE_4_11_HUGETLBFS, "<4.11", "UFFD_FEATURE_MISSING_HUGETLBFS is new in Linux 4.11"
+);
+prerequisite!(
+    /// `UFFD_FEATURE_MISSING_SHMEM`.
+    MISSING_SHMEM, BEFORE_4_11_SHMEM, "<4.11", "UFFD_FEATURE_MISSING_SHMEM is new in Linux 4.11"
+);

@@ -7,8 +7,19 @@ use std::process::{Command, Output};
 
 const SUITE: &str = env!("CARGO_BIN_EXE_suite");
 
+/// The host's huge pages are one pool for every test here: a run that reserves some
+/// (`--reserve-hugepages`) runs alone, so no other run's probes take them (or find them).
+static HUGE_PAGES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 fn suite(args: &[&str]) -> Output {
-    Command::new(SUITE).args(args).output().expect("running the suite")
+    let run = || Command::new(SUITE).args(args).output().expect("running the suite");
+    if args.contains(&"--reserve-hugepages") {
+        let _alone = HUGE_PAGES.write().unwrap_or_else(|e| e.into_inner());
+        run()
+    } else {
+        let _shared = HUGE_PAGES.read().unwrap_or_else(|e| e.into_inner());
+        run()
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -72,10 +83,10 @@ fn every_behaviour_can_come_out_unexpected() {
         for (fault, mark) in [("--corrupt", "corrupted("), ("--inject-fault", "self-test")] {
             let spec = if fault == "--corrupt" { id.clone() } else { format!("unsupported={id}") };
             // Every behaviour observes something here: those that change a host setting may,
-            // and huge pages are reserved for the run.
+            // and huge pages are reserved for the run (as many as any probe declares).
             let (out, results) = run_with_results(
                 &format!("fail-{id}"),
-                &["--allow-sysctl-changes", "--reserve-hugepages", "2", fault, &spec, "--exact", &name],
+                &["--allow-sysctl-changes", "--reserve-hugepages", "4", fault, &spec, "--exact", &name],
             );
             assert!(!out.status.success(), "{id} {fault}: the run passed");
             let cell = &results.cells[&id];

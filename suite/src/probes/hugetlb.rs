@@ -77,14 +77,26 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[
             rows::BEFORE_4_11,
             (">=4.11, <5.18", "aligned 4 KiB: EINVAL, no event, page kept; unaligned: EINVAL"),
-            (">=5.18", "aligned 4 KiB: 0, no event, page kept; unaligned: EINVAL"),
+            (
+                ">=5.18, <6.1",
+                "undetermined: 5.18 rounded the end up (90e7e7f5ef3f); whether 5.18.y to 6.0.y took the fix 8ebe0a5eaaeb is not verified",
+            ),
+            (">=6.1", "aligned 4 KiB: 0, no event, page kept; unaligned: EINVAL"),
         ],
-        citation: DONTNEED_CITATION,
+        documented: &[(
+            ">=5.18",
+            "aligned 4 KiB: 0, REMOVE pages [0,1), page gone; unaligned: EINVAL",
+            "madvise(2), man-pages 6.20, MADV_DONTNEED: \"Addresses within a mapping backed by Huge TLB pages must be aligned to the underlying Huge TLB page size, and the range size is rounded up to a multiple of the underlying Huge TLB page size.\"",
+        )],
+        citation: "mm/madvise.c madvise_dontneed_free_valid_vma (v6.1, v6.12, v7.2): `*end = ALIGN_DOWN(*end, \
+                   huge_page_size(...))` and `if (start == end) return 0;` before userfaultfd_remove, from \
+                   commit 8ebe0a5eaaeb \"mm,madvise,hugetlb: fix unexpected data loss with MADV_DONTNEED on \
+                   hugetlbfs\" (v6.1); 90e7e7f5ef3f (v5.18) had rounded the end up; v5.10: EINVAL \
+                   (can_madv_lru_vma)",
         notes: "madvise rounds the end down to a huge page (\"avoid unexpected data loss\"): a server \
                 that drops 4 KiB ranges of hugetlb memory is told 0 and nothing was dropped.",
         huge_pages: 1,
         probe: partial_dontneed,
-        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.hugetlb_madv_remove",
@@ -111,17 +123,19 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    `fault` when the huge page is gone.",
         expect: &[
             rows::BEFORE_4_11,
-            (">=4.11, <5.11", "REMOVE bytes [+0x0,+0x1000); page kept"),
-            (">=5.11, <6.1", "undetermined: which release first zeroed partial pages in hugetlbfs_punch_hole is not verified"),
-            (">=6.1", "REMOVE bytes [+0x0,+0x1000); first 4 KiB zeroed, rest kept"),
+            (">=4.11, <5.15", "REMOVE bytes [+0x0,+0x1000); page kept"),
+            (">=5.15, <5.16", "undetermined: whether 68d32527d340 (v5.19) reached 5.15.y is not verified"),
+            (">=5.16, <5.19", "REMOVE bytes [+0x0,+0x1000); page kept"),
+            (">=5.19", "REMOVE bytes [+0x0,+0x1000); first 4 KiB zeroed, rest kept"),
         ],
         citation: "mm/madvise.c madvise_remove (v5.10, v7.2): userfaultfd_remove(vma, start, end) with the \
                    range as given, then vfs_fallocate(PUNCH_HOLE); fs/hugetlbfs/inode.c hugetlbfs_punch_hole: \
                    5.10.262 rounds the hole to whole huge pages and does nothing else, 6.1.192 and later zero \
-                   the partial page (hugetlbfs_zero_partial_page)",
+                   the partial page (hugetlbfs_zero_partial_page), since commit 68d32527d340 \
+                   \"hugetlbfs: zero partial pages during fallocate hole punch\" (v5.19)",
         notes: "The REMOVE names a range the kernel did not remove: a page server that marks those bytes \
                 as \"to be served again\" waits for a fault that never comes, while the bytes changed under \
-                it (zeroed) on 6.1 and later.",
+                it (zeroed) since 5.19.",
         huge_pages: 1,
         probe: partial_remove,
         ..Behaviour::DEFAULT
@@ -163,7 +177,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "remove.hugetlb_copy_eexist",
         summary: "UFFDIO_COPY onto a huge page that is already present fails with EEXIST and sets copy to -EEXIST",
         observes: "As remove.copy_eexist, on a served anonymous huge page: `EEXIST, copy -EEXIST`.",
-        expect: &[("*", "EEXIST, copy -EEXIST")],
+        expect: &[rows::BEFORE_4_11_HUGETLBFS, (">=4.11", "EEXIST, copy -EEXIST")],
         citation: "mm/hugetlb.c hugetlb_mcopy_atomic_pte (v5.10, v6.1) / hugetlb_mfill_atomic_pte (v6.12): -EEXIST \
                    when the huge pte is not none; fs/userfaultfd.c userfaultfd_copy writes it into `copy`",
         huge_pages: 1,
@@ -213,7 +227,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "remote.hugetlb_proc_mem_read",
         summary: "Reading a missing huge page through /proc/self/mem fails with EIO and never reaches the uffd",
         observes: "As remote.proc_mem_read, on a missing anonymous huge page: `EIO, no message`.",
-        expect: &[("*", "EIO, no message")],
+        expect: &[rows::BEFORE_4_11_HUGETLBFS, (">=4.11", "EIO, no message")],
         citation: "fs/proc/base.c mem_rw; mm/memory.c __access_remote_vm; mm/hugetlb.c hugetlb_handle_userfault \
                    (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS from handle_userfault",
         huge_pages: 1,
@@ -224,7 +238,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "remote.hugetlb_process_vm_readv",
         summary: "process_vm_readv(2) of a missing huge page blocks on a uffd fault until the page is served",
         observes: "As remote.process_vm_readv, on a missing anonymous huge page.",
-        expect: &[("*", "fault read (waits in D), then 8 bytes")],
+        expect: &[rows::BEFORE_4_11_HUGETLBFS, (">=4.11", "fault read (waits in D), then 8 bytes")],
         citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): pin_user_pages_remote with `locked`; \
                    mm/hugetlb.c hugetlb_handle_userfault",
         huge_pages: 1,
@@ -235,21 +249,19 @@ pub const BEHAVIOURS: &[Behaviour] = &[
 
 /// `n` anonymous huge pages (MAP_HUGETLB, MAP_PRIVATE), once the machine has them free.
 fn anonymous(n: usize) -> Result<Region, crate::outcome::Fail> {
-    let size = require::huge_pages(n as u64)?;
-    Region::hugetlb(n, size).ctx("mmap(MAP_HUGETLB)")
+    require::huge_pages(n as u64)?.anonymous(n)
 }
 
 /// `n` anonymous huge pages on a kernel that can MADV_DONTNEED them.
 fn removable(n: usize) -> Result<Region, crate::outcome::Fail> {
-    let size = require::huge_pages(n as u64)?;
-    require::hugetlb_dontneed(size)?;
-    Region::hugetlb(n, size).ctx("mmap(MAP_HUGETLB)")
+    let huge = require::huge_pages(n as u64)?;
+    require::hugetlb_dontneed(huge.size)?;
+    huge.anonymous(n)
 }
 
 /// `n` huge pages of a MFD_HUGETLB memfd, mapped MAP_SHARED.
 fn shared(n: usize) -> Result<Region, crate::outcome::Fail> {
-    let size = require::huge_pages(n as u64)?;
-    Region::memfd_hugetlb(n, size).ctx("memfd_create(MFD_HUGETLB)")
+    require::huge_pages(n as u64)?.shared(n)
 }
 
 fn populate_write(ctx: &Ctx) -> ProbeResult {

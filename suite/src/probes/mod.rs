@@ -22,10 +22,6 @@ pub struct Interrupted<T> {
     pub handler: &'static str,
     /// The worker's result, once the fault was resolved (`None`: still blocked).
     pub result: Option<T>,
-    /// The thread's state right after the quiet window.
-    pub state_after: Option<char>,
-    /// CPU ticks the thread used during the quiet window (a thread retrying its fault spins).
-    pub cpu_ticks: u64,
 }
 
 /// Sends SIGUSR1 (handled by `flag`) to a worker blocked on a fault, watches the quiet window for
@@ -36,12 +32,8 @@ pub fn interrupt_blocked<T>(
     worker: &Worker<T>,
     resolve: impl FnOnce() -> Result<(), Fail>,
 ) -> Result<Interrupted<T>, Fail> {
-    let cpu_before = threads::thread_cpu_ticks(worker.tid());
     threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
     let early = flag.wait(ctx.window).ctx("waiting for the handler")?;
-    let cpu_ticks =
-        threads::thread_cpu_ticks(worker.tid()).zip(cpu_before).map_or(0, |(a, b)| a.saturating_sub(b));
-    let state_after = threads::thread_state(worker.tid());
     let returned = worker.try_done();
     resolve()?;
     let result = returned.or_else(|| worker.wait(ctx.timeout));
@@ -51,5 +43,5 @@ pub fn interrupt_blocked<T>(
         (_, n) if n > 0 => "handler waited for the page",
         _ => "handler never ran",
     };
-    Ok(Interrupted { handler, result, state_after, cpu_ticks })
+    Ok(Interrupted { handler, result })
 }

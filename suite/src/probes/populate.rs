@@ -530,8 +530,9 @@ fn shmem_minor(ctx: &Ctx) -> ProbeResult {
 
 fn hugetlb_missing(ctx: &Ctx) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
-    let size = require::huge_page()?;
-    let region = Region::hugetlb(1, size).ctx("mmap(MAP_HUGETLB)")?;
+    let huge = require::huge_page()?;
+    let size = huge.size;
+    let region = huge.anonymous(1)?;
     let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
     let mut obs = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
         u.serve(r.base(), r.page_size(), 0x88)

@@ -17,7 +17,6 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::time::Duration;
 
 /// The shape every observation of this family takes.
 const OBSERVES: &str = "The access's result (an errno name, or `N bytes`) and whether a uffd message \
@@ -106,22 +105,23 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "remote.syscall_signal",
         summary: "A non-fatal signal to a thread blocked in read(2) on a kernel-mode uffd fault is handled only after the page is served",
         observes: "A worker read(2)s from a pipe into a missing page; once its fault message arrived and it \
-                   sleeps, SIGUSR1 (SA_RESTART not set) is sent: `handler ran while blocked` when the handler \
-                   runs within the quiet window, `handler waited for the page` when it runs only after the page \
-                   is served; then `, read RESULT` (an errno name or `N bytes`); then what the thread did \
-                   meanwhile: `; retried in R` when it was running (retrying the fault, not asleep) at the end \
-                   of the window, `; asleep in S`, and whether the retried fault raised its message again \
-                   (`, fault raised again`: waited for, up to the timeout). Details: the CPU time it used \
-                   during the window, how many more messages came.",
-        expect: &[("*", "handler waited for the page, read 8 bytes; retried in R, fault raised again")],
+                   sleeps, SIGUSR1 (SA_RESTART not set) is sent. Then the probe reads the uffd until the fault \
+                   has been raised again RERAISED times (4, each a new message for the same page: the thread \
+                   retries its fault while the signal is pending), up to the timeout: `fault raised again N \
+                   times` (N < 4 when no more came), and whether the handler ran while the page was still \
+                   missing, within the quiet window after that: `handler ran while blocked` or `handler waited \
+                   for the page` (it ran only after the page was served); then `, read RESULT`. Details: the \
+                   CPU ticks the thread used meanwhile (a thread that retries spins), messages for other pages.",
+        expect: &[("*", "fault raised again 4 times; handler waited for the page, read 8 bytes")],
         citation: "include/linux/sched/signal.h fault_signal_pending (since 5.7): a fault taken in kernel \
                    mode is abandoned only for a fatal signal; arch/x86/mm/fault.c do_user_addr_fault \
-                   (v5.10, v6.12) retries it otherwise; fs/userfaultfd.c handle_userfault sleeps \
-                   TASK_INTERRUPTIBLE and returns VM_FAULT_RETRY while a signal is pending",
+                   (v5.10, v6.12) retries it otherwise; fs/userfaultfd.c handle_userfault queues a new \
+                   message on each try, sleeps TASK_INTERRUPTIBLE (schedule() returns at once while a signal \
+                   is pending) and returns VM_FAULT_RETRY",
         notes: "The thread sleeps interruptibly (state S) yet cannot take a non-fatal signal until its page \
                 arrives: a signal-based stop-the-world cannot stop a thread blocked in a syscall on a missing \
-                page, and after the signal the fault is retried while the signal stays pending (see the \
-                `cpu_ticks_in_window` detail: a non-zero count means the kernel spun).",
+                page. Meanwhile the kernel spins retrying the fault and the page server sees the same fault \
+                again and again: it must treat repeated messages for a page it is serving as one.",
         probe: syscall_signal,
         ..Behaviour::DEFAULT
     },
@@ -278,6 +278,9 @@ fn syscall_from(ctx: &Ctx) -> ProbeResult {
     })
 }
 
+/// How many re-raised fault messages `remote.syscall_signal` waits for after its signal.
+const RERAISED: u64 = 4;
+
 fn syscall_signal(ctx: &Ctx) -> ProbeResult {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
     let (uffd, region) = one_page()?;
@@ -287,32 +290,42 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
     let worker = worker::spawn("read", move || reader(addr));
     crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
-    // Does the retried fault raise its message again? That is an event: wait for it (the timeout
-    // bounds a kernel that does not), count any more, then serve.
-    let mut again = 0u64;
-    let i = super::interrupt_blocked(ctx, &flag, &worker, || {
-        let mut limit = ctx.timeout;
-        while let Some(e) = uffd.next(limit)? {
-            if let Event::Pagefault { .. } = e {
-                again += 1;
-            }
-            limit = Duration::ZERO;
+    let cpu_before = threads::thread_cpu_ticks(worker.tid());
+    threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
+    // The retried fault raises its message again: wait for RERAISED of them (events; the timeout
+    // bounds a kernel that does not retry).
+    let (mut again, mut other) = (0u64, 0u64);
+    let deadline = std::time::Instant::now() + ctx.timeout;
+    while again < RERAISED {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match uffd.next(left)? {
+            Some(Event::Pagefault { addr: at, .. }) if region.page_index(at as u64) == 0 => again += 1,
+            Some(_) => other += 1,
+            // Nothing in time, or a message withdrawn before it was read (the retry that queued it
+            // returned): go on until the deadline.
+            None if left.is_zero() => break,
+            None => {}
         }
-        let _ = uffd.serve(region.base(), region.page_size(), 0xA5);
-        Ok(())
-    })?;
-    let (handler, result, state_after, cpu_in_window) = (i.handler, i.result, i.state_after, i.cpu_ticks);
-    let read = result.map_or("still blocked".to_string(), outcome);
-    let meanwhile = match state_after {
-        Some('R') => "retried in R".to_string(),
-        other => format!("asleep in {}", threads::describe_state(other)),
+    }
+    let cpu_ticks =
+        threads::thread_cpu_ticks(worker.tid()).zip(cpu_before).map_or(0, |(a, b)| a.saturating_sub(b));
+    // Whether the handler runs while the page is still missing: the quiet window.
+    let early = flag.wait(ctx.window).ctx("waiting for the handler")?;
+    let state_after = threads::thread_state(worker.tid());
+    uffd.serve(region.base(), region.page_size(), 0xA5)?;
+    let result = worker.wait(ctx.timeout);
+    let late = if early > 0 { 0 } else { flag.wait(ctx.timeout).ctx("waiting for the handler")? };
+    let handler = match (early, late) {
+        (n, _) if n > 0 => "handler ran while blocked",
+        (_, n) if n > 0 => "handler waited for the page",
+        _ => "handler never ran",
     };
-    let more = if again > 0 { "fault raised again" } else { "fault not raised again" };
-    Ok(Observation::new(format!("{handler}, read {read}; {meanwhile}, {more}"))
+    let read = result.map_or("still blocked".to_string(), outcome);
+    Ok(Observation::new(format!("fault raised again {again} times; {handler}, read {read}"))
         .with("state", threads::describe_state(state))
-        .with("state_after_signal", threads::describe_state(state_after))
-        .with("cpu_ticks_in_window", cpu_in_window)
-        .with("messages_after_signal", again)
+        .with("state_after_window", threads::describe_state(state_after))
+        .with("cpu_ticks_while_reraised", cpu_ticks)
+        .with("messages_for_other_pages", other)
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 

@@ -86,7 +86,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         summary: "UFFDIO_ZEROPAGE resolves a missing-page fault on a shared memfd with a zero-filled page",
         observes: "As remove.zeropage, on a hole of a MAP_SHARED memfd registered MISSING: `fault read, \
                    zero-filled`.",
-        expect: &[rows::BEFORE_4_11, (">=4.11", "fault read, zero-filled")],
+        expect: &[rows::BEFORE_4_11_SHMEM, (">=4.11", "fault read, zero-filled")],
         citation: "UFFDIO_ZEROPAGE(2const), man-pages 6.20; mm/shmem.c shmem_mfill_atomic_pte (v6.12) and \
                    shmem_mfill_zeropage_pte (v5.10)",
         probe: zeropage_shmem,
@@ -98,7 +98,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "A missing anonymous huge page registered MISSING, a worker's load blocked on it: `ZEROPAGE \
                    offered` or `not offered` (uffdio_register.ioctls), then UFFDIO_ZEROPAGE's result on the \
                    faulting huge page (the load is then served with UFFDIO_COPY).",
-        expect: &[("*", "not offered, EINVAL")],
+        expect: &[rows::BEFORE_4_11_HUGETLBFS, (">=4.11", "not offered, EINVAL")],
         citation: "fs/userfaultfd.c userfaultfd_register: UFFD_API_RANGE_IOCTLS_BASIC for hugetlb; \
                    mm/userfaultfd.c __mcopy_atomic_hugetlb (v5.10) / mfill_atomic_hugetlb (v6.12): \
                    -EINVAL for ZEROPAGE",
@@ -151,12 +151,18 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    or the offset; then `; with EXACT_ADDRESS: ...` the same with the feature (`not offered` \
                    when the kernel lacks it).",
         expect: &[
+            rows::BEFORE_4_11_HUGETLBFS,
             (">=4.11, <5.18", "huge page start; with EXACT_ADDRESS: not offered"),
-            (">=5.18", "huge page start; with EXACT_ADDRESS: exact"),
+            (
+                ">=5.18, <5.19",
+                "undetermined: 5.18 reported hugetlb faults at their 4 KiB page (824ddc601adc); which 5.18.y took the fix d172b1a3bd06 is not verified",
+            ),
+            (">=5.19", "huge page start; with EXACT_ADDRESS: exact"),
         ],
         citation: "mm/hugetlb.c hugetlb_no_page (v5.10: vmf.address = haddr; v6.12 and v7.2: `.address = address \
                    & huge_page_mask(h), .real_address = address`); fs/userfaultfd.c userfault_msg (v6.1): the \
-                   real address only with UFFD_FEATURE_EXACT_ADDRESS; commit 824ddc601adc (v5.18)",
+                   real address only with UFFD_FEATURE_EXACT_ADDRESS; commit 824ddc601adc (v5.18), and d172b1a3bd06 \
+                   (v5.19) which put the huge page's start back for hugetlb",
         notes: "A server that rounds the address down to 4 KiB to find \"the page\" is fine on base pages and \
                 off by up to 2 MiB on huge ones: round by the mapping's page size.",
         huge_pages: 2,
@@ -320,9 +326,9 @@ fn zeropage_shmem(ctx: &Ctx) -> ProbeResult {
 }
 
 fn zeropage_hugetlb(ctx: &Ctx) -> ProbeResult {
-    let size = require::huge_pages(1)?;
+    let huge = require::huge_pages(1)?;
     let uffd = Uffd::open(FEATURE_MISSING_HUGETLBFS)?;
-    let region = Region::hugetlb(1, size).ctx("mmap(MAP_HUGETLB)")?;
+    let region = huge.anonymous(1)?;
     let ioctls = uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
     let offered =
         if ioctls & (1 << userfaultfd_sys::_UFFDIO_ZEROPAGE) != 0 { "offered" } else { "not offered" };
@@ -400,8 +406,7 @@ fn continue_after_remove(ctx: &Ctx) -> ProbeResult {
 
 fn continue_hugetlb(ctx: &Ctx) -> ProbeResult {
     require::features(FEATURE_MINOR_HUGETLBFS)?;
-    let size = require::huge_pages(1)?;
-    let region = Region::memfd_hugetlb(1, size).ctx("memfd_create(MFD_HUGETLB)")?;
+    let region = require::huge_pages(1)?.shared(1)?;
     let alias = region.alias().ctx("mmap (second mapping)")?;
     // SAFETY: the alias maps this probe's own memfd; nothing else uses it.
     unsafe { std::ptr::write_bytes(alias.base() as *mut u8, 0x7C, alias.len()) };
@@ -411,10 +416,10 @@ fn continue_hugetlb(ctx: &Ctx) -> ProbeResult {
 }
 
 fn hugetlb_fault_address(ctx: &Ctx) -> ProbeResult {
-    let size = require::huge_pages(2)?;
+    let huge = require::huge_pages(2)?;
     let offset = 0x100123usize;
     let one = |features: u64| -> Result<String, Fail> {
-        let region = Region::hugetlb(1, size).ctx("mmap(MAP_HUGETLB)")?;
+        let region = huge.anonymous(1)?;
         let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS | features, region, RegisterMode::MISSING)?;
         let addr = region.base() + offset;
         let loader = worker::spawn("load", move || memory::load(addr));

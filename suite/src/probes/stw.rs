@@ -70,6 +70,21 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         ..Behaviour::DEFAULT
     },
     Behaviour {
+        id: "stw.user_store_fault",
+        summary: "A plain store to a missing page raises a write fault, sleeps in S, and is interruptible like a load",
+        observes: "A worker stores a byte to a missing, MISSING-registered page: `fault KIND (waits in STATE)` \
+                   once its message arrived and the thread sleeps; SIGUSR1 is then sent: `; handler ran while \
+                   blocked` (within the quiet window) or `; handler did not run while blocked`; then `, fault \
+                   delivered again` when the retried store raises a second message (else `, no second \
+                   message`); once the page is served: `; store landed` when the page holds the stored byte.",
+        expect: &[("*", "fault write (waits in S); handler ran while blocked, fault delivered again; store landed")],
+        citation: SIGNAL_CITATION,
+        notes: "A store is retried from the start after the handler: the served page must not be the final \
+                word, the thread's store lands on it.",
+        probe: user_store_fault,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
         id: "stw.signal_suspend_load",
         summary: "A signal-based stop-the-world completes while threads are parked on missing pages by plain loads",
         observes: "Two threads block by plain loads on missing pages, a third runs; every thread is sent \
@@ -206,6 +221,40 @@ fn user_fault_duplicate(ctx: &Ctx) -> ProbeResult {
                 .with("window_ms", ctx.window.as_millis() as u64)
         }
     })
+}
+
+fn user_store_fault(ctx: &Ctx) -> ProbeResult {
+    let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction(SIGUSR1)")?;
+    let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
+    let addr = region.base();
+    let worker = worker::spawn("store", move || memory::store(addr, 0x5B));
+    let Event::Pagefault { kind, rw, .. } =
+        crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout))
+    else {
+        unreachable!("await_fault returns faults")
+    };
+    let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
+    let mut observed =
+        format!("fault {} (waits in {})", uffd::describe_fault(kind, rw), threads::describe_state(state));
+    threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
+    let ran = flag.wait(ctx.window).ctx("waiting for the handler")?;
+    if ran > 0 {
+        observed += "; handler ran while blocked";
+        observed += match uffd.next(ctx.window)? {
+            Some(Event::Pagefault { .. }) => ", fault delivered again",
+            Some(_) => ", another message",
+            None => ", no second message",
+        };
+    } else {
+        observed += "; handler did not run while blocked";
+    }
+    uffd.serve(region.base(), region.page_size(), 0xA5)?;
+    observed += match worker.wait(ctx.timeout) {
+        Some(()) if memory::load(addr) == 0x5B => "; store landed",
+        Some(()) => "; store lost",
+        None => "; store still blocked",
+    };
+    Ok(Observation::new(observed).with("window_ms", ctx.window.as_millis() as u64))
 }
 
 /// Two threads blocked on missing pages (by a plain load, or by MADV_POPULATE_READ when `populate`), one running; all

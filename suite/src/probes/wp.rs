@@ -153,22 +153,22 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         summary: "Under WP_ASYNC, a page removed with MADV_DONTNEED loses its write protection and reads back as written",
         observes: "Two present anonymous pages registered WP with WP_ASYNC and EVENT_REMOVE, both protected by a \
                    PAGEMAP_SCAN with PM_SCAN_WP_MATCHING; page 0 is removed with MADV_DONTNEED (its REMOVE \
-                   read): `REMOVE; removed page: wp bit B, scan: S`, where B is page 0's pagemap uffd-wp bit and \
-                   S what a PAGEMAP_SCAN for PAGE_IS_WRITTEN reports over both pages (`pages [0,1)`: the removed \
-                   page counts as written; `none`).",
+                   read): `REMOVE; removed page: wp bit B`, B its pagemap uffd-wp bit (`set`: still protected, \
+                   `clear`); then a store to it: `; store: M, scan: S`, M its message (`no message` when the \
+                   kernel resolves it, the fault otherwise) and S what a PAGEMAP_SCAN for PAGE_IS_WRITTEN \
+                   reports over both pages. Details: that scan before the store (an unpopulated pte counts as \
+                   written from 6.12.103 and 7.2.13; earlier answers depended on the scan's masks).",
         expect: &[
             rows::NO_PTE_MARKERS,
             rows::BEFORE_6_7,
-            (">=6.7, <6.12.118", "undetermined: which releases report an unpopulated pte as written is not verified"),
-            (">=6.12.118, <6.13", "REMOVE; removed page: wp bit clear, scan: pages [0,1)"),
-            (">=6.13, <7.2.13", "undetermined: which releases report an unpopulated pte as written is not verified"),
-            (">=7.2.13", "REMOVE; removed page: wp bit clear, scan: pages [0,1)"),
+            (">=6.7", "REMOVE; removed page: wp bit clear; store: no message, scan: pages [0,1)"),
         ],
-        citation: "mm/memory.c zap_install_uffd_wp_if_needed (v6.12): \"Zap on anonymous always means dropping \
-                   everything\", so no uffd-wp marker is left; fs/proc/task_mmu.c pagemap_page_category and \
-                   pagemap_scan_pte_hole (6.12.118, 7.2.13): an unpopulated pte in a uffd-wp VMA is reported \
-                   PAGE_IS_WRITTEN",
-        notes: "A dirty tracker must treat a removed page as changed: its content is now zero.",
+        citation: "mm/memory.c zap_install_uffd_wp_if_needed (v6.12, v7.2): \"Zap on anonymous always means \
+                   dropping everything\", so no uffd-wp marker is left and the store is not trapped; \
+                   fs/proc/task_mmu.c pagemap_page_category (v6.12.118): a present pte without the uffd-wp \
+                   bit is PAGE_IS_WRITTEN",
+        notes: "A dirty tracker loses the protection of a removed page: its next write is not seen as a \
+                fault, only as a written page in the next scan. (Shmem keeps a marker instead.)",
         probe: async_remove,
         ..Behaviour::DEFAULT
     },
@@ -320,8 +320,7 @@ fn shmem(ctx: &Ctx) -> ProbeResult {
 fn hugetlb(ctx: &Ctx) -> ProbeResult {
     let features = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS;
     let uffd = Uffd::open(features)?;
-    let size = require::huge_pages(1)?;
-    let region = Region::hugetlb(1, size).ctx("mmap(MAP_HUGETLB)")?;
+    let region = require::huge_pages(1)?.anonymous(1)?;
     let ioctls =
         uffd.register(region.base(), region.len(), RegisterMode::MISSING | RegisterMode::WRITE_PROTECT)?;
     uffd.serve(region.base(), region.page_size(), 0x4B)?;
@@ -405,23 +404,23 @@ fn async_remove(ctx: &Ctx) -> ProbeResult {
         Next::Timeout => return Ok(Observation::new("madvise blocked without an event")),
     };
     let bit = wp_bit(addr)?;
-    let scan = scan_written(&region, false)?;
-    Ok(Observation::new(format!("{event}; removed page: wp bit {bit}, scan: {scan}"))
-        .with("first_scan", protected))
+    let before = scan_written(&region, false)?;
+    let store = store_outcome(ctx, &uffd, &region, addr, 0x62)?;
+    let after = scan_written(&region, false)?;
+    Ok(Observation::new(format!("{event}; removed page: wp bit {bit}; store: {store}, scan: {after}"))
+        .with("first_scan", protected)
+        .with("scan_before_store", before))
 }
 
 fn populate_write_hugetlb(ctx: &Ctx) -> ProbeResult {
     require::populate(MADV_POPULATE_WRITE)?;
     require::features(FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM)?;
-    let size = require::huge_pages(2)?;
+    let huge = require::huge_pages(2)?;
     let features = uapi::available_features()?;
     let base = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS;
     // Sync: a present, write-protected huge page; the WP fault is resolved by unprotecting.
-    let (uffd, region) = registered(
-        base,
-        Region::hugetlb(1, size).ctx("mmap(MAP_HUGETLB)")?,
-        RegisterMode::MISSING | RegisterMode::WRITE_PROTECT,
-    )?;
+    let (uffd, region) =
+        registered(base, huge.anonymous(1)?, RegisterMode::MISSING | RegisterMode::WRITE_PROTECT)?;
     uffd.serve(region.base(), region.page_size(), 0x44)?;
     uffd.write_protect(region.base(), region.page_size(), true)?;
     let sync = super::populate::populate_one(ctx, &uffd, &region, MADV_POPULATE_WRITE, &mut |u, r, _| {
@@ -432,7 +431,7 @@ fn populate_write_hugetlb(ctx: &Ctx) -> ProbeResult {
     } else {
         let (uffd, region) = registered(
             base | FEATURE_WP_ASYNC,
-            Region::hugetlb(1, size).ctx("mmap(MAP_HUGETLB)")?,
+            huge.anonymous(1)?,
             RegisterMode::MISSING | RegisterMode::WRITE_PROTECT,
         )?;
         uffd.serve(region.base(), region.page_size(), 0x45)?;
