@@ -25,19 +25,30 @@ pub fn thread_cpu_ticks(tid: i32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
+/// Polls `check` until it returns `Some`, up to `limit` (then one last try). Between tries the
+/// caller sleeps, 10 us at first, doubling to 1 ms: waiting on a state the kernel shows in `/proc`
+/// without spinning, which on a guest's few (emulated) CPUs would take the CPU from the very
+/// thread being waited for.
+pub fn poll_until<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(10);
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if start.elapsed() >= limit {
+            return check();
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
+    }
+}
+
 /// Waits until a thread is off the CPU (its state is neither `R` running nor absent), up to
 /// `limit`, and returns the state seen. This synchronises on the thread's `/proc` state, which is
 /// the event being waited for.
 pub fn wait_until_blocked(tid: i32, limit: Duration) -> Option<char> {
-    let start = Instant::now();
-    loop {
-        let state = thread_state(tid);
-        match state {
-            Some(s) if s != 'R' => return Some(s),
-            _ if start.elapsed() >= limit => return state,
-            _ => std::thread::yield_now(),
-        }
-    }
+    poll_until(limit, || thread_state(tid).filter(|s| *s != 'R')).or_else(|| thread_state(tid))
 }
 
 /// Waits up to `limit` until a thread of this process sleeps in the kernel's wait for a
@@ -45,18 +56,13 @@ pub fn wait_until_blocked(tid: i32, limit: Duration) -> Option<char> {
 /// names a userfaultfd function, or, where wchan is not readable, its state is `D`. Synchronises
 /// on the thread's `/proc` state.
 pub fn wait_until_in_uffd_wait(tid: i32, limit: Duration) -> bool {
-    let start = Instant::now();
-    loop {
+    poll_until(limit, || {
         let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).unwrap_or_default();
         let readable = !wchan.trim().is_empty() && wchan.trim() != "0";
-        if (readable && wchan.contains("userfaultfd")) || (!readable && thread_state(tid) == Some('D')) {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        std::thread::yield_now();
-    }
+        ((readable && wchan.contains("userfaultfd")) || (!readable && thread_state(tid) == Some('D')))
+            .then_some(())
+    })
+    .is_some()
 }
 
 /// Names a blocked state for the matrix: `S` (interruptible sleep: user-fault context) or `D`

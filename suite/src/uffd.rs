@@ -143,8 +143,8 @@ impl Uffd {
                     }
                     if read == 0 {
                         // The event was read, but its thread has not yet left the kernel's wait
-                        // (mmap_changing drops as it does): let it run.
-                        std::thread::yield_now();
+                        // (mmap_changing drops as it does): let it run, backing off.
+                        std::thread::sleep(std::time::Duration::from_micros(10 << copied.eagains.min(7)));
                     }
                 }
                 Err(e) => return Err(Fail::error(format!("UFFDIO_COPY: {}", errno_name(e)))),

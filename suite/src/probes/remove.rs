@@ -646,13 +646,12 @@ fn reap(pid: i32, limit: Duration) {
     if pid > 0 {
         let pid = nix::unistd::Pid::from_raw(pid);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let start = std::time::Instant::now();
-        while start.elapsed() < limit {
+        threads::poll_until(limit, || {
             match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-                Ok(nix::sys::wait::WaitStatus::StillAlive) => std::thread::yield_now(),
-                _ => return,
+                Ok(nix::sys::wait::WaitStatus::StillAlive) => None,
+                _ => Some(()),
             }
-        }
+        });
     }
 }
 
