@@ -42,6 +42,10 @@ pub fn compile(
             artifacts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
+    // The history keeps the published matrix's observations (and starts from them if it has none).
+    if let Ok(published) = model::data::load(&matrix_dir.join("compat.toml")) {
+        crate::report::record_history(matrix_dir, &published)?;
+    }
     let dest = matrix_dir.join("results");
     std::fs::create_dir_all(&dest)?;
     for file in &found {
@@ -53,7 +57,8 @@ pub fn compile(
     // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
     crate::packages::ensure(sh, &[crate::packages::Need::Libclang])?;
     let prepared = crate::pipeline::prepare(sh, root, None)?;
-    crate::pipeline::compile(matrix_dir, &prepared.catalogue)?;
+    let compat = crate::pipeline::compile(matrix_dir, &prepared.catalogue)?;
+    crate::report::record_history(matrix_dir, &compat)?;
     crate::report::run(matrix_dir, html_dir)?;
     Ok(found.len())
 }
