@@ -1273,9 +1273,10 @@ mod tests {
     }
 
     /// A screenshot of the whole page at `width`: headless Chromium's `--screenshot` shows a
-    /// scrolled window blank, so the window is made as tall as the page (which the page reports).
+    /// scrolled window blank, so the window is made taller than the page (which reports its height).
     fn screenshot(page: &Path, fragment: &str, width: u32, png: &Path) {
-        let height = attr(&chromium(page, fragment, width), "data-height").clamp(600, 16_000);
+        // With room to spare: a page that fits leaves a fragment's scroll nothing to do.
+        let height = (attr(&chromium(page, fragment, width), "data-height") + 600).clamp(600, 16_000);
         chromium_run(page, fragment, width, Some((png, height as u32)));
         assert!(
             std::fs::metadata(png).map(|m| m.len() > 10_000).unwrap_or(false),
