@@ -42,6 +42,10 @@ pub fn compile(
             artifacts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
+    // The history keeps the published matrix's observations (and starts from them if it has none).
+    if let Ok(published) = model::data::load(&matrix_dir.join("compat.toml")) {
+        crate::report::record_history(matrix_dir, &published)?;
+    }
     let dest = matrix_dir.join("results");
     std::fs::create_dir_all(&dest)?;
     for file in &found {
@@ -53,7 +57,8 @@ pub fn compile(
     // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
     crate::packages::ensure(sh, &[crate::packages::Need::Libclang])?;
     let prepared = crate::pipeline::prepare(sh, root, None)?;
-    crate::pipeline::compile(matrix_dir, &prepared.catalogue)?;
+    let compat = crate::pipeline::compile(matrix_dir, &prepared.catalogue)?;
+    crate::report::record_history(matrix_dir, &compat)?;
     crate::report::run(matrix_dir, html_dir)?;
     Ok(found.len())
 }
@@ -185,6 +190,25 @@ mod tests {
         assert!(!runs(&w, "compile", &[("plan", Outcome::Failure), ("kernel", Outcome::Skipped)], false));
     }
 
+    /// Issue 14, item 4: the runner's own (Ubuntu) kernel is a column of the scheduled matrix: its
+    /// results reach compile as any kernel job's do, and compile goes on without them.
+    #[test]
+    fn the_runners_own_kernel_is_a_column() {
+        let w = workflow("matrix.yml");
+        let job = w.job("runner-kernel").expect("a job for the runner's kernel");
+        assert!(w.job("compile").unwrap().needs.contains(&job.id));
+        assert!(runs(&w, "compile", &[("runner-kernel", Outcome::Failure)], false));
+        let run: String = job.steps.iter().filter_map(|s| s.run.clone()).collect();
+        assert!(run.contains("--package suite") && run.contains("--results"), "{run}");
+        assert!(run.contains("source = \"host: the GitHub Actions runner"), "labelled as such: {run}");
+        let upload = job.steps.iter().find(|s| s.action() == Some("actions/upload-artifact")).unwrap();
+        let with =
+            |k: &str| upload.with.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        assert!(with("name").starts_with("results-"), "compile downloads results-*");
+        // The artifact keeps the results/ directory, which compile looks for.
+        assert!(run.contains(&format!("{}results/", with("path").trim())), "{run}");
+    }
+
     /// Issue 16, risk: one image cache key for the whole lock meant sid moving every week threw
     /// away every kernel's cached image. Each kernel job now keys its image by its own pin.
     #[test]
@@ -284,6 +308,9 @@ mod tests {
         let merged = dir.join("merged");
         assert_eq!(compile(&sh, &root, &merged, &artifacts, &dir.join("html")).unwrap(), 2);
         assert!(merged.join(crate::report::COMPATIBILITY).exists() && dir.join("html/index.html").exists());
+        // The history records what the merged matrix observed.
+        let history = model::history::load(&merged.join(crate::report::HISTORY)).unwrap();
+        assert!(history.behaviours.values().flatten().any(|e| e.kernel == two[0]), "{history:?}");
         // The same as one run over both kernels.
         let once = opts("once", two.clone());
         gather(&sh, &root, &once, &prepared, &|_| {}).unwrap();

@@ -65,6 +65,21 @@ xflags::xflags! {
             /// Where index.html goes (default target/report/).
             optional --html dir: PathBuf
         }
+        /// Whether kernels give what a piece of software needs: each PROFILE (a name in profiles/,
+        /// or a file) on every kernel of the matrix (or each --kernel), or on the running kernel
+        /// (--host). Exit status 0: every kernel satisfies every profile; 1: some kernel violates
+        /// one; 2: error; 3: nothing violated, but some need could not be checked.
+        cmd check {
+            /// Profile names (profiles/NAME.toml) or files.
+            repeated profiles: String
+            /// Check the running kernel: run only the needed behaviours here, without QEMU and
+            /// without changing any setting of the host (what would need one is not checked).
+            optional --host
+            /// Only this kernel of the matrix (repeatable; with --host, besides the host).
+            repeated --kernel id: String
+            /// The matrix file (default matrix/compat.toml).
+            optional --matrix file: PathBuf
+        }
         /// The cells that changed between two matrix files. Exit status 0: none; 1: some; 2: error.
         cmd diff {
             required old: PathBuf

@@ -5,6 +5,7 @@
 mod accel;
 mod apt;
 mod bench;
+mod check;
 mod ci;
 mod container;
 mod diff;
@@ -35,9 +36,10 @@ use std::time::Duration;
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
-        // `diff` keeps 1 for "cells changed": its errors, usage errors included, are 2.
-        let diff = std::env::args().nth(1).is_some_and(|a| a == "diff");
-        std::process::exit(if diff { 2 } else { 1 });
+        // `diff` keeps 1 for "cells changed", `check` for "violated": their errors, usage errors
+        // included, are 2.
+        let two = std::env::args().nth(1).is_some_and(|a| a == "diff" || a == "check");
+        std::process::exit(if two { 2 } else { 1 });
     }
 }
 
@@ -103,6 +105,17 @@ fn run() -> Result<()> {
             &r.matrix.unwrap_or_else(|| root.join("matrix")),
             &r.html.unwrap_or_else(|| report::default_html_dir(&root)),
         ),
+        flags::XtaskCmd::Check(c) => std::process::exit(check::main(
+            &sh,
+            &root,
+            &check::Options {
+                profiles: c.profiles,
+                host: c.host,
+                kernels: c.kernel,
+                matrix: c.matrix,
+                suite: None,
+            },
+        )),
         flags::XtaskCmd::Diff(d) => std::process::exit(diff::main(&d.old, &d.new)),
         flags::XtaskCmd::Explain(e) => explain::run(&root.join("matrix"), &e.id),
         flags::XtaskCmd::Export(e) => export::run(&root.join("matrix"), &e.kcidb),

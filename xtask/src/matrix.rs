@@ -25,11 +25,16 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
         eprintln!("note: the host column is best run as root: several probes need it and will report `error` otherwise");
     }
     let prepared = prepare(sh, root, None)?;
+    // The history keeps what the matrix observed before this run (and starts from it if it has none).
+    if let Ok(before) = model::data::load(&opts.out.join("compat.toml")) {
+        crate::report::record_history(&opts.out, &before)?;
+    }
     let progress = crate::progress::Progress::start();
     let result = gather(sh, root, opts, &prepared, &|e| progress.observe(e));
     progress.finish();
     // The readable report follows the matrix, whatever became of the run (its columns are kept).
     if let Ok(compat) = model::data::load(&opts.out.join("compat.toml")) {
+        crate::report::record_history(&opts.out, &compat)?;
         crate::report::write_markdown(&opts.out, &compat)?;
         eprintln!("report  {}", crate::util::display_path(&opts.out.join(crate::report::COMPATIBILITY)));
     }

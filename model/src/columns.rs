@@ -1,0 +1,94 @@
+//! The matrix's kernel columns as people read them: in version order (the point release a
+//! distribution names), and a set of columns described as ranges of that order ("5.10.262 to
+//! 6.1.192"), so that a finding or a profile verdict that holds on several kernels is said once.
+
+use crate::data::RunInfo;
+use std::collections::BTreeMap;
+
+/// The version a column is ordered and labelled by: its point release (`6.1.192`), else its
+/// `uname -r`.
+pub fn version_label(info: &RunInfo) -> String {
+    info.kernel_version().map_or_else(|| info.release.clone(), |v| v.to_string())
+}
+
+/// The column ids in version order; columns of the same version (flavours, a host) by id.
+pub fn by_version(kernels: &BTreeMap<String, RunInfo>) -> Vec<&str> {
+    let mut ids: Vec<&str> = kernels.keys().map(String::as_str).collect();
+    ids.sort_by_key(|id| (kernels[*id].kernel_version(), *id));
+    ids
+}
+
+/// The stretches of `order` whose columns are all in the set: `[[a, b], [d]]` for `{a, b, d}` in
+/// `a b c d`.
+pub fn stretches<'a>(order: &[&'a str], in_set: impl Fn(&str) -> bool) -> Vec<Vec<&'a str>> {
+    let mut out: Vec<Vec<&'a str>> = Vec::new();
+    let mut open = false;
+    for id in order {
+        if in_set(id) {
+            match out.last_mut() {
+                Some(s) if open => s.push(id),
+                _ => out.push(vec![id]),
+            }
+            open = true;
+        } else {
+            open = false;
+        }
+    }
+    out
+}
+
+/// A set of columns in words: `every kernel (7)`, or its stretches, each as `5.10.262 to 6.1.192
+/// (debian-5.10-cloud, debian-6.1-cloud)` or `7.3 (debian-7.3-cloud)`, joined with `; `.
+pub fn describe(kernels: &BTreeMap<String, RunInfo>, in_set: impl Fn(&str) -> bool) -> String {
+    let order = by_version(kernels);
+    let parts = stretches(&order, in_set);
+    let count: usize = parts.iter().map(Vec::len).sum();
+    if count == order.len() && count > 1 {
+        return format!("every kernel ({count})");
+    }
+    let label = |id: &str| kernels.get(id).map_or_else(|| id.to_string(), version_label);
+    parts
+        .iter()
+        .map(|s| match s.as_slice() {
+            [one] => format!("{} ({one})", label(one)),
+            [first, .., last] => format!("{} to {} ({})", label(first), label(last), s.join(", ")),
+            [] => String::new(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernels() -> BTreeMap<String, RunInfo> {
+        [
+            ("debian-6.1-cloud", "6.1.0-56-cloud-amd64", "#1 SMP Debian 6.1.192-2"),
+            ("debian-5.10-cloud", "5.10.0-46-cloud-amd64", "#1 SMP Debian 5.10.262-1"),
+            ("host", "6.18.44-fc-v669", "#1 SMP PREEMPT_DYNAMIC @0"),
+            ("debian-7.2-cloud", "7.2.13+deb14-cloud-amd64", "#1 SMP Debian 7.2.13-1"),
+        ]
+        .into_iter()
+        .map(|(id, release, version)| {
+            (
+                id.to_string(),
+                RunInfo { release: release.into(), version: version.into(), ..RunInfo::default() },
+            )
+        })
+        .collect()
+    }
+
+    #[test]
+    fn orders_by_point_release_and_describes_ranges() {
+        let k = kernels();
+        assert_eq!(by_version(&k), ["debian-5.10-cloud", "debian-6.1-cloud", "host", "debian-7.2-cloud"]);
+        assert_eq!(describe(&k, |_| true), "every kernel (4)");
+        assert_eq!(
+            describe(&k, |id| id != "host"),
+            "5.10.262 to 6.1.192 (debian-5.10-cloud, debian-6.1-cloud); 7.2.13 (debian-7.2-cloud)"
+        );
+        assert_eq!(describe(&k, |id| id == "host"), "6.18.44 (host)");
+        assert_eq!(describe(&k, |_| false), "");
+    }
+}
