@@ -44,6 +44,9 @@ pub enum Mode {
     Catalogue,
     /// Internal: run one probe in this process and report on stdout.
     Probe(String),
+    /// Internal: the fork server that starts probe processes (`isolate::zygote_main`), talking
+    /// over the socket with this descriptor number.
+    Zygote(i32),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,6 +190,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
             }
             "--catalogue" => cli.mode = Mode::Catalogue,
             "--probe" => cli.mode = Mode::Probe(value("--probe")?),
+            "--zygote" => {
+                let fd = value("--zygote")?;
+                cli.mode =
+                    Mode::Zygote(fd.parse().map_err(|_| format!("--zygote takes a descriptor, not {fd:?}"))?)
+            }
             "--corrupt" => cli.corrupt.push(known_id(value("--corrupt")?)?),
             "--inject-fault" => cli.faults.push(parse_fault(&value("--inject-fault")?)?),
             "--help" | "-h" => {

@@ -131,6 +131,9 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
         }
     };
     pool.fill(crate::memory::huge_pages().0);
+    if !args.list {
+        crate::isolate::start_zygote();
+    }
     let conclusion = libtest_mimic::run(&args, trials);
     drop(reserved);
     // Whatever a killed probe left changed is put back (its journal says what).

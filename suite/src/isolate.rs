@@ -1,13 +1,17 @@
-//! Child isolation: every probe runs in a child process (this binary re-executed with
-//! `--probe ID`) under a watchdog, so a probe that deadlocks, crashes or is killed becomes an
-//! outcome, never a hung or crashed suite.
+//! Child isolation: every probe runs in a child process under a watchdog, so a probe that
+//! deadlocks, crashes or is killed becomes an outcome, never a hung or crashed suite.
+//!
+//! Probe processes come from a fork server (the zygote): this binary, executed once with
+//! `--zygote`, single-threaded, which clones itself for each probe. Under TCG a clone of a small
+//! process costs a fraction of an exec of this binary, and a guest's suite time is mostly CPU.
+//! It clones with CLONE_PARENT, so each probe process is the harness's own child: reaped, watched
+//! and killed (its process group) exactly as a spawned one would be.
 
 use crate::cli::{Cli, Fault};
 use crate::outcome::{Report, REPORT_PREFIX};
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 pub enum Outcome {
@@ -32,17 +36,13 @@ pub struct ProbeRun {
 /// helper process a probe forked cannot outlive it. Output is collected as it arrives: a stray
 /// process holding the pipes open cannot make a finished probe look hung.
 pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
-    use std::os::unix::process::CommandExt;
     let start = Instant::now();
-    let child = Command::new("/proc/self/exe")
-        .args(cli.child_args(id, run))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
+    let started = pipes().and_then(|(out, err)| {
+        let pid = zygote()?.start(&cli.child_args(id, run), out.1, err.1)?;
+        Ok((pid, out.0, err.0))
+    });
+    let (pid, out, err) = match started {
+        Ok(s) => s,
         Err(e) => {
             return ProbeRun {
                 outcome: Outcome::Failed(format!("cannot start the probe process: {e}")),
@@ -50,28 +50,37 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
             }
         }
     };
-    let pid = child.id() as libc::pid_t;
-    let stdout = collect(child.stdout.take());
-    let stderr = collect(child.stderr.take());
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let mut killed = false;
-    let status = match rx.recv_timeout(cli.watchdog) {
-        Ok(status) => status.ok(),
-        Err(_) => {
-            killed = true;
+    // The probe process is watched from this thread alone: its pipes and its pidfd in one poll
+    // (three threads a probe cost more than a small probe itself on a guest's emulated CPUs).
+    let pidfd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
             // SAFETY: signals the probe's own process group.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
-            // A child stuck in uninterruptible sleep may not die at once; do not wait forever.
-            rx.recv_timeout(Duration::from_secs(10)).ok().and_then(Result::ok)
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            return ProbeRun {
+                outcome: Outcome::Failed(format!("pidfd_open: {e}")),
+                elapsed: start.elapsed(),
+            };
         }
     };
+    let mut streams = [Stream::new(out), Stream::new(err)];
+    let mut killed = false;
+    let mut exited = watch(&pidfd, &mut streams, start + cli.watchdog);
+    if !exited {
+        killed = true;
+        // SAFETY: signals the probe's own process group.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        // A child stuck in uninterruptible sleep may not die at once; do not wait forever.
+        exited = watch(&pidfd, &mut streams, Instant::now() + Duration::from_secs(10));
+    }
+    let status =
+        if exited { nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).ok() } else { None };
     // Whatever the probe forked goes with it.
     // SAFETY: signals the probe's own process group (gone already, or strays of it).
     unsafe { libc::kill(-pid, libc::SIGKILL) };
-    if killed || !status.is_some_and(|s| s.success()) {
+    let success = matches!(status, Some(nix::sys::wait::WaitStatus::Exited(_, 0)));
+    if killed || !success {
         // A probe that did not end normally may have left a system setting changed: put it back.
         if let Err(e) = crate::settings::restore_settings() {
             eprintln!("suite: cannot restore system settings {id} changed: {e}");
@@ -79,8 +88,9 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
     }
     let elapsed = start.elapsed();
     // The pipes are at EOF now unless something still holds them; take what arrived.
-    let stdout = stdout.take(Duration::from_secs(2));
-    let stderr = tail(&stderr.take(Duration::from_millis(200)));
+    finish(&mut streams);
+    let [stdout, stderr] = streams.map(|s| String::from_utf8_lossy(&s.buf).into_owned());
+    let stderr = tail(&stderr);
     let report =
         stdout.lines().rev().find_map(|l| l.strip_prefix(REPORT_PREFIX)).map(serde_json::from_str::<Report>);
     let outcome = match (report, status) {
@@ -92,48 +102,242 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
         (Some(Err(e)), _) => Outcome::Failed(format!("unreadable probe report: {e}")),
         (None, _) if killed => Outcome::Hung { stderr },
         (None, None) => Outcome::Failed("waiting for the probe process failed".to_string()),
-        (None, Some(status)) => match status.signal() {
-            Some(sig) => Outcome::Crashed { signal: signal_name(sig), stderr },
-            None => Outcome::Failed(format!(
-                "the probe exited with {status} without a report{}",
-                if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
-            )),
-        },
+        (None, Some(nix::sys::wait::WaitStatus::Signaled(_, sig, _))) => {
+            Outcome::Crashed { signal: sig.as_str().to_string(), stderr }
+        }
+        (None, Some(status)) => Outcome::Failed(format!(
+            "the probe ended ({status:?}) without a report{}",
+            if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
+        )),
     };
     ProbeRun { outcome, elapsed }
 }
 
-/// A pipe read on a thread of its own into a shared buffer.
-struct Collected {
-    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    eof: std::sync::mpsc::Receiver<()>,
+/// Two pipes for a probe's stdout and stderr: ((read, write), (read, write)), close-on-exec.
+type Pipe = (OwnedFd, OwnedFd);
+fn pipes() -> Result<(Pipe, Pipe), String> {
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"));
+    Ok((pipe()?, pipe()?))
 }
 
-fn collect(pipe: Option<impl std::io::Read + Send + 'static>) -> Collected {
-    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (tx, eof) = channel();
-    if let Some(mut pipe) = pipe {
-        let buf = buf.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut chunk) {
-                if n == 0 {
-                    break;
+/// The harness's end of the fork server.
+struct Zygote {
+    /// A SOCK_SEQPACKET socket: one request, one answer, in turn.
+    sock: std::sync::Mutex<OwnedFd>,
+}
+
+static ZYGOTE: std::sync::OnceLock<Result<Zygote, String>> = std::sync::OnceLock::new();
+
+/// The fork server, started on first use (the harness starts it before its trials run).
+fn zygote() -> Result<&'static Zygote, String> {
+    ZYGOTE.get_or_init(Zygote::spawn).as_ref().map_err(Clone::clone)
+}
+
+/// Starts the fork server now, while the harness has no other thread that could inherit its
+/// socket. An error shows again in every probe's outcome.
+pub fn start_zygote() {
+    let _ = zygote();
+}
+
+impl Zygote {
+    fn spawn() -> Result<Zygote, String> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (ours, theirs) =
+            socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+                .map_err(|e| format!("socketpair: {e}"))?;
+        // Its end must survive the exec.
+        nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+            .map_err(|e| format!("fcntl: {e}"))?;
+        Command::new("/proc/self/exe")
+            .arg(format!("--zygote={}", theirs.as_raw_fd()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting the fork server: {e}"))?;
+        drop(theirs);
+        Ok(Zygote { sock: std::sync::Mutex::new(ours) })
+    }
+
+    /// Starts a probe process with `args` (as on a command line) and the given stdout and stderr;
+    /// its pid.
+    fn start(&self, args: &[String], stdout: OwnedFd, stderr: OwnedFd) -> Result<i32, String> {
+        use nix::sys::socket::{recv, sendmsg, ControlMessage, MsgFlags};
+        let request = args.join("\0");
+        let fds = [stdout.as_raw_fd(), stderr.as_raw_fd()];
+        let sock = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[std::io::IoSlice::new(request.as_bytes())],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(|e| format!("asking the fork server: {e}"))?;
+        let mut answer = [0u8; 4];
+        match recv(sock.as_raw_fd(), &mut answer, MsgFlags::empty()) {
+            Ok(4) => match i32::from_le_bytes(answer) {
+                pid if pid > 0 => Ok(pid),
+                e => Err(format!("the fork server could not clone: {}", nix::errno::Errno::from_raw(-e))),
+            },
+            Ok(_) => Err("the fork server is gone".to_string()),
+            Err(e) => Err(format!("reading the fork server: {e}")),
+        }
+    }
+}
+
+/// The fork server (`--zygote FD`): for each request (the probe's arguments, NUL-separated, with
+/// its stdout and stderr as SCM_RIGHTS), clones itself with CLONE_PARENT and answers the pid;
+/// exits when the harness's end closes. It stays single-threaded, so the clone may do anything.
+pub fn zygote_main(fd: RawFd) -> ! {
+    use nix::sys::socket::{recvmsg, send, ControlMessageOwned, MsgFlags};
+    // SAFETY: the harness passed this descriptor for the fork server to own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(&sock, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut space = nix::cmsg_space!([RawFd; 2]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = match recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => std::process::exit(0),
+        };
+        let len = msg.bytes;
+        let mut fds = Vec::new();
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(r) = c {
+                    // SAFETY: SCM_RIGHTS installed these descriptors for us.
+                    fds.extend(r.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
                 }
-                buf.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&chunk[..n]);
             }
-            let _ = tx.send(());
-        });
+        }
+        if len == 0 && fds.is_empty() {
+            std::process::exit(0); // the harness is gone
+        }
+        let args: Vec<String> =
+            String::from_utf8_lossy(&buf[..len]).split('\0').map(str::to_string).collect();
+        // SAFETY: a fork-like clone (no new stack: the child runs on a copy of this one) of a
+        // single-threaded process. CLONE_PARENT makes the child the harness's; its exit signal
+        // is this process's, SIGCHLD. (glibc's cached thread id of the child's main thread stays
+        // this process's: nothing here uses it, and glibc's raise() asks the kernel.)
+        let pid = unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_PARENT | libc::SIGCHLD, 0, 0, 0, 0) };
+        if pid == 0 {
+            drop(sock);
+            probe_process(args, fds);
+        }
+        let answer = if pid < 0 { -nix::errno::Errno::last_raw() } else { pid as i32 };
+        drop(fds);
+        if send(fd, &answer.to_le_bytes(), MsgFlags::empty()).is_err() {
+            std::process::exit(0);
+        }
     }
-    Collected { buf, eof }
 }
 
-impl Collected {
-    /// What arrived, after waiting up to `grace` for the end of the stream.
-    fn take(self, grace: Duration) -> String {
-        let _ = self.eof.recv_timeout(grace);
-        String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+/// A clone of the fork server becoming a probe process: its own process group, the harness's
+/// pipes as stdout and stderr, then the probe.
+fn probe_process(args: Vec<String>, fds: Vec<OwnedFd>) -> ! {
+    // SAFETY: plain syscalls on this new process's own descriptors and process group.
+    unsafe {
+        libc::setpgid(0, 0);
+        if let [out, err] = &fds[..] {
+            libc::dup2(out.as_raw_fd(), 1);
+            libc::dup2(err.as_raw_fd(), 2);
+        }
     }
+    drop(fds);
+    let cli = match crate::cli::parse(std::iter::once("suite".into()).chain(args.into_iter().map(Into::into)))
+    {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("suite: probe arguments: {e}");
+            std::process::exit(2)
+        }
+    };
+    match &cli.mode {
+        crate::cli::Mode::Probe(id) => child_main(id, &cli),
+        _ => {
+            eprintln!("suite: the fork server was asked for something other than a probe");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// A probe's stdout or stderr: the read end of its pipe (non-blocking, until EOF) and what
+/// arrived.
+struct Stream {
+    fd: Option<OwnedFd>,
+    buf: Vec<u8>,
+}
+
+impl Stream {
+    fn new(fd: OwnedFd) -> Stream {
+        let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        Stream { fd: Some(fd), buf: Vec::new() }
+    }
+
+    /// Reads what is there; at EOF the pipe is closed.
+    fn drain(&mut self) {
+        let mut chunk = [0u8; 4096];
+        while let Some(fd) = &self.fd {
+            match nix::unistd::read(fd, &mut chunk) {
+                Ok(0) => self.fd = None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Reads the streams as output arrives until the process behind `pidfd` exits (true) or
+/// `until` passes (false).
+fn watch(pidfd: &OwnedFd, streams: &mut [Stream; 2], until: Instant) -> bool {
+    use std::os::fd::AsFd;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let ready = {
+            let mut fds = vec![pidfd.as_fd()];
+            fds.extend(streams.iter().filter_map(|s| s.fd.as_ref().map(|f| f.as_fd())));
+            crate::poll::wait_any(&fds, left).unwrap_or_default()
+        };
+        streams.iter_mut().for_each(Stream::drain);
+        if ready.first() == Some(&true) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+    }
+}
+
+/// After the probe ended: what is left in its pipes, up to EOF (a stray process holding them open
+/// gets 2 s on stdout, 200 ms on stderr).
+fn finish(streams: &mut [Stream; 2]) {
+    use std::os::fd::AsFd;
+    let start = Instant::now();
+    let grace = [Duration::from_secs(2), Duration::from_millis(200)];
+    loop {
+        streams.iter_mut().for_each(Stream::drain);
+        let open: Vec<_> = streams
+            .iter()
+            .zip(grace)
+            .filter(|(s, g)| s.fd.is_some() && start.elapsed() < *g)
+            .filter_map(|(s, g)| s.fd.as_ref().map(|f| (f.as_fd(), g)))
+            .collect();
+        let Some(limit) = open.iter().map(|(_, g)| g.saturating_sub(start.elapsed())).max() else {
+            return;
+        };
+        let fds: Vec<_> = open.iter().map(|(f, _)| *f).collect();
+        let _ = crate::poll::wait_any(&fds, limit);
+    }
+}
+
+/// A pidfd for a child process (readable once it has exited).
+fn pidfd_open(pid: i32) -> Result<OwnedFd, nix::errno::Errno> {
+    // SAFETY: pidfd_open returns a new descriptor that we own.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    nix::errno::Errno::result(raw).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The child side: run the probe, print one report line, exit.
@@ -216,11 +420,6 @@ fn corrupt(report: Report) -> Report {
         }
         other => other,
     }
-}
-
-fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
 fn tail(s: &str) -> String {

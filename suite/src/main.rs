@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     };
     match &cli.mode {
         cli::Mode::Probe(id) => isolate::child_main(id, &cli),
+        cli::Mode::Zygote(fd) => isolate::zygote_main(*fd),
         cli::Mode::Catalogue => {
             print!("{}", toml::to_string(&catalogue::to_matrix()).expect("the catalogue serialises"));
             ExitCode::SUCCESS
