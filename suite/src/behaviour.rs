@@ -23,6 +23,9 @@ pub struct Behaviour {
     /// Huge pages the probe faults in at most: the harness hands them out so that probes running
     /// at once never take each other's (see `harness::HugePagePool`).
     pub huge_pages: u64,
+    /// The probe waits through a quiet window or runs a stress or race: the harness starts it
+    /// before the others, so that its wait overlaps their work instead of ending the run late.
+    pub slow: bool,
     pub probe: fn(&Ctx) -> ProbeResult,
 }
 
@@ -38,6 +41,7 @@ impl Behaviour {
         citation: "",
         notes: "",
         huge_pages: 0,
+        slow: false,
         probe: no_probe,
     };
 

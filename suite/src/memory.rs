@@ -162,6 +162,20 @@ pub fn huge_pages() -> (u64, usize) {
     (available, field("Hugepagesize:") as usize * 1024)
 }
 
+/// Runs `f` on `len` bytes of `byte`: a source to copy pages from, kept per thread and refilled,
+/// so that a huge page's worth of source is faulted in once per thread, not for every copy.
+pub fn with_filled<T>(byte: u8, len: usize, f: impl FnOnce(&[u8]) -> T) -> T {
+    thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf[..len].fill(byte);
+        f(&buf[..len])
+    })
+}
+
 /// A page filled with `version` as little-endian u64 words: what the race and stress probes serve,
 /// so that a page's content says which version of it was installed.
 pub fn versioned_page(version: u64, page: usize) -> Vec<u8> {

@@ -193,8 +193,7 @@ impl Uffd {
 
     /// UFFDIO_COPY of one page filled with `byte`: the usual way to serve a fault.
     pub fn serve(&self, page_addr: usize, page: usize, byte: u8) -> Result<(), Fail> {
-        let src = vec![byte; page];
-        self.copy(page_addr, &src).ctx("UFFDIO_COPY").map(drop)
+        crate::memory::with_filled(byte, page, |src| self.copy(page_addr, src)).ctx("UFFDIO_COPY").map(drop)
     }
 }
 
@@ -347,7 +346,7 @@ impl Uffd {
                     if let Event::Pagefault { addr, .. } = &event {
                         let page = region.page_size();
                         let at = (*addr as usize) & !(page - 1);
-                        match self.copy(at, &vec![byte; page]) {
+                        match crate::memory::with_filled(byte, page, |src| self.copy(at, src)) {
                             Ok(_) => {}
                             // Another message for a page already served.
                             Err(userfaultfd::Error::CopyFailed(e)) if e as i32 == libc::EEXIST => {}

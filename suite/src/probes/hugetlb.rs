@@ -96,6 +96,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "madvise rounds the end down to a huge page (\"avoid unexpected data loss\"): a server \
                 that drops 4 KiB ranges of hugetlb memory is told 0 and nothing was dropped.",
         huge_pages: 1,
+        slow: true,
         probe: partial_dontneed,
     },
     Behaviour {
@@ -220,6 +221,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    covers hugetlb copies as it does base pages",
         notes: "Self-tests: as remove.stale_copy_race (serve-stale, no-race).",
         huge_pages: 4,
+        slow: true,
         probe: stale_copy_race,
         ..Behaviour::DEFAULT
     },
@@ -231,6 +233,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/proc/base.c mem_rw; mm/memory.c __access_remote_vm; mm/hugetlb.c hugetlb_handle_userfault \
                    (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS from handle_userfault",
         huge_pages: 1,
+        slow: true,
         probe: proc_mem_read,
         ..Behaviour::DEFAULT
     },
@@ -282,12 +285,13 @@ fn populate_shared(ctx: &Ctx) -> ProbeResult {
     })
 }
 
-/// Four served anonymous huge pages registered MISSING with EVENT_REMOVE.
+/// Four anonymous huge pages registered MISSING with EVENT_REMOVE, pages 1 and 2 served (the
+/// ones the probes remove: a huge page costs tens of milliseconds to copy under TCG).
 fn four_served() -> Result<(uffd::Uffd, Region), crate::outcome::Fail> {
     let region = anonymous(4)?;
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
-    for i in 0..4 {
+    for i in 1..3 {
         uffd.serve(region.page(i), region.page_size(), 0x10 + i as u8)?;
     }
     Ok((uffd, region))
@@ -353,12 +357,17 @@ fn page_state(
     })
 }
 
-/// Four huge pages of a hugetlbfs memfd filled through an unregistered second mapping, the first
-/// mapping registered MISSING with EVENT_REMOVE: (uffd, registered mapping, the alias).
-fn shared_filled(n: usize, byte: u8) -> Result<(uffd::Uffd, Region, Region), crate::outcome::Fail> {
+/// `n` huge pages of a hugetlbfs memfd, pages `filled` written (`byte + i`) through an
+/// unregistered second mapping, the first mapping registered MISSING with EVENT_REMOVE: (uffd,
+/// registered mapping, the alias).
+fn shared_filled(
+    n: usize,
+    filled: std::ops::Range<usize>,
+    byte: u8,
+) -> Result<(uffd::Uffd, Region, Region), crate::outcome::Fail> {
     let region = shared(n)?;
     let alias = region.alias().ctx("mmap (second mapping)")?;
-    for i in 0..n {
+    for i in filled {
         // SAFETY: the alias maps this probe's own memfd; nothing else uses it.
         unsafe { std::ptr::write_bytes(alias.page(i) as *mut u8, byte + i as u8, alias.page_size()) };
     }
@@ -368,8 +377,8 @@ fn shared_filled(n: usize, byte: u8) -> Result<(uffd::Uffd, Region, Region), cra
 }
 
 fn madv_remove(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region, _alias) = shared_filled(4, 0x40)?;
-    for i in 0..4 {
+    let (uffd, region, _alias) = shared_filled(4, 1..3, 0x40)?;
+    for i in 1..3 {
         memory::load(region.page(i)); // in the page cache: mapped without a fault
     }
     let mut obs = first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_REMOVE))?;
@@ -391,7 +400,7 @@ fn madv_remove(ctx: &Ctx) -> ProbeResult {
 }
 
 fn partial_remove(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region, _alias) = shared_filled(1, 0x5A)?;
+    let (uffd, region, _alias) = shared_filled(1, 0..1, 0x5A)?;
     memory::load(region.base());
     let small = memory::page_size();
     let addr = region.base();

@@ -37,6 +37,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    fs/userfaultfd.c handle_userfault (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS",
         notes: "Debuggers, CRIU and anything reading another process's memory through /proc/<pid>/mem \
                 see EIO on pages a uffd has not served yet; nothing tells the page server.",
+        slow: true,
         probe: proc_mem_read,
         ..Behaviour::DEFAULT
     },
@@ -47,6 +48,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "EIO, no message")],
         citation: "fs/proc/base.c mem_rw with FOLL_WRITE; mm/memory.c __access_remote_vm; \
                    fs/userfaultfd.c handle_userfault (v6.1)",
+        slow: true,
         probe: proc_mem_write,
         ..Behaviour::DEFAULT
     },
@@ -58,6 +60,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ptrace(2): PTRACE_PEEKDATA; kernel/ptrace.c generic_ptrace_peekdata -> ptrace_access_vm \
                    (returns -EIO when nothing is copied); mm/memory.c __access_remote_vm",
         notes: "The tracee is a helper process that registered its own page; the probe serves its uffd.",
+        slow: true,
         probe: ptrace_peek,
         ..Behaviour::DEFAULT
     },
@@ -122,6 +125,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 arrives: a signal-based stop-the-world cannot stop a thread blocked in a syscall on a missing \
                 page. Meanwhile the kernel spins retrying the fault and the page server sees the same fault \
                 again and again: it must treat repeated messages for a page it is serving as one.",
+        slow: true,
         probe: syscall_signal,
         ..Behaviour::DEFAULT
     },
@@ -136,6 +140,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY \"only handle page faults \
                    resulting from user-space accesses\"; fs/userfaultfd.c handle_userfault (v6.1)",
         notes: "This is what unprivileged processes get by default since 5.11 (see api.unprivileged).",
+        slow: true,
         probe: user_mode_only,
         ..Behaviour::DEFAULT
     },
