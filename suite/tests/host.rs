@@ -274,23 +274,28 @@ fn userfaultfd_gone_from_a_kernel_built_with_it_is_a_regression() {
 #[test]
 #[ignore = "needs root: run through `cargo xtask test`"]
 fn the_stale_copy_race_catches_a_stale_page_and_a_race_that_did_not_run() {
-    let run = |fault: &str| {
-        let (_, results) = run_with_results(
-            fault,
-            &[
-                "--inject-fault",
-                &format!("{fault}=remove.stale_copy_race"),
-                "--exact",
-                "remove::stale_copy_race",
-            ],
-        );
-        results.cells["remove.stale_copy_race"].clone()
-    };
-    let stale = run("serve-stale");
-    assert_eq!(stale.verdict, Verdict::Unexpected, "{stale:?}");
-    assert!(stale.observed.starts_with("stale page seen"), "{stale:?}");
-    let unraced = run("no-race");
-    assert_eq!(unraced.verdict, Verdict::Error, "{unraced:?}");
-    let why = unraced.reason.as_deref().unwrap();
-    assert!(why.starts_with("the race fell short of its rounds: 0 of 64"), "{why}");
+    // On base pages, and on huge pages (4 reserved for the run).
+    for (id, rounds) in [("remove.stale_copy_race", 64), ("remove.hugetlb_stale_copy_race", 4)] {
+        let run = |fault: &str| {
+            let (_, results) = run_with_results(
+                &format!("{fault}-{id}"),
+                &[
+                    "--reserve-hugepages",
+                    "4",
+                    "--inject-fault",
+                    &format!("{fault}={id}"),
+                    "--exact",
+                    &id.replacen('.', "::", 1),
+                ],
+            );
+            results.cells[id].clone()
+        };
+        let stale = run("serve-stale");
+        assert_eq!(stale.verdict, Verdict::Unexpected, "{id}: {stale:?}");
+        assert!(stale.observed.starts_with("stale page seen"), "{id}: {stale:?}");
+        let unraced = run("no-race");
+        assert_eq!(unraced.verdict, Verdict::Error, "{id}: {unraced:?}");
+        let why = unraced.reason.as_deref().unwrap();
+        assert!(why.starts_with(&format!("the race fell short of its rounds: 0 of {rounds}")), "{id}: {why}");
+    }
 }
