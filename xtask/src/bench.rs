@@ -17,6 +17,10 @@ use std::path::Path;
 use std::time::Instant;
 use xshell::Shell;
 
+/// The suite's time on a kernel, at most this fraction of that kernel's bare boot (issue 13: with
+/// ~90 behaviours, "at or under 0.75 of a bare boot on every kernel").
+const SUITE_OVER_BARE: f64 = 0.75;
+
 #[derive(Serialize)]
 struct KernelBench {
     release: String,
@@ -27,7 +31,7 @@ struct KernelBench {
     init_s: f64,
     suite_s: f64,
     total_s: f64,
-    /// suite_s / bare_boot_s: the target is at most 1.
+    /// suite_s / bare_boot_s: the target is at most [`SUITE_OVER_BARE`].
     suite_over_bare: f64,
     /// `--boots N`: bare boots tried, and those that failed before init (with why).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,7 +175,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
 
 fn print_table(b: &Bench, _: &Prepared) {
     println!(
-        "{:<20} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  suite<=bare",
+        "{:<20} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  s/b<={SUITE_OVER_BARE}",
         "kernel", "fetch", "cached", "bare", "init", "suite", "total", "s/b"
     );
     for (id, k) in &b.kernels {
@@ -184,7 +188,7 @@ fn print_table(b: &Bench, _: &Prepared) {
             k.suite_s,
             k.total_s,
             k.suite_over_bare,
-            if k.suite_over_bare <= 1.0 { "met" } else { "MISSED" }
+            if k.suite_over_bare <= SUITE_OVER_BARE { "met" } else { "MISSED" }
         );
     }
     if b.kernels.values().any(|k| k.boots.is_some()) {
