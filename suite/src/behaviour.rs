@@ -23,9 +23,11 @@ pub struct Behaviour {
     /// Huge pages the probe faults in at most: the harness hands them out so that probes running
     /// at once never take each other's (see `harness::HugePagePool`).
     pub huge_pages: u64,
-    /// The probe waits through a quiet window or runs a stress or race: the harness starts it
-    /// before the others, so that its wait overlaps their work instead of ending the run late.
-    pub slow: bool,
+    /// How long the probe runs beyond its work: 0 not at all, 1 it waits through a quiet
+    /// window, 2 it is a stress or a race (hundreds of hand-offs between its threads, each
+    /// stretched when other probes share the CPUs). The harness starts the slowest first, so that
+    /// they overlap the others' work instead of ending the run late.
+    pub slow: u8,
     pub probe: fn(&Ctx) -> ProbeResult,
 }
 
@@ -41,7 +43,7 @@ impl Behaviour {
         citation: "",
         notes: "",
         huge_pages: 0,
-        slow: false,
+        slow: 0,
         probe: no_probe,
     };
 

@@ -80,6 +80,9 @@ impl Sink {
     }
 }
 
+/// When this run's trials began.
+static RUN_STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// Runs the selected behaviours. Returns libtest-mimic's conclusion.
 pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
     let mut args = Arguments::from_iter(cli.test_args.clone());
@@ -99,7 +102,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
     let mut trials = Vec::new();
     // Slow probes first: their waits then overlap the others' work.
     let mut behaviours: Vec<&'static Behaviour> = catalogue::all().collect();
-    behaviours.sort_by_key(|b| !b.slow);
+    behaviours.sort_by_key(|b| std::cmp::Reverse(b.slow));
     for b in behaviours {
         let (cli, sink, kernel, pool) = (cli.clone(), sink.clone(), kernel.clone(), pool.clone());
         let trial = Trial::ignorable_test(b.trial_name(), move || {
@@ -137,6 +140,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
     if !args.list {
         crate::isolate::start_zygote();
     }
+    RUN_STARTED.get_or_init(std::time::Instant::now);
     let conclusion = libtest_mimic::run(&args, trials);
     drop(reserved);
     // Whatever a killed probe left changed is put back (its journal says what).
@@ -310,6 +314,9 @@ fn observe_once(b: &Behaviour, cli: &Cli, kernel: &Kernel, run: u32) -> Cell {
     };
     let mut cell = cell;
     cell.details.insert("probe_ms".into(), Detail::from(run.elapsed.as_millis() as u64));
+    // When it ran, from the start of the run: where a run's time goes (`cargo xtask bench`).
+    let began = run.started.saturating_duration_since(*RUN_STARTED.get_or_init(std::time::Instant::now));
+    cell.details.insert("started_ms".into(), Detail::from(began.as_millis() as u64));
     cell
 }
 

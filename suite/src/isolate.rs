@@ -27,6 +27,8 @@ pub enum Outcome {
 
 pub struct ProbeRun {
     pub outcome: Outcome,
+    /// When the probe process was asked for, and how long it took.
+    pub started: Instant,
     pub elapsed: Duration,
 }
 
@@ -46,6 +48,7 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
         Err(e) => {
             return ProbeRun {
                 outcome: Outcome::Failed(format!("cannot start the probe process: {e}")),
+                started: start,
                 elapsed: start.elapsed(),
             }
         }
@@ -60,6 +63,7 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             return ProbeRun {
                 outcome: Outcome::Failed(format!("pidfd_open: {e}")),
+                started: start,
                 elapsed: start.elapsed(),
             };
         }
@@ -110,7 +114,7 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
             if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
         )),
     };
-    ProbeRun { outcome, elapsed }
+    ProbeRun { outcome, started: start, elapsed }
 }
 
 /// Two pipes for a probe's stdout and stderr: ((read, write), (read, write)), close-on-exec.

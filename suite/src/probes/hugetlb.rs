@@ -96,7 +96,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "madvise rounds the end down to a huge page (\"avoid unexpected data loss\"): a server \
                 that drops 4 KiB ranges of hugetlb memory is told 0 and nothing was dropped.",
         huge_pages: 1,
-        slow: true,
+        slow: 1,
         probe: partial_dontneed,
     },
     Behaviour {
@@ -221,7 +221,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    covers hugetlb copies as it does base pages",
         notes: "Self-tests: as remove.stale_copy_race (serve-stale, no-race).",
         huge_pages: 4,
-        slow: true,
+        slow: 2,
         probe: stale_copy_race,
         ..Behaviour::DEFAULT
     },
@@ -233,7 +233,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/proc/base.c mem_rw; mm/memory.c __access_remote_vm; mm/hugetlb.c hugetlb_handle_userfault \
                    (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS from handle_userfault",
         huge_pages: 1,
-        slow: true,
+        slow: 1,
         probe: proc_mem_read,
         ..Behaviour::DEFAULT
     },

@@ -66,7 +66,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_READ \"populate (prefault) page tables\"; \
                    ioctl_userfaultfd(2): UFFDIO_COPY maps the page",
         notes: "UFFDIO_COPY maps the served page writable, so neither a load nor a store faults again.",
-        slow: true,
+        slow: 1,
         probe: no_refault,
         ..Behaviour::DEFAULT
     },
@@ -109,7 +109,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    TASK_KILLABLE; mm/madvise.c madvise_populate returns -EINTR only for fatal signals",
         notes: "A signal-based stop-the-world (stw.signal_suspend_populate) cannot stop such a thread \
                 until its page arrives.",
-        slow: true,
+        slow: 1,
         probe: signal,
         documented: &[(">=5.14", "handler ran while blocked, madvise 0", crate::sources::POPULATE_AS_IF_READING)],
         ..Behaviour::DEFAULT
@@ -142,7 +142,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    mm/madvise.c madvise_populate (v6.1): VM_FAULT_SIGBUS -> -EFAULT",
         notes: "A process that relies on SIGBUS to learn of missing pages gets no signal from populate: \
                 the error comes back from the syscall instead.",
-        slow: true,
+        slow: 1,
         probe: sigbus_feature,
         ..Behaviour::DEFAULT
     },
@@ -158,7 +158,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY; fs/userfaultfd.c handle_userfault \
                    (v6.1): faults without FAULT_FLAG_USER on such a uffd get VM_FAULT_SIGBUS",
         notes: "populate faults are taken by the kernel on the caller's behalf (GUP), not in user mode.",
-        slow: true,
+        slow: 1,
         probe: user_mode_only,
         ..Behaviour::DEFAULT
     },

@@ -37,7 +37,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    fs/userfaultfd.c handle_userfault (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS",
         notes: "Debuggers, CRIU and anything reading another process's memory through /proc/<pid>/mem \
                 see EIO on pages a uffd has not served yet; nothing tells the page server.",
-        slow: true,
+        slow: 1,
         probe: proc_mem_read,
         ..Behaviour::DEFAULT
     },
@@ -48,7 +48,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "EIO, no message")],
         citation: "fs/proc/base.c mem_rw with FOLL_WRITE; mm/memory.c __access_remote_vm; \
                    fs/userfaultfd.c handle_userfault (v6.1)",
-        slow: true,
+        slow: 1,
         probe: proc_mem_write,
         ..Behaviour::DEFAULT
     },
@@ -60,7 +60,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ptrace(2): PTRACE_PEEKDATA; kernel/ptrace.c generic_ptrace_peekdata -> ptrace_access_vm \
                    (returns -EIO when nothing is copied); mm/memory.c __access_remote_vm",
         notes: "The tracee is a helper process that registered its own page; the probe serves its uffd.",
-        slow: true,
+        slow: 1,
         probe: ptrace_peek,
         ..Behaviour::DEFAULT
     },
@@ -125,7 +125,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 arrives: a signal-based stop-the-world cannot stop a thread blocked in a syscall on a missing \
                 page. Meanwhile the kernel spins retrying the fault and the page server sees the same fault \
                 again and again: it must treat repeated messages for a page it is serving as one.",
-        slow: true,
+        slow: 1,
         probe: syscall_signal,
         ..Behaviour::DEFAULT
     },
@@ -140,7 +140,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "userfaultfd(2), man-pages 6.20: UFFD_USER_MODE_ONLY \"only handle page faults \
                    resulting from user-space accesses\"; fs/userfaultfd.c handle_userfault (v6.1)",
         notes: "This is what unprivileged processes get by default since 5.11 (see api.unprivileged).",
-        slow: true,
+        slow: 1,
         probe: user_mode_only,
         ..Behaviour::DEFAULT
     },

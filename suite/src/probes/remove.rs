@@ -43,7 +43,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/userfaultfd.c userfaultfd_remove -> userfaultfd_event_wait_completion (v5.10, v6.12)",
         notes: "A page server that stops reading its uffd (paused, busy, deadlocked on the process) \
                 stalls every MADV_DONTNEED in the process, balloon deflation included.",
-        slow: true,
+        slow: 1,
         probe: blocks_until_read,
         ..Behaviour::DEFAULT
     },
@@ -174,7 +174,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    without calling userfaultfd_remove",
         notes: "A page server that tracks which pages it served learns nothing when the file behind them \
                 loses them: the next access faults as MISSING.",
-        slow: true,
+        slow: 1,
         probe: punch_hole,
         ..Behaviour::DEFAULT
     },
@@ -259,7 +259,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 names userfaultfd), so every round races. Self-tests: serve-stale (the server keeps the \
                 bytes it built before the removal: `stale page seen`) and no-race (no removal: an \
                 `error`).",
-        slow: true,
+        slow: 2,
         probe: stale_copy_race,
         ..Behaviour::DEFAULT
     },

@@ -107,7 +107,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "A runtime that pre-faults memory with MADV_POPULATE_* under a uffd while using \
                 signal-based suspension can stall its collector for as long as the page server takes; \
                 if the page server waits for the collector, that is a deadlock.",
-        slow: true,
+        slow: 1,
         probe: signal_suspend_populate,
         ..Behaviour::DEFAULT
     },
@@ -153,7 +153,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 `serve-zero=...`) and require the cell to say so, and skip the forced races \
                 (`no-race=...`) and require an `error`. The server never waits on the mutators here; a \
                 runtime whose server does is another behaviour.",
-        slow: true,
+        slow: 2,
         probe: parallel_stress,
         ..Behaviour::DEFAULT
     },
