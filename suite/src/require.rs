@@ -53,6 +53,16 @@ pub fn features(features: u64) -> Result<(), Fail> {
     ))
 }
 
+/// Runs `f` when the kernel offers `feature` (an optional one the behaviour compares against),
+/// else `not offered`.
+pub fn if_offered(feature: u64, f: impl FnOnce() -> Result<String, Fail>) -> Result<String, Fail> {
+    if uapi::available_features()? & feature == 0 {
+        Ok("not offered".to_string())
+    } else {
+        f()
+    }
+}
+
 /// The kernel knows the madvise advice `MADV_POPULATE_*`: it succeeds on a plain, unregistered
 /// page (unknown advice is EINVAL).
 pub fn populate(advice: i32) -> Result<(), Fail> {

@@ -419,6 +419,61 @@ pub fn describe_kind(event: &Event) -> String {
     }
 }
 
+/// What a call made on a worker (an madvise, munmap, fallocate) raised: see [`Uffd::raised_by`].
+pub enum Raised {
+    /// A message arrived while it ran (it has returned since, or the timeout passed).
+    Event(Event),
+    /// It returned without one.
+    Returned(Result<(), nix::errno::Errno>),
+    /// Neither, within the timeout.
+    Blocked,
+}
+
+impl Raised {
+    /// `REMOVE pages [1,3)`, `EINVAL, no event`, `blocked without an event`.
+    pub fn describe(&self, region: &Region) -> String {
+        match self {
+            Raised::Event(e) => describe_event(e, region),
+            Raised::Returned(r) => format!("{}, no event", r.map_or_else(errno_name, |()| "0".to_string())),
+            Raised::Blocked => "blocked without an event".to_string(),
+        }
+    }
+}
+
+impl Uffd {
+    /// Runs `op` on a worker and returns the first message it raised, once it has returned (a
+    /// REMOVE's madvise waits for its event to be read, which this does), or that it returned
+    /// without one. No quiet window: for "raises nothing" claims, watch one after.
+    pub fn raised_by(
+        &self,
+        limit: Duration,
+        op: impl FnOnce() -> Result<(), nix::errno::Errno> + Send + 'static,
+    ) -> Result<Raised, Fail> {
+        let worker = crate::worker::spawn("op", op);
+        Ok(match self.next_or_done(&worker, limit)? {
+            Next::Event(e) => {
+                worker.wait(limit);
+                Raised::Event(e)
+            }
+            Next::Done(r) => Raised::Returned(r),
+            Next::Timeout => Raised::Blocked,
+        })
+    }
+}
+
+/// The pages (indices in `region`) of the fault messages among `events`, in arrival order; any
+/// other message in parentheses.
+pub fn fault_pages(events: &[Event], region: &Region) -> String {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::Pagefault { addr, .. } => region.page_index(*addr as u64).to_string(),
+            other => format!("({})", describe_event(other, region)),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// What came first while serving a worker: a uffd message, the worker finishing, or neither.
 pub enum Next<T> {
     Event(Event),

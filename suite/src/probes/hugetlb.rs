@@ -404,15 +404,8 @@ fn partial_remove(ctx: &Ctx) -> ProbeResult {
     memory::load(region.base());
     let small = memory::page_size();
     let addr = region.base();
-    let remover = worker::spawn("remove", move || madvise(addr, small, libc::MADV_REMOVE));
-    let event = match uffd.next_or_done(&remover, ctx.timeout)? {
-        Next::Event(e) => {
-            remover.wait(ctx.timeout);
-            describe_event(&e, &region)
-        }
-        Next::Done(r) => format!("{}, no event", result_name(Some(r))),
-        Next::Timeout => return Ok(Observation::new("madvise blocked without an event")),
-    };
+    let event =
+        uffd.raised_by(ctx.timeout, move || madvise(addr, small, libc::MADV_REMOVE))?.describe(&region);
     // Loads through the registered mapping: the first byte and one past the removed 4 KiB.
     let (first, rest) = (region.base(), region.base() + small);
     let loader = worker::spawn("load", move || (memory::load(first), memory::load(rest)));
@@ -463,27 +456,13 @@ fn multi_page(ctx: &Ctx) -> ProbeResult {
         uffd.serve(region.page(i), region.page_size(), 0x70 + i as u8)?;
     }
     let (addr, len) = (region.base(), region.len());
-    let remover = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
-    let event = match uffd.next_or_done(&remover, ctx.timeout)? {
-        Next::Event(e) => {
-            remover.wait(ctx.timeout);
-            describe_event(&e, &region)
-        }
-        Next::Done(r) => format!("{}, no event", result_name(Some(r))),
-        Next::Timeout => return Ok(Observation::new("madvise blocked without an event")),
-    };
+    let event =
+        uffd.raised_by(ctx.timeout, move || madvise(addr, len, libc::MADV_DONTNEED))?.describe(&region);
     let loader =
         worker::spawn("load", move || (0..4).map(|i| memory::load(addr + i * len / 4)).collect::<Vec<u8>>());
     let served = uffd.serve_until_done(&loader, &region, 0x66, ctx.timeout)?;
-    let pages: Vec<String> = served
-        .events
-        .iter()
-        .map(|e| match e {
-            Event::Pagefault { addr, .. } => region.page_index(*addr as u64).to_string(),
-            other => format!("({})", describe_event(other, &region)),
-        })
-        .collect();
-    let mut obs = Observation::new(format!("{event}; faults on pages {}", pages.join(" ")));
+    let mut obs =
+        Observation::new(format!("{event}; faults on pages {}", uffd::fault_pages(&served.events, &region)));
     match served.result {
         Some(v) => obs.detail("loaded", format!("{v:02x?}")),
         None => obs.observed += ", loads still blocked",

@@ -7,7 +7,6 @@ use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
 use crate::require;
 use crate::rows;
 use crate::signals::SignalFlag;
-use crate::uapi;
 use crate::uapi::{
     FEATURE_MINOR_SHMEM, FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_PAGEFAULT_FLAG_WP,
     FEATURE_SIGBUS, FEATURE_THREAD_ID, FEATURE_WP_ASYNC, UFFD_USER_MODE_ONLY,
@@ -338,15 +337,8 @@ fn multi_page(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
     let served = uffd.serve_until_done(&worker, &region, 0x33, ctx.timeout)?;
-    let pages: Vec<String> = served
-        .events
-        .iter()
-        .map(|e| match e {
-            Event::Pagefault { addr, .. } => region.page_index(*addr as u64).to_string(),
-            other => format!("({})", describe_event(other, &region)),
-        })
-        .collect();
-    let mut observed = format!("{} faults: pages {}", pages.len(), pages.join(" "));
+    let mut observed =
+        format!("{} faults: pages {}", served.events.len(), uffd::fault_pages(&served.events, &region));
     match served.result {
         Some((Ok(()), took)) => {
             return Ok(Observation::new(observed).with("madvise_us", took.as_micros() as u64))
@@ -469,36 +461,41 @@ pub(super) fn no_message_result_with(ctx: &Ctx, uffd: &Uffd, region: &Region, ad
 }
 
 fn wp(ctx: &Ctx) -> ProbeResult {
+    populate_write_protected(ctx, &|| Region::anonymous(1).ctx("mmap"), 0)
+}
+
+/// `sync: X; async: Y` for MADV_POPULATE_WRITE on a present, write-protected page of a region
+/// that `region` maps (registered MISSING|WP, with `features` too): X the message (served by
+/// unprotecting), Y with UFFD_FEATURE_WP_ASYNC (`no message` when madvise returns without one,
+/// `not offered` when the kernel lacks it).
+pub(super) fn populate_write_protected(
+    ctx: &Ctx,
+    region: &dyn Fn() -> Result<Region, Fail>,
+    features: u64,
+) -> ProbeResult {
     require::populate(MADV_POPULATE_WRITE)?;
-    require::features(FEATURE_PAGEFAULT_FLAG_WP)?;
-    let features = uapi::available_features()?;
-    // Sync: a present page, write-protected; the WP fault is resolved by unprotecting.
-    let (uffd, region) = registered(
-        FEATURE_PAGEFAULT_FLAG_WP,
-        Region::anonymous(1).ctx("mmap")?,
-        RegisterMode::MISSING | RegisterMode::WRITE_PROTECT,
-    )?;
-    uffd.serve(region.base(), region.page_size(), 0x44)?;
-    uffd.write_protect(region.base(), region.page_size(), true)?;
-    let sync = populate_one(ctx, &uffd, &region, MADV_POPULATE_WRITE, &mut |u, r, _| {
+    require::features(FEATURE_PAGEFAULT_FLAG_WP | features)?;
+    let protected = |more: u64, byte: u8| -> Result<(Uffd, Region), Fail> {
+        let (uffd, region) = registered(
+            FEATURE_PAGEFAULT_FLAG_WP | features | more,
+            region()?,
+            RegisterMode::MISSING | RegisterMode::WRITE_PROTECT,
+        )?;
+        uffd.serve(region.base(), region.page_size(), byte)?;
+        uffd.write_protect(region.base(), region.page_size(), true)?;
+        Ok((uffd, region))
+    };
+    // Sync: the WP fault is resolved by unprotecting.
+    let (uffd, sync_region) = protected(0, 0x44)?;
+    let sync = populate_one(ctx, &uffd, &sync_region, MADV_POPULATE_WRITE, &mut |u, r, _| {
         u.write_protect(r.base(), r.page_size(), false)
     })?;
     // Async: the kernel resolves the WP fault itself.
-    let async_ = if features & FEATURE_WP_ASYNC == 0 {
-        "not offered".to_string()
-    } else {
-        let (uffd, region) = registered(
-            FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_ASYNC,
-            Region::anonymous(1).ctx("mmap")?,
-            RegisterMode::WRITE_PROTECT,
-        )?;
-        memory::store(region.base(), 0x45);
-        uffd.write_protect(region.base(), region.page_size(), true)?;
-        no_message_result_with(ctx, &uffd, &region, MADV_POPULATE_WRITE)?
-            .observed
-            .trim_start_matches("0, ")
-            .to_string()
-    };
+    let async_ = require::if_offered(FEATURE_WP_ASYNC, || {
+        let (uffd, region) = protected(FEATURE_WP_ASYNC, 0x45)?;
+        let obs = no_message_result_with(ctx, &uffd, &region, MADV_POPULATE_WRITE)?;
+        Ok(obs.observed.trim_start_matches("0, ").to_string())
+    })?;
     Ok(Observation::new(format!("sync: {}; async: {async_}", sync.observed))
         .with("sync_state", sync.details.get("state").map_or("-".to_string(), |d| d.to_string())))
 }

@@ -193,12 +193,8 @@ fn move_missing(ctx: &Ctx) -> ProbeResult {
     let src = source_page(0x7A)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    let Event::Pagefault { kind, rw, .. } =
-        crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout))
-    else {
-        unreachable!("await_fault returns faults")
-    };
-    let fault = format!("fault {}", describe_fault(kind, rw));
+    let fault =
+        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
     let (result, moved) = uffd.move_raw(addr, src.base(), region.page_size(), 0);
     if let Err(e) = result {
         uffd.serve(addr, region.page_size(), 0)?;
@@ -308,12 +304,8 @@ fn zeropage_shmem(ctx: &Ctx) -> ProbeResult {
         registered(FEATURE_MISSING_SHMEM, Region::memfd(1).ctx("memfd")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    let Event::Pagefault { kind, rw, .. } =
-        crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout))
-    else {
-        unreachable!("await_fault returns faults")
-    };
-    let fault = format!("fault {}", describe_fault(kind, rw));
+    let fault =
+        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
     if let Err(e) = uffd.zeropage(addr, region.page_size()) {
         uffd.serve(addr, region.page_size(), 0)?;
         return Ok(Observation::new(format!("{fault}, UFFDIO_ZEROPAGE {}", crate::outcome::error_name(&e))));
@@ -375,15 +367,9 @@ fn load_continuing(ctx: &Ctx, uffd: &Uffd, region: &Region, byte: u8) -> Result<
 /// happened.
 fn remove_with(ctx: &Ctx, uffd: &Uffd, region: &Region, advice: i32) -> Result<String, Fail> {
     let (addr, len) = (region.base(), region.page_size());
-    let remover = worker::spawn("remove", move || madvise(addr, len, advice));
-    Ok(match uffd.next_or_done(&remover, ctx.timeout)? {
-        Next::Event(Event::Remove { .. }) => {
-            remover.wait(ctx.timeout);
-            "REMOVE".to_string()
-        }
-        Next::Event(e) => describe_event(&e, region),
-        Next::Done(r) => format!("{}, no event", super::remove::result_name(Some(r))),
-        Next::Timeout => "madvise blocked without an event".to_string(),
+    Ok(match uffd.raised_by(ctx.timeout, move || madvise(addr, len, advice))? {
+        uffd::Raised::Event(Event::Remove { .. }) => "REMOVE".to_string(),
+        other => other.describe(region),
     })
 }
 
@@ -439,10 +425,6 @@ fn hugetlb_fault_address(ctx: &Ctx) -> ProbeResult {
         })
     };
     let plain = one(0)?;
-    let exact = if uapi::available_features()? & FEATURE_EXACT_ADDRESS == 0 {
-        "not offered".to_string()
-    } else {
-        one(FEATURE_EXACT_ADDRESS)?
-    };
+    let exact = require::if_offered(FEATURE_EXACT_ADDRESS, || one(FEATURE_EXACT_ADDRESS))?;
     Ok(Observation::new(format!("{plain}; with EXACT_ADDRESS: {exact}")))
 }

@@ -230,14 +230,10 @@ fn user_store_fault(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let worker = worker::spawn("store", move || memory::store(addr, 0x5B));
-    let Event::Pagefault { kind, rw, .. } =
-        crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout))
-    else {
-        unreachable!("await_fault returns faults")
-    };
+    let fault =
+        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout)));
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
-    let mut observed =
-        format!("fault {} (waits in {})", uffd::describe_fault(kind, rw), threads::describe_state(state));
+    let mut observed = format!("{fault} (waits in {})", threads::describe_state(state));
     threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
     let ran = flag.wait(ctx.window).ctx("waiting for the handler")?;
     if ran > 0 {

@@ -4,7 +4,7 @@
 //! `/proc/self/pagemap` and PAGEMAP_SCAN.
 
 use crate::behaviour::Behaviour;
-use crate::memory::{self, madvise, Region, MADV_POPULATE_WRITE, PAGE_IS_WRITTEN, PM_UFFD_WP};
+use crate::memory::{self, madvise, Region, PAGE_IS_WRITTEN, PM_UFFD_WP};
 use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
 use crate::require;
 use crate::rows;
@@ -262,11 +262,8 @@ fn copy_mode_wp(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = missing_wp()?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    let Event::Pagefault { kind, rw, .. } =
-        crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout))
-    else {
-        unreachable!("await_fault returns faults")
-    };
+    let fault =
+        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
     let (copied, _) = uffd.copy_mode(addr, &vec![0x6B; region.page_size()], COPY_MODE_WP, 0);
     copied.ctx("UFFDIO_COPY(UFFDIO_COPY_MODE_WP)")?;
     let served = match loader.wait(ctx.timeout) {
@@ -276,8 +273,7 @@ fn copy_mode_wp(ctx: &Ctx) -> ProbeResult {
     };
     let bit = wp_bit(addr)?;
     let store = store_outcome(ctx, &uffd, &region, addr, 0x6C)?;
-    Ok(Observation::new(format!("fault {}, {served}; store: {store}", describe_fault(kind, rw)))
-        .with("wp_bit_after_copy", bit))
+    Ok(Observation::new(format!("{fault}, {served}; store: {store}")).with("wp_bit_after_copy", bit))
 }
 
 fn toggle(ctx: &Ctx) -> ProbeResult {
@@ -339,11 +335,7 @@ fn unpopulated(ctx: &Ctx) -> ProbeResult {
         store_outcome(ctx, &uffd, &region, region.base(), 0x5E)
     };
     let without = run(0)?;
-    let with = if uapi::available_features()? & FEATURE_WP_UNPOPULATED == 0 {
-        "not offered".to_string()
-    } else {
-        run(FEATURE_WP_UNPOPULATED)?
-    };
+    let with = require::if_offered(FEATURE_WP_UNPOPULATED, || run(FEATURE_WP_UNPOPULATED))?;
     Ok(Observation::new(format!("without the feature: {without}; with it: {with}")))
 }
 
@@ -393,15 +385,9 @@ fn async_remove(ctx: &Ctx) -> ProbeResult {
         return Ok(Observation::new(format!("after protecting: {still} still written")));
     }
     let (addr, len) = (region.base(), region.page_size());
-    let remover = worker::spawn("dontneed", move || madvise(addr, len, libc::MADV_DONTNEED));
-    let event = match uffd.next_or_done(&remover, ctx.timeout)? {
-        Next::Event(Event::Remove { .. }) => {
-            remover.wait(ctx.timeout);
-            "REMOVE".to_string()
-        }
-        Next::Event(e) => describe_event(&e, &region),
-        Next::Done(r) => format!("{}, no event", super::remove::result_name(Some(r))),
-        Next::Timeout => return Ok(Observation::new("madvise blocked without an event")),
+    let event = match uffd.raised_by(ctx.timeout, move || madvise(addr, len, libc::MADV_DONTNEED))? {
+        uffd::Raised::Event(Event::Remove { .. }) => "REMOVE".to_string(),
+        other => other.describe(&region),
     };
     let bit = wp_bit(addr)?;
     let before = scan_written(&region, false)?;
@@ -413,33 +399,11 @@ fn async_remove(ctx: &Ctx) -> ProbeResult {
 }
 
 fn populate_write_hugetlb(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_WRITE)?;
-    require::features(FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM)?;
+    require::features(FEATURE_WP_HUGETLBFS_SHMEM)?;
     let huge = require::huge_pages(2)?;
-    let features = uapi::available_features()?;
-    let base = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS;
-    // Sync: a present, write-protected huge page; the WP fault is resolved by unprotecting.
-    let (uffd, region) =
-        registered(base, huge.anonymous(1)?, RegisterMode::MISSING | RegisterMode::WRITE_PROTECT)?;
-    uffd.serve(region.base(), region.page_size(), 0x44)?;
-    uffd.write_protect(region.base(), region.page_size(), true)?;
-    let sync = super::populate::populate_one(ctx, &uffd, &region, MADV_POPULATE_WRITE, &mut |u, r, _| {
-        u.write_protect(r.base(), r.page_size(), false)
-    })?;
-    let async_ = if features & FEATURE_WP_ASYNC == 0 {
-        "not offered".to_string()
-    } else {
-        let (uffd, region) = registered(
-            base | FEATURE_WP_ASYNC,
-            huge.anonymous(1)?,
-            RegisterMode::MISSING | RegisterMode::WRITE_PROTECT,
-        )?;
-        uffd.serve(region.base(), region.page_size(), 0x45)?;
-        uffd.write_protect(region.base(), region.page_size(), true)?;
-        super::populate::no_message_result_with(ctx, &uffd, &region, MADV_POPULATE_WRITE)?
-            .observed
-            .trim_start_matches("0, ")
-            .to_string()
-    };
-    Ok(Observation::new(format!("sync: {}; async: {async_}", sync.observed)))
+    super::populate::populate_write_protected(
+        ctx,
+        &|| huge.anonymous(1),
+        FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS,
+    )
 }
