@@ -3,12 +3,31 @@
 
 use crate::behaviour::Behaviour;
 
-/// Every behaviour, in family order.
+/// Every behaviour, in family order, with those that run the Go workload (`probes/goruntime.rs`)
+/// spread evenly through it: the harness starts trials in this order, and a Go workload runs one
+/// at a time (`goworkload::Go::start`), so spread out they seldom wait for each other.
 pub fn all() -> impl Iterator<Item = &'static Behaviour> {
     use crate::probes::*;
-    [api::BEHAVIOURS, populate::BEHAVIOURS, remote::BEHAVIOURS, remove::BEHAVIOURS, stw::BEHAVIOURS]
-        .into_iter()
-        .flatten()
+    let rest: Vec<&'static Behaviour> =
+        [api::BEHAVIOURS, populate::BEHAVIOURS, remote::BEHAVIOURS, remove::BEHAVIOURS, stw::BEHAVIOURS]
+            .into_iter()
+            .flatten()
+            .collect();
+    let go = goruntime::BEHAVIOURS;
+    let every = (rest.len() + go.len()) / go.len().max(1);
+    let mut order = Vec::with_capacity(rest.len() + go.len());
+    let (mut r, mut g) = (rest.into_iter(), go.iter());
+    loop {
+        match g.next() {
+            Some(b) => order.push(b),
+            None => {
+                order.extend(r);
+                break;
+            }
+        }
+        order.extend(r.by_ref().take(every.saturating_sub(1)));
+    }
+    order.into_iter()
 }
 
 pub fn find(id: &str) -> Option<&'static Behaviour> {

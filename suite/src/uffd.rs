@@ -50,6 +50,11 @@ impl Uffd {
         self.inner.as_raw_fd()
     }
 
+    /// The descriptor, to wait on it together with others (`poll::wait_any`).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+
     /// Closes the descriptor.
     pub fn close(self) {
         drop(self.inner);

@@ -2,6 +2,7 @@
 //! functions that observe them.
 
 pub mod api;
+pub mod goruntime;
 pub mod populate;
 pub mod remote;
 pub mod remove;

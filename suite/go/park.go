@@ -1,0 +1,150 @@
+package main
+
+import (
+	"fmt"
+	"runtime/metrics"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// sigurgs counts the SIGURGs the runtime passed on to the program (signal.Notify): the runtime's
+// preemption signal, whose handler (runtime.doSigPreempt) runs first. Coalesced signals count
+// once, so this is a lower bound.
+func countSigurg() *atomic.Int64 {
+	var n atomic.Int64
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGURG)
+	go func() {
+		for range ch {
+			n.Add(1)
+		}
+	}()
+	return &n
+}
+
+// park: one goroutine reads a missing page through `path`; on the probe's word another stops the
+// world with runtime.GC().
+//
+//	workload -> probe: the uffd (SCM_RIGHTS), then `ready <go version>`
+//	probe -> workload: `gc` (the reader's fault is pending and its thread asleep)
+//	workload -> probe: `stopped <µs>` once the GC's first stop-the-world has stopped every P;
+//	                   `gc-done <µs>` when runtime.GC() returned; `access-done <ok|mismatch|errno>`
+//	                   when the read returned (either order);
+//	                   `done sigurg=<n>` once both returned, then it exits
+//
+// The probe serves the page with 0xA5 bytes when it chooses (or never, and ends the workload).
+func park(path accessPath) {
+	lines := commands()
+	sigurgs := countSigurg()
+	page := mapPages(1)
+	want := make([]byte, pageSize)
+	for i := range want {
+		want[i] = 0xA5
+	}
+	scratch := make([]byte, pageSize)
+	sendFd(newUffd(page, featureThreadID))
+	send("ready", runtime.Version())
+	read := make(chan struct{})
+	go func() {
+		ok, err := access(path, page, want, scratch)
+		switch {
+		case err != nil:
+			send("access-done", errnoWord(err))
+		case ok:
+			send("access-done ok")
+		default:
+			send("access-done mismatch")
+		}
+		close(read)
+	}()
+	expect(lines, "gc")
+	start := time.Now()
+	stopped := watchStops(start)
+	runtime.GC()
+	send("gc-done", time.Since(start).Microseconds())
+	close(stopped)
+	<-read
+	send("done", fmt.Sprintf("sigurg=%d", sigurgs.Load()))
+}
+
+// gcStops is the runtime's count of GC stop-the-worlds that stopped every P: the samples of the
+// /sched/pauses/stopping/gc:seconds histogram, recorded by stopTheWorldWithSema once its wait for
+// the Ps ends (runtime/proc.go:1717 in go1.27.3).
+func gcStops() uint64 {
+	s := []metrics.Sample{{Name: "/sched/pauses/stopping/gc:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		fail("the runtime has no /sched/pauses/stopping/gc:seconds metric")
+	}
+	var n uint64
+	for _, c := range s[0].Value.Float64Histogram().Counts {
+		n += c
+	}
+	return n
+}
+
+// watchStops sends `stopped <µs since start>` once a GC stop-the-world has stopped every P; it
+// can only tell once the world runs again (it is a goroutine). Closing the channel ends it.
+func watchStops(start time.Time) chan struct{} {
+	before := gcStops()
+	end := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-end:
+				return
+			case <-time.After(200 * time.Microsecond):
+			}
+			if gcStops() > before {
+				send("stopped", time.Since(start).Microseconds())
+				return
+			}
+		}
+	}()
+	return end
+}
+
+// dontneed: a goroutine removes a page with MADV_DONTNEED (through syscall.Madvise, so in a
+// system call as the runtime sees it), which blocks until the probe reads its REMOVE event; on the
+// probe's word another stops the world with runtime.GC().
+//
+//	workload -> probe: the uffd (EVENT_REMOVE), then `ready <go version>`
+//	probe -> workload: `dontneed`;  workload -> probe: `tid <n>` (the remover's thread)
+//	probe -> workload: `gc` (the REMOVE is pending, its thread asleep)
+//	workload -> probe: `gc-done <µs>`; `dontneed-done <0|errno>`; `done` once both returned
+func dontneed() {
+	lines := commands()
+	page := mapPages(1)
+	sendFd(newUffd(page, featureEventRemove))
+	send("ready", runtime.Version())
+	expect(lines, "dontneed")
+	removed := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		send("tid", syscall.Gettid())
+		if err := syscall.Madvise(page, syscall.MADV_DONTNEED); err != nil {
+			send("dontneed-done", errnoWord(err))
+		} else {
+			send("dontneed-done 0")
+		}
+		close(removed)
+	}()
+	expect(lines, "gc")
+	start := time.Now()
+	runtime.GC()
+	send("gc-done", time.Since(start).Microseconds())
+	<-removed
+	send("done")
+}
+
+// errnoWord names a system call's failure for the probe: `errno=22`.
+func errnoWord(err error) string {
+	if e, ok := err.(syscall.Errno); ok {
+		return fmt.Sprintf("errno=%d", int(e))
+	}
+	return "errno=-1"
+}
