@@ -12,8 +12,9 @@
 
 use crate::behaviour::Behaviour;
 use crate::goworkload::{errno_word, Go};
+use crate::memory;
 use crate::memory::{page_size, MADV_POPULATE_READ};
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
 use crate::uffd::{describe_kind, Event};
 use crate::{poll, require, rows, sources, threads};
 use std::os::fd::AsFd;
@@ -77,15 +78,33 @@ macro_rules! kernel_signal {
 
 const GC_OBSERVES: &str = "The workload hands its uffd to the probe; a goroutine reads a missing \
      page; once its fault message has arrived and its thread sleeps, another goroutine calls \
-     runtime.GC(): `completes` when it returns within the quiet window while the page is still \
-     unserved, `waits until served` when it returns only after the probe served the page, \
-     `deadlocks` when not even then. Details: the GC's time, the reader's fault retries (a retry is \
-     the thread back from a signal handler), the SIGURGs the runtime passed on, the Go release.";
+     runtime.GC(). `completes` when the GC's first stop-the-world stops every P within the quiet \
+     window (the workload reports it from the runtime's own count, the \
+     /sched/pauses/stopping/gc:seconds metric) and runtime.GC() returns, all with the page \
+     unserved; `waits until served` when no stop completes within the window and runtime.GC() \
+     returns once the probe served the page; `deadlocks` when not even then. Details: when the \
+     world stopped and the GC returned (us, from the gc command), the SIGURGs the runtime passed \
+     on to the program, the reader's thread state, the Go release.";
 const DEADLOCK_OBSERVES: &str = "The seed's deadlock: the page server (the probe, another process) \
      serves the page only after a go-ahead that a goroutine of the workload sends once its \
-     runtime.GC() returned; a goroutine reads the missing page first: `finishes` when the go-ahead \
-     comes within the quiet window and the workload then finishes, `deadlocks` when it does not \
-     (the probe ends the workload).";
+     runtime.GC() returned; the reader's fault is pending first. `finishes` when the GC stops the \
+     world, the go-ahead comes and the workload then finishes; `deadlocks` when the GC's first \
+     stop-the-world does not stop every P within the quiet window (without it the go-ahead cannot \
+     come); the probe then ends the workload.";
+const STRESS_OBSERVES: &str = "The gated-server stress (plan::Plan, seeded): the workload's three \
+     worker goroutines each own 8 pages and in each of 6 rounds read every page through the access \
+     path and check it holds the version the schedule says; after each round the workload's \
+     coordinator removes seeded ranges of that worker's pages with MADV_DONTNEED and runs seeded \
+     runtime.GC() cycles. The probe serves every fault with the page's current version under the \
+     EAGAIN protocol (a REMOVE read bumps the version of its pages); every 8th new fault it holds \
+     until the workload has run runtime.GC() (the barrier of Go's test page servers: the server \
+     depends on the program stopping the world); every 12th it copies while a REMOVE of a spare \
+     page is pending, so the copy must meet EAGAIN. `completes, no lost or stale page`, `deadlocks` \
+     (a hold's GC does not stop the world within the quiet window; the probe ends the workload), \
+     `N lost/stale/wrong pages`, `MADV_POPULATE_READ failed: ...`, `unexpected message: ...`. A run \
+     that completes is an `error` unless it served at least the scheduled faults, refaults, REMOVE \
+     events, holds and forced EAGAIN races, ran the scheduled GC cycles and checked every page; \
+     those counts are the same on every run, timings and unforced EAGAINs are details.";
 
 pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
@@ -190,6 +209,41 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "The program's own count of SIGURGs is low while the world is stopping: the goroutine \
                 that receives them needs a P. The kernel's count (the retries) is not.",
         probe: sigurg,
+    },
+    Behaviour {
+        id: "stw.go_stress_load",
+        summary: "Go, the gated-server stress with plain loads in Go code: holds, removals, EAGAIN races and GC cycles complete with no lost or stale page",
+        observes: STRESS_OBSERVES,
+        expect: &[("*", "completes, no lost or stale page")],
+        documented: &[("*", "deadlocks", sources::SEED_PLAIN_LOAD)],
+        citation: concat!(go_source!(), stw!(), load!(), kernel_signal!()),
+        notes: "The self-tests make the server serve one stale page and one zero page \
+                (`--inject-fault serve-stale=stw.go_stress_load`, `serve-zero=...`) and require the \
+                workload's checker to say so, and leave out the forced races (`no-race=...`) and \
+                require an `error`.",
+        probe: stress_load,
+    },
+    Behaviour {
+        id: "stw.go_stress_equal",
+        summary: "Go, the gated-server stress with bytes.Equal: the first held fault deadlocks the program and its server",
+        observes: STRESS_OBSERVES,
+        expect: &[("*", "deadlocks")],
+        documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
+        citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
+        notes: "What the seed met in its tests. The holds come before the forced races (8 < 12), so \
+                the deadlock is the hold's, at the first one.",
+        probe: stress_equal,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_stress_populate",
+        summary: "Go, the gated-server stress with MADV_POPULATE_READ first (the seed's fix): it completes with no lost or stale page",
+        observes: STRESS_OBSERVES,
+        expect: &[rows::BEFORE_5_14, (">=5.14", "completes, no lost or stale page")],
+        documented: &[(">=5.14", "completes, no lost or stale page", sources::SEED_SYSCALL_FIX)],
+        citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
+        probe: stress_populate,
+        ..Behaviour::DEFAULT
     },
 ];
 
@@ -464,4 +518,384 @@ fn deadlock_copy(ctx: &Ctx) -> ProbeResult {
 fn deadlock_populate(ctx: &Ctx) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     deadlock(ctx, "populate")
+}
+fn stress_load(ctx: &Ctx) -> ProbeResult {
+    stress(ctx, "load")
+}
+fn stress_equal(ctx: &Ctx) -> ProbeResult {
+    stress(ctx, "equal")
+}
+fn stress_populate(ctx: &Ctx) -> ProbeResult {
+    require::populate(MADV_POPULATE_READ)?;
+    stress(ctx, "populate")
+}
+
+/// The fixed work of the `stw.go_stress_*` behaviours, derived from a seed: the same on every
+/// run, kernel and access path, so that their counts are too.
+pub mod plan {
+    use crate::probes::stw::schedule::Rng;
+
+    pub const WORKERS: usize = 3;
+    pub const PAGES: usize = 8;
+    pub const ROUNDS: usize = 6;
+    pub const SEED: u64 = 0x2542_0002_5EED_0002;
+    /// Every this-many-th new fault is held until the program has run a stop-the-world.
+    pub const GATE_EVERY: u64 = 8;
+    /// Every this-many-th new fault's copy is raced against a pending REMOVE of the spare page.
+    pub const RACE_EVERY: u64 = 12;
+
+    pub struct Plan {
+        /// `removals[round][worker]`: disjoint page ranges `[a, b)` of the worker's block.
+        pub removals: Vec<Vec<Vec<(usize, usize)>>>,
+        /// `cycles[round][worker]`: runtime.GC() calls after those removals.
+        pub cycles: Vec<Vec<u64>>,
+    }
+
+    impl Plan {
+        pub fn new(seed: u64) -> Plan {
+            let mut rng = Rng::new(seed);
+            let (mut removals, mut cycles) = (Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                let (mut r, mut c) = (Vec::new(), Vec::new());
+                for _ in 0..WORKERS {
+                    let mut taken = [false; PAGES];
+                    let mut ranges = Vec::new();
+                    let wanted = if round + 1 < ROUNDS { rng.between(1, 2) } else { 0 };
+                    for _ in 0..wanted {
+                        let a = rng.between(0, PAGES as u64 - 1) as usize;
+                        let b = (a + rng.between(1, 4) as usize).min(PAGES);
+                        if taken[a..b].iter().all(|t| !t) {
+                            taken[a..b].iter_mut().for_each(|t| *t = true);
+                            ranges.push((a, b));
+                        }
+                    }
+                    r.push(ranges);
+                    c.push(rng.between(0, 1));
+                }
+                removals.push(r);
+                cycles.push(c);
+            }
+            Plan { removals, cycles }
+        }
+
+        /// The workload's `plan` lines.
+        pub fn lines(&self) -> Vec<String> {
+            let mut out = Vec::new();
+            for (round, (r, c)) in self.removals.iter().zip(&self.cycles).enumerate() {
+                for (worker, (ranges, cycles)) in r.iter().zip(c).enumerate() {
+                    let ranges: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+                    out.push(
+                        format!("plan {round} {worker} {cycles} {}", ranges.join(" ")).trim().to_string(),
+                    );
+                }
+            }
+            out
+        }
+
+        pub fn remove_calls(&self) -> u64 {
+            self.removals.iter().flatten().map(|r| r.len() as u64).sum()
+        }
+        pub fn refaults(&self) -> u64 {
+            self.removals.iter().flatten().flatten().map(|(a, b)| (b - a) as u64).sum()
+        }
+        /// New faults: every page once, then every removed page again.
+        pub fn faults(&self) -> u64 {
+            (WORKERS * PAGES) as u64 + self.refaults()
+        }
+        pub fn cycles(&self) -> u64 {
+            self.cycles.iter().flatten().sum()
+        }
+        pub fn holds(&self) -> u64 {
+            self.faults() / GATE_EVERY
+        }
+        pub fn races(&self) -> u64 {
+            // A fault that is held is not raced as well.
+            (1..=self.faults()).filter(|k| k % RACE_EVERY == 0 && k % GATE_EVERY != 0).count() as u64
+        }
+        pub fn checks(&self) -> u64 {
+            (WORKERS * PAGES * ROUNDS) as u64
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_work_is_fixed_by_the_seed_and_does_enough() {
+            let (a, b) = (Plan::new(SEED), Plan::new(SEED));
+            assert_eq!((a.removals.clone(), a.cycles.clone()), (b.removals, b.cycles));
+            assert!(
+                a.faults() >= 50 && a.refaults() >= 20,
+                "{} faults, {} refaults",
+                a.faults(),
+                a.refaults()
+            );
+            assert!(a.holds() >= 5 && a.races() >= 3 && a.cycles() >= 5 && a.remove_calls() >= 10);
+            assert_eq!(a.lines().len(), ROUNDS * WORKERS);
+        }
+    }
+}
+
+/// What the stress's server counted.
+#[derive(Default)]
+struct StressCounts {
+    faults: u64,
+    refaults: u64,
+    duplicates: u64,
+    removes: u64,
+    eagains: u64,
+    forced_races: u64,
+    forced_eagains: u64,
+    holds: u64,
+    released: u64,
+    odd: Vec<String>,
+}
+
+/// The gated-server stress through `path`.
+fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
+    use plan::{Plan, GATE_EVERY, PAGES, RACE_EVERY, ROUNDS, SEED, WORKERS};
+    let plan = Plan::new(SEED);
+    let total = WORKERS * PAGES;
+    let args = ["stress", path, &WORKERS.to_string(), &PAGES.to_string(), &ROUNDS.to_string()];
+    let args: Vec<&str> = args.iter().map(|s| &**s).collect();
+    let go = Go::start(&args, ctx.timeout)?;
+    let word = |what: &str| -> Result<String, Fail> {
+        let line = go.proc.line(what, ctx.timeout)?;
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [w, value] if w == what => Ok(value.to_string()),
+            _ => Err(Fail::error(format!("the Go workload said {line:?} where `{what} <value>` was due"))),
+        }
+    };
+    let base = usize::from_str_radix(word("region")?.trim_start_matches("0x"), 16)
+        .map_err(|_| Fail::error("a bad region address"))?;
+    let racer: i32 = word("racer")?.parse().map_err(|_| Fail::error("a bad racer tid"))?;
+    for line in plan.lines() {
+        go.proc.send(&line);
+    }
+    go.proc.send("go");
+    let page = page_size();
+    let spare = base + total * page;
+    let mut versions = vec![1u64; total];
+    let mut present = vec![false; total];
+    // Held faults, oldest first: (page, since, whether a GC stop completed since).
+    let mut held: std::collections::VecDeque<(usize, Instant, bool)> = Default::default();
+    // A forced race's fault, copied once the racer waits on its REMOVE (the server does not
+    // wait for the program: only the holds make it depend on the program).
+    let mut racing: Option<(usize, u64)> = None;
+    // `released` lines not yet acted on (a race in progress goes first: the hold's copy would
+    // read the racer's REMOVE).
+    let mut releases = 0u64;
+    let mut counts = StressCounts::default();
+    let mut sabotaged = false;
+    let mut result: Option<String> = None;
+    let mut pump = crate::uffd::Pump::new(&go.uffd);
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let deadlock = loop {
+        if held.iter().any(|(_, since, stopped)| !stopped && since.elapsed() > ctx.window) {
+            break true;
+        }
+        if result.is_some() {
+            break false;
+        }
+        if last_progress.elapsed() > ctx.timeout {
+            return Ok(Observation::new("stalled: neither a message nor a line for the timeout"));
+        }
+        if let Some((p, v)) = racing {
+            // A released hold waits for the race; the racer can run (the world does).
+            let limit = if releases > 0 { ctx.timeout } else { Duration::ZERO };
+            if threads::wait_until_task_in_uffd_wait(go.pid(), racer, limit) {
+                racing = None;
+                counts.forced_races += 1;
+                let copied = pump.copy(
+                    base + p * page,
+                    ctx.timeout,
+                    || memory::versioned_page(v, page),
+                    |e| on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts),
+                )?;
+                counts.eagains += copied.eagains;
+                counts.forced_eagains += u64::from(copied.eagains > 0);
+                present[p] = true;
+                last_progress = Instant::now();
+            }
+        }
+        while releases > 0 && racing.is_none() {
+            let Some((p, _, _)) = held.pop_front() else {
+                return Err(Fail::error("the workload released a hold the probe did not make"));
+            };
+            releases -= 1;
+            counts.released += 1;
+            let v = versions[p];
+            let copied = pump.copy(
+                base + p * page,
+                ctx.timeout,
+                || memory::versioned_page(v, page),
+                |e| on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts),
+            )?;
+            counts.eagains += copied.eagains;
+            present[p] = true;
+        }
+        // While a race waits for the racer, the uffd is left unread: reading the racer's REMOVE
+        // would let its MADV_DONTNEED return before the copy it is there to refuse.
+        let fds = [go.proc.sock.as_fd(), go.uffd.as_fd()];
+        let ready = poll::wait_any(&fds[..if racing.is_some() { 1 } else { 2 }], Duration::from_millis(10))
+            .ctx("poll")?;
+        if ready[0] {
+            last_progress = Instant::now();
+            let line = go.proc.line("a line", ctx.timeout)?;
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words[..] {
+                ["stopped", _] => {
+                    if let Some(h) = held.iter_mut().find(|h| !h.2) {
+                        h.2 = true;
+                    }
+                }
+                ["released", _] => releases += 1,
+                ["raced", _] => {}
+                ["result", ..] => result = Some(line.clone()),
+                _ => return Err(Fail::error(format!("the Go workload said {line:?}"))),
+            }
+        }
+        if racing.is_some() {
+            continue;
+        }
+        let Some(event) = pump.next(Duration::ZERO)? else { continue };
+        last_progress = Instant::now();
+        let Event::Pagefault { addr, .. } = event else {
+            on_stress_event(event, base, spare, &mut versions, &mut present, &mut counts);
+            continue;
+        };
+        let addr = addr as usize & !(page - 1);
+        let p = match addr.checked_sub(base).map(|o| o / page) {
+            Some(p) if p < total => p,
+            _ => {
+                counts.odd.push(format!("a fault outside the workers' pages ({addr:#x})"));
+                continue;
+            }
+        };
+        if held.iter().any(|h| h.0 == p) || racing.is_some_and(|r| r.0 == p) || present[p] {
+            // A retry (its thread left the fault for a signal) of a page held, being raced, or
+            // already copied (whose copy woke it).
+            counts.duplicates += 1;
+            continue;
+        }
+        counts.faults += 1;
+        counts.refaults += u64::from(versions[p] > 1);
+        let k = counts.faults;
+        if k % GATE_EVERY == 0 {
+            counts.holds += 1;
+            held.push_back((p, Instant::now(), false));
+            go.proc.send("hold");
+            continue;
+        }
+        if k % RACE_EVERY == 0 && ctx.sabotage != Some(Sabotage::NoRace) && racing.is_none() {
+            go.proc.send("race");
+            racing = Some((p, versions[p]));
+            continue;
+        }
+        let sabotage = ctx.sabotage.filter(|s| *s != Sabotage::NoRace && versions[p] > 1 && !sabotaged);
+        sabotaged |= sabotage.is_some();
+        let v = versions[p];
+        let data = move || match sabotage {
+            Some(Sabotage::ZeroPage) => vec![0u8; page],
+            Some(Sabotage::StalePage) => memory::versioned_page(v - 1, page),
+            _ => memory::versioned_page(v, page),
+        };
+        let copied = pump.copy(addr, ctx.timeout, data, |e| {
+            on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts)
+        })?;
+        counts.eagains += copied.eagains;
+        present[p] = true;
+    };
+    let elapsed = started.elapsed();
+    let details = |o: Observation, c: &StressCounts| {
+        o.with("go", go.version.as_str())
+            .with("seed", format!("{SEED:#x}"))
+            .with("faults_served", c.faults)
+            .with("refaults", c.refaults)
+            .with("duplicates", c.duplicates)
+            .with("remove_events", c.removes)
+            .with("eagain", c.eagains)
+            .with("forced_races", c.forced_races)
+            .with("holds", c.holds)
+            .with("window_ms", ctx.window.as_millis() as u64)
+            .with("elapsed_ms", elapsed.as_millis() as u64)
+    };
+    if deadlock {
+        go.end(ctx.timeout);
+        return Ok(details(Observation::new("deadlocks"), &counts));
+    }
+    let result = result.unwrap_or_default();
+    let field = |name: &str| -> String {
+        result
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
+            .unwrap_or_default()
+    };
+    let number = |name: &str| field(name).parse::<u64>().unwrap_or(0);
+    go.end(ctx.timeout);
+    if field("populate") != "0" {
+        let o = Observation::new(format!("MADV_POPULATE_READ failed: {}", errno_word(&field("populate"))));
+        return Ok(details(o, &counts));
+    }
+    let short: Vec<String> = [
+        ("pages checked", number("checked"), plan.checks()),
+        ("faults served", counts.faults, plan.faults()),
+        ("refaults after removal", counts.refaults, plan.refaults()),
+        ("REMOVE events", counts.removes, plan.remove_calls()),
+        ("stop-the-world cycles", number("cycles"), plan.cycles()),
+        ("holds released", counts.released, plan.holds()),
+        ("forced EAGAIN races", counts.forced_eagains, plan.races()),
+    ]
+    .iter()
+    .filter(|(_, got, want)| got < want)
+    .map(|(what, got, want)| format!("{what} {got} of {want}"))
+    .collect();
+    if !short.is_empty() {
+        return Err(Fail::error(format!("the stress fell short of its schedule: {}", short.join(", "))));
+    }
+    let (lost, stale, wrong) = (number("lost"), number("stale"), number("wrong"));
+    let plural = |n: u64, what: &str| format!("{n} {what} page{}", if n == 1 { "" } else { "s" });
+    let observed = if !counts.odd.is_empty() {
+        format!("unexpected message: {}", counts.odd[0])
+    } else if lost + stale + wrong == 0 {
+        "completes, no lost or stale page".to_string()
+    } else {
+        [(lost, "lost"), (stale, "stale"), (wrong, "wrong")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| plural(*n, what))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(details(Observation::new(observed), &counts).with("stw_cycles", number("cycles")))
+}
+
+/// A non-fault message of the stress: a REMOVE of workers' pages makes them missing and bumps
+/// their version (the spare page's, made by the racer, only makes copies meet EAGAIN).
+fn on_stress_event(
+    e: Event,
+    base: usize,
+    spare: usize,
+    versions: &mut [u64],
+    present: &mut [bool],
+    counts: &mut StressCounts,
+) {
+    let page = page_size();
+    match e {
+        Event::Remove { start, .. } if start as usize == spare => {}
+        Event::Remove { start, end } => {
+            let (a, b) =
+                ((start as usize).wrapping_sub(base) / page, (end as usize).wrapping_sub(base) / page);
+            if a >= b || b > versions.len() {
+                counts.odd.push(format!("REMOVE of pages [{a},{b})"));
+            } else {
+                counts.removes += 1;
+                versions[a..b].iter_mut().for_each(|v| *v += 1);
+                present[a..b].iter_mut().for_each(|p| *p = false);
+            }
+        }
+        other => counts.odd.push(describe_kind(&other)),
+    }
 }
