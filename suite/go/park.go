@@ -115,7 +115,8 @@ func watchStops(start time.Time) chan struct{} {
 //	workload -> probe: the uffd (EVENT_REMOVE), then `ready <go version>`
 //	probe -> workload: `dontneed`;  workload -> probe: `tid <n>` (the remover's thread)
 //	probe -> workload: `gc` (the REMOVE is pending, its thread asleep)
-//	workload -> probe: `gc-done <µs>`; `dontneed-done <0|errno>`; `done` once both returned
+//	workload -> probe: `stopped <µs>` once a GC stop-the-world stopped every P, `gc-done <µs>`;
+//	                   `dontneed-done <0|errno=N>`; `done` once both returned
 func dontneed() {
 	lines := commands()
 	page := mapPages(1)
@@ -135,8 +136,10 @@ func dontneed() {
 	}()
 	expect(lines, "gc")
 	start := time.Now()
+	stopped := watchStops(start)
 	runtime.GC()
 	send("gc-done", time.Since(start).Microseconds())
+	close(stopped)
 	<-removed
 	send("done")
 }

@@ -8,11 +8,17 @@ use crate::behaviour::Behaviour;
 /// at a time (`goworkload::Go::start`), so spread out they seldom wait for each other.
 pub fn all() -> impl Iterator<Item = &'static Behaviour> {
     use crate::probes::*;
-    let rest: Vec<&'static Behaviour> =
-        [api::BEHAVIOURS, populate::BEHAVIOURS, remote::BEHAVIOURS, remove::BEHAVIOURS, stw::BEHAVIOURS]
-            .into_iter()
-            .flatten()
-            .collect();
+    let rest: Vec<&'static Behaviour> = [
+        api::BEHAVIOURS,
+        populate::BEHAVIOURS,
+        remote::BEHAVIOURS,
+        remove::BEHAVIOURS,
+        ordering::BEHAVIOURS,
+        stw::BEHAVIOURS,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let go = goruntime::BEHAVIOURS;
     let every = (rest.len() + go.len()) / go.len().max(1);
     let mut order = Vec::with_capacity(rest.len() + go.len());

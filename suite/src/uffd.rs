@@ -85,6 +85,15 @@ impl Uffd {
         }
     }
 
+    /// One read(2) of a message, without polling first: `None` when there is none (EAGAIN).
+    pub fn read_now(&self) -> Result<Option<Event>, Fail> {
+        match self.inner.read_event() {
+            Ok(event) => Ok(event),
+            Err(userfaultfd::Error::SystemError(e)) if e as i32 == libc::EAGAIN => Ok(None),
+            Err(e) => Err(Fail::error(format!("read(uffd): {}", error_name(&e)))),
+        }
+    }
+
     /// UFFDIO_COPY of `src` to `dst`, waking the faulting thread.
     pub fn copy(&self, dst: usize, src: &[u8]) -> Result<usize, userfaultfd::Error> {
         // SAFETY: `dst` lies in a range registered on this uffd; the kernel validates it.

@@ -211,6 +211,30 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         probe: sigurg,
     },
     Behaviour {
+        id: "remove.pending_go_gc",
+        summary: "Go: runtime.GC() completes while a goroutine is blocked in MADV_DONTNEED (syscall.Madvise) with its REMOVE unread",
+        observes: "A goroutine of the workload removes a page of its uffd's range with MADV_DONTNEED; \
+                   once the REMOVE is pending and its thread waits for it to be read, another goroutine \
+                   calls runtime.GC(): `completes` when the GC's first stop-the-world stops every P \
+                   within the quiet window and runtime.GC() returns, with the event unread; `waits \
+                   until the event is read` when it stops the world only after the probe read it; \
+                   `deadlocks` when never. Details: the remover's state while pending.",
+        expect: &[rows::BEFORE_4_11, (">=4.11", "completes")],
+        documented: &[(">=4.11", "completes", sources::SEED_DONTNEED)],
+        citation: concat!(
+            go_source!(),
+            stw!(),
+            "syscall.Madvise makes the goroutine _Gsyscall (entersyscall, runtime/proc.go:4776), \
+             and stopTheWorldWithSema takes its P (setBlockOnExitSyscall, :1680, :6801); kernel: \
+             fs/userfaultfd.c userfaultfd_event_wait_completion (v5.10, v6.12), the thread waits \
+             TASK_KILLABLE in the kernel until the event is read"
+        ),
+        notes: "A cooperative stop-the-world, the runtime's own: the kernel's part is that the thread \
+                stays in the kernel (in the system call) while the event is unread. Contrast \
+                remove.pending_signal_stop (signal-based: it stalls).",
+        probe: pending_go_gc,
+    },
+    Behaviour {
         id: "stw.go_stress_load",
         summary: "Go, the gated-server stress with plain loads in Go code: holds, removals, EAGAIN races and GC cycles complete with no lost or stale page",
         observes: STRESS_OBSERVES,
@@ -519,6 +543,83 @@ fn deadlock_populate(ctx: &Ctx) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     deadlock(ctx, "populate")
 }
+fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
+    let go = Go::start(&["dontneed"], ctx.timeout)?;
+    go.proc.send("dontneed");
+    let tid: i32 =
+        match go.proc.line("the remover's tid", ctx.timeout)?.split_whitespace().collect::<Vec<_>>()[..] {
+            ["tid", n] => n.parse().map_err(|_| Fail::error("a bad tid"))?,
+            _ => return Err(Fail::error("the Go workload sent no tid line")),
+        };
+    if !go.uffd.readable(ctx.timeout)? || !threads::wait_until_task_in_uffd_wait(go.pid(), tid, ctx.timeout) {
+        return Err(Fail::error("the workload's MADV_DONTNEED did not block on a pending REMOVE"));
+    }
+    let state = threads::task_state(go.pid(), tid);
+    go.proc.send("gc");
+    let started = Instant::now();
+    let (mut stopped_us, mut gc_us, mut removed, mut done) = (None, None, None, false);
+    let read_line = |limit: Duration,
+                     stopped_us: &mut Option<u64>,
+                     gc_us: &mut Option<u64>,
+                     removed: &mut Option<String>,
+                     done: &mut bool|
+     -> Result<bool, Fail> {
+        if !poll::wait_any(&[go.proc.sock.as_fd()], limit).ctx("poll")?[0] {
+            return Ok(false);
+        }
+        let line = go.proc.line("a line", ctx.timeout)?;
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            ["stopped", us] => *stopped_us = us.parse().ok(),
+            ["gc-done", us] => *gc_us = us.parse().ok(),
+            ["dontneed-done", r] => *removed = Some(errno_word(r)),
+            ["done"] => *done = true,
+            _ => return Err(Fail::error(format!("the Go workload said {line:?}"))),
+        }
+        Ok(true)
+    };
+    // The window: does the GC stop the world with the event unread?
+    while stopped_us.is_none() && gc_us.is_none() {
+        let left = ctx.window.saturating_sub(started.elapsed());
+        if left.is_zero() || !read_line(left, &mut stopped_us, &mut gc_us, &mut removed, &mut done)? {
+            break;
+        }
+    }
+    let stopped = stopped_us.is_some() || gc_us.is_some();
+    if stopped {
+        while gc_us.is_none() && read_line(ctx.timeout, &mut stopped_us, &mut gc_us, &mut removed, &mut done)?
+        {
+        }
+    }
+    let completed_unread = stopped && gc_us.is_some() && removed.is_none();
+    let event = go.uffd.next(ctx.timeout)?;
+    while !done && read_line(ctx.timeout, &mut stopped_us, &mut gc_us, &mut removed, &mut done)? {}
+    go.end(ctx.timeout);
+    let observed = match (&event, completed_unread, stopped, gc_us.is_some()) {
+        (Some(Event::Remove { .. }), true, _, _) => "completes",
+        (Some(Event::Remove { .. }), false, false, true) => "waits until the event is read",
+        (Some(Event::Remove { .. }), _, _, false) => "deadlocks",
+        (Some(Event::Remove { .. }), false, true, true) => {
+            "stops the world, but returns only after the event is read"
+        }
+        (Some(e), ..) => return Ok(Observation::new(format!("unexpected event: {}", describe_kind(e)))),
+        (None, ..) => return Ok(Observation::new("no REMOVE event to read")),
+    };
+    let mut o = Observation::new(observed)
+        .with("go", go.version.as_str())
+        .with("state_while_pending", threads::describe_state(state))
+        .with("window_ms", ctx.window.as_millis() as u64);
+    if let Some(us) = stopped_us {
+        o.detail("stopped_us", us);
+    }
+    if let Some(us) = gc_us {
+        o.detail("gc_us", us);
+    }
+    if let Some(r) = removed {
+        o.detail("madvise", r);
+    }
+    Ok(o)
+}
+
 fn stress_load(ctx: &Ctx) -> ProbeResult {
     stress(ctx, "load")
 }

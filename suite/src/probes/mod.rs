@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod goruntime;
+pub mod ordering;
 pub mod populate;
 pub mod remote;
 pub mod remove;
