@@ -15,10 +15,10 @@ import (
 // stress: the gated-server stress. Worker goroutines each own a block of pages and, round after
 // round, read every page through `path` and check it holds the version the schedule says; after
 // each round the coordinator removes seeded ranges of that worker's pages with MADV_DONTNEED and
-// runs seeded stop-the-world cycles (runtime.GC). The probe serves every fault with the page's
-// current version under the EAGAIN protocol, holds every so often a fault until the program has
-// stopped the world (the barrier of Go's test servers), and races some copies against a REMOVE of
-// a spare page that it asks the racer to make.
+// runs seeded stop-the-world cycles (runtime.ReadMemStats). The probe serves every fault with
+// the page's current version under the EAGAIN protocol, holds every so often a fault until the
+// program has run runtime.GC() (the barrier of Go's test servers), and races some copies against
+// a REMOVE of a spare page that it asks the racer to make.
 //
 //	args: stress PATH WORKERS PAGES ROUNDS
 //	workload -> probe: the uffd (EVENT_REMOVE, THREAD_ID), `ready <go version>`, `region <address>`
@@ -168,8 +168,9 @@ func stress(path accessPath) {
 			if r+1 < rounds {
 				start[w] <- struct{}{}
 			}
+			var stats runtime.MemStats
 			for range cycles[r][w] {
-				runtime.GC()
+				runtime.ReadMemStats(&stats) // a stop-the-world
 				nCycles++
 			}
 		}

@@ -3,9 +3,8 @@
 
 use crate::behaviour::Behaviour;
 
-/// Every behaviour, in family order, with those that run the Go workload (`probes/goruntime.rs`)
-/// spread evenly through it: the harness starts trials in this order, and a Go workload runs one
-/// at a time (`goworkload::Go::start`), so spread out they seldom wait for each other.
+/// Every behaviour, in family order, then placed for the Go workload's turns
+/// (`probes::goruntime::run_order`): the harness starts trials in this order.
 pub fn all() -> impl Iterator<Item = &'static Behaviour> {
     use crate::probes::*;
     let rest: Vec<&'static Behaviour> = [
@@ -19,21 +18,7 @@ pub fn all() -> impl Iterator<Item = &'static Behaviour> {
     .into_iter()
     .flatten()
     .collect();
-    let go = goruntime::BEHAVIOURS;
-    let every = (rest.len() + go.len()) / go.len().max(1);
-    let mut order = Vec::with_capacity(rest.len() + go.len());
-    let (mut r, mut g) = (rest.into_iter(), go.iter());
-    loop {
-        match g.next() {
-            Some(b) => order.push(b),
-            None => {
-                order.extend(r);
-                break;
-            }
-        }
-        order.extend(r.by_ref().take(every.saturating_sub(1)));
-    }
-    order.into_iter()
+    goruntime::run_order(rest).into_iter()
 }
 
 pub fn find(id: &str) -> Option<&'static Behaviour> {

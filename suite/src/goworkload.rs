@@ -49,27 +49,22 @@ pub struct Go {
     pub uffd: Uffd,
     /// What its `ready` line named: the Go release of its runtime.
     pub version: String,
-    /// Held while the workload runs: one Go workload at a time in a suite run (`exclusive`).
-    _turn: nix::fcntl::Flock<std::fs::File>,
+    /// How long the workload took from exec to its ready line.
+    pub started: Duration,
 }
 
-/// Waits for this probe's turn to run a Go workload: one at a time, suite-wide (an exclusive
-/// flock on the workload's file). A Go runtime whose stop-the-world cannot finish keeps two CPUs
-/// busy with its preemption signals (every ~100us) for as long as a probe watches it; another
-/// workload's stop-the-world would then take longer than the quiet window for no reason of its own.
-fn exclusive(path: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, Fail> {
-    let file = std::fs::File::open(path).map_err(|e| Fail::error(format!("open {}: {e}", path.display())))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Fail::error(format!("flock({}): {e}", path.display())))
-}
+/// The nice value of a workload whose reader is expected to wait in assembly: while its
+/// stop-the-world waits, the runtime signals the reader every ~100us and the reader retries its
+/// fault, a storm that would otherwise take the CPU from the suite's other probes.
+pub const STORM_NICE: i32 = 10;
 
 impl Go {
-    /// Starts `uffdc-go <args>` (once no other probe runs one) and takes its userfaultfd and
+    /// Starts `uffdc-go <args>` at `nice` (`STORM_NICE`, or 0) and takes its userfaultfd and
     /// `ready <go version>` line.
-    pub fn start(args: &[&str], limit: Duration) -> Result<Go, Fail> {
+    pub fn start(args: &[&str], nice: i32, limit: Duration) -> Result<Go, Fail> {
         let path = require()?;
-        let turn = exclusive(&path)?;
-        let proc = exec_with_socket(&path, args)?;
+        let exec = std::time::Instant::now();
+        let proc = exec_with_socket(&path, args, nice)?;
         let uffd = Uffd::from_fd(proc.fd("its userfaultfd", limit)?);
         let ready = proc.line("its ready line", limit)?;
         let version = match ready.split_whitespace().collect::<Vec<_>>()[..] {
@@ -80,17 +75,20 @@ impl Go {
                 )))
             }
         };
-        Ok(Go { proc, uffd, version, _turn: turn })
+        Ok(Go { proc, uffd, version, started: exec.elapsed() })
     }
 
     pub fn pid(&self) -> i32 {
         self.proc.pid.as_raw()
     }
 
-    /// Ends the workload (a deadlocked one stays blocked until then) and reaps it.
-    pub fn end(&self, limit: Duration) {
+    /// Ends the workload (a deadlocked one stays blocked until then) and reaps it; returns the
+    /// CPU time it used, in ms.
+    pub fn end(&self, limit: Duration) -> u64 {
+        let cpu = cpu_ms(self.pid());
         self.proc.kill();
         let _ = self.proc.wait(limit);
+        cpu
     }
 }
 
@@ -101,4 +99,14 @@ pub fn errno_word(word: &str) -> String {
         Some(n) => crate::outcome::errno_name(nix::errno::Errno::from_raw(n)),
         None => word.to_string(),
     }
+}
+
+/// User plus system CPU time of process `pid` so far, in ms (/proc/<pid>/stat).
+fn cpu_ms(pid: i32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+    let fields: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 1)..].split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    (ticks(11) + ticks(12)) * 1000 / hz
 }

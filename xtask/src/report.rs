@@ -159,6 +159,9 @@ pub fn markdown(compat: &Compat) -> String {
             k.date
         );
     }
+    if let Some(go) = go_line(compat) {
+        let _ = writeln!(md, "\n{go}");
+    }
     let kernels: Vec<&String> = compat.kernels.keys().collect();
     for (family, ids) in families(compat) {
         let _ = write!(md, "\n## {family}\n\n| behaviour |");
@@ -185,6 +188,38 @@ pub fn markdown(compat: &Compat) -> String {
     md
 }
 
+/// Which Go release ran the behaviours with a Go runtime in the loop (`RunInfo.go`), on which
+/// columns; `None` when no column ran one.
+pub fn go_line(compat: &Compat) -> Option<String> {
+    let mut by_release: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, k) in &compat.kernels {
+        if let Some(go) = &k.go {
+            by_release.entry(go.as_str()).or_default().push(id.as_str());
+        }
+    }
+    if by_release.is_empty() {
+        return None;
+    }
+    let all =
+        by_release.len() == 1 && by_release.values().next().is_some_and(|v| v.len() == compat.kernels.len());
+    let runs: Vec<String> = by_release
+        .iter()
+        .map(
+            |(go, on)| {
+                if all {
+                    format!("{go} on every kernel")
+                } else {
+                    format!("{go} on {}", on.join(", "))
+                }
+            },
+        )
+        .collect();
+    Some(format!(
+        "Go runtime in the loop (the Go workload of the `stw.go_*` behaviours and `remove.pending_go_gc`): {}.",
+        runs.join("; ")
+    ))
+}
+
 /// The page: the matrix as JSON, rendered by a small script; colours by verdict, the observed
 /// value in each cell, details and citation on click, filters by family and by "differs across
 /// kernels" (also settable in the URL: `#family=populate&differs=1`), and a legend.
@@ -200,7 +235,8 @@ pub fn html(compat: &Compat) -> Result<String> {
                                "kind": match f.kind { Kind::Documentation => "documentation", Kind::Expectation => "expectation", Kind::Flaky => "flaky" }})
         })
         .collect();
-    let data = serde_json::json!({"compat": compat, "legend": legend, "findings": findings});
+    let data =
+        serde_json::json!({"compat": compat, "legend": legend, "findings": findings, "go": go_line(compat)});
     // Nothing inside the data may close the script element.
     let data = serde_json::to_string(&data).context("serialising the matrix")?.replace("</", "<\\/");
     Ok(PAGE.replace("/*DATA*/", &data))
@@ -239,6 +275,7 @@ td.behaviour code{font-weight:600}
 <div class="legend" id="legend"></div>
 <h2>Findings</h2><ul id="findings"></ul>
 <h2>Kernels</h2><table id="kernels"><thead><tr><th>kernel</th><th>release</th><th>accel</th><th>source</th><th>date</th><th>status</th></tr></thead><tbody></tbody></table>
+<p id="go"></p>
 <div id="families"></div>
 <div id="panel"></div>
 <script type="application/json" id="data">/*DATA*/</script>
@@ -272,6 +309,7 @@ for (const {f, on} of groups.values()) {
 const kb = document.querySelector("#kernels tbody");
 for (const [id, k] of Object.entries(C.kernels)) kb.append(el("tr", {}, el("td", {}, id), el("td", {}, k.release),
   el("td", {}, k.accel), el("td", {}, k.source), el("td", {}, k.date), el("td", {}, k.reason ? `incomplete: ${k.reason}` : "complete")));
+if (D.go) document.getElementById("go").textContent = D.go;
 const fams = [...new Set(ids.map(i => C.behaviours[i].family))];
 const sel = document.getElementById("family");
 for (const f of fams) sel.append(el("option", {value: f}, f));
@@ -340,6 +378,23 @@ mod tests {
 
     fn compat() -> Compat {
         crate::util::fixture()
+    }
+
+    #[test]
+    fn the_go_release_is_shown_when_a_column_ran_one() {
+        let mut c = compat();
+        assert_eq!(go_line(&c), None);
+        assert!(!markdown(&c).contains("Go runtime"));
+        for k in c.kernels.values_mut() {
+            k.go = Some("go1.27.3".into());
+        }
+        let line = go_line(&c).unwrap();
+        assert!(line.contains("go1.27.3 on every kernel"), "{line}");
+        assert!(markdown(&c).contains(&line) && html(&c).unwrap().contains("go1.27.3 on every kernel"));
+        let first = c.kernels.keys().next().unwrap().clone();
+        c.kernels.get_mut(&first).unwrap().go = Some("go1.28.0".into());
+        let line = go_line(&c).unwrap();
+        assert!(line.contains(&format!("go1.28.0 on {first}")) && line.contains("go1.27.3 on "), "{line}");
     }
 
     #[test]

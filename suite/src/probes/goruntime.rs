@@ -11,7 +11,7 @@
 //! `isAsyncSafePoint` allows, which excludes assembly such as `memequal` and `memmove`.
 
 use crate::behaviour::Behaviour;
-use crate::goworkload::{errno_word, Go};
+use crate::goworkload::{errno_word, Go, STORM_NICE};
 use crate::memory;
 use crate::memory::{page_size, MADV_POPULATE_READ};
 use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
@@ -78,33 +78,39 @@ macro_rules! kernel_signal {
 
 const GC_OBSERVES: &str = "The workload hands its uffd to the probe; a goroutine reads a missing \
      page; once its fault message has arrived and its thread sleeps, another goroutine calls \
-     runtime.GC(). `completes` when the GC's first stop-the-world stops every P within the quiet \
-     window (the workload reports it from the runtime's own count, the \
-     /sched/pauses/stopping/gc:seconds metric) and runtime.GC() returns, all with the page \
-     unserved; `waits until served` when no stop completes within the window and runtime.GC() \
-     returns once the probe served the page; `deadlocks` when not even then. Details: when the \
-     world stopped and the GC returned (us, from the gc command), the SIGURGs the runtime passed \
-     on to the program, the reader's thread state, the Go release.";
+     runtime.GC(). `completes` when the GC's first stop-the-world stops every P with the page \
+     unserved (the workload reports it from the runtime's own count, the \
+     /sched/pauses/stopping/gc:seconds metric), within the quiet window or later while the reader \
+     is not being retried (a slow machine); `waits until served` when it does not within the window \
+     and the runtime keeps interrupting the reader without preempting it (16 retries of its load \
+     from its own thread, each a SIGURG whose handler returned to the fault), and runtime.GC() \
+     returns once the probe served the page; `deadlocks` when not even then. Details: when the world \
+     stopped and the GC returned (us from the gc command, the workload's clock), the retries seen, \
+     the SIGURGs the runtime passed on to the program, the reader's thread state, the Go release, \
+     the workload's start and CPU time.";
 const DEADLOCK_OBSERVES: &str = "The seed's deadlock: the page server (the probe, another process) \
      serves the page only after a go-ahead that a goroutine of the workload sends once its \
      runtime.GC() returned; the reader's fault is pending first. `finishes` when the GC stops the \
      world, the go-ahead comes and the workload then finishes; `deadlocks` when the GC's first \
-     stop-the-world does not stop every P within the quiet window (without it the go-ahead cannot \
-     come); the probe then ends the workload.";
-const STRESS_OBSERVES: &str = "The gated-server stress (plan::Plan, seeded): the workload's three \
-     worker goroutines each own 8 pages and in each of 6 rounds read every page through the access \
+     stop-the-world does not stop every P within the quiet window and the runtime keeps \
+     interrupting the reader without preempting it (16 retries of its load from its own thread): \
+     the go-ahead cannot come, and the probe ends the workload.";
+const STRESS_OBSERVES: &str = "The gated-server stress (plan::Plan, seeded): the workload's two \
+     worker goroutines each own 6 pages and in each of 5 rounds read every page through the access \
      path and check it holds the version the schedule says; after each round the workload's \
      coordinator removes seeded ranges of that worker's pages with MADV_DONTNEED and runs seeded \
-     runtime.GC() cycles. The probe serves every fault with the page's current version under the \
-     EAGAIN protocol (a REMOVE read bumps the version of its pages); every 8th new fault it holds \
-     until the workload has run runtime.GC() (the barrier of Go's test page servers: the server \
-     depends on the program stopping the world); every 12th it copies while a REMOVE of a spare \
-     page is pending, so the copy must meet EAGAIN. `completes, no lost or stale page`, `deadlocks` \
-     (a hold's GC does not stop the world within the quiet window; the probe ends the workload), \
-     `N lost/stale/wrong pages`, `MADV_POPULATE_READ failed: ...`, `unexpected message: ...`. A run \
-     that completes is an `error` unless it served at least the scheduled faults, refaults, REMOVE \
-     events, holds and forced EAGAIN races, ran the scheduled GC cycles and checked every page; \
-     those counts are the same on every run, timings and unforced EAGAINs are details.";
+     stop-the-world cycles (runtime.ReadMemStats). The probe serves every fault with the page's \
+     current version under the EAGAIN protocol (a REMOVE read bumps the version of its pages); \
+     every 8th new fault it holds until the workload has run runtime.GC() (the barrier of Go's \
+     test page servers: the server depends on the program stopping the world); every 10th it \
+     copies while a REMOVE of a spare page is pending, so the copy must meet EAGAIN. `completes, \
+     no lost or stale page`, `deadlocks` (a hold's GC does not stop the world within the quiet \
+     window while its reader is retried unpreempted, 16 times from its thread; the probe ends the \
+     workload), `N lost/stale/wrong pages`, `MADV_POPULATE_READ \
+     failed: ...`, `unexpected message: ...`. A run that completes is an `error` unless it served \
+     at least the scheduled faults, refaults, REMOVE events, holds and forced EAGAIN races, ran \
+     the scheduled stop-the-world cycles and checked every page; those counts are the same on \
+     every run, timings and unforced EAGAINs are details.";
 
 pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
@@ -254,10 +260,9 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "deadlocks")],
         documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
         citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
-        notes: "What the seed met in its tests. The holds come before the forced races (8 < 12), so \
+        notes: "What the seed met in its tests. The holds come before the forced races (8 < 10), so \
                 the deadlock is the hold's, at the first one.",
         probe: stress_equal,
-        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "stw.go_stress_populate",
@@ -271,6 +276,35 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     },
 ];
 
+/// Where the Go behaviours go in the run order (the harness starts trials in order): spread
+/// evenly through `rest`, the longest first, so that few Go runtimes start and run at once.
+pub fn run_order(rest: Vec<&'static Behaviour>) -> Vec<&'static Behaviour> {
+    let mut go: Vec<&Behaviour> = BEHAVIOURS.iter().collect();
+    go.sort_by_key(|b| !b.id.contains("stress"));
+    let every = (rest.len() + go.len()) / go.len().max(1);
+    let mut order = Vec::new();
+    let (mut r, mut g) = (rest.into_iter(), go.into_iter());
+    loop {
+        match g.next() {
+            Some(b) => order.push(b),
+            None => {
+                order.extend(r);
+                return order;
+            }
+        }
+        order.extend(r.by_ref().take(every.saturating_sub(1)));
+    }
+}
+
+/// The workload's nice value: a reader in assembly is expected to cause a signal storm.
+fn nice(path: &str) -> i32 {
+    if matches!(path, "equal" | "copy") {
+        STORM_NICE
+    } else {
+        0
+    }
+}
+
 /// A park run: the workload's reader is parked on its missing page (`go.uffd`'s first fault).
 struct Park {
     go: Go,
@@ -278,6 +312,8 @@ struct Park {
     tid: i32,
     state: Option<char>,
     seen: Seen,
+    /// The workload's CPU time, once it ended.
+    cpu_ms: u64,
 }
 
 impl Seen {
@@ -308,7 +344,7 @@ impl Park {
     /// Starts `uffdc-go park <path>` and waits until its reader is parked on the page: its fault
     /// message arrived and its thread is off the CPU.
     fn start(ctx: &Ctx, path: &str) -> Result<Result<Park, Observation>, Fail> {
-        let go = Go::start(&["park", path], ctx.timeout)?;
+        let go = Go::start(&["park", path], nice(path), ctx.timeout)?;
         let (page, tid) = match next_message(&go, ctx.timeout)? {
             Some(Event::Pagefault { addr, thread_id, .. }) => {
                 ((addr as usize) & !(page_size() - 1), thread_id.as_raw())
@@ -317,7 +353,7 @@ impl Park {
             None => return Ok(Err(Observation::new("the reader did not fault"))),
         };
         let state = threads::wait_until_task_blocked(go.pid(), tid, ctx.timeout);
-        Ok(Ok(Park { go, page, tid, state, seen: Seen::default() }))
+        Ok(Ok(Park { go, page, tid, state, seen: Seen::default(), cpu_ms: 0 }))
     }
 
     /// Reads the workload's lines until `until` holds or `limit` passes; when `count`, also the
@@ -383,6 +419,10 @@ impl Park {
     fn details(&self, mut o: Observation, ctx: &Ctx) -> Observation {
         let s = &self.seen;
         o.detail("go", self.go.version.as_str());
+        o.detail("start_ms", self.go.started.as_millis() as u64);
+        if self.cpu_ms > 0 {
+            o.detail("workload_cpu_ms", self.cpu_ms);
+        }
         o.detail("state", threads::describe_state(self.state));
         if s.retries > 0 {
             o.detail("retries", s.retries);
@@ -430,35 +470,77 @@ fn read_failed(seen: &Seen) -> Option<Observation> {
     }
 }
 
+/// How many retries of its load, from its own thread, show that the runtime keeps interrupting a
+/// reader without preempting it (each one is a SIGURG whose handler returned to the faulting
+/// instruction): a stop-the-world that cannot complete. A reader the runtime can preempt leaves
+/// its thread at the first SIGURG of a stop-the-world and does not come back before the world
+/// does; only the sysmon's preemptions (at most one per 10ms) retry it meanwhile.
+const STUCK_RETRIES: u64 = 16;
+
+/// What became of the GC's first stop-the-world with the reader parked.
+#[derive(PartialEq, Eq)]
+enum Stop {
+    /// It stopped every P (`late`: after the quiet window, with the reader not being retried).
+    Stopped { late: bool },
+    /// It did not within the window, and the reader is retried over and over, unpreempted.
+    Stuck,
+    /// The read returned (the page was there after all).
+    Read,
+    /// Neither a stop nor retries within the timeout.
+    Neither,
+}
+
+/// Sends `gc` and watches the first stop-the-world: within the quiet window, else until the
+/// evidence says whether it is stuck on the reader or merely slow.
+fn first_stop(p: &mut Park, ctx: &Ctx) -> Result<Stop, Fail> {
+    let started = Instant::now();
+    p.go.proc.send("gc");
+    // The window, without reading the uffd (the retries of a reader in a storm of signals go
+    // unread and vanish; the page server stays out of the storm).
+    p.watch(ctx.window, started, false, |s| s.stopped() || s.access.is_some())?;
+    if p.seen.access.is_some() {
+        return Ok(Stop::Read);
+    }
+    if p.seen.stopped() {
+        return Ok(Stop::Stopped { late: false });
+    }
+    p.seen.retries = 0;
+    p.watch(ctx.timeout, started, true, |s| s.stopped() || s.access.is_some() || s.retries >= STUCK_RETRIES)?;
+    Ok(if p.seen.access.is_some() {
+        Stop::Read
+    } else if p.seen.stopped() {
+        Stop::Stopped { late: true }
+    } else if p.seen.retries >= STUCK_RETRIES {
+        Stop::Stuck
+    } else {
+        Stop::Neither
+    })
+}
+
 /// runtime.GC() against a reader parked on the page through `path`: does the GC's first
-/// stop-the-world stop every P within the window, with the page unserved?
+/// stop-the-world stop every P with the page unserved?
 fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
     let mut p = match Park::start(ctx, path)? {
         Ok(p) => p,
         Err(o) => return Ok(o),
     };
-    let started = Instant::now();
-    p.go.proc.send("gc");
-    p.watch(ctx.window, started, false, |s| s.stopped() || s.access.is_some())?;
-    if p.seen.access.is_some() {
+    let stop = first_stop(&mut p, ctx)?;
+    if stop == Stop::Read {
         return Ok(p.details(Observation::new("the read returned before the page was served"), ctx));
     }
-    let stopped = p.seen.stopped();
-    if stopped {
-        // The world stopped with the page missing: the GC can finish without it.
-        p.watch(ctx.timeout, started, false, |s| s.gc_us.is_some() || s.access.is_some())?;
-    }
-    let finished_unserved = p.seen.gc_us.is_some() && p.seen.access.is_none();
     p.serve()?;
-    p.watch(ctx.timeout, started, false, |s| s.done)?;
-    let observed = match (stopped, finished_unserved, p.seen.gc_us.is_some()) {
-        (true, true, _) => "completes",
-        (true, false, _) => "stops the world, but returns only after the page is served",
-        (false, _, true) => "waits until served",
-        (false, _, false) => "deadlocks",
+    p.watch(ctx.timeout, Instant::now(), false, |s| s.done)?;
+    let observed = match (&stop, p.seen.gc_us.is_some()) {
+        (Stop::Stopped { .. }, _) => "completes",
+        (Stop::Stuck, true) => "waits until served",
+        (Stop::Stuck, false) => "deadlocks",
+        (_, _) => "neither stops the world nor retries the reader",
     };
-    let o = read_failed(&p.seen).unwrap_or_else(|| Observation::new(observed));
-    p.go.end(ctx.timeout);
+    let mut o = read_failed(&p.seen).unwrap_or_else(|| Observation::new(observed));
+    if stop == (Stop::Stopped { late: true }) {
+        o.detail("stopped_after_window", true);
+    }
+    p.cpu_ms = p.go.end(ctx.timeout);
     Ok(p.details(o, ctx))
 }
 
@@ -469,28 +551,33 @@ fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
         Ok(p) => p,
         Err(o) => return Ok(o),
     };
-    let started = Instant::now();
-    p.go.proc.send("gc");
-    p.watch(ctx.window, started, false, |s| s.stopped() || s.access.is_some())?;
-    if p.seen.access.is_some() {
-        return Ok(p.details(Observation::new("the read returned before the page was served"), ctx));
-    }
-    if !p.seen.stopped() {
-        // The world did not stop within the window: the probe ends the deadlock.
-        p.go.end(ctx.timeout);
-        return Ok(p.details(Observation::new("deadlocks"), ctx));
-    }
-    p.watch(ctx.timeout, started, false, |s| s.gc_us.is_some() || s.access.is_some())?;
-    if p.seen.gc_us.is_none() {
-        p.go.end(ctx.timeout);
-        return Ok(p.details(Observation::new("stops the world, but sends no go-ahead"), ctx));
-    }
-    p.serve()?;
-    p.watch(ctx.timeout, started, false, |s| s.done)?;
-    let o = read_failed(&p.seen).unwrap_or_else(|| {
-        Observation::new(if p.seen.done { "finishes" } else { "does not finish after the go-ahead" })
-    });
-    p.go.end(ctx.timeout);
+    let o = match first_stop(&mut p, ctx)? {
+        Stop::Read => Observation::new("the read returned before the page was served"),
+        // The world did not stop within the window and cannot: the probe ends the deadlock.
+        Stop::Stuck => Observation::new("deadlocks"),
+        Stop::Neither => Observation::new("neither stops the world nor retries the reader"),
+        Stop::Stopped { late } => {
+            p.watch(ctx.timeout, Instant::now(), false, |s| s.gc_us.is_some() || s.access.is_some())?;
+            if p.seen.gc_us.is_none() {
+                Observation::new("stops the world, but sends no go-ahead")
+            } else {
+                p.serve()?;
+                p.watch(ctx.timeout, Instant::now(), false, |s| s.done)?;
+                let mut o = read_failed(&p.seen).unwrap_or_else(|| {
+                    Observation::new(if p.seen.done {
+                        "finishes"
+                    } else {
+                        "does not finish after the go-ahead"
+                    })
+                });
+                if late {
+                    o.detail("stopped_after_window", true);
+                }
+                o
+            }
+        }
+    };
+    p.cpu_ms = p.go.end(ctx.timeout);
     Ok(p.details(o, ctx))
 }
 
@@ -513,7 +600,7 @@ fn sigurg(ctx: &Ctx) -> ProbeResult {
         o.detail("first_retry_us", t.as_micros() as u64);
     }
     o.detail("retries_before_serving", retries);
-    p.go.end(ctx.timeout);
+    p.cpu_ms = p.go.end(ctx.timeout);
     Ok(p.details(o, ctx))
 }
 
@@ -544,7 +631,7 @@ fn deadlock_populate(ctx: &Ctx) -> ProbeResult {
     deadlock(ctx, "populate")
 }
 fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
-    let go = Go::start(&["dontneed"], ctx.timeout)?;
+    let go = Go::start(&["dontneed"], 0, ctx.timeout)?;
     go.proc.send("dontneed");
     let tid: i32 =
         match go.proc.line("the remover's tid", ctx.timeout)?.split_whitespace().collect::<Vec<_>>()[..] {
@@ -593,7 +680,7 @@ fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
     let completed_unread = stopped && gc_us.is_some() && removed.is_none();
     let event = go.uffd.next(ctx.timeout)?;
     while !done && read_line(ctx.timeout, &mut stopped_us, &mut gc_us, &mut removed, &mut done)? {}
-    go.end(ctx.timeout);
+    let cpu = go.end(ctx.timeout);
     let observed = match (&event, completed_unread, stopped, gc_us.is_some()) {
         (Some(Event::Remove { .. }), true, _, _) => "completes",
         (Some(Event::Remove { .. }), false, false, true) => "waits until the event is read",
@@ -607,6 +694,7 @@ fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
     let mut o = Observation::new(observed)
         .with("go", go.version.as_str())
         .with("state_while_pending", threads::describe_state(state))
+        .with("workload_cpu_ms", cpu)
         .with("window_ms", ctx.window.as_millis() as u64);
     if let Some(us) = stopped_us {
         o.detail("stopped_us", us);
@@ -636,19 +724,19 @@ fn stress_populate(ctx: &Ctx) -> ProbeResult {
 pub mod plan {
     use crate::probes::stw::schedule::Rng;
 
-    pub const WORKERS: usize = 3;
-    pub const PAGES: usize = 8;
-    pub const ROUNDS: usize = 6;
+    pub const WORKERS: usize = 2;
+    pub const PAGES: usize = 6;
+    pub const ROUNDS: usize = 5;
     pub const SEED: u64 = 0x2542_0002_5EED_0002;
     /// Every this-many-th new fault is held until the program has run a stop-the-world.
     pub const GATE_EVERY: u64 = 8;
     /// Every this-many-th new fault's copy is raced against a pending REMOVE of the spare page.
-    pub const RACE_EVERY: u64 = 12;
+    pub const RACE_EVERY: u64 = 10;
 
     pub struct Plan {
         /// `removals[round][worker]`: disjoint page ranges `[a, b)` of the worker's block.
         pub removals: Vec<Vec<Vec<(usize, usize)>>>,
-        /// `cycles[round][worker]`: runtime.GC() calls after those removals.
+        /// `cycles[round][worker]`: stop-the-world cycles (runtime.ReadMemStats) after those removals.
         pub cycles: Vec<Vec<u64>>,
     }
 
@@ -671,7 +759,7 @@ pub mod plan {
                         }
                     }
                     r.push(ranges);
-                    c.push(rng.between(0, 1));
+                    c.push(rng.between(1, 2));
                 }
                 removals.push(r);
                 cycles.push(c);
@@ -727,15 +815,26 @@ pub mod plan {
             let (a, b) = (Plan::new(SEED), Plan::new(SEED));
             assert_eq!((a.removals.clone(), a.cycles.clone()), (b.removals, b.cycles));
             assert!(
-                a.faults() >= 50 && a.refaults() >= 20,
+                a.faults() >= 30 && a.refaults() >= 15,
                 "{} faults, {} refaults",
                 a.faults(),
                 a.refaults()
             );
-            assert!(a.holds() >= 5 && a.races() >= 3 && a.cycles() >= 5 && a.remove_calls() >= 10);
+            assert!(a.holds() >= 3 && a.races() >= 2 && a.cycles() >= 10 && a.remove_calls() >= 6);
             assert_eq!(a.lines().len(), ROUNDS * WORKERS);
         }
     }
+}
+
+/// A fault the stress's server holds until the program has run a GC.
+struct Held {
+    page: usize,
+    since: Instant,
+    /// A GC stop-the-world stopped every P since.
+    stopped: bool,
+    /// The faulting thread, and how often it retried the fault since.
+    tid: i32,
+    retries: u64,
 }
 
 /// What the stress's server counted.
@@ -760,7 +859,7 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
     let total = WORKERS * PAGES;
     let args = ["stress", path, &WORKERS.to_string(), &PAGES.to_string(), &ROUNDS.to_string()];
     let args: Vec<&str> = args.iter().map(|s| &**s).collect();
-    let go = Go::start(&args, ctx.timeout)?;
+    let go = Go::start(&args, nice(path), ctx.timeout)?;
     let word = |what: &str| -> Result<String, Fail> {
         let line = go.proc.line(what, ctx.timeout)?;
         match line.split_whitespace().collect::<Vec<_>>()[..] {
@@ -779,11 +878,13 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
     let spare = base + total * page;
     let mut versions = vec![1u64; total];
     let mut present = vec![false; total];
-    // Held faults, oldest first: (page, since, whether a GC stop completed since).
-    let mut held: std::collections::VecDeque<(usize, Instant, bool)> = Default::default();
+    // Held faults, oldest first.
+    let mut held: std::collections::VecDeque<Held> = Default::default();
     // A forced race's fault, copied once the racer waits on its REMOVE (the server does not
     // wait for the program: only the holds make it depend on the program).
     let mut racing: Option<(usize, u64)> = None;
+    // Races due but not yet made (one waits while a hold's stop-the-world is pending).
+    let mut race_debt = 0u64;
     // `released` lines not yet acted on (a race in progress goes first: the hold's copy would
     // read the racer's REMOVE).
     let mut releases = 0u64;
@@ -794,7 +895,9 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let deadlock = loop {
-        if held.iter().any(|(_, since, stopped)| !stopped && since.elapsed() > ctx.window) {
+        // A hold whose GC has not stopped the world within the window, while its reader keeps
+        // being retried unpreempted (`STUCK_RETRIES`): the program cannot go on.
+        if held.iter().any(|h| !h.stopped && h.since.elapsed() > ctx.window && h.retries >= STUCK_RETRIES) {
             break true;
         }
         if result.is_some() {
@@ -822,7 +925,7 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             }
         }
         while releases > 0 && racing.is_none() {
-            let Some((p, _, _)) = held.pop_front() else {
+            let Some(Held { page: p, .. }) = held.pop_front() else {
                 return Err(Fail::error("the workload released a hold the probe did not make"));
             };
             releases -= 1;
@@ -848,8 +951,8 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words[..] {
                 ["stopped", _] => {
-                    if let Some(h) = held.iter_mut().find(|h| !h.2) {
-                        h.2 = true;
+                    if let Some(h) = held.iter_mut().find(|h| !h.stopped) {
+                        h.stopped = true;
                     }
                 }
                 ["released", _] => releases += 1,
@@ -863,11 +966,11 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
         }
         let Some(event) = pump.next(Duration::ZERO)? else { continue };
         last_progress = Instant::now();
-        let Event::Pagefault { addr, .. } = event else {
+        let Event::Pagefault { addr, thread_id, .. } = event else {
             on_stress_event(event, base, spare, &mut versions, &mut present, &mut counts);
             continue;
         };
-        let addr = addr as usize & !(page - 1);
+        let (addr, tid) = (addr as usize & !(page - 1), thread_id.as_raw());
         let p = match addr.checked_sub(base).map(|o| o / page) {
             Some(p) if p < total => p,
             _ => {
@@ -875,9 +978,14 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
                 continue;
             }
         };
-        if held.iter().any(|h| h.0 == p) || racing.is_some_and(|r| r.0 == p) || present[p] {
-            // A retry (its thread left the fault for a signal) of a page held, being raced, or
-            // already copied (whose copy woke it).
+        if let Some(h) = held.iter_mut().find(|h| h.page == p) {
+            // A retry of a held page (its thread left the fault for a signal handler).
+            counts.duplicates += 1;
+            h.retries += u64::from(h.tid == tid);
+            continue;
+        }
+        if racing.is_some_and(|r| r.0 == p) || present[p] {
+            // A retry of a page being raced, or already copied (whose copy woke it).
             counts.duplicates += 1;
             continue;
         }
@@ -886,11 +994,14 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
         let k = counts.faults;
         if k % GATE_EVERY == 0 {
             counts.holds += 1;
-            held.push_back((p, Instant::now(), false));
+            held.push_back(Held { page: p, since: Instant::now(), stopped: false, tid, retries: 0 });
             go.proc.send("hold");
             continue;
         }
-        if k % RACE_EVERY == 0 && ctx.sabotage != Some(Sabotage::NoRace) && racing.is_none() {
+        race_debt += u64::from(k % RACE_EVERY == 0 && ctx.sabotage != Some(Sabotage::NoRace));
+        // The racer needs the world running: not while a hold's stop-the-world is pending.
+        if race_debt > 0 && racing.is_none() && held.iter().all(|h| h.stopped) {
+            race_debt -= 1;
             go.proc.send("race");
             racing = Some((p, versions[p]));
             continue;
@@ -922,10 +1033,11 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             .with("holds", c.holds)
             .with("window_ms", ctx.window.as_millis() as u64)
             .with("elapsed_ms", elapsed.as_millis() as u64)
+            .with("start_ms", go.started.as_millis() as u64)
     };
     if deadlock {
-        go.end(ctx.timeout);
-        return Ok(details(Observation::new("deadlocks"), &counts));
+        let cpu = go.end(ctx.timeout);
+        return Ok(details(Observation::new("deadlocks"), &counts).with("workload_cpu_ms", cpu));
     }
     let result = result.unwrap_or_default();
     let field = |name: &str| -> String {
@@ -935,7 +1047,7 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             .unwrap_or_default()
     };
     let number = |name: &str| field(name).parse::<u64>().unwrap_or(0);
-    go.end(ctx.timeout);
+    let cpu = go.end(ctx.timeout);
     if field("populate") != "0" {
         let o = Observation::new(format!("MADV_POPULATE_READ failed: {}", errno_word(&field("populate"))));
         return Ok(details(o, &counts));
@@ -970,7 +1082,9 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    Ok(details(Observation::new(observed), &counts).with("stw_cycles", number("cycles")))
+    Ok(details(Observation::new(observed), &counts)
+        .with("stw_cycles", number("cycles"))
+        .with("workload_cpu_ms", cpu))
 }
 
 /// A non-fault message of the stress: a REMOVE of workers' pages makes them missing and bumps
