@@ -82,9 +82,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: uffdc-go version | park PATH | dontneed | stress PATH (socket on fd 3)")
 		os.Exit(2)
 	}
-	// A fixed number of Ps, whatever the machine: the probes' scenarios need two goroutines
-	// running at once (one parked on a page, one stopping the world).
-	runtime.GOMAXPROCS(2)
+	// A fixed number of Ps, whatever the machine: one for the goroutine parked on a page (it
+	// keeps it), two for the rest (the one stopping the world, the GC's workers, the watcher).
+	runtime.GOMAXPROCS(3)
 	switch os.Args[1] {
 	case "version":
 		fmt.Println(runtime.Version())

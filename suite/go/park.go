@@ -31,7 +31,7 @@ func countSigurg() *atomic.Int64 {
 //
 //	workload -> probe: the uffd (SCM_RIGHTS), then `ready <go version>`
 //	probe -> workload: `gc` (the reader's fault is pending and its thread asleep)
-//	workload -> probe: `stopped <µs>` once the GC's first stop-the-world has stopped every P;
+//	workload -> probe: `stopped <µs>` once a stop-the-world (the GC's first) has stopped every P;
 //	                   `gc-done <µs>` when runtime.GC() returned; `access-done <ok|mismatch|errno>`
 //	                   when the read returned (either order);
 //	                   `done sigurg=<n>` once both returned, then it exits
@@ -71,37 +71,47 @@ func park(path accessPath) {
 	send("done", fmt.Sprintf("sigurg=%d", sigurgs.Load()))
 }
 
-// gcStops is the runtime's count of GC stop-the-worlds that stopped every P: the samples of the
-// /sched/pauses/stopping/gc:seconds histogram, recorded by stopTheWorldWithSema once its wait for
-// the Ps ends (runtime/proc.go:1717 in go1.27.3).
-func gcStops() uint64 {
-	s := []metrics.Sample{{Name: "/sched/pauses/stopping/gc:seconds"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
-		fail("the runtime has no /sched/pauses/stopping/gc:seconds metric")
+// stops is the runtime's count of stop-the-worlds that stopped every P: the samples of the
+// /sched/pauses/stopping/gc:seconds and /sched/pauses/stopping/other:seconds histograms,
+// recorded by stopTheWorldWithSema once its wait for the Ps ends (runtime/proc.go:1717 in
+// go1.27.3).
+func stops() uint64 {
+	s := []metrics.Sample{
+		{Name: "/sched/pauses/stopping/gc:seconds"},
+		{Name: "/sched/pauses/stopping/other:seconds"},
 	}
+	metrics.Read(s)
 	var n uint64
-	for _, c := range s[0].Value.Float64Histogram().Counts {
-		n += c
+	for _, sample := range s {
+		if sample.Value.Kind() != metrics.KindFloat64Histogram {
+			fail("the runtime has no %s metric", sample.Name)
+		}
+		for _, c := range sample.Value.Float64Histogram().Counts {
+			n += c
+		}
 	}
 	return n
 }
 
-// watchStops sends `stopped <µs since start>` once a GC stop-the-world has stopped every P; it
-// can only tell once the world runs again (it is a goroutine). Closing the channel ends it.
+// watchStops sends `stopped <µs since start>` once a stop-the-world has stopped every P; it can
+// only tell once the world runs again (it is a goroutine). Closing the channel ends it, after a
+// last look.
 func watchStops(start time.Time) chan struct{} {
-	before := gcStops()
+	before := stops()
 	end := make(chan struct{})
 	go func() {
-		for {
-			select {
-			case <-end:
-				return
-			case <-time.After(200 * time.Microsecond):
-			}
-			if gcStops() > before {
+		for done := false; ; {
+			if stops() > before {
 				send("stopped", time.Since(start).Microseconds())
 				return
+			}
+			if done {
+				return
+			}
+			select {
+			case <-end:
+				done = true
+			case <-time.After(200 * time.Microsecond):
 			}
 		}
 	}()
@@ -115,7 +125,7 @@ func watchStops(start time.Time) chan struct{} {
 //	workload -> probe: the uffd (EVENT_REMOVE), then `ready <go version>`
 //	probe -> workload: `dontneed`;  workload -> probe: `tid <n>` (the remover's thread)
 //	probe -> workload: `gc` (the REMOVE is pending, its thread asleep)
-//	workload -> probe: `stopped <µs>` once a GC stop-the-world stopped every P, `gc-done <µs>`;
+//	workload -> probe: `stopped <µs>` once a stop-the-world stopped every P, `gc-done <µs>`;
 //	                   `dontneed-done <0|errno=N>`; `done` once both returned
 func dontneed() {
 	lines := commands()

@@ -25,7 +25,7 @@ import (
 //	                   (WORKERS*PAGES pages, then the spare page), `racer <tid>`
 //	probe -> workload: `plan <round> <worker> <cycles> [<a>-<b>...]` for every round and worker,
 //	                   then `go`
-//	probe -> workload: `hold`: run runtime.GC();  workload -> probe: `stopped <µs>` once a GC
+//	probe -> workload: `hold`: run runtime.GC();  workload -> probe: `stopped <µs>` once a
 //	                   stop-the-world has stopped every P, `released <µs>` when it returned
 //	probe -> workload: `race`: remove the spare page;  workload -> probe: `raced <0|errno=N>`
 //	workload -> probe: `result checked=N lost=N stale=N wrong=N cycles=N removals=N holds=N
@@ -35,7 +35,8 @@ func stress(path accessPath) {
 		fail("stress needs PATH WORKERS PAGES ROUNDS")
 	}
 	workers, pages, rounds := atoiArg(3), atoiArg(4), atoiArg(5)
-	runtime.GOMAXPROCS(workers + 1)
+	// A P for each worker, which a worker parked in a fault keeps, and two for the rest.
+	runtime.GOMAXPROCS(workers + 2)
 	lines := commands()
 	mem := mapPages(workers*pages + 1)
 	spare := mem[workers*pages*pageSize:]

@@ -3,23 +3,27 @@
 
 use crate::behaviour::Behaviour;
 
-/// Every behaviour, in family order, then placed for the Go workload's turns
-/// (`probes::goruntime::run_order`): the harness starts trials in this order.
+/// Every behaviour, in the order the harness starts them: the longest first (`LONGEST`: the
+/// stresses and races, each seconds long under TCG, run while the rest do instead of after
+/// them), then family order with the Go behaviours spread through it
+/// (`probes::goruntime::run_order`).
 pub fn all() -> impl Iterator<Item = &'static Behaviour> {
     use crate::probes::*;
-    let rest: Vec<&'static Behaviour> = [
+    let families = [
         api::BEHAVIOURS,
         populate::BEHAVIOURS,
         remote::BEHAVIOURS,
         remove::BEHAVIOURS,
         ordering::BEHAVIOURS,
         stw::BEHAVIOURS,
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    goruntime::run_order(rest).into_iter()
+    ];
+    let (first, rest): (Vec<&'static Behaviour>, Vec<&'static Behaviour>) =
+        families.into_iter().flatten().partition(|b| LONGEST.contains(&b.id));
+    first.into_iter().chain(goruntime::run_order(rest))
 }
+
+/// The behaviours that take longest, started first.
+const LONGEST: &[&str] = &["stw.parallel_stress", "remove.stale_copy_race"];
 
 pub fn find(id: &str) -> Option<&'static Behaviour> {
     all().find(|b| b.id == id)
@@ -36,6 +40,18 @@ pub fn to_matrix() -> model::Catalogue {
 mod tests {
     use super::*;
     use model::version::KernelVersion;
+
+    #[test]
+    fn the_longest_are_started_first() {
+        let order: Vec<&str> = all().map(|b| b.id).collect();
+        for id in LONGEST {
+            assert!(
+                order.iter().position(|o| o == id).is_some_and(|i| i < LONGEST.len()),
+                "{id} in {order:?}"
+            );
+        }
+        assert_eq!(order.len(), order.iter().collect::<std::collections::HashSet<_>>().len());
+    }
 
     #[test]
     fn declarations_are_well_formed() {

@@ -53,18 +53,12 @@ pub struct Go {
     pub started: Duration,
 }
 
-/// The nice value of a workload whose reader is expected to wait in assembly: while its
-/// stop-the-world waits, the runtime signals the reader every ~100us and the reader retries its
-/// fault, a storm that would otherwise take the CPU from the suite's other probes.
-pub const STORM_NICE: i32 = 10;
-
 impl Go {
-    /// Starts `uffdc-go <args>` at `nice` (`STORM_NICE`, or 0) and takes its userfaultfd and
-    /// `ready <go version>` line.
-    pub fn start(args: &[&str], nice: i32, limit: Duration) -> Result<Go, Fail> {
+    /// Starts `uffdc-go <args>` and takes its userfaultfd and `ready <go version>` line.
+    pub fn start(args: &[&str], limit: Duration) -> Result<Go, Fail> {
         let path = require()?;
         let exec = std::time::Instant::now();
-        let proc = exec_with_socket(&path, args, nice)?;
+        let proc = exec_with_socket(&path, args)?;
         let uffd = Uffd::from_fd(proc.fd("its userfaultfd", limit)?);
         let ready = proc.line("its ready line", limit)?;
         let version = match ready.split_whitespace().collect::<Vec<_>>()[..] {

@@ -59,9 +59,8 @@ pub fn fork_with(f: impl FnOnce(&UnixStream) -> Result<(), String>) -> Result<Su
 }
 
 /// Starts `program` with `args` as a helper: the same protocol as [`fork_with`]'s children, over a
-/// socket the program finds as its fd 3 (the Go workload, `goworkload.rs`). It runs at `nice`
-/// (where the probe may set it: as root), its threads too.
-pub fn exec_with_socket(program: &std::path::Path, args: &[&str], nice: i32) -> Result<SubProcess, Fail> {
+/// socket the program finds as its fd 3 (the Go workload, `goworkload.rs`).
+pub fn exec_with_socket(program: &std::path::Path, args: &[&str]) -> Result<SubProcess, Fail> {
     use std::os::unix::process::CommandExt;
     let (ours, theirs) = UnixStream::pair().ctx("socketpair")?;
     let fd = theirs.as_raw_fd();
@@ -70,13 +69,9 @@ pub fn exec_with_socket(program: &std::path::Path, args: &[&str], nice: i32) -> 
     // SAFETY: dup2 is async-signal-safe; it gives the child the socket as fd 3 (without
     // close-on-exec, which dup2 clears).
     unsafe {
-        command.pre_exec(move || {
-            // Not being allowed to is not a failure: it runs at the probe's priority then.
-            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-            match libc::dup2(fd, 3) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
-            }
+        command.pre_exec(move || match libc::dup2(fd, 3) {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
         });
     }
     let child = command.spawn().ctx(&format!("starting {}", program.display()))?;

@@ -11,7 +11,7 @@
 //! `isAsyncSafePoint` allows, which excludes assembly such as `memequal` and `memmove`.
 
 use crate::behaviour::Behaviour;
-use crate::goworkload::{errno_word, Go, STORM_NICE};
+use crate::goworkload::{errno_word, Go};
 use crate::memory;
 use crate::memory::{page_size, MADV_POPULATE_READ};
 use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
@@ -78,35 +78,35 @@ macro_rules! kernel_signal {
 
 const GC_OBSERVES: &str = "The workload hands its uffd to the probe; a goroutine reads a missing \
      page; once its fault message has arrived and its thread sleeps, another goroutine calls \
-     runtime.GC(). `completes` when the GC's first stop-the-world stops every P with the page \
-     unserved (the workload reports it from the runtime's own count, the \
-     /sched/pauses/stopping/gc:seconds metric), within the quiet window or later while the reader \
-     is not being retried (a slow machine); `waits until served` when it does not within the window \
-     and the runtime keeps interrupting the reader without preempting it (16 retries of its load \
-     from its own thread, each a SIGURG whose handler returned to the fault), and runtime.GC() \
-     returns once the probe served the page; `deadlocks` when not even then. Details: when the world \
-     stopped and the GC returned (us from the gc command, the workload's clock), the retries seen, \
-     the SIGURGs the runtime passed on to the program, the reader's thread state, the Go release, \
-     the workload's start and CPU time.";
+     runtime.GC(), and the probe watches the uffd and the workload: `completes` when the GC's \
+     first stop-the-world stops every P with the page unserved (the workload reports it from the \
+     runtime's own count, the /sched/pauses/stopping metrics); `waits until served` when \
+     instead the runtime keeps interrupting the reader without preempting it (16 retries of its \
+     load from its own thread, each a SIGURG whose handler returned to the fault: a reader the \
+     runtime can preempt leaves its thread at the first) and runtime.GC() returns once the probe \
+     served the page; `deadlocks` when not even then. Details: when the world stopped and the GC \
+     returned (us from the gc command, the workload's clock), the retries seen, the SIGURGs the \
+     runtime passed on to the program, the reader's thread state, the Go release, the workload's \
+     start and CPU time.";
 const DEADLOCK_OBSERVES: &str = "The seed's deadlock: the page server (the probe, another process) \
      serves the page only after a go-ahead that a goroutine of the workload sends once its \
      runtime.GC() returned; the reader's fault is pending first. `finishes` when the GC stops the \
-     world, the go-ahead comes and the workload then finishes; `deadlocks` when the GC's first \
-     stop-the-world does not stop every P within the quiet window and the runtime keeps \
-     interrupting the reader without preempting it (16 retries of its load from its own thread): \
-     the go-ahead cannot come, and the probe ends the workload.";
+     world, the go-ahead comes and the workload then finishes; `deadlocks` when instead the runtime \
+     fails 16 times in a row to preempt the reader (16 retries of its load from its own thread, \
+     each a SIGURG whose handler returned to the fault, within the timeout): its stop-the-world \
+     cannot complete, so neither can the GC nor the go-ahead, and the probe ends the workload.";
 const STRESS_OBSERVES: &str = "The gated-server stress (plan::Plan, seeded): the workload's two \
-     worker goroutines each own 6 pages and in each of 5 rounds read every page through the access \
+     worker goroutines each own 6 pages and in each of 4 rounds read every page through the access \
      path and check it holds the version the schedule says; after each round the workload's \
      coordinator removes seeded ranges of that worker's pages with MADV_DONTNEED and runs seeded \
      stop-the-world cycles (runtime.ReadMemStats). The probe serves every fault with the page's \
      current version under the EAGAIN protocol (a REMOVE read bumps the version of its pages); \
      every 8th new fault it holds until the workload has run runtime.GC() (the barrier of Go's \
-     test page servers: the server depends on the program stopping the world); every 10th it \
+     test page servers: the server depends on the program stopping the world); the 4th of every 8 it \
      copies while a REMOVE of a spare page is pending, so the copy must meet EAGAIN. `completes, \
-     no lost or stale page`, `deadlocks` (a hold's GC does not stop the world within the quiet \
-     window while its reader is retried unpreempted, 16 times from its thread; the probe ends the \
-     workload), `N lost/stale/wrong pages`, `MADV_POPULATE_READ \
+     no lost or stale page`, `deadlocks` (a hold's GC does not stop the world while the runtime \
+     fails 16 times in a row to preempt its reader; the probe ends the workload), `N \
+     lost/stale/wrong pages`, `MADV_POPULATE_READ \
      failed: ...`, `unexpected message: ...`. A run that completes is an `error` unless it served \
      at least the scheduled faults, refaults, REMOVE events, holds and forced EAGAIN races, ran \
      the scheduled stop-the-world cycles and checked every page; those counts are the same on \
@@ -260,8 +260,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "deadlocks")],
         documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
         citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
-        notes: "What the seed met in its tests. The holds come before the forced races (8 < 10), so \
-                the deadlock is the hold's, at the first one.",
+        notes: "What the seed met in its tests, at the first hold (the 8th new fault); the forced \
+                race before it (the 4th) needs only the world running.",
         probe: stress_equal,
     },
     Behaviour {
@@ -293,15 +293,6 @@ pub fn run_order(rest: Vec<&'static Behaviour>) -> Vec<&'static Behaviour> {
             }
         }
         order.extend(r.by_ref().take(every.saturating_sub(1)));
-    }
-}
-
-/// The workload's nice value: a reader in assembly is expected to cause a signal storm.
-fn nice(path: &str) -> i32 {
-    if matches!(path, "equal" | "copy") {
-        STORM_NICE
-    } else {
-        0
     }
 }
 
@@ -344,7 +335,7 @@ impl Park {
     /// Starts `uffdc-go park <path>` and waits until its reader is parked on the page: its fault
     /// message arrived and its thread is off the CPU.
     fn start(ctx: &Ctx, path: &str) -> Result<Result<Park, Observation>, Fail> {
-        let go = Go::start(&["park", path], nice(path), ctx.timeout)?;
+        let go = Go::start(&["park", path], ctx.timeout)?;
         let (page, tid) = match next_message(&go, ctx.timeout)? {
             Some(Event::Pagefault { addr, thread_id, .. }) => {
                 ((addr as usize) & !(page_size() - 1), thread_id.as_raw())
@@ -416,7 +407,7 @@ impl Park {
         }
     }
 
-    fn details(&self, mut o: Observation, ctx: &Ctx) -> Observation {
+    fn details(&self, mut o: Observation) -> Observation {
         let s = &self.seen;
         o.detail("go", self.go.version.as_str());
         o.detail("start_ms", self.go.started.as_millis() as u64);
@@ -427,7 +418,6 @@ impl Park {
         if s.retries > 0 {
             o.detail("retries", s.retries);
         }
-        o.detail("window_ms", ctx.window.as_millis() as u64);
         if let Some(us) = s.gc_us {
             o.detail("gc_us", us);
         }
@@ -474,15 +464,16 @@ fn read_failed(seen: &Seen) -> Option<Observation> {
 /// reader without preempting it (each one is a SIGURG whose handler returned to the faulting
 /// instruction): a stop-the-world that cannot complete. A reader the runtime can preempt leaves
 /// its thread at the first SIGURG of a stop-the-world and does not come back before the world
-/// does; only the sysmon's preemptions (at most one per 10ms) retry it meanwhile.
+/// does (and the stop is reported); only the sysmon's preemptions, at most one per 10ms, retry it
+/// before the stop begins or after it ended.
 const STUCK_RETRIES: u64 = 16;
 
 /// What became of the GC's first stop-the-world with the reader parked.
 #[derive(PartialEq, Eq)]
 enum Stop {
-    /// It stopped every P (`late`: after the quiet window, with the reader not being retried).
-    Stopped { late: bool },
-    /// It did not within the window, and the reader is retried over and over, unpreempted.
+    /// It stopped every P.
+    Stopped,
+    /// The reader is retried over and over, unpreempted: it cannot stop every P.
     Stuck,
     /// The read returned (the page was there after all).
     Read,
@@ -490,26 +481,16 @@ enum Stop {
     Neither,
 }
 
-/// Sends `gc` and watches the first stop-the-world: within the quiet window, else until the
-/// evidence says whether it is stuck on the reader or merely slow.
+/// Sends `gc` and watches the first stop-the-world until it stops every P, or until the runtime
+/// has failed `STUCK_RETRIES` times in a row to preempt the reader (then it cannot).
 fn first_stop(p: &mut Park, ctx: &Ctx) -> Result<Stop, Fail> {
     let started = Instant::now();
     p.go.proc.send("gc");
-    // The window, without reading the uffd (the retries of a reader in a storm of signals go
-    // unread and vanish; the page server stays out of the storm).
-    p.watch(ctx.window, started, false, |s| s.stopped() || s.access.is_some())?;
-    if p.seen.access.is_some() {
-        return Ok(Stop::Read);
-    }
-    if p.seen.stopped() {
-        return Ok(Stop::Stopped { late: false });
-    }
-    p.seen.retries = 0;
     p.watch(ctx.timeout, started, true, |s| s.stopped() || s.access.is_some() || s.retries >= STUCK_RETRIES)?;
     Ok(if p.seen.access.is_some() {
         Stop::Read
     } else if p.seen.stopped() {
-        Stop::Stopped { late: true }
+        Stop::Stopped
     } else if p.seen.retries >= STUCK_RETRIES {
         Stop::Stuck
     } else {
@@ -526,59 +507,53 @@ fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
     };
     let stop = first_stop(&mut p, ctx)?;
     if stop == Stop::Read {
-        return Ok(p.details(Observation::new("the read returned before the page was served"), ctx));
+        return Ok(p.details(Observation::new("the read returned before the page was served")));
     }
     p.serve()?;
     p.watch(ctx.timeout, Instant::now(), false, |s| s.done)?;
     let observed = match (&stop, p.seen.gc_us.is_some()) {
-        (Stop::Stopped { .. }, _) => "completes",
+        (Stop::Stopped, _) => "completes",
         (Stop::Stuck, true) => "waits until served",
         (Stop::Stuck, false) => "deadlocks",
         (_, _) => "neither stops the world nor retries the reader",
     };
-    let mut o = read_failed(&p.seen).unwrap_or_else(|| Observation::new(observed));
-    if stop == (Stop::Stopped { late: true }) {
-        o.detail("stopped_after_window", true);
-    }
+    let o = read_failed(&p.seen).unwrap_or_else(|| Observation::new(observed));
     p.cpu_ms = p.go.end(ctx.timeout);
-    Ok(p.details(o, ctx))
+    Ok(p.details(o))
 }
 
-/// The seed's deadlock: the page is served only after the go-ahead (`gc-done`). The window is on
-/// the GC's first stop-the-world: without it the GC, and so the go-ahead, cannot come.
+/// The seed's deadlock: the page is served only after the go-ahead (`gc-done`). It is one once the
+/// GC's first stop-the-world cannot complete: then the GC, and so the go-ahead, cannot come.
 fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
     let mut p = match Park::start(ctx, path)? {
         Ok(p) => p,
         Err(o) => return Ok(o),
     };
-    let o = match first_stop(&mut p, ctx)? {
+    let o = first_stop(&mut p, ctx)?;
+    let o = match o {
         Stop::Read => Observation::new("the read returned before the page was served"),
-        // The world did not stop within the window and cannot: the probe ends the deadlock.
+        // The world cannot stop: the probe ends the deadlock.
         Stop::Stuck => Observation::new("deadlocks"),
         Stop::Neither => Observation::new("neither stops the world nor retries the reader"),
-        Stop::Stopped { late } => {
+        Stop::Stopped => {
             p.watch(ctx.timeout, Instant::now(), false, |s| s.gc_us.is_some() || s.access.is_some())?;
             if p.seen.gc_us.is_none() {
                 Observation::new("stops the world, but sends no go-ahead")
             } else {
                 p.serve()?;
                 p.watch(ctx.timeout, Instant::now(), false, |s| s.done)?;
-                let mut o = read_failed(&p.seen).unwrap_or_else(|| {
+                read_failed(&p.seen).unwrap_or_else(|| {
                     Observation::new(if p.seen.done {
                         "finishes"
                     } else {
                         "does not finish after the go-ahead"
                     })
-                });
-                if late {
-                    o.detail("stopped_after_window", true);
-                }
-                o
+                })
             }
         }
     };
     p.cpu_ms = p.go.end(ctx.timeout);
-    Ok(p.details(o, ctx))
+    Ok(p.details(o))
 }
 
 fn sigurg(ctx: &Ctx) -> ProbeResult {
@@ -601,7 +576,7 @@ fn sigurg(ctx: &Ctx) -> ProbeResult {
     }
     o.detail("retries_before_serving", retries);
     p.cpu_ms = p.go.end(ctx.timeout);
-    Ok(p.details(o, ctx))
+    Ok(p.details(o))
 }
 
 fn gc_load(ctx: &Ctx) -> ProbeResult {
@@ -631,7 +606,7 @@ fn deadlock_populate(ctx: &Ctx) -> ProbeResult {
     deadlock(ctx, "populate")
 }
 fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
-    let go = Go::start(&["dontneed"], 0, ctx.timeout)?;
+    let go = Go::start(&["dontneed"], ctx.timeout)?;
     go.proc.send("dontneed");
     let tid: i32 =
         match go.proc.line("the remover's tid", ctx.timeout)?.split_whitespace().collect::<Vec<_>>()[..] {
@@ -726,12 +701,19 @@ pub mod plan {
 
     pub const WORKERS: usize = 2;
     pub const PAGES: usize = 6;
-    pub const ROUNDS: usize = 5;
+    pub const ROUNDS: usize = 4;
     pub const SEED: u64 = 0x2542_0002_5EED_0002;
     /// Every this-many-th new fault is held until the program has run a stop-the-world.
     pub const GATE_EVERY: u64 = 8;
-    /// Every this-many-th new fault's copy is raced against a pending REMOVE of the spare page.
-    pub const RACE_EVERY: u64 = 10;
+    /// The new faults whose copy is raced against a pending REMOVE of the spare page: the
+    /// `RACE_AT`th of every `GATE_EVERY`, midway between holds (a race waits while a hold's
+    /// stop-the-world is pending, and is made at a later fault then).
+    pub const RACE_AT: u64 = 4;
+
+    /// Whether the `k`th new fault is raced.
+    pub fn is_race(k: u64) -> bool {
+        k % GATE_EVERY == RACE_AT
+    }
 
     pub struct Plan {
         /// `removals[round][worker]`: disjoint page ranges `[a, b)` of the worker's block.
@@ -759,7 +741,7 @@ pub mod plan {
                         }
                     }
                     r.push(ranges);
-                    c.push(rng.between(1, 2));
+                    c.push(rng.between(0, 2));
                 }
                 removals.push(r);
                 cycles.push(c);
@@ -799,7 +781,7 @@ pub mod plan {
         }
         pub fn races(&self) -> u64 {
             // A fault that is held is not raced as well.
-            (1..=self.faults()).filter(|k| k % RACE_EVERY == 0 && k % GATE_EVERY != 0).count() as u64
+            (1..=self.faults()).filter(|k| is_race(*k)).count() as u64
         }
         pub fn checks(&self) -> u64 {
             (WORKERS * PAGES * ROUNDS) as u64
@@ -815,12 +797,12 @@ pub mod plan {
             let (a, b) = (Plan::new(SEED), Plan::new(SEED));
             assert_eq!((a.removals.clone(), a.cycles.clone()), (b.removals, b.cycles));
             assert!(
-                a.faults() >= 30 && a.refaults() >= 15,
+                a.faults() >= 20 && a.refaults() >= 10,
                 "{} faults, {} refaults",
                 a.faults(),
                 a.refaults()
             );
-            assert!(a.holds() >= 3 && a.races() >= 2 && a.cycles() >= 10 && a.remove_calls() >= 6);
+            assert!(a.holds() >= 3 && a.races() >= 3 && a.cycles() >= 5 && a.remove_calls() >= 5);
             assert_eq!(a.lines().len(), ROUNDS * WORKERS);
         }
     }
@@ -829,10 +811,9 @@ pub mod plan {
 /// A fault the stress's server holds until the program has run a GC.
 struct Held {
     page: usize,
-    since: Instant,
-    /// A GC stop-the-world stopped every P since.
+    /// A GC stop-the-world stopped every P since it was held.
     stopped: bool,
-    /// The faulting thread, and how often it retried the fault since.
+    /// The faulting thread, and how often it retried the fault since it was held.
     tid: i32,
     retries: u64,
 }
@@ -854,12 +835,12 @@ struct StressCounts {
 
 /// The gated-server stress through `path`.
 fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
-    use plan::{Plan, GATE_EVERY, PAGES, RACE_EVERY, ROUNDS, SEED, WORKERS};
+    use plan::{is_race, Plan, GATE_EVERY, PAGES, ROUNDS, SEED, WORKERS};
     let plan = Plan::new(SEED);
     let total = WORKERS * PAGES;
     let args = ["stress", path, &WORKERS.to_string(), &PAGES.to_string(), &ROUNDS.to_string()];
     let args: Vec<&str> = args.iter().map(|s| &**s).collect();
-    let go = Go::start(&args, nice(path), ctx.timeout)?;
+    let go = Go::start(&args, ctx.timeout)?;
     let word = |what: &str| -> Result<String, Fail> {
         let line = go.proc.line(what, ctx.timeout)?;
         match line.split_whitespace().collect::<Vec<_>>()[..] {
@@ -895,9 +876,9 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let deadlock = loop {
-        // A hold whose GC has not stopped the world within the window, while its reader keeps
-        // being retried unpreempted (`STUCK_RETRIES`): the program cannot go on.
-        if held.iter().any(|h| !h.stopped && h.since.elapsed() > ctx.window && h.retries >= STUCK_RETRIES) {
+        // A hold whose GC has not stopped the world while its reader is retried unpreempted
+        // (`STUCK_RETRIES`): it cannot, and the program cannot go on.
+        if held.iter().any(|h| !h.stopped && h.retries >= STUCK_RETRIES) {
             break true;
         }
         if result.is_some() {
@@ -950,11 +931,8 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             let line = go.proc.line("a line", ctx.timeout)?;
             let words: Vec<&str> = line.split_whitespace().collect();
             match words[..] {
-                ["stopped", _] => {
-                    if let Some(h) = held.iter_mut().find(|h| !h.stopped) {
-                        h.stopped = true;
-                    }
-                }
+                // A stop-the-world stopped every P: the runtime can, with every held reader parked.
+                ["stopped", _] => held.iter_mut().for_each(|h| h.stopped = true),
                 ["released", _] => releases += 1,
                 ["raced", _] => {}
                 ["result", ..] => result = Some(line.clone()),
@@ -994,11 +972,11 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
         let k = counts.faults;
         if k % GATE_EVERY == 0 {
             counts.holds += 1;
-            held.push_back(Held { page: p, since: Instant::now(), stopped: false, tid, retries: 0 });
+            held.push_back(Held { page: p, stopped: false, tid, retries: 0 });
             go.proc.send("hold");
             continue;
         }
-        race_debt += u64::from(k % RACE_EVERY == 0 && ctx.sabotage != Some(Sabotage::NoRace));
+        race_debt += u64::from(is_race(k) && ctx.sabotage != Some(Sabotage::NoRace));
         // The racer needs the world running: not while a hold's stop-the-world is pending.
         if race_debt > 0 && racing.is_none() && held.iter().all(|h| h.stopped) {
             race_debt -= 1;
@@ -1031,7 +1009,6 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             .with("eagain", c.eagains)
             .with("forced_races", c.forced_races)
             .with("holds", c.holds)
-            .with("window_ms", ctx.window.as_millis() as u64)
             .with("elapsed_ms", elapsed.as_millis() as u64)
             .with("start_ms", go.started.as_millis() as u64)
     };

@@ -136,7 +136,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
         id: "stw.parallel_stress",
         summary: "Parallel MADV_POPULATE pre-faulting, COPY serving under the EAGAIN protocol, repeated stop-the-world and MADV_DONTNEED: no deadlock, no lost or stale page",
-        observes: "A fixed, seeded schedule (stw::schedule): four threads each own 64 pages; in each of 32 rounds \
+        observes: "A fixed, seeded schedule (stw::schedule): four threads each own 64 pages; in each of 16 rounds \
                    a thread pre-faults its pages with MADV_POPULATE_READ (in a syscall: stopped, for the \
                    stop-the-world) and checks that every page holds the version the schedule says, as u64 \
                    words; after each round the coordinator removes seeded ranges of that thread's pages with \
@@ -146,8 +146,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    purpose: it is copied while a REMOVE of a spare page is pending, so that copy must meet \
                    EAGAIN. `no deadlock, no lost or stale page`, or `N lost/stale/wrong pages`, \
                    `deadlock: ...`, `MADV_POPULATE_READ failed: ...`, `unexpected message: ...`. The run is an \
-                   `error` unless it served at least the scheduled faults (2181), refaults (1925), REMOVE events \
-                   (318), stop-the-world cycles (244) and forced EAGAIN races (34); those counts are identical \
+                   `error` unless it served at least the scheduled faults (1201), refaults (945), REMOVE events \
+                   (150), stop-the-world cycles (123) and forced EAGAIN races (18); those counts are identical \
                    on every run, timings and unforced EAGAINs are details.",
         expect: &[rows::BEFORE_5_14, (">=5.14", "no deadlock, no lost or stale page")],
         citation: "fs/userfaultfd.c userfaultfd_copy and userfaultfd_remove (v6.1, v6.12): UFFDIO_COPY fails \
@@ -439,7 +439,7 @@ pub mod schedule {
     pub const THREADS: usize = 4;
     pub const PAGES_PER_THREAD: usize = 64;
     /// Rounds of pre-fault and check per thread; removals follow every round but the last.
-    pub const ROUNDS: usize = 32;
+    pub const ROUNDS: usize = 16;
     pub const SEED: u64 = 0x2542_0001_5EED_0001;
     /// Every this-many-th fault served is raced on purpose: the server holds it until a REMOVE
     /// of a spare page is pending, so its UFFDIO_COPY must meet EAGAIN.
@@ -536,9 +536,9 @@ pub mod schedule {
             let (a, b) = (Schedule::new(SEED), Schedule::new(SEED));
             assert_eq!(a.removals, b.removals);
             assert_eq!(a.cycles, b.cycles);
-            assert!(a.faults() >= 2000, "thousands of faults: {}", a.faults());
+            assert!(a.faults() >= 1000, "a thousand faults: {}", a.faults());
             assert!(a.refaults() >= 500, "hundreds of refaults: {}", a.refaults());
-            assert!(a.remove_calls() >= 200 && a.stw_cycles() >= 200 && a.forced_races() >= 20);
+            assert!(a.remove_calls() >= 100 && a.stw_cycles() >= 100 && a.forced_races() >= 15);
             assert_ne!(Schedule::new(SEED + 1).removals, a.removals);
             for ranges in a.removals.iter().flatten() {
                 for (i, (x, y)) in ranges.iter().enumerate() {
