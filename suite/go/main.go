@@ -8,7 +8,8 @@
 // Standard library only, raw system calls for userfaultfd (the syscall package has none). Built
 // statically by `cargo xtask` with a Go toolchain from Debian's archive.
 //
-// Usage: uffdc-go version | park PATH | dontneed | stress PATH, with the probe's socket as fd 3.
+// Usage: uffdc-go version | park PATH [sigurg] | dontneed | stress PATH WORKERS PAGES ROUNDS, with
+// the probe's socket as fd 3.
 // Lines go both ways on the socket; a failure is one line `error: <why>`, then exit status 1.
 package main
 
@@ -79,7 +80,7 @@ func expect(lines <-chan string, word string) []string {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: uffdc-go version | park PATH | dontneed | stress PATH (socket on fd 3)")
+		fmt.Fprintln(os.Stderr, "usage: uffdc-go version | park PATH [sigurg] | dontneed | stress PATH WORKERS PAGES ROUNDS (socket on fd 3)")
 		os.Exit(2)
 	}
 	// A fixed number of Ps, whatever the machine: one for the goroutine parked on a page (it
@@ -89,7 +90,7 @@ func main() {
 	case "version":
 		fmt.Println(runtime.Version())
 	case "park":
-		park(pathArg())
+		park(pathArg(), len(os.Args) > 3 && os.Args[3] == "sigurg")
 	case "dontneed":
 		dontneed()
 	case "stress":

@@ -27,7 +27,7 @@ func countSigurg() *atomic.Int64 {
 }
 
 // park: one goroutine reads a missing page through `path`; on the probe's word another stops the
-// world with runtime.GC().
+// world with runtime.GC(). With `sigurg`, the SIGURGs the runtime passes on are counted.
 //
 //	workload -> probe: the uffd (SCM_RIGHTS), then `ready <go version>`
 //	probe -> workload: `gc` (the reader's fault is pending and its thread asleep)
@@ -37,9 +37,14 @@ func countSigurg() *atomic.Int64 {
 //	                   `done sigurg=<n>` once both returned, then it exits
 //
 // The probe serves the page with 0xA5 bytes when it chooses (or never, and ends the workload).
-func park(path accessPath) {
+func park(path accessPath, sigurg bool) {
 	lines := commands()
-	sigurgs := countSigurg()
+	var sigurgs *atomic.Int64
+	if sigurg {
+		sigurgs = countSigurg()
+	} else {
+		sigurgs = new(atomic.Int64)
+	}
 	page := mapPages(1)
 	want := make([]byte, pageSize)
 	for i := range want {

@@ -81,7 +81,7 @@ const GC_OBSERVES: &str = "The workload hands its uffd to the probe; a goroutine
      runtime.GC(), and the probe watches the uffd and the workload: `completes` when the GC's \
      first stop-the-world stops every P with the page unserved (the workload reports it from the \
      runtime's own count, the /sched/pauses/stopping metrics); `waits until served` when \
-     instead the runtime keeps interrupting the reader without preempting it (16 retries of its \
+     instead the runtime keeps interrupting the reader without preempting it (32 retries of its \
      load from its own thread, each a SIGURG whose handler returned to the fault: a reader the \
      runtime can preempt leaves its thread at the first) and runtime.GC() returns once the probe \
      served the page; `deadlocks` when not even then. Details: when the world stopped and the GC \
@@ -92,20 +92,20 @@ const DEADLOCK_OBSERVES: &str = "The seed's deadlock: the page server (the probe
      serves the page only after a go-ahead that a goroutine of the workload sends once its \
      runtime.GC() returned; the reader's fault is pending first. `finishes` when the GC stops the \
      world, the go-ahead comes and the workload then finishes; `deadlocks` when instead the runtime \
-     fails 16 times in a row to preempt the reader (16 retries of its load from its own thread, \
+     fails 32 times in a row to preempt the reader (32 retries of its load from its own thread, \
      each a SIGURG whose handler returned to the fault, within the timeout): its stop-the-world \
      cannot complete, so neither can the GC nor the go-ahead, and the probe ends the workload.";
 const STRESS_OBSERVES: &str = "The gated-server stress (plan::Plan, seeded): the workload's two \
-     worker goroutines each own 6 pages and in each of 4 rounds read every page through the access \
+     worker goroutines each own 4 pages and in each of 4 rounds read every page through the access \
      path and check it holds the version the schedule says; after each round the workload's \
      coordinator removes seeded ranges of that worker's pages with MADV_DONTNEED and runs seeded \
      stop-the-world cycles (runtime.ReadMemStats). The probe serves every fault with the page's \
      current version under the EAGAIN protocol (a REMOVE read bumps the version of its pages); \
-     every 8th new fault it holds until the workload has run runtime.GC() (the barrier of Go's \
-     test page servers: the server depends on the program stopping the world); the 4th of every 8 it \
+     every 6th new fault it holds until the workload has run runtime.GC() (the barrier of Go's \
+     test page servers: the server depends on the program stopping the world); the 3rd of every 6 it \
      copies while a REMOVE of a spare page is pending, so the copy must meet EAGAIN. `completes, \
      no lost or stale page`, `deadlocks` (a hold's GC does not stop the world while the runtime \
-     fails 16 times in a row to preempt its reader; the probe ends the workload), `N \
+     fails 32 times in a row to preempt its reader; the probe ends the workload), `N \
      lost/stale/wrong pages`, `MADV_POPULATE_READ \
      failed: ...`, `unexpected message: ...`. A run that completes is an `error` unless it served \
      at least the scheduled faults, refaults, REMOVE events, holds and forced EAGAIN races, ran \
@@ -260,8 +260,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "deadlocks")],
         documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
         citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
-        notes: "What the seed met in its tests, at the first hold (the 8th new fault); the forced \
-                race before it (the 4th) needs only the world running.",
+        notes: "What the seed met in its tests, at the first hold (the 6th new fault); the forced \
+                race before it (the 3rd) needs only the world running.",
         probe: stress_equal,
     },
     Behaviour {
@@ -305,19 +305,14 @@ struct Park {
     seen: Seen,
     /// The workload's CPU time, once it ended.
     cpu_ms: u64,
-}
-
-impl Seen {
-    /// A GC stop-the-world stopped every P (a GC that returned did).
-    fn stopped(&self) -> bool {
-        self.stopped_us.is_some() || self.gc_us.is_some()
-    }
+    /// Whether the workload counts the SIGURGs its runtime passes on.
+    sigurg: bool,
 }
 
 /// What a park run has seen so far.
 #[derive(Default)]
 struct Seen {
-    /// When the GC's first stop-the-world had stopped every P (the workload's `stopped`).
+    /// When a stop-the-world (the GC's first) had stopped every P (the workload's `stopped`).
     stopped_us: Option<u64>,
     gc_us: Option<u64>,
     /// The read's result (`ok`, `mismatch`, an errno name).
@@ -331,11 +326,19 @@ struct Seen {
     other: Vec<String>,
 }
 
+impl Seen {
+    /// A stop-the-world stopped every P (a GC that returned did).
+    fn stopped(&self) -> bool {
+        self.stopped_us.is_some() || self.gc_us.is_some()
+    }
+}
+
 impl Park {
     /// Starts `uffdc-go park <path>` and waits until its reader is parked on the page: its fault
     /// message arrived and its thread is off the CPU.
-    fn start(ctx: &Ctx, path: &str) -> Result<Result<Park, Observation>, Fail> {
-        let go = Go::start(&["park", path], ctx.timeout)?;
+    fn start(ctx: &Ctx, path: &str, sigurg: bool) -> Result<Result<Park, Observation>, Fail> {
+        let args = if sigurg { vec!["park", path, "sigurg"] } else { vec!["park", path] };
+        let go = Go::start(&args, ctx.timeout)?;
         let (page, tid) = match next_message(&go, ctx.timeout)? {
             Some(Event::Pagefault { addr, thread_id, .. }) => {
                 ((addr as usize) & !(page_size() - 1), thread_id.as_raw())
@@ -344,13 +347,12 @@ impl Park {
             None => return Ok(Err(Observation::new("the reader did not fault"))),
         };
         let state = threads::wait_until_task_blocked(go.pid(), tid, ctx.timeout);
-        Ok(Ok(Park { go, page, tid, state, seen: Seen::default(), cpu_ms: 0 }))
+        Ok(Ok(Park { go, page, tid, state, seen: Seen::default(), cpu_ms: 0, sigurg }))
     }
 
     /// Reads the workload's lines until `until` holds or `limit` passes; when `count`, also the
-    /// uffd, counting the parked thread's retries. (Left unread, a fault message goes when its
-    /// thread leaves the fault: a probe that does not count keeps the page server out of the
-    /// signal storm an unstoppable goroutine causes.)
+    /// uffd, counting the parked thread's retries (once the page is served, messages left unread
+    /// go with their threads).
     fn watch(
         &mut self,
         limit: Duration,
@@ -424,7 +426,7 @@ impl Park {
         if let Some(us) = s.stopped_us {
             o.detail("stopped_us", us);
         }
-        if let Some(n) = s.sigurg_notified {
+        if let Some(n) = s.sigurg_notified.filter(|_| self.sigurg) {
             o.detail("sigurg_notified", n);
         }
         if let Some(a) = &s.access {
@@ -466,7 +468,7 @@ fn read_failed(seen: &Seen) -> Option<Observation> {
 /// its thread at the first SIGURG of a stop-the-world and does not come back before the world
 /// does (and the stop is reported); only the sysmon's preemptions, at most one per 10ms, retry it
 /// before the stop begins or after it ended.
-const STUCK_RETRIES: u64 = 16;
+const STUCK_RETRIES: u64 = 32;
 
 /// What became of the GC's first stop-the-world with the reader parked.
 #[derive(PartialEq, Eq)]
@@ -501,7 +503,7 @@ fn first_stop(p: &mut Park, ctx: &Ctx) -> Result<Stop, Fail> {
 /// runtime.GC() against a reader parked on the page through `path`: does the GC's first
 /// stop-the-world stop every P with the page unserved?
 fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
-    let mut p = match Park::start(ctx, path)? {
+    let mut p = match Park::start(ctx, path, false)? {
         Ok(p) => p,
         Err(o) => return Ok(o),
     };
@@ -510,7 +512,9 @@ fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
         return Ok(p.details(Observation::new("the read returned before the page was served")));
     }
     p.serve()?;
-    p.watch(ctx.timeout, Instant::now(), false, |s| s.done)?;
+    // Once the world stopped, the read is all that is left to see; else the GC, once served.
+    let stopped = stop == Stop::Stopped;
+    p.watch(ctx.timeout, Instant::now(), false, |s| s.access.is_some() && (stopped || s.gc_us.is_some()))?;
     let observed = match (&stop, p.seen.gc_us.is_some()) {
         (Stop::Stopped, _) => "completes",
         (Stop::Stuck, true) => "waits until served",
@@ -525,7 +529,7 @@ fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
 /// The seed's deadlock: the page is served only after the go-ahead (`gc-done`). It is one once the
 /// GC's first stop-the-world cannot complete: then the GC, and so the go-ahead, cannot come.
 fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
-    let mut p = match Park::start(ctx, path)? {
+    let mut p = match Park::start(ctx, path, false)? {
         Ok(p) => p,
         Err(o) => return Ok(o),
     };
@@ -558,7 +562,7 @@ fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
 
 fn sigurg(ctx: &Ctx) -> ProbeResult {
     const RETRIES: u64 = 3;
-    let mut p = match Park::start(ctx, "equal")? {
+    let mut p = match Park::start(ctx, "equal", true)? {
         Ok(p) => p,
         Err(o) => return Ok(o),
     };
@@ -700,19 +704,20 @@ pub mod plan {
     use crate::probes::stw::schedule::Rng;
 
     pub const WORKERS: usize = 2;
-    pub const PAGES: usize = 6;
+    pub const PAGES: usize = 4;
     pub const ROUNDS: usize = 4;
     pub const SEED: u64 = 0x2542_0002_5EED_0002;
     /// Every this-many-th new fault is held until the program has run a stop-the-world.
-    pub const GATE_EVERY: u64 = 8;
+    pub const GATE_EVERY: u64 = 6;
     /// The new faults whose copy is raced against a pending REMOVE of the spare page: the
     /// `RACE_AT`th of every `GATE_EVERY`, midway between holds (a race waits while a hold's
     /// stop-the-world is pending, and is made at a later fault then).
-    pub const RACE_AT: u64 = 4;
+    pub const RACE_AT: u64 = 3;
 
-    /// Whether the `k`th new fault is raced.
-    pub fn is_race(k: u64) -> bool {
-        k % GATE_EVERY == RACE_AT
+    /// Whether the `k`th new fault of `total` is raced (not near the end: a race that waits for a
+    /// hold is made at a later fault).
+    pub fn is_race(k: u64, total: u64) -> bool {
+        k % GATE_EVERY == RACE_AT && k + GATE_EVERY <= total
     }
 
     pub struct Plan {
@@ -734,14 +739,14 @@ pub mod plan {
                     let wanted = if round + 1 < ROUNDS { rng.between(1, 2) } else { 0 };
                     for _ in 0..wanted {
                         let a = rng.between(0, PAGES as u64 - 1) as usize;
-                        let b = (a + rng.between(1, 4) as usize).min(PAGES);
+                        let b = (a + rng.between(1, 3) as usize).min(PAGES);
                         if taken[a..b].iter().all(|t| !t) {
                             taken[a..b].iter_mut().for_each(|t| *t = true);
                             ranges.push((a, b));
                         }
                     }
                     r.push(ranges);
-                    c.push(rng.between(0, 2));
+                    c.push(rng.between(0, 1));
                 }
                 removals.push(r);
                 cycles.push(c);
@@ -781,7 +786,7 @@ pub mod plan {
         }
         pub fn races(&self) -> u64 {
             // A fault that is held is not raced as well.
-            (1..=self.faults()).filter(|k| is_race(*k)).count() as u64
+            (1..=self.faults()).filter(|k| is_race(*k, self.faults())).count() as u64
         }
         pub fn checks(&self) -> u64 {
             (WORKERS * PAGES * ROUNDS) as u64
@@ -802,7 +807,7 @@ pub mod plan {
                 a.faults(),
                 a.refaults()
             );
-            assert!(a.holds() >= 3 && a.races() >= 3 && a.cycles() >= 5 && a.remove_calls() >= 5);
+            assert!(a.holds() >= 3 && a.races() >= 3 && a.cycles() >= 3 && a.remove_calls() >= 5);
             assert_eq!(a.lines().len(), ROUNDS * WORKERS);
         }
     }
@@ -976,7 +981,7 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             go.proc.send("hold");
             continue;
         }
-        race_debt += u64::from(is_race(k) && ctx.sabotage != Some(Sabotage::NoRace));
+        race_debt += u64::from(is_race(k, plan.faults()) && ctx.sabotage != Some(Sabotage::NoRace));
         // The racer needs the world running: not while a hold's stop-the-world is pending.
         if race_debt > 0 && racing.is_none() && held.iter().all(|h| h.stopped) {
             race_debt -= 1;
