@@ -167,6 +167,9 @@ pub struct RunInfo {
     /// known (a kernel image without one, no `/proc/config.gz`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<crate::config::Config>,
+    /// The Go release of the Go workload the `stw.go_*` behaviours ran (its `runtime.Version()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<String>,
 }
 
 impl RunInfo {

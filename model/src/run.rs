@@ -102,7 +102,7 @@ impl Outcome<'_> {
 /// the rest: source, accelerator, timings), the cells are the ones that arrived, and when the
 /// run is incomplete (`reason`) every planned behaviour without a cell is `missing` with it.
 pub fn results(mut info: RunInfo, decoded: &Decoded, reason: Option<String>) -> Results {
-    if let Some(Record::Start { release, version, machine, suite, config, .. }) = &decoded.start {
+    if let Some(Record::Start { release, version, machine, suite, config, go, .. }) = &decoded.start {
         info.release = release.clone();
         info.version = version.clone();
         info.machine = machine.clone();
@@ -111,6 +111,9 @@ pub fn results(mut info: RunInfo, decoded: &Decoded, reason: Option<String>) -> 
         }
         if config.is_some() {
             info.config = config.clone();
+        }
+        if go.is_some() {
+            info.go = go.clone();
         }
     }
     let mut cells = decoded.cells.clone();
@@ -147,6 +150,7 @@ mod tests {
             uptime_ms: Some(1500),
             suite: "0.1.0+abc".into(),
             config: None,
+            go: Some("go1.27.3".into()),
         }
     }
 
@@ -225,6 +229,7 @@ mod tests {
         let r = results(RunInfo { source: "debian".into(), ..RunInfo::default() }, &cut, Some("boom".into()));
         assert_eq!(r.kernel.release, "6.1.0-56-cloud-amd64");
         assert_eq!(r.kernel.suite, "0.1.0+abc");
+        assert_eq!(r.kernel.go.as_deref(), Some("go1.27.3"), "the Go release comes from the start record");
         assert_eq!(r.kernel.status, RunStatus::Incomplete);
         assert_eq!(r.cells["a.x"].verdict, Verdict::Expected);
         assert_eq!(

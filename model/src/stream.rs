@@ -29,6 +29,9 @@ pub enum Record {
         /// The kernel's configuration, where the suite could read it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         config: Option<crate::config::Config>,
+        /// The Go release of the suite's Go workload (`go1.27.3`), where it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        go: Option<String>,
     },
     /// One behaviour's result.
     Cell { id: String, cell: Cell },
@@ -137,6 +140,7 @@ mod tests {
             uptime_ms: Some(1500),
             suite: String::new(),
             config: None,
+            go: Some("go1.27.3".into()),
         };
         let cell = Cell::missing("x");
         let mut text = start.encode();

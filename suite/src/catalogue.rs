@@ -3,21 +3,22 @@
 
 use crate::behaviour::Behaviour;
 
-/// Every behaviour, in family order.
+/// Every behaviour, in family order with the Go behaviours spread through it
+/// (`probes::goruntime::run_order`); the harness then starts the slowest first (`Behaviour::slow`).
 pub fn all() -> impl Iterator<Item = &'static Behaviour> {
     use crate::probes::*;
-    [
+    let families = [
         api::BEHAVIOURS,
         populate::BEHAVIOURS,
         remote::BEHAVIOURS,
         remove::BEHAVIOURS,
+        ordering::BEHAVIOURS,
         stw::BEHAVIOURS,
         hugetlb::BEHAVIOURS,
         wp::BEHAVIOURS,
         serve::BEHAVIOURS,
-    ]
-    .into_iter()
-    .flatten()
+    ];
+    goruntime::run_order(families.into_iter().flatten().collect()).into_iter()
 }
 
 pub fn find(id: &str) -> Option<&'static Behaviour> {
@@ -35,6 +36,16 @@ pub fn to_matrix() -> model::Catalogue {
 mod tests {
     use super::*;
     use model::version::KernelVersion;
+
+    #[test]
+    fn stresses_and_races_are_started_first() {
+        // The harness starts them by `slow`: each runs seconds under TCG, so it must overlap the rest.
+        for id in ["stw.parallel_stress", "remove.stale_copy_race"] {
+            assert_eq!(find(id).map(|b| b.slow), Some(2), "{id}");
+        }
+        let order: Vec<&str> = all().map(|b| b.id).collect();
+        assert_eq!(order.len(), order.iter().collect::<std::collections::HashSet<_>>().len());
+    }
 
     #[test]
     fn declarations_are_well_formed() {

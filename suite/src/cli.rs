@@ -36,6 +36,9 @@ Suite options (libtest-mimic's own options follow below):
                         setting-hang=ID (the probe blocks right after changing a system setting) |
                         flaky=ID (every other run of the probe is corrupted: see --repeat) |
                         unsupported=ID (the probe reports a missing prerequisite without probing)
+
+Environment: UFFDC_GO_WORKLOAD=PATH, the Go workload the stw.go_* behaviours run (default:
+uffdc-go beside the suite; `cargo xtask images fetch go` builds it).
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,6 +25,7 @@ pub fn main() -> ! {
                 uptime_ms: crate::machine::uptime_ms(),
                 suite: crate::harness::suite_version(),
                 config: crate::machine::kernel_config(),
+                go: None,
             });
             sink.send(&Record::End { count: 0, uptime_ms: crate::machine::uptime_ms() });
         }

@@ -127,6 +127,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             uptime_ms: crate::machine::uptime_ms(),
             suite: suite_version(),
             config: kernel.config.clone(),
+            go: crate::goworkload::version(),
         });
     }
     let reserved = match reserve_hugepages(cli.reserve_hugepages) {

@@ -58,7 +58,45 @@ pub fn fork_with(f: impl FnOnce(&UnixStream) -> Result<(), String>) -> Result<Su
     }
 }
 
+/// Starts `program` with `args` as a helper: the same protocol as [`fork_with`]'s children, over a
+/// socket the program finds as its fd 3 (the Go workload, `goworkload.rs`).
+pub fn exec_with_socket(program: &std::path::Path, args: &[&str]) -> Result<SubProcess, Fail> {
+    use std::os::unix::process::CommandExt;
+    let (ours, theirs) = UnixStream::pair().ctx("socketpair")?;
+    let fd = theirs.as_raw_fd();
+    let mut command = std::process::Command::new(program);
+    command.args(args).stdin(std::process::Stdio::null());
+    // SAFETY: dup2 is async-signal-safe; it gives the child the socket as fd 3 (without
+    // close-on-exec, which dup2 clears).
+    unsafe {
+        command.pre_exec(move || match libc::dup2(fd, 3) {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
+        });
+    }
+    let child = command.spawn().ctx(&format!("starting {}", program.display()))?;
+    drop(theirs);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // The child is reaped through its pidfd (SubProcess::wait), not through `child`.
+    drop(child);
+    // SAFETY: pidfd_open returns a new descriptor that we own.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    let pidfd = match Errno::result(raw) {
+        Ok(fd) => unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) },
+        Err(e) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            return Err(e).ctx("pidfd_open");
+        }
+    };
+    Ok(SubProcess { pid, sock: ours, pidfd })
+}
+
 impl SubProcess {
+    /// Sends one line to the child.
+    pub fn send(&self, line: &str) {
+        send_line(&self.sock, line);
+    }
+
     /// Waits up to `limit` for the child to end (its pidfd becomes readable) and reaps it.
     pub fn wait(&self, limit: Duration) -> Result<Option<nix::sys::wait::WaitStatus>, Errno> {
         use std::os::fd::AsFd;

@@ -3,6 +3,7 @@
 mod behaviour;
 mod catalogue;
 mod cli;
+mod goworkload;
 mod guest;
 mod harness;
 mod helpers;

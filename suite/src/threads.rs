@@ -11,7 +11,12 @@ pub fn gettid() -> i32 {
 /// The scheduler state letter of a thread of this process (`R`, `S`, `D`, ...), from
 /// `/proc/self/task/<tid>/stat`.
 pub fn thread_state(tid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    task_state(std::process::id() as i32, tid)
+}
+
+/// The scheduler state letter of thread `tid` of process `pid` (a helper's: the Go workload's).
+pub fn task_state(pid: i32, tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
     // The command name is in parentheses and may itself contain ") ".
     let after = &stat[stat.rfind(')')? + 1..];
     after.trim_start().chars().next()
@@ -48,7 +53,12 @@ pub fn poll_until<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> O
 /// `limit`, and returns the state seen. This synchronises on the thread's `/proc` state, which is
 /// the event being waited for.
 pub fn wait_until_blocked(tid: i32, limit: Duration) -> Option<char> {
-    poll_until(limit, || thread_state(tid).filter(|s| *s != 'R')).or_else(|| thread_state(tid))
+    wait_until_task_blocked(std::process::id() as i32, tid, limit)
+}
+
+/// [`wait_until_blocked`] for thread `tid` of process `pid`.
+pub fn wait_until_task_blocked(pid: i32, tid: i32, limit: Duration) -> Option<char> {
+    poll_until(limit, || task_state(pid, tid).filter(|s| *s != 'R')).or_else(|| task_state(pid, tid))
 }
 
 /// Waits up to `limit` until a thread of this process sleeps in the kernel's wait for a
@@ -56,13 +66,25 @@ pub fn wait_until_blocked(tid: i32, limit: Duration) -> Option<char> {
 /// names a userfaultfd function, or, where wchan is not readable, its state is `D`. Synchronises
 /// on the thread's `/proc` state.
 pub fn wait_until_in_uffd_wait(tid: i32, limit: Duration) -> bool {
+    wait_until_task_in_uffd_wait(std::process::id() as i32, tid, limit)
+}
+
+/// [`wait_until_in_uffd_wait`] for thread `tid` of process `pid`.
+pub fn wait_until_task_in_uffd_wait(pid: i32, tid: i32, limit: Duration) -> bool {
     poll_until(limit, || {
-        let wchan = std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan")).unwrap_or_default();
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
         let readable = !wchan.trim().is_empty() && wchan.trim() != "0";
-        ((readable && wchan.contains("userfaultfd")) || (!readable && thread_state(tid) == Some('D')))
+        ((readable && wchan.contains("userfaultfd")) || (!readable && task_state(pid, tid) == Some('D')))
             .then_some(())
     })
     .is_some()
+}
+
+/// The system call thread `tid` of process `pid` is blocked in (its number, from
+/// `/proc/<pid>/task/<tid>/syscall`), `None` when it runs in user mode or that is not readable.
+pub fn task_syscall(pid: i32, tid: i32) -> Option<i64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Names a blocked state for the matrix: `S` (interruptible sleep: user-fault context) or `D`

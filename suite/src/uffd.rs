@@ -50,6 +50,11 @@ impl Uffd {
         self.inner.as_raw_fd()
     }
 
+    /// The descriptor, to wait on it together with others (`poll::wait_any`).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+
     /// Closes the descriptor.
     pub fn close(self) {
         drop(self.inner);
@@ -73,6 +78,15 @@ impl Uffd {
         if !wait_readable(self.inner.as_fd(), limit).ctx("poll(uffd)")? {
             return Ok(None);
         }
+        match self.inner.read_event() {
+            Ok(event) => Ok(event),
+            Err(userfaultfd::Error::SystemError(e)) if e as i32 == libc::EAGAIN => Ok(None),
+            Err(e) => Err(Fail::error(format!("read(uffd): {}", error_name(&e)))),
+        }
+    }
+
+    /// One read(2) of a message, without polling first: `None` when there is none (EAGAIN).
+    pub fn read_now(&self) -> Result<Option<Event>, Fail> {
         match self.inner.read_event() {
             Ok(event) => Ok(event),
             Err(userfaultfd::Error::SystemError(e)) if e as i32 == libc::EAGAIN => Ok(None),

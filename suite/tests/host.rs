@@ -299,3 +299,53 @@ fn the_stale_copy_race_catches_a_stale_page_and_a_race_that_did_not_run() {
         assert!(why.starts_with(&format!("the race fell short of its rounds: 0 of {rounds}")), "{id}: {why}");
     }
 }
+
+#[test]
+#[ignore = "needs root and the Go workload: run through `cargo xtask test`"]
+fn the_go_stress_checker_catches_a_stale_or_lost_page_and_a_stress_that_did_not_happen() {
+    let id = "stw.go_stress_load";
+    for (fault, observed) in [("serve-stale", "1 stale page"), ("serve-zero", "1 lost page")] {
+        let (out, results) = run_with_results(
+            &format!("go-{fault}"),
+            &["--inject-fault", &format!("{fault}={id}"), "--exact", "stw::go_stress_load"],
+        );
+        assert!(!out.status.success(), "{fault}");
+        let cell = &results.cells[id];
+        assert_eq!((cell.verdict, cell.observed.as_str()), (Verdict::Unexpected, observed), "{cell:?}");
+    }
+    let (_, results) = run_with_results(
+        "go-no-race",
+        &["--inject-fault", &format!("no-race={id}"), "--exact", "stw::go_stress_load"],
+    );
+    let cell = &results.cells[id];
+    assert_eq!(cell.verdict, Verdict::Error, "{cell:?}");
+    assert!(cell.reason.as_deref().unwrap().contains("fell short of its schedule: forced races"), "{cell:?}");
+}
+
+#[test]
+#[ignore = "needs root: run through `cargo xtask test`"]
+fn without_the_go_workload_its_behaviours_are_skipped_and_say_why() {
+    let path = scratch("no-go").join("results.toml");
+    let out = Command::new(SUITE)
+        .args(["--results", path.to_str().unwrap(), "stw::go_"])
+        .env("UFFDC_GO_WORKLOAD", "/nonexistent/uffdc-go")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let results: Results = model::data::load(&path).unwrap();
+    assert!(results.kernel.go.is_none(), "no Go release without the workload");
+    assert!(!results.cells.is_empty());
+    for (id, cell) in &results.cells {
+        assert_eq!(cell.verdict, Verdict::Skipped, "{id}: {cell:?}");
+        let why = cell.reason.as_deref().unwrap();
+        assert!(why.contains("no Go workload") && why.contains("/nonexistent/uffdc-go"), "{id}: {why}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and the Go workload: run through `cargo xtask test`"]
+fn a_run_records_the_go_release_of_its_workload() {
+    let (_, results) = run_with_results("go-release", &["--exact", "api::features"]);
+    let go = results.kernel.go.expect("the run's metadata names the Go release");
+    assert!(go.starts_with("go1."), "{go}");
+}

@@ -219,6 +219,16 @@ impl Apt {
             .collect())
     }
 
+    /// The names of the packages in the lists that start with `prefix` (`apt-cache pkgnames`).
+    pub fn package_names(&self, sh: &Shell, prefix: &str) -> Result<Vec<String>> {
+        let options = &self.options;
+        let text = cmd!(sh, "apt-cache {options...} pkgnames {prefix}").quiet().ignore_stderr().read()?;
+        let mut names: Vec<String> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Downloads `package=version` into `<cache>/apt/debs` and returns the .deb's path.
     pub fn download(&mut self, sh: &Shell, package: &str, version: &str, suite: &str) -> Result<PathBuf> {
         if self.show(sh, package, version).is_none() {

@@ -49,11 +49,12 @@ xflags::xflags! {
             repeated suite_args: OsString
         }
         /// The fleet's pins and cache: refresh re-resolves tracks to their newest point release and
-        /// rewrites images/kernels.lock; fetch fills the cache; list shows tracks, pins and cache.
+        /// rewrites images/kernels.lock (and the Go toolchain, images/go.lock); fetch fills the cache;
+        /// list shows tracks, pins and cache.
         cmd images {
             /// refresh, fetch or list.
             required verb: String
-            /// Tracks (default: all).
+            /// Tracks, and `go` for the Go toolchain (default: all).
             repeated ids: String
             /// Debian mirror (as for matrix).
             optional --mirror uri: String

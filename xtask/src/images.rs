@@ -18,10 +18,28 @@ pub enum Command {
 pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) -> Result<()> {
     let mut fleet = Fleet::load(root)?;
     let cache = Cache::new(root);
-    let mut apt = fleet.apt(&cache, mirror);
+    let mut apt = fleet.apt(&cache, mirror.clone());
+    // `go` names the Go toolchain (images/go.lock) among the kernel tracks.
+    let go = |ids: &[String]| ids.is_empty() || ids.iter().any(|i| i == "go");
+    let kernels = |ids: &[String]| -> Option<Vec<String>> {
+        let rest: Vec<String> = ids.iter().filter(|i| *i != "go").cloned().collect();
+        (ids.is_empty() || !rest.is_empty()).then_some(rest)
+    };
     match command {
-        Command::Refresh(ids) => refresh(sh, root, &mut fleet, &cache, &mut apt, &ids),
+        Command::Refresh(ids) => {
+            if let Some(k) = kernels(&ids) {
+                refresh(sh, root, &mut fleet, &cache, &mut apt, &k)?;
+            }
+            if go(&ids) {
+                crate::golang::refresh(sh, root, &mut apt)?;
+            }
+            Ok(())
+        }
         Command::Fetch(ids) => {
+            if go(&ids) {
+                crate::golang::fetch(sh, root, mirror.clone())?;
+            }
+            let Some(ids) = kernels(&ids) else { return Ok(()) };
             for (id, pin) in fleet.select(&ids)? {
                 let image = cache.fetch(sh, &id, &pin, &mut apt)?;
                 println!(
@@ -53,6 +71,7 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
                     }
                 );
             }
+            crate::golang::list(root);
             Ok(())
         }
     }

@@ -15,9 +15,10 @@ const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;
 
-/// The archive for a suite binary, with the kernel's configuration (`/kernel.config`, headed by
-/// a line naming where it came from) when it is known.
-pub fn for_suite(suite: &[u8], config: Option<(&str, &[u8])>) -> Vec<u8> {
+/// The archive for a suite binary, with more executables beside it (`/uffdc-go`, the Go
+/// workload) and the kernel's configuration (`/kernel.config`, headed by a line naming where it
+/// came from) when it is known.
+pub fn for_suite(suite: &[u8], programs: &[(&str, &[u8])], config: Option<(&str, &[u8])>) -> Vec<u8> {
     let config =
         config.map(|(source, text)| [format!("# uffdc source: {source}\n").as_bytes(), text].concat());
     let mut entries = vec![
@@ -27,6 +28,9 @@ pub fn for_suite(suite: &[u8], config: Option<(&str, &[u8])>) -> Vec<u8> {
         Entry { name: "sys", mode: S_IFDIR | 0o555, rdev: (0, 0), data: &[] },
         Entry { name: "init", mode: S_IFREG | 0o755, rdev: (0, 0), data: suite },
     ];
+    for (name, data) in programs {
+        entries.push(Entry { name, mode: S_IFREG | 0o755, rdev: (0, 0), data });
+    }
     if let Some(config) = &config {
         entries.push(Entry { name: "kernel.config", mode: S_IFREG | 0o644, rdev: (0, 0), data: config });
     }
@@ -82,7 +86,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let data = b"\x7fELF pretend";
-        let archive = for_suite(data, Some(("test", b"CONFIG_USERFAULTFD=y\n")));
+        let archive = for_suite(data, &[("uffdc-go", b"go")], Some(("test", b"CONFIG_USERFAULTFD=y\n")));
         assert_eq!(archive.len() % 4, 0);
         let mut at = 0;
         let mut names = Vec::new();
@@ -107,12 +111,15 @@ mod tests {
                 assert_eq!(&archive[data_at..data_at + size], data);
                 assert_eq!(mode, S_IFREG | 0o755);
             }
+            if name == "uffdc-go" {
+                assert_eq!((&archive[data_at..data_at + size], mode), (&b"go"[..], S_IFREG | 0o755));
+            }
             if name == "dev/console" {
                 assert_eq!((rmaj, rmin), (5, 1));
             }
             names.push(name);
             at = (data_at + size).next_multiple_of(4);
         }
-        assert_eq!(names, ["dev", "dev/console", "proc", "sys", "init", "kernel.config"]);
+        assert_eq!(names, ["dev", "dev/console", "proc", "sys", "init", "uffdc-go", "kernel.config"]);
     }
 }

@@ -14,6 +14,7 @@ mod export;
 mod flags;
 mod fleet;
 mod gha;
+mod golang;
 mod images;
 mod initramfs;
 mod matrix;

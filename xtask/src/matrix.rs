@@ -110,6 +110,8 @@ mod tests {
         for (id, k) in &compat.kernels {
             assert_eq!(k.status, model::RunStatus::Complete, "{id}: {:?}", k.reason);
             assert_eq!(k.accel, if id == HOST_ID { "none" } else { "tcg" });
+            // The Go workload ran beside the suite, in the initramfs and on the host.
+            assert!(k.go.as_deref().is_some_and(|g| g.starts_with("go1.")), "{id}: {:?}", k.go);
         }
         assert!(compat.kernels["debian-5.10-cloud"].release.starts_with("5.10."));
         assert!(compat.kernels["debian-6.1-cloud"].release.starts_with("6.1."));
@@ -230,7 +232,8 @@ mod tests {
         let sh = Shell::new().unwrap();
         let dir = scratch("no-init");
         let initrd = dir.join("broken.cpio");
-        std::fs::write(&initrd, crate::initramfs::for_suite(b"#! this is not an executable", None)).unwrap();
+        std::fs::write(&initrd, crate::initramfs::for_suite(b"#! this is not an executable", &[], None))
+            .unwrap();
         let image = fleet_image(&sh, "debian-6.1-cloud");
         let mut retried = Vec::new();
         let r = runner::run_guest(&image, &initrd, &settings(&[], 60), &dir.join("logs"), &mut |e| {

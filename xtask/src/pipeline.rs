@@ -71,6 +71,9 @@ pub struct Prepared {
     /// The initramfs with the suite alone (for a kernel whose configuration is not known).
     pub initrd: PathBuf,
     binary: Vec<u8>,
+    /// The Go workload (`uffdc-go`), packed beside the suite in every initramfs and placed beside
+    /// the suite binary for a host run.
+    go_binary: Vec<u8>,
 }
 
 impl Prepared {
@@ -80,7 +83,12 @@ impl Prepared {
         let Some((config, source)) = &image.config else { return Ok(self.initrd.clone()) };
         let text = std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?;
         let path = self.initrd.with_file_name(format!("initramfs-{}.cpio", sanitize(&image.id)));
-        crate::util::write_atomic(&path, &crate::initramfs::for_suite(&self.binary, Some((source, &text))))?;
+        let archive = crate::initramfs::for_suite(
+            &self.binary,
+            &[(crate::golang::NAME, &self.go_binary)],
+            Some((source, &text)),
+        );
+        crate::util::write_atomic(&path, &archive)?;
         Ok(path)
     }
 }
@@ -92,9 +100,21 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
     };
     let catalogue = crate::suite_bin::catalogue(sh, &suite)?;
     let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
+    let go = crate::golang::workload(sh, root, None)?;
+    let go_binary = std::fs::read(&go.path).with_context(|| format!("cannot read {}", go.path.display()))?;
+    eprintln!("go      {} ({})", go.version, crate::util::display_path(&go.path));
+    // A host run finds the workload where a guest does: beside the suite.
+    if let Some(dir) = suite.parent() {
+        let beside = dir.join(crate::golang::NAME);
+        if std::fs::read(&beside).ok().as_deref() != Some(&go_binary[..]) {
+            crate::util::write_atomic(&beside, &go_binary)?;
+            std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+    }
     let initrd = root.join("target/uffdc/initramfs.cpio");
-    crate::util::write_atomic(&initrd, &crate::initramfs::for_suite(&binary, None))?;
-    Ok(Prepared { suite, catalogue, initrd, binary })
+    let archive = crate::initramfs::for_suite(&binary, &[(crate::golang::NAME, &go_binary)], None);
+    crate::util::write_atomic(&initrd, &archive)?;
+    Ok(Prepared { suite, catalogue, initrd, binary, go_binary })
 }
 
 /// Something that happened in a matrix run, per kernel column.

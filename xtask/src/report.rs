@@ -636,6 +636,9 @@ pub fn markdown(v: &View<'_>) -> String {
             k.date
         );
     }
+    if let Some(go) = go_line(compat) {
+        let _ = writeln!(md, "\n{go}");
+    }
     md += &timelines_markdown(v);
     for (family, ids) in families(compat) {
         let _ = write!(md, "\n## {family}\n\n| behaviour |");
@@ -680,6 +683,38 @@ fn distinct_observations(v: &View<'_>, id: &str) -> Vec<String> {
     }
     counts.sort_by_key(|(_, n, newest)| (std::cmp::Reverse(*n), *newest));
     counts.into_iter().map(|(o, _, _)| o).collect()
+}
+
+/// Which Go release ran the behaviours with a Go runtime in the loop (`RunInfo.go`), on which
+/// columns; `None` when no column ran one.
+pub fn go_line(compat: &Compat) -> Option<String> {
+    let mut by_release: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, k) in &compat.kernels {
+        if let Some(go) = &k.go {
+            by_release.entry(go.as_str()).or_default().push(id.as_str());
+        }
+    }
+    if by_release.is_empty() {
+        return None;
+    }
+    let all =
+        by_release.len() == 1 && by_release.values().next().is_some_and(|v| v.len() == compat.kernels.len());
+    let runs: Vec<String> = by_release
+        .iter()
+        .map(
+            |(go, on)| {
+                if all {
+                    format!("{go} on every kernel")
+                } else {
+                    format!("{go} on {}", on.join(", "))
+                }
+            },
+        )
+        .collect();
+    Some(format!(
+        "Go runtime in the loop (the Go workload of the `stw.go_*` behaviours and `remove.pending_go_gc`): {}.",
+        runs.join("; ")
+    ))
 }
 
 /// The page's data: the view, as the page's script renders it.
@@ -804,7 +839,7 @@ fn page_data(v: &View<'_>) -> Value {
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,
            "findings": findings, "timelines": timelines,
            "changes": {"previous": v.previous_matrix(), "cells": changes, "moves": v.moves, "steps": steps},
-           "legend": legend})
+           "legend": legend, "go": go_line(compat)})
 }
 
 /// The page: the view as JSON, rendered by a small script (see the module comment for what it
@@ -911,7 +946,7 @@ permalink.</p>
 <section><h2 id="findings">Findings</h2><p class="muted">Where kernels do not do what the documentation (or their expectation) says: one entry per behaviour, with the kernels as ranges in version order.</p><ul id="findings-list"></ul></section>
 <section><h2 id="changes">What changed</h2><div id="changes-body"></div></section>
 <section id="timelines-section"><h2 id="timelines">Features and ioctls by kernel</h2><p class="muted">Which name appears where, by the first kernel that has it; the tables below show these cells as counts and the change from the kernel before.</p><div id="timelines-body"></div></section>
-<section><h2 id="kernels">Kernels</h2><div class="scroll"><table id="kernels-table"><thead><tr><th>kernel</th><th>version</th><th>release</th><th>accel</th><th>source</th><th>date</th><th>status</th></tr></thead><tbody></tbody></table></div></section>
+<section><h2 id="kernels">Kernels</h2><div class="scroll"><table id="kernels-table"><thead><tr><th>kernel</th><th>version</th><th>release</th><th>accel</th><th>source</th><th>date</th><th>status</th></tr></thead><tbody></tbody></table></div><p id="go"></p></section>
 <div id="families"></div>
 <div id="panel" role="dialog" aria-live="polite"></div>
 <script type="application/json" id="data">/*DATA*/</script>
@@ -1071,6 +1106,7 @@ for (const t of D.timelines) {
 const kb = document.querySelector("#kernels-table tbody");
 for (const k of K) kb.append(el("tr", {}, el("td", {}, k.id, k.host ? el("div", {class: "muted"}, "a host kernel, run directly (no QEMU)") : ""), el("td", {}, k.label),
   el("td", {}, k.release), el("td", {}, k.accel), el("td", {}, k.source), el("td", {}, k.date), el("td", {}, k.reason ? `incomplete: ${k.reason}` : "complete")));
+if (D.go) document.getElementById("go").textContent = D.go;
 
 // Every cell, one table per family.
 const sel = document.getElementById("family");
@@ -1202,6 +1238,25 @@ mod tests {
         h.record(&older);
         h.record(compat);
         h
+    }
+
+    #[test]
+    fn the_go_release_is_shown_when_a_column_ran_one() {
+        let mut c = crate::util::fixture();
+        let (p, h) = (profiles(), History::new());
+        assert_eq!(go_line(&c), None);
+        assert!(!markdown(&View::new(&c, &p, &h)).contains("Go runtime"));
+        for k in c.kernels.values_mut() {
+            k.go = Some("go1.27.3".into());
+        }
+        let line = go_line(&c).unwrap();
+        assert!(line.contains("go1.27.3 on every kernel"), "{line}");
+        let view = View::new(&c, &p, &h);
+        assert!(markdown(&view).contains(&line) && html(&view).unwrap().contains("go1.27.3 on every kernel"));
+        let first = c.kernels.keys().next().unwrap().clone();
+        c.kernels.get_mut(&first).unwrap().go = Some("go1.28.0".into());
+        let line = go_line(&c).unwrap();
+        assert!(line.contains(&format!("go1.28.0 on {first}")) && line.contains("go1.27.3 on "), "{line}");
     }
 
     #[test]

@@ -19,9 +19,12 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     cmd!(sh, "cargo fmt --all -- --check").run()?;
     cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?;
     let suite = crate::suite_bin::build(sh, root)?;
+    // The suite's Go behaviours run the Go workload; the host tests' suite finds it here.
+    let go = crate::golang::workload(sh, root, None)?;
     let python = kcidb_python(sh, root)?;
     cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
         .env("UFFDC_SUITE_BIN", &suite)
+        .env("UFFDC_GO_WORKLOAD", &go.path)
         .env("UFFDC_PYTHON", &python)
         .env("UFFDC_ACTIONLINT", python.with_file_name("actionlint"))
         .env("UFFDC_CHROMIUM", "chromium")

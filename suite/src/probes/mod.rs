@@ -2,7 +2,9 @@
 //! functions that observe them.
 
 pub mod api;
+pub mod goruntime;
 pub mod hugetlb;
+pub mod ordering;
 pub mod populate;
 pub mod remote;
 pub mod remove;

@@ -1,0 +1,3 @@
+module uffdc-go
+
+go 1.24

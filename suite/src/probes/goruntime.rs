@@ -1,0 +1,1110 @@
+//! `stw.go_*`: a real Go runtime in the loop. The Go workload (`suite/go`, `goworkload.rs`) maps
+//! memory, registers it with a userfaultfd and hands the descriptor to the probe, which serves it
+//! from its own process, as the seed's page server does; a goroutine of the workload then reads a
+//! missing page through one of the access paths a Go program uses while another stops the world
+//! with `runtime.GC()`.
+//!
+//! What decides each behaviour is the runtime and the kernel together, at the Go release the
+//! workload was built with (`images/go.lock`; the expectations cite its source): the kernel lets
+//! a signal interrupt a user-mode fault (the thread returns to user mode, runs the handler and
+//! faults again), and the runtime preempts a goroutine there only where
+//! `isAsyncSafePoint` allows, which excludes assembly such as `memequal` and `memmove`.
+
+use crate::behaviour::Behaviour;
+use crate::goworkload::{errno_word, Go};
+use crate::memory;
+use crate::memory::{page_size, MADV_POPULATE_READ};
+use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
+use crate::uffd::{describe_kind, Event};
+use crate::{poll, require, rows, sources, threads};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+// The citations' parts, as macros so that each citation is one literal: the Go release the
+// expectations were read from, then its source, then the kernel's.
+macro_rules! go_source {
+    () => {
+        "Go go1.27.3 (Debian golang-1.27-src 1.27.3-1): "
+    };
+}
+macro_rules! stw {
+    () => {
+        "runtime/proc.go:1641 stopTheWorldWithSema waits for every P whose goroutine is running, with \
+         no time limit, re-preempting every 100us (:1705) through preemptone (:6917) and preemptM \
+         (signal_unix.go:369: a SIGURG, one outstanding per thread); "
+    };
+}
+macro_rules! load {
+    () => {
+        "runtime/preempt.go:390 isAsyncSafePoint accepts an instruction of an ordinary Go function, \
+         so doSigPreempt (signal_unix.go:342) injects asyncPreempt at the faulting load and the \
+         goroutine leaves its P; "
+    };
+}
+macro_rules! asm {
+    () => {
+        "runtime/preempt.go:390 isAsyncSafePoint refuses assembly (:450) and runtime.* functions \
+         (:463), so doSigPreempt (signal_unix.go:342) only acknowledges the SIGURG and the goroutine \
+         keeps its P; "
+    };
+}
+macro_rules! equal {
+    () => {
+        "bytes.Equal is string(a) == string(b) (bytes/bytes.go:20), compiled to a call of \
+         runtime.memequal, assembly (internal/bytealg/equal_amd64.s:10, NOSPLIT); "
+    };
+}
+macro_rules! copy {
+    () => {
+        "copy is runtime.memmove, assembly (runtime/memmove_amd64.s:35, NOSPLIT); "
+    };
+}
+macro_rules! populate {
+    () => {
+        "syscall.Madvise goes through syscall.Syscall (syscall/syscall_linux.go:73, \
+         zsyscall_linux_amd64.go:1005), whose entersyscall (runtime/proc.go:4776, reentersyscall \
+         :4642) makes the goroutine _Gsyscall; stopTheWorldWithSema takes such a P at once \
+         (setBlockOnExitSyscall, proc.go:1680, :6801) and preemptone skips it (:6927). Kernel: \
+         mm/gup.c, the fault inside MADV_POPULATE_READ sleeps killable, in the kernel; "
+    };
+}
+macro_rules! kernel_signal {
+    () => {
+        "kernel: fs/userfaultfd.c handle_userfault (v5.10, v6.12): a user-mode fault sleeps \
+         interruptibly; on a signal it returns VM_FAULT_RETRY, the handler runs and the load faults \
+         again (arch/x86/mm/fault.c fault_signal_pending)"
+    };
+}
+
+const GC_OBSERVES: &str = "The workload hands its uffd to the probe; a goroutine reads a missing \
+     page; once its fault message has arrived and its thread sleeps, another goroutine calls \
+     runtime.GC(), and the probe watches the uffd and the workload: `completes` when the GC's \
+     first stop-the-world stops every P with the page unserved (the workload reports it from the \
+     runtime's own count, the /sched/pauses/stopping metrics); `waits until served` when \
+     instead the runtime keeps interrupting the reader without preempting it (32 retries of its \
+     load from its own thread, each a SIGURG whose handler returned to the fault: a reader the \
+     runtime can preempt leaves its thread at the first) and runtime.GC() returns once the probe \
+     served the page; `deadlocks` when not even then. Details: when the world stopped and the GC \
+     returned (us from the gc command, the workload's clock), the retries seen, the SIGURGs the \
+     runtime passed on to the program, the reader's thread state, the Go release, the workload's \
+     start and CPU time.";
+const DEADLOCK_OBSERVES: &str = "The seed's deadlock: the page server (the probe, another process) \
+     serves the page only after a go-ahead that a goroutine of the workload sends once its \
+     runtime.GC() returned; the reader's fault is pending first. `finishes` when the GC stops the \
+     world, the go-ahead comes and the workload then finishes; `deadlocks` when instead the runtime \
+     fails 32 times in a row to preempt the reader (32 retries of its load from its own thread, \
+     each a SIGURG whose handler returned to the fault, within the timeout): its stop-the-world \
+     cannot complete, so neither can the GC nor the go-ahead, and the probe ends the workload.";
+const STRESS_OBSERVES: &str = "The gated-server stress (plan::Plan, seeded): the workload's two \
+     worker goroutines each own 4 pages and in each of 4 rounds read every page through the access \
+     path and check it holds the version the schedule says; after each round the workload's \
+     coordinator removes seeded ranges of that worker's pages with MADV_DONTNEED and runs seeded \
+     stop-the-world cycles (runtime.ReadMemStats). The probe serves every fault with the page's \
+     current version under the EAGAIN protocol (a REMOVE read bumps the version of its pages); \
+     every 6th new fault it holds until the workload has run runtime.GC() (the barrier of Go's \
+     test page servers: the server depends on the program stopping the world); the 3rd of every 6 it \
+     copies while a REMOVE of a spare page is pending, so the copy must meet EAGAIN. `completes, \
+     no lost or stale page`, `deadlocks` (a hold's GC does not stop the world while the runtime \
+     fails 32 times in a row to preempt its reader; the probe ends the workload), `N \
+     lost/stale/wrong pages`, `MADV_POPULATE_READ \
+     failed: ...`, `unexpected message: ...`. A run that completes is an `error` unless it served \
+     at least the scheduled faults, refaults, REMOVE events, holds and forced races, ran \
+     the scheduled stop-the-world cycles and checked every page; those counts are the same on \
+     every run, timings and unforced EAGAINs are details.";
+
+pub const BEHAVIOURS: &[Behaviour] = &[
+    Behaviour {
+        id: "stw.go_gc_load",
+        summary: "Go: runtime.GC() completes while a goroutine is parked on a missing page by a plain load in Go code",
+        observes: GC_OBSERVES,
+        expect: &[("*", "completes")],
+        documented: &[("*", "waits until served", sources::SEED_STW_FOREVER)],
+        citation: concat!(go_source!(), stw!(), load!(), kernel_signal!()),
+        notes: "The seed's explanation says any plain load parks the goroutine beyond the runtime's \
+                reach. A load in Go code is preempted asynchronously: SIGURG interrupts the fault, \
+                the handler injects asyncPreempt, the world stops, and the load faults again when the \
+                goroutine runs next.",
+        probe: gc_load,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_gc_equal",
+        summary: "Go: runtime.GC() waits until the page is served while a goroutine is parked on it in bytes.Equal (runtime.memequal, assembly)",
+        observes: GC_OBSERVES,
+        expect: &[("*", "waits until served")],
+        documented: &[("*", "waits until served", sources::SEED_STW_FOREVER)],
+        citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
+        notes: "The mechanism behind the seed's deadlock: not TASK_KILLABLE (the thread sleeps \
+                interruptibly, and SIGURG reaches it: stw.go_sigurg), but the runtime's refusal to \
+                preempt assembly. The SIGURGs repeat every ~100us while the world waits.",
+        probe: gc_equal,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_gc_copy",
+        summary: "Go: runtime.GC() waits until the page is served while a goroutine is parked on it in copy (runtime.memmove, assembly)",
+        observes: GC_OBSERVES,
+        expect: &[("*", "waits until served")],
+        documented: &[("*", "waits until served", sources::SEED_STW_FOREVER)],
+        citation: concat!(go_source!(), stw!(), copy!(), asm!(), kernel_signal!()),
+        probe: gc_copy,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_gc_populate",
+        summary: "Go: runtime.GC() completes while a goroutine is blocked in MADV_POPULATE_READ (syscall.Madvise) on a missing page",
+        observes: GC_OBSERVES,
+        expect: &[rows::BEFORE_5_14, (">=5.14", "completes")],
+        documented: &[(">=5.14", "completes", sources::SEED_SYSCALL_FIX)],
+        citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
+        notes: "The seed's fix. It holds because the runtime marks the goroutine as in a system call \
+                before the kernel blocks it, whatever state the kernel sleeps in.",
+        probe: gc_populate,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_deadlock_load",
+        summary: "Go, the seed's deadlock with a plain load: a server waiting for a go-ahead sent after runtime.GC() gets it, and the program finishes",
+        observes: DEADLOCK_OBSERVES,
+        expect: &[("*", "finishes")],
+        documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
+        citation: concat!(go_source!(), stw!(), load!(), kernel_signal!()),
+        probe: deadlock_load,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_deadlock_equal",
+        summary: "Go, the seed's deadlock with bytes.Equal: a server waiting for a go-ahead sent after runtime.GC() never gets it",
+        observes: DEADLOCK_OBSERVES,
+        expect: &[("*", "deadlocks")],
+        documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
+        citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
+        notes: "The deadlock the seed met (its tests read with bytes.Equal), on every kernel: it needs \
+                no TASK_KILLABLE, only a fault inside assembly and a server that waits on the program.",
+        probe: deadlock_equal,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_deadlock_copy",
+        summary: "Go, the seed's deadlock with copy: a server waiting for a go-ahead sent after runtime.GC() never gets it",
+        observes: DEADLOCK_OBSERVES,
+        expect: &[("*", "deadlocks")],
+        documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
+        citation: concat!(go_source!(), stw!(), copy!(), asm!(), kernel_signal!()),
+        probe: deadlock_copy,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_deadlock_populate",
+        summary: "Go, the seed's deadlock with MADV_POPULATE_READ first: the go-ahead comes, the program finishes",
+        observes: DEADLOCK_OBSERVES,
+        expect: &[rows::BEFORE_5_14, (">=5.14", "finishes")],
+        documented: &[(">=5.14", "finishes", sources::SEED_SYSCALL_FIX)],
+        citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
+        probe: deadlock_populate,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_sigurg",
+        summary: "Go: the runtime's preemption signal (SIGURG) reaches a thread parked on a missing page in bytes.Equal, its handler returns and the load is retried",
+        observes: "As stw.go_gc_equal; while runtime.GC() waits, the fault messages from the parked \
+                   thread (UFFD_FEATURE_THREAD_ID) are counted: each after the first is the thread back \
+                   from a signal handler, retrying its load. `reaches and returns` once three have \
+                   arrived (then the page is served), `does not reach` when none arrives. Details: \
+                   the retries counted, the SIGURGs the runtime passed on to the program (signal.Notify, \
+                   coalesced), the time to the first retry.",
+        expect: &[("*", "reaches and returns")],
+        documented: &[("*", "does not reach", sources::SEED_NO_SIGNAL)],
+        citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
+        notes: "The program's own count of SIGURGs is low while the world is stopping: the goroutine \
+                that receives them needs a P. The kernel's count (the retries) is not.",
+        probe: sigurg,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "remove.pending_go_gc",
+        summary: "Go: runtime.GC() completes while a goroutine is blocked in MADV_DONTNEED (syscall.Madvise) with its REMOVE unread",
+        observes: "A goroutine of the workload removes a page of its uffd's range with MADV_DONTNEED; \
+                   once the REMOVE is pending and its thread waits for it to be read, another goroutine \
+                   calls runtime.GC(): `completes` when the GC's first stop-the-world stops every P \
+                   (within the timeout) and runtime.GC() returns, with the event unread; `waits until \
+                   the event is read` when it stops the world only after the probe read it; \
+                   `deadlocks` when never. Details: the remover's state while pending.",
+        expect: &[rows::BEFORE_4_11, (">=4.11", "completes")],
+        documented: &[(">=4.11", "completes", sources::SEED_DONTNEED)],
+        citation: concat!(
+            go_source!(),
+            stw!(),
+            "syscall.Madvise makes the goroutine _Gsyscall (entersyscall, runtime/proc.go:4776), \
+             and stopTheWorldWithSema takes its P (setBlockOnExitSyscall, :1680, :6801); kernel: \
+             fs/userfaultfd.c userfaultfd_event_wait_completion (v5.10, v6.12), the thread waits \
+             TASK_KILLABLE in the kernel until the event is read"
+        ),
+        notes: "A cooperative stop-the-world, the runtime's own: the kernel's part is that the thread \
+                stays in the kernel (in the system call) while the event is unread. Contrast \
+                remove.pending_signal_stop (signal-based: it stalls).",
+        probe: pending_go_gc,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_stress_load",
+        summary: "Go, the gated-server stress with plain loads in Go code: holds, removals, EAGAIN races and GC cycles complete with no lost or stale page",
+        observes: STRESS_OBSERVES,
+        expect: &[("*", "completes, no lost or stale page")],
+        documented: &[("*", "deadlocks", sources::SEED_PLAIN_LOAD)],
+        citation: concat!(go_source!(), stw!(), load!(), kernel_signal!()),
+        notes: "The self-tests make the server serve one stale page and one zero page \
+                (`--inject-fault serve-stale=stw.go_stress_load`, `serve-zero=...`) and require the \
+                workload's checker to say so, and leave out the forced races (`no-race=...`) and \
+                require an `error`. A forced race's copy meets EAGAIN unless another REMOVE's \
+                thread clears the flag first: on 5.10 mmap_changing is a bool that the first \
+                event's thread to resume resets (fs/userfaultfd.c userfaultfd_event_wait_completion, \
+                v5.10), a counter from 5.11 on; how many met it is a detail.",
+        probe: stress_load,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_stress_equal",
+        summary: "Go, the gated-server stress with bytes.Equal: the first held fault deadlocks the program and its server",
+        observes: STRESS_OBSERVES,
+        expect: &[("*", "deadlocks")],
+        documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
+        citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
+        notes: "What the seed met in its tests, at the first hold (the 6th new fault); the forced \
+                race before it (the 3rd) needs only the world running.",
+        probe: stress_equal,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "stw.go_stress_populate",
+        summary: "Go, the gated-server stress with MADV_POPULATE_READ first (the seed's fix): it completes with no lost or stale page",
+        observes: STRESS_OBSERVES,
+        expect: &[rows::BEFORE_5_14, (">=5.14", "completes, no lost or stale page")],
+        documented: &[(">=5.14", "completes, no lost or stale page", sources::SEED_SYSCALL_FIX)],
+        citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
+        probe: stress_populate,
+        ..Behaviour::DEFAULT
+    },
+];
+
+/// Where the Go behaviours go in the run order (the harness starts trials in order): spread
+/// evenly through `rest`, the longest first, so that few Go runtimes start and run at once.
+pub fn run_order(rest: Vec<&'static Behaviour>) -> Vec<&'static Behaviour> {
+    let mut go: Vec<&Behaviour> = BEHAVIOURS.iter().collect();
+    go.sort_by_key(|b| !b.id.contains("stress"));
+    let every = (rest.len() + go.len()) / go.len().max(1);
+    let mut order = Vec::new();
+    let (mut r, mut g) = (rest.into_iter(), go.into_iter());
+    loop {
+        match g.next() {
+            Some(b) => order.push(b),
+            None => {
+                order.extend(r);
+                return order;
+            }
+        }
+        order.extend(r.by_ref().take(every.saturating_sub(1)));
+    }
+}
+
+/// A park run: the workload's reader is parked on its missing page (`go.uffd`'s first fault).
+struct Park {
+    go: Go,
+    page: usize,
+    tid: i32,
+    state: Option<char>,
+    seen: Seen,
+    /// The workload's CPU time, once it ended.
+    cpu_ms: u64,
+    /// Whether the workload counts the SIGURGs its runtime passes on.
+    sigurg: bool,
+}
+
+/// What a park run has seen so far.
+#[derive(Default)]
+struct Seen {
+    /// When a stop-the-world (the GC's first) had stopped every P (the workload's `stopped`).
+    stopped_us: Option<u64>,
+    gc_us: Option<u64>,
+    /// The read's result (`ok`, `mismatch`, an errno name).
+    access: Option<String>,
+    done: bool,
+    sigurg_notified: Option<u64>,
+    /// Fault messages from the parked thread after its first.
+    retries: u64,
+    first_retry: Option<Duration>,
+    /// Other messages, named.
+    other: Vec<String>,
+}
+
+impl Seen {
+    /// A stop-the-world stopped every P (a GC that returned did).
+    fn stopped(&self) -> bool {
+        self.stopped_us.is_some() || self.gc_us.is_some()
+    }
+}
+
+impl Park {
+    /// Starts `uffdc-go park <path>` and waits until its reader is parked on the page: its fault
+    /// message arrived and its thread is off the CPU.
+    fn start(ctx: &Ctx, path: &str, sigurg: bool) -> Result<Result<Park, Observation>, Fail> {
+        let args = if sigurg { vec!["park", path, "sigurg"] } else { vec!["park", path] };
+        let go = Go::start(&args, ctx.timeout)?;
+        let (page, tid) = match next_message(&go, ctx.timeout)? {
+            Some(Event::Pagefault { addr, thread_id, .. }) => {
+                ((addr as usize) & !(page_size() - 1), thread_id.as_raw())
+            }
+            Some(e) => return Ok(Err(Observation::new(format!("unexpected event: {}", describe_kind(&e))))),
+            None => return Ok(Err(Observation::new("the reader did not fault"))),
+        };
+        let state = threads::wait_until_task_blocked(go.pid(), tid, ctx.timeout);
+        Ok(Ok(Park { go, page, tid, state, seen: Seen::default(), cpu_ms: 0, sigurg }))
+    }
+
+    /// Reads the workload's lines until `until` holds or `limit` passes; when `count`, also the
+    /// uffd, counting the parked thread's retries (once the page is served, messages left unread
+    /// go with their threads).
+    fn watch(
+        &mut self,
+        limit: Duration,
+        since: Instant,
+        count: bool,
+        until: impl Fn(&Seen) -> bool,
+    ) -> Result<(), Fail> {
+        let deadline = Instant::now() + limit;
+        while !until(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let fds = [self.go.proc.sock.as_fd(), self.go.uffd.as_fd()];
+            let ready = poll::wait_any(&fds[..if count { 2 } else { 1 }], left).ctx("poll")?;
+            if ready.get(1) == Some(&true) {
+                while let Some(e) = self.go.uffd.next(Duration::ZERO)? {
+                    match e {
+                        Event::Pagefault { thread_id, addr, .. }
+                            if thread_id.as_raw() == self.tid
+                                && (addr as usize) & !(page_size() - 1) == self.page =>
+                        {
+                            self.seen.retries += 1;
+                            self.seen.first_retry.get_or_insert_with(|| since.elapsed());
+                        }
+                        other => self.seen.other.push(describe_kind(&other)),
+                    }
+                }
+            }
+            if ready[0] {
+                let line = self.go.proc.line("a line", limit)?;
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words[..] {
+                    ["gc-done", us] => self.seen.gc_us = us.parse().ok(),
+                    ["stopped", us] => self.seen.stopped_us = us.parse().ok(),
+                    ["access-done", r] => self.seen.access = Some(errno_word(r)),
+                    ["done", n] => {
+                        self.seen.sigurg_notified = n.strip_prefix("sigurg=").and_then(|n| n.parse().ok());
+                        self.seen.done = true;
+                    }
+                    _ => return Err(Fail::error(format!("the Go workload said {line:?}"))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves the page (0xA5 bytes, what the reader compares with).
+    fn serve(&self) -> Result<(), Fail> {
+        match self.go.uffd.copy(self.page, &vec![0xA5; page_size()]) {
+            Ok(_) => Ok(()),
+            Err(userfaultfd::Error::CopyFailed(e)) if e as i32 == libc::EEXIST => Ok(()),
+            Err(e) => Err(Fail::error(format!("UFFDIO_COPY: {}", crate::outcome::error_name(&e)))),
+        }
+    }
+
+    fn details(&self, mut o: Observation) -> Observation {
+        let s = &self.seen;
+        o.detail("go", self.go.version.as_str());
+        o.detail("start_ms", self.go.started.as_millis() as u64);
+        if self.cpu_ms > 0 {
+            o.detail("workload_cpu_ms", self.cpu_ms);
+        }
+        o.detail("state", threads::describe_state(self.state));
+        if s.retries > 0 {
+            o.detail("retries", s.retries);
+        }
+        if let Some(us) = s.gc_us {
+            o.detail("gc_us", us);
+        }
+        if let Some(us) = s.stopped_us {
+            o.detail("stopped_us", us);
+        }
+        if let Some(n) = s.sigurg_notified.filter(|_| self.sigurg) {
+            o.detail("sigurg_notified", n);
+        }
+        if let Some(a) = &s.access {
+            o.detail("read", a.as_str());
+        }
+        if !s.other.is_empty() {
+            o.detail("other_messages", s.other.join(", "));
+        }
+        o
+    }
+}
+
+/// The next uffd message within `limit`. (A pending fault message goes when its thread leaves the
+/// fault for a signal, so the uffd can be readable and then have nothing to read.)
+fn next_message(go: &Go, limit: Duration) -> Result<Option<Event>, Fail> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match go.uffd.next(left)? {
+            Some(e) => return Ok(Some(e)),
+            None if left.is_zero() => return Ok(None),
+            None => {}
+        }
+    }
+}
+
+/// `Some(observation)` when the read went wrong: it must return once served, with the page's bytes.
+fn read_failed(seen: &Seen) -> Option<Observation> {
+    match seen.access.as_deref() {
+        Some("ok") => None,
+        Some(other) => Some(Observation::new(format!("the read returned {other}"))),
+        None => Some(Observation::new("the read did not return after the page was served")),
+    }
+}
+
+/// How many retries of its load, from its own thread, show that the runtime keeps interrupting a
+/// reader without preempting it (each one is a SIGURG whose handler returned to the faulting
+/// instruction): a stop-the-world that cannot complete. A reader the runtime can preempt leaves
+/// its thread at the first SIGURG of a stop-the-world and does not come back before the world
+/// does (and the stop is reported); only the sysmon's preemptions, at most one per 10ms, retry it
+/// before the stop begins or after it ended.
+const STUCK_RETRIES: u64 = 32;
+
+/// What became of the GC's first stop-the-world with the reader parked.
+#[derive(PartialEq, Eq)]
+enum Stop {
+    /// It stopped every P.
+    Stopped,
+    /// The reader is retried over and over, unpreempted: it cannot stop every P.
+    Stuck,
+    /// The read returned (the page was there after all).
+    Read,
+    /// Neither a stop nor retries within the timeout.
+    Neither,
+}
+
+/// Sends `gc` and watches the first stop-the-world until it stops every P, or until the runtime
+/// has failed `STUCK_RETRIES` times in a row to preempt the reader (then it cannot).
+fn first_stop(p: &mut Park, ctx: &Ctx) -> Result<Stop, Fail> {
+    let started = Instant::now();
+    p.go.proc.send("gc");
+    p.watch(ctx.timeout, started, true, |s| s.stopped() || s.access.is_some() || s.retries >= STUCK_RETRIES)?;
+    Ok(if p.seen.access.is_some() {
+        Stop::Read
+    } else if p.seen.stopped() {
+        Stop::Stopped
+    } else if p.seen.retries >= STUCK_RETRIES {
+        Stop::Stuck
+    } else {
+        Stop::Neither
+    })
+}
+
+/// runtime.GC() against a reader parked on the page through `path`: does the GC's first
+/// stop-the-world stop every P with the page unserved?
+fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
+    let mut p = match Park::start(ctx, path, false)? {
+        Ok(p) => p,
+        Err(o) => return Ok(o),
+    };
+    let stop = first_stop(&mut p, ctx)?;
+    if stop == Stop::Read {
+        return Ok(p.details(Observation::new("the read returned before the page was served")));
+    }
+    p.serve()?;
+    // Once the world stopped, the read is all that is left to see; else the GC, once served.
+    let stopped = stop == Stop::Stopped;
+    p.watch(ctx.timeout, Instant::now(), false, |s| s.access.is_some() && (stopped || s.gc_us.is_some()))?;
+    let observed = match (&stop, p.seen.gc_us.is_some()) {
+        (Stop::Stopped, _) => "completes",
+        (Stop::Stuck, true) => "waits until served",
+        (Stop::Stuck, false) => "deadlocks",
+        (_, _) => "neither stops the world nor retries the reader",
+    };
+    let o = read_failed(&p.seen).unwrap_or_else(|| Observation::new(observed));
+    p.cpu_ms = p.go.end(ctx.timeout);
+    Ok(p.details(o))
+}
+
+/// The seed's deadlock: the page is served only after the go-ahead (`gc-done`). It is one once the
+/// GC's first stop-the-world cannot complete: then the GC, and so the go-ahead, cannot come.
+fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
+    let mut p = match Park::start(ctx, path, false)? {
+        Ok(p) => p,
+        Err(o) => return Ok(o),
+    };
+    let o = first_stop(&mut p, ctx)?;
+    let o = match o {
+        Stop::Read => Observation::new("the read returned before the page was served"),
+        // The world cannot stop: the probe ends the deadlock.
+        Stop::Stuck => Observation::new("deadlocks"),
+        Stop::Neither => Observation::new("neither stops the world nor retries the reader"),
+        Stop::Stopped => {
+            p.watch(ctx.timeout, Instant::now(), false, |s| s.gc_us.is_some() || s.access.is_some())?;
+            if p.seen.gc_us.is_none() {
+                Observation::new("stops the world, but sends no go-ahead")
+            } else {
+                p.serve()?;
+                p.watch(ctx.timeout, Instant::now(), false, |s| s.done)?;
+                read_failed(&p.seen).unwrap_or_else(|| {
+                    Observation::new(if p.seen.done {
+                        "finishes"
+                    } else {
+                        "does not finish after the go-ahead"
+                    })
+                })
+            }
+        }
+    };
+    p.cpu_ms = p.go.end(ctx.timeout);
+    Ok(p.details(o))
+}
+
+fn sigurg(ctx: &Ctx) -> ProbeResult {
+    const RETRIES: u64 = 3;
+    let mut p = match Park::start(ctx, "equal", true)? {
+        Ok(p) => p,
+        Err(o) => return Ok(o),
+    };
+    let started = Instant::now();
+    p.go.proc.send("gc");
+    p.watch(ctx.timeout, started, true, |s| s.retries >= RETRIES || s.access.is_some())?;
+    let reached = p.seen.retries >= RETRIES;
+    let retries = p.seen.retries;
+    p.serve()?;
+    p.watch(ctx.timeout, started, false, |s| s.done)?;
+    let mut o = read_failed(&p.seen)
+        .unwrap_or_else(|| Observation::new(if reached { "reaches and returns" } else { "does not reach" }));
+    if let Some(t) = p.seen.first_retry {
+        o.detail("first_retry_us", t.as_micros() as u64);
+    }
+    o.detail("retries_before_serving", retries);
+    p.cpu_ms = p.go.end(ctx.timeout);
+    Ok(p.details(o))
+}
+
+fn gc_load(ctx: &Ctx) -> ProbeResult {
+    gc(ctx, "load")
+}
+fn gc_equal(ctx: &Ctx) -> ProbeResult {
+    gc(ctx, "equal")
+}
+fn gc_copy(ctx: &Ctx) -> ProbeResult {
+    gc(ctx, "copy")
+}
+fn gc_populate(ctx: &Ctx) -> ProbeResult {
+    require::populate(MADV_POPULATE_READ)?;
+    gc(ctx, "populate")
+}
+fn deadlock_load(ctx: &Ctx) -> ProbeResult {
+    deadlock(ctx, "load")
+}
+fn deadlock_equal(ctx: &Ctx) -> ProbeResult {
+    deadlock(ctx, "equal")
+}
+fn deadlock_copy(ctx: &Ctx) -> ProbeResult {
+    deadlock(ctx, "copy")
+}
+fn deadlock_populate(ctx: &Ctx) -> ProbeResult {
+    require::populate(MADV_POPULATE_READ)?;
+    deadlock(ctx, "populate")
+}
+fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
+    let go = Go::start(&["dontneed"], ctx.timeout)?;
+    go.proc.send("dontneed");
+    let tid: i32 =
+        match go.proc.line("the remover's tid", ctx.timeout)?.split_whitespace().collect::<Vec<_>>()[..] {
+            ["tid", n] => n.parse().map_err(|_| Fail::error("a bad tid"))?,
+            _ => return Err(Fail::error("the Go workload sent no tid line")),
+        };
+    if !go.uffd.readable(ctx.timeout)? || !threads::wait_until_task_in_uffd_wait(go.pid(), tid, ctx.timeout) {
+        return Err(Fail::error("the workload's MADV_DONTNEED did not block on a pending REMOVE"));
+    }
+    let state = threads::task_state(go.pid(), tid);
+    go.proc.send("gc");
+    let started = Instant::now();
+    let (mut stopped_us, mut gc_us, mut removed, mut done) = (None, None, None, false);
+    let read_line = |limit: Duration,
+                     stopped_us: &mut Option<u64>,
+                     gc_us: &mut Option<u64>,
+                     removed: &mut Option<String>,
+                     done: &mut bool|
+     -> Result<bool, Fail> {
+        if !poll::wait_any(&[go.proc.sock.as_fd()], limit).ctx("poll")?[0] {
+            return Ok(false);
+        }
+        let line = go.proc.line("a line", ctx.timeout)?;
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            ["stopped", us] => *stopped_us = us.parse().ok(),
+            ["gc-done", us] => *gc_us = us.parse().ok(),
+            ["dontneed-done", r] => *removed = Some(errno_word(r)),
+            ["done"] => *done = true,
+            _ => return Err(Fail::error(format!("the Go workload said {line:?}"))),
+        }
+        Ok(true)
+    };
+    // Does the GC stop the world with the event unread? The remover is in a system call, so
+    // nothing but a slow machine delays it: the probe waits up to the timeout.
+    while stopped_us.is_none() && gc_us.is_none() {
+        let left = ctx.timeout.saturating_sub(started.elapsed());
+        if left.is_zero() || !read_line(left, &mut stopped_us, &mut gc_us, &mut removed, &mut done)? {
+            break;
+        }
+    }
+    let stopped = stopped_us.is_some() || gc_us.is_some();
+    if stopped {
+        while gc_us.is_none() && read_line(ctx.timeout, &mut stopped_us, &mut gc_us, &mut removed, &mut done)?
+        {
+        }
+    }
+    let completed_unread = stopped && gc_us.is_some() && removed.is_none();
+    let event = go.uffd.next(ctx.timeout)?;
+    while !done && read_line(ctx.timeout, &mut stopped_us, &mut gc_us, &mut removed, &mut done)? {}
+    let cpu = go.end(ctx.timeout);
+    let observed = match (&event, completed_unread, stopped, gc_us.is_some()) {
+        (Some(Event::Remove { .. }), true, _, _) => "completes",
+        (Some(Event::Remove { .. }), false, false, true) => "waits until the event is read",
+        (Some(Event::Remove { .. }), _, _, false) => "deadlocks",
+        (Some(Event::Remove { .. }), false, true, true) => {
+            "stops the world, but returns only after the event is read"
+        }
+        (Some(e), ..) => return Ok(Observation::new(format!("unexpected event: {}", describe_kind(e)))),
+        (None, ..) => return Ok(Observation::new("no REMOVE event to read")),
+    };
+    let mut o = Observation::new(observed)
+        .with("go", go.version.as_str())
+        .with("state_while_pending", threads::describe_state(state))
+        .with("workload_cpu_ms", cpu);
+    if let Some(us) = stopped_us {
+        o.detail("stopped_us", us);
+    }
+    if let Some(us) = gc_us {
+        o.detail("gc_us", us);
+    }
+    if let Some(r) = removed {
+        o.detail("madvise", r);
+    }
+    Ok(o)
+}
+
+fn stress_load(ctx: &Ctx) -> ProbeResult {
+    stress(ctx, "load")
+}
+fn stress_equal(ctx: &Ctx) -> ProbeResult {
+    stress(ctx, "equal")
+}
+fn stress_populate(ctx: &Ctx) -> ProbeResult {
+    require::populate(MADV_POPULATE_READ)?;
+    stress(ctx, "populate")
+}
+
+/// The fixed work of the `stw.go_stress_*` behaviours, derived from a seed: the same on every
+/// run, kernel and access path, so that their counts are too.
+pub mod plan {
+    use crate::probes::stw::schedule::Rng;
+
+    pub const WORKERS: usize = 2;
+    pub const PAGES: usize = 4;
+    pub const ROUNDS: usize = 4;
+    pub const SEED: u64 = 0x2542_0002_5EED_0002;
+    /// Every this-many-th new fault is held until the program has run a stop-the-world.
+    pub const GATE_EVERY: u64 = 6;
+    /// The new faults whose copy is raced against a pending REMOVE of the spare page: the
+    /// `RACE_AT`th of every `GATE_EVERY`, midway between holds (a race waits while a hold's
+    /// stop-the-world is pending, and is made at a later fault then).
+    pub const RACE_AT: u64 = 3;
+
+    /// Whether the `k`th new fault of `total` is raced (not near the end: a race that waits for a
+    /// hold is made at a later fault).
+    pub fn is_race(k: u64, total: u64) -> bool {
+        k % GATE_EVERY == RACE_AT && k + GATE_EVERY <= total
+    }
+
+    pub struct Plan {
+        /// `removals[round][worker]`: disjoint page ranges `[a, b)` of the worker's block.
+        pub removals: Vec<Vec<Vec<(usize, usize)>>>,
+        /// `cycles[round][worker]`: stop-the-world cycles (runtime.ReadMemStats) after those removals.
+        pub cycles: Vec<Vec<u64>>,
+    }
+
+    impl Plan {
+        pub fn new(seed: u64) -> Plan {
+            let mut rng = Rng::new(seed);
+            let (mut removals, mut cycles) = (Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                let (mut r, mut c) = (Vec::new(), Vec::new());
+                for _ in 0..WORKERS {
+                    let mut taken = [false; PAGES];
+                    let mut ranges = Vec::new();
+                    let wanted = if round + 1 < ROUNDS { rng.between(1, 2) } else { 0 };
+                    for _ in 0..wanted {
+                        let a = rng.between(0, PAGES as u64 - 1) as usize;
+                        let b = (a + rng.between(1, 3) as usize).min(PAGES);
+                        if taken[a..b].iter().all(|t| !t) {
+                            taken[a..b].iter_mut().for_each(|t| *t = true);
+                            ranges.push((a, b));
+                        }
+                    }
+                    r.push(ranges);
+                    c.push(rng.between(0, 1));
+                }
+                removals.push(r);
+                cycles.push(c);
+            }
+            Plan { removals, cycles }
+        }
+
+        /// The workload's `plan` lines.
+        pub fn lines(&self) -> Vec<String> {
+            let mut out = Vec::new();
+            for (round, (r, c)) in self.removals.iter().zip(&self.cycles).enumerate() {
+                for (worker, (ranges, cycles)) in r.iter().zip(c).enumerate() {
+                    let ranges: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+                    out.push(
+                        format!("plan {round} {worker} {cycles} {}", ranges.join(" ")).trim().to_string(),
+                    );
+                }
+            }
+            out
+        }
+
+        pub fn remove_calls(&self) -> u64 {
+            self.removals.iter().flatten().map(|r| r.len() as u64).sum()
+        }
+        pub fn refaults(&self) -> u64 {
+            self.removals.iter().flatten().flatten().map(|(a, b)| (b - a) as u64).sum()
+        }
+        /// New faults: every page once, then every removed page again.
+        pub fn faults(&self) -> u64 {
+            (WORKERS * PAGES) as u64 + self.refaults()
+        }
+        pub fn cycles(&self) -> u64 {
+            self.cycles.iter().flatten().sum()
+        }
+        pub fn holds(&self) -> u64 {
+            self.faults() / GATE_EVERY
+        }
+        pub fn races(&self) -> u64 {
+            // A fault that is held is not raced as well.
+            (1..=self.faults()).filter(|k| is_race(*k, self.faults())).count() as u64
+        }
+        pub fn checks(&self) -> u64 {
+            (WORKERS * PAGES * ROUNDS) as u64
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_work_is_fixed_by_the_seed_and_does_enough() {
+            let (a, b) = (Plan::new(SEED), Plan::new(SEED));
+            assert_eq!((a.removals.clone(), a.cycles.clone()), (b.removals, b.cycles));
+            assert!(
+                a.faults() >= 20 && a.refaults() >= 10,
+                "{} faults, {} refaults",
+                a.faults(),
+                a.refaults()
+            );
+            assert!(a.holds() >= 3 && a.races() >= 3 && a.cycles() >= 3 && a.remove_calls() >= 5);
+            assert_eq!(a.lines().len(), ROUNDS * WORKERS);
+        }
+    }
+}
+
+/// A fault the stress's server holds until the program has run a GC.
+struct Held {
+    page: usize,
+    /// A GC stop-the-world stopped every P since it was held.
+    stopped: bool,
+    /// The faulting thread, and how often it retried the fault since it was held.
+    tid: i32,
+    retries: u64,
+}
+
+/// What the stress's server counted.
+#[derive(Default)]
+struct StressCounts {
+    faults: u64,
+    refaults: u64,
+    duplicates: u64,
+    removes: u64,
+    eagains: u64,
+    forced_races: u64,
+    forced_eagains: u64,
+    holds: u64,
+    released: u64,
+    odd: Vec<String>,
+}
+
+/// The gated-server stress through `path`.
+fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
+    use plan::{is_race, Plan, GATE_EVERY, PAGES, ROUNDS, SEED, WORKERS};
+    let plan = Plan::new(SEED);
+    let total = WORKERS * PAGES;
+    let args = ["stress", path, &WORKERS.to_string(), &PAGES.to_string(), &ROUNDS.to_string()];
+    let args: Vec<&str> = args.iter().map(|s| &**s).collect();
+    let go = Go::start(&args, ctx.timeout)?;
+    let word = |what: &str| -> Result<String, Fail> {
+        let line = go.proc.line(what, ctx.timeout)?;
+        match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [w, value] if w == what => Ok(value.to_string()),
+            _ => Err(Fail::error(format!("the Go workload said {line:?} where `{what} <value>` was due"))),
+        }
+    };
+    let base = usize::from_str_radix(word("region")?.trim_start_matches("0x"), 16)
+        .map_err(|_| Fail::error("a bad region address"))?;
+    let racer: i32 = word("racer")?.parse().map_err(|_| Fail::error("a bad racer tid"))?;
+    for line in plan.lines() {
+        go.proc.send(&line);
+    }
+    go.proc.send("go");
+    let page = page_size();
+    let spare = base + total * page;
+    let mut versions = vec![1u64; total];
+    let mut present = vec![false; total];
+    // Held faults, oldest first.
+    let mut held: std::collections::VecDeque<Held> = Default::default();
+    // A forced race's fault, copied once the racer waits on its REMOVE (the server does not
+    // wait for the program: only the holds make it depend on the program).
+    let mut racing: Option<(usize, u64)> = None;
+    // Races due but not yet made (one waits while a hold's stop-the-world is pending).
+    let mut race_debt = 0u64;
+    // `released` lines not yet acted on (a race in progress goes first: the hold's copy would
+    // read the racer's REMOVE).
+    let mut releases = 0u64;
+    let mut counts = StressCounts::default();
+    let mut sabotaged = false;
+    let mut result: Option<String> = None;
+    let mut pump = crate::uffd::Pump::new(&go.uffd);
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let deadlock = loop {
+        // A hold whose GC has not stopped the world while its reader is retried unpreempted
+        // (`STUCK_RETRIES`): it cannot, and the program cannot go on.
+        if held.iter().any(|h| !h.stopped && h.retries >= STUCK_RETRIES) {
+            break true;
+        }
+        if result.is_some() {
+            break false;
+        }
+        if last_progress.elapsed() > ctx.timeout {
+            return Ok(Observation::new("stalled: neither a message nor a line for the timeout"));
+        }
+        if let Some((p, v)) = racing {
+            // A released hold waits for the race; the racer can run (the world does).
+            let limit = if releases > 0 { ctx.timeout } else { Duration::ZERO };
+            if threads::wait_until_task_in_uffd_wait(go.pid(), racer, limit) {
+                racing = None;
+                counts.forced_races += 1;
+                let copied = pump.copy(
+                    base + p * page,
+                    ctx.timeout,
+                    || memory::versioned_page(v, page),
+                    |e| on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts),
+                )?;
+                counts.eagains += copied.eagains;
+                counts.forced_eagains += u64::from(copied.eagains > 0);
+                present[p] = true;
+                last_progress = Instant::now();
+            }
+        }
+        while releases > 0 && racing.is_none() {
+            let Some(Held { page: p, .. }) = held.pop_front() else {
+                return Err(Fail::error("the workload released a hold the probe did not make"));
+            };
+            releases -= 1;
+            counts.released += 1;
+            let v = versions[p];
+            let copied = pump.copy(
+                base + p * page,
+                ctx.timeout,
+                || memory::versioned_page(v, page),
+                |e| on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts),
+            )?;
+            counts.eagains += copied.eagains;
+            present[p] = true;
+        }
+        // While a race waits for the racer, the uffd is left unread: reading the racer's REMOVE
+        // would let its MADV_DONTNEED return before the copy it is there to refuse.
+        let fds = [go.proc.sock.as_fd(), go.uffd.as_fd()];
+        let ready = poll::wait_any(&fds[..if racing.is_some() { 1 } else { 2 }], Duration::from_millis(10))
+            .ctx("poll")?;
+        if ready[0] {
+            last_progress = Instant::now();
+            let line = go.proc.line("a line", ctx.timeout)?;
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words[..] {
+                // A stop-the-world stopped every P: the runtime can, with every held reader parked.
+                ["stopped", _] => held.iter_mut().for_each(|h| h.stopped = true),
+                ["released", _] => releases += 1,
+                ["raced", _] => {}
+                ["result", ..] => result = Some(line.clone()),
+                _ => return Err(Fail::error(format!("the Go workload said {line:?}"))),
+            }
+        }
+        if racing.is_some() {
+            continue;
+        }
+        let Some(event) = pump.next(Duration::ZERO)? else { continue };
+        last_progress = Instant::now();
+        let Event::Pagefault { addr, thread_id, .. } = event else {
+            on_stress_event(event, base, spare, &mut versions, &mut present, &mut counts);
+            continue;
+        };
+        let (addr, tid) = (addr as usize & !(page - 1), thread_id.as_raw());
+        let p = match addr.checked_sub(base).map(|o| o / page) {
+            Some(p) if p < total => p,
+            _ => {
+                counts.odd.push(format!("a fault outside the workers' pages ({addr:#x})"));
+                continue;
+            }
+        };
+        if let Some(h) = held.iter_mut().find(|h| h.page == p) {
+            // A retry of a held page (its thread left the fault for a signal handler).
+            counts.duplicates += 1;
+            h.retries += u64::from(h.tid == tid);
+            continue;
+        }
+        if racing.is_some_and(|r| r.0 == p) || present[p] {
+            // A retry of a page being raced, or already copied (whose copy woke it).
+            counts.duplicates += 1;
+            continue;
+        }
+        counts.faults += 1;
+        counts.refaults += u64::from(versions[p] > 1);
+        let k = counts.faults;
+        if k % GATE_EVERY == 0 {
+            counts.holds += 1;
+            held.push_back(Held { page: p, stopped: false, tid, retries: 0 });
+            go.proc.send("hold");
+            continue;
+        }
+        race_debt += u64::from(is_race(k, plan.faults()) && ctx.sabotage != Some(Sabotage::NoRace));
+        // The racer needs the world running: not while a hold's stop-the-world is pending.
+        if race_debt > 0 && racing.is_none() && held.iter().all(|h| h.stopped) {
+            race_debt -= 1;
+            go.proc.send("race");
+            racing = Some((p, versions[p]));
+            continue;
+        }
+        let sabotage = ctx.sabotage.filter(|s| *s != Sabotage::NoRace && versions[p] > 1 && !sabotaged);
+        sabotaged |= sabotage.is_some();
+        let v = versions[p];
+        let data = move || match sabotage {
+            Some(Sabotage::ZeroPage) => vec![0u8; page],
+            Some(Sabotage::StalePage) => memory::versioned_page(v - 1, page),
+            _ => memory::versioned_page(v, page),
+        };
+        let copied = pump.copy(addr, ctx.timeout, data, |e| {
+            on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts)
+        })?;
+        counts.eagains += copied.eagains;
+        present[p] = true;
+    };
+    let elapsed = started.elapsed();
+    let details = |o: Observation, c: &StressCounts| {
+        o.with("go", go.version.as_str())
+            .with("seed", format!("{SEED:#x}"))
+            .with("faults_served", c.faults)
+            .with("refaults", c.refaults)
+            .with("duplicates", c.duplicates)
+            .with("remove_events", c.removes)
+            .with("eagain", c.eagains)
+            .with("forced_races", c.forced_races)
+            .with("forced_races_met_eagain", c.forced_eagains)
+            .with("holds", c.holds)
+            .with("elapsed_ms", elapsed.as_millis() as u64)
+            .with("start_ms", go.started.as_millis() as u64)
+    };
+    if deadlock {
+        let cpu = go.end(ctx.timeout);
+        return Ok(details(Observation::new("deadlocks"), &counts).with("workload_cpu_ms", cpu));
+    }
+    let result = result.unwrap_or_default();
+    let field = |name: &str| -> String {
+        result
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
+            .unwrap_or_default()
+    };
+    let number = |name: &str| field(name).parse::<u64>().unwrap_or(0);
+    let cpu = go.end(ctx.timeout);
+    if field("populate") != "0" {
+        let o = Observation::new(format!("MADV_POPULATE_READ failed: {}", errno_word(&field("populate"))));
+        return Ok(details(o, &counts));
+    }
+    let short: Vec<String> = [
+        ("pages checked", number("checked"), plan.checks()),
+        ("faults served", counts.faults, plan.faults()),
+        ("refaults after removal", counts.refaults, plan.refaults()),
+        ("REMOVE events", counts.removes, plan.remove_calls()),
+        ("stop-the-world cycles", number("cycles"), plan.cycles()),
+        ("holds released", counts.released, plan.holds()),
+        ("forced races", counts.forced_races, plan.races()),
+    ]
+    .iter()
+    .filter(|(_, got, want)| got < want)
+    .map(|(what, got, want)| format!("{what} {got} of {want}"))
+    .collect();
+    if !short.is_empty() {
+        return Err(Fail::error(format!("the stress fell short of its schedule: {}", short.join(", "))));
+    }
+    let (lost, stale, wrong) = (number("lost"), number("stale"), number("wrong"));
+    let plural = |n: u64, what: &str| format!("{n} {what} page{}", if n == 1 { "" } else { "s" });
+    let observed = if !counts.odd.is_empty() {
+        format!("unexpected message: {}", counts.odd[0])
+    } else if lost + stale + wrong == 0 {
+        "completes, no lost or stale page".to_string()
+    } else {
+        [(lost, "lost"), (stale, "stale"), (wrong, "wrong")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| plural(*n, what))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(details(Observation::new(observed), &counts)
+        .with("stw_cycles", number("cycles"))
+        .with("workload_cpu_ms", cpu))
+}
+
+/// A non-fault message of the stress: a REMOVE of workers' pages makes them missing and bumps
+/// their version (the spare page's, made by the racer, only makes copies meet EAGAIN).
+fn on_stress_event(
+    e: Event,
+    base: usize,
+    spare: usize,
+    versions: &mut [u64],
+    present: &mut [bool],
+    counts: &mut StressCounts,
+) {
+    let page = page_size();
+    match e {
+        Event::Remove { start, .. } if start as usize == spare => {}
+        Event::Remove { start, end } => {
+            let (a, b) =
+                ((start as usize).wrapping_sub(base) / page, (end as usize).wrapping_sub(base) / page);
+            if a >= b || b > versions.len() {
+                counts.odd.push(format!("REMOVE of pages [{a},{b})"));
+            } else {
+                counts.removes += 1;
+                versions[a..b].iter_mut().for_each(|v| *v += 1);
+                present[a..b].iter_mut().for_each(|p| *p = false);
+            }
+        }
+        other => counts.odd.push(describe_kind(&other)),
+    }
+}
