@@ -54,8 +54,11 @@ pub struct Go {
 }
 
 impl Go {
-    /// Starts `uffdc-go <args>` and takes its userfaultfd and `ready <go version>` line.
+    /// Starts `uffdc-go <args>` and takes its userfaultfd and `ready <go version>` line. A kernel
+    /// without userfaultfd(2) is `unsupported` in the words every probe uses, before the
+    /// workload would fail on it.
     pub fn start(args: &[&str], limit: Duration) -> Result<Go, Fail> {
+        crate::require::userfaultfd()?;
         let path = require()?;
         let exec = std::time::Instant::now();
         let proc = exec_with_socket(&path, args)?;
