@@ -712,7 +712,7 @@ fn stress_populate(ctx: &Ctx) -> ProbeResult {
 /// The fixed work of the `stw.go_stress_*` behaviours, derived from a seed: the same on every
 /// run, kernel and access path, so that their counts are too.
 pub mod plan {
-    use crate::probes::stw::schedule::Rng;
+    use crate::probes::stw::schedule::{draw, Shape};
 
     pub const WORKERS: usize = 2;
     pub const PAGES: usize = 4;
@@ -740,28 +740,15 @@ pub mod plan {
 
     impl Plan {
         pub fn new(seed: u64) -> Plan {
-            let mut rng = Rng::new(seed);
-            let (mut removals, mut cycles) = (Vec::new(), Vec::new());
-            for round in 0..ROUNDS {
-                let (mut r, mut c) = (Vec::new(), Vec::new());
-                for _ in 0..WORKERS {
-                    let mut taken = [false; PAGES];
-                    let mut ranges = Vec::new();
-                    let wanted = if round + 1 < ROUNDS { rng.between(1, 2) } else { 0 };
-                    for _ in 0..wanted {
-                        let a = rng.between(0, PAGES as u64 - 1) as usize;
-                        let b = (a + rng.between(1, 3) as usize).min(PAGES);
-                        if taken[a..b].iter().all(|t| !t) {
-                            taken[a..b].iter_mut().for_each(|t| *t = true);
-                            ranges.push((a, b));
-                        }
-                    }
-                    r.push(ranges);
-                    c.push(rng.between(0, 1));
-                }
-                removals.push(r);
-                cycles.push(c);
-            }
+            let shape = Shape {
+                rounds: ROUNDS,
+                workers: WORKERS,
+                pages: PAGES,
+                removals: (1, 2),
+                span: (1, 3),
+                cycles: (0, 1),
+            };
+            let (removals, cycles) = draw(seed, &shape);
             Plan { removals, cycles }
         }
 
@@ -819,6 +806,8 @@ pub mod plan {
                 a.refaults()
             );
             assert!(a.holds() >= 3 && a.races() >= 3 && a.cycles() >= 3 && a.remove_calls() >= 5);
+            // What the committed matrix's cells count (holds, forced races, cycles, REMOVE events).
+            assert_eq!((a.holds(), a.races(), a.cycles(), a.remove_calls()), (3, 3, 3, 9));
             assert_eq!(a.lines().len(), ROUNDS * WORKERS);
         }
     }

@@ -522,32 +522,63 @@ pub mod schedule {
         pub cycles: Vec<Vec<u64>>,
     }
 
+    /// The shape of a seeded stress's work: `rounds` rounds of `workers` workers, each owning
+    /// `pages` pages; after each round but the last, each worker removes `removals` (lo..=hi)
+    /// disjoint ranges of `span` (lo..=hi) pages, then runs `cycles` (lo..=hi) stop-the-world
+    /// cycles. `stw.parallel_stress` and the Go stress (`goruntime::plan`) draw theirs from it.
+    pub struct Shape {
+        pub rounds: usize,
+        pub workers: usize,
+        pub pages: usize,
+        pub removals: (u64, u64),
+        pub span: (u64, u64),
+        pub cycles: (u64, u64),
+    }
+
+    /// `(removals[round][worker], cycles[round][worker])` drawn from `seed`: the same on every run.
+    #[allow(clippy::type_complexity)]
+    pub fn draw(seed: u64, shape: &Shape) -> (Vec<Vec<Vec<(usize, usize)>>>, Vec<Vec<u64>>) {
+        let mut rng = Rng::new(seed);
+        let (mut removals, mut cycles) = (Vec::new(), Vec::new());
+        for round in 0..shape.rounds {
+            let (mut r, mut c) = (Vec::new(), Vec::new());
+            for _ in 0..shape.workers {
+                let mut taken = vec![false; shape.pages];
+                let mut ranges = Vec::new();
+                // None after the last round: nothing would refault them.
+                let wanted = if round + 1 < shape.rounds {
+                    rng.between(shape.removals.0, shape.removals.1)
+                } else {
+                    0
+                };
+                for _ in 0..wanted {
+                    let a = rng.between(0, shape.pages as u64 - 1) as usize;
+                    let b = (a + rng.between(shape.span.0, shape.span.1) as usize).min(shape.pages);
+                    if taken[a..b].iter().all(|t| !t) {
+                        taken[a..b].iter_mut().for_each(|t| *t = true);
+                        ranges.push((a, b));
+                    }
+                }
+                r.push(ranges);
+                c.push(rng.between(shape.cycles.0, shape.cycles.1));
+            }
+            removals.push(r);
+            cycles.push(c);
+        }
+        (removals, cycles)
+    }
+
     impl Schedule {
         pub fn new(seed: u64) -> Schedule {
-            let mut rng = Rng::new(seed);
-            let mut removals = Vec::new();
-            let mut cycles = Vec::new();
-            for round in 0..ROUNDS {
-                let (mut r, mut c) = (Vec::new(), Vec::new());
-                for _ in 0..THREADS {
-                    let mut taken = [false; PAGES_PER_THREAD];
-                    let mut ranges = Vec::new();
-                    // None after the last round: nothing would refault them.
-                    let wanted = if round + 1 < ROUNDS { rng.between(2, 4) } else { 0 };
-                    for _ in 0..wanted {
-                        let a = rng.between(0, PAGES_PER_THREAD as u64 - 1) as usize;
-                        let b = (a + rng.between(1, 12) as usize).min(PAGES_PER_THREAD);
-                        if taken[a..b].iter().all(|t| !t) {
-                            taken[a..b].iter_mut().for_each(|t| *t = true);
-                            ranges.push((a, b));
-                        }
-                    }
-                    r.push(ranges);
-                    c.push(rng.between(1, 3));
-                }
-                removals.push(r);
-                cycles.push(c);
-            }
+            let shape = Shape {
+                rounds: ROUNDS,
+                workers: THREADS,
+                pages: PAGES_PER_THREAD,
+                removals: (2, 4),
+                span: (1, 12),
+                cycles: (1, 3),
+            };
+            let (removals, cycles) = draw(seed, &shape);
             Schedule { removals, cycles }
         }
 
@@ -586,6 +617,8 @@ pub mod schedule {
             assert_eq!(a.removals, b.removals);
             assert_eq!(a.cycles, b.cycles);
             assert!(a.faults() >= 2000, "thousands of faults: {}", a.faults());
+            // The declaration's `observes` states these counts.
+            assert_eq!((a.faults(), a.refaults()), (2181, 1925));
             assert!(a.refaults() >= 500, "hundreds of refaults: {}", a.refaults());
             assert!(a.remove_calls() >= 100 && a.stw_cycles() >= 100 && a.forced_races() >= 15);
             assert_ne!(Schedule::new(SEED + 1).removals, a.removals);
