@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
-	"runtime/metrics"
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/metrics"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -66,12 +66,7 @@ func park(path accessPath, sigurg bool) {
 		}
 		close(read)
 	}()
-	expect(lines, "gc")
-	start := time.Now()
-	stopped := watchStops(start)
-	runtime.GC()
-	send("gc-done", time.Since(start).Microseconds())
-	close(stopped)
+	collect(lines)
 	<-read
 	send("done", fmt.Sprintf("sigurg=%d", sigurgs.Load()))
 }
@@ -96,6 +91,17 @@ func stops() uint64 {
 		}
 	}
 	return n
+}
+
+// collect runs runtime.GC() on the probe's `gc` line, reporting each stop-the-world that stopped
+// every P while it runs (watchStops) and then `gc-done <us>`.
+func collect(lines <-chan string) {
+	expect(lines, "gc")
+	start := time.Now()
+	stopped := watchStops(start)
+	runtime.GC()
+	send("gc-done", time.Since(start).Microseconds())
+	close(stopped)
 }
 
 // watchStops sends `stopped <µs since start>` once a stop-the-world has stopped every P; it can
@@ -149,12 +155,7 @@ func dontneed() {
 		}
 		close(removed)
 	}()
-	expect(lines, "gc")
-	start := time.Now()
-	stopped := watchStops(start)
-	runtime.GC()
-	send("gc-done", time.Since(start).Microseconds())
-	close(stopped)
+	collect(lines)
 	<-removed
 	send("done")
 }

@@ -106,26 +106,13 @@ pub fn workload(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Workl
         return Ok(w);
     }
     let goroot = toolchain(sh, root, &lock, mirror)?;
-    let go = goroot.join("bin/go");
-    let work = dir(root);
-    let (cache, gopath, home) = (work.join("cache"), work.join("gopath"), work.join("home"));
     let tmp = out.with_extension("tmp");
     let _cwd = sh.push_dir(root.join(SOURCE));
     eprintln!("go      build {SOURCE} with {} ({})", lock.version(), crate::util::display_path(&goroot));
-    cmd!(sh, "{go} build {BUILD_FLAGS...} {tmp} .")
-        .env("GOROOT", &goroot)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "")
-        .env("GOWORK", "off")
-        .env("GOENV", "off")
-        .env("GOTELEMETRY", "off")
-        .env("CGO_ENABLED", "0")
-        .env("GOOS", "linux")
-        .env("GOARCH", "amd64")
-        .env("GOCACHE", &cache)
-        .env("GOPATH", &gopath)
-        .env("HOME", &home)
+    go(sh, root, &goroot, &["build"])
+        .args(BUILD_FLAGS)
+        .arg(&tmp)
+        .arg(".")
         .quiet()
         .run()
         .with_context(|| format!("building the Go workload ({SOURCE}) with {}", goroot.display()))?;
@@ -136,6 +123,46 @@ pub fn workload(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Workl
     std::fs::rename(&tmp, &out)?;
     crate::util::write_atomic(&version_file, format!("{version}\n").as_bytes())?;
     Ok(Workload { path: out, version })
+}
+
+/// The pinned toolchain's `go ARGS...`, isolated from the machine's Go settings: its own GOROOT,
+/// no toolchain switching, no module proxy, caches under target/uffdc/go/, static amd64 builds.
+fn go<'a>(sh: &'a Shell, root: &Path, goroot: &Path, args: &[&str]) -> xshell::Cmd<'a> {
+    let work = dir(root);
+    cmd!(sh, "{goroot}/bin/go {args...}")
+        .env("GOROOT", goroot)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("GOWORK", "off")
+        .env("GOENV", "off")
+        .env("GOTELEMETRY", "off")
+        .env("CGO_ENABLED", "0")
+        .env("GOOS", "linux")
+        .env("GOARCH", "amd64")
+        .env("GOCACHE", work.join("cache"))
+        .env("GOPATH", work.join("gopath"))
+        .env("HOME", work.join("home"))
+}
+
+/// The test command's checks of the workload's Go code, as `cargo fmt --check` and clippy are of
+/// the Rust: `gofmt -l` and `go vet`, with the pinned toolchain.
+pub fn lint(sh: &Shell, root: &Path) -> Result<()> {
+    let lock = GoLock::load(root)?;
+    let goroot = toolchain(sh, root, &lock, None)?;
+    let _cwd = sh.push_dir(root.join(SOURCE));
+    let unformatted = cmd!(sh, "{goroot}/bin/gofmt -l .").quiet().read().context("gofmt -l")?;
+    if !unformatted.trim().is_empty() {
+        bail!(
+            "{SOURCE} is not gofmt-formatted ({}): run `{}/bin/gofmt -w {SOURCE}`",
+            unformatted.split_whitespace().collect::<Vec<_>>().join(", "),
+            crate::util::display_path(&goroot)
+        );
+    }
+    go(sh, root, &goroot, &["vet", "."])
+        .quiet()
+        .run()
+        .with_context(|| format!("go vet found problems in {SOURCE}"))
 }
 
 /// A key over what the workload is made of: the pins, every source file, the build flags.

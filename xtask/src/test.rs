@@ -21,6 +21,7 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     let suite = crate::suite_bin::build(sh, root)?;
     // The suite's Go behaviours run the Go workload; the host tests' suite finds it here.
     let go = crate::golang::workload(sh, root, None)?;
+    crate::golang::lint(sh, root)?;
     let python = kcidb_python(sh, root)?;
     cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
         .env("UFFDC_SUITE_BIN", &suite)
