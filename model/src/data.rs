@@ -167,6 +167,30 @@ pub struct RunInfo {
     /// known (a kernel image without one, no `/proc/config.gz`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<crate::config::Config>,
+    /// How the kernel was built, for a column the project builds from a Debian source package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+}
+
+/// How a built column's kernel was made (`cargo xtask images build`): columns with the same
+/// `source` differ only in `differs` (the configuration axis of the report).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// The Debian source package: `linux-source-6.12 6.12.118-1 (trixie-security, deb sha256 ...)`.
+    pub source: String,
+    /// The base configuration it starts from (`images/configs/base.config`, with its sha256).
+    pub base: String,
+    /// What differs from the base configuration, as set in the resolved configuration:
+    /// `CONFIG_USERFAULTFD=n`. Empty for the base configuration itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differs: Vec<String>,
+    /// The compiler that built it: `gcc-12 12.2.0-14 (images/toolchain.lock <key>)`.
+    pub toolchain: String,
+    /// sha256 of the resolved `.config`.
+    pub config_sha256: String,
+    /// The resolved `.config`: every option it sets (`CONFIG_X=y`), in its order.
+    pub config: Vec<String>,
 }
 
 impl RunInfo {

@@ -48,12 +48,14 @@ xflags::xflags! {
             /// `-- --window-ms 500 populate::`.
             repeated suite_args: OsString
         }
-        /// The fleet's pins and cache: refresh re-resolves tracks to their newest point release and
-        /// rewrites images/kernels.lock; fetch fills the cache; list shows tracks, pins and cache.
+        /// The fleet's pins and cache: refresh re-resolves tracks (and the builds' source packages) to
+        /// their newest point release and rewrites images/kernels.lock (and images/toolchain.lock);
+        /// fetch fills the cache; build builds kernels from source (the builds of
+        /// images/kernels.toml); list shows tracks, builds, pins and cache.
         cmd images {
-            /// refresh, fetch or list.
+            /// refresh, fetch, build or list.
             required verb: String
-            /// Tracks (default: all).
+            /// Tracks or builds, and `toolchain` for the kernel build toolchain (default: all).
             repeated ids: String
             /// Debian mirror (as for matrix).
             optional --mirror uri: String

@@ -1,4 +1,5 @@
-//! `cargo xtask images refresh | fetch | list`: the fleet's pins and cache.
+//! `cargo xtask images refresh | fetch | build | list`: the fleet's pins and cache, and the
+//! kernels built from source (`builds.rs`) with their toolchain (`buildroot.rs`).
 
 use crate::apt::{self, LazyApt};
 use crate::fleet::{Cache, Fleet, Track, LOCK};
@@ -11,18 +12,39 @@ pub enum Command {
     Refresh(Vec<String>),
     /// Fill the cache with every pinned image (or the named ones).
     Fetch(Vec<String>),
+    /// Build every build track (or the named ones), or find it in the cache.
+    Build(Vec<String>),
     /// Show tracks, pins and cache state.
     List,
 }
 
+/// `toolchain` names the kernel build toolchain (images/toolchain.lock) among the ids.
+const TOOLCHAIN: &str = "toolchain";
+
 pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) -> Result<()> {
     let mut fleet = Fleet::load(root)?;
     let cache = Cache::new(root);
-    let mut apt = fleet.apt(&cache, mirror);
+    let mut apt = fleet.apt(&cache, mirror.clone());
     match command {
-        Command::Refresh(ids) => refresh(sh, root, &mut fleet, &cache, &mut apt, &ids),
+        Command::Refresh(ids) => {
+            let all = ids.is_empty();
+            if all || ids.iter().any(|i| i == TOOLCHAIN) {
+                apt.add_suite(crate::buildroot::RELEASE);
+                crate::buildroot::refresh(sh, root, &mut apt)?;
+            }
+            let ids: Vec<String> = ids.into_iter().filter(|i| i != TOOLCHAIN).collect();
+            if all || ids.iter().any(|i| fleet.builds.contains_key(i)) {
+                crate::builds::refresh(sh, root, &mut fleet, &mut apt)?;
+            }
+            let tracks: Vec<String> = ids.into_iter().filter(|i| !fleet.builds.contains_key(i)).collect();
+            if all || !tracks.is_empty() {
+                refresh(sh, root, &mut fleet, &cache, &mut apt, &tracks)?;
+            }
+            Ok(())
+        }
+        Command::Build(ids) => crate::builds::run(sh, root, &ids, mirror),
         Command::Fetch(ids) => {
-            for (id, pin) in fleet.select(&ids)? {
+            for (id, pin) in fleet.partition(&ids)?.0 {
                 let image = cache.fetch(sh, &id, &pin, &mut apt)?;
                 println!(
                     "{id:<20} {:<28} cached: {}",
@@ -52,6 +74,25 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
                         None => "-",
                     }
                 );
+            }
+            for (id, build) in &fleet.builds {
+                let pin = fleet.lock.sources.get(&build.source);
+                let differs: Vec<String> = build.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "{id:<20} {:<22} {:<46} {:<22} {}",
+                    build.suites.join(","),
+                    build.source,
+                    pin.map_or("(not pinned)", |p| p.version.as_str()),
+                    if differs.is_empty() { "base configuration".to_string() } else { differs.join(" ") }
+                );
+            }
+            match crate::buildroot::load(root) {
+                Ok(lock) => println!(
+                    "{TOOLCHAIN:<20} {:<22} {} packages (images/toolchain.lock)",
+                    crate::buildroot::RELEASE,
+                    lock.packages.len()
+                ),
+                Err(e) => println!("{TOOLCHAIN:<20} {e:#}"),
             }
             Ok(())
         }

@@ -5,9 +5,12 @@
 mod accel;
 mod apt;
 mod bench;
+mod buildroot;
+mod builds;
 mod check;
 mod ci;
 mod container;
+mod debs;
 mod diff;
 mod explain;
 mod export;
@@ -81,9 +84,10 @@ fn run() -> Result<()> {
             let command = match i.verb.as_str() {
                 "refresh" => images::Command::Refresh(i.ids),
                 "fetch" => images::Command::Fetch(i.ids),
+                "build" => images::Command::Build(i.ids),
                 "list" if i.ids.is_empty() => images::Command::List,
                 other => {
-                    bail!("cargo xtask images takes refresh, fetch or list (and list no ids), not {other:?}")
+                    bail!("cargo xtask images takes refresh, fetch, build or list (and list no ids), not {other:?}")
                 }
             };
             images::run(&sh, &root, command, i.mirror)

@@ -12,7 +12,7 @@ use xshell::Shell;
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let fleet = crate::fleet::Fleet::load(root)?;
     let ids = opts.fleet_ids(&fleet);
-    fleet.select(&ids)?;
+    fleet.partition(&ids)?;
     let mut needs = vec![Need::Libclang];
     if !ids.is_empty() || !opts.images.is_empty() {
         needs.push(Need::Qemu);

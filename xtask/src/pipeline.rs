@@ -51,13 +51,13 @@ impl Options {
         }
     }
 
-    /// The fleet kernels to run: the named ones, or all of them unless only local images were
-    /// given.
+    /// The fleet kernels to run (tracks and builds): the named ones, or all of them unless only
+    /// local images were given.
     pub fn fleet_ids(&self, fleet: &Fleet) -> Vec<String> {
         if self.kernels.is_empty() && !self.images.is_empty() {
             Vec::new()
         } else if self.kernels.is_empty() {
-            fleet.tracks.keys().cloned().collect()
+            fleet.ids()
         } else {
             self.kernels.clone()
         }
@@ -103,6 +103,9 @@ pub enum RunEvent<'a> {
     /// The columns this run will produce, in order.
     Planned(&'a [String]),
     Fetching(&'a str),
+    /// Building from source (`cargo xtask images build`), or finding the build in the cache: what
+    /// it is doing now.
+    Building(&'a str, &'a str),
     /// Fetched (or found in the cache), waiting for a free job.
     Waiting(&'a str),
     Booting(&'a str),
@@ -127,10 +130,11 @@ pub fn gather(
     observe: &Observer<'_>,
 ) -> Result<()> {
     let fleet = Fleet::load(root)?;
-    let selected = fleet.select(&opts.fleet_ids(&fleet))?;
+    let (selected, builds) = fleet.partition(&opts.fleet_ids(&fleet))?;
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, opts.mirror.clone());
     let mut ids: Vec<String> = selected.iter().map(|(id, _)| id.clone()).collect();
+    ids.extend(builds.iter().cloned());
     ids.extend(opts.images.iter().map(|(path, id, _)| id.clone().unwrap_or_else(|| local_label(path))));
     if opts.host {
         ids.push(HOST_ID.to_string());
@@ -154,6 +158,22 @@ pub fn gather(
                 let error = format!("could not fetch: {e:#}");
                 observe(&RunEvent::Failed(id, &error));
                 failed.push(format!("{id}: could not fetch (its previous results, if any, are kept): {e:#}"));
+            }
+        }
+    }
+    for id in &builds {
+        observe(&RunEvent::Building(id, "finding the build in the cache"));
+        let built = crate::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |what| {
+            observe(&RunEvent::Building(id, what))
+        });
+        match built {
+            Ok(image) => {
+                observe(&RunEvent::Waiting(id));
+                images.push(image)
+            }
+            Err(e) => {
+                observe(&RunEvent::Failed(id, &format!("could not build: {e:#}")));
+                failed.push(format!("{id}: could not build (its previous results, if any, are kept): {e:#}"));
             }
         }
     }
@@ -275,6 +295,7 @@ pub fn local_image(path: &Path, id: Option<&str>, config: Option<&Path>) -> Resu
         userfaultfd: None,
         config,
         source: format!("local {} (sha256 {sha})", path.display()),
+        build: None,
     })
 }
 
@@ -332,4 +353,28 @@ pub fn compile(out: &Path, catalogue: &model::Catalogue) -> Result<model::Compat
     }
     model::data::save(&out.join("compat.toml"), &compat)?;
     Ok(compat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15, item 5a: with only `--kernel-image`, only those run; `--kernel` adds fleet
+    /// kernels (tracks or builds) to them; with neither, every track and build runs.
+    #[test]
+    fn with_only_local_images_no_fleet_kernel_runs() {
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let mut opts = Options::new(&root);
+        opts.images.push((PathBuf::from("/k/bzImage"), None, None));
+        assert!(opts.fleet_ids(&fleet).is_empty());
+        opts.kernels = vec!["build-6.12-no-userfaultfd".into()];
+        assert_eq!(opts.fleet_ids(&fleet), ["build-6.12-no-userfaultfd"]);
+        let (images, builds) = fleet.partition(&opts.fleet_ids(&fleet)).unwrap();
+        assert!(images.is_empty() && builds == ["build-6.12-no-userfaultfd"]);
+        let all = Options::new(&root).fleet_ids(&fleet);
+        assert_eq!(all.len(), fleet.tracks.len() + fleet.builds.len());
+        let err = fleet.partition(&["no-such-kernel".into()]).unwrap_err().to_string();
+        assert!(err.contains("build-6.12-no-userfaultfd") && err.contains("debian-6.1-cloud"), "{err}");
+    }
 }
