@@ -49,6 +49,24 @@ fn builds_dir(root: &Path) -> PathBuf {
     Cache::new(root).dir.join("builds")
 }
 
+/// A key over what a build is made from: its source's pin, the toolchain's pins, the base
+/// configuration and the track's options (so the scheduled workflow can key its cache on it
+/// before building anything).
+pub fn inputs_key(root: &Path, fleet: &Fleet, id: &str) -> Result<String> {
+    let track = fleet.builds.get(id).with_context(|| format!("unknown build {id:?}"))?;
+    let pin = fleet
+        .lock
+        .sources
+        .get(&track.source)
+        .with_context(|| format!("build {id:?}: its source {} has no pin in {LOCK}: run `{REFRESH}`", track.source))?;
+    let base = std::fs::read_to_string(root.join(BASE)).with_context(|| format!("cannot read {BASE}"))?;
+    let toolchain = buildroot::load(root)?;
+    Ok(short_hash(
+        format!("{RECIPE}\n{}\n{}\n{}", toml::to_string(pin)?, toml::to_string(&toolchain)?, fragment(&base, id, track))
+            .as_bytes(),
+    ))
+}
+
 /// `cargo xtask images build [ID]...`: builds (or finds in the cache) each build track.
 pub fn run(sh: &Shell, root: &Path, ids: &[String], mirror: Option<String>) -> Result<()> {
     let fleet = Fleet::load(root)?;
@@ -88,12 +106,8 @@ pub fn image(
         bail!("build {id:?}: its source {} has no pin in {LOCK}: run `{REFRESH}`", track.source);
     };
     let base = std::fs::read_to_string(root.join(BASE)).with_context(|| format!("cannot read {BASE}"))?;
-    let toolchain = buildroot::load(root)?;
     let fragment = fragment(&base, id, track);
-    let inputs_key = short_hash(
-        format!("{RECIPE}\n{}\n{}\n{fragment}", toml::to_string(pin)?, toml::to_string(&toolchain)?)
-            .as_bytes(),
-    );
+    let inputs_key = inputs_key(root, fleet, id)?;
     let dir = builds_dir(root);
     let index = dir.join("inputs").join(format!("{inputs_key}.toml"));
     let from_index = || -> Option<Image> {
@@ -570,5 +584,88 @@ mod tests {
         }
         let base = std::fs::read_to_string(root.join(BASE)).unwrap();
         assert_eq!(asked(&base)["CONFIG_USERFAULTFD"], "y");
+    }
+
+    /// A fresh directory under target/ for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = crate::util::project_root().join("target/uffdc/tests").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn an_option_the_source_does_not_know_or_cannot_set_is_named() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let mut fleet = Fleet::load(&root).unwrap();
+        let mut track = fleet.builds["build-6.12"].clone();
+        track.options.insert("CONFIG_NO_SUCH_OPTION_UFFDC".into(), "y".into());
+        fleet.builds.insert("test-unknown-option".into(), track.clone());
+        let err =
+            image(&sh, &root, &fleet, "test-unknown-option", None, &mut |_| {}).unwrap_err().to_string();
+        assert!(
+            err.contains("CONFIG_NO_SUCH_OPTION_UFFDC (in the options of build test-unknown-option")
+                && err.contains("is not an option linux-source-6.12")
+                && !err.contains('\n'),
+            "{err}"
+        );
+        // An option the source knows, whose dependency the configuration leaves off.
+        track.options = [("CONFIG_SERIAL_8250_PCI".to_string(), "y".to_string())].into();
+        fleet.builds.insert("test-unmet-option".into(), track);
+        let err = image(&sh, &root, &fleet, "test-unmet-option", None, &mut |_| {}).unwrap_err().to_string();
+        assert!(
+            err.contains("CONFIG_SERIAL_8250_PCI=y (in the options of build test-unmet-option")
+                && err.contains("resolved to CONFIG_SERIAL_8250_PCI=n (it depends on")
+                && err.contains("PCI")
+                && !err.contains('\n'),
+            "{err}"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn a_corrupt_source_package_is_named_and_not_used() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let dir = scratch("corrupt-source");
+        // A download that does not match its pin: deleted, and the error says what to do.
+        let deb = dir.join("linux-source-6.12_6.12.118-1_all.deb");
+        std::fs::write(&deb, b"not the pinned bytes").unwrap();
+        let pin = DebPin {
+            suite: "trixie".into(),
+            package: "linux-source-6.12".into(),
+            version: "6.12.118-1".into(),
+            sha256: "0".repeat(64),
+            size: 20,
+        };
+        let err = debs::check(&deb, &pin, LOCK, REFRESH).unwrap_err().to_string();
+        assert!(err.contains("has sha256") && err.contains("corrupt") && err.contains(REFRESH), "{err}");
+        assert!(!deb.exists(), "a corrupt download is deleted");
+        // A package damaged inside (cut short): unpacking it is refused, named, and leaves no tree.
+        let fleet = Fleet::load(&root).unwrap();
+        let source = &fleet.builds["build-6.12-no-userfaultfd"].source;
+        let pin = &fleet.lock.sources[source];
+        let pin = DebPin {
+            suite: pin.suite.clone(),
+            package: source.clone(),
+            version: pin.version.clone(),
+            sha256: pin.sha256.clone(),
+            size: pin.size,
+        };
+        let good = debs::verified(&sh, &root, &pin, &mut buildroot::apt(&root, None).unwrap(), LOCK, REFRESH)
+            .unwrap();
+        let data = std::fs::read(&good).unwrap();
+        let cut = dir.join("cut.deb");
+        std::fs::write(&cut, &data[..data.len() / 2]).unwrap();
+        let broot = buildroot::ensure(&sh, &root, None).unwrap();
+        let err = unpack_source(&broot, &cut, "/src/test-corrupt").unwrap_err().to_string();
+        assert!(
+            err.contains("cut.deb is damaged") && err.contains("delete it and rerun") && !err.contains('\n'),
+            "{err}"
+        );
+        assert!(!broot.path("/src/test-corrupt/Makefile").exists());
+        let _ = std::fs::remove_dir_all(broot.path("/src/test-corrupt"));
     }
 }

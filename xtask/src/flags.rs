@@ -98,9 +98,11 @@ xflags::xflags! {
         }
         /// The scheduled workflow's parts and their rehearsal.
         cmd ci {
-            /// The fan-out: the kernel list as JSON, after refreshing the pins with --refresh.
+            /// The fan-out: the kernel list as JSON, after refreshing the pins with --refresh; with
+            /// --builds, the builds' list with the key each caches its build under.
             cmd plan {
                 optional --refresh
+                optional --builds
                 optional --mirror uri: String
             }
             /// The fan-in: merge per-kernel results into matrix/, compile, render the report.

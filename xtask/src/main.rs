@@ -124,6 +124,13 @@ fn run() -> Result<()> {
         flags::XtaskCmd::Explain(e) => explain::run(&root.join("matrix"), &e.id),
         flags::XtaskCmd::Export(e) => export::run(&root.join("matrix"), &e.kcidb),
         flags::XtaskCmd::Ci(c) => match c.subcommand {
+            flags::CiCmd::Plan(p) if p.builds => {
+                if p.refresh {
+                    bail!("ci plan --builds plans from the pins as they are: refresh first, with `ci plan --refresh`");
+                }
+                println!("{}", ci::plan_builds(&root)?);
+                Ok(())
+            }
             flags::CiCmd::Plan(p) => {
                 println!("{}", ci::plan(&sh, &root, p.refresh, p.mirror)?);
                 Ok(())

@@ -572,6 +572,55 @@ fn changes_markdown(v: &View<'_>) -> String {
 }
 
 /// The names of set-valued behaviours (features, ioctls) by kernel.
+/// The configuration axis: the columns the project built, grouped by the source they share, each
+/// with what differs from the base configuration and the behaviours it observed differently from
+/// the base build of the same source.
+fn configurations_markdown(v: &View<'_>) -> String {
+    let compat = v.compat;
+    let mut by_source: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for id in &v.order {
+        if let Some(b) = &compat.kernels[*id].build {
+            by_source.entry(b.source.as_str()).or_default().push(id);
+        }
+    }
+    if by_source.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Configurations\n\nKernels built from Debian's source packages (`cargo xtask images build`): columns that \
+         share a source differ only in their configuration, the base one (`images/configs/base.config`) and what \
+         each changes in it. Behaviours listed were observed differently from the base build of the same source.\n",
+    );
+    for (source, ids) in by_source {
+        let _ = write!(md, "\n`{source}`\n\n| kernel | differs from the base configuration | observed differently |\n|---|---|---|\n");
+        let base = ids.iter().find(|id| compat.kernels[**id].build.as_ref().is_some_and(|b| b.differs.is_empty()));
+        for id in &ids {
+            let b = compat.kernels[*id].build.as_ref().expect("grouped by build");
+            let differs = if b.differs.is_empty() { "(the base configuration)".to_string() } else { b.differs.join(", ") };
+            let changed: Vec<String> = match base {
+                Some(base) if base != id => compat
+                    .behaviours
+                    .iter()
+                    .filter(|(_, beh)| {
+                        let (a, c) = (beh.cells.get(*base), beh.cells.get(*id));
+                        a.zip(c).is_some_and(|(a, c)| a.observed != c.observed || a.verdict != c.verdict)
+                    })
+                    .map(|(bid, _)| format!("`{bid}`"))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let changed = match changed.len() {
+                0 if base.is_some_and(|b| b != id) => "none".to_string(),
+                0 => "-".to_string(),
+                n if n > 12 => format!("{n} behaviours: {} ...", changed[..12].join(", ")),
+                _ => changed.join(", "),
+            };
+            let _ = writeln!(md, "| {id} | {differs} | {changed} |");
+        }
+    }
+    md
+}
+
 fn timelines_markdown(v: &View<'_>) -> String {
     let mut md = String::new();
     if v.timelines.is_empty() {
@@ -636,6 +685,7 @@ pub fn markdown(v: &View<'_>) -> String {
             k.date
         );
     }
+    md += &configurations_markdown(v);
     md += &timelines_markdown(v);
     for (family, ids) in families(compat) {
         let _ = write!(md, "\n## {family}\n\n| behaviour |");
@@ -692,7 +742,8 @@ fn page_data(v: &View<'_>) -> Value {
             let i = &compat.kernels[*k];
             json!({"id": k, "label": v.label(k), "release": i.release, "version": i.version, "accel": i.accel,
                    "source": i.source, "date": i.date, "reason": i.reason, "host": i.accel == "none",
-                   "config": i.config.as_ref().map(|c| c.source.clone())})
+                   "config": i.config.as_ref().map(|c| c.source.clone()),
+                   "build": i.build.as_ref().map(|b| json!({"source": b.source, "differs": b.differs}))})
         })
         .collect();
     let behaviours: Vec<Value> = compat
