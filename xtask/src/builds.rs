@@ -54,16 +54,19 @@ fn builds_dir(root: &Path) -> PathBuf {
 /// before building anything).
 pub fn inputs_key(root: &Path, fleet: &Fleet, id: &str) -> Result<String> {
     let track = fleet.builds.get(id).with_context(|| format!("unknown build {id:?}"))?;
-    let pin = fleet
-        .lock
-        .sources
-        .get(&track.source)
-        .with_context(|| format!("build {id:?}: its source {} has no pin in {LOCK}: run `{REFRESH}`", track.source))?;
+    let pin = fleet.lock.sources.get(&track.source).with_context(|| {
+        format!("build {id:?}: its source {} has no pin in {LOCK}: run `{REFRESH}`", track.source)
+    })?;
     let base = std::fs::read_to_string(root.join(BASE)).with_context(|| format!("cannot read {BASE}"))?;
     let toolchain = buildroot::load(root)?;
     Ok(short_hash(
-        format!("{RECIPE}\n{}\n{}\n{}", toml::to_string(pin)?, toml::to_string(&toolchain)?, fragment(&base, id, track))
-            .as_bytes(),
+        format!(
+            "{RECIPE}\n{}\n{}\n{}",
+            toml::to_string(pin)?,
+            toml::to_string(&toolchain)?,
+            fragment(&base, id, track)
+        )
+        .as_bytes(),
     ))
 }
 
@@ -335,7 +338,7 @@ fn compile(
     log: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
-    let (reader, writer) = std::io::pipe()?;
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut child = broot
         .command(tree, argv, env)?
         .stdin(std::process::Stdio::null())
@@ -346,7 +349,7 @@ fn compile(
     let mut file = std::fs::File::create(log)?;
     let started = std::time::Instant::now();
     let mut compiled = 0;
-    for line in std::io::BufReader::new(reader).lines() {
+    for line in std::io::BufReader::new(std::fs::File::from(reader)).lines() {
         let line = line.unwrap_or_default();
         std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())?;
         if line.trim_start().starts_with("CC ") {

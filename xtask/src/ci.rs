@@ -264,7 +264,8 @@ mod tests {
         let plan: serde_json::Value = serde_json::from_str(&plan_builds(&root).unwrap()).unwrap();
         let legs = crate::gha::expand_matrix(&plan).unwrap();
         assert_eq!(legs.len(), fleet.builds.len());
-        let keys: std::collections::BTreeSet<&str> = legs.iter().map(|l| l["key"].as_str().unwrap()).collect();
+        let keys: std::collections::BTreeSet<&str> =
+            legs.iter().map(|l| l["key"].as_str().unwrap()).collect();
         assert_eq!(keys.len(), legs.len(), "each configuration has a key of its own: {legs:?}");
         let w = workflow("matrix.yml");
         let job = w.job("build").expect("a job per build");

@@ -131,6 +131,8 @@ xflags::xflags! {
             /// Also boot each kernel bare N times and count the boots that failed before init, by cause
             /// (1 to 10000).
             optional --boots n: u64
+            /// Add the host to the whole-matrix run (the suite run directly).
+            optional --host
             optional --mirror uri: String
             optional --qemu path: PathBuf
         }

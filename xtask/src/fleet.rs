@@ -91,6 +91,9 @@ pub struct LockFile {
     pub sources: BTreeMap<String, SourcePin>,
 }
 
+/// Kernels asked for: the packaged ones with their pins, and the builds' ids.
+pub type Selection = (Vec<(String, Pin)>, Vec<String>);
+
 /// Tracks and their pins.
 #[derive(Clone, Debug)]
 pub struct Fleet {
@@ -149,7 +152,7 @@ impl Fleet {
 
     /// The requested ids (all when none are), split into the packaged kernels' pins and the
     /// builds' ids, each in request order.
-    pub fn partition(&self, ids: &[String]) -> Result<(Vec<(String, Pin)>, Vec<String>)> {
+    pub fn partition(&self, ids: &[String]) -> Result<Selection> {
         let ids: Vec<String> = if ids.is_empty() { self.ids() } else { ids.to_vec() };
         let (builds, images): (Vec<String>, Vec<String>) =
             ids.into_iter().partition(|id| self.builds.contains_key(id));

@@ -96,6 +96,7 @@ fn run() -> Result<()> {
             let boots = b.boots.map(|n| in_range("--boots", n, 1, 10_000)).transpose()?.unwrap_or(0);
             let mut opts = pipeline::Options::new(&root);
             opts.kernels = b.kernel;
+            opts.host = b.host;
             opts.mirror = b.mirror;
             if let Some(n) = b.jobs {
                 opts.jobs = in_range("--jobs", n, 1, 64)? as usize;

@@ -593,10 +593,15 @@ fn configurations_markdown(v: &View<'_>) -> String {
     );
     for (source, ids) in by_source {
         let _ = write!(md, "\n`{source}`\n\n| kernel | differs from the base configuration | observed differently |\n|---|---|---|\n");
-        let base = ids.iter().find(|id| compat.kernels[**id].build.as_ref().is_some_and(|b| b.differs.is_empty()));
+        let base =
+            ids.iter().find(|id| compat.kernels[**id].build.as_ref().is_some_and(|b| b.differs.is_empty()));
         for id in &ids {
             let b = compat.kernels[*id].build.as_ref().expect("grouped by build");
-            let differs = if b.differs.is_empty() { "(the base configuration)".to_string() } else { b.differs.join(", ") };
+            let differs = if b.differs.is_empty() {
+                "(the base configuration)".to_string()
+            } else {
+                b.differs.join(", ")
+            };
             let changed: Vec<String> = match base {
                 Some(base) if base != id => compat
                     .behaviours
