@@ -289,32 +289,18 @@ pub fn unpack_source(broot: &BuildRoot, deb: &Path, inside: &str) -> Result<()> 
             deb.display()
         )
     };
-    {
-        let mut child = std::process::Command::new("dpkg-deb")
-            .arg("--fsys-tarfile")
-            .arg(deb)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("running dpkg-deb")?;
-        let mut archive = tar::Archive::new(child.stdout.take().expect("piped"));
-        let mut found = false;
-        for entry in archive.entries().map_err(|e| damaged(e.to_string()))? {
-            let mut entry = entry.map_err(|e| damaged(e.to_string()))?;
-            let path = entry.path()?.to_string_lossy().into_owned();
-            if path.starts_with("./usr/src/linux-source-") && path.ends_with(".tar.xz") {
-                let mut file = std::fs::File::create(broot.path(&tarball))?;
-                std::io::copy(&mut entry, &mut file).map_err(|e| damaged(e.to_string()))?;
-                found = true;
-            }
+    let mut found = false;
+    debs::each_file(deb, |entry| {
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path.starts_with("./usr/src/linux-source-") && path.ends_with(".tar.xz") {
+            let mut file = std::fs::File::create(broot.path(&tarball))?;
+            std::io::copy(entry, &mut file).map_err(|e| damaged(e.to_string()))?;
+            found = true;
         }
-        let status = child.wait()?;
-        if !status.success() {
-            bail!(damaged(format!("dpkg-deb --fsys-tarfile failed: {status}")));
-        }
-        if !found {
-            bail!(damaged("it holds no /usr/src/linux-source-*.tar.xz".into()));
-        }
+        Ok(())
+    })?;
+    if !found {
+        bail!(damaged("it holds no /usr/src/linux-source-*.tar.xz".into()));
     }
     let argv: Vec<String> =
         ["/usr/bin/tar", "-xJf", &tarball, "-C", inside, "--strip-components=1"].map(String::from).to_vec();

@@ -127,29 +127,18 @@ pub fn unpack(deb: &Path, dir: &Path) -> Result<()> {
             std::os::unix::fs::symlink(format!("usr/{l}"), dir.join(l))?;
         }
     }
-    let mut child = std::process::Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("running dpkg-deb")?;
-    let mut archive = tar::Archive::new(child.stdout.take().expect("piped"));
-    for entry in archive.entries().context("reading the .deb's data")? {
-        let mut entry = entry?;
+    each_file(deb, |entry| {
         let path = entry.path()?.to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
-        if path.is_empty() {
-            continue;
-        }
         let path = match path.split_once('/') {
             Some((top @ ("bin" | "sbin" | "lib" | "lib64"), rest)) => format!("usr/{top}/{rest}"),
-            _ if ["bin", "sbin", "lib", "lib64"].contains(&path.as_str()) => continue,
+            _ if path.is_empty() || ["bin", "sbin", "lib", "lib64"].contains(&path.as_str()) => return Ok(()),
             _ => path,
         };
         let target = dir.join(&path);
         let kind = entry.header().entry_type();
         if kind.is_dir() {
             std::fs::create_dir_all(&target)?;
-            continue;
+            return Ok(());
         }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
@@ -169,13 +158,34 @@ pub fn unpack(deb: &Path, dir: &Path) -> Result<()> {
             let mode = entry.header().mode().unwrap_or(0o644);
             std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))?;
         }
-    }
+        Ok(())
+    })
+}
+
+/// Calls `f` with each entry of a .deb's data (`dpkg-deb --fsys-tarfile`, read as it comes); a .deb
+/// that cannot be read to its end is named as damaged.
+pub fn each_file(
+    deb: &Path,
+    mut f: impl FnMut(&mut tar::Entry<'_, std::process::ChildStdout>) -> Result<()>,
+) -> Result<()> {
+    let mut child = std::process::Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("running dpkg-deb")?;
+    let mut archive = tar::Archive::new(child.stdout.take().expect("piped"));
+    let damaged = |why: String| anyhow::anyhow!("{} is damaged ({why}): delete it and rerun", deb.display());
+    let read = (|| -> Result<()> {
+        for entry in archive.entries().map_err(|e| damaged(e.to_string()))? {
+            f(&mut entry.map_err(|e| damaged(e.to_string()))?)?;
+        }
+        Ok(())
+    })();
     let status = child.wait()?;
     if !status.success() {
-        bail!(
-            "dpkg-deb --fsys-tarfile {} failed ({status}): the .deb is damaged; delete it and rerun",
-            deb.display()
-        );
+        bail!(damaged(format!("dpkg-deb --fsys-tarfile failed: {status}")));
     }
-    Ok(())
+    read
 }

@@ -302,18 +302,10 @@ impl Cache {
 
     /// Takes the kernel image (and its config) out of the .deb by content.
     fn unpack(&self, id: &str, pin: &Pin, deb: &Path) -> Result<Image> {
-        let mut child = std::process::Command::new("dpkg-deb")
-            .arg("--fsys-tarfile")
-            .arg(deb)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .context("running dpkg-deb")?;
-        let mut archive = tar::Archive::new(child.stdout.take().expect("piped"));
         let (mut vmlinuz, mut config, mut release) = (None, None, None);
-        for entry in archive.entries().context("reading the .deb's data")? {
-            let mut entry = entry?;
+        crate::debs::each_file(deb, |entry| {
             if !entry.header().entry_type().is_file() {
-                continue;
+                return Ok(());
             }
             let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
             let kind = if let Some(r) = path.strip_prefix("boot/vmlinuz-") {
@@ -339,14 +331,8 @@ impl Cache {
                     config = Some(data);
                 }
             }
-        }
-        let status = child.wait()?;
-        if !status.success() {
-            bail!(
-                "dpkg-deb --fsys-tarfile {} failed ({status}): the .deb is damaged; delete it and rerun",
-                deb.display()
-            );
-        }
+            Ok(())
+        })?;
         let (Some(vmlinuz), Some(release)) = (vmlinuz, release) else {
             bail!("{id}: {} {} holds no kernel image (no /boot/vmlinuz-* or /usr/lib/modules/*/vmlinuz): pin the package that does", pin.package, pin.version);
         };
