@@ -295,6 +295,11 @@ impl LazyApt {
         LazyApt { cache: cache.to_path_buf(), mirror, suites, apt: None }
     }
 
+    /// Where downloaded .debs are kept.
+    pub fn debs_dir(&self) -> PathBuf {
+        self.cache.join("apt/debs")
+    }
+
     /// Serves `suite` too (before first use).
     pub fn add_suite(&mut self, suite: &str) {
         if !self.suites.iter().any(|s| s == suite) {

@@ -130,7 +130,7 @@ pub fn ensure(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<BuildRo
         crate::util::display_path(&dir)
     );
     for pin in &lock.packages {
-        let deb = debs::verified(sh, root, pin, &mut apt, LOCK, REFRESH)?;
+        let deb = debs::verified(sh, pin, &mut apt, LOCK, REFRESH)?;
         debs::unpack(&deb, &dir).with_context(|| format!("unpacking {}", deb.display()))?;
     }
     finish(&dir)?;

@@ -270,7 +270,7 @@ fn source_tree(
         size: pin.size,
     };
     let mut apt = buildroot::apt(root, mirror)?;
-    let deb = debs::verified(sh, root, &deb_pin, &mut apt, LOCK, REFRESH)?;
+    let deb = debs::verified(sh, &deb_pin, &mut apt, LOCK, REFRESH)?;
     unpack_source(broot, &deb, &inside)?;
     std::fs::write(&marker, &pin.sha256)?;
     Ok(inside)
@@ -643,8 +643,8 @@ mod tests {
             sha256: pin.sha256.clone(),
             size: pin.size,
         };
-        let good = debs::verified(&sh, &root, &pin, &mut buildroot::apt(&root, None).unwrap(), LOCK, REFRESH)
-            .unwrap();
+        let good =
+            debs::verified(&sh, &pin, &mut buildroot::apt(&root, None).unwrap(), LOCK, REFRESH).unwrap();
         let data = std::fs::read(&good).unwrap();
         let cut = dir.join("cut.deb");
         std::fs::write(&cut, &data[..data.len() / 2]).unwrap();

@@ -4,7 +4,7 @@
 //! against its pin before use, and unpacked by content (no maintainer scripts run).
 
 use crate::apt::LazyApt;
-use crate::fleet::{sha256_file, Cache};
+use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -78,15 +78,8 @@ pub fn short_hash(data: &[u8]) -> String {
 
 /// The pin's .deb: from the download cache when its sha256 matches, else downloaded and checked.
 /// `lock` names the lock file and `refresh` the command that rewrites it, for the error.
-pub fn verified(
-    sh: &Shell,
-    root: &Path,
-    pin: &DebPin,
-    apt: &mut LazyApt,
-    lock: &str,
-    refresh: &str,
-) -> Result<PathBuf> {
-    let debs = Cache::new(root).dir.join("apt/debs");
+pub fn verified(sh: &Shell, pin: &DebPin, apt: &mut LazyApt, lock: &str, refresh: &str) -> Result<PathBuf> {
+    let debs = apt.debs_dir();
     let name = format!("{}_{}_", pin.package, pin.version.replace(':', "%3a"));
     let cached = std::fs::read_dir(&debs).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
         p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&name))
