@@ -13,6 +13,12 @@ pub fn compile(
 ) -> (Compat, Vec<String>) {
     let mut dropped = Vec::new();
     let mut behaviours = catalogue.behaviours.clone();
+    // A row for every selftest case some column ran (they are not in the catalogue).
+    for id in runs.values().flat_map(|r| r.cells.keys()) {
+        if crate::data::family_of(id) == crate::data::SELFTESTS && !behaviours.contains_key(id) {
+            behaviours.insert(id.clone(), crate::data::selftest_behaviour(id));
+        }
+    }
     for (kernel, run) in runs {
         for (id, behaviour) in behaviours.iter_mut() {
             let cell = match run.cells.get(id) {
@@ -20,6 +26,10 @@ pub fn compile(
                 None => Cell::missing(match (&run.kernel.status, &run.kernel.reason) {
                     (RunStatus::Incomplete, Some(reason)) => reason.clone(),
                     (RunStatus::Incomplete, None) => "the run was cut short".to_string(),
+                    (RunStatus::Complete, _) if behaviour.family == crate::data::SELFTESTS => {
+                        "this kernel's own selftests have no such case (they differ by version), or were not run"
+                            .to_string()
+                    }
                     (RunStatus::Complete, _) => {
                         "not run on this kernel (its results predate this behaviour, or a filter skipped it)"
                             .to_string()
@@ -31,7 +41,7 @@ pub fn compile(
         dropped.extend(
             run.cells
                 .keys()
-                .filter(|id| !catalogue.behaviours.contains_key(*id))
+                .filter(|id| !behaviours.contains_key(*id))
                 .map(|id| format!("{kernel}: {id}")),
         );
     }

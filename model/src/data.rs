@@ -170,6 +170,10 @@ pub struct RunInfo {
     /// How the kernel was built, for a column the project builds from a Debian source package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
+    /// Where the kernel's own selftests that ran after the suite were built from (the family
+    /// `selftests`): `linux-source-6.12 6.12.118-1 (trixie-security, deb sha256 ...)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selftests: Option<String>,
 }
 
 /// How a built column's kernel was made (`cargo xtask images build`): columns with the same
@@ -233,6 +237,44 @@ pub struct Behaviour {
     /// Per kernel id; present in the compiled matrix only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cells: BTreeMap<String, Cell>,
+}
+
+/// The family of the kernel's own userfaultfd selftests (`tools/testing/selftests/mm`
+/// `uffd-unit-tests` and `uffd-stress`, or `vm/userfaultfd` before 6.3), built from each column's
+/// own source and run in its guest after the suite: one cell per selftest case, `selftests.<case>`.
+/// Their cases differ by kernel version, so they are not in the suite's catalogue: the matrix
+/// gets a row for every case some column ran ([`selftest_behaviour`]).
+pub const SELFTESTS: &str = "selftests";
+
+/// The expectation of every selftest case: it passes (`skip` is `skipped`, with the selftest's
+/// reason; a kernel without userfaultfd cannot run them).
+pub fn selftest_rules() -> Vec<Rule> {
+    vec![
+        Rule::new(
+            "* when CONFIG_USERFAULTFD!=y",
+            "unsupported: the kernel is built without CONFIG_USERFAULTFD",
+        ),
+        Rule::new("*", "pass"),
+    ]
+}
+
+/// The row of selftest case `id` (`selftests.unit_move_anon`), as the matrix carries it.
+pub fn selftest_behaviour(id: &str) -> Behaviour {
+    let case = id.strip_prefix("selftests.").unwrap_or(id);
+    Behaviour {
+        family: SELFTESTS.to_string(),
+        summary: format!("the kernel's own userfaultfd selftest case {case}, from its own source package"),
+        observes: "pass, fail or skip, as the selftest reports it (its reason in the cell)".to_string(),
+        expectation: selftest_rules(),
+        documented: Vec::new(),
+        citation: "tools/testing/selftests/mm/uffd-unit-tests.c and uffd-stress.c (vm/userfaultfd.c before 6.3) of \
+                   each kernel's own Debian source package; built and run by cargo xtask (xtask/src/selftests.rs, \
+                   suite/src/selftests.rs)"
+            .to_string(),
+        notes: "Cases differ by kernel version: a kernel whose selftests have no such case shows it missing."
+            .to_string(),
+        cells: BTreeMap::new(),
+    }
 }
 
 /// The behaviours a suite build knows (`suite --catalogue`).

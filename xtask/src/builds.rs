@@ -248,7 +248,7 @@ fn cached(root: &Path, id: &str, kernel: &str) -> Option<Image> {
 }
 
 /// The source tree, unpacked in the root at `/src/<package>-<version>`, from the verified .deb.
-fn source_tree(
+pub fn source_tree(
     sh: &Shell,
     root: &Path,
     broot: &BuildRoot,
@@ -499,17 +499,27 @@ fn hex_sha(data: &[u8]) -> String {
     sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Re-pins the builds' source packages to the newest version in their suites.
+/// Re-pins the builds' source packages to the newest version in their suites, and pins the source
+/// package of every packaged kernel's own version (its selftests are built from it) where no build
+/// pins that package.
 pub fn refresh(sh: &Shell, root: &Path, fleet: &mut Fleet, apt: &mut crate::apt::LazyApt) -> Result<()> {
-    let mut sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut sources: BTreeMap<String, (Vec<String>, Option<String>)> = BTreeMap::new();
     for track in fleet.builds.values() {
-        sources.entry(track.source.clone()).or_default().extend(track.suites.clone());
+        sources.entry(track.source.clone()).or_default().0.extend(track.suites.clone());
     }
-    for (package, suites) in sources {
+    for (id, pin) in &fleet.lock.kernels {
+        let Some(package) = crate::selftests::source_package(&pin.version) else { continue };
+        if !sources.contains_key(&package) {
+            let suites = fleet.tracks.get(id).map(|t| t.suites.clone()).unwrap_or_default();
+            sources.insert(package, (suites, Some(pin.version.clone())));
+        }
+    }
+    for (package, (suites, exact)) in sources {
         let apt = apt.get()?;
         let mut best: Option<(String, String)> = None;
         for (version, suite) in apt.versions(sh, &package)? {
-            if suites.contains(&suite)
+            if exact.as_ref().is_none_or(|e| *e == version)
+                && suites.contains(&suite)
                 && best.as_ref().is_none_or(|(v, _)| crate::apt::newer(sh, &version, v))
             {
                 best = Some((version, suite));

@@ -44,6 +44,8 @@ xflags::xflags! {
             optional --qemu path: PathBuf
             /// The matrix directory (default matrix/).
             optional --out dir: PathBuf
+            /// Do not run each kernel's own userfaultfd selftests after the suite.
+            optional --no-selftests
             /// After `--`: passed to the suite in every guest and on the host, e.g.
             /// `-- --window-ms 500 populate::`.
             repeated suite_args: OsString

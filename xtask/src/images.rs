@@ -33,12 +33,14 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
                 crate::buildroot::refresh(sh, root, &mut apt)?;
             }
             let ids: Vec<String> = ids.into_iter().filter(|i| i != TOOLCHAIN).collect();
-            if all || ids.iter().any(|i| fleet.builds.contains_key(i)) {
-                crate::builds::refresh(sh, root, &mut fleet, &mut apt)?;
-            }
-            let tracks: Vec<String> = ids.into_iter().filter(|i| !fleet.builds.contains_key(i)).collect();
+            let tracks: Vec<String> = ids.iter().filter(|i| !fleet.builds.contains_key(*i)).cloned().collect();
             if all || !tracks.is_empty() {
                 refresh(sh, root, &mut fleet, &cache, &mut apt, &tracks)?;
+            }
+            // The builds' sources, and the packaged kernels' own (their selftests are built from
+            // them), follow the pins.
+            if all || !ids.is_empty() {
+                crate::builds::refresh(sh, root, &mut fleet, &mut apt)?;
             }
             Ok(())
         }

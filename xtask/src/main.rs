@@ -27,6 +27,7 @@ mod qemu;
 mod rehearse;
 mod report;
 mod runner;
+mod selftests;
 mod suite_bin;
 mod test;
 mod tidy;
@@ -157,6 +158,7 @@ fn in_range(flag: &str, n: u64, lo: u64, hi: u64) -> Result<u64> {
 
 fn matrix_options(root: &std::path::Path, m: flags::Matrix) -> Result<pipeline::Options> {
     let mut opts = pipeline::Options::new(root);
+    opts.selftests = !m.no_selftests;
     opts.kernels = m.kernel;
     for image in m.kernel_image {
         let (rest, config) = match image.split_once(",config=") {

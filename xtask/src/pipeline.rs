@@ -34,6 +34,9 @@ pub struct Options {
     pub out: PathBuf,
     /// Per-kernel logs go here, one directory per kernel id.
     pub logs: PathBuf,
+    /// Run each kernel's own userfaultfd selftests after the suite (`cargo xtask matrix` does;
+    /// the end-to-end tests of other things do not).
+    pub selftests: bool,
 }
 
 impl Options {
@@ -48,6 +51,7 @@ impl Options {
             run: Settings::default(),
             out: root.join("matrix"),
             logs: root.join("target/uffdc/runs"),
+            selftests: false,
         }
     }
 
@@ -77,10 +81,30 @@ impl Prepared {
     /// The initramfs for `image`: the suite, and the kernel's configuration where it is known
     /// (the guest's suite grades expectations that depend on it).
     pub fn initrd_for(&self, image: &Image) -> Result<PathBuf> {
-        let Some((config, source)) = &image.config else { return Ok(self.initrd.clone()) };
-        let text = std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?;
+        self.initrd_with(image, None)
+    }
+
+    /// The same, with the kernel's own selftests (run after the suite) when given.
+    pub fn initrd_with(&self, image: &Image, selftests: Option<&crate::selftests::Selftests>) -> Result<PathBuf> {
+        if image.config.is_none() && selftests.is_none() {
+            return Ok(self.initrd.clone());
+        }
+        let config = match &image.config {
+            Some((config, source)) => Some((
+                source.as_str(),
+                std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?,
+            )),
+            None => None,
+        };
+        let names: Vec<String> = selftests
+            .map(|s| s.programs.iter().map(|(p, _)| crate::selftests::path_in_guest(p).display().to_string()).collect())
+            .unwrap_or_default();
+        let programs: Vec<(&str, &[u8])> = selftests
+            .map(|s| names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())).collect())
+            .unwrap_or_default();
         let path = self.initrd.with_file_name(format!("initramfs-{}.cpio", sanitize(&image.id)));
-        crate::util::write_atomic(&path, &crate::initramfs::for_suite(&self.binary, Some((source, &text))))?;
+        let archive = crate::initramfs::for_suite(&self.binary, &programs, config.as_ref().map(|(s, t)| (*s, t.as_slice())));
+        crate::util::write_atomic(&path, &archive)?;
         Ok(path)
     }
 }
@@ -93,7 +117,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
     let catalogue = crate::suite_bin::catalogue(sh, &suite)?;
     let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
     let initrd = root.join("target/uffdc/initramfs.cpio");
-    crate::util::write_atomic(&initrd, &crate::initramfs::for_suite(&binary, None))?;
+    crate::util::write_atomic(&initrd, &crate::initramfs::for_suite(&binary, &[], None))?;
     Ok(Prepared { suite, catalogue, initrd, binary })
 }
 
@@ -180,6 +204,22 @@ pub fn gather(
     for (path, id, config) in &opts.images {
         images.push(local_image(path, id.as_deref(), config.as_deref())?);
     }
+    // Each kernel's own selftests, built from its own source package (or from the cache); a
+    // kernel whose selftests cannot be built runs without them, and the run says so.
+    let mut selftests = BTreeMap::new();
+    if opts.selftests {
+        for image in &images {
+            observe(&RunEvent::Building(&image.id, "the kernel's own selftests"));
+            match crate::selftests::for_kernel(sh, root, &fleet, &image.id, opts.mirror.clone()) {
+                Ok(Some(s)) => {
+                    selftests.insert(image.id.clone(), s);
+                }
+                Ok(None) => eprintln!("note: {}: no source package pinned for its selftests", image.id),
+                Err(e) => eprintln!("note: {}: its selftests could not be built, it runs without them: {e:#}", image.id),
+            }
+            observe(&RunEvent::Waiting(&image.id));
+        }
+    }
     let accel = match images.first() {
         None => Accel::Tcg,
         Some(first) => accel::choose(opts.accel, &cache.dir.join("accel.toml"), &mut || {
@@ -198,13 +238,14 @@ pub fn gather(
                 let label = image.id.clone();
                 observe(&RunEvent::Booting(&label));
                 let logs = opts.logs.join(&label);
-                let run = prepared.initrd_for(&image).and_then(|initrd| {
+                let run = prepared.initrd_with(&image, selftests.get(&image.id)).and_then(|initrd| {
                     runner::run_guest(&image, &initrd, &settings, &logs, &mut |e| {
                         observe(&RunEvent::Run(&label, &e))
                     })
                 });
                 match run {
-                    Ok(results) => {
+                    Ok(mut results) => {
+                        results.kernel.selftests = selftests.get(&image.id).map(|s| s.source.clone());
                         // A local image without an id is named by the kernel's own uname -r.
                         let id = if image.id.starts_with(LOCAL_PREFIX) && !results.kernel.release.is_empty() {
                             sanitize(&results.kernel.release)

@@ -626,6 +626,75 @@ fn configurations_markdown(v: &View<'_>) -> String {
     md
 }
 
+/// Where a kernel's own selftest and one of our behaviours speak about the same thing
+/// (`selftests::RELATED`) and disagree: the selftest failed (or skipped for a missing feature)
+/// where the behaviour observed the kernel doing it, or passed where the behaviour found the
+/// kernel lacking it.
+pub fn selftest_disagreements(compat: &Compat) -> Vec<(String, String, String, String)> {
+    let mut out = Vec::new();
+    for (case, b) in compat.behaviours.iter().filter(|(_, b)| b.family == model::data::SELFTESTS) {
+        let related: Vec<&str> = crate::selftests::RELATED
+            .iter()
+            .filter(|(prefix, _)| case.starts_with(prefix))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        for (kernel, cell) in &b.cells {
+            for id in &related {
+                let Some(ours) = compat.behaviours.get(*id).and_then(|o| o.cells.get(kernel)) else { continue };
+                let observed = matches!(ours.verdict, Verdict::Expected | Verdict::Unexpected);
+                let missing_feature = cell.reason.as_deref().is_some_and(|r| r.contains("feature missing"));
+                let why = match (cell.observed.as_str(), ours.verdict) {
+                    ("fail", _) if observed => format!(
+                        "the selftest failed ({}) where `{id}` observed `{}`",
+                        cell.details.get("selftest").map(|d| d.to_string()).unwrap_or_default(),
+                        ours.observed
+                    ),
+                    ("skip", _) if observed && missing_feature => {
+                        format!("the selftest found a feature missing where `{id}` observed `{}`", ours.observed)
+                    }
+                    ("pass", Verdict::Unsupported) => format!(
+                        "the selftest passed where `{id}` found the kernel lacking it: {}",
+                        ours.reason.as_deref().unwrap_or("")
+                    ),
+                    _ => continue,
+                };
+                out.push((kernel.clone(), case.clone(), id.to_string(), why));
+            }
+        }
+    }
+    out
+}
+
+fn selftests_markdown(v: &View<'_>) -> String {
+    let compat = v.compat;
+    let sources: Vec<String> = v
+        .order
+        .iter()
+        .filter_map(|k| compat.kernels[*k].selftests.as_ref().map(|s| format!("{k}: {s}")))
+        .collect();
+    if sources.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## The kernels' own selftests\n\nEach kernel's userfaultfd selftests (`uffd-unit-tests` and `uffd-stress`, or \
+         `userfaultfd` before 6.3), built from its own Debian source package and run in its guest after the suite \
+         (the `selftests` rows below). Built from:\n\n",
+    );
+    for s in &sources {
+        let _ = writeln!(md, "- {s}");
+    }
+    let disagree = selftest_disagreements(compat);
+    if disagree.is_empty() {
+        md += "\nWhere a selftest and one of our behaviours speak about the same thing, they agree on every kernel.\n";
+    } else {
+        md += "\nWhere a selftest and one of our behaviours speak about the same thing and disagree:\n\n| kernel | selftest | behaviour | how |\n|---|---|---|---|\n";
+        for (kernel, case, id, why) in disagree {
+            let _ = writeln!(md, "| {kernel} | `{case}` | `{id}` | {} |", cell_text(&why, 200));
+        }
+    }
+    md
+}
+
 fn timelines_markdown(v: &View<'_>) -> String {
     let mut md = String::new();
     if v.timelines.is_empty() {
@@ -691,6 +760,7 @@ pub fn markdown(v: &View<'_>) -> String {
         );
     }
     md += &configurations_markdown(v);
+    md += &selftests_markdown(v);
     md += &timelines_markdown(v);
     for (family, ids) in families(compat) {
         let _ = write!(md, "\n## {family}\n\n| behaviour |");

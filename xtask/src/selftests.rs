@@ -1,0 +1,176 @@
+//! The kernel's own userfaultfd selftests, built from each column's own Debian source package
+//! and run in its guest after the suite (the family `selftests`): `uffd-unit-tests` and
+//! `uffd-stress` (tools/testing/selftests/mm, 6.4 and later), or `userfaultfd`
+//! (tools/testing/selftests/vm, 5.10 and 6.1). They are built statically with the pinned toolchain
+//! (`buildroot.rs`) against the source's own uapi headers (`make headers`), cached under
+//! `target/uffdc/builds/selftests/<key>/` (the key over the source's sha256 and the toolchain's
+//! pins), and packed into the guest's initramfs under `/selftests/`, where the suite runs them
+//! (`suite/src/selftests.rs`) with small parameters and a time limit each.
+
+use crate::buildroot::{self, BuildRoot};
+use crate::debs::short_hash;
+use crate::fleet::{Fleet, SourcePin};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use xshell::Shell;
+
+/// Where the guest finds them.
+pub const DIR: &str = "selftests";
+const RECIPE: &str = "uffdc selftests 1";
+
+/// The selftests of one column: the source they were built from and the programs.
+#[derive(Clone, Debug)]
+pub struct Selftests {
+    pub source: String,
+    pub programs: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    source: String,
+    programs: Vec<String>,
+}
+
+/// `linux-source-6.12` for a kernel version `6.12.118-1` (or `7.3~rc7-1~exp1`).
+pub fn source_package(version: &str) -> Option<String> {
+    let mut parts = version.split(['.', '-', '~', '+']);
+    let (major, minor) = (parts.next()?, parts.next()?);
+    (major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok()).then(|| format!("linux-source-{major}.{minor}"))
+}
+
+/// The source package a column's selftests come from: a build's own source, or the source package
+/// of a Debian kernel's version (pinned in `[sources]`; the version pinned there may differ from
+/// the kernel's when a build pins a newer one, and the record says which it was).
+pub fn source_of(fleet: &Fleet, id: &str) -> Option<(String, SourcePin)> {
+    let package = match (fleet.builds.get(id), fleet.lock.kernels.get(id)) {
+        (Some(build), _) => build.source.clone(),
+        (None, Some(pin)) => source_package(&pin.version)?,
+        (None, None) => return None,
+    };
+    let pin = fleet.lock.sources.get(&package)?;
+    Some((package, pin.clone()))
+}
+
+/// The selftests of column `id`, built (or taken from the cache); `None` when no source package is
+/// pinned for it.
+pub fn for_kernel(
+    sh: &Shell,
+    root: &Path,
+    fleet: &Fleet,
+    id: &str,
+    mirror: Option<String>,
+) -> Result<Option<Selftests>> {
+    let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
+    let toolchain = buildroot::load(root)?;
+    let key = short_hash(format!("{RECIPE}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
+    let dir = crate::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
+    if let Some(found) = cached(&dir) {
+        return Ok(Some(found));
+    }
+    let builds = crate::fleet::Cache::new(root).dir.join("builds");
+    std::fs::create_dir_all(&builds)?;
+    let _lock = crate::util::lock(&builds.join("build.lock"))?;
+    if let Some(found) = cached(&dir) {
+        return Ok(Some(found));
+    }
+    let broot = buildroot::ensure(sh, root, mirror.clone())?;
+    let tree = crate::builds::source_tree(sh, root, &broot, &package, &pin, mirror)?;
+    let out = format!("/out/selftests-{key}");
+    let programs = build(&broot, &tree, &out, &builds.join("logs").join(format!("selftests-{package}.log")))?;
+    let _ = std::fs::remove_file(dir.join("selftests.toml"));
+    std::fs::create_dir_all(&dir)?;
+    for p in &programs {
+        std::fs::copy(broot.path(&format!("{out}/{p}")), dir.join(p))?;
+    }
+    let entry = Entry { source: format!("{package} {} ({}, deb sha256 {})", pin.version, pin.suite, pin.sha256), programs };
+    crate::util::write_atomic(&dir.join("selftests.toml"), toml::to_string(&entry)?.as_bytes())?;
+    cached(&dir).context("the selftests just built are not in the cache").map(Some)
+}
+
+fn cached(dir: &Path) -> Option<Selftests> {
+    let entry: Entry = toml::from_str(&std::fs::read_to_string(dir.join("selftests.toml")).ok()?).ok()?;
+    let programs =
+        entry.programs.iter().map(|p| Some((p.clone(), std::fs::read(dir.join(p)).ok()?))).collect::<Option<_>>()?;
+    Some(Selftests { source: entry.source, programs })
+}
+
+/// Builds the source's userfaultfd selftests statically: its uapi headers first (`make headers`),
+/// then each program with gcc, as its Makefile would but without the rest of the selftests.
+fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<Vec<String>> {
+    let mm = broot.path(&format!("{tree}/tools/testing/selftests/mm"));
+    let (dir, programs): (&str, Vec<(&str, Vec<&str>)>) = if mm.join("uffd-unit-tests.c").is_file() {
+        let mut common = vec!["uffd-common.c", "vm_util.c"];
+        if mm.join("thp_settings.c").is_file() {
+            common.push("thp_settings.c");
+        }
+        ("mm", vec![("uffd-unit-tests", common.clone()), ("uffd-stress", common)])
+    } else if broot.path(&format!("{tree}/tools/testing/selftests/vm/userfaultfd.c")).is_file() {
+        let vm = broot.path(&format!("{tree}/tools/testing/selftests/vm"));
+        let common = if vm.join("vm_util.c").is_file() { vec!["vm_util.c"] } else { Vec::new() };
+        ("vm", vec![("userfaultfd", common)])
+    } else {
+        bail!("{tree} has no userfaultfd selftests (tools/testing/selftests/mm/uffd-unit-tests.c or vm/userfaultfd.c)");
+    };
+    let mut script = format!(
+        "set -e\nmake -s O={out}/headers ARCH=x86_64 headers\ncd tools/testing/selftests/{dir}\n"
+    );
+    for (program, common) in &programs {
+        script += &format!(
+            "gcc -static -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I.. -I../../../../tools/include \
+             -o {out}/{program} {program}.c {} -lpthread -lm -lrt\n",
+            common.join(" ")
+        );
+    }
+    let file = format!("{out}/build.sh");
+    std::fs::create_dir_all(broot.path(out))?;
+    std::fs::write(broot.path(&file), script)?;
+    broot.run(tree, &["/usr/bin/bash".to_string(), file], &[], log)?;
+    Ok(programs.into_iter().map(|(p, _)| p.to_string()).collect())
+}
+
+/// Where the guest's initramfs puts program `name`.
+pub fn path_in_guest(name: &str) -> PathBuf {
+    Path::new(DIR).join(name)
+}
+
+/// Which behaviours of ours speak about the same thing as a selftest case (by the start of the
+/// case's id): where they disagree, the report says so.
+pub const RELATED: &[(&str, &[&str])] = &[
+    ("selftests.unit_uffdio_api", &["api.features", "api.handshake_twice"]),
+    ("selftests.unit_register_ioctls", &["api.ioctls"]),
+    ("selftests.unit_zeropage_anon", &["remove.zeropage"]),
+    ("selftests.unit_zeropage_shmem", &["serve.zeropage_shmem"]),
+    ("selftests.unit_zeropage_hugetlb", &["serve.zeropage_hugetlb"]),
+    ("selftests.unit_move", &["serve.move_missing"]),
+    ("selftests.unit_wp_unpopulated", &["wp.unpopulated"]),
+    ("selftests.unit_minor_shmem", &["populate.shmem_minor", "serve.continue_after_remove"]),
+    ("selftests.unit_minor_hugetlb", &["serve.continue_hugetlb"]),
+    ("selftests.unit_sigbus", &["populate.sigbus_feature"]),
+    ("selftests.unit_events", &["remove.fork", "remove.dontneed", "remove.remap"]),
+    ("selftests.unit_poison", &["serve.poison"]),
+    ("selftests.stress_anon", &["stw.parallel_stress"]),
+    ("selftests.stress_shmem", &["populate.shmem_missing"]),
+    ("selftests.stress_hugetlb", &["populate.hugetlb_missing"]),
+    ("selftests.userfaultfd_anon", &["stw.parallel_stress"]),
+    ("selftests.userfaultfd_shmem", &["populate.shmem_missing"]),
+    ("selftests.userfaultfd_hugetlb", &["populate.hugetlb_missing"]),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kernel_names_its_own_source_package() {
+        assert_eq!(source_package("6.12.118-1").as_deref(), Some("linux-source-6.12"));
+        assert_eq!(source_package("7.3~rc7-1~exp1").as_deref(), Some("linux-source-7.3"));
+        assert_eq!(source_package("5.10.262-1").as_deref(), Some("linux-source-5.10"));
+        assert_eq!(source_package("nope"), None);
+        let fleet = Fleet::load(&crate::util::project_root()).unwrap();
+        for id in fleet.ids() {
+            assert!(source_of(&fleet, &id).is_some(), "{id} has no pinned source for its selftests");
+        }
+    }
+}
