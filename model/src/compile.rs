@@ -39,10 +39,7 @@ pub fn compile(
             behaviour.cells.insert(kernel.clone(), cell);
         }
         dropped.extend(
-            run.cells
-                .keys()
-                .filter(|id| !behaviours.contains_key(*id))
-                .map(|id| format!("{kernel}: {id}")),
+            run.cells.keys().filter(|id| !behaviours.contains_key(*id)).map(|id| format!("{kernel}: {id}")),
         );
     }
     let kernels = runs.iter().map(|(k, r)| (k.clone(), r.kernel.clone())).collect();

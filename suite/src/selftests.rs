@@ -58,7 +58,10 @@ pub fn run(sink: &Sink) {
         let started = Instant::now();
         let (output, status) = execute(&Path::new(DIR).join(program), &args);
         let mut details = Details::new();
-        details.insert("program".into(), Detail::from(format!("{program} {}", args.join(" ")).trim().to_string()));
+        details.insert(
+            "program".into(),
+            Detail::from(format!("{program} {}", args.join(" ")).trim().to_string()),
+        );
         details.insert("us".into(), Detail::from(started.elapsed().as_micros() as u64));
         let cases = if args.is_empty() {
             unit_cases(&output, &status)
@@ -66,7 +69,9 @@ pub fn run(sink: &Sink) {
             let (result, why) = match status {
                 Ok(0) => ("pass", None),
                 Ok(4) => ("skip", last_line(&output)),
-                Ok(code) => ("fail", Some(format!("exit status {code}: {}", last_line(&output).unwrap_or_default()))),
+                Ok(code) => {
+                    ("fail", Some(format!("exit status {code}: {}", last_line(&output).unwrap_or_default())))
+                }
                 Err(e) => ("fail", Some(e.clone())),
             };
             vec![(format!("{id}_{}", args[0]), result, why)]
@@ -105,7 +110,9 @@ fn unit_cases(output: &str, status: &Result<i32, String>) -> Vec<(String, &'stat
     let mut cases = Vec::new();
     for chunk in output.split("Testing ").skip(1) {
         let Some((name, rest)) = chunk.split_once("... ") else { continue };
-        let reason = |after: &str| rest.split_once(after).map(|(_, r)| r.split(']').next().unwrap_or("").trim().to_string());
+        let reason = |after: &str| {
+            rest.split_once(after).map(|(_, r)| r.split(']').next().unwrap_or("").trim().to_string())
+        };
         let (result, why) = if rest.trim_start().starts_with("done") {
             ("pass", None)
         } else if let Some(r) = reason("skipped [reason: ") {

@@ -57,7 +57,8 @@ xflags::xflags! {
         cmd images {
             /// refresh, fetch, build or list.
             required verb: String
-            /// Tracks or builds, and `toolchain` for the kernel build toolchain (default: all).
+            /// Tracks or builds, `toolchain` for the kernel build toolchain, `sources` for the source
+            /// packages alone (default: all).
             repeated ids: String
             /// Debian mirror (as for matrix).
             optional --mirror uri: String

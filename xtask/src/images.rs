@@ -20,6 +20,10 @@ pub enum Command {
 
 /// `toolchain` names the kernel build toolchain (images/toolchain.lock) among the ids.
 const TOOLCHAIN: &str = "toolchain";
+/// `sources` names the source packages alone (`[sources]` of images/kernels.lock: the builds', and
+/// each packaged kernel's own, which its selftests are built from), leaving the kernels' pins as
+/// they are.
+const SOURCES: &str = "sources";
 
 pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) -> Result<()> {
     let mut fleet = Fleet::load(root)?;
@@ -32,14 +36,16 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
                 apt.add_suite(crate::buildroot::RELEASE);
                 crate::buildroot::refresh(sh, root, &mut apt)?;
             }
-            let ids: Vec<String> = ids.into_iter().filter(|i| i != TOOLCHAIN).collect();
-            let tracks: Vec<String> = ids.iter().filter(|i| !fleet.builds.contains_key(*i)).cloned().collect();
+            let sources = ids.iter().any(|i| i == SOURCES);
+            let ids: Vec<String> = ids.into_iter().filter(|i| i != TOOLCHAIN && i != SOURCES).collect();
+            let tracks: Vec<String> =
+                ids.iter().filter(|i| !fleet.builds.contains_key(*i)).cloned().collect();
             if all || !tracks.is_empty() {
                 refresh(sh, root, &mut fleet, &cache, &mut apt, &tracks)?;
             }
             // The builds' sources, and the packaged kernels' own (their selftests are built from
             // them), follow the pins.
-            if all || !ids.is_empty() {
+            if all || sources || !ids.is_empty() {
                 crate::builds::refresh(sh, root, &mut fleet, &mut apt)?;
             }
             Ok(())

@@ -28,7 +28,8 @@ pub fn for_suite(suite: &[u8], programs: &[(&str, &[u8])], config: Option<(&str,
         Entry { name: "sys", mode: S_IFDIR | 0o555, rdev: (0, 0), data: &[] },
         Entry { name: "init", mode: S_IFREG | 0o755, rdev: (0, 0), data: suite },
     ];
-    let mut dirs: Vec<&str> = programs.iter().filter_map(|(name, _)| name.rsplit_once('/').map(|(d, _)| d)).collect();
+    let mut dirs: Vec<&str> =
+        programs.iter().filter_map(|(name, _)| name.rsplit_once('/').map(|(d, _)| d)).collect();
     dirs.dedup();
     for dir in dirs {
         entries.push(Entry { name: dir, mode: S_IFDIR | 0o755, rdev: (0, 0), data: &[] });
@@ -125,6 +126,9 @@ mod tests {
             names.push(name);
             at = (data_at + size).next_multiple_of(4);
         }
-        assert_eq!(names, ["dev", "dev/console", "proc", "sys", "init", "selftests", "selftests/t", "kernel.config"]);
+        assert_eq!(
+            names,
+            ["dev", "dev/console", "proc", "sys", "init", "selftests", "selftests/t", "kernel.config"]
+        );
     }
 }

@@ -230,7 +230,8 @@ mod tests {
         let sh = Shell::new().unwrap();
         let dir = scratch("no-init");
         let initrd = dir.join("broken.cpio");
-        std::fs::write(&initrd, crate::initramfs::for_suite(b"#! this is not an executable", &[], None)).unwrap();
+        std::fs::write(&initrd, crate::initramfs::for_suite(b"#! this is not an executable", &[], None))
+            .unwrap();
         let image = fleet_image(&sh, "debian-6.1-cloud");
         let mut retried = Vec::new();
         let r = runner::run_guest(&image, &initrd, &settings(&[], 60), &dir.join("logs"), &mut |e| {

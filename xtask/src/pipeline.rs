@@ -85,7 +85,11 @@ impl Prepared {
     }
 
     /// The same, with the kernel's own selftests (run after the suite) when given.
-    pub fn initrd_with(&self, image: &Image, selftests: Option<&crate::selftests::Selftests>) -> Result<PathBuf> {
+    pub fn initrd_with(
+        &self,
+        image: &Image,
+        selftests: Option<&crate::selftests::Selftests>,
+    ) -> Result<PathBuf> {
         if image.config.is_none() && selftests.is_none() {
             return Ok(self.initrd.clone());
         }
@@ -97,13 +101,24 @@ impl Prepared {
             None => None,
         };
         let names: Vec<String> = selftests
-            .map(|s| s.programs.iter().map(|(p, _)| crate::selftests::path_in_guest(p).display().to_string()).collect())
+            .map(|s| {
+                s.programs
+                    .iter()
+                    .map(|(p, _)| crate::selftests::path_in_guest(p).display().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let programs: Vec<(&str, &[u8])> = selftests
-            .map(|s| names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())).collect())
+            .map(|s| {
+                names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())).collect()
+            })
             .unwrap_or_default();
         let path = self.initrd.with_file_name(format!("initramfs-{}.cpio", sanitize(&image.id)));
-        let archive = crate::initramfs::for_suite(&self.binary, &programs, config.as_ref().map(|(s, t)| (*s, t.as_slice())));
+        let archive = crate::initramfs::for_suite(
+            &self.binary,
+            &programs,
+            config.as_ref().map(|(s, t)| (*s, t.as_slice())),
+        );
         crate::util::write_atomic(&path, &archive)?;
         Ok(path)
     }
@@ -215,7 +230,10 @@ pub fn gather(
                     selftests.insert(image.id.clone(), s);
                 }
                 Ok(None) => eprintln!("note: {}: no source package pinned for its selftests", image.id),
-                Err(e) => eprintln!("note: {}: its selftests could not be built, it runs without them: {e:#}", image.id),
+                Err(e) => eprintln!(
+                    "note: {}: its selftests could not be built, it runs without them: {e:#}",
+                    image.id
+                ),
             }
             observe(&RunEvent::Waiting(&image.id));
         }

@@ -640,7 +640,9 @@ pub fn selftest_disagreements(compat: &Compat) -> Vec<(String, String, String, S
             .collect();
         for (kernel, cell) in &b.cells {
             for id in &related {
-                let Some(ours) = compat.behaviours.get(*id).and_then(|o| o.cells.get(kernel)) else { continue };
+                let Some(ours) = compat.behaviours.get(*id).and_then(|o| o.cells.get(kernel)) else {
+                    continue;
+                };
                 let observed = matches!(ours.verdict, Verdict::Expected | Verdict::Unexpected);
                 let missing_feature = cell.reason.as_deref().is_some_and(|r| r.contains("feature missing"));
                 let why = match (cell.observed.as_str(), ours.verdict) {
@@ -650,7 +652,10 @@ pub fn selftest_disagreements(compat: &Compat) -> Vec<(String, String, String, S
                         ours.observed
                     ),
                     ("skip", _) if observed && missing_feature => {
-                        format!("the selftest found a feature missing where `{id}` observed `{}`", ours.observed)
+                        format!(
+                            "the selftest found a feature missing where `{id}` observed `{}`",
+                            ours.observed
+                        )
                     }
                     ("pass", Verdict::Unsupported) => format!(
                         "the selftest passed where `{id}` found the kernel lacking it: {}",

@@ -37,7 +37,8 @@ struct Entry {
 pub fn source_package(version: &str) -> Option<String> {
     let mut parts = version.split(['.', '-', '~', '+']);
     let (major, minor) = (parts.next()?, parts.next()?);
-    (major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok()).then(|| format!("linux-source-{major}.{minor}"))
+    (major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok())
+        .then(|| format!("linux-source-{major}.{minor}"))
 }
 
 /// The source package a column's selftests come from: a build's own source, or the source package
@@ -84,15 +85,21 @@ pub fn for_kernel(
     for p in &programs {
         std::fs::copy(broot.path(&format!("{out}/{p}")), dir.join(p))?;
     }
-    let entry = Entry { source: format!("{package} {} ({}, deb sha256 {})", pin.version, pin.suite, pin.sha256), programs };
+    let entry = Entry {
+        source: format!("{package} {} ({}, deb sha256 {})", pin.version, pin.suite, pin.sha256),
+        programs,
+    };
     crate::util::write_atomic(&dir.join("selftests.toml"), toml::to_string(&entry)?.as_bytes())?;
     cached(&dir).context("the selftests just built are not in the cache").map(Some)
 }
 
 fn cached(dir: &Path) -> Option<Selftests> {
     let entry: Entry = toml::from_str(&std::fs::read_to_string(dir.join("selftests.toml")).ok()?).ok()?;
-    let programs =
-        entry.programs.iter().map(|p| Some((p.clone(), std::fs::read(dir.join(p)).ok()?))).collect::<Option<_>>()?;
+    let programs = entry
+        .programs
+        .iter()
+        .map(|p| Some((p.clone(), std::fs::read(dir.join(p)).ok()?)))
+        .collect::<Option<_>>()?;
     Some(Selftests { source: entry.source, programs })
 }
 
@@ -113,9 +120,8 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<Vec<Str
     } else {
         bail!("{tree} has no userfaultfd selftests (tools/testing/selftests/mm/uffd-unit-tests.c or vm/userfaultfd.c)");
     };
-    let mut script = format!(
-        "set -e\nmake -s O={out}/headers ARCH=x86_64 headers\ncd tools/testing/selftests/{dir}\n"
-    );
+    let mut script =
+        format!("set -e\nmake -s O={out}/headers ARCH=x86_64 headers\ncd tools/testing/selftests/{dir}\n");
     for (program, common) in &programs {
         script += &format!(
             "gcc -static -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I.. -I../../../../tools/include \
