@@ -246,6 +246,14 @@ pub struct Behaviour {
 /// gets a row for every case some column ran ([`selftest_behaviour`]).
 pub const SELFTESTS: &str = "selftests";
 
+/// The most one selftest program may run in a guest before it is killed (and its case, or the
+/// case it was in, recorded as failed: timed out). A guest with selftests gets this much more time
+/// per program (at most [`SELFTEST_PROGRAMS`]) on top of its hard limit.
+pub const SELFTEST_LIMIT_S: u64 = 60;
+/// The most selftest programs a guest runs (`uffd-unit-tests`, `uffd-stress` on three kinds of
+/// memory).
+pub const SELFTEST_PROGRAMS: u64 = 4;
+
 /// The expectation of every selftest case: it passes (`skip` is `skipped`, with the selftest's
 /// reason; a kernel without userfaultfd cannot run them).
 pub fn selftest_rules() -> Vec<Rule> {

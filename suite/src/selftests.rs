@@ -16,9 +16,43 @@ use std::time::{Duration, Instant};
 
 pub const DIR: &str = "/selftests";
 /// The most any one program may take.
-const LIMIT: Duration = Duration::from_secs(90);
+const LIMIT: Duration = Duration::from_secs(model::data::SELFTEST_LIMIT_S);
 /// The stress programs' size and rounds: small, to bound their time under emulation.
 const STRESS: [&str; 2] = ["4", "2"];
+
+/// Where the old `userfaultfd` program (5.10, 6.1) gets its hugetlb file: it takes a path on a
+/// hugetlbfs mount, which the guest mounts here.
+const HUGETLBFS: &str = "/selftests-hugetlbfs";
+
+/// One run of a selftest program: its file under [`DIR`], its arguments, and the case it is (for
+/// the stress programs; `uffd-unit-tests` reports its own cases).
+struct Program {
+    file: &'static str,
+    args: Vec<String>,
+    case: Option<String>,
+}
+
+/// The programs to run, from what the guest was given.
+fn programs(have: &dyn Fn(&str) -> bool) -> Vec<Program> {
+    let mut programs = Vec::new();
+    if have("uffd-unit-tests") {
+        programs.push(Program { file: "uffd-unit-tests", args: Vec::new(), case: None });
+    }
+    for (file, id) in [("uffd-stress", "stress"), ("userfaultfd", "userfaultfd")] {
+        if !have(file) {
+            continue;
+        }
+        for mem in ["anon", "shmem", "hugetlb"] {
+            let mut args: Vec<String> = [mem].into_iter().chain(STRESS).map(String::from).collect();
+            if file == "userfaultfd" {
+                // Its hugetlb test needs a file on hugetlbfs (the others ignore the argument).
+                args.push(format!("{HUGETLBFS}/uffd"));
+            }
+            programs.push(Program { file, args, case: Some(format!("{id}_{mem}")) });
+        }
+    }
+    programs
+}
 
 /// Runs the selftests the guest was given, recording a cell per case.
 pub fn run(sink: &Sink) {
@@ -26,23 +60,16 @@ pub fn run(sink: &Sink) {
     let uname = crate::machine::uname();
     let version = model::version::KernelVersion::from_uname(&uname.release, &uname.version);
     let config = crate::machine::kernel_config();
-    let mut programs: Vec<(&str, Vec<&str>, &str)> = Vec::new();
-    if have("uffd-unit-tests") {
-        programs.push(("uffd-unit-tests", Vec::new(), "unit"));
-    }
-    for (program, id) in [("uffd-stress", "stress"), ("userfaultfd", "userfaultfd")] {
-        if have(program) {
-            for mem in ["anon", "shmem", "hugetlb"] {
-                programs.push((program, [mem].into_iter().chain(STRESS).collect(), id));
-            }
-        }
+    let programs = programs(&have);
+    if programs.is_empty() {
+        return;
     }
     // Without userfaultfd(2) the selftests cannot run: one cell per program says why.
     if let Err(crate::outcome::Fail::Unsupported { observed, reason, .. }) = crate::require::userfaultfd() {
         let rules = model::data::selftest_rules();
         let g = grade(&rules, version, config.as_ref(), Reported::Unsupported);
-        for (_, args, id) in &programs {
-            let case = if args.is_empty() { id.to_string() } else { format!("{id}_{}", args[0]) };
+        for p in &programs {
+            let case = p.case.clone().unwrap_or_else(|| "unit".to_string());
             let cell = Cell {
                 observed: observed.clone(),
                 verdict: g.verdict,
@@ -54,27 +81,22 @@ pub fn run(sink: &Sink) {
         }
         return;
     }
-    for (program, args, id) in programs {
+    if programs.iter().any(|p| p.file == "userfaultfd") {
+        mount_hugetlbfs();
+    }
+    for p in programs {
         let started = Instant::now();
-        let (output, status) = execute(&Path::new(DIR).join(program), &args);
+        let command = format!("{} {}", p.file, p.args.join(" ")).trim().to_string();
+        let (output, status) = execute(&Path::new(DIR).join(p.file), &p.args);
+        // Its whole output goes to the console (the run's console.log), as the selftest printed it.
+        println!("uffdc selftest: {command}: {status:?}\n{output}\nuffdc selftest end: {command}");
         let mut details = Details::new();
-        details.insert(
-            "program".into(),
-            Detail::from(format!("{program} {}", args.join(" ")).trim().to_string()),
-        );
-        details.insert("us".into(), Detail::from(started.elapsed().as_micros() as u64));
-        let cases = if args.is_empty() {
-            unit_cases(&output, &status)
-        } else {
-            let (result, why) = match status {
-                Ok(0) => ("pass", None),
-                Ok(4) => ("skip", last_line(&output)),
-                Ok(code) => {
-                    ("fail", Some(format!("exit status {code}: {}", last_line(&output).unwrap_or_default())))
-                }
-                Err(e) => ("fail", Some(e.clone())),
-            };
-            vec![(format!("{id}_{}", args[0]), result, why)]
+        details.insert("program".into(), Detail::from(command));
+        // The program's time, shared by every case it reports.
+        details.insert("program_us".into(), Detail::from(started.elapsed().as_micros() as u64));
+        let cases = match p.case {
+            None => unit_cases(&output, &status),
+            Some(case) => vec![(case, program_result(&status), program_why(&output, &status))],
         };
         for (case, result, why) in cases {
             let rules = model::data::selftest_rules();
@@ -100,6 +122,39 @@ pub fn run(sink: &Sink) {
                 }
             };
             sink.record(&format!("selftests.{}", sanitize(&case)), &cell);
+        }
+    }
+}
+
+/// A whole program's result from its exit status: 0 pass, 4 (KSFT_SKIP) skip, else fail.
+fn program_result(status: &Result<i32, String>) -> &'static str {
+    match status {
+        Ok(0) => "pass",
+        Ok(4) => "skip",
+        _ => "fail",
+    }
+}
+
+/// Why, for a program that did not pass: its last line of output (and the exit status).
+fn program_why(output: &str, status: &Result<i32, String>) -> Option<String> {
+    match status {
+        Ok(0) => None,
+        Ok(4) => last_line(output),
+        Ok(code) => Some(format!("exit status {code}: {}", last_line(output).unwrap_or_default())),
+        Err(e) => Some(match last_line(output) {
+            Some(line) => format!("{e}; its last line: {line}"),
+            None => e.clone(),
+        }),
+    }
+}
+
+/// Mounts hugetlbfs for the old `userfaultfd` program's hugetlb file; where it cannot be mounted
+/// (no hugetlbfs), that program's hugetlb case fails saying so.
+fn mount_hugetlbfs() {
+    use nix::mount::{mount, MsFlags};
+    if std::fs::create_dir_all(HUGETLBFS).is_ok() {
+        if let Err(e) = mount(Some("none"), HUGETLBFS, Some("hugetlbfs"), MsFlags::empty(), None::<&str>) {
+            println!("uffdc selftest: mount hugetlbfs on {HUGETLBFS}: {e}");
         }
     }
 }
@@ -152,7 +207,7 @@ fn sanitize(case: &str) -> String {
 /// Runs a program with its output captured (stdout and stderr together), in a process group of
 /// its own, killed with the group after [`LIMIT`]. Returns the output and the exit status (or why
 /// there is none).
-fn execute(program: &Path, args: &[&str]) -> (String, Result<i32, String>) {
+fn execute(program: &Path, args: &[String]) -> (String, Result<i32, String>) {
     let (read, write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => return (String::new(), Err(format!("pipe: {e}"))),

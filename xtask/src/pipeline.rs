@@ -220,21 +220,22 @@ pub fn gather(
         images.push(local_image(path, id.as_deref(), config.as_deref())?);
     }
     // Each kernel's own selftests, built from its own source package (or from the cache); a
-    // kernel whose selftests cannot be built runs without them, and the run says so.
-    let mut selftests = BTreeMap::new();
+    // kernel whose selftests cannot be built runs without them, and its run says why.
+    let mut selftests: BTreeMap<String, Result<crate::selftests::Selftests, String>> = BTreeMap::new();
     if opts.selftests {
         for image in &images {
             observe(&RunEvent::Building(&image.id, "the kernel's own selftests"));
-            match crate::selftests::for_kernel(sh, root, &fleet, &image.id, opts.mirror.clone()) {
-                Ok(Some(s)) => {
-                    selftests.insert(image.id.clone(), s);
-                }
-                Ok(None) => eprintln!("note: {}: no source package pinned for its selftests", image.id),
-                Err(e) => eprintln!(
-                    "note: {}: its selftests could not be built, it runs without them: {e:#}",
-                    image.id
-                ),
+            let built = match crate::selftests::for_kernel(sh, root, &fleet, &image.id, opts.mirror.clone()) {
+                Ok(Some(s)) => Ok(s),
+                Ok(None) => Err("no source package is pinned for it in images/kernels.lock: pin it with \
+                                 `cargo xtask images refresh sources` (Debian may not ship it)"
+                    .to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            if let Err(e) = &built {
+                eprintln!("note: {}: runs without its own selftests: {e}", image.id);
             }
+            selftests.insert(image.id.clone(), built);
             observe(&RunEvent::Waiting(&image.id));
         }
     }
@@ -256,14 +257,30 @@ pub fn gather(
                 let label = image.id.clone();
                 observe(&RunEvent::Booting(&label));
                 let logs = opts.logs.join(&label);
-                let run = prepared.initrd_with(&image, selftests.get(&image.id)).and_then(|initrd| {
+                let own = selftests.get(&image.id).and_then(|s| s.as_ref().ok());
+                // Its selftests run after the suite, each within its own limit: the guest gets that
+                // much more time.
+                let settings = match own {
+                    Some(s) => Settings {
+                        timeout: settings.timeout
+                            + std::time::Duration::from_secs(
+                                model::data::SELFTEST_LIMIT_S * s.programs.len() as u64,
+                            ),
+                        ..settings.clone()
+                    },
+                    None => settings.clone(),
+                };
+                let run = prepared.initrd_with(&image, own).and_then(|initrd| {
                     runner::run_guest(&image, &initrd, &settings, &logs, &mut |e| {
                         observe(&RunEvent::Run(&label, &e))
                     })
                 });
                 match run {
                     Ok(mut results) => {
-                        results.kernel.selftests = selftests.get(&image.id).map(|s| s.source.clone());
+                        results.kernel.selftests = selftests.get(&image.id).map(|s| match s {
+                            Ok(s) => s.source.clone(),
+                            Err(e) => format!("not run: {e}"),
+                        });
                         // A local image without an id is named by the kernel's own uname -r.
                         let id = if image.id.starts_with(LOCAL_PREFIX) && !results.kernel.release.is_empty() {
                             sanitize(&results.kernel.release)
