@@ -17,7 +17,7 @@ use xshell::Shell;
 
 /// Where the guest finds them.
 pub const DIR: &str = "selftests";
-const RECIPE: &str = "uffdc selftests 2";
+const RECIPE: &str = "uffdc selftests 3";
 
 /// The selftests of one column: the source they were built from and the programs.
 #[derive(Clone, Debug)]
@@ -116,27 +116,28 @@ pub const UNIT_MEM_MIB: u32 = 8;
 /// Returns the programs and what was changed in them.
 fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<String>, Option<String>)> {
     let mm = broot.path(&format!("{tree}/tools/testing/selftests/mm"));
-    let (dir, programs): (&str, Vec<(&str, Vec<&str>)>) = if mm.join("uffd-unit-tests.c").is_file() {
-        let mut common = vec!["uffd-common.c", "vm_util.c"];
-        if mm.join("thp_settings.c").is_file() {
-            common.push("thp_settings.c");
-        }
-        ("mm", vec![("uffd-unit-tests", common.clone()), ("uffd-stress", common)])
-    } else if broot.path(&format!("{tree}/tools/testing/selftests/vm/userfaultfd.c")).is_file() {
-        let vm = broot.path(&format!("{tree}/tools/testing/selftests/vm"));
-        let common = if vm.join("vm_util.c").is_file() { vec!["vm_util.c"] } else { Vec::new() };
-        ("vm", vec![("userfaultfd", common)])
+    let vm = broot.path(&format!("{tree}/tools/testing/selftests/vm"));
+    let (dir, names): (&str, &[&str]) = if mm.join("uffd-unit-tests.c").is_file() {
+        ("mm", &["uffd-unit-tests", "uffd-stress"])
+    } else if vm.join("userfaultfd.c").is_file() {
+        ("vm", &["userfaultfd"])
     } else {
         bail!(
             "{tree} has no userfaultfd selftests (tools/testing/selftests/mm/uffd-unit-tests.c or vm/userfaultfd.c): \
              run with --no-selftests, or pin another source with `cargo xtask images refresh sources`"
         );
     };
+    // What each program is linked from, as the directory's Makefile says (it moves between
+    // versions: thp_settings.c became hugepage_settings.c in 7.x).
+    let makefile =
+        std::fs::read_to_string(broot.path(&format!("{tree}/tools/testing/selftests/{dir}/Makefile")))
+            .with_context(|| format!("{tree}: no Makefile beside its userfaultfd selftests"))?;
+    let programs: Vec<(&str, Vec<String>)> = names.iter().map(|p| (*p, linked_with(&makefile, p))).collect();
     let unit = mm.join("uffd-unit-tests.c");
     let shrink = std::fs::read_to_string(&unit).is_ok_and(|t| t.lines().any(is_mem_size_define));
     let mut script =
         format!("set -e\nmake -s O={out}/headers ARCH=x86_64 headers\ncd tools/testing/selftests/{dir}\n");
-    for (program, common) in &programs {
+    for (program, linked) in &programs {
         // The one change: a copy of uffd-unit-tests.c with a smaller UFFD_TEST_MEM_SIZE.
         let main = if *program == "uffd-unit-tests" && shrink {
             script += &format!(
@@ -151,7 +152,7 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
             "gcc -static -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I. -I.. -I../../../.. \
              -I../../../../tools/include -I../../../../tools/include/uapi \
              -o {out}/{program} {main} {} -lpthread -lm -lrt\n",
-            common.join(" ")
+            linked.join(" ")
         );
     }
     let file = format!("{out}/build.sh");
@@ -166,6 +167,28 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
     let changed =
         shrink.then(|| format!("uffd-unit-tests with UFFD_TEST_MEM_SIZE {UNIT_MEM_MIB} MiB (upstream 32)"));
     Ok((programs.into_iter().map(|(p, _)| p.to_string()).collect(), changed))
+}
+
+/// The other sources `program` is linked from, from the selftests' Makefile: the `.c` files of the
+/// rules for `$(TEST_GEN_FILES)` (the userfaultfd programs are among them) and for
+/// `$(OUTPUT)/program`.
+fn linked_with(makefile: &str, program: &str) -> Vec<String> {
+    let own = format!("$(OUTPUT)/{program}");
+    let mut sources: Vec<String> = Vec::new();
+    for line in makefile.lines() {
+        let Some((targets, rest)) = line.split_once(':') else { continue };
+        if rest.starts_with('=') || rest.contains('=') || targets.starts_with(char::is_whitespace) {
+            continue;
+        }
+        if targets.split_whitespace().any(|t| t == "$(TEST_GEN_FILES)" || t == own) {
+            for file in rest.split_whitespace().filter(|w| w.ends_with(".c")) {
+                if !sources.iter().any(|s| s == file) {
+                    sources.push(file.to_string());
+                }
+            }
+        }
+    }
+    sources
 }
 
 /// `#define  UFFD_TEST_MEM_SIZE  (32UL << 20)`, the line the build changes.
@@ -205,6 +228,30 @@ pub const RELATED: &[(&str, &[&str])] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_linked_as_their_makefile_says() {
+        // tools/testing/selftests/mm/Makefile of linux-source-7.2 7.2.13-1 (excerpt).
+        let mm = "LDLIBS = -lrt -lpthread -lm\n\
+                  $(TEST_GEN_PROGS): vm_util.c hugepage_settings.c\n\
+                  $(TEST_GEN_FILES): vm_util.c hugepage_settings.c\n\
+                  \n\
+                  $(OUTPUT)/uffd-stress: uffd-common.c\n\
+                  $(OUTPUT)/uffd-unit-tests: uffd-common.c\n\
+                  $(OUTPUT)/uffd-wp-mremap: uffd-common.c\n\
+                  $(BINARIES_32): LDLIBS += -lrt -ldl -lm\n\
+                  $(OUTPUT)/cow: LDLIBS += $(IOURING_EXTRA_LIBS)\n";
+        assert_eq!(linked_with(mm, "uffd-unit-tests"), ["vm_util.c", "hugepage_settings.c", "uffd-common.c"]);
+        assert_eq!(linked_with(mm, "uffd-stress"), ["vm_util.c", "hugepage_settings.c", "uffd-common.c"]);
+        // tools/testing/selftests/vm/Makefile of linux-source-6.1 6.1.192-2 and 5.10 5.10.262-1.
+        let vm61 =
+            "LDLIBS = -lrt -lpthread\n$(OUTPUT)/khugepaged: vm_util.c\n$(OUTPUT)/userfaultfd: vm_util.c\n";
+        assert_eq!(linked_with(vm61, "userfaultfd"), ["vm_util.c"]);
+        let vm510 = "LDLIBS = -lrt\n$(OUTPUT)/userfaultfd: LDLIBS += -lpthread\n";
+        assert!(linked_with(vm510, "userfaultfd").is_empty());
+        assert!(is_mem_size_define("#define  UFFD_TEST_MEM_SIZE               (32UL << 20)"));
+        assert!(!is_mem_size_define("\tnr_pages = UFFD_TEST_MEM_SIZE / page_size;"));
+    }
 
     #[test]
     fn each_kernel_names_its_own_source_package() {
