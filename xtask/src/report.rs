@@ -626,75 +626,136 @@ fn configurations_markdown(v: &View<'_>) -> String {
     md
 }
 
-/// Where a kernel's own selftest and one of our behaviours speak about the same thing
-/// (`selftests::RELATED`) and disagree: the selftest failed (or skipped for a missing feature)
-/// where the behaviour observed the kernel doing it, or passed where the behaviour found the
-/// kernel lacking it.
-pub fn selftest_disagreements(compat: &Compat) -> Vec<(String, String, String, String)> {
+/// One place where a kernel's own selftest case and one of our behaviours speak about the same
+/// thing and disagree.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Disagreement {
+    pub kernel: String,
+    pub selftest: String,
+    pub behaviour: String,
+    /// How they disagree, in one sentence.
+    pub how: String,
+}
+
+/// Where a kernel's own selftest and one of our behaviours speak about the same thing (`related`:
+/// selftest case ids by their start, and our behaviours; `selftests::RELATED`) and disagree on a
+/// kernel:
+///
+/// - the selftest failed where our behaviour observed the kernel doing what it is documented to
+///   (`expected`);
+/// - the selftest skipped the case for a missing feature where our behaviour observed it;
+/// - the selftest passed where our behaviour found the kernel lacking a part of userfaultfd
+///   (`unsupported`, for a reason naming userfaultfd or a `UFFD*` feature: a missing
+///   MADV_POPULATE_* or hugetlbfs is a prerequisite of our probe, not something the selftest
+///   spoke about).
+///
+/// Cells that learnt nothing (skipped for the machine, missing, error) disagree with nothing.
+pub fn selftest_disagreements(compat: &Compat, related: &[(&str, &[&str])]) -> Vec<Disagreement> {
     let mut out = Vec::new();
     for (case, b) in compat.behaviours.iter().filter(|(_, b)| b.family == model::data::SELFTESTS) {
-        let related: Vec<&str> = crate::selftests::RELATED
+        let ours: Vec<&str> = related
             .iter()
             .filter(|(prefix, _)| case.starts_with(prefix))
             .flat_map(|(_, ids)| ids.iter().copied())
             .collect();
         for (kernel, cell) in &b.cells {
-            for id in &related {
-                let Some(ours) = compat.behaviours.get(*id).and_then(|o| o.cells.get(kernel)) else {
+            for id in &ours {
+                let Some(our) = compat.behaviours.get(*id).and_then(|o| o.cells.get(kernel)) else {
                     continue;
                 };
-                let observed = matches!(ours.verdict, Verdict::Expected | Verdict::Unexpected);
-                let missing_feature = cell.reason.as_deref().is_some_and(|r| r.contains("feature missing"));
-                let why = match (cell.observed.as_str(), ours.verdict) {
-                    ("fail", _) if observed => format!(
-                        "the selftest failed ({}) where `{id}` observed `{}`",
-                        cell.details.get("selftest").map(|d| d.to_string()).unwrap_or_default(),
-                        ours.observed
-                    ),
-                    ("skip", _) if observed && missing_feature => {
+                let said = cell
+                    .details
+                    .get("selftest")
+                    .map(|d| d.to_string().trim_matches('"').to_string())
+                    .or_else(|| cell.reason.clone())
+                    .unwrap_or_default();
+                let feature_missing = cell.reason.as_deref().is_some_and(|r| r.contains("feature missing"));
+                let lacks_uffd =
+                    our.reason.as_deref().is_some_and(|r| r.contains("userfaultfd") || r.contains("UFFD"));
+                let how = match (cell.observed.as_str(), our.verdict) {
+                    ("fail", Verdict::Expected) => {
                         format!(
-                            "the selftest found a feature missing where `{id}` observed `{}`",
-                            ours.observed
+                            "the selftest failed ({said}) where `{id}` observed `{}`, as expected",
+                            our.observed
                         )
                     }
-                    ("pass", Verdict::Unsupported) => format!(
+                    ("skip", Verdict::Expected) if feature_missing => {
+                        format!(
+                            "the selftest found a feature missing where `{id}` observed `{}`",
+                            our.observed
+                        )
+                    }
+                    ("pass", Verdict::Unsupported) if lacks_uffd => format!(
                         "the selftest passed where `{id}` found the kernel lacking it: {}",
-                        ours.reason.as_deref().unwrap_or("")
+                        our.reason.as_deref().unwrap_or("")
                     ),
                     _ => continue,
                 };
-                out.push((kernel.clone(), case.clone(), id.to_string(), why));
+                out.push(Disagreement {
+                    kernel: kernel.clone(),
+                    selftest: case.clone(),
+                    behaviour: id.to_string(),
+                    how,
+                });
             }
         }
     }
     out
 }
 
+/// The kernels' own selftests: where each column's came from (or why it has none).
+fn selftest_sources(v: &View<'_>) -> Vec<(String, String)> {
+    v.order
+        .iter()
+        .filter_map(|k| v.compat.kernels[*k].selftests.as_ref().map(|s| (k.to_string(), s.clone())))
+        .collect()
+}
+
+/// Pass, fail and skip counts of a kernel's selftest cases.
+fn selftest_counts(compat: &Compat, kernel: &str) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    for b in compat.behaviours.values().filter(|b| b.family == model::data::SELFTESTS) {
+        match b.cells.get(kernel).map(|c| c.observed.as_str()) {
+            Some("pass") => counts.0 += 1,
+            Some("fail") => counts.1 += 1,
+            Some("skip") => counts.2 += 1,
+            _ => {}
+        }
+    }
+    counts
+}
+
 fn selftests_markdown(v: &View<'_>) -> String {
     let compat = v.compat;
-    let sources: Vec<String> = v
-        .order
-        .iter()
-        .filter_map(|k| compat.kernels[*k].selftests.as_ref().map(|s| format!("{k}: {s}")))
-        .collect();
+    let sources = selftest_sources(v);
     if sources.is_empty() {
         return String::new();
     }
     let mut md = String::from(
-        "\n## The kernels' own selftests\n\nEach kernel's userfaultfd selftests (`uffd-unit-tests` and `uffd-stress`, or \
-         `userfaultfd` before 6.3), built from its own Debian source package and run in its guest after the suite \
-         (the `selftests` rows below). Built from:\n\n",
+        "\n## The kernels' own selftests\n\nEach kernel's userfaultfd selftests (`uffd-unit-tests` and `uffd-stress` from \
+         tools/testing/selftests/mm, or `userfaultfd` from tools/testing/selftests/vm before 6.4), built from its own Debian \
+         source package and run in its guest after the suite: the `selftests` rows below, one per case.\n\n\
+         | kernel | pass | fail | skip | built from |\n|---|---|---|---|---|\n",
     );
-    for s in &sources {
-        let _ = writeln!(md, "- {s}");
+    for (k, source) in &sources {
+        let (pass, fail, skip) = selftest_counts(compat, k);
+        let _ = writeln!(md, "| {k} | {pass} | {fail} | {skip} | {} |", cell_text(source, 200));
     }
-    let disagree = selftest_disagreements(compat);
+    let disagree = selftest_disagreements(compat, crate::selftests::RELATED);
     if disagree.is_empty() {
         md += "\nWhere a selftest and one of our behaviours speak about the same thing, they agree on every kernel.\n";
     } else {
-        md += "\nWhere a selftest and one of our behaviours speak about the same thing and disagree:\n\n| kernel | selftest | behaviour | how |\n|---|---|---|---|\n";
-        for (kernel, case, id, why) in disagree {
-            let _ = writeln!(md, "| {kernel} | `{case}` | `{id}` | {} |", cell_text(&why, 200));
+        md += "\nWhere a selftest and one of our behaviours speak about the same thing and disagree:\n\n\
+               | kernel | selftest | behaviour | how |\n|---|---|---|---|\n";
+        for d in disagree {
+            let _ = writeln!(
+                md,
+                "| {} | `{}` | `{}` | {} |",
+                d.kernel,
+                d.selftest,
+                d.behaviour,
+                cell_text(&d.how, 300)
+            );
         }
     }
     md
@@ -932,8 +993,17 @@ fn page_data(v: &View<'_>) -> Value {
         .iter()
         .map(|x| json!({"verdict": x.as_str(), "mark": mark(*x), "meaning": meaning(*x)}))
         .collect();
+    let selftests: Vec<Value> = selftest_sources(v)
+        .into_iter()
+        .map(|(k, source)| {
+            let (pass, fail, skip) = selftest_counts(compat, &k);
+            json!({"kernel": k, "source": source, "pass": pass, "fail": fail, "skip": skip})
+        })
+        .collect();
+    let disagreements = selftest_disagreements(compat, crate::selftests::RELATED);
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,
            "findings": findings, "timelines": timelines,
+           "selftests": {"kernels": selftests, "disagreements": disagreements},
            "changes": {"previous": v.previous_matrix(), "cells": changes, "moves": v.moves, "steps": steps},
            "legend": legend})
 }
@@ -1040,6 +1110,7 @@ permalink.</p>
 <div class="legend" id="legend"></div>
 <div class="overview" id="overview-grid"></div></section>
 <section><h2 id="findings">Findings</h2><p class="muted">Where kernels do not do what the documentation (or their expectation) says: one entry per behaviour, with the kernels as ranges in version order.</p><ul id="findings-list"></ul></section>
+<section id="selftests-section"><h2 id="selftests">The kernels' own selftests</h2><p class="muted">Each kernel's userfaultfd selftests, built from its own Debian source package and run in its guest after the suite (the <code>selftests</code> rows): their counts, and where a selftest and one of our behaviours speak about the same thing and disagree.</p><div id="selftests-body"></div></section>
 <section><h2 id="changes">What changed</h2><div id="changes-body"></div></section>
 <section id="timelines-section"><h2 id="timelines">Features and ioctls by kernel</h2><p class="muted">Which name appears where, by the first kernel that has it; the tables below show these cells as counts and the change from the kernel before.</p><div id="timelines-body"></div></section>
 <section><h2 id="kernels">Kernels</h2><div class="scroll"><table id="kernels-table"><thead><tr><th>kernel</th><th>version</th><th>release</th><th>accel</th><th>source</th><th>date</th><th>status</th></tr></thead><tbody></tbody></table></div></section>
@@ -1160,6 +1231,21 @@ for (const f of D.findings) {
   if (f.source) li.append(el("blockquote", {}, f.source));
   if (b.notes) li.append(el("div", {class: "muted"}, b.notes));
   fl.append(li);
+}
+
+// The kernels' own selftests: counts per kernel, and where they disagree with our behaviours.
+const sb = document.getElementById("selftests-body");
+if (!D.selftests.kernels.length) document.getElementById("selftests-section").hidden = true;
+else {
+  const t = el("table", {id: "selftests-table"}, el("thead", {}, el("tr", {}, ...["kernel", "pass", "fail", "skip", "built from"].map(h => el("th", {}, h)))));
+  const tb = el("tbody");
+  for (const s of D.selftests.kernels) tb.append(el("tr", {}, el("td", {}, s.kernel), el("td", {}, String(s.pass)), el("td", {}, String(s.fail)), el("td", {}, String(s.skip)), el("td", {}, s.source)));
+  t.append(tb); sb.append(el("div", {class: "scroll"}, t));
+  const ul = el("ul", {id: "disagreements"});
+  for (const d of D.selftests.disagreements) ul.append(el("li", {class: "disagreement"}, `${d.kernel}: `, link(`${d.selftest}/${d.kernel}`, code(d.selftest)), " and ",
+    link(`${d.behaviour}/${d.kernel}`, code(d.behaviour)), `: ${d.how}.`));
+  if (!D.selftests.disagreements.length) ul.append(el("li", {}, "Where a selftest and one of our behaviours speak about the same thing, they agree on every kernel."));
+  sb.append(ul);
 }
 
 // What changed: since the previous matrix (the history), and along the kernel versions.
