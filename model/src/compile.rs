@@ -27,8 +27,12 @@ pub fn compile(
                     (RunStatus::Incomplete, Some(reason)) => reason.clone(),
                     (RunStatus::Incomplete, None) => "the run was cut short".to_string(),
                     (RunStatus::Complete, _) if behaviour.family == crate::data::SELFTESTS => {
-                        "this kernel's own selftests have no such case (they differ by version), or were not run"
-                            .to_string()
+                        match &run.kernel.selftests {
+                            Some(s) if s.starts_with("not run") => format!("its own selftests were {s}"),
+                            Some(_) => "this kernel's own selftests have no such case (their cases differ by version)"
+                                .to_string(),
+                            None => "its own selftests were not run (a run without them, or before them)".to_string(),
+                        }
                     }
                     (RunStatus::Complete, _) => {
                         "not run on this kernel (its results predate this behaviour, or a filter skipped it)"
@@ -124,5 +128,32 @@ mod tests {
         for b in compat.behaviours.values() {
             assert_eq!(b.cells.len(), 2);
         }
+    }
+
+    #[test]
+    fn selftest_cases_get_rows_of_their_own_and_say_why_a_kernel_lacks_one() {
+        let catalogue = Catalogue { schema: SCHEMA, behaviours: [("api.a".to_string(), behaviour())].into() };
+        let mut runs = BTreeMap::new();
+        let mut new = run(RunStatus::Complete, None, &[("api.a", "1"), ("selftests.unit_move_anon", "pass")]);
+        new.kernel.selftests = Some("linux-source-6.12 6.12.118-1".into());
+        runs.insert("new".to_string(), new);
+        let mut old =
+            run(RunStatus::Complete, None, &[("api.a", "1"), ("selftests.userfaultfd_anon", "pass")]);
+        old.kernel.selftests = Some("linux-source-5.10 5.10.262-1".into());
+        runs.insert("old".to_string(), old);
+        let mut unbuilt = run(RunStatus::Complete, None, &[("api.a", "1")]);
+        unbuilt.kernel.selftests = Some("not run: no source package is pinned for it".into());
+        runs.insert("unbuilt".to_string(), unbuilt);
+        runs.insert("without".to_string(), run(RunStatus::Complete, None, &[("api.a", "1")]));
+        let (compat, dropped) = compile(&catalogue, &runs, "now".into());
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let row = &compat.behaviours["selftests.unit_move_anon"];
+        assert_eq!(row.family, "selftests");
+        assert_eq!(row.cells["new"].observed, "pass");
+        let reason = |k: &str| row.cells[k].reason.clone().unwrap();
+        assert!(reason("old").contains("no such case"), "{}", reason("old"));
+        assert!(reason("unbuilt").contains("not run: no source package"), "{}", reason("unbuilt"));
+        assert!(reason("without").contains("were not run"), "{}", reason("without"));
+        assert_eq!(compat.behaviours["selftests.userfaultfd_anon"].cells["new"].verdict, Verdict::Missing);
     }
 }
