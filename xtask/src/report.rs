@@ -1421,6 +1421,122 @@ mod tests {
         h
     }
 
+    /// The fixture with selftest rows: `case` on `kernel` reported `observed` (and `reason`).
+    fn with_selftest(c: &mut Compat, case: &str, kernel: &str, observed: &str, reason: Option<&str>) {
+        let row =
+            c.behaviours.entry(case.to_string()).or_insert_with(|| model::data::selftest_behaviour(case));
+        let mut cell = model::Cell::missing("");
+        cell.observed = observed.to_string();
+        cell.reason = reason.map(String::from);
+        cell.verdict = match observed {
+            "pass" => Verdict::Expected,
+            "fail" => Verdict::Unexpected,
+            _ => Verdict::Skipped,
+        };
+        if let (Some(why), "fail") = (reason, observed) {
+            cell.details.insert("selftest".into(), model::Detail::from(why));
+        }
+        row.cells.insert(kernel.to_string(), cell);
+    }
+
+    #[test]
+    fn selftests_that_disagree_with_our_behaviours_are_named() {
+        let mut c = crate::util::fixture();
+        // api.features observed the handshake on both kernels (expected); the 6.1 one's selftest
+        // failed (the reason as uffd-unit-tests words it).
+        let related: &[(&str, &[&str])] = &[
+            ("selftests.unit_uffdio_api", &["api.features"]),
+            ("selftests.unit_poison", &["api.features"]),
+            ("selftests.userfaultfd_hugetlb", &["populate.hugetlb_missing"]),
+            ("selftests.unit_move", &["populate.hugetlb_missing"]),
+        ];
+        with_selftest(&mut c, "selftests.unit_uffdio_api_syscall", "debian-5.10-cloud", "pass", None);
+        with_selftest(
+            &mut c,
+            "selftests.unit_uffdio_api_syscall",
+            "debian-6.1-cloud",
+            "fail",
+            Some("UFFDIO_API should fail with wrong api but didn't"),
+        );
+        // Skipped for a missing feature where ours observed it: a disagreement; skipped for the
+        // machine (no memory): none.
+        with_selftest(
+            &mut c,
+            "selftests.unit_poison_anon",
+            "debian-6.1-cloud",
+            "skip",
+            Some("the selftest skipped it: feature missing"),
+        );
+        with_selftest(
+            &mut c,
+            "selftests.unit_poison_hugetlb",
+            "debian-6.1-cloud",
+            "skip",
+            Some("the selftest skipped it: memory allocation failed"),
+        );
+        // 5.10's populate.hugetlb_missing is unsupported for lack of MADV_POPULATE_READ, which the
+        // hugetlb stress does not use: no disagreement when it passes.
+        with_selftest(&mut c, "selftests.userfaultfd_hugetlb", "debian-5.10-cloud", "pass", None);
+        assert!(selftest_disagreements(&c, related)
+            .iter()
+            .all(|d| d.selftest != "selftests.userfaultfd_hugetlb"));
+        // ... but where ours found userfaultfd itself lacking, a pass disagrees.
+        c.behaviours.remove("selftests.userfaultfd_hugetlb");
+        c.behaviours
+            .get_mut("populate.hugetlb_missing")
+            .unwrap()
+            .cells
+            .get_mut("debian-5.10-cloud")
+            .unwrap()
+            .reason = Some("the kernel does not offer UFFD_FEATURE_MOVE".into());
+        with_selftest(&mut c, "selftests.unit_move_anon", "debian-5.10-cloud", "pass", None);
+        // The host's api.features is missing: nothing learnt, nothing to disagree with.
+        with_selftest(&mut c, "selftests.unit_uffdio_api_syscall", "host", "fail", Some("boom"));
+        let found: Vec<(String, String, String)> = selftest_disagreements(&c, related)
+            .into_iter()
+            .map(|d| (d.kernel, d.selftest, d.behaviour))
+            .collect();
+        let want = |k: &str, s: &str, b: &str| (k.to_string(), s.to_string(), b.to_string());
+        assert_eq!(
+            found,
+            [
+                want("debian-5.10-cloud", "selftests.unit_move_anon", "populate.hugetlb_missing"),
+                want("debian-6.1-cloud", "selftests.unit_poison_anon", "api.features"),
+                want("debian-6.1-cloud", "selftests.unit_uffdio_api_syscall", "api.features"),
+            ]
+        );
+        let all = selftest_disagreements(&c, related);
+        assert!(all[2].how.contains("UFFDIO_API should fail with wrong api but didn't"), "{}", all[2].how);
+        assert!(all[0].how.contains("UFFD_FEATURE_MOVE"), "{}", all[0].how);
+        // The report's section names them, and counts each kernel's cases.
+        c.kernels.get_mut("debian-6.1-cloud").unwrap().selftests = Some("linux-source-6.1 6.1.192-2".into());
+        let (p, h) = (profiles(), History::new());
+        let md = markdown(&View::new(&c, &p, &h));
+        assert!(md.contains("## The kernels' own selftests"), "{md}");
+        assert!(md.contains("| debian-6.1-cloud | 0 | 1 | 2 | linux-source-6.1 6.1.192-2 |"), "{md}");
+        // With the project's own relation table, the 6.1 failure disagrees with api.features.
+        assert!(
+            md.contains("| debian-6.1-cloud | `selftests.unit_uffdio_api_syscall` | `api.features` |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn every_related_behaviour_is_one_of_ours() {
+        // The declarations (`id: "api.features",`) in the suite's probes.
+        let probes = crate::util::project_root().join("suite/src/probes");
+        let mut declared = String::new();
+        for file in std::fs::read_dir(&probes).unwrap() {
+            declared += &std::fs::read_to_string(file.unwrap().path()).unwrap();
+        }
+        for (case, ids) in crate::selftests::RELATED {
+            assert!(case.starts_with("selftests."), "{case}");
+            for id in *ids {
+                assert!(declared.contains(&format!("id: \"{id}\",")), "{case}: {id} is not a behaviour");
+            }
+        }
+    }
+
     #[test]
     fn markdown_answers_first_groups_findings_and_has_every_cell() {
         let c = crate::util::fixture();
