@@ -95,7 +95,9 @@ pub fn run(sink: &Sink) {
         // The program's time, shared by every case it reports.
         details.insert("program_us".into(), Detail::from(started.elapsed().as_micros() as u64));
         let cases = match p.case {
+            None if output.contains("TAP version") => tap_cases(&output, &status),
             None => unit_cases(&output, &status),
+            Some(_) if p.file == "userfaultfd" => old_cases(&p.args[0], &output, &status),
             Some(case) => vec![(case, program_result(&status), program_why(&output, &status))],
         };
         for (case, result, why) in cases {
@@ -141,10 +143,7 @@ fn program_why(output: &str, status: &Result<i32, String>) -> Option<String> {
         Ok(0) => None,
         Ok(4) => last_line(output),
         Ok(code) => Some(format!("exit status {code}: {}", last_line(output).unwrap_or_default())),
-        Err(e) => Some(match last_line(output) {
-            Some(line) => format!("{e}; its last line: {line}"),
-            None => e.clone(),
-        }),
+        Err(e) => Some(with_last_line(e.clone(), output)),
     }
 }
 
@@ -156,6 +155,64 @@ fn mount_hugetlbfs() {
         if let Err(e) = mount(Some("none"), HUGETLBFS, Some("hugetlbfs"), MsFlags::empty(), None::<&str>) {
             println!("uffdc selftest: mount hugetlbfs on {HUGETLBFS}: {e}");
         }
+    }
+}
+
+/// `uffd-unit-tests`' cases in KTAP (7.x): `ok N NAME`, `ok N # SKIP NAME (REASON)`, and a failure
+/// as `# failed reason: [REASON]` then `not ok N NAME`. When the program ended before its plan
+/// (`1..N`) was done, a case `unit` fails saying where it stopped (KTAP does not say which case
+/// was running).
+fn tap_cases(output: &str, status: &Result<i32, String>) -> Vec<(String, &'static str, Option<String>)> {
+    let mut cases = Vec::new();
+    let mut plan = None;
+    let mut why: Option<String> = None;
+    for line in output.lines().map(str::trim_end) {
+        if let Some(n) = line.strip_prefix("1..") {
+            plan = n.trim().parse::<usize>().ok();
+        } else if let Some(msg) = line.strip_prefix("# ") {
+            if let Some(r) =
+                msg.strip_prefix("failed reason: [").or_else(|| msg.strip_prefix("failed [reason: "))
+            {
+                why = Some(r.trim_end_matches(']').to_string());
+            }
+        } else if let Some(rest) = line.strip_prefix("not ok ") {
+            let name = rest.split_once(' ').map_or("", |(_, n)| n);
+            let reason = why.take().unwrap_or_else(|| "the selftest reported it failed".to_string());
+            cases.push((format!("unit_{name}"), "fail", Some(reason)));
+        } else if let Some(rest) = line.strip_prefix("ok ") {
+            let name = rest.split_once(' ').map_or("", |(_, n)| n);
+            match name.strip_prefix("# SKIP ") {
+                Some(skipped) => {
+                    let (name, reason) = skip_reason(skipped);
+                    cases.push((format!("unit_{name}"), "skip", Some(reason.to_string())));
+                }
+                None => cases.push((format!("unit_{name}"), "pass", None)),
+            }
+            why = None;
+        }
+    }
+    let ended_early = plan.is_none_or(|n| cases.len() < n);
+    if ended_early && !matches!(status, Ok(4)) {
+        let how = match status {
+            Ok(code) => format!("the program ended (exit status {code})"),
+            Err(e) => e.clone(),
+        };
+        let done =
+            format!("after {} of {} cases", cases.len(), plan.map_or("?".to_string(), |n| n.to_string()));
+        cases.push(("unit".to_string(), "fail", Some(with_last_line(format!("{how} {done}"), output))));
+    } else if cases.is_empty() {
+        cases.push(("unit".to_string(), "skip", last_line(output)));
+    }
+    cases
+}
+
+/// `wp-fork-pin on anon (Possibly CONFIG_GUP_TEST missing)` -> the name and the reason: the
+/// reason is in the parentheses after `on MEM` (a name may hold some: `UFFDIO_API (with syscall)`).
+fn skip_reason(text: &str) -> (&str, &str) {
+    let from = text.find(" on ").unwrap_or(0);
+    match text[from..].find(" (") {
+        Some(at) if text.ends_with(')') => (&text[..from + at], &text[from + at + 2..text.len() - 1]),
+        _ => (text, ""),
     }
 }
 
@@ -179,7 +236,7 @@ fn unit_cases(output: &str, status: &Result<i32, String>) -> Vec<(String, &'stat
                 Ok(code) => format!("the program ended (exit status {code}) before the case finished"),
                 Err(e) => e.clone(),
             };
-            ("fail", Some(how))
+            ("fail", Some(with_last_line(how, rest)))
         };
         cases.push((format!("unit_{name}"), result, why));
     }
@@ -190,8 +247,61 @@ fn unit_cases(output: &str, status: &Result<i32, String>) -> Vec<(String, &'stat
     cases
 }
 
+/// The old `userfaultfd` program's parts (5.10, 6.1): the stress (its `bounces:` lines), then
+/// each `testing NAME: ...` it printed (`UFFDIO_ZEROPAGE`, `signal delivery`, `events (fork, remap,
+/// remove)`, `minor faults`, ...), as cases `userfaultfd_MEM_PART`. It stops at the first failure:
+/// every part before the last one it printed passed; the last one passed only when the program
+/// did (exit status 0), and is skipped with exit status 4.
+fn old_cases(
+    mem: &str,
+    output: &str,
+    status: &Result<i32, String>,
+) -> Vec<(String, &'static str, Option<String>)> {
+    let mut parts: Vec<(String, String)> = vec![("stress".to_string(), String::new())];
+    for line in output.lines() {
+        match line.strip_prefix("testing ").and_then(|l| l.split_once(':')) {
+            Some((name, rest)) => parts.push((sanitize(name), rest.trim().to_string())),
+            None => {
+                let text = &mut parts.last_mut().expect("stress is first").1;
+                if !line.trim().is_empty() {
+                    *text += &format!("{}{}", if text.is_empty() { "" } else { " / " }, line.trim());
+                }
+            }
+        }
+    }
+    let last = parts.len() - 1;
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, (part, text))| {
+            let case = format!("userfaultfd_{mem}_{part}");
+            match status {
+                _ if i < last => (case, "pass", None),
+                Ok(0) => (case, "pass", None),
+                Ok(4) => (case, "skip", Some(text)),
+                Ok(code) => (case, "fail", Some(format!("exit status {code}: {text}"))),
+                Err(e) => (case, "fail", Some(format!("{e}: {text}"))),
+            }
+        })
+        .collect()
+}
+
+/// `how`, with the last line the program printed in `text` (when there is one).
+fn with_last_line(how: String, text: &str) -> String {
+    match last_line(text) {
+        Some(line) => format!("{how}; its last line: {line}"),
+        None => how,
+    }
+}
+
+/// The last line that says something (not KTAP's closing counts).
 fn last_line(output: &str) -> Option<String> {
-    output.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().chars().take(300).collect())
+    output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("# Totals") && !l.contains("skipped test(s) detected"))
+        .map(|l| l.chars().take(300).collect())
 }
 
 /// `register-ioctls on anon` -> `register_ioctls_on_anon` -> `register_ioctls_anon`.
@@ -258,26 +368,139 @@ fn execute(program: &Path, args: &[String]) -> (String, Result<i32, String>) {
 mod tests {
     use super::*;
 
+    /// Output captured from real guests (the console logs of `cargo xtask matrix`), in
+    /// suite/testdata/selftests/.
+    fn captured(name: &str) -> String {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/selftests").join(name))
+            .unwrap()
+    }
+
+    fn results(cases: &[(String, &str, Option<String>)]) -> Vec<(String, String)> {
+        cases.iter().map(|(c, r, _)| (sanitize(c), r.to_string())).collect()
+    }
+
+    fn count(cases: &[(String, &str, Option<String>)], result: &str) -> usize {
+        cases.iter().filter(|(_, r, _)| *r == result).count()
+    }
+
     #[test]
-    fn reads_the_unit_tests_cases() {
-        let out = "Testing UFFDIO_API (with syscall)... done\nTesting register-ioctls on anon... done\n\
+    fn reads_uffd_unit_tests_of_6_12() {
+        // debian-6.12-rt: "Userfaults unit tests: pass=53, skip=13, fail=0 (total=66)".
+        let cases = unit_cases(&captured("uffd-unit-tests-6.12-rt.txt"), &Ok(0));
+        assert_eq!((cases.len(), count(&cases, "pass"), count(&cases, "skip")), (66, 53, 13));
+        let r = results(&cases);
+        assert_eq!(r[0], ("unit_uffdio_api_syscall".into(), "pass".into()));
+        assert_eq!(r[1], ("unit_uffdio_api_dev_userfaultfd".into(), "pass".into()));
+        assert_eq!(r[2], ("unit_register_ioctls_anon".into(), "pass".into()));
+        let pmd = cases.iter().find(|(c, ..)| sanitize(c) == "unit_move_pmd_anon").unwrap();
+        assert_eq!((pmd.1, pmd.2.as_deref()), ("skip", Some("CONFIG_TRANSPARENT_HUGEPAGE is not set")));
+        let collapse = cases.iter().find(|(c, ..)| sanitize(c) == "unit_minor_collapse_shmem").unwrap();
+        assert_eq!(collapse.2.as_deref(), Some("MADV_COLLAPSE failed"));
+    }
+
+    #[test]
+    fn reads_uffd_unit_tests_failures_and_cut_short_runs() {
+        // The 6.12 format of a failure (uffd_test_fail: "failed [reason: " fmt "]"), then a case
+        // the program died in (killed when its time was up).
+        let out = "Testing UFFDIO_API (with syscall)... done\n\
+                   Testing minor on shmem... failed [reason: stats check error]\n\
                    Testing poison on anon... skipped [reason: feature missing]\n\
-                   Testing minor on shmem... some noise\nfailed [reason: stats check error]\n\
-                   Testing events on anon... ";
-        let cases = unit_cases(out, &Ok(1));
-        let got: Vec<(String, &str)> = cases.iter().map(|(c, r, _)| (sanitize(c), *r)).collect();
+                   Testing events on anon... ERROR: UFFDIO_COPY error: -22 (errno=22, @uffd-common.c:591)\n";
+        let cases = unit_cases(out, &Err("timed out after 60s (killed)".into()));
+        let r = results(&cases);
         assert_eq!(
-            got,
+            r,
             [
-                ("unit_uffdio_api_syscall".to_string(), "pass"),
-                ("unit_register_ioctls_anon".into(), "pass"),
-                ("unit_poison_anon".into(), "skip"),
-                ("unit_minor_shmem".into(), "fail"),
-                ("unit_events_anon".into(), "fail"),
+                ("unit_uffdio_api_syscall".to_string(), "pass".to_string()),
+                ("unit_minor_shmem".into(), "fail".into()),
+                ("unit_poison_anon".into(), "skip".into()),
+                ("unit_events_anon".into(), "fail".into()),
             ]
         );
+        assert_eq!(cases[1].2.as_deref(), Some("stats check error"));
         assert_eq!(cases[2].2.as_deref(), Some("feature missing"));
-        assert_eq!(cases[3].2.as_deref(), Some("stats check error"));
-        assert!(cases[4].2.as_deref().unwrap().contains("before the case finished"));
+        let died = cases[3].2.as_deref().unwrap();
+        assert!(
+            died.starts_with("timed out after 60s (killed); its last line: ERROR: UFFDIO_COPY error"),
+            "{died}"
+        );
+        // Without userfaultfd it skips everything (exit status 4).
+        let none = unit_cases("Userfaultfd not supported or unprivileged, skip all tests\n", &Ok(4));
+        assert_eq!(results(&none), [("unit".to_string(), "skip".to_string())]);
+    }
+
+    #[test]
+    fn reads_uffd_unit_tests_in_ktap_of_7_x() {
+        // debian-7.3-cloud: "# Totals: pass:102 fail:0 xfail:0 xpass:0 skip:12 error:0", plan 1..114.
+        let out = captured("uffd-unit-tests-7.3.txt");
+        let cases = tap_cases(&out, &Ok(0));
+        assert_eq!((cases.len(), count(&cases, "pass"), count(&cases, "skip")), (114, 102, 12));
+        // The same ids as the older format's, for the same cases.
+        let r = results(&cases);
+        assert_eq!(r[0], ("unit_uffdio_api_syscall".into(), "pass".into()));
+        assert_eq!(r[12], ("unit_move_anon".into(), "pass".into()));
+        let pin = cases.iter().find(|(c, ..)| sanitize(c) == "unit_wp_fork_pin_anon").unwrap();
+        assert_eq!(
+            (pin.1, pin.2.as_deref()),
+            ("skip", Some("Possibly CONFIG_GUP_TEST missing or unprivileged"))
+        );
+        let swap = cases.iter().find(|(c, ..)| sanitize(c) == "unit_rwp_swap_cow_anon").unwrap();
+        assert_eq!(swap.2.as_deref(), Some("MADV_PAGEOUT did not swap the page; is swap enabled?"));
+        // A failure (ksft_print_msg("failed reason: [...]") then "not ok"), and a run cut short.
+        let cut: String = out.lines().take(17).map(|l| format!("{l}\n")).collect::<String>()
+            + "# failed reason: [UFFDIO_MOVE returned -16]\nnot ok 14 move-pmd on anon\n";
+        let cases = tap_cases(&cut, &Err("killed by signal 9".into()));
+        let failed = cases.iter().find(|(c, ..)| sanitize(c) == "unit_move_pmd_anon").unwrap();
+        assert_eq!((failed.1, failed.2.as_deref()), ("fail", Some("UFFDIO_MOVE returned -16")));
+        let stopped = cases.last().unwrap();
+        assert_eq!((stopped.0.as_str(), stopped.1), ("unit", "fail"));
+        assert!(
+            stopped.2.as_deref().unwrap().starts_with("killed by signal 9 after 14 of 114 cases"),
+            "{:?}",
+            stopped.2
+        );
+    }
+
+    #[test]
+    fn reads_the_old_userfaultfd_program_part_by_part() {
+        // debian-5.10-cloud, anonymous memory: the signal test failed ("Signal repeated").
+        let cases = old_cases("anon", &captured("userfaultfd-anon-5.10.txt"), &Ok(1));
+        assert_eq!(
+            results(&cases),
+            [
+                ("userfaultfd_anon_stress".to_string(), "pass".to_string()),
+                ("userfaultfd_anon_uffdio_zeropage".into(), "pass".into()),
+                ("userfaultfd_anon_signal_delivery".into(), "fail".into()),
+            ]
+        );
+        assert_eq!(cases[2].2.as_deref(), Some("exit status 1: Signal repeated / faulting process failed"));
+        // debian-6.1-cloud, shmem: every part passed.
+        let cases = old_cases("shmem", &captured("userfaultfd-shmem-6.1.txt"), &Ok(0));
+        assert_eq!(
+            results(&cases),
+            [
+                ("userfaultfd_shmem_stress".to_string(), "pass".to_string()),
+                ("userfaultfd_shmem_uffdio_zeropage".into(), "pass".into()),
+                ("userfaultfd_shmem_signal_delivery".into(), "pass".into()),
+                ("userfaultfd_shmem_events_fork_remap_remove".into(), "pass".into()),
+                ("userfaultfd_shmem_minor_faults".into(), "pass".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stress_program_is_one_case_by_its_exit_status() {
+        // debian-7.2-cloud's uffd-stress on hugetlb (KTAP); exit status 0.
+        let out = captured("uffd-stress-hugetlb-7.2.txt");
+        assert_eq!((program_result(&Ok(0)), program_why(&out, &Ok(0))), ("pass", None));
+        let skipped = "skip: Skipping userfaultfd... not enough hugepages\n";
+        assert_eq!(program_result(&Ok(4)), "skip");
+        assert_eq!(
+            program_why(skipped, &Ok(4)).as_deref(),
+            Some("skip: Skipping userfaultfd... not enough hugepages")
+        );
+        assert_eq!(program_result(&Err("timed out after 60s (killed)".into())), "fail");
+        // KTAP's closing counts are not a reason.
+        assert_eq!(program_why(&out, &Ok(1)).as_deref(), Some("exit status 1: ok 1 uffd-stress hugetlb"));
     }
 }

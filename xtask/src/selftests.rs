@@ -221,11 +221,14 @@ pub const RELATED: &[(&str, &[&str])] = &[
     ("selftests.unit_events_anon", &["remove.fork", "remove.remap", "remove.dontneed"]),
     ("selftests.unit_poison", &["serve.poison"]),
     ("selftests.stress_anon", &["stw.parallel_stress"]),
-    // The old program (5.10, 6.1) runs the stress, then zeropage, events and signal tests.
-    (
-        "selftests.userfaultfd_anon",
-        &["stw.parallel_stress", "remove.zeropage", "remove.fork", "remove.remap"],
-    ),
+    // The old program (5.10, 6.1): the stress, then its parts, each a case of its own.
+    ("selftests.userfaultfd_anon_stress", &["stw.parallel_stress"]),
+    ("selftests.userfaultfd_anon_uffdio_zeropage", &["remove.zeropage"]),
+    ("selftests.userfaultfd_shmem_uffdio_zeropage", &["serve.zeropage_shmem"]),
+    ("selftests.userfaultfd_hugetlb_uffdio_zeropage", &["serve.zeropage_hugetlb"]),
+    ("selftests.userfaultfd_anon_signal_delivery", &["populate.sigbus_feature"]),
+    ("selftests.userfaultfd_anon_events", &["remove.fork", "remove.remap", "remove.dontneed"]),
+    ("selftests.userfaultfd_shmem_minor", &["serve.continue_after_remove"]),
 ];
 
 #[cfg(test)]
