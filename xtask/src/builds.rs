@@ -508,7 +508,7 @@ pub fn refresh(sh: &Shell, root: &Path, fleet: &mut Fleet, apt: &mut crate::apt:
         sources.entry(track.source.clone()).or_default().0.extend(track.suites.clone());
     }
     for (id, pin) in &fleet.lock.kernels {
-        let Some(package) = crate::selftests::source_package(&pin.version) else { continue };
+        let Some(package) = crate::fleet::source_package(&pin.version) else { continue };
         if let std::collections::btree_map::Entry::Vacant(e) = sources.entry(package) {
             let suites = fleet.tracks.get(id).map(|t| t.suites.clone()).unwrap_or_default();
             e.insert((suites, Some(pin.version.clone())));

@@ -74,6 +74,15 @@ pub struct SourcePin {
     pub size: u64,
 }
 
+/// The source package of a Debian kernel's own version (its selftests are built from it):
+/// `linux-source-6.12` for a kernel version `6.12.118-1` (or `7.3~rc7-1~exp1`).
+pub fn source_package(version: &str) -> Option<String> {
+    let mut parts = version.split(['.', '-', '~', '+']);
+    let (major, minor) = (parts.next()?, parts.next()?);
+    (major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok())
+        .then(|| format!("linux-source-{major}.{minor}"))
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TracksFile {

@@ -33,21 +33,13 @@ struct Entry {
     programs: Vec<String>,
 }
 
-/// `linux-source-6.12` for a kernel version `6.12.118-1` (or `7.3~rc7-1~exp1`).
-pub fn source_package(version: &str) -> Option<String> {
-    let mut parts = version.split(['.', '-', '~', '+']);
-    let (major, minor) = (parts.next()?, parts.next()?);
-    (major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok())
-        .then(|| format!("linux-source-{major}.{minor}"))
-}
-
 /// The source package a column's selftests come from: a build's own source, or the source package
 /// of a Debian kernel's version (pinned in `[sources]`; the version pinned there may differ from
 /// the kernel's when a build pins a newer one, and the record says which it was).
 pub fn source_of(fleet: &Fleet, id: &str) -> Option<(String, SourcePin)> {
     let package = match (fleet.builds.get(id), fleet.lock.kernels.get(id)) {
         (Some(build), _) => build.source.clone(),
-        (None, Some(pin)) => source_package(&pin.version)?,
+        (None, Some(pin)) => crate::fleet::source_package(&pin.version)?,
         (None, None) => return None,
     };
     let pin = fleet.lock.sources.get(&package)?;
@@ -261,10 +253,10 @@ mod tests {
 
     #[test]
     fn each_kernel_names_its_own_source_package() {
-        assert_eq!(source_package("6.12.118-1").as_deref(), Some("linux-source-6.12"));
-        assert_eq!(source_package("7.3~rc7-1~exp1").as_deref(), Some("linux-source-7.3"));
-        assert_eq!(source_package("5.10.262-1").as_deref(), Some("linux-source-5.10"));
-        assert_eq!(source_package("nope"), None);
+        assert_eq!(crate::fleet::source_package("6.12.118-1").as_deref(), Some("linux-source-6.12"));
+        assert_eq!(crate::fleet::source_package("7.3~rc7-1~exp1").as_deref(), Some("linux-source-7.3"));
+        assert_eq!(crate::fleet::source_package("5.10.262-1").as_deref(), Some("linux-source-5.10"));
+        assert_eq!(crate::fleet::source_package("nope"), None);
         let fleet = Fleet::load(&crate::util::project_root()).unwrap();
         for id in fleet.ids() {
             assert!(source_of(&fleet, &id).is_some(), "{id} has no pinned source for its selftests");
