@@ -136,6 +136,8 @@ xflags::xflags! {
             optional --boots n: u64
             /// Add the host to the whole-matrix run (the suite run directly).
             optional --host
+            /// The whole-matrix run without the kernels' own selftests (`matrix --no-selftests`).
+            optional --no-selftests
             optional --mirror uri: String
             optional --qemu path: PathBuf
         }

@@ -98,6 +98,8 @@ fn run() -> Result<()> {
             let mut opts = pipeline::Options::new(&root);
             opts.kernels = b.kernel;
             opts.host = b.host;
+            // The whole-matrix run is what `cargo xtask matrix` does: the selftests too.
+            opts.selftests = !b.no_selftests;
             opts.mirror = b.mirror;
             if let Some(n) = b.jobs {
                 opts.jobs = in_range("--jobs", n, 1, 64)? as usize;

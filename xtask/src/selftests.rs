@@ -57,7 +57,7 @@ pub fn for_kernel(
 ) -> Result<Option<Selftests>> {
     let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
     let toolchain = buildroot::load(root)?;
-    let key = short_hash(format!("{RECIPE}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
+    let key = short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
     let dir = crate::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
@@ -101,6 +101,8 @@ fn cached(dir: &Path) -> Option<Selftests> {
 /// build sets it to this, the one change made to the selftests: under TCG the 32 MiB cost about
 /// 40 s per guest, and 8 MiB of 2 MiB huge pages (source and destination: 8 pages) fit in the
 /// 16 a guest reserves, where 32 MiB made every hugetlb case skip ("memory allocation failed").
+/// Not less: with 4 MiB (about half the time again) 7.3's `rwp-pagemap` and `poison` on hugetlb
+/// skip ("need at least 4 pages", "Too less pages for POISON test").
 pub const UNIT_MEM_MIB: u32 = 8;
 
 /// Builds the source's userfaultfd selftests statically: its uapi headers first (`make headers`),
