@@ -87,7 +87,7 @@ pub fn run(sink: &Sink) {
     for p in programs {
         let started = Instant::now();
         let command = format!("{} {}", p.file, p.args.join(" ")).trim().to_string();
-        let (output, status) = execute(&Path::new(DIR).join(p.file), &p.args);
+        let (output, status) = execute(&Path::new(DIR).join(p.file), &p.args, LIMIT);
         // Its whole output goes to the console (the run's console.log), as the selftest printed it.
         println!("uffdc selftest: {command}: {status:?}\n{output}\nuffdc selftest end: {command}");
         let mut details = Details::new();
@@ -315,9 +315,9 @@ fn sanitize(case: &str) -> String {
 }
 
 /// Runs a program with its output captured (stdout and stderr together), in a process group of
-/// its own, killed with the group after [`LIMIT`]. Returns the output and the exit status (or why
+/// its own, killed with the group after `limit` ([`LIMIT`] in a guest). Returns the output and the exit status (or why
 /// there is none).
-fn execute(program: &Path, args: &[String]) -> (String, Result<i32, String>) {
+fn execute(program: &Path, args: &[String], limit: Duration) -> (String, Result<i32, String>) {
     let (read, write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => return (String::new(), Err(format!("pipe: {e}"))),
@@ -344,7 +344,7 @@ fn execute(program: &Path, args: &[String]) -> (String, Result<i32, String>) {
         String::from_utf8_lossy(&out).into_owned()
     });
     let exited = match crate::isolate::pidfd_open(pid) {
-        Ok(fd) => crate::poll::wait_readable(std::os::fd::AsFd::as_fd(&fd), LIMIT).unwrap_or(false),
+        Ok(fd) => crate::poll::wait_readable(std::os::fd::AsFd::as_fd(&fd), limit).unwrap_or(false),
         Err(_) => false,
     };
     // SAFETY: signals the program's own process group (gone already, or strays of it, or the
@@ -353,7 +353,7 @@ fn execute(program: &Path, args: &[String]) -> (String, Result<i32, String>) {
     let status = child.wait();
     let output = reader.join().unwrap_or_default();
     let status = match status {
-        _ if !exited => Err(format!("timed out after {}s (killed)", LIMIT.as_secs())),
+        _ if !exited => Err(format!("timed out after {}s (killed)", limit.as_secs_f64())),
         Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
             (Some(code), _) => Ok(code),
             (None, Some(sig)) => Err(format!("killed by signal {sig}")),
@@ -486,6 +486,23 @@ mod tests {
                 ("userfaultfd_shmem_minor_faults".into(), "pass".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_program_past_its_limit_is_killed_with_what_it_started_and_its_output_kept() {
+        // A program that prints, starts a child of its own, and hangs.
+        let args = ["-c".to_string(), "echo started; sleep 300 & echo $! > /dev/null; sleep 300".to_string()];
+        let t = Instant::now();
+        let (output, status) = execute(Path::new("/bin/sh"), &args, Duration::from_millis(300));
+        assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+        assert_eq!(output, "started\n");
+        assert_eq!(status, Err("timed out after 0.3s (killed)".to_string()));
+        // One that ends in time: its exit status.
+        let (output, status) =
+            execute(Path::new("/bin/sh"), &["-c".into(), "echo out; echo err >&2; exit 4".into()], LIMIT);
+        assert_eq!((output.as_str(), status), ("out\nerr\n", Ok(4)));
+        let (_, status) = execute(Path::new("/nonexistent/uffd-stress"), &[], LIMIT);
+        assert!(status.unwrap_err().starts_with("cannot run /nonexistent/uffd-stress"));
     }
 
     #[test]
