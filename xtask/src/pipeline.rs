@@ -224,6 +224,11 @@ pub fn gather(
     let mut selftests: BTreeMap<String, Result<crate::selftests::Selftests, String>> = BTreeMap::new();
     if opts.selftests {
         for image in &images {
+            if image.id.starts_with(LOCAL_PREFIX) {
+                // A kernel you built: its source is yours, not a pinned Debian package.
+                selftests.insert(image.id.clone(), Err("a local kernel image (--kernel-image)".to_string()));
+                continue;
+            }
             observe(&RunEvent::Building(&image.id, "the kernel's own selftests"));
             let built = match crate::selftests::for_kernel(sh, root, &fleet, &image.id, opts.mirror.clone()) {
                 Ok(Some(s)) => Ok(s),
