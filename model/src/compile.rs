@@ -156,4 +156,27 @@ mod tests {
         assert!(reason("without").contains("were not run"), "{}", reason("without"));
         assert_eq!(compat.behaviours["selftests.userfaultfd_anon"].cells["new"].verdict, Verdict::Missing);
     }
+
+    #[test]
+    fn selftest_cases_are_graded_by_the_kernel_configuration() {
+        use crate::expect::{grade, Reported};
+        let v = crate::version::KernelVersion::from_uname("6.12.118", "");
+        let no_hugetlbfs =
+            crate::config::Config::parse("t", "CONFIG_USERFAULTFD=y\n# CONFIG_HUGETLBFS is not set\n");
+        let no_uffd =
+            crate::config::Config::parse("t", "# CONFIG_USERFAULTFD is not set\nCONFIG_HUGETLBFS=y\n");
+        let rules = |id: &str| crate::data::selftest_rules(id);
+        let hugetlb = "selftests.stress_hugetlb";
+        let g = grade(&rules(hugetlb), v, Some(&no_hugetlbfs), Reported::Unsupported);
+        assert_eq!(g.verdict, Verdict::Unsupported);
+        // The other cases still have to pass there.
+        let g = grade(&rules("selftests.stress_anon"), v, Some(&no_hugetlbfs), Reported::Observed("pass"));
+        assert_eq!(g.verdict, Verdict::Expected);
+        let g = grade(&rules("selftests.stress_anon"), v, Some(&no_hugetlbfs), Reported::Unsupported);
+        assert_eq!(g.verdict, Verdict::Unexpected);
+        let g = grade(&rules(hugetlb), v, Some(&no_uffd), Reported::Unsupported);
+        assert_eq!(g.verdict, Verdict::Unsupported);
+        let g = grade(&rules("selftests.unit_move_anon"), v, None, Reported::Observed("fail"));
+        assert_eq!(g.verdict, Verdict::Unexpected);
+    }
 }

@@ -254,16 +254,22 @@ pub const SELFTEST_LIMIT_S: u64 = 60;
 /// memory).
 pub const SELFTEST_PROGRAMS: u64 = 4;
 
-/// The expectation of every selftest case: it passes (`skip` is `skipped`, with the selftest's
-/// reason; a kernel without userfaultfd cannot run them).
-pub fn selftest_rules() -> Vec<Rule> {
-    vec![
-        Rule::new(
-            "* when CONFIG_USERFAULTFD!=y",
-            "unsupported: the kernel is built without CONFIG_USERFAULTFD",
-        ),
-        Rule::new("*", "pass"),
-    ]
+/// The expectation of selftest case `id`: it passes (`skip` is `skipped`, with the selftest's
+/// reason); a kernel without userfaultfd cannot run them, and one without hugetlbfs cannot run the
+/// hugetlb cases.
+pub fn selftest_rules(id: &str) -> Vec<Rule> {
+    let mut rules = vec![Rule::new(
+        "* when CONFIG_USERFAULTFD!=y",
+        "unsupported: the kernel is built without CONFIG_USERFAULTFD",
+    )];
+    if id.contains("hugetlb") {
+        rules.push(Rule::new(
+            "* when CONFIG_HUGETLBFS!=y",
+            "unsupported: the kernel is built without CONFIG_HUGETLBFS (no huge pages to map)",
+        ));
+    }
+    rules.push(Rule::new("*", "pass"));
+    rules
 }
 
 /// The row of selftest case `id` (`selftests.unit_move_anon`), as the matrix carries it.
@@ -273,7 +279,7 @@ pub fn selftest_behaviour(id: &str) -> Behaviour {
         family: SELFTESTS.to_string(),
         summary: format!("the kernel's own userfaultfd selftest case {case}, from its own source package"),
         observes: "pass, fail or skip, as the selftest reports it (its reason in the cell)".to_string(),
-        expectation: selftest_rules(),
+        expectation: selftest_rules(id),
         documented: Vec::new(),
         citation: "tools/testing/selftests/mm/uffd-unit-tests.c and uffd-stress.c (vm/userfaultfd.c before 6.3) of \
                    each kernel's own Debian source package; built and run by cargo xtask (xtask/src/selftests.rs, \

@@ -66,10 +66,10 @@ pub fn run(sink: &Sink) {
     }
     // Without userfaultfd(2) the selftests cannot run: one cell per program says why.
     if let Err(crate::outcome::Fail::Unsupported { observed, reason, .. }) = crate::require::userfaultfd() {
-        let rules = model::data::selftest_rules();
-        let g = grade(&rules, version, config.as_ref(), Reported::Unsupported);
         for p in &programs {
             let case = p.case.clone().unwrap_or_else(|| "unit".to_string());
+            let rules = model::data::selftest_rules(&case);
+            let g = grade(&rules, version, config.as_ref(), Reported::Unsupported);
             let cell = Cell {
                 observed: observed.clone(),
                 verdict: g.verdict,
@@ -84,6 +84,8 @@ pub fn run(sink: &Sink) {
     if programs.iter().any(|p| p.file == "userfaultfd") {
         mount_hugetlbfs();
     }
+    let hugetlbfs = std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|f| f.lines().any(|l| l.ends_with("\thugetlbfs")));
     for p in programs {
         let started = Instant::now();
         let command = format!("{} {}", p.file, p.args.join(" ")).trim().to_string();
@@ -101,7 +103,8 @@ pub fn run(sink: &Sink) {
             Some(case) => vec![(case, program_result(&status), program_why(&output, &status))],
         };
         for (case, result, why) in cases {
-            let rules = model::data::selftest_rules();
+            let id = format!("selftests.{}", sanitize(&case));
+            let rules = model::data::selftest_rules(&id);
             let mut d = details.clone();
             let cell = match result {
                 "skip" => Cell {
@@ -111,6 +114,29 @@ pub fn run(sink: &Sink) {
                     expected: None,
                     details: d,
                 },
+                // A hugetlb case that failed on a kernel without hugetlbfs found a prerequisite
+                // missing (uffd-stress: "Unable to determine page size"): graded as such.
+                "fail" if id.contains("hugetlb") && !hugetlbfs => {
+                    if let Some(why) = &why {
+                        d.insert("selftest".into(), Detail::from(why.as_str()));
+                    }
+                    let g = grade(&rules, version, config.as_ref(), Reported::Unsupported);
+                    let reason = format!(
+                        "the kernel has no hugetlbfs (not in /proc/filesystems): {}",
+                        why.as_deref().unwrap_or("the selftest failed")
+                    );
+                    let reason = match g.reason {
+                        Some(r) => format!("{r}: {reason}"),
+                        None => reason,
+                    };
+                    Cell {
+                        observed: result.into(),
+                        verdict: g.verdict,
+                        reason: Some(reason),
+                        expected: g.rule,
+                        details: d,
+                    }
+                }
                 _ => {
                     if let Some(why) = &why {
                         d.insert("selftest".into(), Detail::from(why.as_str()));
@@ -123,7 +149,7 @@ pub fn run(sink: &Sink) {
                     Cell { observed: result.into(), verdict: g.verdict, reason, expected: g.rule, details: d }
                 }
             };
-            sink.record(&format!("selftests.{}", sanitize(&case)), &cell);
+            sink.record(&id, &cell);
         }
     }
 }
