@@ -13,6 +13,12 @@ pub fn compile(
 ) -> (Compat, Vec<String>) {
     let mut dropped = Vec::new();
     let mut behaviours = catalogue.behaviours.clone();
+    // A row for every selftest case some column ran (they are not in the catalogue).
+    for id in runs.values().flat_map(|r| r.cells.keys()) {
+        if crate::data::family_of(id) == crate::data::SELFTESTS && !behaviours.contains_key(id) {
+            behaviours.insert(id.clone(), crate::data::selftest_behaviour(id));
+        }
+    }
     for (kernel, run) in runs {
         for (id, behaviour) in behaviours.iter_mut() {
             let cell = match run.cells.get(id) {
@@ -20,6 +26,14 @@ pub fn compile(
                 None => Cell::missing(match (&run.kernel.status, &run.kernel.reason) {
                     (RunStatus::Incomplete, Some(reason)) => reason.clone(),
                     (RunStatus::Incomplete, None) => "the run was cut short".to_string(),
+                    (RunStatus::Complete, _) if behaviour.family == crate::data::SELFTESTS => {
+                        match &run.kernel.selftests {
+                            Some(s) if s.starts_with("not run") => format!("its own selftests were {s}"),
+                            Some(_) => "this kernel's own selftests have no such case (their cases differ by version)"
+                                .to_string(),
+                            None => "its own selftests were not run (a run without them, or before them)".to_string(),
+                        }
+                    }
                     (RunStatus::Complete, _) => {
                         "not run on this kernel (its results predate this behaviour, or a filter skipped it)"
                             .to_string()
@@ -29,10 +43,7 @@ pub fn compile(
             behaviour.cells.insert(kernel.clone(), cell);
         }
         dropped.extend(
-            run.cells
-                .keys()
-                .filter(|id| !catalogue.behaviours.contains_key(*id))
-                .map(|id| format!("{kernel}: {id}")),
+            run.cells.keys().filter(|id| !behaviours.contains_key(*id)).map(|id| format!("{kernel}: {id}")),
         );
     }
     let kernels = runs.iter().map(|(k, r)| (k.clone(), r.kernel.clone())).collect();
@@ -117,5 +128,55 @@ mod tests {
         for b in compat.behaviours.values() {
             assert_eq!(b.cells.len(), 2);
         }
+    }
+
+    #[test]
+    fn selftest_cases_get_rows_of_their_own_and_say_why_a_kernel_lacks_one() {
+        let catalogue = Catalogue { schema: SCHEMA, behaviours: [("api.a".to_string(), behaviour())].into() };
+        let mut runs = BTreeMap::new();
+        let mut new = run(RunStatus::Complete, None, &[("api.a", "1"), ("selftests.unit_move_anon", "pass")]);
+        new.kernel.selftests = Some("linux-source-6.12 6.12.118-1".into());
+        runs.insert("new".to_string(), new);
+        let mut old =
+            run(RunStatus::Complete, None, &[("api.a", "1"), ("selftests.userfaultfd_anon", "pass")]);
+        old.kernel.selftests = Some("linux-source-5.10 5.10.262-1".into());
+        runs.insert("old".to_string(), old);
+        let mut unbuilt = run(RunStatus::Complete, None, &[("api.a", "1")]);
+        unbuilt.kernel.selftests = Some("not run: no source package is pinned for it".into());
+        runs.insert("unbuilt".to_string(), unbuilt);
+        runs.insert("without".to_string(), run(RunStatus::Complete, None, &[("api.a", "1")]));
+        let (compat, dropped) = compile(&catalogue, &runs, "now".into());
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let row = &compat.behaviours["selftests.unit_move_anon"];
+        assert_eq!(row.family, "selftests");
+        assert_eq!(row.cells["new"].observed, "pass");
+        let reason = |k: &str| row.cells[k].reason.clone().unwrap();
+        assert!(reason("old").contains("no such case"), "{}", reason("old"));
+        assert!(reason("unbuilt").contains("not run: no source package"), "{}", reason("unbuilt"));
+        assert!(reason("without").contains("were not run"), "{}", reason("without"));
+        assert_eq!(compat.behaviours["selftests.userfaultfd_anon"].cells["new"].verdict, Verdict::Missing);
+    }
+
+    #[test]
+    fn selftest_cases_are_graded_by_the_kernel_configuration() {
+        use crate::expect::{grade, Reported};
+        let v = crate::version::KernelVersion::from_uname("6.12.118", "");
+        let no_hugetlbfs =
+            crate::config::Config::parse("t", "CONFIG_USERFAULTFD=y\n# CONFIG_HUGETLBFS is not set\n");
+        let no_uffd =
+            crate::config::Config::parse("t", "# CONFIG_USERFAULTFD is not set\nCONFIG_HUGETLBFS=y\n");
+        let rules = |id: &str| crate::data::selftest_rules(id);
+        let hugetlb = "selftests.stress_hugetlb";
+        let g = grade(&rules(hugetlb), v, Some(&no_hugetlbfs), Reported::Unsupported);
+        assert_eq!(g.verdict, Verdict::Unsupported);
+        // The other cases still have to pass there.
+        let g = grade(&rules("selftests.stress_anon"), v, Some(&no_hugetlbfs), Reported::Observed("pass"));
+        assert_eq!(g.verdict, Verdict::Expected);
+        let g = grade(&rules("selftests.stress_anon"), v, Some(&no_hugetlbfs), Reported::Unsupported);
+        assert_eq!(g.verdict, Verdict::Unexpected);
+        let g = grade(&rules(hugetlb), v, Some(&no_uffd), Reported::Unsupported);
+        assert_eq!(g.verdict, Verdict::Unsupported);
+        let g = grade(&rules("selftests.unit_move_anon"), v, None, Reported::Observed("fail"));
+        assert_eq!(g.verdict, Verdict::Unexpected);
     }
 }

@@ -170,6 +170,34 @@ pub struct RunInfo {
     /// The Go release of the Go workload the `stw.go_*` behaviours ran (its `runtime.Version()`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go: Option<String>,
+    /// How the kernel was built, for a column the project builds from a Debian source package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+    /// Where the kernel's own selftests that ran after the suite were built from (the family
+    /// `selftests`): `linux-source-6.12 6.12.118-1 (trixie-security, deb sha256 ...)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selftests: Option<String>,
+}
+
+/// How a built column's kernel was made (`cargo xtask images build`): columns with the same
+/// `source` differ only in `differs` (the configuration axis of the report).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// The Debian source package: `linux-source-6.12 6.12.118-1 (trixie-security, deb sha256 ...)`.
+    pub source: String,
+    /// The base configuration it starts from (`images/configs/base.config`, with its sha256).
+    pub base: String,
+    /// What differs from the base configuration, as set in the resolved configuration:
+    /// `CONFIG_USERFAULTFD=n`. Empty for the base configuration itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differs: Vec<String>,
+    /// The compiler that built it: `gcc-12 12.2.0-14 (images/toolchain.lock <key>)`.
+    pub toolchain: String,
+    /// sha256 of the resolved `.config`.
+    pub config_sha256: String,
+    /// The resolved `.config`: every option it sets (`CONFIG_X=y`), in its order.
+    pub config: Vec<String>,
 }
 
 impl RunInfo {
@@ -212,6 +240,58 @@ pub struct Behaviour {
     /// Per kernel id; present in the compiled matrix only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cells: BTreeMap<String, Cell>,
+}
+
+/// The family of the kernel's own userfaultfd selftests (`tools/testing/selftests/mm`
+/// `uffd-unit-tests` and `uffd-stress`, or `vm/userfaultfd` before 6.3), built from each column's
+/// own source and run in its guest after the suite: one cell per selftest case, `selftests.<case>`.
+/// Their cases differ by kernel version, so they are not in the suite's catalogue: the matrix
+/// gets a row for every case some column ran ([`selftest_behaviour`]).
+pub const SELFTESTS: &str = "selftests";
+
+/// The most one selftest program may run in a guest before it is killed (and its case, or the
+/// case it was in, recorded as failed: timed out). A guest with selftests gets this much more time
+/// per program (at most [`SELFTEST_PROGRAMS`]) on top of its hard limit.
+pub const SELFTEST_LIMIT_S: u64 = 60;
+/// The most selftest programs a guest runs (`uffd-unit-tests`, `uffd-stress` on three kinds of
+/// memory).
+pub const SELFTEST_PROGRAMS: u64 = 4;
+
+/// The expectation of selftest case `id`: it passes (`skip` is `skipped`, with the selftest's
+/// reason); a kernel without userfaultfd cannot run them, and one without hugetlbfs cannot run the
+/// hugetlb cases.
+pub fn selftest_rules(id: &str) -> Vec<Rule> {
+    let mut rules = vec![Rule::new(
+        "* when CONFIG_USERFAULTFD!=y",
+        "unsupported: the kernel is built without CONFIG_USERFAULTFD",
+    )];
+    if id.contains("hugetlb") {
+        rules.push(Rule::new(
+            "* when CONFIG_HUGETLBFS!=y",
+            "unsupported: the kernel is built without CONFIG_HUGETLBFS (no huge pages to map)",
+        ));
+    }
+    rules.push(Rule::new("*", "pass"));
+    rules
+}
+
+/// The row of selftest case `id` (`selftests.unit_move_anon`), as the matrix carries it.
+pub fn selftest_behaviour(id: &str) -> Behaviour {
+    let case = id.strip_prefix("selftests.").unwrap_or(id);
+    Behaviour {
+        family: SELFTESTS.to_string(),
+        summary: format!("the kernel's own userfaultfd selftest case {case}, from its own source package"),
+        observes: "pass, fail or skip, as the selftest reports it (its reason in the cell)".to_string(),
+        expectation: selftest_rules(id),
+        documented: Vec::new(),
+        citation: "tools/testing/selftests/mm/uffd-unit-tests.c and uffd-stress.c (vm/userfaultfd.c before 6.3) of \
+                   each kernel's own Debian source package; built and run by cargo xtask (xtask/src/selftests.rs, \
+                   suite/src/selftests.rs)"
+            .to_string(),
+        notes: "Cases differ by kernel version: a kernel whose selftests have no such case shows it missing."
+            .to_string(),
+        cells: BTreeMap::new(),
+    }
 }
 
 /// The behaviours a suite build knows (`suite --catalogue`).

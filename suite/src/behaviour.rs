@@ -63,9 +63,12 @@ impl Behaviour {
     }
 
     /// The expectation table: the declared rows after the one every behaviour shares (a kernel
-    /// built without userfaultfd has none of it).
+    /// built without userfaultfd has none of it) and, for a behaviour that faults in huge pages,
+    /// the one for a kernel built without hugetlbfs.
     pub fn rules(&self) -> Vec<Rule> {
+        let hugetlb = (self.huge_pages > 0).then_some(&crate::rows::NO_HUGETLBFS);
         std::iter::once(&crate::rows::NO_USERFAULTFD)
+            .chain(hugetlb)
             .chain(self.expect)
             .map(|(k, e)| Rule::new(k, e))
             .collect()

@@ -1,6 +1,7 @@
 //! The suite as PID 1 of a guest kernel: mount what the probes need, take arguments from the
 //! kernel command line (everything after `--`), stream results over the second serial port
-//! (`/dev/ttyS1`), end with an end-of-results record, power off. Any failure becomes a `fatal`
+//! (`/dev/ttyS1`), then the kernel's own selftests where the initramfs has them, end with an
+//! end-of-results record, power off. Any failure becomes a `fatal`
 //! record; the guest always powers off.
 
 use crate::harness::Sink;
@@ -38,7 +39,12 @@ pub fn main() -> ! {
                 cli.ctx.may_change_settings = true;
                 let sink = Arc::new(Sink::new(Some(port), cli.faults.clone()));
                 // Trial failures are results, not the guest's concern: the conclusion is not used.
-                match std::panic::catch_unwind(|| drop(crate::harness::run(&cli, &sink))) {
+                // The kernel's own selftests (when xtask packed them) run after the suite.
+                let run = || {
+                    drop(crate::harness::run(&cli, &sink));
+                    crate::selftests::run(&sink);
+                };
+                match std::panic::catch_unwind(run) {
                     Ok(()) => {
                         sink.send(&Record::End {
                             count: sink.count(),

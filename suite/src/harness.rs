@@ -45,7 +45,7 @@ impl Sink {
         }
     }
 
-    fn record(&self, id: &str, cell: &Cell) {
+    pub(crate) fn record(&self, id: &str, cell: &Cell) {
         self.send(&Record::Cell { id: id.to_string(), cell: cell.clone() });
         let count = self.count();
         for fault in &self.faults {

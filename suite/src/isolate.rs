@@ -338,7 +338,7 @@ fn finish(streams: &mut [Stream; 2]) {
 }
 
 /// A pidfd for a child process (readable once it has exited).
-fn pidfd_open(pid: i32) -> Result<OwnedFd, nix::errno::Errno> {
+pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd, nix::errno::Errno> {
     // SAFETY: pidfd_open returns a new descriptor that we own.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     nix::errno::Errno::result(raw).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as i32) })

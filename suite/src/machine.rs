@@ -24,10 +24,17 @@ pub fn uptime_ms() -> Option<u64> {
         .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
 }
 
-/// Powers the guest off (PID 1 only); never returns.
+/// Powers the guest off (PID 1 only); never returns. A kernel that cannot power the machine off
+/// (no ACPI, as in the project's own minimal builds) would only halt, so it restarts instead: QEMU
+/// runs guests with `-no-reboot`, which makes a restart end it.
 pub fn power_off() -> ! {
     nix::unistd::sync();
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    let mode = if std::path::Path::new("/sys/firmware/acpi").exists() {
+        nix::sys::reboot::RebootMode::RB_POWER_OFF
+    } else {
+        nix::sys::reboot::RebootMode::RB_AUTOBOOT
+    };
+    let _ = nix::sys::reboot::reboot(mode);
     // reboot(2) does not return on success; if it failed there is nothing left to do but wait.
     loop {
         std::thread::park();

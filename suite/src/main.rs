@@ -16,6 +16,7 @@ mod privileges;
 mod probes;
 mod require;
 mod rows;
+mod selftests;
 mod settings;
 mod signals;
 mod sources;

@@ -96,10 +96,17 @@ pub fn user_mode_only() -> Result<(), Fail> {
 /// only with `--reserve-hugepages`, the suite does not change its vm.nr_hugepages otherwise.
 /// (Probes that declare `huge_pages` get them handed out by the harness, so probes running at once
 /// never take each other's.)
+/// A kernel without hugetlb at all (no huge page size in /proc/meminfo) lacks it: `unsupported`.
 pub fn huge_pages(n: u64) -> Result<HugePages, Fail> {
     let (available, size) = memory::huge_pages();
     if available >= n && size > 0 {
         return Ok(HugePages { size });
+    }
+    if size == 0 {
+        return Err(Fail::unsupported(
+            "no hugetlb",
+            format!("{} (/proc/meminfo has no Hugepagesize)", rows::HUGETLBFS),
+        ));
     }
     Err(Fail::Skipped(format!(
         "the probe needs {n} free huge pages and this machine has {available}: a host has none unless \

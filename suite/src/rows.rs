@@ -25,6 +25,14 @@ prerequisite!(
     BUILT_WITHOUT, NO_USERFAULTFD, "* when CONFIG_USERFAULTFD!=y", "the kernel is built without CONFIG_USERFAULTFD"
 );
 prerequisite!(
+    /// Huge pages of hugetlbfs (MAP_HUGETLB, MFD_HUGETLB): without CONFIG_HUGETLBFS (which selects
+    /// CONFIG_HUGETLB_PAGE, fs/Kconfig) the kernel has no huge page pool (no `Hugepagesize:` in
+    /// /proc/meminfo, fs/proc/meminfo.c calls hugetlb_report_meminfo only with it) and mmap with
+    /// MAP_HUGETLB fails (mm/mmap.c ksys_mmap_pgoff: hugetlb_file_setup returns ENOSYS, v6.12).
+    /// Every behaviour that declares `huge_pages` has this row (`Behaviour::rules`).
+    HUGETLBFS, NO_HUGETLBFS, "* when CONFIG_HUGETLBFS!=y", "the kernel is built without CONFIG_HUGETLBFS (no huge pages to map)"
+);
+prerequisite!(
     /// The non-cooperative events (REMOVE, UNMAP, REMAP, FORK).
     EVENTS, BEFORE_4_11, "<4.11", "the non-cooperative events are new in Linux 4.11"
 );

@@ -229,6 +229,34 @@ impl Apt {
         Ok(names)
     }
 
+    /// What installing `packages` on an empty system from `release` takes (the packages and their
+    /// dependencies, no recommends), by apt's own simulation: (package, version) pairs.
+    pub fn closure(&self, sh: &Shell, release: &str, packages: &[&str]) -> Result<Vec<(String, String)>> {
+        let options = &self.options;
+        let default = format!("APT::Default-Release={release}");
+        let out =
+            cmd!(sh, "apt-get {options...} -o {default} -s install --no-install-recommends {packages...}")
+                .quiet()
+                .ignore_status()
+                .output()?;
+        if !out.status.success() {
+            bail!(
+                "apt cannot install {} from {release}: {}",
+                packages.join(" "),
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").trim()
+            );
+        }
+        // `Inst gcc-12 (12.2.0-14 Debian:12.12/oldstable [amd64])`
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("Inst "))
+            .filter_map(|l| {
+                let (name, rest) = l.split_once(" (")?;
+                Some((name.to_string(), rest.split_whitespace().next()?.to_string()))
+            })
+            .collect())
+    }
+
     /// Downloads `package=version` into `<cache>/apt/debs` and returns the .deb's path.
     pub fn download(&mut self, sh: &Shell, package: &str, version: &str, suite: &str) -> Result<PathBuf> {
         if self.show(sh, package, version).is_none() {
@@ -275,6 +303,18 @@ pub struct LazyApt {
 impl LazyApt {
     pub fn new(cache: &Path, mirror: Option<String>, suites: Vec<String>) -> LazyApt {
         LazyApt { cache: cache.to_path_buf(), mirror, suites, apt: None }
+    }
+
+    /// Where downloaded .debs are kept.
+    pub fn debs_dir(&self) -> PathBuf {
+        self.cache.join("apt/debs")
+    }
+
+    /// Serves `suite` too (before first use).
+    pub fn add_suite(&mut self, suite: &str) {
+        if !self.suites.iter().any(|s| s == suite) {
+            self.suites.push(suite.to_string());
+        }
     }
 
     pub fn get(&mut self) -> Result<&mut Apt> {

@@ -56,8 +56,13 @@ struct Bench {
     jobs: usize,
     qemu: String,
     kernels: BTreeMap<String, KernelBench>,
-    /// The matrix of all these kernels, as `cargo xtask matrix` runs it with a warm cache.
+    /// The matrix of all these kernels (and the host with `--host`), as `cargo xtask matrix` runs
+    /// it with a warm cache.
     matrix_s: f64,
+    host: bool,
+    /// The sum of the kernels' bare boots divided by the machine's cores: the least a matrix of them
+    /// could take. The target is matrix_s at most 1.5 times this.
+    floor_s: f64,
 }
 
 pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
@@ -71,33 +76,46 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
         ],
     )?;
     let fleet = Fleet::load(root)?;
-    let selected = fleet.select(&asked.kernels)?;
+    let (selected, builds) = fleet.partition(&asked.kernels)?;
     let prepared = pipeline::prepare(sh, root, None)?;
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, asked.mirror.clone());
     let dir = root.join("target/uffdc/bench");
     let mut opts = asked.clone();
-    opts.kernels = selected.iter().map(|(id, _)| id.clone()).collect();
+    opts.kernels = selected.iter().map(|(id, _)| id.clone()).chain(builds.iter().cloned()).collect();
     opts.out = dir.join("matrix");
     opts.logs = dir.join("logs");
     let jobs = opts.jobs;
     let mut out = BTreeMap::new();
     let mut accel = None;
-    for (id, pin) in &selected {
-        // Cold: drop the cached image and the .deb, fetch from the mirror.
-        let _ = std::fs::remove_dir_all(cache.dir.join("images").join(id));
-        let deb_prefix = format!("{}_", pin.package);
-        for e in std::fs::read_dir(cache.dir.join("apt/debs")).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with(&deb_prefix) {
-                let _ = std::fs::remove_file(e.path());
+    let kernels = selected.iter().map(|(id, pin)| (id, Some(pin))).chain(builds.iter().map(|id| (id, None)));
+    for (id, pin) in kernels {
+        let (image, fetch_cold, fetch_cached) = match pin {
+            Some(pin) => {
+                // Cold: drop the cached image and the .deb, fetch from the mirror.
+                let _ = std::fs::remove_dir_all(cache.dir.join("images").join(id));
+                let deb_prefix = format!("{}_", pin.package);
+                for e in std::fs::read_dir(cache.dir.join("apt/debs")).into_iter().flatten().flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&deb_prefix) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+                let t = Instant::now();
+                let image = cache.fetch(sh, id, pin, &mut apt)?;
+                let fetch_cold = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                cache.fetch(sh, id, pin, &mut apt)?;
+                (image, fetch_cold, t.elapsed().as_secs_f64())
             }
-        }
-        let t = Instant::now();
-        let image = cache.fetch(sh, id, pin, &mut apt)?;
-        let fetch_cold = t.elapsed();
-        let t = Instant::now();
-        cache.fetch(sh, id, pin, &mut apt)?;
-        let fetch_cached = t.elapsed();
+            // A build: its cold time is `cargo xtask images build`'s (not redone here: minutes);
+            // the cached time is the warm lookup the matrix makes.
+            None => {
+                let image = crate::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |_| {})?;
+                let t = Instant::now();
+                crate::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |_| {})?;
+                (image, f64::NAN, t.elapsed().as_secs_f64())
+            }
+        };
         let accel = match accel {
             Some(a) => a,
             None => {
@@ -110,7 +128,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
             |args: Vec<String>| Settings { accel, suite_args: args, boot_attempts: 1, ..opts.run.clone() };
         let bare = runner::run_guest(
             &image,
-            &prepared.initrd,
+            &prepared.initrd_for(&image)?,
             &settings(vec!["--power-off".into()]),
             &dir.join("bare").join(id),
             &mut |_| {},
@@ -127,7 +145,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
         });
         let real = runner::run_guest(
             &image,
-            &prepared.initrd,
+            &prepared.initrd_for(&image)?,
             &settings(Vec::new()),
             &dir.join("real").join(id),
             &mut |_| {},
@@ -139,8 +157,8 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
             KernelBench {
                 release: real.kernel.release.clone(),
                 accel: accel.name().to_string(),
-                fetch_cold_s: fetch_cold.as_secs_f64(),
-                fetch_cached_s: fetch_cached.as_secs_f64(),
+                fetch_cold_s: fetch_cold,
+                fetch_cached_s: fetch_cached,
                 bare_boot_s: bare_s,
                 init_s: secs(real.kernel.init_ms),
                 suite_s,
@@ -156,16 +174,20 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     if let Err(e) = whole {
         eprintln!("bench: the matrix run did not complete: {e:#}");
     }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let floor_s = out.values().map(|k| k.bare_boot_s).sum::<f64>() / cpus as f64;
     let bench = Bench {
         date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         machine: nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default(),
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpus,
         jobs,
         qemu: crate::qemu::version(&opts.run.qemu),
         kernels: out,
         matrix_s,
+        host: opts.host,
+        floor_s,
     };
     print_table(&bench, &prepared);
     crate::util::write_atomic(&root.join("target/bench.toml"), toml::to_string(&bench)?.as_bytes())?;
@@ -208,14 +230,17 @@ fn print_table(b: &Bench, _: &Prepared) {
         }
     }
     println!("qemu: {}", b.qemu);
+    let ratio = b.matrix_s / b.floor_s;
     println!(
-        "matrix of {} kernels, {} at once, {} cpus ({}): {:.1}s  (target < 60s: {})",
+        "matrix of {} kernels{}, {} at once, {} cpus ({}): {:.1}s; floor (bare boots / cpus) {:.1}s; {ratio:.2}x the floor (target <= 1.5x: {})",
         b.kernels.len(),
+        if b.host { " and the host" } else { "" },
         b.jobs,
         b.cpus,
         b.kernels.values().next().map_or("-", |k| k.accel.as_str()),
         b.matrix_s,
-        if b.matrix_s < 60.0 { "met" } else { "MISSED" }
+        b.floor_s,
+        if ratio <= 1.5 { "met" } else { "MISSED" }
     );
 }
 

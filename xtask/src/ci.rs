@@ -22,6 +22,19 @@ pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> R
     Ok(serde_json::json!({ "include": jobs }).to_string())
 }
 
+/// `{"include": [{"build": ID, "key": KEY}...]}`: one job per build track, each with the key
+/// over what it is built from (its source's pin, the toolchain's pins, the base configuration and
+/// its options) to key its build cache with: a warm build is then a cache hit.
+pub fn plan_builds(root: &Path) -> Result<String> {
+    let fleet = crate::fleet::Fleet::load(root)?;
+    let jobs: Vec<serde_json::Value> = fleet
+        .builds
+        .keys()
+        .map(|id| Ok(serde_json::json!({ "build": id, "key": crate::builds::inputs_key(root, &fleet, id)? })))
+        .collect::<Result<_>>()?;
+    Ok(serde_json::json!({ "include": jobs }).to_string())
+}
+
 /// Gathers every `results/<id>.toml` found under the `artifacts` directories into
 /// `<matrix>/results/`, then compiles the matrix and renders the report there. Each file is
 /// checked before it replaces anything.
@@ -240,6 +253,35 @@ mod tests {
         assert_eq!(keys.len(), 1, "one image cache in the kernel job: {keys:?}");
         assert!(keys[0].contains("matrix.kernel") && keys[0].contains("matrix.pin"), "{keys:?}");
         assert!(!keys[0].contains("kernels.lock"), "{keys:?}");
+    }
+
+    /// Issue 15, item 3: the builds are jobs of their own, each caching its build under a key over
+    /// the lock and its configuration, and their columns join the matrix compile merges.
+    #[test]
+    fn each_build_is_a_job_cached_under_its_lock_and_configuration() {
+        let root = crate::util::project_root();
+        let fleet = crate::fleet::Fleet::load(&root).unwrap();
+        let plan: serde_json::Value = serde_json::from_str(&plan_builds(&root).unwrap()).unwrap();
+        let legs = crate::gha::expand_matrix(&plan).unwrap();
+        assert_eq!(legs.len(), fleet.builds.len());
+        let keys: std::collections::BTreeSet<&str> =
+            legs.iter().map(|l| l["key"].as_str().unwrap()).collect();
+        assert_eq!(keys.len(), legs.len(), "each configuration has a key of its own: {legs:?}");
+        let w = workflow("matrix.yml");
+        let job = w.job("build").expect("a job per build");
+        let cache = job
+            .steps
+            .iter()
+            .find(|s| s.with.iter().any(|(k, p)| k == "path" && p.contains("target/uffdc/builds/")))
+            .expect("the build job caches its build");
+        let key = &cache.with.iter().find(|(k, _)| k == "key").unwrap().1;
+        assert!(key.contains("matrix.build") && key.contains("matrix.key"), "{key}");
+        let run: String = job.steps.iter().filter_map(|s| s.run.clone()).collect();
+        assert!(run.contains("cargo xtask matrix --kernel \"${{ matrix.build }}\""), "{run}");
+        assert!(w.job("compile").unwrap().needs.contains(&job.id));
+        assert!(runs(&w, "compile", &[("build", Outcome::Failure)], false));
+        let plan_run: String = w.job("plan").unwrap().steps.iter().filter_map(|s| s.run.clone()).collect();
+        assert!(plan_run.contains("ci plan --builds"), "{plan_run}");
     }
 
     /// ci.yml and the CI entry point run the same test command.

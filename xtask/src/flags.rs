@@ -44,17 +44,21 @@ xflags::xflags! {
             optional --qemu path: PathBuf
             /// The matrix directory (default matrix/).
             optional --out dir: PathBuf
+            /// Do not run each kernel's own userfaultfd selftests after the suite.
+            optional --no-selftests
             /// After `--`: passed to the suite in every guest and on the host, e.g.
             /// `-- --window-ms 500 populate::`.
             repeated suite_args: OsString
         }
-        /// The fleet's pins and cache: refresh re-resolves tracks to their newest point release and
-        /// rewrites images/kernels.lock (and the Go toolchain, images/go.lock); fetch fills the cache;
-        /// list shows tracks, pins and cache.
+        /// The fleet's pins and cache: refresh re-resolves tracks (and the builds' source packages) to
+        /// their newest point release and rewrites images/kernels.lock (and images/toolchain.lock,
+        /// and the Go toolchain's images/go.lock); fetch fills the cache; build builds kernels from
+        /// source (the builds of images/kernels.toml); list shows tracks, builds, pins and cache.
         cmd images {
-            /// refresh, fetch or list.
+            /// refresh, fetch, build or list.
             required verb: String
-            /// Tracks, and `go` for the Go toolchain (default: all).
+            /// Tracks or builds, `toolchain` for the kernel build toolchain, `go` for the Go
+            /// toolchain, `sources` for the source packages alone (default: all).
             repeated ids: String
             /// Debian mirror (as for matrix).
             optional --mirror uri: String
@@ -97,9 +101,11 @@ xflags::xflags! {
         }
         /// The scheduled workflow's parts and their rehearsal.
         cmd ci {
-            /// The fan-out: the kernel list as JSON, after refreshing the pins with --refresh.
+            /// The fan-out: the kernel list as JSON, after refreshing the pins with --refresh; with
+            /// --builds, the builds' list with the key each caches its build under.
             cmd plan {
                 optional --refresh
+                optional --builds
                 optional --mirror uri: String
             }
             /// The fan-in: merge per-kernel results into matrix/, compile, render the report.
@@ -128,6 +134,10 @@ xflags::xflags! {
             /// Also boot each kernel bare N times and count the boots that failed before init, by cause
             /// (1 to 10000).
             optional --boots n: u64
+            /// Add the host to the whole-matrix run (the suite run directly).
+            optional --host
+            /// The whole-matrix run without the kernels' own selftests (`matrix --no-selftests`).
+            optional --no-selftests
             optional --mirror uri: String
             optional --qemu path: PathBuf
         }

@@ -47,22 +47,68 @@ impl Pin {
     }
 }
 
+/// A kernel the project builds from a Debian source package (`cargo xtask images build`): the
+/// base configuration (`images/configs/base.config`) and what differs from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildTrack {
+    /// Suites searched for the newest source package, e.g. `["trixie", "trixie-security"]`.
+    pub suites: Vec<String>,
+    /// The source package, e.g. `linux-source-6.12`; builds of one source share its pin.
+    pub source: String,
+    /// What differs from the base configuration: `CONFIG_USERFAULTFD = "n"`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Why this configuration is in the matrix.
+    pub why: String,
+}
+
+/// What a source package resolved to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcePin {
+    pub suite: String,
+    pub version: String,
+    /// sha256 of the .deb.
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The source package of a Debian kernel's own version (its selftests are built from it):
+/// `linux-source-6.12` for a kernel version `6.12.118-1` (or `7.3~rc7-1~exp1`).
+pub fn source_package(version: &str) -> Option<String> {
+    let mut parts = version.split(['.', '-', '~', '+']);
+    let (major, minor) = (parts.next()?, parts.next()?);
+    (major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok())
+        .then(|| format!("linux-source-{major}.{minor}"))
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TracksFile {
     tracks: BTreeMap<String, Track>,
+    #[serde(default)]
+    builds: BTreeMap<String, BuildTrack>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockFile {
     pub kernels: BTreeMap<String, Pin>,
+    /// The source packages of the builds, by package name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, SourcePin>,
 }
+
+/// Kernels asked for: the packaged ones with their pins, and the builds' ids.
+pub type Selection = (Vec<(String, Pin)>, Vec<String>);
 
 /// Tracks and their pins.
 #[derive(Clone, Debug)]
 pub struct Fleet {
     pub tracks: BTreeMap<String, Track>,
+    /// Kernels built from source.
+    pub builds: BTreeMap<String, BuildTrack>,
     pub lock: LockFile,
 }
 
@@ -82,7 +128,10 @@ impl Fleet {
         let tracks: TracksFile = parse_toml(&root.join(TRACKS))?;
         let lock_path = root.join(LOCK);
         let lock = if lock_path.exists() { parse_toml(&lock_path)? } else { LockFile::default() };
-        Ok(Fleet { tracks: tracks.tracks, lock })
+        if let Some(id) = tracks.builds.keys().find(|id| tracks.tracks.contains_key(*id)) {
+            bail!("{TRACKS}: {id:?} is both a track and a build: give them different ids");
+        }
+        Ok(Fleet { tracks: tracks.tracks, builds: tracks.builds, lock })
     }
 
     pub fn save_lock(&self, root: &Path) -> Result<()> {
@@ -100,7 +149,26 @@ impl Fleet {
     pub fn apt(&self, cache: &Cache, mirror: Option<String>) -> LazyApt {
         let mut suites: Vec<String> = self.tracks.values().flat_map(|t| t.suites.clone()).collect();
         suites.extend(self.lock.kernels.values().map(|p| p.suite.clone()));
+        suites.extend(self.builds.values().flat_map(|b| b.suites.clone()));
+        suites.extend(self.lock.sources.values().map(|p| p.suite.clone()));
         LazyApt::new(&cache.dir, mirror, suites)
+    }
+
+    /// Every kernel id: the tracks, then the builds.
+    pub fn ids(&self) -> Vec<String> {
+        self.tracks.keys().chain(self.builds.keys()).cloned().collect()
+    }
+
+    /// The requested ids (all when none are), split into the packaged kernels' pins and the
+    /// builds' ids, each in request order.
+    pub fn partition(&self, ids: &[String]) -> Result<Selection> {
+        let ids: Vec<String> = if ids.is_empty() { self.ids() } else { ids.to_vec() };
+        let (builds, images): (Vec<String>, Vec<String>) =
+            ids.into_iter().partition(|id| self.builds.contains_key(id));
+        if images.is_empty() {
+            return Ok((Vec::new(), builds));
+        }
+        Ok((self.select(&images)?, builds))
     }
 
     /// The pins for the requested ids (all tracks when none are requested), in request order.
@@ -110,10 +178,7 @@ impl Fleet {
         ids.iter()
             .map(|id| {
                 if !self.tracks.contains_key(id) {
-                    bail!(
-                        "unknown kernel id {id:?}: {TRACKS} has {}",
-                        self.tracks.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
-                    );
+                    bail!("unknown kernel id {id:?}: {TRACKS} has {}", self.ids().join(", "));
                 }
                 match self.lock.kernels.get(id) {
                     Some(pin) => Ok((id.clone(), pin.clone())),
@@ -138,6 +203,8 @@ pub struct Image {
     pub config: Option<(PathBuf, String)>,
     /// Where it came from, as results record it.
     pub source: String,
+    /// How it was built, for a kernel the project builds (`cargo xtask images build`).
+    pub build: Option<model::data::Build>,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +254,7 @@ impl Cache {
             userfaultfd: entry.userfaultfd,
             config,
             source: pin.source(),
+            build: None,
         })
     }
 
@@ -243,18 +311,10 @@ impl Cache {
 
     /// Takes the kernel image (and its config) out of the .deb by content.
     fn unpack(&self, id: &str, pin: &Pin, deb: &Path) -> Result<Image> {
-        let mut child = std::process::Command::new("dpkg-deb")
-            .arg("--fsys-tarfile")
-            .arg(deb)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .context("running dpkg-deb")?;
-        let mut archive = tar::Archive::new(child.stdout.take().expect("piped"));
         let (mut vmlinuz, mut config, mut release) = (None, None, None);
-        for entry in archive.entries().context("reading the .deb's data")? {
-            let mut entry = entry?;
+        crate::debs::each_file(deb, |entry| {
             if !entry.header().entry_type().is_file() {
-                continue;
+                return Ok(());
             }
             let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
             let kind = if let Some(r) = path.strip_prefix("boot/vmlinuz-") {
@@ -280,14 +340,8 @@ impl Cache {
                     config = Some(data);
                 }
             }
-        }
-        let status = child.wait()?;
-        if !status.success() {
-            bail!(
-                "dpkg-deb --fsys-tarfile {} failed ({status}): the .deb is damaged; delete it and rerun",
-                deb.display()
-            );
-        }
+            Ok(())
+        })?;
         let (Some(vmlinuz), Some(release)) = (vmlinuz, release) else {
             bail!("{id}: {} {} holds no kernel image (no /boot/vmlinuz-* or /usr/lib/modules/*/vmlinuz): pin the package that does", pin.package, pin.version);
         };
@@ -319,20 +373,13 @@ impl Cache {
             userfaultfd,
             config,
             source: pin.source(),
+            build: None,
         })
     }
 }
 
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::util::hex;
+pub use crate::util::sha256_file;
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,5 @@
-//! `cargo xtask images refresh | fetch | list`: the fleet's pins and cache.
+//! `cargo xtask images refresh | fetch | build | list`: the fleet's pins and cache, and the
+//! kernels built from source (`builds.rs`) with their toolchain (`buildroot.rs`).
 
 use crate::apt::{self, LazyApt};
 use crate::fleet::{Cache, Fleet, Track, LOCK};
@@ -11,36 +12,60 @@ pub enum Command {
     Refresh(Vec<String>),
     /// Fill the cache with every pinned image (or the named ones).
     Fetch(Vec<String>),
+    /// Build every build track (or the named ones), or find it in the cache.
+    Build(Vec<String>),
     /// Show tracks, pins and cache state.
     List,
 }
+
+/// `toolchain` names the kernel build toolchain (images/toolchain.lock) among the ids.
+const TOOLCHAIN: &str = "toolchain";
+/// `sources` names the source packages alone (`[sources]` of images/kernels.lock: the builds', and
+/// each packaged kernel's own, which its selftests are built from), leaving the kernels' pins as
+/// they are.
+const SOURCES: &str = "sources";
+/// `go` names the Go toolchain (images/go.lock).
+const GO: &str = "go";
 
 pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) -> Result<()> {
     let mut fleet = Fleet::load(root)?;
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, mirror.clone());
-    // `go` names the Go toolchain (images/go.lock) among the kernel tracks.
-    let go = |ids: &[String]| ids.is_empty() || ids.iter().any(|i| i == "go");
-    let kernels = |ids: &[String]| -> Option<Vec<String>> {
-        let rest: Vec<String> = ids.iter().filter(|i| *i != "go").cloned().collect();
-        (ids.is_empty() || !rest.is_empty()).then_some(rest)
-    };
     match command {
         Command::Refresh(ids) => {
-            if let Some(k) = kernels(&ids) {
-                refresh(sh, root, &mut fleet, &cache, &mut apt, &k)?;
+            let all = ids.is_empty();
+            if all || ids.iter().any(|i| i == TOOLCHAIN) {
+                apt.add_suite(crate::buildroot::RELEASE);
+                crate::buildroot::refresh(sh, root, &mut apt)?;
             }
-            if go(&ids) {
+            if all || ids.iter().any(|i| i == GO) {
                 crate::golang::refresh(sh, root, &mut apt)?;
+            }
+            let sources = ids.iter().any(|i| i == SOURCES);
+            let ids: Vec<String> =
+                ids.into_iter().filter(|i| i != TOOLCHAIN && i != SOURCES && i != GO).collect();
+            let tracks: Vec<String> =
+                ids.iter().filter(|i| !fleet.builds.contains_key(*i)).cloned().collect();
+            if all || !tracks.is_empty() {
+                refresh(sh, root, &mut fleet, &cache, &mut apt, &tracks)?;
+            }
+            // The builds' sources, and the packaged kernels' own (their selftests are built from
+            // them), follow the pins.
+            if all || sources || !ids.is_empty() {
+                crate::builds::refresh(sh, root, &mut fleet, &mut apt)?;
             }
             Ok(())
         }
+        Command::Build(ids) => crate::builds::run(sh, root, &ids, mirror),
         Command::Fetch(ids) => {
-            if go(&ids) {
+            if ids.is_empty() || ids.iter().any(|i| i == GO) {
                 crate::golang::fetch(sh, root, mirror.clone())?;
             }
-            let Some(ids) = kernels(&ids) else { return Ok(()) };
-            for (id, pin) in fleet.select(&ids)? {
+            if !ids.is_empty() && ids.iter().all(|i| i == GO) {
+                return Ok(());
+            }
+            let ids: Vec<String> = ids.into_iter().filter(|i| i != GO).collect();
+            for (id, pin) in fleet.partition(&ids)?.0 {
                 let image = cache.fetch(sh, &id, &pin, &mut apt)?;
                 println!(
                     "{id:<20} {:<28} cached: {}",
@@ -70,6 +95,25 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
                         None => "-",
                     }
                 );
+            }
+            for (id, build) in &fleet.builds {
+                let pin = fleet.lock.sources.get(&build.source);
+                let differs: Vec<String> = build.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "{id:<20} {:<22} {:<46} {:<22} {}",
+                    build.suites.join(","),
+                    build.source,
+                    pin.map_or("(not pinned)", |p| p.version.as_str()),
+                    if differs.is_empty() { "base configuration".to_string() } else { differs.join(" ") }
+                );
+            }
+            match crate::buildroot::load(root) {
+                Ok(lock) => println!(
+                    "{TOOLCHAIN:<20} {:<22} {} packages (images/toolchain.lock)",
+                    crate::buildroot::RELEASE,
+                    lock.packages.len()
+                ),
+                Err(e) => println!("{TOOLCHAIN:<20} {e:#}"),
             }
             crate::golang::list(root);
             Ok(())

@@ -16,8 +16,9 @@ const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;
 
 /// The archive for a suite binary, with more executables beside it (`/uffdc-go`, the Go
-/// workload) and the kernel's configuration (`/kernel.config`, headed by a line naming where it
-/// came from) when it is known.
+/// workload; `selftests/uffd-stress`, the kernel's own selftests: their directories are made) and
+/// the kernel's configuration (`/kernel.config`, headed by a line naming where it came from) when
+/// it is known.
 pub fn for_suite(suite: &[u8], programs: &[(&str, &[u8])], config: Option<(&str, &[u8])>) -> Vec<u8> {
     let config =
         config.map(|(source, text)| [format!("# uffdc source: {source}\n").as_bytes(), text].concat());
@@ -28,6 +29,12 @@ pub fn for_suite(suite: &[u8], programs: &[(&str, &[u8])], config: Option<(&str,
         Entry { name: "sys", mode: S_IFDIR | 0o555, rdev: (0, 0), data: &[] },
         Entry { name: "init", mode: S_IFREG | 0o755, rdev: (0, 0), data: suite },
     ];
+    let mut dirs: Vec<&str> =
+        programs.iter().filter_map(|(name, _)| name.rsplit_once('/').map(|(d, _)| d)).collect();
+    dirs.dedup();
+    for dir in dirs {
+        entries.push(Entry { name: dir, mode: S_IFDIR | 0o755, rdev: (0, 0), data: &[] });
+    }
     for (name, data) in programs {
         entries.push(Entry { name, mode: S_IFREG | 0o755, rdev: (0, 0), data });
     }
@@ -86,7 +93,11 @@ mod tests {
     #[test]
     fn round_trips() {
         let data = b"\x7fELF pretend";
-        let archive = for_suite(data, &[("uffdc-go", b"go")], Some(("test", b"CONFIG_USERFAULTFD=y\n")));
+        let archive = for_suite(
+            data,
+            &[("uffdc-go", b"go"), ("selftests/t", b"st")],
+            Some(("test", b"CONFIG_USERFAULTFD=y\n")),
+        );
         assert_eq!(archive.len() % 4, 0);
         let mut at = 0;
         let mut names = Vec::new();
@@ -114,12 +125,28 @@ mod tests {
             if name == "uffdc-go" {
                 assert_eq!((&archive[data_at..data_at + size], mode), (&b"go"[..], S_IFREG | 0o755));
             }
+            if name == "selftests/t" {
+                assert_eq!((&archive[data_at..data_at + size], mode), (&b"st"[..], S_IFREG | 0o755));
+            }
             if name == "dev/console" {
                 assert_eq!((rmaj, rmin), (5, 1));
             }
             names.push(name);
             at = (data_at + size).next_multiple_of(4);
         }
-        assert_eq!(names, ["dev", "dev/console", "proc", "sys", "init", "uffdc-go", "kernel.config"]);
+        assert_eq!(
+            names,
+            [
+                "dev",
+                "dev/console",
+                "proc",
+                "sys",
+                "init",
+                "selftests",
+                "uffdc-go",
+                "selftests/t",
+                "kernel.config"
+            ]
+        );
     }
 }

@@ -5,9 +5,12 @@
 mod accel;
 mod apt;
 mod bench;
+mod buildroot;
+mod builds;
 mod check;
 mod ci;
 mod container;
+mod debs;
 mod diff;
 mod explain;
 mod export;
@@ -25,6 +28,7 @@ mod qemu;
 mod rehearse;
 mod report;
 mod runner;
+mod selftests;
 mod suite_bin;
 mod test;
 mod tidy;
@@ -82,9 +86,10 @@ fn run() -> Result<()> {
             let command = match i.verb.as_str() {
                 "refresh" => images::Command::Refresh(i.ids),
                 "fetch" => images::Command::Fetch(i.ids),
+                "build" => images::Command::Build(i.ids),
                 "list" if i.ids.is_empty() => images::Command::List,
                 other => {
-                    bail!("cargo xtask images takes refresh, fetch or list (and list no ids), not {other:?}")
+                    bail!("cargo xtask images takes refresh, fetch, build or list (and list no ids), not {other:?}")
                 }
             };
             images::run(&sh, &root, command, i.mirror)
@@ -93,6 +98,9 @@ fn run() -> Result<()> {
             let boots = b.boots.map(|n| in_range("--boots", n, 1, 10_000)).transpose()?.unwrap_or(0);
             let mut opts = pipeline::Options::new(&root);
             opts.kernels = b.kernel;
+            opts.host = b.host;
+            // The whole-matrix run is what `cargo xtask matrix` does: the selftests too.
+            opts.selftests = !b.no_selftests;
             opts.mirror = b.mirror;
             if let Some(n) = b.jobs {
                 opts.jobs = in_range("--jobs", n, 1, 64)? as usize;
@@ -121,6 +129,13 @@ fn run() -> Result<()> {
         flags::XtaskCmd::Explain(e) => explain::run(&root.join("matrix"), &e.id),
         flags::XtaskCmd::Export(e) => export::run(&root.join("matrix"), &e.kcidb),
         flags::XtaskCmd::Ci(c) => match c.subcommand {
+            flags::CiCmd::Plan(p) if p.builds => {
+                if p.refresh {
+                    bail!("ci plan --builds plans from the pins as they are: refresh first, with `ci plan --refresh`");
+                }
+                println!("{}", ci::plan_builds(&root)?);
+                Ok(())
+            }
             flags::CiCmd::Plan(p) => {
                 println!("{}", ci::plan(&sh, &root, p.refresh, p.mirror)?);
                 Ok(())
@@ -146,6 +161,7 @@ fn in_range(flag: &str, n: u64, lo: u64, hi: u64) -> Result<u64> {
 
 fn matrix_options(root: &std::path::Path, m: flags::Matrix) -> Result<pipeline::Options> {
     let mut opts = pipeline::Options::new(root);
+    opts.selftests = !m.no_selftests;
     opts.kernels = m.kernel;
     for image in m.kernel_image {
         let (rest, config) = match image.split_once(",config=") {

@@ -12,7 +12,7 @@ use xshell::Shell;
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let fleet = crate::fleet::Fleet::load(root)?;
     let ids = opts.fleet_ids(&fleet);
-    fleet.select(&ids)?;
+    fleet.partition(&ids)?;
     let mut needs = vec![Need::Libclang];
     if !ids.is_empty() || !opts.images.is_empty() {
         needs.push(Need::Qemu);
@@ -369,6 +369,41 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.contains("/nonexistent/qemu-system-x86_64 not found: install QEMU"), "{msg}");
         assert_eq!(std::fs::read_to_string(&before).unwrap(), "kept", "earlier results must survive");
+    }
+
+    /// A real kernel built without CONFIG_USERFAULTFD (from Debian's source, `cargo xtask images
+    /// build`; cached after the first build): every behaviour finds userfaultfd missing, for that
+    /// reason, graded by the row for its configuration.
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn a_kernel_built_without_userfaultfd_finds_it_missing_in_every_behaviour() {
+        let sh = Shell::new().unwrap();
+        let id = "build-6.12-no-userfaultfd";
+        let opts = options("no-userfaultfd-build", &[id]);
+        gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &|_| {}).unwrap();
+        let compat = load_compat(&opts);
+        let k = &compat.kernels[id];
+        assert_eq!(k.status, model::RunStatus::Complete, "{:?}", k.reason);
+        let build = k.build.as_ref().expect("a built column records its build");
+        assert_eq!(build.differs, ["CONFIG_USERFAULTFD=n"]);
+        assert!(build.source.starts_with("linux-source-6.12 "), "{build:?}");
+        assert!(build.config.iter().any(|l| l == "CONFIG_SMP=y") && build.config_sha256.len() == 64);
+        assert_eq!(
+            k.config.as_ref().expect("its configuration is recorded").value("CONFIG_USERFAULTFD"),
+            "n"
+        );
+        for (behaviour, b) in &compat.behaviours {
+            let cell = &b.cells[id];
+            assert_eq!(cell.verdict, Verdict::Unsupported, "{behaviour}: {cell:?}");
+            assert!(
+                cell.reason.as_deref().unwrap_or("").contains("built without CONFIG_USERFAULTFD"),
+                "{behaviour}: {cell:?}"
+            );
+            assert!(
+                cell.expected.as_deref().unwrap_or("").contains("CONFIG_USERFAULTFD!=y"),
+                "{behaviour}: {cell:?}"
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Options {
     pub out: PathBuf,
     /// Per-kernel logs go here, one directory per kernel id.
     pub logs: PathBuf,
+    /// Run each kernel's own userfaultfd selftests after the suite (`cargo xtask matrix` does;
+    /// the end-to-end tests of other things do not).
+    pub selftests: bool,
 }
 
 impl Options {
@@ -48,16 +51,17 @@ impl Options {
             run: Settings::default(),
             out: root.join("matrix"),
             logs: root.join("target/uffdc/runs"),
+            selftests: false,
         }
     }
 
-    /// The fleet kernels to run: the named ones, or all of them unless only local images were
-    /// given.
+    /// The fleet kernels to run (tracks and builds): the named ones, or all of them unless only
+    /// local images were given.
     pub fn fleet_ids(&self, fleet: &Fleet) -> Vec<String> {
         if self.kernels.is_empty() && !self.images.is_empty() {
             Vec::new()
         } else if self.kernels.is_empty() {
-            fleet.tracks.keys().cloned().collect()
+            fleet.ids()
         } else {
             self.kernels.clone()
         }
@@ -80,13 +84,43 @@ impl Prepared {
     /// The initramfs for `image`: the suite, and the kernel's configuration where it is known
     /// (the guest's suite grades expectations that depend on it).
     pub fn initrd_for(&self, image: &Image) -> Result<PathBuf> {
-        let Some((config, source)) = &image.config else { return Ok(self.initrd.clone()) };
-        let text = std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?;
+        self.initrd_with(image, None)
+    }
+
+    /// The same, with the kernel's own selftests (run after the suite) when given.
+    pub fn initrd_with(
+        &self,
+        image: &Image,
+        selftests: Option<&crate::selftests::Selftests>,
+    ) -> Result<PathBuf> {
+        if image.config.is_none() && selftests.is_none() {
+            return Ok(self.initrd.clone());
+        }
+        let config = match &image.config {
+            Some((config, source)) => Some((
+                source.as_str(),
+                std::fs::read(config).with_context(|| format!("cannot read {}", config.display()))?,
+            )),
+            None => None,
+        };
+        let names: Vec<String> = selftests
+            .map(|s| {
+                s.programs
+                    .iter()
+                    .map(|(p, _)| crate::selftests::path_in_guest(p).display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut programs: Vec<(&str, &[u8])> = vec![(crate::golang::NAME, self.go_binary.as_slice())];
+        if let Some(s) = selftests {
+            programs
+                .extend(names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())));
+        }
         let path = self.initrd.with_file_name(format!("initramfs-{}.cpio", sanitize(&image.id)));
         let archive = crate::initramfs::for_suite(
             &self.binary,
-            &[(crate::golang::NAME, &self.go_binary)],
-            Some((source, &text)),
+            &programs,
+            config.as_ref().map(|(s, t)| (*s, t.as_slice())),
         );
         crate::util::write_atomic(&path, &archive)?;
         Ok(path)
@@ -123,6 +157,9 @@ pub enum RunEvent<'a> {
     /// The columns this run will produce, in order.
     Planned(&'a [String]),
     Fetching(&'a str),
+    /// Building from source (`cargo xtask images build`), or finding the build in the cache: what
+    /// it is doing now.
+    Building(&'a str, &'a str),
     /// Fetched (or found in the cache), waiting for a free job.
     Waiting(&'a str),
     Booting(&'a str),
@@ -147,10 +184,11 @@ pub fn gather(
     observe: &Observer<'_>,
 ) -> Result<()> {
     let fleet = Fleet::load(root)?;
-    let selected = fleet.select(&opts.fleet_ids(&fleet))?;
+    let (selected, builds) = fleet.partition(&opts.fleet_ids(&fleet))?;
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, opts.mirror.clone());
     let mut ids: Vec<String> = selected.iter().map(|(id, _)| id.clone()).collect();
+    ids.extend(builds.iter().cloned());
     ids.extend(opts.images.iter().map(|(path, id, _)| id.clone().unwrap_or_else(|| local_label(path))));
     if opts.host {
         ids.push(HOST_ID.to_string());
@@ -177,8 +215,49 @@ pub fn gather(
             }
         }
     }
+    for id in &builds {
+        observe(&RunEvent::Building(id, "finding the build in the cache"));
+        let built = crate::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |what| {
+            observe(&RunEvent::Building(id, what))
+        });
+        match built {
+            Ok(image) => {
+                observe(&RunEvent::Waiting(id));
+                images.push(image)
+            }
+            Err(e) => {
+                observe(&RunEvent::Failed(id, &format!("could not build: {e:#}")));
+                failed.push(format!("{id}: could not build (its previous results, if any, are kept): {e:#}"));
+            }
+        }
+    }
     for (path, id, config) in &opts.images {
         images.push(local_image(path, id.as_deref(), config.as_deref())?);
+    }
+    // Each kernel's own selftests, built from its own source package (or from the cache); a
+    // kernel whose selftests cannot be built runs without them, and its run says why.
+    let mut selftests: BTreeMap<String, Result<crate::selftests::Selftests, String>> = BTreeMap::new();
+    if opts.selftests {
+        for image in &images {
+            if image.id.starts_with(LOCAL_PREFIX) {
+                // A kernel you built: its source is yours, not a pinned Debian package.
+                selftests.insert(image.id.clone(), Err("a local kernel image (--kernel-image)".to_string()));
+                continue;
+            }
+            observe(&RunEvent::Building(&image.id, "the kernel's own selftests"));
+            let built = match crate::selftests::for_kernel(sh, root, &fleet, &image.id, opts.mirror.clone()) {
+                Ok(Some(s)) => Ok(s),
+                Ok(None) => Err("no source package is pinned for it in images/kernels.lock: pin it with \
+                                 `cargo xtask images refresh sources` (Debian may not ship it)"
+                    .to_string()),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            if let Err(e) = &built {
+                eprintln!("note: {}: runs without its own selftests: {e}", image.id);
+            }
+            selftests.insert(image.id.clone(), built);
+            observe(&RunEvent::Waiting(&image.id));
+        }
     }
     let accel = match images.first() {
         None => Accel::Tcg,
@@ -198,13 +277,30 @@ pub fn gather(
                 let label = image.id.clone();
                 observe(&RunEvent::Booting(&label));
                 let logs = opts.logs.join(&label);
-                let run = prepared.initrd_for(&image).and_then(|initrd| {
+                let own = selftests.get(&image.id).and_then(|s| s.as_ref().ok());
+                // Its selftests run after the suite, each within its own limit: the guest gets that
+                // much more time.
+                let settings = match own {
+                    Some(s) => Settings {
+                        timeout: settings.timeout
+                            + std::time::Duration::from_secs(
+                                model::data::SELFTEST_LIMIT_S * s.programs.len() as u64,
+                            ),
+                        ..settings.clone()
+                    },
+                    None => settings.clone(),
+                };
+                let run = prepared.initrd_with(&image, own).and_then(|initrd| {
                     runner::run_guest(&image, &initrd, &settings, &logs, &mut |e| {
                         observe(&RunEvent::Run(&label, &e))
                     })
                 });
                 match run {
-                    Ok(results) => {
+                    Ok(mut results) => {
+                        results.kernel.selftests = selftests.get(&image.id).map(|s| match s {
+                            Ok(s) => s.source.clone(),
+                            Err(e) => format!("not run: {e}"),
+                        });
                         // A local image without an id is named by the kernel's own uname -r.
                         let id = if image.id.starts_with(LOCAL_PREFIX) && !results.kernel.release.is_empty() {
                             sanitize(&results.kernel.release)
@@ -295,6 +391,7 @@ pub fn local_image(path: &Path, id: Option<&str>, config: Option<&Path>) -> Resu
         userfaultfd: None,
         config,
         source: format!("local {} (sha256 {sha})", path.display()),
+        build: None,
     })
 }
 
@@ -352,4 +449,28 @@ pub fn compile(out: &Path, catalogue: &model::Catalogue) -> Result<model::Compat
     }
     model::data::save(&out.join("compat.toml"), &compat)?;
     Ok(compat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15, item 5a: with only `--kernel-image`, only those run; `--kernel` adds fleet
+    /// kernels (tracks or builds) to them; with neither, every track and build runs.
+    #[test]
+    fn with_only_local_images_no_fleet_kernel_runs() {
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let mut opts = Options::new(&root);
+        opts.images.push((PathBuf::from("/k/bzImage"), None, None));
+        assert!(opts.fleet_ids(&fleet).is_empty());
+        opts.kernels = vec!["build-6.12-no-userfaultfd".into()];
+        assert_eq!(opts.fleet_ids(&fleet), ["build-6.12-no-userfaultfd"]);
+        let (images, builds) = fleet.partition(&opts.fleet_ids(&fleet)).unwrap();
+        assert!(images.is_empty() && builds == ["build-6.12-no-userfaultfd"]);
+        let all = Options::new(&root).fleet_ids(&fleet);
+        assert_eq!(all.len(), fleet.tracks.len() + fleet.builds.len());
+        let err = fleet.partition(&["no-such-kernel".into()]).unwrap_err().to_string();
+        assert!(err.contains("build-6.12-no-userfaultfd") && err.contains("debian-6.1-cloud"), "{err}");
+    }
 }

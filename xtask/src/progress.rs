@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub enum Stage {
     Waiting,
     Fetching,
+    /// Building from source (`builds.rs`): what it is doing now.
+    Building(String),
     /// QEMU (or the host's suite) started as `pid`, on this attempt to boot.
     Booting {
         attempt: u32,
@@ -33,6 +35,7 @@ impl Stage {
         match self {
             Stage::Waiting => "waiting",
             Stage::Fetching => "fetching",
+            Stage::Building(_) => "building",
             Stage::Booting { .. } => "booting",
             Stage::Running { .. } => "running",
             Stage::Done(_) => "done",
@@ -84,6 +87,7 @@ impl Progress {
                 }
             }
             RunEvent::Fetching(id) => self.set(id, Stage::Fetching),
+            RunEvent::Building(id, what) => self.set(id, Stage::Building(what.to_string())),
             RunEvent::Waiting(id) => self.set(id, Stage::Waiting),
             RunEvent::Booting(id) => self.set(id, Stage::Booting { attempt: 1, pid: None }),
             RunEvent::Run(id, Event::Spawned { attempt, pid }) => {
@@ -151,6 +155,7 @@ impl Progress {
                     format!("{:<20} booting  {secs:5.1}s (pid {pid}{nth})", l.id)
                 }
                 Stage::Done(s) | Stage::Failed(s) => format!("{:<20} {:<8} {s}", l.id, l.stage.word()),
+                Stage::Building(what) => format!("{:<20} building {secs:5.1}s {what}", l.id),
                 other => format!("{:<20} {:<8} {secs:5.1}s", l.id, other.word()),
             }
         };
@@ -169,6 +174,7 @@ impl Progress {
                 // One line per change of stage (attempts count as changes).
                 let key = match &l.stage {
                     Stage::Booting { attempt, .. } => format!("booting {attempt}"),
+                    Stage::Building(what) => format!("building {what}"),
                     other => other.word().to_string(),
                 };
                 if l.printed.as_deref() != Some(key.as_str()) && l.stage != Stage::Waiting {

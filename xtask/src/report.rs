@@ -572,6 +572,190 @@ fn changes_markdown(v: &View<'_>) -> String {
 }
 
 /// The names of set-valued behaviours (features, ioctls) by kernel.
+/// The configuration axis: the columns the project built, grouped by the source they share, each
+/// with what differs from the base configuration and the behaviours it observed differently from
+/// the base build of the same source.
+fn configurations_markdown(v: &View<'_>) -> String {
+    let compat = v.compat;
+    let mut by_source: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for id in &v.order {
+        if let Some(b) = &compat.kernels[*id].build {
+            by_source.entry(b.source.as_str()).or_default().push(id);
+        }
+    }
+    if by_source.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Configurations\n\nKernels built from Debian's source packages (`cargo xtask images build`): columns that \
+         share a source differ only in their configuration, the base one (`images/configs/base.config`) and what \
+         each changes in it. Behaviours listed were observed differently from the base build of the same source.\n",
+    );
+    for (source, ids) in by_source {
+        let _ = write!(md, "\n`{source}`\n\n| kernel | differs from the base configuration | observed differently |\n|---|---|---|\n");
+        let base =
+            ids.iter().find(|id| compat.kernels[**id].build.as_ref().is_some_and(|b| b.differs.is_empty()));
+        for id in &ids {
+            let b = compat.kernels[*id].build.as_ref().expect("grouped by build");
+            let differs = if b.differs.is_empty() {
+                "(the base configuration)".to_string()
+            } else {
+                b.differs.join(", ")
+            };
+            let changed: Vec<String> = match base {
+                Some(base) if base != id => compat
+                    .behaviours
+                    .iter()
+                    .filter(|(_, beh)| {
+                        let (a, c) = (beh.cells.get(*base), beh.cells.get(*id));
+                        a.zip(c).is_some_and(|(a, c)| a.observed != c.observed || a.verdict != c.verdict)
+                    })
+                    .map(|(bid, _)| format!("`{bid}`"))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let changed = match changed.len() {
+                0 if base.is_some_and(|b| b != id) => "none".to_string(),
+                0 => "-".to_string(),
+                n if n > 12 => format!("{n} behaviours: {} ...", changed[..12].join(", ")),
+                _ => changed.join(", "),
+            };
+            let _ = writeln!(md, "| {id} | {differs} | {changed} |");
+        }
+    }
+    md
+}
+
+/// One place where a kernel's own selftest case and one of our behaviours speak about the same
+/// thing and disagree.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Disagreement {
+    pub kernel: String,
+    pub selftest: String,
+    pub behaviour: String,
+    /// How they disagree, in one sentence.
+    pub how: String,
+}
+
+/// Where a kernel's own selftest and one of our behaviours speak about the same thing (`related`:
+/// selftest case ids by their start, and our behaviours; `selftests::RELATED`) and disagree on a
+/// kernel:
+///
+/// - the selftest failed where our behaviour observed the kernel doing what it is documented to
+///   (`expected`);
+/// - the selftest passed where our behaviour found the kernel lacking a part of userfaultfd
+///   (`unsupported`, for a reason naming userfaultfd or a `UFFD*` feature: a missing
+///   MADV_POPULATE_* or hugetlbfs is a prerequisite of our probe, not something the selftest
+///   spoke about).
+///
+/// Cells that learnt nothing (skipped for the machine, missing, error) disagree with nothing, and
+/// neither does a selftest's skip: "feature missing" is what the selftest was told by UFFDIO_API,
+/// and our `expected` cell may be the same absence (`wp.unpopulated` on a kernel built without PTE
+/// markers: "not offered", as its configuration promises), which a verdict cannot tell apart.
+pub fn selftest_disagreements(compat: &Compat, related: &[(&str, &[&str])]) -> Vec<Disagreement> {
+    let mut out = Vec::new();
+    for (case, b) in compat.behaviours.iter().filter(|(_, b)| b.family == model::data::SELFTESTS) {
+        let ours: Vec<&str> = related
+            .iter()
+            .filter(|(prefix, _)| case.starts_with(prefix))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        for (kernel, cell) in &b.cells {
+            for id in &ours {
+                let Some(our) = compat.behaviours.get(*id).and_then(|o| o.cells.get(kernel)) else {
+                    continue;
+                };
+                let said = cell
+                    .details
+                    .get("selftest")
+                    .map(|d| d.to_string().trim_matches('"').to_string())
+                    .or_else(|| cell.reason.clone())
+                    .unwrap_or_default();
+                let lacks_uffd =
+                    our.reason.as_deref().is_some_and(|r| r.contains("userfaultfd") || r.contains("UFFD"));
+                let how = match (cell.observed.as_str(), our.verdict) {
+                    ("fail", Verdict::Expected) => {
+                        format!(
+                            "the selftest failed ({said}) where `{id}` observed `{}`, as expected",
+                            our.observed
+                        )
+                    }
+                    ("pass", Verdict::Unsupported) if lacks_uffd => format!(
+                        "the selftest passed where `{id}` found the kernel lacking it: {}",
+                        our.reason.as_deref().unwrap_or("")
+                    ),
+                    _ => continue,
+                };
+                out.push(Disagreement {
+                    kernel: kernel.clone(),
+                    selftest: case.clone(),
+                    behaviour: id.to_string(),
+                    how,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The kernels' own selftests: where each column's came from (or why it has none).
+fn selftest_sources(v: &View<'_>) -> Vec<(String, String)> {
+    v.order
+        .iter()
+        .filter_map(|k| v.compat.kernels[*k].selftests.as_ref().map(|s| (k.to_string(), s.clone())))
+        .collect()
+}
+
+/// Pass, fail and skip counts of a kernel's selftest cases.
+fn selftest_counts(compat: &Compat, kernel: &str) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    for b in compat.behaviours.values().filter(|b| b.family == model::data::SELFTESTS) {
+        match b.cells.get(kernel).map(|c| c.observed.as_str()) {
+            Some("pass") => counts.0 += 1,
+            Some("fail") => counts.1 += 1,
+            Some("skip") => counts.2 += 1,
+            _ => {}
+        }
+    }
+    counts
+}
+
+fn selftests_markdown(v: &View<'_>) -> String {
+    let compat = v.compat;
+    let sources = selftest_sources(v);
+    if sources.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## The kernels' own selftests\n\nEach kernel's userfaultfd selftests (`uffd-unit-tests` and `uffd-stress` from \
+         tools/testing/selftests/mm, or `userfaultfd` from tools/testing/selftests/vm before 6.4), built from its own Debian \
+         source package and run in its guest after the suite: the `selftests` rows below, one per case.\n\n\
+         | kernel | pass | fail | skip | built from |\n|---|---|---|---|---|\n",
+    );
+    for (k, source) in &sources {
+        let (pass, fail, skip) = selftest_counts(compat, k);
+        let _ = writeln!(md, "| {k} | {pass} | {fail} | {skip} | {} |", cell_text(source, 200));
+    }
+    let disagree = selftest_disagreements(compat, crate::selftests::RELATED);
+    if disagree.is_empty() {
+        md += "\nWhere a selftest and one of our behaviours speak about the same thing, they agree on every kernel.\n";
+    } else {
+        md += "\nWhere a selftest and one of our behaviours speak about the same thing and disagree:\n\n\
+               | kernel | selftest | behaviour | how |\n|---|---|---|---|\n";
+        for d in disagree {
+            let _ = writeln!(
+                md,
+                "| {} | `{}` | `{}` | {} |",
+                d.kernel,
+                d.selftest,
+                d.behaviour,
+                cell_text(&d.how, 300)
+            );
+        }
+    }
+    md
+}
+
 fn timelines_markdown(v: &View<'_>) -> String {
     let mut md = String::new();
     if v.timelines.is_empty() {
@@ -639,6 +823,8 @@ pub fn markdown(v: &View<'_>) -> String {
     if let Some(go) = go_line(compat) {
         let _ = writeln!(md, "\n{go}");
     }
+    md += &configurations_markdown(v);
+    md += &selftests_markdown(v);
     md += &timelines_markdown(v);
     for (family, ids) in families(compat) {
         let _ = write!(md, "\n## {family}\n\n| behaviour |");
@@ -727,7 +913,8 @@ fn page_data(v: &View<'_>) -> Value {
             let i = &compat.kernels[*k];
             json!({"id": k, "label": v.label(k), "release": i.release, "version": i.version, "accel": i.accel,
                    "source": i.source, "date": i.date, "reason": i.reason, "host": i.accel == "none",
-                   "config": i.config.as_ref().map(|c| c.source.clone())})
+                   "config": i.config.as_ref().map(|c| c.source.clone()),
+                   "build": i.build.as_ref().map(|b| json!({"source": b.source, "differs": b.differs}))})
         })
         .collect();
     let behaviours: Vec<Value> = compat
@@ -836,8 +1023,17 @@ fn page_data(v: &View<'_>) -> Value {
         .iter()
         .map(|x| json!({"verdict": x.as_str(), "mark": mark(*x), "meaning": meaning(*x)}))
         .collect();
+    let selftests: Vec<Value> = selftest_sources(v)
+        .into_iter()
+        .map(|(k, source)| {
+            let (pass, fail, skip) = selftest_counts(compat, &k);
+            json!({"kernel": k, "source": source, "pass": pass, "fail": fail, "skip": skip})
+        })
+        .collect();
+    let disagreements = selftest_disagreements(compat, crate::selftests::RELATED);
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,
            "findings": findings, "timelines": timelines,
+           "selftests": {"kernels": selftests, "disagreements": disagreements},
            "changes": {"previous": v.previous_matrix(), "cells": changes, "moves": v.moves, "steps": steps},
            "legend": legend, "go": go_line(compat)})
 }
@@ -944,6 +1140,7 @@ permalink.</p>
 <div class="legend" id="legend"></div>
 <div class="overview" id="overview-grid"></div></section>
 <section><h2 id="findings">Findings</h2><p class="muted">Where kernels do not do what the documentation (or their expectation) says: one entry per behaviour, with the kernels as ranges in version order.</p><ul id="findings-list"></ul></section>
+<section id="selftests-section"><h2 id="selftests">The kernels' own selftests</h2><p class="muted">Each kernel's userfaultfd selftests, built from its own Debian source package and run in its guest after the suite (the <code>selftests</code> rows): their counts, and where a selftest and one of our behaviours speak about the same thing and disagree.</p><div id="selftests-body"></div></section>
 <section><h2 id="changes">What changed</h2><div id="changes-body"></div></section>
 <section id="timelines-section"><h2 id="timelines">Features and ioctls by kernel</h2><p class="muted">Which name appears where, by the first kernel that has it; the tables below show these cells as counts and the change from the kernel before.</p><div id="timelines-body"></div></section>
 <section><h2 id="kernels">Kernels</h2><div class="scroll"><table id="kernels-table"><thead><tr><th>kernel</th><th>version</th><th>release</th><th>accel</th><th>source</th><th>date</th><th>status</th></tr></thead><tbody></tbody></table></div><p id="go"></p></section>
@@ -1064,6 +1261,21 @@ for (const f of D.findings) {
   if (f.source) li.append(el("blockquote", {}, f.source));
   if (b.notes) li.append(el("div", {class: "muted"}, b.notes));
   fl.append(li);
+}
+
+// The kernels' own selftests: counts per kernel, and where they disagree with our behaviours.
+const sb = document.getElementById("selftests-body");
+if (!D.selftests.kernels.length) document.getElementById("selftests-section").hidden = true;
+else {
+  const t = el("table", {id: "selftests-table"}, el("thead", {}, el("tr", {}, ...["kernel", "pass", "fail", "skip", "built from"].map(h => el("th", {}, h)))));
+  const tb = el("tbody");
+  for (const s of D.selftests.kernels) tb.append(el("tr", {}, el("td", {}, s.kernel), el("td", {}, String(s.pass)), el("td", {}, String(s.fail)), el("td", {}, String(s.skip)), el("td", {}, s.source)));
+  t.append(tb); sb.append(el("div", {class: "scroll"}, t));
+  const ul = el("ul", {id: "disagreements"});
+  for (const d of D.selftests.disagreements) ul.append(el("li", {class: "disagreement"}, `${d.kernel}: `, link(`${d.selftest}/${d.kernel}`, code(d.selftest)), " and ",
+    link(`${d.behaviour}/${d.kernel}`, code(d.behaviour)), `: ${d.how}.`));
+  if (!D.selftests.disagreements.length) ul.append(el("li", {}, "Where a selftest and one of our behaviours speak about the same thing, they agree on every kernel."));
+  sb.append(ul);
 }
 
 // What changed: since the previous matrix (the history), and along the kernel versions.
@@ -1238,6 +1450,121 @@ mod tests {
         h.record(&older);
         h.record(compat);
         h
+    }
+
+    /// The fixture with selftest rows: `case` on `kernel` reported `observed` (and `reason`).
+    fn with_selftest(c: &mut Compat, case: &str, kernel: &str, observed: &str, reason: Option<&str>) {
+        let row =
+            c.behaviours.entry(case.to_string()).or_insert_with(|| model::data::selftest_behaviour(case));
+        let mut cell = model::Cell::missing("");
+        cell.observed = observed.to_string();
+        cell.reason = reason.map(String::from);
+        cell.verdict = match observed {
+            "pass" => Verdict::Expected,
+            "fail" => Verdict::Unexpected,
+            _ => Verdict::Skipped,
+        };
+        if let (Some(why), "fail") = (reason, observed) {
+            cell.details.insert("selftest".into(), model::Detail::from(why));
+        }
+        row.cells.insert(kernel.to_string(), cell);
+    }
+
+    #[test]
+    fn selftests_that_disagree_with_our_behaviours_are_named() {
+        let mut c = crate::util::fixture();
+        // api.features observed the handshake on both kernels (expected); the 6.1 one's selftest
+        // failed (the reason as uffd-unit-tests words it).
+        let related: &[(&str, &[&str])] = &[
+            ("selftests.unit_uffdio_api", &["api.features"]),
+            ("selftests.unit_poison", &["api.features"]),
+            ("selftests.userfaultfd_hugetlb", &["populate.hugetlb_missing"]),
+            ("selftests.unit_move", &["populate.hugetlb_missing"]),
+        ];
+        with_selftest(&mut c, "selftests.unit_uffdio_api_syscall", "debian-5.10-cloud", "pass", None);
+        with_selftest(
+            &mut c,
+            "selftests.unit_uffdio_api_syscall",
+            "debian-6.1-cloud",
+            "fail",
+            Some("UFFDIO_API should fail with wrong api but didn't"),
+        );
+        // Skips are not observations: neither a missing feature (ours may have found the same
+        // absence) nor the machine's (no memory).
+        with_selftest(
+            &mut c,
+            "selftests.unit_poison_anon",
+            "debian-6.1-cloud",
+            "skip",
+            Some("the selftest skipped it: feature missing"),
+        );
+        with_selftest(
+            &mut c,
+            "selftests.unit_poison_hugetlb",
+            "debian-6.1-cloud",
+            "skip",
+            Some("the selftest skipped it: memory allocation failed"),
+        );
+        // 5.10's populate.hugetlb_missing is unsupported for lack of MADV_POPULATE_READ, which the
+        // hugetlb stress does not use: no disagreement when it passes.
+        with_selftest(&mut c, "selftests.userfaultfd_hugetlb", "debian-5.10-cloud", "pass", None);
+        assert!(selftest_disagreements(&c, related)
+            .iter()
+            .all(|d| d.selftest != "selftests.userfaultfd_hugetlb"));
+        // ... but where ours found userfaultfd itself lacking, a pass disagrees.
+        c.behaviours.remove("selftests.userfaultfd_hugetlb");
+        c.behaviours
+            .get_mut("populate.hugetlb_missing")
+            .unwrap()
+            .cells
+            .get_mut("debian-5.10-cloud")
+            .unwrap()
+            .reason = Some("the kernel does not offer UFFD_FEATURE_MOVE".into());
+        with_selftest(&mut c, "selftests.unit_move_anon", "debian-5.10-cloud", "pass", None);
+        // The host's api.features is missing: nothing learnt, nothing to disagree with.
+        with_selftest(&mut c, "selftests.unit_uffdio_api_syscall", "host", "fail", Some("boom"));
+        let found: Vec<(String, String, String)> = selftest_disagreements(&c, related)
+            .into_iter()
+            .map(|d| (d.kernel, d.selftest, d.behaviour))
+            .collect();
+        let want = |k: &str, s: &str, b: &str| (k.to_string(), s.to_string(), b.to_string());
+        assert_eq!(
+            found,
+            [
+                want("debian-5.10-cloud", "selftests.unit_move_anon", "populate.hugetlb_missing"),
+                want("debian-6.1-cloud", "selftests.unit_uffdio_api_syscall", "api.features"),
+            ]
+        );
+        let all = selftest_disagreements(&c, related);
+        assert!(all[1].how.contains("UFFDIO_API should fail with wrong api but didn't"), "{}", all[1].how);
+        assert!(all[0].how.contains("UFFD_FEATURE_MOVE"), "{}", all[0].how);
+        // The report's section names them, and counts each kernel's cases.
+        c.kernels.get_mut("debian-6.1-cloud").unwrap().selftests = Some("linux-source-6.1 6.1.192-2".into());
+        let (p, h) = (profiles(), History::new());
+        let md = markdown(&View::new(&c, &p, &h));
+        assert!(md.contains("## The kernels' own selftests"), "{md}");
+        assert!(md.contains("| debian-6.1-cloud | 0 | 1 | 2 | linux-source-6.1 6.1.192-2 |"), "{md}");
+        // With the project's own relation table, the 6.1 failure disagrees with api.features.
+        assert!(
+            md.contains("| debian-6.1-cloud | `selftests.unit_uffdio_api_syscall` | `api.features` |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn every_related_behaviour_is_one_of_ours() {
+        // The declarations (`id: "api.features",`) in the suite's probes.
+        let probes = crate::util::project_root().join("suite/src/probes");
+        let mut declared = String::new();
+        for file in std::fs::read_dir(&probes).unwrap() {
+            declared += &std::fs::read_to_string(file.unwrap().path()).unwrap();
+        }
+        for (case, ids) in crate::selftests::RELATED {
+            assert!(case.starts_with("selftests."), "{case}");
+            for id in *ids {
+                assert!(declared.contains(&format!("id: \"{id}\",")), "{case}: {id} is not a behaviour");
+            }
+        }
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub fn run_guest(
             qemu: crate::qemu::version(&settings.qemu),
             boot_attempts: Some(attempt),
             failed_boots,
+            build: image.build.clone(),
             ..RunInfo::default()
         };
         return Ok(model::run::results(info, &run.decoded, reason));

@@ -51,3 +51,16 @@ pub fn display_path(path: &Path) -> String {
     let root = project_root();
     path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }
+
+/// The sha256 of a file, in hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

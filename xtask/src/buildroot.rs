@@ -1,0 +1,250 @@
+//! The kernel build toolchain: a Debian root made of pinned packages (`images/toolchain.lock`:
+//! gcc, binutils, make, bison, flex, bc, libelf and the shell tools a kernel build calls, with
+//! every dependency apt resolves for them on an empty system), each .deb taken from Debian's
+//! archive with the fleet's private apt and verified against its pin, unpacked by content under
+//! `target/uffdc/builds/root-<key>/` (the key moves with any pin), and entered with chroot.
+//!
+//! Why a root of its own rather than the machine's compilers: the build never depends on what a
+//! machine has installed (a developer's newer gcc, a CI image's), the same pins give the same
+//! compiler everywhere, and nothing is installed on the machine, so nothing is ever removed from
+//! it. Why bookworm: its gcc 12 builds every source the project reads (5.10 to 7.x) and is the
+//! release the CI container runs. Maintainer scripts do not run in it; the few links they would
+//! make (`awk`, `cc`, `/bin/sh`) and the device nodes a build opens are made here.
+
+use crate::apt::LazyApt;
+use crate::debs::{self, DebLock};
+use crate::fleet::{Cache, Fleet};
+use anyhow::{bail, Context, Result};
+use std::ffi::CString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use xshell::Shell;
+
+pub const LOCK: &str = "images/toolchain.lock";
+const REFRESH: &str = "cargo xtask images refresh toolchain";
+/// The release the toolchain is taken from.
+pub const RELEASE: &str = "bookworm";
+/// What a kernel build (and a static build of its selftests) calls; apt adds their dependencies.
+const PACKAGES: &[&str] = &[
+    "gcc",
+    "make",
+    "bc",
+    "bison",
+    "flex",
+    "libc6-dev",
+    "libelf-dev",
+    "bash",
+    "dash",
+    "coreutils",
+    "sed",
+    "grep",
+    "mawk",
+    "findutils",
+    "diffutils",
+    "tar",
+    "gzip",
+    "xz-utils",
+    "perl-base",
+    "libc-bin",
+];
+
+/// The unpacked toolchain.
+#[derive(Clone, Debug)]
+pub struct BuildRoot {
+    pub dir: PathBuf,
+    /// Moves with every pin of the lock.
+    pub key: String,
+    /// `gcc-12 12.2.0-14`, as builds record it.
+    pub compiler: String,
+}
+
+pub fn load(root: &Path) -> Result<DebLock> {
+    DebLock::load(root, LOCK, REFRESH)
+}
+
+/// Re-resolves the toolchain in its release and rewrites the lock.
+pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
+    apt.get()?.update(sh, true)?;
+    let resolved = apt.get()?.closure(sh, RELEASE, PACKAGES)?;
+    let lock = DebLock::pin(sh, apt, RELEASE, &resolved)?;
+    let header = format!(
+        "# The kernel build toolchain (xtask/src/buildroot.rs): {} and every dependency apt resolves\n\
+         # for them on an empty {RELEASE} system. Written by `{REFRESH}`; every entry was downloaded and\n\
+         # verified by apt against the signed archive; builds check each .deb's sha256.\n",
+        PACKAGES.join(" ")
+    );
+    let old = load(root).ok();
+    match &old {
+        Some(o) if o == &lock => println!("{:<20} unchanged: {} packages", "toolchain", lock.packages.len()),
+        _ => println!(
+            "{:<20} pinned {} packages of {RELEASE} ({})",
+            "toolchain",
+            lock.packages.len(),
+            compiler(&lock)
+        ),
+    }
+    lock.save(root, LOCK, &header)?;
+    println!("wrote {LOCK}");
+    Ok(())
+}
+
+fn compiler(lock: &DebLock) -> String {
+    lock.packages
+        .iter()
+        .filter(|p| p.package.starts_with("gcc-") && p.package[4..].chars().all(|c| c.is_ascii_digit()))
+        .map(|p| format!("{} {}", p.package, p.version))
+        .next()
+        .unwrap_or_else(|| "no gcc".to_string())
+}
+
+/// The fleet's private apt (its lists serve the toolchain's release too: bookworm is a track's).
+pub fn apt(root: &Path, mirror: Option<String>) -> Result<LazyApt> {
+    let fleet = Fleet::load(root)?;
+    let mut apt = fleet.apt(&Cache::new(root), mirror);
+    apt.add_suite(RELEASE);
+    Ok(apt)
+}
+
+/// The toolchain's root, unpacked from its verified .debs if it is not already.
+pub fn ensure(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<BuildRoot> {
+    let lock = load(root)?;
+    let key = lock.key()?;
+    let builds = Cache::new(root).dir.join("builds");
+    let dir = builds.join(format!("root-{key}"));
+    let marker = dir.join(".uffdc-pins.toml");
+    let pins = toml::to_string(&lock)?;
+    let made = BuildRoot { dir: dir.clone(), key: key.clone(), compiler: compiler(&lock) };
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == pins) {
+        return Ok(made);
+    }
+    std::fs::create_dir_all(&builds)?;
+    let _lock = crate::util::lock(&builds.join("root.lock"))?;
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == pins) {
+        return Ok(made);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut apt = apt(root, mirror)?;
+    eprintln!(
+        "build   toolchain: unpacking {} pinned packages of {RELEASE} into {}",
+        lock.packages.len(),
+        crate::util::display_path(&dir)
+    );
+    for pin in &lock.packages {
+        let deb = debs::verified(sh, pin, &mut apt, LOCK, REFRESH)?;
+        debs::unpack(&deb, &dir).with_context(|| format!("unpacking {}", deb.display()))?;
+    }
+    finish(&dir)?;
+    for tool in ["usr/bin/gcc", "usr/bin/make", "usr/bin/bison", "usr/bin/flex", "usr/bin/bc", "usr/bin/sh"] {
+        if !dir.join(tool).exists() {
+            bail!(
+                "the toolchain in {} has no /{tool}: pin packages that provide it (`{REFRESH}`)",
+                dir.display()
+            );
+        }
+    }
+    crate::util::write_atomic(&marker, pins.as_bytes())?;
+    Ok(made)
+}
+
+/// What maintainer scripts would have made: the alternatives' links a build calls by their
+/// generic names, /bin/sh, /tmp, and the device nodes a compiler opens.
+fn finish(dir: &Path) -> Result<()> {
+    for (link, target) in [("usr/bin/awk", "mawk"), ("usr/bin/cc", "gcc"), ("usr/bin/sh", "dash")] {
+        if std::fs::symlink_metadata(dir.join(link)).is_err() {
+            std::os::unix::fs::symlink(target, dir.join(link))?;
+        }
+    }
+    for d in ["tmp", "dev", "src", "out", "proc"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    std::fs::set_permissions(dir.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+    for (name, minor) in [("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)] {
+        let node = dir.join("dev").join(name);
+        if std::fs::symlink_metadata(&node).is_err() {
+            nix::sys::stat::mknod(
+                &node,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::from_bits_truncate(0o666),
+                nix::sys::stat::makedev(1, minor),
+            )
+            .with_context(|| format!("making {} (device nodes need root)", node.display()))?;
+        }
+    }
+    Ok(())
+}
+
+impl BuildRoot {
+    /// `argv` run inside the root (chroot), in `cwd` there, with a clean environment plus `env`.
+    /// Needs root (chroot(2)).
+    pub fn command(
+        &self,
+        cwd: &str,
+        argv: &[String],
+        env: &[(String, String)],
+    ) -> Result<std::process::Command> {
+        if !crate::packages::is_root() {
+            bail!("building kernels enters the pinned toolchain's root with chroot, which needs root: run as root");
+        }
+        let dir = CString::new(self.dir.as_os_str().as_encoded_bytes())?;
+        let cwd = CString::new(cwd)?;
+        let mut c = std::process::Command::new(&argv[0]);
+        c.args(&argv[1..])
+            .env_clear()
+            .env("PATH", "/usr/bin:/usr/sbin:/bin:/sbin")
+            .env("HOME", "/tmp")
+            .env("TMPDIR", "/tmp")
+            .env("LC_ALL", "C")
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        // SAFETY: chroot and chdir are async-signal-safe; their arguments were made before fork.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::chroot(dir.as_ptr()) != 0 || libc::chdir(cwd.as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(c)
+    }
+
+    /// Runs `argv` in the root with its output in `log`; a failure names the log and its last
+    /// lines.
+    pub fn run(&self, cwd: &str, argv: &[String], env: &[(String, String)], log: &Path) -> Result<()> {
+        let out = std::fs::File::create(log).with_context(|| format!("cannot write {}", log.display()))?;
+        let status = self
+            .command(cwd, argv, env)?
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .status()
+            .with_context(|| format!("cannot run {} in {}", argv[0], self.dir.display()))?;
+        if !status.success() {
+            bail!(
+                "`{}` failed ({status}): {} (whole log: {})",
+                argv.join(" "),
+                tail(log),
+                crate::util::display_path(log)
+            );
+        }
+        Ok(())
+    }
+
+    /// Where a path inside the root is on this machine.
+    pub fn path(&self, inside: &str) -> PathBuf {
+        self.dir.join(inside.trim_start_matches('/'))
+    }
+}
+
+/// The last error-looking lines of a log, joined into one line.
+pub fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let errors: Vec<&str> =
+        lines.iter().copied().filter(|l| l.contains("rror") || l.contains("***")).collect();
+    let pick = if errors.is_empty() {
+        &lines[lines.len().saturating_sub(2)..]
+    } else {
+        &errors[errors.len().saturating_sub(2)..]
+    };
+    pick.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" / ")
+}

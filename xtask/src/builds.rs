@@ -1,0 +1,676 @@
+//! `cargo xtask images build [ID]...`: kernels the project builds from Debian's source packages
+//! (the `builds` of `images/kernels.toml`), so the matrix has a configuration axis: the same source
+//! built with the base configuration (`images/configs/base.config`) and with each difference a
+//! build track names.
+//!
+//! A build: the source package's pin (`images/kernels.lock`, `[sources]`) is fetched with the
+//! private apt and verified, its tarball unpacked once into the pinned toolchain's root
+//! (`buildroot.rs`); `make allnoconfig` with the base configuration and the track's options
+//! (`KCONFIG_ALLCONFIG`) resolves the `.config`, which must hold every option asked for (an option
+//! the source does not know, or one its dependencies turn off, is named); then `make bzImage`.
+//! The result is cached under `target/uffdc/builds/kernels/<key>/`, the key taken over the source's
+//! sha256, the toolchain's pins and the resolved `.config`; an index from the inputs (the pins, the
+//! base configuration, the options) to that key makes a warm build a lookup that needs neither the
+//! source nor the toolchain. A cached bzImage is re-hashed before each use.
+
+use crate::buildroot::{self, BuildRoot};
+use crate::debs::{self, short_hash, DebPin};
+use crate::fleet::{sha256_file, BuildTrack, Cache, Fleet, Image, SourcePin, LOCK};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use xshell::Shell;
+
+/// The base configuration every build starts from.
+pub const BASE: &str = "images/configs/base.config";
+const REFRESH: &str = "cargo xtask images refresh";
+/// Bumped when how a build is made changes (the make invocation, the layout of the cache).
+const RECIPE: &str = "uffdc kernel build 1";
+
+/// What a cached build recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    release: String,
+    bzimage_sha256: String,
+    build: model::data::Build,
+}
+
+/// The index entry from a build's inputs to its cached kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Inputs {
+    kernel: String,
+}
+
+fn builds_dir(root: &Path) -> PathBuf {
+    Cache::new(root).dir.join("builds")
+}
+
+/// A key over what a build is made from: its source's pin, the toolchain's pins, the base
+/// configuration and the track's options (so the scheduled workflow can key its cache on it
+/// before building anything).
+pub fn inputs_key(root: &Path, fleet: &Fleet, id: &str) -> Result<String> {
+    let track = fleet.builds.get(id).with_context(|| format!("unknown build {id:?}"))?;
+    let pin = fleet.lock.sources.get(&track.source).with_context(|| {
+        format!("build {id:?}: its source {} has no pin in {LOCK}: run `{REFRESH}`", track.source)
+    })?;
+    let base = std::fs::read_to_string(root.join(BASE)).with_context(|| format!("cannot read {BASE}"))?;
+    let toolchain = buildroot::load(root)?;
+    Ok(short_hash(
+        format!(
+            "{RECIPE}\n{}\n{}\n{}",
+            toml::to_string(pin)?,
+            toml::to_string(&toolchain)?,
+            fragment(&base, id, track)
+        )
+        .as_bytes(),
+    ))
+}
+
+/// `cargo xtask images build [ID]...`: builds (or finds in the cache) each build track.
+pub fn run(sh: &Shell, root: &Path, ids: &[String], mirror: Option<String>) -> Result<()> {
+    let fleet = Fleet::load(root)?;
+    let ids: Vec<String> = if ids.is_empty() { fleet.builds.keys().cloned().collect() } else { ids.to_vec() };
+    for id in &ids {
+        let started = std::time::Instant::now();
+        let image =
+            image(sh, root, &fleet, id, mirror.clone(), &mut |line| eprintln!("build   {id}: {line}"))?;
+        println!(
+            "{id:<28} {:<20} {:>6.1}s  {}",
+            image.release,
+            started.elapsed().as_secs_f64(),
+            crate::util::display_path(&image.vmlinuz)
+        );
+    }
+    Ok(())
+}
+
+/// The build's kernel: from the cache when these inputs were built before and the bzImage is
+/// intact, else built. `progress` is told what happens (stages, compile counts).
+pub fn image(
+    sh: &Shell,
+    root: &Path,
+    fleet: &Fleet,
+    id: &str,
+    mirror: Option<String>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Image> {
+    let Some(track) = fleet.builds.get(id) else {
+        bail!(
+            "unknown build {id:?}: {} has builds {}",
+            crate::fleet::TRACKS,
+            fleet.builds.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    };
+    let Some(pin) = fleet.lock.sources.get(&track.source) else {
+        bail!("build {id:?}: its source {} has no pin in {LOCK}: run `{REFRESH}`", track.source);
+    };
+    let base = std::fs::read_to_string(root.join(BASE)).with_context(|| format!("cannot read {BASE}"))?;
+    let fragment = fragment(&base, id, track);
+    let inputs_key = inputs_key(root, fleet, id)?;
+    let dir = builds_dir(root);
+    let index = dir.join("inputs").join(format!("{inputs_key}.toml"));
+    let from_index = || -> Option<Image> {
+        let inputs: Inputs = toml::from_str(&std::fs::read_to_string(&index).ok()?).ok()?;
+        cached(root, id, &inputs.kernel)
+    };
+    if let Some(image) = from_index() {
+        return Ok(image);
+    }
+    std::fs::create_dir_all(&dir)?;
+    // One build at a time on a machine: two would only share its cores.
+    let _lock = crate::util::lock(&dir.join("build.lock"))?;
+    if let Some(image) = from_index() {
+        return Ok(image);
+    }
+    progress("toolchain");
+    let broot = buildroot::ensure(sh, root, mirror.clone())?;
+    progress(&format!("source {} {}", track.source, pin.version));
+    let tree = source_tree(sh, root, &broot, &track.source, pin, mirror)?;
+    let out = format!("/out/{id}");
+    std::fs::create_dir_all(broot.path(&out))?;
+    std::fs::write(broot.path(&format!("{out}/uffdc.config")), &fragment)?;
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let make = |target: &str| -> Vec<String> {
+        let mut argv: Vec<String> = ["/usr/bin/make", "-s"].map(String::from).to_vec();
+        argv.push(format!("O={out}"));
+        argv.push("ARCH=x86_64".into());
+        argv.push(target.to_string());
+        argv
+    };
+    let env = vec![
+        ("KCONFIG_ALLCONFIG".to_string(), format!("{out}/uffdc.config")),
+        ("KBUILD_BUILD_USER".to_string(), "uffdc".to_string()),
+        ("KBUILD_BUILD_HOST".to_string(), "uffdc".to_string()),
+        ("KBUILD_BUILD_VERSION".to_string(), "1".to_string()),
+        // uname -v names the Debian version the source is, as Debian's own kernels do.
+        ("KBUILD_BUILD_TIMESTAMP".to_string(), format!("uffdc build of Debian {}", pin.version)),
+    ];
+    progress("configuring (make allnoconfig with the base configuration and the track's options)");
+    broot.run(&tree, &make("allnoconfig"), &env, &logs.join(format!("{id}-config.log")))?;
+    let resolved_path = broot.path(&format!("{out}/.config"));
+    let resolved = std::fs::read_to_string(&resolved_path)
+        .with_context(|| format!("make allnoconfig left no {}", resolved_path.display()))?;
+    check_resolved(id, track, &fragment, &resolved, &broot.path(&tree), pin)?;
+    let set = set_options(&resolved);
+    let kernel =
+        short_hash(format!("{RECIPE}\n{}\n{}\n{}", pin.sha256, broot.key, set.join("\n")).as_bytes());
+    if let Some(image) = cached(root, id, &kernel) {
+        crate::util::write_atomic(&index, toml::to_string(&Inputs { kernel })?.as_bytes())?;
+        return Ok(image);
+    }
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    progress(&format!(
+        "make -j{jobs} bzImage (log: {})",
+        crate::util::display_path(&logs.join(format!("{id}.log")))
+    ));
+    let mut argv = make("bzImage");
+    argv.insert(1, format!("-j{jobs}"));
+    argv.retain(|a| a != "-s");
+    argv.push("V=0".into());
+    compile(&broot, &tree, &argv, &env, &logs.join(format!("{id}.log")), progress)?;
+    let release_argv = make("kernelrelease");
+    let release = broot.command(&tree, &release_argv, &env)?.output().context("make kernelrelease")?;
+    let release = String::from_utf8_lossy(&release.stdout).trim().to_string();
+    if release.is_empty() {
+        bail!("build {id}: `make kernelrelease` printed nothing");
+    }
+    let bzimage = std::fs::read(broot.path(&format!("{out}/arch/x86/boot/bzImage")))
+        .with_context(|| format!("build {id}: make bzImage left no arch/x86/boot/bzImage"))?;
+    let base_sha = short_hash(base.as_bytes());
+    let differs: Vec<String> =
+        track.options.keys().map(|k| format!("{k}={}", value_of(&resolved, k))).collect();
+    let entry = Entry {
+        release,
+        bzimage_sha256: hex_sha(&bzimage),
+        build: model::data::Build {
+            source: format!("{} {} ({}, deb sha256 {})", track.source, pin.version, pin.suite, pin.sha256),
+            base: format!("{BASE} (sha256 {base_sha}…)"),
+            differs,
+            toolchain: format!("{} ({} {})", broot.compiler, buildroot::LOCK, broot.key),
+            config_sha256: hex_sha(resolved.as_bytes()),
+            config: set,
+        },
+    };
+    let kdir = dir.join("kernels").join(&kernel);
+    let _ = std::fs::remove_file(kdir.join("build.toml"));
+    crate::util::write_atomic(&kdir.join("bzImage"), &bzimage)?;
+    crate::util::write_atomic(&kdir.join("config"), resolved.as_bytes())?;
+    crate::util::write_atomic(&kdir.join("build.toml"), toml::to_string(&entry)?.as_bytes())?;
+    crate::util::write_atomic(&index, toml::to_string(&Inputs { kernel: kernel.clone() })?.as_bytes())?;
+    cached(root, id, &kernel).context("the build just cached does not verify")
+}
+
+/// The base configuration and the track's options, as `KCONFIG_ALLCONFIG` reads them (a later
+/// line wins).
+fn fragment(base: &str, id: &str, track: &BuildTrack) -> String {
+    let mut text = base.to_string();
+    text += &format!("\n# {id}: what differs from the base configuration ({})\n", crate::fleet::TRACKS);
+    for (k, v) in &track.options {
+        text += &match v.as_str() {
+            "n" => format!("# {k} is not set\n"),
+            v if v == "y" || v == "m" || v.parse::<i64>().is_ok() => format!("{k}={v}\n"),
+            v => format!("{k}=\"{v}\"\n"),
+        };
+    }
+    text
+}
+
+/// A cached build, when its record is there and its bzImage still has the recorded sha256.
+fn cached(root: &Path, id: &str, kernel: &str) -> Option<Image> {
+    let kdir = builds_dir(root).join("kernels").join(kernel);
+    let entry: Entry = toml::from_str(&std::fs::read_to_string(kdir.join("build.toml")).ok()?).ok()?;
+    let vmlinuz = kdir.join("bzImage");
+    if sha256_file(&vmlinuz).ok()? != entry.bzimage_sha256 {
+        return None;
+    }
+    let config = kdir.join("config");
+    let userfaultfd =
+        std::fs::read_to_string(&config).ok().map(|c| value_of(&c, "CONFIG_USERFAULTFD") == "y");
+    let what = if entry.build.differs.is_empty() {
+        "the base configuration".to_string()
+    } else {
+        format!("the base configuration with {}", entry.build.differs.join(", "))
+    };
+    Some(Image {
+        id: id.to_string(),
+        vmlinuz,
+        release: entry.release.clone(),
+        userfaultfd,
+        config: Some((config, format!("the resolved .config of build {id} ({what})"))),
+        source: format!("built {} with {what} ({})", entry.build.source, entry.build.toolchain),
+        build: Some(entry.build),
+    })
+}
+
+/// The source tree, unpacked in the root at `/src/<package>-<version>`, from the verified .deb.
+pub fn source_tree(
+    sh: &Shell,
+    root: &Path,
+    broot: &BuildRoot,
+    package: &str,
+    pin: &SourcePin,
+    mirror: Option<String>,
+) -> Result<String> {
+    let inside = format!("/src/{package}-{}", pin.version.replace([':', '~'], "_"));
+    let tree = broot.path(&inside);
+    let marker = tree.join(".uffdc-source");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == pin.sha256) {
+        return Ok(inside);
+    }
+    let deb_pin = DebPin {
+        suite: pin.suite.clone(),
+        package: package.to_string(),
+        version: pin.version.clone(),
+        sha256: pin.sha256.clone(),
+        size: pin.size,
+    };
+    let mut apt = buildroot::apt(root, mirror)?;
+    let deb = debs::verified(sh, &deb_pin, &mut apt, LOCK, REFRESH)?;
+    unpack_source(broot, &deb, &inside)?;
+    std::fs::write(&marker, &pin.sha256)?;
+    Ok(inside)
+}
+
+/// Unpacks a `linux-source-*` .deb's tarball into `inside` (a path in the root), with the
+/// root's own tar and xz. A damaged package is named as such.
+pub fn unpack_source(broot: &BuildRoot, deb: &Path, inside: &str) -> Result<()> {
+    let tree = broot.path(inside);
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(&tree)?;
+    let tarball = format!("{inside}.tar.xz");
+    let damaged = |why: String| {
+        anyhow::anyhow!(
+            "{} is damaged ({why}): delete it and rerun to fetch it again, or re-pin with `{REFRESH}`",
+            deb.display()
+        )
+    };
+    let mut found = false;
+    debs::each_file(deb, |entry| {
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path.starts_with("./usr/src/linux-source-") && path.ends_with(".tar.xz") {
+            let mut file = std::fs::File::create(broot.path(&tarball))?;
+            std::io::copy(entry, &mut file).map_err(|e| damaged(e.to_string()))?;
+            found = true;
+        }
+        Ok(())
+    })?;
+    if !found {
+        bail!(damaged("it holds no /usr/src/linux-source-*.tar.xz".into()));
+    }
+    let argv: Vec<String> =
+        ["/usr/bin/tar", "-xJf", &tarball, "-C", inside, "--strip-components=1"].map(String::from).to_vec();
+    let log = broot.path(&format!("{inside}.log"));
+    let unpacked = broot.run("/", &argv, &[], &log);
+    let _ = std::fs::remove_file(broot.path(&tarball));
+    unpacked.map_err(|e| damaged(format!("its tarball does not unpack: {e:#}")))?;
+    if !tree.join("Makefile").is_file() || !tree.join("Kconfig").is_file() {
+        bail!(damaged("its tarball holds no kernel tree (no Makefile and Kconfig at the top)".into()));
+    }
+    Ok(())
+}
+
+/// Runs the compile, its output in `log`, telling `progress` how many files it compiled (every
+/// 500, and at the end).
+fn compile(
+    broot: &BuildRoot,
+    tree: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    log: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut child = broot
+        .command(tree, argv, env)?
+        .stdin(std::process::Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
+        .spawn()
+        .with_context(|| format!("cannot run make in {}", broot.dir.display()))?;
+    let mut file = std::fs::File::create(log)?;
+    let started = std::time::Instant::now();
+    let mut compiled = 0;
+    for line in std::io::BufReader::new(std::fs::File::from(reader)).lines() {
+        let line = line.unwrap_or_default();
+        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())?;
+        if line.trim_start().starts_with("CC ") {
+            compiled += 1;
+            if compiled % 500 == 0 {
+                progress(&format!("{compiled} files compiled, {:.0}s", started.elapsed().as_secs_f64()));
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "`{}` failed ({status}): {} (whole log: {})",
+            argv.join(" "),
+            buildroot::tail(log),
+            crate::util::display_path(log)
+        );
+    }
+    progress(&format!("{compiled} files compiled in {:.0}s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// The lines of a `.config` that set an option (`CONFIG_X=y`), in order.
+fn set_options(config: &str) -> Vec<String> {
+    config.lines().filter(|l| l.starts_with("CONFIG_") && l.contains('=')).map(String::from).collect()
+}
+
+/// An option's value in a `.config` (`y`, `m`, a value without quotes, or `n` when not set).
+fn value_of(config: &str, option: &str) -> String {
+    let prefix = format!("{option}=");
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or_else(|| "n".to_string(), |v| v.trim_matches('"').to_string())
+}
+
+/// What the fragment asks for: option -> value (`n` for `# CONFIG_X is not set`); a later line wins.
+fn asked(fragment: &str) -> BTreeMap<String, String> {
+    let mut asked = BTreeMap::new();
+    for line in fragment.lines().map(str::trim) {
+        if let Some(option) = line.strip_prefix("# ").and_then(|l| l.strip_suffix(" is not set")) {
+            asked.insert(option.to_string(), "n".to_string());
+        } else if let Some((k, v)) = line.split_once('=').filter(|(k, _)| k.starts_with("CONFIG_")) {
+            asked.insert(k.to_string(), v.trim_matches('"').to_string());
+        }
+    }
+    asked
+}
+
+/// Every option the resolved configuration was asked for has that value: an option the source
+/// does not know, or one its dependencies turned off (or forced on), is an error that names it.
+fn check_resolved(
+    id: &str,
+    track: &BuildTrack,
+    fragment: &str,
+    resolved: &str,
+    tree: &Path,
+    pin: &SourcePin,
+) -> Result<()> {
+    let asked = asked(fragment);
+    let wrong: Vec<(&String, &String, String)> = asked
+        .iter()
+        .filter_map(|(k, v)| {
+            let got = value_of(resolved, k);
+            (got != *v).then_some((k, v, got))
+        })
+        .collect();
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    let known = kconfig_symbols(tree)?;
+    let whence = |k: &str| {
+        if track.options.contains_key(k) {
+            format!("the options of build {id} in {}", crate::fleet::TRACKS)
+        } else {
+            BASE.to_string()
+        }
+    };
+    let source = format!("{} {}", track.source, pin.version);
+    if let Some((k, _, _)) =
+        wrong.iter().find(|(k, _, _)| !known.contains_key(k.trim_start_matches("CONFIG_")))
+    {
+        bail!(
+            "build {id}: {k} (in {}) is not an option {source} knows (no `config {}` in its Kconfig files): fix its name or remove it",
+            whence(k),
+            k.trim_start_matches("CONFIG_")
+        );
+    }
+    let lines: Vec<String> = wrong
+        .iter()
+        .map(|(k, v, got)| {
+            let deps = known.get(k.trim_start_matches("CONFIG_")).filter(|d| !d.is_empty());
+            format!(
+                "{k}={v} (in {}) resolved to {k}={got}{}",
+                whence(k),
+                deps.map_or(String::new(), |d| format!(" (it depends on {d})"))
+            )
+        })
+        .collect();
+    bail!(
+        "build {id}: {source}'s configuration does not hold what was asked: {}: set what it depends on too, or drop it",
+        lines.join("; ")
+    )
+}
+
+/// Every `config`/`menuconfig` symbol in the tree's Kconfig files, with its `depends on` lines.
+fn kconfig_symbols(tree: &Path) -> Result<BTreeMap<String, String>> {
+    let mut symbols = BTreeMap::new();
+    let mut dirs = vec![tree.to_path_buf()];
+    let skip: BTreeSet<&str> = ["Documentation", "tools", "samples", ".git"].into();
+    while let Some(dir) = dirs.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?.flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() && !skip.contains(name.as_str()) {
+                dirs.push(path);
+            } else if kind.is_file() && name.starts_with("Kconfig") {
+                let mut text = String::new();
+                std::fs::File::open(&path)?.read_to_string(&mut text)?;
+                let mut current: Option<String> = None;
+                for line in text.lines().map(str::trim) {
+                    let mut words = line.split_whitespace();
+                    match (words.next(), words.next()) {
+                        (Some("config" | "menuconfig"), Some(sym)) => {
+                            symbols.entry(sym.to_string()).or_insert_with(String::new);
+                            current = Some(sym.to_string());
+                        }
+                        (Some("depends"), Some("on")) => {
+                            if let Some(sym) = &current {
+                                let deps = symbols.entry(sym.clone()).or_insert_with(String::new);
+                                let dep =
+                                    line.trim_start_matches("depends").trim().trim_start_matches("on").trim();
+                                if deps.is_empty() {
+                                    *deps = dep.to_string();
+                                } else if !deps.contains(dep) {
+                                    *deps = format!("{deps} && {dep}");
+                                }
+                            }
+                        }
+                        (
+                            Some(
+                                "choice" | "endchoice" | "menu" | "endmenu" | "if" | "endif" | "source"
+                                | "comment",
+                            ),
+                            _,
+                        ) => current = None,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(symbols)
+}
+
+fn hex_sha(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Re-pins the builds' source packages to the newest version in their suites, and pins the source
+/// package of every packaged kernel's own version (its selftests are built from it) where no build
+/// pins that package.
+pub fn refresh(sh: &Shell, root: &Path, fleet: &mut Fleet, apt: &mut crate::apt::LazyApt) -> Result<()> {
+    let mut sources: BTreeMap<String, (Vec<String>, Option<String>)> = BTreeMap::new();
+    for track in fleet.builds.values() {
+        sources.entry(track.source.clone()).or_default().0.extend(track.suites.clone());
+    }
+    for (id, pin) in &fleet.lock.kernels {
+        let Some(package) = crate::fleet::source_package(&pin.version) else { continue };
+        if let std::collections::btree_map::Entry::Vacant(e) = sources.entry(package) {
+            let suites = fleet.tracks.get(id).map(|t| t.suites.clone()).unwrap_or_default();
+            e.insert((suites, Some(pin.version.clone())));
+        }
+    }
+    for (package, (suites, exact)) in sources {
+        let apt = apt.get()?;
+        let mut best: Option<(String, String)> = None;
+        for (version, suite) in apt.versions(sh, &package)? {
+            if exact.as_ref().is_none_or(|e| *e == version)
+                && suites.contains(&suite)
+                && best.as_ref().is_none_or(|(v, _)| crate::apt::newer(sh, &version, v))
+            {
+                best = Some((version, suite));
+            }
+        }
+        let Some((version, suite)) = best else {
+            if let Some(exact) = exact {
+                // Debian does not ship every kernel's own source: those kernels run without
+                // their selftests (`cargo xtask matrix` says so).
+                println!("{package:<20} {exact} is not in {}: not pinned", suites.join(", "));
+                continue;
+            }
+            bail!("{package}: not in {}: is the mirror complete?", suites.join(", "));
+        };
+        let deb = apt.download(sh, &package, &version, &suite)?;
+        let pin = SourcePin {
+            suite,
+            version: version.clone(),
+            sha256: sha256_file(&deb)?,
+            size: std::fs::metadata(&deb)?.len(),
+        };
+        match fleet.lock.sources.get(&package) {
+            Some(old) if old == &pin => println!("{package:<20} unchanged: {version}"),
+            Some(old) => println!("{package:<20} {} -> {version}", old.version),
+            None => println!("{package:<20} pinned {version}"),
+        }
+        fleet.lock.sources.insert(package, pin);
+        fleet.save_lock(root)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fragment_says_what_it_asks_and_later_lines_win() {
+        let track = BuildTrack {
+            suites: vec!["trixie".into()],
+            source: "linux-source-6.12".into(),
+            options: [
+                ("CONFIG_USERFAULTFD".to_string(), "n".to_string()),
+                ("CONFIG_NR_CPUS".into(), "4".into()),
+            ]
+            .into(),
+            why: String::new(),
+        };
+        let text = fragment("CONFIG_USERFAULTFD=y\nCONFIG_NR_CPUS=8\n# a comment\n", "b", &track);
+        let asked = asked(&text);
+        assert_eq!(asked["CONFIG_USERFAULTFD"], "n");
+        assert_eq!(asked["CONFIG_NR_CPUS"], "4");
+        assert_eq!(value_of("CONFIG_A=y\nCONFIG_B=\"x\"\n", "CONFIG_B"), "x");
+        assert_eq!(value_of("# CONFIG_A is not set\n", "CONFIG_A"), "n");
+    }
+
+    #[test]
+    fn every_build_names_a_pinned_source_and_the_base_configuration_is_there() {
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        assert!(fleet.builds.len() >= 6, "{:?}", fleet.builds.keys());
+        for (id, b) in &fleet.builds {
+            let pin =
+                fleet.lock.sources.get(&b.source).unwrap_or_else(|| panic!("{id}: {} unpinned", b.source));
+            assert_eq!(pin.sha256.len(), 64, "{id}");
+            assert!(b.options.keys().all(|k| k.starts_with("CONFIG_")), "{id}: {:?}", b.options);
+        }
+        let base = std::fs::read_to_string(root.join(BASE)).unwrap();
+        assert_eq!(asked(&base)["CONFIG_USERFAULTFD"], "y");
+    }
+
+    /// A fresh directory under target/ for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = crate::util::project_root().join("target/uffdc/tests").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn an_option_the_source_does_not_know_or_cannot_set_is_named() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let mut fleet = Fleet::load(&root).unwrap();
+        let mut track = fleet.builds["build-6.12"].clone();
+        track.options.insert("CONFIG_NO_SUCH_OPTION_UFFDC".into(), "y".into());
+        fleet.builds.insert("test-unknown-option".into(), track.clone());
+        let err =
+            image(&sh, &root, &fleet, "test-unknown-option", None, &mut |_| {}).unwrap_err().to_string();
+        assert!(
+            err.contains("CONFIG_NO_SUCH_OPTION_UFFDC (in the options of build test-unknown-option")
+                && err.contains("is not an option linux-source-6.12")
+                && !err.contains('\n'),
+            "{err}"
+        );
+        // An option the source knows, whose dependency the configuration leaves off.
+        track.options = [("CONFIG_SERIAL_8250_PCI".to_string(), "y".to_string())].into();
+        fleet.builds.insert("test-unmet-option".into(), track);
+        let err = image(&sh, &root, &fleet, "test-unmet-option", None, &mut |_| {}).unwrap_err().to_string();
+        assert!(
+            err.contains("CONFIG_SERIAL_8250_PCI=y (in the options of build test-unmet-option")
+                && err.contains("resolved to CONFIG_SERIAL_8250_PCI=n (it depends on")
+                && err.contains("PCI")
+                && !err.contains('\n'),
+            "{err}"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn a_corrupt_source_package_is_named_and_not_used() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let dir = scratch("corrupt-source");
+        // A download that does not match its pin: deleted, and the error says what to do.
+        let deb = dir.join("linux-source-6.12_6.12.118-1_all.deb");
+        std::fs::write(&deb, b"not the pinned bytes").unwrap();
+        let pin = DebPin {
+            suite: "trixie".into(),
+            package: "linux-source-6.12".into(),
+            version: "6.12.118-1".into(),
+            sha256: "0".repeat(64),
+            size: 20,
+        };
+        let err = debs::check(&deb, &pin, LOCK, REFRESH).unwrap_err().to_string();
+        assert!(err.contains("has sha256") && err.contains("corrupt") && err.contains(REFRESH), "{err}");
+        assert!(!deb.exists(), "a corrupt download is deleted");
+        // A package damaged inside (cut short): unpacking it is refused, named, and leaves no tree.
+        let fleet = Fleet::load(&root).unwrap();
+        let source = &fleet.builds["build-6.12-no-userfaultfd"].source;
+        let pin = &fleet.lock.sources[source];
+        let pin = DebPin {
+            suite: pin.suite.clone(),
+            package: source.clone(),
+            version: pin.version.clone(),
+            sha256: pin.sha256.clone(),
+            size: pin.size,
+        };
+        let good =
+            debs::verified(&sh, &pin, &mut buildroot::apt(&root, None).unwrap(), LOCK, REFRESH).unwrap();
+        let data = std::fs::read(&good).unwrap();
+        let cut = dir.join("cut.deb");
+        std::fs::write(&cut, &data[..data.len() / 2]).unwrap();
+        let broot = buildroot::ensure(&sh, &root, None).unwrap();
+        let err = unpack_source(&broot, &cut, "/src/test-corrupt").unwrap_err().to_string();
+        assert!(
+            err.contains("cut.deb is damaged") && err.contains("delete it and rerun") && !err.contains('\n'),
+            "{err}"
+        );
+        assert!(!broot.path("/src/test-corrupt/Makefile").exists());
+        let _ = std::fs::remove_dir_all(broot.path("/src/test-corrupt"));
+    }
+}

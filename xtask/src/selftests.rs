@@ -1,0 +1,269 @@
+//! The kernel's own userfaultfd selftests, built from each column's own Debian source package
+//! and run in its guest after the suite (the family `selftests`): `uffd-unit-tests` and
+//! `uffd-stress` (tools/testing/selftests/mm, 6.4 and later), or `userfaultfd`
+//! (tools/testing/selftests/vm, 5.10 and 6.1). They are built statically with the pinned toolchain
+//! (`buildroot.rs`) against the source's own uapi headers (`make headers`), cached under
+//! `target/uffdc/builds/selftests/<key>/` (the key over the source's sha256 and the toolchain's
+//! pins), and packed into the guest's initramfs under `/selftests/`, where the suite runs them
+//! (`suite/src/selftests.rs`) with small parameters and a time limit each.
+
+use crate::buildroot::{self, BuildRoot};
+use crate::debs::short_hash;
+use crate::fleet::{Fleet, SourcePin};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use xshell::Shell;
+
+/// Where the guest finds them.
+pub const DIR: &str = "selftests";
+const RECIPE: &str = "uffdc selftests 3";
+
+/// The selftests of one column: the source they were built from and the programs.
+#[derive(Clone, Debug)]
+pub struct Selftests {
+    pub source: String,
+    pub programs: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    source: String,
+    programs: Vec<String>,
+}
+
+/// The source package a column's selftests come from: a build's own source, or the source package
+/// of a Debian kernel's version (pinned in `[sources]`; the version pinned there may differ from
+/// the kernel's when a build pins a newer one, and the record says which it was).
+pub fn source_of(fleet: &Fleet, id: &str) -> Option<(String, SourcePin)> {
+    let package = match (fleet.builds.get(id), fleet.lock.kernels.get(id)) {
+        (Some(build), _) => build.source.clone(),
+        (None, Some(pin)) => crate::fleet::source_package(&pin.version)?,
+        (None, None) => return None,
+    };
+    let pin = fleet.lock.sources.get(&package)?;
+    Some((package, pin.clone()))
+}
+
+/// The selftests of column `id`, built (or taken from the cache); `None` when no source package is
+/// pinned for it.
+pub fn for_kernel(
+    sh: &Shell,
+    root: &Path,
+    fleet: &Fleet,
+    id: &str,
+    mirror: Option<String>,
+) -> Result<Option<Selftests>> {
+    let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
+    let toolchain = buildroot::load(root)?;
+    let key = short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
+    let dir = crate::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
+    if let Some(found) = cached(&dir) {
+        return Ok(Some(found));
+    }
+    let builds = crate::fleet::Cache::new(root).dir.join("builds");
+    std::fs::create_dir_all(&builds)?;
+    let _lock = crate::util::lock(&builds.join("build.lock"))?;
+    if let Some(found) = cached(&dir) {
+        return Ok(Some(found));
+    }
+    let broot = buildroot::ensure(sh, root, mirror.clone())?;
+    let tree = crate::builds::source_tree(sh, root, &broot, &package, &pin, mirror)?;
+    let out = format!("/out/selftests-{key}");
+    let (programs, changed) =
+        build(&broot, &tree, &out, &builds.join("logs").join(format!("selftests-{package}.log")))?;
+    let _ = std::fs::remove_file(dir.join("selftests.toml"));
+    std::fs::create_dir_all(&dir)?;
+    for p in &programs {
+        std::fs::copy(broot.path(&format!("{out}/{p}")), dir.join(p))?;
+    }
+    let mut source = format!("{package} {} ({}, deb sha256 {})", pin.version, pin.suite, pin.sha256);
+    if let Some(changed) = changed {
+        source += &format!("; {changed}");
+    }
+    let entry = Entry { source, programs };
+    crate::util::write_atomic(&dir.join("selftests.toml"), toml::to_string(&entry)?.as_bytes())?;
+    cached(&dir).context("the selftests just built are not in the cache").map(Some)
+}
+
+fn cached(dir: &Path) -> Option<Selftests> {
+    let entry: Entry = toml::from_str(&std::fs::read_to_string(dir.join("selftests.toml")).ok()?).ok()?;
+    let programs = entry
+        .programs
+        .iter()
+        .map(|p| Some((p.clone(), std::fs::read(dir.join(p)).ok()?)))
+        .collect::<Option<_>>()?;
+    Some(Selftests { source: entry.source, programs })
+}
+
+/// `uffd-unit-tests` works on areas of `UFFD_TEST_MEM_SIZE` (32 MiB upstream) in every case; the
+/// build sets it to this, the one change made to the selftests: under TCG the 32 MiB cost about
+/// 40 s per guest, and 8 MiB of 2 MiB huge pages (source and destination: 8 pages) fit in the
+/// 16 a guest reserves, where 32 MiB made every hugetlb case skip ("memory allocation failed").
+/// Not less: with 4 MiB (about half the time again) 7.3's `rwp-pagemap` and `poison` on hugetlb
+/// skip ("need at least 4 pages", "Too less pages for POISON test").
+pub const UNIT_MEM_MIB: u32 = 8;
+
+/// Builds the source's userfaultfd selftests statically: its uapi headers first (`make headers`),
+/// then each program with gcc, as its Makefile would but without the rest of the selftests.
+/// Returns the programs and what was changed in them.
+fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<String>, Option<String>)> {
+    let mm = broot.path(&format!("{tree}/tools/testing/selftests/mm"));
+    let vm = broot.path(&format!("{tree}/tools/testing/selftests/vm"));
+    let (dir, names): (&str, &[&str]) = if mm.join("uffd-unit-tests.c").is_file() {
+        ("mm", &["uffd-unit-tests", "uffd-stress"])
+    } else if vm.join("userfaultfd.c").is_file() {
+        ("vm", &["userfaultfd"])
+    } else {
+        bail!(
+            "{tree} has no userfaultfd selftests (tools/testing/selftests/mm/uffd-unit-tests.c or vm/userfaultfd.c): \
+             run with --no-selftests, or pin another source with `cargo xtask images refresh sources`"
+        );
+    };
+    // What each program is linked from, as the directory's Makefile says (it moves between
+    // versions: thp_settings.c became hugepage_settings.c in 7.x).
+    let makefile =
+        std::fs::read_to_string(broot.path(&format!("{tree}/tools/testing/selftests/{dir}/Makefile")))
+            .with_context(|| format!("{tree}: no Makefile beside its userfaultfd selftests"))?;
+    let programs: Vec<(&str, Vec<String>)> = names.iter().map(|p| (*p, linked_with(&makefile, p))).collect();
+    let unit = mm.join("uffd-unit-tests.c");
+    let shrink = std::fs::read_to_string(&unit).is_ok_and(|t| t.lines().any(is_mem_size_define));
+    let mut script =
+        format!("set -e\nmake -s O={out}/headers ARCH=x86_64 headers\ncd tools/testing/selftests/{dir}\n");
+    for (program, linked) in &programs {
+        // The one change: a copy of uffd-unit-tests.c with a smaller UFFD_TEST_MEM_SIZE.
+        let main = if *program == "uffd-unit-tests" && shrink {
+            script += &format!(
+                "sed 's/^#define[[:space:]]*UFFD_TEST_MEM_SIZE[[:space:]].*/#define UFFD_TEST_MEM_SIZE ({UNIT_MEM_MIB}UL << 20)/' \
+                 {program}.c > {out}/{program}.c\n"
+            );
+            format!("{out}/{program}.c")
+        } else {
+            format!("{program}.c")
+        };
+        script += &format!(
+            "gcc -static -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I. -I.. -I../../../.. \
+             -I../../../../tools/include -I../../../../tools/include/uapi \
+             -o {out}/{program} {main} {} -lpthread -lm -lrt\n",
+            linked.join(" ")
+        );
+    }
+    let file = format!("{out}/build.sh");
+    std::fs::create_dir_all(broot.path(out))?;
+    std::fs::write(broot.path(&file), script)?;
+    broot.run(tree, &["/usr/bin/bash".to_string(), file], &[], log).with_context(|| {
+        format!(
+            "building the userfaultfd selftests of {tree} failed (log: {}): run with --no-selftests to go on without them",
+            crate::util::display_path(log)
+        )
+    })?;
+    let changed =
+        shrink.then(|| format!("uffd-unit-tests with UFFD_TEST_MEM_SIZE {UNIT_MEM_MIB} MiB (upstream 32)"));
+    Ok((programs.into_iter().map(|(p, _)| p.to_string()).collect(), changed))
+}
+
+/// The other sources `program` is linked from, from the selftests' Makefile: the `.c` files of the
+/// rules for `$(TEST_GEN_FILES)` (the userfaultfd programs are among them) and for
+/// `$(OUTPUT)/program`.
+fn linked_with(makefile: &str, program: &str) -> Vec<String> {
+    let own = format!("$(OUTPUT)/{program}");
+    let mut sources: Vec<String> = Vec::new();
+    for line in makefile.lines() {
+        let Some((targets, rest)) = line.split_once(':') else { continue };
+        if rest.starts_with('=') || rest.contains('=') || targets.starts_with(char::is_whitespace) {
+            continue;
+        }
+        if targets.split_whitespace().any(|t| t == "$(TEST_GEN_FILES)" || t == own) {
+            for file in rest.split_whitespace().filter(|w| w.ends_with(".c")) {
+                if !sources.iter().any(|s| s == file) {
+                    sources.push(file.to_string());
+                }
+            }
+        }
+    }
+    sources
+}
+
+/// `#define  UFFD_TEST_MEM_SIZE  (32UL << 20)`, the line the build changes.
+fn is_mem_size_define(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    words.next() == Some("#define") && words.next() == Some("UFFD_TEST_MEM_SIZE")
+}
+
+/// Where the guest's initramfs puts program `name`.
+pub fn path_in_guest(name: &str) -> PathBuf {
+    Path::new(DIR).join(name)
+}
+
+/// Which behaviours of ours speak about the same thing as a selftest case (by the start of the
+/// case's id): where they disagree, the report says so (`report::selftest_disagreements`).
+/// Our probes use anonymous memory unless their id says otherwise, so the cases are named down
+/// to their memory.
+pub const RELATED: &[(&str, &[&str])] = &[
+    // UFFDIO_API: the handshake, unknown features refused, a second handshake refused.
+    ("selftests.unit_uffdio_api", &["api.features", "api.unknown_feature", "api.handshake_twice"]),
+    ("selftests.unit_uffdio_api_dev_userfaultfd", &["api.dev_userfaultfd"]),
+    ("selftests.unit_register_ioctls_anon", &["api.ioctls"]),
+    ("selftests.unit_zeropage_anon", &["remove.zeropage"]),
+    ("selftests.unit_zeropage_shmem", &["serve.zeropage_shmem"]),
+    ("selftests.unit_zeropage_hugetlb", &["serve.zeropage_hugetlb"]),
+    ("selftests.unit_move", &["serve.move_missing"]),
+    ("selftests.unit_wp_unpopulated", &["wp.unpopulated"]),
+    ("selftests.unit_minor_shmem", &["serve.continue_after_remove"]),
+    ("selftests.unit_minor_hugetlb", &["serve.continue_hugetlb"]),
+    ("selftests.unit_sigbus_anon", &["populate.sigbus_feature"]),
+    // The events test: fork, mremap and MADV_DONTNEED on a registered area (anonymous memory).
+    ("selftests.unit_events_anon", &["remove.fork", "remove.remap", "remove.dontneed"]),
+    ("selftests.unit_poison_anon", &["serve.poison"]),
+    ("selftests.stress_anon", &["stw.parallel_stress"]),
+    // The old program (5.10, 6.1): the stress, then its parts, each a case of its own.
+    ("selftests.userfaultfd_anon_stress", &["stw.parallel_stress"]),
+    ("selftests.userfaultfd_anon_uffdio_zeropage", &["remove.zeropage"]),
+    ("selftests.userfaultfd_shmem_uffdio_zeropage", &["serve.zeropage_shmem"]),
+    ("selftests.userfaultfd_hugetlb_uffdio_zeropage", &["serve.zeropage_hugetlb"]),
+    ("selftests.userfaultfd_anon_signal_delivery", &["populate.sigbus_feature"]),
+    ("selftests.userfaultfd_anon_events", &["remove.fork", "remove.remap", "remove.dontneed"]),
+    ("selftests.userfaultfd_shmem_minor", &["serve.continue_after_remove"]),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_linked_as_their_makefile_says() {
+        // tools/testing/selftests/mm/Makefile of linux-source-7.2 7.2.13-1 (excerpt).
+        let mm = "LDLIBS = -lrt -lpthread -lm\n\
+                  $(TEST_GEN_PROGS): vm_util.c hugepage_settings.c\n\
+                  $(TEST_GEN_FILES): vm_util.c hugepage_settings.c\n\
+                  \n\
+                  $(OUTPUT)/uffd-stress: uffd-common.c\n\
+                  $(OUTPUT)/uffd-unit-tests: uffd-common.c\n\
+                  $(OUTPUT)/uffd-wp-mremap: uffd-common.c\n\
+                  $(BINARIES_32): LDLIBS += -lrt -ldl -lm\n\
+                  $(OUTPUT)/cow: LDLIBS += $(IOURING_EXTRA_LIBS)\n";
+        assert_eq!(linked_with(mm, "uffd-unit-tests"), ["vm_util.c", "hugepage_settings.c", "uffd-common.c"]);
+        assert_eq!(linked_with(mm, "uffd-stress"), ["vm_util.c", "hugepage_settings.c", "uffd-common.c"]);
+        // tools/testing/selftests/vm/Makefile of linux-source-6.1 6.1.192-2 and 5.10 5.10.262-1.
+        let vm61 =
+            "LDLIBS = -lrt -lpthread\n$(OUTPUT)/khugepaged: vm_util.c\n$(OUTPUT)/userfaultfd: vm_util.c\n";
+        assert_eq!(linked_with(vm61, "userfaultfd"), ["vm_util.c"]);
+        let vm510 = "LDLIBS = -lrt\n$(OUTPUT)/userfaultfd: LDLIBS += -lpthread\n";
+        assert!(linked_with(vm510, "userfaultfd").is_empty());
+        assert!(is_mem_size_define("#define  UFFD_TEST_MEM_SIZE               (32UL << 20)"));
+        assert!(!is_mem_size_define("\tnr_pages = UFFD_TEST_MEM_SIZE / page_size;"));
+    }
+
+    #[test]
+    fn each_kernel_names_its_own_source_package() {
+        assert_eq!(crate::fleet::source_package("6.12.118-1").as_deref(), Some("linux-source-6.12"));
+        assert_eq!(crate::fleet::source_package("7.3~rc7-1~exp1").as_deref(), Some("linux-source-7.3"));
+        assert_eq!(crate::fleet::source_package("5.10.262-1").as_deref(), Some("linux-source-5.10"));
+        assert_eq!(crate::fleet::source_package("nope"), None);
+        let fleet = Fleet::load(&crate::util::project_root()).unwrap();
+        for id in fleet.ids() {
+            assert!(source_of(&fleet, &id).is_some(), "{id} has no pinned source for its selftests");
+        }
+    }
+}
