@@ -407,6 +407,36 @@ fn check_resolved(
         return Ok(());
     }
     let known = kconfig_symbols(tree)?;
+    // An option of the base that depends on one the build turns off goes with it (the base's
+    // CONFIG_PTE_MARKER_UFFD_WP=y in a build without CONFIG_USERFAULTFD): that is what was asked.
+    let mut off: BTreeSet<String> = track
+        .options
+        .iter()
+        .filter(|(_, v)| v.as_str() == "n")
+        .map(|(k, _)| k.trim_start_matches("CONFIG_").to_string())
+        .collect();
+    let mut wrong = wrong;
+    loop {
+        let before = wrong.len();
+        wrong.retain(|(k, _, got)| {
+            let name = k.trim_start_matches("CONFIG_");
+            let follows = !track.options.contains_key(*k)
+                && got == "n"
+                && known.get(name).is_some_and(|deps| {
+                    deps.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| off.contains(w))
+                });
+            if follows {
+                off.insert(name.to_string());
+            }
+            !follows
+        });
+        if wrong.len() == before {
+            break;
+        }
+    }
+    if wrong.is_empty() {
+        return Ok(());
+    }
     let whence = |k: &str| {
         if track.options.contains_key(k) {
             format!("the options of build {id} in {}", crate::fleet::TRACKS)
@@ -459,12 +489,30 @@ fn kconfig_symbols(tree: &Path) -> Result<BTreeMap<String, String>> {
                 let mut text = String::new();
                 std::fs::File::open(&path)?.read_to_string(&mut text)?;
                 let mut current: Option<String> = None;
+                // The conditions of the `if` blocks around a symbol are its dependencies too
+                // (mm/Kconfig: `if USERFAULTFD` ... `config PTE_MARKER_UFFD_WP`).
+                let mut ifs: Vec<String> = Vec::new();
                 for line in text.lines().map(str::trim) {
                     let mut words = line.split_whitespace();
                     match (words.next(), words.next()) {
                         (Some("config" | "menuconfig"), Some(sym)) => {
-                            symbols.entry(sym.to_string()).or_insert_with(String::new);
+                            let deps = symbols.entry(sym.to_string()).or_insert_with(String::new);
+                            for cond in &ifs {
+                                if deps.is_empty() {
+                                    *deps = cond.clone();
+                                } else if !deps.contains(cond.as_str()) {
+                                    *deps = format!("{deps} && {cond}");
+                                }
+                            }
                             current = Some(sym.to_string());
+                        }
+                        (Some("if"), Some(_)) => {
+                            ifs.push(line.trim_start_matches("if").trim().to_string());
+                            current = None;
+                        }
+                        (Some("endif"), _) => {
+                            ifs.pop();
+                            current = None;
                         }
                         (Some("depends"), Some("on")) => {
                             if let Some(sym) = &current {
@@ -479,10 +527,7 @@ fn kconfig_symbols(tree: &Path) -> Result<BTreeMap<String, String>> {
                             }
                         }
                         (
-                            Some(
-                                "choice" | "endchoice" | "menu" | "endmenu" | "if" | "endif" | "source"
-                                | "comment",
-                            ),
+                            Some("choice" | "endchoice" | "menu" | "endmenu" | "if" | "source" | "comment"),
                             _,
                         ) => current = None,
                         _ => {}
@@ -589,6 +634,54 @@ mod tests {
         }
         let base = std::fs::read_to_string(root.join(BASE)).unwrap();
         assert_eq!(asked(&base)["CONFIG_USERFAULTFD"], "y");
+    }
+
+    #[test]
+    fn a_base_option_that_depends_on_one_the_build_turns_off_goes_with_it() {
+        // mm/Kconfig's shape: PTE_MARKER_UFFD_WP sits inside `if USERFAULTFD`.
+        let tree = scratch("kconfig-if");
+        std::fs::write(
+            tree.join("Kconfig"),
+            "menuconfig USERFAULTFD\n\tbool \"uffd\"\nif USERFAULTFD\nconfig PTE_MARKER_UFFD_WP\n\tbool \"wp\"\n\tdepends on HAVE_ARCH_USERFAULTFD_WP\nendif\nconfig SERIAL_8250_PCI\n\tbool \"pci\"\n\tdepends on PCI\n",
+        )
+        .unwrap();
+        let symbols = kconfig_symbols(&tree).unwrap();
+        assert_eq!(symbols["PTE_MARKER_UFFD_WP"], "USERFAULTFD && HAVE_ARCH_USERFAULTFD_WP");
+        assert_eq!(symbols["SERIAL_8250_PCI"], "PCI");
+        let track = BuildTrack {
+            suites: vec!["trixie".into()],
+            source: "linux-source-6.12".into(),
+            options: [("CONFIG_USERFAULTFD".to_string(), "n".to_string())].into(),
+            why: String::new(),
+        };
+        let pin = SourcePin {
+            suite: "trixie".into(),
+            version: "6.12.118-1".into(),
+            sha256: "0".repeat(64),
+            size: 1,
+        };
+        let resolved = "# CONFIG_USERFAULTFD is not set\n";
+        let base = "CONFIG_USERFAULTFD=y\nCONFIG_PTE_MARKER_UFFD_WP=y\n";
+        let fragment = |base: &str| fragment(base, "t", &track);
+        check_resolved("t", &track, &fragment(base), resolved, &tree, &pin).unwrap();
+        // An option of the base that went off for another reason is still named.
+        let err = check_resolved(
+            "t",
+            &track,
+            &fragment(&format!("{base}CONFIG_SERIAL_8250_PCI=y\n")),
+            resolved,
+            &tree,
+            &pin,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CONFIG_SERIAL_8250_PCI=y") && !err.contains("PTE_MARKER"), "{err}");
+        // And so is one the build itself asks for.
+        let mut track = track.clone();
+        track.options.insert("CONFIG_PTE_MARKER_UFFD_WP".into(), "y".into());
+        let err =
+            check_resolved("t", &track, &fragment(base), resolved, &tree, &pin).unwrap_err().to_string();
+        assert!(err.contains("CONFIG_PTE_MARKER_UFFD_WP=y (in the options of build t"), "{err}");
     }
 
     /// A fresh directory under target/ for one test.
