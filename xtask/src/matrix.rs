@@ -385,7 +385,8 @@ mod tests {
         let k = &compat.kernels[id];
         assert_eq!(k.status, model::RunStatus::Complete, "{:?}", k.reason);
         let build = k.build.as_ref().expect("a built column records its build");
-        assert_eq!(build.differs, ["CONFIG_USERFAULTFD=n"]);
+        // Its write-protect PTE markers go with it (they depend on userfaultfd).
+        assert_eq!(build.differs, ["CONFIG_PTE_MARKER_UFFD_WP=n", "CONFIG_USERFAULTFD=n"]);
         assert!(build.source.starts_with("linux-source-6.12 "), "{build:?}");
         assert!(build.config.iter().any(|l| l == "CONFIG_SMP=y") && build.config_sha256.len() == 64);
         assert_eq!(

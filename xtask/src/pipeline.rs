@@ -184,7 +184,9 @@ pub fn gather(
     observe: &Observer<'_>,
 ) -> Result<()> {
     let fleet = Fleet::load(root)?;
-    let (selected, builds) = fleet.partition(&opts.fleet_ids(&fleet))?;
+    // No fleet ids: only --kernel-image's kernels run (partition would take none as all).
+    let ids = opts.fleet_ids(&fleet);
+    let (selected, builds) = if ids.is_empty() { (Vec::new(), Vec::new()) } else { fleet.partition(&ids)? };
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, opts.mirror.clone());
     let mut ids: Vec<String> = selected.iter().map(|(id, _)| id.clone()).collect();
