@@ -31,6 +31,19 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    features = 0 on a fresh userfaultfd(2) descriptor, in bit order; bits without \
                    a known name read `bitN`; `none` when no bit is set.",
         expect: &[
+            // Without the PTE markers the kernel masks the write-protect features that need them.
+            (
+                ">=5.19, <6.6 when CONFIG_PTE_MARKER_UFFD_WP!=y",
+                concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS"),
+            ),
+            (
+                ">=6.6, <6.8 when CONFIG_PTE_MARKER_UFFD_WP!=y",
+                concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS POISON"),
+            ),
+            (
+                ">=6.8 when CONFIG_PTE_MARKER_UFFD_WP!=y",
+                concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS POISON MOVE"),
+            ),
             ("<4.11", "none"),
             (">=4.11, <4.14", concat!("includes: ", since_4_11!())),
             (">=4.14, <5.10", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID")),
@@ -47,7 +60,10 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         ],
         citation: "UFFDIO_API(2const), man-pages 6.20: the \"(since Linux X)\" of each UFFD_FEATURE_* bit; \
                    include/uapi/linux/userfaultfd.h UFFD_API_FEATURES (Debian linux-libc-dev 7.2.13 lacks \
-                   RWP/RWP_ASYNC, 7.3-rc7 has them, though the man page dates them to 7.2)",
+                   RWP/RWP_ASYNC, 7.3-rc7 has them, though the man page dates them to 7.2); without \
+                   CONFIG_PTE_MARKER_UFFD_WP: fs/userfaultfd.c userfaultfd_api (v6.1: #ifndef \
+                   CONFIG_PTE_MARKER_UFFD_WP masks WP_HUGETLBFS_SHMEM; v6.12: also WP_UNPOPULATED and WP_ASYNC), \
+                   mm/userfaultfd.c uffd_api_available_features (v7.3-rc7: !uffd_supports_wp_marker())",
         notes: "The table is cumulative: a kernel passes when it advertises at least the features the \
                 man page dates to its version; extra (backported) features are recorded, not failed. \
                 Some bits also depend on configuration (hugetlbfs, shmem, CONFIG_PTE_MARKER_UFFD_WP) and \
