@@ -766,12 +766,24 @@ fn property(v: &Value, name: &str) -> Value {
 }
 
 /// `hashFiles(...)`: the sha256 over each matched file's sha256, files in path order; empty when
-/// nothing matches. Patterns here are plain paths (no globs).
+/// nothing matches. Patterns are plain paths, or have `*` and `?` in their last component only
+/// (`images/configs/*`); other glob forms are refused, named.
 pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String> {
     let mut files = Vec::new();
     for p in patterns {
-        if p.contains(['*', '?', '[', '!']) {
-            bail!("hashFiles pattern {p:?}: the rehearsal matches plain paths only");
+        let (dir, name) = p.rsplit_once('/').unwrap_or(("", p));
+        if dir.contains(['*', '?', '[', '!']) || name.contains(['[', '!']) || name.starts_with('!') {
+            bail!("hashFiles pattern {p:?}: the rehearsal matches plain paths and `*`/`?` in the last component only");
+        }
+        if name.contains(['*', '?']) {
+            let Ok(entries) = std::fs::read_dir(workspace.join(dir)) else { continue };
+            for entry in entries.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if entry.path().is_file() && wildcard(name.as_bytes(), file.as_bytes()) {
+                    files.push(entry.path());
+                }
+            }
+            continue;
         }
         let path = workspace.join(p);
         if path.is_file() {
@@ -788,6 +800,19 @@ pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String> {
         outer.update(Sha256::digest(&data));
     }
     Ok(outer.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether `name` matches `pattern`, where `*` is any run of characters and `?` any one.
+fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            wildcard(&pattern[1..], name) || (!name.is_empty() && wildcard(pattern, &name[1..]))
+        }
+        (Some(b'?'), Some(_)) => wildcard(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p == n => wildcard(&pattern[1..], &name[1..]),
+        _ => false,
+    }
 }
 
 /// `key=value` and `key<<DELIM ... DELIM` lines, as `$GITHUB_OUTPUT` and `$GITHUB_ENV` hold them.
@@ -821,6 +846,26 @@ pub fn parse_commands_file(text: &str) -> Result<Vec<(String, String)>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn hash_files_takes_plain_paths_and_a_wildcard_in_the_last_component() {
+        let ws = crate::util::project_root().join("target/uffdc/tests/hash-files");
+        let _ = std::fs::remove_dir_all(&ws);
+        std::fs::create_dir_all(ws.join("images/configs")).unwrap();
+        std::fs::write(ws.join("images/kernels.lock"), "lock").unwrap();
+        std::fs::write(ws.join("images/configs/base.config"), "CONFIG_A=y").unwrap();
+        let h = |p: &[&str]| hash_files(&ws, &p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let both = h(&["images/kernels.lock", "images/configs/base.config"]).unwrap();
+        // The ci.yml key's form: a directory's files by `*`.
+        assert_eq!(h(&["images/kernels.lock", "images/configs/*"]).unwrap(), both);
+        assert_eq!(h(&["images/kernels.lock", "images/configs/*.config"]).unwrap(), both);
+        assert_ne!(h(&["images/kernels.lock", "images/configs/*.toml"]).unwrap(), both);
+        assert_eq!(h(&["images/nothing/*"]).unwrap(), "");
+        std::fs::write(ws.join("images/configs/base.config"), "CONFIG_A=n").unwrap();
+        assert_ne!(h(&["images/kernels.lock", "images/configs/*"]).unwrap(), both);
+        assert!(h(&["images/**/x"]).unwrap_err().to_string().contains("last component"));
+        assert!(wildcard(b"b?se.*", b"base.config") && !wildcard(b"*.toml", b"base.config"));
+    }
 
     fn ctx(status: Status) -> Ctx {
         let mut c = Ctx { status, ..Ctx::default() };

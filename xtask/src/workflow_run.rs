@@ -296,9 +296,15 @@ impl Run<'_> {
             let title = ctx.interpolate(&step.title()).unwrap_or_else(|_| step.title());
             let condition = step.condition.clone().unwrap_or_else(|| "success()".into());
             let mut inputs = BTreeMap::new();
+            // An input whose expression cannot be evaluated fails the step with why, as GitHub
+            // does ("the template is not valid"), instead of reading as an input left out.
+            let mut input_errors = Vec::new();
             for (k, v) in &step.with {
-                if let Ok(v) = ctx.interpolate(v) {
-                    inputs.insert(k.clone(), v);
+                match ctx.interpolate(v) {
+                    Ok(v) => {
+                        inputs.insert(k.clone(), v);
+                    }
+                    Err(e) => input_errors.push(format!("input {k}: {e:#}")),
                 }
             }
             let started = Instant::now();
@@ -318,7 +324,9 @@ impl Run<'_> {
                 for (k, v) in &step.env {
                     set_var(&mut step_env, k, ctx.interpolate(v)?);
                 }
-                let result = if let Some(script) = &step.run {
+                let result = if !input_errors.is_empty() {
+                    Err(anyhow::anyhow!("{}", input_errors.join("; ")))
+                } else if let Some(script) = &step.run {
                     let script = ctx.interpolate(script)?;
                     let shell = self.workflow.shell_of(job, step);
                     self.run_script(n, &script, shell, step, &workspace, &temp, &step_env, &mut env)
