@@ -25,6 +25,9 @@ use xshell::{cmd, Shell};
 
 pub const SCENARIOS: [&str; 3] = ["matrix-plan-fails", "ci-push", "matrix-scheduled"];
 const DEFAULT_KERNELS: [&str; 2] = ["debian-6.1-cloud", "debian-5.10-cloud"];
+/// The build the rehearsal runs of the builds job's legs, unless `--kernel` names builds: each
+/// leg is a cold kernel build in a fresh container (minutes), and one shows the job works.
+const DEFAULT_BUILD: &str = "build-6.12-no-userfaultfd";
 /// A kernel id no track has: its job must fail.
 const NO_SUCH_KERNEL: &str = "rehearsal-no-such-kernel";
 
@@ -235,8 +238,34 @@ impl Rehearsal<'_> {
     }
 }
 
+/// The builds job's legs the rehearsal runs: the builds `--kernel` names, else `DEFAULT_BUILD`.
+fn choose_builds(
+    job: &str,
+    legs: Vec<Map<String, Value>>,
+    asked: &[String],
+    log: &Log,
+) -> Vec<Map<String, Value>> {
+    let planned: Vec<String> = legs.iter().filter_map(|l| l["build"].as_str().map(String::from)).collect();
+    let named: Vec<&str> =
+        asked.iter().map(String::as_str).filter(|k| planned.iter().any(|p| p == k)).collect();
+    let wanted: Vec<&str> = if named.is_empty() { vec![DEFAULT_BUILD] } else { named };
+    let chosen: Vec<Map<String, Value>> =
+        legs.into_iter().filter(|l| l["build"].as_str().is_some_and(|b| wanted.contains(&b))).collect();
+    log.line(&format!(
+        "rehearsal: job {job} planned {} build(s) ({}); running {} ({})",
+        planned.len(),
+        planned.join(", "),
+        chosen.len(),
+        wanted.join(", ")
+    ));
+    chosen
+}
+
 impl Hooks for Rehearsal<'_> {
     fn legs(&mut self, job: &str, legs: Vec<Map<String, Value>>, log: &Log) -> Vec<Map<String, Value>> {
+        if legs.iter().any(|l| l.contains_key("build")) {
+            return choose_builds(job, legs, &self.kernels, log);
+        }
         if !legs.iter().any(|l| l.contains_key("kernel")) {
             return legs;
         }
@@ -629,6 +658,23 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_builds_job_runs_the_default_build_or_the_named_ones() {
+        let log =
+            Log::create(&crate::util::project_root().join("target/uffdc/tests/rehearse-legs.log")).unwrap();
+        let legs: Vec<Map<String, Value>> = ["build-6.12", "build-6.12-no-userfaultfd", "build-6.12-preempt"]
+            .iter()
+            .map(|b| serde_json::json!({"build": b, "key": "k"}).as_object().unwrap().clone())
+            .collect();
+        let names = |l: Vec<Map<String, Value>>| -> Vec<String> {
+            l.iter().map(|l| l["build"].as_str().unwrap().to_string()).collect()
+        };
+        let kernels = vec!["debian-6.1-cloud".to_string()];
+        assert_eq!(names(choose_builds("build", legs.clone(), &kernels, &log)), [DEFAULT_BUILD]);
+        let asked = vec!["debian-6.1-cloud".to_string(), "build-6.12-preempt".to_string()];
+        assert_eq!(names(choose_builds("build", legs, &asked, &log)), ["build-6.12-preempt"]);
+    }
 
     #[test]
     fn only_diff_output_passes_for_a_pull_request_body() {
