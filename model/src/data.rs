@@ -170,6 +170,9 @@ pub struct RunInfo {
     /// The Go release of the Go workload the `stw.go_*` behaviours ran (its `runtime.Version()`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go: Option<String>,
+    /// The CPUs online in the guest (or on the host) when the suite started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
     /// How the kernel was built, for a column the project builds from a Debian source package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,

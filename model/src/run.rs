@@ -85,7 +85,9 @@ impl Outcome<'_> {
     /// died, or stayed silent past the boot deadline): such a boot is worth another attempt.
     /// A process killed from outside or failing to start is not.
     pub fn failed_before_start(&self) -> bool {
+        // A suite that started and said why it cannot go on (a fatal record) is not a failed boot.
         self.decoded.start.is_none()
+            && self.decoded.fatal.is_none()
             && matches!(self.ending, Ending::NoStart { .. } | Ending::Exited { code: Some(0), .. })
     }
 
@@ -102,7 +104,8 @@ impl Outcome<'_> {
 /// the rest: source, accelerator, timings), the cells are the ones that arrived, and when the
 /// run is incomplete (`reason`) every planned behaviour without a cell is `missing` with it.
 pub fn results(mut info: RunInfo, decoded: &Decoded, reason: Option<String>) -> Results {
-    if let Some(Record::Start { release, version, machine, suite, config, go, .. }) = &decoded.start {
+    if let Some(Record::Start { release, version, machine, suite, config, go, cpus, .. }) = &decoded.start {
+        info.cpus = *cpus;
         info.release = release.clone();
         info.version = version.clone();
         info.machine = machine.clone();
@@ -151,6 +154,7 @@ mod tests {
             suite: "0.1.0+abc".into(),
             config: None,
             go: Some("go1.27.3".into()),
+            cpus: Some(2),
         }
     }
 
@@ -221,6 +225,10 @@ mod tests {
             log: ""
         }
         .failed_before_start());
+        let fatal = stream(&[Record::Fatal { message: "the kernel brought up 1 of the 2 CPUs".into() }]);
+        let said =
+            Outcome { decoded: &fatal, ending: &EXITED, what: "QEMU", console: "", stderr: "", log: "" };
+        assert!(!said.failed_before_start(), "a suite that said why it stopped is not a failed boot");
     }
 
     #[test]

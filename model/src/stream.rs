@@ -32,6 +32,9 @@ pub enum Record {
         /// The Go release of the suite's Go workload (`go1.27.3`), where it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         go: Option<String>,
+        /// The CPUs online when the suite started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpus: Option<u32>,
     },
     /// One behaviour's result.
     Cell { id: String, cell: Cell },
@@ -141,6 +144,7 @@ mod tests {
             suite: String::new(),
             config: None,
             go: Some("go1.27.3".into()),
+            cpus: None,
         };
         let cell = Cell::missing("x");
         let mut text = start.encode();

@@ -25,6 +25,8 @@ Suite options (libtest-mimic's own options follow below):
                         on a host, let probes change security sysctls (vm.unprivileged_userfaultfd)
                         for their run; they are put back afterwards, even if a probe is killed.
                         Without it those behaviours are `skipped` on a host (a guest always allows)
+  --cpus N              the CPUs this machine must have online: with fewer the run stops with a
+                        fatal error before any behaviour (xtask passes the guest's -smp)
   --catalogue           print the behaviour catalogue (TOML) and exit
   --corrupt ID          (self-test) make behaviour ID report a wrong observation
   --inject-fault SPEC   (self-test) panic-after=N | hang-after=N | truncate-after=N |
@@ -93,6 +95,9 @@ pub struct Cli {
     pub repeat: u32,
     /// Huge pages to reserve for the run (`--reserve-hugepages`).
     pub reserve_hugepages: u32,
+    /// The CPUs that must be online (`--cpus`): a guest whose kernel brought up fewer than QEMU
+    /// gave it would observe the parallel behaviours on a smaller machine than its column says.
+    pub cpus: Option<u32>,
     pub results: Option<PathBuf>,
     pub stream: Option<PathBuf>,
     pub corrupt: Vec<String>,
@@ -143,6 +148,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
         watchdog: Duration::from_secs(60),
         repeat: 1,
         reserve_hugepages: 0,
+        cpus: None,
         results: None,
         stream: None,
         corrupt: Vec::new(),
@@ -191,6 +197,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
             "--reserve-hugepages" => {
                 cli.reserve_hugepages = positive(&flag, number(&flag, value(&flag)?)?)? as u32
             }
+            "--cpus" => cli.cpus = Some(positive(&flag, number(&flag, value(&flag)?)?)? as u32),
             "--catalogue" => cli.mode = Mode::Catalogue,
             "--probe" => cli.mode = Mode::Probe(value("--probe")?),
             "--zygote" => {

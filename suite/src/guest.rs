@@ -27,6 +27,7 @@ pub fn main() -> ! {
                 suite: crate::harness::suite_version(),
                 config: crate::machine::kernel_config(),
                 go: None,
+                cpus: crate::machine::online_cpus(),
             });
             sink.send(&Record::End { count: 0, uptime_ms: crate::machine::uptime_ms() });
         }
@@ -34,6 +35,17 @@ pub fn main() -> ! {
         Ok(port) => match crate::cli::parse(std::env::args_os()) {
             Err(e) => Sink::new(Some(port), Vec::new())
                 .send(&Record::Fatal { message: format!("bad arguments on the kernel command line: {e}") }),
+            Ok(cli) if cli.cpus > crate::machine::online_cpus() => {
+                let (want, have) = (cli.cpus.unwrap_or(0), crate::machine::online_cpus().unwrap_or(0));
+                Sink::new(Some(port), Vec::new()).send(&Record::Fatal {
+                    message: format!(
+                        "the kernel brought up {have} of the {want} CPUs QEMU gave the guest, so its \
+                         parallel behaviours would run on a smaller machine than asked: a kernel \
+                         without ACPI finds CPUs only in an MP table (xtask boots QEMU's qboot \
+                         firmware, which lists every CPU; check that qboot.rom is the firmware used)"
+                    ),
+                })
+            }
             Ok(mut cli) => {
                 // The guest is the suite's own machine: probes may change its settings.
                 cli.ctx.may_change_settings = true;

@@ -128,6 +128,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             suite: suite_version(),
             config: kernel.config.clone(),
             go: crate::goworkload::version(),
+            cpus: crate::machine::online_cpus(),
         });
     }
     let reserved = match reserve_hugepages(cli.reserve_hugepages) {
@@ -315,6 +316,9 @@ fn observe_once(b: &Behaviour, cli: &Cli, kernel: &Kernel, run: u32) -> Cell {
     };
     let mut cell = cell;
     cell.details.insert("probe_ms".into(), Detail::from(run.elapsed.as_millis() as u64));
+    if let Some(cpu) = run.cpu {
+        cell.details.insert("cpu_ms".into(), Detail::from(cpu.as_millis() as u64));
+    }
     // When it ran, from the start of the run: where a run's time goes (`cargo xtask bench`).
     let began = run.started.saturating_duration_since(*RUN_STARTED.get_or_init(std::time::Instant::now));
     cell.details.insert("started_ms".into(), Detail::from(began.as_millis() as u64));

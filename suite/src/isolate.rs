@@ -30,6 +30,9 @@ pub struct ProbeRun {
     /// When the probe process was asked for, and how long it took.
     pub started: Instant,
     pub elapsed: Duration,
+    /// CPU time (user + system) the probe process and the children it waited for used: where a
+    /// guest's single emulated host thread goes (`cargo xtask bench`). None when not reaped.
+    pub cpu: Option<Duration>,
 }
 
 /// Runs one behaviour's probe in a child process.
@@ -50,6 +53,7 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
                 outcome: Outcome::Failed(format!("cannot start the probe process: {e}")),
                 started: start,
                 elapsed: start.elapsed(),
+                cpu: None,
             }
         }
     };
@@ -65,6 +69,7 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
                 outcome: Outcome::Failed(format!("pidfd_open: {e}")),
                 started: start,
                 elapsed: start.elapsed(),
+                cpu: None,
             };
         }
     };
@@ -78,8 +83,7 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
         // A child stuck in uninterruptible sleep may not die at once; do not wait forever.
         exited = watch(&pidfd, &mut streams, Instant::now() + Duration::from_secs(10));
     }
-    let status =
-        if exited { nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).ok() } else { None };
+    let (status, cpu) = if exited { reap(pid) } else { (None, None) };
     // Whatever the probe forked goes with it.
     // SAFETY: signals the probe's own process group (gone already, or strays of it).
     unsafe { libc::kill(-pid, libc::SIGKILL) };
@@ -114,7 +118,22 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
             if stderr.is_empty() { String::new() } else { format!(": {stderr}") }
         )),
     };
-    ProbeRun { outcome, started: start, elapsed }
+    ProbeRun { outcome, started: start, elapsed, cpu }
+}
+
+/// Waits for the probe process, with the CPU time it used (wait4's rusage).
+fn reap(pid: i32) -> (Option<nix::sys::wait::WaitStatus>, Option<Duration>) {
+    let mut raw = 0;
+    // SAFETY: a zeroed rusage is a valid out-parameter.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; both out-pointers are valid.
+    let r = unsafe { libc::wait4(pid, &mut raw, 0, &mut usage) };
+    if r != pid {
+        return (None, None);
+    }
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let status = nix::sys::wait::WaitStatus::from_raw(nix::unistd::Pid::from_raw(pid), raw).ok();
+    (status, Some(time(usage.ru_utime) + time(usage.ru_stime)))
 }
 
 /// Two pipes for a probe's stdout and stderr: ((read, write), (read, write)), close-on-exec.

@@ -17,6 +17,13 @@ pub fn uname() -> Uname {
     }
 }
 
+/// The CPUs online now (`sysconf(_SC_NPROCESSORS_ONLN)`).
+pub fn online_cpus() -> Option<u32> {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(n).ok().filter(|n| *n > 0)
+}
+
 /// The kernel's uptime (CLOCK_BOOTTIME) in milliseconds.
 pub fn uptime_ms() -> Option<u64> {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)

@@ -261,6 +261,23 @@ mod tests {
         }
     }
 
+    /// A guest whose kernel brings up fewer CPUs than QEMU gave it stops before any behaviour, with
+    /// the cause: its cells would describe a smaller machine than its column says. (Provoked by
+    /// asking the suite for more CPUs than the guest has; the real cause was a firmware table.)
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn a_guest_with_fewer_cpus_online_than_given_stops_with_the_cause() {
+        let sh = Shell::new().unwrap();
+        let dir = scratch("fewer-cpus");
+        let image = fleet_image(&sh, "debian-6.1-cloud");
+        let initrd = prepared(&sh).initrd_for(&image).unwrap();
+        let r = runner::run_guest(&image, &initrd, &settings(&["--cpus=3"], 60), &dir, &mut |_| {}).unwrap();
+        assert_eq!(r.kernel.status, model::RunStatus::Incomplete);
+        let reason = r.kernel.reason.unwrap();
+        assert!(reason.contains("the kernel brought up 2 of the 3 CPUs"), "{reason}");
+        assert!(r.cells.is_empty());
+    }
+
     /// A stand-in for QEMU that fails the first boot as `first` says (`silent`: prints nothing
     /// and never exits; `dies`: exits at once), then runs the real QEMU.
     fn flaky_qemu(dir: &std::path::Path, first: &str) -> PathBuf {
@@ -389,6 +406,9 @@ mod tests {
         assert_eq!(build.differs, ["CONFIG_PTE_MARKER_UFFD_WP=n", "CONFIG_USERFAULTFD=n"]);
         assert!(build.source.starts_with("linux-source-6.12 "), "{build:?}");
         assert!(build.config.iter().any(|l| l == "CONFIG_SMP=y") && build.config_sha256.len() == 64);
+        // A kernel without ACPI finds its CPUs in the firmware's MP table: every one QEMU gave it
+        // must be online (SeaBIOS listed only the first, and these columns ran on one CPU).
+        assert_eq!(k.cpus, Some(opts.run.cpus), "the built kernel brought up every CPU");
         assert_eq!(
             k.config.as_ref().expect("its configuration is recorded").value("CONFIG_USERFAULTFD"),
             "n"

@@ -86,11 +86,14 @@ impl Boot<'_> {
         // Huge pages are reserved for the hugetlb probes. Speculative-execution mitigations are
         // off: they change nothing userfaultfd does, and under TCG they cost a quarter of the
         // suite's time (page-table isolation flushes the emulated TLB on every syscall).
-        let mut append =
-            String::from("console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init hugepages=16");
-        if !s.suite_args.is_empty() {
-            append += " -- ";
-            append += &s.suite_args.join(" ");
+        // The suite stops with a fatal error unless the kernel brought up every CPU it was given.
+        let mut append = format!(
+            "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off rdinit=/init hugepages=16 -- --cpus={}",
+            s.cpus
+        );
+        for arg in &s.suite_args {
+            append += " ";
+            append += arg;
         }
         let (accel, cpu) = match s.accel {
             Accel::Kvm => ("kvm", "host"),
@@ -103,7 +106,10 @@ impl Boot<'_> {
             Accel::Tcg => ("tcg,thread=single", "max"),
         };
         let mut c = Command::new(&s.qemu);
-        c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"])
+        // qboot, QEMU's minimal firmware, instead of SeaBIOS: SeaBIOS's MP table lists only the boot
+        // CPU, so a kernel without ACPI (the project's own builds) came up with one CPU of two; qboot
+        // lists every CPU and passes QEMU's ACPI tables on unchanged for the kernels that use them.
+        c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none", "-bios", "qboot.rom"])
             .args(["-accel", accel, "-cpu", cpu])
             .args(["-smp", &s.cpus.to_string(), "-m", &s.mem_mb.to_string()])
             .arg("-kernel")
@@ -129,6 +135,16 @@ impl Boot<'_> {
             _ => e,
         }
     }
+}
+
+/// A QEMU failure its stderr explains, with the fix: the firmware missing.
+pub fn explain_stderr(stderr: &str) -> Option<String> {
+    stderr.contains("qboot.rom").then(|| {
+        format!(
+            "QEMU could not load its qboot firmware (qboot.rom): install qemu-system-data (`sudo apt-get install qemu-system-data`), which qemu-system-x86 normally brings ({})",
+            stderr.lines().find(|l| l.contains("qboot.rom")).unwrap_or("").trim()
+        )
+    })
 }
 
 /// The first line of `qemu --version` (`QEMU emulator version 10.0.2 (Debian ...)`), asked once
@@ -175,8 +191,9 @@ mod tests {
         assert_eq!((after("-accel"), after("-cpu")), ("tcg,thread=single".into(), "max".into()));
         assert_eq!((after("-smp"), after("-m")), ("3".into(), "768".into()));
         assert_eq!(after("-kernel"), "/k/vmlinuz");
+        assert_eq!(after("-bios"), "qboot.rom");
         assert!(
-            after("-append").ends_with(" mitigations=off rdinit=/init hugepages=16 -- --repeat=2"),
+            after("-append").ends_with(" mitigations=off rdinit=/init hugepages=16 -- --cpus=3 --repeat=2"),
             "{a:?}"
         );
         assert!(a.contains(&"-no-reboot".to_string()) && a.contains(&"stdio".to_string()));
@@ -191,5 +208,12 @@ mod tests {
             stderr: "/dev/null".into(),
         };
         assert!(boot.command().unwrap_err().to_string().contains("no spaces or quotes"));
+    }
+
+    #[test]
+    fn a_missing_firmware_is_named_with_its_package() {
+        let why = explain_stderr("qemu-system-x86_64: could not load PC BIOS 'qboot.rom'\n").unwrap();
+        assert!(why.contains("install qemu-system-data") && why.contains("could not load PC BIOS"), "{why}");
+        assert_eq!(explain_stderr("qemu-system-x86_64: -m 99999999: cannot set up guest memory"), None);
     }
 }
