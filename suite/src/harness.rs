@@ -228,7 +228,23 @@ fn merge_repeats(mut cells: Vec<Cell>) -> Cell {
             None => counts.push((key, 1)),
         }
     }
+    // What each run that disagreed with the first saw besides its observation (its reason and
+    // details), for the first run of each such observation: a flaky cell says how it went wrong.
+    let mut others = Vec::new();
+    for (i, c) in cells.iter().enumerate().skip(1) {
+        let key = (c.verdict, &c.observed);
+        if key != (cells[0].verdict, &cells[0].observed)
+            && !cells[1..i].iter().any(|p| (p.verdict, &p.observed) == key)
+        {
+            let details: Vec<String> = c.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let reason = c.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+            others.push(format!("run {}: {:?}{reason}: {}", i + 1, c.observed, details.join(" ")));
+        }
+    }
     let mut first = cells.swap_remove(0);
+    if !others.is_empty() {
+        first.details.insert("other_runs".into(), Detail::from(others.join("; ")));
+    }
     if n > 1 {
         first.details.insert("repeats".into(), Detail::from(n));
     }
@@ -393,4 +409,31 @@ pub fn host(cli: Cli) -> std::process::ExitCode {
         }
     }
     conclusion.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(observed: &str, verdict: Verdict, detail: i64) -> Cell {
+        let mut details = Details::new();
+        details.insert("retries".into(), Detail::from(detail));
+        Cell { observed: observed.into(), verdict, reason: None, expected: Some("x".into()), details }
+    }
+
+    #[test]
+    fn a_flaky_cell_counts_each_observation_and_keeps_how_the_odd_runs_went() {
+        let same = merge_repeats(vec![cell("a", Verdict::Expected, 1), cell("a", Verdict::Expected, 2)]);
+        assert_eq!((same.verdict, same.details.get("other_runs")), (Verdict::Expected, None));
+        let odd = cell("b", Verdict::Unexpected, 7);
+        let merged = merge_repeats(vec![
+            cell("a", Verdict::Expected, 1),
+            cell("a", Verdict::Expected, 2),
+            odd.clone(),
+            odd,
+        ]);
+        assert_eq!((merged.verdict, merged.observed.as_str()), (Verdict::Flaky, "a"));
+        assert_eq!(merged.details["observations"].to_string(), "2x expected \"a\"; 2x unexpected \"b\"");
+        assert_eq!(merged.details["other_runs"].to_string(), "run 3: \"b\": retries=7");
+    }
 }

@@ -63,8 +63,10 @@ pub fn wait_until_task_blocked(pid: i32, tid: i32, limit: Duration) -> Option<ch
 
 /// Waits up to `limit` until a thread of this process sleeps in the kernel's wait for a
 /// userfaultfd event to be read (a madvise, munmap or fork whose event is pending): its wchan
-/// names a userfaultfd function, or, where wchan is not readable, its state is `D`. Synchronises
-/// on the thread's `/proc` state.
+/// names a userfaultfd function, or, where wchan is not readable (a kernel without kallsyms), its
+/// state is `D`. Synchronises on the thread's `/proc` state. The `D` fallback is weaker: with more
+/// than one CPU a thread waiting for mmap_lock on its way to the event sleeps in `D` too, so a
+/// probe that can also wait for the event itself (the uffd becoming readable) does.
 pub fn wait_until_in_uffd_wait(tid: i32, limit: Duration) -> bool {
     wait_until_task_in_uffd_wait(std::process::id() as i32, tid, limit)
 }

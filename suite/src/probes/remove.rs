@@ -725,7 +725,11 @@ pub(super) fn stale_copy_race_on(ctx: &Ctx, region: Region) -> ProbeResult {
         // copy of the bytes built before the removal is attempted while the REMOVE is pending.
         if ctx.sabotage != Some(Sabotage::NoRace) {
             go_tx.send(addr).map_err(|_| Fail::error("the racer thread is gone"))?;
-            if !threads::wait_until_in_uffd_wait(racer.tid(), ctx.timeout) {
+            // Pending means queued and unread: the uffd, whose fault was read, is readable again
+            // only with the REMOVE (the event itself, not the racer's state: a racer blocked on
+            // mmap_lock on the way to it also sleeps in D, and a kernel without kallsyms shows no
+            // wchan to tell them apart).
+            if !uffd.readable(ctx.timeout)? || !threads::wait_until_in_uffd_wait(racer.tid(), ctx.timeout) {
                 return Err(Fail::error("the racer's MADV_DONTNEED never blocked on its REMOVE event"));
             }
         }
