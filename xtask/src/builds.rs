@@ -36,6 +36,12 @@ struct Entry {
     release: String,
     bzimage_sha256: String,
     build: model::data::Build,
+    /// How long configuring and compiling took when it was built (ms, with `jobs` jobs):
+    /// a cold build's time, which `cargo xtask bench` reports (it does not rebuild).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    built_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jobs: Option<usize>,
 }
 
 /// The index entry from a build's inputs to its cached kernel.
@@ -150,6 +156,7 @@ pub fn image(
         // uname -v names the Debian version the source is, as Debian's own kernels do.
         ("KBUILD_BUILD_TIMESTAMP".to_string(), format!("uffdc build of Debian {}", pin.version)),
     ];
+    let cold = std::time::Instant::now();
     progress("configuring (make allnoconfig with the base configuration and the track's options)");
     broot.run(&tree, &make("allnoconfig"), &env, &logs.join(format!("{id}-config.log")))?;
     let resolved_path = broot.path(&format!("{out}/.config"));
@@ -195,6 +202,8 @@ pub fn image(
             config_sha256: hex_sha(resolved.as_bytes()),
             config: set,
         },
+        built_ms: Some(cold.elapsed().as_millis() as u64),
+        jobs: Some(jobs),
     };
     let kdir = dir.join("kernels").join(&kernel);
     let _ = std::fs::remove_file(kdir.join("build.toml"));
@@ -221,6 +230,21 @@ fn fragment(base: &str, id: &str, track: &BuildTrack) -> String {
 }
 
 /// A cached build, when its record is there and its bzImage still has the recorded sha256.
+/// How long the cached build of `id` took to configure and compile when it was built, and with how
+/// many jobs; `None` when it is not cached or was built before this was recorded.
+pub fn cold_build(root: &Path, fleet: &Fleet, id: &str) -> Option<(f64, usize)> {
+    let key = inputs_key(root, fleet, id).ok()?;
+    let dir = builds_dir(root);
+    let inputs: Inputs =
+        toml::from_str(&std::fs::read_to_string(dir.join("inputs").join(format!("{key}.toml"))).ok()?)
+            .ok()?;
+    let entry: Entry = toml::from_str(
+        &std::fs::read_to_string(dir.join("kernels").join(&inputs.kernel).join("build.toml")).ok()?,
+    )
+    .ok()?;
+    entry.built_ms.map(|ms| ms as f64 / 1000.0).zip(entry.jobs)
+}
+
 fn cached(root: &Path, id: &str, kernel: &str) -> Option<Image> {
     let kdir = builds_dir(root).join("kernels").join(kernel);
     let entry: Entry = toml::from_str(&std::fs::read_to_string(kdir.join("build.toml")).ok()?).ok()?;
