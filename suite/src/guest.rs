@@ -41,8 +41,9 @@ pub fn main() -> ! {
                     message: format!(
                         "the kernel brought up {have} of the {want} CPUs QEMU gave the guest, so its \
                          parallel behaviours would run on a smaller machine than asked: a kernel \
-                         without ACPI finds CPUs only in an MP table (xtask boots QEMU's qboot \
-                         firmware, which lists every CPU; check that qboot.rom is the firmware used)"
+                         without ACPI finds CPUs only in the firmware's MP table, which lists every \
+                         CPU with QEMU's qboot (xtask uses it when QEMU has qboot.rom: install \
+                         qemu-system-data) and only the first with SeaBIOS"
                     ),
                 })
             }

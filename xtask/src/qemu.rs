@@ -106,11 +106,16 @@ impl Boot<'_> {
             Accel::Tcg => ("tcg,thread=single", "max"),
         };
         let mut c = Command::new(&s.qemu);
+        c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"]);
         // qboot, QEMU's minimal firmware, instead of SeaBIOS: SeaBIOS's MP table lists only the boot
         // CPU, so a kernel without ACPI (the project's own builds) came up with one CPU of two; qboot
         // lists every CPU and passes QEMU's ACPI tables on unchanged for the kernels that use them.
-        c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none", "-bios", "qboot.rom"])
-            .args(["-accel", accel, "-cpu", cpu])
+        // A QEMU without it boots SeaBIOS: the Debian kernels (ACPI) still see every CPU, and a
+        // build's guest stops, saying it has fewer CPUs than it was given.
+        if has_qboot(&s.qemu) {
+            c.args(["-bios", QBOOT]);
+        }
+        c.args(["-accel", accel, "-cpu", cpu])
             .args(["-smp", &s.cpus.to_string(), "-m", &s.mem_mb.to_string()])
             .arg("-kernel")
             .arg(self.kernel)
@@ -135,6 +140,23 @@ impl Boot<'_> {
             _ => e,
         }
     }
+}
+
+/// QEMU's minimal firmware (qemu-system-data ships it with Debian's and Ubuntu's QEMU).
+const QBOOT: &str = "qboot.rom";
+
+/// Whether `qemu` finds qboot in one of its data directories (`-L help` lists them), asked once
+/// per binary.
+fn has_qboot(qemu: &Path) -> bool {
+    static SEEN: std::sync::Mutex<Vec<(PathBuf, bool)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, has)) = seen.iter().find(|(p, _)| p == qemu) {
+        return *has;
+    }
+    let dirs = Command::new(qemu).args(["-L", "help"]).output().map(|o| o.stdout).unwrap_or_default();
+    let has = String::from_utf8_lossy(&dirs).lines().any(|d| Path::new(d.trim()).join(QBOOT).is_file());
+    seen.push((qemu.to_path_buf(), has));
+    has
 }
 
 /// A QEMU failure its stderr explains, with the fix: the firmware missing.
@@ -191,7 +213,11 @@ mod tests {
         assert_eq!((after("-accel"), after("-cpu")), ("tcg,thread=single".into(), "max".into()));
         assert_eq!((after("-smp"), after("-m")), ("3".into(), "768".into()));
         assert_eq!(after("-kernel"), "/k/vmlinuz");
-        assert_eq!(after("-bios"), "qboot.rom");
+        if has_qboot(&s.qemu) {
+            assert_eq!(after("-bios"), "qboot.rom");
+        } else {
+            assert!(!a.contains(&"-bios".to_string()), "{a:?}");
+        }
         assert!(
             after("-append").ends_with(" mitigations=off rdinit=/init hugepages=16 -- --cpus=3 --repeat=2"),
             "{a:?}"
