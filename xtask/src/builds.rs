@@ -137,6 +137,14 @@ pub fn image(
     progress(&format!("source {} {}", track.source, pin.version));
     let tree = source_tree(sh, root, &broot, &track.source, pin, mirror)?;
     let out = format!("/out/{id}");
+    // Every build starts from an empty output tree: nothing of an earlier configuration's objects
+    // goes into it, and its recorded time is a cold build's.
+    match std::fs::remove_dir_all(broot.path(&out)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot empty {}", broot.path(&out).display()))
+        }
+        _ => {}
+    }
     std::fs::create_dir_all(broot.path(&out))?;
     std::fs::write(broot.path(&format!("{out}/uffdc.config")), &fragment)?;
     let logs = dir.join("logs");
