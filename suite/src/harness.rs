@@ -228,20 +228,22 @@ fn merge_repeats(mut cells: Vec<Cell>) -> Cell {
             None => counts.push((key, 1)),
         }
     }
-    // What each run that disagreed with the first saw besides its observation (its reason and
-    // details), for the first run of each such observation: a flaky cell says how it went wrong.
+    // The cell shown is the first run of the most frequent observation. Each run that saw
+    // something else, the first of each such observation, is listed with its reason and details:
+    // a flaky cell says how it went wrong.
+    let key = |c: &Cell| (c.verdict, c.observed.clone());
+    let count = |c: &Cell| counts.iter().find(|(k, _)| *k == key(c)).map_or(0, |(_, n)| *n);
+    let shown = (0..n).max_by_key(|&i| (count(&cells[i]), std::cmp::Reverse(i))).unwrap_or(0);
     let mut others = Vec::new();
-    for (i, c) in cells.iter().enumerate().skip(1) {
-        let key = (c.verdict, &c.observed);
-        if key != (cells[0].verdict, &cells[0].observed)
-            && !cells[1..i].iter().any(|p| (p.verdict, &p.observed) == key)
-        {
+    for (i, c) in cells.iter().enumerate() {
+        let seen_before = cells[..i].iter().any(|p| key(p) == key(c));
+        if key(c) != key(&cells[shown]) && !seen_before {
             let details: Vec<String> = c.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let reason = c.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
             others.push(format!("run {}: {:?}{reason}: {}", i + 1, c.observed, details.join(" ")));
         }
     }
-    let mut first = cells.swap_remove(0);
+    let mut first = cells.swap_remove(shown);
     if !others.is_empty() {
         first.details.insert("other_runs".into(), Detail::from(others.join("; ")));
     }
@@ -435,5 +437,16 @@ mod tests {
         assert_eq!((merged.verdict, merged.observed.as_str()), (Verdict::Flaky, "a"));
         assert_eq!(merged.details["observations"].to_string(), "2x expected \"a\"; 2x unexpected \"b\"");
         assert_eq!(merged.details["other_runs"].to_string(), "run 3: \"b\": retries=7");
+        // An odd first run is listed too, with its reason; the cell shown is a majority run.
+        let mut failed = cell("error", Verdict::Error, 0);
+        failed.reason = Some("the stress fell short".into());
+        let merged =
+            merge_repeats(vec![failed, cell("a", Verdict::Expected, 1), cell("a", Verdict::Expected, 2)]);
+        assert_eq!((merged.verdict, merged.observed.as_str()), (Verdict::Flaky, "a"));
+        assert_eq!(merged.details["retries"].to_string(), "1");
+        assert_eq!(
+            merged.details["other_runs"].to_string(),
+            "run 1: \"error\" (the stress fell short): retries=0"
+        );
     }
 }
