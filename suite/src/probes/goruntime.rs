@@ -83,7 +83,8 @@ const GC_OBSERVES: &str = "The workload hands its uffd to the probe; a goroutine
      runtime's own count, the /sched/pauses/stopping metrics); `waits until served` when \
      instead the runtime keeps interrupting the reader without preempting it (32 retries of its \
      load from its own thread, each a SIGURG whose handler returned to the fault: a reader the \
-     runtime can preempt leaves its thread at the first) and runtime.GC() returns once the probe \
+     runtime can preempt leaves its thread at the first; then no stop within the quiet window, \
+     `--window-ms`) and runtime.GC() returns once the probe \
      served the page; `deadlocks` when not even then. Details: when the world stopped and the GC \
      returned (us from the gc command, the workload's clock), the retries seen, the SIGURGs the \
      runtime passed on to the program, the reader's thread state, the Go release, the workload's \
@@ -93,7 +94,8 @@ const DEADLOCK_OBSERVES: &str = "The seed's deadlock: the page server (the probe
      runtime.GC() returned; the reader's fault is pending first. `finishes` when the GC stops the \
      world, the go-ahead comes and the workload then finishes; `deadlocks` when instead the runtime \
      fails 32 times in a row to preempt the reader (32 retries of its load from its own thread, \
-     each a SIGURG whose handler returned to the fault, within the timeout): its stop-the-world \
+     each a SIGURG whose handler returned to the fault, then no stop within the quiet window, \
+     `--window-ms`): its stop-the-world \
      cannot complete, so neither can the GC nor the go-ahead, and the probe ends the workload.";
 const STRESS_OBSERVES: &str = "The gated-server stress (plan::Plan, seeded): the workload's two \
      worker goroutines each own 4 pages and in each of 4 rounds read every page through the access \
@@ -105,7 +107,8 @@ const STRESS_OBSERVES: &str = "The gated-server stress (plan::Plan, seeded): the
      test page servers: the server depends on the program stopping the world); the 3rd of every 6 it \
      copies while a REMOVE of a spare page is pending, so the copy must meet EAGAIN. `completes, \
      no lost or stale page`, `deadlocks` (a hold's GC does not stop the world while the runtime \
-     fails 32 times in a row to preempt its reader; the probe ends the workload), `N \
+     fails 32 times in a row to preempt its reader and no stop comes within the quiet window; the \
+     probe ends the workload), `N \
      lost/stale/wrong pages`, `MADV_POPULATE_READ \
      failed: ...`, `unexpected message: ...`. A run that completes is an `error` unless it served \
      at least the scheduled faults, refaults, REMOVE events, holds and forced races, ran \
@@ -318,6 +321,9 @@ struct Park {
     cpu_ms: u64,
     /// Whether the workload counts the SIGURGs its runtime passes on.
     sigurg: bool,
+    /// The quiet window (`--window-ms`): how long a stop may still come after the retries reached
+    /// [`STUCK_RETRIES`].
+    window: Duration,
 }
 
 /// What a park run has seen so far.
@@ -333,6 +339,8 @@ struct Seen {
     /// Fault messages from the parked thread after its first.
     retries: u64,
     first_retry: Option<Duration>,
+    /// When the retries reached [`STUCK_RETRIES`], and when the quiet window after that ends.
+    stuck_window: Option<Instant>,
     /// Other messages, named.
     other: Vec<String>,
 }
@@ -341,6 +349,12 @@ impl Seen {
     /// A stop-the-world stopped every P (a GC that returned did).
     fn stopped(&self) -> bool {
         self.stopped_us.is_some() || self.gc_us.is_some()
+    }
+
+    /// The runtime failed [`STUCK_RETRIES`] times to preempt the reader, and no stop came in the
+    /// quiet window after that.
+    fn stuck(&self) -> bool {
+        !self.stopped() && self.stuck_window.is_some_and(|end| Instant::now() >= end)
     }
 }
 
@@ -358,7 +372,7 @@ impl Park {
             None => return Ok(Err(Observation::new("the reader did not fault"))),
         };
         let state = threads::wait_until_task_blocked(go.pid(), tid, ctx.timeout);
-        Ok(Ok(Park { go, page, tid, state, seen: Seen::default(), cpu_ms: 0, sigurg }))
+        Ok(Ok(Park { go, page, tid, state, seen: Seen::default(), cpu_ms: 0, sigurg, window: ctx.window }))
     }
 
     /// Reads the workload's lines until `until` holds or `limit` passes; when `count`, also the
@@ -377,6 +391,11 @@ impl Park {
             if left.is_zero() {
                 break;
             }
+            // Wake when the quiet window after the stuck count ends, if nothing comes before.
+            let left = match self.seen.stuck_window {
+                Some(end) if end > Instant::now() => left.min(end - Instant::now()),
+                _ => left,
+            };
             let fds = [self.go.proc.sock.as_fd(), self.go.uffd.as_fd()];
             let ready = poll::wait_any(&fds[..if count { 2 } else { 1 }], left).ctx("poll")?;
             if ready.get(1) == Some(&true) {
@@ -387,6 +406,9 @@ impl Park {
                                 && (addr as usize) & !(page_size() - 1) == self.page =>
                         {
                             self.seen.retries += 1;
+                            if self.seen.retries == STUCK_RETRIES {
+                                self.seen.stuck_window = Some(Instant::now() + self.window);
+                            }
                             self.seen.first_retry.get_or_insert_with(|| since.elapsed());
                         }
                         other => self.seen.other.push(describe_kind(&other)),
@@ -475,7 +497,10 @@ fn read_failed(seen: &Seen) -> Option<Observation> {
 
 /// How many retries of its load, from its own thread, show that the runtime keeps interrupting a
 /// reader without preempting it (each one is a SIGURG whose handler returned to the faulting
-/// instruction): a stop-the-world that cannot complete. A reader the runtime can preempt leaves
+/// instruction), when no stop follows within the quiet window (`--window-ms`) after the last:
+/// a stop-the-world that cannot complete. (Without the window, a loaded machine made a stop that
+/// completed after 32 retries read as stuck: stw.go_gc_load 1 of 10 on build-6.12-preempt, its
+/// stop reported at 172ms; stw.go_deadlock_load 1 of 50 on this host under two busy loops.) A reader the runtime can preempt leaves
 /// its thread at the first SIGURG of a stop-the-world and does not come back before the world
 /// does (and the stop is reported); only the sysmon's preemptions, at most one per 10ms, retry it
 /// before the stop begins or after it ended.
@@ -499,12 +524,12 @@ enum Stop {
 fn first_stop(p: &mut Park, ctx: &Ctx) -> Result<Stop, Fail> {
     let started = Instant::now();
     p.go.proc.send("gc");
-    p.watch(ctx.timeout, started, true, |s| s.stopped() || s.access.is_some() || s.retries >= STUCK_RETRIES)?;
+    p.watch(ctx.timeout, started, true, |s| s.stopped() || s.access.is_some() || s.stuck())?;
     Ok(if p.seen.access.is_some() {
         Stop::Read
     } else if p.seen.stopped() {
         Stop::Stopped
-    } else if p.seen.retries >= STUCK_RETRIES {
+    } else if p.seen.stuck() {
         Stop::Stuck
     } else {
         Stop::Neither
@@ -821,6 +846,8 @@ struct Held {
     /// The faulting thread, and how often it retried the fault since it was held.
     tid: i32,
     retries: u64,
+    /// When the retries reached [`STUCK_RETRIES`], the end of the quiet window after that.
+    stuck_window: Option<Instant>,
 }
 
 /// What the stress's server counted.
@@ -882,8 +909,9 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
     let mut last_progress = Instant::now();
     let deadlock = loop {
         // A hold whose GC has not stopped the world while its reader is retried unpreempted
-        // (`STUCK_RETRIES`): it cannot, and the program cannot go on.
-        if held.iter().any(|h| !h.stopped && h.retries >= STUCK_RETRIES) {
+        // (`STUCK_RETRIES`, then the quiet window with no stop): it cannot, and the program
+        // cannot go on.
+        if held.iter().any(|h| !h.stopped && h.stuck_window.is_some_and(|end| Instant::now() >= end)) {
             break true;
         }
         if result.is_some() {
@@ -965,6 +993,9 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             // A retry of a held page (its thread left the fault for a signal handler).
             counts.duplicates += 1;
             h.retries += u64::from(h.tid == tid);
+            if h.retries == STUCK_RETRIES && h.stuck_window.is_none() {
+                h.stuck_window = Some(Instant::now() + ctx.window);
+            }
             continue;
         }
         if racing.is_some_and(|r| r.0 == p) || present[p] {
@@ -977,7 +1008,7 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
         let k = counts.faults;
         if k % GATE_EVERY == 0 {
             counts.holds += 1;
-            held.push_back(Held { page: p, stopped: false, tid, retries: 0 });
+            held.push_back(Held { page: p, stopped: false, tid, retries: 0, stuck_window: None });
             go.proc.send("hold");
             continue;
         }
