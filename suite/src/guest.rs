@@ -35,7 +35,11 @@ pub fn main() -> ! {
         Ok(port) => match crate::cli::parse(std::env::args_os()) {
             Err(e) => Sink::new(Some(port), Vec::new())
                 .send(&Record::Fatal { message: format!("bad arguments on the kernel command line: {e}") }),
-            Ok(cli) if cli.cpus > crate::machine::online_cpus() => {
+            Ok(cli)
+                if cli
+                    .cpus
+                    .is_some_and(|want| crate::machine::online_cpus().is_none_or(|have| have < want)) =>
+            {
                 let (want, have) = (cli.cpus.unwrap_or(0), crate::machine::online_cpus().unwrap_or(0));
                 Sink::new(Some(port), Vec::new()).send(&Record::Fatal {
                     message: format!(

@@ -145,46 +145,34 @@ impl Boot<'_> {
 /// QEMU's minimal firmware (qemu-system-data ships it with Debian's and Ubuntu's QEMU).
 const QBOOT: &str = "qboot.rom";
 
-/// Whether `qemu` finds qboot in one of its data directories (`-L help` lists them), asked once
-/// per binary.
+/// Whether `qemu` finds qboot in one of its data directories (`-L help` lists them).
 fn has_qboot(qemu: &Path) -> bool {
-    static SEEN: std::sync::Mutex<Vec<(PathBuf, bool)>> = std::sync::Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, has)) = seen.iter().find(|(p, _)| p == qemu) {
-        return *has;
-    }
-    let dirs = Command::new(qemu).args(["-L", "help"]).output().map(|o| o.stdout).unwrap_or_default();
-    let has = String::from_utf8_lossy(&dirs).lines().any(|d| Path::new(d.trim()).join(QBOOT).is_file());
-    seen.push((qemu.to_path_buf(), has));
-    has
+    let dirs = asked(qemu, &["-L", "help"]);
+    dirs.lines().any(|d| Path::new(d.trim()).join(QBOOT).is_file())
 }
 
-/// A QEMU failure its stderr explains, with the fix: the firmware missing.
-pub fn explain_stderr(stderr: &str) -> Option<String> {
-    stderr.contains("qboot.rom").then(|| {
-        format!(
-            "QEMU could not load its qboot firmware (qboot.rom): install qemu-system-data (`sudo apt-get install qemu-system-data`), which qemu-system-x86 normally brings ({})",
-            stderr.lines().find(|l| l.contains("qboot.rom")).unwrap_or("").trim()
-        )
-    })
-}
-
-/// The first line of `qemu --version` (`QEMU emulator version 10.0.2 (Debian ...)`), asked once
-/// per binary.
+/// The first line of `qemu --version` (`QEMU emulator version 10.0.2 (Debian ...)`).
 pub fn version(qemu: &Path) -> String {
-    static SEEN: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    asked(qemu, &["--version"]).lines().next().unwrap_or_default().to_string()
+}
+
+/// What `qemu ARGS` printed on stdout (empty when it could not run), asked once per binary and
+/// question.
+fn asked(qemu: &Path, args: &[&str]) -> String {
+    type Seen = Vec<((PathBuf, Vec<String>), String)>;
+    static SEEN: std::sync::Mutex<Seen> = std::sync::Mutex::new(Vec::new());
+    let key = (qemu.to_path_buf(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, v)) = seen.iter().find(|(p, _)| p == qemu) {
-        return v.clone();
+    if let Some((_, out)) = seen.iter().find(|(k, _)| *k == key) {
+        return out.clone();
     }
-    let v = Command::new(qemu)
-        .arg("--version")
+    let out = Command::new(qemu)
+        .args(args)
         .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    seen.push((qemu.to_path_buf(), v.clone()));
-    v
+    seen.push((key, out.clone()));
+    out
 }
 
 #[cfg(test)]
@@ -234,12 +222,5 @@ mod tests {
             stderr: "/dev/null".into(),
         };
         assert!(boot.command().unwrap_err().to_string().contains("no spaces or quotes"));
-    }
-
-    #[test]
-    fn a_missing_firmware_is_named_with_its_package() {
-        let why = explain_stderr("qemu-system-x86_64: could not load PC BIOS 'qboot.rom'\n").unwrap();
-        assert!(why.contains("install qemu-system-data") && why.contains("could not load PC BIOS"), "{why}");
-        assert_eq!(explain_stderr("qemu-system-x86_64: -m 99999999: cannot set up guest memory"), None);
     }
 }

@@ -68,7 +68,7 @@ pub fn run_guest(
             stderr: &stderr,
             log: &log,
         };
-        let reason = outcome.reason().map(|r| crate::qemu::explain_stderr(&stderr).unwrap_or(r));
+        let reason = outcome.reason();
         if outcome.failed_before_start() && attempt < settings.boot_attempts {
             let kept = keep_failed_attempt(logs, attempt)?;
             let why = reason.as_deref().unwrap_or("the boot failed").split(" (after").next().unwrap_or("");
