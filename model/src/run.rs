@@ -16,6 +16,9 @@ pub enum Ending {
     TimedOut { secs: u64 },
     /// The end record arrived, but it did not exit within the grace period; it was stopped.
     StoppedAfterEnd,
+    /// It said on stderr that the guest stopped for good (`line`: a KVM internal error, a failed
+    /// VM entry: QEMU pauses the guest and waits forever); it was killed at once.
+    GuestStopped { line: String },
 }
 
 /// Everything known about a finished run.
@@ -49,11 +52,17 @@ impl Outcome<'_> {
         } else {
             match self.ending {
                 Ending::NoStart { secs } => format!(
-                    "no start record within {secs}s: the guest died or hung before the suite started; {} was killed",
-                    self.what
+                    "no start record within {secs}s: the guest died or hung before the suite started; {} was killed{}",
+                    self.what,
+                    self.stderr_tail()
                 ),
-                Ending::TimedOut { secs } => {
-                    format!("hard timeout: no end-of-results record within {secs}s; {} was killed", self.what)
+                Ending::TimedOut { secs } => format!(
+                    "hard timeout: no end-of-results record within {secs}s; {} was killed{}",
+                    self.what,
+                    self.stderr_tail()
+                ),
+                Ending::GuestStopped { line } => {
+                    format!("{} stopped the guest ({line}); it was killed at once", self.what)
                 }
                 Ending::Exited { signal: Some(sig), .. } => {
                     format!("{} was killed by {sig}{}", self.what, self.stderr_tail())
@@ -186,6 +195,8 @@ mod tests {
             (reason(&Decoded::default(), EXITED, "Linux version 6.1\n", ""), "the suite never started"),
             (reason(&Decoded::default(), Ending::NoStart { secs: 20 }, "Linux version 6.1\n", ""), "no start record within 20s: the guest died or hung before the suite started; QEMU was killed"),
             (reason(&cut, EXITED, "", ""), "the run ended without an end-of-results record (after 1 of 2"),
+            (reason(&cut, Ending::TimedOut { secs: 30 }, "", "warning: x\n\n"), "hard timeout: no end-of-results record within 30s; QEMU was killed: warning: x (after 1 of 2"),
+            (reason(&Decoded::default(), Ending::GuestStopped { line: "KVM internal error. Suberror: 1".into() }, "", ""), "QEMU stopped the guest (KVM internal error. Suberror: 1); it was killed at once (after 0 of ?"),
             (reason(&stream(&[start(), Record::Fatal { message: "no port".into() }]), EXITED, "", ""), "the suite failed: no port"),
         ];
         for (got, want) in cases {
@@ -215,6 +226,8 @@ mod tests {
             "killed from outside"
         );
         assert!(!outcome(&Ending::Exited { code: Some(1), signal: None }), "QEMU could not start");
+        let stopped = Ending::GuestStopped { line: "KVM internal error. Suberror: 1".into() };
+        assert!(!outcome(&stopped), "a guest that the accelerator cannot run fails the same way again");
         let started = stream(&[start()]);
         assert!(!Outcome {
             decoded: &started,

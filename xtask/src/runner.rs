@@ -56,8 +56,16 @@ pub fn run_guest(
     for attempt in 1.. {
         let mut command = boot.command()?;
         command.stdout(Stdio::piped());
-        let run = supervise(command, None, &logs.join("results.log"), settings, attempt, observe)
-            .map_err(|e| boot.explain(e))?;
+        let run = supervise(
+            command,
+            None,
+            &logs.join("results.log"),
+            Some(&boot.stderr),
+            settings,
+            attempt,
+            observe,
+        )
+        .map_err(|e| boot.explain(e))?;
         let (console, stderr) = (read_lossy(&boot.console), read_lossy(&boot.stderr));
         let log = display_path(&boot.console);
         let outcome = Outcome {
@@ -120,7 +128,7 @@ pub fn run_host(
             _ => Ok(()),
         });
     }
-    let run = supervise(command, Some((read, write)), &logs.join("results.log"), settings, 1, observe)?;
+    let run = supervise(command, Some((read, write)), &logs.join("results.log"), None, settings, 1, observe)?;
     let log = display_path(&console);
     let outcome = Outcome {
         decoded: &run.decoded,
@@ -187,6 +195,7 @@ fn supervise(
     mut command: Command,
     pipe: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
     log: &Path,
+    watch: Option<&Path>,
     settings: &Settings,
     attempt: u32,
     observe: &mut dyn FnMut(Event<'_>),
@@ -262,7 +271,11 @@ fn supervise(
             _ if decoded.start.is_none() => start + settings.boot_timeout.min(settings.timeout),
             _ => start + settings.timeout,
         };
-        match rx.recv_timeout(deadline.saturating_duration_since(now)) {
+        // QEMU's stderr is looked at every WATCH_EVERY while the guest runs: a guest it stopped
+        // for good (see `stopped_for_good`) is killed then, not at a deadline minutes away.
+        let watching = watch.filter(|_| status.is_none() && killed.is_none());
+        let wake = if watching.is_some() { deadline.min(now + WATCH_EVERY) } else { deadline };
+        match rx.recv_timeout(wake.saturating_duration_since(now)) {
             Ok(Msg::Line(line)) => {
                 take(&line, &mut decoded, observe);
                 if decoded.end.is_some() && ended_at.is_none() {
@@ -273,6 +286,15 @@ fn supervise(
             Ok(Msg::Exited(s)) => status = Some(s?),
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) if status.is_some() || killed.is_some() => break,
+            Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                let said = watching.map(|path| {
+                    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+                });
+                if let Some(line) = said.as_deref().and_then(stopped_for_good) {
+                    killed = Some(Ending::GuestStopped { line });
+                    guard.kill();
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {
                 killed = Some(if ended_at.is_some() {
                     Ending::StoppedAfterEnd
@@ -292,6 +314,20 @@ fn supervise(
         None => Ending::Exited { code: None, signal: None },
     });
     Ok(Run { decoded, ending, elapsed: start.elapsed() })
+}
+
+/// How often a running guest's QEMU stderr is looked at.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// The line of QEMU's stderr saying the guest stopped for good, if it said so: on a KVM internal
+/// error (an instruction KVM cannot emulate, as on a host whose nested virtualisation is broken)
+/// or a failed VM entry QEMU pauses the guest and waits; nothing more will come.
+fn stopped_for_good(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("KVM internal error") || l.starts_with("KVM: entry failed"))
+        .map(str::to_string)
 }
 
 /// Kills a process unless it was reaped already.
@@ -372,5 +408,55 @@ mod tests {
         assert_eq!(repeat(&with(&["x", "--repeat", "3"])), Some(3));
         assert_eq!(repeat(&with(&["--repeat=1"])), None);
         assert_eq!(repeat(&with(&[])), None);
+    }
+
+    /// A guest that QEMU stopped for good (as on the lent device machine, where /dev/kvm opens and
+    /// creates VMs but a guest hits "KVM internal error. Suberror: 1" and QEMU waits forever) is
+    /// killed as soon as QEMU says so, with its words as the reason, and is not booted again.
+    #[test]
+    fn a_guest_that_qemu_stopped_for_good_is_killed_at_once_and_not_retried() {
+        let dir = crate::util::project_root().join("target/uffdc/tests/guest-stopped");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let qemu = dir.join("qemu");
+        // Answers xtask's questions (-L help, --version); a boot prints the error and hangs.
+        let script = "#!/bin/sh\ncase \" $* \" in *\" -kernel \"*) ;; *) exit 0;; esac\n\
+                      echo 'KVM internal error. Suberror: 1' >&2; echo 'extra data[0]: 0x0' >&2\nexec sleep 60\n";
+        std::fs::write(&qemu, script).unwrap();
+        std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd"));
+        std::fs::write(&kernel, "").unwrap();
+        std::fs::write(&initrd, "").unwrap();
+        let image = Image {
+            id: "stand-in".into(),
+            vmlinuz: kernel,
+            release: "6.1.0".into(),
+            userfaultfd: None,
+            config: None,
+            source: "a stand-in".into(),
+            build: None,
+        };
+        let settings = Settings { qemu, accel: crate::qemu::Accel::Kvm, ..Settings::default() };
+        let (mut spawned, t) = (0, Instant::now());
+        let r = run_guest(&image, &initrd, &settings, &dir.join("logs"), &mut |e| {
+            if let Event::Spawned { .. } = e {
+                spawned += 1
+            }
+        })
+        .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "waited {:?} (boot deadline 30s)", t.elapsed());
+        assert_eq!(spawned, 1, "booted again");
+        assert_eq!(r.kernel.status, model::RunStatus::Incomplete);
+        let reason = r.kernel.reason.unwrap();
+        assert!(reason.starts_with("QEMU stopped the guest (KVM internal error. Suberror: 1)"), "{reason}");
+        // Without such a line the boot deadline stands, and the reason quotes QEMU's last line.
+        assert_eq!(
+            stopped_for_good("qemu: warning: x\nKVM: entry failed, hardware error 0x7\n").as_deref(),
+            Some("KVM: entry failed, hardware error 0x7")
+        );
+        assert_eq!(
+            stopped_for_good("qemu-system-x86_64: warning: host doesn't support requested feature\n"),
+            None
+        );
     }
 }
