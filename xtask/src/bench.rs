@@ -45,8 +45,11 @@ struct KernelBench {
     /// The probes that used the most CPU: `id cpu_ms`.
     heaviest: Vec<String>,
     total_s: f64,
-    /// suite_s / bare_boot_s: the target is at most [`SUITE_OVER_BARE`].
+    /// suite_s / bare_boot_s: the target is at most [`SUITE_OVER_BARE`]. NaN when either run
+    /// did not complete (`incomplete` says why): no target is met by a run that failed.
     suite_over_bare: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incomplete: Option<String>,
     /// `--boots N`: bare boots tried, and those that failed before init (with why).
     #[serde(skip_serializing_if = "Option::is_none")]
     boots: Option<Boots>,
@@ -73,6 +76,9 @@ struct Bench {
     /// The matrix of all these kernels (and the host with `--host`), as `cargo xtask matrix` runs
     /// it with a warm cache.
     matrix_s: f64,
+    /// Why the whole-matrix run did not complete, if it did not (then `matrix_s` has no verdict).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matrix_error: Option<String>,
     host: bool,
     /// The sum of the kernels' bare boots divided by the machine's cores: the least a matrix of them
     /// could take. The target is matrix_s at most 1.5 times this.
@@ -166,6 +172,11 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
             &mut |_| {},
         )?;
         let secs = |ms: Option<u64>| ms.unwrap_or(0) as f64 / 1000.0;
+        let incomplete = [("bare boot", &bare), ("suite run", &real)].iter().find_map(|(what, r)| {
+            (r.kernel.status != model::RunStatus::Complete).then(|| {
+                format!("the {what} did not complete: {}", r.kernel.reason.as_deref().unwrap_or("?"))
+            })
+        });
         let (bare_s, suite_s) = (secs(bare.kernel.duration_ms), secs(real.kernel.suite_ms));
         let cpu = |c: &model::Cell| match c.details.get("cpu_ms") {
             Some(model::Detail::Int(ms)) => *ms as u64,
@@ -187,7 +198,12 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
                 probes_cpu_s: by_cpu.iter().map(|(_, ms)| ms).sum::<u64>() as f64 / 1000.0,
                 heaviest: by_cpu.iter().take(3).map(|(id, ms)| format!("{id} {ms}")).collect(),
                 total_s: secs(real.kernel.duration_ms),
-                suite_over_bare: if bare_s > 0.0 { suite_s / bare_s } else { f64::NAN },
+                suite_over_bare: if bare_s > 0.0 && incomplete.is_none() {
+                    suite_s / bare_s
+                } else {
+                    f64::NAN
+                },
+                incomplete,
                 boots,
             },
         );
@@ -195,9 +211,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     let t = Instant::now();
     let whole = pipeline::gather(sh, root, &opts, &prepared, &|_| {});
     let matrix_s = t.elapsed().as_secs_f64();
-    if let Err(e) = whole {
-        eprintln!("bench: the matrix run did not complete: {e:#}");
-    }
+    let matrix_error = whole.err().map(|e| format!("{e:#}"));
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let floor_s = out.values().map(|k| k.bare_boot_s).sum::<f64>() / cpus as f64;
     let bench = Bench {
@@ -210,6 +224,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
         qemu: crate::qemu::version(&opts.run.qemu),
         kernels: out,
         matrix_s,
+        matrix_error,
         host: opts.host,
         floor_s,
     };
@@ -235,8 +250,13 @@ fn print_table(b: &Bench, _: &Prepared) {
             k.probes_cpu_s,
             k.total_s,
             k.suite_over_bare,
-            if k.suite_over_bare <= SUITE_OVER_BARE { "met" } else { "MISSED" }
+            verdict(k.suite_over_bare, SUITE_OVER_BARE)
         );
+    }
+    for (id, k) in &b.kernels {
+        if let Some(why) = &k.incomplete {
+            println!("  {id:<26} no verdict: {why}");
+        }
     }
     println!(
         "cold: a Debian image fetched from the mirror; a build configured and compiled (<= {COLD_BUILD_S}s)"
@@ -270,7 +290,13 @@ fn print_table(b: &Bench, _: &Prepared) {
         }
     }
     println!("qemu: {}", b.qemu);
-    let ratio = b.matrix_s / b.floor_s;
+    let ratio = match (&b.matrix_error, b.kernels.values().any(|k| k.incomplete.is_some())) {
+        (None, false) => b.matrix_s / b.floor_s,
+        _ => f64::NAN,
+    };
+    if let Some(e) = &b.matrix_error {
+        println!("the whole-matrix run did not complete, so it has no verdict: {e}");
+    }
     println!(
         "matrix of {} kernels{}, {} at once, {} cpus ({}): {:.1}s; floor (bare boots / cpus) {:.1}s; {ratio:.2}x the floor (target <= 1.5x: {})",
         b.kernels.len(),
@@ -280,8 +306,17 @@ fn print_table(b: &Bench, _: &Prepared) {
         b.kernels.values().next().map_or("-", |k| k.accel.as_str()),
         b.matrix_s,
         b.floor_s,
-        if ratio <= 1.5 { "met" } else { "MISSED" }
+        verdict(ratio, 1.5)
     );
+}
+
+/// `met`, `MISSED`, or `n/a` for a figure that does not exist (a run that did not complete).
+fn verdict(figure: f64, at_most: f64) -> &'static str {
+    match figure {
+        f if f.is_nan() => "n/a",
+        f if f <= at_most => "met",
+        _ => "MISSED",
+    }
 }
 
 /// Boots `image` bare `n` times, `jobs` at once, and counts the boots that did not reach init.
@@ -332,4 +367,19 @@ fn count_boots(
     times.sort_by(f64::total_cmp);
     boots.median_s = times.get(times.len() / 2).copied().unwrap_or(0.0);
     boots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that did not complete has no figure, and no figure meets no target (a failed bare
+    /// boot once showed `s/b 0.00 met`).
+    #[test]
+    fn a_missing_figure_is_not_a_met_target() {
+        assert_eq!(verdict(0.5, 0.75), "met");
+        assert_eq!(verdict(0.75, 0.75), "met");
+        assert_eq!(verdict(0.8, 0.75), "MISSED");
+        assert_eq!(verdict(f64::NAN, 0.75), "n/a");
+    }
 }
