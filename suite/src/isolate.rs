@@ -31,7 +31,7 @@ pub struct ProbeRun {
     pub started: Instant,
     pub elapsed: Duration,
     /// CPU time (user + system) the probe process and the children it waited for used: where a
-    /// guest's single emulated host thread goes (`cargo xtask bench`). None when not reaped.
+    /// guest's emulated CPUs' time goes (`cargo xtask bench`). None when not reaped.
     pub cpu: Option<Duration>,
 }
 

@@ -38,9 +38,10 @@ struct KernelBench {
     bare_boot_s: f64,
     init_s: f64,
     suite_s: f64,
-    /// The CPU time the probe processes used (the sum of their cells' `cpu_ms`): under TCG a
-    /// guest's vCPUs share one host thread, so this, not the probes' wall time, is what the suite
-    /// costs. With two vCPUs, time a thread waited for its turn on the host counts too.
+    /// The CPU time the probe processes used (the sum of their cells' `cpu_ms`): under TCG the
+    /// suite is CPU-bound, so this, not the probes' wall time, is what the suite costs. With
+    /// single-threaded TCG (a QEMU before 10) a guest's vCPUs share one host thread, and time a
+    /// vCPU waited for its turn counts too.
     probes_cpu_s: f64,
     /// The probes that used the most CPU: `id cpu_ms`.
     heaviest: Vec<String>,

@@ -97,13 +97,7 @@ impl Boot<'_> {
         }
         let (accel, cpu) = match s.accel {
             Accel::Kvm => ("kvm", "host"),
-            // Single-threaded TCG: every vCPU runs on one host thread, in turn. With one host thread
-            // per vCPU, a vCPU can run a stale translation of kernel text another vCPU is patching
-            // with int3 (static keys: text_poke_bp), and the guest dies early in boot ("Oops: int3"
-            // in sched_clock_cpu or enqueue_task_fair, then "Fatal exception in interrupt"):
-            // measured with Debian's QEMU 7.2 on the 7.2 kernel, 2 of 100 boots with -smp 2,
-            // 0 of 100 with -smp 1 and 0 of 100 single-threaded. The guest keeps its 2 CPUs.
-            Accel::Tcg => ("tcg,thread=single", "max"),
+            Accel::Tcg => (tcg_threads(&s.qemu), "max"),
         };
         let mut c = Command::new(&s.qemu);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"]);
@@ -149,6 +143,36 @@ const QBOOT: &str = "qboot.rom";
 fn has_qboot(qemu: &Path) -> bool {
     let dirs = asked(qemu, &["-L", "help"]);
     dirs.lines().any(|d| Path::new(d.trim()).join(QBOOT).is_file())
+}
+
+/// TCG with a host thread per vCPU (`thread=multi`) where this QEMU is known not to race the
+/// guest's text patching, else every vCPU in turn on one host thread (`thread=single`).
+///
+/// Static keys patch kernel text through int3 (text_poke_bp). With a host thread per vCPU,
+/// Debian's QEMU 7.2 lets a vCPU run a stale translation that still holds the int3 after the
+/// patcher finished, and the guest dies early in boot ("Oops: int3" in sched_clock_cpu,
+/// enqueue_task_fair or enqueue_timer, then "Fatal exception in interrupt"): on the 7.2 kernel
+/// with -smp 2, 2 of 100 bare boots and 1 of 60 (2026-11-25), 1 of 33 (2026-11-26); 0 of 100
+/// single-threaded. Debian's QEMU 10.0.2 (bookworm-backports) showed no such death in 300 bare
+/// boots of the same kernel (100 and 200, two sessions) and ran the whole matrix twice with every
+/// cell as single-threaded. Versions between are not measured and stay single-threaded.
+///
+/// Multi-threaded, a guest's CPUs really run at once (the races and stop-the-world probes race
+/// on two host cores, not by turns), and a guest alone on the machine runs its suite about a third
+/// faster; with as many guests as cores the whole matrix took about as long either way.
+fn tcg_threads(qemu: &Path) -> &'static str {
+    if multi_threaded_tcg_is_safe(&version(qemu)) {
+        "tcg,thread=multi"
+    } else {
+        "tcg,thread=single"
+    }
+}
+
+/// Whether `qemu --version`'s first line names a QEMU at or after 10.0 (see [`tcg_threads`]).
+fn multi_threaded_tcg_is_safe(version_line: &str) -> bool {
+    let Some(rest) = version_line.strip_prefix("QEMU emulator version ") else { return false };
+    let major = rest.split('.').next().and_then(|m| m.parse::<u32>().ok());
+    major.is_some_and(|m| m >= 10)
 }
 
 /// The first line of `qemu --version` (`QEMU emulator version 10.0.2 (Debian ...)`).
@@ -198,7 +222,8 @@ mod tests {
             Settings { cpus: 3, mem_mb: 768, suite_args: vec!["--repeat=2".into()], ..Settings::default() };
         let a = args(&s);
         let after = |flag: &str| a[a.iter().position(|x| x == flag).unwrap() + 1].clone();
-        assert_eq!((after("-accel"), after("-cpu")), ("tcg,thread=single".into(), "max".into()));
+        let tcg = if multi_threaded_tcg_is_safe(&version(&s.qemu)) { "multi" } else { "single" };
+        assert_eq!((after("-accel"), after("-cpu")), (format!("tcg,thread={tcg}"), "max".into()));
         assert_eq!((after("-smp"), after("-m")), ("3".into(), "768".into()));
         assert_eq!(after("-kernel"), "/k/vmlinuz");
         if has_qboot(&s.qemu) {
@@ -222,5 +247,17 @@ mod tests {
             stderr: "/dev/null".into(),
         };
         assert!(boot.command().unwrap_err().to_string().contains("no spaces or quotes"));
+    }
+
+    /// Multi-threaded TCG only on a QEMU measured not to race the guest's int3 text patching.
+    #[test]
+    fn tcg_is_multi_threaded_only_from_qemu_10() {
+        let safe = |v: &str| multi_threaded_tcg_is_safe(v);
+        assert!(safe("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)"));
+        assert!(safe("QEMU emulator version 10.1.0"));
+        assert!(!safe("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"), "measured racing");
+        assert!(!safe("QEMU emulator version 9.2.0"), "not measured");
+        assert!(!safe(""), "a QEMU that did not answer");
+        assert!(!safe("qemu-system-x86_64: something else"));
     }
 }
