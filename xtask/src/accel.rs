@@ -12,6 +12,8 @@ pub enum Choice {
     Auto,
     Kvm,
     Tcg,
+    /// TCG with a host thread per guest CPU.
+    TcgMulti,
 }
 
 impl std::str::FromStr for Choice {
@@ -21,7 +23,8 @@ impl std::str::FromStr for Choice {
             "auto" => Ok(Choice::Auto),
             "kvm" => Ok(Choice::Kvm),
             "tcg" => Ok(Choice::Tcg),
-            _ => Err(format!("--accel takes auto, kvm or tcg, not {s:?}")),
+            "tcg-mt" => Ok(Choice::TcgMulti),
+            _ => Err(format!("--accel takes auto, kvm, tcg or tcg-mt, not {s:?}")),
         }
     }
 }
@@ -58,6 +61,7 @@ fn choose_with(
     let openable = || std::fs::OpenOptions::new().read(true).write(true).open(kvm).is_ok();
     match choice {
         Choice::Tcg => Ok(Accel::Tcg),
+        Choice::TcgMulti => Ok(Accel::TcgMulti),
         Choice::Kvm => {
             if !openable() {
                 bail!("--accel kvm: /dev/kvm is missing or not accessible; use --accel tcg (or auto)");
@@ -140,6 +144,6 @@ mod tests {
     #[test]
     fn the_choice_parses() {
         assert_eq!("auto".parse::<Choice>(), Ok(Choice::Auto));
-        assert!("fast".parse::<Choice>().unwrap_err().contains("auto, kvm or tcg"));
+        assert!("fast".parse::<Choice>().unwrap_err().contains("auto, kvm, tcg or tcg-mt"));
     }
 }

@@ -25,7 +25,8 @@ xflags::xflags! {
             /// Run every behaviour N times in each guest and on the host; observations that differ
             /// make a `flaky` cell (1 to 1000).
             optional --repeat n: u64
-            /// auto (default: KVM only after a probe boot proves it works, else TCG), kvm or tcg.
+            /// auto (default: KVM only after a probe boot proves it works, else TCG), kvm, tcg, or
+            /// tcg-mt (TCG with a host thread per guest CPU: QEMU 10 or later, a core per guest CPU).
             optional --accel accel: String
             /// Debian mirror (default: the one in this machine's apt sources; also
             /// UFFDC_DEBIAN_MIRROR, UFFDC_DEBIAN_SECURITY_MIRROR).
@@ -140,6 +141,8 @@ xflags::xflags! {
             optional --no-selftests
             optional --mirror uri: String
             optional --qemu path: PathBuf
+            /// auto (default), kvm, tcg or tcg-mt, as for matrix.
+            optional --accel accel: String
         }
         /// The test command: format, lints, unit tests, the suite on this kernel, real guest boots.
         cmd test {}

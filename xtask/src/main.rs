@@ -108,6 +108,10 @@ fn run() -> Result<()> {
             if let Some(q) = b.qemu {
                 opts.run.qemu = q;
             }
+            if let Some(a) = b.accel {
+                opts.accel = a.parse().map_err(anyhow::Error::msg)?;
+            }
+            check_tcg_mt(&opts)?;
             bench::run(&sh, &root, &opts, boots as u32)
         }
         flags::XtaskCmd::Report(r) => report::run(
@@ -159,6 +163,21 @@ fn in_range(flag: &str, n: u64, lo: u64, hi: u64) -> Result<u64> {
     }
 }
 
+/// `--accel tcg-mt` only with a QEMU measured to run it safely.
+fn check_tcg_mt(opts: &pipeline::Options) -> Result<()> {
+    if opts.accel == accel::Choice::TcgMulti {
+        let version = qemu::version(&opts.run.qemu);
+        if !qemu::multi_threaded_tcg_is_safe(&version) {
+            bail!(
+                "--accel tcg-mt needs QEMU 10 or later (QEMU 7.2 with a host thread per guest CPU kills guests early in boot on 'Oops: int3'), and {} is {}: use --accel tcg, or a newer QEMU with --qemu",
+                opts.run.qemu.display(),
+                if version.is_empty() { "not a QEMU that answers --version".to_string() } else { version }
+            );
+        }
+    }
+    Ok(())
+}
+
 fn matrix_options(root: &std::path::Path, m: flags::Matrix) -> Result<pipeline::Options> {
     let mut opts = pipeline::Options::new(root);
     opts.selftests = !m.no_selftests;
@@ -201,6 +220,7 @@ fn matrix_options(root: &std::path::Path, m: flags::Matrix) -> Result<pipeline::
     if let Some(o) = m.out {
         opts.out = o;
     }
+    check_tcg_mt(&opts)?;
     opts.run.suite_args.extend(m.suite_args.iter().map(|a| a.to_string_lossy().into_owned()));
     if repeat > 1 {
         opts.run.suite_args.push(format!("--repeat={repeat}"));
@@ -247,6 +267,27 @@ mod tests {
             );
         }
         assert!(matrix(&["--jobs", "many"]).is_err());
-        assert!(matrix(&["--accel", "fast"]).unwrap_err().to_string().contains("auto, kvm or tcg"));
+        assert!(matrix(&["--accel", "fast"]).unwrap_err().to_string().contains("auto, kvm, tcg or tcg-mt"));
+    }
+
+    /// `--accel tcg-mt` is refused, in one line, with a QEMU before 10 or one that does not answer.
+    #[test]
+    fn tcg_mt_needs_qemu_10() {
+        let dir = util::project_root().join("target/uffdc/tests/tcg-mt");
+        std::fs::create_dir_all(&dir).unwrap();
+        let qemu = |name: &str, version: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\necho 'QEMU emulator version {version}'\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            path.display().to_string()
+        };
+        let (old, new) = (qemu("qemu-7.2", "7.2.22 (Debian)"), qemu("qemu-10", "10.0.2 (Debian)"));
+        let o = matrix(&["--accel", "tcg-mt", "--qemu", &new]).unwrap();
+        assert_eq!(o.accel, accel::Choice::TcgMulti);
+        for q in [old.as_str(), "/nonexistent/qemu"] {
+            let err = matrix(&["--accel", "tcg-mt", "--qemu", q]).unwrap_err().to_string();
+            assert!(err.starts_with("--accel tcg-mt needs QEMU 10 or later") && !err.contains('\n'), "{err}");
+        }
+        assert!(matrix(&["--accel", "tcg", "--qemu", &old]).is_ok());
     }
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
     Kvm,
+    /// TCG, every vCPU in turn on one host thread.
     Tcg,
+    /// TCG with a host thread per vCPU (`--accel tcg-mt`, QEMU 10 or later: see [`multi_threaded_tcg_is_safe`]).
+    TcgMulti,
 }
 
 impl Accel {
@@ -18,6 +21,7 @@ impl Accel {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
+            Accel::TcgMulti => "tcg-mt",
         }
     }
 }
@@ -97,7 +101,8 @@ impl Boot<'_> {
         }
         let (accel, cpu) = match s.accel {
             Accel::Kvm => ("kvm", "host"),
-            Accel::Tcg => (tcg_threads(&s.qemu), "max"),
+            Accel::Tcg => ("tcg,thread=single", "max"),
+            Accel::TcgMulti => ("tcg,thread=multi", "max"),
         };
         let mut c = Command::new(&s.qemu);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"]);
@@ -145,8 +150,8 @@ fn has_qboot(qemu: &Path) -> bool {
     dirs.lines().any(|d| Path::new(d.trim()).join(QBOOT).is_file())
 }
 
-/// TCG with a host thread per vCPU (`thread=multi`) where this QEMU is known not to race the
-/// guest's text patching, else every vCPU in turn on one host thread (`thread=single`).
+/// Whether `qemu --version`'s first line names a QEMU at or after 10.0, the first measured to run
+/// TCG with a host thread per vCPU safely. TCG is single-threaded unless asked (`--accel tcg-mt`).
 ///
 /// Static keys patch kernel text through int3 (text_poke_bp). With a host thread per vCPU,
 /// Debian's QEMU 7.2 lets a vCPU run a stale translation that still holds the int3 after the
@@ -154,22 +159,14 @@ fn has_qboot(qemu: &Path) -> bool {
 /// enqueue_task_fair or enqueue_timer, then "Fatal exception in interrupt"): on the 7.2 kernel
 /// with -smp 2, 2 of 100 bare boots and 1 of 60 (2026-11-25), 1 of 33 (2026-11-26); 0 of 100
 /// single-threaded. Debian's QEMU 10.0.2 (bookworm-backports) showed no such death in 300 bare
-/// boots of the same kernel (100 and 200, two sessions) and ran the whole matrix twice with every
-/// cell as single-threaded. Versions between are not measured and stay single-threaded.
+/// boots of the same kernel (100 and 200, two sessions). Versions between are not measured.
 ///
-/// Multi-threaded, a guest's CPUs really run at once (the races and stop-the-world probes race
-/// on two host cores, not by turns), and a guest alone on the machine runs its suite about a third
-/// faster; with as many guests as cores the whole matrix took about as long either way.
-fn tcg_threads(qemu: &Path) -> &'static str {
-    if multi_threaded_tcg_is_safe(&version(qemu)) {
-        "tcg,thread=multi"
-    } else {
-        "tcg,thread=single"
-    }
-}
-
-/// Whether `qemu --version`'s first line names a QEMU at or after 10.0 (see [`tcg_threads`]).
-fn multi_threaded_tcg_is_safe(version_line: &str) -> bool {
+/// Multi-threaded, a guest's CPUs really run at once, and a guest alone on the machine runs the
+/// suite about a third faster. But with more vCPU threads than host cores (two 2-CPU guests on
+/// two cores, as the matrix runs by default) the guests stall each other: the kernels' own
+/// selftests took about five times as long (the whole matrix with them: 320 s against 90 s), so
+/// the default stays single-threaded and `tcg-mt` is for a machine with a core per guest CPU.
+pub fn multi_threaded_tcg_is_safe(version_line: &str) -> bool {
     let Some(rest) = version_line.strip_prefix("QEMU emulator version ") else { return false };
     let major = rest.split('.').next().and_then(|m| m.parse::<u32>().ok());
     major.is_some_and(|m| m >= 10)
@@ -222,8 +219,7 @@ mod tests {
             Settings { cpus: 3, mem_mb: 768, suite_args: vec!["--repeat=2".into()], ..Settings::default() };
         let a = args(&s);
         let after = |flag: &str| a[a.iter().position(|x| x == flag).unwrap() + 1].clone();
-        let tcg = if multi_threaded_tcg_is_safe(&version(&s.qemu)) { "multi" } else { "single" };
-        assert_eq!((after("-accel"), after("-cpu")), (format!("tcg,thread={tcg}"), "max".into()));
+        assert_eq!((after("-accel"), after("-cpu")), ("tcg,thread=single".into(), "max".into()));
         assert_eq!((after("-smp"), after("-m")), ("3".into(), "768".into()));
         assert_eq!(after("-kernel"), "/k/vmlinuz");
         if has_qboot(&s.qemu) {
@@ -236,6 +232,8 @@ mod tests {
             "{a:?}"
         );
         assert!(a.contains(&"-no-reboot".to_string()) && a.contains(&"stdio".to_string()));
+        let mt = args(&Settings { accel: Accel::TcgMulti, ..Settings::default() });
+        assert!(mt.windows(2).any(|w| w == ["-accel", "tcg,thread=multi"]), "{mt:?}");
         let kvm = args(&Settings { accel: Accel::Kvm, ..Settings::default() });
         assert!(kvm.windows(2).any(|w| w == ["-cpu", "host"]));
         let bad = Settings { suite_args: vec!["two words".into()], ..Settings::default() };
