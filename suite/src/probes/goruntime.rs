@@ -324,6 +324,10 @@ struct Park {
     /// The quiet window (`--window-ms`): how long a stop may still come after the retries reached
     /// [`STUCK_RETRIES`].
     window: Duration,
+    /// Fault messages from the reader before the page was served (`serve`).
+    retries_at_serve: Option<u64>,
+    /// A read that did not return once served: its thread's state and wchan then (`after_serving`).
+    reader_at_end: Option<(String, String)>,
 }
 
 /// What a park run has seen so far.
@@ -372,7 +376,18 @@ impl Park {
             None => return Ok(Err(Observation::new("the reader did not fault"))),
         };
         let state = threads::wait_until_task_blocked(go.pid(), tid, ctx.timeout);
-        Ok(Ok(Park { go, page, tid, state, seen: Seen::default(), cpu_ms: 0, sigurg, window: ctx.window }))
+        Ok(Ok(Park {
+            go,
+            page,
+            tid,
+            state,
+            seen: Seen::default(),
+            cpu_ms: 0,
+            sigurg,
+            window: ctx.window,
+            retries_at_serve: None,
+            reader_at_end: None,
+        }))
     }
 
     /// Reads the workload's lines until `until` holds or `limit` passes; when `count`, also the
@@ -433,8 +448,28 @@ impl Park {
         Ok(())
     }
 
+    /// Watches, after `serve`, until `until` (the uffd too: a reader that keeps faulting on the
+    /// served page, or faults on another, is counted); a read that did not return by then leaves
+    /// where its thread is (state and wchan) for the details.
+    fn after_serving(
+        &mut self,
+        limit: Duration,
+        since: Instant,
+        until: impl Fn(&Seen) -> bool,
+    ) -> Result<(), Fail> {
+        self.watch(limit, since, true, until)?;
+        if self.seen.access.is_none() {
+            let (pid, tid) = (self.go.pid(), self.tid);
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
+            let wchan = if wchan.trim().is_empty() { "?".to_string() } else { wchan.trim().to_string() };
+            self.reader_at_end = Some((threads::describe_state(threads::task_state(pid, tid)), wchan));
+        }
+        Ok(())
+    }
+
     /// Serves the page (0xA5 bytes, what the reader compares with).
-    fn serve(&self) -> Result<(), Fail> {
+    fn serve(&mut self) -> Result<(), Fail> {
+        self.retries_at_serve = Some(self.seen.retries);
         match self.go.uffd.copy(self.page, &vec![0xA5; page_size()]) {
             Ok(_) => Ok(()),
             Err(userfaultfd::Error::CopyFailed(e)) if e as i32 == libc::EEXIST => Ok(()),
@@ -444,6 +479,11 @@ impl Park {
 
     fn details(&self, mut o: Observation) -> Observation {
         let s = &self.seen;
+        if let Some((state, wchan)) = &self.reader_at_end {
+            o.detail("reader_state_at_end", state.as_str());
+            o.detail("reader_wchan_at_end", wchan.as_str());
+            o.detail("retries_after_serving", s.retries.saturating_sub(self.retries_at_serve.unwrap_or(0)));
+        }
         o.detail("go", self.go.version.as_str());
         o.detail("start_ms", self.go.started.as_millis() as u64);
         if self.cpu_ms > 0 {
@@ -550,7 +590,7 @@ fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
     p.serve()?;
     // Once the world stopped, the read is all that is left to see; else the GC, once served.
     let stopped = stop == Stop::Stopped;
-    p.watch(ctx.timeout, Instant::now(), false, |s| s.access.is_some() && (stopped || s.gc_us.is_some()))?;
+    p.after_serving(ctx.timeout, Instant::now(), |s| s.access.is_some() && (stopped || s.gc_us.is_some()))?;
     let observed = match (&stop, p.seen.gc_us.is_some()) {
         (Stop::Stopped, _) => "completes",
         (Stop::Stuck, true) => "waits until served",
@@ -581,7 +621,7 @@ fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
                 Observation::new("stops the world, but sends no go-ahead")
             } else {
                 p.serve()?;
-                p.watch(ctx.timeout, Instant::now(), false, |s| s.done)?;
+                p.after_serving(ctx.timeout, Instant::now(), |s| s.done)?;
                 read_failed(&p.seen).unwrap_or_else(|| {
                     Observation::new(if p.seen.done {
                         "finishes"
@@ -608,7 +648,7 @@ fn sigurg(ctx: &Ctx) -> ProbeResult {
     let reached = p.seen.retries >= RETRIES;
     let retries = p.seen.retries;
     p.serve()?;
-    p.watch(ctx.timeout, started, false, |s| s.done)?;
+    p.after_serving(ctx.timeout, started, |s| s.done)?;
     let mut o = read_failed(&p.seen)
         .unwrap_or_else(|| Observation::new(if reached { "reaches and returns" } else { "does not reach" }));
     if let Some(t) = p.seen.first_retry {
