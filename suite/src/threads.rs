@@ -74,12 +74,21 @@ pub fn wait_until_in_uffd_wait(tid: i32, limit: Duration) -> bool {
 /// [`wait_until_in_uffd_wait`] for thread `tid` of process `pid`.
 pub fn wait_until_task_in_uffd_wait(pid: i32, tid: i32, limit: Duration) -> bool {
     poll_until(limit, || {
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
-        let readable = !wchan.trim().is_empty() && wchan.trim() != "0";
-        ((readable && wchan.contains("userfaultfd")) || (!readable && task_state(pid, tid) == Some('D')))
-            .then_some(())
+        match task_wchan(pid, tid) {
+            Some(wchan) => wchan.contains("userfaultfd"),
+            None => task_state(pid, tid) == Some('D'),
+        }
+        .then_some(())
     })
     .is_some()
+}
+
+/// Where thread `tid` of process `pid` sleeps in the kernel (`/proc/<pid>/task/<tid>/wchan`),
+/// `None` where that is not readable (empty, or `0` on a kernel without kallsyms).
+pub fn task_wchan(pid: i32, tid: i32) -> Option<String> {
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).ok()?;
+    let wchan = wchan.trim();
+    (!wchan.is_empty() && wchan != "0").then(|| wchan.to_string())
 }
 
 /// The system call thread `tid` of process `pid` is blocked in (its number, from

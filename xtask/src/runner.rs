@@ -287,10 +287,7 @@ fn supervise(
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) if status.is_some() || killed.is_some() => break,
             Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                let said = watching.map(|path| {
-                    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
-                });
-                if let Some(line) = said.as_deref().and_then(stopped_for_good) {
+                if let Some(line) = watching.map(read_lossy).as_deref().and_then(stopped_for_good) {
                     killed = Some(Ending::GuestStopped { line });
                     guard.kill();
                 }
@@ -449,7 +446,7 @@ mod tests {
         assert_eq!(r.kernel.status, model::RunStatus::Incomplete);
         let reason = r.kernel.reason.unwrap();
         assert!(reason.starts_with("QEMU stopped the guest (KVM internal error. Suberror: 1)"), "{reason}");
-        // Without such a line the boot deadline stands, and the reason quotes QEMU's last line.
+        // Which lines mean the guest is stopped for good, and that a warning is not one.
         assert_eq!(
             stopped_for_good("qemu: warning: x\nKVM: entry failed, hardware error 0x7\n").as_deref(),
             Some("KVM: entry failed, hardware error 0x7")

@@ -324,10 +324,9 @@ struct Park {
     /// The quiet window (`--window-ms`): how long a stop may still come after the retries reached
     /// [`STUCK_RETRIES`].
     window: Duration,
-    /// Fault messages from the reader before the page was served (`serve`).
-    retries_at_serve: Option<u64>,
-    /// A read that did not return once served: its thread's state and wchan then (`after_serving`).
-    reader_at_end: Option<(String, String)>,
+    /// A read that did not return once served: its thread's state and wchan then, and the fault
+    /// messages it raised after serving (`after_serving`).
+    reader_at_end: Option<(String, String, u64)>,
 }
 
 /// What a park run has seen so far.
@@ -385,7 +384,6 @@ impl Park {
             cpu_ms: 0,
             sigurg,
             window: ctx.window,
-            retries_at_serve: None,
             reader_at_end: None,
         }))
     }
@@ -457,19 +455,21 @@ impl Park {
         since: Instant,
         until: impl Fn(&Seen) -> bool,
     ) -> Result<(), Fail> {
+        let at_serve = self.seen.retries;
         self.watch(limit, since, true, until)?;
         if self.seen.access.is_none() {
             let (pid, tid) = (self.go.pid(), self.tid);
-            let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap_or_default();
-            let wchan = if wchan.trim().is_empty() { "?".to_string() } else { wchan.trim().to_string() };
-            self.reader_at_end = Some((threads::describe_state(threads::task_state(pid, tid)), wchan));
+            self.reader_at_end = Some((
+                threads::describe_state(threads::task_state(pid, tid)),
+                threads::task_wchan(pid, tid).unwrap_or_else(|| "?".into()),
+                self.seen.retries - at_serve,
+            ));
         }
         Ok(())
     }
 
     /// Serves the page (0xA5 bytes, what the reader compares with).
-    fn serve(&mut self) -> Result<(), Fail> {
-        self.retries_at_serve = Some(self.seen.retries);
+    fn serve(&self) -> Result<(), Fail> {
         match self.go.uffd.copy(self.page, &vec![0xA5; page_size()]) {
             Ok(_) => Ok(()),
             Err(userfaultfd::Error::CopyFailed(e)) if e as i32 == libc::EEXIST => Ok(()),
@@ -479,10 +479,10 @@ impl Park {
 
     fn details(&self, mut o: Observation) -> Observation {
         let s = &self.seen;
-        if let Some((state, wchan)) = &self.reader_at_end {
+        if let Some((state, wchan, retries)) = &self.reader_at_end {
             o.detail("reader_state_at_end", state.as_str());
             o.detail("reader_wchan_at_end", wchan.as_str());
-            o.detail("retries_after_serving", s.retries.saturating_sub(self.retries_at_serve.unwrap_or(0)));
+            o.detail("retries_after_serving", *retries);
         }
         o.detail("go", self.go.version.as_str());
         o.detail("start_ms", self.go.started.as_millis() as u64);
