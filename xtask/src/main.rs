@@ -2,38 +2,20 @@
 //! declared in `flags.rs`; this file turns it into each task's options and dispatches; each task
 //! lives in its own module.
 
-mod accel;
-mod apt;
-mod bench;
-mod buildroot;
-mod builds;
-mod check;
-mod ci;
+mod boot;
 mod container;
-mod debs;
-mod diff;
-mod explain;
-mod export;
 mod flags;
-mod fleet;
 mod gha;
-mod golang;
-mod images;
-mod initramfs;
-mod matrix;
-mod packages;
-mod pipeline;
-mod progress;
-mod qemu;
+mod inputs;
 mod rehearse;
-mod report;
-mod runner;
-mod selftests;
-mod suite_bin;
-mod test;
+mod tasks;
 mod tidy;
 mod util;
 mod workflow_run;
+
+use boot::{accel, initramfs, pipeline, progress, qemu, runner, suite_bin};
+use inputs::{apt, buildroot, builds, debs, fleet, golang, packages, selftests};
+use tasks::{bench, check, ci, diff, explain, export, images, matrix, report, test};
 
 use anyhow::{bail, Result};
 use std::time::Duration;

@@ -1,0 +1,11 @@
+//! What a run is made of, pinned and verified: the kernels and their builds, the toolchains, the
+//! kernels' own selftests, Debian's tooling and the system packages the tasks need.
+
+pub mod apt;
+pub mod buildroot;
+pub mod builds;
+pub mod debs;
+pub mod fleet;
+pub mod golang;
+pub mod packages;
+pub mod selftests;
