@@ -13,10 +13,6 @@ mod tidy;
 mod util;
 mod workflow_run;
 
-use boot::{accel, initramfs, pipeline, progress, qemu, runner, suite_bin};
-use inputs::{apt, buildroot, builds, debs, fleet, golang, packages, selftests};
-use tasks::{bench, check, ci, diff, explain, export, images, matrix, report, test};
-
 use anyhow::{bail, Result};
 use std::time::Duration;
 
@@ -62,23 +58,23 @@ fn run() -> Result<()> {
                     m.suite_args[0]
                 );
             }
-            matrix::run(&sh, &root, &matrix_options(&root, m)?)
+            tasks::matrix::run(&sh, &root, &matrix_options(&root, m)?)
         }
         flags::XtaskCmd::Images(i) => {
             let command = match i.verb.as_str() {
-                "refresh" => images::Command::Refresh(i.ids),
-                "fetch" => images::Command::Fetch(i.ids),
-                "build" => images::Command::Build(i.ids),
-                "list" if i.ids.is_empty() => images::Command::List,
+                "refresh" => tasks::images::Command::Refresh(i.ids),
+                "fetch" => tasks::images::Command::Fetch(i.ids),
+                "build" => tasks::images::Command::Build(i.ids),
+                "list" if i.ids.is_empty() => tasks::images::Command::List,
                 other => {
                     bail!("cargo xtask images takes refresh, fetch, build or list (and list no ids), not {other:?}")
                 }
             };
-            images::run(&sh, &root, command, i.mirror)
+            tasks::images::run(&sh, &root, command, i.mirror)
         }
         flags::XtaskCmd::Bench(b) => {
             let boots = b.boots.map(|n| in_range("--boots", n, 1, 10_000)).transpose()?.unwrap_or(0);
-            let mut opts = pipeline::Options::new(&root);
+            let mut opts = boot::pipeline::Options::new(&root);
             opts.kernels = b.kernel;
             opts.host = b.host;
             // The whole-matrix run is what `cargo xtask matrix` does: the selftests too.
@@ -94,16 +90,16 @@ fn run() -> Result<()> {
                 opts.accel = a.parse().map_err(anyhow::Error::msg)?;
             }
             check_tcg_mt(&opts)?;
-            bench::run(&sh, &root, &opts, boots as u32)
+            tasks::bench::run(&sh, &root, &opts, boots as u32)
         }
-        flags::XtaskCmd::Report(r) => report::run(
+        flags::XtaskCmd::Report(r) => tasks::report::run(
             &r.matrix.unwrap_or_else(|| root.join("matrix")),
-            &r.html.unwrap_or_else(|| report::default_html_dir(&root)),
+            &r.html.unwrap_or_else(|| tasks::report::default_html_dir(&root)),
         ),
-        flags::XtaskCmd::Check(c) => std::process::exit(check::main(
+        flags::XtaskCmd::Check(c) => std::process::exit(tasks::check::main(
             &sh,
             &root,
-            &check::Options {
+            &tasks::check::Options {
                 profiles: c.profiles,
                 host: c.host,
                 kernels: c.kernel,
@@ -111,28 +107,32 @@ fn run() -> Result<()> {
                 suite: None,
             },
         )),
-        flags::XtaskCmd::Diff(d) => std::process::exit(diff::main(&d.old, &d.new)),
-        flags::XtaskCmd::Explain(e) => explain::run(&root.join("matrix"), &e.id),
-        flags::XtaskCmd::Export(e) => export::run(&root.join("matrix"), &e.kcidb),
+        flags::XtaskCmd::Diff(d) => std::process::exit(tasks::diff::main(&d.old, &d.new)),
+        flags::XtaskCmd::Explain(e) => tasks::explain::run(&root.join("matrix"), &e.id),
+        flags::XtaskCmd::Export(e) => tasks::export::run(&root.join("matrix"), &e.kcidb),
         flags::XtaskCmd::Ci(c) => match c.subcommand {
             flags::CiCmd::Plan(p) if p.builds => {
                 if p.refresh {
                     bail!("ci plan --builds plans from the pins as they are: refresh first, with `ci plan --refresh`");
                 }
-                println!("{}", ci::plan_builds(&root)?);
+                println!("{}", tasks::ci::plan_builds(&root)?);
                 Ok(())
             }
             flags::CiCmd::Plan(p) => {
-                println!("{}", ci::plan(&sh, &root, p.refresh, p.mirror)?);
+                println!("{}", tasks::ci::plan(&sh, &root, p.refresh, p.mirror)?);
                 Ok(())
             }
-            flags::CiCmd::Compile(c) => {
-                ci::compile(&sh, &root, &root.join("matrix"), &c.artifacts, &report::default_html_dir(&root))
-                    .map(drop)
-            }
+            flags::CiCmd::Compile(c) => tasks::ci::compile(
+                &sh,
+                &root,
+                &root.join("matrix"),
+                &c.artifacts,
+                &tasks::report::default_html_dir(&root),
+            )
+            .map(drop),
             flags::CiCmd::Rehearse(r) => rehearse::run(&sh, &root, &rehearse::Options::new(r)?),
         },
-        flags::XtaskCmd::Test(_) => test::run(&sh, &root),
+        flags::XtaskCmd::Test(_) => tasks::test::run(&sh, &root),
     }
 }
 
@@ -146,10 +146,10 @@ fn in_range(flag: &str, n: u64, lo: u64, hi: u64) -> Result<u64> {
 }
 
 /// `--accel tcg-mt` only with a QEMU measured to run it safely.
-fn check_tcg_mt(opts: &pipeline::Options) -> Result<()> {
-    if opts.accel == accel::Choice::TcgMulti {
-        let version = qemu::version(&opts.run.qemu);
-        if !qemu::multi_threaded_tcg_is_safe(&version) {
+fn check_tcg_mt(opts: &boot::pipeline::Options) -> Result<()> {
+    if opts.accel == boot::accel::Choice::TcgMulti {
+        let version = boot::qemu::version(&opts.run.qemu);
+        if !boot::qemu::multi_threaded_tcg_is_safe(&version) {
             bail!(
                 "--accel tcg-mt needs QEMU 10 or later (QEMU 7.2 with a host thread per guest CPU kills guests early in boot on 'Oops: int3'), and {} is {}: use --accel tcg, or a newer QEMU with --qemu",
                 opts.run.qemu.display(),
@@ -160,8 +160,8 @@ fn check_tcg_mt(opts: &pipeline::Options) -> Result<()> {
     Ok(())
 }
 
-fn matrix_options(root: &std::path::Path, m: flags::Matrix) -> Result<pipeline::Options> {
-    let mut opts = pipeline::Options::new(root);
+fn matrix_options(root: &std::path::Path, m: flags::Matrix) -> Result<boot::pipeline::Options> {
+    let mut opts = boot::pipeline::Options::new(root);
     opts.selftests = !m.no_selftests;
     opts.kernels = m.kernel;
     for image in m.kernel_image {
@@ -219,7 +219,7 @@ fn matrix_options(root: &std::path::Path, m: flags::Matrix) -> Result<pipeline::
 mod tests {
     use super::*;
 
-    fn matrix(args: &[&str]) -> Result<pipeline::Options> {
+    fn matrix(args: &[&str]) -> Result<boot::pipeline::Options> {
         let args = std::iter::once("matrix").chain(args.iter().copied()).map(Into::into).collect();
         match flags::parse(args).map_err(|e| anyhow::anyhow!("{e}"))?.subcommand {
             flags::XtaskCmd::Matrix(m) => matrix_options(&util::project_root(), m),
@@ -265,7 +265,7 @@ mod tests {
         };
         let (old, new) = (qemu("qemu-7.2", "7.2.22 (Debian)"), qemu("qemu-10", "10.0.2 (Debian)"));
         let o = matrix(&["--accel", "tcg-mt", "--qemu", &new]).unwrap();
-        assert_eq!(o.accel, accel::Choice::TcgMulti);
+        assert_eq!(o.accel, boot::accel::Choice::TcgMulti);
         for q in [old.as_str(), "/nonexistent/qemu"] {
             let err = matrix(&["--accel", "tcg-mt", "--qemu", q]).unwrap_err().to_string();
             assert!(err.starts_with("--accel tcg-mt needs QEMU 10 or later") && !err.contains('\n'), "{err}");

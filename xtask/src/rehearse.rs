@@ -73,7 +73,7 @@ impl Options {
 }
 
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
-    if !crate::packages::is_root() {
+    if !crate::inputs::packages::is_root() {
         bail!("cargo xtask ci rehearse builds a Debian root and enters it with namespaces and chroot: run it as root");
     }
     // Every mount the rehearsal makes stays in a namespace of its own and goes with it.
@@ -219,7 +219,7 @@ impl Toolchain {
         let dir = home.join("toolchains").join(&name).canonicalize().with_context(|| {
             format!("this machine has no Rust {channel} toolchain in {}: `rustup toolchain install {channel} --component rustfmt,clippy`", home.display())
         })?;
-        let rustup = crate::packages::which("rustup").context("rustup is not on PATH")?;
+        let rustup = crate::inputs::packages::which("rustup").context("rustup is not on PATH")?;
         Ok(Toolchain { name, dir, rustup })
     }
 }
@@ -547,7 +547,7 @@ fn is_diff_line(line: &str) -> bool {
 /// The cached Debian bookworm root: debootstrap's minbase from this machine's Debian mirror, with
 /// the `debian:bookworm` image's apt settings and sources layout, and empty apt lists.
 fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
-    let mirrors = crate::apt::mirrors(None)?;
+    let mirrors = crate::inputs::apt::mirrors(None)?;
     let root = dir.join("bookworm");
     let stamp = dir.join("bookworm.stamp");
     let want = format!(
@@ -560,7 +560,7 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
         log.line(&format!("debian root: {} (cached)", crate::util::display_path(&root)));
         return Ok(root);
     }
-    if crate::packages::which("debootstrap").is_none() {
+    if crate::inputs::packages::which("debootstrap").is_none() {
         log.line("installing debootstrap (apt-get)");
         cmd!(sh, "apt-get -q update").quiet().run()?;
         cmd!(sh, "apt-get -q install -y --no-install-recommends --no-remove debootstrap")
@@ -575,7 +575,7 @@ fn debian_root(sh: &Shell, dir: &Path, log: &Log) -> Result<PathBuf> {
     log.line(&format!("debian root: debootstrap --variant=minbase bookworm from {}", mirrors.main));
     let mut command = std::process::Command::new("debootstrap");
     command
-        .args(["--variant=minbase", &format!("--keyring={}", crate::apt::DEBIAN_KEYRING), "bookworm"])
+        .args(["--variant=minbase", &format!("--keyring={}", crate::inputs::apt::DEBIAN_KEYRING), "bookworm"])
         .arg(&tmp)
         .arg(&mirrors.main);
     let status = workflow_run::run_logged(command, log)?;

@@ -2,7 +2,7 @@
 //! and guests hang or abort), so `auto` uses KVM only after a short probe boot under KVM reached
 //! the suite's end record; the verdict is cached per machine boot.
 
-use crate::qemu::Accel;
+use crate::boot::qemu::Accel;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -39,10 +39,11 @@ struct Verdict {
 /// What identifies "this machine, as booted now" (a reboot or a new QEMU may change the answer).
 fn machine_key() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let qemu = std::fs::metadata(crate::packages::which(crate::qemu::BINARY).unwrap_or_default())
-        .and_then(|m| m.modified())
-        .map(|t| format!("{t:?}"))
-        .unwrap_or_default();
+    let qemu =
+        std::fs::metadata(crate::inputs::packages::which(crate::boot::qemu::BINARY).unwrap_or_default())
+            .and_then(|m| m.modified())
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_default();
     format!("boot {} qemu {qemu}", boot.trim())
 }
 

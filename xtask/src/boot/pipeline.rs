@@ -3,11 +3,11 @@
 //! kernel's results as soon as it finishes, and compile the matrix. What happens is reported as
 //! typed [`RunEvent`]s: the progress display and the tests consume the same events.
 
-use crate::accel::{self, Choice};
-use crate::fleet::{sha256_file, Cache, Fleet, Image};
-use crate::qemu::Accel;
-use crate::qemu::Settings;
-use crate::runner;
+use crate::boot::accel::{self, Choice};
+use crate::boot::qemu::Accel;
+use crate::boot::qemu::Settings;
+use crate::boot::runner;
+use crate::inputs::fleet::{sha256_file, Cache, Fleet, Image};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ impl Prepared {
     pub fn initrd_with(
         &self,
         image: &Image,
-        selftests: Option<&crate::selftests::Selftests>,
+        selftests: Option<&crate::inputs::selftests::Selftests>,
     ) -> Result<PathBuf> {
         if image.config.is_none() && selftests.is_none() {
             return Ok(self.initrd.clone());
@@ -107,17 +107,17 @@ impl Prepared {
             .map(|s| {
                 s.programs
                     .iter()
-                    .map(|(p, _)| crate::selftests::path_in_guest(p).display().to_string())
+                    .map(|(p, _)| crate::inputs::selftests::path_in_guest(p).display().to_string())
                     .collect()
             })
             .unwrap_or_default();
-        let mut programs: Vec<(&str, &[u8])> = vec![(crate::golang::NAME, self.go_binary.as_slice())];
+        let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, self.go_binary.as_slice())];
         if let Some(s) = selftests {
             programs
                 .extend(names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())));
         }
         let path = self.initrd.with_file_name(format!("initramfs-{}.cpio", sanitize(&image.id)));
-        let archive = crate::initramfs::for_suite(
+        let archive = crate::boot::initramfs::for_suite(
             &self.binary,
             &programs,
             config.as_ref().map(|(s, t)| (*s, t.as_slice())),
@@ -130,23 +130,24 @@ impl Prepared {
 pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepared> {
     let suite = match suite {
         Some(s) => s,
-        None => crate::suite_bin::build(sh, root)?,
+        None => crate::boot::suite_bin::build(sh, root)?,
     };
-    let catalogue = crate::suite_bin::catalogue(sh, &suite)?;
+    let catalogue = crate::boot::suite_bin::catalogue(sh, &suite)?;
     let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
-    let go = crate::golang::workload(sh, root, None)?;
+    let go = crate::inputs::golang::workload(sh, root, None)?;
     let go_binary = std::fs::read(&go.path).with_context(|| format!("cannot read {}", go.path.display()))?;
     eprintln!("go      {} ({})", go.version, crate::util::display_path(&go.path));
     // A host run finds the workload where a guest does: beside the suite.
     if let Some(dir) = suite.parent() {
-        let beside = dir.join(crate::golang::NAME);
+        let beside = dir.join(crate::inputs::golang::NAME);
         if std::fs::read(&beside).ok().as_deref() != Some(&go_binary[..]) {
             crate::util::write_atomic(&beside, &go_binary)?;
             std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         }
     }
     let initrd = root.join("target/uffdc/initramfs.cpio");
-    let archive = crate::initramfs::for_suite(&binary, &[(crate::golang::NAME, &go_binary)], None);
+    let archive =
+        crate::boot::initramfs::for_suite(&binary, &[(crate::inputs::golang::NAME, &go_binary)], None);
     crate::util::write_atomic(&initrd, &archive)?;
     Ok(Prepared { suite, catalogue, initrd, binary, go_binary })
 }
@@ -219,7 +220,7 @@ pub fn gather(
     }
     for id in &builds {
         observe(&RunEvent::Building(id, "finding the build in the cache"));
-        let built = crate::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |what| {
+        let built = crate::inputs::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |what| {
             observe(&RunEvent::Building(id, what))
         });
         match built {
@@ -238,7 +239,8 @@ pub fn gather(
     }
     // Each kernel's own selftests, built from its own source package (or from the cache); a
     // kernel whose selftests cannot be built runs without them, and its run says why.
-    let mut selftests: BTreeMap<String, Result<crate::selftests::Selftests, String>> = BTreeMap::new();
+    let mut selftests: BTreeMap<String, Result<crate::inputs::selftests::Selftests, String>> =
+        BTreeMap::new();
     if opts.selftests {
         for image in &images {
             if image.id.starts_with(LOCAL_PREFIX) {
@@ -247,7 +249,13 @@ pub fn gather(
                 continue;
             }
             observe(&RunEvent::Building(&image.id, "the kernel's own selftests"));
-            let built = match crate::selftests::for_kernel(sh, root, &fleet, &image.id, opts.mirror.clone()) {
+            let built = match crate::inputs::selftests::for_kernel(
+                sh,
+                root,
+                &fleet,
+                &image.id,
+                opts.mirror.clone(),
+            ) {
                 Ok(Some(s)) => Ok(s),
                 Ok(None) => Err("no source package is pinned for it in images/kernels.lock: pin it with \
                                  `cargo xtask images refresh sources` (Debian may not ship it)"

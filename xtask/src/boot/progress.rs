@@ -3,8 +3,8 @@
 //! as plain lines, one per change of stage, elsewhere (CI logs). It is driven by the pipeline's
 //! run events.
 
-use crate::pipeline::RunEvent;
-use crate::runner::Event;
+use crate::boot::pipeline::RunEvent;
+use crate::boot::runner::Event;
 use model::stream::Record;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,7 +106,7 @@ impl Progress {
             }),
             RunEvent::Run(..) => {}
             RunEvent::Done(id, results, logs) => {
-                self.set(id, Stage::Done(crate::runner::brief(results, logs)))
+                self.set(id, Stage::Done(crate::boot::runner::brief(results, logs)))
             }
             RunEvent::Failed(id, error) => self.set(id, Stage::Failed(error.to_string())),
         }

@@ -52,7 +52,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            qemu: PathBuf::from(crate::qemu::BINARY),
+            qemu: PathBuf::from(crate::boot::qemu::BINARY),
             accel: Accel::Tcg,
             cpus: 2,
             mem_mb: 1024,

@@ -8,8 +8,8 @@
 //! hard timeout (no end record), and a grace period after the end record (a guest that does not
 //! power off is stopped, and its run is complete).
 
-use crate::fleet::Image;
-use crate::qemu::{Boot, Settings};
+use crate::boot::qemu::{Boot, Settings};
+use crate::inputs::fleet::Image;
 use crate::util::{display_path, signal_name};
 use anyhow::{Context, Result};
 use model::run::{Ending, Outcome};
@@ -95,7 +95,7 @@ pub fn run_guest(
             init_ms: run.decoded.start_uptime_ms(),
             suite_args: settings.suite_args.clone(),
             repeat: repeat(settings),
-            qemu: crate::qemu::version(&settings.qemu),
+            qemu: crate::boot::qemu::version(&settings.qemu),
             boot_attempts: Some(attempt),
             failed_boots,
             build: image.build.clone(),
@@ -433,7 +433,7 @@ mod tests {
             source: "a stand-in".into(),
             build: None,
         };
-        let settings = Settings { qemu, accel: crate::qemu::Accel::Kvm, ..Settings::default() };
+        let settings = Settings { qemu, accel: crate::boot::qemu::Accel::Kvm, ..Settings::default() };
         let (mut spawned, t) = (0, Instant::now());
         let r = run_guest(&image, &initrd, &settings, &dir.join("logs"), &mut |e| {
             if let Event::Spawned { .. } = e {

@@ -11,9 +11,9 @@
 //! release the CI container runs. Maintainer scripts do not run in it; the few links they would
 //! make (`awk`, `cc`, `/bin/sh`) and the device nodes a build opens are made here.
 
-use crate::apt::LazyApt;
-use crate::debs::{self, DebLock};
-use crate::fleet::{Cache, Fleet};
+use crate::inputs::apt::LazyApt;
+use crate::inputs::debs::{self, DebLock};
+use crate::inputs::fleet::{Cache, Fleet};
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
@@ -182,7 +182,7 @@ impl BuildRoot {
         argv: &[String],
         env: &[(String, String)],
     ) -> Result<std::process::Command> {
-        if !crate::packages::is_root() {
+        if !crate::inputs::packages::is_root() {
             bail!("building kernels enters the pinned toolchain's root with chroot, which needs root: run as root");
         }
         let dir = CString::new(self.dir.as_os_str().as_encoded_bytes())?;

@@ -13,9 +13,9 @@
 //! base configuration, the options) to that key makes a warm build a lookup that needs neither the
 //! source nor the toolchain. A cached bzImage is re-hashed before each use.
 
-use crate::buildroot::{self, BuildRoot};
-use crate::debs::{self, short_hash, DebPin};
-use crate::fleet::{sha256_file, BuildTrack, Cache, Fleet, Image, SourcePin, LOCK};
+use crate::inputs::buildroot::{self, BuildRoot};
+use crate::inputs::debs::{self, short_hash, DebPin};
+use crate::inputs::fleet::{sha256_file, BuildTrack, Cache, Fleet, Image, SourcePin, LOCK};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -107,7 +107,7 @@ pub fn image(
     let Some(track) = fleet.builds.get(id) else {
         bail!(
             "unknown build {id:?}: {} has builds {}",
-            crate::fleet::TRACKS,
+            crate::inputs::fleet::TRACKS,
             fleet.builds.keys().cloned().collect::<Vec<_>>().join(", ")
         );
     };
@@ -226,7 +226,8 @@ pub fn image(
 /// line wins).
 fn fragment(base: &str, id: &str, track: &BuildTrack) -> String {
     let mut text = base.to_string();
-    text += &format!("\n# {id}: what differs from the base configuration ({})\n", crate::fleet::TRACKS);
+    text +=
+        &format!("\n# {id}: what differs from the base configuration ({})\n", crate::inputs::fleet::TRACKS);
     for (k, v) in &track.options {
         text += &match v.as_str() {
             "n" => format!("# {k} is not set\n"),
@@ -471,7 +472,7 @@ fn check_resolved(
     }
     let whence = |k: &str| {
         if track.options.contains_key(k) {
-            format!("the options of build {id} in {}", crate::fleet::TRACKS)
+            format!("the options of build {id} in {}", crate::inputs::fleet::TRACKS)
         } else {
             BASE.to_string()
         }
@@ -579,13 +580,18 @@ fn hex_sha(data: &[u8]) -> String {
 /// Re-pins the builds' source packages to the newest version in their suites, and pins the source
 /// package of every packaged kernel's own version (its selftests are built from it) where no build
 /// pins that package.
-pub fn refresh(sh: &Shell, root: &Path, fleet: &mut Fleet, apt: &mut crate::apt::LazyApt) -> Result<()> {
+pub fn refresh(
+    sh: &Shell,
+    root: &Path,
+    fleet: &mut Fleet,
+    apt: &mut crate::inputs::apt::LazyApt,
+) -> Result<()> {
     let mut sources: BTreeMap<String, (Vec<String>, Option<String>)> = BTreeMap::new();
     for track in fleet.builds.values() {
         sources.entry(track.source.clone()).or_default().0.extend(track.suites.clone());
     }
     for (id, pin) in &fleet.lock.kernels {
-        let Some(package) = crate::fleet::source_package(&pin.version) else { continue };
+        let Some(package) = crate::inputs::fleet::source_package(&pin.version) else { continue };
         if let std::collections::btree_map::Entry::Vacant(e) = sources.entry(package) {
             let suites = fleet.tracks.get(id).map(|t| t.suites.clone()).unwrap_or_default();
             e.insert((suites, Some(pin.version.clone())));
@@ -597,7 +603,7 @@ pub fn refresh(sh: &Shell, root: &Path, fleet: &mut Fleet, apt: &mut crate::apt:
         for (version, suite) in apt.versions(sh, &package)? {
             if exact.as_ref().is_none_or(|e| *e == version)
                 && suites.contains(&suite)
-                && best.as_ref().is_none_or(|(v, _)| crate::apt::newer(sh, &version, v))
+                && best.as_ref().is_none_or(|(v, _)| crate::inputs::apt::newer(sh, &version, v))
             {
                 best = Some((version, suite));
             }

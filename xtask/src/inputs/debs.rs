@@ -3,7 +3,7 @@
 //! version, sha256, size) written by a refresh that apt resolved and downloaded, each .deb verified
 //! against its pin before use, and unpacked by content (no maintainer scripts run).
 
-use crate::apt::LazyApt;
+use crate::inputs::apt::LazyApt;
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

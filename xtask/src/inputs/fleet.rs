@@ -1,8 +1,8 @@
 //! The kernel fleet: what is wanted (`images/kernels.toml`, tracks), what that resolved to
 //! (`images/kernels.lock`, pins), and the verified cache of kernel images under
-//! `target/uffdc/images` that later runs use offline. Fetching goes through [`crate::apt`].
+//! `target/uffdc/images` that later runs use offline. Fetching goes through [`crate::inputs::apt`].
 
-use crate::apt::LazyApt;
+use crate::inputs::apt::LazyApt;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -312,7 +312,7 @@ impl Cache {
     /// Takes the kernel image (and its config) out of the .deb by content.
     fn unpack(&self, id: &str, pin: &Pin, deb: &Path) -> Result<Image> {
         let (mut vmlinuz, mut config, mut release) = (None, None, None);
-        crate::debs::each_file(deb, |entry| {
+        crate::inputs::debs::each_file(deb, |entry| {
             if !entry.header().entry_type().is_file() {
                 return Ok(());
             }

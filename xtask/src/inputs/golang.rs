@@ -9,8 +9,8 @@
 //! is built statically (CGO_ENABLED=0) and cached under a key over the pins, its source and the
 //! build flags; `uffdc-go version` names the Go release it was built with.
 
-use crate::apt::{self, LazyApt};
-use crate::fleet::{sha256_file, Cache, Fleet};
+use crate::inputs::apt::{self, LazyApt};
+use crate::inputs::fleet::{sha256_file, Cache, Fleet};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -229,7 +229,7 @@ fn apt_for(root: &Path, lock: &GoLock, mirror: Option<String>) -> Result<LazyApt
         {
             fleet_apt.tracks.insert(
                 format!("go:{}", pin.suite),
-                crate::fleet::Track {
+                crate::inputs::fleet::Track {
                     suites: vec![pin.suite.clone()],
                     meta: String::new(),
                     why: String::new(),

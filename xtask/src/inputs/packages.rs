@@ -2,7 +2,7 @@
 //! Python's venv): found, installed with apt when running as root (never removing a package), or a
 //! stop with the exact command to run.
 
-use crate::apt::DEBIAN_KEYRING;
+use crate::inputs::apt::DEBIAN_KEYRING;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use xshell::{cmd, Shell};
@@ -192,7 +192,7 @@ fn backports_route(sh: &Shell) -> Result<Option<Vec<String>>> {
     let (Some("debian"), Some(codename)) = (field("ID=").as_deref(), field("VERSION_CODENAME=")) else {
         return Ok(None);
     };
-    let Ok(mirrors) = crate::apt::mirrors(None) else { return Ok(None) };
+    let Ok(mirrors) = crate::inputs::apt::mirrors(None) else { return Ok(None) };
     let dir = crate::util::project_root().join("target/uffdc/apt-system");
     for d in ["lists/partial", "cache/archives/partial"] {
         std::fs::create_dir_all(dir.join(d))?;

@@ -7,9 +7,9 @@
 //! pins), and packed into the guest's initramfs under `/selftests/`, where the suite runs them
 //! (`suite/src/selftests.rs`) with small parameters and a time limit each.
 
-use crate::buildroot::{self, BuildRoot};
-use crate::debs::short_hash;
-use crate::fleet::{Fleet, SourcePin};
+use crate::inputs::buildroot::{self, BuildRoot};
+use crate::inputs::debs::short_hash;
+use crate::inputs::fleet::{Fleet, SourcePin};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ struct Entry {
 pub fn source_of(fleet: &Fleet, id: &str) -> Option<(String, SourcePin)> {
     let package = match (fleet.builds.get(id), fleet.lock.kernels.get(id)) {
         (Some(build), _) => build.source.clone(),
-        (None, Some(pin)) => crate::fleet::source_package(&pin.version)?,
+        (None, Some(pin)) => crate::inputs::fleet::source_package(&pin.version)?,
         (None, None) => return None,
     };
     let pin = fleet.lock.sources.get(&package)?;
@@ -58,18 +58,18 @@ pub fn for_kernel(
     let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
     let toolchain = buildroot::load(root)?;
     let key = short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
-    let dir = crate::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
+    let dir = crate::inputs::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
     }
-    let builds = crate::fleet::Cache::new(root).dir.join("builds");
+    let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
     std::fs::create_dir_all(&builds)?;
     let _lock = crate::util::lock(&builds.join("build.lock"))?;
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
     }
     let broot = buildroot::ensure(sh, root, mirror.clone())?;
-    let tree = crate::builds::source_tree(sh, root, &broot, &package, &pin, mirror)?;
+    let tree = crate::inputs::builds::source_tree(sh, root, &broot, &package, &pin, mirror)?;
     let out = format!("/out/selftests-{key}");
     let (programs, changed) =
         build(&broot, &tree, &out, &builds.join("logs").join(format!("selftests-{package}.log")))?;
@@ -257,10 +257,13 @@ mod tests {
 
     #[test]
     fn each_kernel_names_its_own_source_package() {
-        assert_eq!(crate::fleet::source_package("6.12.118-1").as_deref(), Some("linux-source-6.12"));
-        assert_eq!(crate::fleet::source_package("7.3~rc7-1~exp1").as_deref(), Some("linux-source-7.3"));
-        assert_eq!(crate::fleet::source_package("5.10.262-1").as_deref(), Some("linux-source-5.10"));
-        assert_eq!(crate::fleet::source_package("nope"), None);
+        assert_eq!(crate::inputs::fleet::source_package("6.12.118-1").as_deref(), Some("linux-source-6.12"));
+        assert_eq!(
+            crate::inputs::fleet::source_package("7.3~rc7-1~exp1").as_deref(),
+            Some("linux-source-7.3")
+        );
+        assert_eq!(crate::inputs::fleet::source_package("5.10.262-1").as_deref(), Some("linux-source-5.10"));
+        assert_eq!(crate::inputs::fleet::source_package("nope"), None);
         let fleet = Fleet::load(&crate::util::project_root()).unwrap();
         for id in fleet.ids() {
             assert!(source_of(&fleet, &id).is_some(), "{id} has no pinned source for its selftests");

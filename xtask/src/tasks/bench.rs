@@ -6,10 +6,10 @@
 //! (`--jobs` at once) and counts the boots that failed before init. Prints a table and writes
 //! `target/bench.toml`. Targets are checked here, not in tests.
 
-use crate::fleet::{Cache, Fleet};
-use crate::pipeline::{self, Options, Prepared};
-use crate::qemu::Settings;
-use crate::runner;
+use crate::boot::pipeline::{self, Options, Prepared};
+use crate::boot::qemu::Settings;
+use crate::boot::runner;
+use crate::inputs::fleet::{Cache, Fleet};
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -87,13 +87,13 @@ struct Bench {
 }
 
 pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
-    crate::packages::ensure(
+    crate::inputs::packages::ensure(
         sh,
         &[
-            crate::packages::Need::Libclang,
-            crate::packages::Need::Qemu,
-            crate::packages::Need::AptTools,
-            crate::packages::Need::DebianKeyring,
+            crate::inputs::packages::Need::Libclang,
+            crate::inputs::packages::Need::Qemu,
+            crate::inputs::packages::Need::AptTools,
+            crate::inputs::packages::Need::DebianKeyring,
         ],
     )?;
     let fleet = Fleet::load(root)?;
@@ -131,20 +131,21 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
             // A build: its cold time is `cargo xtask images build`'s (not redone here: minutes);
             // the cached time is the warm lookup the matrix makes.
             None => {
-                let image = crate::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |_| {})?;
+                let image =
+                    crate::inputs::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |_| {})?;
                 let t = Instant::now();
-                crate::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |_| {})?;
-                let cold = crate::builds::cold_build(root, &fleet, id).map_or(f64::NAN, |(s, _)| s);
+                crate::inputs::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |_| {})?;
+                let cold = crate::inputs::builds::cold_build(root, &fleet, id).map_or(f64::NAN, |(s, _)| s);
                 (image, cold, t.elapsed().as_secs_f64())
             }
         };
         let accel = match accel {
             Some(a) => a,
-            None => {
-                *accel.insert(crate::accel::choose(opts.accel, &cache.dir.join("accel.toml"), &mut || {
-                    pipeline::probe_kvm(&image, &prepared, &opts)
-                })?)
-            }
+            None => *accel.insert(crate::boot::accel::choose(
+                opts.accel,
+                &cache.dir.join("accel.toml"),
+                &mut || pipeline::probe_kvm(&image, &prepared, &opts),
+            )?),
         };
         let settings =
             |args: Vec<String>| Settings { accel, suite_args: args, boot_attempts: 1, ..opts.run.clone() };
@@ -222,7 +223,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
             .unwrap_or_default(),
         cpus,
         jobs,
-        qemu: crate::qemu::version(&opts.run.qemu),
+        qemu: crate::boot::qemu::version(&opts.run.qemu),
         kernels: out,
         matrix_s,
         matrix_error,
@@ -322,7 +323,7 @@ fn verdict(figure: f64, at_most: f64) -> &'static str {
 
 /// Boots `image` bare `n` times, `jobs` at once, and counts the boots that did not reach init.
 fn count_boots(
-    image: &crate::fleet::Image,
+    image: &crate::inputs::fleet::Image,
     prepared: &Prepared,
     settings: &Settings,
     dir: &Path,

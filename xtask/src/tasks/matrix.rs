@@ -3,14 +3,14 @@
 //! `matrix/compat.toml` from all results files there (other kernels' columns are kept). The work
 //! itself is the run pipeline's (`pipeline.rs`); this task sets it up and shows its progress.
 
-use crate::packages::{self, Need};
-use crate::pipeline::{gather, prepare, Options};
+use crate::boot::pipeline::{gather, prepare, Options};
+use crate::inputs::packages::{self, Need};
 use anyhow::Result;
 use std::path::Path;
 use xshell::Shell;
 
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
-    let fleet = crate::fleet::Fleet::load(root)?;
+    let fleet = crate::inputs::fleet::Fleet::load(root)?;
     let ids = opts.fleet_ids(&fleet);
     fleet.partition(&ids)?;
     let mut needs = vec![Need::Libclang];
@@ -27,27 +27,30 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let prepared = prepare(sh, root, None)?;
     // The history keeps what the matrix observed before this run (and starts from it if it has none).
     if let Ok(before) = model::data::load(&opts.out.join("compat.toml")) {
-        crate::report::record_history(&opts.out, &before)?;
+        crate::tasks::report::record_history(&opts.out, &before)?;
     }
-    let progress = crate::progress::Progress::start();
+    let progress = crate::boot::progress::Progress::start();
     let result = gather(sh, root, opts, &prepared, &|e| progress.observe(e));
     progress.finish();
     // The readable report follows the matrix, whatever became of the run (its columns are kept).
     if let Ok(compat) = model::data::load(&opts.out.join("compat.toml")) {
-        crate::report::record_history(&opts.out, &compat)?;
-        crate::report::write_markdown(&opts.out, &compat)?;
-        eprintln!("report  {}", crate::util::display_path(&opts.out.join(crate::report::COMPATIBILITY)));
+        crate::tasks::report::record_history(&opts.out, &compat)?;
+        crate::tasks::report::write_markdown(&opts.out, &compat)?;
+        eprintln!(
+            "report  {}",
+            crate::util::display_path(&opts.out.join(crate::tasks::report::COMPATIBILITY))
+        );
     }
     result
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::accel::Choice;
-    use crate::fleet::{Cache, Fleet, Image};
-    use crate::pipeline::{compile, gather, local_image, Options, Prepared, RunEvent, HOST_ID};
-    use crate::qemu::Settings;
-    use crate::runner::{self, Event};
+    use crate::boot::accel::Choice;
+    use crate::boot::pipeline::{compile, gather, local_image, Options, Prepared, RunEvent, HOST_ID};
+    use crate::boot::qemu::Settings;
+    use crate::boot::runner::{self, Event};
+    use crate::inputs::fleet::{Cache, Fleet, Image};
     use model::stream::Record;
     use model::{Compat, Verdict};
     use std::collections::BTreeMap;
@@ -79,7 +82,7 @@ mod tests {
         let suite = std::env::var_os("UFFDC_SUITE_BIN")
             .map(PathBuf::from)
             .expect("UFFDC_SUITE_BIN is unset: run the end-to-end tests through `cargo xtask test`");
-        crate::pipeline::prepare(sh, &crate::util::project_root(), Some(suite)).unwrap()
+        crate::boot::pipeline::prepare(sh, &crate::util::project_root(), Some(suite)).unwrap()
     }
 
     fn options(name: &str, kernels: &[&str]) -> Options {
@@ -232,8 +235,11 @@ mod tests {
         let sh = Shell::new().unwrap();
         let dir = scratch("no-init");
         let initrd = dir.join("broken.cpio");
-        std::fs::write(&initrd, crate::initramfs::for_suite(b"#! this is not an executable", &[], None))
-            .unwrap();
+        std::fs::write(
+            &initrd,
+            crate::boot::initramfs::for_suite(b"#! this is not an executable", &[], None),
+        )
+        .unwrap();
         let image = fleet_image(&sh, "debian-6.1-cloud");
         let mut retried = Vec::new();
         let r = runner::run_guest(&image, &initrd, &settings(&[], 60), &dir.join("logs"), &mut |e| {
@@ -293,7 +299,7 @@ mod tests {
             format!(
                 "#!/bin/sh\ncase \" $* \" in *\" -kernel \"*) if [ ! -e {m} ]; then touch {m}; {fail}; fi;; esac\nexec {q} \"$@\"\n",
                 m = marker.display(),
-                q = crate::packages::which(crate::qemu::BINARY).unwrap().display()
+                q = crate::inputs::packages::which(crate::boot::qemu::BINARY).unwrap().display()
             ),
         )
         .unwrap();
@@ -482,7 +488,7 @@ mod tests {
         assert!(Cache { dir: dir.clone() }.cached(&id, &pin).is_some(), "the shared entry verifies");
 
         // A download that does not match its pin is refused, named, and not cached.
-        let wrong = crate::fleet::Pin { sha256: "0".repeat(64), ..pin.clone() };
+        let wrong = crate::inputs::fleet::Pin { sha256: "0".repeat(64), ..pin.clone() };
         let other = scratch("wrong-sha");
         let err = Cache { dir: other.clone() }
             .fetch(&sh, &id, &wrong, &mut fleet.apt(&real, None))
@@ -492,7 +498,7 @@ mod tests {
         assert!(Cache { dir: other.clone() }.cached(&id, &wrong).is_none());
 
         // A pin the archive no longer serves says how to move on.
-        let gone = crate::fleet::Pin { version: "0.0.1-vanished".into(), ..pin.clone() };
+        let gone = crate::inputs::fleet::Pin { version: "0.0.1-vanished".into(), ..pin.clone() };
         let err =
             Cache { dir: other }.fetch(&sh, &id, &gone, &mut fleet.apt(&real, None)).unwrap_err().to_string();
         assert!(err.contains("no longer serves") && err.contains("cargo xtask images refresh"), "{err}");

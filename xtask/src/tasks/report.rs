@@ -45,7 +45,7 @@ pub fn run(matrix_dir: &Path, html_dir: &Path) -> Result<()> {
 
 /// The profiles (`profiles/`) and the matrix's history, which the report reads besides the matrix.
 fn inputs(matrix_dir: &Path) -> Result<(Vec<Profile>, History)> {
-    let profiles = crate::check::all(&crate::util::project_root())?;
+    let profiles = crate::tasks::check::all(&crate::util::project_root())?;
     let history = model::history::load(&matrix_dir.join(HISTORY))?;
     Ok((profiles, history))
 }
@@ -736,7 +736,7 @@ fn selftests_markdown(v: &View<'_>) -> String {
         let (pass, fail, skip) = selftest_counts(compat, k);
         let _ = writeln!(md, "| {k} | {pass} | {fail} | {skip} | {} |", cell_text(source, 200));
     }
-    let disagree = selftest_disagreements(compat, crate::selftests::RELATED);
+    let disagree = selftest_disagreements(compat, crate::inputs::selftests::RELATED);
     if disagree.is_empty() {
         md += "\nWhere a selftest and one of our behaviours speak about the same thing, they agree on every kernel.\n";
     } else {
@@ -1030,7 +1030,7 @@ fn page_data(v: &View<'_>) -> Value {
             json!({"kernel": k, "source": source, "pass": pass, "fail": fail, "skip": skip})
         })
         .collect();
-    let disagreements = selftest_disagreements(compat, crate::selftests::RELATED);
+    let disagreements = selftest_disagreements(compat, crate::inputs::selftests::RELATED);
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,
            "findings": findings, "timelines": timelines,
            "selftests": {"kernels": selftests, "disagreements": disagreements},
@@ -1430,7 +1430,7 @@ mod tests {
             .iter()
             .map(|p| {
                 let path = root.join(format!("xtask/testdata/profiles/{p}.toml"));
-                crate::check::load(&root, &path.display().to_string()).unwrap()
+                crate::tasks::check::load(&root, &path.display().to_string()).unwrap()
             })
             .collect()
     }
@@ -1559,7 +1559,7 @@ mod tests {
         for file in std::fs::read_dir(&probes).unwrap() {
             declared += &std::fs::read_to_string(file.unwrap().path()).unwrap();
         }
-        for (case, ids) in crate::selftests::RELATED {
+        for (case, ids) in crate::inputs::selftests::RELATED {
             assert!(case.starts_with("selftests."), "{case}");
             for id in *ids {
                 assert!(declared.contains(&format!("id: \"{id}\",")), "{case}: {id} is not a behaviour");

@@ -2,7 +2,7 @@
 //! and lints, builds the static suite, and runs every test including the end-to-end ones (real
 //! probes on the host kernel, real Debian kernels booted under TCG).
 
-use crate::packages::{self, Need};
+use crate::inputs::packages::{self, Need};
 use anyhow::{bail, Result};
 use std::path::Path;
 use xshell::{cmd, Shell};
@@ -18,10 +18,10 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     let _cwd = sh.push_dir(root);
     cmd!(sh, "cargo fmt --all -- --check").run()?;
     cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?;
-    let suite = crate::suite_bin::build(sh, root)?;
+    let suite = crate::boot::suite_bin::build(sh, root)?;
     // The suite's Go behaviours run the Go workload; the host tests' suite finds it here.
-    let go = crate::golang::workload(sh, root, None)?;
-    crate::golang::lint(sh, root)?;
+    let go = crate::inputs::golang::workload(sh, root, None)?;
+    crate::inputs::golang::lint(sh, root)?;
     let python = kcidb_python(sh, root)?;
     cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
         .env("UFFDC_SUITE_BIN", &suite)
