@@ -7,6 +7,7 @@ mod container;
 mod flags;
 mod gha;
 mod inputs;
+mod publish;
 mod rehearse;
 mod tasks;
 mod tidy;
@@ -94,7 +95,7 @@ fn run() -> Result<()> {
         }
         flags::XtaskCmd::Report(r) => tasks::report::run(
             &r.matrix.unwrap_or_else(|| root.join("matrix")),
-            &r.html.unwrap_or_else(|| tasks::report::default_html_dir(&root)),
+            &r.html.unwrap_or_else(|| publish::default_html_dir(&root)),
         ),
         flags::XtaskCmd::Check(c) => std::process::exit(tasks::check::main(
             &sh,
@@ -127,7 +128,7 @@ fn run() -> Result<()> {
                 &root,
                 &root.join("matrix"),
                 &c.artifacts,
-                &tasks::report::default_html_dir(&root),
+                &publish::default_html_dir(&root),
             )
             .map(drop),
             flags::CiCmd::Rehearse(r) => rehearse::run(&sh, &root, &rehearse::Options::new(r)?),

@@ -8,4 +8,5 @@ pub mod debs;
 pub mod fleet;
 pub mod golang;
 pub mod packages;
+pub mod profiles;
 pub mod selftests;

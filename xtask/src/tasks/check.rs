@@ -10,7 +10,8 @@
 //! but some need could not be checked.
 
 use crate::boot::qemu::Settings;
-use anyhow::{bail, Context, Result};
+use crate::inputs::profiles::{all, load};
+use anyhow::{bail, Result};
 use model::columns::version_label;
 use model::profile::{Outcome, Profile, Status};
 use model::{Cell, Compat, RunInfo};
@@ -40,46 +41,6 @@ pub struct Column<'a> {
     pub id: String,
     pub info: &'a RunInfo,
     pub cells: BTreeMap<&'a str, &'a Cell>,
-}
-
-/// The directory of the shipped profiles.
-pub fn dir(root: &Path) -> PathBuf {
-    root.join("profiles")
-}
-
-/// Reads one profile: `arg` is a name in `profiles/` or a path to a file.
-pub fn load(root: &Path, arg: &str) -> Result<Profile> {
-    let path = if arg.contains('/') || arg.ends_with(".toml") {
-        PathBuf::from(arg)
-    } else {
-        dir(root).join(format!("{arg}.toml"))
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let names: Vec<String> = all(root).unwrap_or_default().into_iter().map(|p| p.name).collect();
-            bail!(
-                "no profile {arg:?} ({} does not exist); the profiles are: {}",
-                crate::util::display_path(&path),
-                names.join(", ")
-            )
-        }
-        Err(e) => bail!("{}: cannot read: {e}", crate::util::display_path(&path)),
-    };
-    let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-    Profile::parse(&name, &crate::util::display_path(&path), &text).map_err(anyhow::Error::msg)
-}
-
-/// Every profile in `profiles/`, by name.
-pub fn all(root: &Path) -> Result<Vec<Profile>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir(root))
-        .with_context(|| format!("cannot read {}", dir(root).display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files.iter().map(|f| load(root, &f.to_string_lossy())).collect()
 }
 
 /// `cargo xtask check`: prints the verdicts and returns the exit status.

@@ -57,7 +57,7 @@ pub fn compile(
     }
     // The history keeps the published matrix's observations (and starts from them if it has none).
     if let Ok(published) = model::data::load(&matrix_dir.join("compat.toml")) {
-        crate::tasks::report::record_history(matrix_dir, &published)?;
+        crate::publish::history::record(matrix_dir, &published)?;
     }
     let dest = matrix_dir.join("results");
     std::fs::create_dir_all(&dest)?;
@@ -71,8 +71,8 @@ pub fn compile(
     crate::inputs::packages::ensure(sh, &[crate::inputs::packages::Need::Libclang])?;
     let prepared = crate::boot::pipeline::prepare(sh, root, None)?;
     let compat = crate::boot::pipeline::compile(matrix_dir, &prepared.catalogue)?;
-    crate::tasks::report::record_history(matrix_dir, &compat)?;
-    crate::tasks::report::run(matrix_dir, html_dir)?;
+    crate::publish::history::record(matrix_dir, &compat)?;
+    crate::publish::write(matrix_dir, html_dir)?;
     Ok(found.len())
 }
 
@@ -349,11 +349,9 @@ mod tests {
         let artifacts: Vec<PathBuf> = two.iter().map(|k| dir.join(format!("job-{k}"))).collect();
         let merged = dir.join("merged");
         assert_eq!(compile(&sh, &root, &merged, &artifacts, &dir.join("html")).unwrap(), 2);
-        assert!(
-            merged.join(crate::tasks::report::COMPATIBILITY).exists() && dir.join("html/index.html").exists()
-        );
+        assert!(merged.join(crate::publish::COMPATIBILITY).exists() && dir.join("html/index.html").exists());
         // The history records what the merged matrix observed.
-        let history = model::history::load(&merged.join(crate::tasks::report::HISTORY)).unwrap();
+        let history = model::history::load(&merged.join(crate::publish::HISTORY)).unwrap();
         assert!(history.behaviours.values().flatten().any(|e| e.kernel == two[0]), "{history:?}");
         // The same as one run over both kernels.
         let once = opts("once", two.clone());

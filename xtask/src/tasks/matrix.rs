@@ -27,19 +27,16 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let prepared = prepare(sh, root, None)?;
     // The history keeps what the matrix observed before this run (and starts from it if it has none).
     if let Ok(before) = model::data::load(&opts.out.join("compat.toml")) {
-        crate::tasks::report::record_history(&opts.out, &before)?;
+        crate::publish::history::record(&opts.out, &before)?;
     }
     let progress = crate::boot::progress::Progress::start();
     let result = gather(sh, root, opts, &prepared, &|e| progress.observe(e));
     progress.finish();
     // The readable report follows the matrix, whatever became of the run (its columns are kept).
     if let Ok(compat) = model::data::load(&opts.out.join("compat.toml")) {
-        crate::tasks::report::record_history(&opts.out, &compat)?;
-        crate::tasks::report::write_markdown(&opts.out, &compat)?;
-        eprintln!(
-            "report  {}",
-            crate::util::display_path(&opts.out.join(crate::tasks::report::COMPATIBILITY))
-        );
+        crate::publish::history::record(&opts.out, &compat)?;
+        crate::publish::write_markdown(&opts.out, &compat)?;
+        eprintln!("report  {}", crate::util::display_path(&opts.out.join(crate::publish::COMPATIBILITY)));
     }
     result
 }

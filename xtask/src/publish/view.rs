@@ -1,0 +1,489 @@
+//! The report's view: everything it shows, computed once from the matrix, the profiles and the
+//! history (profile verdicts, grouped findings, timelines, changes, the kernels' own selftests and
+//! where they disagree with our behaviours), and the small wordings both renderings share.
+
+use model::columns::{by_version, describe, version_label};
+use model::expect::Expect;
+use model::findings::{findings, Finding, Kind};
+use model::history::{observes_the_kernel, History};
+use model::profile::{Outcome, Profile};
+use model::{Cell, Compat, Verdict};
+use std::collections::BTreeMap;
+
+pub fn symbol(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Expected => "✅",
+        Verdict::Unexpected => "❌",
+        Verdict::Unsupported => "➖",
+        Verdict::Skipped => "⏭️",
+        Verdict::Flaky => "🎲",
+        Verdict::Error => "⚠️",
+        Verdict::Hung => "⏳",
+        Verdict::Crashed => "💥",
+        Verdict::Missing => "❔",
+    }
+}
+
+/// The page's verdict marks: one character each, in fonts every browser has (DejaVu included), so
+/// that a verdict reads without its colour.
+pub fn mark(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Expected => "✓",
+        Verdict::Unexpected => "✗",
+        Verdict::Unsupported => "–",
+        Verdict::Skipped => "s",
+        Verdict::Flaky => "≈",
+        Verdict::Error => "!",
+        Verdict::Hung => "h",
+        Verdict::Crashed => "c",
+        Verdict::Missing => "?",
+    }
+}
+
+pub fn meaning(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Expected => "matches the expectation for that kernel version",
+        Verdict::Unexpected => "differs from the expectation: a finding",
+        Verdict::Unsupported => "a prerequisite is missing on that kernel",
+        Verdict::Skipped => "a prerequisite of the machine is missing (not the kernel's); nothing learnt",
+        Verdict::Flaky => "repeated runs observed different things",
+        Verdict::Error => "the harness failed; nothing learnt",
+        Verdict::Hung => "the probe's watchdog fired",
+        Verdict::Crashed => "the probe died from a signal",
+        Verdict::Missing => "no result arrived (see the reason)",
+    }
+}
+
+pub fn outcome_symbol(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Satisfies => "✅",
+        Outcome::Violates => "❌",
+        Outcome::NotChecked => "❔",
+    }
+}
+
+/// Table-safe text: no pipes or newlines, and at most `max` characters.
+pub fn cell_text(s: &str, max: usize) -> String {
+    short(&s.replace('|', "\\|"), max)
+}
+
+/// One line of at most `max` characters.
+pub fn short(s: &str, max: usize) -> String {
+    let s = s.replace('\n', " ");
+    if s.chars().count() > max {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    } else {
+        s
+    }
+}
+
+pub fn families(compat: &Compat) -> BTreeMap<&str, Vec<&str>> {
+    let mut f: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, b) in &compat.behaviours {
+        f.entry(b.family.as_str()).or_default().push(id.as_str());
+    }
+    f
+}
+
+/// A behaviour whose observation is a set of names (features, ioctls): its expectation says
+/// `includes:` somewhere, or every kernel observed a list of upper-case names (`WAKE COPY
+/// ZEROPAGE`; an unnamed bit reads `bitN`), some more than one. Its cells are shown against the
+/// kernel before it, its names on a timeline.
+pub fn is_set_valued(b: &model::Behaviour) -> bool {
+    let facts: Vec<&str> = b.cells.values().filter(|c| lists_names(c)).map(|c| c.observed.as_str()).collect();
+    b.expectation.iter().any(|r| matches!(r.parsed(), Ok(Expect::Includes(_))))
+        || (facts.iter().all(|o| is_name_list(o)) && facts.iter().any(|o| o.split_whitespace().count() > 1))
+}
+
+pub fn is_name_list(s: &str) -> bool {
+    let name = |w: &str| {
+        w.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            || w.strip_prefix("bit").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    !s.trim().is_empty() && s.split_whitespace().all(name)
+}
+
+/// The names added and removed between two name lists (`+MOVE`, `−RWP`), if both are lists that
+/// differ.
+pub fn name_changes(old: &str, new: &str) -> Option<Vec<String>> {
+    let many = |s: &str| s.split_whitespace().nth(1).is_some();
+    if !(is_name_list(old) && is_name_list(new) && (many(old) || many(new))) {
+        return None;
+    }
+    let (o, n): (Vec<&str>, Vec<&str>) = (old.split_whitespace().collect(), new.split_whitespace().collect());
+    let mut parts: Vec<String> = n.iter().filter(|w| !o.contains(w)).map(|w| format!("+{w}")).collect();
+    parts.extend(o.iter().filter(|w| !n.contains(w)).map(|w| format!("−{w}")));
+    (!parts.is_empty()).then_some(parts)
+}
+
+/// How an observation changed: `` `+MOVE +POISON` `` for name lists, else `` `old` → `new` ``.
+pub fn change_text(old: &str, new: &str) -> String {
+    match name_changes(old, new) {
+        Some(parts) => format!("`{}`", parts.join(" ")),
+        None => format!("`{}` → `{}`", short(old, 60), short(new, 60)),
+    }
+}
+
+/// A cell whose observation is a fact about the kernel's names (not an errno of a failed probe).
+pub fn lists_names(c: &Cell) -> bool {
+    matches!(c.verdict, Verdict::Expected | Verdict::Unexpected)
+}
+
+/// One finding group: a behaviour, a kind and a claim, with the kernels it holds on by what they
+/// observed.
+pub struct FindingGroup<'a> {
+    pub behaviour: &'a str,
+    pub kind: Kind,
+    pub claim: String,
+    pub source: String,
+    /// `(observed, kernels)` in the order first met (kernels in version order).
+    pub observed: Vec<(String, Vec<String>)>,
+}
+
+/// The names of a set-valued behaviour by kernel: each name, the first kernel (in version order)
+/// that has it, and every kernel that has it.
+pub struct Timeline<'a> {
+    pub behaviour: &'a str,
+    pub names: Vec<(String, Vec<&'a str>)>,
+}
+
+/// Everything the report shows, computed once for both renderings.
+pub struct View<'a> {
+    pub compat: &'a Compat,
+    pub history: &'a History,
+    /// Kernel columns in version order.
+    pub order: Vec<&'a str>,
+    pub profiles: Vec<(&'a Profile, BTreeMap<&'a str, model::profile::KernelCheck<'a>>)>,
+    pub findings: Vec<FindingGroup<'a>>,
+    pub timelines: Vec<Timeline<'a>>,
+    pub changes: Vec<model::history::Change>,
+    pub moves: Vec<(String, String, String)>,
+    /// The behaviours observed differently along the kernel versions (history included), with
+    /// their stretches.
+    pub stretches: Vec<(&'a str, Vec<model::history::Stretch>)>,
+    /// Where behaviours change along the kernel versions, step by step.
+    pub steps: Vec<Step<'a>>,
+}
+
+/// Two neighbouring points along the kernel versions (`(version, kernel)`, history included)
+/// between which behaviours changed, and those changes: `(behaviour, before, after)`.
+pub struct Step<'a> {
+    pub before: (String, String),
+    pub after: (String, String),
+    pub changes: Vec<(&'a str, String, String)>,
+}
+
+impl<'a> View<'a> {
+    pub fn new(compat: &'a Compat, profiles: &'a [Profile], history: &'a History) -> View<'a> {
+        let order = by_version(&compat.kernels);
+        let profiles = profiles
+            .iter()
+            .map(|p| {
+                let per: BTreeMap<&str, _> = order
+                    .iter()
+                    .map(|k| (*k, p.check(|id| compat.behaviours.get(id).and_then(|b| b.cells.get(*k)))))
+                    .collect();
+                (p, per)
+            })
+            .collect();
+        let timelines = compat
+            .behaviours
+            .iter()
+            .filter(|(_, b)| is_set_valued(b))
+            .map(|(id, b)| {
+                let mut names: Vec<(String, Vec<&str>)> = Vec::new();
+                for k in &order {
+                    let Some(c) = b.cells.get(*k).filter(|c| lists_names(c)) else { continue };
+                    for word in c.observed.split_whitespace() {
+                        match names.iter_mut().find(|(n, _)| n == word) {
+                            Some((_, ks)) => ks.push(k),
+                            None => names.push((word.to_string(), vec![k])),
+                        }
+                    }
+                }
+                Timeline { behaviour: id.as_str(), names }
+            })
+            .collect();
+        let stretches: Vec<(&str, Vec<model::history::Stretch>)> = compat
+            .behaviours
+            .keys()
+            .map(|id| (id.as_str(), history.stretches(compat, id)))
+            .filter(|(_, s)| s.len() > 1)
+            .collect();
+        let mut steps: Vec<Step<'_>> = Vec::new();
+        for (id, s) in &stretches {
+            for pair in s.windows(2) {
+                let before = pair[0].points.last().expect("a stretch has points").clone();
+                let after = pair[1].points[0].clone();
+                let change = (*id, pair[0].observed.clone(), pair[1].observed.clone());
+                match steps.iter_mut().find(|x| x.before == before && x.after == after) {
+                    Some(x) => x.changes.push(change),
+                    None => steps.push(Step { before, after, changes: vec![change] }),
+                }
+            }
+        }
+        let at = |(v, k): &(String, String)| (v.parse::<model::version::KernelVersion>().ok(), k.clone());
+        steps.sort_by_key(|x| (at(&x.before), at(&x.after)));
+        View {
+            compat,
+            history,
+            order,
+            profiles,
+            findings: group_findings(compat, &findings(compat)),
+            timelines,
+            changes: history.changes(compat),
+            moves: history.moves(compat),
+            stretches,
+            steps,
+        }
+    }
+
+    pub fn label(&self, kernel: &str) -> String {
+        self.compat.kernels.get(kernel).map_or_else(|| kernel.to_string(), version_label)
+    }
+
+    /// A set of kernels in words (`every kernel (7)`, `5.10.262 to 6.1.192 (a, b)`).
+    pub fn kernels(&self, set: &[impl AsRef<str>]) -> String {
+        describe(&self.compat.kernels, |k| set.iter().any(|s| s.as_ref() == k))
+    }
+
+    /// A set-valued cell, short: how many names, and what changed from the kernel before it (in
+    /// version order) that listed names: `13 (+4 -0 vs 5.10.262)`, with the added and removed.
+    pub fn set_cell(&self, id: &str, kernel: &str) -> Option<(String, Vec<String>, Vec<String>)> {
+        let b = self.compat.behaviours.get(id).filter(|b| is_set_valued(b))?;
+        let c = b.cells.get(kernel).filter(|c| lists_names(c))?;
+        let at = self.order.iter().position(|k| *k == kernel)?;
+        let words: Vec<&str> = c.observed.split_whitespace().collect();
+        let before = self.order[..at]
+            .iter()
+            .rev()
+            .find_map(|k| b.cells.get(*k).filter(|c| lists_names(c)).map(|c| (k, c)));
+        Some(match before {
+            None => (format!("{} listed", words.len()), Vec::new(), Vec::new()),
+            Some((k, prev)) => {
+                let old: Vec<&str> = prev.observed.split_whitespace().collect();
+                let added: Vec<String> =
+                    words.iter().filter(|w| !old.contains(w)).map(|w| w.to_string()).collect();
+                let removed: Vec<String> =
+                    old.iter().filter(|w| !words.contains(w)).map(|w| w.to_string()).collect();
+                let diff = if added.is_empty() && removed.is_empty() {
+                    format!("same as {}", self.label(k))
+                } else {
+                    format!("+{} −{} vs {}", added.len(), removed.len(), self.label(k))
+                };
+                (format!("{} ({diff})", words.len()), added, removed)
+            }
+        })
+    }
+
+    /// The date of the previous matrix the history knows (its newest entry before this one).
+    pub fn previous_matrix(&self) -> Option<&str> {
+        self.history
+            .behaviours
+            .values()
+            .flatten()
+            .map(|e| e.first_seen.as_str())
+            .filter(|d| *d < self.compat.generated.as_str())
+            .max()
+    }
+}
+
+/// Findings grouped: one per behaviour, kind and claim, with every kernel it holds on.
+pub fn group_findings<'a>(compat: &'a Compat, all: &[Finding]) -> Vec<FindingGroup<'a>> {
+    let order = by_version(&compat.kernels);
+    let mut out: Vec<FindingGroup<'a>> = Vec::new();
+    for kind in [Kind::Documentation, Kind::Expectation, Kind::Flaky] {
+        for (id, _) in compat.behaviours.iter() {
+            for k in &order {
+                for f in all.iter().filter(|f| f.kind == kind && &f.behaviour == id && f.kernel == *k) {
+                    let group = match out
+                        .iter_mut()
+                        .find(|g| g.behaviour == id && g.kind == kind && g.claim == f.claim)
+                    {
+                        Some(g) => g,
+                        None => {
+                            out.push(FindingGroup {
+                                behaviour: id.as_str(),
+                                kind: kind.clone(),
+                                claim: f.claim.clone(),
+                                source: f.source.clone(),
+                                observed: Vec::new(),
+                            });
+                            out.last_mut().expect("just pushed")
+                        }
+                    };
+                    match group.observed.iter_mut().find(|(o, _)| *o == f.observed) {
+                        Some((_, ks)) => ks.push(f.kernel.clone()),
+                        None => group.observed.push((f.observed.clone(), vec![f.kernel.clone()])),
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The names an `includes:` claim lists that an observation lacks (empty for other claims).
+pub fn lacking(claim: &str, observed: &str) -> Vec<String> {
+    let Some((_, names)) = claim.split_once("includes:") else { return Vec::new() };
+    let have: Vec<&str> = observed.split_whitespace().collect();
+    names.split_whitespace().filter(|n| !have.contains(n)).map(String::from).collect()
+}
+
+pub fn kind_title(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Documentation => "Documentation mismatches",
+        Kind::Expectation => "Unexpected",
+        Kind::Flaky => "Flaky (repeated runs disagreed)",
+    }
+}
+
+pub fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Documentation => "documentation",
+        Kind::Expectation => "expectation",
+        Kind::Flaky => "flaky",
+    }
+}
+
+/// One place where a kernel's own selftest case and one of our behaviours speak about the same
+/// thing and disagree.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Disagreement {
+    pub kernel: String,
+    pub selftest: String,
+    pub behaviour: String,
+    /// How they disagree, in one sentence.
+    pub how: String,
+}
+
+/// Where a kernel's own selftest and one of our behaviours speak about the same thing (`related`:
+/// selftest case ids by their start, and our behaviours; `selftests::RELATED`) and disagree on a
+/// kernel:
+///
+/// - the selftest failed where our behaviour observed the kernel doing what it is documented to
+///   (`expected`);
+/// - the selftest passed where our behaviour found the kernel lacking a part of userfaultfd
+///   (`unsupported`, for a reason naming userfaultfd or a `UFFD*` feature: a missing
+///   MADV_POPULATE_* or hugetlbfs is a prerequisite of our probe, not something the selftest
+///   spoke about).
+///
+/// Cells that learnt nothing (skipped for the machine, missing, error) disagree with nothing, and
+/// neither does a selftest's skip: "feature missing" is what the selftest was told by UFFDIO_API,
+/// and our `expected` cell may be the same absence (`wp.unpopulated` on a kernel built without PTE
+/// markers: "not offered", as its configuration promises), which a verdict cannot tell apart.
+pub fn selftest_disagreements(compat: &Compat, related: &[(&str, &[&str])]) -> Vec<Disagreement> {
+    let mut out = Vec::new();
+    for (case, b) in compat.behaviours.iter().filter(|(_, b)| b.family == model::data::SELFTESTS) {
+        let ours: Vec<&str> = related
+            .iter()
+            .filter(|(prefix, _)| case.starts_with(prefix))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        for (kernel, cell) in &b.cells {
+            for id in &ours {
+                let Some(our) = compat.behaviours.get(*id).and_then(|o| o.cells.get(kernel)) else {
+                    continue;
+                };
+                let said = cell
+                    .details
+                    .get("selftest")
+                    .map(|d| d.to_string().trim_matches('"').to_string())
+                    .or_else(|| cell.reason.clone())
+                    .unwrap_or_default();
+                let lacks_uffd =
+                    our.reason.as_deref().is_some_and(|r| r.contains("userfaultfd") || r.contains("UFFD"));
+                let how = match (cell.observed.as_str(), our.verdict) {
+                    ("fail", Verdict::Expected) => {
+                        format!(
+                            "the selftest failed ({said}) where `{id}` observed `{}`, as expected",
+                            our.observed
+                        )
+                    }
+                    ("pass", Verdict::Unsupported) if lacks_uffd => format!(
+                        "the selftest passed where `{id}` found the kernel lacking it: {}",
+                        our.reason.as_deref().unwrap_or("")
+                    ),
+                    _ => continue,
+                };
+                out.push(Disagreement {
+                    kernel: kernel.clone(),
+                    selftest: case.clone(),
+                    behaviour: id.to_string(),
+                    how,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The kernels' own selftests: where each column's came from (or why it has none).
+pub fn selftest_sources(v: &View<'_>) -> Vec<(String, String)> {
+    v.order
+        .iter()
+        .filter_map(|k| v.compat.kernels[*k].selftests.as_ref().map(|s| (k.to_string(), s.clone())))
+        .collect()
+}
+
+/// Pass, fail and skip counts of a kernel's selftest cases.
+pub fn selftest_counts(compat: &Compat, kernel: &str) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    for b in compat.behaviours.values().filter(|b| b.family == model::data::SELFTESTS) {
+        match b.cells.get(kernel).map(|c| c.observed.as_str()) {
+            Some("pass") => counts.0 += 1,
+            Some("fail") => counts.1 += 1,
+            Some("skip") => counts.2 += 1,
+            _ => {}
+        }
+    }
+    counts
+}
+
+/// The distinct observations of a behaviour's cells that observed the kernel, most common first
+/// (ties: the one the newest kernel made first): the overview colours a cell by its index here.
+pub fn distinct_observations(v: &View<'_>, id: &str) -> Vec<String> {
+    let b = &v.compat.behaviours[id];
+    let mut counts: Vec<(String, usize, usize)> = Vec::new();
+    for (newest, k) in v.order.iter().rev().enumerate() {
+        let Some(c) = b.cells.get(*k).filter(|c| observes_the_kernel(c.verdict)) else { continue };
+        match counts.iter_mut().find(|(o, _, _)| *o == c.observed) {
+            Some((_, n, _)) => *n += 1,
+            None => counts.push((c.observed.clone(), 1, newest)),
+        }
+    }
+    counts.sort_by_key(|(_, n, newest)| (std::cmp::Reverse(*n), *newest));
+    counts.into_iter().map(|(o, _, _)| o).collect()
+}
+
+/// Which Go release ran the behaviours with a Go runtime in the loop (`RunInfo.go`), on which
+/// columns; `None` when no column ran one.
+pub fn go_line(compat: &Compat) -> Option<String> {
+    let mut by_release: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, k) in &compat.kernels {
+        if let Some(go) = &k.go {
+            by_release.entry(go.as_str()).or_default().push(id.as_str());
+        }
+    }
+    if by_release.is_empty() {
+        return None;
+    }
+    let all =
+        by_release.len() == 1 && by_release.values().next().is_some_and(|v| v.len() == compat.kernels.len());
+    let runs: Vec<String> = by_release
+        .iter()
+        .map(
+            |(go, on)| {
+                if all {
+                    format!("{go} on every kernel")
+                } else {
+                    format!("{go} on {}", on.join(", "))
+                }
+            },
+        )
+        .collect();
+    Some(format!(
+        "Go runtime in the loop (the Go workload of the `stw.go_*` behaviours and `remove.pending_go_gc`): {}.",
+        runs.join("; ")
+    ))
+}
