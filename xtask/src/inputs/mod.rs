@@ -9,4 +9,5 @@ pub mod fleet;
 pub mod golang;
 pub mod packages;
 pub mod profiles;
+pub mod refresh;
 pub mod selftests;

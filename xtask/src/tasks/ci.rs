@@ -11,7 +11,7 @@ use xshell::Shell;
 /// to key that kernel's image cache with.
 pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> Result<String> {
     if refresh {
-        crate::tasks::images::run(sh, root, crate::tasks::images::Command::Refresh(Vec::new()), mirror)?;
+        crate::inputs::refresh::pins(sh, root, Vec::new(), mirror)?;
     }
     let fleet = crate::inputs::fleet::Fleet::load(root)?;
     let jobs: Vec<serde_json::Value> = fleet
