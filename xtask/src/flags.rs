@@ -176,6 +176,15 @@ pub fn parse(args: Vec<OsString>) -> xflags::Result<Xtask> {
     Xtask::from_vec(out)
 }
 
+/// `n` when it lies in `lo..=hi`, else a one-line error naming the flag and the range.
+pub fn in_range(flag: &str, n: u64, lo: u64, hi: u64) -> anyhow::Result<u64> {
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        anyhow::bail!("{flag} takes a whole number from {lo} to {hi}, not {n}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

@@ -40,6 +40,21 @@ pub struct Options {
 }
 
 impl Options {
+    /// `--accel tcg-mt` only with a QEMU measured to run it safely.
+    pub fn check_tcg_mt(&self) -> Result<()> {
+        if self.accel == Choice::TcgMulti {
+            let version = crate::boot::qemu::version(&self.run.qemu);
+            if !crate::boot::qemu::multi_threaded_tcg_is_safe(&version) {
+                bail!(
+                    "--accel tcg-mt needs QEMU 10 or later (QEMU 7.2 with a host thread per guest CPU kills guests early in boot on 'Oops: int3'), and {} is {}: use --accel tcg, or a newer QEMU with --qemu",
+                    self.run.qemu.display(),
+                    if version.is_empty() { "not a QEMU that answers --version".to_string() } else { version }
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub fn new(root: &Path) -> Options {
         Options {
             kernels: Vec::new(),

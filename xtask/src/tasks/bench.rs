@@ -9,6 +9,7 @@
 use crate::boot::pipeline::{self, Options, Prepared};
 use crate::boot::qemu::Settings;
 use crate::boot::runner;
+use crate::flags::in_range;
 use crate::inputs::fleet::{Cache, Fleet};
 use anyhow::Result;
 use serde::Serialize;
@@ -84,6 +85,27 @@ struct Bench {
     /// The sum of the kernels' bare boots divided by the machine's cores: the least a matrix of them
     /// could take. The target is matrix_s at most 1.5 times this.
     floor_s: f64,
+}
+/// The pipeline's options and the number of bare boots from `cargo xtask bench`'s flags.
+pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, u32)> {
+    let boots = b.boots.map(|n| in_range("--boots", n, 1, 10_000)).transpose()?.unwrap_or(0);
+    let mut opts = Options::new(root);
+    opts.kernels = b.kernel;
+    opts.host = b.host;
+    // The whole-matrix run is what `cargo xtask matrix` does: the selftests too.
+    opts.selftests = !b.no_selftests;
+    opts.mirror = b.mirror;
+    if let Some(n) = b.jobs {
+        opts.jobs = in_range("--jobs", n, 1, 64)? as usize;
+    }
+    if let Some(q) = b.qemu {
+        opts.run.qemu = q;
+    }
+    if let Some(a) = b.accel {
+        opts.accel = a.parse().map_err(anyhow::Error::msg)?;
+    }
+    opts.check_tcg_mt()?;
+    Ok((opts, boots as u32))
 }
 
 pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {

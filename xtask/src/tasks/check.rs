@@ -36,6 +36,12 @@ pub struct Options {
     pub suite: Option<PathBuf>,
 }
 
+impl From<crate::flags::Check> for Options {
+    fn from(c: crate::flags::Check) -> Options {
+        Options { profiles: c.profiles, host: c.host, kernels: c.kernel, matrix: c.matrix, suite: None }
+    }
+}
+
 /// One kernel to check: its column id, how it was produced, its cells.
 pub struct Column<'a> {
     pub id: String,

@@ -6,6 +6,27 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use xshell::Shell;
 
+/// `cargo xtask ci plan`: prints the plan, of the kernels or (`--builds`) of the builds.
+pub fn run_plan(sh: &Shell, root: &Path, p: crate::flags::Plan) -> Result<()> {
+    if p.builds {
+        if p.refresh {
+            bail!(
+                "ci plan --builds plans from the pins as they are: refresh first, with `ci plan --refresh`"
+            );
+        }
+        println!("{}", plan_builds(root)?);
+    } else {
+        println!("{}", plan(sh, root, p.refresh, p.mirror)?);
+    }
+    Ok(())
+}
+
+/// `cargo xtask ci compile ARTIFACTS...`: the fan-in into `matrix/`, the report's page into its
+/// default place.
+pub fn run_compile(sh: &Shell, root: &Path, c: crate::flags::Compile) -> Result<()> {
+    compile(sh, root, &root.join("matrix"), &c.artifacts, &crate::publish::default_html_dir(root)).map(drop)
+}
+
 /// `{"include": [{"kernel": ID, "pin": SHA256}...]}` for a workflow's `strategy.matrix`, after
 /// an optional refresh of the pins: one job per kernel, each knowing its pin (the .deb's sha256)
 /// to key that kernel's image cache with.

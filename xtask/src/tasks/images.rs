@@ -3,7 +3,7 @@
 
 use crate::inputs::fleet::{Cache, Fleet};
 use crate::inputs::refresh::{GO, TOOLCHAIN};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::path::Path;
 use xshell::Shell;
 
@@ -16,6 +16,23 @@ pub enum Command {
     Build(Vec<String>),
     /// Show tracks, pins and cache state.
     List,
+}
+
+impl Command {
+    /// The command from `cargo xtask images VERB [ID]...`.
+    pub fn parse(verb: &str, ids: Vec<String>) -> Result<Command> {
+        Ok(match verb {
+            "refresh" => Command::Refresh(ids),
+            "fetch" => Command::Fetch(ids),
+            "build" => Command::Build(ids),
+            "list" if ids.is_empty() => Command::List,
+            other => {
+                bail!(
+                    "cargo xtask images takes refresh, fetch, build or list (and list no ids), not {other:?}"
+                )
+            }
+        })
+    }
 }
 
 pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) -> Result<()> {

@@ -4,9 +4,11 @@
 //! itself is the run pipeline's (`pipeline.rs`); this task sets it up and shows its progress.
 
 use crate::boot::pipeline::{gather, prepare, Options};
+use crate::flags::in_range;
 use crate::inputs::packages::{self, Need};
-use anyhow::Result;
-use std::path::Path;
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use xshell::Shell;
 
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
@@ -39,6 +41,69 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
         eprintln!("report  {}", crate::util::display_path(&opts.out.join(crate::publish::COMPATIBILITY)));
     }
     result
+}
+
+/// The pipeline's options from `cargo xtask matrix`'s flags (`dashes`: whether the command line had
+/// `--`, which suite arguments must follow), each number checked against its range.
+pub fn options(root: &Path, m: crate::flags::Matrix, dashes: bool) -> Result<Options> {
+    if !m.suite_args.is_empty() && !dashes {
+        bail!(
+            "unexpected argument {:?} for matrix: kernels are --kernel ID; suite arguments go after `--`",
+            m.suite_args[0]
+        );
+    }
+    let mut opts = Options::new(root);
+    opts.selftests = !m.no_selftests;
+    opts.kernels = m.kernel;
+    for image in m.kernel_image {
+        let (rest, config) = match image.split_once(",config=") {
+            Some((r, c)) => (r.to_string(), Some(PathBuf::from(c))),
+            None => (image, None),
+        };
+        let (path, id) = match rest.split_once('=') {
+            Some((p, id)) => (p.to_string(), Some(id.to_string())),
+            None => (rest, None),
+        };
+        opts.images.push((PathBuf::from(path), id, config));
+    }
+    opts.host = m.host;
+    if let Some(n) = m.jobs {
+        opts.jobs = in_range("--jobs", n, 1, 64)? as usize;
+    }
+    let repeat = m.repeat.map(|n| in_range("--repeat", n, 1, 1000)).transpose()?.unwrap_or(1);
+    if let Some(a) = m.accel {
+        opts.accel = a.parse().map_err(anyhow::Error::msg)?;
+    }
+    opts.mirror = m.mirror;
+    if let Some(n) = m.boot_timeout {
+        opts.run.boot_timeout = Duration::from_secs(in_range("--boot-timeout", n, 1, 3600)?);
+    }
+    if let Some(n) = m.boot_attempts {
+        opts.run.boot_attempts = in_range("--boot-attempts", n, 1, 10)? as u32;
+    }
+    if let Some(n) = m.cpus {
+        opts.run.cpus = in_range("--cpus", n, 1, 64)? as u32;
+    }
+    if let Some(n) = m.memory {
+        opts.run.mem_mb = in_range("--memory", n, 256, 65_536)? as u32;
+    }
+    if let Some(q) = m.qemu {
+        opts.run.qemu = q;
+    }
+    if let Some(o) = m.out {
+        opts.out = o;
+    }
+    opts.check_tcg_mt()?;
+    opts.run.suite_args.extend(m.suite_args.iter().map(|a| a.to_string_lossy().into_owned()));
+    if repeat > 1 {
+        opts.run.suite_args.push(format!("--repeat={repeat}"));
+    }
+    // Each repeat of the suite takes its time: the default hard limit grows with them.
+    opts.run.timeout = match m.timeout {
+        Some(n) => Duration::from_secs(in_range("--timeout", n, 10, 86_400)?),
+        None => opts.run.timeout * repeat.min(20) as u32,
+    };
+    Ok(opts)
 }
 
 #[cfg(test)]
@@ -500,5 +565,60 @@ mod tests {
             Cache { dir: other }.fetch(&sh, &id, &gone, &mut fleet.apt(&real, None)).unwrap_err().to_string();
         assert!(err.contains("no longer serves") && err.contains("cargo xtask images refresh"), "{err}");
         let _ = sh;
+    }
+
+    fn matrix(args: &[&str]) -> anyhow::Result<Options> {
+        let dashes = args.contains(&"--");
+        let args = std::iter::once("matrix").chain(args.iter().copied()).map(Into::into).collect();
+        match crate::flags::parse(args).map_err(|e| anyhow::anyhow!("{e}"))?.subcommand {
+            crate::flags::XtaskCmd::Matrix(m) => super::options(&crate::util::project_root(), m, dashes),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn matrix_flags_are_read_and_their_ranges_checked() {
+        let o =
+            matrix(&["--kernel", "a", "--kernel=b", "--jobs", "3", "--repeat=10", "--", "--window-ms", "5"])
+                .unwrap();
+        assert_eq!(o.kernels, ["a", "b"]);
+        assert_eq!(o.jobs, 3);
+        assert_eq!(o.run.suite_args, ["--window-ms", "5", "--repeat=10"]);
+        assert_eq!(o.run.timeout, Duration::from_secs(3000));
+        let o = matrix(&["--kernel-image", "/k/bzImage=mine,config=/k/.config"]).unwrap();
+        assert_eq!(o.images[0].1.as_deref(), Some("mine"));
+        assert_eq!(o.images[0].2.as_deref(), Some(std::path::Path::new("/k/.config")));
+        for (flag, value) in
+            [("--jobs", "0"), ("--cpus", "0"), ("--memory", "64"), ("--repeat", "0"), ("--timeout", "1")]
+        {
+            let err = matrix(&[flag, value]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{flag} takes a whole number from")) && !err.contains('\n'),
+                "{err}"
+            );
+        }
+        assert!(matrix(&["--jobs", "many"]).is_err());
+        assert!(matrix(&["--accel", "fast"]).unwrap_err().to_string().contains("auto, kvm, tcg or tcg-mt"));
+    }
+
+    /// `--accel tcg-mt` is refused, in one line, with a QEMU before 10 or one that does not answer.
+    #[test]
+    fn tcg_mt_needs_qemu_10() {
+        let dir = crate::util::project_root().join("target/uffdc/tests/tcg-mt");
+        std::fs::create_dir_all(&dir).unwrap();
+        let qemu = |name: &str, version: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\necho 'QEMU emulator version {version}'\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            path.display().to_string()
+        };
+        let (old, new) = (qemu("qemu-7.2", "7.2.22 (Debian)"), qemu("qemu-10", "10.0.2 (Debian)"));
+        let o = matrix(&["--accel", "tcg-mt", "--qemu", &new]).unwrap();
+        assert_eq!(o.accel, Choice::TcgMulti);
+        for q in [old.as_str(), "/nonexistent/qemu"] {
+            let err = matrix(&["--accel", "tcg-mt", "--qemu", q]).unwrap_err().to_string();
+            assert!(err.starts_with("--accel tcg-mt needs QEMU 10 or later") && !err.contains('\n'), "{err}");
+        }
+        assert!(matrix(&["--accel", "tcg", "--qemu", &old]).is_ok());
     }
 }
