@@ -7,6 +7,7 @@ use crate::boot::accel::{self, Choice};
 use crate::boot::qemu::Accel;
 use crate::boot::qemu::Settings;
 use crate::boot::runner;
+use crate::inputs::apt::LazyApt;
 use crate::inputs::fleet::{sha256_file, Cache, Fleet, Image};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -213,10 +214,71 @@ pub fn gather(
     }
     observe(&RunEvent::Planned(&ids));
     let mut failed = Vec::new();
+    let mut images = fetched(sh, &cache, &mut apt, &selected, observe, &mut failed);
+    images.extend(built(sh, root, &fleet, &mut apt, &builds, observe, &mut failed));
+    for (path, id, config) in &opts.images {
+        images.push(local_image(path, id.as_deref(), config.as_deref())?);
+    }
+    // Each kernel's own selftests, built from its own source package (or from the cache); a
+    // kernel whose selftests cannot be built runs without them, and its run says why.
+    let selftests = if opts.selftests {
+        own_selftests(sh, root, &fleet, &mut apt, &images, observe)
+    } else {
+        BTreeMap::new()
+    };
+    let accel = match images.first() {
+        None => Accel::Tcg,
+        Some(first) => accel::choose(opts.accel, &cache.dir.join("accel.toml"), &mut || {
+            probe_kvm(first, prepared, opts)
+        })?,
+    };
+    let settings = Settings { accel, ..opts.run.clone() };
+    let results_dir = opts.out.join("results");
+    let failed = Mutex::new(failed);
+    let error = guests(opts, prepared, &settings, images, &selftests, &results_dir, &failed, observe);
+    if opts.host {
+        let logs = opts.logs.join(HOST_ID);
+        observe(&RunEvent::Booting(HOST_ID));
+        let results = runner::run_host(&prepared.suite, &settings, &logs, &mut |e| {
+            observe(&RunEvent::Run(HOST_ID, &e))
+        })?;
+        observe(&RunEvent::Done(HOST_ID, &results, &logs));
+        save_results(&results_dir, HOST_ID, &results, &mut failed.lock().unwrap())?;
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let compat = compile(&opts.out, &prepared.catalogue)?;
+    eprintln!(
+        "matrix  {} ({} behaviours x {} kernels)",
+        crate::util::display_path(&opts.out.join("compat.toml")),
+        compat.behaviours.len(),
+        compat.kernels.len(),
+    );
+    let failed = failed.into_inner().unwrap();
+    if !failed.is_empty() {
+        bail!("{} kernel(s) did not complete:\n  {}", failed.len(), failed.join("\n  "));
+    }
+    Ok(())
+}
+
+/// Each kernel's own selftests by kernel id, or why it runs without them.
+type OwnSelftests = BTreeMap<String, Result<crate::inputs::selftests::Selftests, String>>;
+
+/// The pinned Debian kernels from the verified cache (fetched if need be); one that cannot be
+/// fetched is left out, and `failed` says why.
+fn fetched(
+    sh: &Shell,
+    cache: &Cache,
+    apt: &mut LazyApt,
+    selected: &[(String, crate::inputs::fleet::Pin)],
+    observe: &Observer<'_>,
+    failed: &mut Vec<String>,
+) -> Vec<Image> {
     let mut images = Vec::new();
-    for (id, pin) in &selected {
+    for (id, pin) in selected {
         observe(&RunEvent::Fetching(id));
-        match cache.fetch(sh, id, pin, &mut apt) {
+        match cache.fetch(sh, id, pin, apt) {
             Ok(image) => {
                 if image.userfaultfd == Some(false) {
                     eprintln!(
@@ -233,9 +295,24 @@ pub fn gather(
             }
         }
     }
-    for id in &builds {
+    images
+}
+
+/// The built kernels, from the build cache or built; one that cannot be built is left out, and
+/// `failed` says why.
+fn built(
+    sh: &Shell,
+    root: &Path,
+    fleet: &Fleet,
+    apt: &mut LazyApt,
+    builds: &[String],
+    observe: &Observer<'_>,
+    failed: &mut Vec<String>,
+) -> Vec<Image> {
+    let mut images = Vec::new();
+    for id in builds {
         observe(&RunEvent::Building(id, "finding the build in the cache"));
-        let built = crate::inputs::builds::image(sh, root, &fleet, id, opts.mirror.clone(), &mut |what| {
+        let built = crate::inputs::builds::image(sh, root, fleet, id, apt, &mut |what| {
             observe(&RunEvent::Building(id, what))
         });
         match built {
@@ -249,50 +326,56 @@ pub fn gather(
             }
         }
     }
-    for (path, id, config) in &opts.images {
-        images.push(local_image(path, id.as_deref(), config.as_deref())?);
-    }
-    // Each kernel's own selftests, built from its own source package (or from the cache); a
-    // kernel whose selftests cannot be built runs without them, and its run says why.
-    let mut selftests: BTreeMap<String, Result<crate::inputs::selftests::Selftests, String>> =
-        BTreeMap::new();
-    if opts.selftests {
-        for image in &images {
-            if image.id.starts_with(LOCAL_PREFIX) {
-                // A kernel you built: its source is yours, not a pinned Debian package.
-                selftests.insert(image.id.clone(), Err("a local kernel image (--kernel-image)".to_string()));
-                continue;
-            }
-            observe(&RunEvent::Building(&image.id, "the kernel's own selftests"));
-            let built = match crate::inputs::selftests::for_kernel(
-                sh,
-                root,
-                &fleet,
-                &image.id,
-                opts.mirror.clone(),
-            ) {
-                Ok(Some(s)) => Ok(s),
-                Ok(None) => Err("no source package is pinned for it in images/kernels.lock: pin it with \
-                                 `cargo xtask images refresh sources` (Debian may not ship it)"
-                    .to_string()),
-                Err(e) => Err(format!("{e:#}")),
-            };
-            if let Err(e) = &built {
-                eprintln!("note: {}: runs without its own selftests: {e}", image.id);
-            }
-            selftests.insert(image.id.clone(), built);
-            observe(&RunEvent::Waiting(&image.id));
+    images
+}
+
+/// Each kernel's own selftests, built from its own source package (or found in the cache).
+fn own_selftests(
+    sh: &Shell,
+    root: &Path,
+    fleet: &Fleet,
+    apt: &mut LazyApt,
+    images: &[Image],
+    observe: &Observer<'_>,
+) -> OwnSelftests {
+    let mut selftests = OwnSelftests::new();
+    for image in images {
+        if image.id.starts_with(LOCAL_PREFIX) {
+            // A kernel you built: its source is yours, not a pinned Debian package.
+            selftests.insert(image.id.clone(), Err("a local kernel image (--kernel-image)".to_string()));
+            continue;
         }
+        observe(&RunEvent::Building(&image.id, "the kernel's own selftests"));
+        let built = match crate::inputs::selftests::for_kernel(sh, root, fleet, &image.id, apt) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err("no source package is pinned for it in images/kernels.lock: pin it with \
+                             `cargo xtask images refresh sources` (Debian may not ship it)"
+                .to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        if let Err(e) = &built {
+            eprintln!("note: {}: runs without its own selftests: {e}", image.id);
+        }
+        selftests.insert(image.id.clone(), built);
+        observe(&RunEvent::Waiting(&image.id));
     }
-    let accel = match images.first() {
-        None => Accel::Tcg,
-        Some(first) => accel::choose(opts.accel, &cache.dir.join("accel.toml"), &mut || {
-            probe_kvm(first, prepared, opts)
-        })?,
-    };
-    let settings = Settings { accel, ..opts.run.clone() };
-    let results_dir = opts.out.join("results");
-    let failed = Mutex::new(failed);
+    selftests
+}
+
+/// Boots the guests, `opts.jobs` at once, each with its own selftests, and saves each one's
+/// results; a kernel that did not complete is added to `failed`. Returns the first error that
+/// stops the whole run (a results file that could not be written, a guest that could not start).
+#[allow(clippy::too_many_arguments)]
+fn guests(
+    opts: &Options,
+    prepared: &Prepared,
+    settings: &Settings,
+    images: Vec<Image>,
+    selftests: &OwnSelftests,
+    results_dir: &Path,
+    failed: &Mutex<Vec<String>>,
+    observe: &Observer<'_>,
+) -> Option<anyhow::Error> {
     let queue = Mutex::new(images.into_iter());
     let error = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -333,7 +416,7 @@ pub fn gather(
                             image.id.clone()
                         };
                         observe(&RunEvent::Done(&label, &results, &logs));
-                        if let Err(e) = save_results(&results_dir, &id, &results, &mut failed.lock().unwrap())
+                        if let Err(e) = save_results(results_dir, &id, &results, &mut failed.lock().unwrap())
                         {
                             *error.lock().unwrap() = Some(e);
                         }
@@ -346,30 +429,7 @@ pub fn gather(
             });
         }
     });
-    if opts.host {
-        let logs = opts.logs.join(HOST_ID);
-        observe(&RunEvent::Booting(HOST_ID));
-        let results = runner::run_host(&prepared.suite, &settings, &logs, &mut |e| {
-            observe(&RunEvent::Run(HOST_ID, &e))
-        })?;
-        observe(&RunEvent::Done(HOST_ID, &results, &logs));
-        save_results(&results_dir, HOST_ID, &results, &mut failed.lock().unwrap())?;
-    }
-    if let Some(e) = error.into_inner().unwrap() {
-        return Err(e);
-    }
-    let compat = compile(&opts.out, &prepared.catalogue)?;
-    eprintln!(
-        "matrix  {} ({} behaviours x {} kernels)",
-        crate::util::display_path(&opts.out.join("compat.toml")),
-        compat.behaviours.len(),
-        compat.kernels.len(),
-    );
-    let failed = failed.into_inner().unwrap();
-    if !failed.is_empty() {
-        bail!("{} kernel(s) did not complete:\n  {}", failed.len(), failed.join("\n  "));
-    }
-    Ok(())
+    error.into_inner().unwrap()
 }
 
 pub const LOCAL_PREFIX: &str = "local:";

@@ -310,10 +310,11 @@ impl LazyApt {
         self.cache.join("apt/debs")
     }
 
-    /// Serves `suite` too (before first use).
+    /// Serves `suite` too (an apt already made without it is made again on next use).
     pub fn add_suite(&mut self, suite: &str) {
         if !self.suites.iter().any(|s| s == suite) {
             self.suites.push(suite.to_string());
+            self.apt = None;
         }
     }
 

@@ -13,7 +13,7 @@
 
 use crate::inputs::apt::LazyApt;
 use crate::inputs::debs::{self, DebLock};
-use crate::inputs::fleet::{Cache, Fleet};
+use crate::inputs::fleet::Cache;
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
@@ -97,16 +97,9 @@ fn compiler(lock: &DebLock) -> String {
         .unwrap_or_else(|| "no gcc".to_string())
 }
 
-/// The fleet's private apt (its lists serve the toolchain's release too: bookworm is a track's).
-pub fn apt(root: &Path, mirror: Option<String>) -> Result<LazyApt> {
-    let fleet = Fleet::load(root)?;
-    let mut apt = fleet.apt(&Cache::new(root), mirror);
-    apt.add_suite(RELEASE);
-    Ok(apt)
-}
-
-/// The toolchain's root, unpacked from its verified .debs if it is not already.
-pub fn ensure(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<BuildRoot> {
+/// The toolchain's root, unpacked from its verified .debs if it is not already; `apt` is the
+/// fleet's private apt (`Fleet::apt`), which then serves the toolchain's release too.
+pub fn ensure(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<BuildRoot> {
     let lock = load(root)?;
     let key = lock.key()?;
     let builds = Cache::new(root).dir.join("builds");
@@ -123,14 +116,14 @@ pub fn ensure(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<BuildRo
         return Ok(made);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let mut apt = apt(root, mirror)?;
+    apt.add_suite(RELEASE);
     eprintln!(
         "build   toolchain: unpacking {} pinned packages of {RELEASE} into {}",
         lock.packages.len(),
         crate::util::display_path(&dir)
     );
     for pin in &lock.packages {
-        let deb = debs::verified(sh, pin, &mut apt, LOCK, REFRESH)?;
+        let deb = debs::verified(sh, pin, apt, LOCK, REFRESH)?;
         debs::unpack(&deb, &dir).with_context(|| format!("unpacking {}", deb.display()))?;
     }
     finish(&dir)?;

@@ -13,6 +13,7 @@
 //! base configuration, the options) to that key makes a warm build a lookup that needs neither the
 //! source nor the toolchain. A cached bzImage is re-hashed before each use.
 
+use crate::inputs::apt::LazyApt;
 use crate::inputs::buildroot::{self, BuildRoot};
 use crate::inputs::debs::{self, short_hash, DebPin};
 use crate::inputs::fleet::{sha256_file, BuildTrack, Cache, Fleet, Image, SourcePin, LOCK};
@@ -77,13 +78,11 @@ pub fn inputs_key(root: &Path, fleet: &Fleet, id: &str) -> Result<String> {
 }
 
 /// `cargo xtask images build [ID]...`: builds (or finds in the cache) each build track.
-pub fn run(sh: &Shell, root: &Path, ids: &[String], mirror: Option<String>) -> Result<()> {
-    let fleet = Fleet::load(root)?;
+pub fn run(sh: &Shell, root: &Path, fleet: &Fleet, apt: &mut LazyApt, ids: &[String]) -> Result<()> {
     let ids: Vec<String> = if ids.is_empty() { fleet.builds.keys().cloned().collect() } else { ids.to_vec() };
     for id in &ids {
         let started = std::time::Instant::now();
-        let image =
-            image(sh, root, &fleet, id, mirror.clone(), &mut |line| eprintln!("build   {id}: {line}"))?;
+        let image = image(sh, root, fleet, id, apt, &mut |line| eprintln!("build   {id}: {line}"))?;
         println!(
             "{id:<28} {:<20} {:>6.1}s  {}",
             image.release,
@@ -101,7 +100,7 @@ pub fn image(
     root: &Path,
     fleet: &Fleet,
     id: &str,
-    mirror: Option<String>,
+    apt: &mut LazyApt,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Image> {
     let Some(track) = fleet.builds.get(id) else {
@@ -133,9 +132,9 @@ pub fn image(
         return Ok(image);
     }
     progress("toolchain");
-    let broot = buildroot::ensure(sh, root, mirror.clone())?;
+    let broot = buildroot::ensure(sh, root, apt)?;
     progress(&format!("source {} {}", track.source, pin.version));
-    let tree = source_tree(sh, root, &broot, &track.source, pin, mirror)?;
+    let tree = source_tree(sh, &broot, &track.source, pin, apt)?;
     let out = format!("/out/{id}");
     // Every build starts from an empty output tree: nothing of an earlier configuration's objects
     // goes into it, and its recorded time is a cold build's.
@@ -283,11 +282,10 @@ fn cached(root: &Path, id: &str, kernel: &str) -> Option<Image> {
 /// The source tree, unpacked in the root at `/src/<package>-<version>`, from the verified .deb.
 pub fn source_tree(
     sh: &Shell,
-    root: &Path,
     broot: &BuildRoot,
     package: &str,
     pin: &SourcePin,
-    mirror: Option<String>,
+    apt: &mut LazyApt,
 ) -> Result<String> {
     let inside = format!("/src/{package}-{}", pin.version.replace([':', '~'], "_"));
     let tree = broot.path(&inside);
@@ -302,8 +300,8 @@ pub fn source_tree(
         sha256: pin.sha256.clone(),
         size: pin.size,
     };
-    let mut apt = buildroot::apt(root, mirror)?;
-    let deb = debs::verified(sh, &deb_pin, &mut apt, LOCK, REFRESH)?;
+    apt.add_suite(buildroot::RELEASE);
+    let deb = debs::verified(sh, &deb_pin, apt, LOCK, REFRESH)?;
     unpack_source(broot, &deb, &inside)?;
     std::fs::write(&marker, &pin.sha256)?;
     Ok(inside)
@@ -739,8 +737,9 @@ mod tests {
         let mut track = fleet.builds["build-6.12"].clone();
         track.options.insert("CONFIG_NO_SUCH_OPTION_UFFDC".into(), "y".into());
         fleet.builds.insert("test-unknown-option".into(), track.clone());
+        let mut apt = fleet.apt(&Cache::new(&root), None);
         let err =
-            image(&sh, &root, &fleet, "test-unknown-option", None, &mut |_| {}).unwrap_err().to_string();
+            image(&sh, &root, &fleet, "test-unknown-option", &mut apt, &mut |_| {}).unwrap_err().to_string();
         assert!(
             err.contains("CONFIG_NO_SUCH_OPTION_UFFDC (in the options of build test-unknown-option")
                 && err.contains("is not an option linux-source-6.12")
@@ -750,7 +749,8 @@ mod tests {
         // An option the source knows, whose dependency the configuration leaves off.
         track.options = [("CONFIG_SERIAL_8250_PCI".to_string(), "y".to_string())].into();
         fleet.builds.insert("test-unmet-option".into(), track);
-        let err = image(&sh, &root, &fleet, "test-unmet-option", None, &mut |_| {}).unwrap_err().to_string();
+        let err =
+            image(&sh, &root, &fleet, "test-unmet-option", &mut apt, &mut |_| {}).unwrap_err().to_string();
         assert!(
             err.contains("CONFIG_SERIAL_8250_PCI=y (in the options of build test-unmet-option")
                 && err.contains("resolved to CONFIG_SERIAL_8250_PCI=n (it depends on")
@@ -790,12 +790,13 @@ mod tests {
             sha256: pin.sha256.clone(),
             size: pin.size,
         };
-        let good =
-            debs::verified(&sh, &pin, &mut buildroot::apt(&root, None).unwrap(), LOCK, REFRESH).unwrap();
+        let mut apt = fleet.apt(&Cache::new(&root), None);
+        apt.add_suite(buildroot::RELEASE);
+        let good = debs::verified(&sh, &pin, &mut apt, LOCK, REFRESH).unwrap();
         let data = std::fs::read(&good).unwrap();
         let cut = dir.join("cut.deb");
         std::fs::write(&cut, &data[..data.len() / 2]).unwrap();
-        let broot = buildroot::ensure(&sh, &root, None).unwrap();
+        let broot = buildroot::ensure(&sh, &root, &mut apt).unwrap();
         let err = unpack_source(&broot, &cut, "/src/test-corrupt").unwrap_err().to_string();
         assert!(
             err.contains("cut.deb is damaged") && err.contains("delete it and rerun") && !err.contains('\n'),

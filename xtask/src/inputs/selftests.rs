@@ -53,7 +53,7 @@ pub fn for_kernel(
     root: &Path,
     fleet: &Fleet,
     id: &str,
-    mirror: Option<String>,
+    apt: &mut crate::inputs::apt::LazyApt,
 ) -> Result<Option<Selftests>> {
     let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
     let toolchain = buildroot::load(root)?;
@@ -68,8 +68,8 @@ pub fn for_kernel(
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
     }
-    let broot = buildroot::ensure(sh, root, mirror.clone())?;
-    let tree = crate::inputs::builds::source_tree(sh, root, &broot, &package, &pin, mirror)?;
+    let broot = buildroot::ensure(sh, root, apt)?;
+    let tree = crate::inputs::builds::source_tree(sh, &broot, &package, &pin, apt)?;
     let out = format!("/out/selftests-{key}");
     let (programs, changed) =
         build(&broot, &tree, &out, &builds.join("logs").join(format!("selftests-{package}.log")))?;

@@ -41,7 +41,7 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
     let mut apt = fleet.apt(&cache, mirror.clone());
     match command {
         Command::Refresh(ids) => crate::inputs::refresh::pins(sh, root, ids, mirror),
-        Command::Build(ids) => crate::inputs::builds::run(sh, root, &ids, mirror),
+        Command::Build(ids) => crate::inputs::builds::run(sh, root, &fleet, &mut apt, &ids),
         Command::Fetch(ids) => {
             if ids.is_empty() || ids.iter().any(|i| i == GO) {
                 crate::inputs::golang::fetch(sh, root, mirror.clone())?;
