@@ -12,8 +12,9 @@
 //! make (`awk`, `cc`, `/bin/sh`) and the device nodes a build opens are made here.
 
 use crate::inputs::apt::LazyApt;
-use crate::inputs::debs::{self, DebLock};
+use crate::inputs::debs;
 use crate::inputs::fleet::Cache;
+use crate::inputs::pin::{self, Lock};
 use anyhow::{bail, Context, Result};
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
@@ -58,15 +59,15 @@ pub struct BuildRoot {
     pub compiler: String,
 }
 
-pub fn load(root: &Path) -> Result<DebLock> {
-    DebLock::load(root, LOCK, REFRESH)
+pub fn load(root: &Path) -> Result<Lock> {
+    Lock::load(root, LOCK, REFRESH)
 }
 
 /// Re-resolves the toolchain in its release and rewrites the lock.
 pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
     apt.get()?.update(sh, true)?;
     let resolved = apt.get()?.closure(sh, RELEASE, PACKAGES)?;
-    let lock = DebLock::pin(sh, apt, RELEASE, &resolved)?;
+    let lock = Lock::pin(sh, apt, RELEASE, &resolved)?;
     let header = format!(
         "# The kernel build toolchain (xtask/src/buildroot.rs): {} and every dependency apt resolves\n\
          # for them on an empty {RELEASE} system. Written by `{REFRESH}`; every entry was downloaded and\n\
@@ -88,7 +89,7 @@ pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
     Ok(())
 }
 
-fn compiler(lock: &DebLock) -> String {
+fn compiler(lock: &Lock) -> String {
     lock.packages
         .iter()
         .filter(|p| p.package.starts_with("gcc-") && p.package[4..].chars().all(|c| c.is_ascii_digit()))
@@ -123,7 +124,7 @@ pub fn ensure(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<BuildRoot> {
         crate::util::display_path(&dir)
     );
     for pin in &lock.packages {
-        let deb = debs::verified(sh, pin, apt, LOCK, REFRESH)?;
+        let deb = pin::verified(sh, pin, apt, LOCK, REFRESH)?;
         debs::unpack(&deb, &dir).with_context(|| format!("unpacking {}", deb.display()))?;
     }
     finish(&dir)?;

@@ -15,8 +15,10 @@
 
 use crate::inputs::apt::LazyApt;
 use crate::inputs::buildroot::{self, BuildRoot};
-use crate::inputs::debs::{self, short_hash, DebPin};
-use crate::inputs::fleet::{sha256_file, BuildTrack, Cache, Fleet, Image, SourcePin, LOCK};
+use crate::inputs::debs;
+use crate::inputs::fleet::{BuildTrack, Cache, Fleet, Image, SourcePin, LOCK};
+use crate::inputs::pin::{self, DebPin};
+use crate::util::{sha256_file, short_hash};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -293,15 +295,8 @@ pub fn source_tree(
     if std::fs::read_to_string(&marker).is_ok_and(|m| m == pin.sha256) {
         return Ok(inside);
     }
-    let deb_pin = DebPin {
-        suite: pin.suite.clone(),
-        package: package.to_string(),
-        version: pin.version.clone(),
-        sha256: pin.sha256.clone(),
-        size: pin.size,
-    };
     apt.add_suite(buildroot::RELEASE);
-    let deb = debs::verified(sh, &deb_pin, apt, LOCK, REFRESH)?;
+    let deb = pin::verified(sh, &pin.deb(package), apt, LOCK, REFRESH)?;
     unpack_source(broot, &deb, &inside)?;
     std::fs::write(&marker, &pin.sha256)?;
     Ok(inside)
@@ -615,13 +610,7 @@ pub fn refresh(
             }
             bail!("{package}: not in {}: is the mirror complete?", suites.join(", "));
         };
-        let deb = apt.download(sh, &package, &version, &suite)?;
-        let pin = SourcePin {
-            suite,
-            version: version.clone(),
-            sha256: sha256_file(&deb)?,
-            size: std::fs::metadata(&deb)?.len(),
-        };
+        let pin = SourcePin::of(DebPin::download(sh, apt, &suite, &package, &version)?.1);
         match fleet.lock.sources.get(&package) {
             Some(old) if old == &pin => println!("{package:<20} unchanged: {version}"),
             Some(old) => println!("{package:<20} {} -> {version}", old.version),
@@ -776,23 +765,16 @@ mod tests {
             sha256: "0".repeat(64),
             size: 20,
         };
-        let err = debs::check(&deb, &pin, LOCK, REFRESH).unwrap_err().to_string();
+        let err = pin::check(&deb, &pin, LOCK, REFRESH).unwrap_err().to_string();
         assert!(err.contains("has sha256") && err.contains("corrupt") && err.contains(REFRESH), "{err}");
         assert!(!deb.exists(), "a corrupt download is deleted");
         // A package damaged inside (cut short): unpacking it is refused, named, and leaves no tree.
         let fleet = Fleet::load(&root).unwrap();
         let source = &fleet.builds["build-6.12-no-userfaultfd"].source;
-        let pin = &fleet.lock.sources[source];
-        let pin = DebPin {
-            suite: pin.suite.clone(),
-            package: source.clone(),
-            version: pin.version.clone(),
-            sha256: pin.sha256.clone(),
-            size: pin.size,
-        };
+        let pin = fleet.lock.sources[source].deb(source);
         let mut apt = fleet.apt(&Cache::new(&root), None);
         apt.add_suite(buildroot::RELEASE);
-        let good = debs::verified(&sh, &pin, &mut apt, LOCK, REFRESH).unwrap();
+        let good = pin::verified(&sh, &pin, &mut apt, LOCK, REFRESH).unwrap();
         let data = std::fs::read(&good).unwrap();
         let cut = dir.join("cut.deb");
         std::fs::write(&cut, &data[..data.len() / 2]).unwrap();

@@ -3,6 +3,8 @@
 //! `target/uffdc/images` that later runs use offline. Fetching goes through [`crate::inputs::apt`].
 
 use crate::inputs::apt::LazyApt;
+use crate::inputs::pin::DebPin;
+use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,6 +43,17 @@ pub struct Pin {
 }
 
 impl Pin {
+    /// The package pinned, for the verified download.
+    pub fn deb(&self) -> DebPin {
+        DebPin {
+            suite: self.suite.clone(),
+            package: self.package.clone(),
+            version: self.version.clone(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+        }
+    }
+
     /// How a results file names this kernel's origin.
     pub fn source(&self) -> String {
         format!("debian {} {} {} (deb sha256 {})", self.suite, self.package, self.version, self.sha256)
@@ -72,6 +85,24 @@ pub struct SourcePin {
     /// sha256 of the .deb.
     pub sha256: String,
     pub size: u64,
+}
+
+impl SourcePin {
+    /// `package` pinned as this, for the verified download.
+    pub fn deb(&self, package: &str) -> DebPin {
+        DebPin {
+            suite: self.suite.clone(),
+            package: package.to_string(),
+            version: self.version.clone(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+        }
+    }
+
+    /// What a source package's download pinned.
+    pub fn of(deb: DebPin) -> SourcePin {
+        SourcePin { suite: deb.suite, version: deb.version, sha256: deb.sha256, size: deb.size }
+    }
 }
 
 /// The source package of a Debian kernel's own version (its selftests are built from it):
@@ -269,16 +300,8 @@ impl Cache {
         if let Some(image) = self.cached(id, pin) {
             return Ok(image);
         }
-        let deb = apt.get()?.download(sh, &pin.package, &pin.version, &pin.suite)?;
-        let actual = sha256_file(&deb)?;
-        if actual != pin.sha256 {
-            let _ = std::fs::remove_file(&deb);
-            bail!(
-                "{id}: {} has sha256 {actual}, but {LOCK} pins {}: the download was corrupt (deleted; rerun to fetch again) or the pin is wrong (`cargo xtask images refresh`)",
-                deb.display(),
-                pin.sha256
-            );
-        }
+        let deb = crate::inputs::pin::verified(sh, &pin.deb(), apt, LOCK, "cargo xtask images refresh")
+            .with_context(|| id.to_string())?;
         self.unpack(id, pin, &deb)
     }
 
@@ -295,14 +318,14 @@ impl Cache {
     ) -> Result<(Image, Pin)> {
         std::fs::create_dir_all(&self.dir)?;
         let _lock = crate::util::lock(&self.dir.join("images.lock"))?;
-        let deb = apt.get()?.download(sh, package, version, suite)?;
+        let (deb, got) = DebPin::download(sh, apt.get()?, suite, package, version)?;
         let mut pin = Pin {
-            suite: suite.to_string(),
-            package: package.to_string(),
-            version: version.to_string(),
+            suite: got.suite,
+            package: got.package,
+            version: got.version,
             release: String::new(),
-            sha256: sha256_file(&deb)?,
-            size: std::fs::metadata(&deb)?.len(),
+            sha256: got.sha256,
+            size: got.size,
         };
         let image = self.unpack(id, &pin, &deb)?;
         pin.release = image.release.clone();
@@ -379,7 +402,6 @@ impl Cache {
 }
 
 use crate::util::hex;
-pub use crate::util::sha256_file;
 
 #[cfg(test)]
 mod tests {

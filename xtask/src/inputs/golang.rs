@@ -10,9 +10,9 @@
 //! build flags; `uffdc-go version` names the Go release it was built with.
 
 use crate::inputs::apt::{self, LazyApt};
-use crate::inputs::fleet::{sha256_file, Cache, Fleet};
+use crate::inputs::fleet::{Cache, Fleet};
+use crate::inputs::pin::{self, DebPin, Lock};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
@@ -25,53 +25,36 @@ pub const NAME: &str = "uffdc-go";
 /// `go build` flags: static, reproducible, without symbol tables (a smaller initramfs).
 const BUILD_FLAGS: [&str; 4] = ["-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o"];
 
-/// One pinned package of the toolchain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GoPin {
-    pub suite: String,
-    pub package: String,
-    pub version: String,
-    pub sha256: String,
-    pub size: u64,
-}
+/// `cargo xtask images refresh go`: what rewrites the lock.
+const REFRESH: &str = "cargo xtask images refresh go";
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GoLock {
-    /// The compiler (`golang-1.NN-go`) and the standard library's source (`golang-1.NN-src`).
-    pub packages: Vec<GoPin>,
-}
-
-impl GoLock {
-    pub fn load(root: &Path) -> Result<GoLock> {
-        let path = root.join(LOCK);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {LOCK}: run `cargo xtask images refresh go`"))?;
-        let lock: GoLock = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{LOCK}: {} (fix the file)", e.message().trim()))?;
-        if !lock.packages.iter().any(|p| p.package.ends_with("-go"))
-            || !lock.packages.iter().any(|p| p.package.ends_with("-src"))
-        {
-            bail!("{LOCK} must pin a golang-1.NN-go and its golang-1.NN-src: run `cargo xtask images refresh go`");
-        }
-        Ok(lock)
+/// The toolchain's pins: the compiler (`golang-1.NN-go`) and the standard library's source
+/// (`golang-1.NN-src`).
+pub fn load(root: &Path) -> Result<Lock> {
+    let lock = Lock::load(root, LOCK, REFRESH)?;
+    if !lock.packages.iter().any(|p| p.package.ends_with("-go"))
+        || !lock.packages.iter().any(|p| p.package.ends_with("-src"))
+    {
+        bail!("{LOCK} must pin a golang-1.NN-go and its golang-1.NN-src: run `{REFRESH}`");
     }
+    Ok(lock)
+}
 
-    fn save(&self, root: &Path) -> Result<()> {
-        let text = format!(
+fn save(lock: &Lock, root: &Path) -> Result<()> {
+    lock.save(
+        root,
+        LOCK,
+        &format!(
             "# The Go toolchain that builds the Go workload ({SOURCE}): the newest golang-1.NN-go in Debian's\n\
-             # archive and its golang-1.NN-src. Written by `cargo xtask images refresh go`; every entry was\n\
-             # downloaded and verified by apt against the signed archive; builds check each .deb's sha256.\n\n{}",
-            toml::to_string(self)?
-        );
-        crate::util::write_atomic(&root.join(LOCK), text.as_bytes())
-    }
+             # archive and its golang-1.NN-src. Written by `{REFRESH}`; every entry was\n\
+             # downloaded and verified by apt against the signed archive; builds check each .deb's sha256.\n"
+        ),
+    )
+}
 
-    /// `1.27.3-1`: the compiler package's version.
-    fn version(&self) -> &str {
-        self.packages.iter().find(|p| p.package.ends_with("-go")).map_or("", |p| p.version.as_str())
-    }
+/// `1.27.3-1`: the compiler package's version.
+fn go_version(lock: &Lock) -> &str {
+    lock.packages.iter().find(|p| p.package.ends_with("-go")).map_or("", |p| p.version.as_str())
 }
 
 /// The built workload.
@@ -89,7 +72,7 @@ fn dir(root: &Path) -> PathBuf {
 /// The workload, built with the pinned toolchain (fetched, verified and unpacked first if need
 /// be), or taken from the cache when that toolchain already built this source.
 pub fn workload(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Workload> {
-    let lock = GoLock::load(root)?;
+    let lock = load(root)?;
     let key = build_key(root, &lock)?;
     let out = dir(root).join("build").join(format!("{NAME}-{key}"));
     let version_file = out.with_extension("version");
@@ -108,7 +91,7 @@ pub fn workload(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Workl
     let goroot = toolchain(sh, root, &lock, mirror)?;
     let tmp = out.with_extension("tmp");
     let _cwd = sh.push_dir(root.join(SOURCE));
-    eprintln!("go      build {SOURCE} with {} ({})", lock.version(), crate::util::display_path(&goroot));
+    eprintln!("go      build {SOURCE} with {} ({})", go_version(&lock), crate::util::display_path(&goroot));
     go(sh, root, &goroot, &["build"])
         .args(BUILD_FLAGS)
         .arg(&tmp)
@@ -148,7 +131,7 @@ fn go<'a>(sh: &'a Shell, root: &Path, goroot: &Path, args: &[&str]) -> xshell::C
 /// The test command's checks of the workload's Go code, as `cargo fmt --check` and clippy are of
 /// the Rust: `gofmt -l` and `go vet`, with the pinned toolchain.
 pub fn lint(sh: &Shell, root: &Path) -> Result<()> {
-    let lock = GoLock::load(root)?;
+    let lock = load(root)?;
     let goroot = toolchain(sh, root, &lock, None)?;
     let _cwd = sh.push_dir(root.join(SOURCE));
     let unformatted = cmd!(sh, "{goroot}/bin/gofmt -l .").quiet().read().context("gofmt -l")?;
@@ -166,7 +149,7 @@ pub fn lint(sh: &Shell, root: &Path) -> Result<()> {
 }
 
 /// A key over what the workload is made of: the pins, every source file, the build flags.
-fn build_key(root: &Path, lock: &GoLock) -> Result<String> {
+fn build_key(root: &Path, lock: &Lock) -> Result<String> {
     let mut h = Sha256::new();
     h.update(toml::to_string(lock)?.as_bytes());
     h.update(BUILD_FLAGS.join(" ").as_bytes());
@@ -187,8 +170,8 @@ fn build_key(root: &Path, lock: &GoLock) -> Result<String> {
 }
 
 /// The GOROOT of the pinned toolchain, unpacked from its verified .debs.
-fn toolchain(sh: &Shell, root: &Path, lock: &GoLock, mirror: Option<String>) -> Result<PathBuf> {
-    let unpacked = dir(root).join("toolchain").join(lock.version());
+fn toolchain(sh: &Shell, root: &Path, lock: &Lock, mirror: Option<String>) -> Result<PathBuf> {
+    let unpacked = dir(root).join("toolchain").join(go_version(lock));
     let marker = unpacked.join("pins.toml");
     let pins = toml::to_string(lock)?;
     let goroot = || -> Result<PathBuf> {
@@ -204,7 +187,7 @@ fn toolchain(sh: &Shell, root: &Path, lock: &GoLock, mirror: Option<String>) -> 
     std::fs::create_dir_all(&unpacked)?;
     let mut apt = apt_for(root, lock, mirror)?;
     for pin in &lock.packages {
-        let deb = verified_deb(sh, root, pin, &mut apt)?;
+        let deb = pin::verified(sh, pin, &mut apt, LOCK, REFRESH)?;
         cmd!(sh, "dpkg-deb -x {deb} {unpacked}")
             .quiet()
             .run()
@@ -219,7 +202,7 @@ fn toolchain(sh: &Shell, root: &Path, lock: &GoLock, mirror: Option<String>) -> 
 }
 
 /// The fleet's private apt (its lists serve every suite the kernels and the toolchain come from).
-fn apt_for(root: &Path, lock: &GoLock, mirror: Option<String>) -> Result<LazyApt> {
+fn apt_for(root: &Path, lock: &Lock, mirror: Option<String>) -> Result<LazyApt> {
     let fleet = Fleet::load(root)?;
     let mut fleet_apt = fleet.clone();
     // A toolchain suite the kernels do not use still gets a source line.
@@ -238,30 +221,6 @@ fn apt_for(root: &Path, lock: &GoLock, mirror: Option<String>) -> Result<LazyApt
         }
     }
     Ok(fleet_apt.apt(&Cache::new(root), mirror))
-}
-
-/// The pin's .deb: from the download cache when its sha256 matches, else downloaded and checked.
-fn verified_deb(sh: &Shell, root: &Path, pin: &GoPin, apt: &mut LazyApt) -> Result<PathBuf> {
-    let debs = Cache::new(root).dir.join("apt/debs");
-    let name = format!("{}_{}_", pin.package, pin.version.replace(':', "%3a"));
-    let cached = std::fs::read_dir(&debs).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
-        p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&name))
-            && sha256_file(p).is_ok_and(|s| s == pin.sha256)
-    });
-    if let Some(deb) = cached {
-        return Ok(deb);
-    }
-    let deb = apt.get()?.download(sh, &pin.package, &pin.version, &pin.suite)?;
-    let actual = sha256_file(&deb)?;
-    if actual != pin.sha256 {
-        let _ = std::fs::remove_file(&deb);
-        bail!(
-            "{} has sha256 {actual}, but {LOCK} pins {}: the download was corrupt (deleted; rerun to fetch again) or the pin is wrong (`cargo xtask images refresh go`)",
-            deb.display(),
-            pin.sha256
-        );
-    }
-    Ok(deb)
 }
 
 /// Re-pins the toolchain to the newest `golang-1.NN-go` in the fleet's suites and its
@@ -290,24 +249,17 @@ pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
         }
     }
     let Some((version, suite)) = best else { bail!("{compiler} has no version in the lists") };
-    let mut lock = GoLock::default();
+    let mut lock = Lock::default();
     for package in [compiler.as_str(), source.as_str()] {
-        let deb = apt.download(sh, package, &version, &suite)?;
-        lock.packages.push(GoPin {
-            suite: suite.clone(),
-            package: package.to_string(),
-            version: version.clone(),
-            sha256: sha256_file(&deb)?,
-            size: std::fs::metadata(&deb)?.len(),
-        });
+        lock.packages.push(DebPin::download(sh, apt, &suite, package, &version)?.1);
     }
-    let old = GoLock::load(root).ok();
+    let old = load(root).ok();
     match &old {
         Some(o) if o == &lock => println!("{:<20} unchanged: {compiler} {version}", "go"),
-        Some(o) => println!("{:<20} {} -> {compiler} {version}", "go", o.version()),
+        Some(o) => println!("{:<20} {} -> {compiler} {version}", "go", go_version(o)),
         None => println!("{:<20} pinned {compiler} {version}", "go"),
     }
-    lock.save(root)?;
+    save(&lock, root)?;
     println!("wrote {LOCK}");
     Ok(())
 }
@@ -321,7 +273,7 @@ pub fn fetch(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<()> {
 
 /// One line for `cargo xtask images list`.
 pub fn list(root: &Path) {
-    match GoLock::load(root) {
+    match load(root) {
         Ok(lock) => {
             for p in &lock.packages {
                 println!("{:<20} {:<22} {:<46} {:<22}", "go", p.suite, p.package, p.version);
@@ -338,11 +290,11 @@ mod tests {
     #[test]
     fn the_toolchain_is_pinned() {
         let root = crate::util::project_root();
-        let lock = GoLock::load(&root).unwrap();
+        let lock = load(&root).unwrap();
         for p in &lock.packages {
             assert_eq!(p.sha256.len(), 64, "{p:?}");
             assert!(p.size > 0 && p.package.starts_with("golang-1."), "{p:?}");
-            assert_eq!(p.version, lock.version(), "the compiler and its source are one version: {p:?}");
+            assert_eq!(p.version, go_version(&lock), "the compiler and its source are one version: {p:?}");
         }
         // The key moves with the source.
         let key = build_key(&root, &lock).unwrap();

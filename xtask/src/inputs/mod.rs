@@ -8,6 +8,7 @@ pub mod debs;
 pub mod fleet;
 pub mod golang;
 pub mod packages;
+pub mod pin;
 pub mod profiles;
 pub mod refresh;
 pub mod selftests;

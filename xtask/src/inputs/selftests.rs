@@ -8,8 +8,8 @@
 //! (`suite/src/selftests.rs`) with small parameters and a time limit each.
 
 use crate::inputs::buildroot::{self, BuildRoot};
-use crate::inputs::debs::short_hash;
 use crate::inputs::fleet::{Fleet, SourcePin};
+use crate::util::short_hash;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

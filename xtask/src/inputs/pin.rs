@@ -1,0 +1,143 @@
+//! Pinned .debs, one way for every pinned artifact (the kernels, their source packages, the kernel
+//! build toolchain, the Go toolchain): a [`DebPin`] names the exact package apt resolved and the
+//! sha256 and size of what it downloaded; a [`Lock`] is a lock file of `[[packages]]` pins;
+//! [`DebPin::download`] makes a pin from a fresh download, and [`verified`] is the one verified
+//! download (the cached .deb when its sha256 matches, else downloaded and checked, and a file with
+//! another sha256 deleted and named).
+
+use crate::inputs::apt::{Apt, LazyApt};
+use crate::util::sha256_file;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use xshell::Shell;
+
+/// One pinned package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebPin {
+    pub suite: String,
+    pub package: String,
+    pub version: String,
+    /// sha256 of the .deb.
+    pub sha256: String,
+    /// Size of the .deb in bytes.
+    pub size: u64,
+}
+
+impl DebPin {
+    /// Downloads `package=version` from `suite` (apt checks it against the signed archive) and
+    /// pins what came: the .deb and its pin.
+    pub fn download(
+        sh: &Shell,
+        apt: &mut Apt,
+        suite: &str,
+        package: &str,
+        version: &str,
+    ) -> Result<(PathBuf, DebPin)> {
+        let deb = apt.download(sh, package, version, suite)?;
+        let pin = DebPin {
+            suite: suite.to_string(),
+            package: package.to_string(),
+            version: version.to_string(),
+            sha256: sha256_file(&deb)?,
+            size: std::fs::metadata(&deb)?.len(),
+        };
+        Ok((deb, pin))
+    }
+}
+
+/// A lock file of pinned packages (`[[packages]]`), with a comment header saying what wrote it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub packages: Vec<DebPin>,
+}
+
+impl Lock {
+    /// Reads `path` (relative to the project root); `refresh` is the command that writes it.
+    pub fn load(root: &Path, path: &str, refresh: &str) -> Result<Lock> {
+        let text = std::fs::read_to_string(root.join(path))
+            .with_context(|| format!("cannot read {path}: run `{refresh}`"))?;
+        let lock: Lock = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{path}: {} (fix the file)", e.message().trim()))?;
+        if lock.packages.is_empty() {
+            bail!("{path} pins no package: run `{refresh}`");
+        }
+        Ok(lock)
+    }
+
+    pub fn save(&self, root: &Path, path: &str, header: &str) -> Result<()> {
+        let text = format!("{header}\n{}", toml::to_string(self)?);
+        crate::util::write_atomic(&root.join(path), text.as_bytes())
+    }
+
+    /// A key over every pin (a cache of what the packages make moves with any of them).
+    pub fn key(&self) -> Result<String> {
+        Ok(crate::util::short_hash(toml::to_string(self)?.as_bytes()))
+    }
+
+    /// Pins `packages` (what apt resolved: name, version) in `suite`, each downloaded and hashed.
+    pub fn pin(sh: &Shell, apt: &mut LazyApt, suite: &str, packages: &[(String, String)]) -> Result<Lock> {
+        let apt = apt.get()?;
+        let mut lock = Lock::default();
+        for (package, version) in packages {
+            lock.packages.push(DebPin::download(sh, apt, suite, package, version)?.1);
+        }
+        lock.packages.sort_by(|a, b| a.package.cmp(&b.package));
+        Ok(lock)
+    }
+}
+
+/// The pin's .deb: from apt's download cache when its sha256 matches, else downloaded and checked.
+/// `lock` names the lock file and `refresh` the command that rewrites it, for the error.
+pub fn verified(sh: &Shell, pin: &DebPin, apt: &mut LazyApt, lock: &str, refresh: &str) -> Result<PathBuf> {
+    let debs = apt.debs_dir();
+    let name = format!("{}_{}_", pin.package, pin.version.replace(':', "%3a"));
+    let cached = std::fs::read_dir(&debs).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+        p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&name))
+            && sha256_file(p).is_ok_and(|s| s == pin.sha256)
+    });
+    if let Some(deb) = cached {
+        return Ok(deb);
+    }
+    let deb = apt.get()?.download(sh, &pin.package, &pin.version, &pin.suite)?;
+    check(&deb, pin, lock, refresh)?;
+    Ok(deb)
+}
+
+/// `deb` has the pinned sha256; a file that does not is deleted and named.
+pub fn check(deb: &Path, pin: &DebPin, lock: &str, refresh: &str) -> Result<()> {
+    let actual = sha256_file(deb)?;
+    if actual != pin.sha256 {
+        let _ = std::fs::remove_file(deb);
+        bail!(
+            "{} has sha256 {actual}, but {lock} pins {}: the download was corrupt (deleted; rerun to fetch again) or the pin is wrong (`{refresh}`)",
+            deb.display(),
+            pin.sha256
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed locks read and write back byte for byte (after their comment header), so a
+    /// refresh that pins the same packages rewrites nothing, and every cache key over a lock
+    /// (`Lock::key`, the Go workload's) is what it was.
+    #[test]
+    fn the_committed_locks_round_trip_byte_for_byte() {
+        let root = crate::util::project_root();
+        for (path, refresh) in [
+            ("images/toolchain.lock", "cargo xtask images refresh toolchain"),
+            ("images/go.lock", "cargo xtask images refresh go"),
+        ] {
+            let text = std::fs::read_to_string(root.join(path)).unwrap();
+            let body = &text[text.find("[[packages]]").unwrap()..];
+            let lock = Lock::load(&root, path, refresh).unwrap();
+            assert_eq!(toml::to_string(&lock).unwrap(), body, "{path}");
+        }
+    }
+}
