@@ -8,7 +8,7 @@ use crate::boot::qemu::Accel;
 use crate::boot::qemu::Settings;
 use crate::boot::runner;
 use crate::inputs::apt::LazyApt;
-use crate::inputs::fleet::{Cache, Fleet, Image};
+use crate::inputs::fleet::{Cache, Fleet, Image, KernelId};
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ pub const HOST_ID: &str = "host";
 /// What a matrix run is asked to do.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub kernels: Vec<String>,
+    pub kernels: Vec<KernelId>,
     /// Local kernel images (`--kernel-image PATH[=ID]`, each with its `--config FILE`); without
     /// an id the column is named by the kernel's `uname -r`.
     pub images: Vec<(PathBuf, Option<String>, Option<PathBuf>)>,
@@ -74,7 +74,7 @@ impl Options {
 
     /// The fleet kernels to run (tracks and builds): the named ones, or all of them unless only
     /// local images were given.
-    pub fn fleet_ids(&self, fleet: &Fleet) -> Vec<String> {
+    pub fn fleet_ids(&self, fleet: &Fleet) -> Vec<KernelId> {
         if self.kernels.is_empty() && !self.images.is_empty() {
             Vec::new()
         } else if self.kernels.is_empty() {
@@ -173,7 +173,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
 #[derive(Debug)]
 pub enum RunEvent<'a> {
     /// The columns this run will produce, in order.
-    Planned(&'a [String]),
+    Planned(&'a [KernelId]),
     Fetching(&'a str),
     /// Building from source (`cargo xtask images build`), or finding the build in the cache: what
     /// it is doing now.
@@ -207,11 +207,15 @@ pub fn gather(
     let (selected, builds) = if ids.is_empty() { (Vec::new(), Vec::new()) } else { fleet.partition(&ids)? };
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, opts.mirror.clone());
-    let mut ids: Vec<String> = selected.iter().map(|(id, _)| id.clone()).collect();
+    let mut ids: Vec<KernelId> = selected.iter().map(|(id, _)| id.clone()).collect();
     ids.extend(builds.iter().cloned());
-    ids.extend(opts.images.iter().map(|(path, id, _)| id.clone().unwrap_or_else(|| local_label(path))));
+    ids.extend(
+        opts.images
+            .iter()
+            .map(|(path, id, _)| id.as_deref().map_or_else(|| local_label(path), KernelId::from)),
+    );
     if opts.host {
-        ids.push(HOST_ID.to_string());
+        ids.push(KernelId::from(HOST_ID));
     }
     observe(&RunEvent::Planned(&ids));
     let mut failed = Vec::new();
@@ -264,7 +268,7 @@ pub fn gather(
 }
 
 /// Each kernel's own selftests by kernel id, or why it runs without them.
-type OwnSelftests = BTreeMap<String, Result<crate::inputs::selftests::Selftests, String>>;
+type OwnSelftests = BTreeMap<KernelId, Result<crate::inputs::selftests::Selftests, String>>;
 
 /// The pinned Debian kernels from the verified cache (fetched if need be); one that cannot be
 /// fetched is left out, and `failed` says why.
@@ -272,7 +276,7 @@ fn fetched(
     sh: &Shell,
     cache: &Cache,
     apt: &mut LazyApt,
-    selected: &[(String, crate::inputs::fleet::Pin)],
+    selected: &[(KernelId, crate::inputs::fleet::Pin)],
     observe: &Observer<'_>,
     failed: &mut Vec<String>,
 ) -> Vec<Image> {
@@ -306,7 +310,7 @@ fn built(
     root: &Path,
     fleet: &Fleet,
     apt: &mut LazyApt,
-    builds: &[String],
+    builds: &[KernelId],
     observe: &Observer<'_>,
     failed: &mut Vec<String>,
 ) -> Vec<Image> {
@@ -412,7 +416,7 @@ fn guests(
                         });
                         // A local image without an id is named by the kernel's own uname -r.
                         let id = if image.id.starts_with(LOCAL_PREFIX) && !results.kernel.release.is_empty() {
-                            sanitize(&results.kernel.release)
+                            KernelId::from(sanitize(&results.kernel.release))
                         } else {
                             image.id.clone()
                         };
@@ -435,8 +439,8 @@ fn guests(
 
 pub const LOCAL_PREFIX: &str = "local:";
 
-fn local_label(path: &Path) -> String {
-    format!("{LOCAL_PREFIX}{}", path.file_name().unwrap_or_default().to_string_lossy())
+fn local_label(path: &Path) -> KernelId {
+    KernelId::from(format!("{LOCAL_PREFIX}{}", path.file_name().unwrap_or_default().to_string_lossy()))
 }
 
 /// A file name made of a kernel release (`6.18.0-rc1+` stays readable; `/` does not survive).
@@ -471,7 +475,7 @@ pub fn local_image(path: &Path, id: Option<&str>, config: Option<&Path>) -> Resu
             }),
     };
     Ok(Image {
-        id: id.map_or_else(|| local_label(path), String::from),
+        id: id.map_or_else(|| local_label(path), KernelId::from),
         vmlinuz: path.to_path_buf(),
         release: String::new(),
         userfaultfd: None,

@@ -16,7 +16,7 @@
 use crate::inputs::apt::LazyApt;
 use crate::inputs::buildroot::{self, BuildRoot};
 use crate::inputs::debs;
-use crate::inputs::fleet::{BuildTrack, Cache, Fleet, Image, SourcePin, LOCK};
+use crate::inputs::fleet::{BuildTrack, Cache, Fleet, Image, KernelId, SourcePin, LOCK};
 use crate::inputs::pin::{self, DebPin};
 use crate::util::{sha256_file, short_hash};
 use anyhow::{bail, Context, Result};
@@ -80,8 +80,9 @@ pub fn inputs_key(root: &Path, fleet: &Fleet, id: &str) -> Result<String> {
 }
 
 /// `cargo xtask images build [ID]...`: builds (or finds in the cache) each build track.
-pub fn run(sh: &Shell, root: &Path, fleet: &Fleet, apt: &mut LazyApt, ids: &[String]) -> Result<()> {
-    let ids: Vec<String> = if ids.is_empty() { fleet.builds.keys().cloned().collect() } else { ids.to_vec() };
+pub fn run(sh: &Shell, root: &Path, fleet: &Fleet, apt: &mut LazyApt, ids: &[KernelId]) -> Result<()> {
+    let ids: Vec<KernelId> =
+        if ids.is_empty() { fleet.builds.keys().cloned().collect() } else { ids.to_vec() };
     for id in &ids {
         let started = std::time::Instant::now();
         let image = image(sh, root, fleet, id, apt, &mut |line| eprintln!("build   {id}: {line}"))?;
@@ -271,7 +272,7 @@ fn cached(root: &Path, id: &str, kernel: &str) -> Option<Image> {
         format!("the base configuration with {}", entry.build.differs.join(", "))
     };
     Some(Image {
-        id: id.to_string(),
+        id: KernelId::from(id),
         vmlinuz,
         release: entry.release.clone(),
         userfaultfd,

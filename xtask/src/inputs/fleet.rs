@@ -13,6 +13,68 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use xshell::Shell;
 
+/// A kernel column's id: a track or a build of `images/kernels.toml` (`debian-6.1-cloud`,
+/// `build-6.12`), a local image's (`--kernel-image`), or the host's (`host`). Written as itself in
+/// files and messages (`{:?}` quotes it as a string).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KernelId(String);
+
+impl std::ops::Deref for KernelId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for KernelId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for KernelId {
+    fn as_ref(&self) -> &Path {
+        Path::new(&self.0)
+    }
+}
+
+impl std::fmt::Debug for KernelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for KernelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl From<String> for KernelId {
+    fn from(id: String) -> KernelId {
+        KernelId(id)
+    }
+}
+
+impl From<&str> for KernelId {
+    fn from(id: &str) -> KernelId {
+        KernelId(id.to_string())
+    }
+}
+
+impl PartialEq<str> for KernelId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for KernelId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// A kernel the matrix wants: which Debian suites to take it from and which meta package names
 /// it, so `cargo xtask images refresh` can find the newest point release.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,29 +179,29 @@ pub fn source_package(version: &str) -> Option<String> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TracksFile {
-    tracks: BTreeMap<String, Track>,
+    tracks: BTreeMap<KernelId, Track>,
     #[serde(default)]
-    builds: BTreeMap<String, BuildTrack>,
+    builds: BTreeMap<KernelId, BuildTrack>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockFile {
-    pub kernels: BTreeMap<String, Pin>,
+    pub kernels: BTreeMap<KernelId, Pin>,
     /// The source packages of the builds, by package name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, SourcePin>,
 }
 
 /// Kernels asked for: the packaged ones with their pins, and the builds' ids.
-pub type Selection = (Vec<(String, Pin)>, Vec<String>);
+pub type Selection = (Vec<(KernelId, Pin)>, Vec<KernelId>);
 
 /// Tracks and their pins.
 #[derive(Clone, Debug)]
 pub struct Fleet {
-    pub tracks: BTreeMap<String, Track>,
+    pub tracks: BTreeMap<KernelId, Track>,
     /// Kernels built from source.
-    pub builds: BTreeMap<String, BuildTrack>,
+    pub builds: BTreeMap<KernelId, BuildTrack>,
     pub lock: LockFile,
 }
 
@@ -186,15 +248,15 @@ impl Fleet {
     }
 
     /// Every kernel id: the tracks, then the builds.
-    pub fn ids(&self) -> Vec<String> {
+    pub fn ids(&self) -> Vec<KernelId> {
         self.tracks.keys().chain(self.builds.keys()).cloned().collect()
     }
 
     /// The requested ids (all when none are), split into the packaged kernels' pins and the
     /// builds' ids, each in request order.
-    pub fn partition(&self, ids: &[String]) -> Result<Selection> {
-        let ids: Vec<String> = if ids.is_empty() { self.ids() } else { ids.to_vec() };
-        let (builds, images): (Vec<String>, Vec<String>) =
+    pub fn partition(&self, ids: &[KernelId]) -> Result<Selection> {
+        let ids: Vec<KernelId> = if ids.is_empty() { self.ids() } else { ids.to_vec() };
+        let (builds, images): (Vec<KernelId>, Vec<KernelId>) =
             ids.into_iter().partition(|id| self.builds.contains_key(id));
         if images.is_empty() {
             return Ok((Vec::new(), builds));
@@ -203,8 +265,8 @@ impl Fleet {
     }
 
     /// The pins for the requested ids (all tracks when none are requested), in request order.
-    pub fn select(&self, ids: &[String]) -> Result<Vec<(String, Pin)>> {
-        let ids: Vec<String> =
+    pub fn select(&self, ids: &[KernelId]) -> Result<Vec<(KernelId, Pin)>> {
+        let ids: Vec<KernelId> =
             if ids.is_empty() { self.tracks.keys().cloned().collect() } else { ids.to_vec() };
         ids.iter()
             .map(|id| {
@@ -223,7 +285,7 @@ impl Fleet {
 /// A kernel ready to boot.
 #[derive(Clone, Debug)]
 pub struct Image {
-    pub id: String,
+    pub id: KernelId,
     pub vmlinuz: PathBuf,
     /// The kernel's `uname -r` as far as known before booting (from the package's file names).
     pub release: String,
@@ -279,7 +341,7 @@ impl Cache {
             .exists()
             .then(|| (config, format!("/boot/config-{} of {} {}", entry.release, pin.package, pin.version)));
         intact.then(|| Image {
-            id: id.to_string(),
+            id: KernelId::from(id),
             vmlinuz,
             release: entry.release,
             userfaultfd: entry.userfaultfd,
@@ -390,7 +452,7 @@ impl Cache {
             (dir.join("config"), format!("/boot/config-{release} of {} {}", pin.package, pin.version))
         });
         Ok(Image {
-            id: id.to_string(),
+            id: KernelId::from(id),
             vmlinuz: dir.join("vmlinuz"),
             release,
             userfaultfd,

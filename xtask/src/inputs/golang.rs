@@ -211,7 +211,7 @@ fn apt_for(root: &Path, lock: &Lock, mirror: Option<String>) -> Result<LazyApt> 
             && !fleet.lock.kernels.values().any(|k| k.suite == pin.suite)
         {
             fleet_apt.tracks.insert(
-                format!("go:{}", pin.suite),
+                crate::inputs::fleet::KernelId::from(format!("go:{}", pin.suite)),
                 crate::inputs::fleet::Track {
                     suites: vec![pin.suite.clone()],
                     meta: String::new(),

@@ -3,7 +3,7 @@
 //! the locks rewritten. `images refresh` and `ci plan --refresh` stand on it.
 
 use crate::inputs::apt::{self, LazyApt};
-use crate::inputs::fleet::{Cache, Fleet, Track, LOCK};
+use crate::inputs::fleet::{Cache, Fleet, KernelId, Track, LOCK};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use xshell::Shell;
@@ -33,8 +33,9 @@ pub fn pins(sh: &Shell, root: &Path, ids: Vec<String>, mirror: Option<String>) -
         crate::inputs::golang::refresh(sh, root, apt)?;
     }
     let sources = ids.iter().any(|i| i == SOURCES);
-    let ids: Vec<String> = ids.into_iter().filter(|i| i != TOOLCHAIN && i != SOURCES && i != GO).collect();
-    let tracks: Vec<String> = ids.iter().filter(|i| !fleet.builds.contains_key(*i)).cloned().collect();
+    let ids: Vec<KernelId> =
+        ids.into_iter().filter(|i| i != TOOLCHAIN && i != SOURCES && i != GO).map(KernelId::from).collect();
+    let tracks: Vec<KernelId> = ids.iter().filter(|i| !fleet.builds.contains_key(*i)).cloned().collect();
     if all || !tracks.is_empty() {
         kernel_tracks(sh, root, fleet, &cache, apt, &tracks)?;
     }
@@ -52,10 +53,11 @@ fn kernel_tracks(
     fleet: &mut Fleet,
     cache: &Cache,
     apt: &mut LazyApt,
-    ids: &[String],
+    ids: &[KernelId],
 ) -> Result<()> {
     apt.get()?.update(sh, true)?;
-    let ids: Vec<String> = if ids.is_empty() { fleet.tracks.keys().cloned().collect() } else { ids.to_vec() };
+    let ids: Vec<KernelId> =
+        if ids.is_empty() { fleet.tracks.keys().cloned().collect() } else { ids.to_vec() };
     for id in &ids {
         let Some(track) = fleet.tracks.get(id).cloned() else {
             bail!("unknown track {id:?} (see images/kernels.toml)");

@@ -10,7 +10,7 @@ use crate::boot::pipeline::{self, Options, Prepared};
 use crate::boot::qemu::Settings;
 use crate::boot::runner;
 use crate::flags::in_range;
-use crate::inputs::fleet::{Cache, Fleet};
+use crate::inputs::fleet::{Cache, Fleet, KernelId};
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ struct Bench {
     cpus: usize,
     jobs: usize,
     qemu: String,
-    kernels: BTreeMap<String, KernelBench>,
+    kernels: BTreeMap<KernelId, KernelBench>,
     /// The matrix of all these kernels (and the host with `--host`), as `cargo xtask matrix` runs
     /// it with a warm cache.
     matrix_s: f64,
@@ -90,7 +90,7 @@ struct Bench {
 pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, u32)> {
     let boots = b.boots.map(|n| in_range("--boots", n, 1, 10_000)).transpose()?.unwrap_or(0);
     let mut opts = Options::new(root);
-    opts.kernels = b.kernel;
+    opts.kernels = b.kernel.into_iter().map(KernelId::from).collect();
     opts.host = b.host;
     // The whole-matrix run is what `cargo xtask matrix` does: the selftests too.
     opts.selftests = !b.no_selftests;

@@ -356,7 +356,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let opts = |out: &str, kernels: Vec<String>| {
             let mut o = Options::new(&root);
-            o.kernels = kernels;
+            o.kernels = kernels.into_iter().map(Into::into).collect();
             o.accel = Choice::Tcg;
             o.out = dir.join(out);
             o.logs = dir.join(out).join("logs");

@@ -1,7 +1,7 @@
 //! `cargo xtask images refresh | fetch | build | list`: the fleet's pins and cache, and the
 //! kernels built from source (`builds.rs`) with their toolchain (`buildroot.rs`).
 
-use crate::inputs::fleet::{Cache, Fleet};
+use crate::inputs::fleet::{Cache, Fleet, KernelId};
 use crate::inputs::refresh::{GO, TOOLCHAIN};
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -41,7 +41,10 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
     let mut apt = fleet.apt(&cache, mirror.clone());
     match command {
         Command::Refresh(ids) => crate::inputs::refresh::pins(sh, root, ids, mirror),
-        Command::Build(ids) => crate::inputs::builds::run(sh, root, &fleet, &mut apt, &ids),
+        Command::Build(ids) => {
+            let ids: Vec<KernelId> = ids.into_iter().map(KernelId::from).collect();
+            crate::inputs::builds::run(sh, root, &fleet, &mut apt, &ids)
+        }
         Command::Fetch(ids) => {
             if ids.is_empty() || ids.iter().any(|i| i == GO) {
                 crate::inputs::golang::fetch(sh, root, mirror.clone())?;
@@ -49,7 +52,7 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
             if !ids.is_empty() && ids.iter().all(|i| i == GO) {
                 return Ok(());
             }
-            let ids: Vec<String> = ids.into_iter().filter(|i| i != GO).collect();
+            let ids: Vec<KernelId> = ids.into_iter().filter(|i| i != GO).map(KernelId::from).collect();
             for (id, pin) in fleet.partition(&ids)?.0 {
                 let image = cache.fetch(sh, &id, &pin, &mut apt)?;
                 println!(

@@ -5,6 +5,7 @@
 
 use crate::boot::pipeline::{gather, prepare, Options};
 use crate::flags::in_range;
+use crate::inputs::fleet::KernelId;
 use crate::inputs::packages::{self, Need};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ pub fn options(root: &Path, m: crate::flags::Matrix, dashes: bool) -> Result<Opt
     }
     let mut opts = Options::new(root);
     opts.selftests = !m.no_selftests;
-    opts.kernels = m.kernel;
+    opts.kernels = m.kernel.into_iter().map(KernelId::from).collect();
     for image in m.kernel_image {
         let (rest, config) = match image.split_once(",config=") {
             Some((r, c)) => (r.to_string(), Some(PathBuf::from(c))),
@@ -112,7 +113,7 @@ mod tests {
     use crate::boot::pipeline::{compile, gather, local_image, Options, Prepared, RunEvent, HOST_ID};
     use crate::boot::qemu::Settings;
     use crate::boot::runner::{self, Event};
-    use crate::inputs::fleet::{Cache, Fleet, Image};
+    use crate::inputs::fleet::{Cache, Fleet, Image, KernelId};
     use model::stream::Record;
     use model::{Compat, Verdict};
     use std::collections::BTreeMap;
@@ -150,7 +151,7 @@ mod tests {
     fn options(name: &str, kernels: &[&str]) -> Options {
         let dir = scratch(name);
         let mut opts = Options::new(&crate::util::project_root());
-        opts.kernels = kernels.iter().map(|k| k.to_string()).collect();
+        opts.kernels = kernels.iter().map(|k| KernelId::from(*k)).collect();
         opts.accel = Choice::Tcg;
         opts.out = dir.join("matrix");
         opts.logs = dir.join("logs");
@@ -279,7 +280,7 @@ mod tests {
         let root = crate::util::project_root();
         let fleet = Fleet::load(&root).unwrap();
         let cache = Cache::new(&root);
-        let (_, pin) = fleet.select(&[id.to_string()]).unwrap().remove(0);
+        let (_, pin) = fleet.select(&[KernelId::from(id)]).unwrap().remove(0);
         cache.fetch(sh, id, &pin, &mut fleet.apt(&cache, None)).unwrap()
     }
 
