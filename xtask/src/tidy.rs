@@ -1,5 +1,6 @@
 //! Checks of the source tree itself, run as tests (after rust-analyzer's `tidy`): no import
-//! cycles between the modules of a crate.
+//! cycles between the modules of a crate; no xtask task importing another task; every source file
+//! of the suite and xtask named in ARCHITECTURE.md's code map.
 
 #[cfg(test)]
 mod tests {
@@ -118,5 +119,162 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(cycles(&graph(&modules)), [["a", "b", "c"]]);
+    }
+
+    /// Whether `code` names the path `prefix::name` (`tasks::report`, `super::report`) as a whole
+    /// word.
+    fn names(code: &str, prefix: &str, name: &str) -> bool {
+        let needle = format!("{prefix}::{name}");
+        code.match_indices(&needle).any(|(i, _)| {
+            let before = code[..i].chars().next_back();
+            let after = code[i + needle.len()..].chars().next();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    }
+
+    /// `task -> other` for every task (a module of `tasks/`, by name, with its source) that
+    /// refers to another (`crate::tasks::other`, `tasks::other`, `super::other`).
+    fn task_imports(tasks: &BTreeMap<String, String>) -> Vec<String> {
+        let mut found = Vec::new();
+        for (task, code) in tasks {
+            for other in tasks.keys().filter(|o| *o != task) {
+                if names(code, "tasks", other) || names(code, "super", other) {
+                    found.push(format!("{task} -> {other}"));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn no_task_imports_another_task() {
+        let dir = crate::util::project_root().join("xtask/src/tasks");
+        let tasks: BTreeMap<String, String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "rs") && !p.ends_with("mod.rs"))
+            .map(|p| {
+                (p.file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        assert!(tasks.len() >= 10, "the tasks are read from {}", dir.display());
+        let found = task_imports(&tasks);
+        assert!(
+            found.is_empty(),
+            "a task imports another task (move what they share into inputs/, boot/ or publish/):\n{}",
+            found.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_task_import_check_can_fail() {
+        let tasks: BTreeMap<String, String> = [
+            ("matrix", "use crate::tasks::report::write;"),
+            ("ci", "fn f() { super::images::run() }"),
+            ("report", "use crate::publish; // tasks::reporter is not a task"),
+            ("images", ""),
+        ]
+        .into_iter()
+        .map(|(t, c)| (t.to_string(), c.to_string()))
+        .collect();
+        assert_eq!(task_imports(&tasks), ["ci -> images", "matrix -> report"]);
+    }
+
+    /// The code map's section of a crate in ARCHITECTURE.md: from its heading (`### `xtask/``) to
+    /// the next one.
+    fn codemap_section<'a>(architecture: &'a str, krate: &str) -> &'a str {
+        let heading = format!("### `{krate}/`");
+        let start = architecture.find(&heading).unwrap_or_else(|| panic!("ARCHITECTURE.md has no {heading}"));
+        let rest = &architecture[start + heading.len()..];
+        &rest[..rest.find("\n### ").or_else(|| rest.find("\n## ")).unwrap_or(rest.len())]
+    }
+
+    /// The files of `files` (paths from the crate: `src/boot/qemu.rs`, `tests/host.rs`) that
+    /// `section` does not name: a test by its path (`tests/host.rs`), a `mod.rs` by its folder
+    /// (`` `probes/ ``), any other file by its name (`qemu.rs`, after a backtick or a slash) or as a
+    /// module (`` `api` ``, a family listed by name).
+    fn unnamed(section: &str, files: &[String]) -> Vec<String> {
+        let after_tick_or_slash = |needle: &str| {
+            section
+                .match_indices(needle)
+                .any(|(i, _)| matches!(section[..i].chars().next_back(), Some('`' | '/')))
+        };
+        files
+            .iter()
+            .filter(|f| {
+                let path = Path::new(f.as_str());
+                let stem = path.file_stem().unwrap().to_string_lossy();
+                let named = if f.starts_with("tests/") {
+                    section.contains(f.as_str())
+                } else if stem == "mod" {
+                    let dir = path.parent().unwrap().file_name().unwrap().to_string_lossy();
+                    section.contains(&format!("`{dir}/"))
+                } else {
+                    after_tick_or_slash(&format!("{stem}.rs`")) || section.contains(&format!("`{stem}`"))
+                };
+                !named
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// A crate's Rust source files, as paths from the crate (`src/...`, `tests/...`).
+    fn source_files(krate: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![krate.join("src"), krate.join("tests")];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path.strip_prefix(krate).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_source_file_is_in_the_code_map() {
+        let root = crate::util::project_root();
+        let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+        let mut missing = Vec::new();
+        for krate in ["suite", "xtask"] {
+            let files = source_files(&root.join(krate));
+            assert!(files.len() > 10, "{krate}'s sources are read");
+            let section = codemap_section(&architecture, krate);
+            missing.extend(unnamed(section, &files).into_iter().map(|f| format!("{krate}/{f}")));
+        }
+        assert!(
+            missing.is_empty(),
+            "source files ARCHITECTURE.md's code map does not name (say there what each is for):\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_code_map_check_can_fail() {
+        let section = "- `boot/`: `qemu.rs` and `inputs/pin.rs`; `tests/host.rs`; families (`api`).";
+        let files: Vec<String> = [
+            "src/boot/mod.rs",
+            "src/boot/qemu.rs",
+            "src/inputs/pin.rs",
+            "src/probes/api.rs",
+            "tests/host.rs",
+            "src/probes/mod.rs",
+            "src/boot/runner.rs",
+            "tests/qemu.rs",
+            "src/myqemu.rs",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            unnamed(section, &files),
+            ["src/probes/mod.rs", "src/boot/runner.rs", "tests/qemu.rs", "src/myqemu.rs"]
+        );
     }
 }

@@ -69,7 +69,7 @@ pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
     let resolved = apt.get()?.closure(sh, RELEASE, PACKAGES)?;
     let lock = Lock::pin(sh, apt, RELEASE, &resolved)?;
     let header = format!(
-        "# The kernel build toolchain (xtask/src/buildroot.rs): {} and every dependency apt resolves\n\
+        "# The kernel build toolchain (xtask/src/inputs/buildroot.rs): {} and every dependency apt resolves\n\
          # for them on an empty {RELEASE} system. Written by `{REFRESH}`; every entry was downloaded and\n\
          # verified by apt against the signed archive; builds check each .deb's sha256.\n",
         PACKAGES.join(" ")
