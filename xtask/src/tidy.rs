@@ -32,35 +32,50 @@ mod tests {
         out
     }
 
-    /// Which top-level modules each top-level module refers to (`crate::x`, `use crate::{x, y}`,
-    /// and `super::x` from a submodule).
-    fn graph(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
-        let top = |m: &str| m.split("::").next().unwrap().to_string();
-        let names: BTreeSet<String> = modules.keys().map(|m| top(m)).collect();
+    /// Which units each unit refers to (`crate::x`, `use crate::{x, y}`, `crate::x::{y, z}`, and
+    /// `super::x` from a submodule). A unit is a module cut to `depth` segments: the top-level
+    /// modules (1), or, where top-level folders only group modules (xtask's `tasks/`, `inputs/`,
+    /// `boot/`, `publish/`), the modules in them (2: `boot::pipeline`). A path names the longest
+    /// unit it starts with.
+    fn graph(modules: &BTreeMap<String, String>, depth: usize) -> BTreeMap<String, BTreeSet<String>> {
+        let unit = |m: &str| m.split("::").take(depth).collect::<Vec<_>>().join("::");
+        let names: BTreeSet<String> = modules.keys().map(|m| unit(m)).collect();
+        let resolve = |path: &str| -> Option<String> {
+            let parts: Vec<&str> = path.split("::").map(str::trim).filter(|p| !p.is_empty()).collect();
+            (1..=parts.len()).rev().map(|i| parts[..i].join("::")).find(|c| names.contains(c))
+        };
+        let is_path = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
         let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (m, code) in modules {
-            let from = top(m);
+            let from = unit(m);
             let deps = g.entry(from.clone()).or_default();
-            let mut refer = |word: &str| {
-                let word = word.trim();
-                if names.contains(word) && word != from {
-                    deps.insert(word.to_string());
+            let mut refer = |path: &str| {
+                if let Some(u) = resolve(path).filter(|u| *u != from) {
+                    deps.insert(u);
                 }
             };
             for part in code.split("crate::").skip(1) {
-                if let Some(group) = part.strip_prefix('{') {
-                    for item in group.split('}').next().unwrap_or("").split(',') {
-                        refer(item.split("::").next().unwrap_or(""));
+                let prefix: String = part.chars().take_while(|c| is_path(*c)).collect();
+                match part[prefix.len()..].strip_prefix('{') {
+                    Some(group) => {
+                        for item in group.split('}').next().unwrap_or("").split(',') {
+                            let item: String = item.trim().chars().take_while(|c| is_path(*c)).collect();
+                            refer(&format!("{prefix}{item}"));
+                        }
                     }
-                } else {
-                    refer(part.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or(""));
+                    None => refer(&prefix),
                 }
             }
-            if m.contains("::") {
+            if let Some((parent, _)) = m.rsplit_once("::") {
                 for part in code.split("super::").skip(1) {
-                    let word = part.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("");
+                    let path: String = part.chars().take_while(|c| is_path(*c)).collect();
                     // `super::x` names a sibling within the parent, unless x is a top-level module.
-                    refer(if names.contains(word) { word } else { "" });
+                    let sibling = format!("{parent}::{path}");
+                    if resolve(&sibling).is_some_and(|u| u != from) {
+                        refer(&sibling);
+                    } else if names.contains(path.split("::").next().unwrap_or("")) {
+                        refer(&path);
+                    }
                 }
             }
         }
@@ -100,8 +115,8 @@ mod tests {
     fn no_module_imports_itself_through_a_cycle() {
         let root = crate::util::project_root();
         let mut found = Vec::new();
-        for krate in ["model", "suite", "xtask"] {
-            for scc in cycles(&graph(&modules(&root.join(krate)))) {
+        for (krate, depth) in [("model", 1), ("suite", 1), ("xtask", 2)] {
+            for scc in cycles(&graph(&modules(&root.join(krate)), depth)) {
                 found.push(format!("{krate}: {}", scc.join(" <-> ")));
             }
         }
@@ -118,7 +133,28 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(cycles(&graph(&modules)), [["a", "b", "c"]]);
+        assert_eq!(cycles(&graph(&modules, 1)), [["a", "b", "c"]]);
+        // Modules grouped in folders: a cycle between two modules of one folder, and between
+        // folders, through `crate::x::{y, z}` and `super::`.
+        let modules: BTreeMap<String, String> = [
+            ("inputs", ""),
+            ("inputs::fleet", "use crate::inputs::{apt, builds::X};"),
+            ("inputs::builds", "fn f() { super::fleet::g() }"),
+            ("inputs::apt", "use crate::util;"),
+            ("boot", ""),
+            ("boot::runner", "use crate::tasks::matrix::Y;"),
+            ("tasks", ""),
+            ("tasks::matrix", "use crate::boot::runner::Z;"),
+            ("util", ""),
+        ]
+        .into_iter()
+        .map(|(m, c)| (m.to_string(), c.to_string()))
+        .collect();
+        assert_eq!(
+            cycles(&graph(&modules, 2)),
+            [vec!["boot::runner", "tasks::matrix"], vec!["inputs::builds", "inputs::fleet"]]
+        );
+        assert!(graph(&modules, 2)["inputs::fleet"].contains("inputs::apt"));
     }
 
     /// Whether `code` names the path `prefix::name` (`tasks::report`, `super::report`) as a whole
