@@ -363,7 +363,7 @@ impl Cache {
             return Ok(image);
         }
         let deb = crate::inputs::pin::verified(sh, &pin.deb(), apt, LOCK, "cargo xtask images refresh")
-            .with_context(|| id.to_string())?;
+            .map_err(|e| anyhow::anyhow!("{id}: {e:#}"))?;
         self.unpack(id, pin, &deb)
     }
 
