@@ -72,6 +72,11 @@ impl Options {
         }
     }
 
+    /// Where each kernel's results file goes (`<out>/results/<id>.toml`).
+    pub fn results_dir(&self) -> PathBuf {
+        self.out.join("results")
+    }
+
     /// The fleet kernels to run (tracks and builds): the named ones, or all of them unless only
     /// local images were given.
     pub fn fleet_ids(&self, fleet: &Fleet) -> Vec<KernelId> {
@@ -238,9 +243,8 @@ pub fn gather(
         })?,
     };
     let settings = Settings { accel, ..opts.run.clone() };
-    let results_dir = opts.out.join("results");
     let failed = Mutex::new(failed);
-    let error = guests(opts, prepared, &settings, images, &selftests, &results_dir, &failed, observe);
+    let error = guests(opts, prepared, &settings, images, &selftests, &failed, observe);
     if opts.host {
         let logs = opts.logs.join(HOST_ID);
         observe(&RunEvent::Booting(HOST_ID));
@@ -248,7 +252,7 @@ pub fn gather(
             observe(&RunEvent::Run(HOST_ID, &e))
         })?;
         observe(&RunEvent::Done(HOST_ID, &results, &logs));
-        save_results(&results_dir, HOST_ID, &results, &mut failed.lock().unwrap())?;
+        save_results(&opts.results_dir(), HOST_ID, &results, &mut failed.lock().unwrap())?;
     }
     if let Some(e) = error {
         return Err(e);
@@ -370,14 +374,12 @@ fn own_selftests(
 /// Boots the guests, `opts.jobs` at once, each with its own selftests, and saves each one's
 /// results; a kernel that did not complete is added to `failed`. Returns the first error that
 /// stops the whole run (a results file that could not be written, a guest that could not start).
-#[allow(clippy::too_many_arguments)]
 fn guests(
     opts: &Options,
     prepared: &Prepared,
     settings: &Settings,
     images: Vec<Image>,
     selftests: &OwnSelftests,
-    results_dir: &Path,
     failed: &Mutex<Vec<String>>,
     observe: &Observer<'_>,
 ) -> Option<anyhow::Error> {
@@ -421,7 +423,8 @@ fn guests(
                             image.id.clone()
                         };
                         observe(&RunEvent::Done(&label, &results, &logs));
-                        if let Err(e) = save_results(results_dir, &id, &results, &mut failed.lock().unwrap())
+                        if let Err(e) =
+                            save_results(&opts.results_dir(), &id, &results, &mut failed.lock().unwrap())
                         {
                             *error.lock().unwrap() = Some(e);
                         }
