@@ -1,30 +1,10 @@
 //! uffd-conformance suite. See ARCHITECTURE.md for the map; `suite --help` for usage.
 
-mod behaviour;
-mod catalogue;
-mod cli;
-mod goworkload;
-mod guest;
-mod harness;
-mod helpers;
-mod isolate;
-mod machine;
-mod memory;
-mod outcome;
-mod poll;
-mod privileges;
+mod kit;
 mod probes;
-mod require;
-mod rows;
-mod selftests;
-mod settings;
-mod signals;
-mod sources;
-mod threads;
-mod uapi;
-mod uffd;
-mod worker;
+mod run;
 
+use run::{catalogue, cli, guest, harness, isolate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,18 +1,18 @@
 //! `api`: what the userfaultfd interface itself offers.
 
-use crate::behaviour::Behaviour;
-use crate::memory::Region;
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::settings::Setting;
-use crate::uapi;
-use crate::uapi::{
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::Region;
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::settings::Setting;
+use crate::kit::uapi;
+use crate::kit::uapi::{
     feature_names, ioctl_names, open_failure, DevError, FEATURE_EVENT_FORK, UFFD_USER_MODE_ONLY,
 };
-use crate::uffd::{self, RegisterMode};
-use crate::{helpers, privileges};
+use crate::kit::uffd::{self, RegisterMode};
+use crate::kit::{helpers, privileges};
 use nix::errno::Errno;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 

@@ -10,13 +10,14 @@
 //! faults again), and the runtime preempts a goroutine there only where
 //! `isAsyncSafePoint` allows, which excludes assembly such as `memequal` and `memmove`.
 
-use crate::behaviour::Behaviour;
-use crate::goworkload::{errno_word, Go};
-use crate::memory;
-use crate::memory::{page_size, MADV_POPULATE_READ};
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
-use crate::uffd::{describe_kind, Event};
-use crate::{poll, require, rows, sources, threads};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::goworkload::{errno_word, Go};
+use crate::kit::memory;
+use crate::kit::memory::{page_size, MADV_POPULATE_READ};
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
+use crate::kit::uffd::{describe_kind, Event};
+use crate::kit::{poll, require, rows, threads};
+use crate::probes::sources;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -473,7 +474,7 @@ impl Park {
         match self.go.uffd.copy(self.page, &vec![0xA5; page_size()]) {
             Ok(_) => Ok(()),
             Err(userfaultfd::Error::CopyFailed(e)) if e as i32 == libc::EEXIST => Ok(()),
-            Err(e) => Err(Fail::error(format!("UFFDIO_COPY: {}", crate::outcome::error_name(&e)))),
+            Err(e) => Err(Fail::error(format!("UFFDIO_COPY: {}", crate::kit::outcome::error_name(&e)))),
         }
     }
 
@@ -944,7 +945,7 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
     let mut counts = StressCounts::default();
     let mut sabotaged = false;
     let mut result: Option<String> = None;
-    let mut pump = crate::uffd::Pump::new(&go.uffd);
+    let mut pump = crate::kit::uffd::Pump::new(&go.uffd);
     let started = Instant::now();
     let mut last_progress = Instant::now();
     let deadlock = loop {

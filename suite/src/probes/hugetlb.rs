@@ -8,16 +8,16 @@
 
 use super::remove::{copy_field_name, copy_onto_present, copy_while_pending, first_event, refault_on};
 use super::remove::{result_name, stale_copy_race_on};
-use crate::behaviour::Behaviour;
-use crate::memory::{madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::uapi::{FEATURE_EVENT_REMOVE, FEATURE_MISSING_HUGETLBFS};
-use crate::uffd;
-use crate::uffd::{describe_event, registered, Event, Next, RegisterMode};
-use crate::{memory, worker};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::uapi::{FEATURE_EVENT_REMOVE, FEATURE_MISSING_HUGETLBFS};
+use crate::kit::uffd;
+use crate::kit::uffd::{describe_event, registered, Event, Next, RegisterMode};
+use crate::kit::{memory, worker};
 
 const HUGETLB_CITATION: &str = "UFFDIO_API(2const): UFFD_FEATURE_MISSING_HUGETLBFS (since Linux 4.11); \
      mm/hugetlb.c hugetlb_no_page -> hugetlb_handle_userfault (v6.1, v6.12)";
@@ -251,19 +251,19 @@ pub const BEHAVIOURS: &[Behaviour] = &[
 ];
 
 /// `n` anonymous huge pages (MAP_HUGETLB, MAP_PRIVATE), once the machine has them free.
-fn anonymous(n: usize) -> Result<Region, crate::outcome::Fail> {
+fn anonymous(n: usize) -> Result<Region, crate::kit::outcome::Fail> {
     require::huge_pages(n as u64)?.anonymous(n)
 }
 
 /// `n` anonymous huge pages on a kernel that can MADV_DONTNEED them.
-fn removable(n: usize) -> Result<Region, crate::outcome::Fail> {
+fn removable(n: usize) -> Result<Region, crate::kit::outcome::Fail> {
     let huge = require::huge_pages(n as u64)?;
     require::hugetlb_dontneed(huge.size)?;
     huge.anonymous(n)
 }
 
 /// `n` huge pages of a MFD_HUGETLB memfd, mapped MAP_SHARED.
-fn shared(n: usize) -> Result<Region, crate::outcome::Fail> {
+fn shared(n: usize) -> Result<Region, crate::kit::outcome::Fail> {
     require::huge_pages(n as u64)?.shared(n)
 }
 
@@ -287,7 +287,7 @@ fn populate_shared(ctx: &Ctx) -> ProbeResult {
 
 /// Four anonymous huge pages registered MISSING with EVENT_REMOVE, pages 1 and 2 served (the
 /// ones the probes remove: a huge page costs tens of milliseconds to copy under TCG).
-fn four_served() -> Result<(uffd::Uffd, Region), crate::outcome::Fail> {
+fn four_served() -> Result<(uffd::Uffd, Region), crate::kit::outcome::Fail> {
     let region = anonymous(4)?;
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
@@ -341,7 +341,7 @@ fn page_state(
     uffd: &uffd::Uffd,
     region: &Region,
     byte: u8,
-) -> Result<String, crate::outcome::Fail> {
+) -> Result<String, crate::kit::outcome::Fail> {
     let addr = region.base() + memory::page_size();
     let loader = worker::spawn("load", move || memory::load(addr));
     Ok(match uffd.next_or_done(&loader, ctx.timeout)? {
@@ -364,7 +364,7 @@ fn shared_filled(
     n: usize,
     filled: std::ops::Range<usize>,
     byte: u8,
-) -> Result<(uffd::Uffd, Region, Region), crate::outcome::Fail> {
+) -> Result<(uffd::Uffd, Region, Region), crate::kit::outcome::Fail> {
     let region = shared(n)?;
     let alias = region.alias().ctx("mmap (second mapping)")?;
     for i in filled {

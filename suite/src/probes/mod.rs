@@ -9,13 +9,14 @@ pub mod populate;
 pub mod remote;
 pub mod remove;
 pub mod serve;
+pub mod sources;
 pub mod stw;
 pub mod wp;
 
-use crate::outcome::{Context, Ctx, Fail};
-use crate::signals::SignalFlag;
-use crate::threads;
-use crate::worker::Worker;
+use crate::kit::outcome::{Context, Ctx, Fail};
+use crate::kit::signals::SignalFlag;
+use crate::kit::threads;
+use crate::kit::worker::Worker;
 use nix::sys::signal::Signal;
 
 /// What became of a non-fatal signal sent to a thread blocked on a fault.

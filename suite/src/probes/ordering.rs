@@ -2,14 +2,14 @@
 //! order `read()` hands out what is queued. Page servers that follow the EAGAIN protocol (the
 //! seed's tests do) depend on these.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{self, madvise, Region};
-use crate::outcome::{errno_name, Context, Ctx, Fail, Observation, ProbeResult};
-use crate::signals::SignalFlag;
-use crate::uapi::FEATURE_EVENT_REMOVE;
-use crate::uffd::{describe_event, registered, Event, RegisterMode, Uffd};
-use crate::worker::{self, Worker};
-use crate::{rows, threads};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{self, madvise, Region};
+use crate::kit::outcome::{errno_name, Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::signals::SignalFlag;
+use crate::kit::uapi::FEATURE_EVENT_REMOVE;
+use crate::kit::uffd::{describe_event, registered, Event, RegisterMode, Uffd};
+use crate::kit::worker::{self, Worker};
+use crate::kit::{rows, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,7 +121,7 @@ fn write_in_window(ctx: &Ctx) -> ProbeResult {
     let resident = memory::resident(addr, page).ctx("mincore")?;
     let loader = worker::spawn("load", move || memory::load(addr));
     let refault = match uffd.next_or_done(&loader, ctx.timeout)? {
-        crate::uffd::Next::Event(Event::Pagefault { .. }) => {
+        crate::kit::uffd::Next::Event(Event::Pagefault { .. }) => {
             uffd.serve(addr, page, 0x33)?;
             true
         }

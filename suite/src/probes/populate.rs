@@ -1,20 +1,20 @@
 //! `populate`: MADV_POPULATE_READ / MADV_POPULATE_WRITE on userfaultfd-registered memory.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::signals::SignalFlag;
-use crate::uapi::{
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::signals::SignalFlag;
+use crate::kit::uapi::{
     FEATURE_MINOR_SHMEM, FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_PAGEFAULT_FLAG_WP,
     FEATURE_SIGBUS, FEATURE_THREAD_ID, FEATURE_WP_ASYNC, UFFD_USER_MODE_ONLY,
 };
-use crate::uffd;
-use crate::uffd::{describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
-use crate::worker::{self, Worker};
-use crate::{helpers, memory, threads};
+use crate::kit::uffd;
+use crate::kit::uffd::{describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::worker::{self, Worker};
+use crate::kit::{helpers, memory, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
@@ -94,7 +94,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "Contrast stw.user_fault_state: a plain load sleeps in S. Monitoring that treats D as \
                 \"stuck in the kernel\" will flag page-server waits during populate.",
         probe: thread_state,
-        documented: &[(">=5.14", "S", crate::sources::POPULATE_AS_IF_READING)],
+        documented: &[(">=5.14", "S", crate::probes::sources::POPULATE_AS_IF_READING)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -110,7 +110,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 until its page arrives.",
         slow: 1,
         probe: signal,
-        documented: &[(">=5.14", "handler ran while blocked, madvise 0", crate::sources::POPULATE_AS_IF_READING)],
+        documented: &[(">=5.14", "handler ran while blocked, madvise 0", crate::probes::sources::POPULATE_AS_IF_READING)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -135,7 +135,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         documented: &[(
             ">=5.14",
             "one of: 0, no message, SIGBUS raised | EFAULT, no message, SIGBUS raised",
-            crate::sources::SIGBUS_FEATURE,
+            crate::probes::sources::SIGBUS_FEATURE,
         )],
         citation: "UFFDIO_API(2const): UFFD_FEATURE_SIGBUS \"no page-fault events will be delivered\"; \
                    mm/madvise.c madvise_populate (v6.1): VM_FAULT_SIGBUS -> -EFAULT",

@@ -1,18 +1,18 @@
 //! `remote`: accesses to registered memory that do not come from a user-mode load or store:
 //! /proc/self/mem, ptrace, process_vm_readv/writev, and syscalls copying to or from user memory.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{Region, MADV_POPULATE_READ};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::signals::SignalFlag;
-use crate::uapi::UFFD_USER_MODE_ONLY;
-use crate::uffd;
-use crate::uffd::{describe_fault, registered, Event, Next, RegisterMode, Uffd};
-use crate::worker;
-use crate::{helpers, memory, threads};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{Region, MADV_POPULATE_READ};
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::signals::SignalFlag;
+use crate::kit::uapi::UFFD_USER_MODE_ONLY;
+use crate::kit::uffd;
+use crate::kit::uffd::{describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::worker;
+use crate::kit::{helpers, memory, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -1,18 +1,18 @@
 //! `remove`: UFFD_EVENT_REMOVE and the other non-cooperative events, and the UFFDIO_COPY races
 //! they cause.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{madvise, Region};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
-use crate::rows;
-use crate::uapi::{
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{madvise, Region};
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
+use crate::kit::rows;
+use crate::kit::uapi::{
     FEATURE_EVENT_FORK, FEATURE_EVENT_REMAP, FEATURE_EVENT_REMOVE, FEATURE_EVENT_UNMAP, FEATURE_MISSING_SHMEM,
 };
-use crate::uffd;
-use crate::uffd::{describe_event, registered, Event, Next, Pump, RegisterMode, Uffd};
-use crate::worker::{self, Worker};
-use crate::{memory, poll, threads};
+use crate::kit::uffd;
+use crate::kit::uffd::{describe_event, registered, Event, Next, Pump, RegisterMode, Uffd};
+use crate::kit::worker::{self, Worker};
+use crate::kit::{memory, poll, threads};
 use nix::errno::Errno;
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "The EAGAIN protocol: on EAGAIN, read the pending events, then retry. UFFDIO_COPY(2const) \
                 documents EAGAIN only as a short copy.",
         probe: copy_eagain,
-        documented: &[(">=4.18", "undocumented: UFFDIO_COPY(2const) documents EAGAIN only for a short copy, not for a copy refused because an event is pending", crate::sources::COPY_ERRORS)],
+        documented: &[(">=4.18", "undocumented: UFFDIO_COPY(2const) documents EAGAIN only for a short copy, not for a copy refused because an event is pending", crate::probes::sources::COPY_ERRORS)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -121,7 +121,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "UFFDIO_COPY(2const) does not list EEXIST among its errors, though servers racing each \
                 other (or a REMOVE) meet it routinely.",
         probe: copy_eexist,
-        documented: &[("*", "undocumented: UFFDIO_COPY(2const) does not list EEXIST", crate::sources::COPY_ERRORS)],
+        documented: &[("*", "undocumented: UFFDIO_COPY(2const) does not list EEXIST", crate::probes::sources::COPY_ERRORS)],
         ..Behaviour::DEFAULT
     },
     Behaviour {

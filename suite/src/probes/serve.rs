@@ -2,17 +2,17 @@
 //! UFFDIO_ZEROPAGE on shmem and hugetlb, UFFDIO_POISON (6.6), UFFDIO_CONTINUE for shmem and hugetlb
 //! minor faults (also after a REMOVE), and where a fault message points on a huge page.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{self, madvise, Region};
-use crate::outcome::{errno_name, Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::uapi::{
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{self, madvise, Region};
+use crate::kit::outcome::{errno_name, Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::uapi::{
     self, FEATURE_EVENT_REMOVE, FEATURE_EXACT_ADDRESS, FEATURE_MINOR_HUGETLBFS, FEATURE_MINOR_SHMEM,
     FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_MOVE, FEATURE_POISON,
 };
-use crate::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
-use crate::{helpers, worker};
+use crate::kit::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::{helpers, worker};
 
 const MOVE_CITATION: &str = "UFFDIO_MOVE(2const), man-pages 6.20; mm/userfaultfd.c move_pages, \
      move_pages_pte (v6.12); fs/userfaultfd.c userfaultfd_move (v6.12); commit adef440691ba \
@@ -308,7 +308,10 @@ fn zeropage_shmem(ctx: &Ctx) -> ProbeResult {
         uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
     if let Err(e) = uffd.zeropage(addr, region.page_size()) {
         uffd.serve(addr, region.page_size(), 0)?;
-        return Ok(Observation::new(format!("{fault}, UFFDIO_ZEROPAGE {}", crate::outcome::error_name(&e))));
+        return Ok(Observation::new(format!(
+            "{fault}, UFFDIO_ZEROPAGE {}",
+            crate::kit::outcome::error_name(&e)
+        )));
     }
     Ok(Observation::new(match loader.wait(ctx.timeout) {
         Some(0) => format!("{fault}, zero-filled"),
@@ -329,7 +332,7 @@ fn zeropage_hugetlb(ctx: &Ctx) -> ProbeResult {
     crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout));
     let zero = match uffd.zeropage(addr, region.page_size()) {
         Ok(_) => "zeroed".to_string(),
-        Err(e) => crate::outcome::error_name(&e),
+        Err(e) => crate::kit::outcome::error_name(&e),
     };
     if zero != "zeroed" {
         uffd.serve(addr, region.page_size(), 0)?;

@@ -5,18 +5,18 @@
 //! stopped once every thread acknowledged. Cooperative (Go, HotSpot): threads poll at safepoints
 //! and a thread inside a syscall counts as stopped; it must not run managed code until resumed.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{madvise, Region, MADV_POPULATE_READ};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
-use crate::require;
-use crate::rows;
-use crate::signals::SignalFlag;
-use crate::uapi::FEATURE_EVENT_REMOVE;
-use crate::uffd;
-use crate::uffd::{describe_event, registered, Event, Pump, RegisterMode};
-use crate::worker::{self, Worker};
-use crate::{memory, threads};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{madvise, Region, MADV_POPULATE_READ};
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::signals::SignalFlag;
+use crate::kit::uapi::FEATURE_EVENT_REMOVE;
+use crate::kit::uffd;
+use crate::kit::uffd::{describe_event, registered, Event, Pump, RegisterMode};
+use crate::kit::worker::{self, Worker};
+use crate::kit::{memory, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -48,7 +48,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: SIGNAL_CITATION,
         notes: "Contrast populate.thread_state: the same wait inside MADV_POPULATE_* is D.",
         probe: user_fault_state,
-        documented: &[("*", "D", crate::sources::SEED_TASK_KILLABLE)],
+        documented: &[("*", "D", crate::probes::sources::SEED_TASK_KILLABLE)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -63,7 +63,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "This is what lets signal-based stop-the-world (Boehm GC, Mono, .NET) suspend a thread \
                 parked on a missing page.",
         probe: user_fault_signal,
-        documented: &[("*", "handler did not run while blocked", crate::sources::SEED_NO_SIGNAL)],
+        documented: &[("*", "handler did not run while blocked", crate::probes::sources::SEED_NO_SIGNAL)],
         ..Behaviour::DEFAULT
     },
     Behaviour {

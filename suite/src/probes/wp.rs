@@ -3,17 +3,17 @@
 //! unpopulated memory), and UFFD_FEATURE_WP_ASYNC dirty tracking read back through
 //! `/proc/self/pagemap` and PAGEMAP_SCAN.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{self, madvise, Region, PAGE_IS_WRITTEN, PM_UFFD_WP};
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::uapi::{
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{self, madvise, Region, PAGE_IS_WRITTEN, PM_UFFD_WP};
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::uapi::{
     self, COPY_MODE_WP, FEATURE_EVENT_REMOVE, FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM,
     FEATURE_PAGEFAULT_FLAG_WP, FEATURE_WP_ASYNC, FEATURE_WP_HUGETLBFS_SHMEM, FEATURE_WP_UNPOPULATED,
 };
-use crate::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
-use crate::worker;
+use crate::kit::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::worker;
 
 const WP_CITATION: &str = "UFFDIO_WRITEPROTECT(2const), man-pages 6.20; UFFDIO_REGISTER(2const): \
      UFFDIO_REGISTER_MODE_WP; fs/userfaultfd.c userfaultfd_writeprotect (v5.10, v6.12); commit \

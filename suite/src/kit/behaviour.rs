@@ -1,7 +1,7 @@
 //! A behaviour as data: identity, documentation, expectation by kernel version, and the probe that
 //! observes it. Each family module declares its behaviours beside its probes.
 
-use crate::outcome::{Ctx, Fail, ProbeResult};
+use crate::kit::outcome::{Ctx, Fail, ProbeResult};
 use model::expect::Rule;
 use std::collections::BTreeMap;
 
@@ -66,8 +66,8 @@ impl Behaviour {
     /// built without userfaultfd has none of it) and, for a behaviour that faults in huge pages,
     /// the one for a kernel built without hugetlbfs.
     pub fn rules(&self) -> Vec<Rule> {
-        let hugetlb = (self.huge_pages > 0).then_some(&crate::rows::NO_HUGETLBFS);
-        std::iter::once(&crate::rows::NO_USERFAULTFD)
+        let hugetlb = (self.huge_pages > 0).then_some(&crate::kit::rows::NO_HUGETLBFS);
+        std::iter::once(&crate::kit::rows::NO_USERFAULTFD)
             .chain(hugetlb)
             .chain(self.expect)
             .map(|(k, e)| Rule::new(k, e))

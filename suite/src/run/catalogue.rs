@@ -1,7 +1,7 @@
 //! The catalogue: every behaviour the families declare (`probes/<family>.rs`), in family order,
 //! and as the matrix's catalogue.
 
-use crate::behaviour::Behaviour;
+use crate::kit::behaviour::Behaviour;
 
 /// Every behaviour, in family order with the Go behaviours spread through it
 /// (`probes::goruntime::run_order`); the harness then starts the slowest first (`Behaviour::slow`).

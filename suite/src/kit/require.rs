@@ -3,10 +3,10 @@
 //! (the machine lacks it), with one wording. The expectation rows that say a kernel lacks a
 //! prerequisite use the same words (`rows.rs`), so the reason in a cell reads like its rule.
 
-use crate::memory::{self, madvise, Region};
-use crate::outcome::{errno_name, Context, Fail};
-use crate::rows;
-use crate::uapi;
+use crate::kit::memory::{self, madvise, Region};
+use crate::kit::outcome::{errno_name, Context, Fail};
+use crate::kit::rows;
+use crate::kit::uapi;
 use nix::errno::Errno;
 
 /// The kernel has userfaultfd(2): without CONFIG_USERFAULTFD it returns ENOSYS.
