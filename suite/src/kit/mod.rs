@@ -14,6 +14,7 @@ pub mod require;
 pub mod rows;
 pub mod settings;
 pub mod signals;
+pub mod stress;
 pub mod threads;
 pub mod uapi;
 pub mod uffd;

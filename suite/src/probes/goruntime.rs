@@ -12,10 +12,10 @@
 
 use crate::kit::behaviour::Behaviour;
 use crate::kit::goworkload::{errno_word, Go};
-use crate::kit::memory;
 use crate::kit::memory::{page_size, MADV_POPULATE_READ};
 use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
-use crate::kit::uffd::{describe_kind, Event};
+use crate::kit::stress::{found, shortfall, Counts, Pages, Serve};
+use crate::kit::uffd::{describe_kind, Event, Pump};
 use crate::kit::{poll, require, rows, threads};
 use crate::probes::sources;
 use std::os::fd::AsFd;
@@ -778,7 +778,11 @@ fn stress_populate(ctx: &Ctx) -> ProbeResult {
 /// The fixed work of the `stw.go_stress_*` behaviours, derived from a seed: the same on every
 /// run, kernel and access path, so that their counts are too.
 pub mod plan {
-    use crate::probes::stw::schedule::{draw, Shape};
+    use crate::kit::stress::Shape;
+
+    /// The workload's plan: after each round, each worker removes 1 or 2 ranges of 1 to 3 of its
+    /// pages, then runs 0 or 1 stop-the-world (runtime.ReadMemStats).
+    pub type Plan = crate::kit::stress::Plan;
 
     pub const WORKERS: usize = 2;
     pub const PAGES: usize = 4;
@@ -797,64 +801,39 @@ pub mod plan {
         k % GATE_EVERY == RACE_AT && k + GATE_EVERY <= total
     }
 
-    pub struct Plan {
-        /// `removals[round][worker]`: disjoint page ranges `[a, b)` of the worker's block.
-        pub removals: Vec<Vec<Vec<(usize, usize)>>>,
-        /// `cycles[round][worker]`: stop-the-world cycles (runtime.ReadMemStats) after those removals.
-        pub cycles: Vec<Vec<u64>>,
+    pub fn plan(seed: u64) -> Plan {
+        let shape = Shape {
+            rounds: ROUNDS,
+            workers: WORKERS,
+            pages: PAGES,
+            removals: (1, 2),
+            span: (1, 3),
+            cycles: (0, 1),
+        };
+        Plan::draw(seed, &shape)
     }
 
-    impl Plan {
-        pub fn new(seed: u64) -> Plan {
-            let shape = Shape {
-                rounds: ROUNDS,
-                workers: WORKERS,
-                pages: PAGES,
-                removals: (1, 2),
-                span: (1, 3),
-                cycles: (0, 1),
-            };
-            let (removals, cycles) = draw(seed, &shape);
-            Plan { removals, cycles }
-        }
-
-        /// The workload's `plan` lines.
-        pub fn lines(&self) -> Vec<String> {
-            let mut out = Vec::new();
-            for (round, (r, c)) in self.removals.iter().zip(&self.cycles).enumerate() {
-                for (worker, (ranges, cycles)) in r.iter().zip(c).enumerate() {
-                    let ranges: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
-                    out.push(
-                        format!("plan {round} {worker} {cycles} {}", ranges.join(" ")).trim().to_string(),
-                    );
-                }
+    /// The workload's `plan` lines.
+    pub fn lines(plan: &Plan) -> Vec<String> {
+        let mut out = Vec::new();
+        for (round, (r, c)) in plan.removals.iter().zip(&plan.cycles).enumerate() {
+            for (worker, (ranges, cycles)) in r.iter().zip(c).enumerate() {
+                let ranges: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+                out.push(format!("plan {round} {worker} {cycles} {}", ranges.join(" ")).trim().to_string());
             }
-            out
         }
+        out
+    }
 
-        pub fn remove_calls(&self) -> u64 {
-            self.removals.iter().flatten().map(|r| r.len() as u64).sum()
-        }
-        pub fn refaults(&self) -> u64 {
-            self.removals.iter().flatten().flatten().map(|(a, b)| (b - a) as u64).sum()
-        }
-        /// New faults: every page once, then every removed page again.
-        pub fn faults(&self) -> u64 {
-            (WORKERS * PAGES) as u64 + self.refaults()
-        }
-        pub fn cycles(&self) -> u64 {
-            self.cycles.iter().flatten().sum()
-        }
-        pub fn holds(&self) -> u64 {
-            self.faults() / GATE_EVERY
-        }
-        pub fn races(&self) -> u64 {
-            // A fault that is held is not raced as well.
-            (1..=self.faults()).filter(|k| is_race(*k, self.faults())).count() as u64
-        }
-        pub fn checks(&self) -> u64 {
-            (WORKERS * PAGES * ROUNDS) as u64
-        }
+    pub fn holds(plan: &Plan) -> u64 {
+        plan.faults() / GATE_EVERY
+    }
+    pub fn races(plan: &Plan) -> u64 {
+        // A fault that is held is not raced as well.
+        (1..=plan.faults()).filter(|k| is_race(*k, plan.faults())).count() as u64
+    }
+    pub fn checks() -> u64 {
+        (WORKERS * PAGES * ROUNDS) as u64
     }
 
     #[cfg(test)]
@@ -863,7 +842,7 @@ pub mod plan {
 
         #[test]
         fn the_work_is_fixed_by_the_seed_and_does_enough() {
-            let (a, b) = (Plan::new(SEED), Plan::new(SEED));
+            let (a, b) = (plan(SEED), plan(SEED));
             assert_eq!((a.removals.clone(), a.cycles.clone()), (b.removals, b.cycles));
             assert!(
                 a.faults() >= 20 && a.refaults() >= 10,
@@ -871,10 +850,10 @@ pub mod plan {
                 a.faults(),
                 a.refaults()
             );
-            assert!(a.holds() >= 3 && a.races() >= 3 && a.cycles() >= 3 && a.remove_calls() >= 5);
+            assert!(holds(&a) >= 3 && races(&a) >= 3 && a.cycles() >= 3 && a.remove_calls() >= 5);
             // What the committed matrix's cells count (holds, forced races, cycles, REMOVE events).
-            assert_eq!((a.holds(), a.races(), a.cycles(), a.remove_calls()), (3, 3, 3, 9));
-            assert_eq!(a.lines().len(), ROUNDS * WORKERS);
+            assert_eq!((holds(&a), races(&a), a.cycles(), a.remove_calls()), (3, 3, 3, 9));
+            assert_eq!(lines(&a).len(), ROUNDS * WORKERS);
         }
     }
 }
@@ -891,25 +870,128 @@ struct Held {
     stuck_window: Option<Instant>,
 }
 
-/// What the stress's server counted.
-#[derive(Default)]
-struct StressCounts {
-    faults: u64,
-    refaults: u64,
-    duplicates: u64,
-    removes: u64,
-    eagains: u64,
-    forced_races: u64,
-    forced_eagains: u64,
-    holds: u64,
-    released: u64,
-    odd: Vec<String>,
+/// How the gated-server stress's serving ended.
+enum Ended {
+    /// The workload's `result` line.
+    Result(String),
+    /// A held reader could not be stopped, so the program could not go on.
+    Deadlock,
+    /// Neither a message nor a line for the timeout.
+    Stalled,
+}
+
+/// The gated-server stress's server: serves the workload's faults with their pages' current
+/// versions ([`Pages`]), holds every `GATE_EVERY`th until the program ran a stop-the-world, and
+/// races the planned ones against a REMOVE the workload's racer makes pending.
+fn serve_go_stress(ctx: &Ctx, go: &Go, pages: &Pages, racer: i32, planned: u64) -> Result<Ended, Fail> {
+    use plan::{is_race, GATE_EVERY};
+    // Held faults, oldest first.
+    let mut held: std::collections::VecDeque<Held> = Default::default();
+    // A forced race's fault, copied once the racer waits on its REMOVE (the server does not
+    // wait for the program: only the holds make it depend on the program).
+    let mut racing: Option<usize> = None;
+    // Races due but not yet made (one waits while a hold's stop-the-world is pending).
+    let mut race_debt = 0u64;
+    // `released` lines not yet acted on (a race in progress goes first: the hold's copy would
+    // read the racer's REMOVE).
+    let mut releases = 0u64;
+    let mut pump = Pump::new(&go.uffd);
+    let mut last_progress = Instant::now();
+    let (plain, gated) =
+        (Serve { raced: false, may_sabotage: false }, Serve { raced: false, may_sabotage: true });
+    loop {
+        // A hold whose GC has not stopped the world while its reader is retried unpreempted
+        // (`STUCK_RETRIES`, then the quiet window with no stop): it cannot, and the program
+        // cannot go on.
+        if held.iter().any(|h| !h.stopped && h.stuck_window.is_some_and(|end| Instant::now() >= end)) {
+            return Ok(Ended::Deadlock);
+        }
+        if last_progress.elapsed() > ctx.timeout {
+            return Ok(Ended::Stalled);
+        }
+        if let Some(p) = racing {
+            // A released hold waits for the race; the racer can run (the world does).
+            let limit = if releases > 0 { ctx.timeout } else { Duration::ZERO };
+            if threads::wait_until_task_in_uffd_wait(go.pid(), racer, limit) {
+                racing = None;
+                pages.counts().forced_races += 1;
+                pages.serve(&mut pump, p, ctx.timeout, Serve { raced: true, may_sabotage: false })?;
+                last_progress = Instant::now();
+            }
+        }
+        while releases > 0 && racing.is_none() {
+            let Some(Held { page: p, .. }) = held.pop_front() else {
+                return Err(Fail::error("the workload released a hold the probe did not make"));
+            };
+            releases -= 1;
+            pages.counts().released += 1;
+            pages.serve(&mut pump, p, ctx.timeout, plain)?;
+        }
+        // While a race waits for the racer, the uffd is left unread: reading the racer's REMOVE
+        // would let its MADV_DONTNEED return before the copy it is there to refuse.
+        let fds = [go.proc.sock.as_fd(), go.uffd.as_fd()];
+        let ready = poll::wait_any(&fds[..if racing.is_some() { 1 } else { 2 }], Duration::from_millis(10))
+            .ctx("poll")?;
+        if ready[0] {
+            last_progress = Instant::now();
+            let line = go.proc.line("a line", ctx.timeout)?;
+            match line.split_whitespace().collect::<Vec<_>>()[..] {
+                // A stop-the-world stopped every P: the runtime can, with every held reader parked.
+                ["stopped", _] => held.iter_mut().for_each(|h| h.stopped = true),
+                ["released", _] => releases += 1,
+                ["raced", _] => {}
+                ["result", ..] => return Ok(Ended::Result(line)),
+                _ => return Err(Fail::error(format!("the Go workload said {line:?}"))),
+            }
+        }
+        if racing.is_some() {
+            continue;
+        }
+        let Some(event) = pump.next(Duration::ZERO)? else { continue };
+        last_progress = Instant::now();
+        let Event::Pagefault { addr, thread_id, .. } = event else {
+            pages.on_event(event);
+            continue;
+        };
+        let tid = thread_id.as_raw();
+        let Some(p) = pages.index(addr as usize) else { continue };
+        if let Some(h) = held.iter_mut().find(|h| h.page == p) {
+            // A retry of a held page (its thread left the fault for a signal handler).
+            pages.counts().duplicates += 1;
+            h.retries += u64::from(h.tid == tid);
+            if h.retries == STUCK_RETRIES && h.stuck_window.is_none() {
+                h.stuck_window = Some(Instant::now() + ctx.window);
+            }
+            continue;
+        }
+        if racing == Some(p) || pages.present(p) {
+            // A retry of a page being raced, or already copied (whose copy woke it).
+            pages.counts().duplicates += 1;
+            continue;
+        }
+        let k = pages.fault(p);
+        if k % GATE_EVERY == 0 {
+            pages.counts().holds += 1;
+            held.push_back(Held { page: p, stopped: false, tid, retries: 0, stuck_window: None });
+            go.proc.send("hold");
+            continue;
+        }
+        race_debt += u64::from(is_race(k, planned) && ctx.sabotage != Some(Sabotage::NoRace));
+        // The racer needs the world running: not while a hold's stop-the-world is pending.
+        if race_debt > 0 && held.iter().all(|h| h.stopped) {
+            race_debt -= 1;
+            go.proc.send("race");
+            racing = Some(p);
+            continue;
+        }
+        pages.serve(&mut pump, p, ctx.timeout, gated)?;
+    }
 }
 
 /// The gated-server stress through `path`.
 fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
-    use plan::{is_race, Plan, GATE_EVERY, PAGES, ROUNDS, SEED, WORKERS};
-    let plan = Plan::new(SEED);
+    use plan::{PAGES, ROUNDS, SEED, WORKERS};
+    let plan = plan::plan(SEED);
     let total = WORKERS * PAGES;
     let args = ["stress", path, &WORKERS.to_string(), &PAGES.to_string(), &ROUNDS.to_string()];
     let args: Vec<&str> = args.iter().map(|s| &**s).collect();
@@ -924,159 +1006,17 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
     let base = usize::from_str_radix(word("region")?.trim_start_matches("0x"), 16)
         .map_err(|_| Fail::error("a bad region address"))?;
     let racer: i32 = word("racer")?.parse().map_err(|_| Fail::error("a bad racer tid"))?;
-    for line in plan.lines() {
+    for line in plan::lines(&plan) {
         go.proc.send(&line);
     }
     go.proc.send("go");
     let page = page_size();
-    let spare = base + total * page;
-    let mut versions = vec![1u64; total];
-    let mut present = vec![false; total];
-    // Held faults, oldest first.
-    let mut held: std::collections::VecDeque<Held> = Default::default();
-    // A forced race's fault, copied once the racer waits on its REMOVE (the server does not
-    // wait for the program: only the holds make it depend on the program).
-    let mut racing: Option<(usize, u64)> = None;
-    // Races due but not yet made (one waits while a hold's stop-the-world is pending).
-    let mut race_debt = 0u64;
-    // `released` lines not yet acted on (a race in progress goes first: the hold's copy would
-    // read the racer's REMOVE).
-    let mut releases = 0u64;
-    let mut counts = StressCounts::default();
-    let mut sabotaged = false;
-    let mut result: Option<String> = None;
-    let mut pump = crate::kit::uffd::Pump::new(&go.uffd);
+    let pages = Pages::new(base, total, page, base + total * page, ctx.sabotage);
     let started = Instant::now();
-    let mut last_progress = Instant::now();
-    let deadlock = loop {
-        // A hold whose GC has not stopped the world while its reader is retried unpreempted
-        // (`STUCK_RETRIES`, then the quiet window with no stop): it cannot, and the program
-        // cannot go on.
-        if held.iter().any(|h| !h.stopped && h.stuck_window.is_some_and(|end| Instant::now() >= end)) {
-            break true;
-        }
-        if result.is_some() {
-            break false;
-        }
-        if last_progress.elapsed() > ctx.timeout {
-            return Ok(Observation::new("stalled: neither a message nor a line for the timeout"));
-        }
-        if let Some((p, v)) = racing {
-            // A released hold waits for the race; the racer can run (the world does).
-            let limit = if releases > 0 { ctx.timeout } else { Duration::ZERO };
-            if threads::wait_until_task_in_uffd_wait(go.pid(), racer, limit) {
-                racing = None;
-                counts.forced_races += 1;
-                let copied = pump.copy(
-                    base + p * page,
-                    ctx.timeout,
-                    || memory::versioned_page(v, page),
-                    |e| on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts),
-                )?;
-                counts.eagains += copied.eagains;
-                counts.forced_eagains += u64::from(copied.eagains > 0);
-                present[p] = true;
-                last_progress = Instant::now();
-            }
-        }
-        while releases > 0 && racing.is_none() {
-            let Some(Held { page: p, .. }) = held.pop_front() else {
-                return Err(Fail::error("the workload released a hold the probe did not make"));
-            };
-            releases -= 1;
-            counts.released += 1;
-            let v = versions[p];
-            let copied = pump.copy(
-                base + p * page,
-                ctx.timeout,
-                || memory::versioned_page(v, page),
-                |e| on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts),
-            )?;
-            counts.eagains += copied.eagains;
-            present[p] = true;
-        }
-        // While a race waits for the racer, the uffd is left unread: reading the racer's REMOVE
-        // would let its MADV_DONTNEED return before the copy it is there to refuse.
-        let fds = [go.proc.sock.as_fd(), go.uffd.as_fd()];
-        let ready = poll::wait_any(&fds[..if racing.is_some() { 1 } else { 2 }], Duration::from_millis(10))
-            .ctx("poll")?;
-        if ready[0] {
-            last_progress = Instant::now();
-            let line = go.proc.line("a line", ctx.timeout)?;
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words[..] {
-                // A stop-the-world stopped every P: the runtime can, with every held reader parked.
-                ["stopped", _] => held.iter_mut().for_each(|h| h.stopped = true),
-                ["released", _] => releases += 1,
-                ["raced", _] => {}
-                ["result", ..] => result = Some(line.clone()),
-                _ => return Err(Fail::error(format!("the Go workload said {line:?}"))),
-            }
-        }
-        if racing.is_some() {
-            continue;
-        }
-        let Some(event) = pump.next(Duration::ZERO)? else { continue };
-        last_progress = Instant::now();
-        let Event::Pagefault { addr, thread_id, .. } = event else {
-            on_stress_event(event, base, spare, &mut versions, &mut present, &mut counts);
-            continue;
-        };
-        let (addr, tid) = (addr as usize & !(page - 1), thread_id.as_raw());
-        let p = match addr.checked_sub(base).map(|o| o / page) {
-            Some(p) if p < total => p,
-            _ => {
-                counts.odd.push(format!("a fault outside the workers' pages ({addr:#x})"));
-                continue;
-            }
-        };
-        if let Some(h) = held.iter_mut().find(|h| h.page == p) {
-            // A retry of a held page (its thread left the fault for a signal handler).
-            counts.duplicates += 1;
-            h.retries += u64::from(h.tid == tid);
-            if h.retries == STUCK_RETRIES && h.stuck_window.is_none() {
-                h.stuck_window = Some(Instant::now() + ctx.window);
-            }
-            continue;
-        }
-        if racing.is_some_and(|r| r.0 == p) || present[p] {
-            // A retry of a page being raced, or already copied (whose copy woke it).
-            counts.duplicates += 1;
-            continue;
-        }
-        counts.faults += 1;
-        counts.refaults += u64::from(versions[p] > 1);
-        let k = counts.faults;
-        if k % GATE_EVERY == 0 {
-            counts.holds += 1;
-            held.push_back(Held { page: p, stopped: false, tid, retries: 0, stuck_window: None });
-            go.proc.send("hold");
-            continue;
-        }
-        race_debt += u64::from(is_race(k, plan.faults()) && ctx.sabotage != Some(Sabotage::NoRace));
-        // The racer needs the world running: not while a hold's stop-the-world is pending.
-        if race_debt > 0 && racing.is_none() && held.iter().all(|h| h.stopped) {
-            race_debt -= 1;
-            go.proc.send("race");
-            racing = Some((p, versions[p]));
-            continue;
-        }
-        let sabotage = ctx.sabotage.filter(|s| *s != Sabotage::NoRace && versions[p] > 1 && !sabotaged);
-        sabotaged |= sabotage.is_some();
-        let v = versions[p];
-        let data = move || match sabotage {
-            Some(Sabotage::ZeroPage) => vec![0u8; page],
-            Some(Sabotage::StalePage) => memory::versioned_page(v - 1, page),
-            _ => memory::versioned_page(v, page),
-        };
-        let copied = pump.copy(addr, ctx.timeout, data, |e| {
-            on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts)
-        })?;
-        counts.eagains += copied.eagains;
-        present[p] = true;
-    };
+    let ended = serve_go_stress(ctx, &go, &pages, racer, plan.faults())?;
     let elapsed = started.elapsed();
-    let details = |o: Observation, c: &StressCounts| {
+    let counts = pages.into_counts();
+    let details = |o: Observation, c: &Counts| {
         o.with("go", go.version.as_str())
             .with("seed", format!("{SEED:#x}"))
             .with("faults_served", c.faults)
@@ -1090,11 +1030,16 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
             .with("elapsed_ms", elapsed.as_millis() as u64)
             .with("start_ms", go.started.as_millis() as u64)
     };
-    if deadlock {
-        let cpu = go.end(ctx.timeout);
-        return Ok(details(Observation::new("deadlocks"), &counts).with("workload_cpu_ms", cpu));
-    }
-    let result = result.unwrap_or_default();
+    let result = match ended {
+        Ended::Stalled => {
+            return Ok(Observation::new("stalled: neither a message nor a line for the timeout"))
+        }
+        Ended::Deadlock => {
+            let cpu = go.end(ctx.timeout);
+            return Ok(details(Observation::new("deadlocks"), &counts).with("workload_cpu_ms", cpu));
+        }
+        Ended::Result(line) => line,
+    };
     let field = |name: &str| -> String {
         result
             .split_whitespace()
@@ -1107,65 +1052,21 @@ fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
         let o = Observation::new(format!("MADV_POPULATE_READ failed: {}", errno_word(&field("populate"))));
         return Ok(details(o, &counts));
     }
-    let short: Vec<String> = [
-        ("pages checked", number("checked"), plan.checks()),
+    shortfall(&[
+        ("pages checked", number("checked"), plan::checks()),
         ("faults served", counts.faults, plan.faults()),
         ("refaults after removal", counts.refaults, plan.refaults()),
         ("REMOVE events", counts.removes, plan.remove_calls()),
         ("stop-the-world cycles", number("cycles"), plan.cycles()),
-        ("holds released", counts.released, plan.holds()),
-        ("forced races", counts.forced_races, plan.races()),
-    ]
-    .iter()
-    .filter(|(_, got, want)| got < want)
-    .map(|(what, got, want)| format!("{what} {got} of {want}"))
-    .collect();
-    if !short.is_empty() {
-        return Err(Fail::error(format!("the stress fell short of its schedule: {}", short.join(", "))));
-    }
-    let (lost, stale, wrong) = (number("lost"), number("stale"), number("wrong"));
-    let plural = |n: u64, what: &str| format!("{n} {what} page{}", if n == 1 { "" } else { "s" });
+        ("holds released", counts.released, plan::holds(&plan)),
+        ("forced races", counts.forced_races, plan::races(&plan)),
+    ])?;
     let observed = if !counts.odd.is_empty() {
         format!("unexpected message: {}", counts.odd[0])
-    } else if lost + stale + wrong == 0 {
-        "completes, no lost or stale page".to_string()
     } else {
-        [(lost, "lost"), (stale, "stale"), (wrong, "wrong")]
-            .iter()
-            .filter(|(n, _)| *n > 0)
-            .map(|(n, what)| plural(*n, what))
-            .collect::<Vec<_>>()
-            .join(", ")
+        found(number("lost"), number("stale"), number("wrong"), "completes, no lost or stale page")
     };
     Ok(details(Observation::new(observed), &counts)
         .with("stw_cycles", number("cycles"))
         .with("workload_cpu_ms", cpu))
-}
-
-/// A non-fault message of the stress: a REMOVE of workers' pages makes them missing and bumps
-/// their version (the spare page's, made by the racer, only makes copies meet EAGAIN).
-fn on_stress_event(
-    e: Event,
-    base: usize,
-    spare: usize,
-    versions: &mut [u64],
-    present: &mut [bool],
-    counts: &mut StressCounts,
-) {
-    let page = page_size();
-    match e {
-        Event::Remove { start, .. } if start as usize == spare => {}
-        Event::Remove { start, end } => {
-            let (a, b) =
-                ((start as usize).wrapping_sub(base) / page, (end as usize).wrapping_sub(base) / page);
-            if a >= b || b > versions.len() {
-                counts.odd.push(format!("REMOVE of pages [{a},{b})"));
-            } else {
-                counts.removes += 1;
-                versions[a..b].iter_mut().for_each(|v| *v += 1);
-                present[a..b].iter_mut().for_each(|p| *p = false);
-            }
-        }
-        other => counts.odd.push(describe_kind(&other)),
-    }
 }
