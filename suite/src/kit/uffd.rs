@@ -221,19 +221,20 @@ impl Uffd {
 
 impl Uffd {
     /// Waits up to `limit` for `worker`'s fault message. Anything else that happens instead (another
-    /// event, the worker finishing, nothing) comes back as the observation to report.
+    /// event, the worker finishing, nothing) ends the probe with that observation
+    /// ([`Fail::Observed`]).
     pub fn await_fault<T: std::fmt::Debug>(
         &self,
         worker: &Worker<T>,
         region: &Region,
         limit: Duration,
-    ) -> Result<Result<Event, Observation>, Fail> {
-        Ok(match self.next_or_done(worker, limit)? {
-            Next::Event(e @ Event::Pagefault { .. }) => Ok(e),
-            Next::Event(e) => Err(unexpected(&e, region)),
-            Next::Done(v) => Err(Observation::new(format!("returned without a fault message: {v:?}"))),
-            Next::Timeout => Err(Observation::new("blocked without a fault message")),
-        })
+    ) -> Result<Event, Fail> {
+        Err(Fail::Observed(match self.next_or_done(worker, limit)? {
+            Next::Event(e @ Event::Pagefault { .. }) => return Ok(e),
+            Next::Event(e) => unexpected(&e, region),
+            Next::Done(v) => Observation::new(format!("returned without a fault message: {v:?}")),
+            Next::Timeout => Observation::new("blocked without a fault message"),
+        }))
     }
 }
 
@@ -311,18 +312,6 @@ impl Uffd {
         // SAFETY: the FORK message installed this descriptor for us; nothing else owns it.
         Uffd::from_fd(unsafe { OwnedFd::from_raw_fd(raw) })
     }
-}
-
-/// `let event = fault_or_report!(uffd.await_fault(...));` returns the observation from the probe
-/// when something other than the fault happened.
-#[macro_export]
-macro_rules! fault_or_report {
-    ($e:expr) => {
-        match $e? {
-            Ok(event) => event,
-            Err(observation) => return Ok(observation),
-        }
-    };
 }
 
 /// The feature bits that say a kernel can register `region`'s kind of memory for MISSING faults

@@ -365,18 +365,20 @@ impl Seen {
 impl Park {
     /// Starts `uffdc-go park <path>` and waits until its reader is parked on the page: its fault
     /// message arrived and its thread is off the CPU.
-    fn start(ctx: &Ctx, path: &str, sigurg: bool) -> Result<Result<Park, Observation>, Fail> {
+    fn start(ctx: &Ctx, path: &str, sigurg: bool) -> Result<Park, Fail> {
         let args = if sigurg { vec!["park", path, "sigurg"] } else { vec!["park", path] };
         let go = Go::start(&args, ctx.timeout)?;
         let (page, tid) = match next_message(&go, ctx.timeout)? {
             Some(Event::Pagefault { addr, thread_id, .. }) => {
                 ((addr as usize) & !(page_size() - 1), thread_id.as_raw())
             }
-            Some(e) => return Ok(Err(Observation::new(format!("unexpected event: {}", describe_kind(&e))))),
-            None => return Ok(Err(Observation::new("the reader did not fault"))),
+            Some(e) => {
+                return Err(Observation::new(format!("unexpected event: {}", describe_kind(&e))).into())
+            }
+            None => return Err(Observation::new("the reader did not fault").into()),
         };
         let state = threads::wait_until_task_blocked(go.pid(), tid, ctx.timeout);
-        Ok(Ok(Park {
+        Ok(Park {
             go,
             page,
             tid,
@@ -386,7 +388,7 @@ impl Park {
             sigurg,
             window: ctx.window,
             reader_at_end: None,
-        }))
+        })
     }
 
     /// Reads the workload's lines until `until` holds or `limit` passes; when `count`, also the
@@ -580,10 +582,7 @@ fn first_stop(p: &mut Park, ctx: &Ctx) -> Result<Stop, Fail> {
 /// runtime.GC() against a reader parked on the page through `path`: does the GC's first
 /// stop-the-world stop every P with the page unserved?
 fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
-    let mut p = match Park::start(ctx, path, false)? {
-        Ok(p) => p,
-        Err(o) => return Ok(o),
-    };
+    let mut p = Park::start(ctx, path, false)?;
     let stop = first_stop(&mut p, ctx)?;
     if stop == Stop::Read {
         return Ok(p.details(Observation::new("the read returned before the page was served")));
@@ -606,10 +605,7 @@ fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
 /// The seed's deadlock: the page is served only after the go-ahead (`gc-done`). It is one once the
 /// GC's first stop-the-world cannot complete: then the GC, and so the go-ahead, cannot come.
 fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
-    let mut p = match Park::start(ctx, path, false)? {
-        Ok(p) => p,
-        Err(o) => return Ok(o),
-    };
+    let mut p = Park::start(ctx, path, false)?;
     let o = first_stop(&mut p, ctx)?;
     let o = match o {
         Stop::Read => Observation::new("the read returned before the page was served"),
@@ -639,10 +635,7 @@ fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
 
 fn sigurg(ctx: &Ctx) -> ProbeResult {
     const RETRIES: u64 = 3;
-    let mut p = match Park::start(ctx, "equal", true)? {
-        Ok(p) => p,
-        Err(o) => return Ok(o),
-    };
+    let mut p = Park::start(ctx, "equal", true)?;
     let started = Instant::now();
     p.go.proc.send("gc");
     p.watch(ctx.timeout, started, true, |s| s.retries >= RETRIES || s.access.is_some())?;

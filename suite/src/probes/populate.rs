@@ -355,7 +355,7 @@ fn thread_state(ctx: &Ctx) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
-    crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
+    uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     let wchan =
         std::fs::read_to_string(format!("/proc/self/task/{}/wchan", worker.tid())).unwrap_or_default();
@@ -371,7 +371,7 @@ fn signal(ctx: &Ctx) -> ProbeResult {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
-    crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
+    uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     let i = super::interrupt_blocked(ctx, &flag, &worker, || {
         uffd.serve(region.base(), region.page_size(), 0x22)

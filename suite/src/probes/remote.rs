@@ -293,7 +293,7 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
     let addr = region.base();
     let reader = read_into(r);
     let worker = worker::spawn("read", move || reader(addr));
-    crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
+    uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     let cpu_before = threads::thread_cpu_ticks(worker.tid());
     threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;

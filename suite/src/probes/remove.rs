@@ -662,7 +662,7 @@ fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout));
+    uffd.await_fault(&loader, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(loader.tid(), ctx.timeout);
     uffd.close();
     Ok(match loader.wait(ctx.timeout) {

@@ -193,8 +193,7 @@ fn move_missing(ctx: &Ctx) -> ProbeResult {
     let src = source_page(0x7A)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    let fault =
-        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
+    let fault = uffd::describe_kind(&uffd.await_fault(&loader, &region, ctx.timeout)?);
     let (result, moved) = uffd.move_raw(addr, src.base(), region.page_size(), 0);
     if let Err(e) = result {
         uffd.serve(addr, region.page_size(), 0)?;
@@ -304,8 +303,7 @@ fn zeropage_shmem(ctx: &Ctx) -> ProbeResult {
         registered(FEATURE_MISSING_SHMEM, Region::memfd(1).ctx("memfd")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    let fault =
-        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
+    let fault = uffd::describe_kind(&uffd.await_fault(&loader, &region, ctx.timeout)?);
     if let Err(e) = uffd.zeropage(addr, region.page_size()) {
         uffd.serve(addr, region.page_size(), 0)?;
         return Ok(Observation::new(format!(
@@ -329,7 +327,7 @@ fn zeropage_hugetlb(ctx: &Ctx) -> ProbeResult {
         if ioctls & (1 << userfaultfd_sys::_UFFDIO_ZEROPAGE) != 0 { "offered" } else { "not offered" };
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout));
+    uffd.await_fault(&loader, &region, ctx.timeout)?;
     let zero = match uffd.zeropage(addr, region.page_size()) {
         Ok(_) => "zeroed".to_string(),
         Err(e) => crate::kit::outcome::error_name(&e),
@@ -412,10 +410,11 @@ fn hugetlb_fault_address(ctx: &Ctx) -> ProbeResult {
         let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS | features, region, RegisterMode::MISSING)?;
         let addr = region.base() + offset;
         let loader = worker::spawn("load", move || memory::load(addr));
-        let at = match uffd.await_fault(&loader, &region, ctx.timeout)? {
+        let at = match uffd.await_fault(&loader, &region, ctx.timeout) {
             Ok(Event::Pagefault { addr, .. }) => addr,
             Ok(_) => unreachable!("await_fault returns faults"),
-            Err(other) => return Ok(other.observed),
+            Err(Fail::Observed(other)) => return Ok(other.observed),
+            Err(e) => return Err(e),
         };
         uffd.serve(region.base(), region.page_size(), 0x12)?;
         loader.wait(ctx.timeout);

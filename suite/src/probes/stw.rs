@@ -197,14 +197,12 @@ struct Signalled {
     state: Option<char>,
 }
 
-fn load_and_signal(ctx: &Ctx) -> Result<Result<Signalled, Observation>, Fail> {
+fn load_and_signal(ctx: &Ctx) -> Result<Signalled, Fail> {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction(SIGUSR1)")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let worker = worker::spawn("load", move || memory::load(addr));
-    if let Err(obs) = uffd.await_fault(&worker, &region, ctx.timeout)? {
-        return Ok(Err(obs));
-    }
+    uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
     let ran = flag.wait(ctx.window).ctx("waiting for the handler")?;
@@ -212,7 +210,7 @@ fn load_and_signal(ctx: &Ctx) -> Result<Result<Signalled, Observation>, Fail> {
         if ran > 0 { Some(matches!(uffd.next(ctx.window)?, Some(Event::Pagefault { .. }))) } else { None };
     uffd.serve(region.base(), region.page_size(), 0xA5)?;
     match worker.wait(ctx.timeout) {
-        Some(0xA5) => Ok(Ok(Signalled { ran, refault, state })),
+        Some(0xA5) => Ok(Signalled { ran, refault, state }),
         Some(other) => Err(Fail::error(format!("the load returned {other:#x}, not the served 0xa5"))),
         None => Err(Fail::error("the load did not finish after the page was served")),
     }
@@ -233,23 +231,20 @@ fn user_fault_state(ctx: &Ctx) -> ProbeResult {
 }
 
 fn user_fault_signal(ctx: &Ctx) -> ProbeResult {
-    Ok(match load_and_signal(ctx)? {
-        Err(obs) => obs,
-        Ok(s) => Observation::new(if s.ran > 0 {
-            "handler ran while blocked"
-        } else {
-            "handler did not run while blocked"
-        })
-        .with("state", threads::describe_state(s.state))
-        .with("window_ms", ctx.window.as_millis() as u64),
+    let s = load_and_signal(ctx)?;
+    Ok(Observation::new(if s.ran > 0 {
+        "handler ran while blocked"
+    } else {
+        "handler did not run while blocked"
     })
+    .with("state", threads::describe_state(s.state))
+    .with("window_ms", ctx.window.as_millis() as u64))
 }
 
 fn user_fault_duplicate(ctx: &Ctx) -> ProbeResult {
     Ok(match load_and_signal(ctx)? {
-        Err(obs) => obs,
-        Ok(Signalled { refault: None, .. }) => Observation::new("handler did not run while blocked"),
-        Ok(Signalled { refault: Some(again), .. }) => {
+        Signalled { refault: None, .. } => Observation::new("handler did not run while blocked"),
+        Signalled { refault: Some(again), .. } => {
             Observation::new(if again { "fault delivered again" } else { "no second message" })
                 .with("window_ms", ctx.window.as_millis() as u64)
         }
@@ -261,8 +256,7 @@ fn user_store_fault(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let worker = worker::spawn("store", move || memory::store(addr, 0x5B));
-    let fault =
-        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout)));
+    let fault = uffd::describe_kind(&uffd.await_fault(&worker, &region, ctx.timeout)?);
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     let mut observed = format!("{fault} (waits in {})", threads::describe_state(state));
     threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;

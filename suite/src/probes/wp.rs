@@ -262,8 +262,7 @@ fn copy_mode_wp(ctx: &Ctx) -> ProbeResult {
     let (uffd, region) = missing_wp()?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    let fault =
-        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
+    let fault = uffd::describe_kind(&uffd.await_fault(&loader, &region, ctx.timeout)?);
     let (copied, _) = uffd.copy_mode(addr, &vec![0x6B; region.page_size()], COPY_MODE_WP, 0);
     copied.ctx("UFFDIO_COPY(UFFDIO_COPY_MODE_WP)")?;
     let served = match loader.wait(ctx.timeout) {
