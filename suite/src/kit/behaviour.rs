@@ -2,6 +2,7 @@
 //! observes it. Each family module declares its behaviours beside its probes.
 
 use crate::kit::outcome::{Ctx, Fail, ProbeResult};
+use crate::kit::variant::Variant;
 use model::expect::Rule;
 use std::collections::BTreeMap;
 
@@ -28,7 +29,9 @@ pub struct Behaviour {
     /// stretched when other probes share the CPUs). The harness starts the slowest first, so that
     /// they overlap the others' work instead of ending the run late.
     pub slow: u8,
-    pub probe: fn(&Ctx) -> ProbeResult,
+    pub probe: fn(&Ctx, Variant) -> ProbeResult,
+    /// The variant the probe runs: backing and access path ([`Variant::PLAIN`] unless said).
+    pub variant: Variant,
 }
 
 impl Behaviour {
@@ -45,12 +48,13 @@ impl Behaviour {
         huge_pages: 0,
         slow: 0,
         probe: no_probe,
+        variant: Variant::PLAIN,
     };
 
     /// Whether the declaration names its probe (not [`Behaviour::DEFAULT`]'s placeholder).
     #[cfg(test)]
     pub fn has_probe(&self) -> bool {
-        !std::ptr::fn_addr_eq(self.probe, no_probe as fn(&Ctx) -> ProbeResult)
+        !std::ptr::fn_addr_eq(self.probe, no_probe as fn(&Ctx, Variant) -> ProbeResult)
     }
 
     pub fn family(&self) -> &'static str {
@@ -93,6 +97,6 @@ impl Behaviour {
 }
 
 /// The placeholder probe of [`Behaviour::DEFAULT`].
-fn no_probe(_: &Ctx) -> ProbeResult {
+fn no_probe(_: &Ctx, _: Variant) -> ProbeResult {
     Err(Fail::error("this behaviour declares no probe"))
 }

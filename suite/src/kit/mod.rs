@@ -18,4 +18,5 @@ pub mod stress;
 pub mod threads;
 pub mod uapi;
 pub mod uffd;
+pub mod variant;
 pub mod worker;

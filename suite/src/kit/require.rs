@@ -114,11 +114,6 @@ pub fn huge_pages(n: u64) -> Result<HugePages, Fail> {
     )))
 }
 
-/// One free huge page (see [`huge_pages`]).
-pub fn huge_page() -> Result<HugePages, Fail> {
-    huge_pages(1)
-}
-
 /// Free huge pages were there: map them. Another process (on a host) may still take them between
 /// the check and the mapping; the mapping's ENOMEM then says so as `skipped`.
 #[derive(Clone, Copy, Debug)]

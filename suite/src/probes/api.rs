@@ -12,6 +12,7 @@ use crate::kit::uapi::{
     feature_names, ioctl_names, open_failure, DevError, FEATURE_EVENT_FORK, UFFD_USER_MODE_ONLY,
 };
 use crate::kit::uffd::{self, RegisterMode};
+use crate::kit::variant::Variant;
 use crate::kit::{helpers, privileges};
 use nix::errno::Errno;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -202,7 +203,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     },
 ];
 
-fn features(_: &Ctx) -> ProbeResult {
+fn features(_: &Ctx, _: Variant) -> ProbeResult {
     let fd = uapi::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
     let api = uapi::handshake(&fd, 0).ctx("UFFDIO_API")?;
     let names = feature_names(api.features);
@@ -211,7 +212,7 @@ fn features(_: &Ctx) -> ProbeResult {
         .with("ioctls", ioctl_names(api.ioctls)))
 }
 
-fn user_mode_only(_: &Ctx) -> ProbeResult {
+fn user_mode_only(_: &Ctx, _: Variant) -> ProbeResult {
     match uapi::syscall(libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) {
         Ok(fd) => {
             let api = uapi::handshake(&fd, 0).ctx("UFFDIO_API on a user-mode-only descriptor")?;
@@ -222,7 +223,7 @@ fn user_mode_only(_: &Ctx) -> ProbeResult {
     }
 }
 
-fn dev_userfaultfd(_: &Ctx) -> ProbeResult {
+fn dev_userfaultfd(_: &Ctx, _: Variant) -> ProbeResult {
     // Without userfaultfd at all, the device is beside the point.
     require::userfaultfd()?;
     let dev_is_devtmpfs = std::fs::read_to_string("/proc/self/mounts")
@@ -260,14 +261,14 @@ fn dev_userfaultfd(_: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn ioctls(_: &Ctx) -> ProbeResult {
+fn ioctls(_: &Ctx, _: Variant) -> ProbeResult {
     let uffd = uffd::Uffd::open(0)?;
     let region = Region::anonymous(1).ctx("mmap")?;
     let bits = uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
     Ok(Observation::new(ioctl_names(bits)).with("ioctls", format!("{bits:#x}")))
 }
 
-fn unknown_feature(_: &Ctx) -> ProbeResult {
+fn unknown_feature(_: &Ctx, _: Variant) -> ProbeResult {
     use std::os::fd::AsRawFd;
     let fd = uapi::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
     let mut api =
@@ -280,7 +281,7 @@ fn unknown_feature(_: &Ctx) -> ProbeResult {
         .with("features_after", format!("{:#x}", api.features)))
 }
 
-fn handshake_twice(_: &Ctx) -> ProbeResult {
+fn handshake_twice(_: &Ctx, _: Variant) -> ProbeResult {
     let fd = uapi::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
     uapi::handshake(&fd, 0).ctx("first UFFDIO_API")?;
     Ok(Observation::new(uapi::handshake(&fd, 0).map_or_else(errno_name, |_| "ok".to_string())))
@@ -301,7 +302,7 @@ fn open_result(flags: i32) -> String {
     uapi::syscall(libc::O_CLOEXEC | flags).map_or_else(errno_name, |_| "ok".to_string())
 }
 
-fn unprivileged(ctx: &Ctx) -> ProbeResult {
+fn unprivileged(ctx: &Ctx, _: Variant) -> ProbeResult {
     const KNOB: &str = "vm/unprivileged_userfaultfd";
     require::userfaultfd()?;
     // The settings lock is held from reading the default to putting it back.
@@ -325,7 +326,7 @@ fn unprivileged(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("sysctl 0: {zero} | sysctl 1: {one}")).with("default", default))
 }
 
-fn fork_needs_ptrace(ctx: &Ctx) -> ProbeResult {
+fn fork_needs_ptrace(ctx: &Ctx, _: Variant) -> ProbeResult {
     const KNOB: &str = "vm/unprivileged_userfaultfd";
     require::features(FEATURE_EVENT_FORK)?;
     let with_cap = uapi::syscall(libc::O_CLOEXEC)

@@ -12,11 +12,12 @@
 
 use crate::kit::behaviour::Behaviour;
 use crate::kit::goworkload::{errno_word, Go};
-use crate::kit::memory::{page_size, MADV_POPULATE_READ};
+use crate::kit::memory::page_size;
 use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
 use crate::kit::stress::{found, shortfall, Counts, Pages, Serve};
 use crate::kit::uffd::{describe_kind, Event, Pump};
-use crate::kit::{poll, require, rows, threads};
+use crate::kit::variant::{Access, Variant};
+use crate::kit::{poll, rows, threads};
 use crate::probes::sources;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -128,7 +129,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 reach. A load in Go code is preempted asynchronously: SIGURG interrupts the fault, \
                 the handler injects asyncPreempt, the world stops, and the load faults again when the \
                 goroutine runs next.",
-        probe: gc_load,
+        probe: gc,
+        variant: Variant::access(Access::Load),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -141,7 +143,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "The mechanism behind the seed's deadlock: not TASK_KILLABLE (the thread sleeps \
                 interruptibly, and SIGURG reaches it: stw.go_sigurg), but the runtime's refusal to \
                 preempt assembly. The SIGURGs repeat every ~100us while the world waits.",
-        probe: gc_equal,
+        probe: gc,
+        variant: Variant::access(Access::Equal),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -151,7 +154,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "waits until served")],
         documented: &[("*", "waits until served", sources::SEED_STW_FOREVER)],
         citation: concat!(go_source!(), stw!(), copy!(), asm!(), kernel_signal!()),
-        probe: gc_copy,
+        probe: gc,
+        variant: Variant::access(Access::Copy),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -163,7 +167,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
         notes: "The seed's fix. It holds because the runtime marks the goroutine as in a system call \
                 before the kernel blocks it, whatever state the kernel sleeps in.",
-        probe: gc_populate,
+        probe: gc,
+        variant: Variant::access(Access::Populate),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -173,7 +178,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "finishes")],
         documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
         citation: concat!(go_source!(), stw!(), load!(), kernel_signal!()),
-        probe: deadlock_load,
+        probe: deadlock,
+        variant: Variant::access(Access::Load),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -185,7 +191,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
         notes: "The deadlock the seed met (its tests read with bytes.Equal), on every kernel: it needs \
                 no TASK_KILLABLE, only a fault inside assembly and a server that waits on the program.",
-        probe: deadlock_equal,
+        probe: deadlock,
+        variant: Variant::access(Access::Equal),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -195,7 +202,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "deadlocks")],
         documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
         citation: concat!(go_source!(), stw!(), copy!(), asm!(), kernel_signal!()),
-        probe: deadlock_copy,
+        probe: deadlock,
+        variant: Variant::access(Access::Copy),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -205,7 +213,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[rows::BEFORE_5_14, (">=5.14", "finishes")],
         documented: &[(">=5.14", "finishes", sources::SEED_SYSCALL_FIX)],
         citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
-        probe: deadlock_populate,
+        probe: deadlock,
+        variant: Variant::access(Access::Populate),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -264,7 +273,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 thread clears the flag first: on 5.10 mmap_changing is a bool that the first \
                 event's thread to resume resets (fs/userfaultfd.c userfaultfd_event_wait_completion, \
                 v5.10), a counter from 5.11 on; how many met it is a detail.",
-        probe: stress_load,
+        probe: stress,
+        variant: Variant::access(Access::Load),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -276,7 +286,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
         notes: "What the seed met in its tests, at the first hold (the 6th new fault); the forced \
                 race before it (the 3rd) needs only the world running.",
-        probe: stress_equal,
+        probe: stress,
+        variant: Variant::access(Access::Equal),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -286,7 +297,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[rows::BEFORE_5_14, (">=5.14", "completes, no lost or stale page")],
         documented: &[(">=5.14", "completes, no lost or stale page", sources::SEED_SYSCALL_FIX)],
         citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
-        probe: stress_populate,
+        probe: stress,
+        variant: Variant::access(Access::Populate),
         ..Behaviour::DEFAULT
     },
 ];
@@ -581,7 +593,9 @@ fn first_stop(p: &mut Park, ctx: &Ctx) -> Result<Stop, Fail> {
 
 /// runtime.GC() against a reader parked on the page through `path`: does the GC's first
 /// stop-the-world stop every P with the page unserved?
-fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
+fn gc(ctx: &Ctx, v: Variant) -> ProbeResult {
+    v.access.require()?;
+    let path = v.access.name();
     let mut p = Park::start(ctx, path, false)?;
     let stop = first_stop(&mut p, ctx)?;
     if stop == Stop::Read {
@@ -604,7 +618,9 @@ fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
 
 /// The seed's deadlock: the page is served only after the go-ahead (`gc-done`). It is one once the
 /// GC's first stop-the-world cannot complete: then the GC, and so the go-ahead, cannot come.
-fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
+fn deadlock(ctx: &Ctx, v: Variant) -> ProbeResult {
+    v.access.require()?;
+    let path = v.access.name();
     let mut p = Park::start(ctx, path, false)?;
     let o = first_stop(&mut p, ctx)?;
     let o = match o {
@@ -633,7 +649,7 @@ fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
     Ok(p.details(o))
 }
 
-fn sigurg(ctx: &Ctx) -> ProbeResult {
+fn sigurg(ctx: &Ctx, _: Variant) -> ProbeResult {
     const RETRIES: u64 = 3;
     let mut p = Park::start(ctx, "equal", true)?;
     let started = Instant::now();
@@ -653,33 +669,7 @@ fn sigurg(ctx: &Ctx) -> ProbeResult {
     Ok(p.details(o))
 }
 
-fn gc_load(ctx: &Ctx) -> ProbeResult {
-    gc(ctx, "load")
-}
-fn gc_equal(ctx: &Ctx) -> ProbeResult {
-    gc(ctx, "equal")
-}
-fn gc_copy(ctx: &Ctx) -> ProbeResult {
-    gc(ctx, "copy")
-}
-fn gc_populate(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    gc(ctx, "populate")
-}
-fn deadlock_load(ctx: &Ctx) -> ProbeResult {
-    deadlock(ctx, "load")
-}
-fn deadlock_equal(ctx: &Ctx) -> ProbeResult {
-    deadlock(ctx, "equal")
-}
-fn deadlock_copy(ctx: &Ctx) -> ProbeResult {
-    deadlock(ctx, "copy")
-}
-fn deadlock_populate(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    deadlock(ctx, "populate")
-}
-fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
+fn pending_go_gc(ctx: &Ctx, _: Variant) -> ProbeResult {
     let go = Go::start(&["dontneed"], ctx.timeout)?;
     go.proc.send("dontneed");
     let tid: i32 =
@@ -755,17 +745,6 @@ fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
         o.detail("madvise", r);
     }
     Ok(o)
-}
-
-fn stress_load(ctx: &Ctx) -> ProbeResult {
-    stress(ctx, "load")
-}
-fn stress_equal(ctx: &Ctx) -> ProbeResult {
-    stress(ctx, "equal")
-}
-fn stress_populate(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    stress(ctx, "populate")
 }
 
 /// The fixed work of the `stw.go_stress_*` behaviours, derived from a seed: the same on every
@@ -982,7 +961,9 @@ fn serve_go_stress(ctx: &Ctx, go: &Go, pages: &Pages, racer: i32, planned: u64) 
 }
 
 /// The gated-server stress through `path`.
-fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
+fn stress(ctx: &Ctx, v: Variant) -> ProbeResult {
+    v.access.require()?;
+    let path = v.access.name();
     use plan::{PAGES, ROUNDS, SEED, WORKERS};
     let plan = plan::plan(SEED);
     let total = WORKERS * PAGES;

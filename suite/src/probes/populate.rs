@@ -8,11 +8,12 @@ use crate::kit::require;
 use crate::kit::rows;
 use crate::kit::signals::SignalFlag;
 use crate::kit::uapi::{
-    FEATURE_MINOR_SHMEM, FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_PAGEFAULT_FLAG_WP,
-    FEATURE_SIGBUS, FEATURE_THREAD_ID, FEATURE_WP_ASYNC, UFFD_USER_MODE_ONLY,
+    FEATURE_MINOR_SHMEM, FEATURE_PAGEFAULT_FLAG_WP, FEATURE_SIGBUS, FEATURE_THREAD_ID, FEATURE_WP_ASYNC,
+    UFFD_USER_MODE_ONLY,
 };
 use crate::kit::uffd;
 use crate::kit::uffd::{describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::variant::{Access, Backing, Variant};
 use crate::kit::worker::{self, Worker};
 use crate::kit::{helpers, memory, threads};
 use nix::errno::Errno;
@@ -38,7 +39,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "A plain load blocks in user-fault context (state S); the populate fault is taken by \
                 GUP inside the madvise syscall, so the thread blocks in the kernel: compare the \
                 `state` detail with stw.user_fault_signal.",
-        probe: read_missing,
+        probe: missing,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -52,7 +53,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         ],
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_WRITE (since Linux 5.14), \"as if \
                    manually writing to each page\"; ioctl_userfaultfd(2): UFFD_PAGEFAULT_FLAG_WRITE",
-        probe: write_missing,
+        probe: missing,
+        variant: Variant::access(Access::Write),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -191,7 +193,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         ],
         citation: "UFFDIO_API(2const): UFFD_FEATURE_MISSING_SHMEM (since Linux 4.11); mm/shmem.c \
                    shmem_get_folio_gfp (v6.1): a hole in a userfaultfd_missing() VMA -> handle_userfault",
-        probe: shmem_missing,
+        probe: missing,
+        variant: Variant::on(Backing::Shmem),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -224,27 +227,25 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "Guests get huge pages reserved on their kernel command line; on the host the probe uses \
                 what is free and never changes vm.nr_hugepages.",
         huge_pages: 1,
-        probe: hugetlb_missing,
+        probe: missing,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
 ];
 
-fn read_missing(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    let (uffd, region) =
-        registered(FEATURE_THREAD_ID, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
-    populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |uffd, region, _| {
+/// MADV_POPULATE_READ (MADV_POPULATE_WRITE for a `Write` access) of a missing page of the
+/// variant's backing, served with UFFDIO_COPY: [`populate_one`]'s observation.
+pub(super) fn missing(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let advice = if v.access == Access::Write { MADV_POPULATE_WRITE } else { MADV_POPULATE_READ };
+    require::populate(advice)?;
+    let (uffd, region) = v.registered(FEATURE_THREAD_ID, v.region(1)?)?;
+    let mut obs = populate_one(ctx, &uffd, &region, advice, &mut |uffd, region, _| {
         uffd.serve(region.base(), region.page_size(), 0xA5)
-    })
-}
-
-fn write_missing(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_WRITE)?;
-    let (uffd, region) =
-        registered(FEATURE_THREAD_ID, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
-    populate_one(ctx, &uffd, &region, MADV_POPULATE_WRITE, &mut |uffd, region, _| {
-        uffd.serve(region.base(), region.page_size(), 0xA5)
-    })
+    })?;
+    if v.is_hugetlb() {
+        obs.detail("huge_page_kb", (region.page_size() / 1024) as u64);
+    }
+    Ok(obs)
 }
 
 /// How a probe resolves the one fault of [`populate_one`].
@@ -301,7 +302,7 @@ fn start_populate(addr: usize, len: usize, advice: i32) -> Worker<(Result<(), Er
     })
 }
 
-fn no_refault(ctx: &Ctx) -> ProbeResult {
+fn no_refault(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let first = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
@@ -334,7 +335,7 @@ fn no_refault(ctx: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn multi_page(ctx: &Ctx) -> ProbeResult {
+fn multi_page(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
@@ -351,7 +352,7 @@ fn multi_page(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(observed))
 }
 
-fn thread_state(ctx: &Ctx) -> ProbeResult {
+fn thread_state(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
@@ -366,7 +367,7 @@ fn thread_state(ctx: &Ctx) -> ProbeResult {
         .with("finished_after_serve", done))
 }
 
-fn signal(ctx: &Ctx) -> ProbeResult {
+fn signal(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
@@ -387,7 +388,7 @@ fn signal(ctx: &Ctx) -> ProbeResult {
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 
-fn sigkill(ctx: &Ctx) -> ProbeResult {
+fn sigkill(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     // The helper must register its own memory: fork drops registrations without EVENT_FORK.
     let helper = helpers::fork_with(|sock| {
@@ -417,7 +418,7 @@ fn sigkill(ctx: &Ctx) -> ProbeResult {
     })
 }
 
-fn sigbus_feature(ctx: &Ctx) -> ProbeResult {
+fn sigbus_feature(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     // A SIGBUS for a syscall's fault would be delivered on its return: counting it is safe (no
     // faulting instruction re-runs after the handler).
@@ -430,7 +431,7 @@ fn sigbus_feature(ctx: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn user_mode_only(ctx: &Ctx) -> ProbeResult {
+fn user_mode_only(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::user_mode_only()?;
     require::populate(MADV_POPULATE_READ)?;
     let uffd = Uffd::open_with(UFFD_USER_MODE_ONLY, 0)?;
@@ -462,7 +463,7 @@ pub(super) fn no_message_result_with(ctx: &Ctx, uffd: &Uffd, region: &Region, ad
     })
 }
 
-fn wp(ctx: &Ctx) -> ProbeResult {
+fn wp(ctx: &Ctx, _: Variant) -> ProbeResult {
     populate_write_protected(ctx, &|| Region::anonymous(1).ctx("mmap"), 0)
 }
 
@@ -502,16 +503,7 @@ pub(super) fn populate_write_protected(
         .with("sync_state", sync.details.get("state").map_or("-".to_string(), |d| d.to_string())))
 }
 
-fn shmem_missing(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    let (uffd, region) =
-        registered(FEATURE_MISSING_SHMEM, Region::memfd(1).ctx("memfd")?, RegisterMode::MISSING)?;
-    populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
-        u.serve(r.base(), r.page_size(), 0x66)
-    })
-}
-
-fn shmem_minor(ctx: &Ctx) -> ProbeResult {
+fn shmem_minor(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let region = Region::memfd(1).ctx("memfd")?;
     region.fill_file_page(0, 0x77).ctx("pwrite to the memfd")?;
@@ -528,18 +520,5 @@ fn shmem_minor(ctx: &Ctx) -> ProbeResult {
         }
         obs.detail("content", format!("{byte:#x}"));
     }
-    Ok(obs)
-}
-
-fn hugetlb_missing(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    let huge = require::huge_page()?;
-    let size = huge.size;
-    let region = huge.anonymous(1)?;
-    let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
-    let mut obs = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
-        u.serve(r.base(), r.page_size(), 0x88)
-    })?;
-    obs.detail("huge_page_kb", (size / 1024) as u64);
     Ok(obs)
 }

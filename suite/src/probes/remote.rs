@@ -11,6 +11,7 @@ use crate::kit::signals::SignalFlag;
 use crate::kit::uapi::UFFD_USER_MODE_ONLY;
 use crate::kit::uffd;
 use crate::kit::uffd::{describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::variant::Variant;
 use crate::kit::worker;
 use crate::kit::{helpers, memory, threads};
 use nix::errno::Errno;
@@ -207,18 +208,14 @@ fn one_page() -> Result<(Uffd, Region), Fail> {
     registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)
 }
 
-fn proc_mem_read(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = one_page()?;
-    proc_mem_read_on(ctx, uffd, region)
-}
-
 /// Reads 8 bytes of `region`'s missing first page through /proc/self/mem.
-pub(super) fn proc_mem_read_on(ctx: &Ctx, uffd: Uffd, region: Region) -> ProbeResult {
+pub(super) fn proc_mem_read(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = v.registered(0, v.region(1)?)?;
     let mem = std::fs::File::open("/proc/self/mem").ctx("open /proc/self/mem")?;
     remote_access(ctx, uffd, region, move |addr| mem.read_at(&mut [0u8; 8], addr as u64))
 }
 
-fn proc_mem_write(ctx: &Ctx) -> ProbeResult {
+fn proc_mem_write(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = one_page()?;
     let mem = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").ctx("open /proc/self/mem")?;
     remote_access(ctx, uffd, region, move |addr| mem.write_at(&[0x5Au8; 8], addr as u64))
@@ -241,17 +238,13 @@ fn process_vm(write: bool) -> impl FnOnce(usize) -> std::io::Result<usize> + Sen
     }
 }
 
-fn process_vm_readv(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = one_page()?;
-    process_vm_readv_on(ctx, uffd, region)
-}
-
 /// Reads 8 bytes of `region`'s missing first page with process_vm_readv(2).
-pub(super) fn process_vm_readv_on(ctx: &Ctx, uffd: Uffd, region: Region) -> ProbeResult {
+pub(super) fn process_vm_readv(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = v.registered(0, v.region(1)?)?;
     remote_access(ctx, uffd, region, process_vm(false))
 }
 
-fn process_vm_writev(ctx: &Ctx) -> ProbeResult {
+fn process_vm_writev(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = one_page()?;
     remote_access(ctx, uffd, region, process_vm(true))
 }
@@ -268,13 +261,13 @@ fn read_into(fd: OwnedFd) -> impl FnOnce(usize) -> std::io::Result<usize> + Send
     move |addr| raw_outcome(unsafe { libc::read(fd.as_raw_fd(), addr as *mut libc::c_void, 8) })
 }
 
-fn syscall_into(ctx: &Ctx) -> ProbeResult {
+fn syscall_into(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = one_page()?;
     let (r, _w) = loaded_pipe()?;
     remote_access(ctx, uffd, region, read_into(r))
 }
 
-fn syscall_from(ctx: &Ctx) -> ProbeResult {
+fn syscall_from(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = one_page()?;
     let (_r, w) = nix::unistd::pipe().ctx("pipe")?;
     // SAFETY (in the closure): write(2) from a registered page of a live Region.
@@ -286,7 +279,7 @@ fn syscall_from(ctx: &Ctx) -> ProbeResult {
 /// How many re-raised fault messages `remote.syscall_signal` waits for after its signal.
 const RERAISED: u64 = 4;
 
-fn syscall_signal(ctx: &Ctx) -> ProbeResult {
+fn syscall_signal(ctx: &Ctx, _: Variant) -> ProbeResult {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
     let (uffd, region) = one_page()?;
     let (r, _w) = loaded_pipe()?;
@@ -334,7 +327,7 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 
-fn user_mode_only(ctx: &Ctx) -> ProbeResult {
+fn user_mode_only(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::user_mode_only()?;
     let uffd = Uffd::open_with(UFFD_USER_MODE_ONLY, 0)?;
     let region = Region::anonymous(1).ctx("mmap")?;
@@ -343,7 +336,7 @@ fn user_mode_only(ctx: &Ctx) -> ProbeResult {
     remote_access(ctx, uffd, region, read_into(r))
 }
 
-fn ptrace_peek(ctx: &Ctx) -> ProbeResult {
+fn ptrace_peek(ctx: &Ctx, _: Variant) -> ProbeResult {
     use nix::sys::ptrace;
     // A kernel without userfaultfd would show only as the tracee's error: say so first.
     require::userfaultfd()?;
@@ -378,7 +371,7 @@ fn ptrace_peek(ctx: &Ctx) -> ProbeResult {
     result
 }
 
-fn proc_mem_after_populate(ctx: &Ctx) -> ProbeResult {
+fn proc_mem_after_populate(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = one_page()?;
     let addr = region.base();
     let by_populate =

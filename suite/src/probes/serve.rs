@@ -12,6 +12,7 @@ use crate::kit::uapi::{
     FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_MOVE, FEATURE_POISON,
 };
 use crate::kit::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::variant::Variant;
 use crate::kit::{helpers, worker};
 
 const MOVE_CITATION: &str = "UFFDIO_MOVE(2const), man-pages 6.20; mm/userfaultfd.c move_pages, \
@@ -188,7 +189,7 @@ fn move_result((result, field): (Result<(), nix::errno::Errno>, i64)) -> String 
     )
 }
 
-fn move_missing(ctx: &Ctx) -> ProbeResult {
+fn move_missing(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = registered(FEATURE_MOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let src = source_page(0x7A)?;
     let addr = region.base();
@@ -212,14 +213,14 @@ fn move_missing(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("{fault}; moved, {content}, {source}")).with("move", moved))
 }
 
-fn move_eexist(_: &Ctx) -> ProbeResult {
+fn move_eexist(_: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = registered(FEATURE_MOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     uffd.serve(region.base(), region.page_size(), 0x21)?;
     let src = source_page(0x22)?;
     Ok(Observation::new(move_result(uffd.move_raw(region.base(), src.base(), region.page_size(), 0))))
 }
 
-fn move_ebusy(ctx: &Ctx) -> ProbeResult {
+fn move_ebusy(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_MOVE)?;
     let src = source_page(0x23)?;
     // A child that shares the source page copy-on-write, and lives until killed.
@@ -241,7 +242,7 @@ fn move_ebusy(ctx: &Ctx) -> ProbeResult {
     result
 }
 
-fn move_pending_remove(ctx: &Ctx) -> ProbeResult {
+fn move_pending_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_MOVE)?;
     let (uffd, region, remover) = super::remove::pending_remove(ctx, Region::anonymous(4).ctx("mmap")?)?;
     let src = source_page(0x24)?;
@@ -253,7 +254,7 @@ fn move_pending_remove(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(move_result(first)).with("after_the_read", move_result(again)))
 }
 
-fn poison(ctx: &Ctx) -> ProbeResult {
+fn poison(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_POISON)?;
     // The helper registers its own page, hands over its uffd and the page's address, and loads it.
     let helper = helpers::fork_with(|sock| {
@@ -298,7 +299,7 @@ fn poison(ctx: &Ctx) -> ProbeResult {
     result
 }
 
-fn zeropage_shmem(ctx: &Ctx) -> ProbeResult {
+fn zeropage_shmem(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) =
         registered(FEATURE_MISSING_SHMEM, Region::memfd(1).ctx("memfd")?, RegisterMode::MISSING)?;
     let addr = region.base();
@@ -318,7 +319,7 @@ fn zeropage_shmem(ctx: &Ctx) -> ProbeResult {
     }))
 }
 
-fn zeropage_hugetlb(ctx: &Ctx) -> ProbeResult {
+fn zeropage_hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
     let huge = require::huge_pages(1)?;
     let uffd = Uffd::open(FEATURE_MISSING_HUGETLBFS)?;
     let region = huge.anonymous(1)?;
@@ -374,7 +375,7 @@ fn remove_with(ctx: &Ctx, uffd: &Uffd, region: &Region, advice: i32) -> Result<S
     })
 }
 
-fn continue_after_remove(ctx: &Ctx) -> ProbeResult {
+fn continue_after_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     let region = Region::memfd(1).ctx("memfd")?;
     region.fill_file_page(0, 0x77).ctx("pwrite to the memfd")?;
     let (uffd, region) = registered(FEATURE_MINOR_SHMEM | FEATURE_EVENT_REMOVE, region, RegisterMode::MINOR)?;
@@ -391,7 +392,7 @@ fn continue_after_remove(ctx: &Ctx) -> ProbeResult {
     )))
 }
 
-fn continue_hugetlb(ctx: &Ctx) -> ProbeResult {
+fn continue_hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_MINOR_HUGETLBFS)?;
     let region = require::huge_pages(1)?.shared(1)?;
     let alias = region.alias().ctx("mmap (second mapping)")?;
@@ -402,7 +403,7 @@ fn continue_hugetlb(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(observed.replace("content kept", "content from the page cache")))
 }
 
-fn hugetlb_fault_address(ctx: &Ctx) -> ProbeResult {
+fn hugetlb_fault_address(ctx: &Ctx, _: Variant) -> ProbeResult {
     let huge = require::huge_pages(2)?;
     let offset = 0x100123usize;
     let one = |features: u64| -> Result<String, Fail> {

@@ -16,6 +16,7 @@ use crate::kit::stress::{check_page, found, shortfall, Counts, PageCheck, Pages,
 use crate::kit::uapi::FEATURE_EVENT_REMOVE;
 use crate::kit::uffd;
 use crate::kit::uffd::{registered, Event, Pump, RegisterMode};
+use crate::kit::variant::{Access, Variant};
 use crate::kit::worker::{self, Worker};
 use crate::kit::{memory, threads};
 use nix::errno::Errno;
@@ -109,7 +110,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "completes")],
         citation: SIGNAL_CITATION,
         notes: SIGNAL_MODEL,
-        probe: signal_suspend_load,
+        probe: signal_suspend,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -126,7 +127,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
             signal_model!()
         ),
         slow: 1,
-        probe: signal_suspend_populate,
+        probe: signal_suspend,
+        variant: Variant::access(Access::Populate),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -216,7 +218,7 @@ fn load_and_signal(ctx: &Ctx) -> Result<Signalled, Fail> {
     }
 }
 
-fn user_fault_state(ctx: &Ctx) -> ProbeResult {
+fn user_fault_state(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let worker = worker::spawn("load", move || memory::load(addr));
@@ -230,7 +232,7 @@ fn user_fault_state(ctx: &Ctx) -> ProbeResult {
     }
 }
 
-fn user_fault_signal(ctx: &Ctx) -> ProbeResult {
+fn user_fault_signal(ctx: &Ctx, _: Variant) -> ProbeResult {
     let s = load_and_signal(ctx)?;
     Ok(Observation::new(if s.ran > 0 {
         "handler ran while blocked"
@@ -241,7 +243,7 @@ fn user_fault_signal(ctx: &Ctx) -> ProbeResult {
     .with("window_ms", ctx.window.as_millis() as u64))
 }
 
-fn user_fault_duplicate(ctx: &Ctx) -> ProbeResult {
+fn user_fault_duplicate(ctx: &Ctx, _: Variant) -> ProbeResult {
     Ok(match load_and_signal(ctx)? {
         Signalled { refault: None, .. } => Observation::new("handler did not run while blocked"),
         Signalled { refault: Some(again), .. } => {
@@ -251,7 +253,7 @@ fn user_fault_duplicate(ctx: &Ctx) -> ProbeResult {
     })
 }
 
-fn user_store_fault(ctx: &Ctx) -> ProbeResult {
+fn user_store_fault(ctx: &Ctx, _: Variant) -> ProbeResult {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction(SIGUSR1)")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
@@ -280,9 +282,11 @@ fn user_store_fault(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(observed).with("window_ms", ctx.window.as_millis() as u64))
 }
 
-/// Two threads blocked on missing pages (by a plain load, or by MADV_POPULATE_READ when `populate`), one running; all
-/// are sent the suspend signal.
-fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
+/// Two threads blocked on missing pages (by a plain load, or by MADV_POPULATE_READ in the
+/// `Populate` variant), one running; all are sent the suspend signal.
+fn signal_suspend(ctx: &Ctx, v: Variant) -> ProbeResult {
+    v.access.require()?;
+    let populate = v.access == Access::Populate;
     // The suspend handler acknowledges (raises the flag), then waits until the world resumes.
     let acks = SignalFlag::install_suspending(Signal::SIGUSR1).ctx("sigaction")?;
 
@@ -356,15 +360,6 @@ fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 
-fn signal_suspend_load(ctx: &Ctx) -> ProbeResult {
-    signal_suspend(ctx, false)
-}
-
-fn signal_suspend_populate(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    signal_suspend(ctx, true)
-}
-
 /// A cooperative safepoint: thread states under a mutex, changes signalled on a condvar.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum ThreadState {
@@ -421,7 +416,7 @@ impl Safepoint {
     }
 }
 
-fn cooperative_populate(ctx: &Ctx) -> ProbeResult {
+fn cooperative_populate(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(2).ctx("mmap")?, RegisterMode::MISSING)?;
     let page = region.page_size();
@@ -720,7 +715,7 @@ impl Mutators {
     }
 }
 
-fn parallel_stress(ctx: &Ctx) -> ProbeResult {
+fn parallel_stress(ctx: &Ctx, _: Variant) -> ProbeResult {
     use schedule::{SEED, THREADS};
     require::populate(MADV_POPULATE_READ)?;
     let plan = schedule::plan(SEED);

@@ -13,6 +13,7 @@ use crate::kit::uapi::{
     FEATURE_PAGEFAULT_FLAG_WP, FEATURE_WP_ASYNC, FEATURE_WP_HUGETLBFS_SHMEM, FEATURE_WP_UNPOPULATED,
 };
 use crate::kit::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::variant::Variant;
 use crate::kit::worker;
 
 const WP_CITATION: &str = "UFFDIO_WRITEPROTECT(2const), man-pages 6.20; UFFDIO_REGISTER(2const): \
@@ -241,7 +242,7 @@ fn scan_written(region: &Region, protect: bool) -> Result<String, Fail> {
     ))
 }
 
-fn register_missing_wp(_: &Ctx) -> ProbeResult {
+fn register_missing_wp(_: &Ctx, _: Variant) -> ProbeResult {
     let uffd = Uffd::open(FEATURE_PAGEFAULT_FLAG_WP)?;
     let region = Region::anonymous(1).ctx("mmap")?;
     let bits =
@@ -258,7 +259,7 @@ fn missing_wp() -> Result<(Uffd, Region), Fail> {
     )
 }
 
-fn copy_mode_wp(ctx: &Ctx) -> ProbeResult {
+fn copy_mode_wp(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = missing_wp()?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
@@ -275,7 +276,7 @@ fn copy_mode_wp(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("{fault}, {served}; store: {store}")).with("wp_bit_after_copy", bit))
 }
 
-fn toggle(ctx: &Ctx) -> ProbeResult {
+fn toggle(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = missing_wp()?;
     let (addr, len) = (region.base(), region.page_size());
     uffd.serve(addr, len, 0x31)?;
@@ -301,7 +302,7 @@ fn protected_store(ctx: &Ctx, uffd: &Uffd, region: &Region, ioctls: u64) -> Prob
         .with("wp_bit_when_protected", bit))
 }
 
-fn shmem(ctx: &Ctx) -> ProbeResult {
+fn shmem(ctx: &Ctx, _: Variant) -> ProbeResult {
     let features = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_SHMEM;
     let uffd = Uffd::open(features)?;
     let region = Region::memfd(1).ctx("memfd")?;
@@ -312,7 +313,7 @@ fn shmem(ctx: &Ctx) -> ProbeResult {
     protected_store(ctx, &uffd, &region, ioctls)
 }
 
-fn hugetlb(ctx: &Ctx) -> ProbeResult {
+fn hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
     let features = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS;
     let uffd = Uffd::open(features)?;
     let region = require::huge_pages(1)?.anonymous(1)?;
@@ -322,7 +323,7 @@ fn hugetlb(ctx: &Ctx) -> ProbeResult {
     protected_store(ctx, &uffd, &region, ioctls)
 }
 
-fn unpopulated(ctx: &Ctx) -> ProbeResult {
+fn unpopulated(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_PAGEFAULT_FLAG_WP)?;
     let run = |features: u64| -> Result<String, Fail> {
         let (uffd, region) = registered(
@@ -351,7 +352,7 @@ fn async_pages(pages: usize, features: u64) -> Result<(Uffd, Region), Fail> {
     Ok((uffd, region))
 }
 
-fn async_pagemap(ctx: &Ctx) -> ProbeResult {
+fn async_pagemap(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = async_pages(1, 0)?;
     uffd.write_protect(region.base(), region.page_size(), true)?;
     let before = wp_bit(region.base())?;
@@ -360,7 +361,7 @@ fn async_pagemap(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("protected: wp bit {before}; store: {store}, wp bit {after}")))
 }
 
-fn async_scan(ctx: &Ctx) -> ProbeResult {
+fn async_scan(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = async_pages(4, 0)?;
     let first = scan_written(&region, true)?;
     for i in [1, 3] {
@@ -376,7 +377,7 @@ fn async_scan(ctx: &Ctx) -> ProbeResult {
     )))
 }
 
-fn async_remove(ctx: &Ctx) -> ProbeResult {
+fn async_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = async_pages(2, FEATURE_EVENT_REMOVE)?;
     let protected = scan_written(&region, true)?;
     let still = scan_written(&region, false)?;
@@ -397,7 +398,7 @@ fn async_remove(ctx: &Ctx) -> ProbeResult {
         .with("scan_before_store", before))
 }
 
-fn populate_write_hugetlb(ctx: &Ctx) -> ProbeResult {
+fn populate_write_hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_WP_HUGETLBFS_SHMEM)?;
     let huge = require::huge_pages(2)?;
     super::populate::populate_write_protected(

@@ -414,7 +414,7 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
                     details: Default::default(),
                 }
             } else {
-                match std::panic::catch_unwind(|| (b.probe)(&ctx)) {
+                match std::panic::catch_unwind(|| (b.probe)(&ctx, b.variant)) {
                     Ok(result) => Report::from(result),
                     Err(p) => Report::Error {
                         message: format!(
