@@ -21,6 +21,10 @@ pub struct Behaviour {
     pub documented: &'static [(&'static str, &'static str, &'static str)],
     pub citation: &'static str,
     pub notes: &'static str,
+    /// The kernel's own selftest cases this behaviour speaks about, by the start of their ids
+    /// (`selftests.unit_uffdio_api`): where one and the behaviour disagree on a kernel, the report
+    /// says so.
+    pub selftests: &'static [&'static str],
     /// Huge pages the probe faults in at most: the harness hands them out so that probes running
     /// at once never take each other's (see `harness::HugePagePool`).
     pub huge_pages: u64,
@@ -45,6 +49,7 @@ impl Behaviour {
         documented: &[],
         citation: "",
         notes: "",
+        selftests: &[],
         huge_pages: 0,
         slow: 0,
         probe: no_probe,
@@ -91,6 +96,7 @@ impl Behaviour {
             documented: self.documented_rules(),
             citation: self.citation.to_string(),
             notes: self.notes.to_string(),
+            selftests: self.selftests.iter().map(|s| s.to_string()).collect(),
             cells: BTreeMap::new(),
         }
     }

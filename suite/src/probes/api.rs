@@ -76,6 +76,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
             concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC MOVE RWP RWP_ASYNC"),
             "UFFDIO_API(2const), man-pages 6.20: \"UFFD_FEATURE_RWP (since Linux 7.2)\", \"UFFD_FEATURE_RWP_ASYNC (since Linux 7.2)\"",
         )],
+        selftests: &["selftests.unit_uffdio_api"],
         probe: features,
         ..Behaviour::DEFAULT
     },
@@ -101,6 +102,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    Documentation/admin-guide/mm/userfaultfd.rst (v6.1): the device is root-only \
                    (0600) by default",
         notes: "Run as root, as the suite does; an unprivileged caller sees `open: EACCES` by default.",
+        selftests: &["selftests.unit_uffdio_api_dev_userfaultfd"],
         probe: dev_userfaultfd,
         ..Behaviour::DEFAULT
     },
@@ -118,6 +120,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    UFFD_API_RANGE_IOCTLS (v5.10, v6.12) and fs/userfaultfd.c userfaultfd_register, which \
                    masks WRITEPROTECT without MODE_WP and CONTINUE without MODE_MINOR; UFFDIO_POISON \
                    since 6.6, UFFDIO_MOVE since 6.8 (UFFDIO_API(2const))",
+        selftests: &["selftests.unit_register_ioctls_anon"],
         probe: ioctls,
         ..Behaviour::DEFAULT
     },
@@ -131,6 +134,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    the kernel will zero out the returned uffdio_api structure and return EINVAL\"; \
                    fs/userfaultfd.c userfaultfd_api (v5.10, v6.12)",
         notes: "Unknown bits are an error, not silently masked: probe with features = 0 first.",
+        selftests: &["selftests.unit_uffdio_api"],
         probe: unknown_feature,
         ..Behaviour::DEFAULT
     },
@@ -152,6 +156,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    per the two-step feature detection handshake\"",
         notes: "The man page contradicts itself: its DESCRIPTION says a temporary userfaultfd is needed to \
                 probe features, which is what the kernel requires.",
+        selftests: &["selftests.unit_uffdio_api"],
         probe: handshake_twice,
         ..Behaviour::DEFAULT
     },

@@ -144,6 +144,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "A process that relies on SIGBUS to learn of missing pages gets no signal from populate: \
                 the error comes back from the syscall instead.",
         slow: 1,
+        selftests: &["selftests.unit_sigbus_anon", "selftests.userfaultfd_anon_signal_delivery"],
         probe: sigbus_feature,
         ..Behaviour::DEFAULT
     },

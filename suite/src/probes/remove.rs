@@ -31,6 +31,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ioctl_userfaultfd(2), man-pages 6.20: UFFD_FEATURE_EVENT_REMOVE (since Linux 4.11), \
                    \"when the faulting process calls madvise(2) with MADV_DONTNEED or MADV_REMOVE\"; \
                    mm/madvise.c madvise_dontneed_free -> userfaultfd_remove (v6.1)",
+        selftests: &["selftests.unit_events_anon", "selftests.userfaultfd_anon_events"],
         probe: dontneed,
         ..Behaviour::DEFAULT
     },
@@ -132,6 +133,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    zero-filled` when the load returns 0.",
         expect: &[("*", "fault read, zero-filled")],
         citation: "UFFDIO_ZEROPAGE(2const), man-pages 6.20",
+        selftests: &["selftests.unit_zeropage_anon", "selftests.userfaultfd_anon_uffdio_zeropage"],
         probe: zeropage,
         ..Behaviour::DEFAULT
     },
@@ -210,6 +212,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    address: `REMAP 2 pages to the new address`, or what arrived.",
         expect: &[rows::BEFORE_4_11, (">=4.11", "REMAP 2 pages to the new address")],
         citation: EVENTS_CITATION,
+        selftests: &["selftests.unit_events_anon", "selftests.userfaultfd_anon_events"],
         probe: remap,
         ..Behaviour::DEFAULT
     },
@@ -224,6 +227,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "fork(2) itself waits until the FORK event is read. With glibc, fork() holds every malloc \
                 arena lock across that wait, so a page server thread in the same process that allocates \
                 before reading the event deadlocks with it; this probe forks with the raw syscall.",
+        selftests: &["selftests.unit_events_anon", "selftests.userfaultfd_anon_events"],
         probe: fork,
         ..Behaviour::DEFAULT
     },

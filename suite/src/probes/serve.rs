@@ -30,6 +30,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[rows::BEFORE_6_8, (">=6.8", "fault read; moved, content arrived, source emptied")],
         citation: MOVE_CITATION,
         notes: "Zero-copy serving: the page the server filled becomes the faulting process's page.",
+        selftests: &["selftests.unit_move"],
         probe: move_missing,
         ..Behaviour::DEFAULT
     },
@@ -79,6 +80,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "UFFDIO_POISON(2const), man-pages 6.20; UFFDIO_API(2const): UFFD_FEATURE_POISON (since Linux \
                    6.6); mm/memory.c handle_pte_marker (v6.12): PTE_MARKER_POISONED -> VM_FAULT_HWPOISON",
         notes: "How a migration destination marks pages the source lost to memory errors.",
+        selftests: &["selftests.unit_poison_anon"],
         probe: poison,
         ..Behaviour::DEFAULT
     },
@@ -90,6 +92,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[rows::BEFORE_4_11_SHMEM, (">=4.11", "fault read, zero-filled")],
         citation: "UFFDIO_ZEROPAGE(2const), man-pages 6.20; mm/shmem.c shmem_mfill_atomic_pte (v6.12) and \
                    shmem_mfill_zeropage_pte (v5.10)",
+        selftests: &["selftests.unit_zeropage_shmem", "selftests.userfaultfd_shmem_uffdio_zeropage"],
         probe: zeropage_shmem,
         ..Behaviour::DEFAULT
     },
@@ -105,6 +108,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    -EINVAL for ZEROPAGE",
         notes: "A page server for hugetlb memory must copy zero pages in full (2 MiB each).",
         huge_pages: 1,
+        selftests: &["selftests.unit_zeropage_hugetlb", "selftests.userfaultfd_hugetlb_uffdio_zeropage"],
         probe: zeropage_hugetlb,
         ..Behaviour::DEFAULT
     },
@@ -128,6 +132,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    raises a fault only in a userfaultfd_missing() VMA",
         notes: "A MINOR-only server (QEMU post-copy, snapshot restore on shmem) is not told when a page \
                 comes back as zeros after MADV_REMOVE: only the REMOVE says so.",
+        selftests: &["selftests.unit_minor_shmem", "selftests.userfaultfd_shmem_minor"],
         probe: continue_after_remove,
         ..Behaviour::DEFAULT
     },
@@ -141,6 +146,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "UFFDIO_API(2const): UFFD_FEATURE_MINOR_HUGETLBFS (since Linux 5.13); mm/hugetlb.c \
                    hugetlb_no_page (v6.1): userfaultfd_minor() with the folio in the page cache",
         huge_pages: 1,
+        selftests: &["selftests.unit_minor_hugetlb"],
         probe: continue_hugetlb,
         ..Behaviour::DEFAULT
     },

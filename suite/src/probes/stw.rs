@@ -187,6 +187,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 own bookkeeping (a real runtime's, with a real server, is stw.go_stress_populate); \
                 what the kernel decides is every page's content.",
         slow: 2,
+        selftests: &["selftests.stress_anon", "selftests.userfaultfd_anon_stress"],
         probe: parallel_stress,
         ..Behaviour::DEFAULT
     },

@@ -114,6 +114,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    page\"; mm/mprotect.c change_pte_range (v6.12)",
         notes: "A snapshot server that protects memory before the guest touched it misses the first write \
                 to every never-touched page without this feature.",
+        selftests: &["selftests.unit_wp_unpopulated"],
         probe: unpopulated,
         ..Behaviour::DEFAULT
     },

@@ -61,6 +61,9 @@ mod tests {
             );
             assert!(!b.summary.is_empty() && !b.observes.is_empty() && !b.citation.is_empty(), "{}", b.id);
             assert!(b.has_probe(), "{} declares no probe", b.id);
+            for case in b.selftests {
+                assert!(case.starts_with("selftests.") && case.len() > 10, "{}: {case}", b.id);
+            }
             model::expect::validate(&b.rules()).unwrap_or_else(|e| panic!("{}: {e}", b.id));
             if !b.documented.is_empty() {
                 model::expect::validate(&b.documented_rules())
