@@ -2,7 +2,8 @@
 //! backing axis: anonymous, shmem, hugetlb private or shared) and the access path that faults
 //! (a load, a compare, a copy, MADV_POPULATE_READ). A declaration names its variant; the probe
 //! takes it (`fn(&Ctx, Variant)`), so a hugetlb variant of an existing probe is one declaration:
-//! `Behaviour { id: "...", huge_pages: 1, variant: Variant::HUGETLB, ..THE_ANONYMOUS_ONE }`.
+//! `Behaviour { id: "...", huge_pages: 1, variant: Variant::HUGETLB, ..Behaviour::like(remove::BEHAVIOURS,
+//! "remove.refault") }`.
 
 use crate::kit::memory::{Region, MADV_POPULATE_READ};
 use crate::kit::outcome::{Context, Fail};
