@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod goruntime;
+pub mod gostress;
 pub mod hugetlb;
 pub mod ordering;
 pub mod populate;
