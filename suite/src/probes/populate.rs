@@ -375,9 +375,7 @@ fn signal(ctx: &Ctx, _: Variant) -> ProbeResult {
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
     uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
-    let i = super::interrupt_blocked(ctx, &flag, &worker, || {
-        uffd.serve(region.base(), region.page_size(), 0x22)
-    })?;
+    let i = interrupt_blocked(ctx, &flag, &worker, || uffd.serve(region.base(), region.page_size(), 0x22))?;
     let (handler, result) = (i.handler, i.result);
     let madvise = match result {
         Some((Ok(()), _)) => "madvise 0".to_string(),
@@ -522,4 +520,34 @@ fn shmem_minor(ctx: &Ctx, _: Variant) -> ProbeResult {
         obs.detail("content", format!("{byte:#x}"));
     }
     Ok(obs)
+}
+
+/// What became of a non-fatal signal sent to a thread blocked on a fault.
+pub struct Interrupted<T> {
+    /// `handler ran while blocked`, `handler waited for the page` or `handler never ran`.
+    pub handler: &'static str,
+    /// The worker's result, once the fault was resolved (`None`: still blocked).
+    pub result: Option<T>,
+}
+
+/// Sends SIGUSR1 (handled by `flag`) to a worker blocked on a fault, watches the quiet window for
+/// its handler, then resolves the fault with `resolve` and waits for the worker and the handler.
+pub fn interrupt_blocked<T>(
+    ctx: &Ctx,
+    flag: &SignalFlag,
+    worker: &Worker<T>,
+    resolve: impl FnOnce() -> Result<(), Fail>,
+) -> Result<Interrupted<T>, Fail> {
+    threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
+    let early = flag.wait(ctx.window).ctx("waiting for the handler")?;
+    let returned = worker.try_done();
+    resolve()?;
+    let result = returned.or_else(|| worker.wait(ctx.timeout));
+    let late = if early > 0 { 0 } else { flag.wait(ctx.timeout).ctx("waiting for the handler")? };
+    let handler = match (early, late) {
+        (n, _) if n > 0 => "handler ran while blocked",
+        (_, n) if n > 0 => "handler waited for the page",
+        _ => "handler never ran",
+    };
+    Ok(Interrupted { handler, result })
 }
