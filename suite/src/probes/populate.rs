@@ -359,12 +359,11 @@ fn thread_state(ctx: &Ctx, _: Variant) -> ProbeResult {
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
     uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
-    let wchan =
-        std::fs::read_to_string(format!("/proc/self/task/{}/wchan", worker.tid())).unwrap_or_default();
+    let wchan = threads::task_wchan(std::process::id() as i32, worker.tid()).unwrap_or_default();
     uffd.serve(region.base(), region.page_size(), 0x11)?;
     let done = worker.wait(ctx.timeout).is_some();
     Ok(Observation::new(threads::describe_state(state))
-        .with("wchan", wchan.trim())
+        .with("wchan", wchan)
         .with("finished_after_serve", done))
 }
 
