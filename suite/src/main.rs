@@ -28,3 +28,23 @@ fn main() -> ExitCode {
         cli::Mode::Run => harness::host(cli),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The layout's direction (ARCHITECTURE.md): `kit/` stands on neither `probes/` nor `run/`,
+    /// and `probes/` not on `run/`.
+    #[test]
+    fn the_kit_and_the_probes_do_not_import_what_stands_on_them() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for (dir, banned) in [("kit", &["crate::run", "crate::probes"][..]), ("probes", &["crate::run"][..])]
+        {
+            for entry in std::fs::read_dir(src.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                for b in banned {
+                    assert!(!text.contains(b), "{} uses {b}", path.display());
+                }
+            }
+        }
+    }
+}
