@@ -3,7 +3,10 @@
 //! (a load, a compare, a copy, MADV_POPULATE_READ). A declaration names its variant; the probe
 //! takes it (`fn(&Ctx, Variant)`), so a hugetlb variant of an existing probe is one declaration:
 //! `Behaviour { id: "...", huge_pages: 1, variant: Variant::HUGETLB, ..Behaviour::like(remove::BEHAVIOURS,
-//! "remove.refault") }`.
+//! "remove.refault") }`. That holds for the probes that make their memory with
+//! [`Variant::region`] (the remote family, `remove.refault`, the copy probes, the stale-copy race,
+//! `populate`'s missing-page probe, the Go probes' access path); a probe that takes `_: Variant`
+//! observes one fixed scenario and must be taught its variant first.
 
 use crate::kit::memory::{Region, MADV_POPULATE_READ};
 use crate::kit::outcome::{Context, Fail};
