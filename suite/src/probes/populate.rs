@@ -8,8 +8,8 @@ use crate::kit::require;
 use crate::kit::rows;
 use crate::kit::signals::SignalFlag;
 use crate::kit::uapi::{
-    FEATURE_MINOR_SHMEM, FEATURE_PAGEFAULT_FLAG_WP, FEATURE_SIGBUS, FEATURE_THREAD_ID, FEATURE_WP_ASYNC,
-    UFFD_USER_MODE_ONLY,
+    FEATURE_MINOR_SHMEM, FEATURE_MISSING_HUGETLBFS, FEATURE_PAGEFAULT_FLAG_WP, FEATURE_SIGBUS,
+    FEATURE_THREAD_ID, FEATURE_WP_ASYNC, FEATURE_WP_HUGETLBFS_SHMEM, UFFD_USER_MODE_ONLY,
 };
 use crate::kit::uffd;
 use crate::kit::uffd::{describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
@@ -461,15 +461,24 @@ pub(super) fn no_message_result_with(ctx: &Ctx, uffd: &Uffd, region: &Region, ad
     })
 }
 
-fn wp(ctx: &Ctx, _: Variant) -> ProbeResult {
-    populate_write_protected(ctx, &|| Region::anonymous(1).ctx("mmap"), 0)
+/// MADV_POPULATE_WRITE on a write-protected page of the variant's backing, sync and async
+/// (hugetlb also needs UFFD_FEATURE_WP_HUGETLBFS_SHMEM and a huge page for each).
+pub(super) fn wp(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let features = if v.is_hugetlb() {
+        require::features(FEATURE_WP_HUGETLBFS_SHMEM)?;
+        require::huge_pages(2)?;
+        FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS
+    } else {
+        0
+    };
+    populate_write_protected(ctx, &|| v.region(1), features)
 }
 
 /// `sync: X; async: Y` for MADV_POPULATE_WRITE on a present, write-protected page of a region
 /// that `region` maps (registered MISSING|WP, with `features` too): X the message (served by
 /// unprotecting), Y with UFFD_FEATURE_WP_ASYNC (`no message` when madvise returns without one,
 /// `not offered` when the kernel lacks it).
-pub(super) fn populate_write_protected(
+fn populate_write_protected(
     ctx: &Ctx,
     region: &dyn Fn() -> Result<Region, Fail>,
     features: u64,

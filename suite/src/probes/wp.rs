@@ -187,7 +187,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "madvise(2): MADV_POPULATE_WRITE (since 5.14); UFFDIO_API(2const): WP_HUGETLBFS_SHMEM (5.19), \
                    WP_ASYNC (6.7); mm/hugetlb.c hugetlb_fault (v6.12): userfaultfd_wp_async -> hugetlb_wp",
         huge_pages: 2,
-        probe: populate_write_hugetlb,
+        probe: super::populate::wp,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
 ];
@@ -397,14 +398,4 @@ fn async_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     Ok(Observation::new(format!("{event}; removed page: wp bit {bit}; store: {store}, scan: {after}"))
         .with("first_scan", protected)
         .with("scan_before_store", before))
-}
-
-fn populate_write_hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
-    require::features(FEATURE_WP_HUGETLBFS_SHMEM)?;
-    let huge = require::huge_pages(2)?;
-    super::populate::populate_write_protected(
-        ctx,
-        &|| huge.anonymous(1),
-        FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS,
-    )
 }
