@@ -249,6 +249,7 @@ mod tests {
                 documented: Vec::new(),
                 citation: String::new(),
                 notes: String::new(),
+                selftests: Vec::new(),
                 cells: BTreeMap::new(),
             });
             let mut cell = Cell::missing("");

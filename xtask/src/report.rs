@@ -637,9 +637,9 @@ pub struct Disagreement {
     pub how: String,
 }
 
-/// Where a kernel's own selftest and one of our behaviours speak about the same thing (`related`:
-/// selftest case ids by their start, and our behaviours; `selftests::RELATED`) and disagree on a
-/// kernel:
+/// Where a kernel's own selftest and one of our behaviours speak about the same thing (the
+/// behaviour's `selftests`, selftest case ids by their start, declared with it in the suite's
+/// catalogue) and disagree on a kernel:
 ///
 /// - the selftest failed where our behaviour observed the kernel doing what it is documented to
 ///   (`expected`);
@@ -652,13 +652,14 @@ pub struct Disagreement {
 /// neither does a selftest's skip: "feature missing" is what the selftest was told by UFFDIO_API,
 /// and our `expected` cell may be the same absence (`wp.unpopulated` on a kernel built without PTE
 /// markers: "not offered", as its configuration promises), which a verdict cannot tell apart.
-pub fn selftest_disagreements(compat: &Compat, related: &[(&str, &[&str])]) -> Vec<Disagreement> {
+pub fn selftest_disagreements(compat: &Compat) -> Vec<Disagreement> {
     let mut out = Vec::new();
     for (case, b) in compat.behaviours.iter().filter(|(_, b)| b.family == model::data::SELFTESTS) {
-        let ours: Vec<&str> = related
+        let ours: Vec<&str> = compat
+            .behaviours
             .iter()
-            .filter(|(prefix, _)| case.starts_with(prefix))
-            .flat_map(|(_, ids)| ids.iter().copied())
+            .filter(|(_, o)| o.selftests.iter().any(|prefix| case.starts_with(prefix.as_str())))
+            .map(|(id, _)| id.as_str())
             .collect();
         for (kernel, cell) in &b.cells {
             for id in &ours {
@@ -736,7 +737,7 @@ fn selftests_markdown(v: &View<'_>) -> String {
         let (pass, fail, skip) = selftest_counts(compat, k);
         let _ = writeln!(md, "| {k} | {pass} | {fail} | {skip} | {} |", cell_text(source, 200));
     }
-    let disagree = selftest_disagreements(compat, crate::selftests::RELATED);
+    let disagree = selftest_disagreements(compat);
     if disagree.is_empty() {
         md += "\nWhere a selftest and one of our behaviours speak about the same thing, they agree on every kernel.\n";
     } else {
@@ -1030,7 +1031,7 @@ fn page_data(v: &View<'_>) -> Value {
             json!({"kernel": k, "source": source, "pass": pass, "fail": fail, "skip": skip})
         })
         .collect();
-    let disagreements = selftest_disagreements(compat, crate::selftests::RELATED);
+    let disagreements = selftest_disagreements(compat);
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,
            "findings": findings, "timelines": timelines,
            "selftests": {"kernels": selftests, "disagreements": disagreements},
@@ -1481,6 +1482,11 @@ mod tests {
             ("selftests.userfaultfd_hugetlb", &["populate.hugetlb_missing"]),
             ("selftests.unit_move", &["populate.hugetlb_missing"]),
         ];
+        for (case, ids) in related {
+            for id in *ids {
+                c.behaviours.get_mut(*id).unwrap().selftests.push(case.to_string());
+            }
+        }
         with_selftest(&mut c, "selftests.unit_uffdio_api_syscall", "debian-5.10-cloud", "pass", None);
         with_selftest(
             &mut c,
@@ -1508,9 +1514,7 @@ mod tests {
         // 5.10's populate.hugetlb_missing is unsupported for lack of MADV_POPULATE_READ, which the
         // hugetlb stress does not use: no disagreement when it passes.
         with_selftest(&mut c, "selftests.userfaultfd_hugetlb", "debian-5.10-cloud", "pass", None);
-        assert!(selftest_disagreements(&c, related)
-            .iter()
-            .all(|d| d.selftest != "selftests.userfaultfd_hugetlb"));
+        assert!(selftest_disagreements(&c).iter().all(|d| d.selftest != "selftests.userfaultfd_hugetlb"));
         // ... but where ours found userfaultfd itself lacking, a pass disagrees.
         c.behaviours.remove("selftests.userfaultfd_hugetlb");
         c.behaviours
@@ -1523,10 +1527,8 @@ mod tests {
         with_selftest(&mut c, "selftests.unit_move_anon", "debian-5.10-cloud", "pass", None);
         // The host's api.features is missing: nothing learnt, nothing to disagree with.
         with_selftest(&mut c, "selftests.unit_uffdio_api_syscall", "host", "fail", Some("boom"));
-        let found: Vec<(String, String, String)> = selftest_disagreements(&c, related)
-            .into_iter()
-            .map(|d| (d.kernel, d.selftest, d.behaviour))
-            .collect();
+        let found: Vec<(String, String, String)> =
+            selftest_disagreements(&c).into_iter().map(|d| (d.kernel, d.selftest, d.behaviour)).collect();
         let want = |k: &str, s: &str, b: &str| (k.to_string(), s.to_string(), b.to_string());
         assert_eq!(
             found,
@@ -1535,7 +1537,7 @@ mod tests {
                 want("debian-6.1-cloud", "selftests.unit_uffdio_api_syscall", "api.features"),
             ]
         );
-        let all = selftest_disagreements(&c, related);
+        let all = selftest_disagreements(&c);
         assert!(all[1].how.contains("UFFDIO_API should fail with wrong api but didn't"), "{}", all[1].how);
         assert!(all[0].how.contains("UFFD_FEATURE_MOVE"), "{}", all[0].how);
         // The report's section names them, and counts each kernel's cases.
@@ -1544,27 +1546,11 @@ mod tests {
         let md = markdown(&View::new(&c, &p, &h));
         assert!(md.contains("## The kernels' own selftests"), "{md}");
         assert!(md.contains("| debian-6.1-cloud | 0 | 1 | 2 | linux-source-6.1 6.1.192-2 |"), "{md}");
-        // With the project's own relation table, the 6.1 failure disagrees with api.features.
+        // With the relations the behaviours declare, the 6.1 failure disagrees with api.features.
         assert!(
             md.contains("| debian-6.1-cloud | `selftests.unit_uffdio_api_syscall` | `api.features` |"),
             "{md}"
         );
-    }
-
-    #[test]
-    fn every_related_behaviour_is_one_of_ours() {
-        // The declarations (`id: "api.features",`) in the suite's probes.
-        let probes = crate::util::project_root().join("suite/src/probes");
-        let mut declared = String::new();
-        for file in std::fs::read_dir(&probes).unwrap() {
-            declared += &std::fs::read_to_string(file.unwrap().path()).unwrap();
-        }
-        for (case, ids) in crate::selftests::RELATED {
-            assert!(case.starts_with("selftests."), "{case}");
-            for id in *ids {
-                assert!(declared.contains(&format!("id: \"{id}\",")), "{case}: {id} is not a behaviour");
-            }
-        }
     }
 
     #[test]
