@@ -14,12 +14,14 @@ pub mod columns;
 pub mod compile;
 pub mod config;
 pub mod data;
+pub mod documented;
 pub mod expect;
 pub mod findings;
 pub mod history;
 pub mod profile;
 pub mod run;
 pub mod stream;
+pub mod suggest;
 pub mod verdict;
 pub mod version;
 
