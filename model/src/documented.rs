@@ -63,6 +63,11 @@ pub fn answer<'a>(
     (status, Some(rule))
 }
 
+/// A row's kernels in words (`before 5.14`), else as written.
+fn range_of(r: &Rule) -> String {
+    r.range().map_or_else(|_| r.kernels.clone(), |range| range.to_string())
+}
+
 fn met_if(yes: bool) -> Status {
     if yes {
         Status::Met
@@ -98,11 +103,13 @@ pub fn check<'p>(
                 verdict: None,
                 observed: rule.map_or_else(|| "-".into(), |r| r.expect.clone()),
                 reason: Some(match rule {
-                    Some(r) if status == Status::NotChecked => {
-                        format!("documented: {}, which does not say whether the need holds", r.describe())
-                    }
-                    Some(r) => format!("documented: {}", r.describe()),
-                    None => format!("documented: no row of the expectation table covers {version}"),
+                    Some(r) if status == Status::NotChecked => format!(
+                        "expectation table, {}: `{}`, which does not say whether the need holds",
+                        range_of(r),
+                        r.expect
+                    ),
+                    Some(r) => format!("expectation table, {}", range_of(r)),
+                    None => format!("no row of the expectation table covers {version}"),
                 }),
             }
         })
@@ -345,7 +352,7 @@ mod tests {
         assert_eq!(c.outcome, crate::profile::Outcome::Violates);
         assert_eq!(c.needs[0].observed, "unsupported: MADV_POPULATE_* is new in Linux 5.14");
         assert_eq!(c.needs[1].status, Status::Met);
-        assert_eq!(c.needs[1].reason.as_deref(), Some("documented: 4.18 up to (not incl.) 5.15: untouched"));
+        assert_eq!(c.needs[1].reason.as_deref(), Some("expectation table, 4.18 up to (not incl.) 5.15"));
         let c = check(&p, &behaviours, v("5.15.3"));
         assert_eq!((c.outcome, c.needs[1].status), (crate::profile::Outcome::NotChecked, Status::NotChecked));
     }

@@ -268,8 +268,9 @@ impl History {
             compat.kernels.get(kernel).is_some_and(|info| !crate::columns::is_configuration_variant(info))
         };
         let since = self.vocabulary_since(compat, behaviour);
-        // Per point release: each (kernel, observation) once.
-        let mut at: BTreeMap<(Option<KernelVersion>, String), Vec<(String, String)>> = BTreeMap::new();
+        // Per point release (ordered by version): each (kernel, observation) once.
+        type Release = (Option<KernelVersion>, String);
+        let mut at: BTreeMap<Release, Vec<(String, String)>> = BTreeMap::new();
         let mut add = |version: &str, kernel: &str, observed: &str| {
             let points = at.entry((version.parse::<KernelVersion>().ok(), version.to_string())).or_default();
             let point = (kernel.to_string(), observed.to_string());

@@ -139,7 +139,7 @@ impl Profile {
 
     /// Checks that every need names a behaviour of `known`; the error names the file and line, and
     /// the closest ids.
-    pub fn check_ids<'k>(&self, known: &[&'k str], against: &str) -> Result<(), String> {
+    pub fn check_ids(&self, known: &[&str], against: &str) -> Result<(), String> {
         match self.needs.iter().find(|n| !known.contains(&n.behaviour.as_str())) {
             Some(n) => Err(format!(
                 "{}:{}: unknown behaviour id {:?}{} ({against} has no such behaviour; `cargo run -p suite -- --list` lists them)",

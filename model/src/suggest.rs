@@ -7,19 +7,22 @@
 //! so it beats a hand-written edit distance to maintain here.
 
 /// Up to `n` of `known` closest to `wrong`, closest first; only those that plausibly are what was
-/// meant (similarity at least a half, or `wrong` contained in them). Ties keep `known`'s order.
+/// meant (similarity at least a half, or `wrong` contained in them) and nearly as close as the
+/// closest. Ties keep `known`'s order.
 pub fn closest<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>, n: usize) -> Vec<&'a str> {
     let lower = wrong.to_lowercase();
+    let contains = |k: &str| !lower.is_empty() && k.to_lowercase().contains(&lower);
     let mut scored: Vec<(f64, usize, &str)> = known
         .into_iter()
         .enumerate()
         .filter(|(_, k)| *k != wrong)
         .map(|(i, k)| (strsim::normalized_damerau_levenshtein(&lower, &k.to_lowercase()), i, k))
-        .filter(|(s, _, k)| *s >= 0.5 || (!lower.is_empty() && k.to_lowercase().contains(&lower)))
+        .filter(|(s, _, k)| *s >= 0.5 || contains(k))
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let best = scored.first().map_or(0.0, |s| s.0);
     let mut out: Vec<&str> = Vec::new();
-    for (_, _, k) in scored {
+    for (_, _, k) in scored.into_iter().filter(|s| s.0 >= best - 0.1 || contains(s.2)) {
         if !out.contains(&k) {
             out.push(k);
         }
@@ -50,7 +53,8 @@ mod tests {
     #[test]
     fn suggests_what_was_meant_and_nothing_far_off() {
         let known = ["fault read", "fault write", "EINVAL", "fault minor read"];
-        assert_eq!(closest("fault reed", known, 2), ["fault read", "fault write"]);
+        assert_eq!(closest("fault reed", known, 2), ["fault read"], "not the far ones");
+        assert_eq!(closest("fault", known, 3), ["fault read", "fault write", "fault minor read"]);
         assert_eq!(closest("EINAVL", known, 3), ["EINVAL"], "a swapped pair is one edit");
         assert!(closest("completely different", known, 3).is_empty());
         let ids = ["populate.read_missing", "populate.write_missing", "api.features"];

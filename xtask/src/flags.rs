@@ -81,10 +81,13 @@ xflags::xflags! {
             /// Check the running kernel: run only the needed behaviours here, without QEMU and
             /// without changing any setting of the host (what would need one is not checked).
             optional --host
-            /// Only this kernel of the matrix (repeatable; with --host, besides the host).
+            /// Only this kernel of the matrix (repeatable; with --host, besides the host); a kernel
+            /// version no column runs (6.6, 5.15.170) is answered from the expectation tables.
             repeated --kernel id: String
             /// The matrix file (default matrix/compat.toml).
             optional --matrix file: PathBuf
+            /// Print the answer as JSON (schema: docs/check.schema.json).
+            optional --json
         }
         /// The cells that changed between two matrix files. Exit status 0: none; 1: some; 2: error.
         cmd diff {

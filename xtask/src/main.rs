@@ -127,6 +127,7 @@ fn run() -> Result<()> {
                 kernels: c.kernel,
                 matrix: c.matrix,
                 suite: None,
+                json: c.json,
             },
         )),
         flags::XtaskCmd::Diff(d) => std::process::exit(diff::main(&d.old, &d.new)),
