@@ -256,10 +256,12 @@ pub fn describe_minimum(overall: &Option<Since>, needs: &[NeedSince]) -> String 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn behaviour(rows: &[(&str, &str)], cells: &[(&str, &str, Verdict, &str)]) -> Behaviour {
+    /// A behaviour with these expectation rows and cells `(kernel, observed, verdict, graded
+    /// against)`, for the tests.
+    pub(crate) fn behaviour(rows: &[(&str, &str)], cells: &[(&str, &str, Verdict, &str)]) -> Behaviour {
         Behaviour {
             family: "populate".into(),
             summary: String::new(),

@@ -432,28 +432,18 @@ why = "serves with UFFDIO_COPY"
 
     #[test]
     fn a_value_the_behaviour_never_takes_is_a_profile_error_naming_the_closest() {
-        use crate::expect::Rule;
-        let behaviour = |rows: &[(&str, &str)], observed: &[(&str, Verdict)]| Behaviour {
-            family: "populate".into(),
-            summary: String::new(),
-            observes: String::new(),
-            expectation: rows.iter().map(|(k, e)| Rule::new(k, e)).collect(),
-            documented: Vec::new(),
-            citation: String::new(),
-            notes: String::new(),
-            cells: observed.iter().enumerate().map(|(i, (o, v))| (format!("k{i}"), cell(o, *v))).collect(),
-        };
+        use crate::documented::tests::behaviour;
         let behaviours: BTreeMap<String, Behaviour> = [
             (
                 "populate.read_missing".to_string(),
                 behaviour(
                     &[("<5.14", "unsupported: new in 5.14"), (">=5.14", "fault read")],
-                    &[("EINVAL", Verdict::Unsupported), ("skipped", Verdict::Skipped)],
+                    &[("k0", "EINVAL", Verdict::Unsupported, ""), ("k1", "skipped", Verdict::Skipped, "")],
                 ),
             ),
             (
                 "api.ioctls".to_string(),
-                behaviour(&[("*", "WAKE COPY ZEROPAGE")], &[("WAKE COPY MOVE", Verdict::Expected)]),
+                behaviour(&[("*", "WAKE COPY ZEROPAGE")], &[("k0", "WAKE COPY MOVE", Verdict::Expected, "")]),
             ),
         ]
         .into();
