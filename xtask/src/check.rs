@@ -518,5 +518,12 @@ mod tests {
         assert!(text.contains("api.unprivileged: not checked (skipped: "), "{text}");
         assert!(text.contains(": 2 behaviour(s) run directly, no QEMU"), "only what is needed ran: {text}");
         assert!(!text.contains("populate.read_missing:"), "met, so not listed: {text}");
+        // Where the host sits among the matrix's columns; documented too when no column runs it.
+        let place = text.lines().find(|l| l.starts_with("this host's kernel ")).expect("the host's place");
+        assert_eq!(
+            place.contains("the nearest by version; no column runs"),
+            text.contains("\n  host (documented)"),
+            "{text}"
+        );
     }
 }
