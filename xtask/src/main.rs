@@ -127,6 +127,7 @@ fn run() -> Result<()> {
                 kernels: c.kernel,
                 matrix: c.matrix,
                 suite: None,
+                json: c.json,
             },
         )),
         flags::XtaskCmd::Diff(d) => std::process::exit(diff::main(&d.old, &d.new)),
@@ -194,6 +195,10 @@ fn matrix_options(root: &std::path::Path, m: flags::Matrix) -> Result<pipeline::
         opts.images.push((std::path::PathBuf::from(path), id, config));
     }
     opts.host = m.host;
+    if m.publish_host && !m.host {
+        bail!("--publish-host puts the host column into the matrix: add --host");
+    }
+    opts.publish_host = m.publish_host;
     if let Some(n) = m.jobs {
         opts.jobs = in_range("--jobs", n, 1, 64)? as usize;
     }
@@ -268,6 +273,10 @@ mod tests {
         }
         assert!(matrix(&["--jobs", "many"]).is_err());
         assert!(matrix(&["--accel", "fast"]).unwrap_err().to_string().contains("auto, kvm, tcg or tcg-mt"));
+        // The host column stays local unless asked for.
+        assert!(!matrix(&["--host"]).unwrap().publish_host);
+        assert!(matrix(&["--host", "--publish-host"]).unwrap().publish_host);
+        assert!(matrix(&["--publish-host"]).unwrap_err().to_string().contains("add --host"));
     }
 
     /// `--accel tcg-mt` is refused, in one line, with a QEMU before 10 or one that does not answer.

@@ -104,6 +104,7 @@ mod tests {
         let root = crate::util::project_root();
         let mut opts = options("two-kernels", &["debian-5.10-cloud", "debian-6.1-cloud"]);
         opts.host = true;
+        opts.publish_host = true;
         gather(&sh, &root, &opts, &prepared(&sh), &|_| {}).unwrap();
         let compat = load_compat(&opts);
         assert_eq!(compat.kernels.len(), 3);
