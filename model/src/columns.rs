@@ -11,6 +11,12 @@ pub fn version_label(info: &RunInfo) -> String {
     info.kernel_version().map_or_else(|| info.release.clone(), |v| v.to_string())
 }
 
+/// Whether a column is a configuration variant of a build (`build-6.12-no-thp`: the base
+/// configuration with options changed), rather than a kernel version of its own.
+pub fn is_configuration_variant(info: &RunInfo) -> bool {
+    info.build.as_ref().is_some_and(|b| !b.differs.is_empty())
+}
+
 /// The column ids in version order; columns of the same version (flavours, a host) by id.
 pub fn by_version(kernels: &BTreeMap<String, RunInfo>) -> Vec<&str> {
     let mut ids: Vec<&str> = kernels.keys().map(String::as_str).collect();

@@ -65,6 +65,7 @@ mod tests {
             documented: Vec::new(),
             citation: "c".into(),
             notes: String::new(),
+            selftests: Vec::new(),
             cells: BTreeMap::new(),
         }
     }

@@ -240,6 +240,11 @@ pub struct Behaviour {
     pub citation: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub notes: String,
+    /// The kernel's own selftest cases this behaviour speaks about, as case ids by their start
+    /// (`selftests.unit_uffdio_api` is every case whose id starts so): where one and the behaviour
+    /// disagree on a kernel, the report says so. Empty for most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selftests: Vec<String>,
     /// Per kernel id; present in the compiled matrix only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cells: BTreeMap<String, Cell>,
@@ -293,6 +298,7 @@ pub fn selftest_behaviour(id: &str) -> Behaviour {
             .to_string(),
         notes: "Cases differ by kernel version: a kernel whose selftests have no such case shows it missing."
             .to_string(),
+        selftests: Vec::new(),
         cells: BTreeMap::new(),
     }
 }

@@ -120,6 +120,7 @@ mod tests {
             documented: vec![Rule::new(">=6.0", "ok")],
             citation: "c".into(),
             notes: String::new(),
+            selftests: Vec::new(),
             cells: [
                 ("old".to_string(), cell("EINVAL", Verdict::Expected)),
                 ("new".to_string(), cell("EINVAL", Verdict::Expected)),

@@ -10,16 +10,19 @@
 //! A guest streams its results to the host with [`stream`]; [`run`] turns a run's stream into its
 //! results; expectations and grading live in [`expect`]; kernel versions and ranges in [`version`].
 
+pub mod check;
 pub mod columns;
 pub mod compile;
 pub mod config;
 pub mod data;
+pub mod documented;
 pub mod expect;
 pub mod findings;
 pub mod history;
 pub mod profile;
 pub mod run;
 pub mod stream;
+pub mod suggest;
 pub mod verdict;
 pub mod version;
 

@@ -20,9 +20,10 @@
 //! (`skipped`, `error`, `hung`, `crashed`, `missing`, or no cell at all), the profile was *not
 //! checked* there.
 
-use crate::data::{Cell, Verdict};
+use crate::data::{Behaviour, Cell, Verdict};
 use crate::expect::Expect;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One profile, as read from its file.
@@ -48,6 +49,8 @@ pub struct Need {
     pub why: String,
     /// The line of the file the need's `behaviour` is on.
     pub line: usize,
+    /// The line its `expect` is on.
+    pub expect_line: usize,
 }
 
 #[derive(Deserialize)]
@@ -123,7 +126,7 @@ impl Profile {
                     "{path}:{why_line}: `why` must say in one line why the software needs this"
                 ));
             }
-            needs.push(Need { behaviour, expect, why, line });
+            needs.push(Need { behaviour, expect, why, line, expect_line });
         }
         Ok(Profile {
             name: name.to_string(),
@@ -134,28 +137,62 @@ impl Profile {
         })
     }
 
-    /// Checks that every need names a behaviour `known` knows; the error names the file and line.
-    pub fn check_ids(&self, known: impl Fn(&str) -> bool, against: &str) -> Result<(), String> {
-        match self.needs.iter().find(|n| !known(&n.behaviour)) {
+    /// Checks that every need names a behaviour of `known`; the error names the file and line, and
+    /// the closest ids.
+    pub fn check_ids(&self, known: &[&str], against: &str) -> Result<(), String> {
+        match self.needs.iter().find(|n| !known.contains(&n.behaviour.as_str())) {
             Some(n) => Err(format!(
-                "{}:{}: unknown behaviour id {:?} ({against} has no such behaviour; `cargo run -p suite -- --list` lists them)",
-                self.path, n.line, n.behaviour
+                "{}:{}: unknown behaviour id {:?}{} ({against} has no such behaviour; `cargo run -p suite -- --list` lists them)",
+                self.path,
+                n.line,
+                n.behaviour,
+                crate::suggest::did_you_mean(&n.behaviour, known.iter().copied())
             )),
             None => Ok(()),
         }
     }
 
+    /// Checks that every value a need accepts is one the behaviour can take: named by a row of its
+    /// expectation table or observed by some kernel of the matrix (for `includes:`, each word). A
+    /// value that is neither is a typo in the profile (`"fault reed"`), which would otherwise blame
+    /// every kernel: the error is one line with the file, the line of `expect`, the value and the
+    /// closest valid values. Needs of behaviours `behaviours` lacks are left to [`Self::check_ids`].
+    pub fn check_values(&self, behaviours: &BTreeMap<String, Behaviour>) -> Result<(), String> {
+        for need in &self.needs {
+            let (Some(b), Ok(expect)) = (behaviours.get(&need.behaviour), Expect::parse(&need.expect)) else {
+                continue;
+            };
+            let (exact, words) = vocabulary(b);
+            let (wanted, known) = match &expect {
+                Expect::Is(v) => (vec![v.clone()], &exact),
+                Expect::OneOf(vs) => (vs.clone(), &exact),
+                Expect::Includes(ws) => (ws.clone(), &words),
+                _ => continue,
+            };
+            if let Some(wrong) = wanted.iter().find(|w| !known.contains(w)) {
+                let near = crate::suggest::closest(wrong, known.iter().map(String::as_str), 3);
+                return Err(format!(
+                    "{}:{}: {} never takes the value {wrong:?}: no row of its expectation table names it and no kernel observed it; {} (`cargo xtask explain {}` lists its values)",
+                    self.path,
+                    need.expect_line,
+                    need.behaviour,
+                    match near.as_slice() {
+                        [] => "nothing is close to it".to_string(),
+                        near => format!(
+                            "the closest valid values are {}",
+                            near.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ")
+                        ),
+                    },
+                    need.behaviour
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// How one kernel fares: `cell` gives the kernel's cell of a behaviour, if it has one.
     pub fn check<'c>(&self, cell: impl Fn(&str) -> Option<&'c Cell>) -> KernelCheck<'_> {
-        let needs: Vec<Checked<'_>> = self.needs.iter().map(|n| Checked::of(n, cell(&n.behaviour))).collect();
-        let status = if needs.iter().any(|c| c.status == Status::Violated) {
-            Outcome::Violates
-        } else if needs.iter().any(|c| c.status == Status::NotChecked) {
-            Outcome::NotChecked
-        } else {
-            Outcome::Satisfies
-        };
-        KernelCheck { outcome: status, needs }
+        KernelCheck::of(self.needs.iter().map(|n| Checked::of(n, cell(&n.behaviour))).collect())
     }
 
     /// The behaviours the profile needs, in its order.
@@ -239,6 +276,37 @@ impl<'a> Checked<'a> {
     }
 }
 
+/// The values a behaviour takes: the exact values its expectation table names and its cells
+/// observed (`unsupported` ones included: a missing prerequisite is an observation), and every word
+/// of those (what `includes:` may name).
+pub fn vocabulary(b: &Behaviour) -> (Vec<String>, Vec<String>) {
+    let mut exact: Vec<String> = Vec::new();
+    for rule in b.expectation.iter().chain(&b.documented) {
+        match rule.parsed() {
+            Ok(Expect::Is(v)) => exact.push(v),
+            Ok(Expect::OneOf(vs)) | Ok(Expect::Includes(vs)) => exact.extend(vs),
+            _ => {}
+        }
+    }
+    for c in b.cells.values() {
+        if matches!(
+            c.verdict,
+            Verdict::Expected | Verdict::Unexpected | Verdict::Unsupported | Verdict::Flaky
+        ) {
+            exact.push(c.observed.clone());
+            if c.verdict == Verdict::Flaky {
+                exact.extend(flaky_observations(c));
+            }
+        }
+    }
+    exact.sort();
+    exact.dedup();
+    let mut words: Vec<String> = exact.iter().flat_map(|v| v.split_whitespace()).map(String::from).collect();
+    words.sort();
+    words.dedup();
+    (exact, words)
+}
+
 /// The observations of a flaky cell's runs, from its `observations` detail
 /// (`2x expected "EINVAL"; 1x unexpected "ok"`).
 fn flaky_observations(cell: &Cell) -> Vec<String> {
@@ -282,7 +350,19 @@ pub struct KernelCheck<'a> {
     pub needs: Vec<Checked<'a>>,
 }
 
-impl KernelCheck<'_> {
+impl<'a> KernelCheck<'a> {
+    /// The outcome of these needs: violated if any is, else not checked if any is, else satisfied.
+    pub fn of(needs: Vec<Checked<'a>>) -> KernelCheck<'a> {
+        let outcome = if needs.iter().any(|c| c.status == Status::Violated) {
+            Outcome::Violates
+        } else if needs.iter().any(|c| c.status == Status::NotChecked) {
+            Outcome::NotChecked
+        } else {
+            Outcome::Satisfies
+        };
+        KernelCheck { outcome, needs }
+    }
+
     /// The needs with this status.
     pub fn with(&self, status: Status) -> impl Iterator<Item = &Checked<'_>> {
         self.needs.iter().filter(move |c| c.status == status)
@@ -316,10 +396,13 @@ why = "serves with UFFDIO_COPY"
         let p = Profile::parse("server", "profiles/server.toml", GOOD).unwrap();
         assert_eq!(p.needs.len(), 2);
         assert_eq!((p.needs[0].line, p.needs[1].line), (4, 9));
-        assert!(p.check_ids(|id| id.starts_with("populate."), "the matrix").unwrap_err().starts_with(
-            "profiles/server.toml:9: unknown behaviour id \"api.ioctls\" (the matrix has no such behaviour"
+        assert!(p
+            .check_ids(&["populate.read_missing", "api.ioctl"], "the matrix")
+            .unwrap_err()
+            .starts_with(
+            "profiles/server.toml:9: unknown behaviour id \"api.ioctls\" (did you mean \"api.ioctl\"?) (the matrix has no such behaviour"
         ));
-        assert!(p.check_ids(|_| true, "x").is_ok());
+        assert!(p.check_ids(&["populate.read_missing", "api.ioctls"], "x").is_ok());
     }
 
     #[test]
@@ -345,6 +428,42 @@ why = "serves with UFFDIO_COPY"
             assert!(e.starts_with(want), "{e:?} should start with {want:?}");
             assert!(!e.contains('\n'), "one line: {e:?}");
         }
+    }
+
+    #[test]
+    fn a_value_the_behaviour_never_takes_is_a_profile_error_naming_the_closest() {
+        use crate::documented::tests::behaviour;
+        let behaviours: BTreeMap<String, Behaviour> = [
+            (
+                "populate.read_missing".to_string(),
+                behaviour(
+                    &[("<5.14", "unsupported: new in 5.14"), (">=5.14", "fault read")],
+                    &[("k0", "EINVAL", Verdict::Unsupported, ""), ("k1", "skipped", Verdict::Skipped, "")],
+                ),
+            ),
+            (
+                "api.ioctls".to_string(),
+                behaviour(&[("*", "WAKE COPY ZEROPAGE")], &[("k0", "WAKE COPY MOVE", Verdict::Expected, "")]),
+            ),
+        ]
+        .into();
+        let p = |text: String| Profile::parse("p", "profiles/p.toml", &text).unwrap();
+        assert_eq!(p(GOOD.to_string()).check_values(&behaviours), Ok(()));
+        // An unsupported observation and a word only a kernel observed are values too.
+        let ok =
+            GOOD.replace("\"fault read\"", "\"one of: fault read | EINVAL\"").replace("COPY WAKE", "MOVE");
+        assert_eq!(p(ok).check_values(&behaviours), Ok(()));
+        let typo = p(GOOD.replace("\"fault read\"", "\"fault reed\"")).check_values(&behaviours).unwrap_err();
+        assert_eq!(
+            typo,
+            "profiles/p.toml:5: populate.read_missing never takes the value \"fault reed\": no row of its expectation table names it and no kernel observed it; the closest valid values are \"fault read\" (`cargo xtask explain populate.read_missing` lists its values)"
+        );
+        let word = p(GOOD.replace("COPY WAKE", "COPY WAEK")).check_values(&behaviours).unwrap_err();
+        assert!(word.starts_with("profiles/p.toml:10: api.ioctls never takes the value \"WAEK\""), "{word}");
+        assert!(word.contains("the closest valid values are \"WAKE\""), "{word}");
+        let skipped =
+            p(GOOD.replace("\"fault read\"", "\"one of: fault read | skipped\"")).check_values(&behaviours);
+        assert!(skipped.unwrap_err().contains("the value \"skipped\""), "not an observation of the kernel");
     }
 
     #[test]

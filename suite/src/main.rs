@@ -1,30 +1,10 @@
 //! uffd-conformance suite. See ARCHITECTURE.md for the map; `suite --help` for usage.
 
-mod behaviour;
-mod catalogue;
-mod cli;
-mod goworkload;
-mod guest;
-mod harness;
-mod helpers;
-mod isolate;
-mod machine;
-mod memory;
-mod outcome;
-mod poll;
-mod privileges;
+mod kit;
 mod probes;
-mod require;
-mod rows;
-mod selftests;
-mod settings;
-mod signals;
-mod sources;
-mod threads;
-mod uapi;
-mod uffd;
-mod worker;
+mod run;
 
+use run::{catalogue, cli, guest, harness, isolate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -46,5 +26,25 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         cli::Mode::Run => harness::host(cli),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The layout's direction (ARCHITECTURE.md): `kit/` stands on neither `probes/` nor `run/`,
+    /// and `probes/` not on `run/`.
+    #[test]
+    fn the_kit_and_the_probes_do_not_import_what_stands_on_them() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for (dir, banned) in [("kit", &["crate::run", "crate::probes"][..]), ("probes", &["crate::run"][..])]
+        {
+            for entry in std::fs::read_dir(src.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                for b in banned {
+                    assert!(!text.contains(b), "{} uses {b}", path.display());
+                }
+            }
+        }
     }
 }

@@ -18,8 +18,12 @@ xflags::xflags! {
             /// its `uname -r`; its .config is FILE, else the build tree's beside arch/x86/boot/bzImage.
             /// With only --kernel-image, only those run.
             repeated --kernel-image image: String
-            /// Add a column for the host kernel (the suite run directly).
+            /// Add a column for the host kernel (the suite run directly). It stays local (its
+            /// results go to target/uffdc/runs/host/) unless --publish-host.
             optional --host
+            /// With --host: put the host column into the matrix directory too (the published
+            /// matrix is the kernels anyone can reproduce; a host is not one).
+            optional --publish-host
             /// Guests booted at once (1 to 64; default 2).
             optional --jobs n: u64
             /// Run every behaviour N times in each guest and on the host; observations that differ
@@ -81,10 +85,13 @@ xflags::xflags! {
             /// Check the running kernel: run only the needed behaviours here, without QEMU and
             /// without changing any setting of the host (what would need one is not checked).
             optional --host
-            /// Only this kernel of the matrix (repeatable; with --host, besides the host).
+            /// Only this kernel of the matrix (repeatable; with --host, besides the host); a kernel
+            /// version no column runs (6.6, 5.15.170) is answered from the expectation tables.
             repeated --kernel id: String
             /// The matrix file (default matrix/compat.toml).
             optional --matrix file: PathBuf
+            /// Print the answer as JSON (schema: docs/check.schema.json).
+            optional --json
         }
         /// The cells that changed between two matrix files. Exit status 0: none; 1: some; 2: error.
         cmd diff {

@@ -1,5 +1,6 @@
 //! `cargo xtask check`'s exit status, as a script or a deploy pipeline sees it: 1 when a kernel
-//! lacks what a profile needs, 0 when every kernel asked about has it, 2 on a malformed profile.
+//! lacks what a profile needs, 0 when every kernel asked about has it, 2 on a malformed profile
+//! (a typo'd `expect` value included).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +39,17 @@ fn a_profile_that_needs_what_a_kernel_lacks_exits_non_zero() {
         err.starts_with("error: ") && err.contains("unknown-behaviour.toml:9: unknown behaviour id"),
         "{err}"
     );
+    // A typo in the profile is the profile's error, not every kernel's violation.
+    let (status, out, err) = check(&["TESTDATA/profiles/typo.toml"]);
+    assert_eq!(status, 2, "{out}{err}");
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("typo.toml:7: populate.read_missing never takes the value \"fault reed\"")
+            && err.contains("the closest valid values are \"fault read\"")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(out.is_empty(), "{out}");
     let (status, _, err) = check(&["--no-such-flag"]);
     assert_eq!(status, 2, "a usage error is an error, not a violation: {err}");
 }

@@ -1,18 +1,19 @@
 //! `api`: what the userfaultfd interface itself offers.
 
-use crate::behaviour::Behaviour;
-use crate::memory::Region;
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::settings::Setting;
-use crate::uapi;
-use crate::uapi::{
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::Region;
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::settings::Setting;
+use crate::kit::uapi;
+use crate::kit::uapi::{
     feature_names, ioctl_names, open_failure, DevError, FEATURE_EVENT_FORK, UFFD_USER_MODE_ONLY,
 };
-use crate::uffd::{self, RegisterMode};
-use crate::{helpers, privileges};
+use crate::kit::uffd::{self, RegisterMode};
+use crate::kit::variant::Variant;
+use crate::kit::{helpers, privileges};
 use nix::errno::Errno;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -75,6 +76,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
             concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID PAGEFAULT_FLAG_WP MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS WP_HUGETLBFS_SHMEM WP_UNPOPULATED POISON WP_ASYNC MOVE RWP RWP_ASYNC"),
             "UFFDIO_API(2const), man-pages 6.20: \"UFFD_FEATURE_RWP (since Linux 7.2)\", \"UFFD_FEATURE_RWP_ASYNC (since Linux 7.2)\"",
         )],
+        selftests: &["selftests.unit_uffdio_api"],
         probe: features,
         ..Behaviour::DEFAULT
     },
@@ -100,6 +102,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    Documentation/admin-guide/mm/userfaultfd.rst (v6.1): the device is root-only \
                    (0600) by default",
         notes: "Run as root, as the suite does; an unprivileged caller sees `open: EACCES` by default.",
+        selftests: &["selftests.unit_uffdio_api_dev_userfaultfd"],
         probe: dev_userfaultfd,
         ..Behaviour::DEFAULT
     },
@@ -117,6 +120,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    UFFD_API_RANGE_IOCTLS (v5.10, v6.12) and fs/userfaultfd.c userfaultfd_register, which \
                    masks WRITEPROTECT without MODE_WP and CONTINUE without MODE_MINOR; UFFDIO_POISON \
                    since 6.6, UFFDIO_MOVE since 6.8 (UFFDIO_API(2const))",
+        selftests: &["selftests.unit_register_ioctls_anon"],
         probe: ioctls,
         ..Behaviour::DEFAULT
     },
@@ -130,6 +134,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    the kernel will zero out the returned uffdio_api structure and return EINVAL\"; \
                    fs/userfaultfd.c userfaultfd_api (v5.10, v6.12)",
         notes: "Unknown bits are an error, not silently masked: probe with features = 0 first.",
+        selftests: &["selftests.unit_uffdio_api"],
         probe: unknown_feature,
         ..Behaviour::DEFAULT
     },
@@ -151,6 +156,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    per the two-step feature detection handshake\"",
         notes: "The man page contradicts itself: its DESCRIPTION says a temporary userfaultfd is needed to \
                 probe features, which is what the kernel requires.",
+        selftests: &["selftests.unit_uffdio_api"],
         probe: handshake_twice,
         ..Behaviour::DEFAULT
     },
@@ -202,7 +208,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     },
 ];
 
-fn features(_: &Ctx) -> ProbeResult {
+fn features(_: &Ctx, _: Variant) -> ProbeResult {
     let fd = uapi::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
     let api = uapi::handshake(&fd, 0).ctx("UFFDIO_API")?;
     let names = feature_names(api.features);
@@ -211,7 +217,7 @@ fn features(_: &Ctx) -> ProbeResult {
         .with("ioctls", ioctl_names(api.ioctls)))
 }
 
-fn user_mode_only(_: &Ctx) -> ProbeResult {
+fn user_mode_only(_: &Ctx, _: Variant) -> ProbeResult {
     match uapi::syscall(libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) {
         Ok(fd) => {
             let api = uapi::handshake(&fd, 0).ctx("UFFDIO_API on a user-mode-only descriptor")?;
@@ -222,7 +228,7 @@ fn user_mode_only(_: &Ctx) -> ProbeResult {
     }
 }
 
-fn dev_userfaultfd(_: &Ctx) -> ProbeResult {
+fn dev_userfaultfd(_: &Ctx, _: Variant) -> ProbeResult {
     // Without userfaultfd at all, the device is beside the point.
     require::userfaultfd()?;
     let dev_is_devtmpfs = std::fs::read_to_string("/proc/self/mounts")
@@ -260,14 +266,14 @@ fn dev_userfaultfd(_: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn ioctls(_: &Ctx) -> ProbeResult {
+fn ioctls(_: &Ctx, _: Variant) -> ProbeResult {
     let uffd = uffd::Uffd::open(0)?;
     let region = Region::anonymous(1).ctx("mmap")?;
     let bits = uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
     Ok(Observation::new(ioctl_names(bits)).with("ioctls", format!("{bits:#x}")))
 }
 
-fn unknown_feature(_: &Ctx) -> ProbeResult {
+fn unknown_feature(_: &Ctx, _: Variant) -> ProbeResult {
     use std::os::fd::AsRawFd;
     let fd = uapi::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
     let mut api =
@@ -280,7 +286,7 @@ fn unknown_feature(_: &Ctx) -> ProbeResult {
         .with("features_after", format!("{:#x}", api.features)))
 }
 
-fn handshake_twice(_: &Ctx) -> ProbeResult {
+fn handshake_twice(_: &Ctx, _: Variant) -> ProbeResult {
     let fd = uapi::syscall(libc::O_CLOEXEC).map_err(open_failure)?;
     uapi::handshake(&fd, 0).ctx("first UFFDIO_API")?;
     Ok(Observation::new(uapi::handshake(&fd, 0).map_or_else(errno_name, |_| "ok".to_string())))
@@ -301,7 +307,7 @@ fn open_result(flags: i32) -> String {
     uapi::syscall(libc::O_CLOEXEC | flags).map_or_else(errno_name, |_| "ok".to_string())
 }
 
-fn unprivileged(ctx: &Ctx) -> ProbeResult {
+fn unprivileged(ctx: &Ctx, _: Variant) -> ProbeResult {
     const KNOB: &str = "vm/unprivileged_userfaultfd";
     require::userfaultfd()?;
     // The settings lock is held from reading the default to putting it back.
@@ -325,7 +331,7 @@ fn unprivileged(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("sysctl 0: {zero} | sysctl 1: {one}")).with("default", default))
 }
 
-fn fork_needs_ptrace(ctx: &Ctx) -> ProbeResult {
+fn fork_needs_ptrace(ctx: &Ctx, _: Variant) -> ProbeResult {
     const KNOB: &str = "vm/unprivileged_userfaultfd";
     require::features(FEATURE_EVENT_FORK)?;
     let with_cap = uapi::syscall(libc::O_CLOEXEC)

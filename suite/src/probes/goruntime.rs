@@ -10,13 +10,14 @@
 //! faults again), and the runtime preempts a goroutine there only where
 //! `isAsyncSafePoint` allows, which excludes assembly such as `memequal` and `memmove`.
 
-use crate::behaviour::Behaviour;
-use crate::goworkload::{errno_word, Go};
-use crate::memory;
-use crate::memory::{page_size, MADV_POPULATE_READ};
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
-use crate::uffd::{describe_kind, Event};
-use crate::{poll, require, rows, sources, threads};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::goworkload::{errno_word, Go};
+use crate::kit::memory::page_size;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::uffd::{describe_kind, Event};
+use crate::kit::variant::{Access, Variant};
+use crate::kit::{poll, rows, threads};
+use crate::probes::sources;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -127,7 +128,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 reach. A load in Go code is preempted asynchronously: SIGURG interrupts the fault, \
                 the handler injects asyncPreempt, the world stops, and the load faults again when the \
                 goroutine runs next.",
-        probe: gc_load,
+        probe: gc,
+        variant: Variant::access(Access::Load),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -140,7 +142,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "The mechanism behind the seed's deadlock: not TASK_KILLABLE (the thread sleeps \
                 interruptibly, and SIGURG reaches it: stw.go_sigurg), but the runtime's refusal to \
                 preempt assembly. The SIGURGs repeat every ~100us while the world waits.",
-        probe: gc_equal,
+        probe: gc,
+        variant: Variant::access(Access::Equal),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -150,7 +153,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "waits until served")],
         documented: &[("*", "waits until served", sources::SEED_STW_FOREVER)],
         citation: concat!(go_source!(), stw!(), copy!(), asm!(), kernel_signal!()),
-        probe: gc_copy,
+        probe: gc,
+        variant: Variant::access(Access::Copy),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -162,7 +166,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
         notes: "The seed's fix. It holds because the runtime marks the goroutine as in a system call \
                 before the kernel blocks it, whatever state the kernel sleeps in.",
-        probe: gc_populate,
+        probe: gc,
+        variant: Variant::access(Access::Populate),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -172,7 +177,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "finishes")],
         documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
         citation: concat!(go_source!(), stw!(), load!(), kernel_signal!()),
-        probe: deadlock_load,
+        probe: deadlock,
+        variant: Variant::access(Access::Load),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -184,7 +190,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
         notes: "The deadlock the seed met (its tests read with bytes.Equal), on every kernel: it needs \
                 no TASK_KILLABLE, only a fault inside assembly and a server that waits on the program.",
-        probe: deadlock_equal,
+        probe: deadlock,
+        variant: Variant::access(Access::Equal),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -194,7 +201,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "deadlocks")],
         documented: &[("*", "deadlocks", sources::SEED_STW_FOREVER)],
         citation: concat!(go_source!(), stw!(), copy!(), asm!(), kernel_signal!()),
-        probe: deadlock_copy,
+        probe: deadlock,
+        variant: Variant::access(Access::Copy),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -204,7 +212,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[rows::BEFORE_5_14, (">=5.14", "finishes")],
         documented: &[(">=5.14", "finishes", sources::SEED_SYSCALL_FIX)],
         citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
-        probe: deadlock_populate,
+        probe: deadlock,
+        variant: Variant::access(Access::Populate),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -263,7 +272,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 thread clears the flag first: on 5.10 mmap_changing is a bool that the first \
                 event's thread to resume resets (fs/userfaultfd.c userfaultfd_event_wait_completion, \
                 v5.10), a counter from 5.11 on; how many met it is a detail.",
-        probe: stress_load,
+        probe: super::gostress::stress,
+        variant: Variant::access(Access::Load),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -275,7 +285,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: concat!(go_source!(), stw!(), equal!(), asm!(), kernel_signal!()),
         notes: "What the seed met in its tests, at the first hold (the 6th new fault); the forced \
                 race before it (the 3rd) needs only the world running.",
-        probe: stress_equal,
+        probe: super::gostress::stress,
+        variant: Variant::access(Access::Equal),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -285,7 +296,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[rows::BEFORE_5_14, (">=5.14", "completes, no lost or stale page")],
         documented: &[(">=5.14", "completes, no lost or stale page", sources::SEED_SYSCALL_FIX)],
         citation: concat!(go_source!(), stw!(), populate!(), kernel_signal!()),
-        probe: stress_populate,
+        probe: super::gostress::stress,
+        variant: Variant::access(Access::Populate),
         ..Behaviour::DEFAULT
     },
 ];
@@ -364,18 +376,20 @@ impl Seen {
 impl Park {
     /// Starts `uffdc-go park <path>` and waits until its reader is parked on the page: its fault
     /// message arrived and its thread is off the CPU.
-    fn start(ctx: &Ctx, path: &str, sigurg: bool) -> Result<Result<Park, Observation>, Fail> {
+    fn start(ctx: &Ctx, path: &str, sigurg: bool) -> Result<Park, Fail> {
         let args = if sigurg { vec!["park", path, "sigurg"] } else { vec!["park", path] };
         let go = Go::start(&args, ctx.timeout)?;
         let (page, tid) = match next_message(&go, ctx.timeout)? {
             Some(Event::Pagefault { addr, thread_id, .. }) => {
                 ((addr as usize) & !(page_size() - 1), thread_id.as_raw())
             }
-            Some(e) => return Ok(Err(Observation::new(format!("unexpected event: {}", describe_kind(&e))))),
-            None => return Ok(Err(Observation::new("the reader did not fault"))),
+            Some(e) => {
+                return Err(Observation::new(format!("unexpected event: {}", describe_kind(&e))).into())
+            }
+            None => return Err(Observation::new("the reader did not fault").into()),
         };
         let state = threads::wait_until_task_blocked(go.pid(), tid, ctx.timeout);
-        Ok(Ok(Park {
+        Ok(Park {
             go,
             page,
             tid,
@@ -385,7 +399,7 @@ impl Park {
             sigurg,
             window: ctx.window,
             reader_at_end: None,
-        }))
+        })
     }
 
     /// Reads the workload's lines until `until` holds or `limit` passes; when `count`, also the
@@ -473,7 +487,7 @@ impl Park {
         match self.go.uffd.copy(self.page, &vec![0xA5; page_size()]) {
             Ok(_) => Ok(()),
             Err(userfaultfd::Error::CopyFailed(e)) if e as i32 == libc::EEXIST => Ok(()),
-            Err(e) => Err(Fail::error(format!("UFFDIO_COPY: {}", crate::outcome::error_name(&e)))),
+            Err(e) => Err(Fail::error(format!("UFFDIO_COPY: {}", crate::kit::outcome::error_name(&e)))),
         }
     }
 
@@ -544,7 +558,7 @@ fn read_failed(seen: &Seen) -> Option<Observation> {
 /// its thread at the first SIGURG of a stop-the-world and does not come back before the world
 /// does (and the stop is reported); only the sysmon's preemptions, at most one per 10ms, retry it
 /// before the stop begins or after it ended.
-const STUCK_RETRIES: u64 = 32;
+pub(super) const STUCK_RETRIES: u64 = 32;
 
 /// What became of the GC's first stop-the-world with the reader parked.
 #[derive(PartialEq, Eq)]
@@ -578,11 +592,10 @@ fn first_stop(p: &mut Park, ctx: &Ctx) -> Result<Stop, Fail> {
 
 /// runtime.GC() against a reader parked on the page through `path`: does the GC's first
 /// stop-the-world stop every P with the page unserved?
-fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
-    let mut p = match Park::start(ctx, path, false)? {
-        Ok(p) => p,
-        Err(o) => return Ok(o),
-    };
+fn gc(ctx: &Ctx, v: Variant) -> ProbeResult {
+    v.access.require()?;
+    let path = v.access.name();
+    let mut p = Park::start(ctx, path, false)?;
     let stop = first_stop(&mut p, ctx)?;
     if stop == Stop::Read {
         return Ok(p.details(Observation::new("the read returned before the page was served")));
@@ -604,11 +617,10 @@ fn gc(ctx: &Ctx, path: &str) -> ProbeResult {
 
 /// The seed's deadlock: the page is served only after the go-ahead (`gc-done`). It is one once the
 /// GC's first stop-the-world cannot complete: then the GC, and so the go-ahead, cannot come.
-fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
-    let mut p = match Park::start(ctx, path, false)? {
-        Ok(p) => p,
-        Err(o) => return Ok(o),
-    };
+fn deadlock(ctx: &Ctx, v: Variant) -> ProbeResult {
+    v.access.require()?;
+    let path = v.access.name();
+    let mut p = Park::start(ctx, path, false)?;
     let o = first_stop(&mut p, ctx)?;
     let o = match o {
         Stop::Read => Observation::new("the read returned before the page was served"),
@@ -636,12 +648,9 @@ fn deadlock(ctx: &Ctx, path: &str) -> ProbeResult {
     Ok(p.details(o))
 }
 
-fn sigurg(ctx: &Ctx) -> ProbeResult {
+fn sigurg(ctx: &Ctx, _: Variant) -> ProbeResult {
     const RETRIES: u64 = 3;
-    let mut p = match Park::start(ctx, "equal", true)? {
-        Ok(p) => p,
-        Err(o) => return Ok(o),
-    };
+    let mut p = Park::start(ctx, "equal", true)?;
     let started = Instant::now();
     p.go.proc.send("gc");
     p.watch(ctx.timeout, started, true, |s| s.retries >= RETRIES || s.access.is_some())?;
@@ -659,33 +668,7 @@ fn sigurg(ctx: &Ctx) -> ProbeResult {
     Ok(p.details(o))
 }
 
-fn gc_load(ctx: &Ctx) -> ProbeResult {
-    gc(ctx, "load")
-}
-fn gc_equal(ctx: &Ctx) -> ProbeResult {
-    gc(ctx, "equal")
-}
-fn gc_copy(ctx: &Ctx) -> ProbeResult {
-    gc(ctx, "copy")
-}
-fn gc_populate(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    gc(ctx, "populate")
-}
-fn deadlock_load(ctx: &Ctx) -> ProbeResult {
-    deadlock(ctx, "load")
-}
-fn deadlock_equal(ctx: &Ctx) -> ProbeResult {
-    deadlock(ctx, "equal")
-}
-fn deadlock_copy(ctx: &Ctx) -> ProbeResult {
-    deadlock(ctx, "copy")
-}
-fn deadlock_populate(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    deadlock(ctx, "populate")
-}
-fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
+fn pending_go_gc(ctx: &Ctx, _: Variant) -> ProbeResult {
     let go = Go::start(&["dontneed"], ctx.timeout)?;
     go.proc.send("dontneed");
     let tid: i32 =
@@ -761,410 +744,4 @@ fn pending_go_gc(ctx: &Ctx) -> ProbeResult {
         o.detail("madvise", r);
     }
     Ok(o)
-}
-
-fn stress_load(ctx: &Ctx) -> ProbeResult {
-    stress(ctx, "load")
-}
-fn stress_equal(ctx: &Ctx) -> ProbeResult {
-    stress(ctx, "equal")
-}
-fn stress_populate(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    stress(ctx, "populate")
-}
-
-/// The fixed work of the `stw.go_stress_*` behaviours, derived from a seed: the same on every
-/// run, kernel and access path, so that their counts are too.
-pub mod plan {
-    use crate::probes::stw::schedule::{draw, Shape};
-
-    pub const WORKERS: usize = 2;
-    pub const PAGES: usize = 4;
-    pub const ROUNDS: usize = 4;
-    pub const SEED: u64 = 0x2542_0002_5EED_0002;
-    /// Every this-many-th new fault is held until the program has run a stop-the-world.
-    pub const GATE_EVERY: u64 = 6;
-    /// The new faults whose copy is raced against a pending REMOVE of the spare page: the
-    /// `RACE_AT`th of every `GATE_EVERY`, midway between holds (a race waits while a hold's
-    /// stop-the-world is pending, and is made at a later fault then).
-    pub const RACE_AT: u64 = 3;
-
-    /// Whether the `k`th new fault of `total` is raced (not near the end: a race that waits for a
-    /// hold is made at a later fault).
-    pub fn is_race(k: u64, total: u64) -> bool {
-        k % GATE_EVERY == RACE_AT && k + GATE_EVERY <= total
-    }
-
-    pub struct Plan {
-        /// `removals[round][worker]`: disjoint page ranges `[a, b)` of the worker's block.
-        pub removals: Vec<Vec<Vec<(usize, usize)>>>,
-        /// `cycles[round][worker]`: stop-the-world cycles (runtime.ReadMemStats) after those removals.
-        pub cycles: Vec<Vec<u64>>,
-    }
-
-    impl Plan {
-        pub fn new(seed: u64) -> Plan {
-            let shape = Shape {
-                rounds: ROUNDS,
-                workers: WORKERS,
-                pages: PAGES,
-                removals: (1, 2),
-                span: (1, 3),
-                cycles: (0, 1),
-            };
-            let (removals, cycles) = draw(seed, &shape);
-            Plan { removals, cycles }
-        }
-
-        /// The workload's `plan` lines.
-        pub fn lines(&self) -> Vec<String> {
-            let mut out = Vec::new();
-            for (round, (r, c)) in self.removals.iter().zip(&self.cycles).enumerate() {
-                for (worker, (ranges, cycles)) in r.iter().zip(c).enumerate() {
-                    let ranges: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
-                    out.push(
-                        format!("plan {round} {worker} {cycles} {}", ranges.join(" ")).trim().to_string(),
-                    );
-                }
-            }
-            out
-        }
-
-        pub fn remove_calls(&self) -> u64 {
-            self.removals.iter().flatten().map(|r| r.len() as u64).sum()
-        }
-        pub fn refaults(&self) -> u64 {
-            self.removals.iter().flatten().flatten().map(|(a, b)| (b - a) as u64).sum()
-        }
-        /// New faults: every page once, then every removed page again.
-        pub fn faults(&self) -> u64 {
-            (WORKERS * PAGES) as u64 + self.refaults()
-        }
-        pub fn cycles(&self) -> u64 {
-            self.cycles.iter().flatten().sum()
-        }
-        pub fn holds(&self) -> u64 {
-            self.faults() / GATE_EVERY
-        }
-        pub fn races(&self) -> u64 {
-            // A fault that is held is not raced as well.
-            (1..=self.faults()).filter(|k| is_race(*k, self.faults())).count() as u64
-        }
-        pub fn checks(&self) -> u64 {
-            (WORKERS * PAGES * ROUNDS) as u64
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn the_work_is_fixed_by_the_seed_and_does_enough() {
-            let (a, b) = (Plan::new(SEED), Plan::new(SEED));
-            assert_eq!((a.removals.clone(), a.cycles.clone()), (b.removals, b.cycles));
-            assert!(
-                a.faults() >= 20 && a.refaults() >= 10,
-                "{} faults, {} refaults",
-                a.faults(),
-                a.refaults()
-            );
-            assert!(a.holds() >= 3 && a.races() >= 3 && a.cycles() >= 3 && a.remove_calls() >= 5);
-            // What the committed matrix's cells count (holds, forced races, cycles, REMOVE events).
-            assert_eq!((a.holds(), a.races(), a.cycles(), a.remove_calls()), (3, 3, 3, 9));
-            assert_eq!(a.lines().len(), ROUNDS * WORKERS);
-        }
-    }
-}
-
-/// A fault the stress's server holds until the program has run a GC.
-struct Held {
-    page: usize,
-    /// A GC stop-the-world stopped every P since it was held.
-    stopped: bool,
-    /// The faulting thread, and how often it retried the fault since it was held.
-    tid: i32,
-    retries: u64,
-    /// When the retries reached [`STUCK_RETRIES`], the end of the quiet window after that.
-    stuck_window: Option<Instant>,
-}
-
-/// What the stress's server counted.
-#[derive(Default)]
-struct StressCounts {
-    faults: u64,
-    refaults: u64,
-    duplicates: u64,
-    removes: u64,
-    eagains: u64,
-    forced_races: u64,
-    forced_eagains: u64,
-    holds: u64,
-    released: u64,
-    odd: Vec<String>,
-}
-
-/// The gated-server stress through `path`.
-fn stress(ctx: &Ctx, path: &str) -> ProbeResult {
-    use plan::{is_race, Plan, GATE_EVERY, PAGES, ROUNDS, SEED, WORKERS};
-    let plan = Plan::new(SEED);
-    let total = WORKERS * PAGES;
-    let args = ["stress", path, &WORKERS.to_string(), &PAGES.to_string(), &ROUNDS.to_string()];
-    let args: Vec<&str> = args.iter().map(|s| &**s).collect();
-    let go = Go::start(&args, ctx.timeout)?;
-    let word = |what: &str| -> Result<String, Fail> {
-        let line = go.proc.line(what, ctx.timeout)?;
-        match line.split_whitespace().collect::<Vec<_>>()[..] {
-            [w, value] if w == what => Ok(value.to_string()),
-            _ => Err(Fail::error(format!("the Go workload said {line:?} where `{what} <value>` was due"))),
-        }
-    };
-    let base = usize::from_str_radix(word("region")?.trim_start_matches("0x"), 16)
-        .map_err(|_| Fail::error("a bad region address"))?;
-    let racer: i32 = word("racer")?.parse().map_err(|_| Fail::error("a bad racer tid"))?;
-    for line in plan.lines() {
-        go.proc.send(&line);
-    }
-    go.proc.send("go");
-    let page = page_size();
-    let spare = base + total * page;
-    let mut versions = vec![1u64; total];
-    let mut present = vec![false; total];
-    // Held faults, oldest first.
-    let mut held: std::collections::VecDeque<Held> = Default::default();
-    // A forced race's fault, copied once the racer waits on its REMOVE (the server does not
-    // wait for the program: only the holds make it depend on the program).
-    let mut racing: Option<(usize, u64)> = None;
-    // Races due but not yet made (one waits while a hold's stop-the-world is pending).
-    let mut race_debt = 0u64;
-    // `released` lines not yet acted on (a race in progress goes first: the hold's copy would
-    // read the racer's REMOVE).
-    let mut releases = 0u64;
-    let mut counts = StressCounts::default();
-    let mut sabotaged = false;
-    let mut result: Option<String> = None;
-    let mut pump = crate::uffd::Pump::new(&go.uffd);
-    let started = Instant::now();
-    let mut last_progress = Instant::now();
-    let deadlock = loop {
-        // A hold whose GC has not stopped the world while its reader is retried unpreempted
-        // (`STUCK_RETRIES`, then the quiet window with no stop): it cannot, and the program
-        // cannot go on.
-        if held.iter().any(|h| !h.stopped && h.stuck_window.is_some_and(|end| Instant::now() >= end)) {
-            break true;
-        }
-        if result.is_some() {
-            break false;
-        }
-        if last_progress.elapsed() > ctx.timeout {
-            return Ok(Observation::new("stalled: neither a message nor a line for the timeout"));
-        }
-        if let Some((p, v)) = racing {
-            // A released hold waits for the race; the racer can run (the world does).
-            let limit = if releases > 0 { ctx.timeout } else { Duration::ZERO };
-            if threads::wait_until_task_in_uffd_wait(go.pid(), racer, limit) {
-                racing = None;
-                counts.forced_races += 1;
-                let copied = pump.copy(
-                    base + p * page,
-                    ctx.timeout,
-                    || memory::versioned_page(v, page),
-                    |e| on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts),
-                )?;
-                counts.eagains += copied.eagains;
-                counts.forced_eagains += u64::from(copied.eagains > 0);
-                present[p] = true;
-                last_progress = Instant::now();
-            }
-        }
-        while releases > 0 && racing.is_none() {
-            let Some(Held { page: p, .. }) = held.pop_front() else {
-                return Err(Fail::error("the workload released a hold the probe did not make"));
-            };
-            releases -= 1;
-            counts.released += 1;
-            let v = versions[p];
-            let copied = pump.copy(
-                base + p * page,
-                ctx.timeout,
-                || memory::versioned_page(v, page),
-                |e| on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts),
-            )?;
-            counts.eagains += copied.eagains;
-            present[p] = true;
-        }
-        // While a race waits for the racer, the uffd is left unread: reading the racer's REMOVE
-        // would let its MADV_DONTNEED return before the copy it is there to refuse.
-        let fds = [go.proc.sock.as_fd(), go.uffd.as_fd()];
-        let ready = poll::wait_any(&fds[..if racing.is_some() { 1 } else { 2 }], Duration::from_millis(10))
-            .ctx("poll")?;
-        if ready[0] {
-            last_progress = Instant::now();
-            let line = go.proc.line("a line", ctx.timeout)?;
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words[..] {
-                // A stop-the-world stopped every P: the runtime can, with every held reader parked.
-                ["stopped", _] => held.iter_mut().for_each(|h| h.stopped = true),
-                ["released", _] => releases += 1,
-                ["raced", _] => {}
-                ["result", ..] => result = Some(line.clone()),
-                _ => return Err(Fail::error(format!("the Go workload said {line:?}"))),
-            }
-        }
-        if racing.is_some() {
-            continue;
-        }
-        let Some(event) = pump.next(Duration::ZERO)? else { continue };
-        last_progress = Instant::now();
-        let Event::Pagefault { addr, thread_id, .. } = event else {
-            on_stress_event(event, base, spare, &mut versions, &mut present, &mut counts);
-            continue;
-        };
-        let (addr, tid) = (addr as usize & !(page - 1), thread_id.as_raw());
-        let p = match addr.checked_sub(base).map(|o| o / page) {
-            Some(p) if p < total => p,
-            _ => {
-                counts.odd.push(format!("a fault outside the workers' pages ({addr:#x})"));
-                continue;
-            }
-        };
-        if let Some(h) = held.iter_mut().find(|h| h.page == p) {
-            // A retry of a held page (its thread left the fault for a signal handler).
-            counts.duplicates += 1;
-            h.retries += u64::from(h.tid == tid);
-            if h.retries == STUCK_RETRIES && h.stuck_window.is_none() {
-                h.stuck_window = Some(Instant::now() + ctx.window);
-            }
-            continue;
-        }
-        if racing.is_some_and(|r| r.0 == p) || present[p] {
-            // A retry of a page being raced, or already copied (whose copy woke it).
-            counts.duplicates += 1;
-            continue;
-        }
-        counts.faults += 1;
-        counts.refaults += u64::from(versions[p] > 1);
-        let k = counts.faults;
-        if k % GATE_EVERY == 0 {
-            counts.holds += 1;
-            held.push_back(Held { page: p, stopped: false, tid, retries: 0, stuck_window: None });
-            go.proc.send("hold");
-            continue;
-        }
-        race_debt += u64::from(is_race(k, plan.faults()) && ctx.sabotage != Some(Sabotage::NoRace));
-        // The racer needs the world running: not while a hold's stop-the-world is pending.
-        if race_debt > 0 && racing.is_none() && held.iter().all(|h| h.stopped) {
-            race_debt -= 1;
-            go.proc.send("race");
-            racing = Some((p, versions[p]));
-            continue;
-        }
-        let sabotage = ctx.sabotage.filter(|s| *s != Sabotage::NoRace && versions[p] > 1 && !sabotaged);
-        sabotaged |= sabotage.is_some();
-        let v = versions[p];
-        let data = move || match sabotage {
-            Some(Sabotage::ZeroPage) => vec![0u8; page],
-            Some(Sabotage::StalePage) => memory::versioned_page(v - 1, page),
-            _ => memory::versioned_page(v, page),
-        };
-        let copied = pump.copy(addr, ctx.timeout, data, |e| {
-            on_stress_event(e, base, spare, &mut versions, &mut present, &mut counts)
-        })?;
-        counts.eagains += copied.eagains;
-        present[p] = true;
-    };
-    let elapsed = started.elapsed();
-    let details = |o: Observation, c: &StressCounts| {
-        o.with("go", go.version.as_str())
-            .with("seed", format!("{SEED:#x}"))
-            .with("faults_served", c.faults)
-            .with("refaults", c.refaults)
-            .with("duplicates", c.duplicates)
-            .with("remove_events", c.removes)
-            .with("eagain", c.eagains)
-            .with("forced_races", c.forced_races)
-            .with("forced_races_met_eagain", c.forced_eagains)
-            .with("holds", c.holds)
-            .with("elapsed_ms", elapsed.as_millis() as u64)
-            .with("start_ms", go.started.as_millis() as u64)
-    };
-    if deadlock {
-        let cpu = go.end(ctx.timeout);
-        return Ok(details(Observation::new("deadlocks"), &counts).with("workload_cpu_ms", cpu));
-    }
-    let result = result.unwrap_or_default();
-    let field = |name: &str| -> String {
-        result
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{name}=")).map(String::from))
-            .unwrap_or_default()
-    };
-    let number = |name: &str| field(name).parse::<u64>().unwrap_or(0);
-    let cpu = go.end(ctx.timeout);
-    if field("populate") != "0" {
-        let o = Observation::new(format!("MADV_POPULATE_READ failed: {}", errno_word(&field("populate"))));
-        return Ok(details(o, &counts));
-    }
-    let short: Vec<String> = [
-        ("pages checked", number("checked"), plan.checks()),
-        ("faults served", counts.faults, plan.faults()),
-        ("refaults after removal", counts.refaults, plan.refaults()),
-        ("REMOVE events", counts.removes, plan.remove_calls()),
-        ("stop-the-world cycles", number("cycles"), plan.cycles()),
-        ("holds released", counts.released, plan.holds()),
-        ("forced races", counts.forced_races, plan.races()),
-    ]
-    .iter()
-    .filter(|(_, got, want)| got < want)
-    .map(|(what, got, want)| format!("{what} {got} of {want}"))
-    .collect();
-    if !short.is_empty() {
-        return Err(Fail::error(format!("the stress fell short of its schedule: {}", short.join(", "))));
-    }
-    let (lost, stale, wrong) = (number("lost"), number("stale"), number("wrong"));
-    let plural = |n: u64, what: &str| format!("{n} {what} page{}", if n == 1 { "" } else { "s" });
-    let observed = if !counts.odd.is_empty() {
-        format!("unexpected message: {}", counts.odd[0])
-    } else if lost + stale + wrong == 0 {
-        "completes, no lost or stale page".to_string()
-    } else {
-        [(lost, "lost"), (stale, "stale"), (wrong, "wrong")]
-            .iter()
-            .filter(|(n, _)| *n > 0)
-            .map(|(n, what)| plural(*n, what))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Ok(details(Observation::new(observed), &counts)
-        .with("stw_cycles", number("cycles"))
-        .with("workload_cpu_ms", cpu))
-}
-
-/// A non-fault message of the stress: a REMOVE of workers' pages makes them missing and bumps
-/// their version (the spare page's, made by the racer, only makes copies meet EAGAIN).
-fn on_stress_event(
-    e: Event,
-    base: usize,
-    spare: usize,
-    versions: &mut [u64],
-    present: &mut [bool],
-    counts: &mut StressCounts,
-) {
-    let page = page_size();
-    match e {
-        Event::Remove { start, .. } if start as usize == spare => {}
-        Event::Remove { start, end } => {
-            let (a, b) =
-                ((start as usize).wrapping_sub(base) / page, (end as usize).wrapping_sub(base) / page);
-            if a >= b || b > versions.len() {
-                counts.odd.push(format!("REMOVE of pages [{a},{b})"));
-            } else {
-                counts.removes += 1;
-                versions[a..b].iter_mut().for_each(|v| *v += 1);
-                present[a..b].iter_mut().for_each(|p| *p = false);
-            }
-        }
-        other => counts.odd.push(describe_kind(&other)),
-    }
 }

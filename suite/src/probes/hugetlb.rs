@@ -6,18 +6,17 @@
 //! kernel command line; a host run has them only with `--reserve-hugepages N`, else the cells are
 //! `skipped` (a gap of the machine, not of the kernel).
 
-use super::remove::{copy_field_name, copy_onto_present, copy_while_pending, first_event, refault_on};
-use super::remove::{result_name, stale_copy_race_on};
-use crate::behaviour::Behaviour;
-use crate::memory::{madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::uapi::{FEATURE_EVENT_REMOVE, FEATURE_MISSING_HUGETLBFS};
-use crate::uffd;
-use crate::uffd::{describe_event, registered, Event, Next, RegisterMode};
-use crate::{memory, worker};
+use super::remove::{first_event, result_name};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{madvise, Region};
+use crate::kit::outcome::{Context, Ctx, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::uapi::{FEATURE_EVENT_REMOVE, FEATURE_MISSING_HUGETLBFS};
+use crate::kit::uffd;
+use crate::kit::uffd::{describe_event, registered, Event, Next, RegisterMode};
+use crate::kit::variant::{Access, Backing, Variant};
+use crate::kit::{memory, worker};
 
 const HUGETLB_CITATION: &str = "UFFDIO_API(2const): UFFD_FEATURE_MISSING_HUGETLBFS (since Linux 4.11); \
      mm/hugetlb.c hugetlb_no_page -> hugetlb_handle_userfault (v6.1, v6.12)";
@@ -38,7 +37,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_WRITE (since Linux 5.14); UFFDIO_API(2const): \
                    UFFD_FEATURE_MISSING_HUGETLBFS; mm/hugetlb.c hugetlb_no_page (v6.1)",
         huge_pages: 1,
-        probe: populate_write,
+        probe: super::populate::missing,
+        variant: Variant { backing: Backing::HugetlbPrivate, access: Access::Write },
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -51,7 +51,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "Shared hugetlb is how QEMU and Firecracker-style VMMs back guest memory that another process \
                 (vhost-user, a snapshot server) maps too.",
         huge_pages: 1,
-        probe: populate_shared,
+        probe: super::populate::missing,
+        variant: Variant::HUGETLB_SHARED,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -98,6 +99,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         huge_pages: 1,
         slow: 1,
         probe: partial_dontneed,
+        ..Behaviour::DEFAULT
     },
     Behaviour {
         id: "remove.hugetlb_madv_remove",
@@ -151,7 +153,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "fs/userfaultfd.c userfaultfd_copy (v6.1, v6.12): -EAGAIN while ctx->mmap_changing, before the \
                    hugetlb path (mfill_atomic_hugetlb) is reached",
         huge_pages: 2,
-        probe: copy_eagain,
+        probe: super::remove::copy_eagain,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -171,7 +174,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "As remove.copy_field: commit 95567729173e (v6.15; 6.14.7, 6.12.29) writes -EAGAIN into `copy` \
                    in userfaultfd_copy before any hugetlb-specific code; 6.1.192 returns before writing it",
         huge_pages: 2,
-        probe: copy_field,
+        probe: super::remove::copy_field,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -182,7 +186,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "mm/hugetlb.c hugetlb_mcopy_atomic_pte (v5.10, v6.1) / hugetlb_mfill_atomic_pte (v6.12): -EEXIST \
                    when the huge pte is not none; fs/userfaultfd.c userfaultfd_copy writes it into `copy`",
         huge_pages: 1,
-        probe: copy_eexist,
+        probe: super::remove::copy_eexist,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -192,7 +197,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[rows::BEFORE_5_18, (">=5.18", "fault read, then served bytes")],
         citation: DONTNEED_CITATION,
         huge_pages: 1,
-        probe: refault,
+        probe: super::remove::refault,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -222,7 +228,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "Self-tests: as remove.stale_copy_race (serve-stale, no-race).",
         huge_pages: 4,
         slow: 2,
-        probe: stale_copy_race,
+        probe: super::remove::stale_copy_race,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -234,7 +241,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    (v6.1): a fault that may not retry gets VM_FAULT_SIGBUS from handle_userfault",
         huge_pages: 1,
         slow: 1,
-        probe: proc_mem_read,
+        probe: super::remote::proc_mem_read,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -245,49 +253,25 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "mm/process_vm_access.c process_vm_rw_single_vec (v6.1): pin_user_pages_remote with `locked`; \
                    mm/hugetlb.c hugetlb_handle_userfault",
         huge_pages: 1,
-        probe: process_vm_readv,
+        probe: super::remote::process_vm_readv,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
 ];
 
 /// `n` anonymous huge pages (MAP_HUGETLB, MAP_PRIVATE), once the machine has them free.
-fn anonymous(n: usize) -> Result<Region, crate::outcome::Fail> {
+fn anonymous(n: usize) -> Result<Region, crate::kit::outcome::Fail> {
     require::huge_pages(n as u64)?.anonymous(n)
 }
 
-/// `n` anonymous huge pages on a kernel that can MADV_DONTNEED them.
-fn removable(n: usize) -> Result<Region, crate::outcome::Fail> {
-    let huge = require::huge_pages(n as u64)?;
-    require::hugetlb_dontneed(huge.size)?;
-    huge.anonymous(n)
-}
-
 /// `n` huge pages of a MFD_HUGETLB memfd, mapped MAP_SHARED.
-fn shared(n: usize) -> Result<Region, crate::outcome::Fail> {
+fn shared(n: usize) -> Result<Region, crate::kit::outcome::Fail> {
     require::huge_pages(n as u64)?.shared(n)
-}
-
-fn populate_write(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_WRITE)?;
-    let region = anonymous(1)?;
-    let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
-    super::populate::populate_one(ctx, &uffd, &region, MADV_POPULATE_WRITE, &mut |u, r, _| {
-        u.serve(r.base(), r.page_size(), 0x89)
-    })
-}
-
-fn populate_shared(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    let region = shared(1)?;
-    let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
-    super::populate::populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
-        u.serve(r.base(), r.page_size(), 0x8A)
-    })
 }
 
 /// Four anonymous huge pages registered MISSING with EVENT_REMOVE, pages 1 and 2 served (the
 /// ones the probes remove: a huge page costs tens of milliseconds to copy under TCG).
-fn four_served() -> Result<(uffd::Uffd, Region), crate::outcome::Fail> {
+fn four_served() -> Result<(uffd::Uffd, Region), crate::kit::outcome::Fail> {
     let region = anonymous(4)?;
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
@@ -297,7 +281,7 @@ fn four_served() -> Result<(uffd::Uffd, Region), crate::outcome::Fail> {
     Ok((uffd, region))
 }
 
-fn dontneed(ctx: &Ctx) -> ProbeResult {
+fn dontneed(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = four_served()?;
     let mut obs = first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_DONTNEED))?;
     if obs.observed == "no event" {
@@ -307,7 +291,7 @@ fn dontneed(ctx: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn partial_dontneed(ctx: &Ctx) -> ProbeResult {
+fn partial_dontneed(ctx: &Ctx, _: Variant) -> ProbeResult {
     let region = anonymous(1)?;
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
@@ -341,7 +325,7 @@ fn page_state(
     uffd: &uffd::Uffd,
     region: &Region,
     byte: u8,
-) -> Result<String, crate::outcome::Fail> {
+) -> Result<String, crate::kit::outcome::Fail> {
     let addr = region.base() + memory::page_size();
     let loader = worker::spawn("load", move || memory::load(addr));
     Ok(match uffd.next_or_done(&loader, ctx.timeout)? {
@@ -364,7 +348,7 @@ fn shared_filled(
     n: usize,
     filled: std::ops::Range<usize>,
     byte: u8,
-) -> Result<(uffd::Uffd, Region, Region), crate::outcome::Fail> {
+) -> Result<(uffd::Uffd, Region, Region), crate::kit::outcome::Fail> {
     let region = shared(n)?;
     let alias = region.alias().ctx("mmap (second mapping)")?;
     for i in filled {
@@ -376,7 +360,7 @@ fn shared_filled(
     Ok((uffd, region, alias))
 }
 
-fn madv_remove(ctx: &Ctx) -> ProbeResult {
+fn madv_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region, _alias) = shared_filled(4, 1..3, 0x40)?;
     for i in 1..3 {
         memory::load(region.page(i)); // in the page cache: mapped without a fault
@@ -399,7 +383,7 @@ fn madv_remove(ctx: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn partial_remove(ctx: &Ctx) -> ProbeResult {
+fn partial_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region, _alias) = shared_filled(1, 0..1, 0x5A)?;
     memory::load(region.base());
     let small = memory::page_size();
@@ -424,32 +408,8 @@ fn partial_remove(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("{event}; {content}")))
 }
 
-fn copy_eagain(ctx: &Ctx) -> ProbeResult {
-    let (result, _, again) = copy_while_pending(ctx, removable(2)?)?;
-    Ok(Observation::new(result.map_or_else(errno_name, |()| "copied".to_string()))
-        .with("after_the_read", again))
-}
-
-fn copy_field(ctx: &Ctx) -> ProbeResult {
-    let (result, field, _) = copy_while_pending(ctx, removable(2)?)?;
-    Ok(Observation::new(copy_field_name(field))
-        .with("copy_result", result.map_or_else(errno_name, |()| "0".to_string()))
-        .with("raw", field))
-}
-
-fn copy_eexist(_: &Ctx) -> ProbeResult {
-    let region = anonymous(1)?;
-    let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
-    uffd.serve(region.base(), region.page_size(), 0x21)?;
-    copy_onto_present(&uffd, &region)
-}
-
-fn refault(ctx: &Ctx) -> ProbeResult {
-    refault_on(ctx, removable(1)?)
-}
-
-fn multi_page(ctx: &Ctx) -> ProbeResult {
-    let region = removable(4)?;
+fn multi_page(ctx: &Ctx, _: Variant) -> ProbeResult {
+    let region = Variant::HUGETLB.removable(4)?;
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
     for i in [0, 3] {
@@ -468,20 +428,4 @@ fn multi_page(ctx: &Ctx) -> ProbeResult {
         None => obs.observed += ", loads still blocked",
     }
     Ok(obs)
-}
-
-fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
-    stale_copy_race_on(ctx, removable(4)?)
-}
-
-fn proc_mem_read(ctx: &Ctx) -> ProbeResult {
-    let region = anonymous(1)?;
-    let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
-    super::remote::proc_mem_read_on(ctx, uffd, region)
-}
-
-fn process_vm_readv(ctx: &Ctx) -> ProbeResult {
-    let region = anonymous(1)?;
-    let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
-    super::remote::process_vm_readv_on(ctx, uffd, region)
 }

@@ -2,14 +2,15 @@
 //! order `read()` hands out what is queued. Page servers that follow the EAGAIN protocol (the
 //! seed's tests do) depend on these.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{self, madvise, Region};
-use crate::outcome::{errno_name, Context, Ctx, Fail, Observation, ProbeResult};
-use crate::signals::SignalFlag;
-use crate::uapi::FEATURE_EVENT_REMOVE;
-use crate::uffd::{describe_event, registered, Event, RegisterMode, Uffd};
-use crate::worker::{self, Worker};
-use crate::{rows, threads};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{self, madvise, Region};
+use crate::kit::outcome::{errno_name, Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::signals::SignalFlag;
+use crate::kit::uapi::FEATURE_EVENT_REMOVE;
+use crate::kit::uffd::{describe_event, registered, Event, RegisterMode, Uffd};
+use crate::kit::variant::Variant;
+use crate::kit::worker::{self, Worker};
+use crate::kit::{rows, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,7 +106,7 @@ fn pending_dontneed(
     Ok(w)
 }
 
-fn write_in_window(ctx: &Ctx) -> ProbeResult {
+fn write_in_window(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let (addr, page) = (region.base(), region.page_size());
@@ -121,7 +122,7 @@ fn write_in_window(ctx: &Ctx) -> ProbeResult {
     let resident = memory::resident(addr, page).ctx("mincore")?;
     let loader = worker::spawn("load", move || memory::load(addr));
     let refault = match uffd.next_or_done(&loader, ctx.timeout)? {
-        crate::uffd::Next::Event(Event::Pagefault { .. }) => {
+        crate::kit::uffd::Next::Event(Event::Pagefault { .. }) => {
             uffd.serve(addr, page, 0x33)?;
             true
         }
@@ -180,7 +181,7 @@ fn first_of_two(
     })
 }
 
-fn faults_before_events(ctx: &Ctx) -> ProbeResult {
+fn faults_before_events(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
     let after_remove = first_of_two(&uffd, &region, 0, true, ctx)?;
@@ -195,7 +196,7 @@ fn faults_before_events(ctx: &Ctx) -> ProbeResult {
         .with("fault_queued_first", after_fault))
 }
 
-fn pending_signal_stop(ctx: &Ctx) -> ProbeResult {
+fn pending_signal_stop(ctx: &Ctx, _: Variant) -> ProbeResult {
     let acks = SignalFlag::install_suspending(Signal::SIGUSR1).ctx("sigaction")?;
     let (uffd, region) =
         registered(FEATURE_EVENT_REMOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
@@ -239,7 +240,7 @@ fn pending_signal_stop(ctx: &Ctx) -> ProbeResult {
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 
-fn poll_nothing_to_read(ctx: &Ctx) -> ProbeResult {
+fn poll_nothing_to_read(ctx: &Ctx, _: Variant) -> ProbeResult {
     let flag = SignalFlag::install_suspending(Signal::SIGUSR1).ctx("sigaction")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let uffd = Arc::new(uffd);

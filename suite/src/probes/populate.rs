@@ -1,20 +1,21 @@
 //! `populate`: MADV_POPULATE_READ / MADV_POPULATE_WRITE on userfaultfd-registered memory.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::signals::SignalFlag;
-use crate::uapi::{
-    FEATURE_MINOR_SHMEM, FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_PAGEFAULT_FLAG_WP,
-    FEATURE_SIGBUS, FEATURE_THREAD_ID, FEATURE_WP_ASYNC, UFFD_USER_MODE_ONLY,
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{madvise, Region, MADV_POPULATE_READ, MADV_POPULATE_WRITE};
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::signals::SignalFlag;
+use crate::kit::uapi::{
+    FEATURE_MINOR_SHMEM, FEATURE_MISSING_HUGETLBFS, FEATURE_PAGEFAULT_FLAG_WP, FEATURE_SIGBUS,
+    FEATURE_THREAD_ID, FEATURE_WP_ASYNC, FEATURE_WP_HUGETLBFS_SHMEM, UFFD_USER_MODE_ONLY,
 };
-use crate::uffd;
-use crate::uffd::{describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
-use crate::worker::{self, Worker};
-use crate::{helpers, memory, threads};
+use crate::kit::uffd;
+use crate::kit::uffd::{describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::variant::{Access, Backing, Variant};
+use crate::kit::worker::{self, Worker};
+use crate::kit::{helpers, memory, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "A plain load blocks in user-fault context (state S); the populate fault is taken by \
                 GUP inside the madvise syscall, so the thread blocks in the kernel: compare the \
                 `state` detail with stw.user_fault_signal.",
-        probe: read_missing,
+        probe: missing,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -52,7 +53,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         ],
         citation: "madvise(2), man-pages 6.20: MADV_POPULATE_WRITE (since Linux 5.14), \"as if \
                    manually writing to each page\"; ioctl_userfaultfd(2): UFFD_PAGEFAULT_FLAG_WRITE",
-        probe: write_missing,
+        probe: missing,
+        variant: Variant::access(Access::Write),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -94,7 +96,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "Contrast stw.user_fault_state: a plain load sleeps in S. Monitoring that treats D as \
                 \"stuck in the kernel\" will flag page-server waits during populate.",
         probe: thread_state,
-        documented: &[(">=5.14", "S", crate::sources::POPULATE_AS_IF_READING)],
+        documented: &[(">=5.14", "S", crate::probes::sources::POPULATE_AS_IF_READING)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -110,7 +112,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 until its page arrives.",
         slow: 1,
         probe: signal,
-        documented: &[(">=5.14", "handler ran while blocked, madvise 0", crate::sources::POPULATE_AS_IF_READING)],
+        documented: &[(">=5.14", "handler ran while blocked, madvise 0", crate::probes::sources::POPULATE_AS_IF_READING)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -135,13 +137,14 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         documented: &[(
             ">=5.14",
             "one of: 0, no message, SIGBUS raised | EFAULT, no message, SIGBUS raised",
-            crate::sources::SIGBUS_FEATURE,
+            crate::probes::sources::SIGBUS_FEATURE,
         )],
         citation: "UFFDIO_API(2const): UFFD_FEATURE_SIGBUS \"no page-fault events will be delivered\"; \
                    mm/madvise.c madvise_populate (v6.1): VM_FAULT_SIGBUS -> -EFAULT",
         notes: "A process that relies on SIGBUS to learn of missing pages gets no signal from populate: \
                 the error comes back from the syscall instead.",
         slow: 1,
+        selftests: &["selftests.unit_sigbus_anon", "selftests.userfaultfd_anon_signal_delivery"],
         probe: sigbus_feature,
         ..Behaviour::DEFAULT
     },
@@ -191,7 +194,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         ],
         citation: "UFFDIO_API(2const): UFFD_FEATURE_MISSING_SHMEM (since Linux 4.11); mm/shmem.c \
                    shmem_get_folio_gfp (v6.1): a hole in a userfaultfd_missing() VMA -> handle_userfault",
-        probe: shmem_missing,
+        probe: missing,
+        variant: Variant::on(Backing::Shmem),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -224,27 +228,25 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "Guests get huge pages reserved on their kernel command line; on the host the probe uses \
                 what is free and never changes vm.nr_hugepages.",
         huge_pages: 1,
-        probe: hugetlb_missing,
+        probe: missing,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
 ];
 
-fn read_missing(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    let (uffd, region) =
-        registered(FEATURE_THREAD_ID, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
-    populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |uffd, region, _| {
+/// MADV_POPULATE_READ (MADV_POPULATE_WRITE for a `Write` access) of a missing page of the
+/// variant's backing, served with UFFDIO_COPY: [`populate_one`]'s observation.
+pub(super) fn missing(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let advice = if v.access == Access::Write { MADV_POPULATE_WRITE } else { MADV_POPULATE_READ };
+    require::populate(advice)?;
+    let (uffd, region) = v.registered(FEATURE_THREAD_ID, v.region(1)?)?;
+    let mut obs = populate_one(ctx, &uffd, &region, advice, &mut |uffd, region, _| {
         uffd.serve(region.base(), region.page_size(), 0xA5)
-    })
-}
-
-fn write_missing(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_WRITE)?;
-    let (uffd, region) =
-        registered(FEATURE_THREAD_ID, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
-    populate_one(ctx, &uffd, &region, MADV_POPULATE_WRITE, &mut |uffd, region, _| {
-        uffd.serve(region.base(), region.page_size(), 0xA5)
-    })
+    })?;
+    if v.is_hugetlb() {
+        obs.detail("huge_page_kb", (region.page_size() / 1024) as u64);
+    }
+    Ok(obs)
 }
 
 /// How a probe resolves the one fault of [`populate_one`].
@@ -301,7 +303,7 @@ fn start_populate(addr: usize, len: usize, advice: i32) -> Worker<(Result<(), Er
     })
 }
 
-fn no_refault(ctx: &Ctx) -> ProbeResult {
+fn no_refault(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let first = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
@@ -334,7 +336,7 @@ fn no_refault(ctx: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn multi_page(ctx: &Ctx) -> ProbeResult {
+fn multi_page(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
@@ -351,31 +353,28 @@ fn multi_page(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(observed))
 }
 
-fn thread_state(ctx: &Ctx) -> ProbeResult {
+fn thread_state(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
-    crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
+    uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
-    let wchan =
-        std::fs::read_to_string(format!("/proc/self/task/{}/wchan", worker.tid())).unwrap_or_default();
+    let wchan = threads::task_wchan(std::process::id() as i32, worker.tid()).unwrap_or_default();
     uffd.serve(region.base(), region.page_size(), 0x11)?;
     let done = worker.wait(ctx.timeout).is_some();
     Ok(Observation::new(threads::describe_state(state))
-        .with("wchan", wchan.trim())
+        .with("wchan", wchan)
         .with("finished_after_serve", done))
 }
 
-fn signal(ctx: &Ctx) -> ProbeResult {
+fn signal(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let worker = start_populate(region.base(), region.len(), MADV_POPULATE_READ);
-    crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
+    uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
-    let i = super::interrupt_blocked(ctx, &flag, &worker, || {
-        uffd.serve(region.base(), region.page_size(), 0x22)
-    })?;
+    let i = interrupt_blocked(ctx, &flag, &worker, || uffd.serve(region.base(), region.page_size(), 0x22))?;
     let (handler, result) = (i.handler, i.result);
     let madvise = match result {
         Some((Ok(()), _)) => "madvise 0".to_string(),
@@ -387,7 +386,7 @@ fn signal(ctx: &Ctx) -> ProbeResult {
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 
-fn sigkill(ctx: &Ctx) -> ProbeResult {
+fn sigkill(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     // The helper must register its own memory: fork drops registrations without EVENT_FORK.
     let helper = helpers::fork_with(|sock| {
@@ -417,7 +416,7 @@ fn sigkill(ctx: &Ctx) -> ProbeResult {
     })
 }
 
-fn sigbus_feature(ctx: &Ctx) -> ProbeResult {
+fn sigbus_feature(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     // A SIGBUS for a syscall's fault would be delivered on its return: counting it is safe (no
     // faulting instruction re-runs after the handler).
@@ -430,7 +429,7 @@ fn sigbus_feature(ctx: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn user_mode_only(ctx: &Ctx) -> ProbeResult {
+fn user_mode_only(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::user_mode_only()?;
     require::populate(MADV_POPULATE_READ)?;
     let uffd = Uffd::open_with(UFFD_USER_MODE_ONLY, 0)?;
@@ -462,15 +461,24 @@ pub(super) fn no_message_result_with(ctx: &Ctx, uffd: &Uffd, region: &Region, ad
     })
 }
 
-fn wp(ctx: &Ctx) -> ProbeResult {
-    populate_write_protected(ctx, &|| Region::anonymous(1).ctx("mmap"), 0)
+/// MADV_POPULATE_WRITE on a write-protected page of the variant's backing, sync and async
+/// (hugetlb also needs UFFD_FEATURE_WP_HUGETLBFS_SHMEM and a huge page for each).
+pub(super) fn wp(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let features = if v.is_hugetlb() {
+        require::features(FEATURE_WP_HUGETLBFS_SHMEM)?;
+        require::huge_pages(2)?;
+        FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS
+    } else {
+        0
+    };
+    populate_write_protected(ctx, &|| v.region(1), features)
 }
 
 /// `sync: X; async: Y` for MADV_POPULATE_WRITE on a present, write-protected page of a region
 /// that `region` maps (registered MISSING|WP, with `features` too): X the message (served by
 /// unprotecting), Y with UFFD_FEATURE_WP_ASYNC (`no message` when madvise returns without one,
 /// `not offered` when the kernel lacks it).
-pub(super) fn populate_write_protected(
+fn populate_write_protected(
     ctx: &Ctx,
     region: &dyn Fn() -> Result<Region, Fail>,
     features: u64,
@@ -502,16 +510,7 @@ pub(super) fn populate_write_protected(
         .with("sync_state", sync.details.get("state").map_or("-".to_string(), |d| d.to_string())))
 }
 
-fn shmem_missing(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    let (uffd, region) =
-        registered(FEATURE_MISSING_SHMEM, Region::memfd(1).ctx("memfd")?, RegisterMode::MISSING)?;
-    populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
-        u.serve(r.base(), r.page_size(), 0x66)
-    })
-}
-
-fn shmem_minor(ctx: &Ctx) -> ProbeResult {
+fn shmem_minor(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let region = Region::memfd(1).ctx("memfd")?;
     region.fill_file_page(0, 0x77).ctx("pwrite to the memfd")?;
@@ -531,15 +530,32 @@ fn shmem_minor(ctx: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn hugetlb_missing(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    let huge = require::huge_page()?;
-    let size = huge.size;
-    let region = huge.anonymous(1)?;
-    let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS, region, RegisterMode::MISSING)?;
-    let mut obs = populate_one(ctx, &uffd, &region, MADV_POPULATE_READ, &mut |u, r, _| {
-        u.serve(r.base(), r.page_size(), 0x88)
-    })?;
-    obs.detail("huge_page_kb", (size / 1024) as u64);
-    Ok(obs)
+/// What became of a non-fatal signal sent to a thread blocked on a fault.
+pub struct Interrupted<T> {
+    /// `handler ran while blocked`, `handler waited for the page` or `handler never ran`.
+    pub handler: &'static str,
+    /// The worker's result, once the fault was resolved (`None`: still blocked).
+    pub result: Option<T>,
+}
+
+/// Sends SIGUSR1 (handled by `flag`) to a worker blocked on a fault, watches the quiet window for
+/// its handler, then resolves the fault with `resolve` and waits for the worker and the handler.
+pub fn interrupt_blocked<T>(
+    ctx: &Ctx,
+    flag: &SignalFlag,
+    worker: &Worker<T>,
+    resolve: impl FnOnce() -> Result<(), Fail>,
+) -> Result<Interrupted<T>, Fail> {
+    threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
+    let early = flag.wait(ctx.window).ctx("waiting for the handler")?;
+    let returned = worker.try_done();
+    resolve()?;
+    let result = returned.or_else(|| worker.wait(ctx.timeout));
+    let late = if early > 0 { 0 } else { flag.wait(ctx.timeout).ctx("waiting for the handler")? };
+    let handler = match (early, late) {
+        (n, _) if n > 0 => "handler ran while blocked",
+        (_, n) if n > 0 => "handler waited for the page",
+        _ => "handler never ran",
+    };
+    Ok(Interrupted { handler, result })
 }

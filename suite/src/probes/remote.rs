@@ -1,18 +1,19 @@
 //! `remote`: accesses to registered memory that do not come from a user-mode load or store:
 //! /proc/self/mem, ptrace, process_vm_readv/writev, and syscalls copying to or from user memory.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{Region, MADV_POPULATE_READ};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::signals::SignalFlag;
-use crate::uapi::UFFD_USER_MODE_ONLY;
-use crate::uffd;
-use crate::uffd::{describe_fault, registered, Event, Next, RegisterMode, Uffd};
-use crate::worker;
-use crate::{helpers, memory, threads};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{Region, MADV_POPULATE_READ};
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::signals::SignalFlag;
+use crate::kit::uapi::UFFD_USER_MODE_ONLY;
+use crate::kit::uffd;
+use crate::kit::uffd::{describe_fault, Event, Next, RegisterMode, Uffd};
+use crate::kit::variant::Variant;
+use crate::kit::worker;
+use crate::kit::{helpers, memory, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -203,23 +204,20 @@ fn remote_access(
     })
 }
 
-fn one_page() -> Result<(Uffd, Region), Fail> {
-    registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)
-}
-
-fn proc_mem_read(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = one_page()?;
-    proc_mem_read_on(ctx, uffd, region)
+/// One page of the variant's backing, registered for MISSING faults.
+fn one_page(v: Variant) -> Result<(Uffd, Region), Fail> {
+    v.registered(0, v.region(1)?)
 }
 
 /// Reads 8 bytes of `region`'s missing first page through /proc/self/mem.
-pub(super) fn proc_mem_read_on(ctx: &Ctx, uffd: Uffd, region: Region) -> ProbeResult {
+pub(super) fn proc_mem_read(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = one_page(v)?;
     let mem = std::fs::File::open("/proc/self/mem").ctx("open /proc/self/mem")?;
     remote_access(ctx, uffd, region, move |addr| mem.read_at(&mut [0u8; 8], addr as u64))
 }
 
-fn proc_mem_write(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = one_page()?;
+fn proc_mem_write(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = one_page(v)?;
     let mem = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").ctx("open /proc/self/mem")?;
     remote_access(ctx, uffd, region, move |addr| mem.write_at(&[0x5Au8; 8], addr as u64))
 }
@@ -241,18 +239,14 @@ fn process_vm(write: bool) -> impl FnOnce(usize) -> std::io::Result<usize> + Sen
     }
 }
 
-fn process_vm_readv(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = one_page()?;
-    process_vm_readv_on(ctx, uffd, region)
-}
-
 /// Reads 8 bytes of `region`'s missing first page with process_vm_readv(2).
-pub(super) fn process_vm_readv_on(ctx: &Ctx, uffd: Uffd, region: Region) -> ProbeResult {
+pub(super) fn process_vm_readv(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = one_page(v)?;
     remote_access(ctx, uffd, region, process_vm(false))
 }
 
-fn process_vm_writev(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = one_page()?;
+fn process_vm_writev(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = one_page(v)?;
     remote_access(ctx, uffd, region, process_vm(true))
 }
 
@@ -268,14 +262,14 @@ fn read_into(fd: OwnedFd) -> impl FnOnce(usize) -> std::io::Result<usize> + Send
     move |addr| raw_outcome(unsafe { libc::read(fd.as_raw_fd(), addr as *mut libc::c_void, 8) })
 }
 
-fn syscall_into(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = one_page()?;
+fn syscall_into(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = one_page(v)?;
     let (r, _w) = loaded_pipe()?;
     remote_access(ctx, uffd, region, read_into(r))
 }
 
-fn syscall_from(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = one_page()?;
+fn syscall_from(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = one_page(v)?;
     let (_r, w) = nix::unistd::pipe().ctx("pipe")?;
     // SAFETY (in the closure): write(2) from a registered page of a live Region.
     remote_access(ctx, uffd, region, move |addr| {
@@ -286,14 +280,14 @@ fn syscall_from(ctx: &Ctx) -> ProbeResult {
 /// How many re-raised fault messages `remote.syscall_signal` waits for after its signal.
 const RERAISED: u64 = 4;
 
-fn syscall_signal(ctx: &Ctx) -> ProbeResult {
+fn syscall_signal(ctx: &Ctx, v: Variant) -> ProbeResult {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction")?;
-    let (uffd, region) = one_page()?;
+    let (uffd, region) = one_page(v)?;
     let (r, _w) = loaded_pipe()?;
     let addr = region.base();
     let reader = read_into(r);
     let worker = worker::spawn("read", move || reader(addr));
-    crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout));
+    uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     let cpu_before = threads::thread_cpu_ticks(worker.tid());
     threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
@@ -334,7 +328,7 @@ fn syscall_signal(ctx: &Ctx) -> ProbeResult {
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 
-fn user_mode_only(ctx: &Ctx) -> ProbeResult {
+fn user_mode_only(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::user_mode_only()?;
     let uffd = Uffd::open_with(UFFD_USER_MODE_ONLY, 0)?;
     let region = Region::anonymous(1).ctx("mmap")?;
@@ -343,13 +337,13 @@ fn user_mode_only(ctx: &Ctx) -> ProbeResult {
     remote_access(ctx, uffd, region, read_into(r))
 }
 
-fn ptrace_peek(ctx: &Ctx) -> ProbeResult {
+fn ptrace_peek(ctx: &Ctx, _: Variant) -> ProbeResult {
     use nix::sys::ptrace;
     // A kernel without userfaultfd would show only as the tracee's error: say so first.
     require::userfaultfd()?;
     // The tracee registers its own page and hands over its uffd and the page's address.
     let tracee = helpers::fork_with(|sock| {
-        let (uffd, region) = one_page().map_err(|f| f.to_string())?;
+        let (uffd, region) = one_page(Variant::PLAIN).map_err(|f| f.to_string())?;
         helpers::send_fd(sock, uffd.raw_fd()).map_err(|e| format!("sending its uffd: {e}"))?;
         helpers::send_line(sock, &region.base().to_string());
         loop {
@@ -378,8 +372,8 @@ fn ptrace_peek(ctx: &Ctx) -> ProbeResult {
     result
 }
 
-fn proc_mem_after_populate(ctx: &Ctx) -> ProbeResult {
-    let (uffd, region) = one_page()?;
+fn proc_mem_after_populate(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = one_page(v)?;
     let addr = region.base();
     let by_populate =
         memory::madvise(Region::anonymous(1).ctx("mmap")?.base(), memory::page_size(), MADV_POPULATE_READ)

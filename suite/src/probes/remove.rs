@@ -1,18 +1,19 @@
 //! `remove`: UFFD_EVENT_REMOVE and the other non-cooperative events, and the UFFDIO_COPY races
 //! they cause.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{madvise, Region};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
-use crate::rows;
-use crate::uapi::{
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{madvise, Region};
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
+use crate::kit::rows;
+use crate::kit::uapi::{
     FEATURE_EVENT_FORK, FEATURE_EVENT_REMAP, FEATURE_EVENT_REMOVE, FEATURE_EVENT_UNMAP, FEATURE_MISSING_SHMEM,
 };
-use crate::uffd;
-use crate::uffd::{describe_event, registered, Event, Next, Pump, RegisterMode, Uffd};
-use crate::worker::{self, Worker};
-use crate::{memory, poll, threads};
+use crate::kit::uffd;
+use crate::kit::uffd::{describe_event, registered, Event, Next, Pump, RegisterMode, Uffd};
+use crate::kit::variant::Variant;
+use crate::kit::worker::{self, Worker};
+use crate::kit::{memory, poll, threads};
 use nix::errno::Errno;
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "ioctl_userfaultfd(2), man-pages 6.20: UFFD_FEATURE_EVENT_REMOVE (since Linux 4.11), \
                    \"when the faulting process calls madvise(2) with MADV_DONTNEED or MADV_REMOVE\"; \
                    mm/madvise.c madvise_dontneed_free -> userfaultfd_remove (v6.1)",
+        selftests: &["selftests.unit_events_anon", "selftests.userfaultfd_anon_events"],
         probe: dontneed,
         ..Behaviour::DEFAULT
     },
@@ -60,7 +62,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "The EAGAIN protocol: on EAGAIN, read the pending events, then retry. UFFDIO_COPY(2const) \
                 documents EAGAIN only as a short copy.",
         probe: copy_eagain,
-        documented: &[(">=4.18", "undocumented: UFFDIO_COPY(2const) documents EAGAIN only for a short copy, not for a copy refused because an event is pending", crate::sources::COPY_ERRORS)],
+        documented: &[(">=4.18", "undocumented: UFFDIO_COPY(2const) documents EAGAIN only for a short copy, not for a copy refused because an event is pending", crate::probes::sources::COPY_ERRORS)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -121,7 +123,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "UFFDIO_COPY(2const) does not list EEXIST among its errors, though servers racing each \
                 other (or a REMOVE) meet it routinely.",
         probe: copy_eexist,
-        documented: &[("*", "undocumented: UFFDIO_COPY(2const) does not list EEXIST", crate::sources::COPY_ERRORS)],
+        documented: &[("*", "undocumented: UFFDIO_COPY(2const) does not list EEXIST", crate::probes::sources::COPY_ERRORS)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -131,6 +133,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    zero-filled` when the load returns 0.",
         expect: &[("*", "fault read, zero-filled")],
         citation: "UFFDIO_ZEROPAGE(2const), man-pages 6.20",
+        selftests: &["selftests.unit_zeropage_anon", "selftests.userfaultfd_anon_uffdio_zeropage"],
         probe: zeropage,
         ..Behaviour::DEFAULT
     },
@@ -209,6 +212,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    address: `REMAP 2 pages to the new address`, or what arrived.",
         expect: &[rows::BEFORE_4_11, (">=4.11", "REMAP 2 pages to the new address")],
         citation: EVENTS_CITATION,
+        selftests: &["selftests.unit_events_anon", "selftests.userfaultfd_anon_events"],
         probe: remap,
         ..Behaviour::DEFAULT
     },
@@ -223,6 +227,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "fork(2) itself waits until the FORK event is read. With glibc, fork() holds every malloc \
                 arena lock across that wait, so a page server thread in the same process that allocates \
                 before reading the event deadlocks with it; this probe forks with the raw syscall.",
+        selftests: &["selftests.unit_events_anon", "selftests.userfaultfd_anon_events"],
         probe: fork,
         ..Behaviour::DEFAULT
     },
@@ -303,17 +308,17 @@ pub(super) fn result_name(r: Option<Result<(), Errno>>) -> String {
     }
 }
 
-fn dontneed(ctx: &Ctx) -> ProbeResult {
+fn dontneed(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = four_served_pages(FEATURE_EVENT_REMOVE)?;
     first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_DONTNEED))
 }
 
-fn madv_free(ctx: &Ctx) -> ProbeResult {
+fn madv_free(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = four_served_pages(FEATURE_EVENT_REMOVE)?;
     first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_FREE))
 }
 
-fn unmap(ctx: &Ctx) -> ProbeResult {
+fn unmap(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = four_served_pages(FEATURE_EVENT_UNMAP)?;
     // SAFETY: nothing else uses pages [1,3) of this probe's region.
     first_event(ctx, &uffd, &region, |a, l| {
@@ -331,7 +336,7 @@ fn four_file_pages(first_byte: u8) -> Result<(Uffd, Region), Fail> {
     registered(FEATURE_EVENT_REMOVE | FEATURE_MISSING_SHMEM, region, RegisterMode::MISSING)
 }
 
-fn madv_remove_shmem(ctx: &Ctx) -> ProbeResult {
+fn madv_remove_shmem(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = four_file_pages(0x20)?;
     first_event(ctx, &uffd, &region, |a, l| madvise(a, l, libc::MADV_REMOVE))
 }
@@ -356,7 +361,7 @@ pub(super) fn pending_remove(ctx: &Ctx, region: Region) -> Result<PendingRemove,
     Ok((uffd, region, worker))
 }
 
-fn blocks_until_read(ctx: &Ctx) -> ProbeResult {
+fn blocks_until_read(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region, worker) = pending_remove(ctx, Region::anonymous(4).ctx("mmap")?)?;
     let early = worker.wait(ctx.window);
     let state = threads::thread_state(worker.tid());
@@ -393,8 +398,14 @@ pub(super) fn copy_while_pending(
     Ok((result, field, again.map_or_else(errno_name, |()| "copied".to_string())))
 }
 
-fn copy_eagain(ctx: &Ctx) -> ProbeResult {
-    let (result, _, again) = copy_while_pending(ctx, Region::anonymous(4).ctx("mmap")?)?;
+/// The region of the copy probes: two pages (a huge page costs tens of milliseconds to copy under
+/// TCG), the second missing.
+fn copy_region(v: Variant) -> Result<Region, Fail> {
+    v.removable(2)
+}
+
+pub(super) fn copy_eagain(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (result, _, again) = copy_while_pending(ctx, copy_region(v)?)?;
     Ok(Observation::new(result.map_or_else(errno_name, |()| "copied".to_string()))
         .with("after_the_read", again))
 }
@@ -407,20 +418,17 @@ pub(super) fn copy_field_name(field: i64) -> String {
     }
 }
 
-fn copy_field(ctx: &Ctx) -> ProbeResult {
-    let (result, field, _) = copy_while_pending(ctx, Region::anonymous(4).ctx("mmap")?)?;
+pub(super) fn copy_field(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let (result, field, _) = copy_while_pending(ctx, copy_region(v)?)?;
     Ok(Observation::new(copy_field_name(field))
         .with("copy_result", result.map_or_else(errno_name, |()| "0".to_string()))
         .with("raw", field))
 }
 
-fn copy_eexist(_: &Ctx) -> ProbeResult {
-    let (uffd, region) = four_served_pages(0)?;
-    copy_onto_present(&uffd, &region)
-}
-
-/// UFFDIO_COPY onto page 0 of `region`, which is present: `ERRNO, copy FIELD`.
-pub(super) fn copy_onto_present(uffd: &Uffd, region: &Region) -> ProbeResult {
+/// UFFDIO_COPY onto a served page: `ERRNO, copy FIELD`.
+pub(super) fn copy_eexist(_: &Ctx, v: Variant) -> ProbeResult {
+    let (uffd, region) = v.registered(0, v.region(1)?)?;
+    uffd.serve(region.base(), region.page_size(), 0x21)?;
     let (result, field) = uffd.copy_raw(region.page(0), &vec![1u8; region.page_size()], SENTINEL);
     Ok(Observation::new(format!(
         "{}, copy {}",
@@ -429,13 +437,10 @@ pub(super) fn copy_onto_present(uffd: &Uffd, region: &Region) -> ProbeResult {
     )))
 }
 
-fn refault(ctx: &Ctx) -> ProbeResult {
-    refault_on(ctx, Region::anonymous(1).ctx("mmap")?)
-}
-
-/// Serves page 0 of `region`, removes it with MADV_DONTNEED (its REMOVE read), then loads it:
-/// `fault read, then served bytes`, or what happened instead.
-pub(super) fn refault_on(ctx: &Ctx, region: Region) -> ProbeResult {
+/// Serves a page, removes it with MADV_DONTNEED (its REMOVE read), then loads it: `fault read,
+/// then served bytes`, or what happened instead.
+pub(super) fn refault(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let region = v.removable(1)?;
     let features = FEATURE_EVENT_REMOVE | uffd::backing_features(&region);
     let (uffd, region) = registered(features, region, RegisterMode::MISSING)?;
     uffd.serve(region.base(), region.page_size(), 0x11)?;
@@ -465,7 +470,7 @@ pub(super) fn refault_on(ctx: &Ctx, region: Region) -> ProbeResult {
     })
 }
 
-fn zeropage(ctx: &Ctx) -> ProbeResult {
+fn zeropage(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
@@ -485,7 +490,7 @@ fn zeropage(ctx: &Ctx) -> ProbeResult {
     })
 }
 
-fn punch_hole(ctx: &Ctx) -> ProbeResult {
+fn punch_hole(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = four_file_pages(0x40)?;
     for i in 0..4 {
         memory::load(region.page(i)); // present in the page cache: mapped without a fault
@@ -517,7 +522,7 @@ fn punch_hole(ctx: &Ctx) -> ProbeResult {
     Ok(obs)
 }
 
-fn shared_memfd(ctx: &Ctx) -> ProbeResult {
+fn shared_memfd(ctx: &Ctx, _: Variant) -> ProbeResult {
     let region = Region::memfd(1).ctx("memfd")?;
     region.fill_file_page(0, 0x99).ctx("pwrite")?;
     let (uffd, region) =
@@ -550,7 +555,7 @@ fn shared_memfd(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("{event}; {after}")).with("first_load", format!("{first:#04x}")))
 }
 
-fn remap(ctx: &Ctx) -> ProbeResult {
+fn remap(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = four_served_pages(FEATURE_EVENT_REMAP)?;
     let target = Region::anonymous(2).ctx("mmap (target)")?;
     let (from, to, len) = (region.page(1), target.base(), 2 * region.page_size());
@@ -587,7 +592,7 @@ fn remap(ctx: &Ctx) -> ProbeResult {
     })
 }
 
-fn fork(ctx: &Ctx) -> ProbeResult {
+fn fork(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) =
         registered(FEATURE_EVENT_FORK, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let (rd, wr) = nix::unistd::pipe().ctx("pipe")?;
@@ -658,11 +663,11 @@ fn reap(pid: i32, limit: Duration) {
     }
 }
 
-fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
+fn close_with_waiter(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout));
+    uffd.await_fault(&loader, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(loader.tid(), ctx.timeout);
     uffd.close();
     Ok(match loader.wait(ctx.timeout) {
@@ -675,14 +680,12 @@ fn close_with_waiter(ctx: &Ctx) -> ProbeResult {
 /// Rounds of `remove.stale_copy_race`: each one a copy raced against a removal on purpose.
 const STALE_RACE_ROUNDS: u64 = 64;
 
-fn stale_copy_race(ctx: &Ctx) -> ProbeResult {
-    stale_copy_race_on(ctx, Region::anonymous(STALE_RACE_ROUNDS as usize).ctx("mmap")?)
-}
-
-/// The race of `remove.stale_copy_race`, one round per page of `region` (each missing when its
-/// round starts).
-pub(super) fn stale_copy_race_on(ctx: &Ctx, region: Region) -> ProbeResult {
+/// The race of `remove.stale_copy_race`, one round per page (each missing when its round starts):
+/// [`STALE_RACE_ROUNDS`], or 4 of huge pages.
+pub(super) fn stale_copy_race(ctx: &Ctx, v: Variant) -> ProbeResult {
     use std::sync::mpsc::channel;
+    let rounds = if v.is_hugetlb() { 4 } else { STALE_RACE_ROUNDS as usize };
+    let region = v.removable(rounds)?;
     let rounds = (region.len() / region.page_size()) as u64;
     let features = FEATURE_EVENT_REMOVE | uffd::backing_features(&region);
     let (uffd, region) = registered(features, region, RegisterMode::MISSING)?;

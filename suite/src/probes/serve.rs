@@ -2,17 +2,18 @@
 //! UFFDIO_ZEROPAGE on shmem and hugetlb, UFFDIO_POISON (6.6), UFFDIO_CONTINUE for shmem and hugetlb
 //! minor faults (also after a REMOVE), and where a fault message points on a huge page.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{self, madvise, Region};
-use crate::outcome::{errno_name, Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::uapi::{
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{self, madvise, Region};
+use crate::kit::outcome::{errno_name, Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::uapi::{
     self, FEATURE_EVENT_REMOVE, FEATURE_EXACT_ADDRESS, FEATURE_MINOR_HUGETLBFS, FEATURE_MINOR_SHMEM,
     FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM, FEATURE_MOVE, FEATURE_POISON,
 };
-use crate::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
-use crate::{helpers, worker};
+use crate::kit::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::variant::Variant;
+use crate::kit::{helpers, worker};
 
 const MOVE_CITATION: &str = "UFFDIO_MOVE(2const), man-pages 6.20; mm/userfaultfd.c move_pages, \
      move_pages_pte (v6.12); fs/userfaultfd.c userfaultfd_move (v6.12); commit adef440691ba \
@@ -29,6 +30,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[rows::BEFORE_6_8, (">=6.8", "fault read; moved, content arrived, source emptied")],
         citation: MOVE_CITATION,
         notes: "Zero-copy serving: the page the server filled becomes the faulting process's page.",
+        selftests: &["selftests.unit_move"],
         probe: move_missing,
         ..Behaviour::DEFAULT
     },
@@ -78,6 +80,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "UFFDIO_POISON(2const), man-pages 6.20; UFFDIO_API(2const): UFFD_FEATURE_POISON (since Linux \
                    6.6); mm/memory.c handle_pte_marker (v6.12): PTE_MARKER_POISONED -> VM_FAULT_HWPOISON",
         notes: "How a migration destination marks pages the source lost to memory errors.",
+        selftests: &["selftests.unit_poison_anon"],
         probe: poison,
         ..Behaviour::DEFAULT
     },
@@ -89,6 +92,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[rows::BEFORE_4_11_SHMEM, (">=4.11", "fault read, zero-filled")],
         citation: "UFFDIO_ZEROPAGE(2const), man-pages 6.20; mm/shmem.c shmem_mfill_atomic_pte (v6.12) and \
                    shmem_mfill_zeropage_pte (v5.10)",
+        selftests: &["selftests.unit_zeropage_shmem", "selftests.userfaultfd_shmem_uffdio_zeropage"],
         probe: zeropage_shmem,
         ..Behaviour::DEFAULT
     },
@@ -104,6 +108,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    -EINVAL for ZEROPAGE",
         notes: "A page server for hugetlb memory must copy zero pages in full (2 MiB each).",
         huge_pages: 1,
+        selftests: &["selftests.unit_zeropage_hugetlb", "selftests.userfaultfd_hugetlb_uffdio_zeropage"],
         probe: zeropage_hugetlb,
         ..Behaviour::DEFAULT
     },
@@ -127,6 +132,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    raises a fault only in a userfaultfd_missing() VMA",
         notes: "A MINOR-only server (QEMU post-copy, snapshot restore on shmem) is not told when a page \
                 comes back as zeros after MADV_REMOVE: only the REMOVE says so.",
+        selftests: &["selftests.unit_minor_shmem", "selftests.userfaultfd_shmem_minor"],
         probe: continue_after_remove,
         ..Behaviour::DEFAULT
     },
@@ -140,6 +146,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "UFFDIO_API(2const): UFFD_FEATURE_MINOR_HUGETLBFS (since Linux 5.13); mm/hugetlb.c \
                    hugetlb_no_page (v6.1): userfaultfd_minor() with the folio in the page cache",
         huge_pages: 1,
+        selftests: &["selftests.unit_minor_hugetlb"],
         probe: continue_hugetlb,
         ..Behaviour::DEFAULT
     },
@@ -188,13 +195,12 @@ fn move_result((result, field): (Result<(), nix::errno::Errno>, i64)) -> String 
     )
 }
 
-fn move_missing(ctx: &Ctx) -> ProbeResult {
+fn move_missing(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = registered(FEATURE_MOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let src = source_page(0x7A)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    let fault =
-        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
+    let fault = uffd::describe_kind(&uffd.await_fault(&loader, &region, ctx.timeout)?);
     let (result, moved) = uffd.move_raw(addr, src.base(), region.page_size(), 0);
     if let Err(e) = result {
         uffd.serve(addr, region.page_size(), 0)?;
@@ -213,14 +219,14 @@ fn move_missing(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("{fault}; moved, {content}, {source}")).with("move", moved))
 }
 
-fn move_eexist(_: &Ctx) -> ProbeResult {
+fn move_eexist(_: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = registered(FEATURE_MOVE, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     uffd.serve(region.base(), region.page_size(), 0x21)?;
     let src = source_page(0x22)?;
     Ok(Observation::new(move_result(uffd.move_raw(region.base(), src.base(), region.page_size(), 0))))
 }
 
-fn move_ebusy(ctx: &Ctx) -> ProbeResult {
+fn move_ebusy(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_MOVE)?;
     let src = source_page(0x23)?;
     // A child that shares the source page copy-on-write, and lives until killed.
@@ -242,7 +248,7 @@ fn move_ebusy(ctx: &Ctx) -> ProbeResult {
     result
 }
 
-fn move_pending_remove(ctx: &Ctx) -> ProbeResult {
+fn move_pending_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_MOVE)?;
     let (uffd, region, remover) = super::remove::pending_remove(ctx, Region::anonymous(4).ctx("mmap")?)?;
     let src = source_page(0x24)?;
@@ -254,7 +260,7 @@ fn move_pending_remove(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(move_result(first)).with("after_the_read", move_result(again)))
 }
 
-fn poison(ctx: &Ctx) -> ProbeResult {
+fn poison(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_POISON)?;
     // The helper registers its own page, hands over its uffd and the page's address, and loads it.
     let helper = helpers::fork_with(|sock| {
@@ -299,16 +305,18 @@ fn poison(ctx: &Ctx) -> ProbeResult {
     result
 }
 
-fn zeropage_shmem(ctx: &Ctx) -> ProbeResult {
+fn zeropage_shmem(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) =
         registered(FEATURE_MISSING_SHMEM, Region::memfd(1).ctx("memfd")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    let fault =
-        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
+    let fault = uffd::describe_kind(&uffd.await_fault(&loader, &region, ctx.timeout)?);
     if let Err(e) = uffd.zeropage(addr, region.page_size()) {
         uffd.serve(addr, region.page_size(), 0)?;
-        return Ok(Observation::new(format!("{fault}, UFFDIO_ZEROPAGE {}", crate::outcome::error_name(&e))));
+        return Ok(Observation::new(format!(
+            "{fault}, UFFDIO_ZEROPAGE {}",
+            crate::kit::outcome::error_name(&e)
+        )));
     }
     Ok(Observation::new(match loader.wait(ctx.timeout) {
         Some(0) => format!("{fault}, zero-filled"),
@@ -317,7 +325,7 @@ fn zeropage_shmem(ctx: &Ctx) -> ProbeResult {
     }))
 }
 
-fn zeropage_hugetlb(ctx: &Ctx) -> ProbeResult {
+fn zeropage_hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
     let huge = require::huge_pages(1)?;
     let uffd = Uffd::open(FEATURE_MISSING_HUGETLBFS)?;
     let region = huge.anonymous(1)?;
@@ -326,10 +334,10 @@ fn zeropage_hugetlb(ctx: &Ctx) -> ProbeResult {
         if ioctls & (1 << userfaultfd_sys::_UFFDIO_ZEROPAGE) != 0 { "offered" } else { "not offered" };
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout));
+    uffd.await_fault(&loader, &region, ctx.timeout)?;
     let zero = match uffd.zeropage(addr, region.page_size()) {
         Ok(_) => "zeroed".to_string(),
-        Err(e) => crate::outcome::error_name(&e),
+        Err(e) => crate::kit::outcome::error_name(&e),
     };
     if zero != "zeroed" {
         uffd.serve(addr, region.page_size(), 0)?;
@@ -373,7 +381,7 @@ fn remove_with(ctx: &Ctx, uffd: &Uffd, region: &Region, advice: i32) -> Result<S
     })
 }
 
-fn continue_after_remove(ctx: &Ctx) -> ProbeResult {
+fn continue_after_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     let region = Region::memfd(1).ctx("memfd")?;
     region.fill_file_page(0, 0x77).ctx("pwrite to the memfd")?;
     let (uffd, region) = registered(FEATURE_MINOR_SHMEM | FEATURE_EVENT_REMOVE, region, RegisterMode::MINOR)?;
@@ -390,7 +398,7 @@ fn continue_after_remove(ctx: &Ctx) -> ProbeResult {
     )))
 }
 
-fn continue_hugetlb(ctx: &Ctx) -> ProbeResult {
+fn continue_hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_MINOR_HUGETLBFS)?;
     let region = require::huge_pages(1)?.shared(1)?;
     let alias = region.alias().ctx("mmap (second mapping)")?;
@@ -401,7 +409,7 @@ fn continue_hugetlb(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(observed.replace("content kept", "content from the page cache")))
 }
 
-fn hugetlb_fault_address(ctx: &Ctx) -> ProbeResult {
+fn hugetlb_fault_address(ctx: &Ctx, _: Variant) -> ProbeResult {
     let huge = require::huge_pages(2)?;
     let offset = 0x100123usize;
     let one = |features: u64| -> Result<String, Fail> {
@@ -409,10 +417,11 @@ fn hugetlb_fault_address(ctx: &Ctx) -> ProbeResult {
         let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS | features, region, RegisterMode::MISSING)?;
         let addr = region.base() + offset;
         let loader = worker::spawn("load", move || memory::load(addr));
-        let at = match uffd.await_fault(&loader, &region, ctx.timeout)? {
+        let at = match uffd.await_fault(&loader, &region, ctx.timeout) {
             Ok(Event::Pagefault { addr, .. }) => addr,
             Ok(_) => unreachable!("await_fault returns faults"),
-            Err(other) => return Ok(other.observed),
+            Err(Fail::Observed(other)) => return Ok(other.observed),
+            Err(e) => return Err(e),
         };
         uffd.serve(region.base(), region.page_size(), 0x12)?;
         loader.wait(ctx.timeout);

@@ -5,21 +5,24 @@
 //! stopped once every thread acknowledged. Cooperative (Go, HotSpot): threads poll at safepoints
 //! and a thread inside a syscall counts as stopped; it must not run managed code until resumed.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{madvise, Region, MADV_POPULATE_READ};
-use crate::outcome::errno_name;
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
-use crate::require;
-use crate::rows;
-use crate::signals::SignalFlag;
-use crate::uapi::FEATURE_EVENT_REMOVE;
-use crate::uffd;
-use crate::uffd::{describe_event, registered, Event, Pump, RegisterMode};
-use crate::worker::{self, Worker};
-use crate::{memory, threads};
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{madvise, Region, MADV_POPULATE_READ};
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::signals::SignalFlag;
+use crate::kit::stress::{check_page, found, shortfall, Counts, PageCheck, Pages, Plan, Serve};
+use crate::kit::uapi::FEATURE_EVENT_REMOVE;
+use crate::kit::uffd;
+use crate::kit::uffd::{registered, Event, Pump, RegisterMode};
+use crate::kit::variant::{Access, Variant};
+use crate::kit::worker::{self, Worker};
+use crate::kit::{memory, threads};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,7 +51,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: SIGNAL_CITATION,
         notes: "Contrast populate.thread_state: the same wait inside MADV_POPULATE_* is D.",
         probe: user_fault_state,
-        documented: &[("*", "D", crate::sources::SEED_TASK_KILLABLE)],
+        documented: &[("*", "D", crate::probes::sources::SEED_TASK_KILLABLE)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -63,7 +66,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         notes: "This is what lets signal-based stop-the-world (Boehm GC, Mono, .NET) suspend a thread \
                 parked on a missing page.",
         probe: user_fault_signal,
-        documented: &[("*", "handler did not run while blocked", crate::sources::SEED_NO_SIGNAL)],
+        documented: &[("*", "handler did not run while blocked", crate::probes::sources::SEED_NO_SIGNAL)],
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -107,7 +110,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[("*", "completes")],
         citation: SIGNAL_CITATION,
         notes: SIGNAL_MODEL,
-        probe: signal_suspend_load,
+        probe: signal_suspend,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -124,7 +127,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
             signal_model!()
         ),
         slow: 1,
-        probe: signal_suspend_populate,
+        probe: signal_suspend,
+        variant: Variant::access(Access::Populate),
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -183,6 +187,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 own bookkeeping (a real runtime's, with a real server, is stw.go_stress_populate); \
                 what the kernel decides is every page's content.",
         slow: 2,
+        selftests: &["selftests.stress_anon", "selftests.userfaultfd_anon_stress"],
         probe: parallel_stress,
         ..Behaviour::DEFAULT
     },
@@ -195,14 +200,12 @@ struct Signalled {
     state: Option<char>,
 }
 
-fn load_and_signal(ctx: &Ctx) -> Result<Result<Signalled, Observation>, Fail> {
+fn load_and_signal(ctx: &Ctx) -> Result<Signalled, Fail> {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction(SIGUSR1)")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let worker = worker::spawn("load", move || memory::load(addr));
-    if let Err(obs) = uffd.await_fault(&worker, &region, ctx.timeout)? {
-        return Ok(Err(obs));
-    }
+    uffd.await_fault(&worker, &region, ctx.timeout)?;
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
     let ran = flag.wait(ctx.window).ctx("waiting for the handler")?;
@@ -210,13 +213,13 @@ fn load_and_signal(ctx: &Ctx) -> Result<Result<Signalled, Observation>, Fail> {
         if ran > 0 { Some(matches!(uffd.next(ctx.window)?, Some(Event::Pagefault { .. }))) } else { None };
     uffd.serve(region.base(), region.page_size(), 0xA5)?;
     match worker.wait(ctx.timeout) {
-        Some(0xA5) => Ok(Ok(Signalled { ran, refault, state })),
+        Some(0xA5) => Ok(Signalled { ran, refault, state }),
         Some(other) => Err(Fail::error(format!("the load returned {other:#x}, not the served 0xa5"))),
         None => Err(Fail::error("the load did not finish after the page was served")),
     }
 }
 
-fn user_fault_state(ctx: &Ctx) -> ProbeResult {
+fn user_fault_state(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let worker = worker::spawn("load", move || memory::load(addr));
@@ -230,37 +233,33 @@ fn user_fault_state(ctx: &Ctx) -> ProbeResult {
     }
 }
 
-fn user_fault_signal(ctx: &Ctx) -> ProbeResult {
-    Ok(match load_and_signal(ctx)? {
-        Err(obs) => obs,
-        Ok(s) => Observation::new(if s.ran > 0 {
-            "handler ran while blocked"
-        } else {
-            "handler did not run while blocked"
-        })
-        .with("state", threads::describe_state(s.state))
-        .with("window_ms", ctx.window.as_millis() as u64),
+fn user_fault_signal(ctx: &Ctx, _: Variant) -> ProbeResult {
+    let s = load_and_signal(ctx)?;
+    Ok(Observation::new(if s.ran > 0 {
+        "handler ran while blocked"
+    } else {
+        "handler did not run while blocked"
     })
+    .with("state", threads::describe_state(s.state))
+    .with("window_ms", ctx.window.as_millis() as u64))
 }
 
-fn user_fault_duplicate(ctx: &Ctx) -> ProbeResult {
+fn user_fault_duplicate(ctx: &Ctx, _: Variant) -> ProbeResult {
     Ok(match load_and_signal(ctx)? {
-        Err(obs) => obs,
-        Ok(Signalled { refault: None, .. }) => Observation::new("handler did not run while blocked"),
-        Ok(Signalled { refault: Some(again), .. }) => {
+        Signalled { refault: None, .. } => Observation::new("handler did not run while blocked"),
+        Signalled { refault: Some(again), .. } => {
             Observation::new(if again { "fault delivered again" } else { "no second message" })
                 .with("window_ms", ctx.window.as_millis() as u64)
         }
     })
 }
 
-fn user_store_fault(ctx: &Ctx) -> ProbeResult {
+fn user_store_fault(ctx: &Ctx, _: Variant) -> ProbeResult {
     let flag = SignalFlag::install(Signal::SIGUSR1).ctx("sigaction(SIGUSR1)")?;
     let (uffd, region) = registered(0, Region::anonymous(1).ctx("mmap")?, RegisterMode::MISSING)?;
     let addr = region.base();
     let worker = worker::spawn("store", move || memory::store(addr, 0x5B));
-    let fault =
-        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&worker, &region, ctx.timeout)));
+    let fault = uffd::describe_kind(&uffd.await_fault(&worker, &region, ctx.timeout)?);
     let state = threads::wait_until_blocked(worker.tid(), ctx.timeout);
     let mut observed = format!("{fault} (waits in {})", threads::describe_state(state));
     threads::tgkill(worker.tid(), Signal::SIGUSR1).ctx("tgkill")?;
@@ -284,9 +283,11 @@ fn user_store_fault(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(observed).with("window_ms", ctx.window.as_millis() as u64))
 }
 
-/// Two threads blocked on missing pages (by a plain load, or by MADV_POPULATE_READ when `populate`), one running; all
-/// are sent the suspend signal.
-fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
+/// Two threads blocked on missing pages (by a plain load, or by MADV_POPULATE_READ in the
+/// `Populate` variant), one running; all are sent the suspend signal.
+fn signal_suspend(ctx: &Ctx, v: Variant) -> ProbeResult {
+    v.access.require()?;
+    let populate = v.access == Access::Populate;
     // The suspend handler acknowledges (raises the flag), then waits until the world resumes.
     let acks = SignalFlag::install_suspending(Signal::SIGUSR1).ctx("sigaction")?;
 
@@ -360,15 +361,6 @@ fn signal_suspend(ctx: &Ctx, populate: bool) -> ProbeResult {
         .with("window_ms", ctx.window.as_millis() as u64))
 }
 
-fn signal_suspend_load(ctx: &Ctx) -> ProbeResult {
-    signal_suspend(ctx, false)
-}
-
-fn signal_suspend_populate(ctx: &Ctx) -> ProbeResult {
-    require::populate(MADV_POPULATE_READ)?;
-    signal_suspend(ctx, true)
-}
-
 /// A cooperative safepoint: thread states under a mutex, changes signalled on a condvar.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum ThreadState {
@@ -425,7 +417,7 @@ impl Safepoint {
     }
 }
 
-fn cooperative_populate(ctx: &Ctx) -> ProbeResult {
+fn cooperative_populate(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::populate(MADV_POPULATE_READ)?;
     let (uffd, region) = registered(0, Region::anonymous(2).ctx("mmap")?, RegisterMode::MISSING)?;
     let page = region.page_size();
@@ -484,6 +476,8 @@ fn cooperative_populate(ctx: &Ctx) -> ProbeResult {
 /// The fixed work of `stw.parallel_stress`, derived from a seed: the same on every run and every
 /// kernel, so that its counts are too (only timings vary).
 pub mod schedule {
+    use crate::kit::stress::{Plan, Shape};
+
     /// Mutator threads, each owning a block of pages it pre-faults and checks.
     pub const THREADS: usize = 4;
     pub const PAGES_PER_THREAD: usize = 64;
@@ -494,117 +488,23 @@ pub mod schedule {
     /// of a spare page is pending, so its UFFDIO_COPY must meet EAGAIN.
     pub const RACE_EVERY: u64 = 64;
 
-    /// splitmix64: a small, well-mixed generator whose sequence is fixed by its seed.
-    pub struct Rng(u64);
-
-    impl Rng {
-        pub fn new(seed: u64) -> Rng {
-            Rng(seed)
-        }
-        pub fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        /// A number in `lo..=hi`.
-        pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
-            lo + self.next() % (hi - lo + 1)
-        }
+    /// The stress's plan: after each round, each thread removes 2 to 4 ranges of 1 to 12 of its
+    /// pages, then the coordinator runs 1 to 3 stop-the-world cycles.
+    pub fn plan(seed: u64) -> Plan {
+        let shape = Shape {
+            rounds: ROUNDS,
+            workers: THREADS,
+            pages: PAGES_PER_THREAD,
+            removals: (2, 4),
+            span: (1, 12),
+            cycles: (1, 3),
+        };
+        Plan::draw(seed, &shape)
     }
 
-    pub struct Schedule {
-        /// `removals[round][thread]`: page ranges `[a, b)` within the thread's block, removed
-        /// with MADV_DONTNEED after that thread checked that round (disjoint within a round).
-        pub removals: Vec<Vec<Vec<(usize, usize)>>>,
-        /// `cycles[round][thread]`: stop-the-world cycles run after those removals.
-        pub cycles: Vec<Vec<u64>>,
-    }
-
-    /// The shape of a seeded stress's work: `rounds` rounds of `workers` workers, each owning
-    /// `pages` pages; after each round but the last, each worker removes `removals` (lo..=hi)
-    /// disjoint ranges of `span` (lo..=hi) pages, then runs `cycles` (lo..=hi) stop-the-world
-    /// cycles. `stw.parallel_stress` and the Go stress (`goruntime::plan`) draw theirs from it.
-    pub struct Shape {
-        pub rounds: usize,
-        pub workers: usize,
-        pub pages: usize,
-        pub removals: (u64, u64),
-        pub span: (u64, u64),
-        pub cycles: (u64, u64),
-    }
-
-    /// `(removals[round][worker], cycles[round][worker])` drawn from `seed`: the same on every run.
-    #[allow(clippy::type_complexity)]
-    pub fn draw(seed: u64, shape: &Shape) -> (Vec<Vec<Vec<(usize, usize)>>>, Vec<Vec<u64>>) {
-        let mut rng = Rng::new(seed);
-        let (mut removals, mut cycles) = (Vec::new(), Vec::new());
-        for round in 0..shape.rounds {
-            let (mut r, mut c) = (Vec::new(), Vec::new());
-            for _ in 0..shape.workers {
-                let mut taken = vec![false; shape.pages];
-                let mut ranges = Vec::new();
-                // None after the last round: nothing would refault them.
-                let wanted = if round + 1 < shape.rounds {
-                    rng.between(shape.removals.0, shape.removals.1)
-                } else {
-                    0
-                };
-                for _ in 0..wanted {
-                    let a = rng.between(0, shape.pages as u64 - 1) as usize;
-                    let b = (a + rng.between(shape.span.0, shape.span.1) as usize).min(shape.pages);
-                    if taken[a..b].iter().all(|t| !t) {
-                        taken[a..b].iter_mut().for_each(|t| *t = true);
-                        ranges.push((a, b));
-                    }
-                }
-                r.push(ranges);
-                c.push(rng.between(shape.cycles.0, shape.cycles.1));
-            }
-            removals.push(r);
-            cycles.push(c);
-        }
-        (removals, cycles)
-    }
-
-    impl Schedule {
-        pub fn new(seed: u64) -> Schedule {
-            let shape = Shape {
-                rounds: ROUNDS,
-                workers: THREADS,
-                pages: PAGES_PER_THREAD,
-                removals: (2, 4),
-                span: (1, 12),
-                cycles: (1, 3),
-            };
-            let (removals, cycles) = draw(seed, &shape);
-            Schedule { removals, cycles }
-        }
-
-        /// MADV_DONTNEED calls, each raising one REMOVE event.
-        pub fn remove_calls(&self) -> u64 {
-            self.removals.iter().flatten().map(|r| r.len() as u64).sum()
-        }
-
-        /// Pages removed; each is faulted in again by the next round's pre-fault.
-        pub fn refaults(&self) -> u64 {
-            self.removals.iter().flatten().flatten().map(|(a, b)| (b - a) as u64).sum()
-        }
-
-        /// Faults the server must see: every page once, then every removed page again.
-        pub fn faults(&self) -> u64 {
-            (THREADS * PAGES_PER_THREAD) as u64 + self.refaults()
-        }
-
-        pub fn stw_cycles(&self) -> u64 {
-            self.cycles.iter().flatten().sum()
-        }
-
-        /// Faults whose copy is raced against a pending REMOVE on purpose.
-        pub fn forced_races(&self) -> u64 {
-            self.faults() / RACE_EVERY
-        }
+    /// Faults whose copy is raced against a pending REMOVE on purpose.
+    pub fn forced_races(plan: &Plan) -> u64 {
+        plan.faults() / RACE_EVERY
     }
 
     #[cfg(test)]
@@ -613,15 +513,15 @@ pub mod schedule {
 
         #[test]
         fn the_work_is_fixed_by_the_seed_and_large_enough() {
-            let (a, b) = (Schedule::new(SEED), Schedule::new(SEED));
+            let (a, b) = (plan(SEED), plan(SEED));
             assert_eq!(a.removals, b.removals);
             assert_eq!(a.cycles, b.cycles);
             assert!(a.faults() >= 2000, "thousands of faults: {}", a.faults());
             // The declaration's `observes` states these counts.
             assert_eq!((a.faults(), a.refaults()), (2181, 1925));
             assert!(a.refaults() >= 500, "hundreds of refaults: {}", a.refaults());
-            assert!(a.remove_calls() >= 100 && a.stw_cycles() >= 100 && a.forced_races() >= 15);
-            assert_ne!(Schedule::new(SEED + 1).removals, a.removals);
+            assert!(a.remove_calls() >= 100 && a.cycles() >= 100 && forced_races(&a) >= 15);
+            assert_ne!(plan(SEED + 1).removals, a.removals);
             for ranges in a.removals.iter().flatten() {
                 for (i, (x, y)) in ranges.iter().enumerate() {
                     assert!(x < y && *y <= PAGES_PER_THREAD);
@@ -632,308 +532,258 @@ pub mod schedule {
     }
 }
 
-/// What a mutator found when it checked a page against what the schedule says it must hold.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum PageCheck {
-    Good,
-    /// All zero: the content was lost.
-    Lost,
-    /// An older version than the last completed removal made current.
-    Stale,
-    /// Anything else (a newer version, or a torn page).
-    Wrong,
-}
-
-fn check_page(addr: usize, page: usize, expected: u64) -> PageCheck {
-    let words = page / 8;
-    // SAFETY: `addr` is a present page of the probe's region (the populate returned).
-    let word = |i: usize| unsafe { std::ptr::read_volatile((addr as *const u64).add(i)) };
-    let (first, mid, last) = (word(0), word(words / 2), word(words - 1));
-    if first == 0 && mid == 0 && last == 0 {
-        PageCheck::Lost
-    } else if first != mid || first != last {
-        PageCheck::Wrong
-    } else if first < expected {
-        PageCheck::Stale
-    } else if first > expected {
-        PageCheck::Wrong
-    } else {
-        PageCheck::Good
-    }
-}
+const STRESS_PAGES: usize = schedule::THREADS * schedule::PAGES_PER_THREAD;
 
 /// Per mutator of the stress, the rounds it finished checking and may start, and their signal.
 type Turns = (Mutex<(Vec<usize>, Vec<usize>)>, Condvar);
 
-/// Counts the stress's server keeps.
-#[derive(Default, Debug)]
-struct ServerCounts {
-    faults: u64,
-    refaults: u64,
-    /// REMOVE events for the mutators' pages.
-    removes: u64,
-    eagains: u64,
-    forced_races: u64,
-    /// Forced races whose copy did meet EAGAIN.
-    forced_eagains: u64,
-    eexist: u64,
-    /// Messages the schedule does not explain (a REMOVE of an odd range, another event).
-    odd_messages: Vec<String>,
+/// The racer of the stress: removes the spare page when asked, and says when madvise returned.
+struct Racer {
+    ask: Sender<()>,
+    returned: Receiver<Result<(), Errno>>,
+    worker: Worker<()>,
+    /// A race was asked for whose madvise may not have returned yet.
+    outstanding: bool,
 }
 
-fn parallel_stress(ctx: &Ctx) -> ProbeResult {
-    use schedule::{Schedule, PAGES_PER_THREAD, RACE_EVERY, ROUNDS, SEED, THREADS};
-    use std::sync::mpsc::channel;
-    const PAGES: usize = THREADS * PAGES_PER_THREAD;
+impl Racer {
+    fn start(spare: &Region) -> Racer {
+        let (ask, asked) = channel::<()>();
+        let (tell, returned) = channel::<Result<(), Errno>>();
+        let (addr, len) = (spare.base(), spare.len());
+        let worker = worker::spawn("racer", move || {
+            while asked.recv().is_ok() {
+                if tell.send(madvise(addr, len, libc::MADV_DONTNEED)).is_err() {
+                    break;
+                }
+            }
+        });
+        Racer { ask, returned, worker, outstanding: false }
+    }
+
+    /// Makes a REMOVE of the spare page pending (the racer blocks in madvise until the event is
+    /// read), after putting the page back.
+    fn race(&mut self, uffd: &uffd::Uffd, spare: &Region, timeout: Duration) -> Result<(), Fail> {
+        if self.outstanding {
+            let _ = self.returned.recv_timeout(timeout);
+        }
+        let _ = uffd.copy_raw(spare.base(), &vec![0x5Au8; spare.page_size()], 0);
+        self.ask.send(()).map_err(|_| Fail::error("the racer thread is gone"))?;
+        self.outstanding = true;
+        if !threads::wait_until_in_uffd_wait(self.worker.tid(), timeout) {
+            return Err(Fail::error("the racer's MADV_DONTNEED never blocked on its REMOVE event"));
+        }
+        Ok(())
+    }
+}
+
+/// The stress's server: serves every fault with the page's current version under the EAGAIN
+/// protocol (a REMOVE read bumps the versions of its pages), racing every `RACE_EVERY`th copy
+/// against a pending REMOVE of the spare page, until `stop`.
+fn serve_stress(
+    uffd: &uffd::Uffd,
+    region: &Region,
+    spare: &Region,
+    ctx: &Ctx,
+    stop: &AtomicBool,
+) -> Result<Counts, Fail> {
+    let pages = Pages::new(region.base(), STRESS_PAGES, region.page_size(), spare.base(), ctx.sabotage);
+    let mut racer = Racer::start(spare);
+    let mut pump = Pump::new(uffd);
+    while !stop.load(Ordering::SeqCst) {
+        let p = match pump.next(Duration::from_millis(20))? {
+            None => continue,
+            Some(Event::Pagefault { addr, .. }) => match pages.index(addr as usize) {
+                Some(p) => p,
+                None => continue,
+            },
+            Some(e) => {
+                pages.on_event(e);
+                continue;
+            }
+        };
+        let forced = pages.fault(p) % schedule::RACE_EVERY == 0;
+        if forced && ctx.sabotage != Some(Sabotage::NoRace) {
+            racer.race(uffd, spare, ctx.timeout)?;
+            pages.counts().forced_races += 1;
+        }
+        pages.serve(&mut pump, p, ctx.timeout, Serve { raced: forced, may_sabotage: true })?;
+    }
+    Ok(pages.into_counts())
+}
+
+/// What the stress's mutators share: the versions their pages must hold, the worst each check
+/// found per page, failed populates, and the safepoint.
+#[derive(Clone)]
+struct Mutators {
+    region: Arc<Region>,
+    turns: Arc<Turns>,
+    expected: Arc<Vec<AtomicU64>>,
+    /// Per page, the worst thing any check found (index into PageCheck order).
+    findings: Arc<Vec<AtomicU8>>,
+    populate_errors: Arc<Mutex<Vec<String>>>,
+    sp: Arc<Safepoint>,
+}
+
+impl Mutators {
+    /// Mutator `t`: in each round, pre-fault its block with MADV_POPULATE_READ (in a syscall:
+    /// stopped), check every page at safepoints, then hand the block to the coordinator.
+    fn run(&self, t: usize) {
+        use schedule::{PAGES_PER_THREAD, ROUNDS};
+        let (region, sp) = (&self.region, &self.sp);
+        let page = region.page_size();
+        for round in 0..ROUNDS {
+            sp.set(t, ThreadState::InSyscall);
+            let r = madvise(region.page(t * PAGES_PER_THREAD), PAGES_PER_THREAD * page, MADV_POPULATE_READ);
+            sp.poll(t);
+            if let Err(e) = r {
+                self.populate_errors.lock().unwrap().push(errno_name(e));
+            }
+            for i in 0..PAGES_PER_THREAD {
+                let p = t * PAGES_PER_THREAD + i;
+                let found = check_page(region.page(p), page, self.expected[p].load(Ordering::SeqCst));
+                self.findings[p].fetch_max(found as u8, Ordering::SeqCst);
+                if i % 8 == 7 {
+                    sp.poll(t);
+                }
+            }
+            // Hand the block to the coordinator for this round's removals; waiting for it counts
+            // as stopped.
+            sp.set(t, ThreadState::Parked);
+            let (lock, changed) = &*self.turns;
+            let mut g = lock.lock().unwrap();
+            g.0[t] = round + 1;
+            changed.notify_all();
+            while g.1[t] <= round {
+                g = changed.wait(g).unwrap();
+            }
+            drop(g);
+            sp.poll(t);
+        }
+        sp.set(t, ThreadState::Parked);
+    }
+
+    /// The coordinator: in each round, for each thread in turn, once it has checked its pages:
+    /// remove the planned ranges, let it go on, run the planned stop-the-worlds. Returns the
+    /// MADV_DONTNEED calls and cycles made, and what got stuck.
+    fn coordinate(&self, plan: &Plan, timeout: Duration) -> Result<(u64, u64, Option<String>), Fail> {
+        use schedule::{PAGES_PER_THREAD, ROUNDS, THREADS};
+        let page = self.region.page_size();
+        let (mut cycles, mut remove_calls) = (0u64, 0u64);
+        for round in 0..ROUNDS {
+            for t in 0..THREADS {
+                let (lock, changed) = &*self.turns;
+                let g = lock.lock().unwrap();
+                let (mut g, waited) = changed.wait_timeout_while(g, timeout, |g| g.0[t] <= round).unwrap();
+                if waited.timed_out() {
+                    return Ok((
+                        remove_calls,
+                        cycles,
+                        Some(format!("mutator {t} did not finish round {round}")),
+                    ));
+                }
+                for &(a, b) in &plan.removals[round][t] {
+                    let first = t * PAGES_PER_THREAD + a;
+                    madvise(self.region.page(first), (b - a) * page, libc::MADV_DONTNEED)
+                        .ctx("MADV_DONTNEED")?;
+                    remove_calls += 1;
+                    for p in first..t * PAGES_PER_THREAD + b {
+                        self.expected[p].fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                g.1[t] = round + 1;
+                changed.notify_all();
+                drop(g);
+                for _ in 0..plan.cycles[round][t] {
+                    if !self.sp.stop(timeout) {
+                        self.sp.resume();
+                        return Ok((
+                            remove_calls,
+                            cycles,
+                            Some(format!("stop-the-world cycle {cycles} did not finish")),
+                        ));
+                    }
+                    cycles += 1;
+                    self.sp.resume();
+                }
+            }
+        }
+        Ok((remove_calls, cycles, None))
+    }
+
+    fn count(&self, kind: PageCheck) -> u64 {
+        self.findings.iter().filter(|f| f.load(Ordering::SeqCst) == kind as u8).count() as u64
+    }
+}
+
+fn parallel_stress(ctx: &Ctx, _: Variant) -> ProbeResult {
+    use schedule::{SEED, THREADS};
     require::populate(MADV_POPULATE_READ)?;
-    let plan = Schedule::new(SEED);
-    let (uffd, region) =
-        registered(FEATURE_EVENT_REMOVE, Region::anonymous(PAGES).ctx("mmap")?, RegisterMode::MISSING)?;
+    let plan = schedule::plan(SEED);
+    let (uffd, region) = registered(
+        FEATURE_EVENT_REMOVE,
+        Region::anonymous(STRESS_PAGES).ctx("mmap")?,
+        RegisterMode::MISSING,
+    )?;
     // A spare page on the same uffd, removed by the racer to make a REMOVE pending on purpose.
     let spare = Region::anonymous(1).ctx("mmap (spare)")?;
     uffd.register(spare.base(), spare.len(), RegisterMode::MISSING)?;
     let (uffd, region, spare) = (Arc::new(uffd), Arc::new(region), Arc::new(spare));
-    let page = region.page_size();
     let stop_server = Arc::new(AtomicBool::new(false));
-
-    // The racer: removes the spare page when asked, and says when madvise returned.
-    let (race_tx, race_rx) = channel::<()>();
-    let (raced_tx, raced_rx) = channel::<Result<(), Errno>>();
-    let racer = {
-        let (addr, len) = (spare.base(), spare.len());
-        worker::spawn("racer", move || {
-            while race_rx.recv().is_ok() {
-                if raced_tx.send(madvise(addr, len, libc::MADV_DONTNEED)).is_err() {
-                    break;
-                }
-            }
-        })
-    };
-    let racer_tid = racer.tid();
-
-    // The server: serves every fault with the page's current version under the EAGAIN protocol;
-    // a REMOVE read bumps the versions of its pages.
     let server = {
-        let (uffd, region, spare, stop) = (uffd.clone(), region.clone(), spare.clone(), stop_server.clone());
-        let (sabotage, timeout) = (ctx.sabotage, ctx.timeout);
-        worker::spawn("server", move || -> Result<ServerCounts, Fail> {
-            // Per page, the version it must hold; a REMOVE read bumps its pages'.
-            let state = std::cell::RefCell::new((vec![1u64; PAGES], ServerCounts::default()));
-            let on_event = |e: Event| {
-                let (versions, counts) = &mut *state.borrow_mut();
-                match e {
-                    Event::Remove { start, .. } if start as usize == spare.base() => {}
-                    Event::Remove { start, end } => {
-                        let (a, b) = (region.page_index(start as u64), region.page_index(end as u64));
-                        if a < 0 || b > PAGES as i64 || a >= b {
-                            counts.odd_messages.push(format!("REMOVE pages [{a},{b})"));
-                        } else {
-                            counts.removes += 1;
-                            versions[a as usize..b as usize].iter_mut().for_each(|v| *v += 1);
-                        }
-                    }
-                    other => counts.odd_messages.push(describe_event(&other, &region)),
-                }
-            };
-            let mut pump = Pump::new(&uffd);
-            let (mut race_outstanding, mut sabotaged) = (false, false);
-            while !stop.load(Ordering::SeqCst) {
-                let p = match pump.next(Duration::from_millis(20))? {
-                    None => continue,
-                    Some(Event::Pagefault { addr, .. }) => match region.page_index(addr as u64) {
-                        p if (0..PAGES as i64).contains(&p) => p as usize,
-                        p => {
-                            state
-                                .borrow_mut()
-                                .1
-                                .odd_messages
-                                .push(format!("a fault outside the region (page {p})"));
-                            continue;
-                        }
-                    },
-                    Some(e) => {
-                        on_event(e);
-                        continue;
-                    }
-                };
-                let (forced, refault) = {
-                    let (versions, counts) = &mut *state.borrow_mut();
-                    counts.faults += 1;
-                    counts.refaults += u64::from(versions[p] > 1);
-                    (counts.faults % RACE_EVERY == 0, versions[p] > 1)
-                };
-                if forced && sabotage != Some(Sabotage::NoRace) {
-                    // A forced race: make a REMOVE pending (the racer blocks in madvise until the
-                    // event is read), then copy this fault's page while it is.
-                    if race_outstanding {
-                        let _ = raced_rx.recv_timeout(timeout);
-                    }
-                    let _ = uffd.copy_raw(spare.base(), &vec![0x5Au8; spare.page_size()], 0);
-                    race_tx.send(()).map_err(|_| Fail::error("the racer thread is gone"))?;
-                    race_outstanding = true;
-                    if !threads::wait_until_in_uffd_wait(racer_tid, timeout) {
-                        return Err(Fail::error(
-                            "the racer's MADV_DONTNEED never blocked on its REMOVE event",
-                        ));
-                    }
-                    state.borrow_mut().1.forced_races += 1;
-                }
-                // The self-tests' deliberate mistake, once, on the first refault.
-                let sabotage = sabotage.filter(|s| *s != Sabotage::NoRace && refault && !sabotaged);
-                sabotaged |= sabotage.is_some();
-                let data = || match (sabotage, state.borrow().0[p]) {
-                    (Some(Sabotage::ZeroPage), _) => vec![0u8; page],
-                    (Some(Sabotage::StalePage), v) => memory::versioned_page(v - 1, page),
-                    (_, v) => memory::versioned_page(v, page),
-                };
-                let copied = pump.copy(region.page(p), timeout, data, &on_event)?;
-                let counts = &mut state.borrow_mut().1;
-                counts.eagains += copied.eagains;
-                counts.eexist += u64::from(copied.eexist);
-                counts.forced_eagains += u64::from(forced && copied.eagains > 0);
-            }
-            Ok(state.into_inner().1)
-        })
+        let (uffd, region, spare, stop, ctx) =
+            (uffd.clone(), region.clone(), spare.clone(), stop_server.clone(), *ctx);
+        worker::spawn("server", move || serve_stress(&uffd, &region, &spare, &ctx, &stop))
     };
-
-    // Each mutator's turn: the round it finished checking, and the round it may start.
-    let turns: Arc<Turns> = Arc::new((Mutex::new((vec![0; THREADS], vec![0; THREADS])), Condvar::new()));
-    let expected: Arc<Vec<AtomicU64>> = Arc::new((0..PAGES).map(|_| AtomicU64::new(1)).collect());
-    // Per page, the worst thing any check found (index into PageCheck order).
-    let findings: Arc<Vec<AtomicU8>> = Arc::new((0..PAGES).map(|_| AtomicU8::new(0)).collect());
-    let populate_errors = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sp = Safepoint::new(THREADS);
+    let m = Mutators {
+        region: region.clone(),
+        turns: Arc::new((Mutex::new((vec![0; THREADS], vec![0; THREADS])), Condvar::new())),
+        expected: Arc::new((0..STRESS_PAGES).map(|_| AtomicU64::new(1)).collect()),
+        findings: Arc::new((0..STRESS_PAGES).map(|_| AtomicU8::new(0)).collect()),
+        populate_errors: Arc::new(Mutex::new(Vec::new())),
+        sp: Safepoint::new(THREADS),
+    };
     let mutators: Vec<_> = (0..THREADS)
         .map(|t| {
-            let (region, expected, findings, sp, errors, turns) = (
-                region.clone(),
-                expected.clone(),
-                findings.clone(),
-                sp.clone(),
-                populate_errors.clone(),
-                turns.clone(),
-            );
-            worker::spawn("mutator", move || {
-                let page = region.page_size();
-                for round in 0..ROUNDS {
-                    sp.set(t, ThreadState::InSyscall);
-                    let r = madvise(
-                        region.page(t * PAGES_PER_THREAD),
-                        PAGES_PER_THREAD * page,
-                        MADV_POPULATE_READ,
-                    );
-                    sp.poll(t);
-                    if let Err(e) = r {
-                        errors.lock().unwrap().push(errno_name(e));
-                    }
-                    for i in 0..PAGES_PER_THREAD {
-                        let p = t * PAGES_PER_THREAD + i;
-                        let found = check_page(region.page(p), page, expected[p].load(Ordering::SeqCst));
-                        findings[p].fetch_max(found as u8, Ordering::SeqCst);
-                        if i % 8 == 7 {
-                            sp.poll(t);
-                        }
-                    }
-                    // Hand the block to the coordinator for this round's removals; waiting for
-                    // it counts as stopped.
-                    sp.set(t, ThreadState::Parked);
-                    let (lock, changed) = &*turns;
-                    let mut g = lock.lock().unwrap();
-                    g.0[t] = round + 1;
-                    changed.notify_all();
-                    while g.1[t] <= round {
-                        g = changed.wait(g).unwrap();
-                    }
-                    drop(g);
-                    sp.poll(t);
-                }
-                sp.set(t, ThreadState::Parked);
-            })
+            let m = m.clone();
+            worker::spawn("mutator", move || m.run(t))
         })
         .collect();
-
-    // The coordinator (this thread): in each round, for each thread in turn, once it has checked
-    // its pages: remove the scheduled ranges, let it go on, run the scheduled stop-the-worlds.
     let started = Instant::now();
-    let (mut cycles, mut remove_calls, mut stuck) = (0u64, 0u64, None);
-    'rounds: for round in 0..ROUNDS {
-        for t in 0..THREADS {
-            let (lock, changed) = &*turns;
-            let g = lock.lock().unwrap();
-            let (mut g, waited) = changed.wait_timeout_while(g, ctx.timeout, |g| g.0[t] <= round).unwrap();
-            if waited.timed_out() {
-                stuck = Some(format!("mutator {t} did not finish round {round}"));
-                break 'rounds;
-            }
-            for &(a, b) in &plan.removals[round][t] {
-                let first = t * PAGES_PER_THREAD + a;
-                madvise(region.page(first), (b - a) * page, libc::MADV_DONTNEED).ctx("MADV_DONTNEED")?;
-                remove_calls += 1;
-                for p in first..t * PAGES_PER_THREAD + b {
-                    expected[p].fetch_add(1, Ordering::SeqCst);
-                }
-            }
-            g.1[t] = round + 1;
-            changed.notify_all();
-            drop(g);
-            for _ in 0..plan.cycles[round][t] {
-                if !sp.stop(ctx.timeout) {
-                    sp.resume();
-                    stuck = Some(format!("stop-the-world cycle {cycles} did not finish"));
-                    break 'rounds;
-                }
-                cycles += 1;
-                sp.resume();
-            }
-        }
-    }
+    let (remove_calls, cycles, stuck) = m.coordinate(&plan, ctx.timeout)?;
     let elapsed = started.elapsed();
     if let Some(what) = stuck {
         // Threads are still blocked; the probe process ends with them.
         return Ok(Observation::new(format!("deadlock: {what}")).with("stw_cycles", cycles));
     }
-    for m in &mutators {
-        if m.wait(ctx.timeout).is_none() {
+    for w in &mutators {
+        if w.wait(ctx.timeout).is_none() {
             return Ok(Observation::new("deadlock: a mutator did not finish its last round"));
         }
     }
     stop_server.store(true, Ordering::SeqCst);
     let counts = server.wait(ctx.timeout).ok_or_else(|| Fail::error("the server thread did not stop"))??;
-    let mut errors = populate_errors.lock().unwrap().clone();
+    let mut errors = m.populate_errors.lock().unwrap().clone();
     let failed_populates = errors.len();
     errors.sort();
     errors.dedup();
-    // The scenario must have happened as scheduled before its outcome means anything.
-    let short: Vec<String> = [
-        ("faults served", counts.faults, plan.faults()),
-        ("refaults after removal", counts.refaults, plan.refaults()),
-        ("REMOVE events", counts.removes, plan.remove_calls()),
-        ("stop-the-world cycles", cycles, plan.stw_cycles()),
-        ("forced EAGAIN races", counts.forced_eagains, plan.forced_races()),
-    ]
-    .iter()
-    .filter(|(_, got, want)| got < want)
-    .map(|(what, got, want)| format!("{what} {got} of {want}"))
-    .collect();
-    if !short.is_empty() && failed_populates == 0 {
-        return Err(Fail::error(format!("the stress fell short of its schedule: {}", short.join(", "))));
+    if failed_populates == 0 {
+        shortfall(&[
+            ("faults served", counts.faults, plan.faults()),
+            ("refaults after removal", counts.refaults, plan.refaults()),
+            ("REMOVE events", counts.removes, plan.remove_calls()),
+            ("stop-the-world cycles", cycles, plan.cycles()),
+            ("forced EAGAIN races", counts.forced_eagains, schedule::forced_races(&plan)),
+        ])?;
     }
-    let count = |kind: PageCheck| findings.iter().filter(|f| f.load(Ordering::SeqCst) == kind as u8).count();
-    let (lost, stale, wrong) = (count(PageCheck::Lost), count(PageCheck::Stale), count(PageCheck::Wrong));
-    let plural = |n: usize, what: &str| format!("{n} {what} page{}", if n == 1 { "" } else { "s" });
     let observed = if failed_populates > 0 {
         format!("MADV_POPULATE_READ failed: {}", errors.join(" "))
-    } else if !counts.odd_messages.is_empty() {
-        format!("unexpected message: {}", counts.odd_messages[0])
-    } else if lost + stale + wrong == 0 {
-        "no deadlock, no lost or stale page".to_string()
+    } else if !counts.odd.is_empty() {
+        format!("unexpected message: {}", counts.odd[0])
     } else {
-        [(lost, "lost"), (stale, "stale"), (wrong, "wrong")]
-            .iter()
-            .filter(|(n, _)| *n > 0)
-            .map(|(n, what)| plural(*n, what))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let (lost, stale, wrong) =
+            (m.count(PageCheck::Lost), m.count(PageCheck::Stale), m.count(PageCheck::Wrong));
+        found(lost, stale, wrong, "no deadlock, no lost or stale page")
     };
     Ok(Observation::new(observed)
         .with("seed", format!("{SEED:#x}"))

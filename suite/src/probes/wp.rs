@@ -3,17 +3,18 @@
 //! unpopulated memory), and UFFD_FEATURE_WP_ASYNC dirty tracking read back through
 //! `/proc/self/pagemap` and PAGEMAP_SCAN.
 
-use crate::behaviour::Behaviour;
-use crate::memory::{self, madvise, Region, PAGE_IS_WRITTEN, PM_UFFD_WP};
-use crate::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
-use crate::require;
-use crate::rows;
-use crate::uapi::{
+use crate::kit::behaviour::Behaviour;
+use crate::kit::memory::{self, madvise, Region, PAGE_IS_WRITTEN, PM_UFFD_WP};
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::require;
+use crate::kit::rows;
+use crate::kit::uapi::{
     self, COPY_MODE_WP, FEATURE_EVENT_REMOVE, FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM,
     FEATURE_PAGEFAULT_FLAG_WP, FEATURE_WP_ASYNC, FEATURE_WP_HUGETLBFS_SHMEM, FEATURE_WP_UNPOPULATED,
 };
-use crate::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
-use crate::worker;
+use crate::kit::uffd::{self, describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
+use crate::kit::variant::Variant;
+use crate::kit::worker;
 
 const WP_CITATION: &str = "UFFDIO_WRITEPROTECT(2const), man-pages 6.20; UFFDIO_REGISTER(2const): \
      UFFDIO_REGISTER_MODE_WP; fs/userfaultfd.c userfaultfd_writeprotect (v5.10, v6.12); commit \
@@ -113,6 +114,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    page\"; mm/mprotect.c change_pte_range (v6.12)",
         notes: "A snapshot server that protects memory before the guest touched it misses the first write \
                 to every never-touched page without this feature.",
+        selftests: &["selftests.unit_wp_unpopulated"],
         probe: unpopulated,
         ..Behaviour::DEFAULT
     },
@@ -185,7 +187,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: "madvise(2): MADV_POPULATE_WRITE (since 5.14); UFFDIO_API(2const): WP_HUGETLBFS_SHMEM (5.19), \
                    WP_ASYNC (6.7); mm/hugetlb.c hugetlb_fault (v6.12): userfaultfd_wp_async -> hugetlb_wp",
         huge_pages: 2,
-        probe: populate_write_hugetlb,
+        probe: super::populate::wp,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
 ];
@@ -241,7 +244,7 @@ fn scan_written(region: &Region, protect: bool) -> Result<String, Fail> {
     ))
 }
 
-fn register_missing_wp(_: &Ctx) -> ProbeResult {
+fn register_missing_wp(_: &Ctx, _: Variant) -> ProbeResult {
     let uffd = Uffd::open(FEATURE_PAGEFAULT_FLAG_WP)?;
     let region = Region::anonymous(1).ctx("mmap")?;
     let bits =
@@ -258,12 +261,11 @@ fn missing_wp() -> Result<(Uffd, Region), Fail> {
     )
 }
 
-fn copy_mode_wp(ctx: &Ctx) -> ProbeResult {
+fn copy_mode_wp(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = missing_wp()?;
     let addr = region.base();
     let loader = worker::spawn("load", move || memory::load(addr));
-    let fault =
-        uffd::describe_kind(&crate::fault_or_report!(uffd.await_fault(&loader, &region, ctx.timeout)));
+    let fault = uffd::describe_kind(&uffd.await_fault(&loader, &region, ctx.timeout)?);
     let (copied, _) = uffd.copy_mode(addr, &vec![0x6B; region.page_size()], COPY_MODE_WP, 0);
     copied.ctx("UFFDIO_COPY(UFFDIO_COPY_MODE_WP)")?;
     let served = match loader.wait(ctx.timeout) {
@@ -276,7 +278,7 @@ fn copy_mode_wp(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("{fault}, {served}; store: {store}")).with("wp_bit_after_copy", bit))
 }
 
-fn toggle(ctx: &Ctx) -> ProbeResult {
+fn toggle(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = missing_wp()?;
     let (addr, len) = (region.base(), region.page_size());
     uffd.serve(addr, len, 0x31)?;
@@ -302,7 +304,7 @@ fn protected_store(ctx: &Ctx, uffd: &Uffd, region: &Region, ioctls: u64) -> Prob
         .with("wp_bit_when_protected", bit))
 }
 
-fn shmem(ctx: &Ctx) -> ProbeResult {
+fn shmem(ctx: &Ctx, _: Variant) -> ProbeResult {
     let features = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_SHMEM;
     let uffd = Uffd::open(features)?;
     let region = Region::memfd(1).ctx("memfd")?;
@@ -313,7 +315,7 @@ fn shmem(ctx: &Ctx) -> ProbeResult {
     protected_store(ctx, &uffd, &region, ioctls)
 }
 
-fn hugetlb(ctx: &Ctx) -> ProbeResult {
+fn hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
     let features = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS;
     let uffd = Uffd::open(features)?;
     let region = require::huge_pages(1)?.anonymous(1)?;
@@ -323,7 +325,7 @@ fn hugetlb(ctx: &Ctx) -> ProbeResult {
     protected_store(ctx, &uffd, &region, ioctls)
 }
 
-fn unpopulated(ctx: &Ctx) -> ProbeResult {
+fn unpopulated(ctx: &Ctx, _: Variant) -> ProbeResult {
     require::features(FEATURE_PAGEFAULT_FLAG_WP)?;
     let run = |features: u64| -> Result<String, Fail> {
         let (uffd, region) = registered(
@@ -352,7 +354,7 @@ fn async_pages(pages: usize, features: u64) -> Result<(Uffd, Region), Fail> {
     Ok((uffd, region))
 }
 
-fn async_pagemap(ctx: &Ctx) -> ProbeResult {
+fn async_pagemap(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = async_pages(1, 0)?;
     uffd.write_protect(region.base(), region.page_size(), true)?;
     let before = wp_bit(region.base())?;
@@ -361,7 +363,7 @@ fn async_pagemap(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("protected: wp bit {before}; store: {store}, wp bit {after}")))
 }
 
-fn async_scan(ctx: &Ctx) -> ProbeResult {
+fn async_scan(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = async_pages(4, 0)?;
     let first = scan_written(&region, true)?;
     for i in [1, 3] {
@@ -377,7 +379,7 @@ fn async_scan(ctx: &Ctx) -> ProbeResult {
     )))
 }
 
-fn async_remove(ctx: &Ctx) -> ProbeResult {
+fn async_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = async_pages(2, FEATURE_EVENT_REMOVE)?;
     let protected = scan_written(&region, true)?;
     let still = scan_written(&region, false)?;
@@ -396,14 +398,4 @@ fn async_remove(ctx: &Ctx) -> ProbeResult {
     Ok(Observation::new(format!("{event}; removed page: wp bit {bit}; store: {store}, scan: {after}"))
         .with("first_scan", protected)
         .with("scan_before_store", before))
-}
-
-fn populate_write_hugetlb(ctx: &Ctx) -> ProbeResult {
-    require::features(FEATURE_WP_HUGETLBFS_SHMEM)?;
-    let huge = require::huge_pages(2)?;
-    super::populate::populate_write_protected(
-        ctx,
-        &|| huge.anonymous(1),
-        FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS,
-    )
 }

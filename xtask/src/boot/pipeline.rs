@@ -27,6 +27,8 @@ pub struct Options {
     pub images: Vec<(PathBuf, Option<String>, Option<PathBuf>)>,
     pub accel: Choice,
     pub host: bool,
+    /// Put the host's column into `out` (`--publish-host`); else it stays with its logs.
+    pub publish_host: bool,
     pub mirror: Option<String>,
     /// Guests booted at once.
     pub jobs: usize,
@@ -63,6 +65,7 @@ impl Options {
             images: Vec::new(),
             accel: Choice::Auto,
             host: false,
+            publish_host: false,
             mirror: None,
             jobs: 2,
             run: Settings::default(),
@@ -252,7 +255,15 @@ pub fn gather(
             observe(&RunEvent::Run(HOST_ID, &e))
         })?;
         observe(&RunEvent::Done(HOST_ID, &results, &logs));
-        save_results(&opts.results_dir(), HOST_ID, &results, &mut failed.lock().unwrap())?;
+        // The published matrix is the kernels anyone can reproduce: a host stays local unless asked.
+        let dir = if opts.publish_host { opts.results_dir() } else { logs.clone() };
+        save_results(&dir, HOST_ID, &results, &mut failed.lock().unwrap())?;
+        if !opts.publish_host {
+            eprintln!(
+                "note: the host column stays local, in {}/{HOST_ID}.toml, not in the matrix (--publish-host puts it there)",
+                crate::util::display_path(&logs)
+            );
+        }
     }
     if let Some(e) = error {
         return Err(e);

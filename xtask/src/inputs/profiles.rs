@@ -22,7 +22,8 @@ pub fn load(root: &Path, arg: &str) -> Result<Profile> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let names: Vec<String> = all(root).unwrap_or_default().into_iter().map(|p| p.name).collect();
             bail!(
-                "no profile {arg:?} ({} does not exist); the profiles are: {}",
+                "no profile {arg:?}{} ({} does not exist); the profiles are: {}",
+                model::suggest::did_you_mean(arg, names.iter().map(String::as_str)),
                 crate::util::display_path(&path),
                 names.join(", ")
             )

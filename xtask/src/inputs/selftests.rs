@@ -196,37 +196,6 @@ pub fn path_in_guest(name: &str) -> PathBuf {
     Path::new(DIR).join(name)
 }
 
-/// Which behaviours of ours speak about the same thing as a selftest case (by the start of the
-/// case's id): where they disagree, the report says so (`report::selftest_disagreements`).
-/// Our probes use anonymous memory unless their id says otherwise, so the cases are named down
-/// to their memory.
-pub const RELATED: &[(&str, &[&str])] = &[
-    // UFFDIO_API: the handshake, unknown features refused, a second handshake refused.
-    ("selftests.unit_uffdio_api", &["api.features", "api.unknown_feature", "api.handshake_twice"]),
-    ("selftests.unit_uffdio_api_dev_userfaultfd", &["api.dev_userfaultfd"]),
-    ("selftests.unit_register_ioctls_anon", &["api.ioctls"]),
-    ("selftests.unit_zeropage_anon", &["remove.zeropage"]),
-    ("selftests.unit_zeropage_shmem", &["serve.zeropage_shmem"]),
-    ("selftests.unit_zeropage_hugetlb", &["serve.zeropage_hugetlb"]),
-    ("selftests.unit_move", &["serve.move_missing"]),
-    ("selftests.unit_wp_unpopulated", &["wp.unpopulated"]),
-    ("selftests.unit_minor_shmem", &["serve.continue_after_remove"]),
-    ("selftests.unit_minor_hugetlb", &["serve.continue_hugetlb"]),
-    ("selftests.unit_sigbus_anon", &["populate.sigbus_feature"]),
-    // The events test: fork, mremap and MADV_DONTNEED on a registered area (anonymous memory).
-    ("selftests.unit_events_anon", &["remove.fork", "remove.remap", "remove.dontneed"]),
-    ("selftests.unit_poison_anon", &["serve.poison"]),
-    ("selftests.stress_anon", &["stw.parallel_stress"]),
-    // The old program (5.10, 6.1): the stress, then its parts, each a case of its own.
-    ("selftests.userfaultfd_anon_stress", &["stw.parallel_stress"]),
-    ("selftests.userfaultfd_anon_uffdio_zeropage", &["remove.zeropage"]),
-    ("selftests.userfaultfd_shmem_uffdio_zeropage", &["serve.zeropage_shmem"]),
-    ("selftests.userfaultfd_hugetlb_uffdio_zeropage", &["serve.zeropage_hugetlb"]),
-    ("selftests.userfaultfd_anon_signal_delivery", &["populate.sigbus_feature"]),
-    ("selftests.userfaultfd_anon_events", &["remove.fork", "remove.remap", "remove.dontneed"]),
-    ("selftests.userfaultfd_shmem_minor", &["serve.continue_after_remove"]),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;

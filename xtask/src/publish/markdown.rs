@@ -241,7 +241,7 @@ pub fn selftests_markdown(v: &View<'_>) -> String {
         let (pass, fail, skip) = selftest_counts(compat, k);
         let _ = writeln!(md, "| {k} | {pass} | {fail} | {skip} | {} |", cell_text(source, 200));
     }
-    let disagree = selftest_disagreements(compat, crate::inputs::selftests::RELATED);
+    let disagree = selftest_disagreements(compat);
     if disagree.is_empty() {
         md += "\nWhere a selftest and one of our behaviours speak about the same thing, they agree on every kernel.\n";
     } else {

@@ -141,7 +141,7 @@ pub fn page_data(v: &View<'_>) -> Value {
             json!({"kernel": k, "source": source, "pass": pass, "fail": fail, "skip": skip})
         })
         .collect();
-    let disagreements = selftest_disagreements(compat, crate::inputs::selftests::RELATED);
+    let disagreements = selftest_disagreements(compat);
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,
            "findings": findings, "timelines": timelines,
            "selftests": {"kernels": selftests, "disagreements": disagreements},

@@ -357,9 +357,9 @@ pub struct Disagreement {
     pub how: String,
 }
 
-/// Where a kernel's own selftest and one of our behaviours speak about the same thing (`related`:
-/// selftest case ids by their start, and our behaviours; `selftests::RELATED`) and disagree on a
-/// kernel:
+/// Where a kernel's own selftest and one of our behaviours speak about the same thing (the
+/// behaviour's `selftests`, selftest case ids by their start, declared with it in the suite's
+/// catalogue) and disagree on a kernel:
 ///
 /// - the selftest failed where our behaviour observed the kernel doing what it is documented to
 ///   (`expected`);
@@ -372,13 +372,14 @@ pub struct Disagreement {
 /// neither does a selftest's skip: "feature missing" is what the selftest was told by UFFDIO_API,
 /// and our `expected` cell may be the same absence (`wp.unpopulated` on a kernel built without PTE
 /// markers: "not offered", as its configuration promises), which a verdict cannot tell apart.
-pub fn selftest_disagreements(compat: &Compat, related: &[(&str, &[&str])]) -> Vec<Disagreement> {
+pub fn selftest_disagreements(compat: &Compat) -> Vec<Disagreement> {
     let mut out = Vec::new();
     for (case, b) in compat.behaviours.iter().filter(|(_, b)| b.family == model::data::SELFTESTS) {
-        let ours: Vec<&str> = related
+        let ours: Vec<&str> = compat
+            .behaviours
             .iter()
-            .filter(|(prefix, _)| case.starts_with(prefix))
-            .flat_map(|(_, ids)| ids.iter().copied())
+            .filter(|(_, o)| o.selftests.iter().any(|prefix| case.starts_with(prefix.as_str())))
+            .map(|(id, _)| id.as_str())
             .collect();
         for (kernel, cell) in &b.cells {
             for id in &ours {

@@ -5,25 +5,24 @@
 //! suite is not allowed to change any setting of the host, so what would need it is `skipped` and
 //! reported as not checked.
 //!
+//! A `--kernel` that names no column but a version (`6.6`, `5.15.170`) is answered from the
+//! expectation tables, labelled documented; so is the host's kernel when no column runs its point
+//! release. `--json` prints the answer as `docs/check.schema.json` describes it (`model::check`).
+//!
 //! Exit status: 0 every kernel asked about satisfies every profile; 1 some kernel violates some
-//! profile; 2 the check could not be made (a malformed profile, no matrix); 3 nothing was violated
-//! but some need could not be checked.
+//! profile; 2 the check could not be made (a malformed profile, an `expect` value the behaviour
+//! never takes, no matrix); 3 nothing was violated but some need could not be checked.
 
 use crate::boot::qemu::Settings;
 use crate::inputs::profiles::{all, load};
 use anyhow::{bail, Result};
-use model::columns::version_label;
-use model::profile::{Outcome, Profile, Status};
-use model::{Cell, Compat, RunInfo};
-use std::collections::{BTreeMap, BTreeSet};
+use model::check::{Column, FAILED};
+use model::profile::Profile;
+use model::Compat;
+use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use xshell::Shell;
-
-pub const SATISFIED: i32 = 0;
-pub const VIOLATED: i32 = 1;
-pub const FAILED: i32 = 2;
-pub const NOT_CHECKED: i32 = 3;
 
 /// What `cargo xtask check` was asked.
 #[derive(Clone, Debug, Default)]
@@ -34,19 +33,21 @@ pub struct Options {
     pub matrix: Option<PathBuf>,
     /// The suite binary for `--host` (default: build it); the tests pass the one they built.
     pub suite: Option<PathBuf>,
+    /// Print `docs/check.schema.json`'s JSON instead of text.
+    pub json: bool,
 }
 
 impl From<crate::flags::Check> for Options {
     fn from(c: crate::flags::Check) -> Options {
-        Options { profiles: c.profiles, host: c.host, kernels: c.kernel, matrix: c.matrix, suite: None }
+        Options {
+            profiles: c.profiles,
+            host: c.host,
+            kernels: c.kernel,
+            matrix: c.matrix,
+            suite: None,
+            json: c.json,
+        }
     }
-}
-
-/// One kernel to check: its column id, how it was produced, its cells.
-pub struct Column<'a> {
-    pub id: String,
-    pub info: &'a RunInfo,
-    pub cells: BTreeMap<&'a str, &'a Cell>,
 }
 
 /// `cargo xtask check`: prints the verdicts and returns the exit status.
@@ -63,7 +64,7 @@ pub fn main(sh: &Shell, root: &Path, opts: &Options) -> i32 {
     }
 }
 
-/// The verdicts as text, and the exit status.
+/// The verdicts as text (or JSON, with `--json`), and the exit status.
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<(String, i32)> {
     if opts.profiles.is_empty() {
         let names: Vec<String> = all(root)?.into_iter().map(|p| p.name).collect();
@@ -71,65 +72,120 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<(String, i32)> {
     }
     let profiles: Vec<Profile> = opts.profiles.iter().map(|p| load(root, p)).collect::<Result<_>>()?;
     let mut out = String::new();
-    let compat: Option<Compat> = if !opts.host || !opts.kernels.is_empty() {
-        let path = opts.matrix.clone().unwrap_or_else(|| root.join("matrix/compat.toml"));
-        let compat: Compat = model::data::load(&path)?;
-        for p in &profiles {
-            p.check_ids(|id| compat.behaviours.contains_key(id), &crate::util::display_path(&path))
-                .map_err(anyhow::Error::msg)?;
-        }
-        for p in &profiles {
-            for warning in stale(p, &compat.behaviours) {
-                eprintln!("warning: {warning}");
-            }
-        }
+    let path = opts.matrix.clone().unwrap_or_else(|| root.join("matrix/compat.toml"));
+    // With --host alone the matrix is optional: it names the host's nearest column.
+    let needs_matrix = !opts.host || !opts.kernels.is_empty() || opts.matrix.is_some();
+    let compat: Option<Compat> =
+        if needs_matrix || path.exists() { Some(model::data::load(&path)?) } else { None };
+    if let Some(compat) = &compat {
+        validate(&profiles, &compat.behaviours, &crate::util::display_path(&path))?;
         let _ =
             writeln!(out, "against {} (matrix of {})", crate::util::display_path(&path), compat.generated);
-        Some(compat)
-    } else {
-        None
-    };
+    }
     let mut columns = Vec::new();
     if let Some(compat) = &compat {
-        columns = matrix_columns(compat, &opts.kernels)?;
-    }
-    let host = if opts.host { Some(run_host(sh, root, &profiles, opts.suite.clone())?) } else { None };
-    if let Some((results, note)) = &host {
-        let _ = writeln!(out, "{note}");
-        columns.push(Column {
-            id: crate::boot::pipeline::HOST_ID.to_string(),
-            info: &results.kernel,
-            cells: results.cells.iter().map(|(k, c)| (k.as_str(), c)).collect(),
-        });
-    }
-    let (text, status) = verdicts(&profiles, &columns);
-    out += &text;
-    Ok((out, status))
-}
-
-/// The matrix's columns asked about (all of them without `--kernel`), in version order.
-fn matrix_columns<'a>(compat: &'a Compat, kernels: &[String]) -> Result<Vec<Column<'a>>> {
-    for k in kernels {
-        if !compat.kernels.contains_key(k) {
-            bail!(
-                "--kernel {k}: the matrix has no such kernel; it has {}",
-                compat.kernels.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
+        if !opts.host || !opts.kernels.is_empty() {
+            columns = matrix_columns(compat, &opts.kernels)?;
         }
     }
-    Ok(model::columns::by_version(&compat.kernels)
+    let host = if opts.host { Some(run_host(sh, root, &profiles, opts.suite.clone())?) } else { None };
+    let mut host_place = None;
+    if let Some((results, catalogue, note)) = &host {
+        if compat.is_none() {
+            validate(&profiles, &catalogue.behaviours, "this suite build")?;
+        }
+        let _ = writeln!(out, "{note}");
+        columns.push(Column::observed(
+            crate::boot::pipeline::HOST_ID,
+            &results.kernel,
+            results.cells.iter().map(|(k, c)| (k.as_str(), c)).collect(),
+        ));
+        let version = results.kernel.kernel_version();
+        let place = model::check::Host {
+            release: results.kernel.release.clone(),
+            version,
+            nearest: compat.as_ref().zip(version).and_then(|(c, v)| {
+                model::check::nearest(&c.kernels, v)
+                    .map(|(id, same)| (id.to_string(), model::columns::version_label(&c.kernels[id]), same))
+            }),
+        };
+        let _ = writeln!(out, "{}", place.describe());
+        if let (Some(v), false) = (version, place.nearest.as_ref().is_some_and(|n| n.2)) {
+            // Informational beside what the host observed: it does not decide the exit status.
+            let mut documented = Column::documented("host (documented)", v);
+            documented.counts = false;
+            columns.push(documented);
+        }
+        host_place = Some(place);
+    }
+    let behaviours = match (&compat, &host) {
+        (Some(c), _) => &c.behaviours,
+        (None, Some((_, catalogue, _))) => &catalogue.behaviours,
+        (None, None) => unreachable!("a matrix is read unless --host"),
+    };
+    let checked = model::check::check(&profiles, &columns, behaviours);
+    if opts.json {
+        let matrix = compat.as_ref().map(|c| (crate::util::display_path(&path), c.generated.clone()));
+        let value = checked.json(
+            &columns,
+            matrix.as_ref().map(|(p, g)| (p.as_str(), g.as_str())),
+            host_place.as_ref(),
+        );
+        return Ok((format!("{}\n", serde_json::to_string_pretty(&value)?), checked.status));
+    }
+    out += &checked.text(&columns);
+    Ok((out, checked.status))
+}
+
+/// Every need names a behaviour `behaviours` has, and a value it takes; one-line errors with the
+/// file, the line and the closest ids or values.
+fn validate(
+    profiles: &[Profile],
+    behaviours: &std::collections::BTreeMap<String, model::Behaviour>,
+    against: &str,
+) -> Result<()> {
+    let ids: Vec<&str> = behaviours.keys().map(String::as_str).collect();
+    for p in profiles {
+        p.check_ids(&ids, against).map_err(anyhow::Error::msg)?;
+        p.check_values(behaviours).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// The matrix's columns asked about (all of them without `--kernel`), in version order; a
+/// `--kernel` that is a version but no column is answered from the expectation tables.
+fn matrix_columns<'a>(compat: &'a Compat, kernels: &[String]) -> Result<Vec<Column<'a>>> {
+    let mut documented = Vec::new();
+    for k in kernels {
+        if compat.kernels.contains_key(k) {
+            continue;
+        }
+        match k.parse::<model::version::KernelVersion>() {
+            Ok(v) => documented.push(Column::documented(k, v)),
+            Err(_) => bail!(
+                "--kernel {k}: the matrix has no such kernel{} and it is not a kernel version (`6.6`, `5.15.170`); it has {}",
+                model::suggest::did_you_mean(k, compat.kernels.keys().map(String::as_str)),
+                compat.kernels.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+    let mut columns: Vec<Column<'a>> = model::columns::by_version(&compat.kernels)
         .into_iter()
         .filter(|k| kernels.is_empty() || kernels.iter().any(|x| x == k))
-        .map(|k| Column {
-            id: k.to_string(),
-            info: &compat.kernels[k],
-            cells: compat
-                .behaviours
-                .iter()
-                .filter_map(|(id, b)| b.cells.get(k).map(|c| (id.as_str(), c)))
-                .collect(),
+        .map(|k| {
+            Column::observed(
+                k,
+                &compat.kernels[k],
+                compat
+                    .behaviours
+                    .iter()
+                    .filter_map(|(id, b)| b.cells.get(k).map(|c| (id.as_str(), c)))
+                    .collect(),
+            )
         })
-        .collect())
+        .collect();
+    columns.extend(documented);
+    Ok(columns)
 }
 
 /// The suite's arguments for a host check: only `needed` runs (libtest's exact skips of every
@@ -150,7 +206,7 @@ fn run_host(
     root: &Path,
     profiles: &[Profile],
     suite: Option<PathBuf>,
-) -> Result<(model::Results, String)> {
+) -> Result<(model::Results, model::Catalogue, String)> {
     let suite = match suite {
         Some(s) => s,
         None => {
@@ -159,14 +215,9 @@ fn run_host(
         }
     };
     let catalogue = crate::boot::suite_bin::catalogue(sh, &suite)?;
+    let ids: Vec<&str> = catalogue.behaviours.keys().map(String::as_str).collect();
     for p in profiles {
-        p.check_ids(|id| catalogue.behaviours.contains_key(id), "this suite build")
-            .map_err(anyhow::Error::msg)?;
-    }
-    for p in profiles {
-        for warning in stale(p, &catalogue.behaviours) {
-            eprintln!("warning: {warning}");
-        }
+        p.check_ids(&ids, "this suite build").map_err(anyhow::Error::msg)?;
     }
     let needed: BTreeSet<&str> = profiles.iter().flat_map(Profile::behaviours).collect();
     let settings = Settings {
@@ -197,90 +248,13 @@ fn run_host(
         },
         crate::util::display_path(&logs)
     );
-    Ok((results, note))
-}
-
-/// The needs that look stale: they accept only exact values, none of which any kernel observed or
-/// the behaviour's expectation table names (the suite may word the observation differently now).
-pub fn stale(profile: &Profile, behaviours: &BTreeMap<String, model::Behaviour>) -> Vec<String> {
-    use model::expect::Expect;
-    let values = |e: Expect| match e {
-        Expect::Is(v) => vec![v],
-        Expect::OneOf(vs) => vs,
-        _ => Vec::new(),
-    };
-    let mut out = Vec::new();
-    for need in &profile.needs {
-        let (Some(b), Ok(expect)) = (behaviours.get(&need.behaviour), Expect::parse(&need.expect)) else {
-            continue;
-        };
-        let accepted = values(expect.clone());
-        let named: Vec<String> =
-            b.expectation.iter().filter_map(|r| r.parsed().ok()).flat_map(values).collect();
-        if accepted.is_empty() || named.is_empty() {
-            continue;
-        }
-        let observed = b.cells.values().any(|c| expect.matches(&c.observed));
-        if !observed && !accepted.iter().any(|v| named.contains(v)) {
-            out.push(format!(
-                "{}:{}: {} needs `{}`, which no kernel observed and its expectation table never names: the suite may word it differently now (`cargo xtask explain {}`)",
-                profile.path, need.line, need.behaviour, need.expect, need.behaviour
-            ));
-        }
-    }
-    out
-}
-
-/// Every profile on every column: the text and the exit status.
-pub fn verdicts(profiles: &[Profile], columns: &[Column<'_>]) -> (String, i32) {
-    let mut out = String::new();
-    let mut tally: BTreeMap<Outcome, usize> = BTreeMap::new();
-    let width = columns.iter().map(|c| c.id.len()).max().unwrap_or(0);
-    for p in profiles {
-        let _ = writeln!(out, "\n{}: {}\n  ({}, {} needs)", p.name, p.summary, p.path, p.needs.len());
-        for c in columns {
-            let check = p.check(|id| c.cells.get(id).copied());
-            *tally.entry(check.outcome).or_default() += 1;
-            let _ = writeln!(out, "  {:<width$}  {:<12} {}", c.id, version_label(c.info), check.outcome);
-            for n in check.needs.iter().filter(|n| n.status != Status::Met) {
-                let what = match n.status {
-                    Status::Violated => format!("observed `{}`", n.observed),
-                    _ => "not checked".to_string(),
-                };
-                let reason = n.reason.as_deref().map_or(String::new(), |r| format!(" ({r})"));
-                let _ =
-                    writeln!(out, "      {}: {what}{reason}; needs `{}`", n.need.behaviour, n.need.expect);
-                let _ = writeln!(out, "        because {}", n.need.why);
-            }
-        }
-    }
-    let count = |o| tally.get(&o).copied().unwrap_or(0);
-    let (violated, unchecked) = (count(Outcome::Violates), count(Outcome::NotChecked));
-    let status = if violated > 0 {
-        VIOLATED
-    } else if unchecked > 0 {
-        NOT_CHECKED
-    } else {
-        SATISFIED
-    };
-    let _ = writeln!(
-        out,
-        "\n{} profile(s) on {} kernel(s): {} satisfied, {violated} violated, {unchecked} not checked: exit status {status} ({})",
-        profiles.len(),
-        columns.len(),
-        count(Outcome::Satisfies),
-        match status {
-            SATISFIED => "every kernel satisfies every profile",
-            VIOLATED => "some kernel violates a profile",
-            _ => "nothing violated, but some needs were not checked",
-        }
-    );
-    (out, status)
+    Ok((results, catalogue, note))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::check::{NOT_CHECKED, SATISFIED, VIOLATED};
 
     fn options(profiles: &[&str], kernels: &[&str]) -> Options {
         let root = crate::util::project_root();
@@ -358,27 +332,135 @@ mod tests {
         let sh = Shell::new().unwrap();
         let suite = std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`");
         let catalogue = crate::boot::suite_bin::catalogue(&sh, Path::new(&suite)).unwrap();
+        let ids: Vec<&str> = catalogue.behaviours.keys().map(String::as_str).collect();
         for p in all(&crate::util::project_root()).unwrap() {
-            p.check_ids(|id| catalogue.behaviours.contains_key(id), "the suite").unwrap();
+            p.check_ids(&ids, "the suite").unwrap();
         }
     }
 
+    /// A value the behaviour never takes is the profile's error, not every kernel's violation:
+    /// exit status 2, one line naming the file, the line of `expect`, the value and the closest.
     #[test]
-    fn needs_the_suite_no_longer_words_so_are_flagged() {
+    fn a_typo_in_an_expected_value_is_a_profile_error() {
         let root = crate::util::project_root();
-        let compat = crate::util::fixture();
-        let path = root.join("xtask/testdata/profiles/page-server.toml");
-        let ok = load(&root, &path.display().to_string()).unwrap();
-        assert!(stale(&ok, &compat.behaviours).is_empty());
-        let text =
-            std::fs::read_to_string(&path).unwrap().replace("\"fault read\"", "\"fault read, then ok\"");
-        let old = Profile::parse("old", "old.toml", &text).unwrap();
-        let warnings = stale(&old, &compat.behaviours);
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let sh = Shell::new().unwrap();
+        let opts = options(&["typo.toml"], &[]);
+        let err = format!("{:#}", run(&sh, &root, &opts).unwrap_err());
         assert!(
-            warnings[0].starts_with("old.toml:5: populate.read_missing needs `fault read, then ok`"),
-            "{warnings:?}"
+            err.ends_with("typo.toml:7: populate.read_missing never takes the value \"fault reed\": no row of its expectation table names it and no kernel observed it; the closest valid values are \"fault read\" (`cargo xtask explain populate.read_missing` lists its values)"),
+            "{err}"
         );
+        // Unknown ids get suggestions too.
+        let err =
+            run(&sh, &root, &options(&["page-server.toml"], &["debian-6.1-clud"])).unwrap_err().to_string();
+        assert!(err.contains("no such kernel (did you mean \"debian-6.1-cloud\"?)"), "{err}");
+        let err = load(&root, "criu-lazy-page").unwrap_err().to_string();
+        assert!(
+            err.starts_with("no profile \"criu-lazy-page\" (did you mean \"criu-lazy-pages\"?)"),
+            "{err}"
+        );
+    }
+
+    /// The shipped profiles name values their behaviours take on the committed matrix.
+    #[test]
+    fn the_shipped_profiles_need_values_the_matrix_knows() {
+        let root = crate::util::project_root();
+        let compat: Compat = model::data::load(&root.join("matrix/compat.toml")).unwrap();
+        validate(&all(&root).unwrap(), &compat.behaviours, "matrix/compat.toml").unwrap();
+    }
+
+    /// A version no column runs is answered from the expectation tables, labelled so; and the
+    /// minimum version of each profile is printed.
+    #[test]
+    fn a_version_nobody_ran_is_answered_from_the_tables() {
+        let (text, status) = check(&["page-server.toml"], &["5.4", "debian-6.1-cloud"]);
+        assert_eq!(status, VIOLATED, "{text}");
+        assert!(
+            text.contains("\n  5.4               5.4          violates (documented, not observed)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("populate.read_missing: documented `unsupported: MADV_POPULATE_* is new in Linux 5.14` (expectation table, before 5.14); needs `fault read`"),
+            "{text}"
+        );
+        assert!(text.contains("  minimum kernel, from the expectation tables: 5.14 ("), "{text}");
+        assert!(text.contains("5.14 for populate.read_missing"), "{text}");
+    }
+
+    /// `--json` carries the schema version and, per profile and kernel, the verdict, each need's
+    /// observed/needed/verdict and whether it was observed or documented.
+    #[test]
+    fn json_says_what_the_text_says() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let mut opts = options(&["page-server.toml"], &["debian-5.10-cloud", "6.6"]);
+        opts.json = true;
+        let (text, status) = run(&sh, &root, &opts).unwrap();
+        assert_eq!(status, VIOLATED);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["schema_version"], model::check::SCHEMA_VERSION);
+        assert_eq!(v["exit_status"], VIOLATED);
+        let kernels = v["profiles"][0]["kernels"].as_array().unwrap();
+        assert_eq!(kernels.len(), 2);
+        assert_eq!(
+            (&kernels[0]["id"], &kernels[0]["answer"]),
+            (&"debian-5.10-cloud".into(), &"observed".into())
+        );
+        assert_eq!(kernels[0]["verdict"], "violates");
+        let need = &kernels[0]["needs"][0];
+        assert_eq!(
+            (&need["behaviour"], &need["needed"], &need["observed"], &need["verdict"]),
+            (&"populate.read_missing".into(), &"fault read".into(), &"EINVAL".into(), &"violated".into())
+        );
+        assert_eq!(
+            (&kernels[1]["answer"], &kernels[1]["verdict"]),
+            (&"documented".into(), &"satisfies".into())
+        );
+        assert_eq!(v["profiles"][0]["minimum"]["version"], "5.14");
+    }
+
+    /// The JSON is valid against its published schema, checked by the reference validator (PyPI's
+    /// `jsonschema`, pinned in the test command's venv), for every kind of column.
+    #[test]
+    #[ignore = "needs PyPI's jsonschema: run through `cargo xtask test`"]
+    fn json_validates_against_its_schema() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let mut opts =
+            options(&["page-server.toml", "hugetlb-user.toml"], &["debian-5.10-cloud", "host", "6.6"]);
+        opts.json = true;
+        let (text, _) = run(&sh, &root, &opts).unwrap();
+        let dir = root.join("target/uffdc/tests/check-json");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("check.json");
+        std::fs::write(&file, &text).unwrap();
+        let python =
+            std::env::var("UFFDC_PYTHON").expect("UFFDC_PYTHON is unset: run through `cargo xtask test`");
+        let out = std::process::Command::new(python)
+            .args([
+                "-c",
+                "import json, sys, jsonschema; s = json.load(open(sys.argv[1])); d = json.load(open(sys.argv[2])); \
+                 jsonschema.Draft202012Validator.check_schema(s); jsonschema.Draft202012Validator(s).validate(d); \
+                 print(d['schema_version'], len(d['profiles']))",
+            ])
+            .arg(root.join("docs/check.schema.json"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "jsonschema rejected the output: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{} 2", model::check::SCHEMA_VERSION)
+        );
+        // The schema's version is the output's.
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("docs/check.schema.json")).unwrap())
+                .unwrap();
+        assert_eq!(schema["properties"]["schema_version"]["const"], model::check::SCHEMA_VERSION);
     }
 
     #[test]
@@ -409,5 +491,12 @@ mod tests {
         assert!(text.contains("api.unprivileged: not checked (skipped: "), "{text}");
         assert!(text.contains(": 2 behaviour(s) run directly, no QEMU"), "only what is needed ran: {text}");
         assert!(!text.contains("populate.read_missing:"), "met, so not listed: {text}");
+        // Where the host sits among the matrix's columns; documented too when no column runs it.
+        let place = text.lines().find(|l| l.starts_with("this host's kernel ")).expect("the host's place");
+        assert_eq!(
+            place.contains("the nearest by version; no column runs"),
+            text.contains("\n  host (documented)"),
+            "{text}"
+        );
     }
 }

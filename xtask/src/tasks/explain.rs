@@ -10,20 +10,8 @@ use std::path::Path;
 
 pub fn text(compat: &Compat, id: &str) -> Result<String> {
     let Some(b) = compat.behaviours.get(id) else {
-        let near: Vec<&str> = compat
-            .behaviours
-            .keys()
-            .filter(|k| k.contains(id.rsplit('.').next().unwrap_or(id)))
-            .map(String::as_str)
-            .collect();
-        bail!(
-            "no behaviour {id:?} in the matrix{}",
-            if near.is_empty() {
-                " (see `cargo run -p suite -- --list`)".to_string()
-            } else {
-                format!("; did you mean {}?", near.join(", "))
-            }
-        );
+        let hint = model::suggest::did_you_mean(id, compat.behaviours.keys().map(String::as_str));
+        bail!("no behaviour {id:?} in the matrix{hint} (see `cargo run -p suite -- --list`)");
     };
     let mut t = String::new();
     let _ = writeln!(t, "{id} ({})\n  {}\n", b.family, b.summary);
@@ -84,6 +72,6 @@ mod tests {
             assert!(t.contains(kernel.as_str()), "{kernel} missing from\n{t}");
         }
         let err = super::text(&compat, "read_missing").unwrap_err().to_string();
-        assert!(err.contains("did you mean populate.read_missing"), "{err}");
+        assert!(err.contains("(did you mean \"populate.read_missing\""), "{err}");
     }
 }

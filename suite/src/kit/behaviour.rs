@@ -1,11 +1,13 @@
 //! A behaviour as data: identity, documentation, expectation by kernel version, and the probe that
 //! observes it. Each family module declares its behaviours beside its probes.
 
-use crate::outcome::{Ctx, Fail, ProbeResult};
+use crate::kit::outcome::{Ctx, Fail, ProbeResult};
+use crate::kit::variant::Variant;
 use model::expect::Rule;
 use std::collections::BTreeMap;
 
 /// One behaviour: identity, documentation, expectation by kernel version, and its probe.
+#[derive(Clone, Copy)]
 pub struct Behaviour {
     /// `<family>.<behaviour>`, stable forever: the matrix is keyed by it.
     pub id: &'static str,
@@ -20,6 +22,10 @@ pub struct Behaviour {
     pub documented: &'static [(&'static str, &'static str, &'static str)],
     pub citation: &'static str,
     pub notes: &'static str,
+    /// The kernel's own selftest cases this behaviour speaks about, by the start of their ids
+    /// (`selftests.unit_uffdio_api`): where one and the behaviour disagree on a kernel, the report
+    /// says so.
+    pub selftests: &'static [&'static str],
     /// Huge pages the probe faults in at most: the harness hands them out so that probes running
     /// at once never take each other's (see `harness::HugePagePool`).
     pub huge_pages: u64,
@@ -28,7 +34,9 @@ pub struct Behaviour {
     /// stretched when other probes share the CPUs). The harness starts the slowest first, so that
     /// they overlap the others' work instead of ending the run late.
     pub slow: u8,
-    pub probe: fn(&Ctx) -> ProbeResult,
+    pub probe: fn(&Ctx, Variant) -> ProbeResult,
+    /// The variant the probe runs: backing and access path ([`Variant::PLAIN`] unless said).
+    pub variant: Variant,
 }
 
 impl Behaviour {
@@ -42,15 +50,37 @@ impl Behaviour {
         documented: &[],
         citation: "",
         notes: "",
+        selftests: &[],
         huge_pages: 0,
         slow: 0,
         probe: no_probe,
+        variant: Variant::PLAIN,
     };
+
+    /// The declaration `id` in `family` (a family's `BEHAVIOURS`), at compile time: the rest of
+    /// a variant of its probe, declared in one line as
+    /// `Behaviour { id: "remove.hugetlb_shared_refault", variant: Variant::HUGETLB_SHARED, huge_pages: 1,
+    /// ..Behaviour::like(remove::BEHAVIOURS, "remove.refault") }` (the hugetlbfs row of its
+    /// expectation follows from `huge_pages`). A build fails when `family` has no `id`.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "no declaration inherits yet; the catalogue test declares one")
+    )]
+    pub const fn like(family: &[Behaviour], id: &str) -> Behaviour {
+        let mut i = 0;
+        while i < family.len() {
+            if same(family[i].id.as_bytes(), id.as_bytes()) {
+                return family[i];
+            }
+            i += 1;
+        }
+        panic!("Behaviour::like: no such behaviour in that family");
+    }
 
     /// Whether the declaration names its probe (not [`Behaviour::DEFAULT`]'s placeholder).
     #[cfg(test)]
     pub fn has_probe(&self) -> bool {
-        !std::ptr::fn_addr_eq(self.probe, no_probe as fn(&Ctx) -> ProbeResult)
+        !std::ptr::fn_addr_eq(self.probe, no_probe as fn(&Ctx, Variant) -> ProbeResult)
     }
 
     pub fn family(&self) -> &'static str {
@@ -66,8 +96,8 @@ impl Behaviour {
     /// built without userfaultfd has none of it) and, for a behaviour that faults in huge pages,
     /// the one for a kernel built without hugetlbfs.
     pub fn rules(&self) -> Vec<Rule> {
-        let hugetlb = (self.huge_pages > 0).then_some(&crate::rows::NO_HUGETLBFS);
-        std::iter::once(&crate::rows::NO_USERFAULTFD)
+        let hugetlb = (self.huge_pages > 0).then_some(&crate::kit::rows::NO_HUGETLBFS);
+        std::iter::once(&crate::kit::rows::NO_USERFAULTFD)
             .chain(hugetlb)
             .chain(self.expect)
             .map(|(k, e)| Rule::new(k, e))
@@ -78,7 +108,7 @@ impl Behaviour {
         self.documented.iter().map(|(k, e, source)| Rule::claim(k, e, source)).collect()
     }
 
-    pub fn to_matrix(&self) -> model::Behaviour {
+    pub fn to_matrix(self) -> model::Behaviour {
         model::Behaviour {
             family: self.family().to_string(),
             summary: self.summary.to_string(),
@@ -87,12 +117,28 @@ impl Behaviour {
             documented: self.documented_rules(),
             citation: self.citation.to_string(),
             notes: self.notes.to_string(),
+            selftests: self.selftests.iter().map(|s| s.to_string()).collect(),
             cells: BTreeMap::new(),
         }
     }
 }
 
+/// `a == b`, in a const fn.
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// The placeholder probe of [`Behaviour::DEFAULT`].
-fn no_probe(_: &Ctx) -> ProbeResult {
+fn no_probe(_: &Ctx, _: Variant) -> ProbeResult {
     Err(Fail::error("this behaviour declares no probe"))
 }

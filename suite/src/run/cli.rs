@@ -1,7 +1,7 @@
 //! The suite's own options. Everything it does not recognise goes to libtest-mimic untouched
 //! (`--list`, filters, `--exact`, `--skip`, `--format json`, `--test-threads`).
 
-use crate::outcome::Ctx;
+use crate::kit::outcome::Ctx;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -218,7 +218,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, String> {
 }
 
 fn known_id(id: String) -> Result<String, String> {
-    match crate::catalogue::find(&id) {
+    match crate::run::catalogue::find(&id) {
         Some(_) => Ok(id),
         None => Err(format!("unknown behaviour id {id:?} (see `suite --list`)")),
     }

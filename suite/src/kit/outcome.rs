@@ -2,9 +2,9 @@
 //! one; the child's report of it; errno names as the matrix spells them.
 //!
 //! A probe runs in a child process of its own (see `isolate`), observes one behaviour and returns
-//! an [`Observation`]: a short canonical `observed` value plus `details`. When the kernel lacks a
-//! prerequisite, the probe returns [`Fail::Unsupported`] naming it; when the probe itself cannot
-//! do its job, [`Fail::Error`].
+//! an [`Observation`]: a short canonical `observed` value plus `details` (or [`Fail::Observed`],
+//! the same from a helper, through `?`). When the kernel lacks a prerequisite, the probe returns
+//! [`Fail::Unsupported`] naming it; when the probe itself cannot do its job, [`Fail::Error`].
 
 use model::{Detail, Details};
 use nix::errno::Errno;
@@ -93,6 +93,16 @@ pub enum Fail {
     Skipped(String),
     /// The probe could not do its job; nothing was learnt about the kernel.
     Error(String),
+    /// The probe ends early with what it saw (another event than the one it waits for, a thread
+    /// that returned instead of blocking): an observation, like `Ok`, so that `?` can end a probe
+    /// from a helper.
+    Observed(Observation),
+}
+
+impl From<Observation> for Fail {
+    fn from(o: Observation) -> Fail {
+        Fail::Observed(o)
+    }
 }
 
 impl Fail {
@@ -110,6 +120,7 @@ impl std::fmt::Display for Fail {
             Fail::Unsupported { observed, reason, .. } => write!(f, "unsupported ({observed}): {reason}"),
             Fail::Skipped(reason) => write!(f, "skipped: {reason}"),
             Fail::Error(message) => f.write_str(message),
+            Fail::Observed(o) => write!(f, "observed: {}", o.observed),
         }
     }
 }
@@ -154,7 +165,7 @@ pub const REPORT_PREFIX: &str = "uffdc-report:";
 impl From<ProbeResult> for Report {
     fn from(r: ProbeResult) -> Report {
         match r {
-            Ok(o) => Report::Observed { observed: o.observed, details: o.details },
+            Ok(o) | Err(Fail::Observed(o)) => Report::Observed { observed: o.observed, details: o.details },
             Err(Fail::Unsupported { observed, reason, details }) => {
                 Report::Unsupported { observed, reason, details }
             }

@@ -1,7 +1,7 @@
 //! The catalogue: every behaviour the families declare (`probes/<family>.rs`), in family order,
 //! and as the matrix's catalogue.
 
-use crate::behaviour::Behaviour;
+use crate::kit::behaviour::Behaviour;
 
 /// Every behaviour, in family order with the Go behaviours spread through it
 /// (`probes::goruntime::run_order`); the harness then starts the slowest first (`Behaviour::slow`).
@@ -48,6 +48,25 @@ mod tests {
     }
 
     #[test]
+    fn a_variant_of_an_existing_probe_is_one_declaration() {
+        use crate::kit::variant::Variant;
+        use crate::probes::remove;
+        const SHARED: Behaviour = Behaviour {
+            id: "remove.hugetlb_shared_refault",
+            variant: Variant::HUGETLB_SHARED,
+            huge_pages: 1,
+            ..Behaviour::like(remove::BEHAVIOURS, "remove.refault")
+        };
+        let base = find("remove.refault").unwrap();
+        assert!(std::ptr::fn_addr_eq(SHARED.probe, base.probe));
+        assert_eq!((SHARED.variant, base.variant), (Variant::HUGETLB_SHARED, Variant::PLAIN));
+        // The variant's expectation is the probe's, and a kernel without hugetlbfs has none of it.
+        let (rules, base_rules) = (SHARED.rules(), base.rules());
+        assert_eq!(rules.len(), base_rules.len() + 1);
+        assert!(rules[1].kernels.contains("CONFIG_HUGETLBFS"), "{:?}", rules[1]);
+    }
+
+    #[test]
     fn declarations_are_well_formed() {
         let mut seen = std::collections::HashSet::new();
         for b in all() {
@@ -61,6 +80,9 @@ mod tests {
             );
             assert!(!b.summary.is_empty() && !b.observes.is_empty() && !b.citation.is_empty(), "{}", b.id);
             assert!(b.has_probe(), "{} declares no probe", b.id);
+            for case in b.selftests {
+                assert!(case.starts_with("selftests.") && case.len() > 10, "{}: {case}", b.id);
+            }
             model::expect::validate(&b.rules()).unwrap_or_else(|e| panic!("{}: {e}", b.id));
             if !b.documented.is_empty() {
                 model::expect::validate(&b.documented_rules())

@@ -25,7 +25,7 @@ pub fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'stat
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let _ = tid_tx.send(crate::threads::gettid());
+            let _ = tid_tx.send(crate::kit::threads::gettid());
             let _ = done_tx.send(f());
             let one: u64 = 1;
             // SAFETY: writing 8 bytes to an eventfd.

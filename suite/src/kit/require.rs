@@ -3,10 +3,10 @@
 //! (the machine lacks it), with one wording. The expectation rows that say a kernel lacks a
 //! prerequisite use the same words (`rows.rs`), so the reason in a cell reads like its rule.
 
-use crate::memory::{self, madvise, Region};
-use crate::outcome::{errno_name, Context, Fail};
-use crate::rows;
-use crate::uapi;
+use crate::kit::memory::{self, madvise, Region};
+use crate::kit::outcome::{errno_name, Context, Fail};
+use crate::kit::rows;
+use crate::kit::uapi;
 use nix::errno::Errno;
 
 /// The kernel has userfaultfd(2): without CONFIG_USERFAULTFD it returns ENOSYS.
@@ -112,11 +112,6 @@ pub fn huge_pages(n: u64) -> Result<HugePages, Fail> {
         "the probe needs {n} free huge pages and this machine has {available}: a host has none unless \
          reserved (vm.nr_hugepages, or `--reserve-hugepages N`); a guest reserves them with hugepages=N"
     )))
-}
-
-/// One free huge page (see [`huge_pages`]).
-pub fn huge_page() -> Result<HugePages, Fail> {
-    huge_pages(1)
 }
 
 /// Free huge pages were there: map them. Another process (on a host) may still take them between

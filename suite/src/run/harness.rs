@@ -2,11 +2,11 @@
 //! process, grades the report against the expectation for the running kernel, records the cell
 //! and maps the verdict onto libtest's pass / fail / ignored.
 
-use crate::behaviour::Behaviour;
-use crate::catalogue;
-use crate::cli::{Cli, Fault};
-use crate::isolate::{self, Outcome};
-use crate::outcome::Report;
+use crate::kit::behaviour::Behaviour;
+use crate::kit::outcome::Report;
+use crate::run::catalogue;
+use crate::run::cli::{Cli, Fault};
+use crate::run::isolate::{self, Outcome};
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
 use model::expect::{grade, Grade, Reported};
 use model::stream::{Decoded, Record};
@@ -59,7 +59,7 @@ impl Sink {
                         let _ =
                             port.write_all(&next.as_bytes()[..next.len() / 2]).and_then(|()| port.flush());
                     }
-                    crate::machine::power_off();
+                    crate::kit::machine::power_off();
                 }
                 Fault::HangAfter(n) if *n == count => loop {
                     std::thread::park();
@@ -91,10 +91,10 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
     if args.test_threads.is_none() {
         args.test_threads = Some(std::thread::available_parallelism().map_or(1, |n| n.get()).max(1) * 4);
     }
-    let uname = crate::machine::uname();
+    let uname = crate::kit::machine::uname();
     let kernel = Arc::new(Kernel {
         version: KernelVersion::from_uname(&uname.release, &uname.version),
-        config: crate::machine::kernel_config(),
+        config: crate::kit::machine::kernel_config(),
     });
     let cli = Arc::new(cli.clone());
     let pool = Arc::new(HugePagePool::default());
@@ -124,11 +124,11 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             version: uname.version,
             machine: uname.machine,
             planned,
-            uptime_ms: crate::machine::uptime_ms(),
+            uptime_ms: crate::kit::machine::uptime_ms(),
             suite: suite_version(),
             config: kernel.config.clone(),
-            go: crate::goworkload::version(),
-            cpus: crate::machine::online_cpus(),
+            go: crate::kit::goworkload::version(),
+            cpus: crate::kit::machine::online_cpus(),
         });
     }
     let reserved = match reserve_hugepages(cli.reserve_hugepages) {
@@ -138,15 +138,15 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             None
         }
     };
-    pool.fill(crate::memory::huge_pages().0);
+    pool.fill(crate::kit::memory::huge_pages().0);
     if !args.list {
-        crate::isolate::start_zygote();
+        crate::run::isolate::start_zygote();
     }
     RUN_STARTED.get_or_init(std::time::Instant::now);
     let conclusion = libtest_mimic::run(&args, trials);
     drop(reserved);
     // Whatever a killed probe left changed is put back (its journal says what).
-    if let Err(e) = crate::settings::restore_settings() {
+    if let Err(e) = crate::kit::settings::restore_settings() {
         eprintln!("suite: cannot restore system settings a probe changed: {e}");
     }
     conclusion
@@ -199,11 +199,11 @@ impl Drop for HeldHugePages<'_> {
 
 /// Raises vm.nr_hugepages by `n` for the run (put back when the hold is dropped, or by the next
 /// run if this one is killed).
-fn reserve_hugepages(n: u32) -> std::io::Result<Option<crate::settings::Reserved>> {
+fn reserve_hugepages(n: u32) -> std::io::Result<Option<crate::kit::settings::Reserved>> {
     if n == 0 {
         return Ok(None);
     }
-    crate::settings::Reserved::set("vm/nr_hugepages", |now| {
+    crate::kit::settings::Reserved::set("vm/nr_hugepages", |now| {
         (now.parse::<u64>().unwrap_or(0) + u64::from(n)).to_string()
     })
     .map(Some)
@@ -380,7 +380,7 @@ pub fn host(cli: Cli) -> std::process::ExitCode {
     let started = std::time::Instant::now();
     let conclusion = run(&cli, &sink);
     if !cli.test_args.iter().any(|a| a == "--list") {
-        sink.send(&Record::End { count: sink.count(), uptime_ms: crate::machine::uptime_ms() });
+        sink.send(&Record::End { count: sink.count(), uptime_ms: crate::kit::machine::uptime_ms() });
     }
     if let Some(path) = &cli.results {
         let info = model::RunInfo {

@@ -4,12 +4,12 @@
 //! the UFFDIO_API handshake is done here so its raw answer (feature and ioctl bits) is kept; the
 //! `userfaultfd` crate then does registration, copies and message parsing.
 
-use crate::memory::Region;
-use crate::outcome::errno_name;
-use crate::outcome::{error_name, Context, Ctx, Fail, Observation, ProbeResult};
-use crate::poll::wait_readable;
-use crate::uapi::{handshake, ioctl_copy, open_failure, syscall};
-use crate::worker::Worker;
+use crate::kit::memory::Region;
+use crate::kit::outcome::errno_name;
+use crate::kit::outcome::{error_name, Context, Ctx, Fail, Observation, ProbeResult};
+use crate::kit::poll::wait_readable;
+use crate::kit::uapi::{handshake, ioctl_copy, open_failure, syscall};
+use crate::kit::worker::Worker;
 use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -31,7 +31,7 @@ impl Uffd {
     /// As [`Uffd::open`], with extra userfaultfd(2) flags (`UFFD_USER_MODE_ONLY`).
     pub fn open_with(flags: i32, features: u64) -> Result<Uffd, Fail> {
         if features != 0 {
-            crate::require::features(features)?;
+            crate::kit::require::features(features)?;
         }
         let fd = syscall(libc::O_CLOEXEC | libc::O_NONBLOCK | flags).map_err(open_failure)?;
         handshake(&fd, features).ctx("UFFDIO_API")?;
@@ -169,18 +169,24 @@ impl Uffd {
     /// UFFDIO_MOVE of `len` bytes from `src` to `dst` (6.8), waking the faulting thread: the result
     /// and the `move` field.
     pub fn move_raw(&self, dst: usize, src: usize, len: usize, mode: u64) -> (Result<(), Errno>, i64) {
-        let mut arg =
-            crate::uapi::UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode, moved: 0 };
+        let mut arg = crate::kit::uapi::UffdioMove {
+            dst: dst as u64,
+            src: src as u64,
+            len: len as u64,
+            mode,
+            moved: 0,
+        };
         // SAFETY: a properly initialised uffdio_move.
-        let r = unsafe { crate::uapi::ioctl_move(self.raw_fd(), &mut arg) };
+        let r = unsafe { crate::kit::uapi::ioctl_move(self.raw_fd(), &mut arg) };
         (r.map(drop), arg.moved)
     }
 
     /// UFFDIO_POISON over `len` bytes (6.6), waking the faulting thread: the result and `updated`.
     pub fn poison_raw(&self, start: usize, len: usize) -> (Result<(), Errno>, i64) {
-        let mut arg = crate::uapi::UffdioPoison { start: start as u64, len: len as u64, mode: 0, updated: 0 };
+        let mut arg =
+            crate::kit::uapi::UffdioPoison { start: start as u64, len: len as u64, mode: 0, updated: 0 };
         // SAFETY: a properly initialised uffdio_poison.
-        let r = unsafe { crate::uapi::ioctl_poison(self.raw_fd(), &mut arg) };
+        let r = unsafe { crate::kit::uapi::ioctl_poison(self.raw_fd(), &mut arg) };
         (r.map(drop), arg.updated)
     }
 
@@ -207,25 +213,28 @@ impl Uffd {
 
     /// UFFDIO_COPY of one page filled with `byte`: the usual way to serve a fault.
     pub fn serve(&self, page_addr: usize, page: usize, byte: u8) -> Result<(), Fail> {
-        crate::memory::with_filled(byte, page, |src| self.copy(page_addr, src)).ctx("UFFDIO_COPY").map(drop)
+        crate::kit::memory::with_filled(byte, page, |src| self.copy(page_addr, src))
+            .ctx("UFFDIO_COPY")
+            .map(drop)
     }
 }
 
 impl Uffd {
     /// Waits up to `limit` for `worker`'s fault message. Anything else that happens instead (another
-    /// event, the worker finishing, nothing) comes back as the observation to report.
+    /// event, the worker finishing, nothing) ends the probe with that observation
+    /// ([`Fail::Observed`]).
     pub fn await_fault<T: std::fmt::Debug>(
         &self,
         worker: &Worker<T>,
         region: &Region,
         limit: Duration,
-    ) -> Result<Result<Event, Observation>, Fail> {
-        Ok(match self.next_or_done(worker, limit)? {
-            Next::Event(e @ Event::Pagefault { .. }) => Ok(e),
-            Next::Event(e) => Err(unexpected(&e, region)),
-            Next::Done(v) => Err(Observation::new(format!("returned without a fault message: {v:?}"))),
-            Next::Timeout => Err(Observation::new("blocked without a fault message")),
-        })
+    ) -> Result<Event, Fail> {
+        Err(Fail::Observed(match self.next_or_done(worker, limit)? {
+            Next::Event(e @ Event::Pagefault { .. }) => return Ok(e),
+            Next::Event(e) => unexpected(&e, region),
+            Next::Done(v) => Observation::new(format!("returned without a fault message: {v:?}")),
+            Next::Timeout => Observation::new("blocked without a fault message"),
+        }))
     }
 }
 
@@ -305,22 +314,10 @@ impl Uffd {
     }
 }
 
-/// `let event = fault_or_report!(uffd.await_fault(...));` returns the observation from the probe
-/// when something other than the fault happened.
-#[macro_export]
-macro_rules! fault_or_report {
-    ($e:expr) => {
-        match $e? {
-            Ok(event) => event,
-            Err(observation) => return Ok(observation),
-        }
-    };
-}
-
 /// The feature bits that say a kernel can register `region`'s kind of memory for MISSING faults
 /// (anonymous memory needs none): asking for them makes a kernel without them `unsupported`.
 pub fn backing_features(region: &Region) -> u64 {
-    use crate::uapi::{FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM};
+    use crate::kit::uapi::{FEATURE_MISSING_HUGETLBFS, FEATURE_MISSING_SHMEM};
     match (region.is_hugetlb(), region.is_shared()) {
         (true, _) => FEATURE_MISSING_HUGETLBFS,
         (false, true) => FEATURE_MISSING_SHMEM,
@@ -360,7 +357,7 @@ impl Uffd {
                     if let Event::Pagefault { addr, .. } = &event {
                         let page = region.page_size();
                         let at = (*addr as usize) & !(page - 1);
-                        match crate::memory::with_filled(byte, page, |src| self.copy(at, src)) {
+                        match crate::kit::memory::with_filled(byte, page, |src| self.copy(at, src)) {
                             Ok(_) => {}
                             // Another message for a page already served.
                             Err(userfaultfd::Error::CopyFailed(e)) if e as i32 == libc::EEXIST => {}
@@ -463,7 +460,7 @@ impl Uffd {
         limit: Duration,
         op: impl FnOnce() -> Result<(), nix::errno::Errno> + Send + 'static,
     ) -> Result<Raised, Fail> {
-        let worker = crate::worker::spawn("op", op);
+        let worker = crate::kit::worker::spawn("op", op);
         Ok(match self.next_or_done(&worker, limit)? {
             Next::Event(e) => {
                 worker.wait(limit);
@@ -500,13 +497,14 @@ impl Uffd {
     /// first (a message wins a tie).
     pub fn next_or_done<T>(
         &self,
-        worker: &crate::worker::Worker<T>,
+        worker: &crate::kit::worker::Worker<T>,
         limit: Duration,
     ) -> Result<Next<T>, Fail> {
         let deadline = std::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let ready = crate::poll::wait_any(&[self.inner.as_fd(), worker.done_fd()], left).ctx("poll")?;
+            let ready =
+                crate::kit::poll::wait_any(&[self.inner.as_fd(), worker.done_fd()], left).ctx("poll")?;
             if ready[0] {
                 if let Some(event) = self.next(Duration::ZERO)? {
                     return Ok(Next::Event(event));

@@ -7,8 +7,8 @@
 //! It clones with CLONE_PARENT, so each probe process is the harness's own child: reaped, watched
 //! and killed (its process group) exactly as a spawned one would be.
 
-use crate::cli::{Cli, Fault};
-use crate::outcome::{Report, REPORT_PREFIX};
+use crate::kit::outcome::{Report, REPORT_PREFIX};
+use crate::run::cli::{Cli, Fault};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Command, Stdio};
@@ -90,7 +90,7 @@ pub fn run(id: &str, cli: &Cli, run: u32) -> ProbeRun {
     let success = matches!(status, Some(nix::sys::wait::WaitStatus::Exited(_, 0)));
     if killed || !success {
         // A probe that did not end normally may have left a system setting changed: put it back.
-        if let Err(e) = crate::settings::restore_settings() {
+        if let Err(e) = crate::kit::settings::restore_settings() {
             eprintln!("suite: cannot restore system settings {id} changed: {e}");
         }
     }
@@ -269,16 +269,17 @@ fn probe_process(args: Vec<String>, fds: Vec<OwnedFd>) -> ! {
         }
     }
     drop(fds);
-    let cli = match crate::cli::parse(std::iter::once("suite".into()).chain(args.into_iter().map(Into::into)))
-    {
-        Ok(cli) => cli,
-        Err(e) => {
-            eprintln!("suite: probe arguments: {e}");
-            std::process::exit(2)
-        }
-    };
+    let cli =
+        match crate::run::cli::parse(std::iter::once("suite".into()).chain(args.into_iter().map(Into::into)))
+        {
+            Ok(cli) => cli,
+            Err(e) => {
+                eprintln!("suite: probe arguments: {e}");
+                std::process::exit(2)
+            }
+        };
     match &cli.mode {
-        crate::cli::Mode::Probe(id) => child_main(id, &cli),
+        crate::run::cli::Mode::Probe(id) => child_main(id, &cli),
         _ => {
             eprintln!("suite: the fork server was asked for something other than a probe");
             std::process::exit(2)
@@ -322,7 +323,7 @@ fn watch(pidfd: &OwnedFd, streams: &mut [Stream; 2], until: Instant) -> bool {
         let ready = {
             let mut fds = vec![pidfd.as_fd()];
             fds.extend(streams.iter().filter_map(|s| s.fd.as_ref().map(|f| f.as_fd())));
-            crate::poll::wait_any(&fds, left).unwrap_or_default()
+            crate::kit::poll::wait_any(&fds, left).unwrap_or_default()
         };
         streams.iter_mut().for_each(Stream::drain);
         if ready.first() == Some(&true) {
@@ -352,7 +353,7 @@ fn finish(streams: &mut [Stream; 2]) {
             return;
         };
         let fds: Vec<_> = open.iter().map(|(f, _)| *f).collect();
-        let _ = crate::poll::wait_any(&fds, limit);
+        let _ = crate::kit::poll::wait_any(&fds, limit);
     }
 }
 
@@ -365,7 +366,7 @@ pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd, nix::errno::Errno> {
 
 /// The child side: run the probe, print one report line, exit.
 pub fn child_main(id: &str, cli: &Cli) -> ! {
-    let report = match crate::catalogue::find(id) {
+    let report = match crate::run::catalogue::find(id) {
         None => Report::Error { message: format!("unknown behaviour id {id:?}") },
         Some(b) => {
             for fault in &cli.faults {
@@ -380,7 +381,7 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
                         libc::raise(libc::SIGSEGV);
                     },
                     Fault::NoUserfaultfd => {
-                        if let Err(e) = crate::privileges::deny_userfaultfd() {
+                        if let Err(e) = crate::kit::privileges::deny_userfaultfd() {
                             eprintln!("cannot install the seccomp filter: {e}");
                             std::process::exit(4);
                         }
@@ -392,13 +393,14 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
             for fault in &cli.faults {
                 match fault {
                     Fault::ServeStale(x) if x == id => {
-                        ctx.sabotage = Some(crate::outcome::Sabotage::StalePage)
+                        ctx.sabotage = Some(crate::kit::outcome::Sabotage::StalePage)
                     }
-                    Fault::ServeZero(x) if x == id => ctx.sabotage = Some(crate::outcome::Sabotage::ZeroPage),
-                    Fault::NoRace(x) if x == id => ctx.sabotage = Some(crate::outcome::Sabotage::NoRace),
-                    Fault::SettingHang(x) if x == id => {
-                        crate::settings::HANG_AFTER_SETTING.store(true, std::sync::atomic::Ordering::SeqCst)
+                    Fault::ServeZero(x) if x == id => {
+                        ctx.sabotage = Some(crate::kit::outcome::Sabotage::ZeroPage)
                     }
+                    Fault::NoRace(x) if x == id => ctx.sabotage = Some(crate::kit::outcome::Sabotage::NoRace),
+                    Fault::SettingHang(x) if x == id => crate::kit::settings::HANG_AFTER_SETTING
+                        .store(true, std::sync::atomic::Ordering::SeqCst),
                     _ => {}
                 }
             }
@@ -412,7 +414,7 @@ pub fn child_main(id: &str, cli: &Cli) -> ! {
                     details: Default::default(),
                 }
             } else {
-                match std::panic::catch_unwind(|| (b.probe)(&ctx)) {
+                match std::panic::catch_unwind(|| (b.probe)(&ctx, b.variant)) {
                     Ok(result) => Report::from(result),
                     Err(p) => Report::Error {
                         message: format!(

@@ -3,7 +3,7 @@
 //! bit tables by name, and what a failed open says about the kernel. `uffd.rs` builds the ready
 //! descriptor on this.
 
-use crate::outcome::{errno_name, Context, Fail};
+use crate::kit::outcome::{errno_name, Context, Fail};
 use nix::errno::Errno;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use userfaultfd_sys as sys;
@@ -179,7 +179,7 @@ pub fn open_failure(e: Errno) -> Fail {
     match e {
         Errno::ENOSYS => Fail::unsupported(
             "ENOSYS",
-            format!("{} (userfaultfd(2) returns ENOSYS)", crate::rows::BUILT_WITHOUT),
+            format!("{} (userfaultfd(2) returns ENOSYS)", crate::kit::rows::BUILT_WITHOUT),
         ),
         Errno::EPERM => {
             Fail::error("userfaultfd(2): EPERM: run the suite as root (or set vm.unprivileged_userfaultfd=1)")

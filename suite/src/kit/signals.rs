@@ -2,7 +2,7 @@
 //! probe learns that (and how often) it ran by waiting on a descriptor; a suspending handler then
 //! also waits until the probe resumes the world, as a signal-based stop-the-world does.
 
-use crate::poll::wait_readable;
+use crate::kit::poll::wait_readable;
 use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};

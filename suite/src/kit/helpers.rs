@@ -1,8 +1,8 @@
 //! Helper processes: a probe forks one (before it starts any thread, so the child may do
 //! anything) and talks to it over a socket, lines of text and descriptors (SCM_RIGHTS).
 
-use crate::outcome::{Context, Fail};
-use crate::poll::wait_readable;
+use crate::kit::outcome::{Context, Fail};
+use crate::kit::poll::wait_readable;
 use nix::errno::Errno;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;

@@ -6,7 +6,7 @@
 //! The stress programs run with small parameters (4 MiB, 2 bounces) and every program has a time
 //! limit, so they add seconds, not minutes, to a guest.
 
-use crate::harness::Sink;
+use crate::run::harness::Sink;
 use model::expect::{grade, Reported};
 use model::{Cell, Detail, Details, Verdict};
 use std::io::Read;
@@ -57,15 +57,17 @@ fn programs(have: &dyn Fn(&str) -> bool) -> Vec<Program> {
 /// Runs the selftests the guest was given, recording a cell per case.
 pub fn run(sink: &Sink) {
     let have = |p: &str| Path::new(DIR).join(p).is_file();
-    let uname = crate::machine::uname();
+    let uname = crate::kit::machine::uname();
     let version = model::version::KernelVersion::from_uname(&uname.release, &uname.version);
-    let config = crate::machine::kernel_config();
+    let config = crate::kit::machine::kernel_config();
     let programs = programs(&have);
     if programs.is_empty() {
         return;
     }
     // Without userfaultfd(2) the selftests cannot run: one cell per program says why.
-    if let Err(crate::outcome::Fail::Unsupported { observed, reason, .. }) = crate::require::userfaultfd() {
+    if let Err(crate::kit::outcome::Fail::Unsupported { observed, reason, .. }) =
+        crate::kit::require::userfaultfd()
+    {
         for p in &programs {
             let case = p.case.clone().unwrap_or_else(|| "unit".to_string());
             let rules = model::data::selftest_rules(&case);
@@ -369,8 +371,8 @@ fn execute(program: &Path, args: &[String], limit: Duration) -> (String, Result<
         let _ = std::fs::File::from(read).read_to_end(&mut out);
         String::from_utf8_lossy(&out).into_owned()
     });
-    let exited = match crate::isolate::pidfd_open(pid) {
-        Ok(fd) => crate::poll::wait_readable(std::os::fd::AsFd::as_fd(&fd), limit).unwrap_or(false),
+    let exited = match crate::run::isolate::pidfd_open(pid) {
+        Ok(fd) => crate::kit::poll::wait_readable(std::os::fd::AsFd::as_fd(&fd), limit).unwrap_or(false),
         Err(_) => false,
     };
     // SAFETY: signals the program's own process group (gone already, or strays of it, or the

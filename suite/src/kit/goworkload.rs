@@ -7,9 +7,9 @@
 //! beside `/init` in a guest's initramfs; `cargo xtask` puts it beside the suite binary it runs on
 //! a host.
 
-use crate::helpers::{exec_with_socket, SubProcess};
-use crate::outcome::Fail;
-use crate::uffd::Uffd;
+use crate::kit::helpers::{exec_with_socket, SubProcess};
+use crate::kit::outcome::Fail;
+use crate::kit::uffd::Uffd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ impl Go {
     /// without userfaultfd(2) is `unsupported` in the words every probe uses, before the
     /// workload would fail on it.
     pub fn start(args: &[&str], limit: Duration) -> Result<Go, Fail> {
-        crate::require::userfaultfd()?;
+        crate::kit::require::userfaultfd()?;
         let path = require()?;
         let exec = std::time::Instant::now();
         let proc = exec_with_socket(&path, args)?;
@@ -93,7 +93,7 @@ impl Go {
 pub fn errno_word(word: &str) -> String {
     match word.strip_prefix("errno=").and_then(|n| n.parse::<i32>().ok()) {
         Some(0) => "0".to_string(),
-        Some(n) => crate::outcome::errno_name(nix::errno::Errno::from_raw(n)),
+        Some(n) => crate::kit::outcome::errno_name(nix::errno::Errno::from_raw(n)),
         None => word.to_string(),
     }
 }

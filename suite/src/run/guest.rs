@@ -4,7 +4,7 @@
 //! end-of-results record, power off. Any failure becomes a `fatal`
 //! record; the guest always powers off.
 
-use crate::harness::Sink;
+use crate::run::harness::Sink;
 use model::stream::Record;
 use std::sync::Arc;
 
@@ -17,30 +17,30 @@ pub fn main() -> ! {
         // says it started, and ended), then power off at once.
         Ok(port) if bare => {
             let sink = Sink::new(Some(port), Vec::new());
-            let uname = crate::machine::uname();
+            let uname = crate::kit::machine::uname();
             sink.send(&Record::Start {
                 release: uname.release,
                 version: uname.version,
                 machine: uname.machine,
                 planned: Vec::new(),
-                uptime_ms: crate::machine::uptime_ms(),
-                suite: crate::harness::suite_version(),
-                config: crate::machine::kernel_config(),
+                uptime_ms: crate::kit::machine::uptime_ms(),
+                suite: crate::run::harness::suite_version(),
+                config: crate::kit::machine::kernel_config(),
                 go: None,
-                cpus: crate::machine::online_cpus(),
+                cpus: crate::kit::machine::online_cpus(),
             });
-            sink.send(&Record::End { count: 0, uptime_ms: crate::machine::uptime_ms() });
+            sink.send(&Record::End { count: 0, uptime_ms: crate::kit::machine::uptime_ms() });
         }
         Err(e) => eprintln!("uffdc guest: {e}"),
-        Ok(port) => match crate::cli::parse(std::env::args_os()) {
+        Ok(port) => match crate::run::cli::parse(std::env::args_os()) {
             Err(e) => Sink::new(Some(port), Vec::new())
                 .send(&Record::Fatal { message: format!("bad arguments on the kernel command line: {e}") }),
             Ok(cli)
-                if cli
-                    .cpus
-                    .is_some_and(|want| crate::machine::online_cpus().is_none_or(|have| have < want)) =>
+                if cli.cpus.is_some_and(|want| {
+                    crate::kit::machine::online_cpus().is_none_or(|have| have < want)
+                }) =>
             {
-                let (want, have) = (cli.cpus.unwrap_or(0), crate::machine::online_cpus().unwrap_or(0));
+                let (want, have) = (cli.cpus.unwrap_or(0), crate::kit::machine::online_cpus().unwrap_or(0));
                 Sink::new(Some(port), Vec::new()).send(&Record::Fatal {
                     message: format!(
                         "the kernel brought up {have} of the {want} CPUs QEMU gave the guest, so its \
@@ -58,16 +58,16 @@ pub fn main() -> ! {
                 // Trial failures are results, not the guest's concern: the conclusion is not used.
                 // The kernel's own selftests (when xtask packed them) run after the suite.
                 let run = || {
-                    drop(crate::harness::run(&cli, &sink));
-                    crate::selftests::run(&sink);
+                    drop(crate::run::harness::run(&cli, &sink));
+                    crate::run::selftests::run(&sink);
                 };
                 match std::panic::catch_unwind(run) {
                     Ok(()) => {
                         sink.send(&Record::End {
                             count: sink.count(),
-                            uptime_ms: crate::machine::uptime_ms(),
+                            uptime_ms: crate::kit::machine::uptime_ms(),
                         });
-                        if cli.faults.contains(&crate::cli::Fault::NoPowerOff) {
+                        if cli.faults.contains(&crate::run::cli::Fault::NoPowerOff) {
                             // Self-test: a guest that halts instead of powering off.
                             loop {
                                 std::thread::park();
@@ -80,7 +80,7 @@ pub fn main() -> ! {
             }
         },
     }
-    crate::machine::power_off()
+    crate::kit::machine::power_off()
 }
 
 fn setup() -> Result<(), String> {
