@@ -17,6 +17,13 @@ mod workflow_run;
 use anyhow::{bail, Result};
 
 fn main() {
+    // A closed pipe (`cargo xtask diff ... | head`) ends the process as it ends any Unix tool, with
+    // SIGPIPE's status and nothing printed, instead of a panic on the failed write. Children xtask
+    // starts get the default disposition anyway, and xtask writes to no child's stdin.
+    // SAFETY: setting a signal's disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
         // `diff` keeps 1 for "cells changed", `check` for "violated": their errors, usage errors

@@ -13,6 +13,8 @@ use std::time::Duration;
 use xshell::Shell;
 
 pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
+    // Every path given is checked before anything is built or downloaded.
+    check_paths(opts)?;
     let fleet = crate::inputs::fleet::Fleet::load(root)?;
     let ids = opts.fleet_ids(&fleet);
     fleet.partition(&ids)?;
@@ -42,6 +44,28 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
         eprintln!("report  {}", crate::util::display_path(&opts.out.join(crate::publish::COMPATIBILITY)));
     }
     result
+}
+
+/// The files the command line names exist: a local kernel image and its configuration, and a QEMU
+/// given as a path; a one-line error names the flag, the path and what is wrong with it.
+fn check_paths(opts: &Options) -> Result<()> {
+    let file = |flag: &str, path: &Path| -> Result<()> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => bail!("{flag} {}: not a file", path.display()),
+            Err(e) => bail!("{flag} {}: {e}", path.display()),
+        }
+    };
+    for (image, _, config) in &opts.images {
+        file("--kernel-image", image)?;
+        if let Some(config) = config {
+            file("--kernel-image ...,config=", config)?;
+        }
+    }
+    if opts.run.qemu.components().count() > 1 {
+        file("--qemu", &opts.run.qemu)?;
+    }
+    Ok(())
 }
 
 /// The pipeline's options from `cargo xtask matrix`'s flags (`dashes`: whether the command line had
@@ -605,6 +629,20 @@ mod tests {
         }
         assert!(matrix(&["--jobs", "many"]).is_err());
         assert!(matrix(&["--accel", "fast"]).unwrap_err().to_string().contains("auto, kvm, tcg or tcg-mt"));
+        // A path that names nothing is refused before anything is built.
+        let missing = matrix(&["--kernel-image", "/nonexistent/bzImage"]).unwrap();
+        let e = super::check_paths(&missing).unwrap_err().to_string();
+        assert!(e.starts_with("--kernel-image /nonexistent/bzImage: No such file"), "{e}");
+        let dir = matrix(&["--kernel-image", "/tmp"]).unwrap();
+        assert_eq!(super::check_paths(&dir).unwrap_err().to_string(), "--kernel-image /tmp: not a file");
+        let exe = std::env::current_exe().unwrap();
+        let config = format!("{}=mine,config=/nonexistent/.config", exe.display());
+        let e = super::check_paths(&matrix(&["--kernel-image", &config]).unwrap()).unwrap_err().to_string();
+        assert!(e.starts_with("--kernel-image ...,config= /nonexistent/.config: No such file"), "{e}");
+        let e =
+            super::check_paths(&matrix(&["--qemu", "/nonexistent/qemu"]).unwrap()).unwrap_err().to_string();
+        assert!(e.starts_with("--qemu /nonexistent/qemu: No such file"), "{e}");
+        assert!(super::check_paths(&matrix(&["--kernel-image", &exe.display().to_string()]).unwrap()).is_ok());
         // The host column stays local unless asked for.
         assert!(!matrix(&["--host"]).unwrap().publish_host);
         assert!(matrix(&["--host", "--publish-host"]).unwrap().publish_host);
