@@ -311,14 +311,21 @@ struct CacheEntry {
     userfaultfd: Option<bool>,
 }
 
-/// The verified images under `target/uffdc/images/<id>/` (vmlinuz, config, image.toml).
+/// The content-addressed caches every checkout of the project shares, as cargo's registry and
+/// ccache are shared: verified images (`images/<id>/`: vmlinuz, config, image.toml), the private
+/// apt's lists and .debs, source packages, the build toolchain's root, built kernels and
+/// selftests (`builds/`), the Go toolchain and workload (`go/`), the machine's KVM verdict. Every
+/// entry is keyed by what it was made from and verified (sha256) before use, and writers take a
+/// lock, so checkouts and worktrees of any revision can share it; a second clone starts warm.
+/// What belongs to one checkout (runs, logs, the initramfs, test scratch, the venv) stays under
+/// its `target/uffdc/`.
 pub struct Cache {
     pub dir: PathBuf,
 }
 
 impl Cache {
     pub fn new(root: &Path) -> Cache {
-        Cache { dir: root.join("target/uffdc") }
+        Cache { dir: shared_dir(root, |k| std::env::var_os(k)) }
     }
 
     fn image_dir(&self, id: &str) -> PathBuf {
@@ -465,9 +472,47 @@ impl Cache {
 
 use crate::util::hex;
 
+/// Where the shared caches are: `UFFDC_CACHE_DIR` (a relative path is taken from the project's
+/// root: the workflows set `target/uffdc`, which their cache steps save), else
+/// `$XDG_CACHE_HOME/uffd-conformance`, else `~/.cache/uffd-conformance`, else (no home) the
+/// checkout's own `target/uffdc`.
+pub fn shared_dir(root: &Path, var: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    let set = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set("UFFDC_CACHE_DIR") {
+        return root.join(dir);
+    }
+    if let Some(xdg) = set("XDG_CACHE_HOME").filter(|d| d.is_absolute()) {
+        return xdg.join("uffd-conformance");
+    }
+    match set("HOME").filter(|d| d.is_absolute()) {
+        Some(home) => home.join(".cache/uffd-conformance"),
+        None => root.join("target/uffdc"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_cache_is_the_users_unless_told_otherwise() {
+        let root = Path::new("/src/uffdc");
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| std::ffi::OsString::from(v))
+        };
+        const HOME: &[(&str, &str)] = &[("HOME", "/home/me")];
+        assert_eq!(shared_dir(root, env(HOME)), PathBuf::from("/home/me/.cache/uffd-conformance"));
+        const XDG: &[(&str, &str)] = &[("HOME", "/home/me"), ("XDG_CACHE_HOME", "/var/cache/me")];
+        assert_eq!(shared_dir(root, env(XDG)), PathBuf::from("/var/cache/me/uffd-conformance"));
+        // A relative XDG_CACHE_HOME is invalid by the XDG specification: ignored.
+        const RELATIVE: &[(&str, &str)] = &[("HOME", "/home/me"), ("XDG_CACHE_HOME", "cache")];
+        assert_eq!(shared_dir(root, env(RELATIVE)), PathBuf::from("/home/me/.cache/uffd-conformance"));
+        const TOLD: &[(&str, &str)] = &[("HOME", "/home/me"), ("UFFDC_CACHE_DIR", "target/uffdc")];
+        assert_eq!(shared_dir(root, env(TOLD)), PathBuf::from("/src/uffdc/target/uffdc"));
+        const ABSOLUTE: &[(&str, &str)] = &[("UFFDC_CACHE_DIR", "/mnt/cache"), ("HOME", "")];
+        assert_eq!(shared_dir(root, env(ABSOLUTE)), PathBuf::from("/mnt/cache"));
+        assert_eq!(shared_dir(root, env(&[])), PathBuf::from("/src/uffdc/target/uffdc"));
+    }
 
     #[test]
     fn every_track_is_pinned_and_unknown_ids_are_named() {
