@@ -270,6 +270,7 @@ pub(crate) mod tests {
             documented: Vec::new(),
             citation: String::new(),
             notes: String::new(),
+            selftests: Vec::new(),
             cells: cells
                 .iter()
                 .map(|(k, o, v, expected)| {
