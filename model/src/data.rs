@@ -258,12 +258,26 @@ pub struct Behaviour {
 pub const SELFTESTS: &str = "selftests";
 
 /// The most one selftest program may run in a guest before it is killed (and its case, or the
-/// case it was in, recorded as failed: timed out). A guest with selftests gets this much more time
-/// per program (at most [`SELFTEST_PROGRAMS`]) on top of its hard limit.
+/// case it was in, recorded as failed: timed out).
 pub const SELFTEST_LIMIT_S: u64 = 60;
-/// The most selftest programs a guest runs (`uffd-unit-tests`, `uffd-stress` on three kinds of
-/// memory).
-pub const SELFTEST_PROGRAMS: u64 = 4;
+/// How many more times a selftest program that failed or died is run in the same guest before its
+/// cases are recorded (a case that passes on a rerun is `flaky`, with both observations; the
+/// cases after a crash are observed by the reruns). Each run has [`SELFTEST_LIMIT_S`]; a program
+/// with its reruns has twice that, from its start.
+pub const SELFTEST_RERUNS: u32 = 2;
+/// The kinds of memory the stress programs (`uffd-stress`, the old `userfaultfd`) run on, once
+/// each; `uffd-unit-tests` runs once and covers them all itself.
+pub const SELFTEST_MEMORIES: [&str; 3] = ["anon", "shmem", "hugetlb"];
+
+/// The most time a guest's selftests take, given the programs it was given (file names under
+/// `/selftests/`): each program, with its reruns, within twice [`SELFTEST_LIMIT_S`]. A guest with selftests gets this much more time on top of its hard limit.
+pub fn selftest_time_s<'a>(files: impl IntoIterator<Item = &'a str>) -> u64 {
+    let runs: u64 = files
+        .into_iter()
+        .map(|f| if f == "uffd-unit-tests" { 1 } else { SELFTEST_MEMORIES.len() as u64 })
+        .sum();
+    runs * 2 * SELFTEST_LIMIT_S
+}
 
 /// The expectation of selftest case `id`: it passes (`skip` is `skipped`, with the selftest's
 /// reason); a kernel without userfaultfd cannot run them, and one without hugetlbfs cannot run the

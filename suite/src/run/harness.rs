@@ -218,7 +218,14 @@ pub fn observe(b: &Behaviour, cli: &Cli, kernel: &Kernel) -> Cell {
 
 /// One cell from the cells of repeated runs: the first, when all agree; else `flaky`, observing
 /// the most frequent value, with every distinct (verdict, observation) and its count in details.
-fn merge_repeats(mut cells: Vec<Cell>) -> Cell {
+fn merge_repeats(cells: Vec<Cell>) -> Cell {
+    merge_runs(cells.into_iter().enumerate().map(|(i, c)| (i as u32 + 1, c)).collect())
+}
+
+/// [`merge_repeats`] for cells that name their run (1 is the first): the runs of a selftest
+/// program that observed a case, which need not be every run (`suite/src/run/selftests.rs`).
+pub(crate) fn merge_runs(runs: Vec<(u32, Cell)>) -> Cell {
+    let (numbers, mut cells): (Vec<u32>, Vec<Cell>) = runs.into_iter().unzip();
     let n = cells.len();
     let mut counts: Vec<((Verdict, String), usize)> = Vec::new();
     for c in &cells {
@@ -240,7 +247,7 @@ fn merge_repeats(mut cells: Vec<Cell>) -> Cell {
         if key(c) != key(&cells[shown]) && !seen_before {
             let details: Vec<String> = c.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let reason = c.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-            others.push(format!("run {}: {:?}{reason}: {}", i + 1, c.observed, details.join(" ")));
+            others.push(format!("run {}: {:?}{reason}: {}", numbers[i], c.observed, details.join(" ")));
         }
     }
     let mut first = cells.swap_remove(shown);

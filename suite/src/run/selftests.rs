@@ -42,7 +42,7 @@ fn programs(have: &dyn Fn(&str) -> bool) -> Vec<Program> {
         if !have(file) {
             continue;
         }
-        for mem in ["anon", "shmem", "hugetlb"] {
+        for mem in model::data::SELFTEST_MEMORIES {
             let mut args: Vec<String> = [mem].into_iter().chain(STRESS).map(String::from).collect();
             if file == "userfaultfd" {
                 // Its hugetlb test needs a file on hugetlbfs (the others ignore the argument).
@@ -88,70 +88,254 @@ pub fn run(sink: &Sink) {
     }
     let hugetlbfs = std::fs::read_to_string("/proc/filesystems")
         .is_ok_and(|f| f.lines().any(|l| l.ends_with("\thugetlbfs")));
+    let kernel = Grading { version, config, hugetlbfs };
     for p in programs {
-        let started = Instant::now();
-        let command = format!("{} {}", p.file, p.args.join(" ")).trim().to_string();
-        let (output, status) = execute(&Path::new(DIR).join(p.file), &p.args, LIMIT);
-        // Its whole output goes to the console (the run's console.log), as the selftest printed it.
-        println!("uffdc selftest: {command}: {status:?}\n{output}\nuffdc selftest end: {command}");
-        let mut details = Details::new();
-        details.insert("program".into(), Detail::from(command));
-        // The program's time, shared by every case it reports.
-        details.insert("program_us".into(), Detail::from(started.elapsed().as_micros() as u64));
-        let cases = match p.case {
-            None if output.contains("TAP version") => tap_cases(&output, &status),
-            None => unit_cases(&output, &status),
-            Some(_) if p.file == "userfaultfd" => old_cases(&p.args[0], &output, &status),
-            Some(case) => vec![(case, program_result(&status), program_why(&output, &status))],
-        };
-        for (case, result, why) in cases {
-            let id = format!("selftests.{}", sanitize(&case));
-            let rules = model::data::selftest_rules(&id);
-            let mut d = details.clone();
-            let cell = match result {
-                "skip" => Cell {
-                    observed: "skip".into(),
-                    verdict: Verdict::Skipped,
-                    reason: Some(format!("the selftest skipped it: {}", why.unwrap_or_default())),
-                    expected: None,
-                    details: d,
-                },
-                // A hugetlb case that failed on a kernel without hugetlbfs found a prerequisite
-                // missing (uffd-stress: "Unable to determine page size"): graded as such.
-                "fail" if id.contains("hugetlb") && !hugetlbfs => {
-                    if let Some(why) = &why {
-                        d.insert("selftest".into(), Detail::from(why.as_str()));
-                    }
-                    let g = grade(&rules, version, config.as_ref(), Reported::Unsupported);
-                    let reason = format!(
-                        "the kernel has no hugetlbfs (not in /proc/filesystems): {}",
-                        why.as_deref().unwrap_or("the selftest failed")
-                    );
-                    let reason = match g.reason {
-                        Some(r) => format!("{r}: {reason}"),
-                        None => reason,
-                    };
-                    Cell {
-                        observed: result.into(),
-                        verdict: g.verdict,
-                        reason: Some(reason),
-                        expected: g.rule,
-                        details: d,
-                    }
+        // Each run within LIMIT; the program with its reruns within twice that, from its start
+        // (model::data::selftest_time_s, which xtask adds to the guest's hard limit).
+        let mut reruns_end: Option<Instant> = None;
+        let mut exec = |args: &[String]| -> Option<Ran> {
+            let limit = match reruns_end {
+                None => {
+                    reruns_end = Some(Instant::now() + 2 * LIMIT);
+                    LIMIT
                 }
-                _ => {
-                    if let Some(why) = &why {
-                        d.insert("selftest".into(), Detail::from(why.as_str()));
-                    }
-                    let g = grade(&rules, version, config.as_ref(), Reported::Observed(result));
-                    let reason = match (g.reason, why) {
-                        (Some(r), Some(why)) => Some(format!("{r}: {why}")),
-                        (r, _) => r,
-                    };
-                    Cell { observed: result.into(), verdict: g.verdict, reason, expected: g.rule, details: d }
-                }
+                Some(end) => end.saturating_duration_since(Instant::now()).min(LIMIT),
             };
+            if limit < Duration::from_secs(1) {
+                println!("uffdc selftest: {}: no time left for another run", p.file);
+                return None;
+            }
+            let started = Instant::now();
+            let command = format!("{} {}", p.file, args.join(" ")).trim().to_string();
+            let (output, status) = execute(&Path::new(DIR).join(p.file), args, limit);
+            // Its whole output goes to the console (the run's console.log), as the selftest printed it.
+            println!("uffdc selftest: {command}: {status:?}\n{output}\nuffdc selftest end: {command}");
+            Some(Ran { command, output, status, us: started.elapsed().as_micros() as u64 })
+        };
+        let runs = observe(&p, &mut exec);
+        for (id, cell) in merged(&runs, &kernel) {
             sink.record(&id, &cell);
+        }
+    }
+}
+
+/// A case as one run of its program reported it: its name, `pass`, `fail` or `skip`, and why.
+type Case = (String, &'static str, Option<String>);
+
+/// One run of a selftest program: its command line, its output, its exit status (or why there is
+/// none) and its time.
+struct Ran {
+    command: String,
+    output: String,
+    status: Result<i32, String>,
+    us: u64,
+}
+
+impl Ran {
+    /// It ran to its end and said so: exit status 0, or 4 (KSFT_SKIP).
+    fn passed(&self) -> bool {
+        matches!(self.status, Ok(0) | Ok(4))
+    }
+}
+
+/// The cases one run of `p` reported.
+fn cases_of(p: &Program, ran: &Ran) -> Vec<Case> {
+    match &p.case {
+        None if ran.output.contains("TAP version") => tap_cases(&ran.output, &ran.status),
+        None => unit_cases(&ran.output, &ran.status),
+        Some(_) if p.file == "userfaultfd" => old_cases(&p.args[0], &ran.output, &ran.status),
+        Some(case) => {
+            vec![(case.clone(), program_result(&ran.status), program_why(&ran.output, &ran.status))]
+        }
+    }
+}
+
+/// Runs program `p` through `exec` (which runs it with the arguments it is given, or answers
+/// `None` when the program's time is spent) and, when it failed or died, runs it again, at most
+/// [`model::data::SELFTEST_RERUNS`] more times, before its cases are recorded: a failure seen
+/// once is not published as the kernel's, and the cases a crash left unrun are observed.
+/// `uffd-unit-tests` takes a filter (`-f NAME`: the tests whose name holds NAME, on every kind
+/// of memory; `-l` lists the tests: main() of tools/testing/selftests/mm/uffd-unit-tests.c, in
+/// 6.12's source as in 7.x's KTAP one), so only its tests that failed or were not reached run
+/// again ([`targets`]); the other programs run whole. Returns every run, in order, with its cases.
+fn observe(p: &Program, exec: &mut dyn FnMut(&[String]) -> Option<Ran>) -> Vec<(Ran, Vec<Case>)> {
+    let Some(first) = exec(&p.args) else { return Vec::new() };
+    let cases = cases_of(p, &first);
+    let mut runs = vec![(first, cases)];
+    if runs[0].0.passed() {
+        return runs;
+    }
+    let targets = match p.case {
+        None => targets(&runs[0].0, &runs[0].1, &mut *exec),
+        Some(_) => None,
+    };
+    let mut again = |args: Vec<String>, runs: &mut Vec<(Ran, Vec<Case>)>| -> Option<bool> {
+        let ran = exec(&args)?;
+        let cases = cases_of(p, &ran);
+        let passed = ran.passed();
+        runs.push((ran, cases));
+        Some(passed)
+    };
+    match targets {
+        Some(targets) => {
+            // A filter's run covers every test whose name holds it (`-f minor`: minor-wp too).
+            let mut covered: Vec<&str> = Vec::new();
+            for t in &targets {
+                if covered.iter().any(|c| t.contains(c)) {
+                    continue;
+                }
+                for _ in 0..model::data::SELFTEST_RERUNS {
+                    match again(vec!["-f".into(), t.clone()], &mut runs) {
+                        None => return runs,
+                        Some(true) => {
+                            covered.push(t);
+                            break;
+                        }
+                        Some(false) => {}
+                    }
+                }
+            }
+        }
+        None => {
+            for _ in 0..model::data::SELFTEST_RERUNS {
+                if again(p.args.clone(), &mut runs) != Some(false) {
+                    break;
+                }
+            }
+        }
+    }
+    runs
+}
+
+/// What of `uffd-unit-tests` to run again after a `first` run that failed or died, as its test
+/// names (the `-f` filters): every test with a failed case, and, when the run ended before its
+/// report (`Userfaults unit tests: ...`, KTAP's `# Totals: ...`), every test from the last one it
+/// reported on. `None` (run the whole program again) when the program does not list its tests
+/// (`-l`), when a failed case is none of them (the UFFDIO_API cases run only unfiltered), or when
+/// the run reported nothing.
+fn targets(
+    first: &Ran,
+    cases: &[Case],
+    exec: &mut dyn FnMut(&[String]) -> Option<Ran>,
+) -> Option<Vec<String>> {
+    let listed = exec(&["-l".to_string()])?;
+    if listed.status != Ok(0) {
+        return None;
+    }
+    let names: Vec<&str> =
+        listed.output.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    // A program without `-l` runs its tests instead of listing them.
+    if names.is_empty() || names.iter().any(|n| n.contains(char::is_whitespace)) {
+        return None;
+    }
+    // `unit_register-ioctls on shmem` -> `register-ioctls`.
+    let test =
+        |case: &str| case.strip_prefix("unit_").map(|c| c.split(" on ").next().unwrap_or(c).to_string());
+    let mut failed = Vec::new();
+    for (case, result, _) in cases.iter().filter(|(c, ..)| c != "unit") {
+        let name = test(case)?;
+        if *result == "fail" {
+            failed.push(names.iter().position(|n| *n == name)?);
+        }
+    }
+    let reported = first.output.contains("Userfaults unit tests: ") || first.output.contains("# Totals: ");
+    let from = match cases.iter().rev().find_map(|(c, ..)| test(c)) {
+        _ if reported => names.len(),
+        Some(last) => names.iter().position(|n| *n == last).unwrap_or(0),
+        None => return None,
+    };
+    let targets: Vec<String> =
+        (0..names.len()).filter(|i| failed.contains(i) || *i >= from).map(|i| names[i].to_string()).collect();
+    Some(targets)
+}
+
+/// How grading sees the guest's kernel.
+struct Grading {
+    version: Option<model::version::KernelVersion>,
+    config: Option<model::config::Config>,
+    /// hugetlbfs is in /proc/filesystems.
+    hugetlbfs: bool,
+}
+
+/// One cell per case from a program's runs, in the order they first reported it: a case every
+/// run that reported it saw the same is that observation; one that differed between runs (failed,
+/// then passed on a rerun) is `flaky` with each observation (`harness::merge_runs`). The program
+/// ending before its plan (the case `unit`) passed in the runs that did not report it.
+fn merged(runs: &[(Ran, Vec<Case>)], kernel: &Grading) -> Vec<(String, Cell)> {
+    let mut cells: Vec<(String, Vec<(u32, Cell)>)> = Vec::new();
+    let cut_short = runs.iter().any(|(_, cases)| cases.iter().any(|(c, r, _)| c == "unit" && *r == "fail"));
+    for (i, (ran, cases)) in runs.iter().enumerate() {
+        let run = i as u32 + 1;
+        let mut details = Details::new();
+        details.insert("program".into(), Detail::from(ran.command.as_str()));
+        // The program's time, shared by every case it reports.
+        details.insert("program_us".into(), Detail::from(ran.us));
+        if run > 1 {
+            // A rerun in the same guest (its command says which cases it ran).
+            details.insert("program_run".into(), Detail::from(u64::from(run)));
+        }
+        let mut observed: Vec<Case> = cases.clone();
+        if cut_short && !cases.iter().any(|(c, ..)| c == "unit") {
+            observed.push(("unit".to_string(), "pass", None));
+        }
+        for (case, result, why) in observed {
+            let id = format!("selftests.{}", sanitize(&case));
+            let cell = kernel.cell(&id, result, why, details.clone());
+            match cells.iter_mut().find(|(c, _)| *c == id) {
+                Some((_, runs)) => runs.push((run, cell)),
+                None => cells.push((id, vec![(run, cell)])),
+            }
+        }
+    }
+    cells.into_iter().map(|(id, runs)| (id, crate::run::harness::merge_runs(runs))).collect()
+}
+
+impl Grading {
+    /// Case `id`'s cell from one run's `result` and the selftest's `why`.
+    fn cell(&self, id: &str, result: &'static str, why: Option<String>, mut d: Details) -> Cell {
+        let rules = model::data::selftest_rules(id);
+        match result {
+            "skip" => Cell {
+                observed: "skip".into(),
+                verdict: Verdict::Skipped,
+                reason: Some(format!("the selftest skipped it: {}", why.unwrap_or_default())),
+                expected: None,
+                details: d,
+            },
+            // A hugetlb case that failed on a kernel without hugetlbfs found a prerequisite
+            // missing (uffd-stress: "Unable to determine page size"): graded as such.
+            "fail" if id.contains("hugetlb") && !self.hugetlbfs => {
+                if let Some(why) = &why {
+                    d.insert("selftest".into(), Detail::from(why.as_str()));
+                }
+                let g = grade(&rules, self.version, self.config.as_ref(), Reported::Unsupported);
+                let reason = format!(
+                    "the kernel has no hugetlbfs (not in /proc/filesystems): {}",
+                    why.as_deref().unwrap_or("the selftest failed")
+                );
+                let reason = match g.reason {
+                    Some(r) => format!("{r}: {reason}"),
+                    None => reason,
+                };
+                Cell {
+                    observed: result.into(),
+                    verdict: g.verdict,
+                    reason: Some(reason),
+                    expected: g.rule,
+                    details: d,
+                }
+            }
+            _ => {
+                if let Some(why) = &why {
+                    d.insert("selftest".into(), Detail::from(why.as_str()));
+                }
+                let g = grade(&rules, self.version, self.config.as_ref(), Reported::Observed(result));
+                let reason = match (g.reason, why) {
+                    (Some(r), Some(why)) => Some(format!("{r}: {why}")),
+                    (r, _) => r,
+                };
+                Cell { observed: result.into(), verdict: g.verdict, reason, expected: g.rule, details: d }
+            }
         }
     }
 }
@@ -547,5 +731,229 @@ mod tests {
         assert_eq!(program_result(&Err("timed out after 60s (killed)".into())), "fail");
         // KTAP's closing counts are not a reason.
         assert_eq!(program_why(&out, &Ok(1)).as_deref(), Some("exit status 1: ok 1 uffd-stress hugetlb"));
+    }
+
+    fn ran(command: &str, output: &str, status: Result<i32, String>) -> Ran {
+        Ran { command: command.into(), output: output.into(), status, us: 1 }
+    }
+
+    /// The test of a `Testing NAME on MEM... RESULT` line.
+    fn test_of(line: &str) -> Option<&str> {
+        line.strip_prefix("Testing ")?.split_once(" on ").map(|(t, _)| t)
+    }
+
+    /// A stand-in for the 6.12 `uffd-unit-tests` whose answers are built from captured runs:
+    /// `-l` lists the tests of the captured whole run `full` (when `lists`; else it refuses the
+    /// option); `-f NAME` prints the lines of `full` whose test holds NAME
+    /// (main()'s strstr filter) and its report, or dies again as the captured run died when NAME
+    /// is `dies_in`; a plain run answers the next of `whole`. Every call's arguments are kept.
+    fn unit_tests<'a>(
+        full: &'a str,
+        mut whole: Vec<(String, Result<i32, String>)>,
+        lists: bool,
+        dies_in: Option<&'a str>,
+        calls: &'a std::cell::RefCell<Vec<Vec<String>>>,
+    ) -> impl FnMut(&[String]) -> Option<Ran> + 'a {
+        whole.reverse();
+        move |args: &[String]| {
+            calls.borrow_mut().push(args.to_vec());
+            let command = format!("uffd-unit-tests {}", args.join(" ")).trim().to_string();
+            let died = captured("constructed-uffd-unit-tests-6.12-died.txt");
+            match args {
+                [l] if l == "-l" && lists => {
+                    let mut names: Vec<&str> = full.lines().filter_map(test_of).collect();
+                    names.dedup();
+                    Some(ran(&command, &(names.join("\n") + "\n"), Ok(0)))
+                }
+                // As getopt() answers an option the program does not take: its usage, KSFT_FAIL.
+                [l] if l == "-l" => Some(ran(&command, "usage: uffd-unit-tests\n", Ok(1))),
+                [f, name] if f == "-f" && dies_in == Some(name.as_str()) => {
+                    let lines: Vec<&str> = died.lines().filter(|l| test_of(l) == Some(name)).collect();
+                    Some(ran(&command, &(lines.join("\n") + "\n"), Ok(1)))
+                }
+                [f, name] if f == "-f" => {
+                    let lines: Vec<&str> = full
+                        .lines()
+                        .filter(|l| test_of(l).is_some_and(|t| t.contains(name.as_str())))
+                        .collect();
+                    let done = |r: &str| lines.iter().filter(|l| l.ends_with(r)).count();
+                    let report = format!(
+                        "Userfaults unit tests: pass={}, skip={}, fail=0 (total={})",
+                        done("... done"),
+                        lines.len() - done("... done"),
+                        lines.len()
+                    );
+                    Some(ran(&command, &format!("{}\n{report}\n", lines.join("\n")), Ok(0)))
+                }
+                _ => whole.pop().map(|(output, status)| ran(&command, &output, status)),
+            }
+        }
+    }
+
+    fn unit_program() -> Program {
+        Program { file: "uffd-unit-tests", args: Vec::new(), case: None }
+    }
+
+    fn kernel_6_12() -> Grading {
+        Grading {
+            version: model::version::KernelVersion::from_release("6.12.118"),
+            config: Some(model::config::Config::parse("test", "CONFIG_USERFAULTFD=y\nCONFIG_HUGETLBFS=y\n")),
+            hugetlbfs: true,
+        }
+    }
+
+    fn find<'a>(cells: &'a [(String, Cell)], id: &str) -> &'a Cell {
+        &cells.iter().find(|(c, _)| c == id).unwrap_or_else(|| panic!("no cell {id}")).1
+    }
+
+    #[test]
+    fn a_program_that_died_is_run_again_by_filter_and_its_later_cases_are_observed() {
+        // build-6.12-no-thp's uffd-unit-tests died in register-ioctls on shmem (exit status 1);
+        // the reruns, by `-f`, pass.
+        let full = captured("uffd-unit-tests-6.12-rt.txt");
+        let calls = Default::default();
+        let mut exec = unit_tests(
+            &full,
+            vec![(captured("constructed-uffd-unit-tests-6.12-died.txt"), Ok(1))],
+            true,
+            None,
+            &calls,
+        );
+        let runs = observe(&unit_program(), &mut exec);
+        // The tests from the one it died in on, each filter once: `-f move` ran move-pmd and
+        // move-pmd-split too, `-f wp-fork` the four wp-fork tests, `-f minor` and so on.
+        let filters: Vec<String> =
+            calls.borrow().iter().filter(|a| a.len() == 2).map(|a| a[1].clone()).collect();
+        assert_eq!(
+            filters,
+            [
+                "register-ioctls",
+                "zeropage",
+                "move",
+                "wp-fork",
+                "wp-unpopulated",
+                "minor",
+                "sigbus",
+                "events",
+                "poison"
+            ]
+        );
+        assert_eq!(runs.len(), 1 + filters.len());
+        let cells = merged(&runs, &kernel_6_12());
+        // Every case of the whole run is observed, none left missing.
+        let whole = unit_cases(&full, &Ok(0));
+        assert_eq!(cells.len(), whole.len());
+        for (case, result, _) in &whole {
+            let cell = find(&cells, &format!("selftests.{}", sanitize(case)));
+            assert_ne!(cell.verdict, Verdict::Unexpected, "{case}: {cell:?}");
+            if cell.verdict != Verdict::Flaky {
+                assert_eq!(cell.observed, *result, "{case}");
+            }
+        }
+        // The case it died in failed, then passed: flaky, with both observations.
+        let died = find(&cells, "selftests.unit_register_ioctls_shmem");
+        assert_eq!(died.verdict, Verdict::Flaky);
+        assert_eq!(died.details["observations"].to_string(), "1x unexpected \"fail\"; 1x expected \"pass\"");
+        assert_eq!(died.details["repeats"].to_string(), "2");
+        let other = died.details["other_runs"].to_string();
+        assert!(other.starts_with("run 2: \"pass\": program=uffd-unit-tests -f register-ioctls"), "{other}");
+        assert!(died.details["selftest"].to_string().contains("mmap of memfd failed at 0x40000000"));
+        // A later case: observed once, by the rerun that ran it.
+        let later = find(&cells, "selftests.unit_minor_collapse_shmem");
+        assert_eq!((later.observed.as_str(), later.verdict), ("skip", Verdict::Skipped));
+        assert_eq!(later.details["program"].to_string(), "uffd-unit-tests -f minor");
+        assert_eq!(later.details["program_run"].to_string(), "7");
+        // A case before it died, which no rerun ran: as the first run saw it.
+        let api = find(&cells, "selftests.unit_uffdio_api_syscall");
+        assert_eq!((api.verdict, api.details.get("repeats")), (Verdict::Expected, None));
+    }
+
+    #[test]
+    fn a_program_that_cannot_filter_is_run_again_whole_and_merged_case_by_case() {
+        // The same death; the program does not list its tests, so the rerun is the whole program, which passed (the full 6.12 run).
+        let full = captured("uffd-unit-tests-6.12-rt.txt");
+        let calls = Default::default();
+        let died = captured("constructed-uffd-unit-tests-6.12-died.txt");
+        let mut exec = unit_tests(&full, vec![(died, Ok(1)), (full.clone(), Ok(0))], false, None, &calls);
+        let runs = observe(&unit_program(), &mut exec);
+        assert_eq!(runs.len(), 2);
+        let cells = merged(&runs, &kernel_6_12());
+        assert_eq!(cells.len(), 66);
+        assert_eq!(find(&cells, "selftests.unit_register_ioctls_shmem").verdict, Verdict::Flaky);
+        let later = find(&cells, "selftests.unit_poison_hugetlb_private");
+        assert_eq!((later.observed.as_str(), later.verdict), ("pass", Verdict::Expected));
+        assert_eq!(later.details["program_run"].to_string(), "2");
+        // Cases both runs saw alike are not flaky; they say they ran twice.
+        let anon = find(&cells, "selftests.unit_register_ioctls_anon");
+        assert_eq!((anon.verdict, anon.details["repeats"].to_string()), (Verdict::Expected, "2".into()));
+
+        // 7.x (KTAP): killed 14 cases in, then a whole run that passed. The case `unit` (the
+        // program ended before its plan) failed once and passed once: flaky; all 114 observed.
+        let full = captured("uffd-unit-tests-7.3.txt");
+        let cut: String = full.lines().take(17).map(|l| format!("{l}\n")).collect();
+        let mut exec = unit_tests(
+            &full,
+            vec![(cut, Err("killed by signal 9".into())), (full.clone(), Ok(0))],
+            false,
+            None,
+            &calls,
+        );
+        let cells = merged(&observe(&unit_program(), &mut exec), &kernel_6_12());
+        assert_eq!(cells.len(), 115);
+        assert_eq!(find(&cells, "selftests.unit").verdict, Verdict::Flaky);
+        assert_eq!(find(&cells, "selftests.unit_mmap_changing_shmem").verdict, Verdict::Expected);
+    }
+
+    #[test]
+    fn a_failure_that_repeats_stays_a_failure() {
+        // It dies in register-ioctls on shmem on every run: the first, and each of its reruns.
+        let full = captured("uffd-unit-tests-6.12-rt.txt");
+        let calls = Default::default();
+        let died = captured("constructed-uffd-unit-tests-6.12-died.txt");
+        let mut exec = unit_tests(&full, vec![(died, Ok(1))], true, Some("register-ioctls"), &calls);
+        let runs = observe(&unit_program(), &mut exec);
+        let again = calls.borrow().iter().filter(|a| a[..] == ["-f", "register-ioctls"]).count();
+        assert_eq!(again, model::data::SELFTEST_RERUNS as usize);
+        let cells = merged(&runs, &kernel_6_12());
+        let shmem = find(&cells, "selftests.unit_register_ioctls_shmem");
+        assert_eq!((shmem.observed.as_str(), shmem.verdict), ("fail", Verdict::Unexpected));
+        assert_eq!(shmem.details["repeats"].to_string(), (1 + model::data::SELFTEST_RERUNS).to_string());
+        assert!(shmem.reason.as_deref().unwrap().contains("mmap of memfd failed"), "{:?}", shmem.reason);
+        // The tests after it were still run, and observed.
+        assert_eq!(find(&cells, "selftests.unit_zeropage_anon").verdict, Verdict::Expected);
+        // A stress program (one case, run whole) that fails every time: a failure, not flaky.
+        let stress =
+            Program { file: "uffd-stress", args: vec!["anon".into()], case: Some("stress_anon".into()) };
+        let mut n = 0;
+        let mut exec = |_: &[String]| {
+            n += 1;
+            Some(ran("uffd-stress anon 4 2", "ERROR: UFFDIO_COPY error: -22\n", Ok(1)))
+        };
+        let runs = observe(&stress, &mut exec);
+        assert_eq!(n, 1 + model::data::SELFTEST_RERUNS);
+        let cells = merged(&runs, &kernel_6_12());
+        assert_eq!(cells.len(), 1);
+        assert_eq!((cells[0].1.observed.as_str(), cells[0].1.verdict), ("fail", Verdict::Unexpected));
+    }
+
+    #[test]
+    fn reruns_stop_when_the_programs_time_is_spent() {
+        // No time left after the first run (the stand-in answers None): its cases as it saw them.
+        let mut first =
+            Some(ran("uffd-unit-tests", &captured("constructed-uffd-unit-tests-6.12-died.txt"), Ok(1)));
+        let mut exec = |_: &[String]| first.take();
+        let cells = merged(&observe(&unit_program(), &mut exec), &kernel_6_12());
+        assert_eq!(cells.len(), 4);
+        assert_eq!(find(&cells, "selftests.unit_register_ioctls_shmem").verdict, Verdict::Unexpected);
+    }
+
+    #[test]
+    fn a_guest_is_given_time_for_every_run_and_its_reruns() {
+        // uffd-unit-tests once, uffd-stress on each kind of memory; each within twice the limit.
+        let s = model::data::selftest_time_s(["uffd-unit-tests", "uffd-stress"]);
+        assert_eq!(s, 4 * 2 * model::data::SELFTEST_LIMIT_S);
+        assert_eq!(programs(&|f| f != "userfaultfd").len() as u64 * 2 * model::data::SELFTEST_LIMIT_S, s);
+        let old = programs(&|f| f == "userfaultfd").len() as u64 * 2 * model::data::SELFTEST_LIMIT_S;
+        assert_eq!(model::data::selftest_time_s(["userfaultfd"]), old);
     }
 }

@@ -404,14 +404,14 @@ fn guests(
                 observe(&RunEvent::Booting(&label));
                 let logs = opts.logs.join(&label);
                 let own = selftests.get(&image.id).and_then(|s| s.as_ref().ok());
-                // Its selftests run after the suite, each within its own limit: the guest gets that
-                // much more time.
+                // Its selftests run after the suite, each run (and a failed one's reruns) within its
+                // own limit: the guest gets that much more time.
                 let settings = match own {
                     Some(s) => Settings {
                         timeout: settings.timeout
-                            + std::time::Duration::from_secs(
-                                model::data::SELFTEST_LIMIT_S * s.programs.len() as u64,
-                            ),
+                            + std::time::Duration::from_secs(model::data::selftest_time_s(
+                                s.programs.iter().map(|(name, _)| name.as_str()),
+                            )),
                         ..settings.clone()
                     },
                     None => settings.clone(),
