@@ -47,6 +47,23 @@ const PACKAGES: &[&str] = &[
     "xz-utils",
     "perl-base",
     "libc-bin",
+    // Kernel builds compile through ccache (`BuildRoot::CCACHE`): a configuration variant of a
+    // source already built recompiles only the files its options change.
+    "ccache",
+];
+
+/// The compiler cache's settings for a build in the root: its directory inside the root (it lives
+/// and dies with the root, whose key moves with every pin, the compiler's included), paths made
+/// relative to the working directory before hashing (`CCACHE_BASEDIR`), and the working directory
+/// left out of the hash (`CCACHE_NOHASHDIR`: the variants' output trees differ only by name and
+/// the base configuration builds no debug information that would record it). ccache never changes
+/// what is built: a hit returns the object the same preprocessed input and compiler gave before,
+/// so a bzImage's key stays a function of its inputs alone.
+pub const CCACHE: [(&str, &str); 4] = [
+    ("CCACHE_DIR", "/var/cache/uffdc-ccache"),
+    ("CCACHE_BASEDIR", "/"),
+    ("CCACHE_NOHASHDIR", "1"),
+    ("CCACHE_MAXSIZE", "4G"),
 ];
 
 /// The unpacked toolchain.
@@ -128,7 +145,15 @@ pub fn ensure(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<BuildRoot> {
         debs::unpack(&deb, &dir).with_context(|| format!("unpacking {}", deb.display()))?;
     }
     finish(&dir)?;
-    for tool in ["usr/bin/gcc", "usr/bin/make", "usr/bin/bison", "usr/bin/flex", "usr/bin/bc", "usr/bin/sh"] {
+    for tool in [
+        "usr/bin/gcc",
+        "usr/bin/make",
+        "usr/bin/bison",
+        "usr/bin/flex",
+        "usr/bin/bc",
+        "usr/bin/sh",
+        "usr/bin/ccache",
+    ] {
         if !dir.join(tool).exists() {
             bail!(
                 "the toolchain in {} has no /{tool}: pin packages that provide it (`{REFRESH}`)",
@@ -148,7 +173,7 @@ fn finish(dir: &Path) -> Result<()> {
             std::os::unix::fs::symlink(target, dir.join(link))?;
         }
     }
-    for d in ["tmp", "dev", "src", "out", "proc"] {
+    for d in ["tmp", "dev", "src", "out", "proc", CCACHE[0].1.trim_start_matches('/')] {
         std::fs::create_dir_all(dir.join(d))?;
     }
     std::fs::set_permissions(dir.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
@@ -223,6 +248,23 @@ impl BuildRoot {
         Ok(())
     }
 
+    /// The compiler cache's counters (`ccache --print-stats`), to say how much a build reused.
+    pub fn ccache_stats(&self) -> Result<CcacheStats> {
+        let env: Vec<(String, String)> = CCACHE.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let out = self
+            .command("/", &["/usr/bin/ccache".to_string(), "--print-stats".to_string()], &env)?
+            .output()
+            .context("ccache --print-stats")?;
+        if !out.status.success() {
+            bail!(
+                "`ccache --print-stats` failed in {}: {}",
+                self.dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(CcacheStats::parse(&String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// Where a path inside the root is on this machine.
     pub fn path(&self, inside: &str) -> PathBuf {
         self.dir.join(inside.trim_start_matches('/'))
@@ -241,4 +283,52 @@ pub fn tail(log: &Path) -> String {
         &errors[errors.len().saturating_sub(2)..]
     };
     pick.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" / ")
+}
+
+/// What ccache counted: compilations answered from the cache and compiled anew.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CcacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CcacheStats {
+    /// Reads `ccache --print-stats` (tab-separated `name value` lines, ccache 4.x): hits are
+    /// `direct_cache_hit` + `preprocessed_cache_hit`, misses `cache_miss`.
+    fn parse(text: &str) -> CcacheStats {
+        let mut stats = CcacheStats::default();
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(name), Some(value)) = (fields.next(), fields.next()) else { continue };
+            let Ok(value) = value.parse::<u64>() else { continue };
+            match name {
+                "direct_cache_hit" | "preprocessed_cache_hit" => stats.hits += value,
+                "cache_miss" => stats.misses += value,
+                _ => {}
+            }
+        }
+        stats
+    }
+
+    /// The counts since `before`.
+    pub fn since(self, before: CcacheStats) -> CcacheStats {
+        CcacheStats {
+            hits: self.hits - before.hits.min(self.hits),
+            misses: self.misses - before.misses.min(self.misses),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ccache_counters_add_both_kinds_of_hit_and_count_since_a_start() {
+        let text = "stats_updated_timestamp\t1733500000\ndirect_cache_hit\t120\npreprocessed_cache_hit\t30\ncache_miss\t50\nfiles_in_cache\t400\n";
+        let now = CcacheStats::parse(text);
+        assert_eq!(now, CcacheStats { hits: 150, misses: 50 });
+        assert_eq!(now.since(CcacheStats { hits: 100, misses: 10 }), CcacheStats { hits: 50, misses: 40 });
+        assert_eq!(CcacheStats::parse("no counters here"), CcacheStats::default());
+    }
 }

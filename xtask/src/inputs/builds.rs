@@ -45,6 +45,12 @@ struct Entry {
     built_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jobs: Option<usize>,
+    /// Compilations of that build answered by ccache and compiled anew: what a configuration
+    /// variant reused of the builds before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ccache_hits: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ccache_misses: Option<u64>,
 }
 
 /// The index entry from a build's inputs to its cached kernel.
@@ -155,6 +161,8 @@ pub fn image(
         let mut argv: Vec<String> = ["/usr/bin/make", "-s"].map(String::from).to_vec();
         argv.push(format!("O={out}"));
         argv.push("ARCH=x86_64".into());
+        argv.push("CC=ccache gcc".into());
+        argv.push("HOSTCC=ccache gcc".into());
         argv.push(target.to_string());
         argv
     };
@@ -165,7 +173,10 @@ pub fn image(
         ("KBUILD_BUILD_VERSION".to_string(), "1".to_string()),
         // uname -v names the Debian version the source is, as Debian's own kernels do.
         ("KBUILD_BUILD_TIMESTAMP".to_string(), format!("uffdc build of Debian {}", pin.version)),
-    ];
+    ]
+    .into_iter()
+    .chain(buildroot::CCACHE.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    .collect::<Vec<_>>();
     let cold = std::time::Instant::now();
     progress("configuring (make allnoconfig with the base configuration and the track's options)");
     broot.run(&tree, &make("allnoconfig"), &env, &logs.join(format!("{id}-config.log")))?;
@@ -189,7 +200,9 @@ pub fn image(
     argv.insert(1, format!("-j{jobs}"));
     argv.retain(|a| a != "-s");
     argv.push("V=0".into());
+    let before = broot.ccache_stats()?;
     compile(&broot, &tree, &argv, &env, &logs.join(format!("{id}.log")), progress)?;
+    let reused = broot.ccache_stats()?.since(before);
     let release_argv = make("kernelrelease");
     let release = broot.command(&tree, &release_argv, &env)?.output().context("make kernelrelease")?;
     let release = String::from_utf8_lossy(&release.stdout).trim().to_string();
@@ -214,6 +227,8 @@ pub fn image(
         },
         built_ms: Some(cold.elapsed().as_millis() as u64),
         jobs: Some(jobs),
+        ccache_hits: Some(reused.hits),
+        ccache_misses: Some(reused.misses),
     };
     let kdir = dir.join("kernels").join(&kernel);
     let _ = std::fs::remove_file(kdir.join("build.toml"));
@@ -240,10 +255,17 @@ fn fragment(base: &str, id: &str, track: &BuildTrack) -> String {
     text
 }
 
-/// A cached build, when its record is there and its bzImage still has the recorded sha256.
-/// How long the cached build of `id` took to configure and compile when it was built, and with how
-/// many jobs; `None` when it is not cached or was built before this was recorded.
-pub fn cold_build(root: &Path, fleet: &Fleet, id: &str) -> Option<(f64, usize)> {
+/// How a cached build was made: how long configuring and compiling took, and how many of its
+/// compilations ccache answered (`None` for a build made before ccache was used).
+#[derive(Clone, Copy, Debug)]
+pub struct BuildTime {
+    pub secs: f64,
+    pub ccache: Option<crate::inputs::buildroot::CcacheStats>,
+}
+
+/// How the cached build of `id` was made; `None` when it is not cached or was built before build
+/// times were recorded.
+pub fn cold_build(root: &Path, fleet: &Fleet, id: &str) -> Option<BuildTime> {
     let key = inputs_key(root, fleet, id).ok()?;
     let dir = builds_dir(root);
     let inputs: Inputs =
@@ -253,9 +275,14 @@ pub fn cold_build(root: &Path, fleet: &Fleet, id: &str) -> Option<(f64, usize)> 
         &std::fs::read_to_string(dir.join("kernels").join(&inputs.kernel).join("build.toml")).ok()?,
     )
     .ok()?;
-    entry.built_ms.map(|ms| ms as f64 / 1000.0).zip(entry.jobs)
+    let ccache = entry
+        .ccache_hits
+        .zip(entry.ccache_misses)
+        .map(|(hits, misses)| crate::inputs::buildroot::CcacheStats { hits, misses });
+    Some(BuildTime { secs: entry.built_ms? as f64 / 1000.0, ccache })
 }
 
+/// A cached build, when its record is there and its bzImage still has the recorded sha256.
 fn cached(root: &Path, id: &str, kernel: &str) -> Option<Image> {
     let kdir = builds_dir(root).join("kernels").join(kernel);
     let entry: Entry = toml::from_str(&std::fs::read_to_string(kdir.join("build.toml")).ok()?).ok()?;
