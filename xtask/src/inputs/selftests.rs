@@ -71,8 +71,9 @@ pub fn for_kernel(
     let broot = buildroot::ensure(sh, root, apt)?;
     let tree = crate::inputs::builds::source_tree(sh, &broot, &package, &pin, apt)?;
     let out = format!("/out/selftests-{key}");
-    let (programs, changed) =
-        build(&broot, &tree, &out, &builds.join("logs").join(format!("selftests-{package}.log")))?;
+    let logs = builds.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let (programs, changed) = build(&broot, &tree, &out, &logs.join(format!("selftests-{package}.log")))?;
     let _ = std::fs::remove_file(dir.join("selftests.toml"));
     std::fs::create_dir_all(&dir)?;
     for p in &programs {
