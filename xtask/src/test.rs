@@ -29,6 +29,7 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
         .env("UFFDC_GO_WORKLOAD", &go.path)
         .env("UFFDC_PYTHON", &python)
         .env("UFFDC_ACTIONLINT", python.with_file_name("actionlint"))
+        .env("UFFDC_ACT", python.with_file_name("act"))
         .env("UFFDC_CHROMIUM", "chromium")
         .env("RUSTFLAGS", "-D warnings")
         .run()?;

