@@ -111,6 +111,9 @@ pub fn compile(
     let compat = crate::pipeline::compile(matrix_dir, &prepared.catalogue)?;
     crate::report::record_history(matrix_dir, &compat)?;
     crate::report::run(matrix_dir, html_dir)?;
+    // The site keeps the history too: the next scheduled run starts from it (matrix.yml).
+    std::fs::copy(matrix_dir.join(crate::report::HISTORY), html_dir.join(crate::report::HISTORY))
+        .context("copying the history beside the report")?;
     Ok(found.len())
 }
 
@@ -286,6 +289,12 @@ pub mod rules {
                     "job {id}: `if: {cond}` (without `!cancelled()` a failed kernel leg skips it: success() looks at every job before it)"
                 ));
             }
+        }
+        let fetches_history = steps(&w["jobs"]["compile"])
+            .iter()
+            .any(|s| s["run"].as_str().unwrap_or("").contains("/history.toml\" -o"));
+        if !fetches_history {
+            broken.push("compile does not start from the published site's history.toml".into());
         }
         if ancestors(&w, "pages").contains(&"pull-request") {
             broken
@@ -516,6 +525,8 @@ mod tests {
         let merged = dir.join("merged");
         assert_eq!(compile(&sh, &root, &merged, &artifacts, &dir.join("html")).unwrap(), 2);
         assert!(merged.join(crate::report::COMPATIBILITY).exists() && dir.join("html/index.html").exists());
+        // The site holds the history too (the next scheduled run starts from it).
+        assert!(dir.join("html").join(crate::report::HISTORY).exists());
         // The history records what the merged matrix observed.
         let history = model::history::load(&merged.join(crate::report::HISTORY)).unwrap();
         assert!(history.behaviours.values().flatten().any(|e| e.kernel == two[0]), "{history:?}");
