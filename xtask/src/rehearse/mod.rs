@@ -282,6 +282,10 @@ impl Act<'_> {
             .arg("-W")
             .arg(&workflow)
             .args(["-P", "ubuntu-latest=-self-hosted", "--json"])
+            // One job at a time: the jobs share this machine's home (the CI home of
+            // .ci/in-debian, with rustup and cargo's registry), where each GitHub runner has its
+            // own; on two cores, running them at once gains little anyway.
+            .args(["--concurrent-jobs", "1"])
             .arg("-C")
             .arg(clone);
         for (uses, folder) in stand_ins(self.root, &std::fs::read_to_string(&workflow)?)? {
