@@ -10,7 +10,15 @@ use xshell::{cmd, Shell};
 pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     packages::ensure(
         sh,
-        &[Need::Libclang, Need::Qemu, Need::AptTools, Need::DebianKeyring, Need::Chromium, Need::PythonVenv, Need::Nodejs],
+        &[
+            Need::Libclang,
+            Need::Qemu,
+            Need::AptTools,
+            Need::DebianKeyring,
+            Need::Chromium,
+            Need::PythonVenv,
+            Need::Nodejs,
+        ],
     )?;
     if !packages::is_root() {
         bail!("cargo xtask test runs the suite's probes on this kernel and needs root for them: run it as root (e.g. `sudo -E env PATH=$PATH cargo xtask test`)");
