@@ -12,10 +12,18 @@ use xshell::{cmd, Shell};
 
 pub const IMAGE: &str = "debian:bookworm";
 /// What a container gets where `--privileged` is refused: every capability this machine's
-/// bounding set has (it lacks CAP_SYS_RESOURCE) and no seccomp filter, which is what the
-/// workflows' containers use `--privileged` for (QEMU, /dev/kvm, the suite's sysctls).
-const INSTEAD_OF_PRIVILEGED: [&str; 4] =
-    ["--cap-add=ALL", "--cap-drop=SYS_RESOURCE", "--security-opt", "seccomp=unconfined"];
+/// bounding set has (it lacks CAP_SYS_RESOURCE), no seccomp filter and a writable /proc/sys
+/// (`systempaths=unconfined`), which is what the workflows' containers use `--privileged` for
+/// (QEMU, /dev/kvm, the suite's sysctls). Unlike --privileged, the host's devices are not all
+/// there: the runner's-kernel job's `api::dev_userfaultfd` cannot see /dev/userfaultfd.
+const INSTEAD_OF_PRIVILEGED: [&str; 6] = [
+    "--cap-add=ALL",
+    "--cap-drop=SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "systempaths=unconfined",
+];
 
 /// A Docker daemon the rehearsal talks to: this machine's own, or one it started (stopped on drop).
 pub struct Daemon {
