@@ -217,16 +217,16 @@ fn scenario_run(
     }
     let head = cmd!(sh, "git -C {clone} rev-parse HEAD").quiet().read()?;
     let (event, file) = if scenario == "ci-push" { ("push", "ci.yml") } else { ("schedule", "matrix.yml") };
-    let only: Vec<String> = if scenario == "stale-pin" {
-        vec![opts.kernels[0].clone()]
-    } else {
-        let mut k = opts.kernels.clone();
-        k.push(NO_SUCH_KERNEL.into());
-        if !k.iter().any(|k| k.starts_with("build-")) {
-            k.push(DEFAULT_BUILD.into());
-        }
-        k
-    };
+    // The stale-pin scenario: one kernel and the build (which builds with the re-pinned toolchain
+    // and source); an empty build matrix would fail the run, as on GitHub.
+    let mut only: Vec<String> =
+        if scenario == "stale-pin" { vec![opts.kernels[0].clone()] } else { opts.kernels.clone() };
+    if scenario != "stale-pin" {
+        only.push(NO_SUCH_KERNEL.into());
+    }
+    if !only.iter().any(|k| k.starts_with("build-")) {
+        only.push(DEFAULT_BUILD.into());
+    }
     let mut env = vec![(
         "UFFDC_REHEARSAL_DOCKER_ENV".to_string(),
         format!("{}={}", crate::ci::PLAN_ONLY, only.join(",")),
