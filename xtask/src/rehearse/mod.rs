@@ -206,7 +206,7 @@ fn scenario_run(
     cmd!(sh, "git -C {clone} checkout --quiet --detach {sha}").quiet().run()?;
     let mut stale = Vec::new();
     if scenario == "stale-pin" {
-        stale = make_stale(&clone)?;
+        stale = make_stale(&clone, &opts.kernels[0], DEFAULT_BUILD)?;
         for s in &stale {
             log.line(&format!("stale pin: {s}"));
         }
@@ -470,16 +470,20 @@ pub fn check_locks_proposed(store: &Path) -> Checks {
         .collect()
 }
 
-/// Makes one pin of each kind stale in the clone (kernel, source, build toolchain, Go toolchain):
-/// a version the archive does not serve. Returns what it changed, as `file: old -> new`.
-fn make_stale(clone: &Path) -> Result<Vec<String>> {
+/// Makes one pin of each kind stale in the clone, a version the archive does not serve: the
+/// kernel the scenario runs, the source the build it runs is built from, the build toolchain's
+/// first package and the Go toolchain's. Returns what it changed, as `file: old -> new`.
+fn make_stale(clone: &Path, kernel: &str, build: &str) -> Result<Vec<String>> {
+    let fleet = crate::fleet::Fleet::load(clone)?;
+    let source = &fleet.builds.get(build).with_context(|| format!("no build {build} in the fleet"))?.source;
     let mut changed = Vec::new();
     for (file, marker) in [
-        ("images/kernels.lock", "[kernels."),
-        ("images/kernels.lock", "[sources."),
-        ("images/toolchain.lock", "[[packages]]"),
-        ("images/go.lock", "[[packages]]"),
+        ("images/kernels.lock", format!("[kernels.\"{kernel}\"]")),
+        ("images/kernels.lock", format!("[sources.\"{source}\"]")),
+        ("images/toolchain.lock", "[[packages]]".to_string()),
+        ("images/go.lock", "[[packages]]".to_string()),
     ] {
+        let marker = marker.as_str();
         let path = clone.join(file);
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let (new, what) = stale_version(&text, marker)
