@@ -18,9 +18,9 @@ const safe = (k) => k.replace(/[^A-Za-z0-9._-]/g, "_");
 const entry = (k) => path.join(root, safe(k));
 // The paths inside an entry: by their position in `path` (a change to `path` is a new key anyway).
 const copy = (from, to) => {
-  fs.rmSync(to, { recursive: true, force: true });
-  fs.mkdirSync(path.dirname(to), { recursive: true });
-  execFileSync("cp", ["-a", "--reflink=auto", from, to]);
+  execFileSync("rm", ["-rf", to]);
+  fs.mkdirSync(to, { recursive: true });
+  execFileSync("cp", ["-a", "--reflink=auto", `${from}/.`, to]);
 };
 
 if (process.env.STATE_restored === undefined) {
@@ -30,7 +30,7 @@ if (process.env.STATE_restored === undefined) {
     const keys = fs.existsSync(root) ? fs.readdirSync(root) : [];
     for (const prefix of lines(input("restore-keys"))) {
       const newest = keys
-        .filter((k) => k.startsWith(safe(prefix)))
+        .filter((k) => k.startsWith(safe(prefix)) && !k.includes(".saving-"))
         .sort((a, b) => fs.statSync(entry(b)).mtimeMs - fs.statSync(entry(a)).mtimeMs)[0];
       if (newest) { hit = newest; break; }
     }
