@@ -23,6 +23,13 @@ const copy = (from, to) => {
   execFileSync("cp", ["-a", "--reflink=auto", `${from}/.`, to]);
 };
 
+// The rehearsal's jobs run on one machine and share its home (act's self-hosted runner), and the
+// matrix legs run at once: a folder under ~ is that shared home's, already warm and in use by the
+// other jobs, so it is neither restored nor saved here.
+const home = os.homedir();
+const shared = (p) => p === home || p.startsWith(`${home}/`);
+for (const p of paths.filter(shared)) console.log(`cache stand-in: ${p} is in the shared home; left as it is`);
+
 if (process.env.STATE_restored === undefined) {
   const key = input("key");
   let hit = fs.existsSync(entry(key)) ? safe(key) : "";
@@ -38,7 +45,7 @@ if (process.env.STATE_restored === undefined) {
   if (hit) {
     paths.forEach((p, i) => {
       const saved = path.join(root, hit, String(i));
-      if (fs.existsSync(saved)) copy(saved, p);
+      if (fs.existsSync(saved) && !shared(p)) copy(saved, p);
     });
     console.log(`cache stand-in: restored ${hit} for ${key}`);
   } else {
@@ -49,7 +56,7 @@ if (process.env.STATE_restored === undefined) {
 } else if (process.env.STATE_restored !== "exact") {
   const key = input("key");
   const tmp = `${entry(key)}.saving-${process.pid}`;
-  paths.forEach((p, i) => { if (fs.existsSync(p)) copy(p, path.join(tmp, String(i))); });
+  paths.forEach((p, i) => { if (fs.existsSync(p) && !shared(p)) copy(p, path.join(tmp, String(i))); });
   fs.rmSync(entry(key), { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
   fs.renameSync(tmp, entry(key));
