@@ -282,9 +282,9 @@ impl Act<'_> {
             .arg("-W")
             .arg(&workflow)
             .args(["-P", "ubuntu-latest=-self-hosted", "--json"])
-            // One job at a time: the jobs share this machine's home (the CI home of
-            // .ci/in-debian, with rustup and cargo's registry), where each GitHub runner has its
-            // own; on two cores, running them at once gains little anyway.
+            // One job at a time (a job's matrix legs still run at once): the jobs share this
+            // machine's home (the CI home of .ci/in-debian, with rustup and cargo's registry),
+            // where each GitHub runner has its own; on two cores, running more gains little.
             .args(["--concurrent-jobs", "1"])
             .arg("-C")
             .arg(clone);
