@@ -120,15 +120,15 @@ xflags::xflags! {
             cmd compile {
                 repeated artifacts: PathBuf
             }
-            /// Run both workflows here as GitHub would, from a clean checkout of REV (default HEAD),
-            /// in fresh Debian bookworm roots (debootstrap, namespaces, chroot). As root; the log is
-            /// target/uffdc/rehearse/rehearsal.log.
+            /// Run both workflow files under nektos/act and Docker, from a clean clone of REV
+            /// (default HEAD), with stand-ins for the third-party actions (.ci/actions). As root;
+            /// the log is target/uffdc/rehearse/rehearsal.log.
             cmd rehearse {
-                /// matrix-plan-fails, ci-push or matrix-scheduled (default: all).
+                /// ci-push, matrix-scheduled or stale-pin (default: all).
                 repeated --scenario name: String
                 optional --rev rev: String
                 repeated --kernel id: String
-                /// allowed or forbidden (default: forbidden, GitHub's default setting).
+                /// allowed or forbidden (default: allowed).
                 optional --pull-requests setting: String
                 optional --keep
             }

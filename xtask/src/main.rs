@@ -3,16 +3,13 @@
 //! its flags into its options.
 
 mod boot;
-mod container;
 mod flags;
-mod gha;
 mod inputs;
 mod publish;
 mod rehearse;
 mod tasks;
 mod tidy;
 mod util;
-mod workflow_run;
 
 use anyhow::{bail, Result};
 
@@ -35,12 +32,6 @@ fn main() {
 
 fn run() -> Result<()> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    // The rehearsal's `docker run` stand-in (on its runners' PATH as `docker`) takes docker's own
-    // arguments, not ours.
-    if args.len() >= 2 && args[0] == "ci" && args[1] == "rehearse-container" {
-        let rest: Vec<String> = args[2..].iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        std::process::exit(container::docker(&rest));
-    }
     if args.is_empty() || args[0] == "help" || args[0] == "-h" {
         println!("{}", flags::help());
         return Ok(());

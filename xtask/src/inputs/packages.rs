@@ -22,6 +22,13 @@ pub enum Need {
     Chromium,
     /// Python's venv module, for the KCIDB schema validator (PyPI's kcidb-io).
     PythonVenv,
+    /// Docker's daemon and client (Debian's docker.io), for the workflows' containers in the
+    /// rehearsal (`cargo xtask ci rehearse`).
+    Docker,
+    /// debootstrap, to make the rehearsal's `debian:bookworm` image where no registry answers.
+    Debootstrap,
+    /// Node.js, which runs the rehearsal's cache stand-in as a runner runs a JavaScript action.
+    Nodejs,
 }
 
 impl Need {
@@ -33,6 +40,9 @@ impl Need {
             Need::DebianKeyring => "debian-archive-keyring",
             Need::Chromium => "chromium",
             Need::PythonVenv => "python3-venv",
+            Need::Docker => "docker.io",
+            Need::Debootstrap => "debootstrap",
+            Need::Nodejs => "nodejs",
         }
     }
 
@@ -44,6 +54,9 @@ impl Need {
             Need::DebianKeyring => "Debian's archive keyring (archive signatures are checked)",
             Need::Chromium => "Chromium (the HTML report is tested in a headless browser)",
             Need::PythonVenv => "Python's venv (the KCIDB export is validated with PyPI's kcidb-io)",
+            Need::Docker => "Docker (the rehearsal runs the workflows' containers)",
+            Need::Debootstrap => "debootstrap (the rehearsal builds its Debian image)",
+            Need::Nodejs => "Node.js (the rehearsal's cache stand-in is a JavaScript action)",
         }
     }
 
@@ -60,6 +73,9 @@ impl Need {
                 .stderr(std::process::Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success()),
+            Need::Docker => on_path("dockerd") && on_path("docker"),
+            Need::Debootstrap => on_path("debootstrap"),
+            Need::Nodejs => on_path("node"),
         }
     }
 }

