@@ -85,7 +85,9 @@ pub fn run(sh: &Shell, root: &Path, fleet: &Fleet, apt: &mut LazyApt, ids: &[Ker
         if ids.is_empty() { fleet.builds.keys().cloned().collect() } else { ids.to_vec() };
     for id in &ids {
         let started = std::time::Instant::now();
-        let image = image(sh, root, fleet, id, apt, &mut |line| eprintln!("build   {id}: {line}"))?;
+        let image = image(sh, root, fleet, id, apt, &mut crate::util::cores, &mut |line| {
+            eprintln!("build   {id}: {line}")
+        })?;
         println!(
             "{id:<28} {:<20} {:>6.1}s  {}",
             image.release,
@@ -104,6 +106,7 @@ pub fn image(
     fleet: &Fleet,
     id: &str,
     apt: &mut LazyApt,
+    jobs: &mut dyn FnMut() -> usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Image> {
     let Some(track) = fleet.builds.get(id) else {
@@ -130,7 +133,7 @@ pub fn image(
     }
     std::fs::create_dir_all(&dir)?;
     // One build at a time on a machine: two would only share its cores.
-    let _lock = crate::util::lock(&dir.join("build.lock"))?;
+    let _lock = crate::util::lock_or_wait(&dir.join("build.lock"), || progress(crate::util::BUILD_WAIT))?;
     if let Some(image) = from_index() {
         return Ok(image);
     }
@@ -180,7 +183,7 @@ pub fn image(
         crate::util::write_atomic(&index, toml::to_string(&Inputs { kernel })?.as_bytes())?;
         return Ok(image);
     }
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = jobs();
     progress(&format!(
         "make -j{jobs} bzImage (log: {})",
         crate::util::display_path(&logs.join(format!("{id}.log")))
@@ -728,8 +731,9 @@ mod tests {
         track.options.insert("CONFIG_NO_SUCH_OPTION_UFFDC".into(), "y".into());
         fleet.builds.insert("test-unknown-option".into(), track.clone());
         let mut apt = fleet.apt(&Cache::new(&root), None);
-        let err =
-            image(&sh, &root, &fleet, "test-unknown-option", &mut apt, &mut |_| {}).unwrap_err().to_string();
+        let err = image(&sh, &root, &fleet, "test-unknown-option", &mut apt, &mut || 1, &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("CONFIG_NO_SUCH_OPTION_UFFDC (in the options of build test-unknown-option")
                 && err.contains("is not an option linux-source-6.12")
@@ -739,8 +743,9 @@ mod tests {
         // An option the source knows, whose dependency the configuration leaves off.
         track.options = [("CONFIG_SERIAL_8250_PCI".to_string(), "y".to_string())].into();
         fleet.builds.insert("test-unmet-option".into(), track);
-        let err =
-            image(&sh, &root, &fleet, "test-unmet-option", &mut apt, &mut |_| {}).unwrap_err().to_string();
+        let err = image(&sh, &root, &fleet, "test-unmet-option", &mut apt, &mut || 1, &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("CONFIG_SERIAL_8250_PCI=y (in the options of build test-unmet-option")
                 && err.contains("resolved to CONFIG_SERIAL_8250_PCI=n (it depends on")

@@ -47,13 +47,16 @@ pub fn source_of(fleet: &Fleet, id: &str) -> Option<(String, SourcePin)> {
 }
 
 /// The selftests of column `id`, built (or taken from the cache); `None` when no source package is
-/// pinned for it.
+/// pinned for it. `cores` is called when the compile starts (it runs one compiler at a time: it
+/// needs one core, which is its until this returns); `progress` is told what happens.
 pub fn for_kernel(
     sh: &Shell,
     root: &Path,
     fleet: &Fleet,
     id: &str,
     apt: &mut crate::inputs::apt::LazyApt,
+    cores: &mut dyn FnMut() -> usize,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<Option<Selftests>> {
     let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
     let toolchain = buildroot::load(root)?;
@@ -63,13 +66,18 @@ pub fn for_kernel(
         return Ok(Some(found));
     }
     let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
-    std::fs::create_dir_all(&builds)?;
-    let _lock = crate::util::lock(&builds.join("build.lock"))?;
+    // Its log goes there too (a kernel build made that folder; a Debian-only run had none).
+    std::fs::create_dir_all(builds.join("logs"))?;
+    let _lock = crate::util::lock_or_wait(&builds.join("build.lock"), || progress(crate::util::BUILD_WAIT))?;
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
     }
+    progress("selftests: toolchain");
     let broot = buildroot::ensure(sh, root, apt)?;
+    progress(&format!("selftests: source {package} {}", pin.version));
     let tree = crate::inputs::builds::source_tree(sh, &broot, &package, &pin, apt)?;
+    cores();
+    progress("selftests: compiling");
     let out = format!("/out/selftests-{key}");
     let (programs, changed) =
         build(&broot, &tree, &out, &builds.join("logs").join(format!("selftests-{package}.log")))?;

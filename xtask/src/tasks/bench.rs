@@ -153,9 +153,25 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
             // A build: its cold time is `cargo xtask images build`'s (not redone here: minutes);
             // the cached time is the warm lookup the matrix makes.
             None => {
-                let image = crate::inputs::builds::image(sh, root, &fleet, id, &mut apt, &mut |_| {})?;
+                let image = crate::inputs::builds::image(
+                    sh,
+                    root,
+                    &fleet,
+                    id,
+                    &mut apt,
+                    &mut crate::util::cores,
+                    &mut |_| {},
+                )?;
                 let t = Instant::now();
-                crate::inputs::builds::image(sh, root, &fleet, id, &mut apt, &mut |_| {})?;
+                crate::inputs::builds::image(
+                    sh,
+                    root,
+                    &fleet,
+                    id,
+                    &mut apt,
+                    &mut crate::util::cores,
+                    &mut |_| {},
+                )?;
                 let cold = crate::inputs::builds::cold_build(root, &fleet, id).map_or(f64::NAN, |(s, _)| s);
                 (image, cold, t.elapsed().as_secs_f64())
             }
