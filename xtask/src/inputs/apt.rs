@@ -276,7 +276,9 @@ impl Apt {
             );
         }
         let debs = self.dir.join("debs");
-        let _lock = crate::util::lock(&self.dir.join("apt.lock"))?;
+        // One writer per package: different packages download in parallel (a run's columns).
+        std::fs::create_dir_all(self.dir.join("locks"))?;
+        let _lock = crate::util::lock(&self.dir.join("locks").join(format!("{package}.lock")))?;
         let _cwd = sh.push_dir(&debs);
         let options = &self.options;
         let wanted = format!("{package}={version}");
