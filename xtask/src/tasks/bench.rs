@@ -275,17 +275,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     let matrix_s = t.elapsed().as_secs_f64();
     let matrix_error = whole.err().map(|e| format!("{e:#}"));
     let cpus = crate::util::cores();
-    for (id, k) in out.iter_mut() {
-        let file = opts.results_dir().join(format!("{id}.toml"));
-        k.selftests_s = model::data::load(&file).map_or(f64::NAN, |r| selftests_s(&r));
-        k.column_floor_s = k.bare_boot_s + k.probes_cpu_s + k.selftests_s;
-    }
-    let floor_s = out.values().map(|k| k.column_floor_s).sum::<f64>() / cpus as f64;
-    let (longest, longest_s) = out
-        .iter()
-        .map(|(id, k)| (id.to_string(), k.column_floor_s))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap_or_default();
+    let (floor_s, longest, longest_s) = floors(&mut out, &opts.results_dir(), cpus);
     let over_floor = match (&matrix_error, out.values().any(|k| k.incomplete.is_some())) {
         (None, false) => matrix_s / floor_s.max(longest_s),
         _ => f64::NAN,
@@ -393,6 +383,23 @@ fn print_table(b: &Bench, _: &Prepared) {
         b.over_floor,
         verdict(b.over_floor, OVER_FLOOR)
     );
+}
+
+/// Each column's work floor, with its selftests' time from the whole-matrix run's results in
+/// `results`; the matrix's floor (their sum over `cpus`), and the longest column with its floor.
+fn floors(out: &mut BTreeMap<KernelId, KernelBench>, results: &Path, cpus: usize) -> (f64, String, f64) {
+    for (id, k) in out.iter_mut() {
+        let file = results.join(format!("{id}.toml"));
+        k.selftests_s = model::data::load(&file).map_or(f64::NAN, |r| selftests_s(&r));
+        k.column_floor_s = k.bare_boot_s + k.probes_cpu_s + k.selftests_s;
+    }
+    let floor_s = out.values().map(|k| k.column_floor_s).sum::<f64>() / cpus as f64;
+    let (longest, longest_s) = out
+        .iter()
+        .map(|(id, k)| (id.to_string(), k.column_floor_s))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default();
+    (floor_s, longest, longest_s)
 }
 
 /// The time of a column's own selftests: each program's (`program_us`, shared by every case it
