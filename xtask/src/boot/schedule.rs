@@ -1,6 +1,6 @@
 //! What the columns of a run share while each goes its own way (`pipeline.rs`): the machine's
-//! cores, split between the guests and the one build at a time ([`Cores`]), and the download
-//! slots ([`Slots`]).
+//! cores, split between the guests and the one build at a time ([`Cores`]), the builds' turns
+//! ([`Turns`]: selftests first) and the download slots ([`Slots`]).
 //!
 //! The rule for the cores: a guest counts as one core (single-threaded TCG, the default, runs all
 //! of a guest's vCPUs on one host thread), a build as the `make -j` it was given.
@@ -126,6 +126,76 @@ impl Cores {
     }
 }
 
+/// The one build at a time (kernels and selftests; the builds' file lock makes it one per machine),
+/// the short ones first: a column's own selftests (about a minute, and then the column boots)
+/// go before a kernel build (minutes), and a kernel build also waits until every column counted
+/// as `pending` (the Debian columns, on disk in seconds) has had its selftests: so the Debian
+/// columns boot while the kernels compile.
+#[derive(Default)]
+pub struct Turns {
+    state: Mutex<Turn>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Turn {
+    busy: bool,
+    /// Selftests builds waiting for their turn.
+    short: usize,
+    /// Columns whose selftests come before any kernel build.
+    pending: usize,
+}
+
+/// A turn held, or a pending column not yet through its selftests, until dropped.
+pub struct TurnGuard<'a> {
+    of: &'a Turns,
+    held: bool,
+}
+
+impl Drop for TurnGuard<'_> {
+    fn drop(&mut self) {
+        let mut t = self.of.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.held {
+            t.busy = false;
+        } else {
+            t.pending -= 1;
+        }
+        self.of.changed.notify_all();
+    }
+}
+
+impl Turns {
+    /// A column whose selftests come before any kernel build, until the guard is dropped.
+    pub fn pending(&self) -> TurnGuard<'_> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).pending += 1;
+        TurnGuard { of: self, held: false }
+    }
+
+    /// The turn of a selftests build (`short`) or a kernel build: waits (telling `waiting` what
+    /// for, once) until it is its.
+    pub fn take(&self, short: bool, waiting: impl FnOnce(&str)) -> TurnGuard<'_> {
+        let mut waiting = Some(waiting);
+        let mut t = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        t.short += usize::from(short);
+        loop {
+            let why = if t.busy {
+                "another build (one at a time)"
+            } else if !short && t.short + t.pending > 0 {
+                "the Debian columns' selftests, built first"
+            } else {
+                break;
+            };
+            if let Some(tell) = waiting.take() {
+                tell(why);
+            }
+            t = self.changed.wait(t).unwrap_or_else(|e| e.into_inner());
+        }
+        t.short -= usize::from(short);
+        t.busy = true;
+        TurnGuard { of: self, held: true }
+    }
+}
+
 /// At most `n` at once (the downloads).
 pub struct Slots {
     free: Mutex<usize>,
@@ -198,6 +268,28 @@ mod tests {
             .unwrap_err()
             .contains("--jobs"));
         drop(guest);
+    }
+
+    /// Selftests go before a kernel build, and a kernel build waits for the pending columns.
+    #[test]
+    fn selftests_builds_go_first() {
+        let turns = Turns::default();
+        let pending = turns.pending();
+        let order = Mutex::new(Vec::new());
+        let (told, heard) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let kernel = s.spawn(|| {
+                let _turn = turns.take(false, |why| told.send(why.to_string()).unwrap());
+                order.lock().unwrap().push("kernel");
+            });
+            assert_eq!(heard.recv().unwrap(), "the Debian columns' selftests, built first");
+            let turn = turns.take(true, |why| panic!("waited for {why}"));
+            order.lock().unwrap().push("selftests");
+            drop(turn);
+            drop(pending);
+            kernel.join().unwrap();
+        });
+        assert_eq!(order.into_inner().unwrap(), ["selftests", "kernel"]);
     }
 
     /// A guest waiting on a build boots when the build gives its cores back.

@@ -121,20 +121,15 @@ pub fn image(
     };
     let base = std::fs::read_to_string(root.join(BASE)).with_context(|| format!("cannot read {BASE}"))?;
     let fragment = fragment(&base, id, track);
-    let inputs_key = inputs_key(root, fleet, id)?;
     let dir = builds_dir(root);
-    let index = dir.join("inputs").join(format!("{inputs_key}.toml"));
-    let from_index = || -> Option<Image> {
-        let inputs: Inputs = toml::from_str(&std::fs::read_to_string(&index).ok()?).ok()?;
-        cached(root, id, &inputs.kernel)
-    };
-    if let Some(image) = from_index() {
+    let index = dir.join("inputs").join(format!("{}.toml", inputs_key(root, fleet, id)?));
+    if let Some(image) = from_cache(root, fleet, id) {
         return Ok(image);
     }
     std::fs::create_dir_all(&dir)?;
     // One build at a time on a machine: two would only share its cores.
     let _lock = crate::util::lock_or_wait(&dir.join("build.lock"), || progress(crate::util::BUILD_WAIT))?;
-    if let Some(image) = from_index() {
+    if let Some(image) = from_cache(root, fleet, id) {
         return Ok(image);
     }
     progress("toolchain");
@@ -225,6 +220,13 @@ pub fn image(
     crate::util::write_atomic(&kdir.join("build.toml"), toml::to_string(&entry)?.as_bytes())?;
     crate::util::write_atomic(&index, toml::to_string(&Inputs { kernel: kernel.clone() })?.as_bytes())?;
     cached(root, id, &kernel).context("the build just cached does not verify")
+}
+
+/// The build's kernel from the cache, when these inputs were built before and it is intact.
+pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Image> {
+    let index = builds_dir(root).join("inputs").join(format!("{}.toml", inputs_key(root, fleet, id).ok()?));
+    let inputs: Inputs = toml::from_str(&std::fs::read_to_string(index).ok()?).ok()?;
+    cached(root, id, &inputs.kernel)
 }
 
 /// The base configuration and the track's options, as `KCONFIG_ALLCONFIG` reads them (a later

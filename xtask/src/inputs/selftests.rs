@@ -59,9 +59,7 @@ pub fn for_kernel(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<Selftests>> {
     let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
-    let toolchain = buildroot::load(root)?;
-    let key = short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
-    let dir = crate::inputs::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
+    let (key, dir) = entry(root, &pin)?;
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
     }
@@ -93,6 +91,20 @@ pub fn for_kernel(
     let entry = Entry { source, programs };
     crate::util::write_atomic(&dir.join("selftests.toml"), toml::to_string(&entry)?.as_bytes())?;
     cached(&dir).context("the selftests just built are not in the cache").map(Some)
+}
+
+/// The key of the selftests of `pin` and their folder in the cache.
+fn entry(root: &Path, pin: &SourcePin) -> Result<(String, PathBuf)> {
+    let toolchain = buildroot::load(root)?;
+    let key = short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
+    let dir = crate::inputs::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
+    Ok((key, dir))
+}
+
+/// The selftests of column `id` from the cache, when they were built before.
+pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Selftests> {
+    let (_, pin) = source_of(fleet, id)?;
+    cached(&entry(root, &pin).ok()?.1)
 }
 
 fn cached(dir: &Path) -> Option<Selftests> {

@@ -6,7 +6,7 @@ use super::{probe_kvm, sanitize, save_results, Observer, Options, Prepared, RunE
 use crate::boot::accel;
 use crate::boot::qemu::Settings;
 use crate::boot::runner;
-use crate::boot::schedule::{Cores, Slots};
+use crate::boot::schedule::{Cores, Slots, TurnGuard, Turns};
 use crate::inputs::apt::LazyApt;
 use crate::inputs::fleet::{Cache, Fleet, Image, KernelId};
 use anyhow::Result;
@@ -46,6 +46,10 @@ pub trait Steps: Sync {
     ) -> Result<Option<Selftests>>;
     /// The guests' settings, the accelerator chosen (the KVM probe boots `first`): called once.
     fn settings(&self, first: &Image) -> Result<Settings>;
+    /// The build's kernel, when the cache has it (no turn to wait for).
+    fn cached_build(&self, id: &str) -> Option<Image>;
+    /// The kernel's own selftests, when the cache has them.
+    fn cached_selftests(&self, image: &Image) -> Option<Selftests>;
     fn boot(
         &self,
         image: &Image,
@@ -107,6 +111,14 @@ impl Steps for Real<'_> {
         )
     }
 
+    fn cached_build(&self, id: &str) -> Option<Image> {
+        crate::inputs::builds::from_cache(self.root, self.fleet, id)
+    }
+
+    fn cached_selftests(&self, image: &Image) -> Option<Selftests> {
+        crate::inputs::selftests::from_cache(self.root, self.fleet, &image.id)
+    }
+
     fn settings(&self, first: &Image) -> Result<Settings> {
         let file = self.cache.dir.join("accel.toml");
         let accel =
@@ -145,6 +157,7 @@ struct Shared<'a> {
     observe: &'a Observer<'a>,
     cores: Cores,
     downloads: Slots,
+    turns: Turns,
     /// Chosen once, by the first column ready to boot (the KVM probe boots its kernel).
     settings: Mutex<Option<Result<Settings, String>>>,
     failed: Mutex<Vec<String>>,
@@ -165,6 +178,7 @@ pub(super) fn run_columns(
         observe,
         cores: Cores::new(crate::util::cores(), opts.jobs),
         downloads: Slots::new(DOWNLOADS),
+        turns: Turns::default(),
         settings: Mutex::new(None),
         failed: Mutex::new(Vec::new()),
         error: Mutex::new(None),
@@ -172,7 +186,11 @@ pub(super) fn run_columns(
     std::thread::scope(|scope| {
         for (id, source) in columns {
             let shared = &shared;
-            scope.spawn(move || column(shared, &id, source));
+            // A Debian column's selftests come before any kernel build (counted before any
+            // column starts).
+            let first =
+                (opts.selftests && matches!(source, Source::Fetch(_))).then(|| shared.turns.pending());
+            scope.spawn(move || column(shared, &id, source, first));
         }
     });
     let settings = shared.settings.into_inner().unwrap_or_else(|e| e.into_inner()).and_then(Result::ok);
@@ -210,7 +228,7 @@ impl Shared<'_> {
 }
 
 /// One column: fetch or build → its own selftests → boot → results.
-fn column(shared: &Shared<'_>, id: &str, source: Source) {
+fn column(shared: &Shared<'_>, id: &str, source: Source, first: Option<TurnGuard<'_>>) {
     let observe = shared.observe;
     let image = match source {
         Source::Local(image) => image,
@@ -228,8 +246,13 @@ fn column(shared: &Shared<'_>, id: &str, source: Source) {
         }
         Source::Build => {
             observe(&RunEvent::Building(id, "finding the build in the cache"));
-            let built = shared.with_cores(id, usize::MAX, |cores| {
-                shared.steps.build(id, cores, &mut |what| observe(&RunEvent::Building(id, what)))
+            let built = shared.steps.cached_build(id).map(Ok).unwrap_or_else(|| {
+                let _turn = shared
+                    .turns
+                    .take(false, |why| observe(&RunEvent::Building(id, &format!("waiting: {why}"))));
+                shared.with_cores(id, usize::MAX, |cores| {
+                    shared.steps.build(id, cores, &mut |what| observe(&RunEvent::Building(id, what)))
+                })
             });
             match built {
                 Ok(image) => image,
@@ -244,7 +267,9 @@ fn column(shared: &Shared<'_>, id: &str, source: Source) {
     if image.userfaultfd == Some(false) {
         eprintln!("note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`");
     }
-    let Some(own) = own_selftests(shared, &image) else { return };
+    let own = own_selftests(shared, &image);
+    drop(first);
+    let Some(own) = own else { return };
     boot(shared, &image, own);
 }
 
@@ -260,8 +285,12 @@ fn own_selftests(shared: &Shared<'_>, image: &Image) -> Option<Option<Result<Sel
         return Some(Some(Err("a local kernel image (--kernel-image)".to_string())));
     }
     observe(&RunEvent::Building(id, "the kernel's own selftests"));
-    let built = shared.with_cores(id, 1, |cores| {
-        shared.steps.selftests(image, cores, &mut |what| observe(&RunEvent::Building(id, what)))
+    let built = shared.steps.cached_selftests(image).map(|s| Ok(Some(s))).unwrap_or_else(|| {
+        let _turn =
+            shared.turns.take(true, |why| observe(&RunEvent::Building(id, &format!("waiting: {why}"))));
+        shared.with_cores(id, 1, |cores| {
+            shared.steps.selftests(image, cores, &mut |what| observe(&RunEvent::Building(id, what)))
+        })
     });
     match built {
         Ok(Some(s)) => Some(Some(Ok(s))),
@@ -412,6 +441,14 @@ mod tests {
                 "debian-unpinned" => Ok(None),
                 _ => Ok(Some(Selftests { source: "linux-source-x 1".into(), programs: Vec::new() })),
             }
+        }
+
+        fn cached_build(&self, _: &str) -> Option<Image> {
+            None
+        }
+
+        fn cached_selftests(&self, _: &Image) -> Option<Selftests> {
+            None
         }
 
         fn settings(&self, _: &Image) -> Result<Settings> {
