@@ -6,13 +6,16 @@
 //! of a guest's vCPUs on one host thread), a build as the `make -j` it was given.
 //! - A guest boots when fewer than `--jobs` guests run and the build compiling (if any) leaves it
 //!   a core. Without a build, `--jobs` alone limits the guests, as it always did.
-//! - A build's compile starts when a core is free and no guest that is ready could take it; it
-//!   gets every core no guest is using at its start, and keeps them until it ends (`make -j` is
-//!   fixed when make starts).
+//! - A build's compile starts when no guest that is ready could take a free core and at least
+//!   two thirds of the machine's cores are free (one, for a selftests build, which runs one
+//!   compiler at a time); it gets every core no guest is using at its start, and keeps them until
+//!   it ends (`make -j` is fixed when make starts).
 //!
 //! So guests go first: a guest takes tens of seconds and brings cells; a build takes minutes and
 //! brings none, and the cores it finds free are all it may use, so the two never oversubscribe
-//! the machine. At most one build compiles at a time (the builds' file lock); downloads take no
+//! the machine. A kernel build waits for the running guests rather than start on a third of the
+//! machine: on two cores, a compile started beside one guest ran `make -j1` for all of its
+//! minutes, and the guest was gone after twenty seconds. At most one build compiles at a time (the builds' file lock); downloads take no
 //! core and never wait behind a compile.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -79,12 +82,16 @@ impl Cores {
     /// How many cores a build wanting `want` gets now, or what it waits for.
     fn build_may_start(&self, s: &State, want: usize) -> Result<usize, String> {
         let free = self.cores.saturating_sub(s.guests + s.build);
-        if s.build > 0 || free == 0 {
-            Err(format!("a free core ({} guests running)", s.guests))
+        // What is worth starting with: `make -j` is fixed for the whole compile.
+        let enough = want.min((self.cores * 2).div_ceil(3)).max(1);
+        if s.build > 0 {
+            Err("another build's cores".to_string())
         } else if s.ready > 0 && self.guest_may_boot(s).is_ok() {
             Err(format!("{} guests ready to boot first", s.ready))
+        } else if free < enough {
+            Err(format!("{enough} free cores ({} guests running)", s.guests))
         } else {
-            Ok(want.clamp(1, free))
+            Ok(want.min(free))
         }
     }
 
@@ -246,9 +253,13 @@ mod tests {
         assert!(cores.guest_may_boot(&s).unwrap_err().contains("a build compiles with 2"));
         drop(build);
         assert_eq!(*cores.lock(), State::default(), "the lease gave its cores back");
-        // One guest runs: a build gets the other core.
+        // One guest runs: a kernel build waits for it (one core is half the machine), a selftests
+        // build (one compiler at a time) takes the other core.
         let guest = cores.guest(|why| panic!("waited for {why}"));
-        assert_eq!(cores.build(8, |why| panic!("waited for {why}")).cores, 1);
+        let waits = cores.build_may_start(&cores.lock(), 8).unwrap_err();
+        assert!(waits.contains("2 free cores (1 guests running)"), "{waits}");
+        assert_eq!(cores.build(1, |why| panic!("waited for {why}")).cores, 1);
+        assert_eq!(Cores::new(3, 2).build_may_start(&State { guests: 1, ..State::default() }, 8), Ok(2));
         // Two guests run: no core is free; with one guest and another ready, the ready one goes
         // first; with the slots full, a ready guest does not hold a build back.
         let second = cores.guest(|why| panic!("waited for {why}"));
