@@ -8,15 +8,35 @@ pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
+/// The machine's cores (what one build uses outside a run).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What a build says while another holds the machine's build lock (one build at a time).
+pub const BUILD_WAIT: &str = "waiting: another build (one at a time)";
+
 /// An exclusive lock on a file, held until dropped (flock(2): between processes and threads).
 pub fn lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    lock_or_wait(path, || {})
+}
+
+/// [`lock`], calling `waiting` first when someone else holds it (a display says what waits on what).
+pub fn lock_or_wait(path: &Path, waiting: impl FnOnce()) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .with_context(|| format!("cannot open lock file {}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(held) => return Ok(held),
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => file,
+        Err((_, e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
+    };
+    waiting();
+    Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
 }
 

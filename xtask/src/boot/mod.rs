@@ -7,4 +7,5 @@ pub mod pipeline;
 pub mod progress;
 pub mod qemu;
 pub mod runner;
+pub mod schedule;
 pub mod suite_bin;

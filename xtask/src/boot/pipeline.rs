@@ -1,20 +1,25 @@
-//! The run pipeline the tasks stand on: prepare the suite and its initramfs once, fetch each
-//! kernel, choose the accelerator, boot the guests (`jobs` at once) and the host, write each
-//! kernel's results as soon as it finishes, and compile the matrix. What happens is reported as
-//! typed [`RunEvent`]s: the progress display and the tests consume the same events.
+//! The run pipeline the tasks stand on: prepare the suite and its initramfs once; then every
+//! column goes its own way, on a thread of its own, as soon as its own inputs are ready: its
+//! kernel fetched (a few downloads at once) or built (one build at a time), its own selftests
+//! built, its guest booted (the first guest ready chooses the accelerator), its results written;
+//! the cores are shared between guests and the build by the rule in `schedule.rs`. Then the host,
+//! and the matrix compiled. What happens is reported as typed [`RunEvent`]s: the progress display
+//! and the tests consume the same events.
 
-use crate::boot::accel::{self, Choice};
+use crate::boot::accel::Choice;
 use crate::boot::qemu::Accel;
 use crate::boot::qemu::Settings;
 use crate::boot::runner;
-use crate::inputs::apt::LazyApt;
 use crate::inputs::fleet::{Cache, Fleet, Image, KernelId};
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use xshell::Shell;
+
+mod columns;
+
+use columns::{run_columns, Real, Source};
 
 pub const HOST_ID: &str = "host";
 
@@ -41,6 +46,8 @@ pub struct Options {
     /// Run each kernel's own userfaultfd selftests after the suite (`cargo xtask matrix` does;
     /// the end-to-end tests of other things do not).
     pub selftests: bool,
+    /// When the command started (the summary's time to the first cell counts from it).
+    pub started: std::time::Instant,
 }
 
 impl Options {
@@ -72,6 +79,7 @@ impl Options {
             out: root.join("matrix"),
             logs: root.join("target/uffdc/runs"),
             selftests: false,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -183,11 +191,11 @@ pub enum RunEvent<'a> {
     /// The columns this run will produce, in order.
     Planned(&'a [KernelId]),
     Fetching(&'a str),
-    /// Building from source (`cargo xtask images build`), or finding the build in the cache: what
-    /// it is doing now.
+    /// Building from source (`cargo xtask images build`) or its own selftests, or finding them in
+    /// the cache: what it is doing now (or waiting for: `waiting: ...`).
     Building(&'a str, &'a str),
-    /// Fetched (or found in the cache), waiting for a free job.
-    Waiting(&'a str),
+    /// Waiting for what it names (a download slot, a free guest slot, the KVM probe).
+    Waiting(&'a str, &'a str),
     Booting(&'a str),
     /// What the kernel's run reported as it happened (QEMU's pid, each record, a retried boot).
     Run(&'a str, &'a runner::Event<'a>),
@@ -199,11 +207,13 @@ pub enum RunEvent<'a> {
 /// Who is told of the events (the progress display, a test).
 pub type Observer<'a> = dyn Fn(&RunEvent<'_>) + Sync + 'a;
 
-/// Fetches, boots and records every selected kernel (`opts.jobs` guests at once) and the host,
-/// then compiles the matrix. Each kernel's results are written as soon as it finishes; a kernel
-/// that cannot be fetched keeps the results it had.
+/// Fetches or builds, builds the selftests of, boots and records every selected kernel and the
+/// host, then compiles the matrix. Each column goes its own way as soon as its own inputs are
+/// ready (`run_columns`); its results are written as soon as it finishes; a kernel that cannot be
+/// fetched or built keeps the results it had.
 pub fn gather(
-    sh: &Shell,
+    // Each step makes its own shell: a shell is one thread's.
+    _sh: &Shell,
     root: &Path,
     opts: &Options,
     prepared: &Prepared,
@@ -213,42 +223,32 @@ pub fn gather(
     // No fleet ids: only --kernel-image's kernels run (partition would take none as all).
     let ids = opts.fleet_ids(&fleet);
     let (selected, builds) = if ids.is_empty() { (Vec::new(), Vec::new()) } else { fleet.partition(&ids)? };
-    let cache = Cache::new(root);
-    let mut apt = fleet.apt(&cache, opts.mirror.clone());
-    let mut ids: Vec<KernelId> = selected.iter().map(|(id, _)| id.clone()).collect();
-    ids.extend(builds.iter().cloned());
-    ids.extend(
-        opts.images
-            .iter()
-            .map(|(path, id, _)| id.as_deref().map_or_else(|| local_label(path), KernelId::from)),
-    );
+    let mut columns: Vec<(KernelId, Source)> =
+        selected.into_iter().map(|(id, pin)| (id, Source::Fetch(pin))).collect();
+    columns.extend(builds.into_iter().map(|id| (id, Source::Build)));
+    for (path, id, config) in &opts.images {
+        let image = local_image(path, id.as_deref(), config.as_deref())?;
+        columns.push((image.id.clone(), Source::Local(image)));
+    }
+    let mut ids: Vec<KernelId> = columns.iter().map(|(id, _)| id.clone()).collect();
     if opts.host {
         ids.push(KernelId::from(HOST_ID));
     }
     observe(&RunEvent::Planned(&ids));
-    let mut failed = Vec::new();
-    let mut images = fetched(sh, &cache, &mut apt, &selected, observe, &mut failed);
-    images.extend(built(sh, root, &fleet, &mut apt, &builds, observe, &mut failed));
-    for (path, id, config) in &opts.images {
-        images.push(local_image(path, id.as_deref(), config.as_deref())?);
-    }
-    // Each kernel's own selftests, built from its own source package (or from the cache); a
-    // kernel whose selftests cannot be built runs without them, and its run says why.
-    let selftests = if opts.selftests {
-        own_selftests(sh, root, &fleet, &mut apt, &images, observe)
-    } else {
-        BTreeMap::new()
+    // The time to the first cell, from the command's start.
+    let first_cell = std::sync::OnceLock::new();
+    let observe = &|e: &RunEvent<'_>| {
+        if let RunEvent::Run(_, runner::Event::Record(model::stream::Record::Cell { .. })) = e {
+            first_cell.get_or_init(|| opts.started.elapsed());
+        }
+        observe(e)
     };
-    let accel = match images.first() {
-        None => Accel::Tcg,
-        Some(first) => accel::choose(opts.accel, &cache.dir.join("accel.toml"), &mut || {
-            probe_kvm(first, prepared, opts)
-        })?,
-    };
-    let settings = Settings { accel, ..opts.run.clone() };
-    let failed = Mutex::new(failed);
-    let error = guests(opts, prepared, &settings, images, &selftests, &failed, observe);
+    let cache = Cache::new(root);
+    let real = Real { root, fleet: &fleet, cache: &cache, opts, prepared };
+    let ran = run_columns(&real, opts, columns, observe);
+    let mut failed = ran.failed;
     if opts.host {
+        let settings = ran.settings.unwrap_or_else(|| Settings { accel: Accel::Tcg, ..opts.run.clone() });
         let logs = opts.logs.join(HOST_ID);
         observe(&RunEvent::Booting(HOST_ID));
         let results = runner::run_host(&prepared.suite, &settings, &logs, &mut |e| {
@@ -257,7 +257,7 @@ pub fn gather(
         observe(&RunEvent::Done(HOST_ID, &results, &logs));
         // The published matrix is the kernels anyone can reproduce: a host stays local unless asked.
         let dir = if opts.publish_host { opts.results_dir() } else { logs.clone() };
-        save_results(&dir, HOST_ID, &results, &mut failed.lock().unwrap())?;
+        save_results(&dir, HOST_ID, &results, &mut failed)?;
         if !opts.publish_host {
             eprintln!(
                 "note: the host column stays local, in {}/{HOST_ID}.toml, not in the matrix (--publish-host puts it there)",
@@ -265,190 +265,22 @@ pub fn gather(
             );
         }
     }
-    if let Some(e) = error {
+    if let Some(e) = ran.error {
         return Err(e);
     }
     let compat = compile(&opts.out, &prepared.catalogue)?;
+    let first = first_cell.get().map_or("none".to_string(), |t| format!("{:.1}s", t.as_secs_f64()));
     eprintln!(
-        "matrix  {} ({} behaviours x {} kernels)",
+        "matrix  {} ({} behaviours x {} kernels; first cell after {first}, all after {:.1}s)",
         crate::util::display_path(&opts.out.join("compat.toml")),
         compat.behaviours.len(),
         compat.kernels.len(),
+        opts.started.elapsed().as_secs_f64(),
     );
-    let failed = failed.into_inner().unwrap();
     if !failed.is_empty() {
         bail!("{} kernel(s) did not complete:\n  {}", failed.len(), failed.join("\n  "));
     }
     Ok(())
-}
-
-/// Each kernel's own selftests by kernel id, or why it runs without them.
-type OwnSelftests = BTreeMap<KernelId, Result<crate::inputs::selftests::Selftests, String>>;
-
-/// The pinned Debian kernels from the verified cache (fetched if need be); one that cannot be
-/// fetched is left out, and `failed` says why.
-fn fetched(
-    sh: &Shell,
-    cache: &Cache,
-    apt: &mut LazyApt,
-    selected: &[(KernelId, crate::inputs::fleet::Pin)],
-    observe: &Observer<'_>,
-    failed: &mut Vec<String>,
-) -> Vec<Image> {
-    let mut images = Vec::new();
-    for (id, pin) in selected {
-        observe(&RunEvent::Fetching(id));
-        match cache.fetch(sh, id, pin, apt) {
-            Ok(image) => {
-                if image.userfaultfd == Some(false) {
-                    eprintln!(
-                        "note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`"
-                    );
-                }
-                observe(&RunEvent::Waiting(id));
-                images.push(image)
-            }
-            Err(e) => {
-                let error = format!("could not fetch: {e:#}");
-                observe(&RunEvent::Failed(id, &error));
-                failed.push(format!("{id}: could not fetch (its previous results, if any, are kept): {e:#}"));
-            }
-        }
-    }
-    images
-}
-
-/// The built kernels, from the build cache or built; one that cannot be built is left out, and
-/// `failed` says why.
-fn built(
-    sh: &Shell,
-    root: &Path,
-    fleet: &Fleet,
-    apt: &mut LazyApt,
-    builds: &[KernelId],
-    observe: &Observer<'_>,
-    failed: &mut Vec<String>,
-) -> Vec<Image> {
-    let mut images = Vec::new();
-    for id in builds {
-        observe(&RunEvent::Building(id, "finding the build in the cache"));
-        let built = crate::inputs::builds::image(sh, root, fleet, id, apt, &mut |what| {
-            observe(&RunEvent::Building(id, what))
-        });
-        match built {
-            Ok(image) => {
-                observe(&RunEvent::Waiting(id));
-                images.push(image)
-            }
-            Err(e) => {
-                observe(&RunEvent::Failed(id, &format!("could not build: {e:#}")));
-                failed.push(format!("{id}: could not build (its previous results, if any, are kept): {e:#}"));
-            }
-        }
-    }
-    images
-}
-
-/// Each kernel's own selftests, built from its own source package (or found in the cache).
-fn own_selftests(
-    sh: &Shell,
-    root: &Path,
-    fleet: &Fleet,
-    apt: &mut LazyApt,
-    images: &[Image],
-    observe: &Observer<'_>,
-) -> OwnSelftests {
-    let mut selftests = OwnSelftests::new();
-    for image in images {
-        if image.id.starts_with(LOCAL_PREFIX) {
-            // A kernel you built: its source is yours, not a pinned Debian package.
-            selftests.insert(image.id.clone(), Err("a local kernel image (--kernel-image)".to_string()));
-            continue;
-        }
-        observe(&RunEvent::Building(&image.id, "the kernel's own selftests"));
-        let built = match crate::inputs::selftests::for_kernel(sh, root, fleet, &image.id, apt) {
-            Ok(Some(s)) => Ok(s),
-            Ok(None) => Err("no source package is pinned for it in images/kernels.lock: pin it with \
-                             `cargo xtask images refresh sources` (Debian may not ship it)"
-                .to_string()),
-            Err(e) => Err(format!("{e:#}")),
-        };
-        if let Err(e) = &built {
-            eprintln!("note: {}: runs without its own selftests: {e}", image.id);
-        }
-        selftests.insert(image.id.clone(), built);
-        observe(&RunEvent::Waiting(&image.id));
-    }
-    selftests
-}
-
-/// Boots the guests, `opts.jobs` at once, each with its own selftests, and saves each one's
-/// results; a kernel that did not complete is added to `failed`. Returns the first error that
-/// stops the whole run (a results file that could not be written, a guest that could not start).
-fn guests(
-    opts: &Options,
-    prepared: &Prepared,
-    settings: &Settings,
-    images: Vec<Image>,
-    selftests: &OwnSelftests,
-    failed: &Mutex<Vec<String>>,
-    observe: &Observer<'_>,
-) -> Option<anyhow::Error> {
-    let queue = Mutex::new(images.into_iter());
-    let error = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1) {
-            scope.spawn(|| loop {
-                let Some(image) = queue.lock().unwrap().next() else { break };
-                let label = image.id.clone();
-                observe(&RunEvent::Booting(&label));
-                let logs = opts.logs.join(&label);
-                let own = selftests.get(&image.id).and_then(|s| s.as_ref().ok());
-                // Its selftests run after the suite, each run (and a failed one's reruns) within its
-                // own limit: the guest gets that much more time.
-                let settings = match own {
-                    Some(s) => Settings {
-                        timeout: settings.timeout
-                            + std::time::Duration::from_secs(model::data::selftest_time_s(
-                                s.programs.iter().map(|(name, _)| name.as_str()),
-                            )),
-                        ..settings.clone()
-                    },
-                    None => settings.clone(),
-                };
-                let run = prepared.initrd_with(&image, own).and_then(|initrd| {
-                    runner::run_guest(&image, &initrd, &settings, &logs, &mut |e| {
-                        observe(&RunEvent::Run(&label, &e))
-                    })
-                });
-                match run {
-                    Ok(mut results) => {
-                        results.kernel.selftests = selftests.get(&image.id).map(|s| match s {
-                            Ok(s) => s.source.clone(),
-                            Err(e) => format!("not run: {e}"),
-                        });
-                        // A local image without an id is named by the kernel's own uname -r.
-                        let id = if image.id.starts_with(LOCAL_PREFIX) && !results.kernel.release.is_empty() {
-                            KernelId::from(sanitize(&results.kernel.release))
-                        } else {
-                            image.id.clone()
-                        };
-                        observe(&RunEvent::Done(&label, &results, &logs));
-                        if let Err(e) =
-                            save_results(&opts.results_dir(), &id, &results, &mut failed.lock().unwrap())
-                        {
-                            *error.lock().unwrap() = Some(e);
-                        }
-                    }
-                    Err(e) => {
-                        observe(&RunEvent::Failed(&label, &format!("{e:#}")));
-                        *error.lock().unwrap() = Some(e);
-                    }
-                }
-            });
-        }
-    });
-    error.into_inner().unwrap()
 }
 
 pub const LOCAL_PREFIX: &str = "local:";

@@ -1,5 +1,5 @@
-//! The live progress display of `cargo xtask matrix`: one line per kernel (waiting, fetching,
-//! booting, running n/m, done) with its elapsed time, redrawn in place on a terminal and printed
+//! The live progress display of `cargo xtask matrix`: one line per kernel (waiting and on what,
+//! fetching, building and what, booting, running n/m, done) with its elapsed time, redrawn in place on a terminal and printed
 //! as plain lines, one per change of stage, elsewhere (CI logs). It is driven by the pipeline's
 //! run events.
 
@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stage {
-    Waiting,
+    /// Planned (empty), or waiting for what it names (a download slot, a free guest slot...).
+    Waiting(String),
     Fetching,
     /// Building from source (`builds.rs`): what it is doing now.
     Building(String),
@@ -33,7 +34,7 @@ pub enum Stage {
 impl Stage {
     fn word(&self) -> &'static str {
         match self {
-            Stage::Waiting => "waiting",
+            Stage::Waiting(_) => "waiting",
             Stage::Fetching => "fetching",
             Stage::Building(_) => "building",
             Stage::Booting { .. } => "booting",
@@ -83,12 +84,12 @@ impl Progress {
         match event {
             RunEvent::Planned(ids) => {
                 for id in ids.iter() {
-                    self.set(id, Stage::Waiting);
+                    self.set(id, Stage::Waiting(String::new()));
                 }
             }
             RunEvent::Fetching(id) => self.set(id, Stage::Fetching),
             RunEvent::Building(id, what) => self.set(id, Stage::Building(what.to_string())),
-            RunEvent::Waiting(id) => self.set(id, Stage::Waiting),
+            RunEvent::Waiting(id, what) => self.set(id, Stage::Waiting(what.to_string())),
             RunEvent::Booting(id) => self.set(id, Stage::Booting { attempt: 1, pid: None }),
             RunEvent::Run(id, Event::Spawned { attempt, pid }) => {
                 self.set(id, Stage::Booting { attempt: *attempt, pid: Some(*pid) })
@@ -123,7 +124,7 @@ impl Progress {
             None => {
                 lines.push(Line {
                     id: id.to_string(),
-                    stage: Stage::Waiting,
+                    stage: Stage::Waiting(String::new()),
                     since: Instant::now(),
                     printed: None,
                 });
@@ -156,6 +157,9 @@ impl Progress {
                 }
                 Stage::Done(s) | Stage::Failed(s) => format!("{:<20} {:<8} {s}", l.id, l.stage.word()),
                 Stage::Building(what) => format!("{:<20} building {secs:5.1}s {what}", l.id),
+                Stage::Waiting(what) if !what.is_empty() => {
+                    format!("{:<20} waiting  {secs:5.1}s for {what}", l.id)
+                }
                 other => format!("{:<20} {:<8} {secs:5.1}s", l.id, other.word()),
             }
         };
@@ -175,9 +179,10 @@ impl Progress {
                 let key = match &l.stage {
                     Stage::Booting { attempt, .. } => format!("booting {attempt}"),
                     Stage::Building(what) => format!("building {what}"),
+                    Stage::Waiting(what) => format!("waiting {what}"),
                     other => other.word().to_string(),
                 };
-                if l.printed.as_deref() != Some(key.as_str()) && l.stage != Stage::Waiting {
+                if l.printed.as_deref() != Some(key.as_str()) && l.stage != Stage::Waiting(String::new()) {
                     let _ = writeln!(err, "{}", text(l));
                     l.printed = Some(key);
                 }

@@ -161,13 +161,20 @@ impl Apt {
             .map(|s| format!("deb [signed-by={DEBIAN_KEYRING}] {} {s} main\n", mirrors.uri(s)))
             .collect();
         let list = dir.join("sources.list");
-        let stale = std::fs::read_to_string(&list).map_or(true, |old| old != sources)
+        let changed = std::fs::read_to_string(&list).map_or(true, |old| old != sources);
+        let stale = changed
             || !dir
                 .join("lists")
                 .read_dir()
                 .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_file())));
-        std::fs::write(&list, &sources)?;
-        std::fs::write(dir.join("status"), "")?;
+        // Written only when it changes, and atomically: the columns of a run each make an apt, and
+        // another's apt-get may be reading these files.
+        if changed {
+            crate::util::write_atomic(&list, sources.as_bytes())?;
+        }
+        if !dir.join("status").exists() {
+            crate::util::write_atomic(&dir.join("status"), b"")?;
+        }
         let options = apt_options(&dir);
         Ok(Apt { dir, mirrors, options, stale })
     }
@@ -269,7 +276,9 @@ impl Apt {
             );
         }
         let debs = self.dir.join("debs");
-        let _lock = crate::util::lock(&self.dir.join("apt.lock"))?;
+        // One writer per package: different packages download in parallel (a run's columns).
+        std::fs::create_dir_all(self.dir.join("locks"))?;
+        let _lock = crate::util::lock(&self.dir.join("locks").join(format!("{package}.lock")))?;
         let _cwd = sh.push_dir(&debs);
         let options = &self.options;
         let wanted = format!("{package}={version}");

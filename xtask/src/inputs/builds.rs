@@ -91,7 +91,9 @@ pub fn run(sh: &Shell, root: &Path, fleet: &Fleet, apt: &mut LazyApt, ids: &[Ker
         if ids.is_empty() { fleet.builds.keys().cloned().collect() } else { ids.to_vec() };
     for id in &ids {
         let started = std::time::Instant::now();
-        let image = image(sh, root, fleet, id, apt, &mut |line| eprintln!("build   {id}: {line}"))?;
+        let image = image(sh, root, fleet, id, apt, &mut crate::util::cores, &mut |line| {
+            eprintln!("build   {id}: {line}")
+        })?;
         println!(
             "{id:<28} {:<20} {:>6.1}s  {}",
             image.release,
@@ -110,6 +112,7 @@ pub fn image(
     fleet: &Fleet,
     id: &str,
     apt: &mut LazyApt,
+    jobs: &mut dyn FnMut() -> usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Image> {
     let Some(track) = fleet.builds.get(id) else {
@@ -124,20 +127,15 @@ pub fn image(
     };
     let base = std::fs::read_to_string(root.join(BASE)).with_context(|| format!("cannot read {BASE}"))?;
     let fragment = fragment(&base, id, track);
-    let inputs_key = inputs_key(root, fleet, id)?;
     let dir = builds_dir(root);
-    let index = dir.join("inputs").join(format!("{inputs_key}.toml"));
-    let from_index = || -> Option<Image> {
-        let inputs: Inputs = toml::from_str(&std::fs::read_to_string(&index).ok()?).ok()?;
-        cached(root, id, &inputs.kernel)
-    };
-    if let Some(image) = from_index() {
+    let index = dir.join("inputs").join(format!("{}.toml", inputs_key(root, fleet, id)?));
+    if let Some(image) = from_cache(root, fleet, id) {
         return Ok(image);
     }
     std::fs::create_dir_all(&dir)?;
     // One build at a time on a machine: two would only share its cores.
-    let _lock = crate::util::lock(&dir.join("build.lock"))?;
-    if let Some(image) = from_index() {
+    let _lock = crate::util::lock_or_wait(&dir.join("build.lock"), || progress(crate::util::BUILD_WAIT))?;
+    if let Some(image) = from_cache(root, fleet, id) {
         return Ok(image);
     }
     progress("toolchain");
@@ -191,7 +189,7 @@ pub fn image(
         crate::util::write_atomic(&index, toml::to_string(&Inputs { kernel })?.as_bytes())?;
         return Ok(image);
     }
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = jobs();
     progress(&format!(
         "make -j{jobs} bzImage (log: {})",
         crate::util::display_path(&logs.join(format!("{id}.log")))
@@ -237,6 +235,13 @@ pub fn image(
     crate::util::write_atomic(&kdir.join("build.toml"), toml::to_string(&entry)?.as_bytes())?;
     crate::util::write_atomic(&index, toml::to_string(&Inputs { kernel: kernel.clone() })?.as_bytes())?;
     cached(root, id, &kernel).context("the build just cached does not verify")
+}
+
+/// The build's kernel from the cache, when these inputs were built before and it is intact.
+pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Image> {
+    let index = builds_dir(root).join("inputs").join(format!("{}.toml", inputs_key(root, fleet, id).ok()?));
+    let inputs: Inputs = toml::from_str(&std::fs::read_to_string(index).ok()?).ok()?;
+    cached(root, id, &inputs.kernel)
 }
 
 /// The base configuration and the track's options, as `KCONFIG_ALLCONFIG` reads them (a later
@@ -755,8 +760,9 @@ mod tests {
         track.options.insert("CONFIG_NO_SUCH_OPTION_UFFDC".into(), "y".into());
         fleet.builds.insert("test-unknown-option".into(), track.clone());
         let mut apt = fleet.apt(&Cache::new(&root), None);
-        let err =
-            image(&sh, &root, &fleet, "test-unknown-option", &mut apt, &mut |_| {}).unwrap_err().to_string();
+        let err = image(&sh, &root, &fleet, "test-unknown-option", &mut apt, &mut || 1, &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("CONFIG_NO_SUCH_OPTION_UFFDC (in the options of build test-unknown-option")
                 && err.contains("is not an option linux-source-6.12")
@@ -766,8 +772,9 @@ mod tests {
         // An option the source knows, whose dependency the configuration leaves off.
         track.options = [("CONFIG_SERIAL_8250_PCI".to_string(), "y".to_string())].into();
         fleet.builds.insert("test-unmet-option".into(), track);
-        let err =
-            image(&sh, &root, &fleet, "test-unmet-option", &mut apt, &mut |_| {}).unwrap_err().to_string();
+        let err = image(&sh, &root, &fleet, "test-unmet-option", &mut apt, &mut || 1, &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("CONFIG_SERIAL_8250_PCI=y (in the options of build test-unmet-option")
                 && err.contains("resolved to CONFIG_SERIAL_8250_PCI=n (it depends on")

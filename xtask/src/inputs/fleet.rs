@@ -332,6 +332,13 @@ impl Cache {
         self.dir.join("images").join(id)
     }
 
+    /// The lock of one kernel's entry: kernels are fetched in parallel, each entry by one writer.
+    fn lock_image(&self, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+        let dir = self.dir.join("images");
+        std::fs::create_dir_all(&dir)?;
+        crate::util::lock(&dir.join(format!("{id}.lock")))
+    }
+
     /// The cached image, if it was verified for exactly this pin and is still intact (its
     /// vmlinuz still has the sha256 recorded when it was unpacked).
     pub fn cached(&self, id: &str, pin: &Pin) -> Option<Image> {
@@ -364,8 +371,7 @@ impl Cache {
         if let Some(image) = self.cached(id, pin) {
             return Ok(image);
         }
-        std::fs::create_dir_all(&self.dir)?;
-        let _lock = crate::util::lock(&self.dir.join("images.lock"))?;
+        let _lock = self.lock_image(id)?;
         if let Some(image) = self.cached(id, pin) {
             return Ok(image);
         }
@@ -385,8 +391,7 @@ impl Cache {
         version: &str,
         apt: &mut LazyApt,
     ) -> Result<(Image, Pin)> {
-        std::fs::create_dir_all(&self.dir)?;
-        let _lock = crate::util::lock(&self.dir.join("images.lock"))?;
+        let _lock = self.lock_image(id)?;
         let (deb, got) = DebPin::download(sh, apt.get()?, suite, package, version)?;
         let mut pin = Pin {
             suite: got.suite,

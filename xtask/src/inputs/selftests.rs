@@ -47,29 +47,35 @@ pub fn source_of(fleet: &Fleet, id: &str) -> Option<(String, SourcePin)> {
 }
 
 /// The selftests of column `id`, built (or taken from the cache); `None` when no source package is
-/// pinned for it.
+/// pinned for it. `cores` is called when the compile starts (it runs one compiler at a time: it
+/// needs one core, which is its until this returns); `progress` is told what happens.
 pub fn for_kernel(
     sh: &Shell,
     root: &Path,
     fleet: &Fleet,
     id: &str,
     apt: &mut crate::inputs::apt::LazyApt,
+    cores: &mut dyn FnMut() -> usize,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<Option<Selftests>> {
     let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
-    let toolchain = buildroot::load(root)?;
-    let key = short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
-    let dir = crate::inputs::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
+    let (key, dir) = entry(root, &pin)?;
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
     }
     let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
-    std::fs::create_dir_all(&builds)?;
-    let _lock = crate::util::lock(&builds.join("build.lock"))?;
+    // Its log goes there too (a kernel build made that folder; a Debian-only run had none).
+    std::fs::create_dir_all(builds.join("logs"))?;
+    let _lock = crate::util::lock_or_wait(&builds.join("build.lock"), || progress(crate::util::BUILD_WAIT))?;
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
     }
+    progress("selftests: toolchain");
     let broot = buildroot::ensure(sh, root, apt)?;
+    progress(&format!("selftests: source {package} {}", pin.version));
     let tree = crate::inputs::builds::source_tree(sh, &broot, &package, &pin, apt)?;
+    cores();
+    progress("selftests: compiling");
     let out = format!("/out/selftests-{key}");
     // Kernel builds make this folder too, but a run of Debian kernels alone may never have built one.
     let logs = builds.join("logs");
@@ -87,6 +93,20 @@ pub fn for_kernel(
     let entry = Entry { source, programs };
     crate::util::write_atomic(&dir.join("selftests.toml"), toml::to_string(&entry)?.as_bytes())?;
     cached(&dir).context("the selftests just built are not in the cache").map(Some)
+}
+
+/// The key of the selftests of `pin` and their folder in the cache.
+fn entry(root: &Path, pin: &SourcePin) -> Result<(String, PathBuf)> {
+    let toolchain = buildroot::load(root)?;
+    let key = short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
+    let dir = crate::inputs::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
+    Ok((key, dir))
+}
+
+/// The selftests of column `id` from the cache, when they were built before.
+pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Selftests> {
+    let (_, pin) = source_of(fleet, id)?;
+    cached(&entry(root, &pin).ok()?.1)
 }
 
 fn cached(dir: &Path) -> Option<Selftests> {

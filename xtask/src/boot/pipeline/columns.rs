@@ -1,0 +1,536 @@
+//! A run's columns, each on a thread of its own through its steps (fetch or build its kernel →
+//! build its own selftests → boot → write its results), each step as soon as its own inputs are
+//! ready; what bounds them is `schedule.rs`'s.
+
+use super::{probe_kvm, sanitize, save_results, Observer, Options, Prepared, RunEvent, LOCAL_PREFIX};
+use crate::boot::accel;
+use crate::boot::qemu::Settings;
+use crate::boot::runner;
+use crate::boot::schedule::{Cores, Slots, TurnGuard, Turns};
+use crate::inputs::apt::LazyApt;
+use crate::inputs::fleet::{Cache, Fleet, Image, KernelId};
+use anyhow::Result;
+use std::path::Path;
+use std::sync::Mutex;
+use xshell::Shell;
+
+/// Downloads at once: they wait on the network, not on the cores.
+const DOWNLOADS: usize = 3;
+
+/// Where a column's kernel comes from.
+pub(super) enum Source {
+    /// A pinned Debian kernel, from the verified cache or downloaded.
+    Fetch(crate::inputs::fleet::Pin),
+    /// A build (`images/kernels.toml`), from the build cache or compiled.
+    Build,
+    /// `--kernel-image`, as it is.
+    Local(Image),
+}
+
+/// The work of each step of a column. The pipeline's is [`Real`]; the tests put their own.
+pub trait Steps: Sync {
+    fn fetch(&self, id: &str, pin: &crate::inputs::fleet::Pin) -> Result<Image>;
+    /// `cores` is called when the compile starts and returns the cores it may use.
+    fn build(
+        &self,
+        id: &str,
+        cores: &mut dyn FnMut() -> usize,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Image>;
+    /// The kernel's own selftests; `None` when no source package is pinned for it.
+    fn selftests(
+        &self,
+        image: &Image,
+        cores: &mut dyn FnMut() -> usize,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Option<Selftests>>;
+    /// The guests' settings, the accelerator chosen (the KVM probe boots `first`): called once.
+    fn settings(&self, first: &Image) -> Result<Settings>;
+    /// The build's kernel, when the cache has it (no turn to wait for).
+    fn cached_build(&self, id: &str) -> Option<Image>;
+    /// The kernel's own selftests, when the cache has them.
+    fn cached_selftests(&self, image: &Image) -> Option<Selftests>;
+    fn boot(
+        &self,
+        image: &Image,
+        own: Option<&Selftests>,
+        settings: &Settings,
+        logs: &Path,
+        observe: &mut dyn FnMut(runner::Event<'_>),
+    ) -> Result<model::Results>;
+}
+
+type Selftests = crate::inputs::selftests::Selftests;
+
+/// The real steps: the caches, the builds, QEMU.
+pub(super) struct Real<'a> {
+    pub(super) root: &'a Path,
+    pub(super) fleet: &'a Fleet,
+    pub(super) cache: &'a Cache,
+    pub(super) opts: &'a Options,
+    pub(super) prepared: &'a Prepared,
+}
+
+impl Real<'_> {
+    /// Each step has its own apt (they take its locks) and shell (a shell is one thread's).
+    fn apt(&self) -> LazyApt {
+        self.fleet.apt(self.cache, self.opts.mirror.clone())
+    }
+}
+
+impl Steps for Real<'_> {
+    fn fetch(&self, id: &str, pin: &crate::inputs::fleet::Pin) -> Result<Image> {
+        self.cache.fetch(&Shell::new()?, id, pin, &mut self.apt())
+    }
+
+    fn build(
+        &self,
+        id: &str,
+        cores: &mut dyn FnMut() -> usize,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Image> {
+        let sh = Shell::new()?;
+        crate::inputs::builds::image(&sh, self.root, self.fleet, id, &mut self.apt(), cores, progress)
+    }
+
+    fn selftests(
+        &self,
+        image: &Image,
+        cores: &mut dyn FnMut() -> usize,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Option<Selftests>> {
+        let sh = Shell::new()?;
+        crate::inputs::selftests::for_kernel(
+            &sh,
+            self.root,
+            self.fleet,
+            &image.id,
+            &mut self.apt(),
+            cores,
+            progress,
+        )
+    }
+
+    fn cached_build(&self, id: &str) -> Option<Image> {
+        crate::inputs::builds::from_cache(self.root, self.fleet, id)
+    }
+
+    fn cached_selftests(&self, image: &Image) -> Option<Selftests> {
+        crate::inputs::selftests::from_cache(self.root, self.fleet, &image.id)
+    }
+
+    fn settings(&self, first: &Image) -> Result<Settings> {
+        let file = self.cache.dir.join("accel.toml");
+        let accel =
+            accel::choose(self.opts.accel, &file, &mut || probe_kvm(first, self.prepared, self.opts))?;
+        Ok(Settings { accel, ..self.opts.run.clone() })
+    }
+
+    fn boot(
+        &self,
+        image: &Image,
+        own: Option<&Selftests>,
+        settings: &Settings,
+        logs: &Path,
+        observe: &mut dyn FnMut(runner::Event<'_>),
+    ) -> Result<model::Results> {
+        let initrd = self.prepared.initrd_with(image, own)?;
+        runner::run_guest(image, &initrd, settings, logs, observe)
+    }
+}
+
+/// What became of the columns.
+pub(super) struct Ran {
+    /// A line per column that did not complete.
+    pub(super) failed: Vec<String>,
+    /// The first error that stops the whole run (a results file that could not be written, a
+    /// guest that could not start, the accelerator that could not be chosen).
+    pub(super) error: Option<anyhow::Error>,
+    /// The guests' settings, if any guest got that far.
+    pub(super) settings: Option<Settings>,
+}
+
+/// What the columns share while each goes its own way.
+struct Shared<'a> {
+    steps: &'a dyn Steps,
+    opts: &'a Options,
+    observe: &'a Observer<'a>,
+    cores: Cores,
+    downloads: Slots,
+    turns: Turns,
+    /// Chosen once, by the first column ready to boot (the KVM probe boots its kernel).
+    settings: Mutex<Option<Result<Settings, String>>>,
+    failed: Mutex<Vec<String>>,
+    error: Mutex<Option<anyhow::Error>>,
+}
+
+/// Runs every column on a thread of its own: its kernel (fetched, built or given), its own
+/// selftests, its guest, its results; what bounds them is in `schedule.rs`.
+pub(super) fn run_columns(
+    steps: &dyn Steps,
+    opts: &Options,
+    columns: Vec<(KernelId, Source)>,
+    observe: &Observer<'_>,
+) -> Ran {
+    let shared = Shared {
+        steps,
+        opts,
+        observe,
+        cores: Cores::new(crate::util::cores(), opts.jobs),
+        downloads: Slots::new(DOWNLOADS),
+        turns: Turns::default(),
+        settings: Mutex::new(None),
+        failed: Mutex::new(Vec::new()),
+        error: Mutex::new(None),
+    };
+    std::thread::scope(|scope| {
+        for (id, source) in columns {
+            let shared = &shared;
+            // A Debian column's selftests come before any kernel build (counted before any
+            // column starts).
+            let first =
+                (opts.selftests && matches!(source, Source::Fetch(_))).then(|| shared.turns.pending());
+            scope.spawn(move || column(shared, &id, source, first));
+        }
+    });
+    let settings = shared.settings.into_inner().unwrap_or_else(|e| e.into_inner()).and_then(Result::ok);
+    Ran {
+        failed: shared.failed.into_inner().unwrap_or_else(|e| e.into_inner()),
+        error: shared.error.into_inner().unwrap_or_else(|e| e.into_inner()),
+        settings,
+    }
+}
+
+impl Shared<'_> {
+    fn fail(&self, id: &str, shown: &str, line: String) {
+        (self.observe)(&RunEvent::Failed(id, shown));
+        self.failed.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+
+    fn stop(&self, e: anyhow::Error) {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+    }
+
+    /// `step` with a build's cores, taken when its compile starts and given back when it returns.
+    fn with_cores<T>(&self, id: &str, want: usize, step: impl FnOnce(&mut dyn FnMut() -> usize) -> T) -> T {
+        let mut lease = None;
+        let out = step(&mut || {
+            let l = self
+                .cores
+                .build(want, |why| (self.observe)(&RunEvent::Building(id, &format!("waiting: {why}"))));
+            let n = l.cores;
+            lease = Some(l);
+            n
+        });
+        drop(lease);
+        out
+    }
+}
+
+/// One column: fetch or build → its own selftests → boot → results.
+fn column(shared: &Shared<'_>, id: &str, source: Source, first: Option<TurnGuard<'_>>) {
+    let observe = shared.observe;
+    let image = match source {
+        Source::Local(image) => image,
+        Source::Fetch(pin) => {
+            let _slot = shared.downloads.take(|| observe(&RunEvent::Waiting(id, "a download slot")));
+            observe(&RunEvent::Fetching(id));
+            match shared.steps.fetch(id, &pin) {
+                Ok(image) => image,
+                Err(e) => {
+                    let line =
+                        format!("{id}: could not fetch (its previous results, if any, are kept): {e:#}");
+                    return shared.fail(id, &format!("could not fetch: {e:#}"), line);
+                }
+            }
+        }
+        Source::Build => {
+            observe(&RunEvent::Building(id, "finding the build in the cache"));
+            let built = shared.steps.cached_build(id).map(Ok).unwrap_or_else(|| {
+                let _turn = shared
+                    .turns
+                    .take(false, |why| observe(&RunEvent::Building(id, &format!("waiting: {why}"))));
+                shared.with_cores(id, usize::MAX, |cores| {
+                    shared.steps.build(id, cores, &mut |what| observe(&RunEvent::Building(id, what)))
+                })
+            });
+            match built {
+                Ok(image) => image,
+                Err(e) => {
+                    let line =
+                        format!("{id}: could not build (its previous results, if any, are kept): {e:#}");
+                    return shared.fail(id, &format!("could not build: {e:#}"), line);
+                }
+            }
+        }
+    };
+    if image.userfaultfd == Some(false) {
+        eprintln!("note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`");
+    }
+    let own = own_selftests(shared, &image);
+    drop(first);
+    let Some(own) = own else { return };
+    boot(shared, &image, own);
+}
+
+/// The column's own selftests (`Some(Err(why))`: it runs without them, saying why; `Some(None)`:
+/// none were asked for), or `None` when they could not be built: the column fails, loudly.
+fn own_selftests(shared: &Shared<'_>, image: &Image) -> Option<Option<Result<Selftests, String>>> {
+    let (id, observe): (&str, _) = (&image.id, shared.observe);
+    if !shared.opts.selftests {
+        return Some(None);
+    }
+    if id.starts_with(LOCAL_PREFIX) {
+        // A kernel you built: its source is yours, not a pinned Debian package.
+        return Some(Some(Err("a local kernel image (--kernel-image)".to_string())));
+    }
+    observe(&RunEvent::Building(id, "the kernel's own selftests"));
+    let built = shared.steps.cached_selftests(image).map(|s| Ok(Some(s))).unwrap_or_else(|| {
+        let _turn =
+            shared.turns.take(true, |why| observe(&RunEvent::Building(id, &format!("waiting: {why}"))));
+        shared.with_cores(id, 1, |cores| {
+            shared.steps.selftests(image, cores, &mut |what| observe(&RunEvent::Building(id, what)))
+        })
+    });
+    match built {
+        Ok(Some(s)) => Some(Some(Ok(s))),
+        Ok(None) => {
+            let why = "no source package is pinned for it in images/kernels.lock: pin it with \
+                       `cargo xtask images refresh sources` (Debian may not ship it)";
+            eprintln!("note: {id}: runs without its own selftests: {why}");
+            Some(Some(Err(why.to_string())))
+        }
+        Err(e) => {
+            let why = format!("its own selftests could not be built: {e:#}: {NO_SELFTESTS}");
+            shared.fail(
+                id,
+                &why,
+                format!("{id}: not booted (its previous results, if any, are kept): {why}"),
+            );
+            None
+        }
+    }
+}
+
+/// The hint of a column whose selftests could not be built.
+pub const NO_SELFTESTS: &str = "run with --no-selftests to run without them";
+
+/// Boots the column's guest when a guest slot and a core are free (the first to get there chooses
+/// the accelerator), and saves its results.
+fn boot(shared: &Shared<'_>, image: &Image, own: Option<Result<Selftests, String>>) {
+    let (label, observe): (&str, _) = (&image.id, shared.observe);
+    let _lease = shared.cores.guest(|why| observe(&RunEvent::Waiting(label, why)));
+    let settings = {
+        let mut chosen = shared.settings.lock().unwrap_or_else(|e| e.into_inner());
+        chosen
+            .get_or_insert_with(|| {
+                observe(&RunEvent::Waiting(label, "the accelerator (a KVM probe boots this kernel)"));
+                shared.steps.settings(image).map_err(|e| {
+                    let line = format!("{e:#}");
+                    shared.stop(e);
+                    line
+                })
+            })
+            .clone()
+    };
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) => return shared.fail(label, &e, format!("{label}: not booted: {e}")),
+    };
+    let run = own.as_ref().and_then(|s| s.as_ref().ok());
+    // Its selftests run after the suite, each run (and a failed one's reruns) within its own
+    // limit: the guest gets that much more time.
+    let settings = match run {
+        Some(s) => Settings {
+            timeout: settings.timeout
+                + std::time::Duration::from_secs(model::data::selftest_time_s(
+                    s.programs.iter().map(|(name, _)| name.as_str()),
+                )),
+            ..settings
+        },
+        None => settings,
+    };
+    observe(&RunEvent::Booting(label));
+    let logs = shared.opts.logs.join(label);
+    let results =
+        shared.steps.boot(image, run, &settings, &logs, &mut |e| observe(&RunEvent::Run(label, &e)));
+    let mut results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            observe(&RunEvent::Failed(label, &format!("{e:#}")));
+            return shared.stop(e);
+        }
+    };
+    results.kernel.selftests = own.map(|s| match s {
+        Ok(s) => s.source,
+        Err(e) => format!("not run: {e}"),
+    });
+    // A local image without an id is named by the kernel's own uname -r.
+    let id = if label.starts_with(LOCAL_PREFIX) && !results.kernel.release.is_empty() {
+        KernelId::from(sanitize(&results.kernel.release))
+    } else {
+        image.id.clone()
+    };
+    observe(&RunEvent::Done(label, &results, &logs));
+    let mut failed = shared.failed.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = save_results(&shared.opts.results_dir(), &id, &results, &mut failed) {
+        shared.stop(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::bail;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    /// Steps that boot nothing: a fetch is immediate; a build cannot finish before some guest
+    /// booted (a pipeline that boots only after every build never gets past it); the selftests
+    /// of `debian-broken` cannot be built, those of `debian-unpinned` have no source.
+    #[derive(Default)]
+    struct Fake {
+        booted: Mutex<Vec<String>>,
+        chosen: std::sync::atomic::AtomicUsize,
+        guest_booted: std::sync::Condvar,
+    }
+
+    fn fake_image(id: &str) -> Image {
+        Image {
+            id: KernelId::from(id),
+            vmlinuz: PathBuf::from("/nonexistent/vmlinuz"),
+            release: String::new(),
+            userfaultfd: None,
+            config: None,
+            source: "fake".into(),
+            build: None,
+        }
+    }
+
+    impl Steps for Fake {
+        fn fetch(&self, id: &str, _: &crate::inputs::fleet::Pin) -> Result<Image> {
+            Ok(fake_image(id))
+        }
+
+        fn build(
+            &self,
+            id: &str,
+            cores: &mut dyn FnMut() -> usize,
+            _: &mut dyn FnMut(&str),
+        ) -> Result<Image> {
+            let booted = self.booted.lock().unwrap();
+            let limit = std::time::Duration::from_secs(60);
+            let (_booted, waited) =
+                self.guest_booted.wait_timeout_while(booted, limit, |b| b.is_empty()).unwrap();
+            if waited.timed_out() {
+                bail!("no guest booted while {id} was being built");
+            }
+            assert!(cores() >= 1);
+            Ok(fake_image(id))
+        }
+
+        fn selftests(
+            &self,
+            image: &Image,
+            cores: &mut dyn FnMut() -> usize,
+            _: &mut dyn FnMut(&str),
+        ) -> Result<Option<Selftests>> {
+            match &*image.id {
+                "debian-broken" => {
+                    cores();
+                    bail!("building the userfaultfd selftests of /src failed (log: selftests.log)")
+                }
+                "debian-unpinned" => Ok(None),
+                _ => Ok(Some(Selftests { source: "linux-source-x 1".into(), programs: Vec::new() })),
+            }
+        }
+
+        fn cached_build(&self, _: &str) -> Option<Image> {
+            None
+        }
+
+        fn cached_selftests(&self, _: &Image) -> Option<Selftests> {
+            None
+        }
+
+        fn settings(&self, _: &Image) -> Result<Settings> {
+            self.chosen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Settings::default())
+        }
+
+        fn boot(
+            &self,
+            image: &Image,
+            _: Option<&Selftests>,
+            _: &Settings,
+            _: &Path,
+            _: &mut dyn FnMut(runner::Event<'_>),
+        ) -> Result<model::Results> {
+            self.booted.lock().unwrap().push(image.id.to_string());
+            self.guest_booted.notify_all();
+            let kernel = model::RunInfo { release: "6.1.0-fake".into(), ..model::RunInfo::default() };
+            Ok(model::Results { schema: model::data::SCHEMA, kernel, cells: BTreeMap::new() })
+        }
+    }
+
+    /// Issue 25 items 1 and 5: a Debian column boots while a build is under way; a column whose
+    /// own selftests cannot be built is not booted, fails with the cause and the hint, and the
+    /// others still run and are kept; the accelerator is chosen once; without the selftests asked
+    /// for, that column runs.
+    #[test]
+    fn columns_stream_and_one_whose_selftests_cannot_be_built_fails_loudly() {
+        let dir = crate::util::project_root().join("target/uffdc/tests/stream");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut opts = Options::new(&crate::util::project_root());
+        (opts.out, opts.logs, opts.selftests) = (dir.join("matrix"), dir.join("logs"), true);
+        let pin = crate::inputs::fleet::Pin {
+            suite: String::new(),
+            package: String::new(),
+            version: String::new(),
+            release: String::new(),
+            sha256: String::new(),
+            size: 0,
+        };
+        let columns = || {
+            vec![
+                (KernelId::from("build-first"), Source::Build),
+                (KernelId::from("debian-broken"), Source::Fetch(pin.clone())),
+                (KernelId::from("debian-good"), Source::Fetch(pin.clone())),
+                (KernelId::from("debian-unpinned"), Source::Fetch(pin.clone())),
+            ]
+        };
+        let failures = Mutex::new(Vec::new());
+        let fake = Fake::default();
+        let ran = run_columns(&fake, &opts, columns(), &|e| {
+            if let RunEvent::Failed(id, why) = e {
+                failures.lock().unwrap().push(format!("{id}: {why}"));
+            }
+        });
+        assert!(ran.error.is_none(), "{:?}", ran.error);
+        let mut booted = fake.booted.into_inner().unwrap();
+        assert!(booted[0].starts_with("debian-"), "a Debian column boots first: {booted:?}");
+        booted.sort();
+        assert_eq!(booted, ["build-first", "debian-good", "debian-unpinned"]);
+        assert_eq!(fake.chosen.into_inner(), 1, "the accelerator is chosen once");
+        let failures = failures.into_inner().unwrap();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].starts_with("debian-broken: its own selftests could not be built: building"));
+        assert!(failures[0].ends_with(NO_SELFTESTS), "{failures:?}");
+        assert_eq!(ran.failed.len(), 1);
+        assert!(ran.failed[0].contains("not booted") && ran.failed[0].contains(NO_SELFTESTS));
+        let results = opts.results_dir();
+        let saved = |id: &str| model::data::load::<model::Results>(&results.join(format!("{id}.toml")));
+        assert_eq!(saved("debian-good").unwrap().kernel.selftests.as_deref(), Some("linux-source-x 1"));
+        let unpinned = saved("debian-unpinned").unwrap().kernel.selftests.unwrap();
+        assert!(unpinned.starts_with("not run: no source package is pinned"), "{unpinned}");
+        assert!(saved("debian-broken").is_err(), "a column that was not booted writes no results");
+
+        // With --no-selftests it runs, and records none.
+        opts.selftests = false;
+        let fake = Fake::default();
+        let ran = run_columns(&fake, &opts, columns(), &|_| {});
+        assert!(ran.failed.is_empty() && ran.error.is_none(), "{:?}", ran.failed);
+        assert_eq!(fake.booted.into_inner().unwrap().len(), 4);
+        assert_eq!(saved("debian-broken").unwrap().kernel.selftests, None);
+    }
+}
