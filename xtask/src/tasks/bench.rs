@@ -176,25 +176,21 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
             // A build: its cold time is `cargo xtask images build`'s (not redone here: minutes);
             // the cached time is the warm lookup the matrix makes.
             None => {
-                let image = crate::inputs::builds::image(
-                    sh,
-                    root,
-                    &fleet,
-                    id,
-                    &mut apt,
-                    &mut crate::util::cores,
-                    &mut |_| {},
-                )?;
+                let mut image = || {
+                    crate::inputs::builds::image(
+                        sh,
+                        root,
+                        &fleet,
+                        id,
+                        &mut apt,
+                        &mut crate::util::cores,
+                        &mut |_| {},
+                    )
+                };
+                let built_image = image()?;
                 let t = Instant::now();
-                crate::inputs::builds::image(
-                    sh,
-                    root,
-                    &fleet,
-                    id,
-                    &mut apt,
-                    &mut crate::util::cores,
-                    &mut |_| {},
-                )?;
+                image()?;
+                let image = built_image;
                 let built = crate::inputs::builds::cold_build(root, &fleet, id);
                 reuse = built.and_then(|b| b.ccache);
                 (image, built.map_or(f64::NAN, |b| b.secs), t.elapsed().as_secs_f64())
