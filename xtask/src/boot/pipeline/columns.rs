@@ -420,8 +420,11 @@ mod tests {
         ) -> Result<Image> {
             let booted = self.booted.lock().unwrap();
             let limit = std::time::Duration::from_secs(60);
-            let (_booted, waited) =
+            let (booted, waited) =
                 self.guest_booted.wait_timeout_while(booted, limit, |b| b.is_empty()).unwrap();
+            // Released before the build's cores are asked for: a guest that still holds a core
+            // takes this lock as it boots, and would wait on it while the build waits for its core.
+            drop(booted);
             if waited.timed_out() {
                 bail!("no guest booted while {id} was being built");
             }
