@@ -50,8 +50,13 @@ impl Sink {
         let count = self.count();
         for fault in &self.faults {
             match fault {
-                // PID 1 exiting is a real kernel panic ("Attempted to kill init!").
-                Fault::PanicAfter(n) if *n == count => std::process::exit(3),
+                // PID 1 exiting is a real kernel panic ("Attempted to kill init!"). The records
+                // sent must have left the serial port first: a write returns once the tty holds the
+                // bytes, and a panic does not wait for the port to send them.
+                Fault::PanicAfter(n) if *n == count => {
+                    self.drain();
+                    std::process::exit(3)
+                }
                 Fault::TruncateAfter(n) if *n == count => {
                     let next = Record::Fatal { message: "this record is cut in half".into() }.encode();
                     if let Some(stream) = &self.stream {
@@ -65,6 +70,18 @@ impl Sink {
                     std::thread::park();
                 },
                 _ => {}
+            }
+        }
+    }
+
+    /// Waits until the stream's port has sent everything written to it (tcdrain(3); a stream that
+    /// is not a terminal has nothing to wait for).
+    fn drain(&self) {
+        if let Some(stream) = &self.stream {
+            let port = stream.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: tcdrain on a descriptor this file owns; an error (ENOTTY) is nothing to wait for.
+            unsafe {
+                libc::tcdrain(std::os::fd::AsRawFd::as_raw_fd(&*port));
             }
         }
     }
