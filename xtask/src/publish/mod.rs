@@ -17,6 +17,8 @@ pub mod page;
 pub mod view;
 
 #[cfg(test)]
+mod browser;
+#[cfg(test)]
 mod tests;
 
 use anyhow::Result;
