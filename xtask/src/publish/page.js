@@ -119,6 +119,8 @@ document.getElementById("pick-q").addEventListener("input", e => {
   const t = e.target.value.trim().toLowerCase();
   for (const r of pickList.querySelectorAll(".pick-row")) r.classList.toggle("hidden", !!t && !r.dataset.text.includes(t));
 });
+// A need met, violated or not checked looks as a profile's verdict does.
+const pickClass = {m: "pv-satisfies", v: "pv-violates", n: "pv-not-checked"};
 const cmpKey = (a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
 function renderPicks() {
   const table = document.getElementById("pick-table"), min = document.getElementById("pick-min"), toml = document.getElementById("pick-toml");
@@ -136,7 +138,7 @@ function renderPicks() {
     [...p.kernels].forEach((s, j) => {
       const k = K[j], word = s === "m" ? "met" : s === "v" ? "violated" : "not-checked";
       if (s === "v") total[j] = "v"; else if (s === "n" && total[j] !== "v") total[j] = "n";
-      row.append(el("td", {class: `p p-${word}`, title: `${id} on ${k.id}: ${word.replace("-", " ")}`}, link(`${id}/${k.id}`, s === "m" ? "✓" : s === "v" ? "✗" : "?")));
+      row.append(el("td", {class: `p ${pickClass[s]}`, title: `${id} on ${k.id}: ${word.replace("-", " ")}`}, link(`${id}/${k.id}`, s === "m" ? "✓" : s === "v" ? "✗" : "?")));
     });
     body.append(row);
     if (p.since.kind === "never") never.push(id);
@@ -148,7 +150,7 @@ function renderPicks() {
   }
   const words = {m: "satisfies", v: "violates", n: "not checked"};
   body.append(el("tr", {class: "total"}, el("td", {colspan: "2"}, el("b", {}, "verdict")),
-    ...total.map((s, j) => el("td", {class: `p p-${s === "m" ? "met" : s === "v" ? "violated" : "not-checked"}`, "data-kernel": K[j].id,
+    ...total.map((s, j) => el("td", {class: `p ${pickClass[s]}`, "data-kernel": K[j].id,
       "data-verdict": words[s], title: `${K[j].id}: ${words[s]}`}, s === "m" ? "✓" : s === "v" ? "✗" : "?"))));
   table.append(el("thead", {}, head), body);
   from.sort((a, b) => cmpKey(a[0].key, b[0].key));

@@ -258,9 +258,13 @@ window.uffdcProbe = {
     const cls = e => [...e.classList].find(c => /^(s|pv)-/.test(c));
     for (const e of document.querySelectorAll("[class*='s-'], [class*='pv-']")) {
       const state = cls(e); if (!state || !e.textContent.trim() || !e.getClientRects().length) continue;
-      const fg = rgb(getComputedStyle(e).color).c, l1 = lum(fg), l2 = lum(bg(e));
-      const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
-      if (!(state in out) || ratio < out[state].ratio) out[state] = {ratio, fg: getComputedStyle(e).color, bg: bg(e).join(","), tag: e.tagName};
+      // The cell and everything in it that holds text of its own (a link, a letter).
+      const texts = [e, ...e.querySelectorAll("*")].filter(x => [...x.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()));
+      for (const x of texts) {
+        const fg = rgb(getComputedStyle(x).color).c, back = bg(x), l1 = lum(fg), l2 = lum(back);
+        const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+        if (!(state in out) || ratio < out[state].ratio) out[state] = {ratio, fg: getComputedStyle(x).color, bg: back.join(","), tag: x.tagName};
+      }
     }
     return out;
   },
@@ -360,7 +364,8 @@ fn acceptance(view: &View<'_>, dir: &Path, permalinks: &[String]) {
         "Enter did not open the cell: {shown}"
     );
 
-    // Contrast of every state a cell can have.
+    // Contrast of every state a cell can have (the picker's cells too: a profile's needs picked).
+    desk.eval("(() => { const s = document.getElementById('pick-profile'); s.selectedIndex = 1; s.dispatchEvent(new Event('change')); })()");
     let contrast = desk.eval("uffdcProbe.contrast()");
     let mut states: Vec<String> = Verdict::ALL.iter().map(|v| format!("s-{v}")).collect();
     states.extend(["s-absent", "pv-satisfies", "pv-violates", "pv-not-checked"].map(String::from));
