@@ -331,8 +331,16 @@ pub fn markdown(v: &View<'_>) -> String {
     md += &configurations_markdown(v);
     md += &selftests_markdown(v);
     md += &timelines_markdown(v);
-    for (family, ids) in families(compat) {
-        let _ = write!(md, "\n## {family}\n\n| behaviour |");
+    // The kernels' own selftest cases last, folded under their counts.
+    let mut families: Vec<(&str, Vec<&str>)> = families(compat).into_iter().collect();
+    families.sort_by_key(|(f, _)| *f == model::data::SELFTESTS);
+    for (family, ids) in families {
+        let selftests = family == model::data::SELFTESTS;
+        let _ = write!(md, "\n## {family}\n\n");
+        if selftests {
+            let _ = write!(md, "<details><summary>{}</summary>\n\n", selftest_summary(v));
+        }
+        md += "| behaviour |";
         for k in &v.order {
             let _ = write!(md, " {k} |");
         }
@@ -341,9 +349,12 @@ pub fn markdown(v: &View<'_>) -> String {
         md += "\n";
         for id in ids {
             let b = &compat.behaviours[id];
-            let _ = write!(md, "| `{id}` {} |", cell_text(&b.summary, 100));
+            let since =
+                supported_since(b).map_or_else(String::new, |s| format!(" (supported {})", since_text(&s)));
+            let _ = write!(md, "| `{id}` {}{since} |", cell_text(&b.summary, 100));
             for k in &v.order {
                 match b.cells.get(*k) {
+                    Some(c) if not_in_selftests(b, c) => md += " · not in this kernel's selftests |",
                     Some(c) => {
                         let shown = match v.set_cell(id, k) {
                             Some((short, _, _)) => short,
@@ -355,6 +366,9 @@ pub fn markdown(v: &View<'_>) -> String {
                 }
             }
             md += "\n";
+        }
+        if selftests {
+            md += "\n</details>\n";
         }
     }
     md

@@ -179,18 +179,13 @@ lg.append(el("span", {}, swatch("absent", "·"), ABSENT),
 // side where the screen is wide enough. The selftest cases are folded under their counts.
 const ov = document.getElementById("overview-grid");
 let overviewCells = 0;
-const selftestCounts = () => {
-  const n = {pass: 0, fail: 0, skip: 0, absent: 0};
-  for (const b of cases) for (const c of Object.values(b.cells)) { if (c.absent) n.absent++; else if (c.observed in n) n[c.observed]++; }
-  return `${cases.length} cases of the kernels' own selftests: ${n.pass} passed, ${n.fail} failed, ${n.skip} skipped, ${n.absent} ${ABSENT} (their cases differ by version)`;
-};
 const fold = (what, body) => el("details", {class: "fold", "data-family": SELFTESTS}, el("summary", {}, what), body);
 for (const fam of fams) {
   const hrow = el("tr", {}, el("th", {class: "fam", scope: "col"}, fam));
   for (const k of K) hrow.append(el("th", {class: `k${k.host ? " host" : ""}`, scope: "col", title: `${k.id}: ${k.release}${k.host ? " (a host kernel, run directly)" : ""}`}, el("span", {}, `${k.label} ${k.id}`)));
   const ob = el("tbody");
   const table = el("table", {class: "overview", "data-family": fam}, el("thead", {}, hrow), ob);
-  ov.append(fam === SELFTESTS ? fold(selftestCounts(), el("div", {class: "scroll"}, table)) : el("div", {class: "scroll"}, table));
+  ov.append(fam === SELFTESTS ? fold(D.selftests.summary, el("div", {class: "scroll"}, table)) : el("div", {class: "scroll"}, table));
   for (const b of B.filter(b => b.family === fam)) {
     const row = el("tr", {class: "ov-row", "data-id": b.id, "data-family": fam, "data-differs": b.values.length > 1 ? "1" : "0"},
       el("td", {class: "name", title: `${b.summary}${b.since ? ` (${b.since.text})` : ""}`}, link(b.id, b.id.slice(fam.length + 1))));
@@ -303,7 +298,7 @@ for (const fam of fams) {
     body.append(row);
   }
   const table = el("div", {class: "scroll"}, el("table", {}, el("thead", {}, head), body));
-  root.append(el("section", {"data-family": fam}, el("h2", {}, fam), fam === SELFTESTS ? fold(selftestCounts(), table) : table));
+  root.append(el("section", {"data-family": fam}, el("h2", {}, fam), fam === SELFTESTS ? fold(D.selftests.summary, table) : table));
 }
 
 // The details of one cell, with the command that observes it again.

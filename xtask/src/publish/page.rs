@@ -170,7 +170,7 @@ pub fn page_data(v: &View<'_>) -> Value {
     let disagreements = selftest_disagreements(compat);
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,
            "findings": findings, "timelines": timelines,
-           "selftests": {"kernels": selftests, "disagreements": disagreements},
+           "selftests": {"kernels": selftests, "disagreements": disagreements, "summary": selftest_summary(v)},
            "changes": {"previous": v.previous_matrix(), "cells": changes, "moves": v.moves, "steps": steps},
            "legend": legend, "go": go_line(compat)})
 }

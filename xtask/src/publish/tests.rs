@@ -596,3 +596,58 @@ fn the_command_that_reproduces_a_cell_is_a_real_one() {
     );
     assert_eq!(reproduce(&c, "selftests.unit_move_anon", "host"), None, "the host runs no selftests");
 }
+
+#[test]
+fn supported_since_is_read_from_the_expectation_table() {
+    use model::documented::Since;
+    use model::expect::Rule;
+    let with = |rows: &[(&str, &str)]| {
+        let mut b = model::data::selftest_behaviour("selftests.x");
+        b.family = "populate".into();
+        b.expectation = rows.iter().map(|(k, e)| Rule::new(k, e)).collect();
+        supported_since(&b)
+    };
+    let v = |s: &str| s.parse().unwrap();
+    let no_uffd = ("* when CONFIG_USERFAULTFD!=y", "unsupported: no userfaultfd");
+    assert_eq!(
+        with(&[no_uffd, ("<5.14", "unsupported: new in 5.14"), (">=5.14", "fault read")]),
+        Some(Since::From(v("5.14")))
+    );
+    assert_eq!(
+        with(&[(">=5.7", "includes: WP")]),
+        Some(Since::From(v("5.7"))),
+        "no row before 5.7: not supported there"
+    );
+    assert_eq!(
+        with(&[no_uffd, ("*", "EPERM")]),
+        Some(Since::Any),
+        "the configuration's rows are not versions"
+    );
+    assert_eq!(with(&[("<6.1", "absent"), (">=6.1", "unsupported: gone")]), Some(Since::Never));
+    assert_eq!(
+        with(&[("<5.11", "a"), (">=5.11, <6.1", "unsupported: briefly gone"), (">=6.1", "b")]),
+        Some(Since::From(v("6.1"))),
+        "the last stretch counts"
+    );
+    assert_eq!(with(&[no_uffd]), Some(Since::Undetermined));
+    assert_eq!(
+        supported_since(&model::data::selftest_behaviour("selftests.x")),
+        None,
+        "selftests have no table"
+    );
+}
+
+#[test]
+fn markdown_folds_the_selftests_and_says_what_a_kernels_selftests_lack() {
+    let c = every_state();
+    let (p, h) = (profiles(), History::new());
+    let md = markdown(&View::new(&c, &p, &h));
+    assert!(md.contains("(supported since 5.14) |"), "{md}");
+    let folded = md.split("\n## selftests\n").nth(1).expect("a selftests section");
+    assert!(folded.starts_with("\n<details><summary>1 cases of the kernels' own selftests: 1 passed, 1 failed, 0 skipped, 1 not in a kernel's selftests"), "{folded}");
+    assert!(
+        folded.contains("| · not in this kernel's selftests |") && folded.contains("\n</details>\n"),
+        "{folded}"
+    );
+    assert!(!folded.contains("❔"), "a case a kernel's selftests lack is not missing: {folded}");
+}

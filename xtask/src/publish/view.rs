@@ -638,3 +638,33 @@ pub fn picks(v: &View<'_>, id: &str) -> Vec<Pick> {
         })
         .collect()
 }
+
+/// The selftest cases in one line: how many, and how their cells came out.
+pub fn selftest_summary(v: &View<'_>) -> String {
+    let (mut cases, mut pass, mut fail, mut skip, mut unsupported, mut absent, mut other) =
+        (0, 0, 0, 0, 0, 0, 0);
+    for b in v.compat.behaviours.values().filter(|b| b.family == model::data::SELFTESTS) {
+        cases += 1;
+        for c in b.cells.values() {
+            match (c.verdict, c.observed.as_str()) {
+                _ if not_in_selftests(b, c) => absent += 1,
+                (Verdict::Unsupported, _) => unsupported += 1,
+                (_, "pass") => pass += 1,
+                (_, "fail") => fail += 1,
+                (_, "skip") => skip += 1,
+                _ => other += 1,
+            }
+        }
+    }
+    let mut parts = vec![format!("{pass} passed"), format!("{fail} failed"), format!("{skip} skipped")];
+    if unsupported > 0 {
+        parts.push(format!("{unsupported} on a kernel built without what they test"));
+    }
+    if other > 0 {
+        parts.push(format!("{other} with no result"));
+    }
+    format!(
+        "{cases} cases of the kernels' own selftests: {}, {absent} not in a kernel's selftests (their cases differ by version)",
+        parts.join(", ")
+    )
+}
