@@ -154,8 +154,10 @@ function renderPicks() {
       "data-verdict": words[s], title: `${K[j].id}: ${words[s]}`}, s === "m" ? "✓" : s === "v" ? "✗" : "?"))));
   table.append(el("thead", {}, head), body);
   from.sort((a, b) => cmpKey(a[0].key, b[0].key));
+  const byVersion = new Map();
+  for (const [s, id] of from) { if (!byVersion.has(s.version)) byVersion.set(s.version, []); byVersion.get(s.version).push(id); }
   let text = never.length ? `No kernel is documented to give ${never.join(", ")}.`
-    : overall.kind === "from" ? `Needs Linux ${overall.version} or later (${from.map(([s, id]) => `${s.version} for ${id}`).join("; ")}).`
+    : overall.kind === "from" ? `Needs Linux ${overall.version} or later (${[...byVersion].map(([v, ids]) => `${v} for ${ids.join(", ")}`).join("; ")}).`
     : "Any kernel, by the expectation tables.";
   if (open.length) text += ` The tables do not say for ${open.join(", ")}.`;
   const ok = total.map((s, j) => s === "m" ? K[j].id : null).filter(Boolean);
@@ -173,7 +175,7 @@ const lg = document.getElementById("legend");
 const swatch = (st, mark, sup) => el("span", {class: `ov s-${st}`, "data-state": st}, mark, sup ? el("sup", {}, sup) : "");
 for (const l of D.legend) lg.append(el("span", {title: l.meaning}, swatch(l.verdict, l.mark), l.verdict));
 lg.append(el("span", {}, swatch("absent", "·"), ABSENT),
-  el("span", {}, swatch("expected", "✓", "a"), swatch("expected", "✓", "b"), "a, b, c: which observation of its row (a: the most common)"));
+  el("span", {}, swatch("expected", "✓", "b"), swatch("unsupported", "–", "c"), "b, c, ...: a kernel that did something else than most kernels of its row, which other thing"));
 
 // The overview: every behaviour on every kernel, coloured by verdict; one block per family, side by
 // side where the screen is wide enough. The selftest cases are folded under their counts.
@@ -191,7 +193,8 @@ for (const fam of fams) {
       el("td", {class: "name", title: `${b.summary}${b.since ? ` (${b.since.text})` : ""}`}, link(b.id, b.id.slice(fam.length + 1))));
     for (const k of K) {
       const c = b.cells[k.id], st = state(c);
-      const sup = c && c.value !== null && b.values.length > 1 ? letter(c.value) : "";
+      // The row's most common observation goes unmarked; any other gets its letter (b, c, ...).
+      const sup = c && c.value ? letter(c.value) : "";
       const a = el("a", {class: `ov s-${st}`, href: `#${b.id}/${k.id}`, "data-cell": `${b.id}/${k.id}`, "data-state": st,
         title: c ? `${b.id} on ${k.id} (${k.label}): ${c.absent ? ABSENT : `${c.verdict}: ${c.observed}`}` : `${b.id} on ${k.id}: no cell`},
         c ? (c.absent ? "·" : c.mark) : "", sup ? el("sup", {}, sup) : "");
