@@ -425,7 +425,7 @@ fn the_committed_matrix_answers_at_a_glance_in_chromium() {
     let view = View::new(&compat, &profiles, &history);
     // The last kernel's cell of a behaviour near the end of the page, and of a folded selftest case.
     let last = view.order.last().unwrap();
-    let ours = compat.behaviours.iter().filter(|(_, b)| b.family != model::data::SELFTESTS).last().unwrap().0;
+    let ours = compat.behaviours.iter().rev().find(|(_, b)| b.family != model::data::SELFTESTS).unwrap().0;
     let mut links = vec![format!("{ours}/{last}")];
     if let Some((case, _)) = compat.behaviours.iter().find(|(_, b)| b.family == model::data::SELFTESTS) {
         links.push(format!("{case}/{}", view.order[0]));

@@ -444,7 +444,8 @@ pub fn selftest_counts(compat: &Compat, kernel: &str) -> (usize, usize, usize) {
 }
 
 /// The distinct observations of a behaviour's cells that observed the kernel, most common first
-/// (ties: the one the newest kernel made first): the overview colours a cell by its index here.
+/// (ties: the one the newest kernel made first): the overview marks a cell by its index here
+/// (none for the first, b, c, ... for the others).
 pub fn distinct_observations(v: &View<'_>, id: &str) -> Vec<String> {
     let b = &v.compat.behaviours[id];
     let mut counts: Vec<(String, usize, usize)> = Vec::new();
