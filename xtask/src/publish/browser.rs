@@ -35,6 +35,8 @@ impl Browser {
                 "--remote-debugging-pipe",
                 "--no-sandbox",
                 "--disable-gpu",
+                // A container's /dev/shm is often 64 MiB, too small for a renderer.
+                "--disable-dev-shm-usage",
                 "--no-first-run",
                 "--disable-background-networking",
                 "--disable-component-update",
