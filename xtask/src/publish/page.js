@@ -92,8 +92,8 @@ for (const fam of fams.filter(f => f !== SELFTESTS)) {
     const box = el("input", {type: "checkbox", id: `pick:${b.id}`, "data-id": b.id});
     const sel = el("select", {"aria-label": `the value of ${b.id} your software needs`, "data-id": b.id},
       ...b.picks.map((p, i) => el("option", {value: String(i)}, `${p.expect} (${p.since.text})`)));
-    box.addEventListener("change", () => { if (box.checked) picked.set(b.id, +sel.value); else picked.delete(b.id); renderPicks(); });
-    sel.addEventListener("change", () => { if (box.checked) { picked.set(b.id, +sel.value); renderPicks(); } });
+    box.addEventListener("change", () => { if (box.checked) picked.set(b.id, +sel.value); else picked.delete(b.id); renderPicks(true); });
+    sel.addEventListener("change", () => { if (box.checked) { picked.set(b.id, +sel.value); renderPicks(true); } });
     pickBoxes.set(b.id, box); pickSelects.set(b.id, sel);
     fs.append(el("div", {class: "pick-row", "data-text": `${b.id} ${b.summary}`.toLowerCase()},
       el("label", {for: `pick:${b.id}`, title: b.summary}, box, " ", b.id), b.since ? el("span", {class: "since"}, b.since.text) : "", sel));
@@ -102,7 +102,7 @@ for (const fam of fams.filter(f => f !== SELFTESTS)) {
 }
 function setPick(id, expect) {
   const b = byId.get(id); if (!b || !pickBoxes.has(id)) return;
-  const i = Math.max(0, b.picks.findIndex(p => p.expect === expect));
+  const i = b.picks.findIndex(p => p.expect === expect); if (i < 0) return;
   pickSelects.get(id).value = String(i); pickBoxes.get(id).checked = true; picked.set(id, i);
 }
 const pickProfile = document.getElementById("pick-profile");
@@ -111,10 +111,10 @@ pickProfile.addEventListener("change", () => {
   clearPicks();
   const p = D.profiles.find(x => x.name === pickProfile.value);
   if (p) for (const n of p.needs) setPick(n.behaviour, n.expect);
-  renderPicks();
+  renderPicks(true);
 });
 function clearPicks() { picked.clear(); for (const b of pickBoxes.values()) b.checked = false; }
-document.getElementById("pick-clear").addEventListener("click", () => { clearPicks(); pickProfile.value = ""; renderPicks(); });
+document.getElementById("pick-clear").addEventListener("click", () => { clearPicks(); pickProfile.value = ""; renderPicks(true); });
 document.getElementById("pick-q").addEventListener("input", e => {
   const t = e.target.value.trim().toLowerCase();
   for (const r of pickList.querySelectorAll(".pick-row")) r.classList.toggle("hidden", !!t && !r.dataset.text.includes(t));
@@ -122,7 +122,9 @@ document.getElementById("pick-q").addEventListener("input", e => {
 // A need met, violated or not checked looks as a profile's verdict does.
 const pickClass = {m: "pv-satisfies", v: "pv-violates", n: "pv-not-checked"};
 const cmpKey = (a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
-function renderPicks() {
+// The picks go into the fragment (`#pick=ID:VALUE&pick=...`), so that a set of picks is a link.
+function renderPicks(write) {
+  if (write) writeHash();
   const table = document.getElementById("pick-table"), min = document.getElementById("pick-min"), toml = document.getElementById("pick-toml");
   table.replaceChildren();
   if (!picked.size) {
@@ -346,10 +348,14 @@ function apply(write) {
   if ((text || fam === SELFTESTS) && selftestRows) for (const d of document.querySelectorAll("details.fold")) d.open = true;
   document.getElementById("shown").textContent = `${rows} rows, ${cells} cells shown`;
   document.body.dataset.shownRows = rows; document.body.dataset.shownCells = cells;
-  if (write) {
-    const h = new URLSearchParams(); if (text) h.set("q", text); if (fam) h.set("family", fam); if (only) h.set("differs", "1");
-    history.replaceState(null, "", h.toString() ? "#" + h : location.pathname);
-  }
+  if (write) writeHash();
+}
+// The filters and the picks, as the fragment says them.
+function writeHash() {
+  const h = new URLSearchParams(), text = q.value.trim().toLowerCase();
+  if (text) h.set("q", text); if (sel.value) h.set("family", sel.value); if (diff.checked) h.set("differs", "1");
+  for (const [id, i] of picked) h.append("pick", `${id}:${byId.get(id).picks[i].expect}`);
+  history.replaceState(null, "", h.toString() ? "#" + h : location.pathname);
 }
 // The sticky bar's height, which every scroll target keeps clear of (scroll-margin-top).
 const bar = document.getElementById("controls");
@@ -377,7 +383,12 @@ function into(e) {
 // The filters from the fragment: on load, and whenever the fragment changes in an open page.
 function fromHash() {
   const params = location.hash.includes("=") ? new URLSearchParams(location.hash.slice(1)) : null;
-  if (params) { q.value = params.get("q") || ""; sel.value = params.get("family") || ""; diff.checked = params.get("differs") === "1"; apply(false); }
+  if (params) {
+    q.value = params.get("q") || ""; sel.value = params.get("family") || ""; diff.checked = params.get("differs") === "1"; apply(false);
+    clearPicks();
+    for (const p of params.getAll("pick")) { const at = p.indexOf(":"); if (at > 0) setPick(p.slice(0, at), p.slice(at + 1)); }
+    renderPicks(false);
+  }
   return !!params;
 }
 q.oninput = () => apply(true); sel.onchange = () => apply(true); diff.onchange = () => apply(true);

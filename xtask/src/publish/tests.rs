@@ -502,6 +502,27 @@ fn the_page_answers_at_a_glance_in_chromium() {
             );
         }
     }
+    // The picks are a link: ticking a behaviour puts it into the fragment, and the fragment picks.
+    b.eval("(() => { const x = document.getElementById('pick:api.handshake_twice'); x.click(); })()");
+    let hash = b.eval("decodeURIComponent(location.hash)");
+    assert!(hash.as_str().unwrap().contains("pick=api.handshake_twice:"), "{hash}");
+    open(&mut b, &url, "#pick=populate.read_missing:fault+read&pick=no.such:thing");
+    let rows =
+        b.eval("[...document.querySelectorAll('#pick-table tbody tr[data-id]')].map(r => r.dataset.id)");
+    assert_eq!(rows, serde_json::json!(["populate.read_missing"]), "an unknown pick is left out");
+    let verdicts = b.eval("[...document.querySelectorAll('#pick-table tr.total td[data-kernel]')].map(td => td.dataset.verdict)");
+    let want: Vec<&str> = view
+        .order
+        .iter()
+        .map(|k| match c.behaviours["populate.read_missing"].cells[*k].observed.as_str() {
+            "fault read" => "satisfies",
+            _ if !observes_the_kernel(c.behaviours["populate.read_missing"].cells[*k].verdict) => {
+                "not checked"
+            }
+            _ => "violates",
+        })
+        .collect();
+    assert_eq!(verdicts, serde_json::json!(want), "one need: each kernel's own cell");
     // A cell's details give the command that observes it again.
     open(&mut b, &url, "#populate.read_missing/debian-6.1-cloud");
     let panel = b.eval("document.getElementById('panel').textContent");
