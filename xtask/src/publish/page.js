@@ -393,6 +393,8 @@ function fromHash() {
 }
 q.oninput = () => apply(true); sel.onchange = () => apply(true); diff.onchange = () => apply(true);
 window.addEventListener("hashchange", () => { if (!fromHash()) target(); });
+// Escape closes the details panel.
+window.addEventListener("keydown", e => { if (e.key === "Escape" && panel.dataset.open) panel.querySelector("button").click(); });
 new ResizeObserver(measure).observe(bar);
 fromHash(); apply(false); measure(); target();
 document.body.dataset.height = Math.ceil(document.documentElement.scrollHeight);
