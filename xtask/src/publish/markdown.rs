@@ -349,8 +349,7 @@ pub fn markdown(v: &View<'_>) -> String {
         md += "\n";
         for id in ids {
             let b = &compat.behaviours[id];
-            let since =
-                supported_since(b).map_or_else(String::new, |s| format!(" (supported {})", since_text(&s)));
+            let since = supported_since(b).map_or_else(String::new, |s| format!(" ({})", supported_text(&s)));
             let _ = write!(md, "| `{id}` {}{since} |", cell_text(&b.summary, 100));
             for k in &v.order {
                 match b.cells.get(*k) {

@@ -290,7 +290,7 @@ for (const fam of fams) {
   for (const b of B.filter(b => b.family === fam)) {
     const row = el("tr", {class: "behaviour-row", id: b.id, "data-family": fam, "data-differs": b.values.length > 1 ? "1" : "0",
       "data-text": [b.id, b.summary, ...Object.values(b.cells).map(c => c.observed)].join(" ").toLowerCase()},
-      el("td", {class: "behaviour"}, link(b.id, code(b.id)), el("br"), b.summary, b.since ? el("span", {class: "since"}, `supported ${b.since.text}`) : ""));
+      el("td", {class: "behaviour"}, link(b.id, code(b.id)), el("br"), b.summary, b.since ? el("span", {class: "since"}, b.since.text) : ""));
     for (const k of K) {
       const c = b.cells[k.id], st = state(c);
       const td = c ? el("td", {class: `cell s-${st}`, id: `${b.id}/${k.id}`, "data-state": st, title: c.absent ? ABSENT : `${c.verdict}: ${c.observed}`},
@@ -320,7 +320,7 @@ function show(id, k) {
     c.repro ? el("p", {}, "Reproduce it: ", el("code", {class: "repro"}, c.repro)) : "",
     el("p", {}, "Details:"), el("pre", {}, JSON.stringify(c.details || {}, null, 1)),
     hist.length ? el("p", {}, "On this kernel over time: ", ...hist.map(e => el("div", {}, code(e.observed), ` on ${e.version} (first seen ${e.first_seen})`))) : "",
-    el("p", {}, `Observes: ${b.observes}`), b.since ? el("p", {}, `Supported ${b.since.text}, by its expectation table.`) : "",
+    el("p", {}, `Observes: ${b.observes}`), b.since ? el("p", {}, `By its expectation table: ${b.since.text}.`) : "",
     el("p", {}, "Expectation: ", ...b.expectation.map(r => el("div", {}, code(r.kernels), ": ", r.expect))),
     b.documented && b.documented.length ? el("p", {}, "Documented: ", ...b.documented.map(r => el("div", {}, code(r.kernels), ": ", r.expect, r.source ? el("blockquote", {}, r.source) : ""))) : "",
     el("p", {}, `Citation: ${b.citation}`), b.notes ? el("p", {}, `Notes: ${b.notes}`) : "",

@@ -81,7 +81,7 @@ pub fn page_data(v: &View<'_>) -> Value {
             };
             json!({"id": id, "family": b.family, "summary": b.summary, "observes": b.observes, "expectation": b.expectation,
                    "documented": b.documented, "citation": b.citation, "notes": b.notes, "values": values, "cells": cells,
-                   "set": is_set_valued(b), "stretches": stretches, "since": supported_since(b).map(|s| since_json(&s)),
+                   "set": is_set_valued(b), "stretches": stretches, "since": supported_since(b).map(|s| json!({"text": supported_text(&s)})),
                    "picks": picks})
         })
         .collect();

@@ -528,11 +528,22 @@ pub fn supported_since(b: &model::Behaviour) -> Option<Since> {
     })
 }
 
-/// "since 5.14", "any kernel", "no kernel", "not documented": `supported_since` in words.
+/// "since 5.14", "any kernel", "no kernel", "not documented": a documented minimum in words.
 pub fn since_text(since: &Since) -> String {
     match since {
         Since::From(v) => format!("since {v}"),
         other => other.to_string(),
+    }
+}
+
+/// A behaviour's `supported_since` as a phrase: "supported since 5.14", "supported on any
+/// kernel", "unsupported on every kernel", "support not documented".
+pub fn supported_text(since: &Since) -> String {
+    match since {
+        Since::From(v) => format!("supported since {v}"),
+        Since::Any => "supported on any kernel".to_string(),
+        Since::Never => "unsupported on every kernel".to_string(),
+        Since::Undetermined => "support not documented".to_string(),
     }
 }
 
