@@ -96,7 +96,7 @@ for (const fam of fams.filter(f => f !== SELFTESTS)) {
     sel.addEventListener("change", () => { if (box.checked) { picked.set(b.id, +sel.value); renderPicks(true); } });
     pickBoxes.set(b.id, box); pickSelects.set(b.id, sel);
     fs.append(el("div", {class: "pick-row", "data-text": `${b.id} ${b.summary}`.toLowerCase()},
-      el("label", {for: `pick:${b.id}`, title: b.summary}, box, " ", b.id), b.since ? el("span", {class: "since"}, b.since.text) : "", sel));
+      el("label", {for: `pick:${b.id}`, title: `${b.summary}${b.since ? ` (${b.since.text})` : ""}`}, box, " ", b.id), sel));
   }
   pickList.append(fs);
 }
