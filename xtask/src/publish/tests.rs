@@ -366,6 +366,9 @@ fn acceptance(view: &View<'_>, dir: &Path, permalinks: &[String]) {
 
     // Contrast of every state a cell can have (the picker's cells too: a profile's needs picked).
     desk.eval("(() => { const s = document.getElementById('pick-profile'); s.selectedIndex = 1; s.dispatchEvent(new Event('change')); })()");
+    // ... whose answer shows every kernel at 1400 px, as the profile table does.
+    let answer = desk.eval("(() => { const b = document.getElementById('pick-table').closest('.scroll'); return [b.scrollWidth, b.clientWidth]; })()");
+    assert!(answer[0].as_f64() <= answer[1].as_f64(), "the picker's answer scrolls at 1400 px: {answer}");
     let contrast = desk.eval("uffdcProbe.contrast()");
     let mut states: Vec<String> = Verdict::ALL.iter().map(|v| format!("s-{v}")).collect();
     states.extend(["s-absent", "pv-satisfies", "pv-violates", "pv-not-checked"].map(String::from));
