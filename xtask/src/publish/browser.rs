@@ -18,9 +18,15 @@ pub struct Browser {
     from: BufReader<std::fs::File>,
     next: u64,
     session: String,
-    /// Events read while waiting for a reply, for `wait_event`.
+    /// Events read while waiting for a reply (the page's uncaught exceptions among them).
     events: Vec<Value>,
+    /// Dropped with the browser: until then a watchdog kills a browser that outlives `LIMIT`,
+    /// so that a hung Chromium fails the test (its pipe closes) instead of hanging it.
+    _watchdog: std::sync::mpsc::Sender<()>,
 }
+
+/// How long one browser may live.
+const LIMIT: Duration = Duration::from_secs(300);
 
 impl Browser {
     /// Starts `chromium` (its profile in `profile`) with one page `width` × `height` CSS pixels.
@@ -64,6 +70,14 @@ impl Browser {
         }
         let child = command.spawn().unwrap_or_else(|e| panic!("starting {chromium}: {e}"));
         drop((cmd_read, out_write));
+        let (watchdog, done) = std::sync::mpsc::channel::<()>();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(LIMIT) {
+                eprintln!("chromium still running after {LIMIT:?}: killed");
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
         let file = |fd: OwnedFd| std::fs::File::from(fd);
         let mut b = Browser {
             child,
@@ -72,6 +86,7 @@ impl Browser {
             next: 0,
             session: String::new(),
             events: Vec::new(),
+            _watchdog: watchdog,
         };
         let targets = b.call("Target.getTargets", json!({}));
         let page = targets["targetInfos"]
