@@ -17,15 +17,21 @@ pub fn profiles_markdown(v: &View<'_>) -> String {
     }
     md += "What a piece of software needs (`profiles/<name>.toml`), checked on every kernel: ✅ satisfies, \
            ❌ violates, ❔ not checked (a needed behaviour said nothing about that kernel). Check a profile with \
-           `cargo xtask check NAME`, or on a production host with `cargo xtask check NAME --host`.\n\n| profile |";
+           `cargo xtask check NAME`, or on a production host with `cargo xtask check NAME --host`. \"Needs at least\" is the \
+           oldest kernel version the behaviours' expectation tables say it works on.\n\n| profile | needs at least |";
     for k in &v.order {
         let _ = write!(md, " {k} ({}) |", v.label(k));
     }
-    md += "\n|---|";
+    md += "\n|---|---|";
     md += &"---|".repeat(v.order.len());
     md += "\n";
     for (p, per) in &v.profiles {
-        let _ = write!(md, "| [{}](../profiles/{}.toml) |", p.name, p.name);
+        let minimum = match model::documented::minimum(p, &v.compat.behaviours).0 {
+            Some(model::documented::Since::From(at)) => at.to_string(),
+            Some(other) => other.to_string(),
+            None => "-".to_string(),
+        };
+        let _ = write!(md, "| [{}](../profiles/{}.toml) | {minimum} |", p.name, p.name);
         for k in &v.order {
             let check = &per[k];
             let n = check.needs.iter().filter(|c| c.status != Status::Met).count();

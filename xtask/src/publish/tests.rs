@@ -169,7 +169,7 @@ fn markdown_answers_first_groups_findings_and_has_every_cell() {
     // Kernels in version order, a profile verdict, and what it lacks where.
     assert!(
         md.contains(
-            "| [page-server](../profiles/page-server.toml) | ❌ violates (1) | ✅ satisfies | ✅ satisfies |"
+            "| [page-server](../profiles/page-server.toml) | 5.14 | ❌ violates (1) | ✅ satisfies | ✅ satisfies |"
         ),
         "{md}"
     );
