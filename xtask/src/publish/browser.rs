@@ -1,6 +1,6 @@
 //! A real headless Chromium for the page's tests, driven over the DevTools protocol on
 //! `--remote-debugging-pipe` (JSON messages, each ended by a NUL byte, on the browser's fd 3 and 4):
-//! a window of a given size, the page loaded until its script says it is ready, expressions
+//! a window of a given size, a page loaded up to its load event (no polling), expressions
 //! evaluated in it, real key presses (a script cannot move keyboard focus with a synthetic Tab) and
 //! screenshots of what the window shows. No crate: a pipe, serde_json and a base64 decoder cover
 //! the handful of commands the tests send, and nothing listens on a port.
@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Browser {
     child: Child,
@@ -144,28 +144,35 @@ impl Browser {
         serde_json::from_slice(&buf).expect("a DevTools message")
     }
 
-    /// Loads `url` without waiting for anything.
+    /// Loads `url` and waits for its load event.
     pub fn navigate(&mut self, url: &str) {
+        self.events.retain(|e| e["method"] != "Page.loadEventFired");
         self.call("Page.navigate", json!({"url": url}));
+        self.wait_event("Page.loadEventFired");
     }
 
-    /// Loads `url` and waits until the page's script has set `data-ready` on the body.
+    /// The next event named `method` (one already read first).
+    pub fn wait_event(&mut self, method: &str) -> Value {
+        if let Some(i) = self.events.iter().position(|e| e["method"] == method) {
+            return self.events.remove(i);
+        }
+        loop {
+            let m = self.read();
+            if m["method"] == method {
+                return m;
+            }
+            self.events.push(m);
+        }
+    }
+
+    /// Loads `url`, whose inline script has run by its load event: it must have set `data-ready`
+    /// on the body (else the page's uncaught exceptions are in the message).
     pub fn open(&mut self, url: &str) {
         self.navigate(url);
-        self.wait_for("document.body && document.body.dataset.ready === '1'", Duration::from_secs(60));
-    }
-
-    /// Waits until `condition` (a JavaScript expression) is true, polling the page; on time out,
-    /// the page's uncaught exceptions are in the message.
-    pub fn wait_for(&mut self, condition: &str, limit: Duration) {
-        let start = Instant::now();
-        while self.eval(&format!("!!({condition})")) != json!(true) {
-            if start.elapsed() > limit {
-                let thrown: Vec<&Value> =
-                    self.events.iter().filter(|e| e["method"] == "Runtime.exceptionThrown").collect();
-                panic!("the page never made `{condition}` true in {limit:?}; it threw: {thrown:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if self.eval("document.body && document.body.dataset.ready") != json!("1") {
+            let thrown: Vec<&Value> =
+                self.events.iter().filter(|e| e["method"] == "Runtime.exceptionThrown").collect();
+            panic!("the page's script did not finish loading {url}; it threw: {thrown:?}");
         }
     }
 
