@@ -199,6 +199,27 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         probe: features,
         ..Behaviour::DEFAULT
     },
+    Behaviour {
+        id: "clients.crate_into_raw_fd",
+        summary: "The userfaultfd crate's Uffd::into_raw_fd hands over an open descriptor",
+        observes: "A uffd made by the crate's UffdBuilder, given up with IntoRawFd::into_raw_fd; then \
+                   fcntl(F_GETFD) on the number it returned: `agrees: an open descriptor` when it is open, \
+                   `disagrees: crate returned a descriptor, kernel: it is closed` (EBADF) otherwise.",
+        expect: &[("*", "disagrees: crate returned a descriptor, kernel: it is closed")],
+        documented: &[(
+            "*",
+            "agrees: an open descriptor",
+            "Rust std::os::fd::IntoRawFd::into_raw_fd: \"Consumes this object, returning the raw underlying file descriptor. ... the caller is responsible for closing the file descriptor\"",
+        )],
+        citation: "userfaultfd 0.9.0 src/lib.rs impl IntoRawFd for Uffd (lines 69-73): `fn into_raw_fd(self) \
+                   -> RawFd { self.fd }` drops `self` on return, and impl Drop for Uffd (lines 51-55) \
+                   closes the descriptor",
+        notes: "Kernel-independent: a client that passes its uffd on with into_raw_fd (to another process \
+                over SCM_RIGHTS, as Firecracker's VMM passes its own as a borrowed fd instead) sends a closed \
+                number, or one reused meanwhile. kit/uffd.rs Uffd::from_fork_event avoids it with mem::forget.",
+        probe: into_raw_fd,
+        ..Behaviour::DEFAULT
+    },
 ];
 
 /// What a crate call that places pages (Uffd::copy, Uffd::zeropage) returned, as the crate spells
@@ -215,7 +236,9 @@ fn claim(r: &userfaultfd::Result<usize>) -> Claim {
     use userfaultfd::Error::*;
     match r {
         Ok(n) => Claim { said: format!("Ok({n})"), bytes: *n as u64, outcome: "ok".to_string() },
-        Err(e @ PartiallyCopied(n)) => Claim { said: format!("{e:?}"), bytes: *n as u64, outcome: "EAGAIN".into() },
+        Err(e @ PartiallyCopied(n)) => {
+            Claim { said: format!("{e:?}"), bytes: *n as u64, outcome: "EAGAIN".into() }
+        }
         Err(e) => Claim { said: format!("{e:?}"), bytes: 0, outcome: error_name(e) },
     }
 }
@@ -306,7 +329,8 @@ fn reconcile_wp(
     unprotect: &userfaultfd::Result<()>,
     completed: bool,
 ) -> String {
-    let name = |r: &userfaultfd::Result<()>| r.as_ref().map_or_else(|e| format!("{e:?}"), |()| "Ok(())".into());
+    let name =
+        |r: &userfaultfd::Result<()>| r.as_ref().map_or_else(|e| format!("{e:?}"), |()| "Ok(())".into());
     if protect.is_ok() == faulted && unprotect.is_ok() == completed {
         return match (faulted, completed) {
             (true, true) => "agrees: protected, the store faulted; unprotected, it completed".to_string(),
@@ -392,7 +416,9 @@ impl Msg {
                 Msg::Fault { flags: kind | write, address: *addr as u64, ptid: thread_id.as_raw() as u32 }
             }
             Event::Fork { uffd } => Msg::Fork { ufd: uffd.as_raw_fd() as u32 },
-            Event::Remap { from, to, len } => Msg::Remap { from: *from as u64, to: *to as u64, len: *len as u64 },
+            Event::Remap { from, to, len } => {
+                Msg::Remap { from: *from as u64, to: *to as u64, len: *len as u64 }
+            }
             Event::Remove { start, end } => Msg::Remove { start: *start as u64, end: *end as u64 },
             Event::Unmap { start, end } => Msg::Unmap { start: *start as u64, end: *end as u64 },
         }
@@ -464,7 +490,8 @@ fn both_readings<T>(
         let what = if ready[1] { "returned without an event" } else { "blocked without an event" };
         return Err(Observation::new(what).into());
     }
-    let raw = uffd.read_raw()?.ok_or_else(|| Fail::error("read(uffd): no message though poll said readable"))?;
+    let raw =
+        uffd.read_raw()?.ok_or_else(|| Fail::error("read(uffd): no message though poll said readable"))?;
     let crate_read = read_by_crate(&raw)?;
     Ok((reconcile_event(Msg::decode(&raw), &crate_read, region, target), raw))
 }
@@ -524,7 +551,9 @@ fn event_fork(ctx: &Ctx, _: Variant) -> ProbeResult {
     // The crate's reading owned (and closed) the descriptor; the raw reading only names it.
     let closed = match Msg::decode(&raw) {
         // SAFETY: F_GETFD only asks whether the number is an open descriptor.
-        Msg::Fork { ufd } => Errno::result(unsafe { libc::fcntl(ufd as i32, libc::F_GETFD) }) == Err(Errno::EBADF),
+        Msg::Fork { ufd } => {
+            Errno::result(unsafe { libc::fcntl(ufd as i32, libc::F_GETFD) }) == Err(Errno::EBADF)
+        }
         _ => false,
     };
     Ok(Observation::new(observed).with("crate_closed_the_descriptor", closed))
@@ -562,6 +591,28 @@ fn features(_: &Ctx, _: Variant) -> ProbeResult {
         .with("crate_names", uapi::feature_names(named)))
 }
 
+/// What the crate's into_raw_fd returned against whether the kernel still has it open.
+fn reconcile_into_raw_fd(open: Result<(), Errno>) -> String {
+    match open {
+        Ok(()) => "agrees: an open descriptor".to_string(),
+        Err(Errno::EBADF) => "disagrees: crate returned a descriptor, kernel: it is closed".to_string(),
+        Err(e) => format!("fcntl(F_GETFD): {}", errno_name(e)),
+    }
+}
+
+fn into_raw_fd(_: &Ctx, _: Variant) -> ProbeResult {
+    uapi::syscall(libc::O_CLOEXEC).map_err(uapi::open_failure)?;
+    let made = userfaultfd::UffdBuilder::new().close_on_exec(true).user_mode_only(false).create();
+    let fd = made.map_err(|e| Fail::error(format!("UffdBuilder::create: {}", error_name(&e))))?.into_raw_fd();
+    // SAFETY: F_GETFD only asks whether the number is an open descriptor; a probe's child opens
+    // nothing meanwhile. An open one is closed again.
+    let open = Errno::result(unsafe { libc::fcntl(fd, libc::F_GETFD) }).map(drop);
+    if open.is_ok() {
+        unsafe { libc::close(fd) };
+    }
+    Ok(Observation::new(reconcile_into_raw_fd(open)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,9 +622,10 @@ mod tests {
         let b = BEHAVIOURS.iter().find(|b| b.id == id).expect(id);
         let v = model::version::KernelVersion::new(6, 12, 57);
         let matches = |rules: &[Rule]| {
-            rules.iter().filter(|r| r.condition().unwrap().is_none() && r.range().unwrap().contains(v)).all(
-                |r| r.parsed().unwrap().matches(observed),
-            )
+            rules
+                .iter()
+                .filter(|r| r.condition().unwrap().is_none() && r.range().unwrap().contains(v))
+                .all(|r| r.parsed().unwrap().matches(observed))
         };
         (matches(&b.rules()), matches(&b.documented_rules()))
     }
@@ -639,12 +691,21 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_descriptor_is_a_disagreement_and_a_finding() {
+        let closed = reconcile_into_raw_fd(Err(Errno::EBADF));
+        assert_eq!(graded("clients.crate_into_raw_fd", &closed), (true, false));
+        assert_eq!(graded("clients.crate_into_raw_fd", &reconcile_into_raw_fd(Ok(()))), (false, true));
+    }
+
+    #[test]
     fn a_negotiation_the_two_answer_differently_is_unexpected() {
         let all = uapi::FEATURE_MOVE | uapi::FEATURE_POISON;
         assert_eq!(reconcile_features(&Ok(()), &Ok(()), all), "agrees, unnamed: POISON MOVE");
         let d = reconcile_features(&Err("EINVAL".into()), &Ok(()), all);
         assert_eq!(d, "disagrees: crate EINVAL, kernel UFFDIO_API accepted");
         assert!(!graded("clients.crate_features", &d).0);
-        assert!(!graded("clients.crate_features", &reconcile_features(&Err("E".into()), &Err("E".into()), 0)).0);
+        assert!(
+            !graded("clients.crate_features", &reconcile_features(&Err("E".into()), &Err("E".into()), 0)).0
+        );
     }
 }
