@@ -117,54 +117,44 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         probe: write_protect,
         ..Behaviour::DEFAULT
     },
+    decoding(
+        "clients.crate_event_remove",
+        "The userfaultfd crate decodes a REMOVE message as the kernel wrote it",
+        "remove.dontneed's REMOVE (MADV_DONTNEED of pages [1,3)) read raw, and the same bytes read by \
+         the crate's Uffd::read_event: `agrees: REMOVE pages [1,3)` when every field matches, \
+         `disagrees: crate X, kernel Y` otherwise.",
+        &[rows::BEFORE_4_11, (">=4.11", "agrees: REMOVE pages [1,3)")],
+        event_remove,
+    ),
+    decoding(
+        "clients.crate_event_unmap",
+        "The userfaultfd crate decodes an UNMAP message as the kernel wrote it",
+        "As clients.crate_event_remove, for remove.unmap's munmap of pages [1,3): `agrees: UNMAP \
+         pages [1,3)`, or `disagrees: ...`.",
+        &[rows::BEFORE_4_11, (">=4.11", "agrees: UNMAP pages [1,3)")],
+        event_unmap,
+    ),
+    decoding(
+        "clients.crate_event_remap",
+        "The userfaultfd crate decodes a REMAP message (from, to, len) as the kernel wrote it",
+        "As clients.crate_event_remove, for remove.remap's mremap of pages [1,3) to a new address: \
+         `agrees: REMAP pages [1,3) to the new address`, or `disagrees: ...`.",
+        &[rows::BEFORE_4_11, (">=4.11", "agrees: REMAP pages [1,3) to the new address")],
+        event_remap,
+    ),
     Behaviour {
-        id: "clients.crate_event_remove",
-        summary: "The userfaultfd crate decodes a REMOVE message as the kernel wrote it",
-        observes: "remove.dontneed's REMOVE (MADV_DONTNEED of pages [1,3)) read raw, and the same bytes read \
-                   by the crate's Uffd::read_event: `agrees: REMOVE pages [1,3)` when every field matches, \
-                   `disagrees: crate X, kernel Y` otherwise.",
-        expect: &[rows::BEFORE_4_11, (">=4.11", "agrees: REMOVE pages [1,3)")],
-        documented: &[(">=4.11", "includes: agrees:", EVENT_DOC)],
-        citation: EVENTS_CITATION,
-        probe: event_remove,
-        ..Behaviour::DEFAULT
-    },
-    Behaviour {
-        id: "clients.crate_event_unmap",
-        summary: "The userfaultfd crate decodes an UNMAP message as the kernel wrote it",
-        observes: "As clients.crate_event_remove, for remove.unmap's munmap of pages [1,3): `agrees: UNMAP \
-                   pages [1,3)`, or `disagrees: ...`.",
-        expect: &[rows::BEFORE_4_11, (">=4.11", "agrees: UNMAP pages [1,3)")],
-        documented: &[(">=4.11", "includes: agrees:", EVENT_DOC)],
-        citation: EVENTS_CITATION,
-        probe: event_unmap,
-        ..Behaviour::DEFAULT
-    },
-    Behaviour {
-        id: "clients.crate_event_remap",
-        summary: "The userfaultfd crate decodes a REMAP message (from, to, len) as the kernel wrote it",
-        observes: "As clients.crate_event_remove, for remove.remap's mremap of pages [1,3) to a new address: \
-                   `agrees: REMAP pages [1,3) to the new address`, or `disagrees: ...`.",
-        expect: &[rows::BEFORE_4_11, (">=4.11", "agrees: REMAP pages [1,3) to the new address")],
-        documented: &[(">=4.11", "includes: agrees:", EVENT_DOC)],
-        citation: EVENTS_CITATION,
-        probe: event_remap,
-        ..Behaviour::DEFAULT
-    },
-    Behaviour {
-        id: "clients.crate_event_fork",
-        summary: "The userfaultfd crate decodes a FORK message, whose descriptor it then owns",
-        observes: "As clients.crate_event_remove, for the FORK of a raw fork(2) (the child exits at once): \
-                   `agrees: FORK with a new uffd` when the crate's Uffd holds the descriptor the message \
-                   names, or `disagrees: ...`.",
-        expect: &[rows::BEFORE_4_11, (">=4.11", "agrees: FORK with a new uffd")],
-        documented: &[(">=4.11", "includes: agrees:", EVENT_DOC)],
-        citation: EVENTS_CITATION,
         notes: "The crate wraps the descriptor in a Uffd that closes it when dropped, and its IntoRawFd does \
-                not forget it (src/lib.rs impl IntoRawFd for Uffd returns the number and then drops self): \
-                kit/uffd.rs Uffd::from_fork_event works around that.",
-        probe: event_fork,
-        ..Behaviour::DEFAULT
+                not forget it (clients.crate_into_raw_fd): kit/uffd.rs Uffd::from_fork_event works around \
+                that.",
+        ..decoding(
+            "clients.crate_event_fork",
+            "The userfaultfd crate decodes a FORK message, whose descriptor it then owns",
+            "As clients.crate_event_remove, for the FORK of a raw fork(2) (the child exits at once): \
+             `agrees: FORK with a new uffd` when the crate's Uffd holds the descriptor the message \
+             names, or `disagrees: ...`.",
+            &[rows::BEFORE_4_11, (">=4.11", "agrees: FORK with a new uffd")],
+            event_fork,
+        )
     },
     Behaviour {
         id: "clients.crate_features",
@@ -221,6 +211,27 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         ..Behaviour::DEFAULT
     },
 ];
+
+/// A decoding behaviour: the message its probe raises, read raw and by the crate, whose doc
+/// comment on `Event` is the claim.
+const fn decoding(
+    id: &'static str,
+    summary: &'static str,
+    observes: &'static str,
+    expect: &'static [(&'static str, &'static str)],
+    probe: fn(&Ctx, Variant) -> ProbeResult,
+) -> Behaviour {
+    Behaviour {
+        id,
+        summary,
+        observes,
+        expect,
+        documented: &[(">=4.11", "includes: agrees:", EVENT_DOC)],
+        citation: EVENTS_CITATION,
+        probe,
+        ..Behaviour::DEFAULT
+    }
+}
 
 /// What a crate call that places pages (Uffd::copy, Uffd::zeropage) returned, as the crate spells
 /// it, and the bytes it reports placed.
