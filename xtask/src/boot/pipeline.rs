@@ -111,6 +111,9 @@ pub struct Prepared {
     /// The Go workload (`uffdc-go`), packed beside the suite in every initramfs and placed beside
     /// the suite binary for a host run.
     go_binary: Vec<u8>,
+    /// Every release's CRIU and what it loads (`inputs/criu.rs`), under `criu/` in every
+    /// initramfs and beside the suite binary for a host run.
+    criu: Vec<(String, Vec<u8>)>,
 }
 
 impl Prepared {
@@ -145,6 +148,7 @@ impl Prepared {
             })
             .unwrap_or_default();
         let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, self.go_binary.as_slice())];
+        programs.extend(self.criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
         if let Some(s) = selftests {
             programs
                 .extend(names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())));
@@ -178,11 +182,23 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
             std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         }
     }
+    let criu = crate::inputs::criu::files(sh, root, None)?;
+    if let Some(dir) = suite.parent() {
+        for (name, data) in &criu {
+            let beside = dir.join(name);
+            if std::fs::read(&beside).ok().as_deref() != Some(&data[..]) {
+                std::fs::create_dir_all(beside.parent().expect("a file under criu/"))?;
+                crate::util::write_atomic(&beside, data)?;
+                std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            }
+        }
+    }
     let initrd = root.join("target/uffdc/initramfs.cpio");
-    let archive =
-        crate::boot::initramfs::for_suite(&binary, &[(crate::inputs::golang::NAME, &go_binary)], None);
+    let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, &go_binary)];
+    programs.extend(criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+    let archive = crate::boot::initramfs::for_suite(&binary, &programs, None);
     crate::util::write_atomic(&initrd, &archive)?;
-    Ok(Prepared { suite, catalogue, initrd, binary, go_binary })
+    Ok(Prepared { suite, catalogue, initrd, binary, go_binary, criu })
 }
 
 /// Something that happened in a matrix run, per kernel column.
