@@ -13,7 +13,7 @@
 //! many pages the daemon placed from its log.
 //!
 //! A CRIU that stops is an observation: which of its commands stopped and the first error line
-//! of its log (`dump fails: kerndat_vdso_fill_symtable failed`), not an error of the probe.
+//! of its log (`dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat`), not an error of the probe.
 
 use crate::kit::behaviour::Behaviour;
 use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
@@ -36,8 +36,10 @@ const OBSERVES: &str = "A test process (three threads; 48 anonymous private page
      restore completes, every page of parent and child holds what it held before the dump (zeros \
      after MADV_DONTNEED) and the lazy-pages daemon placed pages through userfaultfd; `restores, \
      pages right, none served lazily`; `restores, N pages wrong`; `restored process failed: ...`; \
-     `dump fails: E`, `lazy-pages fails: E`, `restore fails: E` with E the first error line of \
-     that CRIU command's log (its message, without time stamp and source line). Details: the \
+     `dump fails: E`, `lazy-pages fails: E`, `restore fails: E` with E the error line of that CRIU \
+     command's log that says what failed (its message, without time stamp and source line: the \
+     last before the lines CRIU adds to every failure, `Could not initialize kernel features \
+     detection`, `Dumping FAILED`...). Details: the \
      CRIU package, the pages the daemon reported transferred (its `UFFD transferred pages` \
      lines), the faults it served (`#PF`), each step's time, CRIU's later error lines.";
 
@@ -56,8 +58,22 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "clients.criu_bookworm_lazy_restore",
         summary: "CRIU 3.17 (Debian 12): a process dumped and restored with --lazy-pages gets every page back through criu lazy-pages, across a fork, an munmap, an mremap and an MADV_DONTNEED",
         observes: OBSERVES,
-        expect: &[("*", "restores, pages right, served lazily")],
-        citation: concat!(uffd_c!(), "Debian criu 3.17.1-2+deb12u2."),
+        expect: &[
+            NO_CHECKPOINT_RESTORE_ROW,
+            ("<6.13", "restores, pages right, served lazily"),
+            (">=6.13", "dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat"),
+        ],
+        citation: concat!(
+            uffd_c!(),
+            "Debian criu 3.17.1-2+deb12u2. From Linux 6.13 (e93d2521b27f, x86/vdso: Split virtual clock \
+             pages into dedicated mapping) a process has a [vvar_vclock] mapping between [vvar] and \
+             [vdso]; CRIU 3.17.1's criu/vdso.c validate_vdso_addr (from vdso_fill_self_symtable, \
+             kerndat_vdso_fill_symtable in criu/kerndat.c kerndat_init) then finds [vdso] adjacent to \
+             no [vvar] and stops every command ('Unexpected rt vDSO area bounds'); CRIU 4.1 handles it \
+             (checkpoint-restore/criu 8ee2eba47, vdso: handle vvar_vclock vma-s, tested on 6.13-rc1)."
+        ),
+        notes: "Debian 12 ships this CRIU with a 6.1 kernel; with the 6.12 of bookworm-backports it \
+                still works, and on any kernel from 6.13 it cannot start.",
         slow: 2,
         probe: bookworm,
         ..Behaviour::DEFAULT
@@ -66,7 +82,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "clients.criu_trixie_lazy_restore",
         summary: "CRIU 4.1 (Debian 13): a process dumped and restored with --lazy-pages gets every page back through criu lazy-pages, across a fork, an munmap, an mremap and an MADV_DONTNEED",
         observes: OBSERVES,
-        expect: &[("*", "restores, pages right, served lazily")],
+        expect: &[NO_CHECKPOINT_RESTORE_ROW, ("*", "restores, pages right, served lazily")],
         citation: concat!(uffd_c!(), "Debian criu 4.1.1-1."),
         slow: 2,
         probe: trixie,
@@ -136,8 +152,10 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         return Err(Fail::Skipped("CRIU dumps and restores as root only".to_string()));
     }
     crate::kit::require::userfaultfd()?;
-    // CRIU's network checks need the loopback device up, as every booted system has it.
+    // CRIU's network checks need the loopback device up, and the modules a booted Debian system
+    // loads on demand, as every booted system has them.
     loopback_up(ctx)?;
+    let modules = load_modules(&criu.dir.join("../modules"))?;
     let work = std::env::temp_dir().join(format!("uffdc-criu-{release}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let images = work.join("images");
@@ -149,6 +167,9 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         .ctx("PR_SET_CHILD_SUBREAPER")?;
     let mut obs = Observation::new("");
     obs.detail("criu", criu.package.clone());
+    if !modules.is_empty() {
+        obs.detail("modules_loaded", modules);
+    }
     let started = Instant::now();
     let target = Target::start(&work)?;
     let pid = target.pid;
@@ -158,10 +179,8 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let pid_s = pid.to_string();
     let images_s = images.display().to_string();
     let t = Instant::now();
-    let dumped = run(
-        criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4", "--shell-job"]),
-        STEP,
-    )?;
+    let dumped =
+        run(criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]), STEP)?;
     obs.detail("dump_ms", t.elapsed().as_millis() as u64);
     // criu dump kills it; on failure it may still be there.
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -260,17 +279,52 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     Ok(obs)
 }
 
-/// The observation of a CRIU command that failed: its first error line.
+/// The lines CRIU logs on every failure, after the one that says what failed.
+const WRAPPERS: &[&str] = &[
+    "Could not initialize kernel features detection",
+    "Dumping FAILED",
+    "Restoring FAILED",
+    "Can't wait or bad status",
+];
+
+/// The observation of a CRIU command that failed: the error line that says what failed (the last
+/// one before CRIU's own wrappers: earlier ones are often recovered from, such as a missing
+/// socket diag module). On a kernel built without CONFIG_CHECKPOINT_RESTORE, which CRIU needs,
+/// the failure is the missing prerequisite's (`unsupported`, with the line as what showed it).
 fn failed(mut obs: Observation, step: &str, log: &str, status: std::process::ExitStatus) -> Fail {
+    let fail = observed_failure(&mut obs, step, log, status);
+    let config = crate::kit::machine::kernel_config();
+    match config {
+        Some(c) if c.value("CONFIG_CHECKPOINT_RESTORE") != "y" => Fail::Unsupported {
+            observed: obs.observed.clone(),
+            reason: NO_CHECKPOINT_RESTORE.to_string(),
+            details: obs.details,
+        },
+        _ => fail,
+    }
+}
+
+macro_rules! no_checkpoint_restore {
+    () => {
+        "the kernel is built without CONFIG_CHECKPOINT_RESTORE, which CRIU needs (kcmp, /proc/PID/map_files, PR_SET_MM, ns_last_pid)"
+    };
+}
+const NO_CHECKPOINT_RESTORE: &str = no_checkpoint_restore!();
+/// The row every CRIU behaviour starts with.
+const NO_CHECKPOINT_RESTORE_ROW: (&str, &str) =
+    ("* when CONFIG_CHECKPOINT_RESTORE!=y", concat!("unsupported: ", no_checkpoint_restore!()));
+
+fn observed_failure(obs: &mut Observation, step: &str, log: &str, status: std::process::ExitStatus) -> Fail {
     let errors = errors(log);
-    obs.observed = match errors.first() {
+    let cause = errors.iter().rev().find(|e| !WRAPPERS.iter().any(|w| e.starts_with(w)));
+    obs.observed = match cause {
         Some(e) => format!("{step} fails: {e}"),
         None => format!("{step} fails: {status}, no error line"),
     };
-    obs.detail("errors", errors.iter().skip(1).take(4).cloned().collect::<Vec<_>>().join(" | "));
+    obs.detail("errors", errors.iter().take(6).cloned().collect::<Vec<_>>().join(" | "));
     obs.detail("exit", status.to_string());
     obs.detail("log_tail", tail(log, 12));
-    Fail::Observed(obs)
+    Fail::Observed(obs.clone())
 }
 
 /// Every `Error (file:line): message` line of a CRIU log, as its message (the time stamp and the
@@ -300,7 +354,7 @@ fn tail(log: &str, n: usize) -> String {
 }
 
 fn first_error(log: &str) -> Option<String> {
-    errors(log).into_iter().next()
+    errors(log).into_iter().find(|e| !WRAPPERS.iter().any(|w| e.starts_with(w)))
 }
 
 /// From the lazy-pages daemon's log: the pages it reported transferred (the sum of its
@@ -420,6 +474,31 @@ fn loopback_up(ctx: &Ctx) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Loads the kernel modules `cargo xtask` packed for this kernel (`dir/order`, dependencies
+/// first), as modprobe would on demand on a booted system; says which it loaded. None on a host.
+fn load_modules(dir: &Path) -> Result<String, Fail> {
+    let Ok(order) = std::fs::read_to_string(dir.join("order")) else { return Ok(String::new()) };
+    let mut loaded = Vec::new();
+    for file in order.lines().filter(|l| !l.is_empty()) {
+        let f = std::fs::File::open(dir.join(file)).ctx(&format!("open {file}"))?;
+        // MODULE_INIT_COMPRESSED_FILE: the kernel decompresses a .ko.xz itself.
+        let flags = if file.ends_with(".ko") { 0 } else { 4 };
+        // SAFETY: finit_module reads the module from the descriptor; the parameters are empty.
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), flags) };
+        match nix::errno::Errno::result(r) {
+            Ok(_) => loaded.push(file.split(".ko").next().unwrap_or(file).to_string()),
+            Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => {
+                return Err(Fail::error(format!(
+                    "loading the module {file}: {}",
+                    crate::kit::outcome::errno_name(e)
+                )))
+            }
+        }
+    }
+    Ok(loaded.join(" "))
+}
+
 /// Page `i` of region `tag`, as the test process fills it.
 fn pattern(tag: char, i: usize) -> Vec<u8> {
     let mut x = (tag as u64) << 32 ^ i as u64 ^ 0x9e37_79b9_7f4a_7c15;
@@ -521,6 +600,9 @@ impl Target {
         match unsafe { nix::unistd::fork() }.ctx("fork")? {
             nix::unistd::ForkResult::Child => {
                 drop(r);
+                // A session of its own: CRIU dumps a tree whose session leader it holds (a
+                // guest's init never called setsid, and session 0 is outside every tree).
+                let _ = nix::unistd::setsid();
                 let code = match target_main(work, w) {
                     Ok(()) => 0,
                     Err(why) => {
@@ -723,6 +805,7 @@ mod tests {
             &log,
             "(00.001) Version: 3.17.1\n(00.012) Error (criu/vdso.c:612): Failed to fill self vdso symtable\n\
              (00.013) Error (criu/kerndat.c:1677): kerndat_vdso_fill_symtable failed when initializing kerndat.\n\
+             (00.014) Error (criu/crtools.c:260): Could not initialize kernel features detection.\n\
              (00.5) uffd: 12-1: UFFD transferred pages: (40/40)\n(00.6) uffd: 12-2: UFFD transferred pages: (7/40)\n\
              (00.4) uffd: 12: #PF at 0x7f0000\n",
         )
@@ -732,10 +815,21 @@ mod tests {
             errors(&log),
             [
                 "Failed to fill self vdso symtable",
-                "kerndat_vdso_fill_symtable failed when initializing kerndat"
+                "kerndat_vdso_fill_symtable failed when initializing kerndat",
+                "Could not initialize kernel features detection"
             ]
         );
         assert_eq!(lazy_counts(&log), (47, 1));
+        assert_eq!(first_error(&log).unwrap(), "Failed to fill self vdso symtable");
+        let Err(Fail::Observed(o)) = Err::<(), _>(observed_failure(
+            &mut Observation::new(""),
+            "dump",
+            &log,
+            std::os::unix::process::ExitStatusExt::from_raw(256),
+        )) else {
+            unreachable!()
+        };
+        assert_eq!(o.observed, "dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -114,6 +114,7 @@ pub struct Prepared {
     /// Every release's CRIU and what it loads (`inputs/criu.rs`), under `criu/` in every
     /// initramfs and beside the suite binary for a host run.
     criu: Vec<(String, Vec<u8>)>,
+    root: PathBuf,
 }
 
 impl Prepared {
@@ -149,6 +150,8 @@ impl Prepared {
             .unwrap_or_default();
         let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, self.go_binary.as_slice())];
         programs.extend(self.criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+        let modules = crate::inputs::criu::modules(&self.root, &image.id)?;
+        programs.extend(modules.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
         if let Some(s) = selftests {
             programs
                 .extend(names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())));
@@ -198,7 +201,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
     programs.extend(criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
     let archive = crate::boot::initramfs::for_suite(&binary, &programs, None);
     crate::util::write_atomic(&initrd, &archive)?;
-    Ok(Prepared { suite, catalogue, initrd, binary, go_binary, criu })
+    Ok(Prepared { suite, catalogue, initrd, binary, go_binary, criu, root: root.to_path_buf() })
 }
 
 /// Something that happened in a matrix run, per kernel column.

@@ -192,6 +192,99 @@ fn read_in(tree: &Path, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(&real).with_context(|| format!("cannot read {}", real.display()))
 }
 
+/// The kernel modules CRIU needs where a Debian kernel builds them as modules (a booted Debian
+/// system loads them on demand through modprobe, which a guest does not have): the socket diag
+/// modules its dump reads sockets through, nf_tables, in which kerndat_init creates a table
+/// (criu/kerndat.c kerndat_has_nftables_concat: without it every command stops), and veth, whose
+/// pair kerndat_link_nsid makes.
+const MODULES: &[&str] = &[
+    "unix_diag",
+    "inet_diag",
+    "tcp_diag",
+    "udp_diag",
+    "raw_diag",
+    "packet_diag",
+    "netlink_diag",
+    "nf_tables",
+    "veth",
+];
+
+/// For a packaged kernel (a track of the fleet), the [`MODULES`] its .deb holds and the modules
+/// they depend on (their `.modinfo` `depends=`), as `criu/modules/<file>` in load order, with
+/// `criu/modules/order` listing them: the guest's probe loads them before CRIU runs. A built
+/// kernel, or one whose configuration builds them in or not at all, gets none.
+pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let fleet = Fleet::load(root)?;
+    let Some(pin) = fleet.lock.kernels.get(id) else { return Ok(Vec::new()) };
+    let sh = Shell::new()?;
+    let mut apt = fleet.apt(&Cache::new(root), None);
+    let deb =
+        pin::verified(&sh, &pin.deb(), &mut apt, crate::inputs::fleet::LOCK, "cargo xtask images refresh")?;
+    // Every module of the package by name (`nf_tables`), with its file name and data.
+    let mut all = std::collections::BTreeMap::new();
+    debs::each_file(&deb, |entry| {
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let file = path.rsplit('/').next().unwrap_or("").to_string();
+        let name = file.split(".ko").next().unwrap_or("").replace('-', "_");
+        if ["/kernel/net/", "/kernel/lib/", "/kernel/drivers/net/"].iter().any(|d| path.contains(d)) {
+            if file.contains(".ko") && entry.header().entry_type().is_file() {
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(entry, &mut data)?;
+                all.insert(name, (file, data));
+            }
+        }
+        Ok(())
+    })?;
+    let mut order: Vec<String> = Vec::new();
+    fn visit(
+        name: &str,
+        all: &std::collections::BTreeMap<String, (String, Vec<u8>)>,
+        order: &mut Vec<String>,
+    ) {
+        if order.iter().any(|o| o == name) {
+            return;
+        }
+        let Some((_, data)) = all.get(name) else { return };
+        for dep in depends(data) {
+            visit(&dep, all, order);
+        }
+        order.push(name.to_string());
+    }
+    for m in MODULES {
+        visit(m, &all, &mut order);
+    }
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut list = String::new();
+    for name in &order {
+        let (file, data) = &all[name];
+        list.push_str(&format!("{file}\n"));
+        out.push((format!("{DIR}/modules/{file}"), data.clone()));
+    }
+    if !out.is_empty() {
+        out.push((format!("{DIR}/modules/order"), list.into_bytes()));
+    }
+    Ok(out)
+}
+
+/// The `depends=` of a module's `.modinfo` (an uncompressed module; a compressed one's are not
+/// read, and the guest's kernel names what is missing when it loads it).
+fn depends(module: &[u8]) -> Vec<String> {
+    let Ok(elf) = goblin::elf::Elf::parse(module) else { return Vec::new() };
+    let Some(section) =
+        elf.section_headers.iter().find(|s| elf.shdr_strtab.get_at(s.sh_name) == Some(".modinfo"))
+    else {
+        return Vec::new();
+    };
+    let range = section.file_range().unwrap_or_default();
+    module[range]
+        .split(|b| *b == 0)
+        .filter_map(|f| f.strip_prefix(b"depends="))
+        .flat_map(|d| d.split(|b| *b == b','))
+        .filter(|d| !d.is_empty())
+        .map(|d| String::from_utf8_lossy(d).replace('-', "_"))
+        .collect()
+}
+
 /// Lines for `cargo xtask images list`.
 pub fn list(root: &Path) {
     match load(root) {
