@@ -221,17 +221,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
 
     let t = Instant::now();
     let restored = run(
-        criu.command(&[
-            "restore",
-            "-D",
-            &images_s,
-            "-o",
-            &log("restore"),
-            "-v4",
-            "--shell-job",
-            "--lazy-pages",
-            "-d",
-        ]),
+        criu.command(&["restore", "-D", &images_s, "-o", &log("restore"), "-v4", "--lazy-pages", "-d"]),
         STEP,
     )?;
     obs.detail("restore_ms", t.elapsed().as_millis() as u64);

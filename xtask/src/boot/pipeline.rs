@@ -187,14 +187,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
     }
     let criu = crate::inputs::criu::files(sh, root, None)?;
     if let Some(dir) = suite.parent() {
-        for (name, data) in &criu {
-            let beside = dir.join(name);
-            if std::fs::read(&beside).ok().as_deref() != Some(&data[..]) {
-                std::fs::create_dir_all(beside.parent().expect("a file under criu/"))?;
-                crate::util::write_atomic(&beside, data)?;
-                std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-            }
-        }
+        crate::inputs::criu::place(&criu, dir)?;
     }
     let initrd = root.join("target/uffdc/initramfs.cpio");
     let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, &go_binary)];

@@ -111,6 +111,20 @@ pub fn files(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Vec<(Str
     Ok(out)
 }
 
+/// Writes `files` (from [`files`]) under `dir` where they differ: a host run's suite finds
+/// `criu/` beside itself. Returns that `criu/` directory (what `UFFDC_CRIU_DIR` would name).
+pub fn place(files: &[(String, Vec<u8>)], dir: &Path) -> Result<PathBuf> {
+    for (name, data) in files {
+        let path = dir.join(name);
+        if std::fs::read(&path).ok().as_deref() != Some(&data[..]) {
+            std::fs::create_dir_all(path.parent().expect("a file under criu/"))?;
+            crate::util::write_atomic(&path, data)?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+    }
+    Ok(dir.join(DIR))
+}
+
 /// The release's pins unpacked into the cache (once per set of pins).
 fn unpacked(sh: &Shell, root: &Path, release: &str, pins: &[&DebPin], apt: &mut LazyApt) -> Result<PathBuf> {
     let text: String = pins.iter().map(|p| toml::to_string(p).unwrap_or_default()).collect();
@@ -226,12 +240,14 @@ pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let path = entry.path()?.to_string_lossy().into_owned();
         let file = path.rsplit('/').next().unwrap_or("").to_string();
         let name = file.split(".ko").next().unwrap_or("").replace('-', "_");
-        if ["/kernel/net/", "/kernel/lib/", "/kernel/drivers/net/"].iter().any(|d| path.contains(d)) {
-            if file.contains(".ko") && entry.header().entry_type().is_file() {
-                let mut data = Vec::new();
-                std::io::Read::read_to_end(entry, &mut data)?;
-                all.insert(name, (file, data));
-            }
+        let dirs = ["/kernel/net/", "/kernel/lib/", "/kernel/drivers/net/"];
+        if dirs.iter().any(|d| path.contains(d))
+            && file.contains(".ko")
+            && entry.header().entry_type().is_file()
+        {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(entry, &mut data)?;
+            all.insert(name, (file, data));
         }
         Ok(())
     })?;
