@@ -152,6 +152,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         return Err(Fail::Skipped("CRIU dumps and restores as root only".to_string()));
     }
     crate::kit::require::userfaultfd()?;
+    let _kdat = KdatCache::note();
     // CRIU's network checks need the loopback device up, and the modules a booted Debian system
     // loads on demand, as every booted system has them.
     loopback_up(ctx)?;
@@ -439,6 +440,29 @@ impl Drop for Cleanup {
     }
 }
 
+/// CRIU keeps what it learnt about the kernel in `/run/criu.kdat` (criu/kerndat.c
+/// kerndat_save_cache, through `criu.kdat.tmp`): files the probe's commands created are removed
+/// when it ends, so a host run leaves the host as it found it. (A mount namespace of the probe's
+/// own with /run private would not do: CRIU then cannot find the mount of the suite's own
+/// executable, mapped before it, and the dump fails.)
+struct KdatCache(Vec<&'static str>);
+
+impl KdatCache {
+    const FILES: [&'static str; 2] = ["/run/criu.kdat", "/run/criu.kdat.tmp"];
+
+    fn note() -> KdatCache {
+        KdatCache(Self::FILES.into_iter().filter(|f| std::fs::symlink_metadata(f).is_err()).collect())
+    }
+}
+
+impl Drop for KdatCache {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
 /// Brings `lo` up when it is down (a guest's is: no init did it), as a booted system has it.
 fn loopback_up(ctx: &Ctx) -> Result<(), Fail> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
@@ -471,12 +495,10 @@ fn load_modules(dir: &Path) -> Result<String, Fail> {
     let mut loaded = Vec::new();
     for file in order.lines().filter(|l| !l.is_empty()) {
         let f = std::fs::File::open(dir.join(file)).ctx(&format!("open {file}"))?;
-        // MODULE_INIT_COMPRESSED_FILE: the kernel decompresses a .ko.xz itself.
-        let flags = if file.ends_with(".ko") { 0 } else { 4 };
         // SAFETY: finit_module reads the module from the descriptor; the parameters are empty.
-        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), flags) };
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), 0) };
         match nix::errno::Errno::result(r) {
-            Ok(_) => loaded.push(file.split(".ko").next().unwrap_or(file).to_string()),
+            Ok(_) => loaded.push(file.trim_end_matches(".ko").to_string()),
             Err(nix::errno::Errno::EEXIST) => {}
             Err(e) => {
                 return Err(Fail::error(format!(

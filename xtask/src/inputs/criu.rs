@@ -224,7 +224,8 @@ const MODULES: &[&str] = &[
 ];
 
 /// For a packaged kernel (a track of the fleet), the [`MODULES`] its .deb holds and the modules
-/// they depend on (their `.modinfo` `depends=`), as `criu/modules/<file>` in load order, with
+/// they depend on (their `.modinfo` `depends=`), decompressed (`.ko.xz` from 6.12), as
+/// `criu/modules/<file>.ko` in load order, with
 /// `criu/modules/order` listing them: the guest's probe loads them before CRIU runs. A built
 /// kernel, or one whose configuration builds them in or not at all, gets none.
 pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -247,6 +248,16 @@ pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
         {
             let mut data = Vec::new();
             std::io::Read::read_to_end(entry, &mut data)?;
+            let (file, data) = match file.strip_suffix(".xz") {
+                Some(plain) => {
+                    let mut out = Vec::new();
+                    lzma_rs::xz_decompress(&mut &data[..], &mut out).map_err(|e| {
+                        anyhow::anyhow!("{}: {file}: {e:?} (delete the .deb and rerun)", deb.display())
+                    })?;
+                    (plain.to_string(), out)
+                }
+                None => (file, data),
+            };
             all.insert(name, (file, data));
         }
         Ok(())
@@ -282,8 +293,7 @@ pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-/// The `depends=` of a module's `.modinfo` (an uncompressed module; a compressed one's are not
-/// read, and the guest's kernel names what is missing when it loads it).
+/// The `depends=` of a module's `.modinfo`.
 fn depends(module: &[u8]) -> Vec<String> {
     let Ok(elf) = goblin::elf::Elf::parse(module) else { return Vec::new() };
     let Some(section) =
