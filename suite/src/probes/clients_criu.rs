@@ -72,8 +72,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
              no [vvar] and stops every command ('Unexpected rt vDSO area bounds'); CRIU 4.1 handles it \
              (checkpoint-restore/criu 8ee2eba47, vdso: handle vvar_vclock vma-s, tested on 6.13-rc1)."
         ),
-        notes: "Debian 12 ships this CRIU with a 6.1 kernel; with the 6.12 of bookworm-backports it \
-                still works, and on any kernel from 6.13 it cannot start.",
+        notes: "Debian 12 ships this CRIU with a 6.1 kernel; it works on 6.1 and 6.12 (Debian's cloud \
+                kernels), and on any kernel from 6.13 it cannot start.",
         slow: 2,
         probe: bookworm,
         ..Behaviour::DEFAULT
@@ -131,7 +131,7 @@ impl Criu {
         let dir = base.join(release);
         let package = std::fs::read_to_string(dir.join("package")).map_err(|_| {
             Fail::Skipped(format!(
-                "this machine has no CRIU of {release} ({}): `cargo xtask` packs Debian's (images/criu.lock) beside the suite; or set {ENV}=DIR",
+                "this host has no CRIU of {release} ({}): `cargo xtask` packs Debian's (images/criu.lock) beside the suite; or set {ENV}=DIR",
                 dir.display()
             ))
         })?;
@@ -149,7 +149,9 @@ impl Criu {
 fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let criu = Criu::find(release)?;
     if !nix::unistd::geteuid().is_root() {
-        return Err(Fail::Skipped("CRIU dumps and restores as root only".to_string()));
+        return Err(Fail::Skipped(
+            "this host runs the suite without root, and CRIU dumps and restores as root only".to_string(),
+        ));
     }
     crate::kit::require::userfaultfd()?;
     let _kdat = KdatCache::note();

@@ -231,6 +231,35 @@ const MODULES: &[&str] = &[
 pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let fleet = Fleet::load(root)?;
     let Some(pin) = fleet.lock.kernels.get(id) else { return Ok(Vec::new()) };
+    // Cached by the kernel .deb's sha256 and the modules asked for.
+    let key = crate::util::short_hash(format!("{} {}", pin.sha256, MODULES.join(" ")).as_bytes());
+    let cache = Cache::new(root).dir.join("criu/modules").join(format!("{id}-{key}"));
+    let cached = || -> Option<Vec<(String, Vec<u8>)>> {
+        let order = std::fs::read_to_string(cache.join("order")).ok()?;
+        let mut out = Vec::new();
+        for file in order.lines() {
+            out.push((format!("{DIR}/modules/{file}"), std::fs::read(cache.join(file)).ok()?));
+        }
+        out.push((format!("{DIR}/modules/order"), order.into_bytes()));
+        Some(out)
+    };
+    if let Some(files) = cached() {
+        return Ok(files);
+    }
+    let files = modules_from_deb(root, &fleet, pin)?;
+    std::fs::create_dir_all(&cache)?;
+    // `order` last: a cache entry without it is not one.
+    for (name, data) in &files {
+        crate::util::write_atomic(&cache.join(name.rsplit('/').next().expect("a file name")), data)?;
+    }
+    Ok(files)
+}
+
+fn modules_from_deb(
+    root: &Path,
+    fleet: &Fleet,
+    pin: &crate::inputs::fleet::Pin,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let sh = Shell::new()?;
     let mut apt = fleet.apt(&Cache::new(root), None);
     let deb =
@@ -343,6 +372,24 @@ mod tests {
             assert_eq!(p.sha256.len(), 64, "{p:?}");
             assert!(!p.package.starts_with("python3"), "CRIU's binary needs no Python: {p:?}");
         }
+    }
+
+    /// 6.12's modules are .ko.xz: decompressed, their dependencies read and loaded first.
+    #[test]
+    #[ignore = "needs Debian's archive (or the kernel .deb in the cache): run through `cargo xtask test`"]
+    fn a_packaged_kernels_modules_come_decompressed_in_dependency_order() {
+        let files = modules(&crate::util::project_root(), "debian-6.12-cloud").unwrap();
+        let order = String::from_utf8(files.last().unwrap().1.clone()).unwrap();
+        let order: Vec<&str> = order.lines().collect();
+        let at = |m: &str| order.iter().position(|o| *o == m).unwrap_or_else(|| panic!("{m} in {order:?}"));
+        assert!(
+            at("nfnetlink.ko") < at("nf_tables.ko") && at("inet_diag.ko") < at("tcp_diag.ko"),
+            "{order:?}"
+        );
+        for (name, data) in &files[..files.len() - 1] {
+            assert!(name.ends_with(".ko") && data.starts_with(b"\x7fELF"), "{name}");
+        }
+        assert!(modules(&crate::util::project_root(), "build-6.12").unwrap().is_empty());
     }
 
     #[test]
