@@ -56,6 +56,20 @@ macro_rules! uffd_c {
 // Not `slow`: started first, the two CRIU probes (about 4 s of CPU each under TCG, and kernel work
 // beside it: network namespaces, module loads) slowed every probe beside them and the 6.1 guest's
 // suite went from 10 s to 33 s; started last (the catalogue's last family), they overlap its tail.
+macro_rules! rseq {
+    () => {
+        "The test process is the suite's own code, whose C library (glibc 2.35 and later) registers \
+         rseq for every thread; CRIU's criu/cr-dump.c check_thread_rseq then needs \
+         PTRACE_GET_RSEQ_CONFIGURATION (criu/kerndat.c kerndat_has_ptrace_get_rseq_conf), which \
+         Linux has from 5.13, and without it stops the dump ('TID has rseq but kernel lacks \
+         get_rseq_conf feature'; checkpoint-restore/criu#2070). "
+    };
+}
+
+/// Before 5.13 no process with rseq registered can be dumped (see `rseq!`).
+const NO_GET_RSEQ_CONF_ROW: (&str, &str) =
+    ("<5.13", "dump fails: TID has rseq but kernel lacks get_rseq_conf feature");
+
 pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
         id: "clients.criu_bookworm_lazy_restore",
@@ -63,11 +77,13 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: OBSERVES,
         expect: &[
             NO_CHECKPOINT_RESTORE_ROW,
-            ("<6.13", "restores, pages right, served lazily"),
+            NO_GET_RSEQ_CONF_ROW,
+            (">=5.13, <6.13", "restores, pages right, served lazily"),
             (">=6.13", "dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat"),
         ],
         citation: concat!(
             uffd_c!(),
+            rseq!(),
             "Debian criu 3.17.1-2+deb12u2. From Linux 6.13 (e93d2521b27f, x86/vdso: Split virtual clock \
              pages into dedicated mapping) a process has a [vvar_vclock] mapping between [vvar] and \
              [vdso]; CRIU 3.17.1's criu/vdso.c validate_vdso_addr (from vdso_fill_self_symtable, \
@@ -84,8 +100,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "clients.criu_trixie_lazy_restore",
         summary: "CRIU 4.1 (Debian 13): a process dumped and restored with --lazy-pages gets every page back through criu lazy-pages, across a fork, an munmap, an mremap and an MADV_DONTNEED",
         observes: OBSERVES,
-        expect: &[NO_CHECKPOINT_RESTORE_ROW, ("*", "restores, pages right, served lazily")],
-        citation: concat!(uffd_c!(), "Debian criu 4.1.1-1."),
+        expect: &[NO_CHECKPOINT_RESTORE_ROW, NO_GET_RSEQ_CONF_ROW, (">=5.13", "restores, pages right, served lazily")],
+        citation: concat!(uffd_c!(), rseq!(), "Debian criu 4.1.1-1."),
         probe: trixie,
         ..Behaviour::DEFAULT
     },
@@ -190,7 +206,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = nix::sys::wait::waitpid(pid, None);
     if !dumped.success() {
-        return Err(failed(obs, "dump", &log("dump"), dumped));
+        return Err(failed(obs, "dump", &log("dump"), dumped, &target.tids));
     }
     if ctx.sabotage == Some(Sabotage::ZeroPage) {
         let page = pattern('A', CORRUPTED);
@@ -219,7 +235,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         && nix::unistd::read(&ready_r, &mut [0u8; 1]).is_ok_and(|n| n == 1);
     if !ready {
         let status = wait_child(&mut daemon.0, Duration::from_secs(1));
-        return Err(failed(obs, "lazy-pages", &log("lazy"), status.unwrap_or_else(timed_out)));
+        return Err(failed(obs, "lazy-pages", &log("lazy"), status.unwrap_or_else(timed_out), &target.tids));
     }
     obs.detail("lazy_pages_ready_ms", t.elapsed().as_millis() as u64);
 
@@ -230,7 +246,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     )?;
     obs.detail("restore_ms", t.elapsed().as_millis() as u64);
     if !restored.success() {
-        return Err(failed(obs, "restore", &log("restore"), restored));
+        return Err(failed(obs, "restore", &log("restore"), restored, &target.tids));
     }
     let _restored = KillPid(pid);
     // Wake the restored process: it does its work and exits.
@@ -285,8 +301,14 @@ const WRAPPERS: &[&str] = &[
 /// one before CRIU's own wrappers: earlier ones are often recovered from, such as a missing
 /// socket diag module). On a kernel built without CONFIG_CHECKPOINT_RESTORE, which CRIU needs,
 /// the failure is the missing prerequisite's (`unsupported`, with the line as what showed it).
-fn failed(mut obs: Observation, step: &str, log: &str, status: std::process::ExitStatus) -> Fail {
-    let fail = observed_failure(&mut obs, step, log, status);
+fn failed(
+    mut obs: Observation,
+    step: &str,
+    log: &str,
+    status: std::process::ExitStatus,
+    tids: &[i32],
+) -> Fail {
+    let fail = observed_failure(&mut obs, step, log, status, tids);
     let config = crate::kit::machine::kernel_config();
     match config {
         Some(c) if c.value("CONFIG_CHECKPOINT_RESTORE") != "y" => Fail::Unsupported {
@@ -308,9 +330,15 @@ const NO_CHECKPOINT_RESTORE: &str = no_checkpoint_restore!();
 const NO_CHECKPOINT_RESTORE_ROW: (&str, &str) =
     ("* when CONFIG_CHECKPOINT_RESTORE!=y", concat!("unsupported: ", no_checkpoint_restore!()));
 
-fn observed_failure(obs: &mut Observation, step: &str, log: &str, status: std::process::ExitStatus) -> Fail {
-    let errors = errors(log);
-    let cause = errors.iter().rev().find(|e| !WRAPPERS.iter().any(|w| e.starts_with(w)));
+fn observed_failure(
+    obs: &mut Observation,
+    step: &str,
+    log: &str,
+    status: std::process::ExitStatus,
+    tids: &[i32],
+) -> Fail {
+    let errors: Vec<String> = errors(log).iter().map(|e| name_threads(e, tids)).collect();
+    let cause = errors.iter().rev().find(|e| !wrapper(e));
     obs.observed = match cause {
         Some(e) => format!("{step} fails: {e}"),
         None => format!("{step} fails: {status}, no error line"),
@@ -348,7 +376,25 @@ fn tail(log: &str, n: usize) -> String {
 }
 
 fn first_error(log: &str) -> Option<String> {
-    errors(log).into_iter().find(|e| !WRAPPERS.iter().any(|w| e.starts_with(w)))
+    errors(log).into_iter().find(|e| !wrapper(e))
+}
+
+/// Whether an error line is one CRIU adds above the one that says what failed: the fixed ones, and
+/// a step's `... (pid: N) failed with -1`.
+fn wrapper(e: &str) -> bool {
+    WRAPPERS.iter().any(|w| e.starts_with(w)) || e.contains(") failed with -")
+}
+
+/// The test process's thread ids in a CRIU message, as `TID` (they change from run to run).
+fn name_threads(message: &str, tids: &[i32]) -> String {
+    message
+        .split(' ')
+        .map(|w| match w.parse::<i32>() {
+            Ok(n) if tids.contains(&n) => "TID",
+            _ => w,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// From the lazy-pages daemon's log: the pages it reported transferred (the sum of its
@@ -599,6 +645,8 @@ fn compare(work: &Path, obs: &mut Observation) -> Result<usize, Fail> {
 /// The test process (a fork of the probe).
 struct Target {
     pid: nix::unistd::Pid,
+    /// Its threads' ids (its pid among them), which CRIU's messages name.
+    tids: Vec<i32>,
 }
 
 impl Target {
@@ -655,7 +703,12 @@ impl Target {
                     )));
                 }
                 std::mem::forget(guard);
-                Ok(Target { pid: child })
+                let tids = std::fs::read_dir(format!("/proc/{child}/task"))
+                    .ctx("read the test process's threads")?
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect();
+                Ok(Target { pid: child, tids })
             }
         }
     }
@@ -841,11 +894,22 @@ mod tests {
             "dump",
             &log,
             std::os::unix::process::ExitStatusExt::from_raw(256),
+            &[],
         )) else {
             unreachable!()
         };
         assert_eq!(o.observed, "dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn thread_ids_and_step_wrappers_do_not_make_the_observation() {
+        assert_eq!(
+            name_threads("95 has rseq but kernel lacks get_rseq_conf feature", &[95, 96]),
+            "TID has rseq but kernel lacks get_rseq_conf feature"
+        );
+        assert_eq!(name_threads("Diag module missing (-2)", &[2]), "Diag module missing (-2)");
+        assert!(wrapper("Dump core (pid: 95) failed with -1") && !wrapper("TID has rseq"));
     }
 
     #[test]
