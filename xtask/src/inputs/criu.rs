@@ -223,6 +223,11 @@ const MODULES: &[&str] = &[
     "veth",
 ];
 
+/// Where the [`MODULES`] and what they depend on live in a kernel package (libcrc32c needs crc32c
+/// from crypto/ where that is a module: 6.12's PREEMPT_RT build).
+const MODULE_DIRS: &[&str] =
+    &["/kernel/net/", "/kernel/lib/", "/kernel/drivers/net/", "/kernel/crypto/", "/kernel/arch/"];
+
 /// For a packaged kernel (a track of the fleet), the [`MODULES`] its .deb holds and the modules
 /// they depend on (their `.modinfo` `depends=`), decompressed (`.ko.xz` from 6.12), as
 /// `criu/modules/<file>.ko` in load order, with
@@ -232,7 +237,9 @@ pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let fleet = Fleet::load(root)?;
     let Some(pin) = fleet.lock.kernels.get(id) else { return Ok(Vec::new()) };
     // Cached by the kernel .deb's sha256 and the modules asked for.
-    let key = crate::util::short_hash(format!("{} {}", pin.sha256, MODULES.join(" ")).as_bytes());
+    let key = crate::util::short_hash(
+        format!("{} {} {}", pin.sha256, MODULES.join(" "), MODULE_DIRS.join(" ")).as_bytes(),
+    );
     let cache = Cache::new(root).dir.join("criu/modules").join(format!("{id}-{key}"));
     let cached = || -> Option<Vec<(String, Vec<u8>)>> {
         let order = std::fs::read_to_string(cache.join("order")).ok()?;
@@ -270,8 +277,7 @@ fn modules_from_deb(
         let path = entry.path()?.to_string_lossy().into_owned();
         let file = path.rsplit('/').next().unwrap_or("").to_string();
         let name = file.split(".ko").next().unwrap_or("").replace('-', "_");
-        let dirs = ["/kernel/net/", "/kernel/lib/", "/kernel/drivers/net/"];
-        if dirs.iter().any(|d| path.contains(d))
+        if MODULE_DIRS.iter().any(|d| path.contains(d))
             && file.contains(".ko")
             && entry.header().entry_type().is_file()
         {
@@ -292,22 +298,31 @@ fn modules_from_deb(
         Ok(())
     })?;
     let mut order: Vec<String> = Vec::new();
+    // A name a module is known by (`crc32c`, which a `softdep` names) and the module.
+    let mut aliases: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for (name, (_, data)) in &all {
+        for alias in modinfo(data, "alias") {
+            aliases.entry(alias).or_insert_with(|| name.clone());
+        }
+    }
     fn visit(
         name: &str,
         all: &std::collections::BTreeMap<String, (String, Vec<u8>)>,
+        aliases: &std::collections::BTreeMap<String, String>,
         order: &mut Vec<String>,
     ) {
+        let name = if all.contains_key(name) { name } else { aliases.get(name).map_or(name, String::as_str) };
         if order.iter().any(|o| o == name) {
             return;
         }
         let Some((_, data)) = all.get(name) else { return };
         for dep in depends(data) {
-            visit(&dep, all, order);
+            visit(&dep, all, aliases, order);
         }
         order.push(name.to_string());
     }
     for m in MODULES {
-        visit(m, &all, &mut order);
+        visit(m, &all, &aliases, &mut order);
     }
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     let mut list = String::new();
@@ -322,21 +337,36 @@ fn modules_from_deb(
     Ok(out)
 }
 
-/// The `depends=` of a module's `.modinfo`.
+/// What a module needs loaded before it: its `.modinfo` `depends=` and `softdep=pre:` (libcrc32c's
+/// `crc32c`, a crypto algorithm that is a module of its own in some configurations).
 fn depends(module: &[u8]) -> Vec<String> {
+    let mut out: Vec<String> = modinfo(module, "depends")
+        .iter()
+        .flat_map(|d| d.split(','))
+        .filter(|d| !d.is_empty())
+        .map(|d| d.replace('-', "_"))
+        .collect();
+    for soft in modinfo(module, "softdep") {
+        if let Some(pre) = soft.strip_prefix("pre:") {
+            out.extend(pre.split_whitespace().take_while(|w| *w != "post:").map(|d| d.replace('-', "_")));
+        }
+    }
+    out
+}
+
+/// The values of `key=` in a module's `.modinfo`.
+fn modinfo(module: &[u8], key: &str) -> Vec<String> {
     let Ok(elf) = goblin::elf::Elf::parse(module) else { return Vec::new() };
     let Some(section) =
         elf.section_headers.iter().find(|s| elf.shdr_strtab.get_at(s.sh_name) == Some(".modinfo"))
     else {
         return Vec::new();
     };
-    let range = section.file_range().unwrap_or_default();
-    module[range]
+    let prefix = format!("{key}=");
+    module[section.file_range().unwrap_or_default()]
         .split(|b| *b == 0)
-        .filter_map(|f| f.strip_prefix(b"depends="))
-        .flat_map(|d| d.split(|b| *b == b','))
-        .filter(|d| !d.is_empty())
-        .map(|d| String::from_utf8_lossy(d).replace('-', "_"))
+        .filter_map(|f| f.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect()
 }
 
@@ -390,6 +420,11 @@ mod tests {
             assert!(name.ends_with(".ko") && data.starts_with(b"\x7fELF"), "{name}");
         }
         assert!(modules(&crate::util::project_root(), "build-6.12").unwrap().is_empty());
+        // The PREEMPT_RT build has crc32c as a module: libcrc32c's softdep brings it first.
+        let rt = modules(&crate::util::project_root(), "debian-6.12-rt").unwrap();
+        let rt = String::from_utf8(rt.last().unwrap().1.clone()).unwrap();
+        let crc = rt.lines().position(|l| l.starts_with("crc32c")).unwrap_or_else(|| panic!("{rt}"));
+        assert!(crc < rt.lines().position(|l| l == "libcrc32c.ko").unwrap(), "{rt}");
     }
 
     #[test]
