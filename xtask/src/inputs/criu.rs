@@ -128,30 +128,21 @@ pub fn place(files: &[(String, Vec<u8>)], dir: &Path) -> Result<PathBuf> {
 /// The release's pins unpacked into the cache (once per set of pins).
 fn unpacked(sh: &Shell, root: &Path, release: &str, pins: &[&DebPin], apt: &mut LazyApt) -> Result<PathBuf> {
     let text: String = pins.iter().map(|p| toml::to_string(p).unwrap_or_default()).collect();
-    let key = crate::util::short_hash(text.as_bytes());
     let base = Cache::new(root).dir.join("criu");
-    let dir = base.join(format!("{release}-{key}"));
-    let marker = dir.join(".uffdc-pins.toml");
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == text) {
-        return Ok(dir);
-    }
-    std::fs::create_dir_all(&base)?;
-    let _lock = crate::util::lock(&base.join("unpack.lock"))?;
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == text) {
-        return Ok(dir);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = base.join(format!("{release}-{}", crate::util::short_hash(text.as_bytes())));
     apt.add_suite(release);
-    eprintln!(
-        "criu    unpacking {} pinned packages of {release} into {}",
-        pins.len(),
-        crate::util::display_path(&dir)
-    );
-    for pin in pins {
-        let deb = pin::verified(sh, pin, apt, LOCK, REFRESH)?;
-        debs::unpack(&deb, &dir).with_context(|| format!("unpacking {}", deb.display()))?;
-    }
-    crate::util::write_atomic(&marker, text.as_bytes())?;
+    let what = format!("criu    {release}");
+    debs::unpacked_root(
+        sh,
+        &dir,
+        &base.join("unpack.lock"),
+        &text,
+        pins,
+        apt,
+        (LOCK, REFRESH),
+        &what,
+        |_| Ok(()),
+    )?;
     Ok(dir)
 }
 
