@@ -24,6 +24,8 @@ pub const RELEVANT: &[&str] = &[
     "CONFIG_PREEMPT_DYNAMIC",
     "CONFIG_SECCOMP",
     "CONFIG_SYSCTL",
+    // CRIU (`clients.criu_*`) needs it: kcmp, map_files, PR_SET_MM, ns_last_pid.
+    "CONFIG_CHECKPOINT_RESTORE",
 ];
 
 /// A kernel's configuration: where it was read, and the [`RELEVANT`] options that are set (an

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod clients_crate;
+pub mod clients_criu;
 pub mod goruntime;
 pub mod gostress;
 pub mod hugetlb;

@@ -18,6 +18,7 @@ pub fn all() -> impl Iterator<Item = &'static Behaviour> {
         wp::BEHAVIOURS,
         serve::BEHAVIOURS,
         clients_crate::BEHAVIOURS,
+        clients_criu::BEHAVIOURS,
     ];
     goruntime::run_order(families.into_iter().flatten().collect()).into_iter()
 }

@@ -111,6 +111,10 @@ pub struct Prepared {
     /// The Go workload (`uffdc-go`), packed beside the suite in every initramfs and placed beside
     /// the suite binary for a host run.
     go_binary: Vec<u8>,
+    /// Every release's CRIU and what it loads (`inputs/criu.rs`), under `criu/` in every
+    /// initramfs and beside the suite binary for a host run.
+    criu: Vec<(String, Vec<u8>)>,
+    root: PathBuf,
 }
 
 impl Prepared {
@@ -145,6 +149,9 @@ impl Prepared {
             })
             .unwrap_or_default();
         let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, self.go_binary.as_slice())];
+        programs.extend(self.criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+        let modules = crate::inputs::criu::modules(&self.root, &image.id)?;
+        programs.extend(modules.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
         if let Some(s) = selftests {
             programs
                 .extend(names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())));
@@ -178,11 +185,16 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
             std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         }
     }
+    let criu = crate::inputs::criu::files(sh, root, None)?;
+    if let Some(dir) = suite.parent() {
+        crate::inputs::criu::place(&criu, dir)?;
+    }
     let initrd = root.join("target/uffdc/initramfs.cpio");
-    let archive =
-        crate::boot::initramfs::for_suite(&binary, &[(crate::inputs::golang::NAME, &go_binary)], None);
+    let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, &go_binary)];
+    programs.extend(criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+    let archive = crate::boot::initramfs::for_suite(&binary, &programs, None);
     crate::util::write_atomic(&initrd, &archive)?;
-    Ok(Prepared { suite, catalogue, initrd, binary, go_binary })
+    Ok(Prepared { suite, catalogue, initrd, binary, go_binary, criu, root: root.to_path_buf() })
 }
 
 /// Something that happened in a matrix run, per kernel column.

@@ -16,6 +16,8 @@ pub const TOOLCHAIN: &str = "toolchain";
 pub const SOURCES: &str = "sources";
 /// `go` names the Go toolchain (images/go.lock).
 pub const GO: &str = "go";
+/// `criu` names the guests' CRIU (images/criu.lock).
+pub const CRIU: &str = "criu";
 
 /// Re-resolves every pin (or those of the named ids: tracks, builds, `toolchain`, `go`, `sources`)
 /// and rewrites the locks.
@@ -32,9 +34,15 @@ pub fn pins(sh: &Shell, root: &Path, ids: Vec<String>, mirror: Option<String>) -
     if all || ids.iter().any(|i| i == GO) {
         crate::inputs::golang::refresh(sh, root, apt)?;
     }
+    if all || ids.iter().any(|i| i == CRIU) {
+        crate::inputs::criu::refresh(sh, root, apt)?;
+    }
     let sources = ids.iter().any(|i| i == SOURCES);
-    let ids: Vec<KernelId> =
-        ids.into_iter().filter(|i| i != TOOLCHAIN && i != SOURCES && i != GO).map(KernelId::from).collect();
+    let ids: Vec<KernelId> = ids
+        .into_iter()
+        .filter(|i| i != TOOLCHAIN && i != SOURCES && i != GO && i != CRIU)
+        .map(KernelId::from)
+        .collect();
     let tracks: Vec<KernelId> = ids.iter().filter(|i| !fleet.builds.contains_key(*i)).cloned().collect();
     if all || !tracks.is_empty() {
         kernel_tracks(sh, root, fleet, &cache, apt, &tracks)?;

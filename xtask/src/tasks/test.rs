@@ -30,11 +30,15 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     // The suite's Go behaviours run the Go workload; the host tests' suite finds it here.
     let go = crate::inputs::golang::workload(sh, root, None)?;
     crate::inputs::golang::lint(sh, root)?;
+    // The suite's CRIU behaviours run Debian's CRIU; the host tests' suite finds it here.
+    let criu = crate::inputs::criu::files(sh, root, None)?;
+    let criu = crate::inputs::criu::place(&criu, suite.parent().expect("the suite's directory"))?;
     let python = kcidb_python(sh, root)?;
     lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;
     cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
         .env("UFFDC_SUITE_BIN", &suite)
         .env("UFFDC_GO_WORKLOAD", &go.path)
+        .env("UFFDC_CRIU_DIR", &criu)
         .env("UFFDC_PYTHON", &python)
         .env("UFFDC_ACTIONLINT", python.with_file_name("actionlint"))
         .env("UFFDC_ACT", python.with_file_name("act"))
