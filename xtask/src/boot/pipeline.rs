@@ -13,6 +13,7 @@ use crate::boot::runner;
 use crate::inputs::fleet::{Cache, Fleet, Image, KernelId};
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use xshell::Shell;
@@ -111,6 +112,8 @@ pub struct Prepared {
     /// The Go workload (`uffdc-go`), packed beside the suite in every initramfs and placed beside
     /// the suite binary for a host run.
     go_binary: Vec<u8>,
+    /// The suite and the Go workload built for each other architecture a column runs on.
+    other: BTreeMap<Arch, (Vec<u8>, Vec<u8>)>,
 }
 
 impl Prepared {
@@ -126,9 +129,18 @@ impl Prepared {
         image: &Image,
         selftests: Option<&crate::inputs::selftests::Selftests>,
     ) -> Result<PathBuf> {
-        if image.config.is_none() && selftests.is_none() {
+        if image.arch == Arch::X86_64 && image.config.is_none() && selftests.is_none() {
             return Ok(self.initrd.clone());
         }
+        let (binary, go_binary) = match image.arch {
+            Arch::X86_64 => (&self.binary, &self.go_binary),
+            arch => self.other.get(&arch).map(|(s, g)| (s, g)).with_context(|| {
+                format!(
+                    "{}: no suite was built for {arch} in this run (prepare it with the run's architectures)",
+                    image.id
+                )
+            })?,
+        };
         let config = match &image.config {
             Some((config, source)) => Some((
                 source.as_str(),
@@ -144,14 +156,14 @@ impl Prepared {
                     .collect()
             })
             .unwrap_or_default();
-        let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, self.go_binary.as_slice())];
+        let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, go_binary.as_slice())];
         if let Some(s) = selftests {
             programs
                 .extend(names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())));
         }
         let path = self.initrd.with_file_name(format!("initramfs-{}.cpio", sanitize(&image.id)));
         let archive = crate::boot::initramfs::for_suite(
-            &self.binary,
+            binary,
             &programs,
             config.as_ref().map(|(s, t)| (*s, t.as_slice())),
         );
@@ -160,7 +172,9 @@ impl Prepared {
     }
 }
 
-pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepared> {
+/// The suite (the given build, else built) and the Go workload, and each built for the other
+/// architectures `arches` too (the catalogue comes from this machine's build).
+pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch]) -> Result<Prepared> {
     let suite = match suite {
         Some(s) => s,
         None => crate::boot::suite_bin::build(sh, root)?,
@@ -182,7 +196,19 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
     let archive =
         crate::boot::initramfs::for_suite(&binary, &[(crate::inputs::golang::NAME, &go_binary)], None);
     crate::util::write_atomic(&initrd, &archive)?;
-    Ok(Prepared { suite, catalogue, initrd, binary, go_binary })
+    let mut other = BTreeMap::new();
+    for &arch in arches.iter().filter(|a| **a != Arch::X86_64) {
+        let suite = crate::boot::suite_bin::build_for(sh, root, arch)?;
+        let go = crate::inputs::golang::workload_for(sh, root, None, arch)?;
+        eprintln!(
+            "suite   {arch}: {} (go {})",
+            crate::util::display_path(&suite),
+            crate::util::display_path(&go.path)
+        );
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        other.insert(arch, (read(&suite)?, read(&go.path)?));
+    }
+    Ok(Prepared { suite, catalogue, initrd, binary, go_binary, other })
 }
 
 /// Something that happened in a matrix run, per kernel column.
@@ -322,6 +348,7 @@ pub fn local_image(path: &Path, id: Option<&str>, config: Option<&Path>) -> Resu
     };
     Ok(Image {
         id: id.map_or_else(|| local_label(path), KernelId::from),
+        arch: model::arch::Arch::X86_64,
         vmlinuz: path.to_path_buf(),
         release: String::new(),
         userfaultfd: None,

@@ -3,6 +3,7 @@
 //! file), the results stream on the second (QEMU's stdout, a pipe).
 
 use anyhow::{bail, Result};
+use model::arch::Arch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -27,13 +28,17 @@ impl Accel {
 }
 
 pub const BINARY: &str = "qemu-system-x86_64";
+/// The QEMU of the arm64 columns (Debian's qemu-system-arm).
+pub const BINARY_ARM64: &str = "qemu-system-aarch64";
 
 /// How guests (and the host suite) are run: the one description of the machine and its limits,
 /// shared by the matrix task, bench, the KVM probe and the tests.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The QEMU binary.
+    /// The QEMU binary (of the x86_64 columns: `--qemu`).
     pub qemu: PathBuf,
+    /// The QEMU binary of the arm64 columns.
+    pub qemu_arm64: PathBuf,
     pub accel: Accel,
     pub cpus: u32,
     pub mem_mb: u32,
@@ -53,6 +58,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             qemu: PathBuf::from(crate::boot::qemu::BINARY),
+            qemu_arm64: PathBuf::from(BINARY_ARM64),
             accel: Accel::Tcg,
             cpus: 2,
             mem_mb: 1024,
@@ -65,9 +71,21 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// The QEMU that boots kernels of `arch`.
+    pub fn qemu_for(&self, arch: Arch) -> PathBuf {
+        match arch {
+            Arch::X86_64 => self.qemu.clone(),
+            Arch::Arm64 => self.qemu_arm64.clone(),
+        }
+    }
+}
+
 /// One guest boot.
 pub struct Boot<'a> {
     pub settings: &'a Settings,
+    /// The guest's architecture: its QEMU, machine, CPU model and serial ports.
+    pub arch: Arch,
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     /// ttyS0: the kernel's and the suite's console.
@@ -77,7 +95,17 @@ pub struct Boot<'a> {
 }
 
 impl Boot<'_> {
-    /// The command; its stdout carries ttyS1, the results stream.
+    /// The accelerator this guest runs under: KVM runs only guests of this machine's own
+    /// architecture, so another architecture's guest runs under TCG whatever was chosen.
+    pub fn accel(&self) -> Accel {
+        match self.settings.accel {
+            Accel::Kvm if self.arch != Arch::native() => Accel::Tcg,
+            accel => accel,
+        }
+    }
+
+    /// The command; its stdout carries the second serial port (ttyS1, ttyAMA1 on arm64), the
+    /// results stream.
     pub fn command(&self) -> Result<Command> {
         let s = self.settings;
         for arg in &s.suite_args {
@@ -95,27 +123,46 @@ impl Boot<'_> {
         // host does not schedule in time fails: a guest under TCG on a loaded machine panicked
         // with "IO-APIC + timer doesn't work!" (the test command beside four other jobs on two
         // cores); virtual machines' images commonly pass it, and it touches nothing userfaultfd does.
+        // On arm64 the console is the virt machine's first PL011 UART, and `no_timer_check`
+        // (x86's) is not a parameter the kernel knows: it would reach the suite as an argument.
+        let (console, x86) = match self.arch {
+            Arch::X86_64 => ("ttyS0", " no_timer_check"),
+            Arch::Arm64 => ("ttyAMA0", ""),
+        };
         let mut append = format!(
-            "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off no_timer_check rdinit=/init hugepages=16 -- --cpus={}",
+            "console={console} panic=-1 quiet loglevel=4 mitigations=off{x86} rdinit=/init hugepages=16 -- --cpus={}",
             s.cpus
         );
         for arg in &s.suite_args {
             append += " ";
             append += arg;
         }
-        let (accel, cpu) = match s.accel {
-            Accel::Kvm => ("kvm", "host"),
-            Accel::Tcg => ("tcg,thread=single", "max"),
-            Accel::TcgMulti => ("tcg,thread=multi", "max"),
+        // Under TCG, arm64's `max` CPU authenticates pointers with QEMU's implementation-defined
+        // algorithm instead of the architected QARMA, which costs emulated guests much of their
+        // time (QEMU's docs/system/arm/cpu-features.rst); it changes nothing userfaultfd does.
+        let tcg_cpu = match self.arch {
+            Arch::X86_64 => "max",
+            Arch::Arm64 => "max,pauth-impdef=on",
         };
-        let mut c = Command::new(&s.qemu);
+        let (accel, cpu) = match self.accel() {
+            Accel::Kvm => ("kvm", "host"),
+            Accel::Tcg => ("tcg,thread=single", tcg_cpu),
+            Accel::TcgMulti => ("tcg,thread=multi", tcg_cpu),
+        };
+        let qemu = s.qemu_for(self.arch);
+        let mut c = Command::new(&qemu);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"]);
+        // arm64: QEMU's `virt` board, booting the kernel image directly (no firmware); from QEMU
+        // 10.0 it has a second PL011 UART when given a second -serial (ttyAMA1: the results).
+        if self.arch == Arch::Arm64 {
+            c.args(["-M", "virt"]);
+        }
         // qboot, QEMU's minimal firmware, instead of SeaBIOS: SeaBIOS's MP table lists only the boot
         // CPU, so a kernel without ACPI (the project's own builds) came up with one CPU of two; qboot
         // lists every CPU and passes QEMU's ACPI tables on unchanged for the kernels that use them.
         // A QEMU without it boots SeaBIOS: the Debian kernels (ACPI) still see every CPU, and a
         // build's guest stops, saying it has fewer CPUs than it was given.
-        if has_qboot(&s.qemu) {
+        if self.arch == Arch::X86_64 && has_qboot(&qemu) {
             c.args(["-bios", QBOOT]);
         }
         c.args(["-accel", accel, "-cpu", cpu])
@@ -137,8 +184,12 @@ impl Boot<'_> {
     pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
         match e.downcast_ref::<std::io::Error>() {
             Some(io) if io.kind() == std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                "{} not found: install QEMU (`sudo apt-get install qemu-system-x86`, or run as root and it is installed for you)",
-                self.settings.qemu.display()
+                "{} not found: install QEMU (`sudo apt-get install {}`, or run as root and it is installed for you)",
+                self.settings.qemu_for(self.arch).display(),
+                match self.arch {
+                    Arch::X86_64 => "qemu-system-x86",
+                    Arch::Arm64 => "qemu-system-arm",
+                }
             ),
             _ => e,
         }
@@ -209,6 +260,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let boot = Boot {
             settings,
+            arch: Arch::X86_64,
             kernel: Path::new("/k/vmlinuz"),
             initrd: Path::new("/k/initrd"),
             console: dir.join("console.log"),
@@ -245,6 +297,7 @@ mod tests {
         let bad = Settings { suite_args: vec!["two words".into()], ..Settings::default() };
         let boot = Boot {
             settings: &bad,
+            arch: Arch::X86_64,
             kernel: Path::new("/k"),
             initrd: Path::new("/i"),
             console: "/dev/null".into(),

@@ -142,7 +142,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     )?;
     let fleet = Fleet::load(root)?;
     let (selected, builds) = fleet.partition(&asked.kernels)?;
-    let prepared = pipeline::prepare(sh, root, None)?;
+    let prepared = pipeline::prepare(sh, root, None, &[])?;
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, asked.mirror.clone());
     let dir = root.join("target/uffdc/bench");

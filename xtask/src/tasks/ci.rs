@@ -134,7 +134,7 @@ pub fn compile(
     }
     // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
     crate::inputs::packages::ensure(sh, &[crate::inputs::packages::Need::Libclang])?;
-    let prepared = crate::boot::pipeline::prepare(sh, root, None)?;
+    let prepared = crate::boot::pipeline::prepare(sh, root, None, &[])?;
     let compat = crate::boot::pipeline::compile(matrix_dir, &prepared.catalogue)?;
     crate::publish::history::record(matrix_dir, &compat)?;
     crate::publish::write(matrix_dir, html_dir)?;
@@ -521,7 +521,7 @@ mod tests {
         let root = crate::util::project_root();
         let suite =
             PathBuf::from(std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`"));
-        let prepared = crate::boot::pipeline::prepare(&sh, &root, Some(suite)).unwrap();
+        let prepared = crate::boot::pipeline::prepare(&sh, &root, Some(suite), &[]).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
         let planned: Vec<String> = plan["include"]
             .as_array()

@@ -25,11 +25,13 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     if !ids.is_empty() {
         needs.extend([Need::AptTools, Need::DebianKeyring]);
     }
+    let arches = fleet.arches(&ids);
+    needs.extend(arches.iter().flat_map(|a| packages::for_arch(*a)));
     packages::ensure(sh, &needs)?;
     if opts.host && !packages::is_root() {
         eprintln!("note: the host column is best run as root: several probes need it and will report `error` otherwise");
     }
-    let prepared = prepare(sh, root, None)?;
+    let prepared = prepare(sh, root, None, &arches)?;
     // The history keeps what the matrix observed before this run (and starts from it if it has none).
     if let Ok(before) = model::data::load(&opts.out.join("compat.toml")) {
         crate::publish::history::record(&opts.out, &before)?;
@@ -173,7 +175,7 @@ mod tests {
         let suite = std::env::var_os("UFFDC_SUITE_BIN")
             .map(PathBuf::from)
             .expect("UFFDC_SUITE_BIN is unset: run the end-to-end tests through `cargo xtask test`");
-        crate::boot::pipeline::prepare(sh, &crate::util::project_root(), Some(suite)).unwrap()
+        crate::boot::pipeline::prepare(sh, &crate::util::project_root(), Some(suite), &[]).unwrap()
     }
 
     fn options(name: &str, kernels: &[&str]) -> Options {
