@@ -161,20 +161,30 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
     eprintln!("installing {} ({})", packages.join(" "), what.join(", "));
     let quiet = ["-q", "-o", "Dpkg::Use-Pty=0"];
     cmd!(sh, "apt-get {quiet...} update").env("DEBIAN_FRONTEND", "noninteractive").run()?;
-    let removed = would_remove(sh, &[], &packages)?;
-    let route = if removed.is_empty() {
+    // apt either removes what conflicts (bookworm's qemu-system-x86 against backports'
+    // qemu-utils) or, where the conflict is a dependency's exact version (bookworm's
+    // qemu-system-arm on backports' qemu-system-common), cannot install at all: both go to backports.
+    let (removed, failed) = match would_remove(sh, &[], &packages) {
+        Ok(removed) => (removed, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let route = if removed.is_empty() && failed.is_none() {
         Vec::new()
     } else {
         match backports_route(sh)? {
-            Some(route) if would_remove(sh, &route, &packages)?.is_empty() => {
+            Some(route) if would_remove(sh, &route, &packages).is_ok_and(|r| r.is_empty()) => {
                 eprintln!(
-                    "note: the distribution's {} would replace {} (installed); taking them from {} instead",
+                    "note: the distribution's {} {}; taking them from {} instead",
                     packages.join(" "),
-                    removed.join(", "),
+                    match &failed {
+                        Some(e) => format!("cannot be installed here ({e:#})"),
+                        None => format!("would replace {} (installed)", removed.join(", ")),
+                    },
                     route.last().map(String::as_str).unwrap_or("backports"),
                 );
                 route
             }
+            _ if failed.is_some() => return Err(failed.expect("checked")),
             _ => bail!(
                 "installing {} would remove {} (installed, and never removed by this tool): install versions that match it (e.g. from your distribution's backports), or replace it yourself with `sudo apt-get install {} {}`",
                 packages.join(" "),
