@@ -306,6 +306,38 @@ mod tests {
         assert!(boot.command().unwrap_err().to_string().contains("no spaces or quotes"));
     }
 
+    /// Issue 27: an arm64 guest boots with qemu-system-aarch64 on the virt board (no firmware),
+    /// its console on the first PL011 UART and the results on the second, no x86-only kernel
+    /// parameter, and TCG on an x86 machine even when KVM was chosen.
+    #[test]
+    fn an_arm64_guest_gets_its_own_machine() {
+        let s = Settings { accel: Accel::Kvm, ..Settings::default() };
+        let boot = Boot {
+            settings: &s,
+            arch: Arch::Arm64,
+            kernel: Path::new("/k/vmlinuz"),
+            initrd: Path::new("/k/initrd"),
+            console: "/dev/null".into(),
+            stderr: "/dev/null".into(),
+        };
+        let c = boot.command().unwrap();
+        assert_eq!(c.get_program(), BINARY_ARM64);
+        let a: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let after = |flag: &str| a[a.iter().position(|x| x == flag).unwrap() + 1].clone();
+        assert_eq!(after("-M"), "virt");
+        assert!(!a.contains(&"-bios".to_string()), "{a:?}");
+        let append = after("-append");
+        assert!(append.starts_with("console=ttyAMA0 ") && !append.contains("no_timer_check"), "{append}");
+        assert_eq!(a.iter().filter(|x| *x == "-serial").count(), 2, "console and results: {a:?}");
+        if Arch::native() == Arch::X86_64 {
+            assert_eq!(boot.accel(), Accel::Tcg);
+            assert_eq!(
+                (after("-accel"), after("-cpu")),
+                ("tcg,thread=single".into(), "max,pauth-impdef=on".into())
+            );
+        }
+    }
+
     /// Multi-threaded TCG only on a QEMU measured not to race the guest's int3 text patching.
     #[test]
     fn tcg_is_multi_threaded_only_from_qemu_10() {
