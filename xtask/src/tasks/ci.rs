@@ -46,7 +46,9 @@ pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> R
         .select(&[])?
         .into_iter()
         .filter(|(id, _)| only.as_ref().is_none_or(|o| o.iter().any(|k| **id == **k)))
-        .map(|(id, pin)| serde_json::json!({ "kernel": id, "pin": pin.sha256 }))
+        // `arch` lets a workflow run a leg on a runner of its architecture (GitHub's arm64
+        // runners for arm64: KVM when the probe boot proves it), or anywhere under TCG.
+        .map(|(id, pin)| serde_json::json!({ "kernel": id, "pin": pin.sha256, "arch": pin.arch.name() }))
         .collect();
     // The rehearsal's leg that must fail: a kernel no track has.
     if only.as_ref().is_some_and(|o| o.iter().any(|k| k == NO_SUCH_KERNEL)) {
@@ -463,6 +465,7 @@ mod tests {
         assert_eq!(legs.len(), fleet.tracks.len());
         for leg in legs {
             assert_eq!(leg["pin"], fleet.lock.kernels[leg["kernel"].as_str().unwrap()].sha256.as_str());
+            assert_eq!(leg["arch"], fleet.tracks[leg["kernel"].as_str().unwrap()].arch.name());
         }
         let builds: serde_json::Value = serde_json::from_str(&plan_builds(&root).unwrap()).unwrap();
         let keys: std::collections::BTreeSet<&str> =
