@@ -150,6 +150,16 @@ impl Boot<'_> {
             Accel::TcgMulti => ("tcg,thread=multi", tcg_cpu),
         };
         let qemu = s.qemu_for(self.arch);
+        if self.arch == Arch::Arm64 {
+            let version = version(&qemu);
+            // A QEMU that did not answer is named when it fails to start (`explain`).
+            if !version.is_empty() && !at_least_10(&version) {
+                bail!(
+                    "{} is {version}: the arm64 guests' results port is the virt board's second UART, which QEMU has from 10.0 (Debian: bookworm-backports' qemu-system-arm)",
+                    qemu.display()
+                );
+            }
+        }
         let mut c = Command::new(&qemu);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"]);
         // arm64: QEMU's `virt` board, booting the kernel image directly (no firmware); from QEMU
@@ -222,6 +232,11 @@ fn has_qboot(qemu: &Path) -> bool {
 /// selftests took about five times as long (the whole matrix with them: 320 s against 90 s), so
 /// the default stays single-threaded and `tcg-mt` is for a machine with a core per guest CPU.
 pub fn multi_threaded_tcg_is_safe(version_line: &str) -> bool {
+    at_least_10(version_line)
+}
+
+/// Whether `qemu --version`'s first line names QEMU 10.0 or later.
+fn at_least_10(version_line: &str) -> bool {
     let Some(rest) = version_line.strip_prefix("QEMU emulator version ") else { return false };
     let major = rest.split('.').next().and_then(|m| m.parse::<u32>().ok());
     major.is_some_and(|m| m >= 10)
