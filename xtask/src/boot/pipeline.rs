@@ -320,35 +320,37 @@ fn sanitize(release: &str) -> String {
     release.chars().map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' }).collect()
 }
 
-/// A kernel image given on the command line: it must be a bzImage (the boot protocol header's
-/// "HdrS" magic), booted as it is. Its configuration is `config` when given, else the `.config` of
-/// the build tree it sits in (`arch/x86/boot/bzImage`), else not known (unless the kernel has
-/// CONFIG_IKCONFIG_PROC: the guest's suite reads `/proc/config.gz` then).
+/// A kernel image given on the command line: an x86 bzImage (the boot protocol header's "HdrS"
+/// magic) or an arm64 Image (the "ARM\x64" magic of its header, Documentation/arch/arm64/booting.rst),
+/// booted as it is. Its configuration is `config` when given, else the `.config` of the build tree
+/// it sits in (`arch/x86/boot/bzImage`, `arch/arm64/boot/Image`), else not known (unless the kernel
+/// has CONFIG_IKCONFIG_PROC: the guest's suite reads `/proc/config.gz` then).
 pub fn local_image(path: &Path, id: Option<&str>, config: Option<&Path>) -> Result<Image> {
     let data =
         std::fs::read(path).with_context(|| format!("--kernel-image {}: cannot read it", path.display()))?;
-    if data.get(0x202..0x206) != Some(b"HdrS") {
+    let (arch, in_tree) = if data.get(0x202..0x206) == Some(b"HdrS") {
+        (Arch::X86_64, "arch/x86/boot/bzImage")
+    } else if data.get(0x38..0x3c) == Some(b"ARM\x64") {
+        (Arch::Arm64, "arch/arm64/boot/Image")
+    } else {
         bail!(
-            "--kernel-image {}: not an x86 bzImage (no \"HdrS\" boot header at 0x202): pass arch/x86/boot/bzImage",
+            "--kernel-image {}: not an x86 bzImage (no \"HdrS\" boot header at 0x202) nor an arm64 Image (no \"ARM\\x64\" magic at 0x38): pass arch/x86/boot/bzImage or arch/arm64/boot/Image",
             path.display()
         );
-    }
+    };
     let sha = sha256_file(path)?;
     let tree = path.parent().and_then(Path::parent).and_then(Path::parent).and_then(Path::parent);
     let config = match config {
         Some(c) if !c.is_file() => bail!("--config {}: no such file", c.display()),
         Some(c) => Some((c.to_path_buf(), format!("--config {}", c.display()))),
-        None => tree
-            .map(|t| t.join(".config"))
-            .filter(|c| path.ends_with("arch/x86/boot/bzImage") && c.is_file())
-            .map(|c| {
-                let source = format!("{} (the build tree's)", c.display());
-                (c, source)
-            }),
+        None => tree.map(|t| t.join(".config")).filter(|c| path.ends_with(in_tree) && c.is_file()).map(|c| {
+            let source = format!("{} (the build tree's)", c.display());
+            (c, source)
+        }),
     };
     Ok(Image {
         id: id.map_or_else(|| local_label(path), KernelId::from),
-        arch: model::arch::Arch::X86_64,
+        arch,
         vmlinuz: path.to_path_buf(),
         release: String::new(),
         userfaultfd: None,

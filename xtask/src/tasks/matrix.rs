@@ -25,7 +25,13 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     if !ids.is_empty() {
         needs.extend([Need::AptTools, Need::DebianKeyring]);
     }
-    let arches = fleet.arches(&ids);
+    let mut arches = fleet.arches(&ids);
+    for (path, id, config) in &opts.images {
+        let arch = crate::boot::pipeline::local_image(path, id.as_deref(), config.as_deref())?.arch;
+        if arch != model::arch::Arch::X86_64 && !arches.contains(&arch) {
+            arches.push(arch);
+        }
+    }
     needs.extend(arches.iter().flat_map(|a| packages::for_arch(*a)));
     packages::ensure(sh, &needs)?;
     if opts.host && !packages::is_root() {
@@ -550,7 +556,12 @@ mod tests {
         let not_a_kernel = scratch("local-image-bad").join("vmlinuz");
         std::fs::write(&not_a_kernel, vec![0u8; 4096]).unwrap();
         let err = local_image(&not_a_kernel, None, None).unwrap_err().to_string();
-        assert!(err.contains("not an x86 bzImage"), "{err}");
+        assert!(err.contains("not an x86 bzImage") && err.contains("nor an arm64 Image"), "{err}");
+        // An arm64 Image is one of arm64 (its magic at 0x38).
+        let mut arm = vec![0u8; 4096];
+        arm[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        std::fs::write(&not_a_kernel, arm).unwrap();
+        assert_eq!(local_image(&not_a_kernel, None, None).unwrap().arch, model::arch::Arch::Arm64);
         let err = local_image(&image.vmlinuz, None, Some(&not_a_kernel.with_file_name("nope"))).unwrap_err();
         assert!(err.to_string().contains("--config") && err.to_string().contains("no such file"), "{err}");
     }
