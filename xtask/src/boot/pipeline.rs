@@ -196,7 +196,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
     let archive =
         crate::boot::initramfs::for_suite(&binary, &[(crate::inputs::golang::NAME, &go_binary)], None);
     crate::util::write_atomic(&initrd, &archive)?;
-    let mut other = BTreeMap::new();
+    let mut prepared = Prepared { suite, catalogue, initrd, binary, go_binary, other: BTreeMap::new() };
     for &arch in arches.iter().filter(|a| **a != Arch::X86_64) {
         let suite = crate::boot::suite_bin::build_for(sh, root, arch)?;
         let go = crate::inputs::golang::workload_for(sh, root, None, arch)?;
@@ -205,10 +205,18 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
             crate::util::display_path(&suite),
             crate::util::display_path(&go.path)
         );
-        let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-        other.insert(arch, (read(&suite)?, read(&go.path)?));
+        prepared.add_arch(arch, &suite, &go.path)?;
     }
-    Ok(Prepared { suite, catalogue, initrd, binary, go_binary, other })
+    Ok(prepared)
+}
+
+impl Prepared {
+    /// The suite and the Go workload built for another architecture (`arch`'s columns boot them).
+    pub fn add_arch(&mut self, arch: Arch, suite: &Path, go: &Path) -> Result<()> {
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        self.other.insert(arch, (read(suite)?, read(go)?));
+        Ok(())
+    }
 }
 
 /// Something that happened in a matrix run, per kernel column.

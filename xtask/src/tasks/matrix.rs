@@ -321,6 +321,51 @@ mod tests {
         cache.fetch(sh, id, &pin, &mut fleet.apt(&cache, None)).unwrap()
     }
 
+    /// Issue 27: an arm64 kernel boots under qemu-system-aarch64 with the arm64 suite as init:
+    /// its bare boot reports start and end over the second UART and powers off; a run of a few
+    /// behaviours (a Go one among them) grades them on arm64 and records the architecture.
+    #[test]
+    #[ignore = "needs root, QEMU and Debian's archive: run through `cargo xtask test`"]
+    fn an_arm64_guest_streams_its_results_and_powers_off() {
+        let sh = Shell::new().unwrap();
+        let var = |k: &str| {
+            std::env::var_os(k).map(PathBuf::from).unwrap_or_else(|| {
+                panic!("{k} is unset: run the end-to-end tests through `cargo xtask test`")
+            })
+        };
+        let mut prepared = prepared(&sh);
+        let arm64 = model::arch::Arch::Arm64;
+        prepared.add_arch(arm64, &var("UFFDC_SUITE_BIN_ARM64"), &var("UFFDC_GO_WORKLOAD_ARM64")).unwrap();
+        let image = fleet_image(&sh, "debian-6.1-cloud-arm64");
+        assert_eq!(image.arch, arm64);
+        let dir = scratch("arm64-guest");
+        let initrd = prepared.initrd_for(&image).unwrap();
+        let bare = runner::run_guest(
+            &image,
+            &initrd,
+            &settings(&["--power-off"], 120),
+            &dir.join("bare"),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(bare.kernel.status, model::RunStatus::Complete, "{:?}", bare.kernel.reason);
+        assert_eq!((bare.kernel.machine.as_str(), bare.kernel.arch), ("aarch64", Some(arm64)));
+        // One filter a run: write-protect (none on 6.1 arm64: the arch row, from the kernel's own
+        // configuration), fork (a raw clone there), a Go behaviour (the workload's own syscall number).
+        for (filter, id, verdict) in [
+            ("wp::toggle", "wp.toggle", Verdict::Unsupported),
+            ("remove::fork", "remove.fork", Verdict::Expected),
+            ("stw::go_gc_load", "stw.go_gc_load", Verdict::Expected),
+        ] {
+            let logs = dir.join(filter.replace("::", "-"));
+            let run =
+                runner::run_guest(&image, &initrd, &settings(&[filter], 240), &logs, &mut |_| {}).unwrap();
+            assert_eq!(run.kernel.status, model::RunStatus::Complete, "{filter}: {:?}", run.kernel.reason);
+            assert_eq!(run.cells.get(id).map(|c| c.verdict), Some(verdict), "{filter}: {:?}", run.cells);
+            assert_eq!(run.kernel.config.as_ref().and_then(|c| c.arch()), Some(arm64));
+        }
+    }
+
     fn settings(args: &[&str], timeout: u64) -> Settings {
         Settings {
             timeout: Duration::from_secs(timeout),
