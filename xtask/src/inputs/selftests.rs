@@ -5,7 +5,7 @@
 //! (`buildroot.rs`) against the source's own uapi headers (`make headers`), cached under
 //! `target/uffdc/builds/selftests/<key>/` (the key over the source's sha256 and the toolchain's
 //! pins), and packed into the guest's initramfs under `/selftests/`, where the suite runs them
-//! (`suite/src/selftests.rs`) with small parameters and a time limit each.
+//! (`suite/src/run/selftests.rs`) with small parameters and a time limit each.
 
 use crate::inputs::buildroot::{self, BuildRoot};
 use crate::inputs::fleet::{Fleet, SourcePin};
