@@ -542,7 +542,7 @@ fn event_fork(ctx: &Ctx, _: Variant) -> ProbeResult {
     // read); the child touches nothing and exits.
     let forker = worker::spawn("fork", || {
         // SAFETY: the child only calls _exit.
-        let pid = unsafe { libc::syscall(libc::SYS_fork) } as i32;
+        let pid = unsafe { crate::kit::helpers::raw_fork() };
         if pid == 0 {
             unsafe { libc::_exit(0) };
         }

@@ -590,12 +590,7 @@ fn fork(ctx: &Ctx, _: Variant) -> ProbeResult {
     let forker = worker::spawn("fork", move || {
         use std::os::fd::AsRawFd;
         // SAFETY: see above.
-        #[cfg(target_arch = "x86_64")]
-        let pid = unsafe { libc::syscall(libc::SYS_fork) } as i32;
-        // arm64 has no fork(2) system call (include/uapi/asm-generic/unistd.h): glibc's fork is
-        // clone(SIGCHLD) there, which is what the kernel's own fork does (kernel/fork.c).
-        #[cfg(not(target_arch = "x86_64"))]
-        let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) } as i32;
+        let pid = unsafe { crate::kit::helpers::raw_fork() };
         if pid == 0 {
             let byte = memory::load(addr);
             unsafe {
