@@ -112,7 +112,8 @@ pub struct Prepared {
     /// The Go workload (`uffdc-go`), packed beside the suite in every initramfs and placed beside
     /// the suite binary for a host run.
     go_binary: Vec<u8>,
-    /// The suite and the Go workload built for each other architecture a column runs on.
+    /// The suite and the Go workload built for each other architecture a column runs on (`binary`
+    /// and `go_binary` are this machine's).
     other: BTreeMap<Arch, (Vec<u8>, Vec<u8>)>,
 }
 
@@ -129,11 +130,11 @@ impl Prepared {
         image: &Image,
         selftests: Option<&crate::inputs::selftests::Selftests>,
     ) -> Result<PathBuf> {
-        if image.arch == Arch::X86_64 && image.config.is_none() && selftests.is_none() {
+        if image.arch == Arch::native() && image.config.is_none() && selftests.is_none() {
             return Ok(self.initrd.clone());
         }
         let (binary, go_binary) = match image.arch {
-            Arch::X86_64 => (&self.binary, &self.go_binary),
+            arch if arch == Arch::native() => (&self.binary, &self.go_binary),
             arch => self.other.get(&arch).map(|(s, g)| (s, g)).with_context(|| {
                 format!(
                     "{}: no suite was built for {arch} in this run (prepare it with the run's architectures)",
@@ -197,7 +198,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
         crate::boot::initramfs::for_suite(&binary, &[(crate::inputs::golang::NAME, &go_binary)], None);
     crate::util::write_atomic(&initrd, &archive)?;
     let mut prepared = Prepared { suite, catalogue, initrd, binary, go_binary, other: BTreeMap::new() };
-    for &arch in arches.iter().filter(|a| **a != Arch::X86_64) {
+    for &arch in arches.iter().filter(|a| **a != Arch::native()) {
         let suite = crate::boot::suite_bin::build_for(sh, root, arch)?;
         let go = crate::inputs::golang::workload_for(sh, root, None, arch)?;
         eprintln!(

@@ -164,9 +164,13 @@ impl Boot<'_> {
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"]);
         // arm64: QEMU's `virt` board, booting the kernel image directly (no firmware); from QEMU
         // 10.0 it has a second PL011 UART when given a second -serial (ttyAMA1: the results).
-        if self.arch == Arch::Arm64 {
-            c.args(["-M", "virt"]);
-        }
+        // Under KVM the interrupt controller is the host's (GICv3 on arm64 servers, where the
+        // board's default GICv2 cannot run).
+        match (self.arch, self.accel()) {
+            (Arch::Arm64, Accel::Kvm) => c.args(["-M", "virt,gic-version=host"]),
+            (Arch::Arm64, _) => c.args(["-M", "virt"]),
+            _ => &mut c,
+        };
         // qboot, QEMU's minimal firmware, instead of SeaBIOS: SeaBIOS's MP table lists only the boot
         // CPU, so a kernel without ACPI (the project's own builds) came up with one CPU of two; qboot
         // lists every CPU and passes QEMU's ACPI tables on unchanged for the kernels that use them.

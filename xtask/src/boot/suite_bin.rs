@@ -25,9 +25,10 @@ const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
 const ARM64_CC: &str = "aarch64-linux-gnu-gcc";
 const ARM64_HEADERS: &str = "/usr/aarch64-linux-gnu/include";
 
-/// `cargo build` of the suite, statically linked (glibc's static-pie), in the `guest` profile.
+/// `cargo build` of the suite for this machine's architecture, statically linked, in the `guest`
+/// profile: the one that runs on the host and prints the catalogue.
 pub fn build(sh: &Shell, root: &Path) -> Result<PathBuf> {
-    build_for(sh, root, Arch::X86_64)
+    build_for(sh, root, Arch::native())
 }
 
 /// The suite for `arch`. arm64's is cross-compiled for musl and linked with `rust-lld` and the

@@ -73,7 +73,7 @@ fn dir(root: &Path) -> PathBuf {
 /// The workload, built with the pinned toolchain (fetched, verified and unpacked first if need
 /// be), or taken from the cache when that toolchain already built this source.
 pub fn workload(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Workload> {
-    workload_for(sh, root, mirror, Arch::X86_64)
+    workload_for(sh, root, mirror, Arch::native())
 }
 
 /// [`workload`] for `arch` (`GOARCH`): another architecture's build is named by it in the cache,

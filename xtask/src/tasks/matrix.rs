@@ -28,7 +28,7 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let mut arches = fleet.arches(&ids);
     for (path, id, config) in &opts.images {
         let arch = crate::boot::pipeline::local_image(path, id.as_deref(), config.as_deref())?.arch;
-        if arch != model::arch::Arch::X86_64 && !arches.contains(&arch) {
+        if arch != model::arch::Arch::native() && !arches.contains(&arch) {
             arches.push(arch);
         }
     }
