@@ -123,6 +123,9 @@ pub struct RunInfo {
     /// `uname -m`.
     #[serde(default)]
     pub machine: String,
+    /// The architecture the kernel runs on (from `uname -m` in the guest, else the column's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<crate::arch::Arch>,
     /// Where the kernel came from: the Debian package, version and .deb sha256, or `host`.
     pub source: String,
     /// `kvm`, `tcg`, or `none` when the suite ran directly on the host.

@@ -112,7 +112,11 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    worker's store (does it fault?), then Uffd::remove_write_protection with wake (does the \
                    store complete?): `agrees: protected, the store faulted; unprotected, it completed`, or \
                    `disagrees: crate ..., kernel ...`.",
-        expect: &[rows::BEFORE_5_7, (">=5.7", "agrees: protected, the store faulted; unprotected, it completed")],
+        expect: &[
+            rows::ARM64_BEFORE_6_10,
+            rows::BEFORE_5_7,
+            (">=5.7", "agrees: protected, the store faulted; unprotected, it completed"),
+        ],
         citation: "userfaultfd 0.9.0 src/lib.rs Uffd::write_protect (lines 223-240), \
                    Uffd::remove_write_protection (lines 247-273); fs/userfaultfd.c userfaultfd_writeprotect \
                    (v5.10, v6.12)",
@@ -542,7 +546,7 @@ fn event_fork(ctx: &Ctx, _: Variant) -> ProbeResult {
     // read); the child touches nothing and exits.
     let forker = worker::spawn("fork", || {
         // SAFETY: the child only calls _exit.
-        let pid = unsafe { libc::syscall(libc::SYS_fork) } as i32;
+        let pid = unsafe { crate::kit::helpers::raw_fork() };
         if pid == 0 {
             unsafe { libc::_exit(0) };
         }

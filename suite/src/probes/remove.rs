@@ -590,7 +590,7 @@ fn fork(ctx: &Ctx, _: Variant) -> ProbeResult {
     let forker = worker::spawn("fork", move || {
         use std::os::fd::AsRawFd;
         // SAFETY: see above.
-        let pid = unsafe { libc::syscall(libc::SYS_fork) } as i32;
+        let pid = unsafe { crate::kit::helpers::raw_fork() };
         if pid == 0 {
             let byte = memory::load(addr);
             unsafe {

@@ -71,14 +71,14 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
         }
         Command::List => {
             println!(
-                "{:<20} {:<22} {:<46} {:<22} {:<28} cache",
+                "{:<24} {:<22} {:<46} {:<22} {:<28} cache",
                 "track", "suites", "package", "version", "release"
             );
             for (id, track) in &fleet.tracks {
                 let pin = fleet.lock.kernels.get(id);
                 let cached = pin.map(|p| cache.cached(id, p).is_some());
                 println!(
-                    "{id:<20} {:<22} {:<46} {:<22} {:<28} {}",
+                    "{id:<24} {:<22} {:<46} {:<22} {:<28} {}",
                     track.suites.join(","),
                     pin.map_or("(not pinned)", |p| p.package.as_str()),
                     pin.map_or("-", |p| p.version.as_str()),
