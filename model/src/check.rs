@@ -99,13 +99,20 @@ impl<'a> Column<'a> {
 
 /// The matrix's column nearest to a kernel version: the same point release if one runs it, else
 /// the fewest releases away (`6.18` is four releases before `7.2`: 6.19, 7.0, 7.1), then the
-/// nearest point release; configuration variants only when nothing else is there. Returns the
-/// column and whether it runs exactly that point release.
-pub fn nearest(kernels: &BTreeMap<String, RunInfo>, version: KernelVersion) -> Option<(&str, bool)> {
+/// nearest point release; configuration variants only when nothing else is there. Only columns of
+/// `arch` count (a column without one recorded is x86-64, as every column was before arm64): an
+/// arm64 host's nearest column is never an x86 one. Returns the column and whether it runs exactly
+/// that point release.
+pub fn nearest(
+    kernels: &BTreeMap<String, RunInfo>,
+    version: KernelVersion,
+    arch: crate::arch::Arch,
+) -> Option<(&str, bool)> {
     let key = |v: KernelVersion| (release_index(v), v.patch as i64);
     let (release, patch) = key(version);
     crate::columns::by_version(kernels)
         .into_iter()
+        .filter(|id| kernels[*id].arch.unwrap_or(crate::arch::Arch::X86_64) == arch)
         .filter_map(|id| kernels[id].kernel_version().map(|v| (id, v)))
         .min_by_key(|(id, v)| {
             let (r, p) = key(*v);
@@ -351,6 +358,7 @@ fn status_str(s: Status) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::Arch;
 
     fn kernels(columns: &[(&str, &str, &str)]) -> BTreeMap<String, RunInfo> {
         columns
@@ -374,10 +382,30 @@ mod tests {
             ("debian-7.2-cloud", "7.2.13+deb14-cloud-amd64", "7.2.13"),
         ]);
         let v = |s: &str| s.parse::<KernelVersion>().unwrap();
-        assert_eq!(nearest(&k, v("6.18.44")), Some(("debian-7.2-cloud", false)), "6.19, 7.0, 7.1, 7.2");
-        assert_eq!(nearest(&k, v("6.14.2")), Some(("debian-6.12-cloud", false)));
-        assert_eq!(nearest(&k, v("6.12.118")), Some(("debian-6.12-cloud", true)));
-        assert_eq!(nearest(&k, v("5.4.1")), Some(("debian-5.10-cloud", false)));
-        assert_eq!(nearest(&BTreeMap::new(), v("5.4.1")), None);
+        assert_eq!(
+            nearest(&k, v("6.18.44"), Arch::X86_64),
+            Some(("debian-7.2-cloud", false)),
+            "6.19, 7.0, 7.1, 7.2"
+        );
+        assert_eq!(nearest(&k, v("6.14.2"), Arch::X86_64), Some(("debian-6.12-cloud", false)));
+        assert_eq!(nearest(&k, v("6.12.118"), Arch::X86_64), Some(("debian-6.12-cloud", true)));
+        assert_eq!(nearest(&k, v("5.4.1"), Arch::X86_64), Some(("debian-5.10-cloud", false)));
+        assert_eq!(nearest(&BTreeMap::new(), v("5.4.1"), Arch::X86_64), None);
+    }
+
+    #[test]
+    fn the_nearest_column_has_the_hosts_architecture() {
+        let mut k = kernels(&[
+            ("debian-6.1-cloud", "6.1.0-40-cloud-amd64", "6.1.192"),
+            ("debian-6.12-cloud-arm64", "6.12.118+deb13-cloud-arm64", "6.12.118"),
+            ("debian-7.2-cloud-arm64", "7.2.13+deb14-cloud-arm64", "7.2.13"),
+        ]);
+        for id in ["debian-6.12-cloud-arm64", "debian-7.2-cloud-arm64"] {
+            k.get_mut(id).unwrap().arch = Some(Arch::Arm64);
+        }
+        let v = |s: &str| s.parse::<KernelVersion>().unwrap();
+        assert_eq!(nearest(&k, v("6.1.192"), Arch::Arm64), Some(("debian-6.12-cloud-arm64", false)));
+        assert_eq!(nearest(&k, v("7.2.13"), Arch::X86_64), Some(("debian-6.1-cloud", false)));
+        assert_eq!(nearest(&k, v("7.2.13"), Arch::Arm64), Some(("debian-7.2-cloud-arm64", true)));
     }
 }

@@ -105,8 +105,12 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<(String, i32)> {
             release: results.kernel.release.clone(),
             version,
             nearest: compat.as_ref().zip(version).and_then(|(c, v)| {
-                model::check::nearest(&c.kernels, v)
-                    .map(|(id, same)| (id.to_string(), model::columns::version_label(&c.kernels[id]), same))
+                model::check::nearest(
+                    &c.kernels,
+                    v,
+                    results.kernel.arch.unwrap_or(model::arch::Arch::native()),
+                )
+                .map(|(id, same)| (id.to_string(), model::columns::version_label(&c.kernels[id]), same))
             }),
         };
         let _ = writeln!(out, "{}", place.describe());
