@@ -20,7 +20,7 @@ pub fn profiles_markdown(v: &View<'_>) -> String {
            `cargo xtask check NAME`, or on a production host with `cargo xtask check NAME --host`. \"Needs at least\" is the \
            oldest kernel version the behaviours' expectation tables say it works on.\n\n| profile | needs at least |";
     for k in &v.order {
-        let _ = write!(md, " {k} ({}) |", v.label(k));
+        let _ = write!(md, " {k} ({}, {}) |", v.label(k), arch_of(v, k));
     }
     md += "\n|---|---|";
     md += &"---|".repeat(v.order.len());
@@ -176,6 +176,72 @@ pub fn changes_markdown(v: &View<'_>) -> String {
     md
 }
 
+/// A column's architecture, as its header names it.
+fn arch_of(v: &View<'_>, kernel: &str) -> model::arch::Arch {
+    model::columns::arch(&v.compat.kernels[kernel])
+}
+
+/// Where x86-64 and arm64 differ on the same kernel: per pair of columns (`arch_differences`),
+/// each behaviour they observed differently, with both observations and verdicts, the expectation
+/// row that applies on each and the behaviour's citation.
+pub fn arch_markdown(v: &View<'_>) -> String {
+    let pairs = arch_differences(v.compat);
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Where x86-64 and arm64 differ\n\nThe columns of one Debian kernel on both architectures (paired by id: \
+         `ID` and `ID-arm64`, which may stand at different point releases of the same track), and each behaviour both \
+         observed differently: what each observed, its verdict, and the expectation row that applies to it (its version \
+         and configuration, `arch=` conditions included), then what the kernel's source says.\n",
+    );
+    for p in &pairs {
+        let (x, o) = (&v.compat.kernels[p.x86], &v.compat.kernels[p.other]);
+        let _ = write!(
+            md,
+            "\n### {} ({}, {}) and {} ({}, {})\n\n",
+            p.x86,
+            model::columns::arch(x),
+            v.label(p.x86),
+            p.other,
+            model::columns::arch(o),
+            v.label(p.other)
+        );
+        if p.differences.is_empty() {
+            let _ = writeln!(md, "The {} behaviours both observed, they observed alike.", p.compared);
+            continue;
+        }
+        let _ =
+            writeln!(md, "{} of the {} behaviours both observed differ:\n", p.differences.len(), p.compared);
+        for d in &p.differences {
+            let b = &v.compat.behaviours[d.behaviour];
+            let _ = writeln!(
+                md,
+                "- **`{}`**: {} ({})",
+                d.behaviour,
+                b.summary,
+                change_text(&d.x86.observed, &d.other.observed)
+            );
+            for s in [&d.x86, &d.other] {
+                let reason =
+                    s.reason.as_deref().map_or_else(String::new, |r| format!(" ({})", short(r, 160)));
+                let _ = writeln!(
+                    md,
+                    "  - {} ({}): {} {} `{}`{reason}; row: {}",
+                    s.arch,
+                    s.kernel,
+                    symbol(s.verdict),
+                    s.verdict,
+                    short(&s.observed, 120),
+                    short(&s.row, 300)
+                );
+            }
+            let _ = writeln!(md, "\n  What the kernel does, by its source: {}", b.citation);
+        }
+    }
+    md
+}
+
 /// The names of set-valued behaviours (features, ioctls) by kernel.
 /// The configuration axis: the columns the project built, grouped by the source they share, each
 /// with what differs from the base configuration and the behaviours it observed differently from
@@ -314,6 +380,7 @@ pub fn markdown(v: &View<'_>) -> String {
     md += &profiles_markdown(v);
     md += &findings_markdown(v);
     md += &changes_markdown(v);
+    md += &arch_markdown(v);
     md += "\n## Kernels\n\n| kernel | version | release | accel | source | date | status |\n|---|---|---|---|---|---|---|\n";
     for id in &v.order {
         let k = &compat.kernels[*id];
@@ -348,7 +415,7 @@ pub fn markdown(v: &View<'_>) -> String {
         }
         md += "| behaviour |";
         for k in &v.order {
-            let _ = write!(md, " {k} |");
+            let _ = write!(md, " {k} ({}) |", arch_of(v, k));
         }
         md += "\n|---|";
         md += &"---|".repeat(v.order.len());
