@@ -17,12 +17,16 @@ const ABSENT = "not in this kernel's selftests";
 const letter = i => String.fromCharCode(97 + Math.min(i, 25));
 const kernelWord = k => `${k.id} (${k.label})`;
 document.getElementById("about").textContent =
-  `Matrix of ${D.generated}: ${ours.length} behaviours${cases.length ? ` and ${cases.length} cases of the kernels' own selftests` : ""} on ${K.length} kernels, in version order. Every cell was observed on that kernel by the uffd-conformance suite.`;
+  `Matrix of ${D.generated}: ${ours.length} behaviours${cases.length ? ` and ${cases.length} cases of the kernels' own selftests` : ""} on ${K.length} kernels, grouped by architecture, each group in version order. Every cell was observed on that kernel by the uffd-conformance suite.`;
 
+// A column's architecture, a small label under its id; the first column of each architecture after
+// the first starts its group with a rule on its left.
+const archLabel = k => el("span", {class: "ka"}, k.arch);
+const archStart = k => { const i = K.indexOf(k); return i > 0 && K[i - 1].arch !== k.arch; };
 // A kernel's column head: its id (breakable at its hyphens) and its version.
-const kernelHead = k => el("th", {class: "k", scope: "col", title: `${k.id}: ${k.release}`},
+const kernelHead = k => el("th", {class: `k${archStart(k) ? " arch-start" : ""}`, scope: "col", title: `${k.id}: ${k.release} (${k.arch})`},
   el("span", {class: "kid"}, ...k.id.split("-").flatMap((p, i, all) => i < all.length - 1 ? [p + "-", el("wbr")] : [p])),
-  el("span", {class: "kv"}, k.label));
+  el("span", {class: "kv"}, k.label), archLabel(k));
 
 // Profiles: a verdict per profile and kernel, each a button; select one for what it lacks there.
 const pb = document.getElementById("profiles-body");
@@ -186,7 +190,7 @@ let overviewCells = 0;
 const fold = (what, body) => el("details", {class: "fold", "data-family": SELFTESTS}, el("summary", {}, what), body);
 for (const fam of fams) {
   const hrow = el("tr", {}, el("th", {class: "fam", scope: "col"}, fam));
-  for (const k of K) hrow.append(el("th", {class: `k${k.host ? " host" : ""}`, scope: "col", title: `${k.id}: ${k.release}${k.host ? " (a host kernel, run directly)" : ""}`}, el("span", {}, `${k.label} ${k.id}`)));
+  for (const k of K) hrow.append(el("th", {class: `k${k.host ? " host" : ""}${archStart(k) ? " arch-start" : ""}`, scope: "col", title: `${k.id}: ${k.release} (${k.arch})${k.host ? " (a host kernel, run directly)" : ""}`}, el("span", {}, `${k.label} ${k.id} ${k.arch}`)));
   const ob = el("tbody");
   const table = el("table", {class: "overview", "data-family": fam}, el("thead", {}, hrow), ob);
   ov.append(fam === SELFTESTS ? fold(D.selftests.summary, el("div", {class: "scroll"}, table)) : el("div", {class: "scroll"}, table));
@@ -263,11 +267,32 @@ for (const st of D.changes.steps) {
 }
 cb.append(ual);
 
+// Where x86-64 and arm64 differ: per pair of columns of one kernel, each behaviour observed
+// differently, with both sides' observation, verdict and expectation row, and the citation.
+const ab = document.getElementById("arch-body");
+if (!D.arch.length) document.getElementById("arch-section").classList.add("hidden");
+for (const p of D.arch) {
+  const x = kid.get(p.x86), o = kid.get(p.other);
+  ab.append(el("h3", {}, `${p.x86} (${x.arch}, ${x.label}) and ${p.other} (${o.arch}, ${o.label})`));
+  if (!p.differences.length) { ab.append(el("p", {}, `The ${p.compared} behaviours both observed, they observed alike.`)); continue; }
+  const ul = el("ul", {class: "arch-diff"});
+  for (const d of p.differences) {
+    const b = byId.get(d.behaviour);
+    const side = s => el("li", {}, `${s.arch} (`, link(`${d.behaviour}/${s.kernel}`, s.kernel), "): ",
+      el("span", {class: `key s-${s.verdict}`}, s.mark), ` ${s.verdict} `, code(s.observed), s.reason ? ` (${s.reason})` : "",
+      el("div", {class: "muted"}, "row: ", code(s.row)));
+    ul.append(el("li", {"data-id": d.behaviour}, link(d.behaviour, code(d.behaviour)), `: ${b.summary}`,
+      d.names ? el("span", {}, " (", code(d.names.join(" ")), ")") : "",
+      el("ul", {}, side(d.x86), side(d.other)), el("div", {class: "muted"}, `What the kernel does, by its source: ${d.citation}`)));
+  }
+  ab.append(el("p", {}, `${p.differences.length} of the ${p.compared} behaviours both observed differ:`), ul);
+}
+
 // Timelines of set-valued behaviours (features, ioctls).
 const tlb = document.getElementById("timelines-body");
 if (!D.timelines.length) document.getElementById("timelines-section").classList.add("hidden");
 for (const t of D.timelines) {
-  const head = el("tr", {}, el("th", {scope: "col"}, "name"), el("th", {scope: "col"}, "first in"), ...K.map(k => el("th", {scope: "col", title: k.id}, k.label, el("br"), el("span", {class: "muted"}, k.id))));
+  const head = el("tr", {}, el("th", {scope: "col"}, "name"), el("th", {scope: "col"}, "first in"), ...K.map(k => el("th", {scope: "col", title: k.id}, k.label, el("br"), el("span", {class: "muted"}, k.id), archLabel(k))));
   const body = el("tbody");
   for (const n of t.names) body.append(el("tr", {}, el("td", {}, code(n.name)), el("td", {}, n.first),
     ...K.map(k => el("td", {class: n.kernels.includes(k.id) ? "on" : ""}, n.kernels.includes(k.id) ? "●" : ""))));
@@ -285,7 +310,7 @@ const sel = document.getElementById("family");
 for (const f of fams) sel.append(el("option", {value: f}, f));
 const root = document.getElementById("families");
 for (const fam of fams) {
-  const head = el("tr", {}, el("th", {scope: "col"}, "behaviour"), ...K.map(k => el("th", {scope: "col"}, k.id, el("br"), el("span", {class: "muted"}, k.label))));
+  const head = el("tr", {}, el("th", {scope: "col"}, "behaviour"), ...K.map(k => el("th", {scope: "col"}, k.id, el("br"), el("span", {class: "muted"}, k.label), archLabel(k))));
   const body = el("tbody");
   for (const b of B.filter(b => b.family === fam)) {
     const row = el("tr", {class: "behaviour-row", id: b.id, "data-family": fam, "data-differs": b.values.length > 1 ? "1" : "0",

@@ -23,7 +23,7 @@ pub fn page_data(v: &View<'_>) -> Value {
         .iter()
         .map(|k| {
             let i = &compat.kernels[*k];
-            json!({"id": k, "label": v.label(k), "release": i.release, "version": i.version, "accel": i.accel,
+            json!({"id": k, "label": v.label(k), "arch": model::columns::arch(i), "release": i.release, "version": i.version, "accel": i.accel,
                    "source": i.source, "date": i.date, "reason": i.reason, "host": i.accel == "none",
                    "config": i.config.as_ref().map(|c| c.source.clone()),
                    "build": i.build.as_ref().map(|b| json!({"source": b.source, "differs": b.differs}))})
@@ -172,7 +172,30 @@ pub fn page_data(v: &View<'_>) -> Value {
            "findings": findings, "timelines": timelines,
            "selftests": {"kernels": selftests, "disagreements": disagreements, "summary": selftest_summary(v)},
            "changes": {"previous": v.previous_matrix(), "cells": changes, "moves": v.moves, "steps": steps},
-           "legend": legend, "go": go_line(compat)})
+           "legend": legend, "go": go_line(compat), "arch": arch_json(compat)})
+}
+
+/// Where x86-64 and arm64 differ (`arch_differences`), as the page's script reads it.
+fn arch_json(compat: &model::Compat) -> Value {
+    let side = |s: &ArchSide| {
+        json!({"kernel": s.kernel, "arch": s.arch, "version": s.version, "observed": s.observed, "verdict": s.verdict,
+               "mark": mark(s.verdict), "reason": s.reason, "row": s.row})
+    };
+    arch_differences(compat)
+        .iter()
+        .map(|p| {
+            let differences: Vec<Value> = p
+                .differences
+                .iter()
+                .map(|d| {
+                    json!({"behaviour": d.behaviour, "x86": side(&d.x86), "other": side(&d.other),
+                           "names": name_changes(&d.x86.observed, &d.other.observed),
+                           "citation": compat.behaviours[d.behaviour].citation})
+                })
+                .collect();
+            json!({"x86": p.x86, "other": p.other, "compared": p.compared, "differences": differences})
+        })
+        .collect()
 }
 
 /// A documented minimum version as the page's script reads it: `kind` (`any`, `from`, `never`,

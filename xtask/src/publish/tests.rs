@@ -675,3 +675,115 @@ fn markdown_folds_the_selftests_and_says_what_a_kernels_selftests_lack() {
     );
     assert!(!folded.contains("❔"), "a case a kernel's selftests lack is not missing: {folded}");
 }
+
+/// The fixture with `ID-arm64` beside the x86 column `ID`: the same kernel version on arm64 (a
+/// configuration with `CONFIG_ARM64=y`), every one of the x86 column's cells copied to it.
+fn with_arm64_twin(c: &mut Compat, x86: &str) -> String {
+    let id = format!("{x86}-arm64");
+    let mut info = c.kernels[x86].clone();
+    info.machine = "aarch64".into();
+    info.arch = Some(model::arch::Arch::Arm64);
+    info.config = Some(model::config::Config::parse("test", "CONFIG_ARM64=y\nCONFIG_USERFAULTFD=y\n"));
+    c.kernels.insert(id.clone(), info);
+    for b in c.behaviours.values_mut() {
+        if let Some(cell) = b.cells.get(x86).cloned() {
+            b.cells.insert(id.clone(), cell);
+        }
+    }
+    id
+}
+
+#[test]
+fn where_x86_and_arm64_differ_on_one_kernel_is_listed_with_each_sides_row() {
+    let mut c = crate::util::fixture();
+    let arm = with_arm64_twin(&mut c, "debian-6.1-cloud");
+    // An arm64 row for api.features, before the rows without a condition (arm64 before 6.10 has
+    // no write-protect), and the arm64 kernel observing the list without PAGEFAULT_FLAG_WP.
+    let features = c.behaviours.get_mut("api.features").unwrap();
+    let without_wp =
+        "EVENT_FORK EVENT_REMAP EVENT_REMOVE MISSING_HUGETLBFS MISSING_SHMEM EVENT_UNMAP SIGBUS THREAD_ID";
+    features
+        .expectation
+        .insert(0, model::expect::Rule::new("<6.10 when arch=arm64", &format!("includes: {without_wp}")));
+    features.cells.get_mut(&arm).unwrap().observed = without_wp.into();
+    // remove.madv_free raises its event on arm64 where the x86 column did not: a difference
+    // whose verdicts differ too.
+    let cell = c.behaviours.get_mut("remove.madv_free").unwrap().cells.get_mut(&arm).unwrap();
+    (cell.observed, cell.verdict, cell.reason) = ("REMOVE pages [1,3)".into(), Verdict::Expected, None);
+    // Not differences: the same observation with another verdict, and a cell that learnt nothing.
+    c.behaviours.get_mut("api.handshake_twice").unwrap().cells.get_mut(&arm).unwrap().verdict =
+        Verdict::Unexpected;
+    let lost = c.behaviours.get_mut("populate.read_missing").unwrap().cells.get_mut(&arm).unwrap();
+    (lost.observed, lost.verdict) = ("-".into(), Verdict::Error);
+    // A selftest case is the kernels' own test, not one of our behaviours.
+    with_selftest(&mut c, "selftests.unit_move", "debian-6.1-cloud", "pass", None);
+    with_selftest(&mut c, "selftests.unit_move", &arm, "fail", Some("boom"));
+
+    let pairs = arch_differences(&c);
+    assert_eq!(pairs.len(), 1, "one pair: host and debian-5.10-cloud have no arm64 twin");
+    let p = &pairs[0];
+    assert_eq!((p.x86, p.other), ("debian-6.1-cloud", arm.as_str()));
+    let listed: Vec<&str> = p.differences.iter().map(|d| d.behaviour).collect();
+    assert_eq!(listed, ["api.features", "remove.madv_free"]);
+    let both_observed = c
+        .behaviours
+        .values()
+        .filter(|b| b.family != model::data::SELFTESTS)
+        .filter(|b| {
+            [p.x86, p.other].iter().all(|k| b.cells.get(*k).is_some_and(|c| observes_the_kernel(c.verdict)))
+        })
+        .count();
+    assert_eq!(p.compared, both_observed);
+    let f = &p.differences[0];
+    assert_eq!((f.x86.arch, f.other.arch), (model::arch::Arch::X86_64, model::arch::Arch::Arm64));
+    assert!(f.other.row.starts_with("before 6.10 with arch=arm64: includes: EVENT_FORK"), "{}", f.other.row);
+    assert!(f.x86.row.starts_with("5.19 up to (not incl.) 6.4: includes:"), "{}", f.x86.row);
+    let m = &p.differences[1];
+    assert_eq!((m.x86.verdict, m.other.verdict), (Verdict::Unexpected, Verdict::Expected));
+    assert_eq!((m.x86.observed.as_str(), m.other.observed.as_str()), ("no event", "REMOVE pages [1,3)"));
+
+    // Both renderings list the same, with the citation; the arm64 column comes after the x86 ones.
+    let (profiles, history) = (profiles(), History::new());
+    let view = View::new(&c, &profiles, &history);
+    assert_eq!(view.order.last(), Some(&arm.as_str()));
+    // Its set-valued cell is compared with the arm64 kernel before it (none), not an x86 one.
+    assert_eq!(view.set_cell("api.features", &arm).unwrap().0, "8 listed");
+    let md = markdown(&view);
+    let section = md
+        .split("\n## Where x86-64 and arm64 differ")
+        .nth(1)
+        .expect("the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    assert!(
+        section.contains(&format!("### debian-6.1-cloud (x86_64, 6.1.192) and {arm} (arm64, 6.1.192)")),
+        "{section}"
+    );
+    assert!(section.contains("2 of the"), "{section}");
+    for id in ["api.features", "remove.madv_free"] {
+        assert!(section.contains(&format!("**`{id}`**")), "{id} missing: {section}");
+        assert!(section.contains(&c.behaviours[id].citation), "{id}'s citation missing");
+    }
+    for id in ["api.handshake_twice", "populate.read_missing", "selftests.unit_move", "remove.copy_field"] {
+        assert!(!section.contains(&format!("`{id}`")), "{id} listed: {section}");
+    }
+    assert!(section.contains("`−PAGEFAULT_FLAG_WP −MINOR_HUGETLBFS"), "{section}");
+    assert!(section.contains("row: before 6.10 with arch=arm64"), "{section}");
+    let data = page_data(&view);
+    let listed: Vec<&str> = data["arch"][0]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["behaviour"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["api.features", "remove.madv_free"]);
+    assert_eq!(data["kernels"].as_array().unwrap().last().unwrap()["arch"], "arm64");
+    assert_eq!(data["kernels"][0]["arch"], "x86_64");
+
+    // Without an arm64 twin the section is left out.
+    let plain = crate::util::fixture();
+    let view = View::new(&plain, &profiles, &history);
+    assert!(!markdown(&view).contains("Where x86-64 and arm64 differ"));
+    assert_eq!(page_data(&view)["arch"], serde_json::json!([]));
+}
