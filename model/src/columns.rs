@@ -75,7 +75,14 @@ pub fn stretches<'a>(order: &[&'a str], in_set: impl Fn(&str) -> bool) -> Vec<Ve
 /// (debian-5.10-cloud, debian-6.1-cloud)` or `7.3 (debian-7.3-cloud)`, joined with `; `.
 pub fn describe(kernels: &BTreeMap<String, RunInfo>, in_set: impl Fn(&str) -> bool) -> String {
     let order = by_version(kernels);
-    let parts = stretches(&order, in_set);
+    // A stretch never runs from one architecture's newest kernel into the next one's oldest.
+    let parts: Vec<Vec<&str>> = crate::arch::ALL
+        .into_iter()
+        .flat_map(|a| {
+            let group: Vec<&str> = order.iter().copied().filter(|id| arch(&kernels[*id]) == a).collect();
+            stretches(&group, &in_set)
+        })
+        .collect();
     let count: usize = parts.iter().map(Vec::len).sum();
     if count == order.len() && count > 1 {
         return format!("every kernel ({count})");
@@ -145,7 +152,7 @@ mod tests {
         );
         k.insert(
             "host-arm64".into(),
-            RunInfo { release: "6.18.1".into(), version: "#1".into(), ..RunInfo::default() },
+            RunInfo { release: "6.18.50".into(), version: "#1".into(), ..RunInfo::default() },
         );
         assert_eq!(
             by_version(&k),
