@@ -258,14 +258,18 @@ impl History {
         out
     }
 
-    /// One behaviour by kernel version: every point release recorded (and the matrix's own cells)
-    /// of the matrix's columns that are not configuration variants, in the current vocabulary, in
-    /// version order, one point per release, cut into stretches that observed the same thing. More
-    /// than one stretch means the behaviour changed between the last point of one and the first of
-    /// the next, which are always two different point releases.
-    pub fn stretches(&self, compat: &Compat, behaviour: &str) -> Vec<Stretch> {
+    /// One behaviour by kernel version on one architecture: every point release recorded (and the
+    /// matrix's own cells) of the matrix's columns of that architecture that are not configuration
+    /// variants, in the current vocabulary, in version order, one point per release, cut into
+    /// stretches that observed the same thing. More than one stretch means the behaviour changed
+    /// between the last point of one and the first of the next, which are always two different
+    /// point releases. One architecture at a time: x86's 5.10.262 and arm64's 5.10.223 differing
+    /// is not a change between versions (the report lists it where the architectures differ).
+    pub fn stretches(&self, compat: &Compat, behaviour: &str, arch: crate::arch::Arch) -> Vec<Stretch> {
         let is_version = |kernel: &str| {
-            compat.kernels.get(kernel).is_some_and(|info| !crate::columns::is_configuration_variant(info))
+            compat.kernels.get(kernel).is_some_and(|info| {
+                !crate::columns::is_configuration_variant(info) && crate::columns::arch(info) == arch
+            })
         };
         let since = self.vocabulary_since(compat, behaviour);
         // Per point release (ordered by version): each (kernel, observation) once.
@@ -392,6 +396,8 @@ mod tests {
     use crate::data::{Behaviour, Cell, RunInfo};
     use crate::expect::Rule;
 
+    const X86: crate::arch::Arch = crate::arch::Arch::X86_64;
+
     fn compat(generated: &str, kernels: &[(&str, &str)], cells: &[(&str, &str, &str, Verdict)]) -> Compat {
         let mut behaviours: BTreeMap<String, Behaviour> = BTreeMap::new();
         for (id, kernel, observed, verdict) in cells {
@@ -473,7 +479,7 @@ mod tests {
         assert_eq!(back, h);
         assert_eq!(text.lines().filter(|l| l.starts_with("  { kernel")).count(), 3, "{text}");
 
-        let stretches = h.stretches(&same, "remove.copy_field");
+        let stretches = h.stretches(&same, "remove.copy_field", X86);
         assert_eq!(stretches.len(), 2, "{stretches:?}");
         assert_eq!(stretches[0].points, [("6.1.176".to_string(), "k61".to_string())]);
         assert_eq!(stretches[1].observed, "-EAGAIN");
@@ -516,7 +522,7 @@ mod tests {
                 "k61's 6.1.176 entry is of the old vocabulary: {:?}",
                 h.changes(&new)
             );
-            let s = h.stretches(&new, "remote.readv");
+            let s = h.stretches(&new, "remote.readv", X86);
             assert_eq!(s.len(), 1, "{s:?}");
             assert_eq!(s[0].points.len(), 2, "one point per release: {s:?}");
         }
@@ -543,7 +549,7 @@ mod tests {
         let changes = h.changes(&later);
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!((changes[0].before.version.as_str(), changes[0].version.as_str()), ("6.1.192", "6.1.193"));
-        assert_eq!(h.stretches(&later, "remote.readv").len(), 2);
+        assert_eq!(h.stretches(&later, "remote.readv", X86).len(), 2);
         // A result that is not reproducible on the same kernel (a selftest that failed once) is no
         // kernel change either.
         let flaky = compat(
@@ -593,11 +599,37 @@ mod tests {
         }
         let mut h = History::new();
         h.record(&c);
-        let s = h.stretches(&c, "populate.x");
+        let s = h.stretches(&c, "populate.x", X86);
         let points: Vec<Vec<&str>> =
             s.iter().map(|s| s.points.iter().map(|(v, _)| v.as_str()).collect()).collect();
         assert_eq!(points, [vec!["6.1.192"], vec!["6.12.118", "7.2.13"]], "{s:?}");
         assert_eq!(s[1].points[0].1, "build", "the first column of the release with its observation");
+    }
+
+    /// An arm64 column observing something else at a version between two x86 ones is no change
+    /// along the versions of either architecture.
+    #[test]
+    fn stretches_are_per_architecture() {
+        let mut c = compat(
+            "2026-12-01T00:00:00Z",
+            &[("a", "6.1.100"), ("b", "6.1.192"), ("a-arm64", "6.1.150")],
+            &[
+                ("wp.x", "a", "fault", Verdict::Expected),
+                ("wp.x", "b", "fault", Verdict::Expected),
+                ("wp.x", "a-arm64", "no feature", Verdict::Unsupported),
+            ],
+        );
+        c.kernels.get_mut("a-arm64").unwrap().arch = Some(crate::arch::Arch::Arm64);
+        let mut h = History::new();
+        h.record(&c);
+        let x86 = h.stretches(&c, "wp.x", X86);
+        assert_eq!(x86.len(), 1, "{x86:?}");
+        assert_eq!(x86[0].points.len(), 2);
+        let arm = h.stretches(&c, "wp.x", crate::arch::Arch::Arm64);
+        assert_eq!(
+            (arm.len(), arm[0].observed.as_str(), arm[0].points[0].1.as_str()),
+            (1, "no feature", "a-arm64")
+        );
     }
 
     /// The committed history, with the committed matrix: every step along the versions and every
@@ -608,8 +640,8 @@ mod tests {
         let compat: Compat = crate::data::load(&dir.join("compat.toml")).unwrap();
         let h = load(&dir.join("history.toml")).unwrap();
         let mut steps = 0;
-        for id in compat.behaviours.keys() {
-            for pair in h.stretches(&compat, id).windows(2) {
+        for (id, arch) in compat.behaviours.keys().flat_map(|id| crate::arch::ALL.map(|a| (id, a))) {
+            for pair in h.stretches(&compat, id, arch).windows(2) {
                 let (before, after) = (pair[0].points.last().unwrap(), &pair[1].points[0]);
                 assert_ne!(before.0, after.0, "{id}: a step between identical point releases: {pair:?}");
                 steps += 1;

@@ -161,9 +161,9 @@ pub struct View<'a> {
     pub changes: Vec<model::history::Change>,
     pub moves: Vec<(String, String, String)>,
     /// The behaviours observed differently along the kernel versions (history included), with
-    /// their stretches.
+    /// their stretches: one entry per behaviour and architecture, x86-64's first.
     pub stretches: Vec<(&'a str, Vec<model::history::Stretch>)>,
-    /// Where behaviours change along the kernel versions, step by step.
+    /// Where behaviours change along the kernel versions, step by step (x86-64's steps first).
     pub steps: Vec<Step<'a>>,
 }
 
@@ -206,10 +206,12 @@ impl<'a> View<'a> {
                 Timeline { behaviour: id.as_str(), names }
             })
             .collect();
-        let stretches: Vec<(&str, Vec<model::history::Stretch>)> = compat
-            .behaviours
-            .keys()
-            .map(|id| (id.as_str(), history.stretches(compat, id)))
+        // Along the versions of each architecture (its columns), x86-64 first.
+        let stretches: Vec<(&str, Vec<model::history::Stretch>)> = model::arch::ALL
+            .into_iter()
+            .flat_map(|a| {
+                compat.behaviours.keys().map(move |id| (id.as_str(), history.stretches(compat, id, a)))
+            })
             .filter(|(_, s)| s.len() > 1)
             .collect();
         let mut steps: Vec<Step<'_>> = Vec::new();
@@ -224,7 +226,10 @@ impl<'a> View<'a> {
                 }
             }
         }
-        let at = |(v, k): &(String, String)| (v.parse::<model::version::KernelVersion>().ok(), k.clone());
+        let at = |(v, k): &(String, String)| {
+            let arch = compat.kernels.get(k).map(model::columns::arch);
+            (arch, v.parse::<model::version::KernelVersion>().ok(), k.clone())
+        };
         steps.sort_by_key(|x| (at(&x.before), at(&x.after)));
         View {
             compat,
