@@ -381,7 +381,7 @@ pub fn markdown(v: &View<'_>) -> String {
     md += &findings_markdown(v);
     md += &changes_markdown(v);
     md += &arch_markdown(v);
-    md += "\n## Kernels\n\n| kernel | version | release | accel | source | date | status |\n|---|---|---|---|---|---|---|\n";
+    md += "\n## Kernels\n\n| kernel | version | arch | release | accel | source | date | status |\n|---|---|---|---|---|---|---|---|\n";
     for id in &v.order {
         let k = &compat.kernels[*id];
         let status = match &k.reason {
@@ -390,8 +390,9 @@ pub fn markdown(v: &View<'_>) -> String {
         };
         let _ = writeln!(
             md,
-            "| {id} | {} | {} | {} | {} | {} | {status} |",
+            "| {id} | {} | {} | {} | {} | {} | {} | {status} |",
             v.label(id),
+            arch_of(v, id),
             k.release,
             k.accel,
             cell_text(&k.source, 90),

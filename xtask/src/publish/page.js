@@ -301,7 +301,7 @@ for (const t of D.timelines) {
 
 // Kernels.
 const kb = document.querySelector("#kernels-table tbody");
-for (const k of K) kb.append(el("tr", {}, el("td", {}, k.id, k.host ? el("div", {class: "muted"}, "a host kernel, run directly (no QEMU)") : ""), el("td", {}, k.label),
+for (const k of K) kb.append(el("tr", {}, el("td", {}, k.id, k.host ? el("div", {class: "muted"}, "a host kernel, run directly (no QEMU)") : ""), el("td", {}, k.label), el("td", {}, k.arch),
   el("td", {}, k.release), el("td", {}, k.accel), el("td", {}, k.source), el("td", {}, k.date), el("td", {}, k.reason ? `incomplete: ${k.reason}` : "complete")));
 if (D.go) document.getElementById("go").textContent = D.go;
 
