@@ -109,7 +109,8 @@ pub fn clients_markdown(v: &View<'_>) -> String {
             [one] => format!("`{one}`"),
             many => format!("{} behaviours `{}`", many.len(), client_prefix(many)),
         };
-        let _ = write!(md, "| {} ({what}) |", row.name);
+        let writeups: String = row.writeups.iter().map(|w| format!("; write-up: [{w}](../{w})")).collect();
+        let _ = write!(md, "| {} ({what}{writeups}) |", row.name);
         for k in &v.order {
             match row.cells.get(*k) {
                 Some(c) => {

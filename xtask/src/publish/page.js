@@ -91,7 +91,8 @@ if (D.clients.length) {
   for (const r of D.clients) {
     const what = r.behaviours.length === 1 ? r.behaviours[0] : `${r.behaviours.length} behaviours`;
     const row = el("tr", {"data-client": r.name}, el("td", {class: "cn"}, r.name,
-      el("small", {}, r.behaviours.length === 1 ? link(r.behaviours[0], what) : link(`q=${encodeURIComponent(r.behaviours[0].split("_")[0] + "_")}`, what))));
+      el("small", {}, r.behaviours.length === 1 ? link(r.behaviours[0], what) : link(`q=${encodeURIComponent(r.behaviours[0].split("_")[0] + "_")}`, what)),
+      ...r.writeups.map(w => el("small", {}, "write-up: ", code(w)))));
     for (const k of K) {
       const c = r.cells[k.id];
       if (!c) { row.append(el("td", {})); continue; }

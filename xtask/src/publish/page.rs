@@ -183,7 +183,7 @@ pub fn page_data(v: &View<'_>) -> Value {
                     )
                 })
                 .collect();
-            json!({"name": r.name, "behaviours": r.behaviours, "cells": cells})
+            json!({"name": r.name, "behaviours": r.behaviours, "cells": cells, "writeups": r.writeups})
         })
         .collect();
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,

@@ -760,7 +760,7 @@ fn the_clients_section_fits_every_committed_kernel_in_chromium() {
     }
     let profiles = crate::inputs::profiles::all(&root).unwrap();
     let history = History::new();
-    let view = View::new(&compat, &profiles, &history);
+    let view = View::new(&compat, &profiles, &history).with_writeups(&writeups().unwrap());
     assert!(!view.clients.is_empty());
     let dir = root.join("target/uffdc/tests/report-clients");
     let _ = std::fs::remove_dir_all(&dir);
@@ -782,7 +782,13 @@ fn clients_are_answered_per_client_version_and_kernel() {
     assert_eq!(page_data(&view)["clients"], serde_json::json!([]));
 
     with_clients(&mut c);
-    let view = View::new(&c, &p, &h);
+    let docs = [
+        ("docs/findings/a.md".to_string(), "`clients.crate_copy_eagain` reports 2^64-11".to_string()),
+        ("docs/findings/b.md".to_string(), "nothing about clients".to_string()),
+    ];
+    let view = View::new(&c, &p, &h).with_writeups(&docs);
+    assert_eq!(view.clients[0].writeups, ["docs/findings/a.md"], "the write-up that names a crate behaviour");
+    assert!(view.clients[1].writeups.is_empty());
     let names: Vec<&str> = view.clients.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["the userfaultfd crate 0.9.0", "CRIU 3.17.1 (Debian 12)", "CRIU 4.1.1 (Debian 13)"]);
     let at = |row: usize, k: &str| &view.clients[row].cells[k];
@@ -811,7 +817,7 @@ fn clients_are_answered_per_client_version_and_kernel() {
     );
     assert!(profiles_at < clients_at && clients_at < findings_at);
     assert!(md.contains("| CRIU 3.17.1 (Debian 12) (`clients.criu_bookworm_lazy_restore`) | ❌ fails: dump fails: TID has rseq"), "{md}");
-    assert!(md.contains("| the userfaultfd crate 0.9.0 (4 behaviours `clients.crate_*`) | ❌ disagrees on 2 of 4: copy_eagain, zeropage_partial | ✅ agrees on all 4 | ➖ unsupported"), "{md}");
+    assert!(md.contains("| the userfaultfd crate 0.9.0 (4 behaviours `clients.crate_*`; write-up: [docs/findings/a.md](../docs/findings/a.md)) | ❌ disagrees on 2 of 4: copy_eagain, zeropage_partial | ✅ agrees on all 4 | ➖ unsupported"), "{md}");
 
     // The answer follows the cells: a crate call that disagrees on 6.1 makes it fail there.
     let cell = c.behaviours.get_mut("clients.crate_wake").unwrap().cells.get_mut(k61).unwrap();

@@ -244,6 +244,19 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The project's write-ups of findings, `(path from the project root, text)`: each client row
+    /// links those that name one of its behaviours.
+    pub fn with_writeups(mut self, docs: &[(String, String)]) -> Self {
+        for row in &mut self.clients {
+            row.writeups = docs
+                .iter()
+                .filter(|(_, text)| row.behaviours.iter().any(|id| text.contains(id)))
+                .map(|(path, _)| path.clone())
+                .collect();
+        }
+        self
+    }
+
     pub fn label(&self, kernel: &str) -> String {
         self.compat.kernels.get(kernel).map_or_else(|| kernel.to_string(), version_label)
     }
@@ -696,6 +709,8 @@ pub struct ClientRow<'a> {
     pub behaviours: Vec<&'a str>,
     /// Per kernel column (version order); a kernel none of its behaviours has a cell on is absent.
     pub cells: BTreeMap<&'a str, ClientCell<'a>>,
+    /// The project's write-ups of findings (`docs/findings/*.md`) that name one of its behaviours.
+    pub writeups: Vec<String>,
 }
 
 /// How a client came out on one kernel.
@@ -803,7 +818,12 @@ pub fn clients<'a>(compat: &'a Compat, order: &[&'a str]) -> Vec<ClientRow<'a>> 
         let name = client_name(id, b);
         match rows.iter_mut().find(|r| r.name == name) {
             Some(r) => r.behaviours.push(id),
-            None => rows.push(ClientRow { name, behaviours: vec![id], cells: BTreeMap::new() }),
+            None => rows.push(ClientRow {
+                name,
+                behaviours: vec![id],
+                cells: BTreeMap::new(),
+                writeups: Vec::new(),
+            }),
         }
     }
     for row in &mut rows {
