@@ -835,6 +835,8 @@ fn clients_are_answered_per_client_version_and_kernel() {
     assert!(md.contains("| CRIU 3.17.1 (Debian 12) (`clients.criu_bookworm_lazy_restore`) | ❌ fails: dump fails: TID has rseq"), "{md}");
     assert!(md.contains("| the userfaultfd crate 0.9.0 (4 behaviours `clients.crate_*`; write-up: [docs/findings/a.md](../docs/findings/a.md)) | ❌ disagrees on 2 of 4: copy_eagain, zeropage_partial | ✅ agrees on all 4 | ➖ unsupported"), "{md}");
 
+    assert!(client_fails("restores, 3 pages wrong") && client_fails("restore fails: E"));
+    assert!(!client_fails("agrees: EEXIST, 0 bytes copied (CopyFailed failed)"));
     // The answer follows the cells: a crate call that disagrees on 6.1 makes it fail there.
     let cell = c.behaviours.get_mut("clients.crate_wake").unwrap().cells.get_mut(k61).unwrap();
     cell.observed = "disagrees: crate Ok, kernel the waiter still waits".into();
