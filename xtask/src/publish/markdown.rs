@@ -126,6 +126,7 @@ pub fn clients_markdown(v: &View<'_>) -> String {
                             format!(": {}", cell_text(&c.why, 120))
                         }
                         (ClientState::Works, _) if row.behaviours.len() == 1 => String::new(),
+                        (ClientState::NotChecked, _) => format!(": {}", cell_text(&c.why, 60)),
                         _ => format!(": {}", cell_text(&c.why, 90)),
                     };
                     let _ = write!(md, " {mark} {}{why} |", c.text);

@@ -96,7 +96,8 @@ if (D.clients.length) {
     for (const k of K) {
       const c = r.cells[k.id];
       if (!c) { row.append(el("td", {})); continue; }
-      const why = c.state === "works" && r.behaviours.length === 1 ? "" : c.why;
+      // The reason something was not checked is the same on many kernels: in the title and the details.
+      const why = c.state === "works" && r.behaviours.length === 1 ? "" : c.state === "not checked" ? "" : c.why.length > 70 ? c.why.slice(0, 69) + "…" : c.why;
       row.append(el("td", {class: `cl cl-${c.state.replace(" ", "-")}`, "data-kernel": k.id, "data-state": c.state},
         el("a", {href: "#" + c.link, title: `${r.name} on ${k.id} (${k.label}): ${c.text}${c.why ? ": " + c.why : ""}`},
           el("b", {}, `${marks[c.state]} ${c.text}`), why ? el("small", {}, why) : null)));

@@ -375,7 +375,14 @@ fn with_clients(c: &mut Compat) {
     ];
     for (what, agrees, disagrees) in crate_ {
         let id = format!("clients.crate_{what}");
-        let summary = format!("The userfaultfd crate's {what} reports what the kernel did");
+        // Both ways the suite words them: "The userfaultfd crate's Uffd::wake ...", "The
+        // userfaultfd crate decodes ...".
+        let summary = match what {
+            "event_remove" => {
+                "The userfaultfd crate decodes a REMOVE message as the kernel wrote it".to_string()
+            }
+            _ => format!("The userfaultfd crate's {what} reports what the kernel did"),
+        };
         let mut b = declare(&id, summary, "userfaultfd 0.9.0 src/lib.rs");
         for (i, k) in order.iter().enumerate() {
             let x = match i % 3 {

@@ -780,8 +780,9 @@ pub fn client_part(id: &str) -> &str {
 ///   a word of that part starts with a digit): that part, its version made exact by what ran where
 ///   the cells' details carry the client's package under the client's first word, lower case
 ///   (`criu = "criu 3.17.1-2+deb12u2 (bookworm)"`: `3.17.1`, without the Debian revision);
-/// - a summary about "The NAME crate's ..." whose citation starts with `NAME VERSION`
-///   (`userfaultfd 0.9.0 src/lib.rs ...`): `the NAME crate VERSION`;
+/// - a summary about "The NAME KIND ..." or "The NAME KIND's ..." whose citation starts with
+///   `NAME VERSION` (`The userfaultfd crate decodes ...`, `userfaultfd 0.9.0 src/event.rs ...`):
+///   `the NAME KIND VERSION`;
 /// - else the id's word after `clients.`.
 pub fn client_name(id: &str, b: &model::Behaviour) -> String {
     let versioned = |w: &str| w.starts_with(|c: char| c.is_ascii_digit());
@@ -802,11 +803,14 @@ pub fn client_name(id: &str, b: &model::Behaviour) -> String {
             return words.join(" ");
         }
     }
-    if let Some(subject) = b.summary.strip_prefix("The ").and_then(|s| s.split_once("'s ")).map(|(s, _)| s) {
-        let mut cite = b.citation.split_whitespace();
-        if let (Some(name), Some(version)) = (cite.next(), cite.next()) {
-            if versioned(version) && subject.split_whitespace().any(|w| w == name) {
-                return format!("the {subject} {version}");
+    let mut cite = b.citation.split_whitespace();
+    if let (Some(name), Some(version), Some(rest)) =
+        (cite.next(), cite.next(), b.summary.strip_prefix("The "))
+    {
+        let mut words = rest.split_whitespace();
+        if let (true, Some(first), Some(kind)) = (versioned(version), words.next(), words.next()) {
+            if first == name {
+                return format!("the {name} {} {version}", kind.trim_end_matches("'s"));
             }
         }
     }
