@@ -854,6 +854,11 @@ fn clients_are_answered_per_client_version_and_kernel() {
         (cell.state, cell.text.as_str(), cell.why.as_str()),
         (ClientState::Fails, "disagrees on 1 of 4", "wake")
     );
+    // ... and one that learnt nothing there is not counted.
+    let cell = c.behaviours.get_mut("clients.crate_event_remove").unwrap().cells.get_mut(k61).unwrap();
+    cell.verdict = Verdict::Error;
+    let view = View::new(&c, &p, &h);
+    assert_eq!(view.clients[0].cells[k61].text, "disagrees on 1 of 3 checked");
 }
 
 /// The command a cell's details give is one `cargo xtask` accepts, and it runs what the cell

@@ -861,11 +861,17 @@ fn client_cell<'a>(cells: &[(&'a str, &Cell)], total: usize) -> Option<ClientCel
         let disagree = failing
             .iter()
             .all(|id| cells.iter().any(|(i, c)| i == id && c.observed.trim_start().starts_with("disagrees")));
+        // Out of the behaviours that observed the kernel there.
+        let of = if observed.len() < total {
+            format!("{} checked", observed.len())
+        } else {
+            observed.len().to_string()
+        };
         let text = match (one, disagree) {
             (true, true) => "disagrees".to_string(),
             (true, false) => "fails".to_string(),
-            (false, true) => format!("disagrees on {} of {}", failing.len(), observed.len()),
-            (false, false) => format!("fails {} of {}", failing.len(), observed.len()),
+            (false, true) => format!("disagrees on {} of {of}", failing.len()),
+            (false, false) => format!("fails {} of {of}", failing.len()),
         };
         let why = if one {
             cells[0].1.observed.clone()
