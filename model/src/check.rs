@@ -56,7 +56,7 @@ pub struct Column<'a> {
 
 pub enum Source<'a> {
     Observed(BTreeMap<&'a str, &'a Cell>),
-    Documented(KernelVersion),
+    Documented(KernelVersion, crate::arch::Arch),
 }
 
 impl<'a> Column<'a> {
@@ -71,13 +71,13 @@ impl<'a> Column<'a> {
         }
     }
 
-    /// A documented column: a version, answered from the expectation tables.
-    pub fn documented(id: &str, version: KernelVersion) -> Column<'a> {
+    /// A documented column: a version on an architecture, answered from the expectation tables.
+    pub fn documented(id: &str, version: KernelVersion, arch: crate::arch::Arch) -> Column<'a> {
         Column {
             id: id.to_string(),
             version: version.to_string(),
             release: String::new(),
-            source: Source::Documented(version),
+            source: Source::Documented(version, arch),
             counts: true,
         }
     }
@@ -85,14 +85,14 @@ impl<'a> Column<'a> {
     pub fn answer(&self) -> Answer {
         match self.source {
             Source::Observed(_) => Answer::Observed,
-            Source::Documented(_) => Answer::Documented,
+            Source::Documented(..) => Answer::Documented,
         }
     }
 
     fn check<'p>(&self, profile: &'p Profile, behaviours: &BTreeMap<String, Behaviour>) -> KernelCheck<'p> {
         match &self.source {
             Source::Observed(cells) => profile.check(|id| cells.get(id).copied()),
-            Source::Documented(v) => documented::check(profile, behaviours, *v),
+            Source::Documented(v, arch) => documented::check(profile, behaviours, *v, *arch),
         }
     }
 }
@@ -227,9 +227,9 @@ impl Report<'_> {
                 documented::describe_minimum(&p.minimum.0, &p.minimum.1)
             );
             for (c, check) in columns.iter().zip(&p.kernels) {
-                let label = match c.answer() {
-                    Answer::Observed => String::new(),
-                    Answer::Documented => " (documented, not observed)".to_string(),
+                let label = match &c.source {
+                    Source::Observed(_) => String::new(),
+                    Source::Documented(_, arch) => format!(" (documented for {arch}, not observed)"),
                 };
                 let _ = writeln!(out, "  {:<width$}  {:<12} {}{label}", c.id, c.version, check.outcome);
                 for n in check.needs.iter().filter(|n| n.status != Status::Met) {

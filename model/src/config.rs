@@ -131,6 +131,15 @@ impl std::str::FromStr for Condition {
 }
 
 impl Condition {
+    /// Whether a kernel of `arch`, built as the distributions build it, meets it, where the
+    /// condition is on the architecture alone (`arch=arm64`); `None` when it names an option.
+    pub fn on_arch(&self, arch: crate::arch::Arch) -> Option<bool> {
+        self.terms
+            .iter()
+            .all(|(option, _, _)| option == ARCH)
+            .then(|| self.terms.iter().all(|(_, equal, value)| (arch.name() == value) == *equal))
+    }
+
     /// Whether `config` meets it.
     pub fn holds(&self, config: &Config) -> bool {
         self.terms.iter().all(|(option, equal, value)| {
@@ -181,5 +190,14 @@ mod tests {
         assert!(on_arm("arch=arm64 and CONFIG_USERFAULTFD=y") && !on_arm("arch!=arm64"));
         assert!(on_arm("arch=arm64 and CONFIG_HAVE_ARCH_USERFAULTFD_WP!=y"));
         assert!("arch=sparc".parse::<Condition>().unwrap_err().contains("x86_64 or arm64"));
+        let on = |s: &str, a| s.parse::<Condition>().unwrap().on_arch(a);
+        use crate::arch::Arch::{Arm64, X86_64};
+        assert_eq!((on("arch=arm64", Arm64), on("arch=arm64", X86_64)), (Some(true), Some(false)));
+        assert_eq!(on("arch!=arm64", X86_64), Some(true));
+        assert_eq!(
+            on("arch=arm64 and CONFIG_USERFAULTFD=y", Arm64),
+            None,
+            "an option: not for a documented answer"
+        );
     }
 }

@@ -3,8 +3,10 @@
 //! each need is documented to hold, and so the minimum kernel version of a profile ("needs 6.7: 5.14
 //! for populate.read_missing, 6.7 for wp.async_pagemap").
 //!
-//! Only the rows without a configuration condition are read: a documented answer is for a kernel
-//! built as the distributions build it (userfaultfd, hugetlbfs and the uffd-wp PTE markers on).
+//! Only the rows without a configuration condition, and those whose condition is on the
+//! architecture alone (`<6.10 when arch=arm64`) for the architecture asked about, are read: a
+//! documented answer is for a kernel of one architecture built as the distributions build it
+//! (userfaultfd, hugetlbfs and the uffd-wp PTE markers on).
 //! A row's answer to a need is:
 //! - an exact value (`fault read`): met when the need accepts it, else violated;
 //! - `one of: a | b`: met when the need accepts every alternative, violated when it accepts none,
@@ -15,8 +17,9 @@
 //!   that row observed (`api.dev_userfaultfd`'s `absent`);
 //! - `undetermined:`, or no row: not determined.
 
+use crate::arch::Arch;
 use crate::data::{Behaviour, Cell, Verdict};
-use crate::expect::{applicable, Expect, Rule};
+use crate::expect::{Expect, Rule};
 use crate::profile::{Checked, KernelCheck, Need, Profile, Status};
 use crate::version::KernelVersion;
 use std::collections::BTreeMap;
@@ -28,13 +31,23 @@ pub fn answer<'a>(
     need: &Need,
     behaviour: &'a Behaviour,
     version: KernelVersion,
+    arch: Arch,
 ) -> (Status, Option<&'a Rule>) {
-    let unconditioned: Vec<Rule> =
-        behaviour.expectation.iter().filter(|r| matches!(r.condition(), Ok(None))).cloned().collect();
-    let (Some(rule), _) = applicable(&unconditioned, Some(version), None) else {
+    // The first row for the version, of those read (see the module's documentation): rows with
+    // conditions come first in a table, so an architecture's own row wins over the general one.
+    let read = |r: &&Rule| match r.condition() {
+        Ok(None) => true,
+        Ok(Some(c)) => c.on_arch(arch) == Some(true),
+        Err(_) => false,
+    };
+    let Some(rule) = behaviour
+        .expectation
+        .iter()
+        .filter(read)
+        .find(|r| r.range().is_ok_and(|range| range.contains(version)))
+    else {
         return (Status::NotChecked, None);
     };
-    let rule = behaviour.expectation.iter().find(|r| *r == rule).expect("a row of the table");
     let Ok(wanted) = Expect::parse(&need.expect) else { return (Status::NotChecked, Some(rule)) };
     let status = match rule.parsed() {
         Ok(Expect::Is(v)) => met_if(wanted.matches(&v)),
@@ -82,6 +95,7 @@ pub fn check<'p>(
     profile: &'p Profile,
     behaviours: &BTreeMap<String, Behaviour>,
     version: KernelVersion,
+    arch: Arch,
 ) -> KernelCheck<'p> {
     let needs = profile
         .needs
@@ -96,7 +110,7 @@ pub fn check<'p>(
                     reason: Some("documented: the catalogue has no such behaviour".into()),
                 };
             };
-            let (status, rule) = answer(need, b, version);
+            let (status, rule) = answer(need, b, version, arch);
             Checked {
                 need,
                 status,
@@ -165,13 +179,14 @@ fn boundaries(rules: &[Rule]) -> Vec<KernelVersion> {
     out
 }
 
-/// The minimum version of one need, from its behaviour's table.
+/// The minimum version of one need, from its behaviour's table, for an x86-64 kernel (the rows
+/// conditioned on another architecture are not read).
 pub fn need_since(need: &Need, behaviour: &Behaviour) -> NeedSince {
     let points = boundaries(&behaviour.expectation);
     let answers: Vec<(KernelVersion, Status, Option<&Rule>)> = points
         .iter()
         .map(|v| {
-            let (s, r) = answer(need, behaviour, *v);
+            let (s, r) = answer(need, behaviour, *v, Arch::X86_64);
             (*v, s, r)
         })
         .collect();
@@ -351,12 +366,12 @@ pub(crate) mod tests {
 
         // Documented answers on versions nobody observed.
         let p = profile(&[("populate.read_missing", "fault read"), ("remove.copy_field", "untouched")]);
-        let c = check(&p, &behaviours, v("5.10.200"));
+        let c = check(&p, &behaviours, v("5.10.200"), Arch::X86_64);
         assert_eq!(c.outcome, crate::profile::Outcome::Violates);
         assert_eq!(c.needs[0].observed, "unsupported: MADV_POPULATE_* is new in Linux 5.14");
         assert_eq!(c.needs[1].status, Status::Met);
         assert_eq!(c.needs[1].reason.as_deref(), Some("expectation table, 4.18 up to (not incl.) 5.15"));
-        let c = check(&p, &behaviours, v("5.15.3"));
+        let c = check(&p, &behaviours, v("5.15.3"), Arch::X86_64);
         assert_eq!((c.outcome, c.needs[1].status), (crate::profile::Outcome::NotChecked, Status::NotChecked));
     }
 
@@ -369,9 +384,29 @@ pub(crate) mod tests {
         let rows = [("<6.1", "unsupported: new in 6.1"), (">=6.1", "works")];
         let graded = "before 6.1: unsupported: new in 6.1";
         let dev = behaviour(&rows, &[("k", "absent", Verdict::Unsupported, graded)]);
-        assert_eq!(answer(need, &dev, v("5.10")).0, Status::Met);
+        assert_eq!(answer(need, &dev, v("5.10"), Arch::X86_64).0, Status::Met);
         let dev = behaviour(&rows, &[("k", "ENOENT", Verdict::Unsupported, graded)]);
-        assert_eq!(answer(need, &dev, v("5.10")).0, Status::Violated);
+        assert_eq!(answer(need, &dev, v("5.10"), Arch::X86_64).0, Status::Violated);
         assert_eq!(need_since(need, &dev).since, Since::From(v("6.1")));
+    }
+
+    #[test]
+    fn an_architecture_reads_its_own_rows_and_no_configurations() {
+        let rows = [
+            ("<6.10 when arch=arm64", "unsupported: no uffd-wp on arm64 before 6.10"),
+            (">=5.7 when CONFIG_PTE_MARKER_UFFD_WP!=y", "no marker"),
+            ("<5.7", "unsupported: new in 5.7"),
+            (">=5.7", "protects"),
+        ];
+        let wp = behaviour(&rows, &[]);
+        let need = &profile(&[("wp.toggle", "protects")]).needs[0];
+        let at = |version, arch| {
+            let (status, rule) = answer(need, &wp, v(version), arch);
+            (status, rule.map(|r| r.kernels.as_str()))
+        };
+        assert_eq!(at("6.1", Arch::X86_64), (Status::Met, Some(">=5.7")));
+        assert_eq!(at("6.1", Arch::Arm64), (Status::Violated, Some("<6.10 when arch=arm64")));
+        assert_eq!(at("6.12", Arch::Arm64), (Status::Met, Some(">=5.7")));
+        assert_eq!(at("5.4", Arch::X86_64), (Status::Violated, Some("<5.7")));
     }
 }

@@ -88,6 +88,9 @@ xflags::xflags! {
             /// Only this kernel of the matrix (repeatable; with --host, besides the host); a kernel
             /// version no column runs (6.6, 5.15.170) is answered from the expectation tables.
             repeated --kernel id: String
+            /// The architecture a --kernel version is answered for from the expectation tables
+            /// (x86_64 or arm64; default: this machine's).
+            optional --arch arch: String
             /// The matrix file (default matrix/compat.toml).
             optional --matrix file: PathBuf
             /// Print the answer as JSON (schema: docs/check.schema.json).

@@ -85,6 +85,70 @@ pub fn profiles_markdown(v: &View<'_>) -> String {
     md
 }
 
+/// The clients section: each real client and version the `clients` family runs (CRIU of each
+/// Debian release, the `userfaultfd` crate), per kernel: works or fails, and why. Absent when the
+/// matrix has none.
+pub fn clients_markdown(v: &View<'_>) -> String {
+    if v.clients.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Real clients on each kernel\n\nThe same question answered by real userfaultfd clients run in each guest \
+         (the `clients` family): ✅ works, ❌ fails (why: the client's own error line, or the behaviours where it \
+         disagrees with what the kernel did, each a finding below), ➖ unsupported (the kernel lacks a \
+         prerequisite), ❔ not checked. Every cell of these behaviours is in [`clients`](#clients) below.\n\n| client |",
+    );
+    for k in &v.order {
+        let _ = write!(md, " {k} ({}, {}) |", v.label(k), arch_of(v, k));
+    }
+    md += "\n|---|";
+    md += &"---|".repeat(v.order.len());
+    md += "\n";
+    for row in &v.clients {
+        let what = match row.behaviours.as_slice() {
+            [one] => format!("`{one}`"),
+            many => format!("{} behaviours `{}`", many.len(), client_prefix(many)),
+        };
+        let writeups: String = row.writeups.iter().map(|w| format!("; write-up: [{w}](../{w})")).collect();
+        let _ = write!(md, "| {} ({what}{writeups}) |", row.name);
+        for k in &v.order {
+            match row.cells.get(*k) {
+                Some(c) => {
+                    let mark = match c.state {
+                        ClientState::Works => "✅",
+                        ClientState::Fails => "❌",
+                        ClientState::Unsupported => "➖",
+                        ClientState::NotChecked => "❔",
+                    };
+                    let why = match (c.state, c.why.is_empty()) {
+                        (_, true) => String::new(),
+                        (ClientState::Fails, _) if c.failing.len() > 1 || row.behaviours.len() > 1 => {
+                            format!(": {}", cell_text(&c.why, 120))
+                        }
+                        (ClientState::Works, _) if row.behaviours.len() == 1 => String::new(),
+                        (ClientState::NotChecked, _) => format!(": {}", cell_text(&c.why, 60)),
+                        _ => format!(": {}", cell_text(&c.why, 90)),
+                    };
+                    let _ = write!(md, " {mark} {}{why} |", c.text);
+                }
+                None => md += " |",
+            }
+        }
+        md += "\n";
+    }
+    md
+}
+
+/// What a client's behaviours share at the start of their ids (`clients.crate_*`).
+pub fn client_prefix(ids: &[&str]) -> String {
+    let first = ids.first().copied().unwrap_or_default();
+    let mut n = first.len();
+    for id in ids {
+        n = n.min(first.bytes().zip(id.bytes()).take_while(|(a, b)| a == b).count());
+    }
+    format!("{}*", &first[..n])
+}
+
 /// The findings section: every behaviour where kernels contradict the documentation or their
 /// expectation, once, with the kernels as ranges and the documented claim quoted.
 pub fn findings_markdown(v: &View<'_>) -> String {
@@ -378,6 +442,7 @@ pub fn markdown(v: &View<'_>) -> String {
         .join("; ");
     md += ".\n";
     md += &profiles_markdown(v);
+    md += &clients_markdown(v);
     md += &findings_markdown(v);
     md += &changes_markdown(v);
     md += &arch_markdown(v);

@@ -24,7 +24,7 @@ mod browser;
 #[cfg(test)]
 mod tests;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use model::history::History;
 use model::profile::Profile;
 use model::Compat;
@@ -40,7 +40,7 @@ pub const HISTORY: &str = "history.toml";
 pub fn write(matrix_dir: &Path, html_dir: &Path) -> Result<()> {
     let compat: Compat = model::data::load(&matrix_dir.join("compat.toml"))?;
     let (profiles, history) = inputs(matrix_dir)?;
-    let view = View::new(&compat, &profiles, &history);
+    let view = View::new(&compat, &profiles, &history).with_writeups(&writeups()?);
     crate::util::write_atomic(&matrix_dir.join(COMPATIBILITY), markdown::markdown(&view).as_bytes())?;
     let page = html_dir.join("index.html");
     crate::util::write_atomic(&page, page::html(&view)?.as_bytes())?;
@@ -59,9 +59,30 @@ fn inputs(matrix_dir: &Path) -> Result<(Vec<Profile>, History)> {
     Ok((profiles, history))
 }
 
+/// Where the project writes up its findings (one Markdown file per subject).
+pub const WRITEUPS: &str = "docs/findings";
+
+/// The write-ups of findings, `(path from the project root, text)`, in name order.
+fn writeups() -> Result<Vec<(String, String)>> {
+    let root = crate::util::project_root();
+    let dir = root.join(WRITEUPS);
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(out) };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "md") {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", crate::util::display_path(&path)))?;
+            out.push((crate::util::display_path(&path), text));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 pub fn write_markdown(matrix_dir: &Path, compat: &Compat) -> Result<()> {
     let (profiles, history) = inputs(matrix_dir)?;
-    let view = View::new(compat, &profiles, &history);
+    let view = View::new(compat, &profiles, &history).with_writeups(&writeups()?);
     crate::util::write_atomic(&matrix_dir.join(COMPATIBILITY), markdown::markdown(&view).as_bytes())
 }
 

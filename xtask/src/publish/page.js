@@ -85,6 +85,32 @@ function showProfile(p, k, into) {
   into.append(ul);
 }
 
+// Real clients: per client and version, per kernel, works or fails and why; each cell links to the
+// details of the behaviour that says the most there (the first that failed).
+if (D.clients.length) {
+  document.getElementById("clients-section").hidden = false;
+  const marks = {works: "✓", fails: "✗", unsupported: "–", "not checked": "?"};
+  const head = el("tr", {}, el("th", {scope: "col"}, "client"), ...K.map(kernelHead));
+  const body = el("tbody");
+  for (const r of D.clients) {
+    const what = r.behaviours.length === 1 ? r.behaviours[0] : `${r.behaviours.length} behaviours`;
+    const row = el("tr", {"data-client": r.name}, el("td", {class: "cn"}, r.name,
+      el("small", {}, r.behaviours.length === 1 ? link(r.behaviours[0], what) : link(`q=${encodeURIComponent(r.behaviours[0].split("_")[0] + "_")}`, what)),
+      ...r.writeups.map(w => el("small", {}, "write-up: ", code(w)))));
+    for (const k of K) {
+      const c = r.cells[k.id];
+      if (!c) { row.append(el("td", {})); continue; }
+      // The reason something was not checked is the same on many kernels: in the title and the details.
+      const why = c.state === "works" && r.behaviours.length === 1 ? "" : c.state === "not checked" ? "" : c.why.length > 70 ? c.why.slice(0, 69) + "…" : c.why;
+      row.append(el("td", {class: `cl cl-${c.state.replace(" ", "-")}`, "data-kernel": k.id, "data-state": c.state},
+        el("a", {href: "#" + c.link, title: `${r.name} on ${k.id} (${k.label}): ${c.text}${c.why ? ": " + c.why : ""}`},
+          el("b", {}, `${marks[c.state]} ${c.text}`), why ? el("small", {}, why) : null)));
+    }
+    body.append(row);
+  }
+  document.getElementById("clients-body").append(el("div", {class: "scroll"}, el("table", {class: "clients", id: "clients-table"}, el("thead", {}, head), body)));
+}
+
 // Pick the behaviours you rely on: a verdict per kernel (each need as a profile's need is checked,
 // computed with the matrix) and the minimum version the expectation tables give (as
 // model::documented::minimum combines its needs': the newest, unless one holds on no kernel).

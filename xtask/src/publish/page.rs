@@ -168,8 +168,26 @@ pub fn page_data(v: &View<'_>) -> Value {
         })
         .collect();
     let disagreements = selftest_disagreements(compat);
+    let clients: Vec<Value> = v
+        .clients
+        .iter()
+        .map(|r| {
+            let cells: serde_json::Map<String, Value> = r
+                .cells
+                .iter()
+                .map(|(k, c)| {
+                    (
+                        k.to_string(),
+                        json!({"state": c.state.as_str(), "text": c.text, "why": c.why, "failing": c.failing,
+                               "link": format!("{}/{k}", c.link)}),
+                    )
+                })
+                .collect();
+            json!({"name": r.name, "behaviours": r.behaviours, "cells": cells, "writeups": r.writeups})
+        })
+        .collect();
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,
-           "findings": findings, "timelines": timelines,
+           "findings": findings, "timelines": timelines, "clients": clients,
            "selftests": {"kernels": selftests, "disagreements": disagreements, "summary": selftest_summary(v)},
            "changes": {"previous": v.previous_matrix(), "cells": changes, "moves": v.moves, "steps": steps},
            "legend": legend, "go": go_line(compat), "arch": arch_json(compat)})

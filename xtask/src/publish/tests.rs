@@ -255,8 +255,8 @@ window.uffdcProbe = {
     const lum = c => { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
     const bg = e => { for (; e; e = e.parentElement) { const b = rgb(getComputedStyle(e).backgroundColor); if (b.a > 0) return b.c; } return [255, 255, 255]; };
     const out = {};
-    const cls = e => [...e.classList].find(c => /^(s|pv)-/.test(c));
-    for (const e of document.querySelectorAll("[class*='s-'], [class*='pv-']")) {
+    const cls = e => [...e.classList].find(c => /^(s|pv|cl)-/.test(c));
+    for (const e of document.querySelectorAll("[class*='s-'], [class*='pv-'], [class*='cl-']")) {
       const state = cls(e); if (!state || !e.textContent.trim() || !e.getClientRects().length) continue;
       // The cell and everything in it that holds text of its own (a link, a letter).
       const texts = [e, ...e.querySelectorAll("*")].filter(x => [...x.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()));
@@ -269,9 +269,19 @@ window.uffdcProbe = {
     return out;
   },
   active() {
-    const a = document.activeElement, s = getComputedStyle(a);
+    const a = document.activeElement, s = getComputedStyle(a), cl = a.closest("td.cl");
     return {tag: a.tagName, cls: a.className, profile: a.dataset.profile || null, kernel: a.dataset.kernel || null,
+            client: cl ? cl.dataset.kernel : null, href: a.getAttribute("href"),
             outline: s.outlineStyle, outlineWidth: parseFloat(s.outlineWidth)};
+  },
+  // The clients table: whether its box scrolls sideways, and whether the table fits the window.
+  clients() {
+    const t = document.getElementById("clients-table");
+    if (!t) return null;
+    const box = t.closest(".scroll"), r = t.getBoundingClientRect(), b = box.getBoundingClientRect();
+    return {boxScrolls: box.scrollWidth > box.clientWidth, overflowX: getComputedStyle(box).overflowX,
+            right: r.right, boxRight: b.right, width: innerWidth, hidden: document.getElementById("clients-section").hidden,
+            heads: t.querySelectorAll("thead th.k").length, cells: t.querySelectorAll("td.cl a").length};
   },
   shown() { return +document.body.dataset.shownRows; },
 };
@@ -295,7 +305,95 @@ fn every_state() -> Compat {
     for k in c.kernels.values_mut() {
         k.selftests = Some("linux-source 1.0".into());
     }
+    with_clients(&mut c);
     c
+}
+
+/// Adds the `clients` family to a matrix, on every kernel column (by its place in version order, so
+/// that any number of columns gets each state): CRIU of two releases (declared as the suite declares
+/// them, their package in the details) and four behaviours of the userfaultfd crate.
+fn with_clients(c: &mut Compat) {
+    let order: Vec<String> = model::columns::by_version(&c.kernels).iter().map(|k| k.to_string()).collect();
+    let last = order.len() - 1;
+    let cell = |observed: &str, verdict: Verdict, details: &[(&str, &str)]| {
+        let mut x = model::Cell::missing("");
+        x.observed = observed.to_string();
+        x.verdict = verdict;
+        x.reason = match verdict {
+            Verdict::Unsupported => Some("the kernel has no UFFD_FEATURE_EVENT_REMOVE".into()),
+            Verdict::Skipped => Some("no huge pages reserved".into()),
+            _ => None,
+        };
+        for (k, v) in details {
+            x.details.insert(k.to_string(), model::Detail::from(*v));
+        }
+        x
+    };
+    // A clients behaviour as the suite declares one (no expectation table: the section reads cells).
+    let declare = |id: &str, summary: String, citation: &str| {
+        let mut b = model::data::selftest_behaviour(id);
+        b.family = CLIENTS.into();
+        b.summary = summary;
+        b.citation = citation.into();
+        b
+    };
+    let rseq = "dump fails: TID has rseq but kernel lacks get_rseq_conf feature";
+    let vdso = "dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat";
+    let works = "restores, pages right, served lazily";
+    let criu = [
+        ("bookworm", "CRIU 3.17 (Debian 12)", "criu 3.17.1-2+deb12u2 (bookworm)"),
+        ("trixie", "CRIU 4.1 (Debian 13)", "criu 4.1.1-1 (trixie)"),
+    ];
+    for (release, name, package) in criu {
+        let id = format!("clients.criu_{release}_lazy_restore");
+        let summary = format!("{name}: a process dumped and restored with --lazy-pages gets every page back");
+        let mut b = declare(&id, summary, "CRIU criu/uffd.c (v3.17.1, v4.1.1)");
+        for (i, k) in order.iter().enumerate() {
+            let (observed, verdict) = match (release, i) {
+                (_, 0) => (rseq, Verdict::Expected),
+                ("bookworm", i) if i % 3 == 2 || i == last => (vdso, Verdict::Expected),
+                ("trixie", i) if i == last => ("-", Verdict::Skipped),
+                _ => (works, Verdict::Expected),
+            };
+            b.cells.insert(k.clone(), cell(observed, verdict, &[("criu", package)]));
+        }
+        c.behaviours.insert(id, b);
+    }
+    let crate_ = [
+        (
+            "copy_eagain",
+            "agrees: EAGAIN, 0 bytes copied",
+            "disagrees: crate PartiallyCopied(18446744073709551605), kernel copied 0 bytes",
+        ),
+        (
+            "zeropage_partial",
+            "agrees: EAGAIN, 4096 bytes zeroed",
+            "disagrees: crate ZeropageFailed(EAGAIN), kernel zeroed 4096 bytes",
+        ),
+        ("wake", "agrees: waiter woke", "agrees: waiter woke"),
+        ("event_remove", "agrees: REMOVE pages [1,3)", "agrees: REMOVE pages [1,3)"),
+    ];
+    for (what, agrees, disagrees) in crate_ {
+        let id = format!("clients.crate_{what}");
+        // Both ways the suite words them: "The userfaultfd crate's Uffd::wake ...", "The
+        // userfaultfd crate decodes ...".
+        let summary = match what {
+            "event_remove" => {
+                "The userfaultfd crate decodes a REMOVE message as the kernel wrote it".to_string()
+            }
+            _ => format!("The userfaultfd crate's {what} reports what the kernel did"),
+        };
+        let mut b = declare(&id, summary, "userfaultfd 0.9.0 src/lib.rs");
+        for (i, k) in order.iter().enumerate() {
+            let x = match i % 3 {
+                0 => cell(disagrees, Verdict::Unexpected, &[]),
+                1 => cell(agrees, Verdict::Expected, &[]),
+                _ => cell("-", Verdict::Unsupported, &[]),
+            };
+            b.cells.insert(k.clone(), x);
+        }
+        c.behaviours.insert(id, b);
+    }
 }
 
 /// Writes the page of a matrix to `dir/index.html` and returns its URL.
@@ -346,17 +444,9 @@ fn acceptance(view: &View<'_>, dir: &Path, permalinks: &[String]) {
     desk.screenshot(&dir.join("report-1400.png"));
 
     // Keyboard: Tab from the top reaches a profile cell, with a visible focus ring; Enter opens it.
-    let mut reached = None;
-    for _ in 0..40 {
-        desk.press("Tab", 9);
-        let a = desk.eval("uffdcProbe.active()");
-        if a["profile"].is_string() && a["cls"].as_str().unwrap_or("").contains("pv") {
-            reached = Some(a);
-            break;
-        }
-    }
-    let a = reached.expect("Tab never reached a profile cell in 40 presses");
-    assert!(a["outline"] != "none" && a["outlineWidth"].as_f64().unwrap() >= 2.0, "no visible focus: {a}");
+    let a = tab_to(&mut desk, 40, "a profile cell", |a| {
+        a["profile"].is_string() && a["cls"].as_str().unwrap_or("").contains("pv")
+    });
     desk.press("Enter", 13);
     let shown = desk.eval("document.getElementById('profile-detail').textContent");
     assert!(
@@ -372,6 +462,9 @@ fn acceptance(view: &View<'_>, dir: &Path, permalinks: &[String]) {
     let contrast = desk.eval("uffdcProbe.contrast()");
     let mut states: Vec<String> = Verdict::ALL.iter().map(|v| format!("s-{v}")).collect();
     states.extend(["s-absent", "pv-satisfies", "pv-violates", "pv-not-checked"].map(String::from));
+    if !view.clients.is_empty() {
+        states.extend(["cl-works", "cl-fails", "cl-unsupported", "cl-not-checked"].map(String::from));
+    }
     for s in &states {
         let c = &contrast[s.as_str()];
         assert!(!c.is_null(), "no element in state {s} on the page: {contrast}");
@@ -383,6 +476,7 @@ fn acceptance(view: &View<'_>, dir: &Path, permalinks: &[String]) {
     let o = phone.eval("uffdcProbe.overflow()");
     assert!(o["scrollWidth"].as_f64() <= o["width"].as_f64(), "the page overflows sideways at 390 px: {o}");
     phone.screenshot(&dir.join("report-390.png"));
+    clients_acceptance(view, dir, &url, &mut desk, &mut phone);
 
     for (b, width) in [(&mut desk, 1400), (&mut phone, 390)] {
         for hash in permalinks {
@@ -412,6 +506,89 @@ fn acceptance(view: &View<'_>, dir: &Path, permalinks: &[String]) {
         }
     }
     phone.screenshot(&dir.join("report-390-permalink.png"));
+}
+
+/// The clients section, where the matrix has one (else it is absent): every kernel column in view
+/// at 1400 px without scrolling; at 390 px the page does not scroll sideways, the table scrolls in
+/// its own box; Tab reaches a client cell, with a visible focus, and Enter opens that cell's
+/// details; screenshots of the section at both widths go to `dir`.
+fn clients_acceptance(
+    view: &View<'_>,
+    dir: &Path,
+    url: &str,
+    desk: &mut super::browser::Browser,
+    phone: &mut super::browser::Browser,
+) {
+    open(desk, url, "");
+    let at = desk.eval("uffdcProbe.clients()");
+    if view.clients.is_empty() {
+        assert!(at.is_null(), "a clients table without clients behaviours: {at}");
+        assert_eq!(desk.eval("document.getElementById('clients-section').hidden"), true);
+        return;
+    }
+    let cells: usize = view.clients.iter().map(|r| r.cells.len()).sum();
+    assert_eq!(at["heads"].as_u64(), Some(view.order.len() as u64), "{at}");
+    assert_eq!(at["cells"].as_u64(), Some(cells as u64), "one link per client cell: {at}");
+    assert!(
+        at["boxScrolls"] == false && at["right"].as_f64() <= at["width"].as_f64(),
+        "the clients table scrolls or overflows at 1400 px: {at}"
+    );
+    desk.eval("document.getElementById('clients-answer').scrollIntoView()");
+    desk.screenshot(&dir.join("clients-1400.png"));
+    // From the top of the page: past the controls and every profile cell.
+    open(desk, url, "");
+    let a = tab_to(desk, 400, "a client cell", |a| a["client"].is_string());
+    let href = a["href"].as_str().unwrap_or("").trim_start_matches('#').to_string();
+    // Enter follows the link; the page opens the cell's details on the hash change.
+    let opened = format!(
+        "new Promise(r => {{ const p = document.getElementById('panel'); const done = () => p.dataset.open === {0};
+           if (done()) return r(p.dataset.open); const o = new MutationObserver(() => {{ if (done()) {{ o.disconnect(); r(p.dataset.open); }} }});
+           o.observe(p, {{attributes: true}}); setTimeout(() => {{ o.disconnect(); r(p.dataset.open || null); }}, 5000); }})",
+        json_str(&href)
+    );
+    desk.press("Enter", 13);
+    let open_cell = desk.eval(&opened);
+    assert_eq!(
+        Some(open_cell.as_str().unwrap_or("")),
+        a["href"].as_str().map(|h| h.trim_start_matches('#')),
+        "Enter on a client cell did not open its details: {a}"
+    );
+
+    open(phone, url, "");
+    let o = phone.eval("uffdcProbe.overflow()");
+    assert!(o["scrollWidth"].as_f64() <= o["width"].as_f64(), "the page overflows sideways at 390 px: {o}");
+    let at = phone.eval("uffdcProbe.clients()");
+    assert!(
+        at["overflowX"] == "auto" && at["boxRight"].as_f64() <= at["width"].as_f64(),
+        "the clients table does not scroll in its own box at 390 px: {at}"
+    );
+    if view.order.len() > 3 {
+        assert_eq!(at["boxScrolls"], true, "{} kernels fit 390 px? {at}", view.order.len());
+    }
+    phone.eval("document.getElementById('clients-answer').scrollIntoView()");
+    phone.screenshot(&dir.join("clients-390.png"));
+}
+
+/// Presses Tab (at most `max` times) until the focused element is what `wanted` says, and returns
+/// it, after checking that its focus is visible.
+fn tab_to(
+    b: &mut super::browser::Browser,
+    max: usize,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..max {
+        b.press("Tab", 9);
+        let a = b.eval("uffdcProbe.active()");
+        if wanted(&a) {
+            assert!(
+                a["outline"] != "none" && a["outlineWidth"].as_f64().unwrap() >= 2.0,
+                "no visible focus: {a}"
+            );
+            return a;
+        }
+    }
+    panic!("Tab never reached {what} in {max} presses");
 }
 
 fn json_str(s: &str) -> String {
@@ -592,6 +769,96 @@ fn the_page_answers_at_a_glance_in_chromium() {
         json_str(&format!("#family={family}&differs=1"))
     ));
     assert_eq!(b.eval("uffdcProbe.shown()"), differing, "family and differs filters from a changed fragment");
+}
+
+/// The clients section on every kernel of the committed matrix (clients cells added where it has
+/// none yet): its columns are the committed ones, thirteen at the time of writing.
+#[test]
+#[ignore = "needs Chromium: run through `cargo xtask test`"]
+fn the_clients_section_fits_every_committed_kernel_in_chromium() {
+    let root = crate::util::project_root();
+    let mut compat: Compat = model::data::load(&root.join("matrix/compat.toml")).unwrap();
+    if !compat.behaviours.values().any(|b| b.family == CLIENTS) {
+        with_clients(&mut compat);
+    }
+    let profiles = crate::inputs::profiles::all(&root).unwrap();
+    let history = History::new();
+    let view = View::new(&compat, &profiles, &history).with_writeups(&writeups().unwrap());
+    assert!(!view.clients.is_empty());
+    let dir = root.join("target/uffdc/tests/report-clients");
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = format!("{}/{}", view.clients[0].behaviours[0], view.order[0]);
+    acceptance(&view, &dir, &[first]);
+}
+
+/// The clients rows come from the `clients` cells: one per client and version, named by the
+/// declaration (the version made exact by the package that ran), each kernel works or fails with
+/// why; a changed observation changes the answer; without clients behaviours the section is absent.
+#[test]
+fn clients_are_answered_per_client_version_and_kernel() {
+    let mut c = crate::util::fixture();
+    let (p, h) = (profiles(), History::new());
+    let view = View::new(&c, &p, &h);
+    assert!(view.clients.is_empty());
+    let md = markdown(&view);
+    assert!(!md.contains("Real clients"), "a clients section without clients behaviours");
+    assert_eq!(page_data(&view)["clients"], serde_json::json!([]));
+
+    with_clients(&mut c);
+    let docs = [
+        ("docs/findings/a.md".to_string(), "`clients.crate_copy_eagain` reports 2^64-11".to_string()),
+        ("docs/findings/b.md".to_string(), "nothing about clients".to_string()),
+    ];
+    let view = View::new(&c, &p, &h).with_writeups(&docs);
+    assert_eq!(view.clients[0].writeups, ["docs/findings/a.md"], "the write-up that names a crate behaviour");
+    assert!(view.clients[1].writeups.is_empty());
+    let names: Vec<&str> = view.clients.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["the userfaultfd crate 0.9.0", "CRIU 3.17.1 (Debian 12)", "CRIU 4.1.1 (Debian 13)"]);
+    let at = |row: usize, k: &str| &view.clients[row].cells[k];
+    let (k510, k61, host) = ("debian-5.10-cloud", "debian-6.1-cloud", "host");
+    assert_eq!(at(0, k510).state, ClientState::Fails);
+    assert_eq!(at(0, k510).text, "disagrees on 2 of 4");
+    assert_eq!(at(0, k510).why, "copy_eagain, zeropage_partial");
+    assert_eq!(at(0, k510).link, "clients.crate_copy_eagain");
+    assert_eq!((at(0, k61).state, at(0, k61).text.as_str()), (ClientState::Works, "agrees on all 4"));
+    assert_eq!(at(0, host).state, ClientState::Unsupported);
+    assert_eq!(
+        (at(1, k510).state, at(1, k510).why.as_str()),
+        (ClientState::Fails, "dump fails: TID has rseq but kernel lacks get_rseq_conf feature")
+    );
+    assert_eq!((at(1, k61).state, at(1, k61).text.as_str()), (ClientState::Works, "works"));
+    assert!(at(1, host).why.contains("kerndat_vdso_fill_symtable"));
+    assert_eq!(at(2, host).state, ClientState::NotChecked);
+    assert_eq!(at(2, k61).state, ClientState::Works);
+
+    // Right after the profiles, before the findings, in the text version too.
+    let md = markdown(&view);
+    let (profiles_at, clients_at, findings_at) = (
+        md.find("## Can I run it here?").unwrap(),
+        md.find("## Real clients").unwrap(),
+        md.find("## Findings").unwrap(),
+    );
+    assert!(profiles_at < clients_at && clients_at < findings_at);
+    assert!(md.contains("| CRIU 3.17.1 (Debian 12) (`clients.criu_bookworm_lazy_restore`) | ❌ fails: dump fails: TID has rseq"), "{md}");
+    assert!(md.contains("| the userfaultfd crate 0.9.0 (4 behaviours `clients.crate_*`; write-up: [docs/findings/a.md](../docs/findings/a.md)) | ❌ disagrees on 2 of 4: copy_eagain, zeropage_partial | ✅ agrees on all 4 | ➖ unsupported"), "{md}");
+
+    assert!(client_fails("restores, 3 pages wrong") && client_fails("restore fails: E"));
+    assert!(!client_fails("agrees: EEXIST, 0 bytes copied (CopyFailed failed)"));
+    // The answer follows the cells: a crate call that disagrees on 6.1 makes it fail there.
+    let cell = c.behaviours.get_mut("clients.crate_wake").unwrap().cells.get_mut(k61).unwrap();
+    cell.observed = "disagrees: crate Ok, kernel the waiter still waits".into();
+    cell.verdict = Verdict::Unexpected;
+    let view = View::new(&c, &p, &h);
+    let cell = &view.clients[0].cells[k61];
+    assert_eq!(
+        (cell.state, cell.text.as_str(), cell.why.as_str()),
+        (ClientState::Fails, "disagrees on 1 of 4", "wake")
+    );
+    // ... and one that learnt nothing there is not counted.
+    let cell = c.behaviours.get_mut("clients.crate_event_remove").unwrap().cells.get_mut(k61).unwrap();
+    cell.verdict = Verdict::Error;
+    let view = View::new(&c, &p, &h);
+    assert_eq!(view.clients[0].cells[k61].text, "disagrees on 1 of 3 checked");
 }
 
 /// The command a cell's details give is one `cargo xtask` accepts, and it runs what the cell

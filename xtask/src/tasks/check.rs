@@ -16,6 +16,7 @@
 use crate::boot::qemu::Settings;
 use crate::inputs::profiles::{all, load};
 use anyhow::{bail, Result};
+use model::arch::Arch;
 use model::check::{Column, FAILED};
 use model::profile::Profile;
 use model::Compat;
@@ -30,6 +31,8 @@ pub struct Options {
     pub profiles: Vec<String>,
     pub host: bool,
     pub kernels: Vec<String>,
+    /// The architecture a `--kernel` version is answered for (default: this machine's).
+    pub arch: Option<String>,
     pub matrix: Option<PathBuf>,
     /// The suite binary for `--host` (default: build it); the tests pass the one they built.
     pub suite: Option<PathBuf>,
@@ -43,6 +46,7 @@ impl From<crate::flags::Check> for Options {
             profiles: c.profiles,
             host: c.host,
             kernels: c.kernel,
+            arch: c.arch,
             matrix: c.matrix,
             suite: None,
             json: c.json,
@@ -71,6 +75,10 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<(String, i32)> {
         bail!("name at least one profile (a file, or one of: {})", names.join(", "));
     }
     let profiles: Vec<Profile> = opts.profiles.iter().map(|p| load(root, p)).collect::<Result<_>>()?;
+    let arch = match &opts.arch {
+        Some(a) => a.parse::<Arch>().map_err(|e| anyhow::anyhow!("--arch {a}: {e}"))?,
+        None => Arch::native(),
+    };
     let mut out = String::new();
     let path = opts.matrix.clone().unwrap_or_else(|| root.join("matrix/compat.toml"));
     // With --host alone the matrix is optional: it names the host's nearest column.
@@ -85,7 +93,7 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<(String, i32)> {
     let mut columns = Vec::new();
     if let Some(compat) = &compat {
         if !opts.host || !opts.kernels.is_empty() {
-            columns = matrix_columns(compat, &opts.kernels)?;
+            columns = matrix_columns(compat, &opts.kernels, arch)?;
         }
     }
     let host = if opts.host { Some(run_host(sh, root, &profiles, opts.suite.clone())?) } else { None };
@@ -101,22 +109,19 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<(String, i32)> {
             results.cells.iter().map(|(k, c)| (k.as_str(), c)).collect(),
         ));
         let version = results.kernel.kernel_version();
+        let host_arch = results.kernel.arch.unwrap_or(Arch::native());
         let place = model::check::Host {
             release: results.kernel.release.clone(),
             version,
             nearest: compat.as_ref().zip(version).and_then(|(c, v)| {
-                model::check::nearest(
-                    &c.kernels,
-                    v,
-                    results.kernel.arch.unwrap_or(model::arch::Arch::native()),
-                )
-                .map(|(id, same)| (id.to_string(), model::columns::version_label(&c.kernels[id]), same))
+                model::check::nearest(&c.kernels, v, host_arch)
+                    .map(|(id, same)| (id.to_string(), model::columns::version_label(&c.kernels[id]), same))
             }),
         };
         let _ = writeln!(out, "{}", place.describe());
         if let (Some(v), false) = (version, place.nearest.as_ref().is_some_and(|n| n.2)) {
             // Informational beside what the host observed: it does not decide the exit status.
-            let mut documented = Column::documented("host (documented)", v);
+            let mut documented = Column::documented("host (documented)", v, host_arch);
             documented.counts = false;
             columns.push(documented);
         }
@@ -158,14 +163,14 @@ fn validate(
 
 /// The matrix's columns asked about (all of them without `--kernel`), in version order; a
 /// `--kernel` that is a version but no column is answered from the expectation tables.
-fn matrix_columns<'a>(compat: &'a Compat, kernels: &[String]) -> Result<Vec<Column<'a>>> {
+fn matrix_columns<'a>(compat: &'a Compat, kernels: &[String], arch: Arch) -> Result<Vec<Column<'a>>> {
     let mut documented = Vec::new();
     for k in kernels {
         if compat.kernels.contains_key(k) {
             continue;
         }
         match k.parse::<model::version::KernelVersion>() {
-            Ok(v) => documented.push(Column::documented(k, v)),
+            Ok(v) => documented.push(Column::documented(k, v, arch)),
             Err(_) => bail!(
                 "--kernel {k}: the matrix has no such kernel{} and it is not a kernel version (`6.6`, `5.15.170`); it has {}",
                 model::suggest::did_you_mean(k, compat.kernels.keys().map(String::as_str)),
@@ -380,7 +385,9 @@ mod tests {
         let (text, status) = check(&["page-server.toml"], &["5.4", "debian-6.1-cloud"]);
         assert_eq!(status, VIOLATED, "{text}");
         assert!(
-            text.contains("\n  5.4               5.4          violates (documented, not observed)\n"),
+            text.contains(
+                "\n  5.4               5.4          violates (documented for x86_64, not observed)\n"
+            ),
             "{text}"
         );
         assert!(
@@ -389,6 +396,41 @@ mod tests {
         );
         assert!(text.contains("  minimum kernel, from the expectation tables: 5.14 ("), "{text}");
         assert!(text.contains("5.14 for populate.read_missing"), "{text}");
+    }
+
+    /// `--arch arm64` answers a version from the arm64 rows of the tables: no write-protect before
+    /// 6.10 there (`HAVE_ARCH_USERFAULTFD_WP`), where an x86-64 6.1 has it.
+    #[test]
+    fn a_version_is_answered_for_the_architecture_asked() {
+        let root = crate::util::project_root();
+        let profile = root.join("xtask/testdata/profiles/wp-tracker.toml");
+        let run = |arch: &str| {
+            let opts = Options {
+                profiles: vec![profile.display().to_string()],
+                kernels: vec!["6.1".into()],
+                arch: Some(arch.into()),
+                ..Options::default()
+            };
+            run(&Shell::new().unwrap(), &root, &opts).unwrap()
+        };
+        let (x86, status) = run("x86_64");
+        assert!(x86.contains("satisfies (documented for x86_64, not observed)"), "{x86}");
+        assert_eq!(status, 0, "{x86}");
+        let (arm, status) = run("arm64");
+        assert!(arm.contains("violates (documented for arm64, not observed)"), "{arm}");
+        assert!(arm.contains("wp.toggle: documented `unsupported:"), "{arm}");
+        assert_eq!(status, VIOLATED, "{arm}");
+        let err = run_err(&root, "sparc");
+        assert!(err.contains("--arch sparc"), "{err}");
+    }
+
+    fn run_err(root: &Path, arch: &str) -> String {
+        let opts = Options {
+            profiles: vec!["criu-lazy-pages".into()],
+            arch: Some(arch.into()),
+            ..Options::default()
+        };
+        run(&Shell::new().unwrap(), root, &opts).unwrap_err().to_string()
     }
 
     /// `--json` carries the schema version and, per profile and kernel, the verdict, each need's
