@@ -7,6 +7,7 @@ pub mod builds;
 pub mod debs;
 pub mod fleet;
 pub mod golang;
+pub mod kconfig;
 pub mod packages;
 pub mod pin;
 pub mod profiles;
