@@ -29,7 +29,8 @@ use xshell::Shell;
 
 const REFRESH: &str = "cargo xtask images refresh";
 /// Bumped when how a build is made changes (the make invocation, the layout of the cache).
-const RECIPE: &str = "uffdc kernel build 1";
+/// 2: a fixed KBUILD_BUILD_TIMESTAMP, so the same inputs give the same bzImage.
+const RECIPE: &str = "uffdc kernel build 2";
 
 /// What a cached build recorded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,8 +169,14 @@ pub fn image(
         ("KBUILD_BUILD_USER".to_string(), "uffdc".to_string()),
         ("KBUILD_BUILD_HOST".to_string(), "uffdc".to_string()),
         ("KBUILD_BUILD_VERSION".to_string(), "1".to_string()),
-        // uname -v names the Debian version the source is, as Debian's own kernels do.
-        ("KBUILD_BUILD_TIMESTAMP".to_string(), format!("uffdc build of Debian {}", pin.version)),
+        // uname -v names the Debian version the source is, as Debian's own kernels do
+        // (init/Makefile reads KBUILD_BUILD_VERSION_TIMESTAMP before KBUILD_BUILD_TIMESTAMP).
+        ("KBUILD_BUILD_VERSION_TIMESTAMP".to_string(), format!("uffdc build of Debian {}", pin.version)),
+        // What else reads the build's date gets a fixed one: usr/gen_initramfs.sh gives the
+        // built-in initramfs's entries `date -d "$KBUILD_BUILD_TIMESTAMP"`, or the time of the build
+        // when that does not parse (as the version text above does not), which made two builds of
+        // the same inputs differ (in .init.data, and so in the build id).
+        ("KBUILD_BUILD_TIMESTAMP".to_string(), "@0".to_string()),
     ]
     .into_iter()
     .chain(buildroot::CCACHE.iter().map(|(k, v)| (k.to_string(), v.to_string())))
