@@ -3,6 +3,11 @@
 use crate::data::{Catalogue, Cell, Compat, Results, RunStatus, SCHEMA};
 use std::collections::BTreeMap;
 
+/// The reason of a selftest case's cell on a kernel whose own selftests ran and have no such case
+/// (their cases differ by version): the report shows it as "not in this kernel's selftests".
+pub const NO_SUCH_SELFTEST: &str =
+    "this kernel's own selftests have no such case (their cases differ by version)";
+
 /// Builds the matrix: every catalogue behaviour gets a cell for every kernel. A behaviour a
 /// kernel's results lack becomes `missing`, with the run's own reason when the run was cut short.
 /// Results for behaviours the catalogue no longer has are dropped (and listed in the return value).
@@ -29,9 +34,9 @@ pub fn compile(
                     (RunStatus::Complete, _) if behaviour.family == crate::data::SELFTESTS => {
                         match &run.kernel.selftests {
                             Some(s) if s.starts_with("not run") => format!("its own selftests were {s}"),
-                            Some(_) => "this kernel's own selftests have no such case (their cases differ by version)"
+                            Some(_) => NO_SUCH_SELFTEST.to_string(),
+                            None => "its own selftests were not run (a run without them, or before them)"
                                 .to_string(),
-                            None => "its own selftests were not run (a run without them, or before them)".to_string(),
                         }
                     }
                     (RunStatus::Complete, _) => {

@@ -24,6 +24,11 @@ pub const RELEVANT: &[&str] = &[
     "CONFIG_PREEMPT_DYNAMIC",
     "CONFIG_SECCOMP",
     "CONFIG_SYSCTL",
+    // CRIU (`clients.criu_*`) needs it: kcmp, map_files, PR_SET_MM, ns_last_pid.
+    "CONFIG_CHECKPOINT_RESTORE",
+    // The architecture (`arch=arm64` in a condition reads these: `crate::arch`).
+    "CONFIG_X86_64",
+    "CONFIG_ARM64",
 ];
 
 /// A kernel's configuration: where it was read, and the [`RELEVANT`] options that are set (an
@@ -55,6 +60,12 @@ impl Config {
         self.options.get(option).map_or("n", String::as_str)
     }
 
+    /// The architecture the kernel was built for (`CONFIG_ARM64=y`, `CONFIG_X86_64=y`), when the
+    /// configuration says.
+    pub fn arch(&self) -> Option<crate::arch::Arch> {
+        crate::arch::ALL.into_iter().find(|a| self.value(a.kconfig()) == "y")
+    }
+
     /// The preemption model, as the report names it: `PREEMPT_RT`, `PREEMPT`, `PREEMPT_DYNAMIC`
     /// (chosen at boot), `VOLUNTARY`, `NONE`.
     pub fn preemption(&self) -> &'static str {
@@ -74,11 +85,16 @@ impl Config {
 }
 
 /// A condition on the configuration: terms joined by ` and `, each `CONFIG_X=V` or `CONFIG_X!=V`
-/// (V is `y`, `m`, `n` or a value; an option that is not set reads `n`).
+/// (V is `y`, `m`, `n` or a value; an option that is not set reads `n`), or `arch=A` / `arch!=A`
+/// (A is `x86_64` or `arm64`: the architecture the configuration is for, from its `CONFIG_X86_64`
+/// or `CONFIG_ARM64`; a configuration that names neither is of no known architecture).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Condition {
     terms: Vec<(String, bool, String)>,
 }
+
+/// The pseudo-option of a condition on the architecture (`arch=arm64`).
+const ARCH: &str = "arch";
 
 impl std::str::FromStr for Condition {
     type Err = String;
@@ -95,6 +111,11 @@ impl std::str::FromStr for Condition {
                 },
             };
             let option = option.trim();
+            if option == ARCH {
+                value.trim().parse::<crate::arch::Arch>().map_err(|e| format!("condition {term:?}: {e}"))?;
+                terms.push((option.to_string(), equal, value.trim().to_string()));
+                continue;
+            }
             if !RELEVANT.contains(&option) {
                 return Err(format!(
                     "config condition on {option:?}, which runs do not record (model::config::RELEVANT)"
@@ -112,7 +133,11 @@ impl std::str::FromStr for Condition {
 impl Condition {
     /// Whether `config` meets it.
     pub fn holds(&self, config: &Config) -> bool {
-        self.terms.iter().all(|(option, equal, value)| (config.value(option) == value) == *equal)
+        self.terms.iter().all(|(option, equal, value)| {
+            let actual =
+                if option == ARCH { config.arch().map_or("", |a| a.name()) } else { config.value(option) };
+            (actual == value) == *equal
+        })
     }
 }
 
@@ -147,5 +172,14 @@ mod tests {
             "CONFIG_USERFAULTFD!=y".parse::<Condition>().unwrap().to_string(),
             "CONFIG_USERFAULTFD!=y"
         );
+        // The architecture, from the configuration's own symbols.
+        assert_eq!(c.arch(), None);
+        assert!(!cond("arch=x86_64") && cond("arch!=arm64"), "a configuration of no known architecture");
+        let arm = Config::parse("/boot/config-a", "CONFIG_ARM64=y\nCONFIG_USERFAULTFD=y\n");
+        assert_eq!(arm.arch(), Some(crate::arch::Arch::Arm64));
+        let on_arm = |s: &str| s.parse::<Condition>().unwrap().holds(&arm);
+        assert!(on_arm("arch=arm64 and CONFIG_USERFAULTFD=y") && !on_arm("arch!=arm64"));
+        assert!(on_arm("arch=arm64 and CONFIG_HAVE_ARCH_USERFAULTFD_WP!=y"));
+        assert!("arch=sparc".parse::<Condition>().unwrap_err().contains("x86_64 or arm64"));
     }
 }

@@ -123,6 +123,9 @@ pub struct RunInfo {
     /// `uname -m`.
     #[serde(default)]
     pub machine: String,
+    /// The architecture the kernel runs on (from `uname -m` in the guest, else the column's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<crate::arch::Arch>,
     /// Where the kernel came from: the Debian package, version and .deb sha256, or `host`.
     pub source: String,
     /// `kvm`, `tcg`, or `none` when the suite ran directly on the host.
@@ -307,10 +310,10 @@ pub fn selftest_behaviour(id: &str) -> Behaviour {
         expectation: selftest_rules(id),
         documented: Vec::new(),
         citation: "tools/testing/selftests/mm/uffd-unit-tests.c and uffd-stress.c (vm/userfaultfd.c before 6.3) of \
-                   each kernel's own Debian source package; built and run by cargo xtask (xtask/src/selftests.rs, \
-                   suite/src/selftests.rs)"
+                   each kernel's own Debian source package; built and run by cargo xtask (xtask/src/inputs/selftests.rs, \
+                   suite/src/run/selftests.rs)"
             .to_string(),
-        notes: "Cases differ by kernel version: a kernel whose selftests have no such case shows it missing."
+        notes: "Cases differ by kernel version: a kernel whose selftests have no such case shows it as not in this kernel's selftests."
             .to_string(),
         selftests: Vec::new(),
         cells: BTreeMap::new(),

@@ -16,7 +16,8 @@
 //!
 //! A rule's `kernels` is a version range (`>=5.14`, `>=6.12.29, <6.13`: point releases count),
 //! optionally with a condition on the kernel's configuration: `* when CONFIG_USERFAULTFD!=y`,
-//! `>=6.4 when CONFIG_PTE_MARKER_UFFD_WP=y and CONFIG_HUGETLBFS=y`. The first rule whose range
+//! `>=6.4 when CONFIG_PTE_MARKER_UFFD_WP=y and CONFIG_HUGETLBFS=y`, and on the architecture it
+//! was built for, read from the same configuration: `<6.10 when arch=arm64`. The first rule whose range
 //! holds the kernel's version and whose condition holds for its configuration applies; rows with
 //! conditions come first, and rows without one must not overlap. Where the configuration is not
 //! known, rows with a condition are not applied, and the grade says so.

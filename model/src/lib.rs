@@ -10,6 +10,7 @@
 //! A guest streams its results to the host with [`stream`]; [`run`] turns a run's stream into its
 //! results; expectations and grading live in [`expect`]; kernel versions and ranges in [`version`].
 
+pub mod arch;
 pub mod check;
 pub mod columns;
 pub mod compile;

@@ -118,6 +118,9 @@ pub fn results(mut info: RunInfo, decoded: &Decoded, reason: Option<String>) -> 
         info.release = release.clone();
         info.version = version.clone();
         info.machine = machine.clone();
+        if let Some(arch) = crate::arch::Arch::from_machine(machine) {
+            info.arch = Some(arch);
+        }
         if !suite.is_empty() {
             info.suite = suite.clone();
         }

@@ -1,8 +1,8 @@
 package main
 
 // userfaultfd through raw system calls: the syscall package has neither the system call nor its
-// ioctls. Numbers for x86_64 (arch/x86/entry/syscalls/syscall_64.tbl; include/uapi/linux/
-// userfaultfd.h).
+// ioctls. The system call's number is the architecture's (sysnum_amd64.go, sysnum_arm64.go); the
+// ioctls are the same on every architecture (include/uapi/linux/userfaultfd.h).
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 )
 
 const (
-	sysUserfaultfd = 323
 	uffdAPI        = 0xAA
 	ioctlAPI       = 0xC018AA3F // _IOWR(0xAA, 0x3F, struct uffdio_api)
 	ioctlRegister  = 0xC020AA00 // _IOWR(0xAA, 0x00, struct uffdio_register)

@@ -202,6 +202,25 @@ fn the_stress_checker_catches_a_stale_or_lost_page_and_a_stress_that_did_not_hap
     );
 }
 
+/// The CRIU self-test: a page of the dump zeroed before `criu lazy-pages` serves it must come
+/// back as wrong pages (in the restored process and in the child it forks), an unexpected cell.
+#[test]
+#[ignore = "needs root and Debian's CRIU beside the suite (UFFDC_CRIU_DIR): run through `cargo xtask test`"]
+fn a_criu_restore_served_a_corrupted_page_comes_out_unexpected() {
+    let id = "clients.criu_trixie_lazy_restore";
+    let (out, results) = run_with_results(
+        "criu-corrupt",
+        &["--inject-fault", &format!("serve-zero={id}"), "--exact", "clients::criu_trixie_lazy_restore"],
+    );
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let cell = &results.cells[id];
+    assert_eq!(
+        (cell.verdict, cell.observed.as_str()),
+        (Verdict::Unexpected, "restores, 2 pages wrong"),
+        "{cell:?}"
+    );
+}
+
 fn knob() -> String {
     std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd").unwrap().trim().to_string()
 }

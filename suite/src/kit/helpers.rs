@@ -194,3 +194,22 @@ pub fn send_line(sock: &UnixStream, line: &str) {
     use std::io::Write;
     let _ = (&*sock).write_all(format!("{line}\n").as_bytes());
 }
+
+/// fork(2) as the raw system call, not glibc's fork(), which takes every malloc lock before the
+/// system call and releases them after it returns: a thread that allocates while the fork waits
+/// (for its FORK event to be read) deadlocks. arm64 has no fork system call
+/// (include/uapi/asm-generic/unistd.h): there it is clone(SIGCHLD), which is what the kernel's
+/// own fork does (kernel/fork.c). The child must keep to raw system calls.
+///
+/// # Safety
+/// The child runs on a copy of one thread of a multi-threaded process: only async-signal-safe
+/// calls, then `_exit`.
+pub unsafe fn raw_fork() -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as the caller's.
+    let pid = unsafe { libc::syscall(libc::SYS_fork) };
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as the caller's.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+    pid as i32
+}

@@ -126,6 +126,19 @@ pub fn madvise(addr: usize, len: usize, advice: i32) -> Result<(), Errno> {
     Errno::result(r).map(drop)
 }
 
+/// mremap(2) of `len` bytes at `from` to exactly `to` (MREMAP_MAYMOVE | MREMAP_FIXED, over whatever
+/// was mapped there): the new address.
+pub fn mremap_fixed(from: usize, len: usize, to: usize) -> Result<usize, Errno> {
+    let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+    // SAFETY: moves a range the caller mapped over another range the caller mapped.
+    let r = unsafe { libc::mremap(from as *mut libc::c_void, len, len, flags, to as *mut libc::c_void) };
+    if r == libc::MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        Ok(r as usize)
+    }
+}
+
 /// Writes a byte with a plain user-mode store.
 pub fn store(addr: usize, byte: u8) {
     // SAFETY: callers pass addresses inside a live Region.

@@ -44,8 +44,12 @@ pub const CAP_SYS_PTRACE: u32 = 19;
 /// Makes userfaultfd(2) fail with ENOSYS in this process from now on (a seccomp filter), as on a
 /// kernel built without CONFIG_USERFAULTFD. For the `no-userfaultfd` self-test.
 pub fn deny_userfaultfd() -> Result<(), Errno> {
-    // struct seccomp_data: nr at offset 0, arch at offset 4.
-    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    // struct seccomp_data: nr at offset 0, arch at offset 4; the filter acts on this build's own
+    // architecture (include/uapi/linux/audit.h AUDIT_ARCH_X86_64, AUDIT_ARCH_AARCH64).
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xC000_003E;
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xC000_00B7;
     let stmt = |code: u16, k: u32| libc::sock_filter { code, jt: 0, jf: 0, k };
     let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
         code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
@@ -57,7 +61,7 @@ pub fn deny_userfaultfd() -> Result<(), Errno> {
     let ret = (libc::BPF_RET | libc::BPF_K) as u16;
     let filter = [
         stmt(ld, 4),
-        jeq(AUDIT_ARCH_X86_64, 1, 0),
+        jeq(AUDIT_ARCH, 1, 0),
         stmt(ret, libc::SECCOMP_RET_ALLOW),
         stmt(ld, 0),
         jeq(libc::SYS_userfaultfd as u32, 0, 1),

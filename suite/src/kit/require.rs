@@ -33,6 +33,11 @@ pub fn features(features: u64) -> Result<(), Fail> {
     let since: &[(u64, &str)] = &[
         (events, rows::EVENTS),
         (uapi::FEATURE_PAGEFAULT_FLAG_WP, rows::WRITE_PROTECT),
+        // arm64's own reason (a build for another architecture never names it).
+        (
+            if cfg!(target_arch = "aarch64") { uapi::FEATURE_PAGEFAULT_FLAG_WP } else { 0 },
+            rows::ARCH_WRITE_PROTECT,
+        ),
         (uapi::FEATURE_MISSING_HUGETLBFS, rows::MISSING_HUGETLBFS),
         (uapi::FEATURE_MISSING_SHMEM, rows::MISSING_SHMEM),
         (uapi::FEATURE_MINOR_HUGETLBFS, rows::MINOR_HUGETLBFS),

@@ -53,6 +53,22 @@ prerequisite!(
     WRITE_PROTECT, BEFORE_5_7, "<5.7", "write-protect mode (UFFD_FEATURE_PAGEFAULT_FLAG_WP) is new in Linux 5.7"
 );
 prerequisite!(
+    /// Write-protect on arm64: `arch/arm64/Kconfig` selects `HAVE_ARCH_USERFAULTFD_WP` (with
+    /// `USERFAULTFD`) only from Linux 6.10 ("arm64/mm: Add uffd write-protect support"), and
+    /// without it `fs/userfaultfd.c userfaultfd_api` masks UFFD_FEATURE_PAGEFAULT_FLAG_WP (v6.1:
+    /// `#ifndef CONFIG_HAVE_ARCH_USERFAULTFD_WP`), so an arm64 kernel before 6.10 has no
+    /// write-protect at all (and no PTE markers: `PTE_MARKER_UFFD_WP` depends on it, mm/Kconfig).
+    /// Debian's arm64 configs agree: 6.1.192 lacks the symbol, 6.12.118 has it. Older kernels did
+    /// not check: v5.10's fs/userfaultfd.c (Debian's linux-source-5.10 5.10.262) advertises
+    /// UFFD_API_FEATURES whole and userfaultfd_register accepts MODE_WP with no
+    /// HAVE_ARCH_USERFAULTFD_WP check (mainline 00b151f21f39 "mm/userfaultfd: fail uffd-wp
+    /// registration if not supported" added it; 5.10.y never took it), while arm64's
+    /// pte_mkuffd_wp is asm-generic/pgtable_uffd.h's no-op: Debian's arm64 5.10 offers
+    /// write-protect that protects nothing, which this row turns into `unexpected` cells (findings).
+    ARCH_WRITE_PROTECT, ARM64_BEFORE_6_10, "<6.10 when arch=arm64",
+    "arm64 has no userfaultfd write-protect before Linux 6.10 (arch/arm64/Kconfig selects HAVE_ARCH_USERFAULTFD_WP from 6.10)"
+);
+prerequisite!(
     /// `UFFD_FEATURE_MINOR_HUGETLBFS`.
     MINOR_HUGETLBFS, BEFORE_5_13, "<5.13", "UFFD_FEATURE_MINOR_HUGETLBFS is new in Linux 5.13"
 );

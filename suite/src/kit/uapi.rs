@@ -54,6 +54,9 @@ pub const FEATURE_POISON: u64 = 1 << 14;
 pub const FEATURE_WP_ASYNC: u64 = 1 << 15;
 pub const FEATURE_MOVE: u64 = 1 << 16;
 
+/// `sizeof(struct uffd_msg)`: the kernel's messages are read whole, one or more per read(2).
+pub const UFFD_MSG_SIZE: usize = 32;
+
 /// `UFFDIO_COPY_MODE_WP`: the copied page is mapped write-protected.
 pub const COPY_MODE_WP: u64 = 1 << 1;
 

@@ -8,7 +8,7 @@ use crate::kit::memory::Region;
 use crate::kit::outcome::errno_name;
 use crate::kit::outcome::{error_name, Context, Ctx, Fail, Observation, ProbeResult};
 use crate::kit::poll::wait_readable;
-use crate::kit::uapi::{handshake, ioctl_copy, open_failure, syscall};
+use crate::kit::uapi::{handshake, ioctl_copy, open_failure, syscall, UFFD_MSG_SIZE};
 use crate::kit::worker::Worker;
 use nix::errno::Errno;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -53,6 +53,24 @@ impl Uffd {
     /// The descriptor, to wait on it together with others (`poll::wait_any`).
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner.as_fd()
+    }
+
+    /// The `userfaultfd` crate's own handle on this descriptor, to call the crate's API directly
+    /// (the `clients.crate_*` behaviours compare what it returns with what the kernel did).
+    pub fn client(&self) -> &userfaultfd::Uffd {
+        &self.inner
+    }
+
+    /// One read(2) of a `struct uffd_msg` as the kernel wrote it, undecoded (the crate decodes the
+    /// messages of [`Uffd::next`]): `None` when none is waiting.
+    pub fn read_raw(&self) -> Result<Option<[u8; UFFD_MSG_SIZE]>, Fail> {
+        let mut msg = [0u8; UFFD_MSG_SIZE];
+        match nix::unistd::read(self.inner.as_fd(), &mut msg) {
+            Ok(UFFD_MSG_SIZE) => Ok(Some(msg)),
+            Ok(n) => Err(Fail::error(format!("read(uffd): {n} bytes, not one uffd_msg"))),
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(Fail::error(format!("read(uffd): {}", errno_name(e)))),
+        }
     }
 
     /// Closes the descriptor.

@@ -32,6 +32,14 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    features = 0 on a fresh userfaultfd(2) descriptor, in bit order; bits without \
                    a known name read `bitN`; `none` when no bit is set.",
         expect: &[
+            // arm64 before 6.10 has no write-protect (rows::ARCH_WRITE_PROTECT): the kernel masks
+            // PAGEFAULT_FLAG_WP, and the PTE-marker features with it.
+            (">=5.10, <5.13 when arch=arm64", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID")),
+            (">=5.13, <5.14 when arch=arm64", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID MINOR_HUGETLBFS")),
+            (">=5.14, <5.18 when arch=arm64", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID MINOR_HUGETLBFS MINOR_SHMEM")),
+            (">=5.18, <6.6 when arch=arm64", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS")),
+            (">=6.6, <6.8 when arch=arm64", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS POISON")),
+            (">=6.8, <6.10 when arch=arm64", concat!("includes: ", since_4_11!(), " SIGBUS THREAD_ID MINOR_HUGETLBFS MINOR_SHMEM EXACT_ADDRESS POISON MOVE")),
             // Without the PTE markers the kernel masks the write-protect features that need them.
             (
                 ">=5.19, <6.6 when CONFIG_PTE_MARKER_UFFD_WP!=y",
@@ -64,7 +72,9 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    RWP/RWP_ASYNC, 7.3-rc7 has them, though the man page dates them to 7.2); without \
                    CONFIG_PTE_MARKER_UFFD_WP: fs/userfaultfd.c userfaultfd_api (v6.1: #ifndef \
                    CONFIG_PTE_MARKER_UFFD_WP masks WP_HUGETLBFS_SHMEM; v6.12: also WP_UNPOPULATED and WP_ASYNC), \
-                   mm/userfaultfd.c uffd_api_available_features (v7.3-rc7: !uffd_supports_wp_marker())",
+                   mm/userfaultfd.c uffd_api_available_features (v7.3-rc7: !uffd_supports_wp_marker()); \
+                   arm64 before 6.10: arch/arm64/Kconfig has no HAVE_ARCH_USERFAULTFD_WP, and \
+                   fs/userfaultfd.c userfaultfd_api (v6.1) masks PAGEFAULT_FLAG_WP without it",
         notes: "The table is cumulative: a kernel passes when it advertises at least the features the \
                 man page dates to its version; extra (backported) features are recorded, not failed. \
                 Some bits also depend on configuration (hugetlbfs, shmem, CONFIG_PTE_MARKER_UFFD_WP) and \

@@ -2,6 +2,8 @@
 //! functions that observe them; what they stand on is in `kit`.
 
 pub mod api;
+pub mod clients_crate;
+pub mod clients_criu;
 pub mod goruntime;
 pub mod gostress;
 pub mod hugetlb;

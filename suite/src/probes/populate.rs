@@ -172,6 +172,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    unprotecting. async: the same with UFFD_FEATURE_WP_ASYNC; Y is `no message` when madvise \
                    returns 0 without one, `not offered` when the kernel lacks WP_ASYNC.",
         expect: &[
+            rows::ARM64_BEFORE_6_10,
             // WP_ASYNC needs the PTE markers (fs/userfaultfd.c userfaultfd_api, v6.12).
             (">=6.7 when CONFIG_PTE_MARKER_UFFD_WP!=y", "sync: fault wp write; async: not offered"),
             rows::BEFORE_5_14,

@@ -270,7 +270,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     },
 ];
 
-fn four_served_pages(features: u64) -> Result<(Uffd, Region), Fail> {
+pub(super) fn four_served_pages(features: u64) -> Result<(Uffd, Region), Fail> {
     let (uffd, region) = registered(features, Region::anonymous(4).ctx("mmap")?, RegisterMode::MISSING)?;
     for i in 0..4 {
         uffd.serve(region.page(i), region.page_size(), 0x10 + i as u8)?;
@@ -559,23 +559,8 @@ fn remap(ctx: &Ctx, _: Variant) -> ProbeResult {
     let (uffd, region) = four_served_pages(FEATURE_EVENT_REMAP)?;
     let target = Region::anonymous(2).ctx("mmap (target)")?;
     let (from, to, len) = (region.page(1), target.base(), 2 * region.page_size());
-    let worker = worker::spawn("mremap", move || {
-        // SAFETY: moves two pages of this probe's region over its own target mapping.
-        let r = unsafe {
-            libc::mremap(
-                from as *mut libc::c_void,
-                len,
-                len,
-                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                to as *mut libc::c_void,
-            )
-        };
-        if r == libc::MAP_FAILED {
-            Err(Errno::last())
-        } else {
-            Ok(r as usize)
-        }
-    });
+    // Two pages of this probe's region, over its own target mapping.
+    let worker = worker::spawn("mremap", move || memory::mremap_fixed(from, len, to));
     Ok(match uffd.next_or_done(&worker, ctx.timeout)? {
         Next::Event(Event::Remap { from: f, to: t, len: l }) => {
             let pages = l / region.page_size();
@@ -605,7 +590,7 @@ fn fork(ctx: &Ctx, _: Variant) -> ProbeResult {
     let forker = worker::spawn("fork", move || {
         use std::os::fd::AsRawFd;
         // SAFETY: see above.
-        let pid = unsafe { libc::syscall(libc::SYS_fork) } as i32;
+        let pid = unsafe { crate::kit::helpers::raw_fork() };
         if pid == 0 {
             let byte = memory::load(addr);
             unsafe {
@@ -650,7 +635,7 @@ fn fork(ctx: &Ctx, _: Variant) -> ProbeResult {
     Ok(Observation::new(observed))
 }
 
-fn reap(pid: i32, limit: Duration) {
+pub(super) fn reap(pid: i32, limit: Duration) {
     if pid > 0 {
         let pid = nix::unistd::Pid::from_raw(pid);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

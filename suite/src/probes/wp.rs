@@ -31,6 +31,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: "The names of the bits set in uffdio_register.ioctls after registering one anonymous page \
                    with UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP, in bit order.",
         expect: &[
+            rows::ARM64_BEFORE_6_10,
             rows::BEFORE_5_7,
             (">=5.7, <6.6", "WAKE COPY ZEROPAGE WRITEPROTECT"),
             (">=6.6, <6.8", "WAKE COPY ZEROPAGE WRITEPROTECT POISON"),
@@ -49,7 +50,11 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    UFFDIO_COPY_MODE_WP (`, served protected` once the load returns the bytes); then a store \
                    from a worker: `; store: fault wp write` when it raises a write-protect fault (resolved by \
                    unprotecting), `; store: no message` when it goes through.",
-        expect: &[rows::BEFORE_5_7, (">=5.7", "fault read, served protected; store: fault wp write")],
+        expect: &[
+            rows::ARM64_BEFORE_6_10,
+            rows::BEFORE_5_7,
+            (">=5.7", "fault read, served protected; store: fault wp write"),
+        ],
         citation: "UFFDIO_COPY(2const), man-pages 6.20: UFFDIO_COPY_MODE_WP \"write-protect the page while \
                    copying\"; mm/userfaultfd.c mfill_atomic_install_pte (v6.12): pte_mkuffd_wp when \
                    MFILL_ATOMIC_WP",
@@ -64,6 +69,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    `protected: X; unprotected: Y; protected again: Z`, each the store's message (`fault wp \
                    write`, resolved by unprotecting) or `no message`.",
         expect: &[
+            rows::ARM64_BEFORE_6_10,
             rows::BEFORE_5_7,
             (">=5.7", "protected: fault wp write; unprotected: no message; protected again: fault wp write"),
         ],
@@ -104,6 +110,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    message (`fault wp write`) or `no message`; Y is `not offered` when the kernel lacks \
                    UFFD_FEATURE_WP_UNPOPULATED.",
         expect: &[
+            rows::ARM64_BEFORE_6_10,
             (">=6.4 when CONFIG_PTE_MARKER_UFFD_WP!=y", "without the feature: no message; with it: not offered"),
             rows::BEFORE_5_7,
             (">=5.7, <6.4", "without the feature: no message; with it: not offered"),

@@ -17,6 +17,8 @@ pub fn all() -> impl Iterator<Item = &'static Behaviour> {
         hugetlb::BEHAVIOURS,
         wp::BEHAVIOURS,
         serve::BEHAVIOURS,
+        clients_crate::BEHAVIOURS,
+        clients_criu::BEHAVIOURS,
     ];
     goruntime::run_order(families.into_iter().flatten().collect()).into_iter()
 }

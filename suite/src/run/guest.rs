@@ -1,6 +1,6 @@
 //! The suite as PID 1 of a guest kernel: mount what the probes need, take arguments from the
 //! kernel command line (everything after `--`), stream results over the second serial port
-//! (`/dev/ttyS1`), then the kernel's own selftests where the initramfs has them, end with an
+//! (`/dev/ttyS1`; on arm64 the virt board's second PL011 UART, `/dev/ttyAMA1`), then the kernel's own selftests where the initramfs has them, end with an
 //! end-of-results record, power off. Any failure becomes a `fatal`
 //! record; the guest always powers off.
 
@@ -8,7 +8,10 @@ use crate::run::harness::Sink;
 use model::stream::Record;
 use std::sync::Arc;
 
+#[cfg(not(target_arch = "aarch64"))]
 pub const RESULTS_PORT: &str = "/dev/ttyS1";
+#[cfg(target_arch = "aarch64")]
+pub const RESULTS_PORT: &str = "/dev/ttyAMA1";
 
 pub fn main() -> ! {
     let bare = std::env::args().any(|a| a == "--power-off");

@@ -29,9 +29,7 @@ pub fn for_suite(suite: &[u8], programs: &[(&str, &[u8])], config: Option<(&str,
         Entry { name: "sys", mode: S_IFDIR | 0o555, rdev: (0, 0), data: &[] },
         Entry { name: "init", mode: S_IFREG | 0o755, rdev: (0, 0), data: suite },
     ];
-    let mut dirs: Vec<&str> =
-        programs.iter().filter_map(|(name, _)| name.rsplit_once('/').map(|(d, _)| d)).collect();
-    dirs.dedup();
+    let dirs = parents(programs.iter().map(|(name, _)| *name));
     for dir in dirs {
         entries.push(Entry { name: dir, mode: S_IFDIR | 0o755, rdev: (0, 0), data: &[] });
     }
@@ -47,6 +45,20 @@ pub fn for_suite(suite: &[u8], programs: &[(&str, &[u8])], config: Option<(&str,
     }
     write_entry(&mut out, 0, &Entry { name: "TRAILER!!!", mode: 0, rdev: (0, 0), data: &[] });
     out
+}
+
+/// Every directory above the names (`criu/trixie/lib/x.so`: `criu`, `criu/trixie`, `criu/trixie/lib`),
+/// each once, parents first: the kernel's unpacker makes no directory an archive does not list.
+fn parents<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut dirs: Vec<&str> = Vec::new();
+    for name in names {
+        for (i, _) in name.match_indices('/') {
+            if !dirs.contains(&&name[..i]) {
+                dirs.push(&name[..i]);
+            }
+        }
+    }
+    dirs
 }
 
 fn write_entry(out: &mut Vec<u8>, ino: u32, e: &Entry<'_>) {
@@ -95,7 +107,7 @@ mod tests {
         let data = b"\x7fELF pretend";
         let archive = for_suite(
             data,
-            &[("uffdc-go", b"go"), ("selftests/t", b"st")],
+            &[("uffdc-go", b"go"), ("selftests/t", b"st"), ("criu/trixie/lib/l.so", b"so")],
             Some(("test", b"CONFIG_USERFAULTFD=y\n")),
         );
         assert_eq!(archive.len() % 4, 0);
@@ -143,8 +155,12 @@ mod tests {
                 "sys",
                 "init",
                 "selftests",
+                "criu",
+                "criu/trixie",
+                "criu/trixie/lib",
                 "uffdc-go",
                 "selftests/t",
+                "criu/trixie/lib/l.so",
                 "kernel.config"
             ]
         );

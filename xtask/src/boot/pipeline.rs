@@ -13,6 +13,7 @@ use crate::boot::runner;
 use crate::inputs::fleet::{Cache, Fleet, Image, KernelId};
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use xshell::Shell;
@@ -111,6 +112,14 @@ pub struct Prepared {
     /// The Go workload (`uffdc-go`), packed beside the suite in every initramfs and placed beside
     /// the suite binary for a host run.
     go_binary: Vec<u8>,
+    /// Every release's CRIU and what it loads (`inputs/criu.rs`), under `criu/` in every
+    /// initramfs of this machine's architecture (Debian's CRIU pins are amd64) and beside the
+    /// suite binary for a host run.
+    criu: Vec<(String, Vec<u8>)>,
+    root: PathBuf,
+    /// The suite and the Go workload built for each other architecture a column runs on (`binary`
+    /// and `go_binary` are this machine's).
+    other: BTreeMap<Arch, (Vec<u8>, Vec<u8>)>,
 }
 
 impl Prepared {
@@ -126,9 +135,18 @@ impl Prepared {
         image: &Image,
         selftests: Option<&crate::inputs::selftests::Selftests>,
     ) -> Result<PathBuf> {
-        if image.config.is_none() && selftests.is_none() {
+        if image.arch == Arch::native() && image.config.is_none() && selftests.is_none() {
             return Ok(self.initrd.clone());
         }
+        let (binary, go_binary) = match image.arch {
+            arch if arch == Arch::native() => (&self.binary, &self.go_binary),
+            arch => self.other.get(&arch).map(|(s, g)| (s, g)).with_context(|| {
+                format!(
+                    "{}: no suite was built for {arch} in this run (prepare it with the run's architectures)",
+                    image.id
+                )
+            })?,
+        };
         let config = match &image.config {
             Some((config, source)) => Some((
                 source.as_str(),
@@ -144,14 +162,21 @@ impl Prepared {
                     .collect()
             })
             .unwrap_or_default();
-        let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, self.go_binary.as_slice())];
+        let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, go_binary.as_slice())];
+        // CRIU is pinned for this machine's architecture only: another's columns see it skipped.
+        let native = image.arch == Arch::native();
+        let modules = if native { crate::inputs::criu::modules(&self.root, &image.id)? } else { Vec::new() };
+        if native {
+            programs.extend(self.criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+            programs.extend(modules.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+        }
         if let Some(s) = selftests {
             programs
                 .extend(names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())));
         }
         let path = self.initrd.with_file_name(format!("initramfs-{}.cpio", sanitize(&image.id)));
         let archive = crate::boot::initramfs::for_suite(
-            &self.binary,
+            binary,
             &programs,
             config.as_ref().map(|(s, t)| (*s, t.as_slice())),
         );
@@ -160,7 +185,9 @@ impl Prepared {
     }
 }
 
-pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepared> {
+/// The suite (the given build, else built) and the Go workload, and each built for the other
+/// architectures `arches` too (the catalogue comes from this machine's build).
+pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch]) -> Result<Prepared> {
     let suite = match suite {
         Some(s) => s,
         None => crate::boot::suite_bin::build(sh, root)?,
@@ -178,11 +205,45 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>) -> Result<Prepar
             std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         }
     }
+    let criu = crate::inputs::criu::files(sh, root, None)?;
+    if let Some(dir) = suite.parent() {
+        crate::inputs::criu::place(&criu, dir)?;
+    }
     let initrd = root.join("target/uffdc/initramfs.cpio");
-    let archive =
-        crate::boot::initramfs::for_suite(&binary, &[(crate::inputs::golang::NAME, &go_binary)], None);
+    let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, &go_binary)];
+    programs.extend(criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+    let archive = crate::boot::initramfs::for_suite(&binary, &programs, None);
     crate::util::write_atomic(&initrd, &archive)?;
-    Ok(Prepared { suite, catalogue, initrd, binary, go_binary })
+    let mut prepared = Prepared {
+        suite,
+        catalogue,
+        initrd,
+        binary,
+        go_binary,
+        criu,
+        root: root.to_path_buf(),
+        other: BTreeMap::new(),
+    };
+    for &arch in arches.iter().filter(|a| **a != Arch::native()) {
+        let suite = crate::boot::suite_bin::build_for(sh, root, arch)?;
+        let go = crate::inputs::golang::workload_for(sh, root, None, arch)?;
+        eprintln!(
+            "suite   {arch}: {} (go {})",
+            crate::util::display_path(&suite),
+            crate::util::display_path(&go.path)
+        );
+        prepared.add_arch(arch, &suite, &go.path)?;
+    }
+    Ok(prepared)
+}
+
+impl Prepared {
+    /// The suite and the Go workload built for another architecture (`arch`'s columns boot them).
+    pub fn add_arch(&mut self, arch: Arch, suite: &Path, go: &Path) -> Result<()> {
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        self.other.insert(arch, (read(suite)?, read(go)?));
+        Ok(())
+    }
 }
 
 /// Something that happened in a matrix run, per kernel column.
@@ -294,34 +355,37 @@ fn sanitize(release: &str) -> String {
     release.chars().map(|c| if c.is_ascii_alphanumeric() || "._+-".contains(c) { c } else { '_' }).collect()
 }
 
-/// A kernel image given on the command line: it must be a bzImage (the boot protocol header's
-/// "HdrS" magic), booted as it is. Its configuration is `config` when given, else the `.config` of
-/// the build tree it sits in (`arch/x86/boot/bzImage`), else not known (unless the kernel has
-/// CONFIG_IKCONFIG_PROC: the guest's suite reads `/proc/config.gz` then).
+/// A kernel image given on the command line: an x86 bzImage (the boot protocol header's "HdrS"
+/// magic) or an arm64 Image (the "ARM\x64" magic of its header, Documentation/arch/arm64/booting.rst),
+/// booted as it is. Its configuration is `config` when given, else the `.config` of the build tree
+/// it sits in (`arch/x86/boot/bzImage`, `arch/arm64/boot/Image`), else not known (unless the kernel
+/// has CONFIG_IKCONFIG_PROC: the guest's suite reads `/proc/config.gz` then).
 pub fn local_image(path: &Path, id: Option<&str>, config: Option<&Path>) -> Result<Image> {
     let data =
         std::fs::read(path).with_context(|| format!("--kernel-image {}: cannot read it", path.display()))?;
-    if data.get(0x202..0x206) != Some(b"HdrS") {
+    let (arch, in_tree) = if data.get(0x202..0x206) == Some(b"HdrS") {
+        (Arch::X86_64, "arch/x86/boot/bzImage")
+    } else if data.get(0x38..0x3c) == Some(b"ARM\x64") {
+        (Arch::Arm64, "arch/arm64/boot/Image")
+    } else {
         bail!(
-            "--kernel-image {}: not an x86 bzImage (no \"HdrS\" boot header at 0x202): pass arch/x86/boot/bzImage",
+            "--kernel-image {}: not an x86 bzImage (no \"HdrS\" boot header at 0x202) nor an arm64 Image (no \"ARM\\x64\" magic at 0x38): pass arch/x86/boot/bzImage or arch/arm64/boot/Image",
             path.display()
         );
-    }
+    };
     let sha = sha256_file(path)?;
     let tree = path.parent().and_then(Path::parent).and_then(Path::parent).and_then(Path::parent);
     let config = match config {
         Some(c) if !c.is_file() => bail!("--config {}: no such file", c.display()),
         Some(c) => Some((c.to_path_buf(), format!("--config {}", c.display()))),
-        None => tree
-            .map(|t| t.join(".config"))
-            .filter(|c| path.ends_with("arch/x86/boot/bzImage") && c.is_file())
-            .map(|c| {
-                let source = format!("{} (the build tree's)", c.display());
-                (c, source)
-            }),
+        None => tree.map(|t| t.join(".config")).filter(|c| path.ends_with(in_tree) && c.is_file()).map(|c| {
+            let source = format!("{} (the build tree's)", c.display());
+            (c, source)
+        }),
     };
     Ok(Image {
         id: id.map_or_else(|| local_label(path), KernelId::from),
+        arch,
         vmlinuz: path.to_path_buf(),
         release: String::new(),
         userfaultfd: None,

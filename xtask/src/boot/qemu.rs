@@ -3,6 +3,7 @@
 //! file), the results stream on the second (QEMU's stdout, a pipe).
 
 use anyhow::{bail, Result};
+use model::arch::Arch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -27,13 +28,17 @@ impl Accel {
 }
 
 pub const BINARY: &str = "qemu-system-x86_64";
+/// The QEMU of the arm64 columns (Debian's qemu-system-arm).
+pub const BINARY_ARM64: &str = "qemu-system-aarch64";
 
 /// How guests (and the host suite) are run: the one description of the machine and its limits,
 /// shared by the matrix task, bench, the KVM probe and the tests.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The QEMU binary.
+    /// The QEMU binary (of the x86_64 columns: `--qemu`).
     pub qemu: PathBuf,
+    /// The QEMU binary of the arm64 columns.
+    pub qemu_arm64: PathBuf,
     pub accel: Accel,
     pub cpus: u32,
     pub mem_mb: u32,
@@ -53,6 +58,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             qemu: PathBuf::from(crate::boot::qemu::BINARY),
+            qemu_arm64: PathBuf::from(BINARY_ARM64),
             accel: Accel::Tcg,
             cpus: 2,
             mem_mb: 1024,
@@ -65,9 +71,21 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// The QEMU that boots kernels of `arch`.
+    pub fn qemu_for(&self, arch: Arch) -> PathBuf {
+        match arch {
+            Arch::X86_64 => self.qemu.clone(),
+            Arch::Arm64 => self.qemu_arm64.clone(),
+        }
+    }
+}
+
 /// One guest boot.
 pub struct Boot<'a> {
     pub settings: &'a Settings,
+    /// The guest's architecture: its QEMU, machine, CPU model and serial ports.
+    pub arch: Arch,
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     /// ttyS0: the kernel's and the suite's console.
@@ -77,7 +95,17 @@ pub struct Boot<'a> {
 }
 
 impl Boot<'_> {
-    /// The command; its stdout carries ttyS1, the results stream.
+    /// The accelerator this guest runs under: KVM runs only guests of this machine's own
+    /// architecture, so another architecture's guest runs under TCG whatever was chosen.
+    pub fn accel(&self) -> Accel {
+        match self.settings.accel {
+            Accel::Kvm if self.arch != Arch::native() => Accel::Tcg,
+            accel => accel,
+        }
+    }
+
+    /// The command; its stdout carries the second serial port (ttyS1, ttyAMA1 on arm64), the
+    /// results stream.
     pub fn command(&self) -> Result<Command> {
         let s = self.settings;
         for arg in &s.suite_args {
@@ -95,27 +123,60 @@ impl Boot<'_> {
         // host does not schedule in time fails: a guest under TCG on a loaded machine panicked
         // with "IO-APIC + timer doesn't work!" (the test command beside four other jobs on two
         // cores); virtual machines' images commonly pass it, and it touches nothing userfaultfd does.
+        // On arm64 the console is the virt machine's first PL011 UART, and `no_timer_check`
+        // (x86's) is not a parameter the kernel knows: it would reach the suite as an argument.
+        let (console, x86) = match self.arch {
+            Arch::X86_64 => ("ttyS0", " no_timer_check"),
+            Arch::Arm64 => ("ttyAMA0", ""),
+        };
         let mut append = format!(
-            "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off no_timer_check rdinit=/init hugepages=16 -- --cpus={}",
+            "console={console} panic=-1 quiet loglevel=4 mitigations=off{x86} rdinit=/init hugepages=16 -- --cpus={}",
             s.cpus
         );
         for arg in &s.suite_args {
             append += " ";
             append += arg;
         }
-        let (accel, cpu) = match s.accel {
-            Accel::Kvm => ("kvm", "host"),
-            Accel::Tcg => ("tcg,thread=single", "max"),
-            Accel::TcgMulti => ("tcg,thread=multi", "max"),
+        // Under TCG, arm64's `max` CPU authenticates pointers with QEMU's implementation-defined
+        // algorithm instead of the architected QARMA, which costs emulated guests much of their
+        // time (QEMU's docs/system/arm/cpu-features.rst); it changes nothing userfaultfd does.
+        let tcg_cpu = match self.arch {
+            Arch::X86_64 => "max",
+            Arch::Arm64 => "max,pauth-impdef=on",
         };
-        let mut c = Command::new(&s.qemu);
+        let (accel, cpu) = match self.accel() {
+            Accel::Kvm => ("kvm", "host"),
+            Accel::Tcg => ("tcg,thread=single", tcg_cpu),
+            Accel::TcgMulti => ("tcg,thread=multi", tcg_cpu),
+        };
+        let qemu = s.qemu_for(self.arch);
+        if self.arch == Arch::Arm64 {
+            let version = version(&qemu);
+            // A QEMU that did not answer is named when it fails to start (`explain`).
+            if !version.is_empty() && !at_least_10(&version) {
+                bail!(
+                    "{} is {version}: the arm64 guests' results port is the virt board's second UART, which QEMU has from 10.0 (Debian: bookworm-backports' qemu-system-arm)",
+                    qemu.display()
+                );
+            }
+        }
+        let mut c = Command::new(&qemu);
         c.args(["-nodefaults", "-no-reboot", "-display", "none", "-monitor", "none"]);
+        // arm64: QEMU's `virt` board, booting the kernel image directly (no firmware); from QEMU
+        // 10.0 it has a second PL011 UART when given a second -serial (ttyAMA1: the results).
+        // Under KVM the interrupt controller is the host's (GICv3 on arm64 servers, where the
+        // board's default GICv2 cannot run).
+        match (self.arch, self.accel()) {
+            (Arch::Arm64, Accel::Kvm) => c.args(["-M", "virt,gic-version=host"]),
+            (Arch::Arm64, _) => c.args(["-M", "virt"]),
+            _ => &mut c,
+        };
         // qboot, QEMU's minimal firmware, instead of SeaBIOS: SeaBIOS's MP table lists only the boot
         // CPU, so a kernel without ACPI (the project's own builds) came up with one CPU of two; qboot
         // lists every CPU and passes QEMU's ACPI tables on unchanged for the kernels that use them.
         // A QEMU without it boots SeaBIOS: the Debian kernels (ACPI) still see every CPU, and a
         // build's guest stops, saying it has fewer CPUs than it was given.
-        if has_qboot(&s.qemu) {
+        if self.arch == Arch::X86_64 && has_qboot(&qemu) {
             c.args(["-bios", QBOOT]);
         }
         c.args(["-accel", accel, "-cpu", cpu])
@@ -137,8 +198,12 @@ impl Boot<'_> {
     pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
         match e.downcast_ref::<std::io::Error>() {
             Some(io) if io.kind() == std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                "{} not found: install QEMU (`sudo apt-get install qemu-system-x86`, or run as root and it is installed for you)",
-                self.settings.qemu.display()
+                "{} not found: install QEMU (`sudo apt-get install {}`, or run as root and it is installed for you)",
+                self.settings.qemu_for(self.arch).display(),
+                match self.arch {
+                    Arch::X86_64 => "qemu-system-x86",
+                    Arch::Arm64 => "qemu-system-arm",
+                }
             ),
             _ => e,
         }
@@ -171,6 +236,11 @@ fn has_qboot(qemu: &Path) -> bool {
 /// selftests took about five times as long (the whole matrix with them: 320 s against 90 s), so
 /// the default stays single-threaded and `tcg-mt` is for a machine with a core per guest CPU.
 pub fn multi_threaded_tcg_is_safe(version_line: &str) -> bool {
+    at_least_10(version_line)
+}
+
+/// Whether `qemu --version`'s first line names QEMU 10.0 or later.
+fn at_least_10(version_line: &str) -> bool {
     let Some(rest) = version_line.strip_prefix("QEMU emulator version ") else { return false };
     let major = rest.split('.').next().and_then(|m| m.parse::<u32>().ok());
     major.is_some_and(|m| m >= 10)
@@ -209,6 +279,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let boot = Boot {
             settings,
+            arch: Arch::X86_64,
             kernel: Path::new("/k/vmlinuz"),
             initrd: Path::new("/k/initrd"),
             console: dir.join("console.log"),
@@ -245,12 +316,45 @@ mod tests {
         let bad = Settings { suite_args: vec!["two words".into()], ..Settings::default() };
         let boot = Boot {
             settings: &bad,
+            arch: Arch::X86_64,
             kernel: Path::new("/k"),
             initrd: Path::new("/i"),
             console: "/dev/null".into(),
             stderr: "/dev/null".into(),
         };
         assert!(boot.command().unwrap_err().to_string().contains("no spaces or quotes"));
+    }
+
+    /// Issue 27: an arm64 guest boots with qemu-system-aarch64 on the virt board (no firmware),
+    /// its console on the first PL011 UART and the results on the second, no x86-only kernel
+    /// parameter, and TCG on an x86 machine even when KVM was chosen.
+    #[test]
+    fn an_arm64_guest_gets_its_own_machine() {
+        let s = Settings { accel: Accel::Kvm, ..Settings::default() };
+        let boot = Boot {
+            settings: &s,
+            arch: Arch::Arm64,
+            kernel: Path::new("/k/vmlinuz"),
+            initrd: Path::new("/k/initrd"),
+            console: "/dev/null".into(),
+            stderr: "/dev/null".into(),
+        };
+        let c = boot.command().unwrap();
+        assert_eq!(c.get_program(), BINARY_ARM64);
+        let a: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let after = |flag: &str| a[a.iter().position(|x| x == flag).unwrap() + 1].clone();
+        assert_eq!(after("-M"), "virt");
+        assert!(!a.contains(&"-bios".to_string()), "{a:?}");
+        let append = after("-append");
+        assert!(append.starts_with("console=ttyAMA0 ") && !append.contains("no_timer_check"), "{append}");
+        assert_eq!(a.iter().filter(|x| *x == "-serial").count(), 2, "console and results: {a:?}");
+        if Arch::native() == Arch::X86_64 {
+            assert_eq!(boot.accel(), Accel::Tcg);
+            assert_eq!(
+                (after("-accel"), after("-cpu")),
+                ("tcg,thread=single".into(), "max,pauth-impdef=on".into())
+            );
+        }
     }
 
     /// Multi-threaded TCG only on a QEMU measured not to race the guest's int3 text patching.

@@ -47,6 +47,7 @@ pub fn run_guest(
     std::fs::create_dir_all(logs)?;
     let boot = Boot {
         settings,
+        arch: image.arch,
         kernel: &image.vmlinuz,
         initrd,
         console: logs.join("console.log"),
@@ -88,14 +89,15 @@ pub fn run_guest(
         let info = RunInfo {
             release: image.release.clone(),
             source: image.source.clone(),
-            accel: settings.accel.name().to_string(),
+            accel: boot.accel().name().to_string(),
             date: now(),
             console_log: Some(log.clone()),
             duration_ms: Some(run.elapsed.as_millis() as u64),
             init_ms: run.decoded.start_uptime_ms(),
             suite_args: settings.suite_args.clone(),
             repeat: repeat(settings),
-            qemu: crate::boot::qemu::version(&settings.qemu),
+            qemu: crate::boot::qemu::version(&settings.qemu_for(image.arch)),
+            arch: Some(image.arch),
             boot_attempts: Some(attempt),
             failed_boots,
             build: image.build.clone(),
@@ -426,6 +428,7 @@ mod tests {
         std::fs::write(&initrd, "").unwrap();
         let image = Image {
             id: "stand-in".into(),
+            arch: model::arch::Arch::X86_64,
             vmlinuz: kernel,
             release: "6.1.0".into(),
             userfaultfd: None,

@@ -1,25 +1,61 @@
 //! Building the suite as the static binary that runs both as a guest's PID 1 and on the host.
 
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// `cargo build` of the suite, statically linked (glibc's static-pie), in the `guest` profile.
+/// The Rust target of the suite for `arch`: glibc's static-pie on x86_64 (as before
+/// architectures), musl on arm64, whose static C library and start files Rust's own toolchain
+/// ships (`rustup target add`; `rust-toolchain.toml` names the target).
+pub fn target(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => TARGET,
+        Arch::Arm64 => ARM64_TARGET,
+    }
+}
+
+const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
+
+/// Debian's cross compiler (`gcc-aarch64-linux-gnu`) and its kernel headers
+/// (`linux-libc-dev-arm64-cross`): `userfaultfd-sys` compiles a C file with the target's C compiler
+/// and runs bindgen over `<linux/userfaultfd.h>` for the target, whose `<asm/...>` must be arm64's.
+const ARM64_CC: &str = "aarch64-linux-gnu-gcc";
+const ARM64_HEADERS: &str = "/usr/aarch64-linux-gnu/include";
+
+/// `cargo build` of the suite for this machine's architecture, statically linked, in the `guest`
+/// profile: the one that runs on the host and prints the catalogue.
 pub fn build(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    build_for(sh, root, Arch::native())
+}
+
+/// The suite for `arch`. arm64's is cross-compiled for musl and linked with `rust-lld` and the
+/// target's self-contained musl start files and C library (what Rust's toolchain ships for it):
+/// Debian's cross gcc would link its own glibc start files instead; it only compiles
+/// `userfaultfd-sys`'s C file.
+pub fn build_for(sh: &Shell, root: &Path, arch: Arch) -> Result<PathBuf> {
     let _cwd = sh.push_dir(root);
     let version = version(sh, root);
     let rev = version.split_once('+').map_or("", |(_, rev)| rev);
-    cmd!(sh, "cargo build --quiet --package suite --profile guest --target {TARGET}")
+    let target = target(arch);
+    let mut build = cmd!(sh, "cargo build --quiet --package suite --profile guest --target {target}")
         // With an explicit --target, RUSTFLAGS reach only target artefacts, not build scripts.
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         // The suite names its own build in its results (`0.1.0+abc1234`).
         .env("UFFDC_SUITE_REV", rev)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .run()
-        .context("building the static suite")?;
-    let bin = root.join("target").join(TARGET).join("guest/suite");
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if arch == Arch::Arm64 {
+        install_target(sh, target)?;
+        let var = target.replace('-', "_");
+        build = build
+            .env(format!("CARGO_TARGET_{}_LINKER", var.to_uppercase()), "rust-lld")
+            .env(format!("CC_{var}"), ARM64_CC)
+            .env(format!("BINDGEN_EXTRA_CLANG_ARGS_{var}"), format!("-isystem {ARM64_HEADERS}"));
+    }
+    build.run().with_context(|| format!("building the static suite for {arch} ({target})"))?;
+    let bin = root.join("target").join(target).join("guest/suite");
     let elf = std::fs::read(&bin).with_context(|| format!("cannot read {}", bin.display()))?;
     if needs_interpreter(&elf) {
         bail!(
@@ -28,6 +64,19 @@ pub fn build(sh: &Shell, root: &Path) -> Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+/// The target's standard library, added with rustup when the toolchain lacks it (rustup installs
+/// what `rust-toolchain.toml` names only with the toolchain itself).
+fn install_target(sh: &Shell, target: &str) -> Result<()> {
+    let libdir = cmd!(sh, "rustc --print target-libdir --target {target}").quiet().read()?;
+    if Path::new(libdir.trim()).is_dir() {
+        return Ok(());
+    }
+    eprintln!("rustup  target add {target}");
+    cmd!(sh, "rustup target add {target}")
+        .run()
+        .with_context(|| format!("`rustup target add {target}` (the arm64 suite's standard library)"))
 }
 
 /// Whether an ELF64 executable has a PT_INTERP program header (needs a dynamic loader).

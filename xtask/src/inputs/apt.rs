@@ -4,6 +4,7 @@
 //! checked against Debian's keyring.
 
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
@@ -137,7 +138,7 @@ fn debian_mirrors(entries: &[Entry]) -> (Option<String>, Option<String>) {
     (find(false), find(true))
 }
 
-/// A private apt over a set of suites.
+/// A private apt over a set of suites, for one architecture.
 pub struct Apt {
     dir: PathBuf,
     pub mirrors: Mirrors,
@@ -147,9 +148,10 @@ pub struct Apt {
 }
 
 impl Apt {
-    /// Prepares `<cache>/apt` for `suites` (security suites from the security mirror).
-    pub fn new(cache: &Path, mirrors: Mirrors, suites: &[String]) -> Result<Apt> {
-        let dir = cache.join("apt");
+    /// Prepares `<cache>/apt` for `suites` (security suites from the security mirror), or
+    /// `<cache>/apt-<arch>` for another architecture than x86_64 (lists and .debs of its own).
+    pub fn new(cache: &Path, mirrors: Mirrors, suites: &[String], arch: Arch) -> Result<Apt> {
+        let dir = cache.join(dir_name(arch));
         for d in ["lists/partial", "cache/archives/partial", "debs"] {
             std::fs::create_dir_all(dir.join(d))?;
         }
@@ -175,7 +177,7 @@ impl Apt {
         if !dir.join("status").exists() {
             crate::util::write_atomic(&dir.join("status"), b"")?;
         }
-        let options = apt_options(&dir);
+        let options = apt_options(&dir, arch);
         Ok(Apt { dir, mirrors, options, stale })
     }
 
@@ -306,17 +308,31 @@ pub struct LazyApt {
     cache: PathBuf,
     mirror: Option<String>,
     suites: Vec<String>,
+    /// Whose packages it fetches (`APT::Architecture`).
+    pub arch: Arch,
     apt: Option<Apt>,
 }
 
 impl LazyApt {
+    /// An apt for x86_64 (amd64) packages, and the architecture-independent ones.
     pub fn new(cache: &Path, mirror: Option<String>, suites: Vec<String>) -> LazyApt {
-        LazyApt { cache: cache.to_path_buf(), mirror, suites, apt: None }
+        LazyApt { cache: cache.to_path_buf(), mirror, suites, arch: Arch::X86_64, apt: None }
+    }
+
+    /// The same apt (mirror, suites) for another architecture's packages.
+    pub fn for_arch(&self, arch: Arch) -> LazyApt {
+        LazyApt {
+            cache: self.cache.clone(),
+            mirror: self.mirror.clone(),
+            suites: self.suites.clone(),
+            arch,
+            apt: None,
+        }
     }
 
     /// Where downloaded .debs are kept.
     pub fn debs_dir(&self) -> PathBuf {
-        self.cache.join("apt/debs")
+        self.cache.join(dir_name(self.arch)).join("debs")
     }
 
     /// Serves `suite` too (an apt already made without it is made again on next use).
@@ -330,7 +346,7 @@ impl LazyApt {
     pub fn get(&mut self) -> Result<&mut Apt> {
         if self.apt.is_none() {
             let mirrors = mirrors(self.mirror.as_deref())?;
-            self.apt = Some(Apt::new(&self.cache, mirrors, &self.suites)?);
+            self.apt = Some(Apt::new(&self.cache, mirrors, &self.suites, self.arch)?);
         }
         Ok(self.apt.as_mut().expect("just made"))
     }
@@ -352,7 +368,16 @@ impl Mirrors {
     }
 }
 
-fn apt_options(apt: &Path) -> Vec<String> {
+/// The private apt's directory under the cache: `apt` for x86_64 (as before architectures), else
+/// `apt-<debian arch>`.
+fn dir_name(arch: Arch) -> String {
+    match arch {
+        Arch::X86_64 => "apt".to_string(),
+        other => format!("apt-{}", other.debian()),
+    }
+}
+
+fn apt_options(apt: &Path, arch: Arch) -> Vec<String> {
     let p = |rel: &str| apt.join(rel).display().to_string();
     let mut o = vec![
         format!("Dir::Etc::SourceList={}", p("sources.list")),
@@ -367,8 +392,8 @@ fn apt_options(apt: &Path) -> Vec<String> {
         "Debug::NoLocking=1".to_string(),
         "APT::Sandbox::User=root".to_string(),
         "Acquire::Languages=none".to_string(),
-        "APT::Architecture=amd64".to_string(),
-        "APT::Architectures=amd64".to_string(),
+        format!("APT::Architecture={}", arch.debian()),
+        format!("APT::Architectures={}", arch.debian()),
     ];
     for target in ["DEP-11", "DEP-11-icons", "DEP-11-icons-small", "DEP-11-icons-hidpi", "CNF"] {
         o.push(format!("Acquire::IndexTargets::deb::{target}::DefaultEnabled=false"));

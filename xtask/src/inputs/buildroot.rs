@@ -122,46 +122,41 @@ pub fn ensure(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<BuildRoot> {
     let key = lock.key()?;
     let builds = Cache::new(root).dir.join("builds");
     let dir = builds.join(format!("root-{key}"));
-    let marker = dir.join(".uffdc-pins.toml");
     let pins = toml::to_string(&lock)?;
     let made = BuildRoot { dir: dir.clone(), key: key.clone(), compiler: compiler(&lock) };
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == pins) {
-        return Ok(made);
-    }
-    std::fs::create_dir_all(&builds)?;
-    let _lock = crate::util::lock(&builds.join("root.lock"))?;
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == pins) {
-        return Ok(made);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
     apt.add_suite(RELEASE);
-    eprintln!(
-        "build   toolchain: unpacking {} pinned packages of {RELEASE} into {}",
-        lock.packages.len(),
-        crate::util::display_path(&dir)
-    );
-    for pin in &lock.packages {
-        let deb = pin::verified(sh, pin, apt, LOCK, REFRESH)?;
-        debs::unpack(&deb, &dir).with_context(|| format!("unpacking {}", deb.display()))?;
-    }
-    finish(&dir)?;
-    for tool in [
-        "usr/bin/gcc",
-        "usr/bin/make",
-        "usr/bin/bison",
-        "usr/bin/flex",
-        "usr/bin/bc",
-        "usr/bin/sh",
-        "usr/bin/ccache",
-    ] {
-        if !dir.join(tool).exists() {
-            bail!(
-                "the toolchain in {} has no /{tool}: pin packages that provide it (`{REFRESH}`)",
-                dir.display()
-            );
-        }
-    }
-    crate::util::write_atomic(&marker, pins.as_bytes())?;
+    let packages: Vec<&pin::DebPin> = lock.packages.iter().collect();
+    let what = format!("build   toolchain of {RELEASE}");
+    debs::unpacked_root(
+        sh,
+        &dir,
+        &builds.join("root.lock"),
+        &pins,
+        &packages,
+        apt,
+        (LOCK, REFRESH),
+        &what,
+        |dir| {
+            finish(dir)?;
+            for tool in [
+                "usr/bin/gcc",
+                "usr/bin/make",
+                "usr/bin/bison",
+                "usr/bin/flex",
+                "usr/bin/bc",
+                "usr/bin/sh",
+                "usr/bin/ccache",
+            ] {
+                if !dir.join(tool).exists() {
+                    bail!(
+                        "the toolchain in {} has no /{tool}: pin packages that provide it (`{REFRESH}`)",
+                        dir.display()
+                    );
+                }
+            }
+            Ok(())
+        },
+    )?;
     Ok(made)
 }
 

@@ -315,6 +315,7 @@ fn cached(root: &Path, id: &str, kernel: &str) -> Option<Image> {
     };
     Some(Image {
         id: KernelId::from(id),
+        arch: model::arch::Arch::X86_64,
         vmlinuz,
         release: entry.release.clone(),
         userfaultfd,

@@ -53,6 +53,43 @@ pub fn unpack(deb: &Path, dir: &Path) -> Result<()> {
     })
 }
 
+/// A root unpacked from pinned .debs, made once: `dir/.uffdc-pins.toml` holds `marker` (what the
+/// pins were), and a root without exactly that is made again, under the flock `lock`, from each
+/// pin's verified .deb (`lock_file` and `refresh` name its lock file and the command that rewrites
+/// it), then `finish`ed before the marker is written. `what` names it in the progress line.
+/// Returns whether it was made now.
+#[allow(clippy::too_many_arguments)]
+pub fn unpacked_root(
+    sh: &xshell::Shell,
+    dir: &Path,
+    lock: &Path,
+    marker: &str,
+    pins: &[&crate::inputs::pin::DebPin],
+    apt: &mut crate::inputs::apt::LazyApt,
+    (lock_file, refresh): (&str, &str),
+    what: &str,
+    finish: impl FnOnce(&Path) -> Result<()>,
+) -> Result<bool> {
+    let made = || std::fs::read_to_string(dir.join(".uffdc-pins.toml")).is_ok_and(|m| m == marker);
+    if made() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(lock.parent().expect("a lock file in a directory"))?;
+    let _lock = crate::util::lock(lock)?;
+    if made() {
+        return Ok(false);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    eprintln!("{what}: unpacking {} pinned packages into {}", pins.len(), crate::util::display_path(dir));
+    for pin in pins {
+        let deb = crate::inputs::pin::verified(sh, pin, apt, lock_file, refresh)?;
+        unpack(&deb, dir).with_context(|| format!("unpacking {}", deb.display()))?;
+    }
+    finish(dir)?;
+    crate::util::write_atomic(&dir.join(".uffdc-pins.toml"), marker.as_bytes())?;
+    Ok(true)
+}
+
 /// Calls `f` with each entry of a .deb's data (`dpkg-deb --fsys-tarfile`, read as it comes); a .deb
 /// that cannot be read to its end is named as damaged.
 pub fn each_file(

@@ -6,6 +6,7 @@ use crate::inputs::apt::LazyApt;
 use crate::inputs::pin::DebPin;
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -85,6 +86,10 @@ pub struct Track {
     /// The flavour's meta package, e.g. `linux-image-cloud-amd64`; its dependencies lead to the
     /// package that holds the kernel image.
     pub meta: String,
+    /// The architecture (`x86_64` unless said: `arm64`); the meta package is that of its Debian
+    /// architecture (`-amd64`, `-arm64`).
+    #[serde(default)]
+    pub arch: Arch,
     /// Why this kernel is in the matrix.
     pub why: String,
 }
@@ -96,6 +101,9 @@ pub struct Pin {
     pub suite: String,
     pub package: String,
     pub version: String,
+    /// The architecture of the package (x86_64 when a lock from before architectures says none).
+    #[serde(default)]
+    pub arch: Arch,
     /// The kernel's `uname -r`, from the image's file name.
     pub release: String,
     /// sha256 of the .deb.
@@ -118,7 +126,11 @@ impl Pin {
 
     /// How a results file names this kernel's origin.
     pub fn source(&self) -> String {
-        format!("debian {} {} {} (deb sha256 {})", self.suite, self.package, self.version, self.sha256)
+        let arch = match self.arch {
+            Arch::X86_64 => String::new(),
+            other => format!(":{}", other.debian()),
+        };
+        format!("debian {} {}{arch} {} (deb sha256 {})", self.suite, self.package, self.version, self.sha256)
     }
 }
 
@@ -224,6 +236,23 @@ impl Fleet {
         if let Some(id) = tracks.builds.keys().find(|id| tracks.tracks.contains_key(*id)) {
             bail!("{TRACKS}: {id:?} is both a track and a build: give them different ids");
         }
+        for (id, track) in &tracks.tracks {
+            let debian = track.arch.debian();
+            if !track.meta.ends_with(&format!("-{debian}")) {
+                bail!(
+                    "{TRACKS}: track {id:?} is {} but its meta package {} is not Debian's {debian}: name the -{debian} flavour, or set arch",
+                    track.arch,
+                    track.meta
+                );
+            }
+            if let Some(pin) = lock.kernels.get(id).filter(|p| p.arch != track.arch) {
+                bail!(
+                    "{LOCK}: {id:?} is pinned for {} but {TRACKS} says {}: run `cargo xtask images refresh {id}`",
+                    pin.arch,
+                    track.arch
+                );
+            }
+        }
         Ok(Fleet { tracks: tracks.tracks, builds: tracks.builds, lock })
     }
 
@@ -250,6 +279,22 @@ impl Fleet {
     /// Every kernel id: the tracks, then the builds.
     pub fn ids(&self) -> Vec<KernelId> {
         self.tracks.keys().chain(self.builds.keys()).cloned().collect()
+    }
+
+    /// The architectures other than this machine's that `ids` (every kernel when empty) run on:
+    /// their suites are cross-built.
+    pub fn arches(&self, ids: &[KernelId]) -> Vec<Arch> {
+        let ids = if ids.is_empty() { self.ids() } else { ids.to_vec() };
+        let mut arches: Vec<Arch> =
+            ids.iter().filter_map(|id| self.arch(id)).filter(|a| *a != Arch::native()).collect();
+        arches.sort();
+        arches.dedup();
+        arches
+    }
+
+    /// The architecture of a column of the fleet (builds are x86_64), `None` for an unknown id.
+    pub fn arch(&self, id: &str) -> Option<Arch> {
+        self.tracks.get(id).map(|t| t.arch).or_else(|| self.builds.contains_key(id).then_some(Arch::X86_64))
     }
 
     /// The requested ids (all when none are), split into the packaged kernels' pins and the
@@ -286,6 +331,8 @@ impl Fleet {
 #[derive(Clone, Debug)]
 pub struct Image {
     pub id: KernelId,
+    /// The architecture it runs on: which QEMU boots it, and which suite goes into its initramfs.
+    pub arch: Arch,
     pub vmlinuz: PathBuf,
     /// The kernel's `uname -r` as far as known before booting (from the package's file names).
     pub release: String,
@@ -356,6 +403,7 @@ impl Cache {
             .then(|| (config, format!("/boot/config-{} of {} {}", entry.release, pin.package, pin.version)));
         intact.then(|| Image {
             id: KernelId::from(id),
+            arch: pin.arch,
             vmlinuz,
             release: entry.release,
             userfaultfd: entry.userfaultfd,
@@ -375,6 +423,14 @@ impl Cache {
         if let Some(image) = self.cached(id, pin) {
             return Ok(image);
         }
+        // The package comes from the private apt of its own architecture.
+        let mut own;
+        let apt = if apt.arch == pin.arch {
+            apt
+        } else {
+            own = apt.for_arch(pin.arch);
+            &mut own
+        };
         let deb = crate::inputs::pin::verified(sh, &pin.deb(), apt, LOCK, "cargo xtask images refresh")
             .map_err(|e| anyhow::anyhow!("{id}: {e:#}"))?;
         self.unpack(id, pin, &deb)
@@ -397,6 +453,7 @@ impl Cache {
             suite: got.suite,
             package: got.package,
             version: got.version,
+            arch: apt.arch,
             release: String::new(),
             sha256: got.sha256,
             size: got.size,
@@ -465,6 +522,7 @@ impl Cache {
         });
         Ok(Image {
             id: KernelId::from(id),
+            arch: pin.arch,
             vmlinuz: dir.join("vmlinuz"),
             release,
             userfaultfd,
@@ -547,6 +605,40 @@ mod tests {
         assert!(err.contains("cargo xtask images refresh"), "{err}");
     }
 
+    /// Issue 27: architecture is an axis of the fleet; a track's meta package is its
+    /// architecture's, and a pin for another architecture than its track's is refused.
+    #[test]
+    fn arm64_tracks_are_pinned_for_arm64() {
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        for id in [
+            "debian-5.10-cloud-arm64",
+            "debian-6.1-cloud-arm64",
+            "debian-6.12-cloud-arm64",
+            "debian-7.2-cloud-arm64",
+        ] {
+            assert_eq!(fleet.tracks[id].arch, Arch::Arm64, "{id}");
+            assert_eq!(fleet.lock.kernels[id].arch, Arch::Arm64, "{id}");
+            assert!(fleet.lock.kernels[id].package.ends_with("-arm64"), "{id}");
+        }
+        assert_eq!(fleet.arch("debian-6.1-cloud"), Some(Arch::X86_64));
+        if Arch::native() == Arch::X86_64 {
+            assert_eq!(fleet.arches(&["debian-6.1-cloud".into()]), []);
+            assert_eq!(fleet.arches(&[]), [Arch::Arm64]);
+        }
+        let dir = root.join("target/uffdc/tests/fleet-arch");
+        std::fs::create_dir_all(dir.join("images")).unwrap();
+        let tracks = "[tracks.\"k-arm64\"]\nsuites = [\"bookworm\"]\nmeta = \"linux-image-cloud-amd64\"\narch = \"arm64\"\nwhy = \"w\"\n";
+        std::fs::write(dir.join(TRACKS), tracks).unwrap();
+        let err = Fleet::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("not Debian's arm64") && !err.contains('\n'), "{err}");
+        std::fs::write(dir.join(TRACKS), tracks.replace("-amd64", "-arm64")).unwrap();
+        let pin = "[kernels.\"k-arm64\"]\nsuite = \"s\"\npackage = \"p\"\nversion = \"1\"\nrelease = \"r\"\nsha256 = \"0\"\nsize = 1\n";
+        std::fs::write(dir.join(LOCK), pin).unwrap();
+        let err = Fleet::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("pinned for x86_64") && err.contains("images refresh k-arm64"), "{err}");
+    }
+
     #[test]
     fn a_corrupted_cached_image_is_not_used() {
         let dir = crate::util::project_root().join("target/uffdc/tests/cache-corruption");
@@ -556,6 +648,7 @@ mod tests {
             suite: "s".into(),
             package: "p".into(),
             version: "1".into(),
+            arch: Arch::X86_64,
             release: "6.1.0-test".into(),
             sha256: "0".repeat(64),
             size: 1,

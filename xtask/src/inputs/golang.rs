@@ -13,6 +13,7 @@ use crate::inputs::apt::{self, LazyApt};
 use crate::inputs::fleet::{Cache, Fleet};
 use crate::inputs::pin::{self, DebPin, Lock};
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use xshell::{cmd, Shell};
@@ -72,9 +73,20 @@ fn dir(root: &Path) -> PathBuf {
 /// The workload, built with the pinned toolchain (fetched, verified and unpacked first if need
 /// be), or taken from the cache when that toolchain already built this source.
 pub fn workload(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Workload> {
+    workload_for(sh, root, mirror, Arch::native())
+}
+
+/// [`workload`] for `arch` (`GOARCH`): another architecture's build is named by it in the cache,
+/// and its Go release read from the binary's build information (`go version FILE`), since it
+/// cannot run here.
+pub fn workload_for(sh: &Shell, root: &Path, mirror: Option<String>, arch: Arch) -> Result<Workload> {
     let lock = load(root)?;
     let key = build_key(root, &lock)?;
-    let out = dir(root).join("build").join(format!("{NAME}-{key}"));
+    let name = match arch {
+        Arch::X86_64 => format!("{NAME}-{key}"),
+        other => format!("{NAME}-{}-{key}", other.name()),
+    };
+    let out = dir(root).join("build").join(name);
     let version_file = out.with_extension("version");
     let cached = || -> Option<Workload> {
         let version = std::fs::read_to_string(&version_file).ok()?.trim().to_string();
@@ -93,13 +105,23 @@ pub fn workload(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Workl
     let _cwd = sh.push_dir(root.join(SOURCE));
     eprintln!("go      build {SOURCE} with {} ({})", go_version(&lock), crate::util::display_path(&goroot));
     go(sh, root, &goroot, &["build"])
+        .env("GOARCH", arch.goarch())
         .args(BUILD_FLAGS)
         .arg(&tmp)
         .arg(".")
         .quiet()
         .run()
-        .with_context(|| format!("building the Go workload ({SOURCE}) with {}", goroot.display()))?;
-    let version = cmd!(sh, "{tmp} version").quiet().read().context("uffdc-go version")?.trim().to_string();
+        .with_context(|| {
+            format!("building the Go workload ({SOURCE}) for {arch} with {}", goroot.display())
+        })?;
+    let version = if arch == Arch::native() {
+        cmd!(sh, "{tmp} version").quiet().read().context("uffdc-go version")?.trim().to_string()
+    } else {
+        // `FILE: go1.24.4`
+        let line =
+            go(sh, root, &goroot, &["version"]).arg(&tmp).quiet().read().context("go version uffdc-go")?;
+        line.rsplit(' ').next().unwrap_or_default().trim().to_string()
+    };
     if !version.starts_with("go") {
         bail!("the built Go workload reports version {version:?}, not go1.N.M");
     }
@@ -215,6 +237,7 @@ fn apt_for(root: &Path, lock: &Lock, mirror: Option<String>) -> Result<LazyApt> 
                 crate::inputs::fleet::Track {
                     suites: vec![pin.suite.clone()],
                     meta: String::new(),
+                    arch: Default::default(),
                     why: String::new(),
                 },
             );

@@ -4,6 +4,7 @@
 pub mod apt;
 pub mod buildroot;
 pub mod builds;
+pub mod criu;
 pub mod debs;
 pub mod fleet;
 pub mod golang;

@@ -12,6 +12,12 @@ use xshell::{cmd, Shell};
 pub enum Need {
     /// qemu-system-x86_64, to boot guest kernels.
     Qemu,
+    /// qemu-system-aarch64, to boot the arm64 columns' kernels.
+    QemuArm64,
+    /// Debian's cross C compiler for arm64 and its C library headers: the suite's
+    /// `userfaultfd-sys` compiles a C file and runs bindgen over the kernel's headers for its
+    /// target, so the arm64 suite needs a C compiler and headers for aarch64.
+    CrossGccArm64,
     /// libclang, for the `userfaultfd-sys` crate's bindgen build step.
     Libclang,
     /// apt-get and dpkg-deb, to fetch kernels with Debian's own tooling.
@@ -32,23 +38,28 @@ pub enum Need {
 }
 
 impl Need {
-    fn package(self) -> &'static str {
+    /// The Debian packages that meet it.
+    fn packages(self) -> &'static [&'static str] {
         match self {
-            Need::Qemu => "qemu-system-x86",
-            Need::Libclang => "libclang-dev",
-            Need::AptTools => "apt",
-            Need::DebianKeyring => "debian-archive-keyring",
-            Need::Chromium => "chromium",
-            Need::PythonVenv => "python3-venv",
-            Need::Docker => "docker.io",
-            Need::Debootstrap => "debootstrap",
-            Need::Nodejs => "nodejs",
+            Need::Qemu => &["qemu-system-x86"],
+            Need::QemuArm64 => &["qemu-system-arm"],
+            Need::CrossGccArm64 => &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
+            Need::Libclang => &["libclang-dev"],
+            Need::AptTools => &["apt"],
+            Need::DebianKeyring => &["debian-archive-keyring"],
+            Need::Chromium => &["chromium"],
+            Need::PythonVenv => &["python3-venv"],
+            Need::Docker => &["docker.io"],
+            Need::Debootstrap => &["debootstrap"],
+            Need::Nodejs => &["nodejs"],
         }
     }
 
     fn what(self) -> &'static str {
         match self {
             Need::Qemu => "QEMU (qemu-system-x86_64)",
+            Need::QemuArm64 => "QEMU for arm64 (qemu-system-aarch64)",
+            Need::CrossGccArm64 => "a C compiler for arm64 (the arm64 suite's userfaultfd-sys compiles C)",
             Need::Libclang => "libclang (the userfaultfd-sys build step runs bindgen)",
             Need::AptTools => "apt-get and dpkg-deb (kernels are fetched with Debian's tooling)",
             Need::DebianKeyring => "Debian's archive keyring (archive signatures are checked)",
@@ -63,6 +74,10 @@ impl Need {
     fn present(self) -> bool {
         match self {
             Need::Qemu => on_path("qemu-system-x86_64"),
+            Need::QemuArm64 => on_path("qemu-system-aarch64"),
+            Need::CrossGccArm64 => {
+                on_path("aarch64-linux-gnu-gcc") && Path::new("/usr/aarch64-linux-gnu/include/linux").is_dir()
+            }
             Need::Libclang => libclang_present(),
             Need::AptTools => on_path("apt-get") && on_path("dpkg-deb"),
             Need::DebianKeyring => Path::new(DEBIAN_KEYRING).exists(),
@@ -77,6 +92,15 @@ impl Need {
             Need::Debootstrap => on_path("debootstrap"),
             Need::Nodejs => on_path("node"),
         }
+    }
+}
+
+/// What booting columns of `arch` needs beside what x86_64's do (QEMU for it, the suite's cross
+/// compiler).
+pub fn for_arch(arch: model::arch::Arch) -> Vec<Need> {
+    match arch {
+        model::arch::Arch::X86_64 => Vec::new(),
+        model::arch::Arch::Arm64 => vec![Need::QemuArm64, Need::CrossGccArm64],
     }
 }
 
@@ -125,7 +149,7 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().map(|n| n.package()).collect();
+    let packages: Vec<&str> = missing.iter().flat_map(|n| n.packages()).copied().collect();
     let what: Vec<&str> = missing.iter().map(|n| n.what()).collect();
     if !(is_root() && on_path("apt-get")) {
         bail!(
@@ -137,20 +161,30 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
     eprintln!("installing {} ({})", packages.join(" "), what.join(", "));
     let quiet = ["-q", "-o", "Dpkg::Use-Pty=0"];
     cmd!(sh, "apt-get {quiet...} update").env("DEBIAN_FRONTEND", "noninteractive").run()?;
-    let removed = would_remove(sh, &[], &packages)?;
-    let route = if removed.is_empty() {
+    // apt either removes what conflicts (bookworm's qemu-system-x86 against backports'
+    // qemu-utils) or, where the conflict is a dependency's exact version (bookworm's
+    // qemu-system-arm on backports' qemu-system-common), cannot install at all: both go to backports.
+    let (removed, failed) = match would_remove(sh, &[], &packages) {
+        Ok(removed) => (removed, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let route = if removed.is_empty() && failed.is_none() {
         Vec::new()
     } else {
         match backports_route(sh)? {
-            Some(route) if would_remove(sh, &route, &packages)?.is_empty() => {
+            Some(route) if would_remove(sh, &route, &packages).is_ok_and(|r| r.is_empty()) => {
                 eprintln!(
-                    "note: the distribution's {} would replace {} (installed); taking them from {} instead",
+                    "note: the distribution's {} {}; taking them from {} instead",
                     packages.join(" "),
-                    removed.join(", "),
+                    match &failed {
+                        Some(e) => format!("cannot be installed here ({e:#})"),
+                        None => format!("would replace {} (installed)", removed.join(", ")),
+                    },
                     route.last().map(String::as_str).unwrap_or("backports"),
                 );
                 route
             }
+            _ if failed.is_some() => return Err(failed.expect("checked")),
             _ => bail!(
                 "installing {} would remove {} (installed, and never removed by this tool): install versions that match it (e.g. from your distribution's backports), or replace it yourself with `sudo apt-get install {} {}`",
                 packages.join(" "),

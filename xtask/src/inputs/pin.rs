@@ -133,6 +133,7 @@ mod tests {
         for (path, refresh) in [
             ("images/toolchain.lock", "cargo xtask images refresh toolchain"),
             ("images/go.lock", "cargo xtask images refresh go"),
+            ("images/criu.lock", "cargo xtask images refresh criu"),
         ] {
             let text = std::fs::read_to_string(root.join(path)).unwrap();
             let body = &text[text.find("[[packages]]").unwrap()..];

@@ -5,6 +5,8 @@
 use crate::inputs::apt::{self, LazyApt};
 use crate::inputs::fleet::{Cache, Fleet, KernelId, Track, LOCK};
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
+use std::collections::BTreeMap;
 use std::path::Path;
 use xshell::Shell;
 
@@ -16,6 +18,8 @@ pub const TOOLCHAIN: &str = "toolchain";
 pub const SOURCES: &str = "sources";
 /// `go` names the Go toolchain (images/go.lock).
 pub const GO: &str = "go";
+/// `criu` names the guests' CRIU (images/criu.lock).
+pub const CRIU: &str = "criu";
 
 /// Re-resolves every pin (or those of the named ids: tracks, builds, `toolchain`, `go`, `sources`)
 /// and rewrites the locks.
@@ -32,9 +36,15 @@ pub fn pins(sh: &Shell, root: &Path, ids: Vec<String>, mirror: Option<String>) -
     if all || ids.iter().any(|i| i == GO) {
         crate::inputs::golang::refresh(sh, root, apt)?;
     }
+    if all || ids.iter().any(|i| i == CRIU) {
+        crate::inputs::criu::refresh(sh, root, apt)?;
+    }
     let sources = ids.iter().any(|i| i == SOURCES);
-    let ids: Vec<KernelId> =
-        ids.into_iter().filter(|i| i != TOOLCHAIN && i != SOURCES && i != GO).map(KernelId::from).collect();
+    let ids: Vec<KernelId> = ids
+        .into_iter()
+        .filter(|i| i != TOOLCHAIN && i != SOURCES && i != GO && i != CRIU)
+        .map(KernelId::from)
+        .collect();
     let tracks: Vec<KernelId> = ids.iter().filter(|i| !fleet.builds.contains_key(*i)).cloned().collect();
     if all || !tracks.is_empty() {
         kernel_tracks(sh, root, fleet, &cache, apt, &tracks)?;
@@ -55,15 +65,47 @@ fn kernel_tracks(
     apt: &mut LazyApt,
     ids: &[KernelId],
 ) -> Result<()> {
-    apt.get()?.update(sh, true)?;
     let ids: Vec<KernelId> =
         if ids.is_empty() { fleet.tracks.keys().cloned().collect() } else { ids.to_vec() };
+    // A private apt per architecture (`APT::Architecture`), each updated once.
+    let mut apts: BTreeMap<Arch, LazyApt> = BTreeMap::new();
     for id in &ids {
         let Some(track) = fleet.tracks.get(id).cloned() else {
             bail!("unknown track {id:?} (see images/kernels.toml)");
         };
-        let (suite, package, version) = resolve(sh, apt, id, &track)?;
-        let (_, pin) = cache.fetch_new(sh, id, &suite, &package, &version, apt)?;
+        let apt = match apts.entry(track.arch) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let mut own = apt.for_arch(track.arch);
+                own.get()?.update(sh, true)?;
+                e.insert(own)
+            }
+        };
+        // The newest version the archive lists, else (a mirror that lists a version it does not
+        // serve: seen here with bullseye-security's arm64 kernels) the next newer one that downloads.
+        let mut pinned = None;
+        let mut failures = Vec::new();
+        for (version, suite) in candidates(sh, apt, id, &track)? {
+            let package = kernel_package(sh, apt, id, &track, &version)?;
+            match cache.fetch_new(sh, id, &suite, &package, &version, apt) {
+                Ok((_, pin)) => {
+                    pinned = Some((package, version, pin));
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("note: {id}: {package} {version} ({suite}) could not be fetched ({e:#}); trying the next older version");
+                    failures.push(format!("{package} {version}: {e:#}"));
+                }
+            }
+        }
+        let Some((package, version, pin)) = pinned else {
+            bail!(
+                "{id}: no version of {} in {} could be fetched: {}",
+                track.meta,
+                track.suites.join(", "),
+                failures.join("; ")
+            );
+        };
         match fleet.lock.kernels.get(id) {
             Some(old) if old == &pin => println!("{id:<20} unchanged: {package} {version}"),
             Some(old) => {
@@ -79,22 +121,33 @@ fn kernel_tracks(
     Ok(())
 }
 
-/// The newest version of the track's meta package in its suites, followed through its
-/// dependencies to the package that holds the kernel: the first `linux-image-*` or
-/// `linux-binary-*` dependency (not unsigned) whose installed size is that of a kernel (newer
-/// Debian packages keep vmlinuz in `linux-binary-*`; `linux-image-*` became a small meta package).
-/// The download in `fetch_new` then proves the package really holds a kernel image.
-fn resolve(sh: &Shell, apt: &mut LazyApt, id: &str, track: &Track) -> Result<(String, String, String)> {
+/// The versions of the track's meta package in its suites, newest first.
+fn candidates(sh: &Shell, apt: &mut LazyApt, id: &str, track: &Track) -> Result<Vec<(String, String)>> {
     let apt = apt.get()?;
-    let mut best: Option<(String, String)> = None;
-    for (version, suite) in apt.versions(sh, &track.meta)? {
-        if track.suites.contains(&suite) && best.as_ref().is_none_or(|(v, _)| apt::newer(sh, &version, v)) {
-            best = Some((version, suite));
-        }
-    }
-    let Some((version, suite)) = best else {
+    let mut found: Vec<(String, String)> = apt
+        .versions(sh, &track.meta)?
+        .into_iter()
+        .filter(|(_, suite)| track.suites.contains(suite))
+        .collect();
+    if found.is_empty() {
         bail!("{id}: no {} in {}: is the mirror complete?", track.meta, track.suites.join(", "));
-    };
+    }
+    // An insertion sort by dpkg's order (a handful of versions).
+    let mut sorted: Vec<(String, String)> = Vec::new();
+    for candidate in found.drain(..) {
+        let at = sorted.iter().position(|(v, _)| apt::newer(sh, &candidate.0, v)).unwrap_or(sorted.len());
+        sorted.insert(at, candidate);
+    }
+    Ok(sorted)
+}
+
+/// The meta package at `version` followed through its dependencies to the package that holds the
+/// kernel: the first `linux-image-*` or `linux-binary-*` dependency (not unsigned) whose installed
+/// size is that of a kernel (newer Debian packages keep vmlinuz in `linux-binary-*`;
+/// `linux-image-*` became a small meta package). The download in `fetch_new` then proves the
+/// package really holds a kernel image.
+fn kernel_package(sh: &Shell, apt: &mut LazyApt, id: &str, track: &Track, version: &str) -> Result<String> {
+    let apt = apt.get()?;
     let mut queue = vec![track.meta.clone()];
     let mut seen = Vec::new();
     while let Some(package) = queue.pop() {
@@ -103,11 +156,11 @@ fn resolve(sh: &Shell, apt: &mut LazyApt, id: &str, track: &Track) -> Result<(St
         }
         seen.push(package.clone());
         let fields = apt
-            .show(sh, &package, &version)
+            .show(sh, &package, version)
             .with_context(|| format!("{id}: {package}={version} vanished from the lists"))?;
         let installed_kb: u64 = fields.get("Installed-Size").and_then(|s| s.parse().ok()).unwrap_or(0);
         if package != track.meta && installed_kb >= 4096 {
-            return Ok((suite, package, version));
+            return Ok(package);
         }
         let deps = fields.get("Depends").cloned().unwrap_or_default();
         let mut next: Vec<String> = deps

@@ -17,15 +17,21 @@ pub fn profiles_markdown(v: &View<'_>) -> String {
     }
     md += "What a piece of software needs (`profiles/<name>.toml`), checked on every kernel: ✅ satisfies, \
            ❌ violates, ❔ not checked (a needed behaviour said nothing about that kernel). Check a profile with \
-           `cargo xtask check NAME`, or on a production host with `cargo xtask check NAME --host`.\n\n| profile |";
+           `cargo xtask check NAME`, or on a production host with `cargo xtask check NAME --host`. \"Needs at least\" is the \
+           oldest kernel version the behaviours' expectation tables say it works on.\n\n| profile | needs at least |";
     for k in &v.order {
         let _ = write!(md, " {k} ({}) |", v.label(k));
     }
-    md += "\n|---|";
+    md += "\n|---|---|";
     md += &"---|".repeat(v.order.len());
     md += "\n";
     for (p, per) in &v.profiles {
-        let _ = write!(md, "| [{}](../profiles/{}.toml) |", p.name, p.name);
+        let minimum = match model::documented::minimum(p, &v.compat.behaviours).0 {
+            Some(model::documented::Since::From(at)) => at.to_string(),
+            Some(other) => other.to_string(),
+            None => "-".to_string(),
+        };
+        let _ = write!(md, "| [{}](../profiles/{}.toml) | {minimum} |", p.name, p.name);
         for k in &v.order {
             let check = &per[k];
             let n = check.needs.iter().filter(|c| c.status != Status::Met).count();
@@ -331,8 +337,16 @@ pub fn markdown(v: &View<'_>) -> String {
     md += &configurations_markdown(v);
     md += &selftests_markdown(v);
     md += &timelines_markdown(v);
-    for (family, ids) in families(compat) {
-        let _ = write!(md, "\n## {family}\n\n| behaviour |");
+    // The kernels' own selftest cases last, folded under their counts.
+    let mut families: Vec<(&str, Vec<&str>)> = families(compat).into_iter().collect();
+    families.sort_by_key(|(f, _)| *f == model::data::SELFTESTS);
+    for (family, ids) in families {
+        let selftests = family == model::data::SELFTESTS;
+        let _ = write!(md, "\n## {family}\n\n");
+        if selftests {
+            let _ = write!(md, "<details><summary>{}</summary>\n\n", selftest_summary(v));
+        }
+        md += "| behaviour |";
         for k in &v.order {
             let _ = write!(md, " {k} |");
         }
@@ -341,9 +355,11 @@ pub fn markdown(v: &View<'_>) -> String {
         md += "\n";
         for id in ids {
             let b = &compat.behaviours[id];
-            let _ = write!(md, "| `{id}` {} |", cell_text(&b.summary, 100));
+            let since = supported_since(b).map_or_else(String::new, |s| format!(" ({})", supported_text(&s)));
+            let _ = write!(md, "| `{id}` {}{since} |", cell_text(&b.summary, 100));
             for k in &v.order {
                 match b.cells.get(*k) {
+                    Some(c) if not_in_selftests(b, c) => md += " · not in this kernel's selftests |",
                     Some(c) => {
                         let shown = match v.set_cell(id, k) {
                             Some((short, _, _)) => short,
@@ -355,6 +371,9 @@ pub fn markdown(v: &View<'_>) -> String {
                 }
             }
             md += "\n";
+        }
+        if selftests {
+            md += "\n</details>\n";
         }
     }
     md

@@ -4,8 +4,11 @@
 //! Both answer "can I run my software on this kernel?" first: the profiles' verdicts per kernel;
 //! then the findings, grouped by behaviour with the kernels as ranges; what changed since the
 //! previous matrix and between which point releases; the features and ioctls by kernel; and every
-//! cell. The page adds an overview of all behaviours × all kernels coloured by which distinct
-//! observation each kernel made, permalinks (`#ID/KERNEL`) and search.
+//! cell. The page adds a "pick the behaviours you rely on" control (a verdict per kernel and the
+//! minimum version from the expectation tables), an overview of all behaviours × all kernels
+//! coloured by verdict (a letter on a kernel that observed something else than most of its row),
+//! the kernels' own selftest cases folded under their counts, permalinks (`#ID/KERNEL`, whose
+//! details give the command that observes the cell again) and search.
 //!
 //! Kernel columns are in version order everywhere (`model::columns`). Nothing here assumes which
 //! behaviours or kernels there are. `view` computes what is shown once; `markdown` and `page`
@@ -16,6 +19,8 @@ pub mod markdown;
 pub mod page;
 pub mod view;
 
+#[cfg(test)]
+mod browser;
 #[cfg(test)]
 mod tests;
 

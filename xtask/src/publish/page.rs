@@ -4,6 +4,7 @@
 
 use super::view::*;
 use anyhow::{Context, Result};
+use model::documented::Since;
 use model::history::observes_the_kernel;
 use model::profile::Status;
 use model::Verdict;
@@ -44,6 +45,8 @@ pub fn page_data(v: &View<'_>) -> Value {
                     (
                         k.to_string(),
                         json!({"observed": c.observed, "verdict": c.verdict, "mark": mark(c.verdict), "reason": c.reason,
+                               "absent": not_in_selftests(b, c),
+                               "repro": if not_in_selftests(b, c) { None } else { reproduce(compat, id, k) },
                                "expected": c.expected, "details": c.details, "value": value.flatten(),
                                "short": set.as_ref().map(|s| s.0.clone()), "added": set.as_ref().map(|s| s.1.clone()),
                                "removed": set.as_ref().map(|s| s.2.clone()), "history": history}),
@@ -56,9 +59,30 @@ pub fn page_data(v: &View<'_>) -> Value {
                 .filter(|(s, _)| s == id)
                 .flat_map(|(_, s)| s.iter().map(|s| json!({"observed": s.observed, "points": s.points})))
                 .collect();
+            let picks: Vec<Value> = if b.family == model::data::SELFTESTS {
+                Vec::new()
+            } else {
+                picks(v, id)
+                    .into_iter()
+                    .map(|p| {
+                        // One letter per kernel, in column order: met, violated, not checked.
+                        let per: String = v
+                            .order
+                            .iter()
+                            .map(|k| match p.kernels[*k] {
+                                Status::Met => 'm',
+                                Status::Violated => 'v',
+                                Status::NotChecked => 'n',
+                            })
+                            .collect();
+                        json!({"expect": p.expect, "since": since_json(&p.since), "kernels": per})
+                    })
+                    .collect()
+            };
             json!({"id": id, "family": b.family, "summary": b.summary, "observes": b.observes, "expectation": b.expectation,
                    "documented": b.documented, "citation": b.citation, "notes": b.notes, "values": values, "cells": cells,
-                   "set": is_set_valued(b), "stretches": stretches})
+                   "set": is_set_valued(b), "stretches": stretches, "since": supported_since(b).map(|s| json!({"text": supported_text(&s)})),
+                   "picks": picks})
         })
         .collect();
     let profiles: Vec<Value> = v
@@ -82,7 +106,9 @@ pub fn page_data(v: &View<'_>) -> Value {
                 .collect();
             let needs: Vec<Value> =
                 p.needs.iter().map(|n| json!({"behaviour": n.behaviour, "expect": n.expect, "why": n.why})).collect();
-            json!({"name": p.name, "summary": p.summary, "source": p.source, "path": p.path, "needs": needs, "kernels": verdicts})
+            let (overall, each) = model::documented::minimum(p, &compat.behaviours);
+            json!({"name": p.name, "summary": p.summary, "source": p.source, "path": p.path, "needs": needs, "kernels": verdicts,
+                   "minimum": overall.as_ref().map(since_json), "minimum_text": model::documented::describe_minimum(&overall, &each)})
         })
         .collect();
     let findings: Vec<Value> = v
@@ -144,9 +170,21 @@ pub fn page_data(v: &View<'_>) -> Value {
     let disagreements = selftest_disagreements(compat);
     json!({"generated": compat.generated, "kernels": kernels, "behaviours": behaviours, "profiles": profiles,
            "findings": findings, "timelines": timelines,
-           "selftests": {"kernels": selftests, "disagreements": disagreements},
+           "selftests": {"kernels": selftests, "disagreements": disagreements, "summary": selftest_summary(v)},
            "changes": {"previous": v.previous_matrix(), "cells": changes, "moves": v.moves, "steps": steps},
            "legend": legend, "go": go_line(compat)})
+}
+
+/// A documented minimum version as the page's script reads it: `kind` (`any`, `from`, `never`,
+/// `undetermined`), the words, and for `from` the version as numbers to compare.
+fn since_json(s: &Since) -> Value {
+    match s {
+        Since::Any => json!({"kind": "any", "text": since_text(s)}),
+        Since::From(v) => json!({"kind": "from", "text": since_text(s), "version": v.to_string(),
+                                 "key": [v.major, v.minor, v.patch]}),
+        Since::Never => json!({"kind": "never", "text": since_text(s)}),
+        Since::Undetermined => json!({"kind": "undetermined", "text": since_text(s)}),
+    }
 }
 
 /// The page: the view as JSON, rendered by a small script (see the module comment for what it

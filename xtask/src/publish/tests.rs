@@ -9,7 +9,6 @@ use model::profile::Profile;
 use model::{Compat, Verdict};
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 /// The fixture's profiles (a page server 5.10 cannot run, a hugetlb user the host could not
 /// check).
@@ -170,7 +169,7 @@ fn markdown_answers_first_groups_findings_and_has_every_cell() {
     // Kernels in version order, a profile verdict, and what it lacks where.
     assert!(
         md.contains(
-            "| [page-server](../profiles/page-server.toml) | ❌ violates (1) | ✅ satisfies | ✅ satisfies |"
+            "| [page-server](../profiles/page-server.toml) | 5.14 | ❌ violates (1) | ✅ satisfies | ✅ satisfies |"
         ),
         "{md}"
     );
@@ -226,137 +225,335 @@ fn the_history_is_recorded_beside_the_matrix_once() {
     assert_eq!(h.behaviours.values().map(Vec::len).sum::<usize>(), facts);
 }
 
-/// Renders the page in headless Chromium, `width` pixels wide, and reads back the DOM the
-/// page's own script built.
-fn chromium(page: &Path, fragment: &str, width: u32) -> String {
-    chromium_run(page, fragment, width, None)
+/// The page's own measurements, in the browser: each function returns what the test asserts on.
+const PROBES: &str = r#"
+window.uffdcProbe = {
+  // The profile table in the window as it opens: its box, and every kernel column's head.
+  top() {
+    const t = document.querySelector("table.profiles"), r = t.getBoundingClientRect();
+    const box = t.closest(".scroll");
+    const heads = [...t.querySelectorAll("thead th.k")].map(h => { const x = h.getBoundingClientRect(); return {id: h.title.split(":")[0], right: x.right, bottom: x.bottom}; });
+    return {scrollY: scrollY, width: innerWidth, height: innerHeight, right: r.right, bottom: r.bottom,
+            boxScrolls: box.scrollWidth > box.clientWidth, heads};
+  },
+  overflow() { return {scrollWidth: document.documentElement.scrollWidth, width: innerWidth}; },
+  // Where a permalink's cell and row landed: below the sticky bar, above the details panel, and
+  // not covered by anything (the element at its centre is the cell or inside it).
+  landed(hash) {
+    const cell = document.getElementById(hash), row = document.getElementById(hash.split("/")[0]);
+    const c = cell.getBoundingClientRect(), r = row.getBoundingClientRect();
+    const bar = document.getElementById("controls").getBoundingClientRect().bottom;
+    const panel = document.getElementById("panel");
+    const bottom = getComputedStyle(panel).display === "none" ? innerHeight : panel.getBoundingClientRect().top;
+    const at = document.elementFromPoint((c.left + c.right) / 2, (c.top + c.bottom) / 2);
+    return {bar, bottom, cellTop: c.top, cellBottom: c.bottom, rowTop: r.top, left: c.left, right: c.right, width: innerWidth,
+            onTop: !!at && cell.contains(at), open: panel.dataset.open || null, panel: panel.textContent};
+  },
+  // The contrast of every cell state: text colour against the first opaque background behind it.
+  contrast() {
+    const rgb = s => { const m = s.match(/[\d.]+/g).map(Number); return {c: m.slice(0, 3), a: m.length > 3 ? m[3] : 1}; };
+    const lum = c => { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const bg = e => { for (; e; e = e.parentElement) { const b = rgb(getComputedStyle(e).backgroundColor); if (b.a > 0) return b.c; } return [255, 255, 255]; };
+    const out = {};
+    const cls = e => [...e.classList].find(c => /^(s|pv)-/.test(c));
+    for (const e of document.querySelectorAll("[class*='s-'], [class*='pv-']")) {
+      const state = cls(e); if (!state || !e.textContent.trim() || !e.getClientRects().length) continue;
+      // The cell and everything in it that holds text of its own (a link, a letter).
+      const texts = [e, ...e.querySelectorAll("*")].filter(x => [...x.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()));
+      for (const x of texts) {
+        const fg = rgb(getComputedStyle(x).color).c, back = bg(x), l1 = lum(fg), l2 = lum(back);
+        const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+        if (!(state in out) || ratio < out[state].ratio) out[state] = {ratio, fg: getComputedStyle(x).color, bg: back.join(","), tag: x.tagName};
+      }
+    }
+    return out;
+  },
+  active() {
+    const a = document.activeElement, s = getComputedStyle(a);
+    return {tag: a.tagName, cls: a.className, profile: a.dataset.profile || null, kernel: a.dataset.kernel || null,
+            outline: s.outlineStyle, outlineWidth: parseFloat(s.outlineWidth)};
+  },
+  shown() { return +document.body.dataset.shownRows; },
+};
+"#;
+
+/// The fixture with a cell in every state a cell can have: each verdict (hung and crashed put on
+/// cells of the fixture's host column) and a selftest case one kernel's selftests do not have.
+fn every_state() -> Compat {
+    let mut c = crate::util::fixture();
+    for (id, verdict) in [("remove.madv_free", Verdict::Hung), ("remove.copy_field", Verdict::Crashed)] {
+        let cell = c.behaviours.get_mut(id).unwrap().cells.get_mut("host").unwrap();
+        cell.verdict = verdict;
+        cell.reason = Some(format!("the probe {verdict}"));
+    }
+    let case = "selftests.unit_move_anon";
+    with_selftest(&mut c, case, "debian-6.1-cloud", "pass", None);
+    with_selftest(&mut c, case, "host", "fail", Some("boom"));
+    let mut absent = model::Cell::missing(model::compile::NO_SUCH_SELFTEST);
+    absent.observed = "-".into();
+    c.behaviours.get_mut(case).unwrap().cells.insert("debian-5.10-cloud".into(), absent);
+    for k in c.kernels.values_mut() {
+        k.selftests = Some("linux-source 1.0".into());
+    }
+    c
 }
 
-/// A screenshot of the whole page at `width`: headless Chromium's `--screenshot` shows a
-/// scrolled window blank, so the window is made taller than the page (which reports its height).
-fn screenshot(page: &Path, fragment: &str, width: u32, png: &Path) {
-    // With room to spare: a page that fits leaves a fragment's scroll nothing to do.
-    let height = (attr(&chromium(page, fragment, width), "data-height") + 600).clamp(600, 16_000);
-    chromium_run(page, fragment, width, Some((png, height as u32)));
-    assert!(
-        std::fs::metadata(png).map(|m| m.len() > 10_000).unwrap_or(false),
-        "no screenshot at {}",
-        png.display()
-    );
+/// Writes the page of a matrix to `dir/index.html` and returns its URL.
+fn write_page(view: &View<'_>, dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let page = dir.join("index.html");
+    std::fs::write(&page, html(view).unwrap()).unwrap();
+    format!("file://{}", page.display())
 }
 
-fn chromium_run(page: &Path, fragment: &str, width: u32, screenshot: Option<(&Path, u32)>) -> String {
+fn browser(dir: &Path, width: u32, height: u32) -> super::browser::Browser {
     let chromium = std::env::var("UFFDC_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let profile = page.parent().unwrap().join(format!("profile{n}"));
-    let mut cmd = Command::new(chromium);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--virtual-time-budget=5000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
-    match screenshot {
-        Some((png, height)) => {
-            cmd.arg(format!("--screenshot={}", png.display())).arg(format!("--window-size={width},{height}"))
+    let profile = dir.join(format!("chromium-profile-{width}"));
+    let _ = std::fs::remove_dir_all(&profile);
+    super::browser::Browser::launch(&chromium, &profile, width, height)
+}
+
+/// Opens `url` (with `fragment`) and installs the probes.
+fn open(b: &mut super::browser::Browser, url: &str, fragment: &str) {
+    // A fragment-only change does not reload: go through a blank page first.
+    b.navigate("about:blank");
+    b.open(&format!("{url}{fragment}"));
+    b.eval(PROBES);
+}
+
+/// The acceptance checks every page must pass, at desktop and phone widths: the top screen holds
+/// the profile table with every kernel column; no horizontal page overflow on a phone; a
+/// permalink lands visible below the sticky bar (and above the details panel); every cell state
+/// has a text contrast of at least 4.5:1 (WCAG AA); Tab reaches a profile cell, whose focus is
+/// visible; screenshots of the top screen go to `dir`.
+fn acceptance(view: &View<'_>, dir: &Path, permalinks: &[String]) {
+    let url = write_page(view, dir);
+    let kernels = view.order.len();
+    let mut desk = browser(dir, 1400, 900);
+    open(&mut desk, &url, "");
+    let top = desk.eval("uffdcProbe.top()");
+    assert_eq!(top["scrollY"], 0, "{top}");
+    let heads = top["heads"].as_array().unwrap();
+    let ids: Vec<&str> = heads.iter().map(|h| h["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, view.order, "one column per kernel, in version order");
+    let (w, h) = (top["width"].as_f64().unwrap(), top["height"].as_f64().unwrap());
+    assert!(
+        top["right"].as_f64().unwrap() <= w
+            && top["bottom"].as_f64().unwrap() <= h
+            && top["boxScrolls"] == false,
+        "the profile table (every one of {kernels} columns) does not fit the top screen at 1400×900: {top}"
+    );
+    desk.screenshot(&dir.join("report-1400.png"));
+
+    // Keyboard: Tab from the top reaches a profile cell, with a visible focus ring; Enter opens it.
+    let mut reached = None;
+    for _ in 0..40 {
+        desk.press("Tab", 9);
+        let a = desk.eval("uffdcProbe.active()");
+        if a["profile"].is_string() && a["cls"].as_str().unwrap_or("").contains("pv") {
+            reached = Some(a);
+            break;
         }
-        None => cmd.arg("--dump-dom").arg(format!("--window-size={width},900")),
-    };
-    let out = cmd.arg(format!("file://{}{fragment}", page.display())).output().expect("running chromium");
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    }
+    let a = reached.expect("Tab never reached a profile cell in 40 presses");
+    assert!(a["outline"] != "none" && a["outlineWidth"].as_f64().unwrap() >= 2.0, "no visible focus: {a}");
+    desk.press("Enter", 13);
+    let shown = desk.eval("document.getElementById('profile-detail').textContent");
+    assert!(
+        shown.as_str().unwrap().contains(a["kernel"].as_str().unwrap()),
+        "Enter did not open the cell: {shown}"
+    );
+
+    // Contrast of every state a cell can have (the picker's cells too: a profile's needs picked).
+    desk.eval("(() => { const s = document.getElementById('pick-profile'); s.selectedIndex = 1; s.dispatchEvent(new Event('change')); })()");
+    // ... whose answer shows every kernel at 1400 px, as the profile table does.
+    let answer = desk.eval("(() => { const b = document.getElementById('pick-table').closest('.scroll'); return [b.scrollWidth, b.clientWidth]; })()");
+    assert!(answer[0].as_f64() <= answer[1].as_f64(), "the picker's answer scrolls at 1400 px: {answer}");
+    let contrast = desk.eval("uffdcProbe.contrast()");
+    let mut states: Vec<String> = Verdict::ALL.iter().map(|v| format!("s-{v}")).collect();
+    states.extend(["s-absent", "pv-satisfies", "pv-violates", "pv-not-checked"].map(String::from));
+    for s in &states {
+        let c = &contrast[s.as_str()];
+        assert!(!c.is_null(), "no element in state {s} on the page: {contrast}");
+        assert!(c["ratio"].as_f64().unwrap() >= 4.5, "{s} has a contrast below 4.5:1: {c}");
+    }
+
+    let mut phone = browser(dir, 390, 844);
+    open(&mut phone, &url, "");
+    let o = phone.eval("uffdcProbe.overflow()");
+    assert!(o["scrollWidth"].as_f64() <= o["width"].as_f64(), "the page overflows sideways at 390 px: {o}");
+    phone.screenshot(&dir.join("report-390.png"));
+
+    for (b, width) in [(&mut desk, 1400), (&mut phone, 390)] {
+        for hash in permalinks {
+            open(b, &url, &format!("#{hash}"));
+            let l = b.eval(&format!("uffdcProbe.landed({})", json_str(hash)));
+            let f = |k: &str| l[k].as_f64().unwrap();
+            assert_eq!(
+                l["open"],
+                json_str(hash).trim_matches('"'),
+                "the permalink did not open its cell: {l}"
+            );
+            assert!(
+                f("cellTop") >= f("bar") - 1.0
+                    && f("rowTop") >= f("bar") - 1.0
+                    && f("cellBottom") <= f("bottom"),
+                "#{hash} at {width} px: its row is not visible below the sticky bar: {l}"
+            );
+            assert!(
+                f("left") >= 0.0 && f("right") <= f("width") && l["onTop"] == true,
+                "#{hash} at {width} px is covered or off screen: {l}"
+            );
+            let o = b.eval("uffdcProbe.overflow()");
+            assert!(
+                o["scrollWidth"].as_f64() <= o["width"].as_f64(),
+                "#{hash} at {width} px overflows sideways: {o}"
+            );
+        }
+    }
+    phone.screenshot(&dir.join("report-390-permalink.png"));
 }
 
-fn attr(dom: &str, name: &str) -> usize {
-    let at = dom.find(&format!("{name}=\"")).unwrap_or_else(|| panic!("no {name} in the rendered page"));
-    dom[at + name.len() + 2..].split('"').next().unwrap().parse().unwrap()
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
 }
 
-/// The element with this opening tag's attributes, up to its end: `<li class="finding" ...>`.
-fn element<'d>(dom: &'d str, start: &str, end: &str) -> &'d str {
-    let at = dom.find(start).unwrap_or_else(|| panic!("no {start} in the rendered page"));
-    let rest = &dom[at..];
-    &rest[..rest.find(end).map_or(rest.len(), |e| e + end.len())]
+#[test]
+#[ignore = "needs Chromium: run through `cargo xtask test`"]
+fn the_committed_matrix_answers_at_a_glance_in_chromium() {
+    let root = crate::util::project_root();
+    let compat: Compat = model::data::load(&root.join("matrix/compat.toml")).unwrap();
+    let profiles = crate::inputs::profiles::all(&root).unwrap();
+    let history = model::history::load(&root.join("matrix/history.toml")).unwrap();
+    let view = View::new(&compat, &profiles, &history);
+    // The last kernel's cell of a behaviour near the end of the page, and of a folded selftest case.
+    let last = view.order.last().unwrap();
+    let ours = compat.behaviours.iter().rev().find(|(_, b)| b.family != model::data::SELFTESTS).unwrap().0;
+    let mut links = vec![format!("{ours}/{last}")];
+    if let Some((case, _)) = compat.behaviours.iter().find(|(_, b)| b.family == model::data::SELFTESTS) {
+        links.push(format!("{case}/{}", view.order[0]));
+    }
+    acceptance(&view, &root.join("target/uffdc/tests/report-matrix"), &links);
 }
 
 #[test]
 #[ignore = "needs Chromium: run through `cargo xtask test`"]
 fn the_page_answers_at_a_glance_in_chromium() {
-    let c = crate::util::fixture();
+    let c = every_state();
     let (p, h) = (profiles(), history(&c));
     let view = View::new(&c, &p, &h);
     let dir = crate::util::project_root().join("target/uffdc/tests/report");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let page = dir.join("index.html");
-    std::fs::write(&page, html(&view).unwrap()).unwrap();
+    acceptance(
+        &view,
+        &dir,
+        &["populate.read_missing/debian-6.1-cloud".into(), "selftests.unit_move_anon/host".into()],
+    );
+    let url = format!("file://{}", dir.join("index.html").display());
+    let mut b = browser(&dir, 1400, 900);
+    open(&mut b, &url, "");
     let cells = c.behaviours.len() * c.kernels.len();
-
-    let dom = chromium(&page, "", 1400);
-    assert!(dom.contains("data-ready=\"1\""), "the page's script did not finish");
-    // The overview: one square per cell, each a permalink, each with its verdict's mark.
-    assert_eq!(attr(&dom, "data-overview-cells"), cells);
-    assert_eq!(dom.matches("<a class=\"ov ").count(), cells, "one square per matrix cell");
-    assert_eq!(dom.matches("class=\"cell ").count(), cells, "one detail cell per matrix cell");
-    assert!(dom.contains("href=\"#populate.read_missing/debian-5.10-cloud\" data-cell=\"populate.read_missing/debian-5.10-cloud\""));
-    assert_eq!(attr(&dom, "data-shown-cells"), cells);
+    // The overview: one square per cell, each a permalink coloured by its verdict; every cell in
+    // the family tables.
+    let count = |b: &mut super::browser::Browser, sel: &str| {
+        b.eval(&format!("document.querySelectorAll({}).length", json_str(sel))).as_u64().unwrap() as usize
+    };
+    assert_eq!(count(&mut b, "#overview-grid a.ov"), cells, "one square per matrix cell");
+    assert_eq!(count(&mut b, "#families td.cell a"), cells, "one linked cell per matrix cell");
+    assert_eq!(count(&mut b, "a.ov.s-unexpected[href='#remove.copy_field/debian-6.1-cloud']"), 0);
+    assert_eq!(count(&mut b, "a.ov.s-hung[href='#remove.madv_free/host']"), 1, "coloured by verdict");
+    // The selftest cases are folded, and a case a kernel's selftests lack is not `missing`.
+    assert_eq!(count(&mut b, "details.fold[open]"), 0, "selftests folded by default");
+    assert_eq!(count(&mut b, "details.fold"), 2);
+    let absent = b.eval("document.getElementById('selftests.unit_move_anon/debian-5.10-cloud').textContent");
+    assert!(absent.as_str().unwrap().contains("not in this kernel's selftests"), "{absent}");
+    assert_eq!(count(&mut b, "[id^='selftests.'].s-missing"), 0);
     // Profile verdicts, every one as the profile check gives it.
     for (profile, per) in &view.profiles {
         for (k, check) in per {
-            let want = format!(
-                "data-profile=\"{}\" data-kernel=\"{k}\" data-outcome=\"{}\"",
+            let sel = format!(
+                "button.pv[data-profile='{}'][data-kernel='{k}'][data-outcome='{}']",
                 profile.name,
                 check.outcome.as_str()
             );
-            assert!(dom.contains(&want), "no {want} in the page");
+            assert_eq!(count(&mut b, &sel), 1, "no {sel}");
         }
     }
-    assert!(dom.contains(
-        "data-profile=\"page-server\" data-kernel=\"debian-5.10-cloud\" data-outcome=\"violates\""
-    ));
+    // "Supported since", from the expectation table.
+    let since =
+        b.eval("document.getElementById('populate.read_missing').querySelector('.since').textContent");
+    assert_eq!(since, "supported since 5.14", "populate.read_missing's table: unsupported before 5.14");
+    // Picking a profile's behaviours gives the profile's verdict on every kernel, and its minimum.
+    for (profile, per) in &view.profiles {
+        b.eval(&format!(
+            "(() => {{ const s = document.getElementById('pick-profile'); s.value = {}; s.dispatchEvent(new Event('change')); }})()",
+            json_str(&profile.name)
+        ));
+        for (k, check) in per {
+            let got = b.eval(&format!(
+                "document.querySelector('#pick-table tr.total td[data-kernel=\"{k}\"]').dataset.verdict"
+            ));
+            assert_eq!(got, check.outcome.as_str(), "picking {}'s needs on {k}", profile.name);
+        }
+        let (overall, _) = model::documented::minimum(profile, &c.behaviours);
+        let text = b.eval("document.getElementById('pick-min').textContent");
+        if let Some(model::documented::Since::From(v)) = overall {
+            assert!(
+                text.as_str().unwrap().contains(&format!("Needs Linux {v} or later")),
+                "{}: {text}",
+                profile.name
+            );
+        }
+    }
+    // The picks are a link: ticking a behaviour puts it into the fragment, and the fragment picks.
+    b.eval("(() => { const x = document.getElementById('pick:api.handshake_twice'); x.click(); })()");
+    let hash = b.eval("decodeURIComponent(location.hash)");
+    assert!(hash.as_str().unwrap().contains("pick=api.handshake_twice:"), "{hash}");
+    open(&mut b, &url, "#pick=populate.read_missing:fault+read&pick=no.such:thing");
+    let rows =
+        b.eval("[...document.querySelectorAll('#pick-table tbody tr[data-id]')].map(r => r.dataset.id)");
+    assert_eq!(rows, serde_json::json!(["populate.read_missing"]), "an unknown pick is left out");
+    let verdicts = b.eval("[...document.querySelectorAll('#pick-table tr.total td[data-kernel]')].map(td => td.dataset.verdict)");
+    let want: Vec<&str> = view
+        .order
+        .iter()
+        .map(|k| match c.behaviours["populate.read_missing"].cells[*k].observed.as_str() {
+            "fault read" => "satisfies",
+            _ if !observes_the_kernel(c.behaviours["populate.read_missing"].cells[*k].verdict) => {
+                "not checked"
+            }
+            _ => "violates",
+        })
+        .collect();
+    assert_eq!(verdicts, serde_json::json!(want), "one need: each kernel's own cell");
+    // A cell's details give the command that observes it again.
+    open(&mut b, &url, "#populate.read_missing/debian-6.1-cloud");
+    let panel = b.eval("document.getElementById('panel').textContent");
+    let repro = "cargo xtask matrix --kernel debian-6.1-cloud --no-selftests --out target/repro -- --exact populate::read_missing";
+    assert!(panel.as_str().unwrap().contains(repro), "{panel}");
     // A finding grouped: one entry for a behaviour that holds on every kernel, its source quoted.
-    assert_eq!(dom.matches("<li class=\"finding\" data-behaviour=\"api.handshake_twice\"").count(), 1);
-    let finding = element(&dom, "<li class=\"finding\" data-behaviour=\"api.handshake_twice\"", "</li>");
+    let finding = b.eval("[...document.querySelectorAll('li.finding[data-behaviour=\"api.handshake_twice\"]')].map(e => e.innerHTML)");
+    let finding = finding.as_array().unwrap();
+    assert_eq!(finding.len(), 1);
+    let finding = finding[0].as_str().unwrap();
     assert!(
         finding.contains("every kernel (3)")
             && finding.contains("<blockquote>UFFDIO_API(2const), man-pages 6.20"),
         "{finding}"
     );
     // What changed since the previous matrix, and between which point releases.
-    assert!(
-        dom.contains("class=\"change\" data-behaviour=\"remove.madv_free\" data-kernel=\"debian-6.1-cloud\"")
+    assert_eq!(
+        count(&mut b, "li.change[data-behaviour='remove.madv_free'][data-kernel='debian-6.1-cloud']"),
+        1
     );
+    let steps = b.eval("document.getElementById('steps-list').textContent");
     assert!(
-        dom.contains("Changed between 6.1.192 (debian-6.1-cloud) and 6.18.44 (host)"),
-        "along the versions"
+        steps.as_str().unwrap().contains("Changed between 6.1.192 (debian-6.1-cloud) and 6.18.44 (host)"),
+        "{steps}"
     );
-    // The feature timeline.
-    assert!(element(&dom, "<table class=\"timeline\">", "</table>").contains("MINOR_HUGETLBFS"));
 
-    // A permalink opens its cell.
-    let dom = chromium(&page, "#populate.read_missing/debian-6.1-cloud", 390);
-    let panel = element(&dom, "<div id=\"panel\"", ">");
-    assert!(
-        panel.contains("data-open=\"populate.read_missing/debian-6.1-cloud\"")
-            && panel.contains("display: block"),
-        "{panel}"
-    );
-    assert!(element(
-        &dom,
-        "<td class=\"cell expected target\" id=\"populate.read_missing/debian-6.1-cloud\"",
-        ">"
-    )
-    .contains("target"));
-
-    // Search, and the family and "differs" filters, as the URL sets them.
+    // Search, and the family and "differs" filters, as the URL sets them, on load and in an open
+    // page (hashchange).
     let matching = c
         .behaviours
         .iter()
@@ -370,7 +567,12 @@ fn the_page_answers_at_a_glance_in_chromium() {
         })
         .count();
     assert!(matching > 0 && matching < c.behaviours.len());
-    assert_eq!(attr(&chromium(&page, "#q=copy", 1400), "data-shown-rows"), matching, "search");
+    open(&mut b, &url, "#q=copy");
+    assert_eq!(b.eval("uffdcProbe.shown()"), matching, "search from the URL");
+    open(&mut b, &url, "");
+    assert_eq!(b.eval("uffdcProbe.shown()"), c.behaviours.len());
+    b.eval("new Promise(r => { addEventListener('hashchange', () => setTimeout(r, 0), {once: true}); location.hash = '#q=copy'; })");
+    assert_eq!(b.eval("uffdcProbe.shown()"), matching, "a changed #q= re-filters the open page");
     let differs = |b: &model::Behaviour| {
         let seen: BTreeSet<&str> = b
             .cells
@@ -380,25 +582,96 @@ fn the_page_answers_at_a_glance_in_chromium() {
             .collect();
         seen.len() > 1
     };
-    let (family, total, differing) = families(&c)
+    let (family, _, differing) = families(&c)
         .into_iter()
         .map(|(f, ids)| (f, ids.len(), ids.iter().filter(|id| differs(&c.behaviours[**id])).count()))
         .find(|(_, total, differing)| differing < total)
         .expect("a family where some behaviour is observed the same everywhere");
-    assert_eq!(
-        attr(&chromium(&page, &format!("#family={family}"), 1400), "data-shown-rows"),
-        total,
-        "family filter"
-    );
-    let dom = chromium(&page, &format!("#family={family}&differs=1"), 1400);
-    assert_eq!(attr(&dom, "data-shown-rows"), differing, "differs filter");
+    b.eval(&format!(
+        "new Promise(r => {{ addEventListener('hashchange', () => setTimeout(r, 0), {{once: true}}); location.hash = {}; }})",
+        json_str(&format!("#family={family}&differs=1"))
+    ));
+    assert_eq!(b.eval("uffdcProbe.shown()"), differing, "family and differs filters from a changed fragment");
+}
 
-    // Screenshots at desktop and phone widths (a permalink open on the phone), kept as artifacts.
-    for (name, width, fragment) in [
-        ("report-desktop.png", 1400, ""),
-        ("report-phone.png", 390, ""),
-        ("report-phone-permalink.png", 390, "#remove.copy_field/debian-6.1-cloud"),
-    ] {
-        screenshot(&page, fragment, width, &dir.join(name));
+/// The command a cell's details give is one `cargo xtask` accepts, and it runs what the cell
+/// observed: that kernel, that behaviour alone, into a directory of its own.
+#[test]
+fn the_command_that_reproduces_a_cell_is_a_real_one() {
+    let c = every_state();
+    let line = reproduce(&c, "populate.read_missing", "debian-6.1-cloud").unwrap();
+    let args: Vec<std::ffi::OsString> =
+        line.strip_prefix("cargo xtask ").unwrap().split(' ').map(Into::into).collect();
+    match crate::flags::parse(args).unwrap().subcommand {
+        crate::flags::XtaskCmd::Matrix(m) => {
+            assert_eq!(m.kernel, ["debian-6.1-cloud"]);
+            assert!(m.no_selftests);
+            assert_eq!(m.out.as_deref(), Some(Path::new("target/repro")));
+            assert_eq!(m.suite_args, ["--exact", "populate::read_missing"].map(std::ffi::OsString::from));
+        }
+        other => panic!("not a matrix command: {other:?}"),
     }
+    // A selftest case needs its kernel's selftests; the host column is the suite run directly.
+    let case = reproduce(&c, "selftests.unit_move_anon", "debian-6.1-cloud");
+    assert_eq!(case.as_deref(), Some("cargo xtask matrix --kernel debian-6.1-cloud --out target/repro"));
+    assert_eq!(
+        reproduce(&c, "api.features", "host").as_deref(),
+        Some("sudo cargo run -p suite -- --exact api::features")
+    );
+    assert_eq!(reproduce(&c, "selftests.unit_move_anon", "host"), None, "the host runs no selftests");
+}
+
+#[test]
+fn supported_since_is_read_from_the_expectation_table() {
+    use model::documented::Since;
+    use model::expect::Rule;
+    let with = |rows: &[(&str, &str)]| {
+        let mut b = model::data::selftest_behaviour("selftests.x");
+        b.family = "populate".into();
+        b.expectation = rows.iter().map(|(k, e)| Rule::new(k, e)).collect();
+        supported_since(&b)
+    };
+    let v = |s: &str| s.parse().unwrap();
+    let no_uffd = ("* when CONFIG_USERFAULTFD!=y", "unsupported: no userfaultfd");
+    assert_eq!(
+        with(&[no_uffd, ("<5.14", "unsupported: new in 5.14"), (">=5.14", "fault read")]),
+        Some(Since::From(v("5.14")))
+    );
+    assert_eq!(
+        with(&[(">=5.7", "includes: WP")]),
+        Some(Since::From(v("5.7"))),
+        "no row before 5.7: not supported there"
+    );
+    assert_eq!(
+        with(&[no_uffd, ("*", "EPERM")]),
+        Some(Since::Any),
+        "the configuration's rows are not versions"
+    );
+    assert_eq!(with(&[("<6.1", "absent"), (">=6.1", "unsupported: gone")]), Some(Since::Never));
+    assert_eq!(
+        with(&[("<5.11", "a"), (">=5.11, <6.1", "unsupported: briefly gone"), (">=6.1", "b")]),
+        Some(Since::From(v("6.1"))),
+        "the last stretch counts"
+    );
+    assert_eq!(with(&[no_uffd]), Some(Since::Undetermined));
+    assert_eq!(
+        supported_since(&model::data::selftest_behaviour("selftests.x")),
+        None,
+        "selftests have no table"
+    );
+}
+
+#[test]
+fn markdown_folds_the_selftests_and_says_what_a_kernels_selftests_lack() {
+    let c = every_state();
+    let (p, h) = (profiles(), History::new());
+    let md = markdown(&View::new(&c, &p, &h));
+    assert!(md.contains("(supported since 5.14) |"), "{md}");
+    let folded = md.split("\n## selftests\n").nth(1).expect("a selftests section");
+    assert!(folded.starts_with("\n<details><summary>1 cases of the kernels' own selftests: 1 passed, 1 failed, 0 skipped, 1 not in a kernel's selftests"), "{folded}");
+    assert!(
+        folded.contains("| · not in this kernel's selftests |") && folded.contains("\n</details>\n"),
+        "{folded}"
+    );
+    assert!(!folded.contains("❔"), "a case a kernel's selftests lack is not missing: {folded}");
 }

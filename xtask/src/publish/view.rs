@@ -3,10 +3,12 @@
 //! where they disagree with our behaviours), and the small wordings both renderings share.
 
 use model::columns::{by_version, describe, version_label};
-use model::expect::Expect;
+use model::documented::Since;
+use model::expect::{applicable, Expect, Rule};
 use model::findings::{findings, Finding, Kind};
 use model::history::{observes_the_kernel, History};
-use model::profile::{Outcome, Profile};
+use model::profile::{Outcome, Profile, Status};
+use model::version::KernelVersion;
 use model::{Cell, Compat, Verdict};
 use std::collections::BTreeMap;
 
@@ -442,7 +444,8 @@ pub fn selftest_counts(compat: &Compat, kernel: &str) -> (usize, usize, usize) {
 }
 
 /// The distinct observations of a behaviour's cells that observed the kernel, most common first
-/// (ties: the one the newest kernel made first): the overview colours a cell by its index here.
+/// (ties: the one the newest kernel made first): the overview marks a cell by its index here
+/// (none for the first, b, c, ... for the others).
 pub fn distinct_observations(v: &View<'_>, id: &str) -> Vec<String> {
     let b = &v.compat.behaviours[id];
     let mut counts: Vec<(String, usize, usize)> = Vec::new();
@@ -487,4 +490,193 @@ pub fn go_line(compat: &Compat) -> Option<String> {
         "Go runtime in the loop (the Go workload of the `stw.go_*` behaviours and `remove.pending_go_gc`): {}.",
         runs.join("; ")
     ))
+}
+
+/// From which kernel version a behaviour is supported, by its expectation table (the rows without
+/// a configuration condition, as `model::documented` reads them): the start of the last stretch of
+/// versions whose row is not `unsupported:` (a version no row covers is not supported). Selftest
+/// cases have no table of their own: `None`.
+pub fn supported_since(b: &model::Behaviour) -> Option<Since> {
+    if b.family == model::data::SELFTESTS {
+        return None;
+    }
+    let rows: Vec<Rule> =
+        b.expectation.iter().filter(|r| matches!(r.condition(), Ok(None))).cloned().collect();
+    if rows.is_empty() {
+        return Some(Since::Undetermined);
+    }
+    let mut points = vec![KernelVersion::new(0, 0, 0)];
+    for range in rows.iter().filter_map(|r| r.range().ok()) {
+        points.extend(range.from);
+        points.extend(range.before);
+    }
+    points.sort();
+    points.dedup();
+    let supported: Vec<bool> = points
+        .iter()
+        .map(|v| {
+            applicable(&rows, Some(*v), None)
+                .0
+                .is_some_and(|r| !matches!(r.parsed(), Ok(Expect::Unsupported(_))))
+        })
+        .collect();
+    let start = supported.iter().rposition(|s| !s).map_or(0, |i| i + 1);
+    Some(match start {
+        0 => Since::Any,
+        i if i == points.len() => Since::Never,
+        i => Since::From(points[i]),
+    })
+}
+
+/// "since 5.14", "any kernel", "no kernel", "not documented": a documented minimum in words.
+pub fn since_text(since: &Since) -> String {
+    match since {
+        Since::From(v) => format!("since {v}"),
+        other => other.to_string(),
+    }
+}
+
+/// A behaviour's `supported_since` as a phrase: "supported since 5.14", "supported on any
+/// kernel", "unsupported on every kernel", "support not documented".
+pub fn supported_text(since: &Since) -> String {
+    match since {
+        Since::From(v) => format!("supported since {v}"),
+        Since::Any => "supported on any kernel".to_string(),
+        Since::Never => "unsupported on every kernel".to_string(),
+        Since::Undetermined => "support not documented".to_string(),
+    }
+}
+
+/// A selftest case this kernel's own selftests do not have (they ran; their cases differ by
+/// version): not a result that went missing.
+pub fn not_in_selftests(b: &model::Behaviour, c: &Cell) -> bool {
+    b.family == model::data::SELFTESTS
+        && c.verdict == Verdict::Missing
+        && c.reason.as_deref() == Some(model::compile::NO_SUCH_SELFTEST)
+}
+
+/// The command that observes one cell again: the kernel's column alone, into a matrix directory of
+/// its own (`target/repro`, so the committed matrix is left alone), and for one of our behaviours
+/// only that behaviour (the suite's `--exact` trial name) without the kernel's selftests; a
+/// selftest case needs its kernel's selftests, which run after the suite. A host column is the
+/// suite run directly; a local image is booted with `--kernel-image`.
+pub fn reproduce(compat: &Compat, id: &str, kernel: &str) -> Option<String> {
+    let info = compat.kernels.get(kernel);
+    let trial = id.replacen('.', "::", 1);
+    let selftest = model::data::family_of(id) == model::data::SELFTESTS;
+    if info.is_some_and(|i| i.accel == "none") {
+        // The host runs no selftests.
+        return (!selftest).then(|| format!("sudo cargo run -p suite -- --exact {trial}"));
+    }
+    let column = match info {
+        Some(i) if i.source.starts_with("local ") => format!("--kernel-image PATH/TO/bzImage={kernel}"),
+        _ => format!("--kernel {kernel}"),
+    };
+    Some(if selftest {
+        format!("cargo xtask matrix {column} --out target/repro")
+    } else {
+        format!("cargo xtask matrix {column} --no-selftests --out target/repro -- --exact {trial}")
+    })
+}
+
+/// One value a reader may rely on for a behaviour (the page's "pick the behaviours you rely on"):
+/// the need (`expect`, an exact value or `includes: NAME` for a set-valued behaviour), from which
+/// version the expectation table says kernels give it, and what each kernel's cell says of it
+/// (`model::profile`'s check of a one-need profile).
+pub struct Pick {
+    pub expect: String,
+    pub since: Since,
+    pub kernels: BTreeMap<String, Status>,
+}
+
+/// The values of a behaviour one may pick: what its kernels observed (the cells that observed the
+/// kernel, most common first) and the exact values its table names; each name of a set-valued
+/// behaviour as `includes: NAME`.
+pub fn picks(v: &View<'_>, id: &str) -> Vec<Pick> {
+    let b = &v.compat.behaviours[id];
+    let mut values: Vec<String> = if is_set_valued(b) {
+        let mut names: Vec<String> = Vec::new();
+        for c in v.order.iter().filter_map(|k| b.cells.get(*k)).filter(|c| lists_names(c)) {
+            for w in c.observed.split_whitespace() {
+                if !names.iter().any(|n| n == w) {
+                    names.push(w.to_string());
+                }
+            }
+        }
+        names.into_iter().map(|n| format!("includes: {n}")).collect()
+    } else {
+        // What kernels did (not what a probe found missing), then what the table names.
+        let did = |o: &String| b.cells.values().any(|c| lists_names(c) && c.observed == *o);
+        let mut values: Vec<String> = distinct_observations(v, id)
+            .into_iter()
+            .filter(|o| did(o) && Expect::parse(o).is_ok_and(|e| matches!(e, Expect::Is(_))))
+            .collect();
+        for r in &b.expectation {
+            if let Ok(Expect::Is(x)) = r.parsed() {
+                values.push(x);
+            }
+        }
+        values
+    };
+    // What the profiles need of it, so that starting from a profile picks its very needs.
+    for (p, _) in &v.profiles {
+        values.extend(p.needs.iter().filter(|n| n.behaviour == id).map(|n| n.expect.clone()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    values.retain(|x| seen.insert(x.clone()));
+    values
+        .into_iter()
+        .map(|expect| {
+            let need = model::profile::Need {
+                behaviour: id.to_string(),
+                expect: expect.clone(),
+                why: String::new(),
+                line: 0,
+                expect_line: 0,
+            };
+            let one = Profile {
+                name: String::new(),
+                path: String::new(),
+                summary: String::new(),
+                source: String::new(),
+                needs: vec![need.clone()],
+            };
+            let kernels = v
+                .order
+                .iter()
+                .map(|k| (k.to_string(), one.check(|x| b.cells.get(*k).filter(|_| x == id)).needs[0].status))
+                .collect();
+            Pick { since: model::documented::need_since(&need, b).since, expect, kernels }
+        })
+        .collect()
+}
+
+/// The selftest cases in one line: how many, and how their cells came out.
+pub fn selftest_summary(v: &View<'_>) -> String {
+    let (mut cases, mut pass, mut fail, mut skip, mut unsupported, mut absent, mut other) =
+        (0, 0, 0, 0, 0, 0, 0);
+    for b in v.compat.behaviours.values().filter(|b| b.family == model::data::SELFTESTS) {
+        cases += 1;
+        for c in b.cells.values() {
+            match (c.verdict, c.observed.as_str()) {
+                _ if not_in_selftests(b, c) => absent += 1,
+                (Verdict::Unsupported, _) => unsupported += 1,
+                (_, "pass") => pass += 1,
+                (_, "fail") => fail += 1,
+                (_, "skip") => skip += 1,
+                _ => other += 1,
+            }
+        }
+    }
+    let mut parts = vec![format!("{pass} passed"), format!("{fail} failed"), format!("{skip} skipped")];
+    if unsupported > 0 {
+        parts.push(format!("{unsupported} on a kernel built without what they test"));
+    }
+    if other > 0 {
+        parts.push(format!("{other} with no result"));
+    }
+    format!(
+        "{cases} cases of the kernels' own selftests: {}, {absent} not in a kernel's selftests (their cases differ by version)",
+        parts.join(", ")
+    )
 }

@@ -31,6 +31,8 @@ const VARIANT_BUILD_S: f64 = 90.0;
 #[derive(Serialize)]
 struct KernelBench {
     release: String,
+    /// The architecture (`x86_64`, `arm64`: under TCG on another machine's).
+    arch: String,
     accel: String,
     /// A column the project builds from source (its `fetch_cold_s` is a cold build).
     build: bool,
@@ -136,18 +138,18 @@ pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, u32)> {
 }
 
 pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
-    crate::inputs::packages::ensure(
-        sh,
-        &[
-            crate::inputs::packages::Need::Libclang,
-            crate::inputs::packages::Need::Qemu,
-            crate::inputs::packages::Need::AptTools,
-            crate::inputs::packages::Need::DebianKeyring,
-        ],
-    )?;
     let fleet = Fleet::load(root)?;
+    let arches = fleet.arches(&asked.kernels);
+    let mut needs = vec![
+        crate::inputs::packages::Need::Libclang,
+        crate::inputs::packages::Need::Qemu,
+        crate::inputs::packages::Need::AptTools,
+        crate::inputs::packages::Need::DebianKeyring,
+    ];
+    needs.extend(arches.iter().flat_map(|a| crate::inputs::packages::for_arch(*a)));
+    crate::inputs::packages::ensure(sh, &needs)?;
     let (selected, builds) = fleet.partition(&asked.kernels)?;
-    let prepared = pipeline::prepare(sh, root, None)?;
+    let prepared = pipeline::prepare(sh, root, None, &arches)?;
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, asked.mirror.clone());
     let dir = root.join("target/uffdc/bench");
@@ -161,7 +163,9 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     let kernels = selected.iter().map(|(id, pin)| (id, Some(pin))).chain(builds.iter().map(|id| (id, None)));
     for (id, pin) in kernels {
         let fetched = fetch(sh, root, &fleet, &mut apt, id, pin)?;
+        // Another architecture's guest runs under TCG, and cannot be the KVM probe.
         let accel = match accel {
+            _ if fetched.image.arch != model::arch::Arch::native() => crate::boot::qemu::Accel::Tcg,
             Some(a) => a,
             None => *accel.insert(crate::boot::accel::choose(
                 opts.accel,
@@ -256,7 +260,7 @@ fn fetch(
     };
     let _ = std::fs::remove_dir_all(cache.dir.join("images").join(id));
     let deb_prefix = format!("{}_", pin.package);
-    for e in std::fs::read_dir(cache.dir.join("apt/debs")).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(apt.for_arch(pin.arch).debs_dir()).into_iter().flatten().flatten() {
         if e.file_name().to_string_lossy().starts_with(&deb_prefix) {
             let _ = std::fs::remove_file(e.path());
         }
@@ -327,6 +331,7 @@ fn bench_kernel(
     by_cpu.sort_by_key(|(_, ms)| std::cmp::Reverse(*ms));
     Ok(KernelBench {
         release: real.kernel.release.clone(),
+        arch: image.arch.to_string(),
         accel: settings(Vec::new()).accel.name().to_string(),
         build: fetched.build,
         fetch_cold_s: fetched.cold_s,

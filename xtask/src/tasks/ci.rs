@@ -46,7 +46,9 @@ pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> R
         .select(&[])?
         .into_iter()
         .filter(|(id, _)| only.as_ref().is_none_or(|o| o.iter().any(|k| **id == **k)))
-        .map(|(id, pin)| serde_json::json!({ "kernel": id, "pin": pin.sha256 }))
+        // `arch` lets a workflow run a leg on a runner of its architecture (GitHub's arm64
+        // runners for arm64: KVM when the probe boot proves it), or anywhere under TCG.
+        .map(|(id, pin)| serde_json::json!({ "kernel": id, "pin": pin.sha256, "arch": pin.arch.name() }))
         .collect();
     // The rehearsal's leg that must fail: a kernel no track has.
     if only.as_ref().is_some_and(|o| o.iter().any(|k| k == NO_SUCH_KERNEL)) {
@@ -134,7 +136,7 @@ pub fn compile(
     }
     // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
     crate::inputs::packages::ensure(sh, &[crate::inputs::packages::Need::Libclang])?;
-    let prepared = crate::boot::pipeline::prepare(sh, root, None)?;
+    let prepared = crate::boot::pipeline::prepare(sh, root, None, &[])?;
     let compat = crate::boot::pipeline::compile(matrix_dir, &prepared.catalogue)?;
     crate::publish::history::record(matrix_dir, &compat)?;
     crate::publish::write(matrix_dir, html_dir)?;
@@ -463,6 +465,7 @@ mod tests {
         assert_eq!(legs.len(), fleet.tracks.len());
         for leg in legs {
             assert_eq!(leg["pin"], fleet.lock.kernels[leg["kernel"].as_str().unwrap()].sha256.as_str());
+            assert_eq!(leg["arch"], fleet.tracks[leg["kernel"].as_str().unwrap()].arch.name());
         }
         let builds: serde_json::Value = serde_json::from_str(&plan_builds(&root).unwrap()).unwrap();
         let keys: std::collections::BTreeSet<&str> =
@@ -521,7 +524,7 @@ mod tests {
         let root = crate::util::project_root();
         let suite =
             PathBuf::from(std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`"));
-        let prepared = crate::boot::pipeline::prepare(&sh, &root, Some(suite)).unwrap();
+        let prepared = crate::boot::pipeline::prepare(&sh, &root, Some(suite), &[]).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
         let planned: Vec<String> = plan["include"]
             .as_array()

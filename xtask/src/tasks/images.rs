@@ -2,7 +2,7 @@
 //! kernels built from source (`builds.rs`) with their toolchain (`buildroot.rs`).
 
 use crate::inputs::fleet::{Cache, Fleet, KernelId};
-use crate::inputs::refresh::{GO, TOOLCHAIN};
+use crate::inputs::refresh::{CRIU, GO, TOOLCHAIN};
 use anyhow::{bail, Result};
 use std::path::Path;
 use xshell::Shell;
@@ -49,10 +49,16 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
             if ids.is_empty() || ids.iter().any(|i| i == GO) {
                 crate::inputs::golang::fetch(sh, root, mirror.clone())?;
             }
-            if !ids.is_empty() && ids.iter().all(|i| i == GO) {
+            if ids.is_empty() || ids.iter().any(|i| i == CRIU) {
+                let files = crate::inputs::criu::files(sh, root, mirror.clone())?;
+                let size: usize = files.iter().map(|(_, d)| d.len()).sum();
+                println!("{CRIU:<20} {} files, {} KiB in the initramfs", files.len(), size / 1024);
+            }
+            if !ids.is_empty() && ids.iter().all(|i| i == GO || i == CRIU) {
                 return Ok(());
             }
-            let ids: Vec<KernelId> = ids.into_iter().filter(|i| i != GO).map(KernelId::from).collect();
+            let ids: Vec<KernelId> =
+                ids.into_iter().filter(|i| i != GO && i != CRIU).map(KernelId::from).collect();
             for (id, pin) in fleet.partition(&ids)?.0 {
                 let image = cache.fetch(sh, &id, &pin, &mut apt)?;
                 println!(
@@ -65,14 +71,14 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
         }
         Command::List => {
             println!(
-                "{:<20} {:<22} {:<46} {:<22} {:<28} cache",
+                "{:<24} {:<22} {:<46} {:<22} {:<28} cache",
                 "track", "suites", "package", "version", "release"
             );
             for (id, track) in &fleet.tracks {
                 let pin = fleet.lock.kernels.get(id);
                 let cached = pin.map(|p| cache.cached(id, p).is_some());
                 println!(
-                    "{id:<20} {:<22} {:<46} {:<22} {:<28} {}",
+                    "{id:<24} {:<22} {:<46} {:<22} {:<28} {}",
                     track.suites.join(","),
                     pin.map_or("(not pinned)", |p| p.package.as_str()),
                     pin.map_or("-", |p| p.version.as_str()),
@@ -104,6 +110,7 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
                 Err(e) => println!("{TOOLCHAIN:<20} {e:#}"),
             }
             crate::inputs::golang::list(root);
+            crate::inputs::criu::list(root);
             Ok(())
         }
     }

@@ -18,6 +18,8 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
             Need::Chromium,
             Need::PythonVenv,
             Need::Nodejs,
+            Need::QemuArm64,
+            Need::CrossGccArm64,
         ],
     )?;
     if !packages::is_root() {
@@ -29,12 +31,22 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     let suite = crate::boot::suite_bin::build(sh, root)?;
     // The suite's Go behaviours run the Go workload; the host tests' suite finds it here.
     let go = crate::inputs::golang::workload(sh, root, None)?;
+    // The arm64 guest's end-to-end test boots these (cross-built: the suite for musl, Go with GOARCH).
+    let arm64 = model::arch::Arch::Arm64;
+    let suite_arm64 = crate::boot::suite_bin::build_for(sh, root, arm64)?;
+    let go_arm64 = crate::inputs::golang::workload_for(sh, root, None, arm64)?;
     crate::inputs::golang::lint(sh, root)?;
+    // The suite's CRIU behaviours run Debian's CRIU; the host tests' suite finds it here.
+    let criu = crate::inputs::criu::files(sh, root, None)?;
+    let criu = crate::inputs::criu::place(&criu, suite.parent().expect("the suite's directory"))?;
     let python = kcidb_python(sh, root)?;
     lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;
     cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
         .env("UFFDC_SUITE_BIN", &suite)
         .env("UFFDC_GO_WORKLOAD", &go.path)
+        .env("UFFDC_CRIU_DIR", &criu)
+        .env("UFFDC_SUITE_BIN_ARM64", &suite_arm64)
+        .env("UFFDC_GO_WORKLOAD_ARM64", &go_arm64.path)
         .env("UFFDC_PYTHON", &python)
         .env("UFFDC_ACTIONLINT", python.with_file_name("actionlint"))
         .env("UFFDC_ACT", python.with_file_name("act"))

@@ -1,0 +1,924 @@
+//! `clients.criu_*`: a real userfaultfd client in the loop, CRIU's lazy restore (Debian's `criu`
+//! of each release, packed by `cargo xtask` as `/criu/<release>/`: `inputs/criu.rs`).
+//!
+//! The probe forks a test process: three threads write seeded pages into anonymous private
+//! memory, it writes a shared anonymous mapping and a 2 MiB-aligned one advised MADV_HUGEPAGE,
+//! records every page's checksum (`before`), then waits for SIGUSR1. `criu dump` checkpoints it
+//! (and kills it); `criu lazy-pages` serves the dump's pages; `criu restore --lazy-pages`
+//! restores it with its anonymous private memory left for the daemon to serve through
+//! userfaultfd. The restored process is then woken: it forks a child (EVENT_FORK), which
+//! checksums every page (`after-child`), and meanwhile unmaps one range (EVENT_UNMAP), moves
+//! another with mremap (EVENT_REMAP) and drops a third with MADV_DONTNEED (EVENT_REMOVE) before
+//! checksumming what it still has (`after`). The probe compares the three files, and reads how
+//! many pages the daemon placed from its log.
+//!
+//! A CRIU that stops is an observation: which of its commands stopped and the first error line
+//! of its log (`dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat`), not an error of the probe.
+
+use crate::kit::behaviour::Behaviour;
+use crate::kit::outcome::{Context, Ctx, Fail, Observation, ProbeResult, Sabotage};
+use crate::kit::variant::Variant;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the CRIU trees are: `UFFDC_CRIU_DIR`, else `criu/` beside the suite (`/criu` in a guest).
+pub const ENV: &str = "UFFDC_CRIU_DIR";
+
+const OBSERVES: &str = "A test process (three threads; 48 anonymous private pages, 16 shared \
+     anonymous pages, 512 pages of a 2 MiB-aligned anonymous mapping advised MADV_HUGEPAGE, each \
+     filled from a seed and checksummed before the dump) is dumped with `criu dump`, served by \
+     `criu lazy-pages` and restored with `criu restore --lazy-pages`; once restored it forks a \
+     child that checksums every page, and unmaps 4 pages, moves 4 with mremap and drops 4 with \
+     MADV_DONTNEED before checksumming the rest. `restores, pages right, served lazily` when \
+     restore completes, every page of parent and child holds what it held before the dump (zeros \
+     after MADV_DONTNEED) and the lazy-pages daemon placed pages through userfaultfd; `restores, \
+     pages right, none served lazily`; `restores, N pages wrong`; `restored process failed: ...`; \
+     `dump fails: E`, `lazy-pages fails: E`, `restore fails: E` with E the error line of that CRIU \
+     command's log that says what failed (its message, without time stamp and source line: the \
+     last before the lines CRIU adds to every failure, `Could not initialize kernel features \
+     detection`, `Dumping FAILED`...). Details: the \
+     CRIU package, the pages the daemon reported transferred (its `UFFD transferred pages` \
+     lines), the faults it served (`#PF`), each step's time, CRIU's later error lines.";
+
+macro_rules! uffd_c {
+    () => {
+        "CRIU criu/uffd.c (v3.17.1, v4.1.1): setup_uffd asks UFFDIO_API for NEED_UFFD_API_FEATURES \
+         (EVENT_FORK, EVENT_REMAP, EVENT_REMOVE, EVENT_UNMAP), handle_fork/handle_remap/handle_remove \
+         follow the restored tree, uffd_copy and uffd_zero place pages, complete_page_fault and \
+         handle_requests serve faults and the background transfer, and lazy_pages_summary logs \
+         'UFFD transferred pages'; criu/kerndat.c kerndat_init runs before every command. "
+    };
+}
+
+// Not `slow`: started first, the two CRIU probes (about 4 s of CPU each under TCG, and kernel work
+// beside it: network namespaces, module loads) slowed every probe beside them and the 6.1 guest's
+// suite went from 10 s to 33 s; started last (the catalogue's last family), they overlap its tail.
+macro_rules! rseq {
+    () => {
+        "The test process is the suite's own code, whose C library (glibc 2.35 and later) registers \
+         rseq for every thread; CRIU's criu/cr-dump.c check_thread_rseq then needs \
+         PTRACE_GET_RSEQ_CONFIGURATION (criu/kerndat.c kerndat_has_ptrace_get_rseq_conf), which \
+         Linux has from 5.13, and without it stops the dump ('TID has rseq but kernel lacks \
+         get_rseq_conf feature'; checkpoint-restore/criu#2070). "
+    };
+}
+
+/// Before 5.13 no process with rseq registered can be dumped (see `rseq!`).
+const NO_GET_RSEQ_CONF_ROW: (&str, &str) =
+    ("<5.13", "dump fails: TID has rseq but kernel lacks get_rseq_conf feature");
+
+pub const BEHAVIOURS: &[Behaviour] = &[
+    Behaviour {
+        id: "clients.criu_bookworm_lazy_restore",
+        summary: "CRIU 3.17 (Debian 12): a process dumped and restored with --lazy-pages gets every page back through criu lazy-pages, across a fork, an munmap, an mremap and an MADV_DONTNEED",
+        observes: OBSERVES,
+        expect: &[
+            NO_CHECKPOINT_RESTORE_ROW,
+            NO_GET_RSEQ_CONF_ROW,
+            (">=5.13, <6.13", "restores, pages right, served lazily"),
+            (">=6.13", "dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat"),
+        ],
+        citation: concat!(
+            uffd_c!(),
+            rseq!(),
+            "Debian criu 3.17.1-2+deb12u2. From Linux 6.13 (e93d2521b27f, x86/vdso: Split virtual clock \
+             pages into dedicated mapping) a process has a [vvar_vclock] mapping between [vvar] and \
+             [vdso]; CRIU 3.17.1's criu/vdso.c validate_vdso_addr (from vdso_fill_self_symtable, \
+             kerndat_vdso_fill_symtable in criu/kerndat.c kerndat_init) then finds [vdso] adjacent to \
+             no [vvar] and stops every command ('Unexpected rt vDSO area bounds'); CRIU 4.1 handles it \
+             (checkpoint-restore/criu 8ee2eba47, vdso: handle vvar_vclock vma-s, tested on 6.13-rc1)."
+        ),
+        notes: "Debian 12 ships this CRIU with a 6.1 kernel; it works on 6.1 and 6.12 (Debian's cloud \
+                kernels), and on any kernel from 6.13 it cannot start.",
+        probe: bookworm,
+        ..Behaviour::DEFAULT
+    },
+    Behaviour {
+        id: "clients.criu_trixie_lazy_restore",
+        summary: "CRIU 4.1 (Debian 13): a process dumped and restored with --lazy-pages gets every page back through criu lazy-pages, across a fork, an munmap, an mremap and an MADV_DONTNEED",
+        observes: OBSERVES,
+        expect: &[NO_CHECKPOINT_RESTORE_ROW, NO_GET_RSEQ_CONF_ROW, (">=5.13", "restores, pages right, served lazily")],
+        citation: concat!(uffd_c!(), rseq!(), "Debian criu 4.1.1-1."),
+        probe: trixie,
+        ..Behaviour::DEFAULT
+    },
+];
+
+fn bookworm(ctx: &Ctx, _: Variant) -> ProbeResult {
+    lazy_restore(ctx, "bookworm")
+}
+
+fn trixie(ctx: &Ctx, _: Variant) -> ProbeResult {
+    lazy_restore(ctx, "trixie")
+}
+
+/// How long one CRIU command may take (each initialises its kernel data first: seconds under TCG).
+const STEP: Duration = Duration::from_secs(40);
+
+/// The test process's memory: (region tag, pages).
+const ANON: usize = 48;
+const SHARED: usize = 16;
+const HUGE: usize = 512;
+/// What the restored process does to its anonymous pages: [start, end) of each.
+const UNMAP: (usize, usize) = (8, 12);
+const REMAP: (usize, usize) = (16, 20);
+const DONTNEED: (usize, usize) = (24, 28);
+/// The anonymous page the self-test corrupts in the dump (`--inject-fault serve-zero=ID`).
+const CORRUPTED: usize = 37;
+
+/// A CRIU of one release, run through its own dynamic loader.
+struct Criu {
+    dir: PathBuf,
+    package: String,
+}
+
+impl Criu {
+    fn find(release: &str) -> Result<Criu, Fail> {
+        let base = match std::env::var_os(ENV) {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => std::env::current_exe()
+                .ctx("current_exe")?
+                .parent()
+                .map(|p| p.join("criu"))
+                .unwrap_or_default(),
+        };
+        let dir = base.join(release);
+        let package = std::fs::read_to_string(dir.join("package")).map_err(|_| {
+            Fail::Skipped(format!(
+                "this host has no CRIU of {release} ({}): `cargo xtask` packs Debian's (images/criu.lock) beside the suite; or set {ENV}=DIR",
+                dir.display()
+            ))
+        })?;
+        Ok(Criu { dir, package: package.trim().to_string() })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(self.dir.join("ld.so"));
+        c.arg("--library-path").arg(self.dir.join("lib")).arg(self.dir.join("criu")).args(args);
+        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    }
+}
+
+fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
+    let criu = Criu::find(release)?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Fail::Skipped(
+            "this host runs the suite without root, and CRIU dumps and restores as root only".to_string(),
+        ));
+    }
+    crate::kit::require::userfaultfd()?;
+    let _kdat = KdatCache::note();
+    // CRIU's network checks need the loopback device up, and the modules a booted Debian system
+    // loads on demand, as every booted system has them.
+    loopback_up(ctx)?;
+    let modules = load_modules(&criu.dir.join("../modules"))?;
+    let work = std::env::temp_dir().join(format!("uffdc-criu-{release}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let images = work.join("images");
+    std::fs::create_dir_all(&images).ctx("mkdir")?;
+    let _cleanup = Cleanup(work.clone());
+    // The restored process is a child of `criu restore -d`, which exits: it becomes ours.
+    // SAFETY: prctl with an integer argument.
+    nix::errno::Errno::result(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) })
+        .ctx("PR_SET_CHILD_SUBREAPER")?;
+    let mut obs = Observation::new("");
+    obs.detail("criu", criu.package.clone());
+    if !modules.is_empty() {
+        obs.detail("modules_loaded", modules);
+    }
+    let started = Instant::now();
+    let target = Target::start(&work)?;
+    let pid = target.pid;
+    obs.detail("setup_ms", started.elapsed().as_millis() as u64);
+
+    let log = |name: &str| work.join(format!("{name}.log")).display().to_string();
+    let pid_s = pid.to_string();
+    let images_s = images.display().to_string();
+    let t = Instant::now();
+    let dumped =
+        run(criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]), STEP)?;
+    obs.detail("dump_ms", t.elapsed().as_millis() as u64);
+    // criu dump kills it; on failure it may still be there.
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+    if !dumped.success() {
+        return Err(failed(obs, "dump", &log("dump"), dumped, &target.tids));
+    }
+    if ctx.sabotage == Some(Sabotage::ZeroPage) {
+        let page = pattern('A', CORRUPTED);
+        obs.detail("sabotage", corrupt_in_images(&images, &page)?);
+    }
+
+    // The daemon says it is ready on its status fd.
+    let (ready_r, ready_w) = nix::unistd::pipe().ctx("pipe")?;
+    let status_fd = ready_w.as_raw_fd().to_string();
+    let mut lazy =
+        criu.command(&["lazy-pages", "-D", &images_s, "-o", &log("lazy"), "-v4", "--status-fd", &status_fd]);
+    // SAFETY: clears close-on-exec of the status pipe's write end in the child only.
+    let raw = ready_w.as_raw_fd();
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut lazy, move || {
+            match libc::fcntl(raw, libc::F_SETFD, 0) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
+        });
+    }
+    let t = Instant::now();
+    let mut daemon = Killed(lazy.spawn().ctx("starting criu lazy-pages")?);
+    drop(ready_w);
+    let ready = crate::kit::poll::wait_readable(ready_r.as_fd(), STEP).ctx("poll")?
+        && nix::unistd::read(&ready_r, &mut [0u8; 1]).is_ok_and(|n| n == 1);
+    if !ready {
+        let status = wait_child(&mut daemon.0, Duration::from_secs(1));
+        return Err(failed(obs, "lazy-pages", &log("lazy"), status.unwrap_or_else(timed_out), &target.tids));
+    }
+    obs.detail("lazy_pages_ready_ms", t.elapsed().as_millis() as u64);
+
+    let t = Instant::now();
+    let restored = run(
+        criu.command(&["restore", "-D", &images_s, "-o", &log("restore"), "-v4", "--lazy-pages", "-d"]),
+        STEP,
+    )?;
+    obs.detail("restore_ms", t.elapsed().as_millis() as u64);
+    if !restored.success() {
+        return Err(failed(obs, "restore", &log("restore"), restored, &target.tids));
+    }
+    let _restored = KillPid(pid);
+    // Wake the restored process: it does its work and exits.
+    let t = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1)
+        .ctx("kill SIGUSR1 the restored process")?;
+    let exited = wait_pid(pid, STEP)?;
+    obs.detail("after_restore_ms", t.elapsed().as_millis() as u64);
+    let daemon_status = wait_child(&mut daemon.0, STEP);
+    let (transferred, faults) = lazy_counts(&log("lazy"));
+    obs.detail("pages_transferred", transferred);
+    obs.detail("faults_served", faults);
+    match daemon_status {
+        Some(s) if !s.success() => {
+            obs.detail("lazy_pages_exit", format!("{s}: {}", first_error(&log("lazy")).unwrap_or_default()))
+        }
+        None => obs.detail("lazy_pages_exit", "still running after the restored process exited"),
+        Some(_) => {}
+    }
+    if let Some(e) = errors(&log("restore")).first() {
+        obs.detail("restore_error", e.clone());
+    }
+    match exited {
+        nix::sys::wait::WaitStatus::Exited(_, 0) => {}
+        other => {
+            let why = std::fs::read_to_string(work.join("error")).unwrap_or_default();
+            obs.observed = format!("restored process failed: {}", describe(other));
+            obs.detail("restored_process", why.trim().to_string());
+            return Ok(obs);
+        }
+    }
+    let wrong = compare(&work, &mut obs)?;
+    obs.observed = if wrong > 0 {
+        format!("restores, {wrong} pages wrong")
+    } else if transferred > 0 {
+        "restores, pages right, served lazily".to_string()
+    } else {
+        "restores, pages right, none served lazily".to_string()
+    };
+    Ok(obs)
+}
+
+/// The lines CRIU logs on every failure, after the one that says what failed.
+const WRAPPERS: &[&str] = &[
+    "Could not initialize kernel features detection",
+    "Dumping FAILED",
+    "Restoring FAILED",
+    "Can't wait or bad status",
+];
+
+/// The observation of a CRIU command that failed: the error line that says what failed (the last
+/// one before CRIU's own wrappers: earlier ones are often recovered from, such as a missing
+/// socket diag module). On a kernel built without CONFIG_CHECKPOINT_RESTORE, which CRIU needs,
+/// the failure is the missing prerequisite's (`unsupported`, with the line as what showed it).
+fn failed(
+    mut obs: Observation,
+    step: &str,
+    log: &str,
+    status: std::process::ExitStatus,
+    tids: &[i32],
+) -> Fail {
+    let fail = observed_failure(&mut obs, step, log, status, tids);
+    let config = crate::kit::machine::kernel_config();
+    match config {
+        Some(c) if c.value("CONFIG_CHECKPOINT_RESTORE") != "y" => Fail::Unsupported {
+            observed: obs.observed.clone(),
+            reason: NO_CHECKPOINT_RESTORE.to_string(),
+            details: obs.details,
+        },
+        _ => fail,
+    }
+}
+
+macro_rules! no_checkpoint_restore {
+    () => {
+        "the kernel is built without CONFIG_CHECKPOINT_RESTORE, which CRIU needs (kcmp, /proc/PID/map_files, PR_SET_MM, ns_last_pid)"
+    };
+}
+const NO_CHECKPOINT_RESTORE: &str = no_checkpoint_restore!();
+/// The row every CRIU behaviour starts with.
+const NO_CHECKPOINT_RESTORE_ROW: (&str, &str) =
+    ("* when CONFIG_CHECKPOINT_RESTORE!=y", concat!("unsupported: ", no_checkpoint_restore!()));
+
+fn observed_failure(
+    obs: &mut Observation,
+    step: &str,
+    log: &str,
+    status: std::process::ExitStatus,
+    tids: &[i32],
+) -> Fail {
+    let errors: Vec<String> = errors(log).iter().map(|e| name_threads(e, tids)).collect();
+    let cause = errors.iter().rev().find(|e| !wrapper(e));
+    obs.observed = match cause {
+        Some(e) => format!("{step} fails: {e}"),
+        None => format!("{step} fails: {status}, no error line"),
+    };
+    obs.detail("errors", errors.iter().take(6).cloned().collect::<Vec<_>>().join(" | "));
+    obs.detail("exit", status.to_string());
+    obs.detail("log_tail", tail(log, 12));
+    Fail::Observed(obs.clone())
+}
+
+/// Every `Error (file:line): message` line of a CRIU log, as its message (the time stamp and the
+/// source line change between runs and versions; the message names what failed).
+fn errors(log: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let at = l.find("Error (")?;
+            let rest = &l[at..];
+            let msg = rest.split_once("): ").map_or(rest, |(_, m)| m);
+            Some(msg.trim().trim_end_matches(['.', ':']).to_string())
+        })
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// The last `n` lines of a CRIU log, without their time stamps.
+fn tail(log: &str, n: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.split_once(") ").filter(|_| l.starts_with('(')).map_or(*l, |(_, m)| m))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn first_error(log: &str) -> Option<String> {
+    errors(log).into_iter().find(|e| !wrapper(e))
+}
+
+/// Whether an error line is one CRIU adds above the one that says what failed: the fixed ones, and
+/// a step's `... (pid: N) failed with -1`.
+fn wrapper(e: &str) -> bool {
+    WRAPPERS.iter().any(|w| e.starts_with(w)) || e.contains(") failed with -")
+}
+
+/// The test process's thread ids in a CRIU message, as `TID` (they change from run to run).
+fn name_threads(message: &str, tids: &[i32]) -> String {
+    message
+        .split(' ')
+        .map(|w| match w.parse::<i32>() {
+            Ok(n) if tids.contains(&n) => "TID",
+            _ => w,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// From the lazy-pages daemon's log: the pages it reported transferred (the sum of its
+/// `UFFD transferred pages: (copied/total)` lines, one per process) and the faults it served.
+fn lazy_counts(log: &str) -> (u64, u64) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut copied = 0;
+    let mut faults = 0;
+    for l in text.lines() {
+        if let Some(rest) = l.split("UFFD transferred pages: (").nth(1) {
+            copied += rest.split('/').next().and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
+        }
+        if l.contains("#PF at") {
+            faults += 1;
+        }
+    }
+    (copied, faults)
+}
+
+/// The status of a command that did not exit (what `wait` reports for a stopped process).
+fn timed_out() -> std::process::ExitStatus {
+    std::os::unix::process::ExitStatusExt::from_raw(0x7f00)
+}
+
+/// Runs `c` to its end within `limit` (killed after it: an `error` of the probe, which could not
+/// tell whether CRIU would have finished).
+fn run(mut c: Command, limit: Duration) -> Result<std::process::ExitStatus, Fail> {
+    let child = c.spawn().ctx("starting criu")?;
+    let mut child = Killed(child);
+    wait_child(&mut child.0, limit).ok_or_else(|| {
+        Fail::error(format!("criu {:?} did not finish within {}s", c.get_args().nth(3), limit.as_secs()))
+    })
+}
+
+/// The child's exit status, or `None` when it has not exited within `limit`.
+fn wait_child(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let pidfd = pidfd(nix::unistd::Pid::from_raw(child.id() as i32)).ok()?;
+    if !crate::kit::poll::wait_readable(pidfd.as_fd(), limit).unwrap_or(false) {
+        return None;
+    }
+    child.wait().ok()
+}
+
+fn wait_pid(pid: nix::unistd::Pid, limit: Duration) -> Result<nix::sys::wait::WaitStatus, Fail> {
+    let fd = pidfd(pid).ctx("pidfd_open the restored process")?;
+    if !crate::kit::poll::wait_readable(fd.as_fd(), limit).ctx("poll")? {
+        return Err(Fail::Observed(
+            Observation::new("restored process failed: did not finish").with("limit_s", limit.as_secs()),
+        ));
+    }
+    nix::sys::wait::waitpid(pid, None).ctx("waitpid the restored process")
+}
+
+fn pidfd(pid: nix::unistd::Pid) -> Result<OwnedFd, nix::errno::Errno> {
+    // SAFETY: pidfd_open returns a new descriptor that we own.
+    let raw = nix::errno::Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
+}
+
+fn describe(status: nix::sys::wait::WaitStatus) -> String {
+    match status {
+        nix::sys::wait::WaitStatus::Exited(_, code) => format!("exit {code}"),
+        nix::sys::wait::WaitStatus::Signaled(_, sig, _) => sig.as_str().to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A child process killed when the probe leaves early.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct KillPid(nix::unistd::Pid);
+
+impl Drop for KillPid {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.0, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
+}
+
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// CRIU keeps what it learnt about the kernel in `/run/criu.kdat` (criu/kerndat.c
+/// kerndat_save_cache, through `criu.kdat.tmp`): files the probe's commands created are removed
+/// when it ends, so a host run leaves the host as it found it. (A mount namespace of the probe's
+/// own with /run private would not do: CRIU then cannot find the mount of the suite's own
+/// executable, mapped before it, and the dump fails.)
+struct KdatCache(Vec<&'static str>);
+
+impl KdatCache {
+    const FILES: [&'static str; 2] = ["/run/criu.kdat", "/run/criu.kdat.tmp"];
+
+    fn note() -> KdatCache {
+        KdatCache(Self::FILES.into_iter().filter(|f| std::fs::symlink_metadata(f).is_err()).collect())
+    }
+}
+
+impl Drop for KdatCache {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// Brings `lo` up when it is down (a guest's is: no init did it), as a booted system has it.
+fn loopback_up(ctx: &Ctx) -> Result<(), Fail> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    // Any socket takes the device ioctls; a Unix one exists without CONFIG_INET (the builds).
+    let sock = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).ctx("socket")?;
+    // SAFETY: ifreq is plain data; the name is NUL-terminated.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the flags of the named interface.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        // No loopback device to bring up: CRIU will say what it lacks.
+        return Ok(());
+    }
+    // SAFETY: the union's flags member, which SIOCGIFFLAGS set.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    if flags & libc::IFF_UP as i16 != 0 {
+        return Ok(());
+    }
+    ctx.may_change("the loopback device's state (it is down)")?;
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as i16;
+    // SAFETY: as above, setting the flags.
+    nix::errno::Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })
+        .ctx("SIOCSIFFLAGS lo up")?;
+    Ok(())
+}
+
+/// Loads the kernel modules `cargo xtask` packed for this kernel (`dir/order`, dependencies
+/// first), as modprobe would on demand on a booted system; says which it loaded. None on a host.
+fn load_modules(dir: &Path) -> Result<String, Fail> {
+    let Ok(order) = std::fs::read_to_string(dir.join("order")) else { return Ok(String::new()) };
+    let mut loaded = Vec::new();
+    for file in order.lines().filter(|l| !l.is_empty()) {
+        let f = std::fs::File::open(dir.join(file)).ctx(&format!("open {file}"))?;
+        // SAFETY: finit_module reads the module from the descriptor; the parameters are empty.
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), 0) };
+        match nix::errno::Errno::result(r) {
+            Ok(_) => loaded.push(file.trim_end_matches(".ko").to_string()),
+            Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => {
+                return Err(Fail::error(format!(
+                    "loading the module {file}: {}",
+                    crate::kit::outcome::errno_name(e)
+                )))
+            }
+        }
+    }
+    Ok(loaded.join(" "))
+}
+
+/// Page `i` of region `tag`, as the test process fills it.
+fn pattern(tag: char, i: usize) -> Vec<u8> {
+    let mut x = (tag as u64) << 32 ^ i as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    (0..crate::kit::memory::page_size() / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect()
+}
+
+/// FNV-1a, 64 bits: the checksum of a page.
+fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Overwrites with zeros the copy of `page` in the dump's pages images (the self-test: the daemon
+/// then serves a wrong page, which the checksums must catch). Says where.
+fn corrupt_in_images(images: &Path, page: &[u8]) -> Result<String, Fail> {
+    for entry in std::fs::read_dir(images).ctx("read the images")?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("pages-") {
+            continue;
+        }
+        let mut data = std::fs::read(entry.path()).ctx("read a pages image")?;
+        if let Some(at) = data.chunks(page.len()).position(|c| c == page) {
+            let off = at * page.len();
+            data[off..off + page.len()].fill(0);
+            std::fs::write(entry.path(), &data).ctx("write a pages image")?;
+            return Ok(format!("page {CORRUPTED} zeroed in {name} at {off:#x}"));
+        }
+    }
+    Err(Fail::error("self-test: the page to corrupt is in none of the dump's pages images"))
+}
+
+/// The checksums files: `tag index checksum` lines.
+fn sums(path: &Path) -> std::collections::BTreeMap<(char, usize), u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let tag = w.next()?.chars().next()?;
+            let i = w.next()?.parse().ok()?;
+            let sum = u64::from_str_radix(w.next()?, 16).ok()?;
+            Some(((tag, i), sum))
+        })
+        .collect()
+}
+
+/// The pages of parent and child that do not hold what they should.
+fn compare(work: &Path, obs: &mut Observation) -> Result<usize, Fail> {
+    let before = sums(&work.join("before"));
+    let (after, child) = (sums(&work.join("after")), sums(&work.join("after-child")));
+    if before.len() != ANON + SHARED + HUGE {
+        return Err(Fail::error(format!(
+            "the test process recorded {} checksums before the dump",
+            before.len()
+        )));
+    }
+    let zero = checksum(&vec![0; crate::kit::memory::page_size()]);
+    let mut wrong = Vec::new();
+    for (&(tag, i), &sum) in &before {
+        if child.get(&(tag, i)) != Some(&sum) {
+            wrong.push(format!("child {tag}{i}"));
+        }
+        let unmapped = tag == 'A' && (UNMAP.0..UNMAP.1).contains(&i);
+        let dropped = tag == 'A' && (DONTNEED.0..DONTNEED.1).contains(&i);
+        let want = if dropped { zero } else { sum };
+        if !unmapped && after.get(&(tag, i)) != Some(&want) {
+            wrong.push(format!("parent {tag}{i}"));
+        }
+    }
+    obs.detail("pages_checked", (before.len() * 2 - (UNMAP.1 - UNMAP.0)) as u64);
+    if !wrong.is_empty() {
+        obs.detail("wrong", wrong.iter().take(8).cloned().collect::<Vec<_>>().join(" "));
+    }
+    Ok(wrong.len())
+}
+
+/// The test process (a fork of the probe).
+struct Target {
+    pid: nix::unistd::Pid,
+    /// Its threads' ids (its pid among them), which CRIU's messages name.
+    tids: Vec<i32>,
+}
+
+impl Target {
+    /// Forks it and waits until it has written its pages and their checksums and closed every
+    /// descriptor but /dev/null (CRIU dumps descriptors, and a pipe to the probe is not its to
+    /// restore).
+    fn start(work: &Path) -> Result<Target, Fail> {
+        let (r, w) = nix::unistd::pipe().ctx("pipe")?;
+        // Blocked before the fork, so that a SIGUSR1 never finds the process unready.
+        let mut usr1 = nix::sys::signal::SigSet::empty();
+        usr1.add(nix::sys::signal::Signal::SIGUSR1);
+        usr1.thread_block().ctx("block SIGUSR1")?;
+        // SAFETY: the probe process is single-threaded when it forks.
+        match unsafe { nix::unistd::fork() }.ctx("fork")? {
+            nix::unistd::ForkResult::Child => {
+                drop(r);
+                // A session of its own: CRIU dumps a tree whose session leader it holds (a
+                // guest's init never called setsid, and session 0 is outside every tree).
+                let _ = nix::unistd::setsid();
+                let code = match target_main(work, w) {
+                    Ok(()) => 0,
+                    Err(why) => {
+                        let _ = std::fs::write(work.join("error"), why);
+                        1
+                    }
+                };
+                // SAFETY: leave without the parent's exit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(w);
+                let guard = KillPid(child);
+                let mut line = String::new();
+                let mut file = std::fs::File::from(r);
+                let fd = file.as_fd().try_clone_to_owned().ctx("dup")?;
+                let deadline = Instant::now() + STEP;
+                let mut buf = [0u8; 64];
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if !crate::kit::poll::wait_readable(fd.as_fd(), left).ctx("poll")? {
+                        return Err(Fail::error("the test process was not ready in time"));
+                    }
+                    let n = std::io::Read::read(&mut file, &mut buf).ctx("read")?;
+                    if n == 0 {
+                        break;
+                    }
+                    line.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+                if line.trim() != "ready" {
+                    let why = std::fs::read_to_string(work.join("error")).unwrap_or_default();
+                    return Err(Fail::error(format!(
+                        "the test process failed before the dump: {}",
+                        why.trim()
+                    )));
+                }
+                std::mem::forget(guard);
+                let tids = std::fs::read_dir(format!("/proc/{child}/task"))
+                    .ctx("read the test process's threads")?
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect();
+                Ok(Target { pid: child, tids })
+            }
+        }
+    }
+}
+
+/// A mapping, never unmapped by this process but where the restored process says so.
+fn map(pages: usize, flags: i32, align: usize) -> Result<usize, String> {
+    let page = crate::kit::memory::page_size();
+    let len = pages * page + align;
+    // SAFETY: a fresh anonymous mapping.
+    let p =
+        unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    let base = p as usize;
+    Ok(if align > 0 { base.next_multiple_of(align) } else { base })
+}
+
+fn fill(addr: usize, tag: char, i: usize) {
+    let data = pattern(tag, i);
+    // SAFETY: the page is mapped writable by this process.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) }
+}
+
+fn page_sum(addr: usize) -> u64 {
+    // SAFETY: the page is mapped readable by this process.
+    checksum(unsafe { std::slice::from_raw_parts(addr as *const u8, crate::kit::memory::page_size()) })
+}
+
+/// The test process: its memory, its threads, its checksums, then, once restored, its work.
+fn target_main(work: &Path, ready: OwnedFd) -> Result<(), String> {
+    let page = crate::kit::memory::page_size();
+    let anon = map(ANON, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, 0)?;
+    let shared = map(SHARED, libc::MAP_SHARED | libc::MAP_ANONYMOUS, 0)?;
+    let huge_size = 2 << 20;
+    let huge = map(HUGE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, huge_size)?;
+    // THP where the kernel has it; a kernel without it keeps small pages, which is as good here.
+    let thp = crate::kit::memory::madvise(huge, HUGE * page, libc::MADV_HUGEPAGE).is_ok();
+    // Three threads write the anonymous pages, a third each, and stay (CRIU dumps and restores
+    // them); the main thread writes the rest.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    for t in 0..3 {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            for i in t * ANON / 3..(t + 1) * ANON / 3 {
+                fill(anon + i * page, 'A', i);
+            }
+            barrier.wait();
+            loop {
+                // SAFETY: waits for a signal (SIGUSR1 is blocked here: it is the main thread's).
+                unsafe { libc::pause() };
+            }
+        });
+    }
+    for i in 0..SHARED {
+        fill(shared + i * page, 'S', i);
+    }
+    for i in 0..HUGE {
+        fill(huge + i * page, 'H', i);
+    }
+    barrier.wait();
+    let regions = [('A', anon, ANON), ('S', shared, SHARED), ('H', huge, HUGE)];
+    let mut text = String::new();
+    for (tag, base, pages) in regions {
+        for i in 0..pages {
+            text.push_str(&format!("{tag} {i} {:x}\n", page_sum(base + i * page)));
+        }
+    }
+    std::fs::write(work.join("before"), text).map_err(|e| format!("write before: {e}"))?;
+    std::fs::write(work.join("thp"), if thp { "yes" } else { "no" }).map_err(|e| e.to_string())?;
+    // Only /dev/null stays open: the descriptors the probe process had are not the test's.
+    let null =
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|e| e.to_string())?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors.
+        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+    }
+    drop(null);
+    let mut ready = std::fs::File::from(ready);
+    ready.write_all(b"ready\n").map_err(|e| e.to_string())?;
+    // SAFETY: closes every descriptor above stderr, the ready pipe's last one among them (EOF for
+    // the probe).
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    std::mem::forget(ready);
+    let mut usr1 = nix::sys::signal::SigSet::empty();
+    usr1.add(nix::sys::signal::Signal::SIGUSR1);
+    // Waits for SIGUSR1, which the probe sends once the process is restored.
+    usr1.wait().map_err(|e| format!("sigwait: {e}"))?;
+    // Restored: a child checksums every page, while this process changes its memory.
+    // SAFETY: the child only reads memory and writes a file before _exit.
+    let child = match unsafe { libc::fork() } {
+        -1 => return Err(format!("fork after the restore: {}", std::io::Error::last_os_error())),
+        0 => {
+            let mut text = String::new();
+            for (tag, base, pages) in regions {
+                for i in 0..pages {
+                    text.push_str(&format!("{tag} {i} {:x}\n", page_sum(base + i * page)));
+                }
+            }
+            let code = if std::fs::write(work.join("after-child"), text).is_ok() { 0 } else { 3 };
+            // SAFETY: leave without exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        pid => pid,
+    };
+    let at = |i: usize| anon + i * page;
+    // SAFETY: ranges of this process's own anonymous mapping.
+    unsafe {
+        if libc::munmap(at(UNMAP.0) as *mut _, (UNMAP.1 - UNMAP.0) * page) != 0 {
+            return Err(format!("munmap: {}", std::io::Error::last_os_error()));
+        }
+    }
+    let len = (REMAP.1 - REMAP.0) * page;
+    let dest = map(REMAP.1 - REMAP.0, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, 0)?;
+    // SAFETY: moves part of this process's mapping onto another of its own.
+    let moved = unsafe {
+        libc::mremap(
+            at(REMAP.0) as *mut _,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dest as *mut libc::c_void,
+        )
+    };
+    if moved == libc::MAP_FAILED {
+        return Err(format!("mremap: {}", std::io::Error::last_os_error()));
+    }
+    crate::kit::memory::madvise(at(DONTNEED.0), (DONTNEED.1 - DONTNEED.0) * page, libc::MADV_DONTNEED)
+        .map_err(|e| format!("MADV_DONTNEED: {e}"))?;
+    let mut text = String::new();
+    for (tag, base, pages) in regions {
+        for i in 0..pages {
+            let addr = match tag {
+                'A' if (UNMAP.0..UNMAP.1).contains(&i) => continue,
+                'A' if (REMAP.0..REMAP.1).contains(&i) => dest + (i - REMAP.0) * page,
+                _ => base + i * page,
+            };
+            text.push_str(&format!("{tag} {i} {:x}\n", page_sum(addr)));
+        }
+    }
+    std::fs::write(work.join("after"), text).map_err(|e| format!("write after: {e}"))?;
+    let mut status = 0;
+    // SAFETY: waits for this process's own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err(format!("the restored process's child ended with status {status:#x}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines_are_read_without_time_stamp_and_source_line() {
+        let dir = std::env::temp_dir().join(format!("uffdc-criu-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("dump.log");
+        std::fs::write(
+            &log,
+            "(00.001) Version: 3.17.1\n(00.012) Error (criu/vdso.c:612): Failed to fill self vdso symtable\n\
+             (00.013) Error (criu/kerndat.c:1677): kerndat_vdso_fill_symtable failed when initializing kerndat.\n\
+             (00.014) Error (criu/crtools.c:260): Could not initialize kernel features detection.\n\
+             (00.5) uffd: 12-1: UFFD transferred pages: (40/40)\n(00.6) uffd: 12-2: UFFD transferred pages: (7/40)\n\
+             (00.4) uffd: 12: #PF at 0x7f0000\n",
+        )
+        .unwrap();
+        let log = log.display().to_string();
+        assert_eq!(
+            errors(&log),
+            [
+                "Failed to fill self vdso symtable",
+                "kerndat_vdso_fill_symtable failed when initializing kerndat",
+                "Could not initialize kernel features detection"
+            ]
+        );
+        assert_eq!(lazy_counts(&log), (47, 1));
+        assert_eq!(first_error(&log).unwrap(), "Failed to fill self vdso symtable");
+        let Err(Fail::Observed(o)) = Err::<(), _>(observed_failure(
+            &mut Observation::new(""),
+            "dump",
+            &log,
+            std::os::unix::process::ExitStatusExt::from_raw(256),
+            &[],
+        )) else {
+            unreachable!()
+        };
+        assert_eq!(o.observed, "dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn thread_ids_and_step_wrappers_do_not_make_the_observation() {
+        assert_eq!(
+            name_threads("95 has rseq but kernel lacks get_rseq_conf feature", &[95, 96]),
+            "TID has rseq but kernel lacks get_rseq_conf feature"
+        );
+        assert_eq!(name_threads("Diag module missing (-2)", &[2]), "Diag module missing (-2)");
+        assert!(wrapper("Dump core (pid: 95) failed with -1") && !wrapper("TID has rseq"));
+    }
+
+    #[test]
+    fn patterns_differ_per_page_and_region() {
+        assert_ne!(pattern('A', 1), pattern('A', 2));
+        assert_ne!(pattern('A', 1), pattern('S', 1));
+        assert_ne!(checksum(&pattern('A', 1)), checksum(&vec![0; crate::kit::memory::page_size()]));
+    }
+}
