@@ -8,6 +8,7 @@ pub mod criu;
 pub mod debs;
 pub mod fleet;
 pub mod golang;
+pub mod kconfig;
 pub mod packages;
 pub mod pin;
 pub mod profiles;

@@ -2,10 +2,11 @@
 //! and run in its guest after the suite (the family `selftests`): `uffd-unit-tests` and
 //! `uffd-stress` (tools/testing/selftests/mm, 6.4 and later), or `userfaultfd`
 //! (tools/testing/selftests/vm, 5.10 and 6.1). They are built statically with the pinned toolchain
-//! (`buildroot.rs`) against the source's own uapi headers (`make headers`), cached under
-//! `target/uffdc/builds/selftests/<key>/` (the key over the source's sha256 and the toolchain's
-//! pins), and packed into the guest's initramfs under `/selftests/`, where the suite runs them
-//! (`suite/src/run/selftests.rs`) with small parameters and a time limit each.
+//! (`buildroot.rs`, compiling through its ccache) against the source's own uapi headers
+//! (`make headers`), cached under `~/.cache/uffd-conformance/builds/selftests/<key>/` (the key
+//! over the source's sha256 and the toolchain's pins), and packed into the guest's initramfs under
+//! `/selftests/`, where the suite runs them (`suite/src/run/selftests.rs`) with small parameters
+//! and a time limit each.
 
 use crate::inputs::buildroot::{self, BuildRoot};
 use crate::inputs::fleet::{Fleet, SourcePin};
@@ -17,7 +18,7 @@ use xshell::Shell;
 
 /// Where the guest finds them.
 pub const DIR: &str = "selftests";
-const RECIPE: &str = "uffdc selftests 3";
+const RECIPE: &str = "uffdc selftests 4";
 
 /// The selftests of one column: the source they were built from and the programs.
 #[derive(Clone, Debug)]
@@ -80,7 +81,14 @@ pub fn for_kernel(
     // Kernel builds make this folder too, but a run of Debian kernels alone may never have built one.
     let logs = builds.join("logs");
     std::fs::create_dir_all(&logs)?;
+    let before = broot.ccache_stats()?;
     let (programs, changed) = build(&broot, &tree, &out, &logs.join(format!("selftests-{package}.log")))?;
+    let reused = broot.ccache_stats()?.since(before);
+    progress(&format!(
+        "selftests: built, ccache answered {} of {} compilations",
+        reused.hits,
+        reused.hits + reused.misses
+    ));
     let _ = std::fs::remove_file(dir.join("selftests.toml"));
     std::fs::create_dir_all(&dir)?;
     for p in &programs {
@@ -128,7 +136,8 @@ fn cached(dir: &Path) -> Option<Selftests> {
 pub const UNIT_MEM_MIB: u32 = 8;
 
 /// Builds the source's userfaultfd selftests statically: its uapi headers first (`make headers`),
-/// then each program with gcc, as its Makefile would but without the rest of the selftests.
+/// then each program with gcc (its sources compiled through ccache, then linked), as its Makefile
+/// would but without the rest of the selftests.
 /// Returns the programs and what was changed in them.
 fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<String>, Option<String>)> {
     let mm = broot.path(&format!("{tree}/tools/testing/selftests/mm"));
@@ -151,30 +160,48 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
     let programs: Vec<(&str, Vec<String>)> = names.iter().map(|p| (*p, linked_with(&makefile, p))).collect();
     let unit = mm.join("uffd-unit-tests.c");
     let shrink = std::fs::read_to_string(&unit).is_ok_and(|t| t.lines().any(is_mem_size_define));
-    let mut script =
-        format!("set -e\nmake -s O={out}/headers ARCH=x86_64 headers\ncd tools/testing/selftests/{dir}\n");
+    let sd = format!("{tree}/tools/testing/selftests/{dir}");
+    // Compiled in the output folder, each source once, through ccache (`buildroot::CCACHE`: paths
+    // are hashed relative to the folder, so a rebuild into another folder reuses the objects),
+    // then linked; the same compiler calls `gcc -o P P.c ...` makes, without the rest of the
+    // selftests.
+    let mut script = format!(
+        "set -e\nmake -s O={out}/headers ARCH=x86_64 'HOSTCC=ccache gcc' headers\ncd {out}\nmkdir -p obj\n"
+    );
+    let cc = format!(
+        "ccache gcc -c -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I{sd} -I{sd}/.. -I{tree} \
+         -I{tree}/tools/include -I{tree}/tools/include/uapi"
+    );
+    let mut compiled: Vec<String> = Vec::new();
     for (program, linked) in &programs {
         // The one change: a copy of uffd-unit-tests.c with a smaller UFFD_TEST_MEM_SIZE.
         let main = if *program == "uffd-unit-tests" && shrink {
             script += &format!(
                 "sed 's/^#define[[:space:]]*UFFD_TEST_MEM_SIZE[[:space:]].*/#define UFFD_TEST_MEM_SIZE ({UNIT_MEM_MIB}UL << 20)/' \
-                 {program}.c > {out}/{program}.c\n"
+                 {sd}/{program}.c > {program}.c\n"
             );
-            format!("{out}/{program}.c")
-        } else {
             format!("{program}.c")
+        } else {
+            format!("{sd}/{program}.c")
         };
-        script += &format!(
-            "gcc -static -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I. -I.. -I../../../.. \
-             -I../../../../tools/include -I../../../../tools/include/uapi \
-             -o {out}/{program} {main} {} -lpthread -lm -lrt\n",
-            linked.join(" ")
-        );
+        let mut objects = Vec::new();
+        for source in std::iter::once(main).chain(linked.iter().map(|l| format!("{sd}/{l}"))) {
+            let object =
+                format!("obj/{}.o", Path::new(&source).file_stem().unwrap_or_default().to_string_lossy());
+            if !compiled.contains(&object) {
+                script += &format!("{cc} -o {object} {source}\n");
+                compiled.push(object.clone());
+            }
+            objects.push(object);
+        }
+        script += &format!("gcc -static -o {program} {} -lpthread -lm -lrt\n", objects.join(" "));
     }
     let file = format!("{out}/build.sh");
     std::fs::create_dir_all(broot.path(out))?;
     std::fs::write(broot.path(&file), script)?;
-    broot.run(tree, &["/usr/bin/bash".to_string(), file], &[], log).with_context(|| {
+    let env: Vec<(String, String)> =
+        buildroot::CCACHE.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    broot.run(tree, &["/usr/bin/bash".to_string(), file], &env, log).with_context(|| {
         format!(
             "building the userfaultfd selftests of {tree} failed (log: {}): run with --no-selftests to go on without them",
             crate::util::display_path(log)
@@ -244,6 +271,40 @@ mod tests {
         assert!(linked_with(vm510, "userfaultfd").is_empty());
         assert!(is_mem_size_define("#define  UFFD_TEST_MEM_SIZE               (32UL << 20)"));
         assert!(!is_mem_size_define("\tnr_pages = UFFD_TEST_MEM_SIZE / page_size;"));
+    }
+
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn a_rebuild_in_another_folder_takes_every_compile_from_ccache_and_gives_the_same_programs() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let (package, pin) = source_of(&fleet, "build-6.12").unwrap();
+        let mut apt = fleet.apt(&crate::inputs::fleet::Cache::new(&root), None);
+        let broot = buildroot::ensure(&sh, &root, &mut apt).unwrap();
+        let tree = crate::inputs::builds::source_tree(&sh, &broot, &package, &pin, &mut apt).unwrap();
+        let builds = crate::inputs::fleet::Cache::new(&root).dir.join("builds");
+        // No other build counts in ccache's statistics meanwhile.
+        let _lock = crate::util::lock(&builds.join("build.lock")).unwrap();
+        let logs = root.join("target/uffdc/tests/selftests-ccache");
+        std::fs::create_dir_all(&logs).unwrap();
+        let mut built = Vec::new();
+        let mut reused = Vec::new();
+        for out in ["/out/test-selftests-a", "/out/test-selftests-b"] {
+            let _ = std::fs::remove_dir_all(broot.path(out));
+            let before = broot.ccache_stats().unwrap();
+            let (programs, _) = build(&broot, &tree, out, &logs.join("build.log")).unwrap();
+            reused.push(broot.ccache_stats().unwrap().since(before));
+            let bytes: Vec<Vec<u8>> =
+                programs.iter().map(|p| std::fs::read(broot.path(&format!("{out}/{p}"))).unwrap()).collect();
+            built.push((programs, bytes));
+            let _ = std::fs::remove_dir_all(broot.path(out));
+        }
+        eprintln!("ccache, first build: {:?}; rebuild in another folder: {:?}", reused[0], reused[1]);
+        // uffd-unit-tests, uffd-stress and the sources they are linked from, each compiled once.
+        assert!(reused[1].hits >= 4 && reused[1].misses == 0, "{reused:?}");
+        assert_eq!(built[0].0, ["uffd-unit-tests", "uffd-stress"]);
+        assert!(built[0] == built[1], "the rebuild gave other programs");
     }
 
     #[test]

@@ -45,6 +45,11 @@ struct KernelBench {
     /// whose target is at most [`VARIANT_BUILD_S`].
     ccache_hits: Option<u64>,
     ccache_misses: Option<u64>,
+    /// The files a build compiled (fewer than a whole build's when its source's output tree held
+    /// another configuration: kbuild recompiled only what the change reaches).
+    compiled: Option<u64>,
+    /// Whether the build was made over an earlier build of its source.
+    incremental: bool,
     fetch_cached_s: f64,
     bare_boot_s: f64,
     init_s: f64,
@@ -157,125 +162,19 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     let mut accel = None;
     let kernels = selected.iter().map(|(id, pin)| (id, Some(pin))).chain(builds.iter().map(|id| (id, None)));
     for (id, pin) in kernels {
-        let mut reuse = None;
-        let (image, fetch_cold, fetch_cached) = match pin {
-            Some(pin) => {
-                // Cold: drop the cached image and the .deb, fetch from the mirror.
-                let _ = std::fs::remove_dir_all(cache.dir.join("images").join(id));
-                let deb_prefix = format!("{}_", pin.package);
-                for e in std::fs::read_dir(apt.for_arch(pin.arch).debs_dir()).into_iter().flatten().flatten()
-                {
-                    if e.file_name().to_string_lossy().starts_with(&deb_prefix) {
-                        let _ = std::fs::remove_file(e.path());
-                    }
-                }
-                let t = Instant::now();
-                let image = cache.fetch(sh, id, pin, &mut apt)?;
-                let fetch_cold = t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                cache.fetch(sh, id, pin, &mut apt)?;
-                (image, fetch_cold, t.elapsed().as_secs_f64())
-            }
-            // A build: its cold time is `cargo xtask images build`'s (not redone here: minutes);
-            // the cached time is the warm lookup the matrix makes.
-            None => {
-                let mut image = || {
-                    crate::inputs::builds::image(
-                        sh,
-                        root,
-                        &fleet,
-                        id,
-                        &mut apt,
-                        &mut crate::util::cores,
-                        &mut |_| {},
-                    )
-                };
-                let built_image = image()?;
-                let t = Instant::now();
-                image()?;
-                let image = built_image;
-                let built = crate::inputs::builds::cold_build(root, &fleet, id);
-                reuse = built.and_then(|b| b.ccache);
-                (image, built.map_or(f64::NAN, |b| b.secs), t.elapsed().as_secs_f64())
-            }
-        };
+        let fetched = fetch(sh, root, &fleet, &mut apt, id, pin)?;
         // Another architecture's guest runs under TCG, and cannot be the KVM probe.
         let accel = match accel {
-            _ if image.arch != model::arch::Arch::native() => crate::boot::qemu::Accel::Tcg,
+            _ if fetched.image.arch != model::arch::Arch::native() => crate::boot::qemu::Accel::Tcg,
             Some(a) => a,
             None => *accel.insert(crate::boot::accel::choose(
                 opts.accel,
                 &cache.dir.join("accel.toml"),
-                &mut || pipeline::probe_kvm(&image, &prepared, &opts),
+                &mut || pipeline::probe_kvm(&fetched.image, &prepared, &opts),
             )?),
         };
-        let settings =
-            |args: Vec<String>| Settings { accel, suite_args: args, boot_attempts: 1, ..opts.run.clone() };
-        let bare = runner::run_guest(
-            &image,
-            &prepared.initrd_for(&image)?,
-            &settings(vec!["--power-off".into()]),
-            &dir.join("bare").join(id),
-            &mut |_| {},
-        )?;
-        let boots = (boots > 0).then(|| {
-            count_boots(
-                &image,
-                &prepared,
-                &settings(vec!["--power-off".into()]),
-                &dir.join("boots").join(id),
-                boots,
-                jobs,
-            )
-        });
-        let real = runner::run_guest(
-            &image,
-            &prepared.initrd_for(&image)?,
-            &settings(Vec::new()),
-            &dir.join("real").join(id),
-            &mut |_| {},
-        )?;
-        let secs = |ms: Option<u64>| ms.unwrap_or(0) as f64 / 1000.0;
-        let incomplete = [("bare boot", &bare), ("suite run", &real)].iter().find_map(|(what, r)| {
-            (r.kernel.status != model::RunStatus::Complete).then(|| {
-                format!("the {what} did not complete: {}", r.kernel.reason.as_deref().unwrap_or("?"))
-            })
-        });
-        let (bare_s, suite_s) = (secs(bare.kernel.duration_ms), secs(real.kernel.suite_ms));
-        let cpu = |c: &model::Cell| match c.details.get("cpu_ms") {
-            Some(model::Detail::Int(ms)) => *ms as u64,
-            _ => 0,
-        };
-        let mut by_cpu: Vec<(&String, u64)> = real.cells.iter().map(|(id, c)| (id, cpu(c))).collect();
-        by_cpu.sort_by_key(|(_, ms)| std::cmp::Reverse(*ms));
-        out.insert(
-            id.clone(),
-            KernelBench {
-                release: real.kernel.release.clone(),
-                arch: image.arch.to_string(),
-                accel: accel.name().to_string(),
-                build: pin.is_none(),
-                fetch_cold_s: fetch_cold,
-                ccache_hits: reuse.map(|r| r.hits),
-                ccache_misses: reuse.map(|r| r.misses),
-                fetch_cached_s: fetch_cached,
-                bare_boot_s: bare_s,
-                init_s: secs(real.kernel.init_ms),
-                suite_s,
-                probes_cpu_s: by_cpu.iter().map(|(_, ms)| ms).sum::<u64>() as f64 / 1000.0,
-                heaviest: by_cpu.iter().take(3).map(|(id, ms)| format!("{id} {ms}")).collect(),
-                selftests_s: 0.0,
-                column_floor_s: f64::NAN,
-                total_s: secs(real.kernel.duration_ms),
-                suite_over_bare: if bare_s > 0.0 && incomplete.is_none() {
-                    suite_s / bare_s
-                } else {
-                    f64::NAN
-                },
-                incomplete,
-                boots,
-            },
-        );
+        let settings = Settings { accel, boot_attempts: 1, ..opts.run.clone() };
+        out.insert(id.clone(), bench_kernel(id, &fetched, &settings, &prepared, &dir, boots, jobs)?);
     }
     let t = Instant::now();
     let first_cell = std::sync::OnceLock::new();
@@ -316,6 +215,145 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     Ok(())
 }
 
+/// A kernel's image and what getting it took.
+struct Fetched {
+    image: crate::inputs::fleet::Image,
+    /// A build (its cold time is `cargo xtask images build`'s, as recorded), not a Debian image.
+    build: bool,
+    cold_s: f64,
+    cached_s: f64,
+    /// What the build reused of ccache, as recorded when it was built.
+    reuse: Option<crate::inputs::buildroot::CcacheStats>,
+    compiled: Option<u64>,
+    incremental: bool,
+}
+
+/// A Debian image fetched cold (its cached image and .deb dropped first) and then from the cache;
+/// a build looked up twice (built first if it is not cached; its cold time is the one recorded).
+fn fetch(
+    sh: &Shell,
+    root: &Path,
+    fleet: &Fleet,
+    apt: &mut crate::inputs::apt::LazyApt,
+    id: &KernelId,
+    pin: Option<&crate::inputs::fleet::Pin>,
+) -> Result<Fetched> {
+    let cache = Cache::new(root);
+    let Some(pin) = pin else {
+        // A build: its cold time is `cargo xtask images build`'s (not redone here: minutes);
+        // the cached time is the warm lookup the matrix makes.
+        let mut image =
+            || crate::inputs::builds::image(sh, root, fleet, id, apt, &mut crate::util::cores, &mut |_| {});
+        let built_image = image()?;
+        let t = Instant::now();
+        image()?;
+        let built = crate::inputs::builds::cold_build(root, fleet, id);
+        return Ok(Fetched {
+            image: built_image,
+            build: true,
+            cold_s: built.map_or(f64::NAN, |b| b.secs),
+            cached_s: t.elapsed().as_secs_f64(),
+            reuse: built.and_then(|b| b.ccache),
+            compiled: built.and_then(|b| b.compiled),
+            incremental: built.is_some_and(|b| b.incremental),
+        });
+    };
+    let _ = std::fs::remove_dir_all(cache.dir.join("images").join(id));
+    let deb_prefix = format!("{}_", pin.package);
+    for e in std::fs::read_dir(apt.for_arch(pin.arch).debs_dir()).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&deb_prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let t = Instant::now();
+    let image = cache.fetch(sh, id, pin, apt)?;
+    let cold_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    cache.fetch(sh, id, pin, apt)?;
+    Ok(Fetched {
+        image,
+        build: false,
+        cold_s,
+        cached_s: t.elapsed().as_secs_f64(),
+        reuse: None,
+        compiled: None,
+        incremental: false,
+    })
+}
+
+/// One kernel's bare boot, its `boots` bare boots (when asked) and its suite run.
+fn bench_kernel(
+    id: &KernelId,
+    fetched: &Fetched,
+    settings: &Settings,
+    prepared: &Prepared,
+    dir: &Path,
+    boots: u32,
+    jobs: usize,
+) -> Result<KernelBench> {
+    let image = &fetched.image;
+    let settings = |args: Vec<String>| Settings { suite_args: args, ..settings.clone() };
+    let bare = runner::run_guest(
+        image,
+        &prepared.initrd_for(image)?,
+        &settings(vec!["--power-off".into()]),
+        &dir.join("bare").join(id),
+        &mut |_| {},
+    )?;
+    let boots = (boots > 0).then(|| {
+        count_boots(
+            image,
+            prepared,
+            &settings(vec!["--power-off".into()]),
+            &dir.join("boots").join(id),
+            boots,
+            jobs,
+        )
+    });
+    let real = runner::run_guest(
+        image,
+        &prepared.initrd_for(image)?,
+        &settings(Vec::new()),
+        &dir.join("real").join(id),
+        &mut |_| {},
+    )?;
+    let secs = |ms: Option<u64>| ms.unwrap_or(0) as f64 / 1000.0;
+    let incomplete = [("bare boot", &bare), ("suite run", &real)].iter().find_map(|(what, r)| {
+        (r.kernel.status != model::RunStatus::Complete)
+            .then(|| format!("the {what} did not complete: {}", r.kernel.reason.as_deref().unwrap_or("?")))
+    });
+    let (bare_s, suite_s) = (secs(bare.kernel.duration_ms), secs(real.kernel.suite_ms));
+    let cpu = |c: &model::Cell| match c.details.get("cpu_ms") {
+        Some(model::Detail::Int(ms)) => *ms as u64,
+        _ => 0,
+    };
+    let mut by_cpu: Vec<(&String, u64)> = real.cells.iter().map(|(id, c)| (id, cpu(c))).collect();
+    by_cpu.sort_by_key(|(_, ms)| std::cmp::Reverse(*ms));
+    Ok(KernelBench {
+        release: real.kernel.release.clone(),
+        arch: image.arch.to_string(),
+        accel: settings(Vec::new()).accel.name().to_string(),
+        build: fetched.build,
+        fetch_cold_s: fetched.cold_s,
+        ccache_hits: fetched.reuse.map(|r| r.hits),
+        ccache_misses: fetched.reuse.map(|r| r.misses),
+        compiled: fetched.compiled,
+        incremental: fetched.incremental,
+        fetch_cached_s: fetched.cached_s,
+        bare_boot_s: bare_s,
+        init_s: secs(real.kernel.init_ms),
+        suite_s,
+        probes_cpu_s: by_cpu.iter().map(|(_, ms)| ms).sum::<u64>() as f64 / 1000.0,
+        heaviest: by_cpu.iter().take(3).map(|(id, ms)| format!("{id} {ms}")).collect(),
+        selftests_s: 0.0,
+        column_floor_s: f64::NAN,
+        total_s: secs(real.kernel.duration_ms),
+        suite_over_bare: if bare_s > 0.0 && incomplete.is_none() { suite_s / bare_s } else { f64::NAN },
+        incomplete,
+        boots,
+    })
+}
+
 fn print_table(b: &Bench, _: &Prepared) {
     println!(
         "{:<26} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  s/b<={SUITE_OVER_BARE}",
@@ -342,17 +380,18 @@ fn print_table(b: &Bench, _: &Prepared) {
     }
     println!(
         "cold: a Debian image fetched from the mirror; a build configured and compiled, a variant (one \
-         that reused ccache) in <= {VARIANT_BUILD_S}s"
+         over another build of its source, or that reused ccache) in <= {VARIANT_BUILD_S}s"
     );
     for (id, k) in b.kernels.iter().filter(|(_, k)| k.build) {
         let (kind, verdict) = match (k.fetch_cold_s, k.ccache_hits.zip(k.ccache_misses)) {
             (s, _) if s.is_nan() => ("build", "not recorded (built before build times were)".to_string()),
             (_, None) => ("build", "no ccache counts (built before ccache was used)".to_string()),
-            (_, Some((0, m))) => ("cold build", format!("nothing reused ({m} compiled)")),
+            (_, Some((0, m))) if !k.incremental => ("cold build", format!("nothing reused ({m} compiled)")),
             (s, Some((h, m))) => (
                 "variant",
                 format!(
-                    "ccache answered {h} of {} compilations; {}",
+                    "{}ccache answered {h} of {} compilations; {}",
+                    k.compiled.map_or(String::new(), |c| format!("{c} files compiled, ")),
                     h + m,
                     if s <= VARIANT_BUILD_S { "met" } else { "MISSED" }
                 ),
