@@ -447,7 +447,10 @@ mod tests {
         let mut found = Vec::new();
         for (path, code) in files {
             let (lines, fns) = measure(code);
-            if lines > FILE_LINES {
+            // A file of tests (`tests.rs`, a module declared under `#[cfg(test)]`; the integration
+            // tests under `tests/`) is tests whole: only its functions are measured.
+            let tests = path.ends_with("/tests.rs") || path.split('/').nth(1) == Some("tests");
+            if lines > FILE_LINES && !tests {
                 found.push(format!(
                     "{path}: {lines} lines outside its tests and declaration tables (at most {FILE_LINES})"
                 ));
