@@ -500,20 +500,14 @@ impl Drop for Cleanup {
 /// A lock held through a probe's CRIU commands (each probe is a process of its own): the two
 /// releases share `/run/criu.kdat` (one path in 3.17.1 and 4.1.1), which CRIU checks for its size
 /// and two magic numbers only, so one release must not read what the other wrote; each probe
-/// removes the file it made ([`KdatCache`]) before it lets the next one start.
+/// removes the file it made ([`KdatCache`]) before it lets the next one start. The lock is the
+/// suite's own executable (flock takes a descriptor opened read-only), which leaves no file behind.
 fn one_at_a_time() -> Result<nix::fcntl::Flock<std::fs::File>, Fail> {
-    let dir = std::env::temp_dir();
-    std::fs::create_dir_all(&dir).ctx("mkdir the temporary directory")?;
-    let path = dir.join("uffdc-criu.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .ctx("open the CRIU probes' lock")?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+    let exe = std::fs::File::open(std::env::current_exe().ctx("current_exe")?)
+        .ctx("open the suite's executable")?;
+    nix::fcntl::Flock::lock(exe, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
-        .ctx("flock the CRIU probes' lock")
+        .ctx("flock the suite's executable")
 }
 
 /// Makes `/run` a tmpfs when there is none (a guest: its initramfs has no `/run`), as a booted
