@@ -177,7 +177,9 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     // CRIU's network checks need the loopback device up, and the modules a booted Debian system
     // loads on demand, as every booted system has them.
     loopback_up(ctx)?;
+    let t = Instant::now();
     let modules = load_modules(&criu.dir.join("../modules"))?;
+    let modules_ms = t.elapsed().as_millis() as u64;
     let work = std::env::temp_dir().join(format!("uffdc-criu-{release}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let images = work.join("images");
@@ -191,6 +193,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     obs.detail("criu", criu.package.clone());
     if !modules.is_empty() {
         obs.detail("modules_loaded", modules);
+        obs.detail("modules_ms", modules_ms);
     }
     let started = Instant::now();
     let target = Target::start(&work)?;
