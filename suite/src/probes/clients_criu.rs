@@ -171,11 +171,15 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         ));
     }
     crate::kit::require::userfaultfd()?;
+    let _one = one_at_a_time()?;
+    run_dir(ctx)?;
     let _kdat = KdatCache::note();
     // CRIU's network checks need the loopback device up, and the modules a booted Debian system
     // loads on demand, as every booted system has them.
     loopback_up(ctx)?;
+    let t = Instant::now();
     let modules = load_modules(&criu.dir.join("../modules"))?;
+    let modules_ms = t.elapsed().as_millis() as u64;
     let work = std::env::temp_dir().join(format!("uffdc-criu-{release}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let images = work.join("images");
@@ -189,6 +193,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     obs.detail("criu", criu.package.clone());
     if !modules.is_empty() {
         obs.detail("modules_loaded", modules);
+        obs.detail("modules_ms", modules_ms);
     }
     let started = Instant::now();
     let target = Target::start(&work)?;
@@ -208,6 +213,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     if !dumped.success() {
         return Err(failed(obs, "dump", &log("dump"), dumped, &target.tids));
     }
+    obs.detail("dumped_pages_kib", pages_kib(&images));
     if ctx.sabotage == Some(Sabotage::ZeroPage) {
         let page = pattern('A', CORRUPTED);
         obs.detail("sabotage", corrupt_in_images(&images, &page)?);
@@ -266,6 +272,11 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         None => obs.detail("lazy_pages_exit", "still running after the restored process exited"),
         Some(_) => {}
     }
+    let cached: Vec<&str> = ["dump", "lazy", "restore"]
+        .into_iter()
+        .filter(|n| std::fs::read_to_string(log(n)).is_ok_and(|t| t.contains("Loaded kdat cache")))
+        .collect();
+    obs.detail("kdat_cache_used_by", cached.join(" "));
     if let Some(e) = errors(&log("restore")).first() {
         obs.detail("restore_error", e.clone());
     }
@@ -489,6 +500,36 @@ impl Drop for Cleanup {
     }
 }
 
+/// A lock held through a probe's CRIU commands (each probe is a process of its own): the two
+/// releases share `/run/criu.kdat` (one path in 3.17.1 and 4.1.1), which CRIU checks for its size
+/// and two magic numbers only, so one release must not read what the other wrote; each probe
+/// removes the file it made ([`KdatCache`]) before it lets the next one start. The lock is the
+/// suite's own executable (flock takes a descriptor opened read-only), which leaves no file behind.
+fn one_at_a_time() -> Result<nix::fcntl::Flock<std::fs::File>, Fail> {
+    let exe = std::fs::File::open(std::env::current_exe().ctx("current_exe")?)
+        .ctx("open the suite's executable")?;
+    nix::fcntl::Flock::lock(exe, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .ctx("flock the suite's executable")
+}
+
+/// Makes `/run` a tmpfs when there is none (a guest: its initramfs has no `/run`), as a booted
+/// system has it: CRIU keeps what `kerndat_init` learnt about the kernel in `/run/criu.kdat`, on a
+/// tmpfs only (criu/kerndat.c kerndat_save_cache, 'Can't keep kdat cache on non-tempfs'), and
+/// without it every command (dump, lazy-pages, restore) probes the kernel anew, about a second
+/// of CPU each under TCG.
+fn run_dir(ctx: &Ctx) -> Result<(), Fail> {
+    let run = Path::new("/run");
+    if run.exists() {
+        return Ok(());
+    }
+    ctx.may_change("/run (there is none: a tmpfs there, as a booted system has)")?;
+    std::fs::create_dir(run).ctx("mkdir /run")?;
+    nix::mount::mount(Some("tmpfs"), run, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0755"))
+        .ctx("mount a tmpfs on /run")?;
+    Ok(())
+}
+
 /// CRIU keeps what it learnt about the kernel in `/run/criu.kdat` (criu/kerndat.c
 /// kerndat_save_cache, through `criu.kdat.tmp`): files the probe's commands created are removed
 /// when it ends, so a host run leaves the host as it found it. (A mount namespace of the probe's
@@ -598,6 +639,20 @@ fn corrupt_in_images(images: &Path, page: &[u8]) -> Result<String, Fail> {
         }
     }
     Err(Fail::error("self-test: the page to corrupt is in none of the dump's pages images"))
+}
+
+/// The size of the dump's pages images (the memory CRIU dumped), KiB.
+fn pages_kib(images: &Path) -> u64 {
+    std::fs::read_dir(images)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum::<u64>()
+                / 1024
+        })
+        .unwrap_or(0)
 }
 
 /// The checksums files: `tag index checksum` lines.

@@ -157,8 +157,11 @@ fn loaded(tree: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut queue: Vec<String> = elf.libraries.iter().map(|l| l.to_string()).collect();
     let mut seen = BTreeSet::new();
     let mut out = vec![("ld.so".to_string(), read_in(tree, Path::new(&interp))?)];
+    // The C library names the dynamic loader (`ld-linux-x86-64.so.2`), which is packed as `ld.so`
+    // already, and which resolves that name to itself (its DT_SONAME): a second copy is never read.
+    let loader = Path::new(&interp).file_name().map(|n| n.to_string_lossy().into_owned());
     while let Some(soname) = queue.pop() {
-        if !seen.insert(soname.clone()) {
+        if !seen.insert(soname.clone()) || loader.as_deref() == Some(soname.as_str()) {
             continue;
         }
         let path = ["usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib"]
