@@ -129,6 +129,71 @@ impl Daemon {
         Ok(())
     }
 
+    /// The image the jobs' containers start from (`.ci/in-debian`'s `DEBIAN_IMAGE`): `IMAGE` after
+    /// the rehearsed commit's own `.ci/debian-env` has installed its packages, made once per
+    /// version of that script (tagged by its blob id) and kept with the daemon's data. Every
+    /// container a GitHub job starts repeats that apt install (about a minute of unpacking here,
+    /// for each of the scheduled run's ten containers); here it is run, for real, once. Returns
+    /// the tag.
+    pub fn prepared(&self, sh: &Shell, dir: &Path, sha: &str, log: &mut dyn FnMut(&str)) -> Result<String> {
+        let blob = cmd!(sh, "git rev-parse {sha}:.ci/debian-env").quiet().read()?;
+        let tag = format!("uffdc-rehearsal/debian-env:{}", &blob[..12]);
+        let quiet = |c: &mut Command| c.stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if quiet(self.docker().args(["image", "inspect", &tag]))?.success() {
+            log(&format!("docker: {tag} ({IMAGE} after this .ci/debian-env's setup) is there"));
+            return Ok(tag);
+        }
+        let work = dir.join("debian-env");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(work.join(".ci"))?;
+        for file in [".ci/debian-env", "rust-toolchain.toml"] {
+            let text = cmd!(sh, "git show {sha}:{file}").quiet().read()?;
+            std::fs::write(work.join(file), text + "\n")?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(work.join(".ci/debian-env"), std::fs::Permissions::from_mode(0o755))?;
+        // The CI home, as .ci/in-debian mounts it: the toolchain goes there, not into the image.
+        let home = std::env::var_os("UFFDC_CI_HOME").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/uffdc-ci")
+        });
+        std::fs::create_dir_all(&home)?;
+        let name = "uffdc-rehearsal-debian-env";
+        let _ = quiet(self.docker().args(["rm", "-f", name]));
+        let started = Instant::now();
+        let status = self
+            .docker()
+            .args([
+                "run",
+                "--name",
+                name,
+                "-e",
+                "CARGO_HOME=/ci-home/cargo",
+                "-e",
+                "RUSTUP_HOME=/ci-home/rustup",
+            ])
+            .arg("-v")
+            .arg(format!("{}:/work", work.display()))
+            .arg("-v")
+            .arg(format!("{}:/ci-home", home.display()))
+            .args(["-w", "/work", IMAGE, "/work/.ci/debian-env", "true"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("debian-env.log"))?)
+            .status()?;
+        if !status.success() {
+            bail!(".ci/debian-env failed in {IMAGE}: see {}", dir.join("debian-env.log").display());
+        }
+        let committed = self.docker().args(["commit", name, &tag]).stdout(Stdio::null()).status()?;
+        let _ = quiet(self.docker().args(["rm", "-f", name]));
+        if !committed.success() {
+            bail!("docker commit of {name} as {tag} failed");
+        }
+        log(&format!(
+            "docker: {tag}: {IMAGE} after this .ci/debian-env's setup ({:.0} s); the jobs' containers start from it",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(tag)
+    }
+
     /// Whether this machine refuses `docker run --privileged` (its capability bounding set lacks
     /// one that --privileged asks for).
     pub fn privileged_refused(&self) -> Result<bool> {

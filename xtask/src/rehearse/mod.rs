@@ -129,6 +129,7 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let daemon = docker::Daemon::start(&dir.join("docker"), &mut |s| log.line(s))?;
     daemon.image(sh, &dir, &mut |s| log.line(s))?;
     let refused = daemon.privileged_refused()?;
+    let image = daemon.prepared(sh, &dir, &sha, &mut |s| log.line(s))?;
     if refused {
         log.line("docker: this machine refuses --privileged; the rehearsal's docker shim says where it replaces it");
     }
@@ -153,8 +154,9 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
         let t = std::time::Instant::now();
         log.line(&format!("\n████ scenario {scenario}"));
         let cache = shared.root.join(ACTIONS_CACHE);
-        let checks = match scenario_run(sh, root, &dir, &bin, &tools, &cache, &sha, scenario, opts, &mut log)
-        {
+        let checks = match scenario_run(
+            sh, root, &dir, &bin, &tools, &cache, &image, &sha, scenario, opts, &mut log,
+        ) {
             Ok(c) => c,
             Err(e) => vec![(false, format!("{e:#}"))],
         };
@@ -245,6 +247,7 @@ fn scenario_run(
     bin: &Path,
     tools: &Path,
     cache: &Path,
+    image: &str,
     sha: &str,
     scenario: &str,
     opts: &Options,
@@ -283,10 +286,14 @@ fn scenario_run(
     if !only.iter().any(|k| k.starts_with("build-")) {
         only.push(DEFAULT_BUILD.into());
     }
-    let mut env = vec![(
-        "UFFDC_REHEARSAL_DOCKER_ENV".to_string(),
-        format!("{}={}", crate::tasks::ci::PLAN_ONLY, only.join(",")),
-    )];
+    let mut env = vec![
+        (
+            "UFFDC_REHEARSAL_DOCKER_ENV".to_string(),
+            format!("{}={}", crate::tasks::ci::PLAN_ONLY, only.join(",")),
+        ),
+        // .ci/in-debian's image: debian:bookworm with .ci/debian-env's packages (docker.rs).
+        ("DEBIAN_IMAGE".to_string(), image.to_string()),
+    ];
     if !opts.pull_requests_allowed {
         env.push(("UFFDC_REHEARSAL_PR_FORBIDDEN".into(), "1".into()));
     }
@@ -688,6 +695,24 @@ not json
         assert_eq!(result_of(&jobs, "plan"), "failure");
         assert_eq!(result_of(&jobs, "compile"), "skipped");
         assert!(!check_all_pass(&jobs).iter().all(|(ok, _)| *ok));
+    }
+
+    #[test]
+    fn where_the_time_went_is_read_from_act_timestamps() {
+        let text = r#"{"jobID":"plan","matrix":{},"step":"Set up job","time":"2026-12-07T00:58:00Z"}
+{"jobID":"plan","matrix":{},"step":"Refresh","time":"2026-12-07T00:58:10Z"}
+{"jobID":"plan","matrix":{},"step":"Refresh","stepResult":"success","time":"2026-12-07T01:00:10Z"}
+{"jobID":"plan","matrix":{},"stage":"Post","step":"Build outputs","time":"2026-12-07T01:00:11Z"}
+{"jobID":"plan","matrix":{},"stage":"Post","step":"Build outputs","time":"2026-12-07T01:00:50Z"}
+{"jobID":"kernel","matrix":{"kernel":"k1"},"step":"Run","time":"2026-12-07T01:01:00Z"}
+{"jobID":"kernel","matrix":{"kernel":"k1"},"step":"Run","time":"2026-12-07T01:01:05Z"}
+{"jobID":"plan","matrix":{},"jobResult":"success","time":"2026-12-07T01:00:51Z"}"#;
+        assert_eq!(
+            slow_steps(text, 20),
+            [(120, "plan | Main Refresh".to_string()), (39, "plan | Post Build outputs".to_string())]
+        );
+        assert_eq!(slow_steps(text, 1).last(), Some(&(5, "kernel k1 | Main Run".to_string())));
+        assert_eq!(parse_act(text)[0].seconds, 171);
     }
 
     /// A copy of the project's workflow world (`.ci`, the workflow, the committed matrix and the
