@@ -505,7 +505,7 @@ pub fn slow_steps(text: &str, min: i64) -> Vec<(i64, String)> {
     };
     let mut out: Vec<(i64, String)> =
         spans(&lines, key).into_iter().map(|(k, (a, b))| (b - a, k)).filter(|(s, _)| *s >= min).collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|s| std::cmp::Reverse(s.0));
     out
 }
 
