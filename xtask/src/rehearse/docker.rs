@@ -422,3 +422,32 @@ fn debootstrap(sh: &Shell, dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Path
     }
     Ok(root)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_privileged_stand_in_passes_the_hosts_devices_but_not_dockers_own_or_terminals() {
+        let devices = host_devices();
+        for own in ["/dev/null", "/dev/tty", "/dev/ptmx", "/dev/tty0", "/dev/ttyS0"] {
+            assert!(!devices.iter().any(|d| d == own), "{own} in {devices:?}");
+        }
+        if Path::new("/dev/userfaultfd").exists() {
+            assert!(devices.iter().any(|d| d == "/dev/userfaultfd"), "{devices:?}");
+        }
+    }
+
+    #[test]
+    fn the_shared_cache_mounts_apt_go_and_the_build_roots_only() {
+        let dir = crate::util::project_root().join("target/uffdc/tests/rehearse-shared-cache");
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["builds/root-abc", "builds/kernels", "images/k1"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join("builds/root-file"), "").unwrap();
+        let shared = SharedCache::new(dir.clone()).unwrap();
+        assert_eq!(shared.parts, ["apt", "go", "builds/root-abc", "builds/root.lock"]);
+        assert!(dir.join("apt").is_dir() && dir.join("builds/root.lock").is_file());
+    }
+}

@@ -160,7 +160,14 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
             Ok(c) => c,
             Err(e) => vec![(false, format!("{e:#}"))],
         };
-        log.line(&format!("████ scenario {scenario}: {:.1} min", t.elapsed().as_secs_f64() / 60.0));
+        // Times are this machine's, shared or not: the load says which.
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+        log.line(&format!(
+            "████ scenario {scenario}: {:.1} min on {} cores (load average at its end: {load})",
+            t.elapsed().as_secs_f64() / 60.0,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ));
         for (ok, text) in &checks {
             log.line(&format!("  {} {text}", if *ok { "ok  " } else { "FAIL" }));
         }
