@@ -317,7 +317,9 @@ fn scenario_run(
         checks.extend(check_locks_proposed(&store));
     }
     if !opts.keep {
+        // The clone, and act's copies of it (a workspace per job, with its build outputs).
         let _ = std::fs::remove_dir_all(&clone);
+        let _ = std::fs::remove_dir_all(dir.join("act"));
     }
     Ok(checks)
 }
