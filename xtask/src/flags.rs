@@ -133,6 +133,7 @@ xflags::xflags! {
                 repeated --kernel id: String
                 /// allowed or forbidden (default: allowed).
                 optional --pull-requests setting: String
+                /// Keep the clones and act's job workspaces (target/uffdc/rehearse/) after each scenario.
                 optional --keep
             }
         }

@@ -268,15 +268,17 @@ impl Apt {
 
     /// Downloads `package=version` into `<cache>/apt/debs` and returns the .deb's path.
     pub fn download(&mut self, sh: &Shell, package: &str, version: &str, suite: &str) -> Result<PathBuf> {
-        if self.show(sh, package, version).is_none() {
+        let mut fields = self.show(sh, package, version);
+        if fields.is_none() {
             self.update(sh, true)?;
+            fields = self.show(sh, package, version);
         }
-        if self.show(sh, package, version).is_none() {
+        let Some(fields) = fields else {
             bail!(
                 "{package}={version} is not in {} {suite}: the archive no longer serves this version; run `cargo xtask images refresh` to pin current ones, or point UFFDC_DEBIAN_MIRROR at a mirror that has it",
                 self.mirrors.uri(suite)
             );
-        }
+        };
         let debs = self.dir.join("debs");
         // One writer per package: different packages download in parallel (a run's columns).
         std::fs::create_dir_all(self.dir.join("locks"))?;
@@ -284,21 +286,27 @@ impl Apt {
         let _cwd = sh.push_dir(&debs);
         let options = &self.options;
         let wanted = format!("{package}={version}");
+        let prefix = format!("{package}_");
+        let escaped = version.replace(':', "%3a");
+        let find = || {
+            std::fs::read_dir(&debs).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+                let n = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                n.starts_with(&prefix) && n.contains(&format!("_{escaped}_")) && n.ends_with(".deb")
+            })
+        };
+        // Already here with the sha256 the signed index gives this version: what apt-get download
+        // would fetch and check again (a refresh re-pins a hundred toolchain packages this way).
+        if let Some(deb) = find().filter(|d| {
+            fields.get("SHA256").is_some_and(|want| crate::util::sha256_file(d).is_ok_and(|s| s == *want))
+        }) {
+            return Ok(deb);
+        }
         eprintln!("apt     download {wanted}");
         cmd!(sh, "apt-get {options...} -qq download {wanted}")
             .quiet()
             .run()
             .with_context(|| format!("apt-get download {wanted}"))?;
-        let prefix = format!("{package}_");
-        let version = version.replace(':', "%3a");
-        std::fs::read_dir(&debs)?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                let n = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                n.starts_with(&prefix) && n.contains(&format!("_{version}_")) && n.ends_with(".deb")
-            })
-            .with_context(|| format!("apt-get download left no .deb for {wanted} in {}", debs.display()))
+        find().with_context(|| format!("apt-get download left no .deb for {wanted} in {}", debs.display()))
     }
 }
 

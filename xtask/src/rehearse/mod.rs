@@ -34,6 +34,15 @@ const DEFAULT_KERNELS: [&str; 2] = ["debian-6.1-cloud", "debian-5.10-cloud"];
 const DEFAULT_BUILD: &str = "build-6.12-no-userfaultfd";
 use crate::tasks::ci::{LOCKS, NO_SUCH_KERNEL};
 
+/// The cache stand-in's entries, in the shared per-user cache (`docker::SharedCache`): a
+/// rehearsal from a fresh clone finds the caches an earlier rehearsal saved, as a repository's
+/// workflow runs find theirs.
+const ACTIONS_CACHE: &str = "rehearsal/actions-cache";
+/// GitHub's rules for a repository's cache: entries unused for 7 days go, and beyond 10 GB the
+/// least recently used.
+const CACHE_UNUSED_DAYS: u64 = 7;
+const CACHE_LIMIT_BYTES: u64 = 10 << 30;
+
 pub struct Options {
     pub scenarios: Vec<String>,
     pub rev: String,
@@ -120,11 +129,23 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     let daemon = docker::Daemon::start(&dir.join("docker"), &mut |s| log.line(s))?;
     daemon.image(sh, &dir, &mut |s| log.line(s))?;
     let refused = daemon.privileged_refused()?;
+    let image = daemon.prepared(sh, &dir, &sha, &mut |s| log.line(s))?;
     if refused {
         log.line("docker: this machine refuses --privileged; the rehearsal's docker shim says where it replaces it");
     }
+    let shared = docker::SharedCache::new(crate::inputs::fleet::Cache::new(root).dir)?;
+    log.line(&format!(
+        "shared cache: {} ({}) mounted into the workflows' containers; the cache stand-in's entries in {}",
+        crate::util::display_path(&shared.root),
+        shared.parts.join(", "),
+        crate::util::display_path(&shared.root.join(ACTIONS_CACHE)),
+    ));
+    let evicted = evict(&shared.root.join(ACTIONS_CACHE))?;
+    if !evicted.is_empty() {
+        log.line(&format!("cache stand-in: evicted {}", evicted.join(", ")));
+    }
     let bin = dir.join("bin");
-    docker::shim(&bin, &daemon, refused)?;
+    docker::shim(&bin, &daemon, refused, &shared)?;
     let mut verdicts = static_checks(sh, &sha)?;
     for (ok, text) in &verdicts {
         log.line(&format!("  {} {text}", if *ok { "ok  " } else { "FAIL" }));
@@ -132,11 +153,21 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     for scenario in &opts.scenarios {
         let t = std::time::Instant::now();
         log.line(&format!("\n████ scenario {scenario}"));
-        let checks = match scenario_run(sh, root, &dir, &bin, &tools, &sha, scenario, opts, &mut log) {
+        let cache = shared.root.join(ACTIONS_CACHE);
+        let checks = match scenario_run(
+            sh, root, &dir, &bin, &tools, &cache, &image, &sha, scenario, opts, &mut log,
+        ) {
             Ok(c) => c,
             Err(e) => vec![(false, format!("{e:#}"))],
         };
-        log.line(&format!("████ scenario {scenario}: {:.1} min", t.elapsed().as_secs_f64() / 60.0));
+        // Times are this machine's, shared or not: the load says which.
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+        log.line(&format!(
+            "████ scenario {scenario}: {:.1} min on {} cores (load average at its end: {load})",
+            t.elapsed().as_secs_f64() / 60.0,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ));
         for (ok, text) in &checks {
             log.line(&format!("  {} {text}", if *ok { "ok  " } else { "FAIL" }));
         }
@@ -155,6 +186,39 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
         bail!("the rehearsal failed: {}", failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "));
     }
     Ok(())
+}
+
+/// Evicts the cache stand-in's entries as GitHub evicts a repository's (`CACHE_UNUSED_DAYS`,
+/// `CACHE_LIMIT_BYTES`; the stand-in touches an entry when it restores it). Returns their keys.
+fn evict(cache: &Path) -> Result<Vec<String>> {
+    std::fs::create_dir_all(cache)?;
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(cache)? {
+        let e = e?;
+        let used = e.metadata()?.modified()?;
+        let out = Command::new("du").args(["-s", "--block-size=1"]).arg(e.path()).output()?;
+        let size = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        entries.push((used, size, e.path()));
+    }
+    entries.sort();
+    let mut total: u64 = entries.iter().map(|e| e.1).sum();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(CACHE_UNUSED_DAYS * 86400);
+    let week_less_a_day = std::time::Duration::from_secs((CACHE_UNUSED_DAYS - 1) * 86400);
+    let mut gone = Vec::new();
+    for (used, size, path) in entries {
+        // A save another rehearsal left unfinished (one still saving is newer than a day).
+        let partial = path.to_string_lossy().contains(".saving-") && used < old + week_less_a_day;
+        if used < old || total > CACHE_LIMIT_BYTES || partial {
+            std::fs::remove_dir_all(&path)?;
+            total -= size;
+            gone.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        }
+    }
+    Ok(gone)
 }
 
 /// The workflow rules `ci::rules` reads statically, on the rehearsed commit's workflow files.
@@ -189,6 +253,8 @@ fn scenario_run(
     dir: &Path,
     bin: &Path,
     tools: &Path,
+    cache: &Path,
+    image: &str,
     sha: &str,
     scenario: &str,
     opts: &Options,
@@ -227,16 +293,21 @@ fn scenario_run(
     if !only.iter().any(|k| k.starts_with("build-")) {
         only.push(DEFAULT_BUILD.into());
     }
-    let mut env = vec![(
-        "UFFDC_REHEARSAL_DOCKER_ENV".to_string(),
-        format!("{}={}", crate::tasks::ci::PLAN_ONLY, only.join(",")),
-    )];
+    // .ci/in-debian's image: debian:bookworm with .ci/debian-env's packages (docker.rs).
+    let mut env = vec![("DEBIAN_IMAGE".to_string(), image.to_string())];
+    // The plan's legs, for the scheduled run's containers only: in ci.yml's, the test command's
+    // own tests of `ci plan` would see them (and fail, as they did).
+    if event == "schedule" {
+        let legs = format!("{}={}", crate::tasks::ci::PLAN_ONLY, only.join(","));
+        env.push(("UFFDC_REHEARSAL_DOCKER_ENV".to_string(), legs));
+    }
     if !opts.pull_requests_allowed {
         env.push(("UFFDC_REHEARSAL_PR_FORBIDDEN".into(), "1".into()));
     }
-    let act =
-        Act { tools, root, bin, cache: &dir.join("cache") }.command(event, file, &clone, &store, &env)?;
-    log.line(&format!("act {event} -W .github/workflows/{file} (commit {head}); legs: {}", only.join(", ")));
+    let act = Act { tools, root, bin, cache, workspaces: &dir.join("act") }
+        .command(event, file, &clone, &store, &env)?;
+    let legs = if event == "schedule" { format!("; legs: {}", only.join(", ")) } else { String::new() };
+    log.line(&format!("act {event} -W .github/workflows/{file} (commit {head}){legs}"));
     let jobs = run_act(act, &work.join("act.log"), log)?;
     let mut checks = match scenario {
         "ci-push" => check_all_pass(&jobs),
@@ -247,7 +318,9 @@ fn scenario_run(
         checks.extend(check_locks_proposed(&store));
     }
     if !opts.keep {
+        // The clone, and act's copies of it (a workspace per job, with its build outputs).
         let _ = std::fs::remove_dir_all(&clone);
+        let _ = std::fs::remove_dir_all(dir.join("act"));
     }
     Ok(checks)
 }
@@ -262,6 +335,8 @@ struct Act<'a> {
     bin: &'a Path,
     /// The cache stand-in's folder, kept across runs.
     cache: &'a Path,
+    /// act's own folder (the jobs' workspaces, copies of the clone): under target/.
+    workspaces: &'a Path,
 }
 
 impl Act<'_> {
@@ -286,6 +361,8 @@ impl Act<'_> {
             // machine's home (the CI home of .ci/in-debian, with rustup and cargo's registry),
             // where each GitHub runner has its own; on two cores, running more gains little.
             .args(["--concurrent-jobs", "1"])
+            .arg("--action-cache-path")
+            .arg(self.workspaces)
             .arg("-C")
             .arg(clone);
         for (uses, folder) in stand_ins(self.root, &std::fs::read_to_string(&workflow)?)? {
@@ -330,6 +407,8 @@ pub struct JobEnd {
     /// The leg's matrix values (`kernel`, `build`), empty for a job without a matrix.
     pub matrix: BTreeMap<String, String>,
     pub result: String,
+    /// From the leg's first line to its end, in seconds (act's timestamps).
+    pub seconds: i64,
 }
 
 /// Runs act, its output to `out` (JSON lines), and returns every job's end.
@@ -342,7 +421,17 @@ fn run_act(mut act: Command, out: &Path, log: &mut Log) -> Result<Vec<JobEnd>> {
     log.line(&format!("act exited {status}; its log: {}", crate::util::display_path(out)));
     for j in &jobs {
         let m: Vec<String> = j.matrix.values().cloned().collect();
-        log.line(&format!("  job {} {}: {}", j.job, m.join(" "), j.result));
+        log.line(&format!(
+            "  job {} {}: {} ({:.1} min)",
+            j.job,
+            m.join(" "),
+            j.result,
+            j.seconds as f64 / 60.0
+        ));
+    }
+    log.line("  where the time went (steps of 20 s or more):");
+    for (secs, step) in slow_steps(&text, 20) {
+        log.line(&format!("    {:>5.1} min  {step}", secs as f64 / 60.0));
     }
     Ok(jobs)
 }
@@ -365,6 +454,7 @@ pub fn parse_act(text: &str) -> Vec<JobEnd> {
             .unwrap_or_default();
         Some((job, matrix))
     };
+    let spans = spans(&lines, |v| key(v));
     let failed: Vec<(String, BTreeMap<String, String>)> = lines
         .iter()
         .filter(|v| v.get("stepResult").and_then(|r| r.as_str()) == Some("failure"))
@@ -381,9 +471,52 @@ pub fn parse_act(text: &str) -> Vec<JobEnd> {
                 "success" if leg_failed => "failure",
                 r => r,
             };
-            Some(JobEnd { job, matrix, result: result.to_string() })
+            let seconds = spans.get(&(job.clone(), matrix.clone())).map_or(0, |(a, b)| b - a);
+            Some(JobEnd { job, matrix, result: result.to_string(), seconds })
         })
         .collect()
+}
+
+/// act's timestamp of a JSON line, in seconds.
+fn time_of(v: &serde_json::Value) -> Option<i64> {
+    let t = v.get("time")?.as_str()?;
+    Some(chrono::DateTime::parse_from_rfc3339(t).ok()?.timestamp())
+}
+
+/// The first and last timestamp of the lines `key` groups together.
+fn spans<K: Ord>(
+    lines: &[serde_json::Value],
+    key: impl Fn(&serde_json::Value) -> Option<K>,
+) -> BTreeMap<K, (i64, i64)> {
+    let mut out: BTreeMap<K, (i64, i64)> = BTreeMap::new();
+    for v in lines {
+        let (Some(k), Some(t)) = (key(v), time_of(v)) else { continue };
+        let e = out.entry(k).or_insert((t, t));
+        e.0 = e.0.min(t);
+        e.1 = e.1.max(t);
+    }
+    out
+}
+
+/// Where a run's time went: each step (with its leg's matrix values) that took at least `min`
+/// seconds, longest first.
+pub fn slow_steps(text: &str, min: i64) -> Vec<(i64, String)> {
+    let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let key = |v: &serde_json::Value| -> Option<String> {
+        let job = v.get("jobID")?.as_str()?;
+        let step = v.get("step")?.as_str()?;
+        let stage = v.get("stage").and_then(|s| s.as_str()).unwrap_or("Main");
+        let legs: Vec<String> = v
+            .get("matrix")
+            .and_then(|m| m.as_object())
+            .map(|m| m.values().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        Some(format!("{job} {}| {stage} {step}", legs.iter().map(|l| format!("{l} ")).collect::<String>()))
+    };
+    let mut out: Vec<(i64, String)> =
+        spans(&lines, key).into_iter().map(|(k, (a, b))| (b - a, k)).filter(|(s, _)| *s >= min).collect();
+    out.sort_by_key(|s| std::cmp::Reverse(s.0));
+    out
 }
 
 type Checks = Vec<(bool, String)>;
@@ -574,6 +707,24 @@ not json
         assert!(!check_all_pass(&jobs).iter().all(|(ok, _)| *ok));
     }
 
+    #[test]
+    fn where_the_time_went_is_read_from_act_timestamps() {
+        let text = r#"{"jobID":"plan","matrix":{},"step":"Set up job","time":"2026-12-07T00:58:00Z"}
+{"jobID":"plan","matrix":{},"step":"Refresh","time":"2026-12-07T00:58:10Z"}
+{"jobID":"plan","matrix":{},"step":"Refresh","stepResult":"success","time":"2026-12-07T01:00:10Z"}
+{"jobID":"plan","matrix":{},"stage":"Post","step":"Build outputs","time":"2026-12-07T01:00:11Z"}
+{"jobID":"plan","matrix":{},"stage":"Post","step":"Build outputs","time":"2026-12-07T01:00:50Z"}
+{"jobID":"kernel","matrix":{"kernel":"k1"},"step":"Run","time":"2026-12-07T01:01:00Z"}
+{"jobID":"kernel","matrix":{"kernel":"k1"},"step":"Run","time":"2026-12-07T01:01:05Z"}
+{"jobID":"plan","matrix":{},"jobResult":"success","time":"2026-12-07T01:00:51Z"}"#;
+        assert_eq!(
+            slow_steps(text, 20),
+            [(120, "plan | Main Refresh".to_string()), (39, "plan | Post Build outputs".to_string())]
+        );
+        assert_eq!(slow_steps(text, 1).last(), Some(&(5, "kernel k1 | Main Run".to_string())));
+        assert_eq!(parse_act(text)[0].seconds, 171);
+    }
+
     /// A copy of the project's workflow world (`.ci`, the workflow, the committed matrix and the
     /// locks) with `matrix.yml` changed by `mutate`, committed; act runs it with the fake docker.
     /// Returns the job ends and the store.
@@ -610,9 +761,11 @@ not json
         std::fs::set_permissions(bin.join("sudo"), std::fs::Permissions::from_mode(0o755)).unwrap();
         let store = dir.join("store");
         let cache = dir.join("cache");
-        let mut command = Act { tools: &tools, root: &root, bin: &bin, cache: &cache }
-            .command("schedule", "matrix.yml", &clone, &store, &[])
-            .unwrap();
+        let workspaces = dir.join("act");
+        let mut command =
+            Act { tools: &tools, root: &root, bin: &bin, cache: &cache, workspaces: &workspaces }
+                .command("schedule", "matrix.yml", &clone, &store, &[])
+                .unwrap();
         let out = command.stdin(Stdio::null()).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         std::fs::write(dir.join("act.log"), &text).unwrap();
