@@ -9,7 +9,7 @@ set -euo pipefail
 [ "${1:-}" = run ] || exit 0
 while [ $# -gt 0 ] && [ "$1" != /work/.ci/debian-env ]; do shift; done
 shift
-locks=(images/kernels.lock images/toolchain.lock images/go.lock)
+locks=(images/kernels.lock images/toolchain.lock images/go.lock images/criu.lock)
 case "$*" in
   "cargo xtask ci plan --refresh")
     for l in "${locks[@]}"; do echo "# re-pinned by the fake refresh" >> "$l"; done

@@ -605,7 +605,7 @@ pub fn check_locks_proposed(store: &Path) -> Checks {
 
 /// Makes one pin of each kind stale in the clone, a version the archive does not serve: the
 /// kernel the scenario runs, the source the build it runs is built from, the build toolchain's
-/// first package and the Go toolchain's. Returns what it changed, as `file: old -> new`.
+/// first package, the Go toolchain's and CRIU's. Returns what it changed, as `file: old -> new`.
 fn make_stale(clone: &Path, kernel: &str, build: &str) -> Result<Vec<String>> {
     let fleet = crate::inputs::fleet::Fleet::load(clone)?;
     let source = &fleet.builds.get(build).with_context(|| format!("no build {build} in the fleet"))?.source;
@@ -615,6 +615,7 @@ fn make_stale(clone: &Path, kernel: &str, build: &str) -> Result<Vec<String>> {
         ("images/kernels.lock", format!("[sources.\"{source}\"]")),
         ("images/toolchain.lock", "[[packages]]".to_string()),
         ("images/go.lock", "[[packages]]".to_string()),
+        ("images/criu.lock", "[[packages]]".to_string()),
     ] {
         let marker = marker.as_str();
         let path = clone.join(file);

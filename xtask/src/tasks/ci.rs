@@ -10,7 +10,8 @@ use xshell::Shell;
 /// before it writes results.
 pub const NO_SUCH_KERNEL: &str = "rehearsal-no-such-kernel";
 /// The locks a scheduled run's refresh may rewrite, each of which must travel to the pull request.
-pub const LOCKS: [&str; 3] = ["images/kernels.lock", "images/toolchain.lock", "images/go.lock"];
+pub const LOCKS: [&str; 4] =
+    ["images/kernels.lock", "images/toolchain.lock", "images/go.lock", "images/criu.lock"];
 
 /// `cargo xtask ci plan`: prints the plan, of the kernels or (`--builds`) of the builds.
 pub fn run_plan(sh: &Shell, root: &Path, p: crate::flags::Plan) -> Result<()> {
