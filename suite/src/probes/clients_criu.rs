@@ -564,7 +564,7 @@ fn loopback_up(ctx: &Ctx) -> Result<(), Fail> {
         *d = *s as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS fills the flags of the named interface.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } != 0 {
         // No loopback device to bring up: CRIU will say what it lacks.
         return Ok(());
     }
@@ -576,7 +576,7 @@ fn loopback_up(ctx: &Ctx) -> Result<(), Fail> {
     ctx.may_change("the loopback device's state (it is down)")?;
     req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as i16;
     // SAFETY: as above, setting the flags.
-    nix::errno::Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })
+    nix::errno::Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) })
         .ctx("SIOCSIFFLAGS lo up")?;
     Ok(())
 }
