@@ -11,10 +11,10 @@ import (
 )
 
 const (
-	uffdAPI        = 0xAA
-	ioctlAPI       = 0xC018AA3F // _IOWR(0xAA, 0x3F, struct uffdio_api)
-	ioctlRegister  = 0xC020AA00 // _IOWR(0xAA, 0x00, struct uffdio_register)
-	modeMissing    = 1
+	uffdAPI       = 0xAA
+	ioctlAPI      = 0xC018AA3F // _IOWR(0xAA, 0x3F, struct uffdio_api)
+	ioctlRegister = 0xC020AA00 // _IOWR(0xAA, 0x00, struct uffdio_register)
+	modeMissing   = 1
 
 	featureEventRemove = 1 << 3
 	featureThreadID    = 1 << 8
