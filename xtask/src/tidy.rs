@@ -473,19 +473,7 @@ mod tests {
             }
         }
         assert!(files.len() > 50, "the sources are read");
-        let mut found = too_long(&files);
-        // Over the limit when the check came, in code its author owns: each to be split there, and
-        // then taken off this list (the check fails for an entry that no longer finds anything).
-        const PENDING: &[(&str, &str)] = &[
-            ("xtask/src/publish/page.rs", "page_data"),
-            ("xtask/src/publish/tests.rs", "the_page_answers_at_a_glance_in_chromium"),
-        ];
-        for pending @ (path, name) in PENDING {
-            let before = found.len();
-            found
-                .retain(|f| !(f.starts_with(&format!("{path}:")) && f.contains(&format!(": fn {name} is "))));
-            assert!(found.len() < before, "{pending:?} is no longer found: take it off PENDING");
-        }
+        let found = too_long(&files);
         assert!(
             found.is_empty(),
             "too long (split a file along a seam, a function into the steps it takes):\n{}",

@@ -1,5 +1,5 @@
 //! CRIU in the guest: Debian's `criu` of each release in [`RELEASES`] and the shared libraries it
-//! loads, for the `clients.criu_*` behaviours (`suite/src/probes/clients_criu.rs`).
+//! loads, for the `clients.criu_*` behaviours (`suite/src/probes/clients_criu/`).
 //!
 //! Pinned in `images/criu.lock` like the Go toolchain (`pin.rs`: package, version, sha256, size),
 //! taken from Debian's archive with the fleet's private apt, verified before use and unpacked by

@@ -29,88 +29,8 @@ pub fn page_data(v: &View<'_>) -> Value {
                    "build": i.build.as_ref().map(|b| json!({"source": b.source, "differs": b.differs}))})
         })
         .collect();
-    let behaviours: Vec<Value> = compat
-        .behaviours
-        .iter()
-        .map(|(id, b)| {
-            let values = distinct_observations(v, id);
-            let cells: serde_json::Map<String, Value> = v
-                .order
-                .iter()
-                .filter_map(|k| b.cells.get(*k).map(|c| (k, c)))
-                .map(|(k, c)| {
-                    let value = observes_the_kernel(c.verdict).then(|| values.iter().position(|o| *o == c.observed));
-                    let set = v.set_cell(id, k);
-                    let history: Vec<&model::history::Entry> = v.history.of(id, k).collect();
-                    (
-                        k.to_string(),
-                        json!({"observed": c.observed, "verdict": c.verdict, "mark": mark(c.verdict), "reason": c.reason,
-                               "absent": not_in_selftests(b, c),
-                               "repro": if not_in_selftests(b, c) { None } else { reproduce(compat, id, k) },
-                               "expected": c.expected, "details": c.details, "value": value.flatten(),
-                               "short": set.as_ref().map(|s| s.0.clone()), "added": set.as_ref().map(|s| s.1.clone()),
-                               "removed": set.as_ref().map(|s| s.2.clone()), "history": history}),
-                    )
-                })
-                .collect();
-            let stretches: Vec<Value> = v
-                .stretches
-                .iter()
-                .filter(|(s, _)| s == id)
-                .flat_map(|(_, s)| s.iter().map(|s| json!({"observed": s.observed, "points": s.points})))
-                .collect();
-            let picks: Vec<Value> = if b.family == model::data::SELFTESTS {
-                Vec::new()
-            } else {
-                picks(v, id)
-                    .into_iter()
-                    .map(|p| {
-                        // One letter per kernel, in column order: met, violated, not checked.
-                        let per: String = v
-                            .order
-                            .iter()
-                            .map(|k| match p.kernels[*k] {
-                                Status::Met => 'm',
-                                Status::Violated => 'v',
-                                Status::NotChecked => 'n',
-                            })
-                            .collect();
-                        json!({"expect": p.expect, "since": since_json(&p.since), "kernels": per})
-                    })
-                    .collect()
-            };
-            json!({"id": id, "family": b.family, "summary": b.summary, "observes": b.observes, "expectation": b.expectation,
-                   "documented": b.documented, "citation": b.citation, "notes": b.notes, "values": values, "cells": cells,
-                   "set": is_set_valued(b), "stretches": stretches, "since": supported_since(b).map(|s| json!({"text": supported_text(&s)})),
-                   "picks": picks})
-        })
-        .collect();
-    let profiles: Vec<Value> = v
-        .profiles
-        .iter()
-        .map(|(p, per)| {
-            let verdicts: serde_json::Map<String, Value> = per
-                .iter()
-                .map(|(k, check)| {
-                    let problems: Vec<Value> = check
-                        .needs
-                        .iter()
-                        .filter(|c| c.status != Status::Met)
-                        .map(|c| {
-                            json!({"behaviour": c.need.behaviour, "violated": c.status == Status::Violated,
-                                   "observed": c.observed, "reason": c.reason, "expect": c.need.expect, "why": c.need.why})
-                        })
-                        .collect();
-                    (k.to_string(), json!({"outcome": check.outcome.as_str(), "problems": problems}))
-                })
-                .collect();
-            let needs: Vec<Value> =
-                p.needs.iter().map(|n| json!({"behaviour": n.behaviour, "expect": n.expect, "why": n.why})).collect();
-            let (overall, each) = model::documented::minimum(p, &compat.behaviours);
-            json!({"name": p.name, "summary": p.summary, "source": p.source, "path": p.path, "needs": needs, "kernels": verdicts,
-                   "minimum": overall.as_ref().map(since_json), "minimum_text": model::documented::describe_minimum(&overall, &each)})
-        })
-        .collect();
+    let behaviours = behaviours_json(v);
+    let profiles = profiles_json(v);
     let findings: Vec<Value> = v
         .findings
         .iter()
@@ -191,6 +111,98 @@ pub fn page_data(v: &View<'_>) -> Value {
            "selftests": {"kernels": selftests, "disagreements": disagreements, "summary": selftest_summary(v)},
            "changes": {"previous": v.previous_matrix(), "cells": changes, "moves": v.moves, "steps": steps},
            "legend": legend, "go": go_line(compat), "arch": arch_json(compat)})
+}
+
+/// Every behaviour with its cells, in column order, and what the picker offers for it.
+fn behaviours_json(v: &View<'_>) -> Vec<Value> {
+    let compat = v.compat;
+    compat
+        .behaviours
+        .iter()
+        .map(|(id, b)| {
+            let values = distinct_observations(v, id);
+            let cells: serde_json::Map<String, Value> = v
+                .order
+                .iter()
+                .filter_map(|k| b.cells.get(*k).map(|c| (k, c)))
+                .map(|(k, c)| {
+                    let value = observes_the_kernel(c.verdict).then(|| values.iter().position(|o| *o == c.observed));
+                    let set = v.set_cell(id, k);
+                    let history: Vec<&model::history::Entry> = v.history.of(id, k).collect();
+                    (
+                        k.to_string(),
+                        json!({"observed": c.observed, "verdict": c.verdict, "mark": mark(c.verdict), "reason": c.reason,
+                               "absent": not_in_selftests(b, c),
+                               "repro": if not_in_selftests(b, c) { None } else { reproduce(compat, id, k) },
+                               "expected": c.expected, "details": c.details, "value": value.flatten(),
+                               "short": set.as_ref().map(|s| s.0.clone()), "added": set.as_ref().map(|s| s.1.clone()),
+                               "removed": set.as_ref().map(|s| s.2.clone()), "history": history}),
+                    )
+                })
+                .collect();
+            let stretches: Vec<Value> = v
+                .stretches
+                .iter()
+                .filter(|(s, _)| s == id)
+                .flat_map(|(_, s)| s.iter().map(|s| json!({"observed": s.observed, "points": s.points})))
+                .collect();
+            let picks: Vec<Value> = if b.family == model::data::SELFTESTS {
+                Vec::new()
+            } else {
+                picks(v, id)
+                    .into_iter()
+                    .map(|p| {
+                        // One letter per kernel, in column order: met, violated, not checked.
+                        let per: String = v
+                            .order
+                            .iter()
+                            .map(|k| match p.kernels[*k] {
+                                Status::Met => 'm',
+                                Status::Violated => 'v',
+                                Status::NotChecked => 'n',
+                            })
+                            .collect();
+                        json!({"expect": p.expect, "since": since_json(&p.since), "kernels": per})
+                    })
+                    .collect()
+            };
+            json!({"id": id, "family": b.family, "summary": b.summary, "observes": b.observes, "expectation": b.expectation,
+                   "documented": b.documented, "citation": b.citation, "notes": b.notes, "values": values, "cells": cells,
+                   "set": is_set_valued(b), "stretches": stretches, "since": supported_since(b).map(|s| json!({"text": supported_text(&s)})),
+                   "picks": picks})
+        })
+        .collect()
+}
+
+/// Every profile with its verdict per kernel, what it lacks there, and its minimum version.
+fn profiles_json(v: &View<'_>) -> Vec<Value> {
+    let compat = v.compat;
+    v
+        .profiles
+        .iter()
+        .map(|(p, per)| {
+            let verdicts: serde_json::Map<String, Value> = per
+                .iter()
+                .map(|(k, check)| {
+                    let problems: Vec<Value> = check
+                        .needs
+                        .iter()
+                        .filter(|c| c.status != Status::Met)
+                        .map(|c| {
+                            json!({"behaviour": c.need.behaviour, "violated": c.status == Status::Violated,
+                                   "observed": c.observed, "reason": c.reason, "expect": c.need.expect, "why": c.need.why})
+                        })
+                        .collect();
+                    (k.to_string(), json!({"outcome": check.outcome.as_str(), "problems": problems}))
+                })
+                .collect();
+            let needs: Vec<Value> =
+                p.needs.iter().map(|n| json!({"behaviour": n.behaviour, "expect": n.expect, "why": n.why})).collect();
+            let (overall, each) = model::documented::minimum(p, &compat.behaviours);
+            json!({"name": p.name, "summary": p.summary, "source": p.source, "path": p.path, "needs": needs, "kernels": verdicts,
+                   "minimum": overall.as_ref().map(since_json), "minimum_text": model::documented::describe_minimum(&overall, &each)})
+        })
+        .collect()
 }
 
 /// Where x86-64 and arm64 differ (`arch_differences`), as the page's script reads it.

@@ -729,8 +729,12 @@ fn the_page_answers_at_a_glance_in_chromium() {
         "{steps}"
     );
 
-    // Search, and the family and "differs" filters, as the URL sets them, on load and in an open
-    // page (hashchange).
+    filters_follow_the_url(&mut b, &url, &c);
+}
+
+/// Search, and the family and "differs" filters, as the URL sets them, on load and in an open
+/// page (hashchange).
+fn filters_follow_the_url(b: &mut super::browser::Browser, url: &str, c: &model::Compat) {
     let matching = c
         .behaviours
         .iter()
@@ -744,9 +748,9 @@ fn the_page_answers_at_a_glance_in_chromium() {
         })
         .count();
     assert!(matching > 0 && matching < c.behaviours.len());
-    open(&mut b, &url, "#q=copy");
+    open(b, url, "#q=copy");
     assert_eq!(b.eval("uffdcProbe.shown()"), matching, "search from the URL");
-    open(&mut b, &url, "");
+    open(b, url, "");
     assert_eq!(b.eval("uffdcProbe.shown()"), c.behaviours.len());
     b.eval("new Promise(r => { addEventListener('hashchange', () => setTimeout(r, 0), {once: true}); location.hash = '#q=copy'; })");
     assert_eq!(b.eval("uffdcProbe.shown()"), matching, "a changed #q= re-filters the open page");
@@ -759,7 +763,7 @@ fn the_page_answers_at_a_glance_in_chromium() {
             .collect();
         seen.len() > 1
     };
-    let (family, _, differing) = families(&c)
+    let (family, _, differing) = families(c)
         .into_iter()
         .map(|(f, ids)| (f, ids.len(), ids.iter().filter(|id| differs(&c.behaviours[**id])).count()))
         .find(|(_, total, differing)| differing < total)
