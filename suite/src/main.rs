@@ -38,8 +38,12 @@ mod tests {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         for (dir, banned) in [("kit", &["crate::run", "crate::probes"][..]), ("probes", &["crate::run"][..])]
         {
-            for entry in std::fs::read_dir(src.join(dir)).unwrap() {
-                let path = entry.unwrap().path();
+            let mut files = vec![src.join(dir)];
+            while let Some(path) = files.pop() {
+                if path.is_dir() {
+                    files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                    continue;
+                }
                 let text = std::fs::read_to_string(&path).unwrap();
                 for b in banned {
                     assert!(!text.contains(b), "{} uses {b}", path.display());
