@@ -472,12 +472,14 @@ mod tests {
             let r =
                 runner::run_guest(&image, &prepared.initrd, &run, &dir.join("logs"), &mut |_| {}).unwrap();
             assert_eq!(r.kernel.status, model::RunStatus::Complete, "{first}: {:?}", r.kernel.reason);
-            assert_eq!(r.kernel.boot_attempts, Some(2), "{first}");
-            assert_eq!(r.kernel.failed_boots.len(), 1, "{first}");
+            // The injected failure, retried; a real boot after it that misses the deadline on a
+            // loaded machine (seen at load 14: 3 boots) is retried too, and says so.
+            let failed = &r.kernel.failed_boots;
+            assert_eq!(r.kernel.boot_attempts, Some(failed.len() as u32 + 1), "{first}: {failed:?}");
+            assert!(failed[0].starts_with(&format!("attempt 1: {why}")), "{failed:?}");
             assert!(
-                r.kernel.failed_boots[0].starts_with(&format!("attempt 1: {why}")),
-                "{:?}",
-                r.kernel.failed_boots
+                failed[1..].iter().all(|f| f.contains("no start record within 20s")),
+                "a later boot failed otherwise than by the load: {failed:?}"
             );
             assert_eq!(r.cells["api.features"].verdict, Verdict::Expected);
             assert!(started.elapsed() < Duration::from_secs(100), "the silent boot is cut at its deadline");
