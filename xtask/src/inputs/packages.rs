@@ -74,7 +74,8 @@ impl Need {
     fn present(self) -> bool {
         match self {
             Need::Qemu => on_path("qemu-system-x86_64"),
-            Need::QemuArm64 => on_path("qemu-system-aarch64"),
+            // The arm64 guests' results port is the virt board's second UART: QEMU 10 and later.
+            Need::QemuArm64 => qemu_major("qemu-system-aarch64").is_some_and(|v| v >= QEMU_ARM64_MIN),
             Need::CrossGccArm64 => {
                 on_path("aarch64-linux-gnu-gcc") && Path::new("/usr/aarch64-linux-gnu/include/linux").is_dir()
             }
@@ -93,6 +94,24 @@ impl Need {
             Need::Nodejs => on_path("node"),
         }
     }
+}
+
+/// The first QEMU release whose arm64 virt board has the second UART the results go through.
+pub const QEMU_ARM64_MIN: u32 = 10;
+
+/// The major version of a QEMU on PATH (`QEMU emulator version 10.0.2 ...`).
+fn qemu_major(program: &str) -> Option<u32> {
+    let out = std::process::Command::new(which(program)?).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("version ").nth(1)?.split('.').next()?.trim().parse().ok()
+}
+
+/// The major upstream version of the package apt would install (`1:7.2+dfsg-7` is 7).
+fn candidate_major(sh: &Shell, package: &str) -> Option<u32> {
+    let out = cmd!(sh, "apt-cache policy {package}").quiet().ignore_status().read().ok()?;
+    let candidate = out.lines().find_map(|l| l.trim().strip_prefix("Candidate: "))?;
+    let upstream = candidate.split_once(':').map_or(candidate, |(_, v)| v);
+    upstream.split('.').next()?.parse().ok()
 }
 
 /// What booting columns of `arch` needs beside what x86_64's do (QEMU for it, the suite's cross
@@ -149,7 +168,14 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().flat_map(|n| n.packages()).copied().collect();
+    let mut packages: Vec<&str> = missing.iter().flat_map(|n| n.packages()).copied().collect();
+    // QEMU for arm64 must be 10 or later; where the distribution's is older (bookworm's 7.2) it
+    // comes from backports, and an installed qemu-system-x86 is upgraded beside it (both depend
+    // on one qemu-system-common): upgraded, never removed.
+    let arm64_qemu = missing.contains(&Need::QemuArm64);
+    if arm64_qemu && on_path("qemu-system-x86_64") && !packages.contains(&"qemu-system-x86") {
+        packages.push("qemu-system-x86");
+    }
     let what: Vec<&str> = missing.iter().map(|n| n.what()).collect();
     if !(is_root() && on_path("apt-get")) {
         bail!(
@@ -168,7 +194,23 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
         Ok(removed) => (removed, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    let route = if removed.is_empty() && failed.is_none() {
+    let old_arm64_qemu =
+        arm64_qemu && candidate_major(sh, "qemu-system-arm").is_some_and(|v| v < QEMU_ARM64_MIN);
+    let route = if old_arm64_qemu {
+        match backports_route(sh)? {
+            Some(route) if would_remove(sh, &route, &packages).is_ok_and(|r| r.is_empty()) => {
+                eprintln!(
+                    "note: the distribution's qemu-system-arm is older than QEMU {QEMU_ARM64_MIN}, which the arm64 guests need; taking {} from {}",
+                    packages.join(" "),
+                    route.last().map(String::as_str).unwrap_or("backports")
+                );
+                route
+            }
+            _ => bail!(
+                "the arm64 guests need QEMU {QEMU_ARM64_MIN} or later (qemu-system-aarch64) and this distribution's qemu-system-arm is older, with no backports that install without removing a package: install QEMU {QEMU_ARM64_MIN}+ yourself, or leave the arm64 columns out (--kernel)"
+            ),
+        }
+    } else if removed.is_empty() && failed.is_none() {
         Vec::new()
     } else {
         match backports_route(sh)? {
