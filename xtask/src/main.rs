@@ -50,14 +50,16 @@ fn run() -> Result<()> {
     let root = util::project_root();
     match flags.subcommand {
         flags::XtaskCmd::Matrix(m) => {
-            tasks::matrix::run(&sh, &root, &tasks::matrix::options(&root, m, dashes)?)
+            let mirror = m.mirror.clone();
+            tasks::matrix::run(&sh, &root, &tasks::matrix::options(&root, m, dashes)?, mirror)
         }
         flags::XtaskCmd::Images(i) => {
             tasks::images::run(&sh, &root, tasks::images::Command::parse(&i.verb, i.ids)?, i.mirror)
         }
         flags::XtaskCmd::Bench(b) => {
+            let mirror = b.mirror.clone();
             let (opts, boots) = tasks::bench::options(&root, b)?;
-            tasks::bench::run(&sh, &root, &opts, boots)
+            tasks::bench::run(&sh, &root, &opts, boots, mirror)
         }
         flags::XtaskCmd::Report(r) => tasks::report::run(
             &r.matrix.unwrap_or_else(|| root.join("matrix")),

@@ -10,6 +10,7 @@ use crate::boot::accel::Choice;
 use crate::boot::qemu::Accel;
 use crate::boot::qemu::Settings;
 use crate::boot::runner;
+use crate::inputs::apt::LazyApt;
 use crate::inputs::fleet::{Cache, Fleet, Image, KernelId};
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
@@ -35,7 +36,6 @@ pub struct Options {
     pub host: bool,
     /// Put the host's column into `out` (`--publish-host`); else it stays with its logs.
     pub publish_host: bool,
-    pub mirror: Option<String>,
     /// Guests booted at once.
     pub jobs: usize,
     /// How each guest runs (its accelerator is chosen when the run starts).
@@ -74,7 +74,6 @@ impl Options {
             accel: Choice::Auto,
             host: false,
             publish_host: false,
-            mirror: None,
             jobs: 2,
             run: Settings::default(),
             out: root.join("matrix"),
@@ -120,6 +119,9 @@ pub struct Prepared {
     /// The suite and the Go workload built for each other architecture a column runs on (`binary`
     /// and `go_binary` are this machine's).
     other: BTreeMap<Arch, (Vec<u8>, Vec<u8>)>,
+    /// The run's private apt (the task made it from its `--mirror`): every step fetches with a
+    /// clone of it (`Prepared::apt`), so the mirror is decided once.
+    apt: LazyApt,
 }
 
 impl Prepared {
@@ -165,7 +167,11 @@ impl Prepared {
         let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, go_binary.as_slice())];
         // CRIU is pinned for this machine's architecture only: another's columns see it skipped.
         let native = image.arch == Arch::native();
-        let modules = if native { crate::inputs::criu::modules(&self.root, &image.id)? } else { Vec::new() };
+        let modules = if native {
+            crate::inputs::criu::modules(&self.root, &image.id, &mut self.apt())?
+        } else {
+            Vec::new()
+        };
         if native {
             programs.extend(self.criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
             programs.extend(modules.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
@@ -186,15 +192,23 @@ impl Prepared {
 }
 
 /// The suite (the given build, else built) and the Go workload, and each built for the other
-/// architectures `arches` too (the catalogue comes from this machine's build).
-pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch]) -> Result<Prepared> {
+/// architectures `arches` too (the catalogue comes from this machine's build). `apt` is the run's
+/// one private apt (`Fleet::apt`, with the task's `--mirror`): the Go toolchain, CRIU, and then
+/// every column's kernel, build and selftests are fetched with it.
+pub fn prepare(
+    sh: &Shell,
+    root: &Path,
+    suite: Option<PathBuf>,
+    arches: &[Arch],
+    mut apt: LazyApt,
+) -> Result<Prepared> {
     let suite = match suite {
         Some(s) => s,
         None => crate::boot::suite_bin::build(sh, root)?,
     };
     let catalogue = crate::boot::suite_bin::catalogue(sh, &suite)?;
     let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
-    let go = crate::inputs::golang::workload(sh, root, None)?;
+    let go = crate::inputs::golang::workload(sh, root, &mut apt)?;
     let go_binary = std::fs::read(&go.path).with_context(|| format!("cannot read {}", go.path.display()))?;
     eprintln!("go      {} ({})", go.version, crate::util::display_path(&go.path));
     // A host run finds the workload where a guest does: beside the suite.
@@ -205,7 +219,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
             std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         }
     }
-    let criu = crate::inputs::criu::files(sh, root, None)?;
+    let criu = crate::inputs::criu::files(sh, root, &mut apt)?;
     if let Some(dir) = suite.parent() {
         crate::inputs::criu::place(&criu, dir)?;
     }
@@ -223,10 +237,11 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
         criu,
         root: root.to_path_buf(),
         other: BTreeMap::new(),
+        apt,
     };
     for &arch in arches.iter().filter(|a| **a != Arch::native()) {
         let suite = crate::boot::suite_bin::build_for(sh, root, arch)?;
-        let go = crate::inputs::golang::workload_for(sh, root, None, arch)?;
+        let go = crate::inputs::golang::workload_for(sh, root, &mut prepared.apt, arch)?;
         eprintln!(
             "suite   {arch}: {} (go {})",
             crate::util::display_path(&suite),
@@ -238,6 +253,11 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
 }
 
 impl Prepared {
+    /// A handle on the run's apt for one step (a step takes its own apt's locks, on its own thread).
+    pub fn apt(&self) -> LazyApt {
+        self.apt.clone()
+    }
+
     /// The suite and the Go workload built for another architecture (`arch`'s columns boot them).
     pub fn add_arch(&mut self, arch: Arch, suite: &Path, go: &Path) -> Result<()> {
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));

@@ -312,26 +312,61 @@ impl Apt {
 
 /// An [`Apt`] made on first use: runs that find everything in the cache touch no network and
 /// need no mirror.
+///
+/// A run makes one (`Fleet::apt`, from its `--mirror`) and hands it to every consumer: each
+/// thread or architecture takes a clone or [`LazyApt::for_arch`], which share the mirror decision
+/// (made once, on the first use of any of them) but make their own [`Apt`] (they take its locks).
 pub struct LazyApt {
     cache: PathBuf,
-    mirror: Option<String>,
+    mirrors: std::sync::Arc<Decision>,
     suites: Vec<String>,
     /// Whose packages it fetches (`APT::Architecture`).
     pub arch: Arch,
     apt: Option<Apt>,
 }
 
+/// The mirror a run asked for (`--mirror`, else none), and the [`Mirrors`] decided from it on
+/// first use.
+#[derive(Debug)]
+struct Decision {
+    asked: Option<String>,
+    decided: std::sync::Mutex<Option<Mirrors>>,
+}
+
+impl Clone for LazyApt {
+    /// The same handle (mirror decision, suites, architecture), with an [`Apt`] of its own.
+    fn clone(&self) -> LazyApt {
+        self.for_arch(self.arch)
+    }
+}
+
+impl std::fmt::Debug for LazyApt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyApt")
+            .field("mirror", &self.mirrors.asked)
+            .field("suites", &self.suites)
+            .field("arch", &self.arch)
+            .finish()
+    }
+}
+
 impl LazyApt {
     /// An apt for x86_64 (amd64) packages, and the architecture-independent ones.
     pub fn new(cache: &Path, mirror: Option<String>, suites: Vec<String>) -> LazyApt {
-        LazyApt { cache: cache.to_path_buf(), mirror, suites, arch: Arch::X86_64, apt: None }
+        LazyApt {
+            cache: cache.to_path_buf(),
+            mirrors: std::sync::Arc::new(Decision { asked: mirror, decided: Default::default() }),
+            suites,
+            arch: Arch::X86_64,
+            apt: None,
+        }
     }
 
     /// The same apt (mirror, suites) for another architecture's packages.
     pub fn for_arch(&self, arch: Arch) -> LazyApt {
         LazyApt {
             cache: self.cache.clone(),
-            mirror: self.mirror.clone(),
+            mirrors: self.mirrors.clone(),
             suites: self.suites.clone(),
             arch,
             apt: None,
@@ -351,9 +386,20 @@ impl LazyApt {
         }
     }
 
+    /// The mirrors: decided on the first call of this handle or any made from it, then the same.
+    fn mirrors(&self) -> Result<Mirrors> {
+        let mut decided = self.mirrors.decided.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = &*decided {
+            return Ok(m.clone());
+        }
+        let m = mirrors(self.mirrors.asked.as_deref())?;
+        *decided = Some(m.clone());
+        Ok(m)
+    }
+
     pub fn get(&mut self) -> Result<&mut Apt> {
         if self.apt.is_none() {
-            let mirrors = mirrors(self.mirror.as_deref())?;
+            let mirrors = self.mirrors()?;
             self.apt = Some(Apt::new(&self.cache, mirrors, &self.suites, self.arch)?);
         }
         Ok(self.apt.as_mut().expect("just made"))
@@ -412,6 +458,21 @@ fn apt_options(apt: &Path, arch: Arch) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run's handles (clones, other architectures) decide the mirror once, together.
+    #[test]
+    fn handles_made_from_one_share_its_mirror_decision() {
+        let run =
+            LazyApt::new(Path::new("/nonexistent"), Some("http://mirror.example/debian/".into()), Vec::new());
+        let arm64 = run.for_arch(Arch::Arm64);
+        let step = arm64.clone();
+        assert_eq!(step.arch, Arch::Arm64);
+        assert!(step.mirrors.decided.lock().unwrap().is_none(), "nothing decided before first use");
+        let decided = run.mirrors().unwrap();
+        assert_eq!(decided.main, "http://mirror.example/debian");
+        assert_eq!(step.mirrors.decided.lock().unwrap().as_ref(), Some(&decided));
+        assert!(std::sync::Arc::ptr_eq(&run.mirrors, &step.mirrors));
+    }
 
     #[test]
     fn mirrors_from_deb822_and_one_line_sources() {

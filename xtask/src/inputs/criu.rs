@@ -93,14 +93,13 @@ fn library_dependencies(depends: &str) -> Vec<String> {
 }
 
 /// The files of every release's CRIU, as they go into the initramfs (paths under [`DIR`]),
-/// unpacked from the verified pins when the cache does not have them.
-pub fn files(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Vec<(String, Vec<u8>)>> {
+/// unpacked from the verified pins (fetched with the run's `apt`) when the cache does not have them.
+pub fn files(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<Vec<(String, Vec<u8>)>> {
     let lock = load(root)?;
-    let mut apt = Fleet::load(root)?.apt(&Cache::new(root), mirror);
     let mut out = Vec::new();
     for release in RELEASES {
         let pins: Vec<&DebPin> = lock.packages.iter().filter(|p| p.suite == *release).collect();
-        let tree = unpacked(sh, root, release, &pins, &mut apt)?;
+        let tree = unpacked(sh, root, release, &pins, apt)?;
         let criu = pins.iter().find(|p| p.package == "criu").expect("checked on load");
         let prefix = format!("{DIR}/{release}");
         for (name, data) in loaded(&tree)? {
@@ -227,7 +226,7 @@ const MODULE_DIRS: &[&str] =
 /// `criu/modules/<file>.ko` in load order, with
 /// `criu/modules/order` listing them: the guest's probe loads them before CRIU runs. A built
 /// kernel, or one whose configuration builds them in or not at all, gets none.
-pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
+pub fn modules(root: &Path, id: &str, apt: &mut LazyApt) -> Result<Vec<(String, Vec<u8>)>> {
     let fleet = Fleet::load(root)?;
     let Some(pin) = fleet.lock.kernels.get(id) else { return Ok(Vec::new()) };
     // Cached by the kernel .deb's sha256 and the modules asked for.
@@ -247,7 +246,7 @@ pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
     if let Some(files) = cached() {
         return Ok(files);
     }
-    let files = modules_from_deb(root, &fleet, pin)?;
+    let files = modules_from_deb(pin, apt)?;
     std::fs::create_dir_all(&cache)?;
     // `order` last: a cache entry without it is not one.
     for (name, data) in &files {
@@ -256,15 +255,9 @@ pub fn modules(root: &Path, id: &str) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(files)
 }
 
-fn modules_from_deb(
-    root: &Path,
-    fleet: &Fleet,
-    pin: &crate::inputs::fleet::Pin,
-) -> Result<Vec<(String, Vec<u8>)>> {
+fn modules_from_deb(pin: &crate::inputs::fleet::Pin, apt: &mut LazyApt) -> Result<Vec<(String, Vec<u8>)>> {
     let sh = Shell::new()?;
-    let mut apt = fleet.apt(&Cache::new(root), None);
-    let deb =
-        pin::verified(&sh, &pin.deb(), &mut apt, crate::inputs::fleet::LOCK, "cargo xtask images refresh")?;
+    let deb = pin::verified(&sh, &pin.deb(), apt, crate::inputs::fleet::LOCK, "cargo xtask images refresh")?;
     // Every module of the package by name (`nf_tables`), with its file name and data.
     let mut all = std::collections::BTreeMap::new();
     debs::each_file(&deb, |entry| {
@@ -402,7 +395,9 @@ mod tests {
     #[test]
     #[ignore = "needs Debian's archive (or the kernel .deb in the cache): run through `cargo xtask test`"]
     fn a_packaged_kernels_modules_come_decompressed_in_dependency_order() {
-        let files = modules(&crate::util::project_root(), "debian-6.12-cloud").unwrap();
+        let root = crate::util::project_root();
+        let mut apt = Fleet::load(&root).unwrap().apt(&Cache::new(&root), None);
+        let files = modules(&root, "debian-6.12-cloud", &mut apt).unwrap();
         let order = String::from_utf8(files.last().unwrap().1.clone()).unwrap();
         let order: Vec<&str> = order.lines().collect();
         let at = |m: &str| order.iter().position(|o| *o == m).unwrap_or_else(|| panic!("{m} in {order:?}"));
@@ -413,9 +408,9 @@ mod tests {
         for (name, data) in &files[..files.len() - 1] {
             assert!(name.ends_with(".ko") && data.starts_with(b"\x7fELF"), "{name}");
         }
-        assert!(modules(&crate::util::project_root(), "build-6.12").unwrap().is_empty());
+        assert!(modules(&root, "build-6.12", &mut apt).unwrap().is_empty());
         // The PREEMPT_RT build has crc32c as a module: libcrc32c's softdep brings it first.
-        let rt = modules(&crate::util::project_root(), "debian-6.12-rt").unwrap();
+        let rt = modules(&root, "debian-6.12-rt", &mut apt).unwrap();
         let rt = String::from_utf8(rt.last().unwrap().1.clone()).unwrap();
         let crc = rt.lines().position(|l| l.starts_with("crc32c")).unwrap_or_else(|| panic!("{rt}"));
         assert!(crc < rt.lines().position(|l| l == "libcrc32c.ko").unwrap(), "{rt}");

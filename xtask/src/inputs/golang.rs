@@ -2,15 +2,15 @@
 //!
 //! The toolchain is the newest `golang-1.NN-go` Debian ships, with its `golang-1.NN-src` (the
 //! standard library's source, which the compiler builds from), taken from Debian's archive with
-//! the private apt the kernels use (the same mirror and signature checks), pinned in
-//! `images/go.lock` (package, version, sha256, size), verified against the pin before use and
-//! unpacked with `dpkg-deb -x` under `target/uffdc/go/`, where it works in place (GOROOT set,
-//! GOTOOLCHAIN=local, no module proxy: the workload uses the standard library only). The workload
-//! is built statically (CGO_ENABLED=0) and cached under a key over the pins, its source and the
+//! the apt handle the run passes in (the one the kernels use: the same mirror and signature
+//! checks), pinned in `images/go.lock` (package, version, sha256, size), verified against the pin
+//! before use and unpacked with `dpkg-deb -x` under the cache's `go/`, where it works in place
+//! (GOROOT set, GOTOOLCHAIN=local, no module proxy: the workload uses the standard library only).
+//! The workload is built statically (CGO_ENABLED=0) and cached under a key over the pins, its source and the
 //! build flags; `uffdc-go version` names the Go release it was built with.
 
 use crate::inputs::apt::{self, LazyApt};
-use crate::inputs::fleet::{Cache, Fleet};
+use crate::inputs::fleet::Cache;
 use crate::inputs::pin::{self, DebPin, Lock};
 use anyhow::{bail, Context, Result};
 use model::arch::Arch;
@@ -70,16 +70,17 @@ fn dir(root: &Path) -> PathBuf {
     Cache::new(root).dir.join("go")
 }
 
-/// The workload, built with the pinned toolchain (fetched, verified and unpacked first if need
-/// be), or taken from the cache when that toolchain already built this source.
-pub fn workload(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<Workload> {
-    workload_for(sh, root, mirror, Arch::native())
+/// The workload, built with the pinned toolchain (fetched with the run's `apt`, verified and
+/// unpacked first if need be), or taken from the cache when that toolchain already built this
+/// source.
+pub fn workload(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<Workload> {
+    workload_for(sh, root, apt, Arch::native())
 }
 
 /// [`workload`] for `arch` (`GOARCH`): another architecture's build is named by it in the cache,
 /// and its Go release read from the binary's build information (`go version FILE`), since it
 /// cannot run here.
-pub fn workload_for(sh: &Shell, root: &Path, mirror: Option<String>, arch: Arch) -> Result<Workload> {
+pub fn workload_for(sh: &Shell, root: &Path, apt: &mut LazyApt, arch: Arch) -> Result<Workload> {
     let lock = load(root)?;
     let key = build_key(root, &lock)?;
     let name = match arch {
@@ -100,7 +101,7 @@ pub fn workload_for(sh: &Shell, root: &Path, mirror: Option<String>, arch: Arch)
     if let Some(w) = cached() {
         return Ok(w);
     }
-    let goroot = toolchain(sh, root, &lock, mirror)?;
+    let goroot = toolchain(sh, root, &lock, apt)?;
     let tmp = out.with_extension("tmp");
     let _cwd = sh.push_dir(root.join(SOURCE));
     eprintln!("go      build {SOURCE} with {} ({})", go_version(&lock), crate::util::display_path(&goroot));
@@ -152,9 +153,9 @@ fn go<'a>(sh: &'a Shell, root: &Path, goroot: &Path, args: &[&str]) -> xshell::C
 
 /// The test command's checks of the workload's Go code, as `cargo fmt --check` and clippy are of
 /// the Rust: `gofmt -l` and `go vet`, with the pinned toolchain.
-pub fn lint(sh: &Shell, root: &Path) -> Result<()> {
+pub fn lint(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
     let lock = load(root)?;
-    let goroot = toolchain(sh, root, &lock, None)?;
+    let goroot = toolchain(sh, root, &lock, apt)?;
     let _cwd = sh.push_dir(root.join(SOURCE));
     let unformatted = cmd!(sh, "{goroot}/bin/gofmt -l .").quiet().read().context("gofmt -l")?;
     if !unformatted.trim().is_empty() {
@@ -191,8 +192,9 @@ fn build_key(root: &Path, lock: &Lock) -> Result<String> {
     Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
 
-/// The GOROOT of the pinned toolchain, unpacked from its verified .debs.
-fn toolchain(sh: &Shell, root: &Path, lock: &Lock, mirror: Option<String>) -> Result<PathBuf> {
+/// The GOROOT of the pinned toolchain, unpacked from its verified .debs (fetched with `apt`, for
+/// this machine's architecture, its suites added).
+fn toolchain(sh: &Shell, root: &Path, lock: &Lock, apt: &mut LazyApt) -> Result<PathBuf> {
     let unpacked = dir(root).join("toolchain").join(go_version(lock));
     let marker = unpacked.join("pins.toml");
     let pins = toml::to_string(lock)?;
@@ -207,9 +209,19 @@ fn toolchain(sh: &Shell, root: &Path, lock: &Lock, mirror: Option<String>) -> Re
     }
     let _ = std::fs::remove_dir_all(&unpacked);
     std::fs::create_dir_all(&unpacked)?;
-    let mut apt = apt_for(root, lock, mirror)?;
+    // The compiler runs here: this machine's packages, whatever the handle was made for.
+    let mut native;
+    let apt = if apt.arch == Arch::native() {
+        apt
+    } else {
+        native = apt.for_arch(Arch::native());
+        &mut native
+    };
     for pin in &lock.packages {
-        let deb = pin::verified(sh, pin, &mut apt, LOCK, REFRESH)?;
+        apt.add_suite(&pin.suite);
+    }
+    for pin in &lock.packages {
+        let deb = pin::verified(sh, pin, apt, LOCK, REFRESH)?;
         cmd!(sh, "dpkg-deb -x {deb} {unpacked}")
             .quiet()
             .run()
@@ -221,29 +233,6 @@ fn toolchain(sh: &Shell, root: &Path, lock: &Lock, mirror: Option<String>) -> Re
         bail!("{} holds no bin/go: pin the golang-1.NN-go package that does", goroot.display());
     }
     Ok(goroot)
-}
-
-/// The fleet's private apt (its lists serve every suite the kernels and the toolchain come from).
-fn apt_for(root: &Path, lock: &Lock, mirror: Option<String>) -> Result<LazyApt> {
-    let fleet = Fleet::load(root)?;
-    let mut fleet_apt = fleet.clone();
-    // A toolchain suite the kernels do not use still gets a source line.
-    for pin in &lock.packages {
-        if !fleet.tracks.values().any(|t| t.suites.contains(&pin.suite))
-            && !fleet.lock.kernels.values().any(|k| k.suite == pin.suite)
-        {
-            fleet_apt.tracks.insert(
-                crate::inputs::fleet::KernelId::from(format!("go:{}", pin.suite)),
-                crate::inputs::fleet::Track {
-                    suites: vec![pin.suite.clone()],
-                    meta: String::new(),
-                    arch: Default::default(),
-                    why: String::new(),
-                },
-            );
-        }
-    }
-    Ok(fleet_apt.apt(&Cache::new(root), mirror))
 }
 
 /// Re-pins the toolchain to the newest `golang-1.NN-go` in the fleet's suites and its
@@ -288,8 +277,8 @@ pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
 }
 
 /// Fills the cache: the pinned toolchain's .debs, verified, and the workload built with it.
-pub fn fetch(sh: &Shell, root: &Path, mirror: Option<String>) -> Result<()> {
-    let w = workload(sh, root, mirror)?;
+pub fn fetch(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
+    let w = workload(sh, root, apt)?;
     println!("{:<20} {:<28} cached: {}", "go", w.version, crate::util::display_path(&w.path));
     Ok(())
 }

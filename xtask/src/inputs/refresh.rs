@@ -22,12 +22,12 @@ pub const GO: &str = "go";
 pub const CRIU: &str = "criu";
 
 /// Re-resolves every pin (or those of the named ids: tracks, builds, `toolchain`, `go`, `sources`)
-/// and rewrites the locks.
-pub fn pins(sh: &Shell, root: &Path, ids: Vec<String>, mirror: Option<String>) -> Result<()> {
+/// and rewrites the locks, fetching with `apt`, the command's one private apt (`Fleet::apt`, with
+/// its `--mirror`).
+pub fn pins(sh: &Shell, root: &Path, ids: Vec<String>, apt: &mut LazyApt) -> Result<()> {
     let mut fleet = Fleet::load(root)?;
     let cache = Cache::new(root);
-    let mut apt = fleet.apt(&cache, mirror);
-    let (fleet, apt) = (&mut fleet, &mut apt);
+    let fleet = &mut fleet;
     let all = ids.is_empty();
     if all || ids.iter().any(|i| i == TOOLCHAIN) {
         apt.add_suite(crate::inputs::buildroot::RELEASE);

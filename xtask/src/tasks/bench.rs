@@ -123,7 +123,6 @@ pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, u32)> {
     opts.host = b.host;
     // The whole-matrix run is what `cargo xtask matrix` does: the selftests too.
     opts.selftests = !b.no_selftests;
-    opts.mirror = b.mirror;
     if let Some(n) = b.jobs {
         opts.jobs = in_range("--jobs", n, 1, 64)? as usize;
     }
@@ -137,7 +136,8 @@ pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, u32)> {
     Ok((opts, boots as u32))
 }
 
-pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
+/// `mirror`: `--mirror`, from which the run's one private apt is made (`Fleet::apt`).
+pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32, mirror: Option<String>) -> Result<()> {
     let fleet = Fleet::load(root)?;
     let arches = fleet.arches(&asked.kernels);
     let mut needs = vec![
@@ -149,9 +149,9 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32) -> Result<()> {
     needs.extend(arches.iter().flat_map(|a| crate::inputs::packages::for_arch(*a)));
     crate::inputs::packages::ensure(sh, &needs)?;
     let (selected, builds) = fleet.partition(&asked.kernels)?;
-    let prepared = pipeline::prepare(sh, root, None, &arches)?;
     let cache = Cache::new(root);
-    let mut apt = fleet.apt(&cache, asked.mirror.clone());
+    let mut apt = fleet.apt(&cache, mirror);
+    let prepared = pipeline::prepare(sh, root, None, &arches, apt.clone())?;
     let dir = root.join("target/uffdc/bench");
     let mut opts = asked.clone();
     opts.kernels = selected.iter().map(|(id, _)| id.clone()).chain(builds.iter().cloned()).collect();

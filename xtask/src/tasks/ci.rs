@@ -39,7 +39,9 @@ pub fn run_compile(sh: &Shell, root: &Path, c: crate::flags::Compile) -> Result<
 /// to key that kernel's image cache with.
 pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> Result<String> {
     if refresh {
-        crate::inputs::refresh::pins(sh, root, Vec::new(), mirror)?;
+        let fleet = crate::inputs::fleet::Fleet::load(root)?;
+        let mut apt = fleet.apt(&crate::inputs::fleet::Cache::new(root), mirror);
+        crate::inputs::refresh::pins(sh, root, Vec::new(), &mut apt)?;
     }
     let fleet = crate::inputs::fleet::Fleet::load(root)?;
     let only = plan_only();
@@ -137,7 +139,8 @@ pub fn compile(
     }
     // The suite's catalogue comes from a build of the suite, whose userfaultfd-sys runs bindgen.
     crate::inputs::packages::ensure(sh, &[crate::inputs::packages::Need::Libclang])?;
-    let prepared = crate::boot::pipeline::prepare(sh, root, None, &[])?;
+    let apt = crate::inputs::fleet::Fleet::load(root)?.apt(&crate::inputs::fleet::Cache::new(root), None);
+    let prepared = crate::boot::pipeline::prepare(sh, root, None, &[], apt)?;
     let compat = crate::boot::pipeline::compile(matrix_dir, &prepared.catalogue)?;
     crate::publish::history::record(matrix_dir, &compat)?;
     crate::publish::write(matrix_dir, html_dir)?;
@@ -525,7 +528,10 @@ mod tests {
         let root = crate::util::project_root();
         let suite =
             PathBuf::from(std::env::var_os("UFFDC_SUITE_BIN").expect("run through `cargo xtask test`"));
-        let prepared = crate::boot::pipeline::prepare(&sh, &root, Some(suite), &[]).unwrap();
+        let apt = crate::inputs::fleet::Fleet::load(&root)
+            .unwrap()
+            .apt(&crate::inputs::fleet::Cache::new(&root), None);
+        let prepared = crate::boot::pipeline::prepare(&sh, &root, Some(suite), &[], apt).unwrap();
         let plan: serde_json::Value = serde_json::from_str(&plan(&sh, &root, false, None).unwrap()).unwrap();
         let planned: Vec<String> = plan["include"]
             .as_array()

@@ -38,19 +38,20 @@ impl Command {
 pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) -> Result<()> {
     let fleet = Fleet::load(root)?;
     let cache = Cache::new(root);
-    let mut apt = fleet.apt(&cache, mirror.clone());
+    // The one private apt every input of this command is fetched with.
+    let mut apt = fleet.apt(&cache, mirror);
     match command {
-        Command::Refresh(ids) => crate::inputs::refresh::pins(sh, root, ids, mirror),
+        Command::Refresh(ids) => crate::inputs::refresh::pins(sh, root, ids, &mut apt),
         Command::Build(ids) => {
             let ids: Vec<KernelId> = ids.into_iter().map(KernelId::from).collect();
             crate::inputs::builds::run(sh, root, &fleet, &mut apt, &ids)
         }
         Command::Fetch(ids) => {
             if ids.is_empty() || ids.iter().any(|i| i == GO) {
-                crate::inputs::golang::fetch(sh, root, mirror.clone())?;
+                crate::inputs::golang::fetch(sh, root, &mut apt)?;
             }
             if ids.is_empty() || ids.iter().any(|i| i == CRIU) {
-                let files = crate::inputs::criu::files(sh, root, mirror.clone())?;
+                let files = crate::inputs::criu::files(sh, root, &mut apt)?;
                 let size: usize = files.iter().map(|(_, d)| d.len()).sum();
                 println!("{CRIU:<20} {} files, {} KiB in the initramfs", files.len(), size / 1024);
             }

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xshell::Shell;
 
-pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
+/// `mirror`: `--mirror`, from which the run's one private apt is made (`Fleet::apt`).
+pub fn run(sh: &Shell, root: &Path, opts: &Options, mirror: Option<String>) -> Result<()> {
     // Every path given is checked before anything is built or downloaded.
     check_paths(opts)?;
     let fleet = crate::inputs::fleet::Fleet::load(root)?;
@@ -37,7 +38,8 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     if opts.host && !packages::is_root() {
         eprintln!("note: the host column is best run as root: several probes need it and will report `error` otherwise");
     }
-    let prepared = prepare(sh, root, None, &arches)?;
+    let apt = fleet.apt(&crate::inputs::fleet::Cache::new(root), mirror);
+    let prepared = prepare(sh, root, None, &arches, apt)?;
     // The history keeps what the matrix observed before this run (and starts from it if it has none).
     if let Ok(before) = model::data::load(&opts.out.join("compat.toml")) {
         crate::publish::history::record(&opts.out, &before)?;
@@ -111,7 +113,6 @@ pub fn options(root: &Path, m: crate::flags::Matrix, dashes: bool) -> Result<Opt
     if let Some(a) = m.accel {
         opts.accel = a.parse().map_err(anyhow::Error::msg)?;
     }
-    opts.mirror = m.mirror;
     if let Some(n) = m.boot_timeout {
         opts.run.boot_timeout = Duration::from_secs(in_range("--boot-timeout", n, 1, 3600)?);
     }
@@ -181,7 +182,9 @@ mod tests {
         let suite = std::env::var_os("UFFDC_SUITE_BIN")
             .map(PathBuf::from)
             .expect("UFFDC_SUITE_BIN is unset: run the end-to-end tests through `cargo xtask test`");
-        crate::boot::pipeline::prepare(sh, &crate::util::project_root(), Some(suite), &[]).unwrap()
+        let root = crate::util::project_root();
+        let apt = Fleet::load(&root).unwrap().apt(&Cache::new(&root), None);
+        crate::boot::pipeline::prepare(sh, &root, Some(suite), &[], apt).unwrap()
     }
 
     fn options(name: &str, kernels: &[&str]) -> Options {

@@ -30,14 +30,16 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?;
     let suite = crate::boot::suite_bin::build(sh, root)?;
     // The suite's Go behaviours run the Go workload; the host tests' suite finds it here.
-    let go = crate::inputs::golang::workload(sh, root, None)?;
+    // One private apt for every input this command fetches.
+    let mut apt = crate::inputs::fleet::Fleet::load(root)?.apt(&crate::inputs::fleet::Cache::new(root), None);
+    let go = crate::inputs::golang::workload(sh, root, &mut apt)?;
     // The arm64 guest's end-to-end test boots these (cross-built: the suite for musl, Go with GOARCH).
     let arm64 = model::arch::Arch::Arm64;
     let suite_arm64 = crate::boot::suite_bin::build_for(sh, root, arm64)?;
-    let go_arm64 = crate::inputs::golang::workload_for(sh, root, None, arm64)?;
-    crate::inputs::golang::lint(sh, root)?;
+    let go_arm64 = crate::inputs::golang::workload_for(sh, root, &mut apt, arm64)?;
+    crate::inputs::golang::lint(sh, root, &mut apt)?;
     // The suite's CRIU behaviours run Debian's CRIU; the host tests' suite finds it here.
-    let criu = crate::inputs::criu::files(sh, root, None)?;
+    let criu = crate::inputs::criu::files(sh, root, &mut apt)?;
     let criu = crate::inputs::criu::place(&criu, suite.parent().expect("the suite's directory"))?;
     let python = kcidb_python(sh, root)?;
     lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;

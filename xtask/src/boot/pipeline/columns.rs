@@ -72,9 +72,10 @@ pub(super) struct Real<'a> {
 }
 
 impl Real<'_> {
-    /// Each step has its own apt (they take its locks) and shell (a shell is one thread's).
+    /// Each step has its own handle on the run's apt (they take its locks) and its own shell (a
+    /// shell is one thread's).
     fn apt(&self) -> LazyApt {
-        self.fleet.apt(self.cache, self.opts.mirror.clone())
+        self.prepared.apt()
     }
 }
 
