@@ -1,5 +1,6 @@
 //! Checks of the source tree itself, run as tests (after rust-analyzer's `tidy`): no import
-//! cycles between the modules of a crate; no xtask task importing another task; every source file
+//! cycles between the modules of a crate; no xtask task importing another task; no import chain
+//! in xtask longer than it is now (`XTASK_CHAIN`); every source file
 //! of the suite and xtask named in ARCHITECTURE.md's code map; every source path the project's
 //! text names (`xtask/src/inputs/pin.rs` in a comment, a citation or a document) exists; no source
 //! file over 800 lines outside its declaration tables and tests, and no function over 150 lines.
@@ -157,6 +158,128 @@ mod tests {
             [vec!["boot::runner", "tasks::matrix"], vec!["inputs::builds", "inputs::fleet"]]
         );
         assert!(graph(&modules, 2)["inputs::fleet"].contains("inputs::apt"));
+    }
+
+    /// The longest import chain of `g` (`a -> b -> c`: a refers to b, b to c), the first found
+    /// when several are as long; a module already on the chain is not followed again, so a cycle
+    /// (which `no_module_imports_itself_through_a_cycle` reports) cannot make it endless.
+    fn longest_chain(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+        fn from(
+            g: &BTreeMap<String, BTreeSet<String>>,
+            m: &str,
+            on: &mut Vec<String>,
+            memo: &mut BTreeMap<String, Vec<String>>,
+        ) -> Vec<String> {
+            if let Some(c) = memo.get(m) {
+                return c.clone();
+            }
+            on.push(m.to_string());
+            let mut best: Vec<String> = Vec::new();
+            for d in g.get(m).into_iter().flatten() {
+                if on.contains(d) {
+                    continue;
+                }
+                let c = from(g, d, on, memo);
+                if c.len() > best.len() {
+                    best = c;
+                }
+            }
+            on.pop();
+            best.insert(0, m.to_string());
+            memo.insert(m.to_string(), best.clone());
+            best
+        }
+        let mut memo = BTreeMap::new();
+        let mut best = Vec::new();
+        for m in g.keys() {
+            let c = from(g, m, &mut Vec::new(), &mut memo);
+            if c.len() > best.len() {
+                best = c;
+            }
+        }
+        best
+    }
+
+    /// The most modules an import chain inside xtask may pass through, as measured when this
+    /// check was written: 11, `rehearse -> tasks::ci -> boot::pipeline -> inputs::selftests ->
+    /// inputs::builds -> inputs::buildroot -> inputs::fleet -> inputs::debs -> inputs::pin ->
+    /// inputs::apt -> util` (the flat folder had 12 levels). A task importing a task, or a library
+    /// a task, makes it longer; shortening it lowers this.
+    const XTASK_CHAIN: usize = 11;
+
+    /// A chain longer than `limit`, as `a -> b -> c`.
+    fn too_long_chain(g: &BTreeMap<String, BTreeSet<String>>, limit: usize) -> Option<String> {
+        let chain = longest_chain(g);
+        (chain.len() > limit).then(|| chain.join(" -> "))
+    }
+
+    /// `library -> task` for every module of `inputs/`, `boot/` or `publish/` (or `util`) that
+    /// refers to a task: what tasks share lives below them, never in a task.
+    fn library_imports(g: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+        let library =
+            |m: &str| ["inputs", "boot", "publish", "util"].contains(&m.split("::").next().unwrap_or(""));
+        g.iter()
+            .filter(|(m, _)| library(m))
+            .flat_map(|(m, deps)| {
+                deps.iter().filter(|d| d.starts_with("tasks::")).map(move |d| format!("{m} -> {d}"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn xtasks_import_chains_stay_short() {
+        let g = graph(&modules(&crate::util::project_root().join("xtask")), 2);
+        assert!(g.len() > 30, "xtask's modules are read");
+        let chain = longest_chain(&g);
+        eprintln!("xtask's longest import chain ({} modules): {}", chain.len(), chain.join(" -> "));
+        if let Some(chain) = too_long_chain(&g, XTASK_CHAIN) {
+            panic!("an import chain in xtask is longer than {XTASK_CHAIN} modules (does a task import a task, or a library a task?): {chain}");
+        }
+        let found = library_imports(&g);
+        assert!(
+            found.is_empty(),
+            "a library module imports a task (move what it needs below the tasks):\n{}",
+            found.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_chain_check_can_fail() {
+        let layered: BTreeMap<String, String> = [
+            ("tasks", ""),
+            ("tasks::matrix", "use crate::boot::pipeline::gather;"),
+            ("tasks::report", "use crate::publish;"),
+            ("boot", ""),
+            ("boot::pipeline", "use crate::inputs::{fleet, apt};"),
+            ("inputs", ""),
+            ("inputs::fleet", "use crate::inputs::apt::LazyApt; use crate::util;"),
+            ("inputs::apt", "use crate::util;"),
+            ("publish", "use crate::util;"),
+            ("util", ""),
+        ]
+        .into_iter()
+        .map(|(m, c)| (m.to_string(), c.to_string()))
+        .collect();
+        let g = graph(&layered, 2);
+        assert_eq!(
+            longest_chain(&g),
+            ["tasks::matrix", "boot::pipeline", "inputs::fleet", "inputs::apt", "util"]
+        );
+        assert_eq!(too_long_chain(&g, 5), None);
+        // The report task made to import the matrix task: one module longer.
+        let mut tangled = layered.clone();
+        tangled.insert("tasks::report".into(), "use crate::tasks::matrix::run;".into());
+        assert_eq!(
+            too_long_chain(&graph(&tangled, 2), 5).as_deref(),
+            Some("tasks::report -> tasks::matrix -> boot::pipeline -> inputs::fleet -> inputs::apt -> util")
+        );
+        assert_eq!(library_imports(&graph(&tangled, 2)), Vec::<String>::new());
+        tangled.insert("inputs::apt".into(), "use crate::tasks::report;".into());
+        assert_eq!(library_imports(&graph(&tangled, 2)), ["inputs::apt -> tasks::report"]);
+        // A cycle (here inputs::apt -> tasks::report -> ... -> inputs::apt) does not make it
+        // endless: no module comes twice.
+        let chain = longest_chain(&graph(&tangled, 2));
+        assert!(chain.len() >= 5 && chain.iter().collect::<BTreeSet<_>>().len() == chain.len(), "{chain:?}");
     }
 
     /// Whether `code` names the path `prefix::name` (`tasks::report`, `super::report`) as a whole
