@@ -339,6 +339,8 @@ struct Park {
     /// A read that did not return once served: its thread's state and wchan then, and the fault
     /// messages it raised after serving (`after_serving`).
     reader_at_end: Option<(String, String, u64)>,
+    /// Stuck at the timeout with fewer than [`STUCK_RETRIES`] retries seen (see [`Seen::stop`]).
+    stuck_at_timeout: bool,
 }
 
 /// What a park run has seen so far.
@@ -422,6 +424,7 @@ impl Park {
             sigurg,
             window: ctx.window,
             reader_at_end: None,
+            stuck_at_timeout: false,
         })
     }
 
@@ -530,6 +533,9 @@ impl Park {
         if s.retries > 0 {
             o.detail("retries", s.retries);
         }
+        if self.stuck_at_timeout {
+            o.detail("stuck_at", "timeout");
+        }
         if let Some(us) = s.gc_us {
             o.detail("gc_us", us);
         }
@@ -603,7 +609,9 @@ fn first_stop(p: &mut Park, ctx: &Ctx) -> Result<Stop, Fail> {
     let started = Instant::now();
     p.go.proc.send("gc");
     p.watch(ctx.timeout, started, true, |s| s.stopped() || s.access.is_some() || s.stuck())?;
-    Ok(p.seen.stop())
+    let stop = p.seen.stop();
+    p.stuck_at_timeout = stop == Stop::Stuck && !p.seen.stuck();
+    Ok(stop)
 }
 
 /// runtime.GC() against a reader parked on the page through `path`: does the GC's first
