@@ -150,8 +150,9 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32, mirror: Option<
     crate::inputs::packages::ensure(sh, &needs)?;
     let (selected, builds) = fleet.partition(&asked.kernels)?;
     let cache = Cache::new(root);
-    let mut apt = fleet.apt(&cache, mirror);
-    let prepared = pipeline::prepare(sh, root, None, &arches, apt.clone())?;
+    let prepared = pipeline::prepare(sh, root, None, &arches, fleet.apt(&cache, mirror))?;
+    // The run's one apt (the suites prepare added included), as the pipeline's steps use it.
+    let mut apt = prepared.apt();
     let dir = root.join("target/uffdc/bench");
     let mut opts = asked.clone();
     opts.kernels = selected.iter().map(|(id, _)| id.clone()).chain(builds.iter().cloned()).collect();
