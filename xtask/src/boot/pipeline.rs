@@ -112,10 +112,10 @@ pub struct Prepared {
     /// The Go workload (`uffdc-go`), packed beside the suite in every initramfs and placed beside
     /// the suite binary for a host run.
     go_binary: Vec<u8>,
-    /// Every release's CRIU and what it loads (`inputs/criu.rs`), under `criu/` in every
-    /// initramfs of this machine's architecture (Debian's CRIU pins are amd64) and beside the
-    /// suite binary for a host run.
-    criu: Vec<(String, Vec<u8>)>,
+    /// Every release's CRIU and what it loads (`inputs/criu.rs`), per architecture: under `criu/`
+    /// in every initramfs of that architecture, and this machine's beside the suite binary for a
+    /// host run.
+    criu: BTreeMap<Arch, Vec<(String, Vec<u8>)>>,
     root: PathBuf,
     /// The suite and the Go workload built for each other architecture a column runs on (`binary`
     /// and `go_binary` are this machine's).
@@ -163,13 +163,11 @@ impl Prepared {
             })
             .unwrap_or_default();
         let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, go_binary.as_slice())];
-        // CRIU is pinned for this machine's architecture only: another's columns see it skipped.
-        let native = image.arch == Arch::native();
-        let modules = if native { crate::inputs::criu::modules(&self.root, &image.id)? } else { Vec::new() };
-        if native {
-            programs.extend(self.criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
-            programs.extend(modules.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
-        }
+        // The CRIU of the guest's architecture, and the modules of its kernel's package.
+        let modules = crate::inputs::criu::modules(&self.root, &image.id)?;
+        let criu = self.criu.get(&image.arch).map(Vec::as_slice).unwrap_or_default();
+        programs.extend(criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+        programs.extend(modules.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
         if let Some(s) = selftests {
             programs
                 .extend(names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())));
@@ -205,7 +203,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
             std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         }
     }
-    let criu = crate::inputs::criu::files(sh, root, None)?;
+    let criu = crate::inputs::criu::files(sh, root, None, Arch::native())?;
     if let Some(dir) = suite.parent() {
         crate::inputs::criu::place(&criu, dir)?;
     }
@@ -220,7 +218,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
         initrd,
         binary,
         go_binary,
-        criu,
+        criu: BTreeMap::from([(Arch::native(), criu)]),
         root: root.to_path_buf(),
         other: BTreeMap::new(),
     };
@@ -233,6 +231,7 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
             crate::util::display_path(&go.path)
         );
         prepared.add_arch(arch, &suite, &go.path)?;
+        prepared.criu.insert(arch, crate::inputs::criu::files(sh, root, None, arch)?);
     }
     Ok(prepared)
 }

@@ -143,6 +143,8 @@ pub struct Apt {
     dir: PathBuf,
     pub mirrors: Mirrors,
     options: Vec<String>,
+    /// Whose packages it fetches (`APT::Architecture`).
+    pub arch: Arch,
     /// The sources changed since the lists were last fetched.
     stale: bool,
 }
@@ -178,7 +180,7 @@ impl Apt {
             crate::util::write_atomic(&dir.join("status"), b"")?;
         }
         let options = apt_options(&dir, arch);
-        Ok(Apt { dir, mirrors, options, stale })
+        Ok(Apt { dir, mirrors, options, arch, stale })
     }
 
     /// `apt-get update` of the private lists, when they are stale or `force`d.

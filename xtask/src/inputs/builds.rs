@@ -553,6 +553,7 @@ mod tests {
             suite: "trixie".into(),
             package: "linux-source-6.12".into(),
             version: "6.12.118-1".into(),
+            arch: Default::default(),
             sha256: "0".repeat(64),
             size: 20,
         };

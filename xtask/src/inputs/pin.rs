@@ -8,6 +8,7 @@
 use crate::inputs::apt::{Apt, LazyApt};
 use crate::util::sha256_file;
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xshell::Shell;
@@ -19,15 +20,23 @@ pub struct DebPin {
     pub suite: String,
     pub package: String,
     pub version: String,
+    /// The package's architecture, written only when it is not x86_64 (amd64): a lock from
+    /// before architectures, and every x86_64 pin, reads and writes as before.
+    #[serde(default, skip_serializing_if = "is_x86_64")]
+    pub arch: Arch,
     /// sha256 of the .deb.
     pub sha256: String,
     /// Size of the .deb in bytes.
     pub size: u64,
 }
 
+fn is_x86_64(arch: &Arch) -> bool {
+    *arch == Arch::X86_64
+}
+
 impl DebPin {
     /// Downloads `package=version` from `suite` (apt checks it against the signed archive) and
-    /// pins what came: the .deb and its pin.
+    /// pins what came, of apt's architecture: the .deb and its pin.
     pub fn download(
         sh: &Shell,
         apt: &mut Apt,
@@ -40,6 +49,7 @@ impl DebPin {
             suite: suite.to_string(),
             package: package.to_string(),
             version: version.to_string(),
+            arch: apt.arch,
             sha256: sha256_file(&deb)?,
             size: std::fs::metadata(&deb)?.len(),
         };
@@ -90,8 +100,16 @@ impl Lock {
 }
 
 /// The pin's .deb: from apt's download cache when its sha256 matches, else downloaded and checked.
-/// `lock` names the lock file and `refresh` the command that rewrites it, for the error.
+/// `lock` names the lock file and `refresh` the command that rewrites it, for the error. A pin of
+/// another architecture than `apt`'s is fetched by the same apt for that architecture.
 pub fn verified(sh: &Shell, pin: &DebPin, apt: &mut LazyApt, lock: &str, refresh: &str) -> Result<PathBuf> {
+    let mut other;
+    let apt = if apt.arch == pin.arch {
+        apt
+    } else {
+        other = apt.for_arch(pin.arch);
+        &mut other
+    };
     let debs = apt.debs_dir();
     let name = format!("{}_{}_", pin.package, pin.version.replace(':', "%3a"));
     let cached = std::fs::read_dir(&debs).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {

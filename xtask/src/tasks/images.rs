@@ -50,9 +50,15 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
                 crate::inputs::golang::fetch(sh, root, mirror.clone())?;
             }
             if ids.is_empty() || ids.iter().any(|i| i == CRIU) {
-                let files = crate::inputs::criu::files(sh, root, mirror.clone())?;
-                let size: usize = files.iter().map(|(_, d)| d.len()).sum();
-                println!("{CRIU:<20} {} files, {} KiB in the initramfs", files.len(), size / 1024);
+                for &arch in crate::inputs::criu::ARCHES {
+                    let files = crate::inputs::criu::files(sh, root, mirror.clone(), arch)?;
+                    let size: usize = files.iter().map(|(_, d)| d.len()).sum();
+                    println!(
+                        "{CRIU:<20} {arch}: {} files, {} KiB in the initramfs",
+                        files.len(),
+                        size / 1024
+                    );
+                }
             }
             if !ids.is_empty() && ids.iter().all(|i| i == GO || i == CRIU) {
                 return Ok(());

@@ -37,7 +37,7 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     let go_arm64 = crate::inputs::golang::workload_for(sh, root, None, arm64)?;
     crate::inputs::golang::lint(sh, root)?;
     // The suite's CRIU behaviours run Debian's CRIU; the host tests' suite finds it here.
-    let criu = crate::inputs::criu::files(sh, root, None)?;
+    let criu = crate::inputs::criu::files(sh, root, None, model::arch::Arch::native())?;
     let criu = crate::inputs::criu::place(&criu, suite.parent().expect("the suite's directory"))?;
     let python = kcidb_python(sh, root)?;
     lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;
