@@ -42,9 +42,11 @@ const OBSERVES: &str = "A test process (three threads; 48 anonymous private page
      `dump fails: E`, `lazy-pages fails: E`, `restore fails: E` with E the error line of that CRIU \
      command's log that says what failed (its message, without time stamp and source line: the \
      last before the lines CRIU adds to every failure, `Could not initialize kernel features \
-     detection`, `Dumping FAILED`...). Details: the \
+     detection`, `Dumping FAILED`...); `dump stalls`, `lazy-pages stalls`, `restore stalls` when \
+     that command has not finished (or the daemon is not ready) within twice `--timeout-ms` (it is \
+     killed: its log's tail and the daemon's are details). Details: the \
      CRIU package, the pages the daemon reported transferred (its `UFFD transferred pages` \
-     lines), the faults it served (`#PF`), each step's time, CRIU's later error lines.";
+     lines), the faults it served (`#PF`), each step's time and CPU time, CRIU's later error lines.";
 
 macro_rules! uffd_c {
     () => {
@@ -154,8 +156,12 @@ fn trixie(ctx: &Ctx, _: Variant) -> ProbeResult {
     lazy_restore(ctx, "trixie")
 }
 
-/// How long one CRIU command may take (each initialises its kernel data first: seconds under TCG).
-const STEP: Duration = Duration::from_secs(40);
+/// How long one CRIU command may take before it counts as stalled: twice the suite's window for
+/// something that should happen (`--timeout-ms`, 10 s by default). Each step takes a second or
+/// two under TCG on a loaded machine (the dump, which initialises CRIU's kernel data, up to 4 s).
+fn window(ctx: &Ctx) -> Duration {
+    ctx.timeout * 2
+}
 
 /// The test process's memory: (region tag, pages).
 const ANON: usize = 48;
@@ -234,8 +240,9 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         obs.detail("modules_loaded", modules);
         obs.detail("modules_ms", modules_ms);
     }
+    let step = window(ctx);
     let started = Instant::now();
-    let target = Target::start(&work)?;
+    let target = Target::start(&work, step)?;
     let pid = target.pid;
     obs.detail("setup_ms", started.elapsed().as_millis() as u64);
 
@@ -244,7 +251,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let images_s = images.display().to_string();
     let t = Instant::now();
     let (dumped, cpu) =
-        run(criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]), STEP)?;
+        run(criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]), step)?;
     obs.detail("dump_ms", t.elapsed().as_millis() as u64);
     obs.detail("dump_cpu_ms", cpu);
     // criu dump kills it; on failure it may still be there.
@@ -283,7 +290,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let t = Instant::now();
     let mut daemon = Killed(lazy.spawn().ctx("starting criu lazy-pages")?);
     drop(ready_w);
-    let ready = crate::kit::poll::wait_readable(ready_r.as_fd(), STEP).ctx("poll")?
+    let ready = crate::kit::poll::wait_readable(ready_r.as_fd(), step).ctx("poll")?
         && nix::unistd::read(&ready_r, &mut [0u8; 1]).is_ok_and(|n| n == 1);
     if !ready {
         let status = wait_child(&mut daemon.0, Duration::from_secs(1)).map(|(s, _)| s);
@@ -294,7 +301,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let t = Instant::now();
     let (restored, cpu) = run(
         criu.command(&["restore", "-D", &images_s, "-o", &log("restore"), "-v4", "--lazy-pages", "-d"]),
-        STEP,
+        step,
     )?;
     obs.detail("restore_ms", t.elapsed().as_millis() as u64);
     obs.detail("restore_cpu_ms", cpu);
@@ -308,11 +315,11 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let t = Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1)
         .ctx("kill SIGUSR1 the restored process")?;
-    let (exited, cpu) = wait_pid(pid, STEP)?;
+    let (exited, cpu) = wait_pid(pid, step)?;
     obs.detail("after_restore_ms", t.elapsed().as_millis() as u64);
     // The restored process's CPU: CRIU's restorer run in it, its work after, its child's.
     obs.detail("restored_cpu_ms", cpu);
-    let daemon_status = wait_child(&mut daemon.0, STEP).map(|(s, cpu)| {
+    let daemon_status = wait_child(&mut daemon.0, step).map(|(s, cpu)| {
         obs.detail("lazy_pages_cpu_ms", cpu);
         s
     });
@@ -408,12 +415,15 @@ fn observed_failure(
     let cause = errors.iter().rev().find(|e| !wrapper(e));
     obs.observed = match cause {
         // Its error lines, if any, are from before it stalled (often recovered from).
-        _ if status == timed_out() => format!("{step} stalls: not done within {}s", STEP.as_secs()),
+        _ if status == timed_out() => format!("{step} stalls"),
         Some(e) => format!("{step} fails: {e}"),
         None => format!("{step} fails: {status}, no error line"),
     };
     obs.detail("errors", errors.iter().take(6).cloned().collect::<Vec<_>>().join(" | "));
-    let exit = if status == timed_out() { "still running: killed".to_string() } else { status.to_string() };
+    let exit = match status == timed_out() {
+        true => "still running after the window (twice --timeout-ms): killed".to_string(),
+        false => status.to_string(),
+    };
     obs.detail("exit", exit);
     obs.detail("log_tail", tail(log, 12));
     Fail::Observed(obs.clone())
