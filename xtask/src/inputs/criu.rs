@@ -451,6 +451,35 @@ mod tests {
         let rt = String::from_utf8(rt.last().unwrap().1.clone()).unwrap();
         let crc = rt.lines().position(|l| l.starts_with("crc32c")).unwrap_or_else(|| panic!("{rt}"));
         assert!(crc < rt.lines().position(|l| l == "libcrc32c.ko").unwrap(), "{rt}");
+        // An arm64 kernel's come from its arm64 .deb (fetched by the arm64 apt): aarch64 objects.
+        let arm = modules(&crate::util::project_root(), "debian-6.1-cloud-arm64").unwrap();
+        let (name, data) = arm.iter().find(|(n, _)| n.ends_with("/nf_tables.ko")).expect("nf_tables");
+        let elf = goblin::elf::Elf::parse(data).unwrap();
+        assert_eq!(elf.header.e_machine, goblin::elf::header::EM_AARCH64, "{name}");
+    }
+
+    /// Each architecture's tree holds that architecture's CRIU, loader and libraries.
+    #[test]
+    #[ignore = "needs Debian's archive (or the pinned .debs in the cache): run through `cargo xtask test`"]
+    fn each_architecture_gets_its_own_criu() {
+        let sh = Shell::new().unwrap();
+        for (arch, machine) in
+            [(Arch::X86_64, goblin::elf::header::EM_X86_64), (Arch::Arm64, goblin::elf::header::EM_AARCH64)]
+        {
+            let files = files(&sh, &crate::util::project_root(), None, arch).unwrap();
+            for release in RELEASES {
+                for name in ["criu", "ld.so", "lib/libc.so.6"] {
+                    let path = format!("{DIR}/{release}/{name}");
+                    let (_, data) =
+                        files.iter().find(|(n, _)| *n == path).unwrap_or_else(|| panic!("{path}"));
+                    assert_eq!(
+                        goblin::elf::Elf::parse(data).unwrap().header.e_machine,
+                        machine,
+                        "{arch} {path}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
