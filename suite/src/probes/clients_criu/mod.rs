@@ -254,15 +254,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         run(criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]), step)?;
     obs.detail("dump_ms", t.elapsed().as_millis() as u64);
     obs.detail("dump_cpu_ms", cpu);
-    // criu dump kills it; on failure it may still be there.
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    // Its CPU (its pages and checksums, and CRIU's parasite code run in it), read while a zombie.
-    let _ = nix::sys::wait::waitid(
-        nix::sys::wait::Id::Pid(pid),
-        nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
-    );
-    obs.detail("target_cpu_ms", crate::kit::goworkload::cpu_ms(pid.as_raw(), true));
-    let _ = nix::sys::wait::waitpid(pid, None);
+    obs.detail("target_cpu_ms", reap_dumped(pid));
     if !dumped.success() {
         return Err(failed(obs, "dump", &log("dump"), dumped, &target.tids));
     }
@@ -359,6 +351,20 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         "restores, pages right, none served lazily".to_string()
     };
     Ok(obs)
+}
+
+/// Reaps the dumped test process (`criu dump` kills it; on failure it may still be there) and
+/// says its CPU time, ms (its pages and checksums, and CRIU's parasite code run in it), read
+/// while it is a zombie.
+fn reap_dumped(pid: nix::unistd::Pid) -> u64 {
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitid(
+        nix::sys::wait::Id::Pid(pid),
+        nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+    );
+    let cpu = crate::kit::goworkload::cpu_ms(pid.as_raw(), true);
+    let _ = nix::sys::wait::waitpid(pid, None);
+    cpu
 }
 
 /// The lines CRIU logs on every failure, after the one that says what failed.
