@@ -318,13 +318,17 @@ pub struct LazyApt {
     suites: Vec<String>,
     /// Whose packages it fetches (`APT::Architecture`).
     pub arch: Arch,
+    /// Where built kernels and selftests are fetched from before compiling (`bincache.rs`; `None`:
+    /// always build, as `--no-binary-cache` asks).
+    pub binary_cache: Option<String>,
     apt: Option<Apt>,
 }
 
 impl LazyApt {
     /// An apt for x86_64 (amd64) packages, and the architecture-independent ones.
     pub fn new(cache: &Path, mirror: Option<String>, suites: Vec<String>) -> LazyApt {
-        LazyApt { cache: cache.to_path_buf(), mirror, suites, arch: Arch::X86_64, apt: None }
+        let binary_cache = crate::inputs::bincache::configured();
+        LazyApt { cache: cache.to_path_buf(), mirror, suites, arch: Arch::X86_64, binary_cache, apt: None }
     }
 
     /// The same apt (mirror, suites) for another architecture's packages.
@@ -334,6 +338,7 @@ impl LazyApt {
             mirror: self.mirror.clone(),
             suites: self.suites.clone(),
             arch,
+            binary_cache: self.binary_cache.clone(),
             apt: None,
         }
     }

@@ -15,6 +15,7 @@
 //! source nor the toolchain. A cached bzImage is re-hashed before each use.
 
 use crate::inputs::apt::LazyApt;
+use crate::inputs::bincache;
 use crate::inputs::buildroot::{self, BuildRoot};
 use crate::inputs::debs;
 use crate::inputs::fleet::{Cache, Fleet, Image, KernelId, SourcePin, LOCK};
@@ -138,9 +139,17 @@ pub fn image(
     let base = std::fs::read_to_string(root.join(BASE)).with_context(|| format!("cannot read {BASE}"))?;
     let fragment = fragment(&base, id, track);
     let dir = builds_dir(root);
-    let index = dir.join("inputs").join(format!("{}.toml", inputs_key(root, fleet, id)?));
+    let key = inputs_key(root, fleet, id)?;
+    let index = dir.join("inputs").join(format!("{key}.toml"));
     if let Some(image) = from_cache(root, fleet, id) {
         return Ok(image);
+    }
+    // Someone else's build of the same inputs (the binary cache), verified, before compiling.
+    let valid = |staged: &Path| fetched_is_valid(root, fleet, id, &key, staged);
+    if bincache::fetch(apt.binary_cache.as_deref(), &dir, bincache::Kind::Kernel, &key, &valid, progress) {
+        if let Some(image) = from_cache(root, fleet, id) {
+            return Ok(image);
+        }
     }
     std::fs::create_dir_all(&dir)?;
     // One build at a time on a machine: two would only share its cores.
@@ -197,8 +206,7 @@ pub fn image(
         .with_context(|| format!("make allnoconfig left no {}", resolved_path.display()))?;
     check_resolved(id, track, &fragment, &resolved, &broot.path(&tree), pin)?;
     let set = set_options(&resolved);
-    let kernel =
-        short_hash(format!("{RECIPE}\n{}\n{}\n{}", pin.sha256, broot.key, set.join("\n")).as_bytes());
+    let kernel = kernel_key(&pin.sha256, &broot.key, &set);
     if let Some(image) = cached(root, id, &kernel) {
         crate::util::write_atomic(&index, toml::to_string(&Inputs { kernel })?.as_bytes())?;
         return Ok(image);
@@ -254,11 +262,48 @@ pub fn image(
     cached(root, id, &kernel).context("the build just cached does not verify")
 }
 
+/// The key a built kernel is cached under: over its source's sha256, the toolchain's key and the
+/// options its resolved `.config` sets.
+fn kernel_key(source_sha256: &str, toolchain: &str, set: &[String]) -> String {
+    short_hash(format!("{RECIPE}\n{source_sha256}\n{toolchain}\n{}", set.join("\n")).as_bytes())
+}
+
 /// The build's kernel from the cache, when these inputs were built before and it is intact.
 pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Image> {
     let index = builds_dir(root).join("inputs").join(format!("{}.toml", inputs_key(root, fleet, id).ok()?));
     let inputs: Inputs = toml::from_str(&std::fs::read_to_string(index).ok()?).ok()?;
     cached(root, id, &inputs.kernel)
+}
+
+/// A kernel from the binary cache, unpacked into `staged` (laid out as the cache's `builds/`), is
+/// what its input key says: its record is intact (the bzImage has the sha256 it records) and its
+/// `.config` with this checkout's source and toolchain pins gives the kernel key it is filed under.
+fn fetched_is_valid(root: &Path, fleet: &Fleet, id: &str, key: &str, staged: &Path) -> bool {
+    let valid = || -> Option<bool> {
+        let inputs: Inputs =
+            toml::from_str(&std::fs::read_to_string(staged.join("inputs").join(format!("{key}.toml"))).ok()?)
+                .ok()?;
+        let kdir = staged.join("kernels").join(&inputs.kernel);
+        cached_in(&kdir, id)?;
+        let pin = fleet.lock.sources.get(&fleet.builds.get(id)?.source)?;
+        let config = std::fs::read_to_string(kdir.join("config")).ok()?;
+        let toolchain = buildroot::load(root).ok()?.key().ok()?;
+        Some(kernel_key(&pin.sha256, &toolchain, &set_options(&config)) == inputs.kernel)
+    };
+    valid() == Some(true)
+}
+
+/// What the cache holds of build `id`, to publish in the binary cache: its input record and its
+/// kernel's folder, when they are there and intact.
+pub fn published(root: &Path, fleet: &Fleet, id: &str) -> Option<bincache::Entry> {
+    let key = inputs_key(root, fleet, id).ok()?;
+    let dir = builds_dir(root);
+    let inputs: Inputs =
+        toml::from_str(&std::fs::read_to_string(dir.join("inputs").join(format!("{key}.toml"))).ok()?).ok()?;
+    cached(root, id, &inputs.kernel)?;
+    let mut files = vec![format!("inputs/{key}.toml")];
+    files.extend(bincache::files_in(&dir, &format!("kernels/{}", inputs.kernel))?);
+    Some(bincache::Entry { kind: bincache::Kind::Kernel, key, id: id.to_string(), files })
 }
 
 /// How a cached build was made: how long configuring and compiling took, and how many of its
@@ -299,7 +344,11 @@ pub fn cold_build(root: &Path, fleet: &Fleet, id: &str) -> Option<BuildTime> {
 
 /// A cached build, when its record is there and its bzImage still has the recorded sha256.
 fn cached(root: &Path, id: &str, kernel: &str) -> Option<Image> {
-    let kdir = builds_dir(root).join("kernels").join(kernel);
+    cached_in(&builds_dir(root).join("kernels").join(kernel), id)
+}
+
+/// The build in folder `kdir`, when its record is there and its bzImage has the recorded sha256.
+fn cached_in(kdir: &Path, id: &str) -> Option<Image> {
     let entry: Entry = toml::from_str(&std::fs::read_to_string(kdir.join("build.toml")).ok()?).ok()?;
     let vmlinuz = kdir.join("bzImage");
     if sha256_file(&vmlinuz).ok()? != entry.bzimage_sha256 {

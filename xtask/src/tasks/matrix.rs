@@ -87,6 +87,7 @@ pub fn options(root: &Path, m: crate::flags::Matrix, dashes: bool) -> Result<Opt
     }
     let mut opts = Options::new(root);
     opts.selftests = !m.no_selftests;
+    opts.binary_cache = !m.no_binary_cache;
     opts.kernels = m.kernel.into_iter().map(KernelId::from).collect();
     for image in m.kernel_image {
         let (rest, config) = match image.split_once(",config=") {
