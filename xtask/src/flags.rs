@@ -129,9 +129,9 @@ xflags::xflags! {
                 repeated artifacts: PathBuf
             }
             /// The binary cache: the built kernels and selftests the cache holds (each --kernel's,
-            /// else every column's) written into the folder --out by input key, with its index.toml,
-            /// to be served beside the report; the published folders found under each FROM are
-            /// added too.
+            /// else every column's unless FROM is given) written into the folder --out by input key,
+            /// with its index.toml, to be served beside the report; the published folders found
+            /// under each FROM are added too.
             cmd binaries {
                 required --out dir: PathBuf
                 repeated --kernel id: String

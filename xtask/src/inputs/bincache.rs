@@ -206,7 +206,7 @@ fn fetch_entry(url: &str, builds: &Path, kind: Kind, key: &str, valid: &dyn Fn(&
         let staged = scratch.join("builds");
         let files = unpack(&tar, &staged, kind, key)?;
         if !valid(&staged) {
-            bail!("{} unpacks into an entry that does not verify (its record and its files disagree)", artifact.file);
+            bail!("{} unpacks into an entry that does not verify (its record, its files and the key it is filed under disagree)", artifact.file);
         }
         install(builds, &staged, &files)?;
         Ok(true)
@@ -455,6 +455,41 @@ pub fn files_in(builds: &Path, folder: &str) -> Option<Vec<String>> {
         .collect();
     files.sort();
     Some(files)
+}
+
+/// A static file server on 127.0.0.1 for the tests (GET of a file in a folder, one request per
+/// connection), counting the requests it answered.
+#[cfg(test)]
+pub(crate) fn serve(dir: PathBuf) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let path = first.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+            let body = (!path.contains("..")).then(|| std::fs::read(dir.join(&path)).ok()).flatten();
+            let mut stream = reader.into_inner();
+            let head = match &body {
+                Some(b) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+            };
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_deref().unwrap_or_default());
+        }
+    });
+    (url, requests)
 }
 
 #[cfg(test)]

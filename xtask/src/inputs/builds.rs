@@ -145,8 +145,7 @@ pub fn image(
         return Ok(image);
     }
     // Someone else's build of the same inputs (the binary cache), verified, before compiling.
-    let valid = |staged: &Path| fetched_is_valid(root, fleet, id, &key, staged);
-    if bincache::fetch(apt.binary_cache.as_deref(), &dir, bincache::Kind::Kernel, &key, &valid, progress) {
+    if fetch_published(root, fleet, id, apt.binary_cache.as_deref(), &dir, progress)? {
         if let Some(image) = from_cache(root, fleet, id) {
             return Ok(image);
         }
@@ -273,6 +272,22 @@ pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Image> {
     let index = builds_dir(root).join("inputs").join(format!("{}.toml", inputs_key(root, fleet, id).ok()?));
     let inputs: Inputs = toml::from_str(&std::fs::read_to_string(index).ok()?).ok()?;
     cached(root, id, &inputs.kernel)
+}
+
+/// Build `id`'s kernel from the binary cache at `url` into the cache folder `builds` (the per-user
+/// cache's `builds/`, or bench's scratch one), verified; whether it came (a miss is told to
+/// `progress`, in one line saying why).
+pub fn fetch_published(
+    root: &Path,
+    fleet: &Fleet,
+    id: &str,
+    url: Option<&str>,
+    builds: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<bool> {
+    let key = inputs_key(root, fleet, id)?;
+    let valid = |staged: &Path| fetched_is_valid(root, fleet, id, &key, staged);
+    Ok(bincache::fetch(url, builds, bincache::Kind::Kernel, &key, &valid, progress))
 }
 
 /// A kernel from the binary cache, unpacked into `staged` (laid out as the cache's `builds/`), is
@@ -537,6 +552,147 @@ pub fn refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CHILD: &str = "UFFDC_TEST_BINCACHE_CHILD";
+
+    /// The binary cache in front of `image`, against a server on 127.0.0.1, each case in a child
+    /// process (this test run again with its own per-user cache, `UFFDC_CACHE_DIR`, and binary cache,
+    /// `UFFDC_BINARY_CACHE`; a fallback build fails at once, its mirror being 127.0.0.1:9): a
+    /// published kernel is used without compiling (no toolchain, no build log, no core asked for);
+    /// a corrupt download, one whose `.config` does not give the key it is filed under, and a server
+    /// that does not answer each fall back to building with a line saying why; with the binary
+    /// cache turned off (`--no-binary-cache`) nothing is asked of the server.
+    #[test]
+    fn a_published_kernel_is_used_without_compiling_and_a_bad_one_falls_back_to_building() {
+        if let Ok(mode) = std::env::var(CHILD) {
+            return child(&mode);
+        }
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let id = "build-6.12";
+        let dir = root.join("target/uffdc/tests/bincache-build");
+        let _ = std::fs::remove_dir_all(&dir);
+        // A kernel entry as a build leaves it (a stand-in bzImage), published.
+        let publish = |name: &str, filed_under: Option<&str>| -> PathBuf {
+            let from = dir.join(format!("{name}-builds"));
+            let config = "CONFIG_USERFAULTFD=y\nCONFIG_UFFDC_BINCACHE_TEST=y\n";
+            let pin = &fleet.lock.sources[&fleet.builds[id].source];
+            let toolchain = buildroot::load(&root).unwrap().key().unwrap();
+            let kernel = filed_under
+                .map(String::from)
+                .unwrap_or_else(|| kernel_key(&pin.sha256, &toolchain, &set_options(config)));
+            let bzimage = b"a stand-in bzImage".to_vec();
+            let entry = Entry {
+                release: "6.12.0-uffdc-test".into(),
+                bzimage_sha256: hex_sha(&bzimage),
+                build: model::data::Build {
+                    source: "test".into(),
+                    base: "test".into(),
+                    differs: Vec::new(),
+                    toolchain: "test".into(),
+                    config_sha256: hex_sha(config.as_bytes()),
+                    config: set_options(config),
+                },
+                built_ms: None,
+                jobs: None,
+                ccache_hits: None,
+                ccache_misses: None,
+                compiled: None,
+                incremental: None,
+            };
+            let key = inputs_key(&root, &fleet, id).unwrap();
+            let kdir = from.join("kernels").join(&kernel);
+            std::fs::create_dir_all(&kdir).unwrap();
+            std::fs::write(kdir.join("bzImage"), &bzimage).unwrap();
+            std::fs::write(kdir.join("config"), config).unwrap();
+            std::fs::write(kdir.join("build.toml"), toml::to_string(&entry).unwrap()).unwrap();
+            crate::util::write_atomic(
+                &from.join("inputs").join(format!("{key}.toml")),
+                toml::to_string(&Inputs { kernel: kernel.clone() }).unwrap().as_bytes(),
+            )
+            .unwrap();
+            let mut files = vec![format!("inputs/{key}.toml")];
+            files.extend(bincache::files_in(&from, &format!("kernels/{kernel}")).unwrap());
+            let out = dir.join(name);
+            let e = bincache::Entry { kind: bincache::Kind::Kernel, key, id: id.into(), files };
+            bincache::publish(&from, &[e], &out).unwrap();
+            out
+        };
+        let run = |case: &str, url: &str, mode: &str| -> (String, PathBuf) {
+            let cache = dir.join(format!("cache-{case}"));
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "inputs::builds::tests::a_published_kernel_is_used_without_compiling_and_a_bad_one_falls_back_to_building"])
+                .args(["--nocapture", "--test-threads=1"])
+                .env(CHILD, mode)
+                .env("UFFDC_CACHE_DIR", &cache)
+                .env(bincache::ENV, url)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && text.contains("result: "), "{case}: {text}");
+            (text, cache.join("builds"))
+        };
+        let good = publish("good", None);
+        let (url, requests) = bincache::serve(good.clone());
+        let (text, builds) = run("hit", &url, "build");
+        assert!(text.contains("result: ok") && text.contains("binary cache: kernels/"), "{text}");
+        assert!(!text.contains("progress: toolchain"), "a hit built: {text}");
+        assert!(!builds.join("logs").exists() && !builds.join("build.lock").exists(), "{text}");
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2, "the index and the kernel");
+        let falls_back = |text: &str, why: &str| {
+            assert!(text.contains("binary cache: kernels/") && text.contains(why), "{text}");
+            assert!(text.contains(": building locally\n"), "{text}");
+            assert!(text.contains("progress: toolchain") && text.contains("result: error"), "{text}");
+        };
+        // The same index, a byte of the kernel's file changed.
+        let corrupt = dir.join("corrupt");
+        std::fs::create_dir_all(&corrupt).unwrap();
+        for e in std::fs::read_dir(&good).unwrap().flatten() {
+            let mut data = std::fs::read(e.path()).unwrap();
+            if e.file_name().to_string_lossy().ends_with(".tar") {
+                data[600] ^= 1;
+            }
+            std::fs::write(corrupt.join(e.file_name()), data).unwrap();
+        }
+        let (url, _) = bincache::serve(corrupt);
+        let (text, builds) = run("corrupt", &url, "build");
+        falls_back(&text, "Hash Sum mismatch");
+        assert!(!builds.join("kernels").exists(), "{text}");
+        // Filed under a kernel key its .config does not give.
+        let (url, _) = bincache::serve(publish("wrong-key", Some("0123456789abcdef")));
+        let (text, builds) = run("wrong-key", &url, "build");
+        falls_back(&text, "does not verify");
+        assert!(!builds.join("kernels").exists(), "{text}");
+        // A server that does not answer.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (text, _) = run("no-server", &format!("http://{closed}/"), "build");
+        falls_back(&text, "its index");
+        // Turned off: the server is not asked.
+        let (url, requests) = bincache::serve(good);
+        let (text, _) = run("off", &url, "no-binary-cache");
+        assert!(text.contains("progress: toolchain") && !text.contains("binary cache"), "{text}");
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// One case of the test above, in its own process: `image` of build-6.12 with a mirror that
+    /// does not answer, so that a build fails as soon as it needs its toolchain.
+    fn child(mode: &str) {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let mut apt = fleet.apt(&Cache::new(&root), Some("http://127.0.0.1:9/debian".into()));
+        if mode == "no-binary-cache" {
+            apt.binary_cache = None;
+        }
+        let result = image(&sh, &root, &fleet, "build-6.12", &mut apt, &mut || panic!("a compile started"), &mut |l| {
+            eprintln!("progress: {l}")
+        });
+        match result {
+            Ok(image) => eprintln!("result: ok {}", image.vmlinuz.display()),
+            Err(e) => eprintln!("result: error {e:#}"),
+        }
+    }
 
     #[test]
     fn every_build_names_a_pinned_source_and_the_base_configuration_is_there() {

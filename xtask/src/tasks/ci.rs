@@ -42,11 +42,17 @@ pub fn run_binaries(root: &Path, b: crate::flags::Binaries) -> Result<()> {
     let ids: Vec<crate::inputs::fleet::KernelId> = if b.kernel.is_empty() {
         fleet.ids()
     } else {
-        b.kernel.into_iter().map(crate::inputs::fleet::KernelId::from).collect()
+        b.kernel.iter().cloned().map(crate::inputs::fleet::KernelId::from).collect()
     };
-    let (mut written, missing) = crate::inputs::bincache::publish_cached(root, &fleet, &ids, &b.out)?;
-    for why in missing {
-        println!("not published: {why}");
+    // What this machine's cache holds: each --kernel's, or every column's unless the entries
+    // come from elsewhere (the scheduled workflow's compile gathers the jobs' folders).
+    let mut written = Vec::new();
+    if !b.kernel.is_empty() || b.from.is_empty() {
+        let (here, missing) = crate::inputs::bincache::publish_cached(root, &fleet, &ids, &b.out)?;
+        for why in missing {
+            println!("not published: {why}");
+        }
+        written.extend(here);
     }
     for from in &b.from {
         written.extend(crate::inputs::bincache::merge(from, &b.out)?);
