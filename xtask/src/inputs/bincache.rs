@@ -18,9 +18,10 @@
 //! does not answer, an entry not published, a corrupt download, a manifest for another key) is a
 //! miss with one line saying why, and the build goes on locally: never a wrong artifact.
 //!
-//! Where it is: `UFFDC_BINARY_CACHE` (a URL; `off` turns it off), else the `binaries/` folder of
-//! the project's published report (the GitHub Pages site of the checkout's `origin` remote), else
-//! none. `--no-binary-cache` (matrix, images) turns it off for one command.
+//! Where it is (`apt::binary_cache`, beside the Debian mirror): `UFFDC_BINARY_CACHE` (a URL; `off`
+//! turns it off), else the `binaries/` folder of the project's published report (the GitHub Pages
+//! site of the checkout's `origin` remote), else none; `LazyApt::binary_cache` carries it to the
+//! builds. `--no-binary-cache` (matrix, images) turns it off for one command.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -28,10 +29,6 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The environment variable naming the binary cache (a URL, or `off`).
-pub const ENV: &str = "UFFDC_BINARY_CACHE";
-/// The folder beside the report that holds it.
-pub const FOLDER: &str = "binaries";
 const INDEX: &str = "index.toml";
 const MANIFEST: &str = "uffdc-artifact.toml";
 /// Bumped when the layout of a published folder or artifact changes.
@@ -97,50 +94,6 @@ pub struct Entry {
     pub key: String,
     pub id: String,
     pub files: Vec<String>,
-}
-
-/// The configured binary cache: `UFFDC_BINARY_CACHE` (`off` or empty: none), else the published
-/// report's `binaries/` folder, when the checkout's `origin` is on GitHub.
-pub fn configured() -> Option<String> {
-    match std::env::var(ENV) {
-        Ok(v) if v.is_empty() || v == "off" => None,
-        Ok(v) => Some(v),
-        Err(_) => {
-            static DEFAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-            DEFAULT
-                .get_or_init(|| {
-                    let out = std::process::Command::new("git")
-                        .arg("-C")
-                        .arg(crate::util::project_root())
-                        .args(["config", "--get", "remote.origin.url"])
-                        .stderr(std::process::Stdio::null())
-                        .output()
-                        .ok()?;
-                    published_at(String::from_utf8_lossy(&out.stdout).trim())
-                })
-                .clone()
-        }
-    }
-}
-
-/// The published report's binary cache for a GitHub remote (`https://github.com/OWNER/REPO`,
-/// `git@github.com:OWNER/REPO.git`): `https://OWNER.github.io/REPO/binaries/`, as README's
-/// "published report" says (a repository named `OWNER.github.io` is served at the site's root).
-fn published_at(remote: &str) -> Option<String> {
-    let path = remote
-        .strip_prefix("https://github.com/")
-        .or_else(|| remote.strip_prefix("git@github.com:"))
-        .or_else(|| remote.strip_prefix("ssh://git@github.com/"))?;
-    let (owner, repo) = path.trim_end_matches('/').trim_end_matches(".git").split_once('/')?;
-    if owner.is_empty() || repo.is_empty() || repo.contains('/') {
-        return None;
-    }
-    let owner = owner.to_ascii_lowercase();
-    Some(if repo.eq_ignore_ascii_case(&format!("{owner}.github.io")) {
-        format!("https://{owner}.github.io/{FOLDER}/")
-    } else {
-        format!("https://{owner}.github.io/{repo}/{FOLDER}/")
-    })
 }
 
 /// Puts entry `kind`/`key` from the binary cache at `url` into the cache's `builds` folder, when it
@@ -353,36 +306,6 @@ pub fn publish(builds: &Path, entries: &[Entry], out: &Path) -> Result<Vec<(Stri
     Ok(written)
 }
 
-/// Publishes what the cache holds of columns `ids` (a build's kernel; every column's selftests)
-/// into `out` (`publish`). Returns what it wrote and, for what it did not, why.
-pub fn publish_cached(
-    root: &Path,
-    fleet: &crate::inputs::fleet::Fleet,
-    ids: &[crate::inputs::fleet::KernelId],
-    out: &Path,
-) -> Result<(Vec<(String, Artifact)>, Vec<String>)> {
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut missing = Vec::new();
-    for id in ids {
-        if !fleet.builds.contains_key(&**id) && !fleet.lock.kernels.contains_key(&**id) {
-            bail!("{id} is neither a track nor a build of images/kernels.toml");
-        }
-        if fleet.builds.contains_key(&**id) {
-            match crate::inputs::builds::published(root, fleet, id) {
-                Some(e) => entries.push(e),
-                None => missing.push(format!("{id}: its kernel is not built here")),
-            }
-        }
-        match crate::inputs::selftests::published(root, fleet, id) {
-            Some(e) if entries.iter().any(|o| o.kind == e.kind && o.key == e.key) => {}
-            Some(e) => entries.push(e),
-            None => missing.push(format!("{id}: its selftests are not built here")),
-        }
-    }
-    let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
-    Ok((publish(&builds, &entries, out)?, missing))
-}
-
 /// Adds every entry of the published folders found under `from` (their `index.toml`, at any
 /// depth: the scheduled workflow's per-job artifacts) to the published folder `out`, each file
 /// checked against the sha256 its index gives. Returns the entries added.
@@ -497,16 +420,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_published_report_of_a_github_remote_holds_the_binary_cache() {
-        for remote in ["https://github.com/Me/uffd-conformance", "git@github.com:Me/uffd-conformance.git"] {
-            assert_eq!(published_at(remote).as_deref(), Some("https://me.github.io/uffd-conformance/binaries/"));
-        }
-        assert_eq!(published_at("https://github.com/me/me.github.io").as_deref(), Some("https://me.github.io/binaries/"));
-        assert_eq!(published_at("/work/main"), None);
-        assert_eq!(published_at("https://gitlab.com/me/repo"), None);
-    }
-
-    #[test]
     fn an_artifact_holds_only_its_own_entrys_files() {
         assert!(allowed(Kind::Kernel, "k1", "inputs/k1.toml"));
         assert!(allowed(Kind::Kernel, "k1", "kernels/abc/bzImage"));
@@ -519,8 +432,8 @@ mod tests {
         assert!(!allowed(Kind::Selftests, "s1", "/selftests/s1/uffd-stress"));
     }
 
-    /// Publish, then fetch from `file://` (the HTTP cases are `xtask/tests/bincache.rs`'s, against
-    /// a server on 127.0.0.1): the entry arrives as it was; an artifact that says it is another
+    /// Publish, then fetch from `file://` (the HTTP cases, against a server on 127.0.0.1, are
+    /// `builds.rs`'s, through a build): the entry arrives as it was; an artifact that says it is another
     /// entry, or whose entry does not verify, is refused and leaves nothing in the cache.
     #[test]
     fn a_published_entry_comes_back_as_it_was_and_a_wrong_one_is_refused() {

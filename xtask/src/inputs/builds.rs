@@ -625,7 +625,7 @@ mod tests {
                 .args(["--nocapture", "--test-threads=1"])
                 .env(CHILD, mode)
                 .env("UFFDC_CACHE_DIR", &cache)
-                .env(bincache::ENV, url)
+                .env(crate::inputs::apt::BINARY_CACHE_ENV, url)
                 .output()
                 .unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);

@@ -48,7 +48,7 @@ pub fn run_binaries(root: &Path, b: crate::flags::Binaries) -> Result<()> {
     // come from elsewhere (the scheduled workflow's compile gathers the jobs' folders).
     let mut written = Vec::new();
     if !b.kernel.is_empty() || b.from.is_empty() {
-        let (here, missing) = crate::inputs::bincache::publish_cached(root, &fleet, &ids, &b.out)?;
+        let (here, missing) = publish_cached(root, &fleet, &ids, &b.out)?;
         for why in missing {
             println!("not published: {why}");
         }
@@ -63,6 +63,36 @@ pub fn run_binaries(root: &Path, b: crate::flags::Binaries) -> Result<()> {
     let total: u64 = std::fs::read_dir(&b.out)?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
     println!("{}: {} entries written, {:.1} MB in all", crate::util::display_path(&b.out), written.len(), total as f64 / 1e6);
     Ok(())
+}
+
+/// Publishes what the cache holds of columns `ids` (a build's kernel; every column's selftests)
+/// into `out` (`bincache::publish`). Returns what it wrote and, for what it did not, why.
+fn publish_cached(
+    root: &Path,
+    fleet: &crate::inputs::fleet::Fleet,
+    ids: &[crate::inputs::fleet::KernelId],
+    out: &Path,
+) -> Result<(Vec<(String, crate::inputs::bincache::Artifact)>, Vec<String>)> {
+    let mut entries: Vec<crate::inputs::bincache::Entry> = Vec::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        if !fleet.builds.contains_key(&**id) && !fleet.lock.kernels.contains_key(&**id) {
+            bail!("{id} is neither a track nor a build of images/kernels.toml");
+        }
+        if fleet.builds.contains_key(&**id) {
+            match crate::inputs::builds::published(root, fleet, id) {
+                Some(e) => entries.push(e),
+                None => missing.push(format!("{id}: its kernel is not built here")),
+            }
+        }
+        match crate::inputs::selftests::published(root, fleet, id) {
+            Some(e) if entries.iter().any(|o| o.kind == e.kind && o.key == e.key) => {}
+            Some(e) => entries.push(e),
+            None => missing.push(format!("{id}: its selftests are not built here")),
+        }
+    }
+    let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
+    Ok((crate::inputs::bincache::publish(&builds, &entries, out)?, missing))
 }
 
 /// `{"include": [{"kernel": ID, "pin": SHA256}...]}` for a workflow's `strategy.matrix`, after
