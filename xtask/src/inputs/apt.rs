@@ -469,13 +469,18 @@ mod tests {
     #[test]
     fn the_published_report_of_a_github_remote_holds_the_binary_cache() {
         for remote in ["https://github.com/Me/uffd-conformance", "git@github.com:Me/uffd-conformance.git"] {
-            assert_eq!(published_at(remote).as_deref(), Some("https://me.github.io/uffd-conformance/binaries/"));
+            assert_eq!(
+                published_at(remote).as_deref(),
+                Some("https://me.github.io/uffd-conformance/binaries/")
+            );
         }
-        assert_eq!(published_at("https://github.com/me/me.github.io").as_deref(), Some("https://me.github.io/binaries/"));
+        assert_eq!(
+            published_at("https://github.com/me/me.github.io").as_deref(),
+            Some("https://me.github.io/binaries/")
+        );
         assert_eq!(published_at("/work/main"), None);
         assert_eq!(published_at("https://gitlab.com/me/repo"), None);
     }
-
 
     #[test]
     fn mirrors_from_deb822_and_one_line_sources() {

@@ -66,6 +66,9 @@ pub struct Index {
     pub artifacts: BTreeMap<String, Artifact>,
 }
 
+/// What a publish wrote: each entry's name and its file.
+pub type Written = Vec<(String, Artifact)>;
+
 /// One published file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,7 +134,13 @@ pub fn fetch(
 }
 
 /// `Ok(false)`: not published there.
-fn fetch_entry(url: &str, builds: &Path, kind: Kind, key: &str, valid: &dyn Fn(&Path) -> bool) -> Result<bool> {
+fn fetch_entry(
+    url: &str,
+    builds: &Path,
+    kind: Kind,
+    key: &str,
+    valid: &dyn Fn(&Path) -> bool,
+) -> Result<bool> {
     let base = url.trim_end_matches('/');
     std::fs::create_dir_all(builds)?;
     let scratch = tempdir(builds, "fetch")?;
@@ -170,7 +179,8 @@ fn fetch_entry(url: &str, builds: &Path, kind: Kind, key: &str, valid: &dyn Fn(&
 
 /// A fresh folder under `builds` (beside the cache's, so that what is verified there moves into it).
 fn tempdir(builds: &Path, what: &str) -> Result<PathBuf> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     let dir = builds.join(format!(".{what}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -266,7 +276,7 @@ fn install(builds: &Path, staged: &Path, files: &[String]) -> Result<()> {
 /// Writes `entries` (from the cache's `builds` folder) into the published folder `out`, each as
 /// its tar, and adds them to `out/index.toml` (entries already there are kept). Returns what it
 /// wrote, as (entry, artifact).
-pub fn publish(builds: &Path, entries: &[Entry], out: &Path) -> Result<Vec<(String, Artifact)>> {
+pub fn publish(builds: &Path, entries: &[Entry], out: &Path) -> Result<Written> {
     std::fs::create_dir_all(out)?;
     let mut index = read_index(out)?;
     let mut written = Vec::new();
@@ -277,7 +287,8 @@ pub fn publish(builds: &Path, entries: &[Entry], out: &Path) -> Result<Vec<(Stri
         if let Some(bad) = files.iter().find(|p| !allowed(e.kind, &e.key, p)) {
             bail!("{entry}: {bad} is not a file of that entry");
         }
-        let manifest = Manifest { format: FORMAT, entry: entry.clone(), id: e.id.clone(), files: files.clone() };
+        let manifest =
+            Manifest { format: FORMAT, entry: entry.clone(), id: e.id.clone(), files: files.clone() };
         let mut tar = tar::Builder::new(Vec::new());
         tar.mode(tar::HeaderMode::Deterministic);
         let mut add = |path: &str, data: &[u8]| -> Result<()> {
@@ -297,8 +308,7 @@ pub fn publish(builds: &Path, entries: &[Entry], out: &Path) -> Result<Vec<(Stri
         let data = tar.into_inner()?;
         let file = format!("{}-{}.tar", e.kind.folder(), e.key);
         crate::util::write_atomic(&out.join(&file), &data)?;
-        let artifact =
-            Artifact { file, size: data.len() as u64, sha256: sha256(&data), id: e.id.clone() };
+        let artifact = Artifact { file, size: data.len() as u64, sha256: sha256(&data), id: e.id.clone() };
         index.artifacts.insert(entry.clone(), artifact.clone());
         written.push((entry, artifact));
     }
@@ -309,7 +319,7 @@ pub fn publish(builds: &Path, entries: &[Entry], out: &Path) -> Result<Vec<(Stri
 /// Adds every entry of the published folders found under `from` (their `index.toml`, at any
 /// depth: the scheduled workflow's per-job artifacts) to the published folder `out`, each file
 /// checked against the sha256 its index gives. Returns the entries added.
-pub fn merge(from: &Path, out: &Path) -> Result<Vec<(String, Artifact)>> {
+pub fn merge(from: &Path, out: &Path) -> Result<Written> {
     std::fs::create_dir_all(out)?;
     let mut index = read_index(out)?;
     let mut added = Vec::new();
@@ -318,8 +328,11 @@ pub fn merge(from: &Path, out: &Path) -> Result<Vec<(String, Artifact)>> {
         if dir == out {
             continue;
         }
-        let mut children: Vec<PathBuf> =
-            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?.flatten().map(|e| e.path()).collect();
+        let mut children: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         children.sort();
         pending.extend(children.iter().filter(|p| p.is_dir()).cloned());
         if !dir.join(INDEX).is_file() {
@@ -330,7 +343,12 @@ pub fn merge(from: &Path, out: &Path) -> Result<Vec<(String, Artifact)>> {
             let file = dir.join(&artifact.file);
             let actual = crate::util::sha256_file(&file)?;
             if actual != artifact.sha256 {
-                bail!("{} has sha256 {actual}, but {} says {}", file.display(), dir.join(INDEX).display(), artifact.sha256);
+                bail!(
+                    "{} has sha256 {actual}, but {} says {}",
+                    file.display(),
+                    dir.join(INDEX).display(),
+                    artifact.sha256
+                );
             }
             std::fs::copy(&file, out.join(&artifact.file))?;
             index.artifacts.insert(entry.clone(), artifact.clone());
@@ -346,8 +364,9 @@ fn read_index(dir: &Path) -> Result<Index> {
     if !path.exists() {
         return Ok(Index { format: FORMAT, artifacts: BTreeMap::new() });
     }
-    let index: Index = toml::from_str(&std::fs::read_to_string(&path)?)
-        .map_err(|e| anyhow::anyhow!("{}: {} (a published folder of another format?)", path.display(), e.message().trim()))?;
+    let index: Index = toml::from_str(&std::fs::read_to_string(&path)?).map_err(|e| {
+        anyhow::anyhow!("{}: {} (a published folder of another format?)", path.display(), e.message().trim())
+    })?;
     if index.format != FORMAT {
         bail!("{} is format {}, this checkout writes {FORMAT}", path.display(), index.format);
     }
@@ -405,8 +424,12 @@ pub(crate) fn serve(dir: PathBuf) -> (String, std::sync::Arc<std::sync::atomic::
             let body = (!path.contains("..")).then(|| std::fs::read(dir.join(&path)).ok()).flatten();
             let mut stream = reader.into_inner();
             let head = match &body {
-                Some(b) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()),
-                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                Some(b) => {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
+                }
+                None => {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                }
             };
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(body.as_deref().unwrap_or_default());
@@ -445,7 +468,7 @@ mod tests {
         std::fs::write(from.join("selftests/s1/uffd-stress"), b"\x7fELF a program").unwrap();
         let files = files_in(&from, "selftests/s1").unwrap();
         let entry = Entry { kind: Kind::Selftests, key: "s1".into(), id: "debian-x".into(), files };
-        let written = publish(&from, &[entry.clone()], &out).unwrap();
+        let written = publish(&from, std::slice::from_ref(&entry), &out).unwrap();
         assert_eq!(written[0].0, "selftests/s1");
         let url = format!("file://{}", out.display());
         let mut notes = Vec::new();
@@ -454,7 +477,9 @@ mod tests {
         assert!(fetch(Some(&url), &into, Kind::Selftests, "s1", &ok, &mut |l| notes.push(l.to_string())));
         assert_eq!(std::fs::read(into.join("selftests/s1/uffd-stress")).unwrap(), b"\x7fELF a program");
         // Not published: a miss that says so.
-        assert!(!fetch(Some(&url), &dir.join("c2"), Kind::Selftests, "s9", &ok, &mut |l| notes.push(l.into())));
+        assert!(
+            !fetch(Some(&url), &dir.join("c2"), Kind::Selftests, "s9", &ok, &mut |l| notes.push(l.into()))
+        );
         assert!(notes.last().unwrap().contains("has no selftests/s9: building locally"), "{notes:?}");
         // The index names s2 with s1's file (whose manifest says s1): refused, nothing cached.
         let mut index = read_index(&out).unwrap();
@@ -463,7 +488,10 @@ mod tests {
         write_index(&out, &index).unwrap();
         let c3 = dir.join("c3");
         assert!(!fetch(Some(&url), &c3, Kind::Selftests, "s2", &ok, &mut |l| notes.push(l.into())));
-        assert!(notes.last().unwrap().contains("it is selftests/s1 (format 1), not selftests/s2"), "{notes:?}");
+        assert!(
+            notes.last().unwrap().contains("it is selftests/s1 (format 1), not selftests/s2"),
+            "{notes:?}"
+        );
         assert!(!c3.join("selftests").exists());
         // The entry's own check fails: refused, nothing cached.
         let c4 = dir.join("c4");

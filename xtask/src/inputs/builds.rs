@@ -314,7 +314,8 @@ pub fn published(root: &Path, fleet: &Fleet, id: &str) -> Option<bincache::Entry
     let key = inputs_key(root, fleet, id).ok()?;
     let dir = builds_dir(root);
     let inputs: Inputs =
-        toml::from_str(&std::fs::read_to_string(dir.join("inputs").join(format!("{key}.toml"))).ok()?).ok()?;
+        toml::from_str(&std::fs::read_to_string(dir.join("inputs").join(format!("{key}.toml"))).ok()?)
+            .ok()?;
     cached(root, id, &inputs.kernel)?;
     let mut files = vec![format!("inputs/{key}.toml")];
     files.extend(bincache::files_in(&dir, &format!("kernels/{}", inputs.kernel))?);
@@ -628,7 +629,8 @@ mod tests {
                 .env(crate::inputs::apt::BINARY_CACHE_ENV, url)
                 .output()
                 .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            let text =
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success() && text.contains("result: "), "{case}: {text}");
             (text, cache.join("builds"))
         };
@@ -685,9 +687,15 @@ mod tests {
         if mode == "no-binary-cache" {
             apt.binary_cache = None;
         }
-        let result = image(&sh, &root, &fleet, "build-6.12", &mut apt, &mut || panic!("a compile started"), &mut |l| {
-            eprintln!("progress: {l}")
-        });
+        let result = image(
+            &sh,
+            &root,
+            &fleet,
+            "build-6.12",
+            &mut apt,
+            &mut || panic!("a compile started"),
+            &mut |l| eprintln!("progress: {l}"),
+        );
         match result {
             Ok(image) => eprintln!("result: ok {}", image.vmlinuz.display()),
             Err(e) => eprintln!("result: error {e:#}"),

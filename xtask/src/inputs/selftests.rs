@@ -67,7 +67,14 @@ pub fn for_kernel(
     }
     let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
     let valid = |staged: &Path| cached(&staged.join("selftests").join(&key)).is_some();
-    if crate::inputs::bincache::fetch(apt.binary_cache.as_deref(), &builds, Kind::Selftests, &key, &valid, progress) {
+    if crate::inputs::bincache::fetch(
+        apt.binary_cache.as_deref(),
+        &builds,
+        Kind::Selftests,
+        &key,
+        &valid,
+        progress,
+    ) {
         if let Some(found) = cached(&dir) {
             return Ok(Some(found));
         }

@@ -306,8 +306,9 @@ fn binary_cached(root: &Path, fleet: &Fleet, id: &str) -> Result<f64> {
     let url = format!("file://{}", published.display());
     let t = Instant::now();
     let mut why = String::new();
-    let came =
-        crate::inputs::builds::fetch_published(root, fleet, id, Some(&url), &scratch, &mut |l| why = l.to_string())?;
+    let came = crate::inputs::builds::fetch_published(root, fleet, id, Some(&url), &scratch, &mut |l| {
+        why = l.to_string()
+    })?;
     let secs = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&scratch);
     anyhow::ensure!(came, "{id}: its own published entry did not come back from the binary cache: {why}");

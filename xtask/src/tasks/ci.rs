@@ -60,8 +60,14 @@ pub fn run_binaries(root: &Path, b: crate::flags::Binaries) -> Result<()> {
     for (entry, a) in &written {
         println!("{entry:<28} {:<20} {:>9} bytes  {}", a.id, a.size, a.file);
     }
-    let total: u64 = std::fs::read_dir(&b.out)?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
-    println!("{}: {} entries written, {:.1} MB in all", crate::util::display_path(&b.out), written.len(), total as f64 / 1e6);
+    let total: u64 =
+        std::fs::read_dir(&b.out)?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
+    println!(
+        "{}: {} entries written, {:.1} MB in all",
+        crate::util::display_path(&b.out),
+        written.len(),
+        total as f64 / 1e6
+    );
     Ok(())
 }
 
@@ -72,7 +78,7 @@ fn publish_cached(
     fleet: &crate::inputs::fleet::Fleet,
     ids: &[crate::inputs::fleet::KernelId],
     out: &Path,
-) -> Result<(Vec<(String, crate::inputs::bincache::Artifact)>, Vec<String>)> {
+) -> Result<(crate::inputs::bincache::Written, Vec<String>)> {
     let mut entries: Vec<crate::inputs::bincache::Entry> = Vec::new();
     let mut missing = Vec::new();
     for id in ids {

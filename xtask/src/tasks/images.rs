@@ -36,7 +36,13 @@ impl Command {
 }
 
 /// `binary_cache`: a build may be fetched from the binary cache (`--no-binary-cache`: never).
-pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>, binary_cache: bool) -> Result<()> {
+pub fn run(
+    sh: &Shell,
+    root: &Path,
+    command: Command,
+    mirror: Option<String>,
+    binary_cache: bool,
+) -> Result<()> {
     let fleet = Fleet::load(root)?;
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, mirror.clone());
