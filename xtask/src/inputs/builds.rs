@@ -558,7 +558,7 @@ mod tests {
 
     /// The binary cache in front of `image`, against a server on 127.0.0.1, each case in a child
     /// process (this test run again with its own per-user cache, `UFFDC_CACHE_DIR`, and binary cache,
-    /// `UFFDC_BINARY_CACHE`; a fallback build fails at once, its mirror being 127.0.0.1:9): a
+    /// `UFFDC_BINARY_CACHE`; a fallback build fails at once, its mirror a folder that does not exist): a
     /// published kernel is used without compiling (no toolchain, no build log, no core asked for);
     /// a corrupt download, one whose `.config` does not give the key it is filed under, and a server
     /// that does not answer each fall back to building with a line saying why; with the binary
@@ -683,7 +683,7 @@ mod tests {
         let sh = Shell::new().unwrap();
         let root = crate::util::project_root();
         let fleet = Fleet::load(&root).unwrap();
-        let mut apt = fleet.apt(&Cache::new(&root), Some("http://127.0.0.1:9/debian".into()));
+        let mut apt = fleet.apt(&Cache::new(&root), Some("file:///nonexistent/uffdc-test-mirror".into()));
         if mode == "no-binary-cache" {
             apt.binary_cache = None;
         }
