@@ -168,7 +168,11 @@ fn fetch_entry(
         let staged = scratch.join("builds");
         let files = unpack(&tar, &staged, kind, key)?;
         if !valid(&staged) {
-            bail!("{} unpacks into an entry that does not verify (its record, its files and the key it is filed under disagree)", artifact.file);
+            bail!(
+                "{} unpacks into an entry that does not verify (its record, its files and the key \
+                 it is filed under disagree)",
+                artifact.file
+            );
         }
         install(builds, &staged, &files)?;
         Ok(true)
@@ -376,7 +380,7 @@ fn read_index(dir: &Path) -> Result<Index> {
 fn write_index(dir: &Path, index: &Index) -> Result<()> {
     let text = format!(
         "# The binary cache: built kernels and selftests by their input key (`cargo xtask ci binaries`).\n\
-         # Each file is the entry's files as ~/.cache/uffd-conformance/builds/ holds them, and a manifest.\n\n{}",
+         # Each file: the entry's files as ~/.cache/uffd-conformance/builds/ holds them, a manifest.\n\n{}",
         toml::to_string(index)?
     );
     crate::util::write_atomic(&dir.join(INDEX), text.as_bytes())

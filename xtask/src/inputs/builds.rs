@@ -555,6 +555,7 @@ mod tests {
     use super::*;
 
     const CHILD: &str = "UFFDC_TEST_BINCACHE_CHILD";
+    const TEST: &str = "a_published_kernel_is_used_without_compiling_and_a_bad_one_falls_back_to_building";
 
     /// The binary cache in front of `image`, against a server on 127.0.0.1, each case in a child
     /// process (this test run again with its own per-user cache, `UFFDC_CACHE_DIR`, and binary cache,
@@ -622,7 +623,7 @@ mod tests {
         let run = |case: &str, url: &str, mode: &str| -> (String, PathBuf) {
             let cache = dir.join(format!("cache-{case}"));
             let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "inputs::builds::tests::a_published_kernel_is_used_without_compiling_and_a_bad_one_falls_back_to_building"])
+                .args(["--exact", &format!("inputs::builds::tests::{TEST}")])
                 .args(["--nocapture", "--test-threads=1"])
                 .env(CHILD, mode)
                 .env("UFFDC_CACHE_DIR", &cache)

@@ -119,7 +119,8 @@ fn has_sha256(file: &Path, want: &str, whose: &str, or: &str) -> Result<()> {
     if actual != want {
         let _ = std::fs::remove_file(file);
         bail!(
-            "{} has sha256 {actual}, but {whose} {want}: the download was corrupt (deleted; rerun to fetch again) or {or}",
+            "{} has sha256 {actual}, but {whose} {want}: the download was corrupt (deleted; rerun to \
+             fetch again) or {or}",
             file.display()
         );
     }
