@@ -146,8 +146,16 @@ fn fetch_entry(
     let scratch = tempdir(builds, "fetch")?;
     let result = (|| {
         let index_file = scratch.join(INDEX);
-        crate::inputs::pin::download_url(&format!("{base}/{INDEX}"), &index_file, None, "")
-            .context("its index")?;
+        // A binary cache that did not answer is not asked again by this process: each lookup would
+        // wait for its timeout again.
+        static SILENT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        if SILENT.lock().unwrap_or_else(|e| e.into_inner()).contains(&base.to_string()) {
+            bail!("its index could not be fetched earlier in this run");
+        }
+        if let Err(e) = crate::inputs::pin::download_url(&format!("{base}/{INDEX}"), &index_file, None, "") {
+            SILENT.lock().unwrap_or_else(|e| e.into_inner()).push(base.to_string());
+            return Err(e.context("its index"));
+        }
         let index: Index = toml::from_str(&std::fs::read_to_string(&index_file)?)
             .map_err(|e| anyhow::anyhow!("its {INDEX} does not read: {}", e.message().trim()))?;
         if index.format != FORMAT {
@@ -185,7 +193,10 @@ fn fetch_entry(
 fn tempdir(builds: &Path, what: &str) -> Result<PathBuf> {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let dir = builds.join(format!(".{what}-{}-{nanos}", std::process::id()));
+    // The columns of a run fetch on threads of one process: a count tells their folders apart.
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = builds.join(format!(".{what}-{}-{n}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -502,6 +513,12 @@ mod tests {
         assert!(!fetch(Some(&url), &c4, Kind::Selftests, "s1", &|_| false, &mut |l| notes.push(l.into())));
         assert!(notes.last().unwrap().contains("does not verify"), "{notes:?}");
         assert!(!c4.join("selftests").exists());
+        // A binary cache whose index cannot be fetched is not asked again in this process.
+        let gone = format!("file://{}", dir.join("gone").display());
+        assert!(!fetch(Some(&gone), &c4, Kind::Selftests, "s1", &ok, &mut |l| notes.push(l.into())));
+        assert!(notes.last().unwrap().contains("its index: Failed to fetch"), "{notes:?}");
+        assert!(!fetch(Some(&gone), &c4, Kind::Selftests, "s1", &ok, &mut |l| notes.push(l.into())));
+        assert!(notes.last().unwrap().contains("could not be fetched earlier in this run"), "{notes:?}");
         // No binary cache: nothing is tried.
         assert!(!fetch(None, &c4, Kind::Selftests, "s1", &ok, &mut |l| notes.push(l.into())));
         // Merging published folders keeps every entry and checks each file.
