@@ -250,6 +250,12 @@ fn unpack(tar: &Path, into: &Path, kind: Kind, key: &str) -> Result<Vec<String>>
     if let Some(bad) = listed.iter().find(|p| !allowed(kind, key, p)) {
         bail!("it holds {bad}, which is not a file of {entry}");
     }
+    let mut folders: Vec<&str> = listed.iter().filter_map(|p| p.rsplit_once('/')).map(|(d, _)| d).collect();
+    folders.dedup();
+    let own = folders.iter().filter(|d| d.contains('/')).count();
+    if own != 1 {
+        bail!("it holds the files of {own} entry folders, not one");
+    }
     for path in &listed {
         crate::util::write_atomic(&into.join(path), &files[path])?;
         if path.starts_with("kernels/") || path.starts_with("selftests/") {
