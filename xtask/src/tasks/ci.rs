@@ -83,7 +83,8 @@ fn publish_cached(
     let mut missing = Vec::new();
     for id in ids {
         if !fleet.builds.contains_key(&**id) && !fleet.lock.kernels.contains_key(&**id) {
-            bail!("{id} is neither a track nor a build of images/kernels.toml");
+            missing.push(format!("{id}: neither a pinned track nor a build of images/kernels.toml"));
+            continue;
         }
         if fleet.builds.contains_key(&**id) {
             match crate::inputs::builds::published(root, fleet, id) {
