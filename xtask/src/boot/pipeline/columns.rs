@@ -74,7 +74,11 @@ pub(super) struct Real<'a> {
 impl Real<'_> {
     /// Each step has its own apt (they take its locks) and shell (a shell is one thread's).
     fn apt(&self) -> LazyApt {
-        self.fleet.apt(self.cache, self.opts.mirror.clone())
+        let mut apt = self.fleet.apt(self.cache, self.opts.mirror.clone());
+        if !self.opts.binary_cache {
+            apt.binary_cache = None;
+        }
+        apt
     }
 }
 
