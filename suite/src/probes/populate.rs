@@ -467,7 +467,7 @@ pub(super) fn no_message_result_with(ctx: &Ctx, uffd: &Uffd, region: &Region, ad
 pub(super) fn wp(ctx: &Ctx, v: Variant) -> ProbeResult {
     let features = if v.is_hugetlb() {
         require::features(FEATURE_WP_HUGETLBFS_SHMEM)?;
-        require::huge_pages(2)?;
+        v.huge_pages(2)?;
         FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS
     } else {
         0

@@ -15,6 +15,7 @@ pub fn all() -> impl Iterator<Item = &'static Behaviour> {
         ordering::BEHAVIOURS,
         stw::BEHAVIOURS,
         hugetlb::BEHAVIOURS,
+        hugetlb::SIZED,
         wp::BEHAVIOURS,
         serve::BEHAVIOURS,
         clients_crate::BEHAVIOURS,
