@@ -73,27 +73,6 @@ impl Behaviour {
         panic!("Behaviour::like: no such behaviour in that family");
     }
 
-    /// This hugetlb behaviour on huge pages of `huge` instead of the default size, as `id`: a size
-    /// variant in one line, `Behaviour::like(remove::BEHAVIOURS, "remove.hugetlb_refault")
-    /// .sized("remove.hugetlb_refault_64k", HugeSize::Cont64K)`. Its summary, observations and
-    /// citation are the base's with the size named (`to_matrix`), its expectation the base's after
-    /// the rows of the kernels that lack the size (`rules`). A build fails when the base's variant
-    /// is not hugetlb (its probe would not map huge pages of that size), already sized, or carries
-    /// documented claims.
-    pub const fn sized(self, id: &'static str, huge: HugeSize) -> Behaviour {
-        assert!(
-            self.variant.is_hugetlb() && self.huge_pages > 0,
-            "Behaviour::sized: the base is not a hugetlb variant"
-        );
-        assert!(
-            matches!(self.variant.huge, HugeSize::Default),
-            "Behaviour::sized: the base is sized already"
-        );
-        // A documented claim would be graded on kernels that lack the size, as if they had it.
-        assert!(self.documented.is_empty(), "Behaviour::sized: the base carries documented claims");
-        Behaviour { id, variant: self.variant.sized(huge), ..self }
-    }
-
     /// Whether the declaration names its probe (not [`Behaviour::DEFAULT`]'s placeholder).
     #[cfg(test)]
     pub fn has_probe(&self) -> bool {
@@ -150,6 +129,21 @@ impl Behaviour {
             cells: BTreeMap::new(),
         }
     }
+}
+
+/// The hugetlb behaviour `base` of `family` on huge pages of `huge` instead of the default size,
+/// as `id`: a size variant in one line, `sized(BEHAVIOURS, "remove.hugetlb_refault", Cont64K,
+/// "remove.hugetlb_refault_64k")`. Its probe, backing, huge page count and expectation are the
+/// base's; its summary, observations and citation name the size (`Behaviour::to_matrix`), and its
+/// expectation starts with the rows of the kernels that lack the size (`Behaviour::rules`). A build
+/// fails when the base's variant is not hugetlb (its probe would not map huge pages of that size),
+/// is sized already, or carries documented claims (they would be graded on kernels without it).
+pub const fn sized(family: &[Behaviour], base: &str, huge: HugeSize, id: &'static str) -> Behaviour {
+    let base = Behaviour::like(family, base);
+    assert!(base.variant.is_hugetlb() && base.huge_pages > 0, "sized: the base is not a hugetlb variant");
+    assert!(matches!(base.variant.huge, HugeSize::Default), "sized: the base is sized already");
+    assert!(base.documented.is_empty(), "sized: the base carries documented claims");
+    Behaviour { id, variant: base.variant.sized(huge), ..base }
 }
 
 /// `a == b`, in a const fn.

@@ -6,8 +6,8 @@
 //! so a hugetlb variant of an existing probe is one declaration:
 //! `Behaviour { id: "...", huge_pages: 1, variant: Variant::HUGETLB, ..Behaviour::like(remove::BEHAVIOURS,
 //! "remove.refault") }`, and a size variant of a hugetlb behaviour is one line:
-//! `Behaviour::like(remove::BEHAVIOURS, "remove.hugetlb_refault").sized("remove.hugetlb_refault_64k",
-//! HugeSize::Cont64K)` (see `Behaviour::sized`). That holds for the probes that make their memory
+//! `sized(BEHAVIOURS, "remove.hugetlb_refault", Cont64K, "remove.hugetlb_refault_64k")` (see
+//! `behaviour::sized`). That holds for the probes that make their memory
 //! with [`Variant::region`] (the remote family, `remove.refault`, the copy probes, the stale-copy
 //! race, `populate`'s missing-page probe, the Go probes' access path, the hugetlb family's REMOVE
 //! probes); a probe that takes `_: Variant` observes one fixed scenario and must be taught its

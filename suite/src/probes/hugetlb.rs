@@ -8,14 +8,14 @@
 //! `skipped` (a gap of the machine, not of the kernel).
 
 use super::remove::{first_event, result_name};
-use crate::kit::behaviour::Behaviour;
+use crate::kit::behaviour::{sized, Behaviour};
 use crate::kit::memory::{madvise, Region};
 use crate::kit::outcome::{Context, Ctx, Observation, ProbeResult};
 use crate::kit::rows;
 use crate::kit::uapi::{FEATURE_EVENT_REMOVE, FEATURE_MISSING_HUGETLBFS};
 use crate::kit::uffd;
 use crate::kit::uffd::{describe_event, registered, Event, Next, RegisterMode};
-use crate::kit::variant::{Access, HugeSize, Variant};
+use crate::kit::variant::{Access, HugeSize::Cont64K, Variant};
 use crate::kit::{memory, worker};
 
 const HUGETLB_CITATION: &str = "UFFDIO_API(2const): UFFD_FEATURE_MISSING_HUGETLBFS (since Linux 4.11); \
@@ -264,7 +264,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
     },
 ];
 
-/// The hugetlb behaviours on huge page sizes beside the default, one line each (`Behaviour::sized`:
+/// The hugetlb behaviours on huge page sizes beside the default, one line each (`sized`:
 /// the id, the base and the size; the rest follows from the base and the size). 64 KiB
 /// (arm64's contiguous PTEs, with 4 KiB pages) where the contiguous-PTE code of
 /// arch/arm64/mm/hugetlbpage.c is what a page server's work goes through: a fault filled by
@@ -273,20 +273,13 @@ pub const BEHAVIOURS: &[Behaviour] = &[
 /// REMOVE is pending (copy_eagain) and a remote read through GUP (`huge_pte_offset` of a
 /// contiguous entry: proc_mem_read). Kernels without the size are `unsupported` by the size's rows.
 pub const SIZED: &[Behaviour] = &[
-    Behaviour::like(super::populate::BEHAVIOURS, "populate.hugetlb_missing")
-        .sized("populate.hugetlb_missing_64k", HugeSize::Cont64K),
-    Behaviour::like(BEHAVIOURS, "populate.hugetlb_shared_missing")
-        .sized("populate.hugetlb_shared_missing_64k", HugeSize::Cont64K),
-    Behaviour::like(BEHAVIOURS, "remove.hugetlb_dontneed")
-        .sized("remove.hugetlb_dontneed_64k", HugeSize::Cont64K),
-    Behaviour::like(BEHAVIOURS, "remove.hugetlb_refault")
-        .sized("remove.hugetlb_refault_64k", HugeSize::Cont64K),
-    Behaviour::like(BEHAVIOURS, "remove.hugetlb_copy_eagain")
-        .sized("remove.hugetlb_copy_eagain_64k", HugeSize::Cont64K),
-    Behaviour::like(BEHAVIOURS, "remove.hugetlb_madv_remove")
-        .sized("remove.hugetlb_madv_remove_64k", HugeSize::Cont64K),
-    Behaviour::like(BEHAVIOURS, "remote.hugetlb_proc_mem_read")
-        .sized("remote.hugetlb_proc_mem_read_64k", HugeSize::Cont64K),
+    sized(super::populate::BEHAVIOURS, "populate.hugetlb_missing", Cont64K, "populate.hugetlb_missing_64k"),
+    sized(BEHAVIOURS, "populate.hugetlb_shared_missing", Cont64K, "populate.hugetlb_shared_missing_64k"),
+    sized(BEHAVIOURS, "remove.hugetlb_dontneed", Cont64K, "remove.hugetlb_dontneed_64k"),
+    sized(BEHAVIOURS, "remove.hugetlb_refault", Cont64K, "remove.hugetlb_refault_64k"),
+    sized(BEHAVIOURS, "remove.hugetlb_copy_eagain", Cont64K, "remove.hugetlb_copy_eagain_64k"),
+    sized(BEHAVIOURS, "remove.hugetlb_madv_remove", Cont64K, "remove.hugetlb_madv_remove_64k"),
+    sized(BEHAVIOURS, "remote.hugetlb_proc_mem_read", Cont64K, "remote.hugetlb_proc_mem_read_64k"),
 ];
 
 /// Four huge pages of the variant registered MISSING with EVENT_REMOVE, pages 1 and 2 served (the

@@ -38,6 +38,7 @@ pub fn to_matrix() -> model::Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kit::variant::HugeSize;
     use model::version::KernelVersion;
 
     #[test]
@@ -71,7 +72,6 @@ mod tests {
 
     #[test]
     fn a_size_variant_is_one_line_and_unsupported_where_the_size_is_missing() {
-        use crate::kit::variant::HugeSize;
         use model::config::Config;
         use model::expect::{applicable, grade, Reported};
         assert!(!crate::probes::hugetlb::SIZED.is_empty());
@@ -106,6 +106,19 @@ mod tests {
                 assert_eq!(g(&arm64), model::verdict::Verdict::Unexpected, "{}", sized.id);
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "sized: the base is not a hugetlb variant")]
+    fn a_size_variant_of_a_behaviour_that_maps_no_huge_pages_is_refused() {
+        // In a `const` declaration this panic fails the build.
+        use crate::kit::behaviour::sized;
+        let _ = sized(
+            crate::probes::remove::BEHAVIOURS,
+            "remove.refault",
+            HugeSize::Cont64K,
+            "remove.refault_64k",
+        );
     }
 
     #[test]
