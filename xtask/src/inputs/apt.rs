@@ -360,6 +360,26 @@ impl Apt {
     }
 }
 
+impl Apt {
+    /// Fetches every `package=version` of `wanted` into the .deb cache with one `apt-get download`
+    /// (one process and one connection for all, where one call per package spent about two seconds
+    /// each on startup: 33 calls for bookworm's CRIU). Checks nothing: the callers find each .deb
+    /// by its pinned sha256 afterwards, and fetch what is still missing one by one, whose errors
+    /// name the package.
+    pub fn download_all(&mut self, sh: &Shell, wanted: &[String]) -> Result<()> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let debs = self.dir.join("debs");
+        std::fs::create_dir_all(&debs)?;
+        let _cwd = sh.push_dir(&debs);
+        let options = &self.options;
+        eprintln!("apt     download {} packages: {}", wanted.len(), wanted.join(" "));
+        cmd!(sh, "apt-get {options...} -qq download {wanted...}").quiet().run()?;
+        Ok(())
+    }
+}
+
 /// An [`Apt`] made on first use: runs that find everything in the cache touch no network and
 /// need no mirror.
 pub struct LazyApt {

@@ -111,18 +111,55 @@ pub fn verified(sh: &Shell, pin: &DebPin, apt: &mut LazyApt, lock: &str, refresh
         other = apt.for_arch(pin.arch);
         &mut other
     };
-    let debs = apt.debs_dir();
-    let name = format!("{}_{}_", pin.package, pin.version.replace(':', "%3a"));
-    let cached = std::fs::read_dir(&debs).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
-        p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&name))
-            && sha256_file(p).is_ok_and(|s| s == pin.sha256)
-    });
-    if let Some(deb) = cached {
+    if let Some(deb) = cached_deb(apt, pin) {
         return Ok(deb);
     }
     let deb = apt.get()?.download(sh, &pin.package, &pin.version, &pin.suite)?;
     check(&deb, pin, lock, refresh)?;
     Ok(deb)
+}
+
+/// The .deb of `pin`, when the cache has it with the pinned sha256.
+fn cached_deb(apt: &LazyApt, pin: &DebPin) -> Option<PathBuf> {
+    let debs = apt.for_arch(pin.arch).debs_dir();
+    let name = format!("{}_{}_", pin.package, pin.version.replace(':', "%3a"));
+    std::fs::read_dir(&debs).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+        p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&name))
+            && sha256_file(p).is_ok_and(|s| s == pin.sha256)
+    })
+}
+
+/// Fetches the pins the cache lacks in one `apt-get download` per architecture, before
+/// [`verified`] checks each (and fetches, one by one, naming it, any this left out). A batch that
+/// fails only says so: the one-by-one path gives each package's own error.
+pub fn prefetch(sh: &Shell, pins: &[&DebPin], apt: &mut LazyApt) {
+    let missing: Vec<&DebPin> = pins.iter().copied().filter(|p| cached_deb(apt, p).is_none()).collect();
+    let mut arches: Vec<Arch> = Vec::new();
+    for p in &missing {
+        if !arches.contains(&p.arch) {
+            arches.push(p.arch);
+        }
+    }
+    for arch in arches {
+        let wanted: Vec<String> = missing
+            .iter()
+            .filter(|p| p.arch == arch)
+            .map(|p| format!("{}={}", p.package, p.version))
+            .collect();
+        let mut other;
+        let apt = if apt.arch == arch {
+            &mut *apt
+        } else {
+            other = apt.for_arch(arch);
+            &mut other
+        };
+        if let Err(e) = apt.get().and_then(|a| a.download_all(sh, &wanted)) {
+            eprintln!(
+                "apt     one download of {} packages failed ({e:#}): fetching them one by one",
+                wanted.len()
+            );
+        }
+    }
 }
 
 /// `deb` has the pinned sha256; a file that does not is deleted and named.
