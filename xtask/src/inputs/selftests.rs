@@ -7,11 +7,17 @@
 //! over the source's sha256 and the toolchain's pins), and packed into the guest's initramfs under
 //! `/selftests/`, where the suite runs them (`suite/src/run/selftests.rs`) with small parameters
 //! and a time limit each.
+//!
+//! An arm64 column's are built the same way with the toolchain's pinned cross compiler
+//! (`aarch64-linux-gnu-gcc`, `buildroot::ensure_for`) against the source's arm64 uapi headers
+//! (`make ARCH=arm64 headers`), keyed over the architecture and the cross pins too, so x86 and
+//! arm64 builds never share a key.
 
 use crate::inputs::buildroot::{self, BuildRoot};
 use crate::inputs::fleet::{Fleet, SourcePin};
 use crate::util::short_hash;
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xshell::Shell;
@@ -60,7 +66,8 @@ pub fn for_kernel(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<Selftests>> {
     let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
-    let (key, dir) = entry(root, &pin)?;
+    let arch = fleet.arch(id).unwrap_or_default();
+    let (key, dir) = entry(root, &pin, arch)?;
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
     }
@@ -72,7 +79,7 @@ pub fn for_kernel(
         return Ok(Some(found));
     }
     progress("selftests: toolchain");
-    let broot = buildroot::ensure(sh, root, apt)?;
+    let broot = buildroot::ensure_for(sh, root, apt, arch)?;
     progress(&format!("selftests: source {package} {}", pin.version));
     let tree = crate::inputs::builds::source_tree(sh, &broot, &package, &pin, apt)?;
     cores();
@@ -82,7 +89,11 @@ pub fn for_kernel(
     let logs = builds.join("logs");
     std::fs::create_dir_all(&logs)?;
     let before = broot.ccache_stats()?;
-    let (programs, changed) = build(&broot, &tree, &out, &logs.join(format!("selftests-{package}.log")))?;
+    let log = match arch {
+        Arch::X86_64 => format!("selftests-{package}.log"),
+        arch => format!("selftests-{package}-{arch}.log"),
+    };
+    let (programs, changed) = build(&broot, &tree, &out, &logs.join(log))?;
     let reused = broot.ccache_stats()?.since(before);
     progress(&format!(
         "selftests: built, ccache answered {} of {} compilations",
@@ -95,6 +106,9 @@ pub fn for_kernel(
         std::fs::copy(broot.path(&format!("{out}/{p}")), dir.join(p))?;
     }
     let mut source = format!("{package} {} ({}, deb sha256 {})", pin.version, pin.suite, pin.sha256);
+    if arch != Arch::X86_64 {
+        source += &format!("; built for {arch} with {}", broot.compiler);
+    }
     if let Some(changed) = changed {
         source += &format!("; {changed}");
     }
@@ -103,18 +117,28 @@ pub fn for_kernel(
     cached(&dir).context("the selftests just built are not in the cache").map(Some)
 }
 
-/// The key of the selftests of `pin` and their folder in the cache.
-fn entry(root: &Path, pin: &SourcePin) -> Result<(String, PathBuf)> {
-    let toolchain = buildroot::load(root)?;
-    let key = short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
+/// The key of the selftests of `pin` built for `arch` and their folder in the cache.
+fn entry(root: &Path, pin: &SourcePin, arch: Arch) -> Result<(String, PathBuf)> {
+    let key = key(&pin.sha256, &buildroot::key_for(root, arch)?, arch);
     let dir = crate::inputs::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
     Ok((key, dir))
+}
+
+/// The key over the recipe, the source's sha256, the toolchain's key for `arch` and (for another
+/// architecture than x86_64, whose keys are what they were before architectures) the
+/// architecture's name.
+fn key(source_sha256: &str, toolchain: &str, arch: Arch) -> String {
+    let recipe = match arch {
+        Arch::X86_64 => format!("{RECIPE} {UNIT_MEM_MIB}"),
+        arch => format!("{RECIPE} {UNIT_MEM_MIB} {arch}"),
+    };
+    short_hash(format!("{recipe}\n{source_sha256}\n{toolchain}").as_bytes())
 }
 
 /// The selftests of column `id` from the cache, when they were built before.
 pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Selftests> {
     let (_, pin) = source_of(fleet, id)?;
-    cached(&entry(root, &pin).ok()?.1)
+    cached(&entry(root, &pin, fleet.arch(id).unwrap_or_default()).ok()?.1)
 }
 
 fn cached(dir: &Path) -> Option<Selftests> {
@@ -161,15 +185,22 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
     let unit = mm.join("uffd-unit-tests.c");
     let shrink = std::fs::read_to_string(&unit).is_ok_and(|t| t.lines().any(is_mem_size_define));
     let sd = format!("{tree}/tools/testing/selftests/{dir}");
+    // The uapi headers of the target's architecture, and its compiler (the native gcc, or the
+    // pinned cross compiler: `aarch64-linux-gnu-gcc`).
+    let (karch, gcc) = (broot.arch.name(), broot.gcc());
+    let cross = match broot.arch {
+        Arch::X86_64 => String::new(),
+        arch => format!(" CROSS_COMPILE={}-", buildroot::triple(arch)),
+    };
     // Compiled in the output folder, each source once, through ccache (`buildroot::CCACHE`: paths
     // are hashed relative to the folder, so a rebuild into another folder reuses the objects),
     // then linked; the same compiler calls `gcc -o P P.c ...` makes, without the rest of the
     // selftests.
     let mut script = format!(
-        "set -e\nmake -s O={out}/headers ARCH=x86_64 'HOSTCC=ccache gcc' headers\ncd {out}\nmkdir -p obj\n"
+        "set -e\nmake -s O={out}/headers ARCH={karch}{cross} 'HOSTCC=ccache gcc' headers\ncd {out}\nmkdir -p obj\n"
     );
     let cc = format!(
-        "ccache gcc -c -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I{sd} -I{sd}/.. -I{tree} \
+        "ccache {gcc} -c -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I{sd} -I{sd}/.. -I{tree} \
          -I{tree}/tools/include -I{tree}/tools/include/uapi"
     );
     let mut compiled: Vec<String> = Vec::new();
@@ -194,7 +225,7 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
             }
             objects.push(object);
         }
-        script += &format!("gcc -static -o {program} {} -lpthread -lm -lrt\n", objects.join(" "));
+        script += &format!("{gcc} -static -o {program} {} -lpthread -lm -lrt\n", objects.join(" "));
     }
     let file = format!("{out}/build.sh");
     std::fs::create_dir_all(broot.path(out))?;
@@ -281,7 +312,7 @@ mod tests {
         let fleet = Fleet::load(&root).unwrap();
         let (package, pin) = source_of(&fleet, "build-6.12").unwrap();
         let mut apt = fleet.apt(&crate::inputs::fleet::Cache::new(&root), None);
-        let broot = buildroot::ensure(&sh, &root, &mut apt).unwrap();
+        let broot = buildroot::ensure_for(&sh, &root, &mut apt, Arch::X86_64).unwrap();
         let tree = crate::inputs::builds::source_tree(&sh, &broot, &package, &pin, &mut apt).unwrap();
         let builds = crate::inputs::fleet::Cache::new(&root).dir.join("builds");
         // No other build counts in ccache's statistics meanwhile.
@@ -305,6 +336,26 @@ mod tests {
         assert!(reused[1].hits >= 4 && reused[1].misses == 0, "{reused:?}");
         assert_eq!(built[0].0, ["uffd-unit-tests", "uffd-stress"]);
         assert!(built[0] == built[1], "the rebuild gave other programs");
+    }
+
+    /// x86 selftests keep the key they had before architectures (their cache stays valid); an
+    /// arm64 build of the same source never shares it, and moves with the cross pins.
+    #[test]
+    fn x86_and_arm64_selftests_never_share_a_key() {
+        let sha = "ae95fe63d4c553f8d0e6c86cb1ab566f3894a43743eb19ab585cd97d82f26514";
+        let x86 = key(sha, "toolchain", Arch::X86_64);
+        assert_eq!(x86, short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{sha}\ntoolchain").as_bytes()));
+        assert_ne!(key(sha, "toolchain", Arch::Arm64), x86);
+        assert_ne!(key(sha, "cross", Arch::Arm64), key(sha, "toolchain", Arch::Arm64));
+        // With the committed lock: each architecture's toolchain key differs, and so do the keys.
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let (_, pin) = source_of(&fleet, "debian-6.1-cloud-arm64").unwrap();
+        assert_eq!(fleet.arch("debian-6.1-cloud-arm64"), Some(Arch::Arm64));
+        let (a, dir_a) = entry(&root, &pin, Arch::Arm64).unwrap();
+        let (x, dir_x) = entry(&root, &pin, Arch::X86_64).unwrap();
+        assert_ne!(a, x);
+        assert_ne!(dir_a, dir_x);
     }
 
     #[test]

@@ -299,9 +299,6 @@ fn own_selftests(shared: &Shared<'_>, image: &Image) -> Option<Option<Result<Sel
         // A kernel you built: its source is yours, not a pinned Debian package.
         return Some(Some(Err("a local kernel image (--kernel-image)".to_string())));
     }
-    if image.arch != model::arch::Arch::X86_64 {
-        return Some(Some(Err(format!("{NOT_CROSS_BUILT} ({})", image.arch))));
-    }
     observe(&RunEvent::Building(id, "the kernel's own selftests"));
     let built = shared.steps.cached_selftests(image).map(|s| Ok(Some(s))).unwrap_or_else(|| {
         let _turn =
@@ -329,11 +326,6 @@ fn own_selftests(shared: &Shared<'_>, image: &Image) -> Option<Option<Result<Sel
         }
     }
 }
-
-/// Why a column of another architecture than x86_64 runs without its own selftests.
-pub const NOT_CROSS_BUILT: &str = "the kernel's own selftests are built in the x86_64 toolchain root \
-     (images/toolchain.lock); building them for another architecture needs a cross gcc and its static \
-     C library pinned there, which the project does not have yet";
 
 /// The hint of a column whose selftests could not be built.
 pub const NO_SELFTESTS: &str = "run with --no-selftests to run without them";
