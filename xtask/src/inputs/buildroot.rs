@@ -577,6 +577,9 @@ mod tests {
         assert_ne!(arm64, cross_key("native", Arch::Arm64, &moved).unwrap());
         assert_eq!(cross_compiler(&pins, "arm64"), "gcc-12-aarch64-linux-gnu 12.2.0-14cross1");
         assert_eq!(cross_compiler(&pins[1..], "arm64"), "no arm64 gcc");
+        // A lock without the architecture's cross compiler says so, with the fix.
+        let e = cross_pins(&ToolchainLock::default(), Arch::Arm64).unwrap_err().to_string();
+        assert!(e.contains("no cross compiler for arm64") && e.contains("--no-selftests"), "{e}");
         let arm = BuildRoot { dir: PathBuf::new(), key: arm64, compiler: String::new(), arch: Arch::Arm64 };
         assert_eq!(arm.gcc(), "aarch64-linux-gnu-gcc");
         assert_eq!(BuildRoot { arch: Arch::X86_64, ..arm }.gcc(), "gcc");
