@@ -338,6 +338,45 @@ mod tests {
         assert!(built[0] == built[1], "the rebuild gave other programs");
     }
 
+    /// The ELF machine (`e_machine`) of a 64-bit little-endian ELF file, and whether it asks for
+    /// an interpreter (a `PT_INTERP` program header: dynamically linked).
+    fn elf_machine_and_interp(elf: &[u8]) -> (u16, bool) {
+        let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]);
+        let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
+        assert_eq!(&elf[..4], b"\x7fELF");
+        let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
+        let (phentsize, phnum) = (u16_at(54) as usize, u16_at(56) as usize);
+        let interp = (0..phnum).any(|i| u32_at(phoff + i * phentsize) == 3);
+        (u16_at(18), interp)
+    }
+
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn an_arm64_columns_selftests_are_static_aarch64_programs() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let (package, pin) = source_of(&fleet, "debian-6.12-cloud-arm64").unwrap();
+        let mut apt = fleet.apt(&crate::inputs::fleet::Cache::new(&root), None);
+        let broot = buildroot::ensure_for(&sh, &root, &mut apt, Arch::Arm64).unwrap();
+        assert_eq!(broot.gcc(), "aarch64-linux-gnu-gcc");
+        let tree = crate::inputs::builds::source_tree(&sh, &broot, &package, &pin, &mut apt).unwrap();
+        let builds = crate::inputs::fleet::Cache::new(&root).dir.join("builds");
+        let _lock = crate::util::lock(&builds.join("build.lock")).unwrap();
+        let logs = root.join("target/uffdc/tests/selftests-arm64");
+        std::fs::create_dir_all(&logs).unwrap();
+        let out = "/out/test-selftests-arm64";
+        let _ = std::fs::remove_dir_all(broot.path(out));
+        let (programs, _) = build(&broot, &tree, out, &logs.join("build.log")).unwrap();
+        assert_eq!(programs, ["uffd-unit-tests", "uffd-stress"]);
+        for p in &programs {
+            let elf = std::fs::read(broot.path(&format!("{out}/{p}"))).unwrap();
+            // EM_AARCH64, and no interpreter: it runs in a guest with nothing but itself.
+            assert_eq!(elf_machine_and_interp(&elf), (183, false), "{p}");
+        }
+        let _ = std::fs::remove_dir_all(broot.path(out));
+    }
+
     /// x86 selftests keep the key they had before architectures (their cache stays valid); an
     /// arm64 build of the same source never shares it, and moves with the cross pins.
     #[test]
