@@ -360,6 +360,7 @@ fn boot(shared: &Shared<'_>, image: &Image, own: Option<Result<Selftests, String
             timeout: settings.timeout
                 + std::time::Duration::from_secs(model::data::selftest_time_s(
                     s.programs.iter().map(|(name, _)| name.as_str()),
+                    image.arch,
                 )),
             ..settings
         },
