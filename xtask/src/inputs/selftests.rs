@@ -304,21 +304,29 @@ mod tests {
         assert!(!is_mem_size_define("\tnr_pages = UFFD_TEST_MEM_SIZE / page_size;"));
     }
 
-    #[test]
-    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
-    fn a_rebuild_in_another_folder_takes_every_compile_from_ccache_and_gives_the_same_programs() {
+    /// The toolchain's root for `id`'s architecture and `id`'s source tree in it, with the builds'
+    /// lock held (no other build runs meanwhile) and a folder for logs under `target/`.
+    fn root_and_tree(id: &str, logs: &str) -> (BuildRoot, String, nix::fcntl::Flock<std::fs::File>, PathBuf) {
         let sh = Shell::new().unwrap();
         let root = crate::util::project_root();
         let fleet = Fleet::load(&root).unwrap();
-        let (package, pin) = source_of(&fleet, "build-6.12").unwrap();
+        let (package, pin) = source_of(&fleet, id).unwrap();
         let mut apt = fleet.apt(&crate::inputs::fleet::Cache::new(&root), None);
-        let broot = buildroot::ensure_for(&sh, &root, &mut apt, Arch::X86_64).unwrap();
+        let arch = fleet.arch(id).unwrap();
+        let broot = buildroot::ensure_for(&sh, &root, &mut apt, arch).unwrap();
         let tree = crate::inputs::builds::source_tree(&sh, &broot, &package, &pin, &mut apt).unwrap();
         let builds = crate::inputs::fleet::Cache::new(&root).dir.join("builds");
-        // No other build counts in ccache's statistics meanwhile.
-        let _lock = crate::util::lock(&builds.join("build.lock")).unwrap();
-        let logs = root.join("target/uffdc/tests/selftests-ccache");
+        let lock = crate::util::lock(&builds.join("build.lock")).unwrap();
+        let logs = root.join("target/uffdc/tests").join(logs);
         std::fs::create_dir_all(&logs).unwrap();
+        (broot, tree, lock, logs)
+    }
+
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn a_rebuild_in_another_folder_takes_every_compile_from_ccache_and_gives_the_same_programs() {
+        // No other build counts in ccache's statistics meanwhile (the lock).
+        let (broot, tree, _lock, logs) = root_and_tree("build-6.12", "selftests-ccache");
         let mut built = Vec::new();
         let mut reused = Vec::new();
         for out in ["/out/test-selftests-a", "/out/test-selftests-b"] {
@@ -353,18 +361,8 @@ mod tests {
     #[test]
     #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
     fn an_arm64_columns_selftests_are_static_aarch64_programs() {
-        let sh = Shell::new().unwrap();
-        let root = crate::util::project_root();
-        let fleet = Fleet::load(&root).unwrap();
-        let (package, pin) = source_of(&fleet, "debian-6.12-cloud-arm64").unwrap();
-        let mut apt = fleet.apt(&crate::inputs::fleet::Cache::new(&root), None);
-        let broot = buildroot::ensure_for(&sh, &root, &mut apt, Arch::Arm64).unwrap();
+        let (broot, tree, _lock, logs) = root_and_tree("debian-6.12-cloud-arm64", "selftests-arm64");
         assert_eq!(broot.gcc(), "aarch64-linux-gnu-gcc");
-        let tree = crate::inputs::builds::source_tree(&sh, &broot, &package, &pin, &mut apt).unwrap();
-        let builds = crate::inputs::fleet::Cache::new(&root).dir.join("builds");
-        let _lock = crate::util::lock(&builds.join("build.lock")).unwrap();
-        let logs = root.join("target/uffdc/tests/selftests-arm64");
-        std::fs::create_dir_all(&logs).unwrap();
         let out = "/out/test-selftests-arm64";
         let _ = std::fs::remove_dir_all(broot.path(out));
         let (programs, _) = build(&broot, &tree, out, &logs.join("build.log")).unwrap();
