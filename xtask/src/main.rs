@@ -52,9 +52,13 @@ fn run() -> Result<()> {
         flags::XtaskCmd::Matrix(m) => {
             tasks::matrix::run(&sh, &root, &tasks::matrix::options(&root, m, dashes)?)
         }
-        flags::XtaskCmd::Images(i) => {
-            tasks::images::run(&sh, &root, tasks::images::Command::parse(&i.verb, i.ids)?, i.mirror)
-        }
+        flags::XtaskCmd::Images(i) => tasks::images::run(
+            &sh,
+            &root,
+            tasks::images::Command::parse(&i.verb, i.ids)?,
+            i.mirror,
+            !i.no_binary_cache,
+        ),
         flags::XtaskCmd::Bench(b) => {
             let (opts, boots) = tasks::bench::options(&root, b)?;
             tasks::bench::run(&sh, &root, &opts, boots)
@@ -70,6 +74,7 @@ fn run() -> Result<()> {
         flags::XtaskCmd::Ci(c) => match c.subcommand {
             flags::CiCmd::Plan(p) => tasks::ci::run_plan(&sh, &root, p),
             flags::CiCmd::Compile(c) => tasks::ci::run_compile(&sh, &root, c),
+            flags::CiCmd::Binaries(b) => tasks::ci::run_binaries(&root, b),
             flags::CiCmd::Rehearse(r) => rehearse::run(&sh, &root, &rehearse::Options::new(r)?),
         },
         flags::XtaskCmd::Test(_) => tasks::test::run(&sh, &root),

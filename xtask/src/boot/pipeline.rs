@@ -47,6 +47,9 @@ pub struct Options {
     /// Run each kernel's own userfaultfd selftests after the suite (`cargo xtask matrix` does;
     /// the end-to-end tests of other things do not).
     pub selftests: bool,
+    /// Fetch built kernels and selftests from the binary cache before compiling them
+    /// (`--no-binary-cache`: never).
+    pub binary_cache: bool,
     /// When the command started (the summary's time to the first cell counts from it).
     pub started: std::time::Instant,
 }
@@ -80,6 +83,7 @@ impl Options {
             out: root.join("matrix"),
             logs: root.join("target/uffdc/runs"),
             selftests: false,
+            binary_cache: true,
             started: std::time::Instant::now(),
         }
     }

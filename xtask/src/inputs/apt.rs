@@ -62,6 +62,54 @@ pub fn mirrors(main_override: Option<&str>) -> Result<Mirrors> {
     Ok(Mirrors { main, security })
 }
 
+/// The environment variable naming the binary cache (a URL, or `off`).
+pub const BINARY_CACHE_ENV: &str = "UFFDC_BINARY_CACHE";
+
+/// The binary cache (`bincache.rs`), from where built kernels and selftests are fetched before
+/// compiling: `UFFDC_BINARY_CACHE` (`off` or empty: none), else the published
+/// report's `binaries/` folder, when the checkout's `origin` is on GitHub.
+pub fn binary_cache() -> Option<String> {
+    match std::env::var(BINARY_CACHE_ENV) {
+        Ok(v) if v.is_empty() || v == "off" => None,
+        Ok(v) => Some(v),
+        Err(_) => {
+            static DEFAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+            DEFAULT
+                .get_or_init(|| {
+                    let out = std::process::Command::new("git")
+                        .arg("-C")
+                        .arg(crate::util::project_root())
+                        .args(["config", "--get", "remote.origin.url"])
+                        .stderr(std::process::Stdio::null())
+                        .output()
+                        .ok()?;
+                    published_at(String::from_utf8_lossy(&out.stdout).trim())
+                })
+                .clone()
+        }
+    }
+}
+
+/// The published report's binary cache for a GitHub remote (`https://github.com/OWNER/REPO`,
+/// `git@github.com:OWNER/REPO.git`): `https://OWNER.github.io/REPO/binaries/`, as README's
+/// "published report" says (a repository named `OWNER.github.io` is served at the site's root).
+fn published_at(remote: &str) -> Option<String> {
+    let path = remote
+        .strip_prefix("https://github.com/")
+        .or_else(|| remote.strip_prefix("git@github.com:"))
+        .or_else(|| remote.strip_prefix("ssh://git@github.com/"))?;
+    let (owner, repo) = path.trim_end_matches('/').trim_end_matches(".git").split_once('/')?;
+    if owner.is_empty() || repo.is_empty() || repo.contains('/') {
+        return None;
+    }
+    let owner = owner.to_ascii_lowercase();
+    Some(if repo.eq_ignore_ascii_case(&format!("{owner}.github.io")) {
+        format!("https://{owner}.github.io/binaries/")
+    } else {
+        format!("https://{owner}.github.io/{repo}/binaries/")
+    })
+}
+
 fn apt_source_files() -> Vec<PathBuf> {
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     let mut parts: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
@@ -318,13 +366,17 @@ pub struct LazyApt {
     suites: Vec<String>,
     /// Whose packages it fetches (`APT::Architecture`).
     pub arch: Arch,
+    /// Where built kernels and selftests are fetched from before compiling (`bincache.rs`; `None`:
+    /// always build, as `--no-binary-cache` asks).
+    pub binary_cache: Option<String>,
     apt: Option<Apt>,
 }
 
 impl LazyApt {
     /// An apt for x86_64 (amd64) packages, and the architecture-independent ones.
     pub fn new(cache: &Path, mirror: Option<String>, suites: Vec<String>) -> LazyApt {
-        LazyApt { cache: cache.to_path_buf(), mirror, suites, arch: Arch::X86_64, apt: None }
+        let binary_cache = binary_cache();
+        LazyApt { cache: cache.to_path_buf(), mirror, suites, arch: Arch::X86_64, binary_cache, apt: None }
     }
 
     /// The same apt (mirror, suites) for another architecture's packages.
@@ -334,6 +386,7 @@ impl LazyApt {
             mirror: self.mirror.clone(),
             suites: self.suites.clone(),
             arch,
+            binary_cache: self.binary_cache.clone(),
             apt: None,
         }
     }
@@ -412,6 +465,22 @@ fn apt_options(apt: &Path, arch: Arch) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_published_report_of_a_github_remote_holds_the_binary_cache() {
+        for remote in ["https://github.com/Me/uffd-conformance", "git@github.com:Me/uffd-conformance.git"] {
+            assert_eq!(
+                published_at(remote).as_deref(),
+                Some("https://me.github.io/uffd-conformance/binaries/")
+            );
+        }
+        assert_eq!(
+            published_at("https://github.com/me/me.github.io").as_deref(),
+            Some("https://me.github.io/binaries/")
+        );
+        assert_eq!(published_at("/work/main"), None);
+        assert_eq!(published_at("https://gitlab.com/me/repo"), None);
+    }
 
     #[test]
     fn mirrors_from_deb822_and_one_line_sources() {

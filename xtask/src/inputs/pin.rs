@@ -3,7 +3,8 @@
 //! sha256 and size of what it downloaded; a [`Lock`] is a lock file of `[[packages]]` pins;
 //! [`DebPin::download`] makes a pin from a fresh download, and [`verified`] is the one verified
 //! download (the cached .deb when its sha256 matches, else downloaded and checked, and a file with
-//! another sha256 deleted and named).
+//! another sha256 deleted and named). [`download_url`] is the same for a file named by URL (the
+//! binary cache's, `bincache.rs`): apt's own HTTP client, the sha256 checked by apt and again here.
 
 use crate::inputs::apt::{Apt, LazyApt};
 use crate::util::sha256_file;
@@ -108,17 +109,78 @@ pub fn verified(sh: &Shell, pin: &DebPin, apt: &mut LazyApt, lock: &str, refresh
 
 /// `deb` has the pinned sha256; a file that does not is deleted and named.
 pub fn check(deb: &Path, pin: &DebPin, lock: &str, refresh: &str) -> Result<()> {
-    let actual = sha256_file(deb)?;
-    if actual != pin.sha256 {
-        let _ = std::fs::remove_file(deb);
+    has_sha256(deb, &pin.sha256, &format!("{lock} pins"), &format!("the pin is wrong (`{refresh}`)"))
+}
+
+/// `file` has sha256 `want` (which `whose` names: "images/go.lock pins"); a file that does not is
+/// deleted and named, with the other cause, `or`.
+fn has_sha256(file: &Path, want: &str, whose: &str, or: &str) -> Result<()> {
+    let actual = sha256_file(file)?;
+    if actual != want {
+        let _ = std::fs::remove_file(file);
         bail!(
-            "{} has sha256 {actual}, but {lock} pins {}: the download was corrupt (deleted; rerun to fetch again) or the pin is wrong (`{refresh}`)",
-            deb.display(),
-            pin.sha256
+            "{} has sha256 {actual}, but {whose} {want}: the download was corrupt (deleted; rerun to \
+             fetch again) or {or}",
+            file.display()
         );
     }
     Ok(())
 }
+
+/// Downloads `url` to `to` with apt's own HTTP client (`apt-helper download-file`, what fetches the
+/// Debian archive; http, https and file URLs), checked against `sha256` when one is given (by apt,
+/// and again here); `whose` names where that sha256 comes from. An unreachable server, a missing
+/// file or another sha256 is an error in one line; nothing is left at `to` then.
+pub fn download_url(url: &str, to: &Path, sha256: Option<&str>, whose: &str) -> Result<()> {
+    let _ = std::fs::remove_file(to);
+    let mut argv: Vec<String> = [
+        "-o",
+        "APT::Sandbox::User=root",
+        "-o",
+        "Debug::NoLocking=1",
+        "-o",
+        "Acquire::Retries=0",
+        "-o",
+        "Acquire::http::Timeout=30",
+        "-o",
+        "Acquire::https::Timeout=30",
+        "download-file",
+    ]
+    .map(String::from)
+    .to_vec();
+    argv.push(url.to_string());
+    argv.push(to.display().to_string());
+    if let Some(sha) = sha256 {
+        argv.push(format!("SHA256:{sha}"));
+    }
+    let out = std::process::Command::new(APT_HELPER)
+        .args(&argv)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {APT_HELPER} (Debian's apt)"))?;
+    let failed = std::path::PathBuf::from(format!("{}.FAILED", to.display()));
+    let _ = std::fs::remove_file(&failed);
+    if !out.status.success() {
+        let _ = std::fs::remove_file(to);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        // apt's own words: "E: Failed to fetch URL  404  File not found", "Hash Sum mismatch", ...
+        let why = text
+            .lines()
+            .find(|l| l.starts_with("E: Failed to fetch"))
+            .or_else(|| text.lines().find(|l| l.starts_with("E: ")))
+            .map(|l| l.trim_start_matches("E: ").split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| format!("apt-helper download-file failed ({})", out.status));
+        bail!("{why}");
+    }
+    match sha256 {
+        Some(sha) => has_sha256(to, sha, whose, "the index is wrong"),
+        None if to.is_file() => Ok(()),
+        None => bail!("apt-helper download-file {url} left no file"),
+    }
+}
+
+/// apt's helper, which downloads a URL with apt's acquire methods.
+const APT_HELPER: &str = "/usr/lib/apt/apt-helper";
 
 #[cfg(test)]
 mod tests {

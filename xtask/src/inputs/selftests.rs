@@ -13,6 +13,7 @@
 //! (`make ARCH=arm64 headers`), keyed over the architecture and the cross pins too, so x86 and
 //! arm64 builds never share a key.
 
+use crate::inputs::bincache::Kind;
 use crate::inputs::buildroot::{self, BuildRoot};
 use crate::inputs::fleet::{Fleet, SourcePin};
 use crate::util::short_hash;
@@ -72,6 +73,19 @@ pub fn for_kernel(
         return Ok(Some(found));
     }
     let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
+    let valid = |staged: &Path| cached(&staged.join("selftests").join(&key)).is_some();
+    if crate::inputs::bincache::fetch(
+        apt.binary_cache.as_deref(),
+        &builds,
+        Kind::Selftests,
+        &key,
+        &valid,
+        progress,
+    ) {
+        if let Some(found) = cached(&dir) {
+            return Ok(Some(found));
+        }
+    }
     // Its log goes there too (a kernel build made that folder; a Debian-only run had none).
     std::fs::create_dir_all(builds.join("logs"))?;
     let _lock = crate::util::lock_or_wait(&builds.join("build.lock"), || progress(crate::util::BUILD_WAIT))?;
@@ -139,6 +153,14 @@ fn key(source_sha256: &str, toolchain: &str, arch: Arch) -> String {
 pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Selftests> {
     let (_, pin) = source_of(fleet, id)?;
     cached(&entry(root, &pin, fleet.arch(id).unwrap_or_default()).ok()?.1)
+}
+
+/// What the cache holds of column `id`'s selftests, to publish in the binary cache.
+pub fn published(root: &Path, fleet: &Fleet, id: &str) -> Option<crate::inputs::bincache::Entry> {
+    let (key, dir) = entry(root, &source_of(fleet, id)?.1).ok()?;
+    cached(&dir)?;
+    let files = crate::inputs::bincache::files_in(dir.parent()?.parent()?, &format!("selftests/{key}"))?;
+    Some(crate::inputs::bincache::Entry { kind: Kind::Selftests, key, id: id.to_string(), files })
 }
 
 fn cached(dir: &Path) -> Option<Selftests> {

@@ -35,10 +35,20 @@ impl Command {
     }
 }
 
-pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) -> Result<()> {
+/// `binary_cache`: a build may be fetched from the binary cache (`--no-binary-cache`: never).
+pub fn run(
+    sh: &Shell,
+    root: &Path,
+    command: Command,
+    mirror: Option<String>,
+    binary_cache: bool,
+) -> Result<()> {
     let fleet = Fleet::load(root)?;
     let cache = Cache::new(root);
     let mut apt = fleet.apt(&cache, mirror.clone());
+    if !binary_cache {
+        apt.binary_cache = None;
+    }
     match command {
         Command::Refresh(ids) => crate::inputs::refresh::pins(sh, root, ids, mirror),
         Command::Build(ids) => {

@@ -46,8 +46,9 @@ pub trait Steps: Sync {
     ) -> Result<Option<Selftests>>;
     /// The guests' settings, the accelerator chosen (the KVM probe boots `first`): called once.
     fn settings(&self, first: &Image) -> Result<Settings>;
-    /// The build's kernel, when the cache has it (no turn to wait for).
-    fn cached_build(&self, id: &str) -> Option<Image>;
+    /// The build's kernel, when the cache has it or the binary cache gives it (no turn to wait
+    /// for: only a compile takes one).
+    fn cached_build(&self, id: &str, progress: &mut dyn FnMut(&str)) -> Option<Image>;
     /// The kernel's own selftests, when the cache has them.
     fn cached_selftests(&self, image: &Image) -> Option<Selftests>;
     fn boot(
@@ -74,7 +75,11 @@ pub(super) struct Real<'a> {
 impl Real<'_> {
     /// Each step has its own apt (they take its locks) and shell (a shell is one thread's).
     fn apt(&self) -> LazyApt {
-        self.fleet.apt(self.cache, self.opts.mirror.clone())
+        let mut apt = self.fleet.apt(self.cache, self.opts.mirror.clone());
+        if !self.opts.binary_cache {
+            apt.binary_cache = None;
+        }
+        apt
     }
 }
 
@@ -111,8 +116,15 @@ impl Steps for Real<'_> {
         )
     }
 
-    fn cached_build(&self, id: &str) -> Option<Image> {
-        crate::inputs::builds::from_cache(self.root, self.fleet, id)
+    fn cached_build(&self, id: &str, progress: &mut dyn FnMut(&str)) -> Option<Image> {
+        use crate::inputs::builds;
+        builds::from_cache(self.root, self.fleet, id).or_else(|| {
+            let url = self.apt().binary_cache;
+            let dir = self.cache.dir.join("builds");
+            builds::fetch_published(self.root, self.fleet, id, url.as_deref(), &dir, progress)
+                .ok()?
+                .then(|| builds::from_cache(self.root, self.fleet, id))?
+        })
     }
 
     fn cached_selftests(&self, image: &Image) -> Option<Selftests> {
@@ -261,7 +273,8 @@ fn column(shared: &Shared<'_>, id: &str, source: Source, first: Option<TurnGuard
         }
         Source::Build => {
             observe(&RunEvent::Building(id, "finding the build in the cache"));
-            let built = shared.steps.cached_build(id).map(Ok).unwrap_or_else(|| {
+            let cached = shared.steps.cached_build(id, &mut |what| observe(&RunEvent::Building(id, what)));
+            let built = cached.map(Ok).unwrap_or_else(|| {
                 let _turn = shared
                     .turns
                     .take(false, |why| observe(&RunEvent::Building(id, &format!("waiting: {why}"))));
@@ -466,7 +479,7 @@ mod tests {
             }
         }
 
-        fn cached_build(&self, _: &str) -> Option<Image> {
+        fn cached_build(&self, _: &str, _: &mut dyn FnMut(&str)) -> Option<Image> {
             None
         }
 
