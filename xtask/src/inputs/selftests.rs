@@ -157,7 +157,7 @@ pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Selftests> {
 
 /// What the cache holds of column `id`'s selftests, to publish in the binary cache.
 pub fn published(root: &Path, fleet: &Fleet, id: &str) -> Option<crate::inputs::bincache::Entry> {
-    let (key, dir) = entry(root, &source_of(fleet, id)?.1).ok()?;
+    let (key, dir) = entry(root, &source_of(fleet, id)?.1, fleet.arch(id).unwrap_or_default()).ok()?;
     cached(&dir)?;
     let files = crate::inputs::bincache::files_in(dir.parent()?.parent()?, &format!("selftests/{key}"))?;
     Some(crate::inputs::bincache::Entry { kind: Kind::Selftests, key, id: id.to_string(), files })
