@@ -106,24 +106,29 @@ impl Options {
     }
 }
 
-/// What the guests need, prepared once per invocation.
+/// What the guests need, prepared once per invocation: this machine's architecture before any
+/// column, every other one when its first column needs it (an x86-64 column boots while the
+/// arm64 suite still compiles).
 pub struct Prepared {
     pub suite: PathBuf,
     pub catalogue: model::Catalogue,
     /// The initramfs with the suite alone (for a kernel whose configuration is not known).
     pub initrd: PathBuf,
-    binary: Vec<u8>,
-    /// The Go workload (`uffdc-go`), packed beside the suite in every initramfs and placed beside
-    /// the suite binary for a host run.
-    go_binary: Vec<u8>,
-    /// Every release's CRIU and what it loads (`inputs/criu.rs`), per architecture: under `criu/`
-    /// in every initramfs of that architecture, and this machine's beside the suite binary for a
-    /// host run.
-    criu: BTreeMap<Arch, Vec<(String, Vec<u8>)>>,
+    /// This machine's suite, Go workload (`uffdc-go`, placed beside the suite binary for a host
+    /// run too) and CRIU (every release's, with what it loads: `inputs/criu.rs`; under `criu/`
+    /// in every initramfs, and beside the suite binary for a host run).
+    native: ArchFiles,
     root: PathBuf,
-    /// The suite and the Go workload built for each other architecture a column runs on (`binary`
-    /// and `go_binary` are this machine's).
-    other: BTreeMap<Arch, (Vec<u8>, Vec<u8>)>,
+    /// Each other architecture a column runs on: its files, made once, by the first column of it
+    /// that asks ([`Prepared::arch_files`]); an error is that architecture's columns' failure.
+    other: BTreeMap<Arch, std::sync::OnceLock<Result<ArchFiles, String>>>,
+}
+
+/// An architecture's suite, Go workload and CRIU tree, as packed into its guests.
+struct ArchFiles {
+    binary: Vec<u8>,
+    go_binary: Vec<u8>,
+    criu: Vec<(String, Vec<u8>)>,
 }
 
 impl Prepared {
@@ -142,15 +147,8 @@ impl Prepared {
         if image.arch == Arch::native() && image.config.is_none() && selftests.is_none() {
             return Ok(self.initrd.clone());
         }
-        let (binary, go_binary) = match image.arch {
-            arch if arch == Arch::native() => (&self.binary, &self.go_binary),
-            arch => self.other.get(&arch).map(|(s, g)| (s, g)).with_context(|| {
-                format!(
-                    "{}: no suite was built for {arch} in this run (prepare it with the run's architectures)",
-                    image.id
-                )
-            })?,
-        };
+        let files = self.arch_files(image.arch).map_err(|e| anyhow::anyhow!("{}: {e}", image.id))?;
+        let (binary, go_binary) = (&files.binary, &files.go_binary);
         let config = match &image.config {
             Some((config, source)) => Some((
                 source.as_str(),
@@ -169,7 +167,7 @@ impl Prepared {
         let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, go_binary.as_slice())];
         // The CRIU of the guest's architecture, and the modules of its kernel's package.
         let modules = crate::inputs::criu::modules(&self.root, &image.id)?;
-        let criu = self.criu.get(&image.arch).map(Vec::as_slice).unwrap_or_default();
+        let criu = files.criu.as_slice();
         programs.extend(criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
         programs.extend(modules.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
         if let Some(s) = selftests {
@@ -187,13 +185,19 @@ impl Prepared {
     }
 }
 
-/// The suite (the given build, else built) and the Go workload, and each built for the other
-/// architectures `arches` too (the catalogue comes from this machine's build).
+/// The suite (the given build, else built), the Go workload and CRIU for this machine, and a
+/// place for each other architecture of `arches` (made when its first column asks; the catalogue
+/// comes from this machine's build). CRIU's packages download while the suite compiles.
 pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch]) -> Result<Prepared> {
-    let suite = match suite {
-        Some(s) => s,
-        None => crate::boot::suite_bin::build(sh, root)?,
-    };
+    let (suite, criu) = std::thread::scope(|s| -> Result<_> {
+        let criu = s.spawn(|| crate::inputs::criu::files(&Shell::new()?, root, None, Arch::native()));
+        let suite = match suite {
+            Some(s) => s,
+            None => crate::boot::suite_bin::build(sh, root)?,
+        };
+        let criu = criu.join().map_err(|_| anyhow::anyhow!("preparing CRIU panicked"))??;
+        Ok((suite, criu))
+    })?;
     let catalogue = crate::boot::suite_bin::catalogue(sh, &suite)?;
     let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
     let go = crate::inputs::golang::workload(sh, root, None)?;
@@ -206,9 +210,6 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
             crate::util::write_atomic(&beside, &go_binary)?;
             std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         }
-    }
-    let criu = crate::inputs::criu::files(sh, root, None, Arch::native())?;
-    if let Some(dir) = suite.parent() {
         crate::inputs::criu::place(&criu, dir)?;
     }
     let initrd = root.join("target/uffdc/initramfs.cpio");
@@ -216,36 +217,68 @@ pub fn prepare(sh: &Shell, root: &Path, suite: Option<PathBuf>, arches: &[Arch])
     programs.extend(criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
     let archive = crate::boot::initramfs::for_suite(&binary, &programs, None);
     crate::util::write_atomic(&initrd, &archive)?;
-    let mut prepared = Prepared {
+    let other = arches.iter().filter(|a| **a != Arch::native()).map(|a| (*a, Default::default())).collect();
+    Ok(Prepared {
         suite,
         catalogue,
         initrd,
-        binary,
-        go_binary,
-        criu: BTreeMap::from([(Arch::native(), criu)]),
+        native: ArchFiles { binary, go_binary, criu },
         root: root.to_path_buf(),
-        other: BTreeMap::new(),
-    };
-    for &arch in arches.iter().filter(|a| **a != Arch::native()) {
-        let suite = crate::boot::suite_bin::build_for(sh, root, arch)?;
-        let go = crate::inputs::golang::workload_for(sh, root, None, arch)?;
-        eprintln!(
-            "suite   {arch}: {} (go {})",
-            crate::util::display_path(&suite),
-            crate::util::display_path(&go.path)
-        );
-        prepared.add_arch(arch, &suite, &go.path)?;
-        prepared.criu.insert(arch, crate::inputs::criu::files(sh, root, None, arch)?);
-    }
-    Ok(prepared)
+        other,
+    })
 }
 
 impl Prepared {
-    /// The suite and the Go workload built for another architecture (`arch`'s columns boot them).
+    /// The suite and the Go workload built for another architecture (`arch`'s columns boot them,
+    /// without CRIU), given instead of built here (the tests pass the test command's builds).
+    #[cfg(test)]
     pub fn add_arch(&mut self, arch: Arch, suite: &Path, go: &Path) -> Result<()> {
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-        self.other.insert(arch, (read(suite)?, read(go)?));
+        let files = ArchFiles { binary: read(suite)?, go_binary: read(go)?, criu: Vec::new() };
+        self.other.insert(arch, std::sync::OnceLock::from(Ok(files)));
         Ok(())
+    }
+
+    /// Whether `arch`'s files still have to be made (its first column makes them: a build).
+    pub fn arch_pending(&self, arch: Arch) -> bool {
+        self.other.get(&arch).is_some_and(|o| o.get().is_none())
+    }
+
+    /// `arch`'s suite, Go workload and CRIU: made by the first caller (the others wait for it),
+    /// an error (in one line) for every caller when they cannot be made.
+    fn arch_files(&self, arch: Arch) -> Result<&ArchFiles, String> {
+        if arch == Arch::native() {
+            return Ok(&self.native);
+        }
+        let Some(other) = self.other.get(&arch) else {
+            return Err(format!(
+                "no suite was built for {arch} in this run (prepare it with the run's architectures)"
+            ));
+        };
+        let made = other.get_or_init(|| {
+            let make = || -> Result<ArchFiles> {
+                let sh = Shell::new()?;
+                let suite = crate::boot::suite_bin::build_for(&sh, &self.root, arch)?;
+                let go = crate::inputs::golang::workload_for(&sh, &self.root, None, arch)?;
+                eprintln!(
+                    "suite   {arch}: {} (go {})",
+                    crate::util::display_path(&suite),
+                    crate::util::display_path(&go.path)
+                );
+                let criu = crate::inputs::criu::files(&sh, &self.root, None, arch)?;
+                let read =
+                    |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+                Ok(ArchFiles { binary: read(&suite)?, go_binary: read(&go.path)?, criu })
+            };
+            make().map_err(|e| format!("the suite for {arch} could not be prepared: {e:#}"))
+        });
+        made.as_ref().map_err(Clone::clone)
+    }
+
+    /// Makes `arch`'s files now, when they are still to be made (a column of it calls this as a
+    /// build, before it waits for a guest slot).
+    pub fn prepare_arch(&self, arch: Arch) -> Result<()> {
+        self.arch_files(arch).map(drop).map_err(|e| anyhow::anyhow!(e))
     }
 }
 

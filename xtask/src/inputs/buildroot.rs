@@ -536,6 +536,7 @@ mod tests {
             suite: RELEASE.to_string(),
             package: package.to_string(),
             version: version.to_string(),
+            arch: model::arch::Arch::X86_64,
             sha256: "0".repeat(64),
             size: 1,
         }

@@ -44,6 +44,10 @@ pub trait Steps: Sync {
         cores: &mut dyn FnMut() -> usize,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Option<Selftests>>;
+    /// Whether the suite for `arch` (another architecture than this machine's) is still to be built.
+    fn arch_pending(&self, arch: model::arch::Arch) -> bool;
+    /// Builds the suite, the Go workload and CRIU for `arch`, once (the first column of it).
+    fn prepare_arch(&self, arch: model::arch::Arch) -> Result<()>;
     /// The guests' settings, the accelerator chosen (the KVM probe boots `first`): called once.
     fn settings(&self, first: &Image) -> Result<Settings>;
     /// The build's kernel, when the cache has it or the binary cache gives it (no turn to wait
@@ -114,6 +118,14 @@ impl Steps for Real<'_> {
             cores,
             progress,
         )
+    }
+
+    fn arch_pending(&self, arch: model::arch::Arch) -> bool {
+        self.prepared.arch_pending(arch)
+    }
+
+    fn prepare_arch(&self, arch: model::arch::Arch) -> Result<()> {
+        self.prepared.prepare_arch(arch)
     }
 
     fn cached_build(&self, id: &str, progress: &mut dyn FnMut(&str)) -> Option<Image> {
@@ -294,6 +306,22 @@ fn column(shared: &Shared<'_>, id: &str, source: Source, first: Option<TurnGuard
     };
     if image.userfaultfd == Some(false) {
         eprintln!("note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`");
+    }
+    if shared.steps.arch_pending(image.arch) {
+        // The first column of another architecture builds its suite (as a short build: before
+        // any kernel's); x86-64 columns boot meanwhile.
+        let what = format!("the suite for {}", image.arch);
+        observe(&RunEvent::Building(id, &what));
+        let _turn =
+            shared.turns.take(true, |why| observe(&RunEvent::Building(id, &format!("waiting: {why}"))));
+        let made = shared.with_cores(id, usize::MAX, |cores| {
+            cores();
+            shared.steps.prepare_arch(image.arch)
+        });
+        if let Err(e) = made {
+            let line = format!("{id}: not booted (its previous results, if any, are kept): {e:#}");
+            return shared.fail(id, &format!("{e:#}"), line);
+        }
     }
     let own = own_selftests(shared, &image);
     drop(first);
@@ -481,6 +509,14 @@ mod tests {
 
         fn cached_build(&self, _: &str, _: &mut dyn FnMut(&str)) -> Option<Image> {
             None
+        }
+
+        fn arch_pending(&self, _: model::arch::Arch) -> bool {
+            false
+        }
+
+        fn prepare_arch(&self, _: model::arch::Arch) -> Result<()> {
+            Ok(())
         }
 
         fn cached_selftests(&self, _: &Image) -> Option<Selftests> {
