@@ -26,6 +26,8 @@ pub const RELEVANT: &[&str] = &[
     "CONFIG_SYSCTL",
     // CRIU (`clients.criu_*`) needs it: kcmp, map_files, PR_SET_MM, ns_last_pid.
     "CONFIG_CHECKPOINT_RESTORE",
+    // arm64's base page size: 64 KiB huge pages (contiguous PTEs) exist only with 4 KiB pages.
+    "CONFIG_ARM64_4K_PAGES",
     // The architecture (`arch=arm64` in a condition reads these: `crate::arch`).
     "CONFIG_X86_64",
     "CONFIG_ARM64",

@@ -260,26 +260,39 @@ pub struct Behaviour {
 /// gets a row for every case some column ran ([`selftest_behaviour`]).
 pub const SELFTESTS: &str = "selftests";
 
-/// The most one selftest program may run in a guest before it is killed (and its case, or the
-/// case it was in, recorded as failed: timed out).
+/// The most one selftest program may run in an x86_64 guest before it is killed (and its case,
+/// or the case it was in, recorded as failed: timed out); see [`selftest_limit_s`].
 pub const SELFTEST_LIMIT_S: u64 = 60;
+
+/// The most one selftest program may run in a guest of `arch`: [`SELFTEST_LIMIT_S`], three times
+/// that on arm64, which QEMU emulates several times more slowly on the x86 machines that run it
+/// under TCG (measured on a 2-core machine: `uffd-unit-tests` of 6.12 and 7.2 took 11 s in the
+/// x86 guests, 46 to 60 s in the arm64 ones, where 60 s killed it). Only a bound: a faster guest
+/// (KVM) finishes sooner.
+pub fn selftest_limit_s(arch: crate::arch::Arch) -> u64 {
+    match arch {
+        crate::arch::Arch::X86_64 => SELFTEST_LIMIT_S,
+        crate::arch::Arch::Arm64 => 3 * SELFTEST_LIMIT_S,
+    }
+}
 /// How many more times a selftest program that failed or died is run in the same guest before its
 /// cases are recorded (a case that passes on a rerun is `flaky`, with both observations; the
-/// cases after a crash are observed by the reruns). Each run has [`SELFTEST_LIMIT_S`]; a program
+/// cases after a crash are observed by the reruns). Each run has [`selftest_limit_s`]; a program
 /// with its reruns has twice that, from its start.
 pub const SELFTEST_RERUNS: u32 = 2;
 /// The kinds of memory the stress programs (`uffd-stress`, the old `userfaultfd`) run on, once
 /// each; `uffd-unit-tests` runs once and covers them all itself.
 pub const SELFTEST_MEMORIES: [&str; 3] = ["anon", "shmem", "hugetlb"];
 
-/// The most time a guest's selftests take, given the programs it was given (file names under
-/// `/selftests/`): each program, with its reruns, within twice [`SELFTEST_LIMIT_S`]. A guest with selftests gets this much more time on top of its hard limit.
-pub fn selftest_time_s<'a>(files: impl IntoIterator<Item = &'a str>) -> u64 {
+/// The most time a guest of `arch` takes for its selftests, given the programs it was given (file
+/// names under `/selftests/`): each program, with its reruns, within twice [`selftest_limit_s`].
+/// A guest with selftests gets this much more time on top of its hard limit.
+pub fn selftest_time_s<'a>(files: impl IntoIterator<Item = &'a str>, arch: crate::arch::Arch) -> u64 {
     let runs: u64 = files
         .into_iter()
         .map(|f| if f == "uffd-unit-tests" { 1 } else { SELFTEST_MEMORIES.len() as u64 })
         .sum();
-    runs * 2 * SELFTEST_LIMIT_S
+    runs * 2 * selftest_limit_s(arch)
 }
 
 /// The expectation of selftest case `id`: it passes (`skip` is `skipped`, with the selftest's

@@ -88,8 +88,17 @@ fn every_behaviour_can_come_out_unexpected() {
                 &format!("fail-{id}"),
                 &["--allow-sysctl-changes", "--reserve-hugepages", "4", fault, &spec, "--exact", &name],
             );
-            assert!(!out.status.success(), "{id} {fault}: the run passed");
             let cell = &results.cells[&id];
+            // `expected` reads `<kernels>: <expectation>`.
+            let lacks = |e: &str| e.split_once(": ").is_some_and(|(_, e)| e.starts_with("unsupported:"));
+            if fault == "--inject-fault" && cell.expected.as_deref().is_some_and(lacks) {
+                // What this kernel lacks by its expectation (a huge page size of another
+                // architecture: `*_64k` on x86-64): a prerequisite reported missing is expected
+                // here, and the corrupted observation above already came out unexpected.
+                assert_eq!(cell.verdict, Verdict::Unsupported, "{id} {fault}: {cell:?}");
+                continue;
+            }
+            assert!(!out.status.success(), "{id} {fault}: the run passed");
             assert_eq!(cell.verdict, Verdict::Unexpected, "{id} {fault} ({}): {cell:?}", behaviour.summary);
             assert!(cell.observed.starts_with(mark), "{id}: {cell:?}");
             let stdout = String::from_utf8_lossy(&out.stdout);

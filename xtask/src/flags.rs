@@ -51,6 +51,9 @@ xflags::xflags! {
             optional --out dir: PathBuf
             /// Do not run each kernel's own userfaultfd selftests after the suite.
             optional --no-selftests
+            /// Build kernels and selftests here even when the binary cache has them (default: fetch
+            /// and verify them first from UFFDC_BINARY_CACHE, else the published report's binaries/).
+            optional --no-binary-cache
             /// After `--`: passed to the suite in every guest and on the host, e.g.
             /// `-- --window-ms 500 populate::`.
             repeated suite_args: OsString
@@ -67,6 +70,8 @@ xflags::xflags! {
             repeated ids: String
             /// Debian mirror (as for matrix).
             optional --mirror uri: String
+            /// build: compile even when the binary cache has the kernel (as for matrix).
+            optional --no-binary-cache
         }
         /// Render matrix/COMPATIBILITY.md and a self-contained target/report/index.html.
         cmd report {
@@ -122,6 +127,15 @@ xflags::xflags! {
             /// The fan-in: merge per-kernel results into matrix/, compile, render the report.
             cmd compile {
                 repeated artifacts: PathBuf
+            }
+            /// The binary cache: the built kernels and selftests the cache holds (each --kernel's,
+            /// else every column's unless FROM is given) written into the folder --out by input key,
+            /// with its index.toml, to be served beside the report; the published folders found
+            /// under each FROM are added too.
+            cmd binaries {
+                required --out dir: PathBuf
+                repeated --kernel id: String
+                repeated from: PathBuf
             }
             /// Run both workflow files under nektos/act and Docker, from a clean clone of REV
             /// (default HEAD), with stand-ins for the third-party actions (.ci/actions). As root;

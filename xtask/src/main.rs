@@ -53,9 +53,13 @@ fn run() -> Result<()> {
             let mirror = m.mirror.clone();
             tasks::matrix::run(&sh, &root, &tasks::matrix::options(&root, m, dashes)?, mirror)
         }
-        flags::XtaskCmd::Images(i) => {
-            tasks::images::run(&sh, &root, tasks::images::Command::parse(&i.verb, i.ids)?, i.mirror)
-        }
+        flags::XtaskCmd::Images(i) => tasks::images::run(
+            &sh,
+            &root,
+            tasks::images::Command::parse(&i.verb, i.ids)?,
+            i.mirror,
+            !i.no_binary_cache,
+        ),
         flags::XtaskCmd::Bench(b) => {
             let mirror = b.mirror.clone();
             let (opts, boots) = tasks::bench::options(&root, b)?;
@@ -72,6 +76,7 @@ fn run() -> Result<()> {
         flags::XtaskCmd::Ci(c) => match c.subcommand {
             flags::CiCmd::Plan(p) => tasks::ci::run_plan(&sh, &root, p),
             flags::CiCmd::Compile(c) => tasks::ci::run_compile(&sh, &root, c),
+            flags::CiCmd::Binaries(b) => tasks::ci::run_binaries(&root, b),
             flags::CiCmd::Rehearse(r) => rehearse::run(&sh, &root, &rehearse::Options::new(r)?),
         },
         flags::XtaskCmd::Test(_) => tasks::test::run(&sh, &root),

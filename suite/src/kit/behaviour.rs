@@ -2,7 +2,7 @@
 //! observes it. Each family module declares its behaviours beside its probes.
 
 use crate::kit::outcome::{Ctx, Fail, ProbeResult};
-use crate::kit::variant::Variant;
+use crate::kit::variant::{HugeSize, Variant};
 use model::expect::Rule;
 use std::collections::BTreeMap;
 
@@ -62,10 +62,6 @@ impl Behaviour {
     /// `Behaviour { id: "remove.hugetlb_shared_refault", variant: Variant::HUGETLB_SHARED, huge_pages: 1,
     /// ..Behaviour::like(remove::BEHAVIOURS, "remove.refault") }` (the hugetlbfs row of its
     /// expectation follows from `huge_pages`). A build fails when `family` has no `id`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "no declaration inherits yet; the catalogue test declares one")
-    )]
     pub const fn like(family: &[Behaviour], id: &str) -> Behaviour {
         let mut i = 0;
         while i < family.len() {
@@ -94,11 +90,13 @@ impl Behaviour {
 
     /// The expectation table: the declared rows after the one every behaviour shares (a kernel
     /// built without userfaultfd has none of it) and, for a behaviour that faults in huge pages,
-    /// the one for a kernel built without hugetlbfs.
+    /// the one for a kernel built without hugetlbfs and those of the kernels that lack its huge
+    /// page size.
     pub fn rules(&self) -> Vec<Rule> {
         let hugetlb = (self.huge_pages > 0).then_some(&crate::kit::rows::NO_HUGETLBFS);
         std::iter::once(&crate::kit::rows::NO_USERFAULTFD)
             .chain(hugetlb)
+            .chain(self.variant.huge.rows())
             .chain(self.expect)
             .map(|(k, e)| Rule::new(k, e))
             .collect()
@@ -109,18 +107,43 @@ impl Behaviour {
     }
 
     pub fn to_matrix(self) -> model::Behaviour {
+        let (summary, observes, citation) = match self.variant.huge {
+            HugeSize::Default => {
+                (self.summary.to_string(), self.observes.to_string(), self.citation.to_string())
+            }
+            huge => (
+                format!("{} (on {} huge pages)", self.summary, huge.label()),
+                format!("On {} huge pages instead of the default size: {}", huge.label(), self.observes),
+                format!("{}; {}", self.citation, huge.citation()),
+            ),
+        };
         model::Behaviour {
             family: self.family().to_string(),
-            summary: self.summary.to_string(),
-            observes: self.observes.to_string(),
+            summary,
+            observes,
             expectation: self.rules(),
             documented: self.documented_rules(),
-            citation: self.citation.to_string(),
+            citation,
             notes: self.notes.to_string(),
             selftests: self.selftests.iter().map(|s| s.to_string()).collect(),
             cells: BTreeMap::new(),
         }
     }
+}
+
+/// The hugetlb behaviour `base` of `family` on huge pages of `huge` instead of the default size,
+/// as `id`: a size variant in one line, `sized(BEHAVIOURS, "remove.hugetlb_refault", Cont64K,
+/// "remove.hugetlb_refault_64k")`. Its probe, backing, huge page count and expectation are the
+/// base's; its summary, observations and citation name the size (`Behaviour::to_matrix`), and its
+/// expectation starts with the rows of the kernels that lack the size (`Behaviour::rules`). A build
+/// fails when the base's variant is not hugetlb (its probe would not map huge pages of that size),
+/// is sized already, or carries documented claims (they would be graded on kernels without it).
+pub const fn sized(family: &[Behaviour], base: &str, huge: HugeSize, id: &'static str) -> Behaviour {
+    let base = Behaviour::like(family, base);
+    assert!(base.variant.is_hugetlb() && base.huge_pages > 0, "sized: the base is not a hugetlb variant");
+    assert!(matches!(base.variant.huge, HugeSize::Default), "sized: the base is sized already");
+    assert!(base.documented.is_empty(), "sized: the base carries documented claims");
+    Behaviour { id, variant: base.variant.sized(huge), ..base }
 }
 
 /// `a == b`, in a const fn.

@@ -82,7 +82,7 @@ impl Go {
     /// Ends the workload (a deadlocked one stays blocked until then) and reaps it; returns the
     /// CPU time it used, in ms.
     pub fn end(&self, limit: Duration) -> u64 {
-        let cpu = cpu_ms(self.pid());
+        let cpu = cpu_ms(self.pid(), false);
         self.proc.kill();
         let _ = self.proc.wait(limit);
         cpu
@@ -98,12 +98,14 @@ pub fn errno_word(word: &str) -> String {
     }
 }
 
-/// User plus system CPU time of process `pid` so far, in ms (/proc/<pid>/stat).
-fn cpu_ms(pid: i32) -> u64 {
+/// User plus system CPU time of process `pid` so far, in ms (/proc/<pid>/stat), and with
+/// `children` that of the children it has waited for too (a zombie's is its whole life's).
+pub(crate) fn cpu_ms(pid: i32, children: bool) -> u64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
     let fields: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 1)..].split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    (ticks(11) + ticks(12)) * 1000 / hz
+    let waited = if children { ticks(13) + ticks(14) } else { 0 };
+    (ticks(11) + ticks(12) + waited) * 1000 / hz
 }

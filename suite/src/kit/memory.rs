@@ -2,6 +2,7 @@
 //! its advice numbers newer than the build machine's headers, plain user-mode loads and stores,
 //! residency, and the huge pages the kernel has free.
 
+use crate::kit::rows;
 use nix::errno::Errno;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
@@ -10,6 +11,79 @@ use std::ptr::NonNull;
 /// since Linux 5.14). Kept here so the suite does not depend on the build machine's headers.
 pub const MADV_POPULATE_READ: i32 = 22;
 pub const MADV_POPULATE_WRITE: i32 = 23;
+
+/// The size of a hugetlb variant's huge pages. The default is whatever the running kernel's
+/// default is (`Hugepagesize:` in /proc/meminfo), never assumed; every other size is one an
+/// architecture offers beside it, named with the kernel source that offers it and the expectation
+/// rows of the kernels that do not ([`HugeSize::rows`]), so a kernel without it is `unsupported`
+/// where that is expected and `unexpected` elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugeSize {
+    /// The kernel's default huge page size (2 MiB on x86-64 and on arm64 with 4 KiB pages).
+    Default,
+    /// 64 KiB: arm64 with 4 KiB base pages maps it with 16 contiguous PTEs (CONT_PTE_SIZE):
+    /// arch/arm64/mm/hugetlbpage.c `hugetlbpage_init` registers it on every base page size
+    /// (`hugetlb_add_hstate(CONT_PTE_SHIFT - PAGE_SHIFT)`, v5.10 and v6.12, beside PUD, CONT_PMD
+    /// and PMD) and `arch_hugetlb_valid_size` accepts it for `hugepagesz=64K`; it is 64 KiB only
+    /// with 4 KiB pages (2 MiB with 16 KiB or 64 KiB pages). Its faults, copies and removals go
+    /// through the same mm/hugetlb.c paths as 2 MiB pages, with `set_huge_pte_at` /
+    /// `huge_ptep_get_and_clear` writing or clearing the 16 entries.
+    Cont64K,
+}
+
+impl HugeSize {
+    /// The size in KiB, as /sys/kernel/mm/hugepages names it (`hugepages-64kB`); `None` for the
+    /// default, which only the running kernel knows.
+    pub const fn kib(self) -> Option<u64> {
+        match self {
+            HugeSize::Default => None,
+            HugeSize::Cont64K => Some(64),
+        }
+    }
+
+    /// The size in bytes on the running kernel (0 for the default where it has no hugetlb).
+    pub fn bytes(self) -> usize {
+        self.kib().map_or_else(|| huge_pages().1, |kib| kib as usize * 1024)
+    }
+
+    /// How a summary names it.
+    pub const fn label(self) -> &'static str {
+        match self {
+            HugeSize::Default => "default-size",
+            HugeSize::Cont64K => "64 KiB (arm64 contiguous-PTE)",
+        }
+    }
+
+    /// The expectation rows of the kernels that do not offer this size (the `unsupported` wording
+    /// is `require::huge_pages`'), ahead of the base behaviour's own rows.
+    pub const fn rows(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            HugeSize::Default => &[],
+            HugeSize::Cont64K => &[rows::NO_CONT_PTE_64K_ARCH, rows::NO_CONT_PTE_64K_PAGES],
+        }
+    }
+
+    /// The wording of a kernel that does not offer this size (`rows.rs`).
+    pub fn missing(self) -> &'static str {
+        match self {
+            HugeSize::Default => rows::HUGETLBFS,
+            HugeSize::Cont64K => rows::CONT_PTE_64K,
+        }
+    }
+
+    /// What a declaration adds to its base's citation.
+    pub const fn citation(self) -> &'static str {
+        match self {
+            HugeSize::Default => "",
+            HugeSize::Cont64K => {
+                "arch/arm64/mm/hugetlbpage.c hugetlbpage_init, arch_hugetlb_valid_size, set_huge_pte_at, \
+                 huge_ptep_get_and_clear (v5.10, v6.12): 64 KiB huge pages as CONT_PTES contiguous PTEs with \
+                 4 KiB pages; mm/hugetlb.c hugetlb_fault, hugetlb_mfill_atomic_pte (v6.12) take every hstate \
+                 alike"
+            }
+        }
+    }
+}
 
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
@@ -44,13 +118,13 @@ impl Region {
         Region::map(pages, page_size(), libc::MAP_SHARED, Some(fd))
     }
 
-    /// A MAP_SHARED mapping of a new hugetlbfs memfd (MFD_HUGETLB) of `pages` huge pages of the
-    /// default size `huge`.
+    /// A MAP_SHARED mapping of a new hugetlbfs memfd (MFD_HUGETLB) of `pages` huge pages of
+    /// `huge` bytes (MFD_HUGE_64KB-style size bits).
     pub fn memfd_hugetlb(pages: usize, huge: usize) -> Result<Region, Errno> {
-        let fd = nix::sys::memfd::memfd_create(
-            c"uffdc-huge",
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_HUGETLB,
-        )?;
+        use nix::sys::memfd::MFdFlags;
+        let flags =
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_HUGETLB | MFdFlags::from_bits_retain(huge_size_bits(huge));
+        let fd = nix::sys::memfd::memfd_create(c"uffdc-huge", flags)?;
         nix::unistd::ftruncate(&fd, (pages * huge) as libc::off_t)?;
         Region::map(pages, huge, libc::MAP_SHARED, Some(fd))
     }
@@ -62,9 +136,10 @@ impl Region {
         Region::map(self.pages, self.page, libc::MAP_SHARED, Some(fd))
     }
 
-    /// Anonymous memory backed by huge pages of `huge` bytes (MAP_HUGETLB).
+    /// Anonymous memory backed by huge pages of `huge` bytes (MAP_HUGETLB with MAP_HUGE_64KB-style
+    /// size bits).
     pub fn hugetlb(pages: usize, huge: usize) -> Result<Region, Errno> {
-        Region::map(pages, huge, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB, None)
+        Region::map(pages, huge, hugetlb_flags(huge), None)
     }
 
     fn map(pages: usize, page: usize, flags: i32, memfd: Option<OwnedFd>) -> Result<Region, Errno> {
@@ -175,6 +250,48 @@ pub fn huge_pages() -> (u64, usize) {
     (available, field("Hugepagesize:") as usize * 1024)
 }
 
+/// Where the kernel lists the huge page sizes it offers, one `hugepages-<KiB>kB` folder each
+/// (mm/hugetlb.c hugetlb_sysfs_init: one per hstate).
+const HUGEPAGES_SYSFS: &str = "/sys/kernel/mm/hugepages";
+
+/// Every huge page size the kernel offers, in bytes, smallest first, with the pages of that size
+/// a new mapping can still fault in (free, not reserved by another mapping).
+pub fn huge_page_sizes() -> Vec<(usize, u64)> {
+    let mut sizes: Vec<(usize, u64)> = std::fs::read_dir(HUGEPAGES_SYSFS)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let kib: usize = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+            Some((kib * 1024, huge_pages_of(kib * 1024)?))
+        })
+        .collect();
+    sizes.sort();
+    sizes
+}
+
+/// Huge pages of `size` bytes a new mapping can still fault in; `None` when the kernel offers no
+/// such size.
+pub fn huge_pages_of(size: usize) -> Option<u64> {
+    let dir = format!("{HUGEPAGES_SYSFS}/hugepages-{}kB", size / 1024);
+    let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok()?.trim().parse::<u64>().ok();
+    Some(read("free_hugepages")?.saturating_sub(read("resv_hugepages").unwrap_or(0)))
+}
+
+/// The size bits of mmap's MAP_HUGETLB and memfd_create's MFD_HUGETLB: log2 of the size at bit 26
+/// (include/uapi/asm-generic/hugetlb_encode.h, HUGETLB_FLAG_ENCODE_SHIFT; MAP_HUGE_64KB is
+/// 16 << 26). Naming the default size this way picks the same pool as naming none.
+fn huge_size_bits(huge: usize) -> u32 {
+    assert!(huge.is_power_of_two(), "a huge page size is a power of two");
+    huge.trailing_zeros() << 26
+}
+
+/// mmap flags of anonymous private memory on huge pages of `huge` bytes.
+pub fn hugetlb_flags(huge: usize) -> i32 {
+    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | huge_size_bits(huge) as i32
+}
+
 /// Runs `f` on `len` bytes of `byte`: a source to copy pages from, kept per thread and refilled,
 /// so that a huge page's worth of source is faulted in once per thread, not for every copy.
 pub fn with_filled<T>(byte: u8, len: usize, f: impl FnOnce(&[u8]) -> T) -> T {
@@ -275,6 +392,14 @@ pub fn pagemap_scan(start: usize, end: usize, flags: u64, mask: u64) -> Result<V
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn huge_page_sizes_are_encoded_as_the_kernel_headers_do() {
+        // include/uapi/linux/mman.h: MAP_HUGE_64KB = 16 << 26, MAP_HUGE_2MB = 21 << 26.
+        assert_eq!(super::huge_size_bits(64 << 10), 16 << 26);
+        assert_eq!(super::huge_size_bits(2 << 20), 21 << 26);
+        assert_eq!(super::huge_size_bits(1 << 30), 30 << 26);
+    }
+
     #[test]
     fn a_versioned_page_holds_its_version_in_every_word() {
         let page = super::versioned_page(0x0102_0304_0506_0708, 4096);

@@ -3,7 +3,7 @@
 //! (the machine lacks it), with one wording. The expectation rows that say a kernel lacks a
 //! prerequisite use the same words (`rows.rs`), so the reason in a cell reads like its rule.
 
-use crate::kit::memory::{self, madvise, Region};
+use crate::kit::memory::{self, madvise, HugeSize, Region};
 use crate::kit::outcome::{errno_name, Context, Fail};
 use crate::kit::rows;
 use crate::kit::uapi;
@@ -96,26 +96,52 @@ pub fn user_mode_only() -> Result<(), Fail> {
     }
 }
 
-/// `n` huge pages of the default size that this probe can fault in. Too few is a gap of the
-/// machine (`skipped`), not of the kernel: a guest reserves them on its kernel command line; a host
-/// only with `--reserve-hugepages`, the suite does not change its vm.nr_hugepages otherwise.
-/// (Probes that declare `huge_pages` get them handed out by the harness, so probes running at once
-/// never take each other's.)
-/// A kernel without hugetlb at all (no huge page size in /proc/meminfo) lacks it: `unsupported`.
-pub fn huge_pages(n: u64) -> Result<HugePages, Fail> {
-    let (available, size) = memory::huge_pages();
-    if available >= n && size > 0 {
-        return Ok(HugePages { size });
-    }
-    if size == 0 {
+/// `n` huge pages of `size` (the kernel's default, or one an architecture adds) that this probe
+/// can fault in. Too few is a gap of the machine (`skipped`), not of the kernel: a guest reserves
+/// them on its kernel command line; a host only with `--reserve-hugepages` (default size), the
+/// suite does not change its vm.nr_hugepages otherwise. (Probes that declare `huge_pages` get
+/// them handed out by the harness, so probes running at once never take each other's.)
+/// A kernel without hugetlb at all (no huge page size in /proc/meminfo) lacks it: `unsupported`;
+/// so does one whose /sys/kernel/mm/hugepages does not list `size`, in the words of the size's
+/// expectation rows (`HugeSize::rows`).
+pub fn huge_pages(n: u64, size: HugeSize) -> Result<HugePages, Fail> {
+    let (default_available, default) = memory::huge_pages();
+    if default == 0 {
         return Err(Fail::unsupported(
             "no hugetlb",
             format!("{} (/proc/meminfo has no Hugepagesize)", rows::HUGETLBFS),
         ));
     }
+    let (size, available) = match size.kib() {
+        None => (default, default_available),
+        Some(kib) => {
+            let bytes = kib as usize * 1024;
+            match memory::huge_pages_of(bytes) {
+                Some(available) => (bytes, available),
+                None => {
+                    let offered: Vec<String> =
+                        memory::huge_page_sizes().iter().map(|(s, _)| format!("{} KiB", s / 1024)).collect();
+                    return Err(Fail::unsupported(
+                        "no such huge page size",
+                        format!(
+                            "{} (/sys/kernel/mm/hugepages offers {})",
+                            size.missing(),
+                            if offered.is_empty() { "no size".to_string() } else { offered.join(", ") }
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    if available >= n {
+        return Ok(HugePages { size });
+    }
+    let (kib, hint) =
+        (size / 1024, if size == default { "hugepages=N" } else { "hugepagesz=SIZE hugepages=N" });
     Err(Fail::Skipped(format!(
-        "the probe needs {n} free huge pages and this machine has {available}: a host has none unless \
-         reserved (vm.nr_hugepages, or `--reserve-hugepages N`); a guest reserves them with hugepages=N"
+        "the probe needs {n} free {kib} KiB huge pages and this machine has {available}: a host has none \
+         unless reserved (vm.nr_hugepages or `--reserve-hugepages N` for the default size, \
+         /sys/kernel/mm/hugepages/hugepages-{kib}kB/nr_hugepages for another); a guest reserves them with {hint}"
     )))
 }
 
@@ -123,7 +149,7 @@ pub fn huge_pages(n: u64) -> Result<HugePages, Fail> {
 /// the check and the mapping; the mapping's ENOMEM then says so as `skipped`.
 #[derive(Clone, Copy, Debug)]
 pub struct HugePages {
-    /// The default huge page size, in bytes.
+    /// The huge page size, in bytes.
     pub size: usize,
 }
 
@@ -152,7 +178,7 @@ fn taken(what: &str, e: Errno) -> Fail {
 /// on a throwaway MAP_NORESERVE mapping of one huge page, never faulted in (it takes nothing from
 /// the pool) and unmapped again.
 pub fn hugetlb_dontneed(huge: usize) -> Result<(), Fail> {
-    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_NORESERVE;
+    let flags = memory::hugetlb_flags(huge) | libc::MAP_NORESERVE;
     // SAFETY: a fresh mapping that nothing else refers to, unmapped below.
     let ptr =
         unsafe { libc::mmap(std::ptr::null_mut(), huge, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };

@@ -118,3 +118,19 @@ prerequisite!(
     /// `UFFD_FEATURE_MISSING_SHMEM`.
     MISSING_SHMEM, BEFORE_4_11_SHMEM, "<4.11", "UFFD_FEATURE_MISSING_SHMEM is new in Linux 4.11"
 );
+
+/// Why a kernel has no 64 KiB huge pages (`HugeSize::Cont64K`).
+macro_rules! no_cont_pte_64k {
+    () => {
+        "the kernel offers no 64 KiB huge pages: only arm64 with 4 KiB base pages has them (16 contiguous PTEs, arch/arm64/mm/hugetlbpage.c hugetlbpage_init)"
+    };
+}
+/// 64 KiB huge pages (arm64's contiguous PTEs with 4 KiB pages): x86-64 has 2 MiB and 1 GiB only
+/// (arch/x86/mm/hugetlbpage.c arch_hugetlb_valid_size), so an x86-64 kernel lacks them.
+pub const CONT_PTE_64K: &str = no_cont_pte_64k!();
+/// [`CONT_PTE_64K`]'s row for the other architectures.
+pub const NO_CONT_PTE_64K_ARCH: (&str, &str) =
+    ("* when arch!=arm64", concat!("unsupported: ", no_cont_pte_64k!()));
+/// [`CONT_PTE_64K`]'s row for arm64 with 16 KiB or 64 KiB base pages, where CONT_PTE_SIZE is 2 MiB.
+pub const NO_CONT_PTE_64K_PAGES: (&str, &str) =
+    ("* when arch=arm64 and CONFIG_ARM64_4K_PAGES!=y", concat!("unsupported: ", no_cont_pte_64k!()));

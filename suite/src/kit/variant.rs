@@ -1,13 +1,19 @@
 //! What varies between behaviours that share one probe: the memory its region is made of (the
-//! backing axis: anonymous, shmem, hugetlb private or shared) and the access path that faults
-//! (a load, a compare, a copy, MADV_POPULATE_READ). A declaration names its variant; the probe
-//! takes it (`fn(&Ctx, Variant)`), so a hugetlb variant of an existing probe is one declaration:
+//! backing axis: anonymous, shmem, hugetlb private or shared), for hugetlb the huge page size
+//! ([`HugeSize`]: the kernel's default, or one an architecture adds, such as arm64's 64 KiB
+//! contiguous PTEs), and the access path that faults (a load, a compare, a copy,
+//! MADV_POPULATE_READ). A declaration names its variant; the probe takes it (`fn(&Ctx, Variant)`),
+//! so a hugetlb variant of an existing probe is one declaration:
 //! `Behaviour { id: "...", huge_pages: 1, variant: Variant::HUGETLB, ..Behaviour::like(remove::BEHAVIOURS,
-//! "remove.refault") }`. That holds for the probes that make their memory with
-//! [`Variant::region`] (the remote family, `remove.refault`, the copy probes, the stale-copy race,
-//! `populate`'s missing-page probe, the Go probes' access path); a probe that takes `_: Variant`
-//! observes one fixed scenario and must be taught its variant first.
+//! "remove.refault") }`, and a size variant of a hugetlb behaviour is one line:
+//! `sized(BEHAVIOURS, "remove.hugetlb_refault", Cont64K, "remove.hugetlb_refault_64k")` (see
+//! `behaviour::sized`). That holds for the probes that make their memory
+//! with [`Variant::region`] (the remote family, `remove.refault`, the copy probes, the stale-copy
+//! race, `populate`'s missing-page probe, the Go probes' access path, the hugetlb family's REMOVE
+//! probes); a probe that takes `_: Variant` observes one fixed scenario and must be taught its
+//! variant first.
 
+pub use crate::kit::memory::HugeSize;
 use crate::kit::memory::{Region, MADV_POPULATE_READ};
 use crate::kit::outcome::{Context, Fail};
 use crate::kit::require;
@@ -20,9 +26,9 @@ pub enum Backing {
     Anonymous,
     /// A memfd, mapped MAP_SHARED.
     Shmem,
-    /// Huge pages of the default size, MAP_PRIVATE | MAP_HUGETLB.
+    /// Huge pages of the variant's [`HugeSize`], MAP_PRIVATE | MAP_HUGETLB.
     HugetlbPrivate,
-    /// Huge pages of a MFD_HUGETLB memfd, mapped MAP_SHARED.
+    /// Huge pages of the variant's [`HugeSize`] of a MFD_HUGETLB memfd, mapped MAP_SHARED.
     HugetlbShared,
 }
 
@@ -67,26 +73,43 @@ impl Access {
 pub struct Variant {
     pub backing: Backing,
     pub access: Access,
+    /// The huge page size of a hugetlb backing (unused by the others).
+    pub huge: HugeSize,
 }
 
 impl Variant {
     /// Anonymous memory, loaded: what a declaration that names no variant gets.
-    pub const PLAIN: Variant = Variant { backing: Backing::Anonymous, access: Access::Load };
-    pub const HUGETLB: Variant = Variant { backing: Backing::HugetlbPrivate, access: Access::Load };
-    pub const HUGETLB_SHARED: Variant = Variant { backing: Backing::HugetlbShared, access: Access::Load };
+    pub const PLAIN: Variant = Variant::on(Backing::Anonymous);
+    pub const HUGETLB: Variant = Variant::on(Backing::HugetlbPrivate);
+    pub const HUGETLB_SHARED: Variant = Variant::on(Backing::HugetlbShared);
 
-    /// `backing`, loaded.
+    /// `backing`, loaded (huge pages of the default size).
     pub const fn on(backing: Backing) -> Variant {
-        Variant { backing, access: Access::Load }
+        Variant { backing, access: Access::Load, huge: HugeSize::Default }
     }
 
     /// The plain variant through `access`.
     pub const fn access(access: Access) -> Variant {
-        Variant { backing: Backing::Anonymous, access }
+        Variant { access, ..Variant::PLAIN }
     }
 
-    pub fn is_hugetlb(self) -> bool {
+    /// This variant through `access`.
+    pub const fn through(self, access: Access) -> Variant {
+        Variant { access, ..self }
+    }
+
+    /// This variant on huge pages of `size`.
+    pub const fn sized(self, huge: HugeSize) -> Variant {
+        Variant { huge, ..self }
+    }
+
+    pub const fn is_hugetlb(self) -> bool {
         matches!(self.backing, Backing::HugetlbPrivate | Backing::HugetlbShared)
+    }
+
+    /// `n` free huge pages of this variant's size (see [`require::huge_pages`]).
+    pub fn huge_pages(self, n: usize) -> Result<require::HugePages, Fail> {
+        require::huge_pages(n as u64, self.huge)
     }
 
     /// `pages` pages of the variant's backing (huge pages for hugetlb: `skipped` or
@@ -95,8 +118,8 @@ impl Variant {
         match self.backing {
             Backing::Anonymous => Region::anonymous(pages).ctx("mmap"),
             Backing::Shmem => Region::memfd(pages).ctx("memfd"),
-            Backing::HugetlbPrivate => require::huge_pages(pages as u64)?.anonymous(pages),
-            Backing::HugetlbShared => require::huge_pages(pages as u64)?.shared(pages),
+            Backing::HugetlbPrivate => self.huge_pages(pages)?.anonymous(pages),
+            Backing::HugetlbShared => self.huge_pages(pages)?.shared(pages),
         }
     }
 
@@ -106,7 +129,7 @@ impl Variant {
         if self.backing != Backing::HugetlbPrivate {
             return self.region(pages);
         }
-        let huge = require::huge_pages(pages as u64)?;
+        let huge = self.huge_pages(pages)?;
         require::hugetlb_dontneed(huge.size)?;
         huge.anonymous(pages)
     }

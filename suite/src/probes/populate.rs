@@ -13,7 +13,7 @@ use crate::kit::uapi::{
 };
 use crate::kit::uffd;
 use crate::kit::uffd::{describe_event, describe_fault, registered, Event, Next, RegisterMode, Uffd};
-use crate::kit::variant::{Access, Backing, Variant};
+use crate::kit::variant::{Access, Backing, HugeSize, Variant};
 use crate::kit::worker::{self, Worker};
 use crate::kit::{helpers, memory, threads};
 use nix::errno::Errno;
@@ -247,6 +247,12 @@ pub(super) fn missing(ctx: &Ctx, v: Variant) -> ProbeResult {
     if v.is_hugetlb() {
         obs.detail("huge_page_kb", (region.page_size() / 1024) as u64);
     }
+    if v.huge != HugeSize::Default {
+        // Beside a size other than the default: every size this kernel offers.
+        let sizes: Vec<String> =
+            memory::huge_page_sizes().iter().map(|(s, _)| (s / 1024).to_string()).collect();
+        obs.detail("huge_page_sizes_kb", sizes.join(" "));
+    }
     Ok(obs)
 }
 
@@ -467,7 +473,7 @@ pub(super) fn no_message_result_with(ctx: &Ctx, uffd: &Uffd, region: &Region, ad
 pub(super) fn wp(ctx: &Ctx, v: Variant) -> ProbeResult {
     let features = if v.is_hugetlb() {
         require::features(FEATURE_WP_HUGETLBFS_SHMEM)?;
-        require::huge_pages(2)?;
+        v.huge_pages(2)?;
         FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS
     } else {
         0

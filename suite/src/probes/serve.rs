@@ -110,6 +110,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         huge_pages: 1,
         selftests: &["selftests.unit_zeropage_hugetlb", "selftests.userfaultfd_hugetlb_uffdio_zeropage"],
         probe: zeropage_hugetlb,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -148,6 +149,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         huge_pages: 1,
         selftests: &["selftests.unit_minor_hugetlb"],
         probe: continue_hugetlb,
+        variant: Variant::HUGETLB_SHARED,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -174,6 +176,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                 off by up to 2 MiB on huge ones: round by the mapping's page size.",
         huge_pages: 2,
         probe: hugetlb_fault_address,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
 ];
@@ -325,8 +328,8 @@ fn zeropage_shmem(ctx: &Ctx, _: Variant) -> ProbeResult {
     }))
 }
 
-fn zeropage_hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
-    let huge = require::huge_pages(1)?;
+fn zeropage_hugetlb(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let huge = v.huge_pages(1)?;
     let uffd = Uffd::open(FEATURE_MISSING_HUGETLBFS)?;
     let region = huge.anonymous(1)?;
     let ioctls = uffd.register(region.base(), region.len(), RegisterMode::MISSING)?;
@@ -398,9 +401,9 @@ fn continue_after_remove(ctx: &Ctx, _: Variant) -> ProbeResult {
     )))
 }
 
-fn continue_hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
+fn continue_hugetlb(ctx: &Ctx, v: Variant) -> ProbeResult {
     require::features(FEATURE_MINOR_HUGETLBFS)?;
-    let region = require::huge_pages(1)?.shared(1)?;
+    let region = v.region(1)?;
     let alias = region.alias().ctx("mmap (second mapping)")?;
     // SAFETY: the alias maps this probe's own memfd; nothing else uses it.
     unsafe { std::ptr::write_bytes(alias.base() as *mut u8, 0x7C, alias.len()) };
@@ -409,9 +412,10 @@ fn continue_hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
     Ok(Observation::new(observed.replace("content kept", "content from the page cache")))
 }
 
-fn hugetlb_fault_address(ctx: &Ctx, _: Variant) -> ProbeResult {
-    let huge = require::huge_pages(2)?;
-    let offset = 0x100123usize;
+fn hugetlb_fault_address(ctx: &Ctx, v: Variant) -> ProbeResult {
+    let huge = v.huge_pages(2)?;
+    // Past the middle of the huge page, off any base page boundary (0x100123 in a 2 MiB page).
+    let offset = huge.size / 2 + 0x123;
     let one = |features: u64| -> Result<String, Fail> {
         let region = huge.anonymous(1)?;
         let (uffd, region) = registered(FEATURE_MISSING_HUGETLBFS | features, region, RegisterMode::MISSING)?;

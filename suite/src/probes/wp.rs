@@ -100,6 +100,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    hugetlb_change_protection, hugetlb_wp (v6.1, v6.12)",
         huge_pages: 1,
         probe: hugetlb,
+        variant: Variant::HUGETLB,
         ..Behaviour::DEFAULT
     },
     Behaviour {
@@ -322,10 +323,10 @@ fn shmem(ctx: &Ctx, _: Variant) -> ProbeResult {
     protected_store(ctx, &uffd, &region, ioctls)
 }
 
-fn hugetlb(ctx: &Ctx, _: Variant) -> ProbeResult {
+fn hugetlb(ctx: &Ctx, v: Variant) -> ProbeResult {
     let features = FEATURE_PAGEFAULT_FLAG_WP | FEATURE_WP_HUGETLBFS_SHMEM | FEATURE_MISSING_HUGETLBFS;
     let uffd = Uffd::open(features)?;
-    let region = require::huge_pages(1)?.anonymous(1)?;
+    let region = v.region(1)?;
     let ioctls =
         uffd.register(region.base(), region.len(), RegisterMode::MISSING | RegisterMode::WRITE_PROTECT)?;
     uffd.serve(region.base(), region.page_size(), 0x4B)?;

@@ -15,6 +15,7 @@ pub fn all() -> impl Iterator<Item = &'static Behaviour> {
         ordering::BEHAVIOURS,
         stw::BEHAVIOURS,
         hugetlb::BEHAVIOURS,
+        hugetlb::SIZED,
         wp::BEHAVIOURS,
         serve::BEHAVIOURS,
         clients_crate::BEHAVIOURS,
@@ -37,6 +38,7 @@ pub fn to_matrix() -> model::Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kit::variant::HugeSize;
     use model::version::KernelVersion;
 
     #[test]
@@ -66,6 +68,57 @@ mod tests {
         let (rules, base_rules) = (SHARED.rules(), base.rules());
         assert_eq!(rules.len(), base_rules.len() + 1);
         assert!(rules[1].kernels.contains("CONFIG_HUGETLBFS"), "{:?}", rules[1]);
+    }
+
+    #[test]
+    fn a_size_variant_is_one_line_and_unsupported_where_the_size_is_missing() {
+        use model::config::Config;
+        use model::expect::{applicable, grade, Reported};
+        assert!(!crate::probes::hugetlb::SIZED.is_empty());
+        let config = |text: &str| Config::parse("test", text);
+        let x86 = config("CONFIG_X86_64=y\nCONFIG_USERFAULTFD=y\nCONFIG_HUGETLBFS=y\n");
+        let arm64 =
+            config("CONFIG_ARM64=y\nCONFIG_ARM64_4K_PAGES=y\nCONFIG_USERFAULTFD=y\nCONFIG_HUGETLBFS=y\n");
+        let arm64_64k =
+            config("CONFIG_ARM64=y\nCONFIG_ARM64_64K_PAGES=y\nCONFIG_USERFAULTFD=y\nCONFIG_HUGETLBFS=y\n");
+        let v612 = Some(KernelVersion::new(6, 12, 0));
+        for sized in crate::probes::hugetlb::SIZED {
+            assert_eq!(sized.variant.huge, HugeSize::Cont64K, "{}", sized.id);
+            let base_id = sized.id.strip_suffix("_64k").expect("a 64 KiB variant's id ends in _64k");
+            let base = find(base_id).unwrap_or_else(|| panic!("{}: no base {base_id}", sized.id));
+            // The base's probe, backing and expectation; only the size differs.
+            assert!(std::ptr::fn_addr_eq(sized.probe, base.probe), "{}", sized.id);
+            assert_eq!(sized.variant, base.variant.sized(HugeSize::Cont64K));
+            assert_eq!((sized.huge_pages, sized.expect), (base.huge_pages, base.expect));
+            let (rules, base_rules) = (sized.rules(), base.rules());
+            assert_eq!(rules.len(), base_rules.len() + 2, "{}", sized.id);
+            let m = sized.to_matrix();
+            assert!(m.summary.starts_with(base.summary) && m.summary.contains("64 KiB"), "{}", m.summary);
+            assert!(m.citation.contains("arch/arm64/mm/hugetlbpage.c"), "{}", m.citation);
+            // On arm64 with 4 KiB pages the base's row applies; elsewhere the size is missing.
+            let on = |c: &Config| applicable(&rules, v612, Some(c)).0.map(|r| r.expect.clone());
+            assert_eq!(on(&arm64), applicable(&base_rules, v612, Some(&arm64)).0.map(|r| r.expect.clone()));
+            for lacking in [&x86, &arm64_64k] {
+                assert!(on(lacking).is_some_and(|e| e.starts_with("unsupported: ")), "{}", sized.id);
+                // A missing size is expected there and nowhere else: never a hard-coded observation.
+                let g = |c: &Config| grade(&rules, v612, Some(c), Reported::Unsupported).verdict;
+                assert_eq!(g(lacking), model::verdict::Verdict::Unsupported);
+                assert_eq!(g(&arm64), model::verdict::Verdict::Unexpected, "{}", sized.id);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "sized: the base is not a hugetlb variant")]
+    fn a_size_variant_of_a_behaviour_that_maps_no_huge_pages_is_refused() {
+        // In a `const` declaration this panic fails the build.
+        use crate::kit::behaviour::sized;
+        let _ = sized(
+            crate::probes::remove::BEHAVIOURS,
+            "remove.refault",
+            HugeSize::Cont64K,
+            "remove.refault_64k",
+        );
     }
 
     #[test]

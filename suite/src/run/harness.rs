@@ -123,7 +123,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
     for b in behaviours {
         let (cli, sink, kernel, pool) = (cli.clone(), sink.clone(), kernel.clone(), pool.clone());
         let trial = Trial::ignorable_test(b.trial_name(), move || {
-            let held = pool.take(b.huge_pages);
+            let held = pool.take(b.variant.huge.bytes(), b.huge_pages);
             let cell = observe(b, &cli, &kernel);
             drop(held);
             sink.record(b.id, &cell);
@@ -155,7 +155,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
             None
         }
     };
-    pool.fill(crate::kit::memory::huge_pages().0);
+    pool.fill(&crate::kit::memory::huge_page_sizes());
     if !args.list {
         crate::run::isolate::start_zygote();
     }
@@ -169,47 +169,50 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
     conclusion
 }
 
-/// The huge pages free when the probes start, handed out to the probes that declare a need
-/// (`Behaviour::huge_pages`): a probe waits until its pages are free, so probes running at once
-/// never take each other's (one that found too few would be `skipped`, and its cell flaky). A
-/// probe that needs more than the machine has runs at once, and finds out for itself.
+/// The huge pages free when the probes start, of each size, handed out to the probes that declare
+/// a need (`Behaviour::huge_pages`, of their variant's size): a probe waits until its pages are
+/// free, so probes running at once never take each other's (one that found too few would be
+/// `skipped`, and its cell flaky). A probe that needs more than the machine has runs at once, and
+/// finds out for itself.
 #[derive(Default)]
 pub struct HugePagePool {
-    /// (capacity, free now).
-    state: std::sync::Mutex<(u64, u64)>,
+    /// Per size in bytes: (capacity, free now).
+    state: std::sync::Mutex<std::collections::BTreeMap<usize, (u64, u64)>>,
     freed: std::sync::Condvar,
 }
 
 /// Huge pages taken from a [`HugePagePool`], given back when dropped.
 pub struct HeldHugePages<'a> {
     pool: &'a HugePagePool,
+    size: usize,
     n: u64,
 }
 
 impl HugePagePool {
-    /// Sets the capacity (before any probe takes from it).
-    pub fn fill(&self, capacity: u64) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (capacity, capacity);
+    /// Sets the capacity of each size (before any probe takes from it).
+    pub fn fill(&self, sizes: &[(usize, u64)]) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) =
+            sizes.iter().map(|&(size, n)| (size, (n, n))).collect();
     }
 
-    /// Waits until `n` pages are free and takes them; `None` (nothing to wait for) when `n` is 0
-    /// or more than the capacity.
-    pub fn take(&self, n: u64) -> Option<HeldHugePages<'_>> {
+    /// Waits until `n` pages of `size` are free and takes them; `None` (nothing to wait for) when
+    /// `n` is 0 or more than the capacity.
+    pub fn take(&self, size: usize, n: u64) -> Option<HeldHugePages<'_>> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if n == 0 || n > state.0 {
+        if n == 0 || n > state.get(&size).map_or(0, |s| s.0) {
             return None;
         }
-        while state.1 < n {
+        while state.get(&size).map_or(0, |s| s.1) < n {
             state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        state.1 -= n;
-        Some(HeldHugePages { pool: self, n })
+        state.entry(size).or_default().1 -= n;
+        Some(HeldHugePages { pool: self, size, n })
     }
 }
 
 impl Drop for HeldHugePages<'_> {
     fn drop(&mut self) {
-        self.pool.state.lock().unwrap_or_else(|e| e.into_inner()).1 += self.n;
+        self.pool.state.lock().unwrap_or_else(|e| e.into_inner()).entry(self.size).or_default().1 += self.n;
         self.pool.freed.notify_all();
     }
 }

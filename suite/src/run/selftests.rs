@@ -15,8 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub const DIR: &str = "/selftests";
-/// The most any one program may take.
-const LIMIT: Duration = Duration::from_secs(model::data::SELFTEST_LIMIT_S);
+/// The most any one program may take in this guest (its architecture's limit).
+fn limit() -> Duration {
+    Duration::from_secs(model::data::selftest_limit_s(model::arch::Arch::native()))
+}
 /// The stress programs' size and rounds: small, to bound their time under emulation.
 const STRESS: [&str; 2] = ["4", "2"];
 
@@ -90,16 +92,17 @@ pub fn run(sink: &Sink) {
         .is_ok_and(|f| f.lines().any(|l| l.ends_with("\thugetlbfs")));
     let kernel = Grading { version, config, hugetlbfs };
     for p in programs {
-        // Each run within LIMIT; the program with its reruns within twice that, from its start
+        // Each run within limit(); the program with its reruns within twice that, from its start
         // (model::data::selftest_time_s, which xtask adds to the guest's hard limit).
         let mut reruns_end: Option<Instant> = None;
+        let most = limit();
         let mut exec = |args: &[String]| -> Option<Ran> {
             let limit = match reruns_end {
                 None => {
-                    reruns_end = Some(Instant::now() + 2 * LIMIT);
-                    LIMIT
+                    reruns_end = Some(Instant::now() + 2 * most);
+                    most
                 }
-                Some(end) => end.saturating_duration_since(Instant::now()).min(LIMIT),
+                Some(end) => end.saturating_duration_since(Instant::now()).min(most),
             };
             if limit < Duration::from_secs(1) {
                 println!("uffdc selftest: {}: no time left for another run", p.file);
@@ -527,7 +530,7 @@ fn sanitize(case: &str) -> String {
 }
 
 /// Runs a program with its output captured (stdout and stderr together), in a process group of
-/// its own, killed with the group after `limit` ([`LIMIT`] in a guest). Returns the output and the exit status (or why
+/// its own, killed with the group after `limit` ([`limit()`] in a guest). Returns the output and the exit status (or why
 /// there is none).
 fn execute(program: &Path, args: &[String], limit: Duration) -> (String, Result<i32, String>) {
     let (read, write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
@@ -711,9 +714,9 @@ mod tests {
         assert_eq!(status, Err("timed out after 0.3s (killed)".to_string()));
         // One that ends in time: its exit status.
         let (output, status) =
-            execute(Path::new("/bin/sh"), &["-c".into(), "echo out; echo err >&2; exit 4".into()], LIMIT);
+            execute(Path::new("/bin/sh"), &["-c".into(), "echo out; echo err >&2; exit 4".into()], limit());
         assert_eq!((output.as_str(), status), ("out\nerr\n", Ok(4)));
-        let (_, status) = execute(Path::new("/nonexistent/uffd-stress"), &[], LIMIT);
+        let (_, status) = execute(Path::new("/nonexistent/uffd-stress"), &[], limit());
         assert!(status.unwrap_err().starts_with("cannot run /nonexistent/uffd-stress"));
     }
 
@@ -949,11 +952,19 @@ mod tests {
 
     #[test]
     fn a_guest_is_given_time_for_every_run_and_its_reruns() {
-        // uffd-unit-tests once, uffd-stress on each kind of memory; each within twice the limit.
-        let s = model::data::selftest_time_s(["uffd-unit-tests", "uffd-stress"]);
-        assert_eq!(s, 4 * 2 * model::data::SELFTEST_LIMIT_S);
-        assert_eq!(programs(&|f| f != "userfaultfd").len() as u64 * 2 * model::data::SELFTEST_LIMIT_S, s);
-        let old = programs(&|f| f == "userfaultfd").len() as u64 * 2 * model::data::SELFTEST_LIMIT_S;
-        assert_eq!(model::data::selftest_time_s(["userfaultfd"]), old);
+        // uffd-unit-tests once, uffd-stress on each kind of memory; each within twice the limit
+        // of the guest's architecture (arm64's is longer: it is emulated more slowly).
+        use model::arch::Arch;
+        for arch in model::arch::ALL {
+            let limit = model::data::selftest_limit_s(arch);
+            let s = model::data::selftest_time_s(["uffd-unit-tests", "uffd-stress"], arch);
+            assert_eq!(s, 4 * 2 * limit);
+            assert_eq!(programs(&|f| f != "userfaultfd").len() as u64 * 2 * limit, s);
+            let old = programs(&|f| f == "userfaultfd").len() as u64 * 2 * limit;
+            assert_eq!(model::data::selftest_time_s(["userfaultfd"], arch), old);
+        }
+        assert_eq!(model::data::selftest_limit_s(Arch::X86_64), model::data::SELFTEST_LIMIT_S);
+        assert!(model::data::selftest_limit_s(Arch::Arm64) > model::data::SELFTEST_LIMIT_S);
+        assert_eq!(limit().as_secs(), model::data::selftest_limit_s(Arch::native()));
     }
 }

@@ -47,6 +47,9 @@ pub struct Options {
     /// Run each kernel's own userfaultfd selftests after the suite (`cargo xtask matrix` does;
     /// the end-to-end tests of other things do not).
     pub selftests: bool,
+    /// Fetch built kernels and selftests from the binary cache before compiling them
+    /// (`--no-binary-cache`: never).
+    pub binary_cache: bool,
     /// When the command started (the summary's time to the first cell counts from it).
     pub started: std::time::Instant,
 }
@@ -79,6 +82,7 @@ impl Options {
             out: root.join("matrix"),
             logs: root.join("target/uffdc/runs"),
             selftests: false,
+            binary_cache: true,
             started: std::time::Instant::now(),
         }
     }
@@ -101,27 +105,32 @@ impl Options {
     }
 }
 
-/// What the guests need, prepared once per invocation.
+/// What the guests need, prepared once per invocation: this machine's architecture before any
+/// column, every other one when its first column needs it (an x86-64 column boots while the
+/// arm64 suite still compiles).
 pub struct Prepared {
     pub suite: PathBuf,
     pub catalogue: model::Catalogue,
     /// The initramfs with the suite alone (for a kernel whose configuration is not known).
     pub initrd: PathBuf,
-    binary: Vec<u8>,
-    /// The Go workload (`uffdc-go`), packed beside the suite in every initramfs and placed beside
-    /// the suite binary for a host run.
-    go_binary: Vec<u8>,
-    /// Every release's CRIU and what it loads (`inputs/criu.rs`), under `criu/` in every
-    /// initramfs of this machine's architecture (Debian's CRIU pins are amd64) and beside the
-    /// suite binary for a host run.
-    criu: Vec<(String, Vec<u8>)>,
+    /// This machine's suite, Go workload (`uffdc-go`, placed beside the suite binary for a host
+    /// run too) and CRIU (every release's, with what it loads: `inputs/criu.rs`; under `criu/`
+    /// in every initramfs, and beside the suite binary for a host run).
+    native: ArchFiles,
     root: PathBuf,
-    /// The suite and the Go workload built for each other architecture a column runs on (`binary`
-    /// and `go_binary` are this machine's).
-    other: BTreeMap<Arch, (Vec<u8>, Vec<u8>)>,
+    /// Each other architecture a column runs on: its files, made once, by the first column of it
+    /// that asks ([`Prepared::arch_files`]); an error is that architecture's columns' failure.
+    other: BTreeMap<Arch, std::sync::OnceLock<Result<ArchFiles, String>>>,
     /// The run's private apt (the task made it from its `--mirror`): every step fetches with a
     /// clone of it (`Prepared::apt`), so the mirror is decided once.
     apt: LazyApt,
+}
+
+/// An architecture's suite, Go workload and CRIU tree, as packed into its guests.
+struct ArchFiles {
+    binary: Vec<u8>,
+    go_binary: Vec<u8>,
+    criu: Vec<(String, Vec<u8>)>,
 }
 
 impl Prepared {
@@ -140,15 +149,8 @@ impl Prepared {
         if image.arch == Arch::native() && image.config.is_none() && selftests.is_none() {
             return Ok(self.initrd.clone());
         }
-        let (binary, go_binary) = match image.arch {
-            arch if arch == Arch::native() => (&self.binary, &self.go_binary),
-            arch => self.other.get(&arch).map(|(s, g)| (s, g)).with_context(|| {
-                format!(
-                    "{}: no suite was built for {arch} in this run (prepare it with the run's architectures)",
-                    image.id
-                )
-            })?,
-        };
+        let files = self.arch_files(image.arch).map_err(|e| anyhow::anyhow!("{}: {e}", image.id))?;
+        let (binary, go_binary) = (&files.binary, &files.go_binary);
         let config = match &image.config {
             Some((config, source)) => Some((
                 source.as_str(),
@@ -165,17 +167,11 @@ impl Prepared {
             })
             .unwrap_or_default();
         let mut programs: Vec<(&str, &[u8])> = vec![(crate::inputs::golang::NAME, go_binary.as_slice())];
-        // CRIU is pinned for this machine's architecture only: another's columns see it skipped.
-        let native = image.arch == Arch::native();
-        let modules = if native {
-            crate::inputs::criu::modules(&self.root, &image.id, &mut self.apt())?
-        } else {
-            Vec::new()
-        };
-        if native {
-            programs.extend(self.criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
-            programs.extend(modules.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
-        }
+        // The CRIU of the guest's architecture, and the modules of its kernel's package.
+        let modules = crate::inputs::criu::modules(&self.root, &image.id, &mut self.apt())?;
+        let criu = files.criu.as_slice();
+        programs.extend(criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+        programs.extend(modules.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
         if let Some(s) = selftests {
             programs
                 .extend(names.iter().zip(&s.programs).map(|(n, (_, data))| (n.as_str(), data.as_slice())));
@@ -191,10 +187,11 @@ impl Prepared {
     }
 }
 
-/// The suite (the given build, else built) and the Go workload, and each built for the other
-/// architectures `arches` too (the catalogue comes from this machine's build). `apt` is the run's
-/// one private apt (`Fleet::apt`, with the task's `--mirror`): the Go toolchain, CRIU, and then
-/// every column's kernel, build and selftests are fetched with it.
+/// The suite (the given build, else built), the Go workload and CRIU for this machine, and a
+/// place for each other architecture of `arches` (made when its first column asks; the catalogue
+/// comes from this machine's build). CRIU's packages download while the suite compiles. `apt` is
+/// the run's one private apt (`Fleet::apt`, with the task's `--mirror`): the Go toolchain, CRIU,
+/// and then every column's kernel, build and selftests are fetched with it.
 pub fn prepare(
     sh: &Shell,
     root: &Path,
@@ -202,10 +199,21 @@ pub fn prepare(
     arches: &[Arch],
     mut apt: LazyApt,
 ) -> Result<Prepared> {
-    let suite = match suite {
-        Some(s) => s,
-        None => crate::boot::suite_bin::build(sh, root)?,
-    };
+    let mut criu_apt = apt.clone();
+    let (suite, criu) = std::thread::scope(|s| -> Result<_> {
+        let criu =
+            s.spawn(move || crate::inputs::criu::files(&Shell::new()?, root, &mut criu_apt, Arch::native()));
+        let suite = match suite {
+            Some(s) => s,
+            None => crate::boot::suite_bin::build(sh, root)?,
+        };
+        let criu = criu.join().map_err(|_| anyhow::anyhow!("preparing CRIU panicked"))??;
+        Ok((suite, criu))
+    })?;
+    // CRIU's releases are among the run's suites, as its thread added them to its handle.
+    for release in crate::inputs::criu::RELEASES {
+        apt.add_suite(release);
+    }
     let catalogue = crate::boot::suite_bin::catalogue(sh, &suite)?;
     let binary = std::fs::read(&suite).with_context(|| format!("cannot read {}", suite.display()))?;
     let go = crate::inputs::golang::workload(sh, root, &mut apt)?;
@@ -218,9 +226,6 @@ pub fn prepare(
             crate::util::write_atomic(&beside, &go_binary)?;
             std::fs::set_permissions(&beside, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         }
-    }
-    let criu = crate::inputs::criu::files(sh, root, &mut apt)?;
-    if let Some(dir) = suite.parent() {
         crate::inputs::criu::place(&criu, dir)?;
     }
     let initrd = root.join("target/uffdc/initramfs.cpio");
@@ -228,28 +233,16 @@ pub fn prepare(
     programs.extend(criu.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
     let archive = crate::boot::initramfs::for_suite(&binary, &programs, None);
     crate::util::write_atomic(&initrd, &archive)?;
-    let mut prepared = Prepared {
+    let other = arches.iter().filter(|a| **a != Arch::native()).map(|a| (*a, Default::default())).collect();
+    Ok(Prepared {
         suite,
         catalogue,
         initrd,
-        binary,
-        go_binary,
-        criu,
+        native: ArchFiles { binary, go_binary, criu },
         root: root.to_path_buf(),
-        other: BTreeMap::new(),
+        other,
         apt,
-    };
-    for &arch in arches.iter().filter(|a| **a != Arch::native()) {
-        let suite = crate::boot::suite_bin::build_for(sh, root, arch)?;
-        let go = crate::inputs::golang::workload_for(sh, root, &mut prepared.apt, arch)?;
-        eprintln!(
-            "suite   {arch}: {} (go {})",
-            crate::util::display_path(&suite),
-            crate::util::display_path(&go.path)
-        );
-        prepared.add_arch(arch, &suite, &go.path)?;
-    }
-    Ok(prepared)
+    })
 }
 
 impl Prepared {
@@ -258,11 +251,56 @@ impl Prepared {
         self.apt.clone()
     }
 
-    /// The suite and the Go workload built for another architecture (`arch`'s columns boot them).
+    /// The suite and the Go workload built for another architecture (`arch`'s columns boot them,
+    /// without CRIU), given instead of built here (the tests pass the test command's builds).
+    #[cfg(test)]
     pub fn add_arch(&mut self, arch: Arch, suite: &Path, go: &Path) -> Result<()> {
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-        self.other.insert(arch, (read(suite)?, read(go)?));
+        let files = ArchFiles { binary: read(suite)?, go_binary: read(go)?, criu: Vec::new() };
+        self.other.insert(arch, std::sync::OnceLock::from(Ok(files)));
         Ok(())
+    }
+
+    /// Whether `arch`'s files still have to be made (its first column makes them: a build).
+    pub fn arch_pending(&self, arch: Arch) -> bool {
+        self.other.get(&arch).is_some_and(|o| o.get().is_none())
+    }
+
+    /// `arch`'s suite, Go workload and CRIU: made by the first caller (the others wait for it),
+    /// an error (in one line) for every caller when they cannot be made.
+    fn arch_files(&self, arch: Arch) -> Result<&ArchFiles, String> {
+        if arch == Arch::native() {
+            return Ok(&self.native);
+        }
+        let Some(other) = self.other.get(&arch) else {
+            return Err(format!(
+                "no suite was built for {arch} in this run (prepare it with the run's architectures)"
+            ));
+        };
+        let made = other.get_or_init(|| {
+            let make = || -> Result<ArchFiles> {
+                let sh = Shell::new()?;
+                let suite = crate::boot::suite_bin::build_for(&sh, &self.root, arch)?;
+                let go = crate::inputs::golang::workload_for(&sh, &self.root, &mut self.apt(), arch)?;
+                eprintln!(
+                    "suite   {arch}: {} (go {})",
+                    crate::util::display_path(&suite),
+                    crate::util::display_path(&go.path)
+                );
+                let criu = crate::inputs::criu::files(&sh, &self.root, &mut self.apt(), arch)?;
+                let read =
+                    |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+                Ok(ArchFiles { binary: read(&suite)?, go_binary: read(&go.path)?, criu })
+            };
+            make().map_err(|e| format!("the suite for {arch} could not be prepared: {e:#}"))
+        });
+        made.as_ref().map_err(Clone::clone)
+    }
+
+    /// Makes `arch`'s files now, when they are still to be made (a column of it calls this as a
+    /// build, before it waits for a guest slot).
+    pub fn prepare_arch(&self, arch: Arch) -> Result<()> {
+        self.arch_files(arch).map(drop).map_err(|e| anyhow::anyhow!(e))
     }
 }
 

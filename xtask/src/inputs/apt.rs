@@ -62,6 +62,54 @@ pub fn mirrors(main_override: Option<&str>) -> Result<Mirrors> {
     Ok(Mirrors { main, security })
 }
 
+/// The environment variable naming the binary cache (a URL, or `off`).
+pub const BINARY_CACHE_ENV: &str = "UFFDC_BINARY_CACHE";
+
+/// The binary cache (`bincache.rs`), from where built kernels and selftests are fetched before
+/// compiling: `UFFDC_BINARY_CACHE` (`off` or empty: none), else the published
+/// report's `binaries/` folder, when the checkout's `origin` is on GitHub.
+pub fn binary_cache() -> Option<String> {
+    match std::env::var(BINARY_CACHE_ENV) {
+        Ok(v) if v.is_empty() || v == "off" => None,
+        Ok(v) => Some(v),
+        Err(_) => {
+            static DEFAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+            DEFAULT
+                .get_or_init(|| {
+                    let out = std::process::Command::new("git")
+                        .arg("-C")
+                        .arg(crate::util::project_root())
+                        .args(["config", "--get", "remote.origin.url"])
+                        .stderr(std::process::Stdio::null())
+                        .output()
+                        .ok()?;
+                    published_at(String::from_utf8_lossy(&out.stdout).trim())
+                })
+                .clone()
+        }
+    }
+}
+
+/// The published report's binary cache for a GitHub remote (`https://github.com/OWNER/REPO`,
+/// `git@github.com:OWNER/REPO.git`): `https://OWNER.github.io/REPO/binaries/`, as README's
+/// "published report" says (a repository named `OWNER.github.io` is served at the site's root).
+fn published_at(remote: &str) -> Option<String> {
+    let path = remote
+        .strip_prefix("https://github.com/")
+        .or_else(|| remote.strip_prefix("git@github.com:"))
+        .or_else(|| remote.strip_prefix("ssh://git@github.com/"))?;
+    let (owner, repo) = path.trim_end_matches('/').trim_end_matches(".git").split_once('/')?;
+    if owner.is_empty() || repo.is_empty() || repo.contains('/') {
+        return None;
+    }
+    let owner = owner.to_ascii_lowercase();
+    Some(if repo.eq_ignore_ascii_case(&format!("{owner}.github.io")) {
+        format!("https://{owner}.github.io/binaries/")
+    } else {
+        format!("https://{owner}.github.io/{repo}/binaries/")
+    })
+}
+
 fn apt_source_files() -> Vec<PathBuf> {
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
     let mut parts: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
@@ -143,6 +191,8 @@ pub struct Apt {
     dir: PathBuf,
     pub mirrors: Mirrors,
     options: Vec<String>,
+    /// Whose packages it fetches (`APT::Architecture`).
+    pub arch: Arch,
     /// The sources changed since the lists were last fetched.
     stale: bool,
 }
@@ -178,7 +228,7 @@ impl Apt {
             crate::util::write_atomic(&dir.join("status"), b"")?;
         }
         let options = apt_options(&dir, arch);
-        Ok(Apt { dir, mirrors, options, stale })
+        Ok(Apt { dir, mirrors, options, arch, stale })
     }
 
     /// `apt-get update` of the private lists, when they are stale or `force`d.
@@ -310,6 +360,26 @@ impl Apt {
     }
 }
 
+impl Apt {
+    /// Fetches every `package=version` of `wanted` into the .deb cache with one `apt-get download`
+    /// (one process and one connection for all, where one call per package spent about two seconds
+    /// each on startup: 33 calls for bookworm's CRIU). Checks nothing: the callers find each .deb
+    /// by its pinned sha256 afterwards, and fetch what is still missing one by one, whose errors
+    /// name the package.
+    pub fn download_all(&mut self, sh: &Shell, wanted: &[String]) -> Result<()> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let debs = self.dir.join("debs");
+        std::fs::create_dir_all(&debs)?;
+        let _cwd = sh.push_dir(&debs);
+        let options = &self.options;
+        eprintln!("apt     download {} packages: {}", wanted.len(), wanted.join(" "));
+        cmd!(sh, "apt-get {options...} -qq download {wanted...}").quiet().run()?;
+        Ok(())
+    }
+}
+
 /// An [`Apt`] made on first use: runs that find everything in the cache touch no network and
 /// need no mirror.
 ///
@@ -322,6 +392,9 @@ pub struct LazyApt {
     suites: Vec<String>,
     /// Whose packages it fetches (`APT::Architecture`).
     pub arch: Arch,
+    /// Where built kernels and selftests are fetched from before compiling (`bincache.rs`; `None`:
+    /// always build, as `--no-binary-cache` asks).
+    pub binary_cache: Option<String>,
     apt: Option<Apt>,
 }
 
@@ -358,6 +431,7 @@ impl LazyApt {
             mirrors: std::sync::Arc::new(Decision { asked: mirror, decided: Default::default() }),
             suites,
             arch: Arch::X86_64,
+            binary_cache: binary_cache(),
             apt: None,
         }
     }
@@ -369,6 +443,7 @@ impl LazyApt {
             mirrors: self.mirrors.clone(),
             suites: self.suites.clone(),
             arch,
+            binary_cache: self.binary_cache.clone(),
             apt: None,
         }
     }
@@ -472,6 +547,22 @@ mod tests {
         assert_eq!(decided.main, "http://mirror.example/debian");
         assert_eq!(step.mirrors.decided.lock().unwrap().as_ref(), Some(&decided));
         assert!(std::sync::Arc::ptr_eq(&run.mirrors, &step.mirrors));
+    }
+
+    #[test]
+    fn the_published_report_of_a_github_remote_holds_the_binary_cache() {
+        for remote in ["https://github.com/Me/uffd-conformance", "git@github.com:Me/uffd-conformance.git"] {
+            assert_eq!(
+                published_at(remote).as_deref(),
+                Some("https://me.github.io/uffd-conformance/binaries/")
+            );
+        }
+        assert_eq!(
+            published_at("https://github.com/me/me.github.io").as_deref(),
+            Some("https://me.github.io/binaries/")
+        );
+        assert_eq!(published_at("/work/main"), None);
+        assert_eq!(published_at("https://gitlab.com/me/repo"), None);
     }
 
     #[test]

@@ -10,12 +10,22 @@
 //! it. Why bookworm: its gcc 12 builds every source the project reads (5.10 to 7.x) and is the
 //! release the CI container runs. Maintainer scripts do not run in it; the few links they would
 //! make (`awk`, `cc`, `/bin/sh`) and the device nodes a build opens are made here.
+//!
+//! Programs for another architecture (the arm64 columns' selftests) are built with Debian's cross
+//! compiler for it, pinned in the same lock (`[[cross.arm64]]`: `gcc-aarch64-linux-gnu`,
+//! `libc6-dev-arm64-cross` and what apt adds to the native pins for them) and unpacked into the
+//! same root on first use ([`ensure_for`]): the native pins, and so the key of every x86 build,
+//! stay what they were, while a cross build's key ([`key_for`]) covers both sets and its
+//! architecture.
 
 use crate::inputs::apt::LazyApt;
 use crate::inputs::debs;
 use crate::inputs::fleet::Cache;
-use crate::inputs::pin::{self, Lock};
+use crate::inputs::pin::{self, DebPin, Lock};
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -52,6 +62,31 @@ const PACKAGES: &[&str] = &[
     "ccache",
 ];
 
+/// Debian's cross compiler for each architecture other than the toolchain's own (amd64), and the
+/// static C library it links with; apt adds its binutils, its libgcc and the uapi headers
+/// (`linux-libc-dev-arm64-cross`). Debian builds them from the same gcc and glibc sources as the
+/// native ones (bookworm: gcc 12.2.0, glibc 2.36).
+const CROSS: &[(Arch, &[&str])] = &[(Arch::Arm64, &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"])];
+
+/// The GNU triple of `arch`: the prefix of its cross tools (`aarch64-linux-gnu-gcc`).
+pub fn triple(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "x86_64-linux-gnu",
+        Arch::Arm64 => "aarch64-linux-gnu",
+    }
+}
+
+/// The whole lock file: the native toolchain (`[[packages]]`, what [`load`] gives and kernel
+/// builds are keyed on) and, per architecture, the packages its cross compiler adds to it
+/// (`[[cross.arm64]]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainLock {
+    pub packages: Vec<DebPin>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cross: BTreeMap<String, Vec<DebPin>>,
+}
+
 /// The compiler cache's settings for a build in the root: its directory inside the root (it lives
 /// and dies with the root, whose key moves with every pin, the compiler's included), paths made
 /// relative to the working directory before hashing (`CCACHE_BASEDIR`), and the working directory
@@ -72,47 +107,139 @@ pub struct BuildRoot {
     pub dir: PathBuf,
     /// Moves with every pin of the lock.
     pub key: String,
-    /// `gcc-12 12.2.0-14`, as builds record it.
+    /// `gcc-12 12.2.0-14`, as builds record it (`gcc-12-aarch64-linux-gnu 12.2.0-14cross1` for
+    /// arm64).
     pub compiler: String,
+    /// What it compiles for: the native root's `gcc`, or [`triple`]`-gcc`.
+    pub arch: Arch,
 }
 
+/// The native toolchain's pins (`[[packages]]`).
 pub fn load(root: &Path) -> Result<Lock> {
-    Lock::load(root, LOCK, REFRESH)
+    let all = load_all(root)?;
+    if all.packages.is_empty() {
+        bail!("{LOCK} pins no package: run `{REFRESH}`");
+    }
+    Ok(Lock { packages: all.packages })
 }
 
-/// Re-resolves the toolchain in its release and rewrites the lock.
+/// The whole lock, cross compilers included.
+pub fn load_all(root: &Path) -> Result<ToolchainLock> {
+    let text = std::fs::read_to_string(root.join(LOCK))
+        .with_context(|| format!("cannot read {LOCK}: run `{REFRESH}`"))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{LOCK}: {} (fix the file)", e.message().trim()))
+}
+
+/// The pins the cross compiler for `arch` adds to the native toolchain.
+fn cross_pins(lock: &ToolchainLock, arch: Arch) -> Result<&[DebPin]> {
+    match lock.cross.get(arch.name()) {
+        Some(pins) if !pins.is_empty() => Ok(pins),
+        _ => bail!(
+            "{LOCK} pins no cross compiler for {arch} (no [[cross.{arch}]] entries): run `{REFRESH}`, or run with --no-selftests"
+        ),
+    }
+}
+
+/// The key of what the root builds for `arch`: the native pins' key for x86_64 (what it was
+/// before cross compilers: x86 builds keep their keys), else one over the native key, the
+/// architecture and its cross pins, so no two architectures share a key.
+pub fn key_for(root: &Path, arch: Arch) -> Result<String> {
+    let all = load_all(root)?;
+    let native = load(root)?.key()?;
+    if arch == Arch::X86_64 {
+        return Ok(native);
+    }
+    cross_key(&native, arch, cross_pins(&all, arch)?)
+}
+
+fn cross_key(native: &str, arch: Arch, pins: &[DebPin]) -> Result<String> {
+    let pins = toml::to_string(&Lock { packages: pins.to_vec() })?;
+    Ok(crate::util::short_hash(format!("{native}\ncross {arch}\n{pins}").as_bytes()))
+}
+
+/// Re-resolves the toolchain in its release, and each cross compiler on top of it, and rewrites
+/// the lock.
 pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
     apt.get()?.update(sh, true)?;
     let resolved = apt.get()?.closure(sh, RELEASE, PACKAGES)?;
     let lock = Lock::pin(sh, apt, RELEASE, &resolved)?;
+    let mut all = ToolchainLock { packages: lock.packages.clone(), cross: BTreeMap::new() };
+    for (arch, packages) in CROSS {
+        let with: Vec<&str> = PACKAGES.iter().chain(packages.iter()).copied().collect();
+        let added = added_by(&resolved, apt.get()?.closure(sh, RELEASE, &with)?)
+            .with_context(|| format!("the cross compiler for {arch}"))?;
+        all.cross.insert(arch.name().to_string(), Lock::pin(sh, apt, RELEASE, &added)?.packages);
+    }
+    let cross: Vec<String> = CROSS.iter().map(|(arch, p)| format!("{arch}: {}", p.join(" "))).collect();
     let header = format!(
         "# The kernel build toolchain (xtask/src/inputs/buildroot.rs): {} and every dependency apt resolves\n\
-         # for them on an empty {RELEASE} system. Written by `{REFRESH}`; every entry was downloaded and\n\
-         # verified by apt against the signed archive; builds check each .deb's sha256.\n",
-        PACKAGES.join(" ")
+         # for them on an empty {RELEASE} system (the packages); then, per architecture, its cross compiler\n\
+         # ({}) and what apt adds to the packages for it (cross.<arch>).\n\
+         # Written by `{REFRESH}`; every entry was downloaded and verified by apt against the signed\n\
+         # archive; builds check each .deb's sha256.\n",
+        PACKAGES.join(" "),
+        cross.join("; ")
     );
-    let old = load(root).ok();
+    let old = load_all(root).ok();
     match &old {
-        Some(o) if o == &lock => println!("{:<20} unchanged: {} packages", "toolchain", lock.packages.len()),
+        Some(o) if o == &all => println!("{:<20} unchanged: {} packages", "toolchain", lock.packages.len()),
         _ => println!(
-            "{:<20} pinned {} packages of {RELEASE} ({})",
+            "{:<20} pinned {} packages of {RELEASE} ({}), cross: {}",
             "toolchain",
             lock.packages.len(),
-            compiler(&lock)
+            compiler(&lock.packages),
+            all.cross
+                .iter()
+                .map(|(arch, pins)| format!("{arch} +{} ({})", pins.len(), cross_compiler(pins, arch)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
-    lock.save(root, LOCK, &header)?;
+    let text = format!("{header}\n{}", toml::to_string(&all)?);
+    crate::util::write_atomic(&root.join(LOCK), text.as_bytes())?;
     println!("wrote {LOCK}");
     Ok(())
 }
 
-fn compiler(lock: &Lock) -> String {
-    lock.packages
+/// What a closure with a cross compiler adds to the native one. A native package resolved at
+/// another version would be unpacked over the native one (and move x86 builds' inputs): refused.
+fn added_by(native: &[(String, String)], with: Vec<(String, String)>) -> Result<Vec<(String, String)>> {
+    let mut added = Vec::new();
+    for (package, version) in with {
+        match native.iter().find(|(n, _)| *n == package) {
+            Some((_, v)) if *v == version => {}
+            Some((_, v)) => bail!(
+                "apt resolves {package} {version} with it but {v} without: the native toolchain would change under it"
+            ),
+            None => added.push((package, version)),
+        }
+    }
+    Ok(added)
+}
+
+fn compiler(packages: &[DebPin]) -> String {
+    packages
         .iter()
         .filter(|p| p.package.starts_with("gcc-") && p.package[4..].chars().all(|c| c.is_ascii_digit()))
         .map(|p| format!("{} {}", p.package, p.version))
         .next()
         .unwrap_or_else(|| "no gcc".to_string())
+}
+
+/// `gcc-12-aarch64-linux-gnu 12.2.0-14cross1`: the versioned cross gcc among `packages`.
+fn cross_compiler(packages: &[DebPin], arch: &str) -> String {
+    let suffix = Arch::from_machine(arch).map(|a| format!("-{}", triple(a))).unwrap_or_default();
+    packages
+        .iter()
+        .filter(|p| {
+            p.package
+                .strip_prefix("gcc-")
+                .and_then(|rest| rest.strip_suffix(&suffix))
+                .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()))
+        })
+        .map(|p| format!("{} {}", p.package, p.version))
+        .next()
+        .unwrap_or_else(|| format!("no {arch} gcc"))
 }
 
 /// The toolchain's root, unpacked from its verified .debs if it is not already; `apt` is the
@@ -123,7 +250,12 @@ pub fn ensure(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<BuildRoot> {
     let builds = Cache::new(root).dir.join("builds");
     let dir = builds.join(format!("root-{key}"));
     let pins = toml::to_string(&lock)?;
-    let made = BuildRoot { dir: dir.clone(), key: key.clone(), compiler: compiler(&lock) };
+    let made = BuildRoot {
+        dir: dir.clone(),
+        key: key.clone(),
+        compiler: compiler(&lock.packages),
+        arch: Arch::X86_64,
+    };
     apt.add_suite(RELEASE);
     let packages: Vec<&pin::DebPin> = lock.packages.iter().collect();
     let what = format!("build   toolchain of {RELEASE}");
@@ -158,6 +290,69 @@ pub fn ensure(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<BuildRoot> {
         },
     )?;
     Ok(made)
+}
+
+/// The toolchain's root able to build programs for `arch`: for another architecture than its own,
+/// with that architecture's pinned cross compiler unpacked into it (once; a root whose cross pins
+/// changed is made again, so no file of an older set stays behind).
+pub fn ensure_for(sh: &Shell, root: &Path, apt: &mut LazyApt, arch: Arch) -> Result<BuildRoot> {
+    let native = ensure(sh, root, apt)?;
+    if arch == Arch::X86_64 {
+        return Ok(native);
+    }
+    let all = load_all(root)?;
+    let pins = cross_pins(&all, arch)?;
+    let marker_text = toml::to_string(&Lock { packages: pins.to_vec() })?;
+    let marker = native.dir.join(format!(".uffdc-cross-{arch}.toml"));
+    let made = || std::fs::read_to_string(&marker).is_ok_and(|m| m == marker_text);
+    let made_root = BuildRoot {
+        dir: native.dir.clone(),
+        key: cross_key(&native.key, arch, pins)?,
+        compiler: cross_compiler(pins, arch.name()),
+        arch,
+    };
+    if made() {
+        return Ok(made_root);
+    }
+    let builds = Cache::new(root).dir.join("builds");
+    let stale = {
+        let _lock = crate::util::lock(&builds.join("root.lock"))?;
+        if made() {
+            return Ok(made_root);
+        }
+        if marker.exists() {
+            // Another set of cross pins was unpacked here: the root is made again from scratch.
+            std::fs::remove_dir_all(&native.dir)
+                .with_context(|| format!("removing {} to remake it", native.dir.display()))?;
+            true
+        } else {
+            eprintln!(
+                "build   cross compiler for {arch}: unpacking {} pinned packages into {}",
+                pins.len(),
+                crate::util::display_path(&native.dir)
+            );
+            for pin in pins {
+                let deb = pin::verified(sh, pin, apt, LOCK, REFRESH)?;
+                debs::unpack(&deb, &native.dir).with_context(|| format!("unpacking {}", deb.display()))?;
+            }
+            let gcc = format!("usr/bin/{}-gcc", triple(arch));
+            let libc = format!("usr/{}/lib/libc.a", triple(arch));
+            for needed in [&gcc, &libc] {
+                if !native.dir.join(needed).exists() {
+                    bail!(
+                        "the cross compiler for {arch} in {} has no /{needed}: pin packages that provide it (`{REFRESH}`)",
+                        native.dir.display()
+                    );
+                }
+            }
+            crate::util::write_atomic(&marker, marker_text.as_bytes())?;
+            false
+        }
+    };
+    if stale {
+        return ensure_for(sh, root, apt, arch);
+    }
+    Ok(made_root)
 }
 
 /// What maintainer scripts would have made: the alternatives' links a build calls by their
@@ -260,6 +455,15 @@ impl BuildRoot {
         Ok(CcacheStats::parse(&String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// The C compiler for the root's architecture: `gcc`, or the cross compiler's
+    /// `aarch64-linux-gnu-gcc`.
+    pub fn gcc(&self) -> String {
+        match self.arch {
+            Arch::X86_64 => "gcc".to_string(),
+            arch => format!("{}-gcc", triple(arch)),
+        }
+    }
+
     /// Where a path inside the root is on this machine.
     pub fn path(&self, inside: &str) -> PathBuf {
         self.dir.join(inside.trim_start_matches('/'))
@@ -325,5 +529,77 @@ mod tests {
         assert_eq!(now, CcacheStats { hits: 150, misses: 50 });
         assert_eq!(now.since(CcacheStats { hits: 100, misses: 10 }), CcacheStats { hits: 50, misses: 40 });
         assert_eq!(CcacheStats::parse("no counters here"), CcacheStats::default());
+    }
+
+    fn pin(package: &str, version: &str) -> DebPin {
+        DebPin {
+            suite: RELEASE.to_string(),
+            package: package.to_string(),
+            version: version.to_string(),
+            arch: model::arch::Arch::X86_64,
+            sha256: "0".repeat(64),
+            size: 1,
+        }
+    }
+
+    /// The committed lock reads and writes back byte for byte after its header (a refresh that
+    /// pins the same packages rewrites nothing), its native part is a plain lock whose key is
+    /// what x86 builds were keyed on, and it pins a cross compiler for arm64.
+    #[test]
+    fn the_lock_round_trips_and_pins_an_arm64_cross_compiler() {
+        let root = crate::util::project_root();
+        let text = std::fs::read_to_string(root.join(LOCK)).unwrap();
+        let all = load_all(&root).unwrap();
+        assert_eq!(toml::to_string(&all).unwrap(), &text[text.find("[[packages]]").unwrap()..]);
+        let native = load(&root).unwrap();
+        assert_eq!(native.packages, all.packages);
+        assert_eq!(key_for(&root, Arch::X86_64).unwrap(), native.key().unwrap());
+        let arm64 = cross_pins(&all, Arch::Arm64).unwrap();
+        assert!(cross_compiler(arm64, "arm64").starts_with("gcc-12-aarch64-linux-gnu "), "{arm64:?}");
+        for needed in ["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "binutils-aarch64-linux-gnu"] {
+            assert!(arm64.iter().any(|p| p.package == needed), "no {needed} in [[cross.arm64]]");
+        }
+        // Nothing of the native root is pinned twice (it would be unpacked over it).
+        assert!(arm64.iter().all(|c| all.packages.iter().all(|n| n.package != c.package)));
+    }
+
+    #[test]
+    fn architectures_never_share_a_key_and_a_cross_key_moves_with_its_pins() {
+        let pins = [
+            pin("gcc-12-aarch64-linux-gnu", "12.2.0-14cross1"),
+            pin("libc6-dev-arm64-cross", "2.36-8cross1"),
+        ];
+        let arm64 = cross_key("native", Arch::Arm64, &pins).unwrap();
+        assert_ne!(arm64, "native");
+        assert_ne!(arm64, cross_key("other", Arch::Arm64, &pins).unwrap());
+        assert_ne!(arm64, cross_key("native", Arch::X86_64, &pins).unwrap());
+        let mut moved = pins.clone();
+        moved[1].version = "2.36-9cross1".to_string();
+        assert_ne!(arm64, cross_key("native", Arch::Arm64, &moved).unwrap());
+        assert_eq!(cross_compiler(&pins, "arm64"), "gcc-12-aarch64-linux-gnu 12.2.0-14cross1");
+        assert_eq!(cross_compiler(&pins[1..], "arm64"), "no arm64 gcc");
+        // A lock without the architecture's cross compiler says so, with the fix.
+        let e = cross_pins(&ToolchainLock::default(), Arch::Arm64).unwrap_err().to_string();
+        assert!(e.contains("no cross compiler for arm64") && e.contains("--no-selftests"), "{e}");
+        let arm = BuildRoot { dir: PathBuf::new(), key: arm64, compiler: String::new(), arch: Arch::Arm64 };
+        assert_eq!(arm.gcc(), "aarch64-linux-gnu-gcc");
+        assert_eq!(BuildRoot { arch: Arch::X86_64, ..arm }.gcc(), "gcc");
+    }
+
+    #[test]
+    fn a_cross_compiler_adds_packages_but_never_moves_a_native_one() {
+        let native = vec![
+            ("libc6".to_string(), "2.36-9".to_string()),
+            ("gcc-12".to_string(), "12.2.0-14".to_string()),
+        ];
+        let with = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+            native.iter().cloned().chain(extra.iter().map(|(p, v)| (p.to_string(), v.to_string()))).collect()
+        };
+        let added = added_by(&native, with(&[("gcc-12-aarch64-linux-gnu", "12.2.0-14cross1")])).unwrap();
+        assert_eq!(added, [("gcc-12-aarch64-linux-gnu".to_string(), "12.2.0-14cross1".to_string())]);
+        let mut moved = with(&[]);
+        moved[0].1 = "2.36-10".to_string();
+        let e = added_by(&native, moved).unwrap_err().to_string();
+        assert!(e.contains("libc6 2.36-10") && e.contains("2.36-9"), "{e}");
     }
 }

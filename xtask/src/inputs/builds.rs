@@ -15,6 +15,7 @@
 //! source nor the toolchain. A cached bzImage is re-hashed before each use.
 
 use crate::inputs::apt::LazyApt;
+use crate::inputs::bincache;
 use crate::inputs::buildroot::{self, BuildRoot};
 use crate::inputs::debs;
 use crate::inputs::fleet::{Cache, Fleet, Image, KernelId, SourcePin, LOCK};
@@ -138,9 +139,16 @@ pub fn image(
     let base = std::fs::read_to_string(root.join(BASE)).with_context(|| format!("cannot read {BASE}"))?;
     let fragment = fragment(&base, id, track);
     let dir = builds_dir(root);
-    let index = dir.join("inputs").join(format!("{}.toml", inputs_key(root, fleet, id)?));
+    let key = inputs_key(root, fleet, id)?;
+    let index = dir.join("inputs").join(format!("{key}.toml"));
     if let Some(image) = from_cache(root, fleet, id) {
         return Ok(image);
+    }
+    // Someone else's build of the same inputs (the binary cache), verified, before compiling.
+    if fetch_published(root, fleet, id, apt.binary_cache.as_deref(), &dir, progress)? {
+        if let Some(image) = from_cache(root, fleet, id) {
+            return Ok(image);
+        }
     }
     std::fs::create_dir_all(&dir)?;
     // One build at a time on a machine: two would only share its cores.
@@ -197,8 +205,7 @@ pub fn image(
         .with_context(|| format!("make allnoconfig left no {}", resolved_path.display()))?;
     check_resolved(id, track, &fragment, &resolved, &broot.path(&tree), pin)?;
     let set = set_options(&resolved);
-    let kernel =
-        short_hash(format!("{RECIPE}\n{}\n{}\n{}", pin.sha256, broot.key, set.join("\n")).as_bytes());
+    let kernel = kernel_key(&pin.sha256, &broot.key, &set);
     if let Some(image) = cached(root, id, &kernel) {
         crate::util::write_atomic(&index, toml::to_string(&Inputs { kernel })?.as_bytes())?;
         return Ok(image);
@@ -254,11 +261,65 @@ pub fn image(
     cached(root, id, &kernel).context("the build just cached does not verify")
 }
 
+/// The key a built kernel is cached under: over its source's sha256, the toolchain's key and the
+/// options its resolved `.config` sets.
+fn kernel_key(source_sha256: &str, toolchain: &str, set: &[String]) -> String {
+    short_hash(format!("{RECIPE}\n{source_sha256}\n{toolchain}\n{}", set.join("\n")).as_bytes())
+}
+
 /// The build's kernel from the cache, when these inputs were built before and it is intact.
 pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Image> {
     let index = builds_dir(root).join("inputs").join(format!("{}.toml", inputs_key(root, fleet, id).ok()?));
     let inputs: Inputs = toml::from_str(&std::fs::read_to_string(index).ok()?).ok()?;
     cached(root, id, &inputs.kernel)
+}
+
+/// Build `id`'s kernel from the binary cache at `url` into the cache folder `builds` (the per-user
+/// cache's `builds/`, or bench's scratch one), verified; whether it came (a miss is told to
+/// `progress`, in one line saying why).
+pub fn fetch_published(
+    root: &Path,
+    fleet: &Fleet,
+    id: &str,
+    url: Option<&str>,
+    builds: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<bool> {
+    let key = inputs_key(root, fleet, id)?;
+    let valid = |staged: &Path| fetched_is_valid(root, fleet, id, &key, staged);
+    Ok(bincache::fetch(url, builds, bincache::Kind::Kernel, &key, &valid, progress))
+}
+
+/// A kernel from the binary cache, unpacked into `staged` (laid out as the cache's `builds/`), is
+/// what its input key says: its record is intact (the bzImage has the sha256 it records) and its
+/// `.config` with this checkout's source and toolchain pins gives the kernel key it is filed under.
+fn fetched_is_valid(root: &Path, fleet: &Fleet, id: &str, key: &str, staged: &Path) -> bool {
+    let valid = || -> Option<bool> {
+        let inputs: Inputs =
+            toml::from_str(&std::fs::read_to_string(staged.join("inputs").join(format!("{key}.toml"))).ok()?)
+                .ok()?;
+        let kdir = staged.join("kernels").join(&inputs.kernel);
+        cached_in(&kdir, id)?;
+        let pin = fleet.lock.sources.get(&fleet.builds.get(id)?.source)?;
+        let config = std::fs::read_to_string(kdir.join("config")).ok()?;
+        let toolchain = buildroot::load(root).ok()?.key().ok()?;
+        Some(kernel_key(&pin.sha256, &toolchain, &set_options(&config)) == inputs.kernel)
+    };
+    valid() == Some(true)
+}
+
+/// What the cache holds of build `id`, to publish in the binary cache: its input record and its
+/// kernel's folder, when they are there and intact.
+pub fn published(root: &Path, fleet: &Fleet, id: &str) -> Option<bincache::Entry> {
+    let key = inputs_key(root, fleet, id).ok()?;
+    let dir = builds_dir(root);
+    let inputs: Inputs =
+        toml::from_str(&std::fs::read_to_string(dir.join("inputs").join(format!("{key}.toml"))).ok()?)
+            .ok()?;
+    cached(root, id, &inputs.kernel)?;
+    let mut files = vec![format!("inputs/{key}.toml")];
+    files.extend(bincache::files_in(&dir, &format!("kernels/{}", inputs.kernel))?);
+    Some(bincache::Entry { kind: bincache::Kind::Kernel, key, id: id.to_string(), files })
 }
 
 /// How a cached build was made: how long configuring and compiling took, and how many of its
@@ -299,7 +360,11 @@ pub fn cold_build(root: &Path, fleet: &Fleet, id: &str) -> Option<BuildTime> {
 
 /// A cached build, when its record is there and its bzImage still has the recorded sha256.
 fn cached(root: &Path, id: &str, kernel: &str) -> Option<Image> {
-    let kdir = builds_dir(root).join("kernels").join(kernel);
+    cached_in(&builds_dir(root).join("kernels").join(kernel), id)
+}
+
+/// The build in folder `kdir`, when its record is there and its bzImage has the recorded sha256.
+fn cached_in(kdir: &Path, id: &str) -> Option<Image> {
     let entry: Entry = toml::from_str(&std::fs::read_to_string(kdir.join("build.toml")).ok()?).ok()?;
     let vmlinuz = kdir.join("bzImage");
     if sha256_file(&vmlinuz).ok()? != entry.bzimage_sha256 {
@@ -489,6 +554,155 @@ pub fn refresh(
 mod tests {
     use super::*;
 
+    const CHILD: &str = "UFFDC_TEST_BINCACHE_CHILD";
+    const TEST: &str = "a_published_kernel_is_used_without_compiling_and_a_bad_one_falls_back_to_building";
+
+    /// The binary cache in front of `image`, against a server on 127.0.0.1, each case in a child
+    /// process (this test run again with its own per-user cache, `UFFDC_CACHE_DIR`, and binary cache,
+    /// `UFFDC_BINARY_CACHE`; a fallback build fails at once, its mirror a folder that does not exist): a
+    /// published kernel is used without compiling (no toolchain, no build log, no core asked for);
+    /// a corrupt download, one whose `.config` does not give the key it is filed under, and a server
+    /// that does not answer each fall back to building with a line saying why; with the binary
+    /// cache turned off (`--no-binary-cache`) nothing is asked of the server.
+    #[test]
+    fn a_published_kernel_is_used_without_compiling_and_a_bad_one_falls_back_to_building() {
+        if let Ok(mode) = std::env::var(CHILD) {
+            return child(&mode);
+        }
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let id = "build-6.12";
+        let dir = root.join("target/uffdc/tests/bincache-build");
+        let _ = std::fs::remove_dir_all(&dir);
+        // A kernel entry as a build leaves it (a stand-in bzImage), published.
+        let publish = |name: &str, filed_under: Option<&str>| -> PathBuf {
+            let from = dir.join(format!("{name}-builds"));
+            let config = "CONFIG_USERFAULTFD=y\nCONFIG_UFFDC_BINCACHE_TEST=y\n";
+            let pin = &fleet.lock.sources[&fleet.builds[id].source];
+            let toolchain = buildroot::load(&root).unwrap().key().unwrap();
+            let kernel = filed_under
+                .map(String::from)
+                .unwrap_or_else(|| kernel_key(&pin.sha256, &toolchain, &set_options(config)));
+            let bzimage = b"a stand-in bzImage".to_vec();
+            let entry = Entry {
+                release: "6.12.0-uffdc-test".into(),
+                bzimage_sha256: hex_sha(&bzimage),
+                build: model::data::Build {
+                    source: "test".into(),
+                    base: "test".into(),
+                    differs: Vec::new(),
+                    toolchain: "test".into(),
+                    config_sha256: hex_sha(config.as_bytes()),
+                    config: set_options(config),
+                },
+                built_ms: None,
+                jobs: None,
+                ccache_hits: None,
+                ccache_misses: None,
+                compiled: None,
+                incremental: None,
+            };
+            let key = inputs_key(&root, &fleet, id).unwrap();
+            let kdir = from.join("kernels").join(&kernel);
+            std::fs::create_dir_all(&kdir).unwrap();
+            std::fs::write(kdir.join("bzImage"), &bzimage).unwrap();
+            std::fs::write(kdir.join("config"), config).unwrap();
+            std::fs::write(kdir.join("build.toml"), toml::to_string(&entry).unwrap()).unwrap();
+            crate::util::write_atomic(
+                &from.join("inputs").join(format!("{key}.toml")),
+                toml::to_string(&Inputs { kernel: kernel.clone() }).unwrap().as_bytes(),
+            )
+            .unwrap();
+            let mut files = vec![format!("inputs/{key}.toml")];
+            files.extend(bincache::files_in(&from, &format!("kernels/{kernel}")).unwrap());
+            let out = dir.join(name);
+            let e = bincache::Entry { kind: bincache::Kind::Kernel, key, id: id.into(), files };
+            bincache::publish(&from, &[e], &out).unwrap();
+            out
+        };
+        let run = |case: &str, url: &str, mode: &str| -> (String, PathBuf) {
+            let cache = dir.join(format!("cache-{case}"));
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", &format!("inputs::builds::tests::{TEST}")])
+                .args(["--nocapture", "--test-threads=1"])
+                .env(CHILD, mode)
+                .env("UFFDC_CACHE_DIR", &cache)
+                .env(crate::inputs::apt::BINARY_CACHE_ENV, url)
+                .output()
+                .unwrap();
+            let text =
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && text.contains("result: "), "{case}: {text}");
+            (text, cache.join("builds"))
+        };
+        let good = publish("good", None);
+        let (url, requests) = bincache::serve(good.clone());
+        let (text, builds) = run("hit", &url, "build");
+        assert!(text.contains("result: ok") && text.contains("binary cache: kernels/"), "{text}");
+        assert!(!text.contains("progress: toolchain"), "a hit built: {text}");
+        assert!(!builds.join("logs").exists() && !builds.join("build.lock").exists(), "{text}");
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2, "the index and the kernel");
+        let falls_back = |text: &str, why: &str| {
+            assert!(text.contains("binary cache: kernels/") && text.contains(why), "{text}");
+            assert!(text.contains(": building locally\n"), "{text}");
+            assert!(text.contains("progress: toolchain") && text.contains("result: error"), "{text}");
+        };
+        // The same index, a byte of the kernel's file changed.
+        let corrupt = dir.join("corrupt");
+        std::fs::create_dir_all(&corrupt).unwrap();
+        for e in std::fs::read_dir(&good).unwrap().flatten() {
+            let mut data = std::fs::read(e.path()).unwrap();
+            if e.file_name().to_string_lossy().ends_with(".tar") {
+                data[600] ^= 1;
+            }
+            std::fs::write(corrupt.join(e.file_name()), data).unwrap();
+        }
+        let (url, _) = bincache::serve(corrupt);
+        let (text, builds) = run("corrupt", &url, "build");
+        falls_back(&text, "Hash Sum mismatch");
+        assert!(!builds.join("kernels").exists(), "{text}");
+        // Filed under a kernel key its .config does not give.
+        let (url, _) = bincache::serve(publish("wrong-key", Some("0123456789abcdef")));
+        let (text, builds) = run("wrong-key", &url, "build");
+        falls_back(&text, "does not verify");
+        assert!(!builds.join("kernels").exists(), "{text}");
+        // A server that does not answer.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (text, _) = run("no-server", &format!("http://{closed}/"), "build");
+        falls_back(&text, "its index");
+        // Turned off: the server is not asked.
+        let (url, requests) = bincache::serve(good);
+        let (text, _) = run("off", &url, "no-binary-cache");
+        assert!(text.contains("progress: toolchain") && !text.contains("binary cache"), "{text}");
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// One case of the test above, in its own process: `image` of build-6.12 with a mirror that
+    /// does not answer, so that a build fails as soon as it needs its toolchain.
+    fn child(mode: &str) {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let mut apt = fleet.apt(&Cache::new(&root), Some("file:///nonexistent/uffdc-test-mirror".into()));
+        if mode == "no-binary-cache" {
+            apt.binary_cache = None;
+        }
+        let result = image(
+            &sh,
+            &root,
+            &fleet,
+            "build-6.12",
+            &mut apt,
+            &mut || panic!("a compile started"),
+            &mut |l| eprintln!("progress: {l}"),
+        );
+        match result {
+            Ok(image) => eprintln!("result: ok {}", image.vmlinuz.display()),
+            Err(e) => eprintln!("result: error {e:#}"),
+        }
+    }
+
     #[test]
     fn every_build_names_a_pinned_source_and_the_base_configuration_is_there() {
         let root = crate::util::project_root();
@@ -553,6 +767,7 @@ mod tests {
             suite: "trixie".into(),
             package: "linux-source-6.12".into(),
             version: "6.12.118-1".into(),
+            arch: Default::default(),
             sha256: "0".repeat(64),
             size: 20,
         };

@@ -1,5 +1,6 @@
 //! CRIU in the guest: Debian's `criu` of each release in [`RELEASES`] and the shared libraries it
-//! loads, for the `clients.criu_*` behaviours (`suite/src/probes/clients_criu/`).
+//! loads, for each architecture of [`ARCHES`], for the `clients.criu_*` behaviours
+//! (`suite/src/probes/clients_criu/`).
 //!
 //! Pinned in `images/criu.lock` like the Go toolchain (`pin.rs`: package, version, sha256, size),
 //! taken from Debian's archive with the fleet's private apt, verified before use and unpacked by
@@ -11,13 +12,15 @@
 //! `DT_NEEDED` entries name (followed to their own), and the dynamic loader its `PT_INTERP` names,
 //! as `/criu/<release>/{criu, ld.so, lib/<soname>}` beside a `package` file naming the pin. The
 //! probe runs `ld.so --library-path lib criu ...`, so two releases' C libraries live side by side.
-//! A host run finds the same tree beside the suite binary.
+//! A host run finds the same tree beside the suite binary. An initramfs carries the tree of its
+//! guest's architecture (the pins of another architecture than x86_64 say `arch` in the lock).
 
 use crate::inputs::apt::{self, LazyApt};
 use crate::inputs::debs;
 use crate::inputs::fleet::{Cache, Fleet};
 use crate::inputs::pin::{self, DebPin, Lock};
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use xshell::Shell;
@@ -26,57 +29,82 @@ pub const LOCK: &str = "images/criu.lock";
 const REFRESH: &str = "cargo xtask images refresh criu";
 /// The Debian releases whose CRIU every guest carries: bookworm's 3.17 and trixie's 4.x.
 pub const RELEASES: &[&str] = &["bookworm", "trixie"];
+/// The architectures whose CRIU is pinned: every architecture a column runs on.
+pub const ARCHES: &[Arch] = &model::arch::ALL;
 /// The directory of the CRIU trees, in the initramfs (`/criu`) and beside a host's suite.
 pub const DIR: &str = "criu";
 
-/// The pins, every release's `criu` among them.
+/// The pins, every release's `criu` of every architecture among them.
 pub fn load(root: &Path) -> Result<Lock> {
     let lock = Lock::load(root, LOCK, REFRESH)?;
-    for release in RELEASES {
-        if !lock.packages.iter().any(|p| p.package == "criu" && p.suite == *release) {
-            bail!("{LOCK} pins no criu from {release}: run `{REFRESH}`");
+    for arch in ARCHES {
+        for release in RELEASES {
+            if !lock.packages.iter().any(|p| p.package == "criu" && p.suite == *release && p.arch == *arch) {
+                bail!("{LOCK} pins no criu from {release} for {arch}: run `{REFRESH}`");
+            }
         }
     }
     Ok(lock)
 }
 
-/// Re-pins, per release, the newest `criu` and the closure of its library dependencies.
+/// The pins of one release for one architecture.
+fn pins_of<'a>(lock: &'a Lock, release: &str, arch: Arch) -> Vec<&'a DebPin> {
+    lock.packages.iter().filter(|p| p.suite == release && p.arch == arch).collect()
+}
+
+/// Re-pins, per architecture and release, the newest `criu` and the closure of its library
+/// dependencies.
 pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
     for release in RELEASES {
         apt.add_suite(release);
     }
-    apt.get()?.update(sh, true)?;
     let mut lock = Lock::default();
-    for release in RELEASES {
-        let apt = apt.get()?;
-        let mut best: Option<String> = None;
-        for (version, suite) in apt.versions(sh, "criu")? {
-            if suite == *release && best.as_ref().is_none_or(|v| apt::newer(sh, &version, v)) {
-                best = Some(version);
-            }
+    for &arch in ARCHES {
+        let mut apt = apt.for_arch(arch);
+        apt.get()?.update(sh, true)?;
+        for release in RELEASES {
+            lock.packages.extend(refresh_one(sh, apt.get()?, release, arch)?);
         }
-        let Some(version) = best else { bail!("no criu in {release}'s lists: is the mirror complete?") };
-        let fields = apt.show(sh, "criu", &version).context("criu vanished from the lists")?;
-        let libraries = library_dependencies(fields.get("Depends").map_or("", String::as_str));
-        let names: Vec<&str> = libraries.iter().map(String::as_str).collect();
-        let mut pins = vec![DebPin::download(sh, apt, release, "criu", &version)?.1];
-        for (package, v) in apt.closure(sh, release, &names)? {
-            pins.push(DebPin::download(sh, apt, release, &package, &v)?.1);
-        }
-        pins.sort_by(|a, b| a.package.cmp(&b.package));
-        println!("{:<20} {release}: criu {version} and {} libraries' packages", "criu", pins.len() - 1);
-        lock.packages.extend(pins);
     }
     let header = format!(
-        "# CRIU in the guests (xtask/src/inputs/criu.rs): the newest criu of each of {} and what apt\n\
-         # resolves for its library dependencies on an empty system (not its Python ones). Written by\n\
-         # `{REFRESH}`; every entry was downloaded and verified by apt against the signed archive;\n\
-         # each .deb's sha256 is checked before it is unpacked.\n",
-        RELEASES.join(", ")
+        "# CRIU in the guests (xtask/src/inputs/criu.rs): the newest criu of each of {}, for {}, and\n\
+         # what apt resolves for its library dependencies on an empty system (not its Python ones).\n\
+         # Written by `{REFRESH}`; every entry was downloaded and verified by apt against the signed\n\
+         # archive; each .deb's sha256 is checked before it is unpacked.\n",
+        RELEASES.join(", "),
+        ARCHES.iter().map(|a| a.debian()).collect::<Vec<_>>().join(", ")
     );
     lock.save(root, LOCK, &header)?;
     println!("wrote {LOCK}");
     Ok(())
+}
+
+/// The pins of one release's `criu` for `apt`'s architecture, and of its libraries' packages.
+fn refresh_one(
+    sh: &Shell,
+    apt: &mut crate::inputs::apt::Apt,
+    release: &str,
+    arch: Arch,
+) -> Result<Vec<DebPin>> {
+    let mut best: Option<String> = None;
+    for (version, suite) in apt.versions(sh, "criu")? {
+        if suite == *release && best.as_ref().is_none_or(|v| apt::newer(sh, &version, v)) {
+            best = Some(version);
+        }
+    }
+    let Some(version) = best else {
+        bail!("no criu in {release}'s lists for {arch}: is the mirror complete?")
+    };
+    let fields = apt.show(sh, "criu", &version).context("criu vanished from the lists")?;
+    let libraries = library_dependencies(fields.get("Depends").map_or("", String::as_str));
+    let names: Vec<&str> = libraries.iter().map(String::as_str).collect();
+    let mut pins = vec![DebPin::download(sh, apt, release, "criu", &version)?.1];
+    for (package, v) in apt.closure(sh, release, &names)? {
+        pins.push(DebPin::download(sh, apt, release, &package, &v)?.1);
+    }
+    pins.sort_by(|a, b| a.package.cmp(&b.package));
+    println!("{:<20} {release} {arch}: criu {version} and {} libraries' packages", "criu", pins.len() - 1);
+    Ok(pins)
 }
 
 /// The package names of a `Depends` field that CRIU's binary needs: the first of each set of
@@ -92,17 +120,25 @@ fn library_dependencies(depends: &str) -> Vec<String> {
         .collect()
 }
 
-/// The files of every release's CRIU, as they go into the initramfs (paths under [`DIR`]),
-/// unpacked from the verified pins (fetched with the run's `apt`) when the cache does not have them.
-pub fn files(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<Vec<(String, Vec<u8>)>> {
+/// The files of every release's CRIU for `arch`, as they go into the initramfs (paths under
+/// [`DIR`]), unpacked from the verified pins (fetched with the run's `apt`, for `arch`) when the
+/// cache does not have them.
+pub fn files(sh: &Shell, root: &Path, apt: &mut LazyApt, arch: Arch) -> Result<Vec<(String, Vec<u8>)>> {
     let lock = load(root)?;
+    let mut own;
+    let apt = if apt.arch == arch {
+        apt
+    } else {
+        own = apt.for_arch(arch);
+        &mut own
+    };
     let mut out = Vec::new();
     for release in RELEASES {
-        let pins: Vec<&DebPin> = lock.packages.iter().filter(|p| p.suite == *release).collect();
+        let pins = pins_of(&lock, release, arch);
         let tree = unpacked(sh, root, release, &pins, apt)?;
         let criu = pins.iter().find(|p| p.package == "criu").expect("checked on load");
         let prefix = format!("{DIR}/{release}");
-        for (name, data) in loaded(&tree)? {
+        for (name, data) in loaded(&tree, arch)? {
             out.push((format!("{prefix}/{name}"), data));
         }
         out.push((format!("{prefix}/package"), format!("criu {} ({release})\n", criu.version).into_bytes()));
@@ -130,7 +166,7 @@ fn unpacked(sh: &Shell, root: &Path, release: &str, pins: &[&DebPin], apt: &mut 
     let base = Cache::new(root).dir.join("criu");
     let dir = base.join(format!("{release}-{}", crate::util::short_hash(text.as_bytes())));
     apt.add_suite(release);
-    let what = format!("criu    {release}");
+    let what = format!("criu    {release} {}", apt.arch);
     debs::unpacked_root(
         sh,
         &dir,
@@ -145,9 +181,9 @@ fn unpacked(sh: &Shell, root: &Path, release: &str, pins: &[&DebPin], apt: &mut 
     Ok(dir)
 }
 
-/// What `usr/sbin/criu` in `tree` loads: itself as `criu`, its dynamic loader as `ld.so`, and
-/// every object its `DT_NEEDED` entries reach as `lib/<soname>`.
-fn loaded(tree: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+/// What `usr/sbin/criu` in `tree` (unpacked for `arch`) loads: itself as `criu`, its dynamic
+/// loader as `ld.so`, and every object its `DT_NEEDED` entries reach as `lib/<soname>`.
+fn loaded(tree: &Path, arch: Arch) -> Result<Vec<(String, Vec<u8>)>> {
     let criu = std::fs::read(tree.join("usr/sbin/criu")).with_context(|| {
         format!("{} has no usr/sbin/criu: pin the criu package that does", tree.display())
     })?;
@@ -163,7 +199,8 @@ fn loaded(tree: &Path) -> Result<Vec<(String, Vec<u8>)>> {
         if !seen.insert(soname.clone()) || loader.as_deref() == Some(soname.as_str()) {
             continue;
         }
-        let path = ["usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib"]
+        let multiarch = format!("usr/lib/{}-linux-gnu", arch.machine());
+        let path = [multiarch.as_str(), "usr/lib64", "usr/lib"]
             .iter()
             .map(|d| Path::new("/").join(d).join(&soname))
             .find(|p| resolve_in(tree, p).is_some_and(|r| r.is_file()))
@@ -361,16 +398,19 @@ fn modinfo(module: &[u8], key: &str) -> Vec<String> {
 pub fn list(root: &Path) {
     match load(root) {
         Ok(lock) => {
-            for release in RELEASES {
-                let pins: Vec<&DebPin> = lock.packages.iter().filter(|p| p.suite == *release).collect();
-                let criu = pins.iter().find(|p| p.package == "criu").expect("checked on load");
-                println!(
-                    "{:<20} {release:<22} {:<46} {:<22} (+{} library packages)",
-                    "criu",
-                    "criu",
-                    criu.version,
-                    pins.len() - 1
-                );
+            for &arch in ARCHES {
+                for release in RELEASES {
+                    let pins = pins_of(&lock, release, arch);
+                    let criu = pins.iter().find(|p| p.package == "criu").expect("checked on load");
+                    println!(
+                        "{:<20} {:<22} {:<46} {:<22} (+{} library packages)",
+                        "criu",
+                        format!("{release} {}", arch.debian()),
+                        "criu",
+                        criu.version,
+                        pins.len() - 1
+                    );
+                }
             }
         }
         Err(e) => println!("{:<20} {e:#}", "criu"),
@@ -382,10 +422,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn criu_is_pinned_for_every_release() {
+    fn criu_is_pinned_for_every_release_and_architecture() {
         let lock = load(&crate::util::project_root()).unwrap();
         for p in &lock.packages {
-            assert!(RELEASES.contains(&p.suite.as_str()), "{p:?}");
+            assert!(RELEASES.contains(&p.suite.as_str()) && ARCHES.contains(&p.arch), "{p:?}");
             assert_eq!(p.sha256.len(), 64, "{p:?}");
             assert!(!p.package.starts_with("python3"), "CRIU's binary needs no Python: {p:?}");
         }
@@ -414,6 +454,37 @@ mod tests {
         let rt = String::from_utf8(rt.last().unwrap().1.clone()).unwrap();
         let crc = rt.lines().position(|l| l.starts_with("crc32c")).unwrap_or_else(|| panic!("{rt}"));
         assert!(crc < rt.lines().position(|l| l == "libcrc32c.ko").unwrap(), "{rt}");
+        // An arm64 kernel's come from its arm64 .deb (fetched by the arm64 apt): aarch64 objects.
+        let arm = modules(&root, "debian-6.1-cloud-arm64", &mut apt).unwrap();
+        let (name, data) = arm.iter().find(|(n, _)| n.ends_with("/nf_tables.ko")).expect("nf_tables");
+        let elf = goblin::elf::Elf::parse(data).unwrap();
+        assert_eq!(elf.header.e_machine, goblin::elf::header::EM_AARCH64, "{name}");
+    }
+
+    /// Each architecture's tree holds that architecture's CRIU, loader and libraries.
+    #[test]
+    #[ignore = "needs Debian's archive (or the pinned .debs in the cache): run through `cargo xtask test`"]
+    fn each_architecture_gets_its_own_criu() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let mut apt = Fleet::load(&root).unwrap().apt(&Cache::new(&root), None);
+        for (arch, machine) in
+            [(Arch::X86_64, goblin::elf::header::EM_X86_64), (Arch::Arm64, goblin::elf::header::EM_AARCH64)]
+        {
+            let files = files(&sh, &root, &mut apt, arch).unwrap();
+            for release in RELEASES {
+                for name in ["criu", "ld.so", "lib/libc.so.6"] {
+                    let path = format!("{DIR}/{release}/{name}");
+                    let (_, data) =
+                        files.iter().find(|(n, _)| *n == path).unwrap_or_else(|| panic!("{path}"));
+                    assert_eq!(
+                        goblin::elf::Elf::parse(data).unwrap().header.e_machine,
+                        machine,
+                        "{arch} {path}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub fn unpacked_root(
     }
     let _ = std::fs::remove_dir_all(dir);
     eprintln!("{what}: unpacking {} pinned packages into {}", pins.len(), crate::util::display_path(dir));
+    crate::inputs::pin::prefetch(sh, pins, apt);
     for pin in pins {
         let deb = crate::inputs::pin::verified(sh, pin, apt, lock_file, refresh)?;
         unpack(&deb, dir).with_context(|| format!("unpacking {}", deb.display()))?;

@@ -119,6 +119,7 @@ impl Pin {
             suite: self.suite.clone(),
             package: self.package.clone(),
             version: self.version.clone(),
+            arch: self.arch,
             sha256: self.sha256.clone(),
             size: self.size,
         }
@@ -168,6 +169,7 @@ impl SourcePin {
             suite: self.suite.clone(),
             package: package.to_string(),
             version: self.version.clone(),
+            arch: Arch::X86_64,
             sha256: self.sha256.clone(),
             size: self.size,
         }

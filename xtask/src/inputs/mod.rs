@@ -2,6 +2,7 @@
 //! kernels' own selftests, Debian's tooling and the system packages the tasks need.
 
 pub mod apt;
+pub mod bincache;
 pub mod buildroot;
 pub mod builds;
 pub mod criu;

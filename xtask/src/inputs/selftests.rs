@@ -7,11 +7,18 @@
 //! over the source's sha256 and the toolchain's pins), and packed into the guest's initramfs under
 //! `/selftests/`, where the suite runs them (`suite/src/run/selftests.rs`) with small parameters
 //! and a time limit each.
+//!
+//! An arm64 column's are built the same way with the toolchain's pinned cross compiler
+//! (`aarch64-linux-gnu-gcc`, `buildroot::ensure_for`) against the source's arm64 uapi headers
+//! (`make ARCH=arm64 headers`), keyed over the architecture and the cross pins too, so x86 and
+//! arm64 builds never share a key.
 
+use crate::inputs::bincache::Kind;
 use crate::inputs::buildroot::{self, BuildRoot};
 use crate::inputs::fleet::{Fleet, SourcePin};
 use crate::util::short_hash;
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xshell::Shell;
@@ -60,11 +67,25 @@ pub fn for_kernel(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<Selftests>> {
     let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
-    let (key, dir) = entry(root, &pin)?;
+    let arch = fleet.arch(id).unwrap_or_default();
+    let (key, dir) = entry(root, &pin, arch)?;
     if let Some(found) = cached(&dir) {
         return Ok(Some(found));
     }
     let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
+    let valid = |staged: &Path| cached(&staged.join("selftests").join(&key)).is_some();
+    if crate::inputs::bincache::fetch(
+        apt.binary_cache.as_deref(),
+        &builds,
+        Kind::Selftests,
+        &key,
+        &valid,
+        progress,
+    ) {
+        if let Some(found) = cached(&dir) {
+            return Ok(Some(found));
+        }
+    }
     // Its log goes there too (a kernel build made that folder; a Debian-only run had none).
     std::fs::create_dir_all(builds.join("logs"))?;
     let _lock = crate::util::lock_or_wait(&builds.join("build.lock"), || progress(crate::util::BUILD_WAIT))?;
@@ -72,7 +93,7 @@ pub fn for_kernel(
         return Ok(Some(found));
     }
     progress("selftests: toolchain");
-    let broot = buildroot::ensure(sh, root, apt)?;
+    let broot = buildroot::ensure_for(sh, root, apt, arch)?;
     progress(&format!("selftests: source {package} {}", pin.version));
     let tree = crate::inputs::builds::source_tree(sh, &broot, &package, &pin, apt)?;
     cores();
@@ -82,7 +103,11 @@ pub fn for_kernel(
     let logs = builds.join("logs");
     std::fs::create_dir_all(&logs)?;
     let before = broot.ccache_stats()?;
-    let (programs, changed) = build(&broot, &tree, &out, &logs.join(format!("selftests-{package}.log")))?;
+    let log = match arch {
+        Arch::X86_64 => format!("selftests-{package}.log"),
+        arch => format!("selftests-{package}-{arch}.log"),
+    };
+    let (programs, changed) = build(&broot, &tree, &out, &logs.join(log))?;
     let reused = broot.ccache_stats()?.since(before);
     progress(&format!(
         "selftests: built, ccache answered {} of {} compilations",
@@ -95,6 +120,9 @@ pub fn for_kernel(
         std::fs::copy(broot.path(&format!("{out}/{p}")), dir.join(p))?;
     }
     let mut source = format!("{package} {} ({}, deb sha256 {})", pin.version, pin.suite, pin.sha256);
+    if arch != Arch::X86_64 {
+        source += &format!("; built for {arch} with {}", broot.compiler);
+    }
     if let Some(changed) = changed {
         source += &format!("; {changed}");
     }
@@ -103,18 +131,36 @@ pub fn for_kernel(
     cached(&dir).context("the selftests just built are not in the cache").map(Some)
 }
 
-/// The key of the selftests of `pin` and their folder in the cache.
-fn entry(root: &Path, pin: &SourcePin) -> Result<(String, PathBuf)> {
-    let toolchain = buildroot::load(root)?;
-    let key = short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{}\n{}", pin.sha256, toolchain.key()?).as_bytes());
+/// The key of the selftests of `pin` built for `arch` and their folder in the cache.
+fn entry(root: &Path, pin: &SourcePin, arch: Arch) -> Result<(String, PathBuf)> {
+    let key = key(&pin.sha256, &buildroot::key_for(root, arch)?, arch);
     let dir = crate::inputs::fleet::Cache::new(root).dir.join("builds/selftests").join(&key);
     Ok((key, dir))
+}
+
+/// The key over the recipe, the source's sha256, the toolchain's key for `arch` and (for another
+/// architecture than x86_64, whose keys are what they were before architectures) the
+/// architecture's name.
+fn key(source_sha256: &str, toolchain: &str, arch: Arch) -> String {
+    let recipe = match arch {
+        Arch::X86_64 => format!("{RECIPE} {UNIT_MEM_MIB}"),
+        arch => format!("{RECIPE} {UNIT_MEM_MIB} {arch}"),
+    };
+    short_hash(format!("{recipe}\n{source_sha256}\n{toolchain}").as_bytes())
 }
 
 /// The selftests of column `id` from the cache, when they were built before.
 pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Selftests> {
     let (_, pin) = source_of(fleet, id)?;
-    cached(&entry(root, &pin).ok()?.1)
+    cached(&entry(root, &pin, fleet.arch(id).unwrap_or_default()).ok()?.1)
+}
+
+/// What the cache holds of column `id`'s selftests, to publish in the binary cache.
+pub fn published(root: &Path, fleet: &Fleet, id: &str) -> Option<crate::inputs::bincache::Entry> {
+    let (key, dir) = entry(root, &source_of(fleet, id)?.1, fleet.arch(id).unwrap_or_default()).ok()?;
+    cached(&dir)?;
+    let files = crate::inputs::bincache::files_in(dir.parent()?.parent()?, &format!("selftests/{key}"))?;
+    Some(crate::inputs::bincache::Entry { kind: Kind::Selftests, key, id: id.to_string(), files })
 }
 
 fn cached(dir: &Path) -> Option<Selftests> {
@@ -161,15 +207,22 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
     let unit = mm.join("uffd-unit-tests.c");
     let shrink = std::fs::read_to_string(&unit).is_ok_and(|t| t.lines().any(is_mem_size_define));
     let sd = format!("{tree}/tools/testing/selftests/{dir}");
+    // The uapi headers of the target's architecture, and its compiler (the native gcc, or the
+    // pinned cross compiler: `aarch64-linux-gnu-gcc`).
+    let (karch, gcc) = (broot.arch.name(), broot.gcc());
+    let cross = match broot.arch {
+        Arch::X86_64 => String::new(),
+        arch => format!(" CROSS_COMPILE={}-", buildroot::triple(arch)),
+    };
     // Compiled in the output folder, each source once, through ccache (`buildroot::CCACHE`: paths
     // are hashed relative to the folder, so a rebuild into another folder reuses the objects),
     // then linked; the same compiler calls `gcc -o P P.c ...` makes, without the rest of the
     // selftests.
     let mut script = format!(
-        "set -e\nmake -s O={out}/headers ARCH=x86_64 'HOSTCC=ccache gcc' headers\ncd {out}\nmkdir -p obj\n"
+        "set -e\nmake -s O={out}/headers ARCH={karch}{cross} 'HOSTCC=ccache gcc' headers\ncd {out}\nmkdir -p obj\n"
     );
     let cc = format!(
-        "ccache gcc -c -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I{sd} -I{sd}/.. -I{tree} \
+        "ccache {gcc} -c -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I{sd} -I{sd}/.. -I{tree} \
          -I{tree}/tools/include -I{tree}/tools/include/uapi"
     );
     let mut compiled: Vec<String> = Vec::new();
@@ -194,7 +247,7 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
             }
             objects.push(object);
         }
-        script += &format!("gcc -static -o {program} {} -lpthread -lm -lrt\n", objects.join(" "));
+        script += &format!("{gcc} -static -o {program} {} -lpthread -lm -lrt\n", objects.join(" "));
     }
     let file = format!("{out}/build.sh");
     std::fs::create_dir_all(broot.path(out))?;
@@ -273,21 +326,29 @@ mod tests {
         assert!(!is_mem_size_define("\tnr_pages = UFFD_TEST_MEM_SIZE / page_size;"));
     }
 
-    #[test]
-    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
-    fn a_rebuild_in_another_folder_takes_every_compile_from_ccache_and_gives_the_same_programs() {
+    /// The toolchain's root for `id`'s architecture and `id`'s source tree in it, with the builds'
+    /// lock held (no other build runs meanwhile) and a folder for logs under `target/`.
+    fn root_and_tree(id: &str, logs: &str) -> (BuildRoot, String, nix::fcntl::Flock<std::fs::File>, PathBuf) {
         let sh = Shell::new().unwrap();
         let root = crate::util::project_root();
         let fleet = Fleet::load(&root).unwrap();
-        let (package, pin) = source_of(&fleet, "build-6.12").unwrap();
+        let (package, pin) = source_of(&fleet, id).unwrap();
         let mut apt = fleet.apt(&crate::inputs::fleet::Cache::new(&root), None);
-        let broot = buildroot::ensure(&sh, &root, &mut apt).unwrap();
+        let arch = fleet.arch(id).unwrap();
+        let broot = buildroot::ensure_for(&sh, &root, &mut apt, arch).unwrap();
         let tree = crate::inputs::builds::source_tree(&sh, &broot, &package, &pin, &mut apt).unwrap();
         let builds = crate::inputs::fleet::Cache::new(&root).dir.join("builds");
-        // No other build counts in ccache's statistics meanwhile.
-        let _lock = crate::util::lock(&builds.join("build.lock")).unwrap();
-        let logs = root.join("target/uffdc/tests/selftests-ccache");
+        let lock = crate::util::lock(&builds.join("build.lock")).unwrap();
+        let logs = root.join("target/uffdc/tests").join(logs);
         std::fs::create_dir_all(&logs).unwrap();
+        (broot, tree, lock, logs)
+    }
+
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn a_rebuild_in_another_folder_takes_every_compile_from_ccache_and_gives_the_same_programs() {
+        // No other build counts in ccache's statistics meanwhile (the lock).
+        let (broot, tree, _lock, logs) = root_and_tree("build-6.12", "selftests-ccache");
         let mut built = Vec::new();
         let mut reused = Vec::new();
         for out in ["/out/test-selftests-a", "/out/test-selftests-b"] {
@@ -305,6 +366,55 @@ mod tests {
         assert!(reused[1].hits >= 4 && reused[1].misses == 0, "{reused:?}");
         assert_eq!(built[0].0, ["uffd-unit-tests", "uffd-stress"]);
         assert!(built[0] == built[1], "the rebuild gave other programs");
+    }
+
+    /// The ELF machine (`e_machine`) of a 64-bit little-endian ELF file, and whether it asks for
+    /// an interpreter (a `PT_INTERP` program header: dynamically linked).
+    fn elf_machine_and_interp(elf: &[u8]) -> (u16, bool) {
+        let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]);
+        let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
+        assert_eq!(&elf[..4], b"\x7fELF");
+        let phoff = u64::from_le_bytes(elf[32..40].try_into().unwrap()) as usize;
+        let (phentsize, phnum) = (u16_at(54) as usize, u16_at(56) as usize);
+        let interp = (0..phnum).any(|i| u32_at(phoff + i * phentsize) == 3);
+        (u16_at(18), interp)
+    }
+
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn an_arm64_columns_selftests_are_static_aarch64_programs() {
+        let (broot, tree, _lock, logs) = root_and_tree("debian-6.12-cloud-arm64", "selftests-arm64");
+        assert_eq!(broot.gcc(), "aarch64-linux-gnu-gcc");
+        let out = "/out/test-selftests-arm64";
+        let _ = std::fs::remove_dir_all(broot.path(out));
+        let (programs, _) = build(&broot, &tree, out, &logs.join("build.log")).unwrap();
+        assert_eq!(programs, ["uffd-unit-tests", "uffd-stress"]);
+        for p in &programs {
+            let elf = std::fs::read(broot.path(&format!("{out}/{p}"))).unwrap();
+            // EM_AARCH64, and no interpreter: it runs in a guest with nothing but itself.
+            assert_eq!(elf_machine_and_interp(&elf), (183, false), "{p}");
+        }
+        let _ = std::fs::remove_dir_all(broot.path(out));
+    }
+
+    /// x86 selftests keep the key they had before architectures (their cache stays valid); an
+    /// arm64 build of the same source never shares it, and moves with the cross pins.
+    #[test]
+    fn x86_and_arm64_selftests_never_share_a_key() {
+        let sha = "ae95fe63d4c553f8d0e6c86cb1ab566f3894a43743eb19ab585cd97d82f26514";
+        let x86 = key(sha, "toolchain", Arch::X86_64);
+        assert_eq!(x86, short_hash(format!("{RECIPE} {UNIT_MEM_MIB}\n{sha}\ntoolchain").as_bytes()));
+        assert_ne!(key(sha, "toolchain", Arch::Arm64), x86);
+        assert_ne!(key(sha, "cross", Arch::Arm64), key(sha, "toolchain", Arch::Arm64));
+        // With the committed lock: each architecture's toolchain key differs, and so do the keys.
+        let root = crate::util::project_root();
+        let fleet = Fleet::load(&root).unwrap();
+        let (_, pin) = source_of(&fleet, "debian-6.1-cloud-arm64").unwrap();
+        assert_eq!(fleet.arch("debian-6.1-cloud-arm64"), Some(Arch::Arm64));
+        let (a, dir_a) = entry(&root, &pin, Arch::Arm64).unwrap();
+        let (x, dir_x) = entry(&root, &pin, Arch::X86_64).unwrap();
+        assert_ne!(a, x);
+        assert_ne!(dir_a, dir_x);
     }
 
     #[test]

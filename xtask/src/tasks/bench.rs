@@ -50,6 +50,11 @@ struct KernelBench {
     compiled: Option<u64>,
     /// Whether the build was made over an earlier build of its source.
     incremental: bool,
+    /// A build taken from the binary cache instead: published from this cache into a folder and
+    /// fetched from it (`file://`: the download is a local copy, so this is the verifying,
+    /// unpacking and installing, not a network's time) into a scratch cache (NaN for a Debian
+    /// image, or when the build is not cached to publish).
+    binary_cached_s: f64,
     fetch_cached_s: f64,
     bare_boot_s: f64,
     init_s: f64,
@@ -223,6 +228,8 @@ struct Fetched {
     build: bool,
     cold_s: f64,
     cached_s: f64,
+    /// A build fetched from a binary cache of itself (NaN: a Debian image, or not measured).
+    binary_s: f64,
     /// What the build reused of ccache, as recorded when it was built.
     reuse: Option<crate::inputs::buildroot::CcacheStats>,
     compiled: Option<u64>,
@@ -248,12 +255,14 @@ fn fetch(
         let built_image = image()?;
         let t = Instant::now();
         image()?;
+        let cached_s = t.elapsed().as_secs_f64();
         let built = crate::inputs::builds::cold_build(root, fleet, id);
         return Ok(Fetched {
             image: built_image,
             build: true,
             cold_s: built.map_or(f64::NAN, |b| b.secs),
-            cached_s: t.elapsed().as_secs_f64(),
+            cached_s,
+            binary_s: binary_cached(root, fleet, id)?,
             reuse: built.and_then(|b| b.ccache),
             compiled: built.and_then(|b| b.compiled),
             incremental: built.is_some_and(|b| b.incremental),
@@ -276,10 +285,35 @@ fn fetch(
         build: false,
         cold_s,
         cached_s: t.elapsed().as_secs_f64(),
+        binary_s: f64::NAN,
         reuse: None,
         compiled: None,
         incremental: false,
     })
+}
+
+/// Build `id` as the binary cache gives it: its cached entry published into
+/// `target/uffdc/bench/binaries/`, then fetched from there (`file://`) and verified into a scratch
+/// cache folder, timed; NaN when it is not cached (`fetch` built it just before, so only a build
+/// that failed).
+fn binary_cached(root: &Path, fleet: &Fleet, id: &str) -> Result<f64> {
+    let dir = root.join("target/uffdc/bench");
+    let (published, scratch) = (dir.join("binaries"), dir.join("binary-cache"));
+    for d in [&published, &scratch] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let Some(entry) = crate::inputs::builds::published(root, fleet, id) else { return Ok(f64::NAN) };
+    crate::inputs::bincache::publish(&Cache::new(root).dir.join("builds"), &[entry], &published)?;
+    let url = format!("file://{}", published.display());
+    let t = Instant::now();
+    let mut why = String::new();
+    let came = crate::inputs::builds::fetch_published(root, fleet, id, Some(&url), &scratch, &mut |l| {
+        why = l.to_string()
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&scratch);
+    anyhow::ensure!(came, "{id}: its own published entry did not come back from the binary cache: {why}");
+    Ok(secs)
 }
 
 /// One kernel's bare boot, its `boots` bare boots (when asked) and its suite run.
@@ -340,6 +374,7 @@ fn bench_kernel(
         ccache_misses: fetched.reuse.map(|r| r.misses),
         compiled: fetched.compiled,
         incremental: fetched.incremental,
+        binary_cached_s: fetched.binary_s,
         fetch_cached_s: fetched.cached_s,
         bare_boot_s: bare_s,
         init_s: secs(real.kernel.init_ms),
@@ -381,7 +416,9 @@ fn print_table(b: &Bench, _: &Prepared) {
     }
     println!(
         "cold: a Debian image fetched from the mirror; a build configured and compiled, a variant (one \
-         over another build of its source, or that reused ccache) in <= {VARIANT_BUILD_S}s"
+         over another build of its source, or that reused ccache) in <= {VARIANT_BUILD_S}s; then the \
+         same build from the binary cache (published here, fetched from file://, verified) and the \
+         cached lookup"
     );
     for (id, k) in b.kernels.iter().filter(|(_, k)| k.build) {
         let (kind, verdict) = match (k.fetch_cold_s, k.ccache_hits.zip(k.ccache_misses)) {
@@ -398,7 +435,10 @@ fn print_table(b: &Bench, _: &Prepared) {
                 ),
             ),
         };
-        println!("  {id:<26} {kind:<10} {:>6.1}s  {verdict}", k.fetch_cold_s);
+        println!(
+            "  {id:<26} {kind:<10} {:>6.1}s  binary cache {:>5.2}s  cached {:>5.2}s  {verdict}",
+            k.fetch_cold_s, k.binary_cached_s, k.fetch_cached_s
+        );
     }
     println!("cpu: the probe processes' CPU time; the heaviest, ms:");
     for (id, k) in &b.kernels {

@@ -1,6 +1,7 @@
-//! `cargo xtask ci plan | compile`: the fan-out and fan-in of the scheduled matrix workflow. The
-//! workflow runs the same commands a person does (`images refresh`, `matrix --kernel ID`,
-//! `report`, `diff`); these two only split the work and put it back together.
+//! `cargo xtask ci plan | compile | binaries`: the fan-out and fan-in of the scheduled matrix
+//! workflow, and the binary cache it publishes beside the report. The workflow runs the same
+//! commands a person does (`images refresh`, `matrix --kernel ID`, `report`, `diff`); these only
+//! split the work and put it back together.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,73 @@ pub fn run_plan(sh: &Shell, root: &Path, p: crate::flags::Plan) -> Result<()> {
 /// default place.
 pub fn run_compile(sh: &Shell, root: &Path, c: crate::flags::Compile) -> Result<()> {
     compile(sh, root, &root.join("matrix"), &c.artifacts, &crate::publish::default_html_dir(root)).map(drop)
+}
+
+/// `cargo xtask ci binaries`: the binary cache's published folder (`inputs/bincache.rs`), from
+/// this machine's cache and from the folders under each FROM.
+pub fn run_binaries(root: &Path, b: crate::flags::Binaries) -> Result<()> {
+    let fleet = crate::inputs::fleet::Fleet::load(root)?;
+    let ids: Vec<crate::inputs::fleet::KernelId> = if b.kernel.is_empty() {
+        fleet.ids()
+    } else {
+        b.kernel.iter().cloned().map(crate::inputs::fleet::KernelId::from).collect()
+    };
+    // What this machine's cache holds: each --kernel's, or every column's unless the entries
+    // come from elsewhere (the scheduled workflow's compile gathers the jobs' folders).
+    let mut written = Vec::new();
+    if !b.kernel.is_empty() || b.from.is_empty() {
+        let (here, missing) = publish_cached(root, &fleet, &ids, &b.out)?;
+        for why in missing {
+            println!("not published: {why}");
+        }
+        written.extend(here);
+    }
+    for from in &b.from {
+        written.extend(crate::inputs::bincache::merge(from, &b.out)?);
+    }
+    for (entry, a) in &written {
+        println!("{entry:<28} {:<20} {:>9} bytes  {}", a.id, a.size, a.file);
+    }
+    let total: u64 =
+        std::fs::read_dir(&b.out)?.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
+    println!(
+        "{}: {} entries written, {:.1} MB in all",
+        crate::util::display_path(&b.out),
+        written.len(),
+        total as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// Publishes what the cache holds of columns `ids` (a build's kernel; every column's selftests)
+/// into `out` (`bincache::publish`). Returns what it wrote and, for what it did not, why.
+fn publish_cached(
+    root: &Path,
+    fleet: &crate::inputs::fleet::Fleet,
+    ids: &[crate::inputs::fleet::KernelId],
+    out: &Path,
+) -> Result<(crate::inputs::bincache::Written, Vec<String>)> {
+    let mut entries: Vec<crate::inputs::bincache::Entry> = Vec::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        if !fleet.builds.contains_key(&**id) && !fleet.lock.kernels.contains_key(&**id) {
+            missing.push(format!("{id}: neither a pinned track nor a build of images/kernels.toml"));
+            continue;
+        }
+        if fleet.builds.contains_key(&**id) {
+            match crate::inputs::builds::published(root, fleet, id) {
+                Some(e) => entries.push(e),
+                None => missing.push(format!("{id}: its kernel is not built here")),
+            }
+        }
+        match crate::inputs::selftests::published(root, fleet, id) {
+            Some(e) if entries.iter().any(|o| o.kind == e.kind && o.key == e.key) => {}
+            Some(e) => entries.push(e),
+            None => missing.push(format!("{id}: its selftests are not built here")),
+        }
+    }
+    let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
+    Ok((crate::inputs::bincache::publish(&builds, &entries, out)?, missing))
 }
 
 /// `{"include": [{"kernel": ID, "pin": SHA256}...]}` for a workflow's `strategy.matrix`, after

@@ -35,11 +35,21 @@ impl Command {
     }
 }
 
-pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) -> Result<()> {
+/// `binary_cache`: a build may be fetched from the binary cache (`--no-binary-cache`: never).
+pub fn run(
+    sh: &Shell,
+    root: &Path,
+    command: Command,
+    mirror: Option<String>,
+    binary_cache: bool,
+) -> Result<()> {
     let fleet = Fleet::load(root)?;
     let cache = Cache::new(root);
     // The one private apt every input of this command is fetched with.
     let mut apt = fleet.apt(&cache, mirror);
+    if !binary_cache {
+        apt.binary_cache = None;
+    }
     match command {
         Command::Refresh(ids) => crate::inputs::refresh::pins(sh, root, ids, &mut apt),
         Command::Build(ids) => {
@@ -51,9 +61,15 @@ pub fn run(sh: &Shell, root: &Path, command: Command, mirror: Option<String>) ->
                 crate::inputs::golang::fetch(sh, root, &mut apt)?;
             }
             if ids.is_empty() || ids.iter().any(|i| i == CRIU) {
-                let files = crate::inputs::criu::files(sh, root, &mut apt)?;
-                let size: usize = files.iter().map(|(_, d)| d.len()).sum();
-                println!("{CRIU:<20} {} files, {} KiB in the initramfs", files.len(), size / 1024);
+                for &arch in crate::inputs::criu::ARCHES {
+                    let files = crate::inputs::criu::files(sh, root, &mut apt, arch)?;
+                    let size: usize = files.iter().map(|(_, d)| d.len()).sum();
+                    println!(
+                        "{CRIU:<20} {arch}: {} files, {} KiB in the initramfs",
+                        files.len(),
+                        size / 1024
+                    );
+                }
             }
             if !ids.is_empty() && ids.iter().all(|i| i == GO || i == CRIU) {
                 return Ok(());

@@ -89,6 +89,7 @@ pub fn options(root: &Path, m: crate::flags::Matrix, dashes: bool) -> Result<Opt
     }
     let mut opts = Options::new(root);
     opts.selftests = !m.no_selftests;
+    opts.binary_cache = !m.no_binary_cache;
     opts.kernels = m.kernel.into_iter().map(KernelId::from).collect();
     for image in m.kernel_image {
         let (rest, config) = match image.split_once(",config=") {
@@ -706,6 +707,9 @@ mod tests {
             super::check_paths(&matrix(&["--qemu", "/nonexistent/qemu"]).unwrap()).unwrap_err().to_string();
         assert!(e.starts_with("--qemu /nonexistent/qemu: No such file"), "{e}");
         assert!(super::check_paths(&matrix(&["--kernel-image", &exe.display().to_string()]).unwrap()).is_ok());
+        // The binary cache is asked before a build compiles, unless told not to.
+        assert!(matrix(&[]).unwrap().binary_cache);
+        assert!(!matrix(&["--no-binary-cache"]).unwrap().binary_cache);
         // The host column stays local unless asked for.
         assert!(!matrix(&["--host"]).unwrap().publish_host);
         assert!(matrix(&["--host", "--publish-host"]).unwrap().publish_host);

