@@ -344,7 +344,8 @@ fn scenario_run(
         .command(event, file, &clone, &store, &env)?;
     let legs = if event == "schedule" { format!("; legs: {}", only.join(", ")) } else { String::new() };
     let fleet = crate::inputs::fleet::Fleet::load(&clone)?;
-    for leg in only.iter().filter(|k| fleet.tracks.get(k.as_str()).is_some_and(|t| t.arch != Arch::native())) {
+    let foreign = |k: &&String| fleet.tracks.get(k.as_str()).is_some_and(|t| t.arch != Arch::native());
+    for leg in only.iter().filter(|_| event == "schedule").filter(foreign) {
         let arch = fleet.tracks[leg.as_str()].arch;
         log(&format!(
             "leg {leg} ({arch}): its runner label ({ARM64_RUNNER} on GitHub) is mapped to this {} machine, where its guest runs under TCG; an {arch} runner, and KVM on it, are not rehearsed",
