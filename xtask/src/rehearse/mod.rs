@@ -827,7 +827,7 @@ not json
     }
 
     fn legs() -> Vec<String> {
-        vec!["k1".into(), NO_SUCH_KERNEL.into(), "b1".into()]
+        vec!["k1".into(), "k2".into(), NO_SUCH_KERNEL.into(), "b1".into()]
     }
 
     /// act runs the real matrix.yml: every leg as planned (one fails), the artifacts reach
