@@ -80,7 +80,11 @@ impl Need {
             // The arm64 guests' results port is the virt board's second UART: QEMU 10 and later.
             Need::QemuArm64 => qemu_major("qemu-system-aarch64").is_some_and(|v| v >= QEMU_ARM64_MIN),
             Need::CrossGccArm64 => {
-                let headers = if native_arm64() { "/usr/include/linux" } else { "/usr/aarch64-linux-gnu/include/linux" };
+                let headers = if native_arm64() {
+                    "/usr/include/linux"
+                } else {
+                    "/usr/aarch64-linux-gnu/include/linux"
+                };
                 on_path("aarch64-linux-gnu-gcc") && Path::new(headers).is_dir()
             }
             Need::Libclang => libclang_present(),

@@ -23,10 +23,10 @@
 mod docker;
 
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use model::arch::Arch;
 use xshell::{cmd, Shell};
 
 pub const SCENARIOS: [&str; 3] = ["ci-push", "matrix-scheduled", "stale-pin"];
@@ -170,7 +170,8 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
             .scenarios
             .iter()
             .map(|scenario| {
-                let (log, dir, bin, tools, cache, image, sha) = (&log, &dir, &bin, &tools, &cache, &image, &sha);
+                let (log, dir, bin, tools, cache, image, sha) =
+                    (&log, &dir, &bin, &tools, &cache, &image, &sha);
                 scope.spawn(move || {
                     let say = |s: &str| {
                         let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
@@ -201,7 +202,10 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| ("?".into(), vec![(false, "a scenario's thread panicked".into())])))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| ("?".into(), vec![(false, "a scenario's thread panicked".into())]))
+            })
             .collect()
     });
     let mut log = log.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -470,13 +474,7 @@ fn run_act(mut act: Command, out: &Path, log: &dyn Fn(&str)) -> Result<Vec<JobEn
     log(&format!("act exited {status}; its log: {}", crate::util::display_path(out)));
     for j in &jobs {
         let m: Vec<String> = j.matrix.values().cloned().collect();
-        log(&format!(
-            "  job {} {}: {} ({:.1} min)",
-            j.job,
-            m.join(" "),
-            j.result,
-            j.seconds as f64 / 60.0
-        ));
+        log(&format!("  job {} {}: {} ({:.1} min)", j.job, m.join(" "), j.result, j.seconds as f64 / 60.0));
     }
     log("  where the time went (steps of 20 s or more):");
     for (secs, step) in slow_steps(&text, 20) {
