@@ -362,6 +362,11 @@ fn scenario_run(
         "ci-push" => check_all_pass(&jobs),
         _ => check_scheduled(&jobs, &store, &only),
     };
+    if event == "schedule" {
+        let foreign: Vec<(String, Arch)> =
+            only.iter().filter(foreign).map(|k| (k.clone(), fleet.tracks[k.as_str()].arch)).collect();
+        checks.extend(check_foreign_legs(&store, &foreign));
+    }
     if scenario == "stale-pin" {
         checks.extend(check_repinned(&clone, &store, &stale)?);
         checks.extend(check_locks_proposed(&store));
@@ -636,6 +641,47 @@ pub fn check_scheduled(jobs: &[JobEnd], store: &Path, legs: &[String]) -> Checks
         ),
     ));
     out
+}
+
+/// A leg of another architecture than this machine's (the arm64 legs, whose runner label act maps
+/// here) ran its guest of that architecture under TCG, as its uploaded results say: what a
+/// rehearsal can show of them (a real arm64 runner, and KVM on it, it cannot).
+pub fn check_foreign_legs(store: &Path, legs: &[(String, Arch)]) -> Checks {
+    fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if let Some(f) = find(&p, name) {
+                    return Some(f);
+                }
+            } else if p.file_name().is_some_and(|n| n == name) && p.parent()?.ends_with("results") {
+                return Some(p);
+            }
+        }
+        None
+    }
+    legs.iter()
+        .map(|(leg, arch)| {
+            let file = find(&store.join("artifacts").join(format!("results-{leg}")), &format!("{leg}.toml"));
+            let run = file.as_deref().map(model::data::load::<model::Results>);
+            match run {
+                Some(Ok(r)) => {
+                    let ok = r.kernel.arch == Some(*arch) && r.kernel.accel.starts_with("tcg");
+                    (
+                        ok,
+                        format!(
+                            "leg {leg}: its results say {} under {} on this {} machine (expected {arch} under TCG: its runner is not rehearsed)",
+                            r.kernel.arch.map_or("no architecture".into(), |a| a.to_string()),
+                            r.kernel.accel,
+                            Arch::native()
+                        ),
+                    )
+                }
+                Some(Err(e)) => (false, format!("leg {leg}: its results do not load: {e}")),
+                None => (false, format!("leg {leg}: no results/{leg}.toml in its artifact")),
+            }
+        })
+        .collect()
 }
 
 /// Every lock a refresh may rewrite is among the pull request's files (when each was rewritten).
