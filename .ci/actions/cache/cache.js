@@ -58,10 +58,22 @@ if (process.env.STATE_restored === undefined) {
   fs.appendFileSync(process.env.GITHUB_OUTPUT, `cache-hit=${hit === safe(key)}\n`);
 } else if (process.env.STATE_restored !== "exact") {
   const key = input("key");
-  const tmp = `${entry(key)}.saving-${process.pid}`;
-  paths.forEach((p, i) => { if (fs.existsSync(p) && !shared(p)) copy(p, path.join(tmp, String(i))); });
-  fs.rmSync(entry(key), { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
-  fs.renameSync(tmp, entry(key));
-  console.log(`cache stand-in: saved ${key}`);
+  // A key is saved once: where another job (a matrix leg beside this one) saved it first, this
+  // save is dropped, as GitHub's cache service refuses to reserve a key twice.
+  const taken = () => fs.existsSync(entry(key));
+  if (taken()) {
+    console.log(`cache stand-in: ${key} was saved by another job first; not saved again`);
+  } else {
+    const tmp = `${entry(key)}.saving-${process.pid}`;
+    paths.forEach((p, i) => { if (fs.existsSync(p) && !shared(p)) copy(p, path.join(tmp, String(i))); });
+    fs.mkdirSync(tmp, { recursive: true });
+    try {
+      if (taken()) throw new Error("taken");
+      fs.renameSync(tmp, entry(key));
+      console.log(`cache stand-in: saved ${key}`);
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      console.log(`cache stand-in: ${key} was saved by another job first; not saved again`);
+    }
+  }
 }

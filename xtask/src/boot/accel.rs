@@ -1,6 +1,8 @@
 //! Choosing the accelerator. `/dev/kvm` existing proves nothing (on our build machines it exists
 //! and guests hang or abort), so `auto` uses KVM only after a short probe boot under KVM reached
-//! the suite's end record; the verdict is cached per machine boot.
+//! the suite's end record; the verdict is cached per machine boot. The probe boots a guest of this
+//! machine's own architecture (`pipeline::columns`), the only one KVM runs: an x86-64 kernel
+//! on x86-64, an arm64 one (`-accel kvm -cpu host`, `virt,gic-version=host`) on arm64.
 
 use crate::boot::qemu::Accel;
 use anyhow::{bail, Result};
@@ -36,15 +38,22 @@ struct Verdict {
     detail: String,
 }
 
-/// What identifies "this machine, as booted now" (a reboot or a new QEMU may change the answer).
+/// What identifies "this machine, as booted now" (a reboot or a new QEMU may change the answer):
+/// its boot, its architecture and the QEMU that KVM runs here, the one for this machine's own
+/// architecture (the probe boots a guest of it: qemu-system-aarch64 with `-accel kvm -cpu host`
+/// on an arm64 machine, such as GitHub's arm64 runners; qemu-system-x86_64 on x86-64).
 fn machine_key() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let qemu =
-        std::fs::metadata(crate::inputs::packages::which(crate::boot::qemu::BINARY).unwrap_or_default())
-            .and_then(|m| m.modified())
-            .map(|t| format!("{t:?}"))
-            .unwrap_or_default();
-    format!("boot {} qemu {qemu}", boot.trim())
+    let native = model::arch::Arch::native();
+    let binary = match native {
+        model::arch::Arch::X86_64 => crate::boot::qemu::BINARY,
+        model::arch::Arch::Arm64 => crate::boot::qemu::BINARY_ARM64,
+    };
+    let qemu = std::fs::metadata(crate::inputs::packages::which(binary).unwrap_or_default())
+        .and_then(|m| m.modified())
+        .map(|t| format!("{t:?}"))
+        .unwrap_or_default();
+    format!("boot {} {native} {binary} {qemu}", boot.trim())
 }
 
 /// Resolves `--accel`. `probe` boots a guest under KVM and says whether it reached its end.

@@ -43,6 +43,9 @@ impl Need {
         match self {
             Need::Qemu => &["qemu-system-x86"],
             Need::QemuArm64 => &["qemu-system-arm"],
+            // On an arm64 machine the native compiler is the one (Debian's gcc installs the
+            // triplet-named `aarch64-linux-gnu-gcc` too); Debian builds no cross gcc for it.
+            Need::CrossGccArm64 if native_arm64() => &["gcc", "libc6-dev", "linux-libc-dev"],
             Need::CrossGccArm64 => &["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"],
             Need::Libclang => &["libclang-dev"],
             Need::AptTools => &["apt"],
@@ -77,7 +80,12 @@ impl Need {
             // The arm64 guests' results port is the virt board's second UART: QEMU 10 and later.
             Need::QemuArm64 => qemu_major("qemu-system-aarch64").is_some_and(|v| v >= QEMU_ARM64_MIN),
             Need::CrossGccArm64 => {
-                on_path("aarch64-linux-gnu-gcc") && Path::new("/usr/aarch64-linux-gnu/include/linux").is_dir()
+                let headers = if native_arm64() {
+                    "/usr/include/linux"
+                } else {
+                    "/usr/aarch64-linux-gnu/include/linux"
+                };
+                on_path("aarch64-linux-gnu-gcc") && Path::new(headers).is_dir()
             }
             Need::Libclang => libclang_present(),
             Need::AptTools => on_path("apt-get") && on_path("dpkg-deb"),
@@ -94,6 +102,11 @@ impl Need {
             Need::Nodejs => on_path("node"),
         }
     }
+}
+
+/// Whether this machine is arm64 (a GitHub arm64 runner): its native tools build for arm64.
+fn native_arm64() -> bool {
+    model::arch::Arch::native() == model::arch::Arch::Arm64
 }
 
 /// The first QEMU release whose arm64 virt board has the second UART the results go through.
@@ -187,15 +200,21 @@ pub fn ensure(sh: &Shell, needs: &[Need]) -> Result<()> {
     eprintln!("installing {} ({})", packages.join(" "), what.join(", "));
     let quiet = ["-q", "-o", "Dpkg::Use-Pty=0"];
     cmd!(sh, "apt-get {quiet...} update").env("DEBIAN_FRONTEND", "noninteractive").run()?;
-    // apt either removes what conflicts (bookworm's qemu-system-x86 against backports'
-    // qemu-utils) or, where the conflict is a dependency's exact version (bookworm's
-    // qemu-system-arm on backports' qemu-system-common), cannot install at all: both go to backports.
-    let (removed, failed) = match would_remove(sh, &[], &packages) {
-        Ok(removed) => (removed, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
     let old_arm64_qemu =
         arm64_qemu && candidate_major(sh, "qemu-system-arm").is_some_and(|v| v < QEMU_ARM64_MIN);
+    // apt either removes what conflicts (bookworm's qemu-system-x86 against backports'
+    // qemu-utils) or, where the conflict is a dependency's exact version (bookworm's
+    // qemu-system-arm on backports' qemu-system-common), cannot install at all: both go to
+    // backports. Where QEMU for arm64 must come from backports anyway, the distribution's own
+    // route is not simulated (its answer would go unused).
+    let (removed, failed) = if old_arm64_qemu {
+        (Vec::new(), None)
+    } else {
+        match would_remove(sh, &[], &packages) {
+            Ok(removed) => (removed, None),
+            Err(e) => (Vec::new(), Some(e)),
+        }
+    };
     let route = if old_arm64_qemu {
         match backports_route(sh)? {
             Some(route) if would_remove(sh, &route, &packages).is_ok_and(|r| r.is_empty()) => {

@@ -264,6 +264,14 @@ impl SharedCache {
         for p in &parts {
             std::fs::create_dir_all(root.join(p))?;
         }
+        // The private apts of other architectures (`apt-arm64`: the arm64 kernels' packages).
+        let mut apts: Vec<String> = std::fs::read_dir(&root)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("apt-") && root.join(n).is_dir())
+            .collect();
+        apts.sort();
+        parts.extend(apts);
         let builds = root.join("builds");
         std::fs::create_dir_all(&builds)?;
         let mut roots: Vec<String> = std::fs::read_dir(&builds)?
@@ -439,15 +447,15 @@ mod tests {
     }
 
     #[test]
-    fn the_shared_cache_mounts_apt_go_and_the_build_roots_only() {
+    fn the_shared_cache_mounts_the_apts_go_and_the_build_roots_only() {
         let dir = crate::util::project_root().join("target/uffdc/tests/rehearse-shared-cache");
         let _ = std::fs::remove_dir_all(&dir);
-        for d in ["builds/root-abc", "builds/kernels", "images/k1"] {
+        for d in ["builds/root-abc", "builds/kernels", "images/k1", "apt-arm64"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
         std::fs::write(dir.join("builds/root-file"), "").unwrap();
         let shared = SharedCache::new(dir.clone()).unwrap();
-        assert_eq!(shared.parts, ["apt", "go", "builds/root-abc", "builds/root.lock"]);
+        assert_eq!(shared.parts, ["apt", "go", "apt-arm64", "builds/root-abc", "builds/root.lock"]);
         assert!(dir.join("apt").is_dir() && dir.join("builds/root.lock").is_file());
     }
 }

@@ -23,16 +23,20 @@
 mod docker;
 
 use anyhow::{bail, Context, Result};
+use model::arch::Arch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use xshell::{cmd, Shell};
 
 pub const SCENARIOS: [&str; 3] = ["ci-push", "matrix-scheduled", "stale-pin"];
-const DEFAULT_KERNELS: [&str; 2] = ["debian-6.1-cloud", "debian-5.10-cloud"];
+/// Two kernels, one of each architecture: the arm64 leg goes to GitHub's arm64 runner label, which
+/// act maps to this machine (`ARM64_RUNNER`).
+const DEFAULT_KERNELS: [&str; 2] = ["debian-6.1-cloud", "debian-6.1-cloud-arm64"];
+
 /// The build the rehearsal runs of the builds job's legs, unless `--kernel` names builds.
 const DEFAULT_BUILD: &str = "build-6.12-no-userfaultfd";
-use crate::tasks::ci::{LOCKS, NO_SUCH_KERNEL};
+use crate::tasks::ci::{ARM64_RUNNER, LOCKS, NO_SUCH_KERNEL};
 
 /// The cache stand-in's entries, in the shared per-user cache (`docker::SharedCache`): a
 /// rehearsal from a fresh clone finds the caches an earlier rehearsal saved, as a repository's
@@ -150,27 +154,62 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options) -> Result<()> {
     for (ok, text) in &verdicts {
         log.line(&format!("  {} {text}", if *ok { "ok  " } else { "FAIL" }));
     }
-    for scenario in &opts.scenarios {
-        let t = std::time::Instant::now();
-        log.line(&format!("\n████ scenario {scenario}"));
-        let cache = shared.root.join(ACTIONS_CACHE);
-        let checks = match scenario_run(
-            sh, root, &dir, &bin, &tools, &cache, &image, &sha, scenario, opts, &mut log,
-        ) {
-            Ok(c) => c,
-            Err(e) => vec![(false, format!("{e:#}"))],
-        };
-        // Times are this machine's, shared or not: the load says which.
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-        log.line(&format!(
-            "████ scenario {scenario}: {:.1} min on {} cores (load average at its end: {load})",
-            t.elapsed().as_secs_f64() / 60.0,
-            std::thread::available_parallelism().map_or(0, |n| n.get())
-        ));
-        for (ok, text) in &checks {
-            log.line(&format!("  {} {text}", if *ok { "ok  " } else { "FAIL" }));
-        }
+    // The scenarios run at once, on the one daemon and its one prepared image: each has its own
+    // clone, act process, workspaces and store; what they share (the CI home, the shared cache,
+    // the cache stand-in's entries) is locked or read-only, and a cache entry two jobs save at
+    // once is kept once, as on GitHub. The push scenario's test command is CPU-bound; the
+    // scheduled ones mostly wait (apt, cache copies, guests), which overlaps with it.
+    log.line(&format!(
+        "scenarios at once: {} (one dockerd, one image); each line of a scenario starts with its name",
+        opts.scenarios.join(", ")
+    ));
+    let cache = shared.root.join(ACTIONS_CACHE);
+    let log = std::sync::Mutex::new(log);
+    let results: Vec<(String, Checks)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = opts
+            .scenarios
+            .iter()
+            .map(|scenario| {
+                let (log, dir, bin, tools, cache, image, sha) =
+                    (&log, &dir, &bin, &tools, &cache, &image, &sha);
+                scope.spawn(move || {
+                    let say = |s: &str| {
+                        let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                        for line in s.lines() {
+                            l.line(&format!("[{scenario}] {line}"));
+                        }
+                    };
+                    let t = std::time::Instant::now();
+                    say("████ started");
+                    let checks = Shell::new().map_err(anyhow::Error::from).and_then(|sh| {
+                        scenario_run(&sh, root, dir, bin, tools, cache, image, sha, scenario, opts, &say)
+                    });
+                    let checks = checks.unwrap_or_else(|e| vec![(false, format!("{e:#}"))]);
+                    // Times are this machine's, shared or not: the load says which.
+                    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+                    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+                    say(&format!(
+                        "████ {scenario}: {:.1} min on {} cores (load average at its end: {load})",
+                        t.elapsed().as_secs_f64() / 60.0,
+                        std::thread::available_parallelism().map_or(0, |n| n.get())
+                    ));
+                    for (ok, text) in &checks {
+                        say(&format!("  {} {text}", if *ok { "ok  " } else { "FAIL" }));
+                    }
+                    (scenario.clone(), checks)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| ("?".into(), vec![(false, "a scenario's thread panicked".into())]))
+            })
+            .collect()
+    });
+    let mut log = log.into_inner().unwrap_or_else(|e| e.into_inner());
+    for (scenario, checks) in results {
         verdicts.extend(checks.into_iter().map(|(ok, t)| (ok, format!("{scenario}: {t}"))));
     }
     drop(daemon);
@@ -258,7 +297,7 @@ fn scenario_run(
     sha: &str,
     scenario: &str,
     opts: &Options,
-    log: &mut Log,
+    log: &dyn Fn(&str),
 ) -> Result<Vec<(bool, String)>> {
     let work = dir.join("runs").join(scenario);
     if work.exists() {
@@ -274,7 +313,7 @@ fn scenario_run(
     if scenario == "stale-pin" {
         stale = make_stale(&clone, &opts.kernels[0], DEFAULT_BUILD)?;
         for s in &stale {
-            log.line(&format!("stale pin: {s}"));
+            log(&format!("stale pin: {s}"));
         }
         cmd!(sh, "git -C {clone} -c user.name=rehearsal -c user.email=rehearsal@invalid commit --quiet -am")
             .arg("rehearsal: pins the archive no longer serves")
@@ -304,15 +343,30 @@ fn scenario_run(
     if !opts.pull_requests_allowed {
         env.push(("UFFDC_REHEARSAL_PR_FORBIDDEN".into(), "1".into()));
     }
-    let act = Act { tools, root, bin, cache, workspaces: &dir.join("act") }
+    let workspaces = dir.join("act").join(scenario);
+    let act = Act { tools, root, bin, cache, workspaces: &workspaces }
         .command(event, file, &clone, &store, &env)?;
     let legs = if event == "schedule" { format!("; legs: {}", only.join(", ")) } else { String::new() };
-    log.line(&format!("act {event} -W .github/workflows/{file} (commit {head}){legs}"));
+    let fleet = crate::inputs::fleet::Fleet::load(&clone)?;
+    let foreign = |k: &&String| fleet.tracks.get(k.as_str()).is_some_and(|t| t.arch != Arch::native());
+    for leg in only.iter().filter(|_| event == "schedule").filter(foreign) {
+        let arch = fleet.tracks[leg.as_str()].arch;
+        log(&format!(
+            "leg {leg} ({arch}): its runner label ({ARM64_RUNNER} on GitHub) is mapped to this {} machine, where its guest runs under TCG; an {arch} runner, and KVM on it, are not rehearsed",
+            Arch::native()
+        ));
+    }
+    log(&format!("act {event} -W .github/workflows/{file} (commit {head}){legs}"));
     let jobs = run_act(act, &work.join("act.log"), log)?;
     let mut checks = match scenario {
         "ci-push" => check_all_pass(&jobs),
         _ => check_scheduled(&jobs, &store, &only),
     };
+    if event == "schedule" {
+        let foreign: Vec<(String, Arch)> =
+            only.iter().filter(foreign).map(|k| (k.clone(), fleet.tracks[k.as_str()].arch)).collect();
+        checks.extend(check_foreign_legs(&store, &foreign));
+    }
     if scenario == "stale-pin" {
         checks.extend(check_repinned(&clone, &store, &stale)?);
         checks.extend(check_locks_proposed(&store));
@@ -320,7 +374,7 @@ fn scenario_run(
     if !opts.keep {
         // The clone, and act's copies of it (a workspace per job, with its build outputs).
         let _ = std::fs::remove_dir_all(&clone);
-        let _ = std::fs::remove_dir_all(dir.join("act"));
+        let _ = std::fs::remove_dir_all(&workspaces);
     }
     Ok(checks)
 }
@@ -356,7 +410,11 @@ impl Act<'_> {
         act.arg(event)
             .arg("-W")
             .arg(&workflow)
-            .args(["-P", "ubuntu-latest=-self-hosted", "--json"])
+            .args(["-P", "ubuntu-latest=-self-hosted", "-P"])
+            // GitHub's arm64 runners (the arm64 kernel legs): this machine too, whatever its
+            // architecture, so an arm64 guest here runs under TCG (KVM there is not rehearsed).
+            .arg(format!("{ARM64_RUNNER}=-self-hosted"))
+            .arg("--json")
             // One job at a time (a job's matrix legs still run at once): the jobs share this
             // machine's home (the CI home of .ci/in-debian, with rustup and cargo's registry),
             // where each GitHub runner has its own; on two cores, running more gains little.
@@ -412,26 +470,20 @@ pub struct JobEnd {
 }
 
 /// Runs act, its output to `out` (JSON lines), and returns every job's end.
-fn run_act(mut act: Command, out: &Path, log: &mut Log) -> Result<Vec<JobEnd>> {
+fn run_act(mut act: Command, out: &Path, log: &dyn Fn(&str)) -> Result<Vec<JobEnd>> {
     let file = std::fs::File::create(out)?;
     let status =
         act.stdout(file.try_clone()?).stderr(file).stdin(Stdio::null()).status().context("running act")?;
     let text = std::fs::read_to_string(out)?;
     let jobs = parse_act(&text);
-    log.line(&format!("act exited {status}; its log: {}", crate::util::display_path(out)));
+    log(&format!("act exited {status}; its log: {}", crate::util::display_path(out)));
     for j in &jobs {
         let m: Vec<String> = j.matrix.values().cloned().collect();
-        log.line(&format!(
-            "  job {} {}: {} ({:.1} min)",
-            j.job,
-            m.join(" "),
-            j.result,
-            j.seconds as f64 / 60.0
-        ));
+        log(&format!("  job {} {}: {} ({:.1} min)", j.job, m.join(" "), j.result, j.seconds as f64 / 60.0));
     }
-    log.line("  where the time went (steps of 20 s or more):");
+    log("  where the time went (steps of 20 s or more):");
     for (secs, step) in slow_steps(&text, 20) {
-        log.line(&format!("    {:>5.1} min  {step}", secs as f64 / 60.0));
+        log(&format!("    {:>5.1} min  {step}", secs as f64 / 60.0));
     }
     Ok(jobs)
 }
@@ -589,6 +641,47 @@ pub fn check_scheduled(jobs: &[JobEnd], store: &Path, legs: &[String]) -> Checks
         ),
     ));
     out
+}
+
+/// A leg of another architecture than this machine's (the arm64 legs, whose runner label act maps
+/// here) ran its guest of that architecture under TCG, as its uploaded results say: what a
+/// rehearsal can show of them (a real arm64 runner, and KVM on it, it cannot).
+pub fn check_foreign_legs(store: &Path, legs: &[(String, Arch)]) -> Checks {
+    fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if let Some(f) = find(&p, name) {
+                    return Some(f);
+                }
+            } else if p.file_name().is_some_and(|n| n == name) && p.parent()?.ends_with("results") {
+                return Some(p);
+            }
+        }
+        None
+    }
+    legs.iter()
+        .map(|(leg, arch)| {
+            let file = find(&store.join("artifacts").join(format!("results-{leg}")), &format!("{leg}.toml"));
+            let run = file.as_deref().map(model::data::load::<model::Results>);
+            match run {
+                Some(Ok(r)) => {
+                    let ok = r.kernel.arch == Some(*arch) && r.kernel.accel.starts_with("tcg");
+                    (
+                        ok,
+                        format!(
+                            "leg {leg}: its results say {} under {} on this {} machine (expected {arch} under TCG: its runner is not rehearsed)",
+                            r.kernel.arch.map_or("no architecture".into(), |a| a.to_string()),
+                            r.kernel.accel,
+                            Arch::native()
+                        ),
+                    )
+                }
+                Some(Err(e)) => (false, format!("leg {leg}: its results do not load: {e}")),
+                None => (false, format!("leg {leg}: no results/{leg}.toml in its artifact")),
+            }
+        })
+        .collect()
 }
 
 /// Every lock a refresh may rewrite is among the pull request's files (when each was rewritten).
@@ -778,7 +871,7 @@ not json
     }
 
     fn legs() -> Vec<String> {
-        vec!["k1".into(), NO_SUCH_KERNEL.into(), "b1".into()]
+        vec!["k1".into(), "k2".into(), NO_SUCH_KERNEL.into(), "b1".into()]
     }
 
     /// act runs the real matrix.yml: every leg as planned (one fails), the artifacts reach

@@ -10,6 +10,8 @@ use xshell::Shell;
 /// A kernel id no track has: the rehearsal asks for its leg (`UFFDC_CI_PLAN_ONLY`), which must fail
 /// before it writes results.
 pub const NO_SUCH_KERNEL: &str = "rehearsal-no-such-kernel";
+/// The runner label matrix.yml gives the plan's arm64 legs (GitHub's arm64 Linux runners).
+pub const ARM64_RUNNER: &str = "ubuntu-24.04-arm";
 /// The locks a scheduled run's refresh may rewrite, each of which must travel to the pull request.
 pub const LOCKS: [&str; 4] =
     ["images/kernels.lock", "images/toolchain.lock", "images/go.lock", "images/criu.lock"];
@@ -391,6 +393,13 @@ pub mod rules {
                 ));
             }
         }
+        let runs_on = w["jobs"]["kernel"]["runs-on"].as_str().unwrap_or("");
+        if !(runs_on.contains("matrix.arch") && runs_on.contains(super::ARM64_RUNNER)) {
+            broken.push(format!(
+                "job kernel: `runs-on: {runs_on}` does not send the plan's arm64 legs (matrix.arch) to GitHub's arm64 runners ({})",
+                super::ARM64_RUNNER
+            ));
+        }
         let fetches_history = steps(&w["jobs"]["compile"])
             .iter()
             .any(|s| s["run"].as_str().unwrap_or("").contains("/history.toml\" -o"));
@@ -480,6 +489,14 @@ mod tests {
             rules::scheduled(&pr),
             vec!["the pull request's add-paths lack images/go.lock".to_string()]
         );
+        // The arm64 legs left on the x86 runners.
+        let x86 = m.replacen(
+            "    runs-on: ${{ matrix.arch == 'arm64' && 'ubuntu-24.04-arm' || 'ubuntu-latest' }}\n",
+            "    runs-on: ubuntu-latest\n",
+            1,
+        );
+        assert_ne!(x86, m);
+        assert!(rules::scheduled(&x86).iter().any(|b| b.starts_with("job kernel: `runs-on: ubuntu-latest`")));
         // Hygiene: a tag instead of a SHA, a job without a timeout, an unguarded KVM step.
         let c = text("ci.yml");
         let tag = c.replacen(
