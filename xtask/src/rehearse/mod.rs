@@ -30,8 +30,9 @@ use std::process::{Command, Stdio};
 use xshell::{cmd, Shell};
 
 pub const SCENARIOS: [&str; 3] = ["ci-push", "matrix-scheduled", "stale-pin"];
-/// Two kernels, one of each architecture: the arm64 leg goes to GitHub's arm64 runner label, which
-/// act maps to this machine (`ARM64_RUNNER`).
+/// Two kernels, one of each architecture: the arm64 leg runs its guest under TCG (on the runner
+/// `ci::runner_for` gives it; GitHub's arm64 runner label, `ARM64_RUNNER`, is mapped to this
+/// machine too).
 const DEFAULT_KERNELS: [&str; 2] = ["debian-6.1-cloud", "debian-6.1-cloud-arm64"];
 
 /// The build the rehearsal runs of the builds job's legs, unless `--kernel` names builds.
@@ -352,7 +353,8 @@ fn scenario_run(
     for leg in only.iter().filter(|_| event == "schedule").filter(foreign) {
         let arch = fleet.tracks[leg.as_str()].arch;
         log(&format!(
-            "leg {leg} ({arch}): its runner label ({ARM64_RUNNER} on GitHub) is mapped to this {} machine, where its guest runs under TCG; an {arch} runner, and KVM on it, are not rehearsed",
+            "leg {leg} ({arch}): on its runner ({}) its guest runs under TCG, as on this {} machine; an {arch} runner ({ARM64_RUNNER}), and KVM on it, are not rehearsed",
+            crate::tasks::ci::runner_for(arch),
             Arch::native()
         ));
     }
