@@ -133,13 +133,16 @@ impl std::str::FromStr for Condition {
 }
 
 impl Condition {
-    /// Whether a kernel of `arch`, built as the distributions build it, meets it, where the
-    /// condition is on the architecture alone (`arch=arm64`); `None` when it names an option.
+    /// Whether a kernel of `arch`, built as the distributions build it, meets it, where its
+    /// architecture decides: `Some(false)` when a term on the architecture fails (whatever the
+    /// options), `Some(true)` when it names the architecture alone and holds, `None` when it
+    /// holds on the architecture but names an option (which only the configuration tells).
     pub fn on_arch(&self, arch: crate::arch::Arch) -> Option<bool> {
-        self.terms
-            .iter()
-            .all(|(option, _, _)| option == ARCH)
-            .then(|| self.terms.iter().all(|(_, equal, value)| (arch.name() == value) == *equal))
+        let on_arch = |(option, _, _): &&(String, bool, String)| option == ARCH;
+        if !self.terms.iter().filter(on_arch).all(|(_, equal, value)| (arch.name() == value) == *equal) {
+            return Some(false);
+        }
+        self.terms.iter().all(|t| on_arch(&t)).then_some(true)
     }
 
     /// Whether `config` meets it.
@@ -200,6 +203,11 @@ mod tests {
             on("arch=arm64 and CONFIG_USERFAULTFD=y", Arm64),
             None,
             "an option: not for a documented answer"
+        );
+        assert_eq!(
+            on("arch=arm64 and CONFIG_ARM64_4K_PAGES!=y", X86_64),
+            Some(false),
+            "its architecture fails it"
         );
     }
 }

@@ -207,6 +207,18 @@ pub fn applicable<'a>(
     version: Option<KernelVersion>,
     config: Option<&Config>,
 ) -> (Option<&'a Rule>, Vec<&'a Rule>) {
+    applicable_on(rules, version, config, None)
+}
+
+/// The same for a kernel of `arch` (when known): without its configuration, a row conditioned on
+/// the architecture alone (`* when arch!=arm64`) is still applied (the architecture is known from
+/// the running machine or the run's record, whether or not the package shipped its `.config`).
+pub fn applicable_on<'a>(
+    rules: &'a [Rule],
+    version: Option<KernelVersion>,
+    config: Option<&Config>,
+    arch: Option<crate::arch::Arch>,
+) -> (Option<&'a Rule>, Vec<&'a Rule>) {
     let mut passed_over = Vec::new();
     let Some(v) = version else { return (None, passed_over) };
     for rule in rules {
@@ -216,7 +228,11 @@ pub fn applicable<'a>(
         match (rule.condition(), config) {
             (Ok(None), _) => return (Some(rule), passed_over),
             (Ok(Some(c)), Some(config)) if c.holds(config) => return (Some(rule), passed_over),
-            (Ok(Some(_)), None) => passed_over.push(rule),
+            (Ok(Some(c)), None) => match arch.and_then(|a| c.on_arch(a)) {
+                Some(true) => return (Some(rule), passed_over),
+                Some(false) => {}
+                None => passed_over.push(rule),
+            },
             _ => {}
         }
     }
@@ -230,7 +246,18 @@ pub fn grade(
     config: Option<&Config>,
     reported: Reported<'_>,
 ) -> Grade {
-    let (rule, passed_over) = applicable(rules, version, config);
+    grade_on(rules, version, config, None, reported)
+}
+
+/// The same for a kernel of `arch` (when known: see [`applicable_on`]).
+pub fn grade_on(
+    rules: &[Rule],
+    version: Option<KernelVersion>,
+    config: Option<&Config>,
+    arch: Option<crate::arch::Arch>,
+    reported: Reported<'_>,
+) -> Grade {
+    let (rule, passed_over) = applicable_on(rules, version, config, arch);
     let note = (!passed_over.is_empty()).then(|| {
         let rows: Vec<String> = passed_over.iter().map(|r| r.describe()).collect();
         format!(
@@ -366,5 +393,33 @@ mod tests {
         assert!(validate(&[Rule::new(">=5.1, <6.1", "a"), Rule::new(">=6.1", "b")]).is_ok());
         assert!(validate(&[Rule::new("5.1", "a")]).is_err());
         assert!(validate(&[]).is_err());
+    }
+
+    /// A kernel whose package ships no `.config` (Debian's 7.x `linux-binary` packages): rows on
+    /// the architecture alone still apply when the architecture is known; rows on an option are
+    /// passed over, and named.
+    #[test]
+    fn rows_on_the_architecture_apply_without_a_configuration() {
+        use crate::arch::Arch::{Arm64, X86_64};
+        let rules = vec![
+            Rule::new("* when arch=arm64 and CONFIG_ARM64_4K_PAGES!=y", "unsupported: no 64 KiB pages"),
+            Rule::new("* when arch!=arm64", "unsupported: no 64 KiB pages"),
+            Rule::new("* when CONFIG_HUGETLBFS!=y", "unsupported: no hugetlbfs"),
+            Rule::new("*", "served"),
+        ];
+        let v = Some(KernelVersion::new(7, 2, 0));
+        let x86 = grade_on(&rules, v, None, Some(X86_64), Reported::Unsupported);
+        assert_eq!(x86.verdict, Verdict::Unsupported);
+        assert_eq!(x86.rule.as_deref(), Some(rules[1].describe().as_str()));
+        let arm = grade_on(&rules, v, None, Some(Arm64), Reported::Observed("served"));
+        assert_eq!(arm.verdict, Verdict::Expected);
+        let note = arm.note.expect("the rows on options are named");
+        assert!(note.contains("CONFIG_ARM64_4K_PAGES") && note.contains("CONFIG_HUGETLBFS"), "{note}");
+        assert_eq!(
+            grade_on(&rules, v, None, Some(Arm64), Reported::Unsupported).verdict,
+            Verdict::Unexpected
+        );
+        // Without the architecture either, nothing conditioned applies (as before).
+        assert_eq!(grade(&rules, v, None, Reported::Unsupported).verdict, Verdict::Unexpected);
     }
 }

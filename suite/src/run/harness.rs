@@ -8,7 +8,7 @@ use crate::run::catalogue;
 use crate::run::cli::{Cli, Fault};
 use crate::run::isolate::{self, Outcome};
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
-use model::expect::{grade, Grade, Reported};
+use model::expect::{grade_on, Grade, Reported};
 use model::stream::{Decoded, Record};
 use model::version::KernelVersion;
 use model::{Cell, Detail, Details, Verdict};
@@ -302,7 +302,8 @@ pub struct Kernel {
 impl Kernel {
     /// Grades a report; a note the grading leaves (a configuration not known) goes into `details`.
     fn grade(&self, rules: &[model::expect::Rule], reported: Reported<'_>, details: &mut Details) -> Grade {
-        let g = grade(rules, self.version, self.config.as_ref(), reported);
+        let arch = Some(model::arch::Arch::native());
+        let g = grade_on(rules, self.version, self.config.as_ref(), arch, reported);
         if let Some(note) = &g.note {
             details.insert("config".into(), Detail::from(note.as_str()));
         }

@@ -7,7 +7,7 @@
 //! limit, so they add seconds, not minutes, to a guest.
 
 use crate::run::harness::Sink;
-use model::expect::{grade, Reported};
+use model::expect::{grade_on, Reported};
 use model::{Cell, Detail, Details, Verdict};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -73,7 +73,13 @@ pub fn run(sink: &Sink) {
         for p in &programs {
             let case = p.case.clone().unwrap_or_else(|| "unit".to_string());
             let rules = model::data::selftest_rules(&case);
-            let g = grade(&rules, version, config.as_ref(), Reported::Unsupported);
+            let g = grade_on(
+                &rules,
+                version,
+                config.as_ref(),
+                Some(model::arch::Arch::native()),
+                Reported::Unsupported,
+            );
             let cell = Cell {
                 observed: observed.clone(),
                 verdict: g.verdict,
@@ -311,7 +317,13 @@ impl Grading {
                 if let Some(why) = &why {
                     d.insert("selftest".into(), Detail::from(why.as_str()));
                 }
-                let g = grade(&rules, self.version, self.config.as_ref(), Reported::Unsupported);
+                let g = grade_on(
+                    &rules,
+                    self.version,
+                    self.config.as_ref(),
+                    Some(model::arch::Arch::native()),
+                    Reported::Unsupported,
+                );
                 let reason = format!(
                     "the kernel has no hugetlbfs (not in /proc/filesystems): {}",
                     why.as_deref().unwrap_or("the selftest failed")
@@ -332,7 +344,13 @@ impl Grading {
                 if let Some(why) = &why {
                     d.insert("selftest".into(), Detail::from(why.as_str()));
                 }
-                let g = grade(&rules, self.version, self.config.as_ref(), Reported::Observed(result));
+                let g = grade_on(
+                    &rules,
+                    self.version,
+                    self.config.as_ref(),
+                    Some(model::arch::Arch::native()),
+                    Reported::Observed(result),
+                );
                 let reason = match (g.reason, why) {
                     (Some(r), Some(why)) => Some(format!("{r}: {why}")),
                     (r, _) => r,

@@ -45,7 +45,8 @@ pub struct ArchPair<'a> {
 pub fn arch_differences(compat: &Compat) -> Vec<ArchPair<'_>> {
     let side = |b: &model::Behaviour, kernel: &str, c: &Cell| {
         let info = &compat.kernels[kernel];
-        let (rule, passed_over) = applicable(&b.expectation, info.kernel_version(), info.config.as_ref());
+        let (rule, passed_over) =
+            applicable_on(&b.expectation, info.kernel_version(), info.config.as_ref(), info.arch);
         let row = match rule {
             Some(r) => r.describe(),
             None if !passed_over.is_empty() => {

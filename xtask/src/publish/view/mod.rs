@@ -4,7 +4,7 @@
 
 use model::columns::{by_version, describe, version_label};
 use model::documented::Since;
-use model::expect::{applicable, Expect, Rule};
+use model::expect::{applicable, applicable_on, Expect, Rule};
 use model::findings::{findings, Finding, Kind};
 use model::history::{observes_the_kernel, History};
 use model::profile::{Outcome, Profile, Status};
