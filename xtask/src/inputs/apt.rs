@@ -195,6 +195,9 @@ pub struct Apt {
     pub arch: Arch,
     /// The sources changed since the lists were last fetched.
     stale: bool,
+    /// `apt-cache show` answers read ahead for many packages at once ([`Apt::fetch_ahead`]),
+    /// by `package=version`; forgotten when the lists are fetched again.
+    shown: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Apt {
@@ -228,7 +231,7 @@ impl Apt {
             crate::util::write_atomic(&dir.join("status"), b"")?;
         }
         let options = apt_options(&dir, arch);
-        Ok(Apt { dir, mirrors, options, arch, stale })
+        Ok(Apt { dir, mirrors, options, arch, stale, shown: BTreeMap::new() })
     }
 
     /// `apt-get update` of the private lists, when they are stale or `force`d.
@@ -245,23 +248,66 @@ impl Apt {
             .run()
             .context("apt-get update (private lists under target/uffdc/apt)")?;
         self.stale = false;
+        self.shown.clear();
         Ok(())
     }
 
     /// The fields of `package=version` (`Depends`, `Installed-Size`, `Size`, `SHA256`, ...), from
     /// the first stanza apt-cache prints; `None` when the archive does not have it.
     pub fn show(&self, sh: &Shell, package: &str, version: &str) -> Option<BTreeMap<String, String>> {
-        let options = &self.options;
         let wanted = format!("{package}={version}");
+        if let Some(fields) = self.shown.get(&wanted) {
+            return Some(fields.clone());
+        }
+        let options = &self.options;
         let text = cmd!(sh, "apt-cache {options...} show {wanted}").quiet().ignore_stderr().read().ok()?;
-        let stanza = text.split("\n\n").next()?;
-        let mut fields = BTreeMap::new();
-        for line in stanza.lines() {
-            if let Some((k, v)) = line.split_once(": ").filter(|_| !line.starts_with(' ')) {
-                fields.insert(k.to_string(), v.to_string());
+        let first = stanzas(&text).next();
+        first
+    }
+
+    /// Reads ahead what [`Apt::show`] answers for each `(package, version)` of `wanted` with one
+    /// `apt-cache show`, and fetches the .debs the cache lacks with one `apt-get download`: a
+    /// lock's refresh pins a hundred packages, where one apt process per package spent a second
+    /// or more each on startup (minutes per refresh on a loaded machine). Checks nothing and
+    /// fails quietly: [`Apt::download`] then checks each package, fetching what this left out.
+    pub fn fetch_ahead(&mut self, sh: &Shell, wanted: &[(String, String)]) {
+        let args: Vec<String> =
+            wanted.iter().map(|(p, v)| format!("{p}={v}")).filter(|w| !self.shown.contains_key(w)).collect();
+        if !args.is_empty() {
+            let options = &self.options;
+            let out = cmd!(sh, "apt-cache {options...} show {args...}")
+                .quiet()
+                .ignore_stderr()
+                .ignore_status()
+                .read();
+            for fields in stanzas(&out.unwrap_or_default()) {
+                if let (Some(p), Some(v)) = (fields.get("Package"), fields.get("Version")) {
+                    self.shown.entry(format!("{p}={v}")).or_insert(fields);
+                }
             }
         }
-        (!fields.is_empty()).then_some(fields)
+        let debs = self.dir.join("debs");
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(p, v)| {
+                // One the archive does not list is left to download(), which names it.
+                let Some(want) = self.shown.get(&format!("{p}={v}")).and_then(|f| f.get("SHA256")) else {
+                    return false;
+                };
+                let name = format!("{p}_{}_", v.replace(':', "%3a"));
+                !std::fs::read_dir(&debs).into_iter().flatten().flatten().any(|e| {
+                    e.file_name().to_string_lossy().starts_with(&name)
+                        && crate::util::sha256_file(&e.path()).is_ok_and(|s| s == *want)
+                })
+            })
+            .map(|(p, v)| format!("{p}={v}"))
+            .collect();
+        if let Err(e) = self.download_all(sh, &missing) {
+            eprintln!(
+                "apt     one download of {} packages failed ({e:#}): fetching them one by one",
+                missing.len()
+            );
+        }
     }
 
     /// Every (version, suite) the archive has for `package`.
@@ -378,6 +424,19 @@ impl Apt {
         cmd!(sh, "apt-get {options...} -qq download {wanted...}").quiet().run()?;
         Ok(())
     }
+}
+
+/// The stanzas of `apt-cache show`'s output, each as its fields (continuation lines left out).
+fn stanzas(text: &str) -> impl Iterator<Item = BTreeMap<String, String>> + '_ {
+    text.split("\n\n").filter_map(|stanza| {
+        let fields: BTreeMap<String, String> = stanza
+            .lines()
+            .filter(|l| !l.starts_with(' '))
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (!fields.is_empty()).then_some(fields)
+    })
 }
 
 /// An [`Apt`] made on first use: runs that find everything in the cache touch no network and
@@ -533,6 +592,21 @@ fn apt_options(apt: &Path, arch: Arch) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One `apt-cache show` for many packages: each stanza by its own fields, a description's
+    /// continuation lines left out.
+    #[test]
+    fn stanzas_of_one_apt_cache_show_for_many_packages() {
+        let text =
+            "Package: criu\nVersion: 4.1.1-1\nSHA256: aa\nDescription: checkpoint\n restore in userspace\n\n\
+                    Package: libnet1\nVersion: 1.3+dfsg-2\nSHA256: bb\n\n";
+        let all: Vec<_> = stanzas(text).collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!((all[0]["Package"].as_str(), all[0]["SHA256"].as_str()), ("criu", "aa"));
+        assert_eq!(all[0].len(), 4, "no field from a continuation line: {:?}", all[0]);
+        assert_eq!((all[1]["Package"].as_str(), all[1]["Version"].as_str()), ("libnet1", "1.3+dfsg-2"));
+        assert_eq!(stanzas("").count(), 0);
+    }
 
     /// A run's handles (clones, other architectures) decide the mirror once, together.
     #[test]

@@ -91,6 +91,7 @@ impl Lock {
     /// Pins `packages` (what apt resolved: name, version) in `suite`, each downloaded and hashed.
     pub fn pin(sh: &Shell, apt: &mut LazyApt, suite: &str, packages: &[(String, String)]) -> Result<Lock> {
         let apt = apt.get()?;
+        apt.fetch_ahead(sh, packages);
         let mut lock = Lock::default();
         for (package, version) in packages {
             lock.packages.push(DebPin::download(sh, apt, suite, package, version)?.1);
