@@ -107,8 +107,11 @@ impl Variant {
         matches!(self.backing, Backing::HugetlbPrivate | Backing::HugetlbShared)
     }
 
-    /// `n` free huge pages of this variant's size (see [`require::huge_pages`]).
+    /// `n` free huge pages of this variant's size (see [`require::huge_pages`]). A kernel without
+    /// userfaultfd says so first, whatever else it lacks (a size another architecture has): the
+    /// first of its rows is that one.
     pub fn huge_pages(self, n: usize) -> Result<require::HugePages, Fail> {
+        require::userfaultfd()?;
         require::huge_pages(n as u64, self.huge)
     }
 

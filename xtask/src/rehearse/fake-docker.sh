@@ -5,7 +5,8 @@
 # with its stand-in actions in seconds: the plan (an x86-64 leg, an arm64 one (on the arm64
 # runner's label), the leg that fails, and a build, and a refresh that rewrites
 # every lock), the legs' results (the no-such-kernel leg fails before writing any), the runner's
-# kernel, compile (which fails unless every lock reached it re-pinned), diff, the report.
+# kernel, compile (which fails unless every lock reached it re-pinned), the binary cache's
+# entries per leg and gathered beside the report, diff, the report.
 set -euo pipefail
 [ "${1:-}" = run ] || exit 0
 while [ $# -gt 0 ] && [ "$1" != /work/.ci/debian-env ]; do shift; done
@@ -14,7 +15,7 @@ locks=(images/kernels.lock images/toolchain.lock images/go.lock images/criu.lock
 case "$*" in
   "cargo xtask ci plan --refresh")
     for l in "${locks[@]}"; do echo "# re-pinned by the fake refresh" >> "$l"; done
-    echo '{"include":[{"kernel":"k1","pin":"p1","arch":"x86_64"},{"kernel":"k2","pin":"p2","arch":"arm64"},{"kernel":"rehearsal-no-such-kernel","pin":"none"}]}' ;;
+    echo '{"include":[{"kernel":"k1","pin":"p1","arch":"x86_64","runner":"ubuntu-latest"},{"kernel":"k2","pin":"p2","arch":"arm64","runner":"ubuntu-latest"},{"kernel":"rehearsal-no-such-kernel","pin":"none","runner":"ubuntu-latest"}]}' ;;
   "cargo xtask ci plan --builds")
     echo '{"include":[{"build":"b1","key":"key1"}]}' ;;
   "cargo xtask matrix --kernel rehearsal-no-such-kernel "*)
@@ -34,6 +35,14 @@ case "$*" in
     mkdir -p target/report matrix
     echo "# compiled from ${found[*]}" >> matrix/compat.toml
     echo "<html>${found[*]}</html>" > target/report/index.html ;;
+  "cargo xtask ci binaries --kernel "*" --out "*)
+    mkdir -p "$8"
+    echo "built of $6" > "$8/kernels-$6.tar"
+    printf '[[entries]]\nid = "%s"\nfile = "kernels-%s.tar"\n' "$6" "$6" > "$8/index.toml" ;;
+  "cargo xtask ci binaries --out target/report/binaries ci-artifacts")
+    mkdir -p target/report/binaries
+    find ci-artifacts -path '*/binaries/*.tar' -exec cp {} target/report/binaries/ \;
+    find ci-artifacts -path '*/binaries/index.toml' -exec cat {} + > target/report/binaries/index.toml ;;
   "cargo xtask diff ci-old/compat.toml matrix/compat.toml")
     if cmp -s ci-old/compat.toml matrix/compat.toml; then echo "no cell changed"; exit 0; fi
     echo "kernel k1: release 1 -> 2"; echo "1 change(s)"; exit 1 ;;

@@ -138,7 +138,8 @@ pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> R
         .collect();
     // The rehearsal's leg that must fail: a kernel no track has.
     if only.as_ref().is_some_and(|o| o.iter().any(|k| k == NO_SUCH_KERNEL)) {
-        jobs.push(serde_json::json!({ "kernel": NO_SUCH_KERNEL, "pin": "none" }));
+        let runner = runner_for(model::arch::Arch::native());
+        jobs.push(serde_json::json!({ "kernel": NO_SUCH_KERNEL, "pin": "none", "runner": runner }));
     }
     Ok(serde_json::json!({ "include": jobs }).to_string())
 }
