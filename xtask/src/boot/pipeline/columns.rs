@@ -223,13 +223,20 @@ pub(super) fn run_columns(
         failed: Mutex::new(Vec::new()),
         error: Mutex::new(None),
     };
-    std::thread::scope(|scope| {
-        for (id, source) in columns {
-            let shared = &shared;
-            // A Debian column's selftests come before any kernel build (counted before any
-            // column starts).
+    // A Debian column's selftests come before any kernel build: every one is counted before any
+    // column starts (counted as each was spawned, a build listed first could take its turn
+    // before a later Debian column was counted, and wait for a guest that waited for that turn).
+    let counted: Vec<_> = columns
+        .into_iter()
+        .map(|(id, source)| {
             let first =
                 (opts.selftests && matches!(source, Source::Fetch(_))).then(|| shared.turns.pending());
+            (id, source, first)
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for (id, source, first) in counted {
+            let shared = &shared;
             scope.spawn(move || column(shared, &id, source, first));
         }
     });
