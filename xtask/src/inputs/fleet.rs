@@ -425,14 +425,7 @@ impl Cache {
         if let Some(image) = self.cached(id, pin) {
             return Ok(image);
         }
-        // The package comes from the private apt of its own architecture.
-        let mut own;
-        let apt = if apt.arch == pin.arch {
-            apt
-        } else {
-            own = apt.for_arch(pin.arch);
-            &mut own
-        };
+        // The package comes from the private apt of its own architecture (`verified` picks it).
         let deb = crate::inputs::pin::verified(sh, &pin.deb(), apt, LOCK, "cargo xtask images refresh")
             .map_err(|e| anyhow::anyhow!("{id}: {e:#}"))?;
         self.unpack(id, pin, &deb)
