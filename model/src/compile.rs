@@ -9,7 +9,8 @@ pub const NO_SUCH_SELFTEST: &str =
     "this kernel's own selftests have no such case (their cases differ by version)";
 
 /// Builds the matrix: every catalogue behaviour gets a cell for every kernel. A behaviour a
-/// kernel's results lack becomes `missing`, with the run's own reason when the run was cut short.
+/// kernel's results lack becomes `missing`, with the run's own reason when the run was cut short;
+/// a selftest case a complete run's own selftests do not have is `absent` (nothing to observe).
 /// Results for behaviours the catalogue no longer has are dropped (and listed in the return value).
 pub fn compile(
     catalogue: &Catalogue,
@@ -28,13 +29,18 @@ pub fn compile(
         for (id, behaviour) in behaviours.iter_mut() {
             let cell = match run.cells.get(id) {
                 Some(cell) => cell.clone(),
+                None if behaviour.family == crate::data::SELFTESTS
+                    && run.kernel.status == RunStatus::Complete
+                    && run.kernel.selftests.as_deref().is_some_and(|s| !s.starts_with("not run")) =>
+                {
+                    Cell::absent(NO_SUCH_SELFTEST)
+                }
                 None => Cell::missing(match (&run.kernel.status, &run.kernel.reason) {
                     (RunStatus::Incomplete, Some(reason)) => reason.clone(),
                     (RunStatus::Incomplete, None) => "the run was cut short".to_string(),
                     (RunStatus::Complete, _) if behaviour.family == crate::data::SELFTESTS => {
                         match &run.kernel.selftests {
-                            Some(s) if s.starts_with("not run") => format!("its own selftests were {s}"),
-                            Some(_) => NO_SUCH_SELFTEST.to_string(),
+                            Some(s) => format!("its own selftests were {s}"),
                             None => "its own selftests were not run (a run without them, or before them)"
                                 .to_string(),
                         }
@@ -160,7 +166,10 @@ mod tests {
         assert!(reason("old").contains("no such case"), "{}", reason("old"));
         assert!(reason("unbuilt").contains("not run: no source package"), "{}", reason("unbuilt"));
         assert!(reason("without").contains("were not run"), "{}", reason("without"));
-        assert_eq!(compat.behaviours["selftests.userfaultfd_anon"].cells["new"].verdict, Verdict::Missing);
+        assert_eq!(row.cells["old"].verdict, Verdict::Absent);
+        assert_eq!(row.cells["unbuilt"].verdict, Verdict::Missing);
+        assert_eq!(row.cells["without"].verdict, Verdict::Missing);
+        assert_eq!(compat.behaviours["selftests.userfaultfd_anon"].cells["new"].verdict, Verdict::Absent);
     }
 
     #[test]

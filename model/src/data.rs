@@ -99,6 +99,10 @@ impl Cell {
             details: Details::new(),
         }
     }
+    /// A selftest case this kernel's own selftests (which ran) do not have: nothing to observe.
+    pub fn absent(reason: impl Into<String>) -> Cell {
+        Cell { verdict: Verdict::Absent, ..Cell::missing(reason) }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -262,15 +262,18 @@ impl<'a> Checked<'a> {
                     )),
                 )
             }
-            v @ (Verdict::Skipped | Verdict::Error | Verdict::Hung | Verdict::Crashed | Verdict::Missing) => {
-                (
-                    Status::NotChecked,
-                    Some(format!(
-                        "{v}: {}",
-                        cell.reason.as_deref().unwrap_or("nothing was learnt about the kernel")
-                    )),
-                )
-            }
+            v @ (Verdict::Skipped
+            | Verdict::Error
+            | Verdict::Hung
+            | Verdict::Crashed
+            | Verdict::Missing
+            | Verdict::Absent) => (
+                Status::NotChecked,
+                Some(format!(
+                    "{v}: {}",
+                    cell.reason.as_deref().unwrap_or("nothing was learnt about the kernel")
+                )),
+            ),
         };
         Checked { need, status, verdict: Some(cell.verdict), observed: cell.observed.clone(), reason }
     }

@@ -27,10 +27,13 @@ pub enum Verdict {
     Crashed,
     /// No result arrived: the guest died, hung or the behaviour was not run there.
     Missing,
+    /// Nothing to observe: a case of the kernels' own selftests that this kernel's selftests,
+    /// which ran, do not have (their cases differ by version). Not a result that went missing.
+    Absent,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 9] = [
+    pub const ALL: [Verdict; 10] = [
         Verdict::Expected,
         Verdict::Unexpected,
         Verdict::Unsupported,
@@ -40,6 +43,7 @@ impl Verdict {
         Verdict::Hung,
         Verdict::Crashed,
         Verdict::Missing,
+        Verdict::Absent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Verdict {
             Verdict::Hung => "hung",
             Verdict::Crashed => "crashed",
             Verdict::Missing => "missing",
+            Verdict::Absent => "absent",
         }
     }
 }

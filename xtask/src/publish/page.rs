@@ -76,8 +76,10 @@ pub fn page_data(v: &View<'_>) -> Value {
             json!({"before": x.before, "after": x.after, "changes": changes})
         })
         .collect();
+    // `absent` has its own swatch, in words (page.js: ABSENT).
     let legend: Vec<Value> = Verdict::ALL
         .iter()
+        .filter(|x| **x != Verdict::Absent)
         .map(|x| json!({"verdict": x.as_str(), "mark": mark(*x), "meaning": meaning(*x)}))
         .collect();
     let selftests: Vec<Value> = selftest_sources(v)

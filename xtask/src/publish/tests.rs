@@ -299,7 +299,7 @@ fn every_state() -> Compat {
     let case = "selftests.unit_move_anon";
     with_selftest(&mut c, case, "debian-6.1-cloud", "pass", None);
     with_selftest(&mut c, case, "host", "fail", Some("boom"));
-    let mut absent = model::Cell::missing(model::compile::NO_SUCH_SELFTEST);
+    let mut absent = model::Cell::absent(model::compile::NO_SUCH_SELFTEST);
     absent.observed = "-".into();
     c.behaviours.get_mut(case).unwrap().cells.insert("debian-5.10-cloud".into(), absent);
     for k in c.kernels.values_mut() {

@@ -2,7 +2,7 @@
 //! submission to the common kernel-test database. One checkout and one build per kernel column,
 //! one test per cell, at path `uffd.<family>.<behaviour>`. Verdicts map honestly: expected → PASS,
 //! unexpected → FAIL, flaky → FAIL (repeats disagreed), unsupported and skipped → SKIP, missing →
-//! MISS, error / hung / crashed → ERROR (the test did not complete, so nothing is known about the
+//! MISS, absent (a selftest case this kernel's selftests do not have) → SKIP, error / hung / crashed → ERROR (the test did not complete, so nothing is known about the
 //! kernel).
 
 use anyhow::Result;
@@ -16,7 +16,7 @@ pub fn kcidb_status(v: Verdict) -> &'static str {
     match v {
         Verdict::Expected => "PASS",
         Verdict::Unexpected => "FAIL",
-        Verdict::Unsupported | Verdict::Skipped => "SKIP",
+        Verdict::Unsupported | Verdict::Skipped | Verdict::Absent => "SKIP",
         Verdict::Flaky => "FAIL",
         Verdict::Missing => "MISS",
         Verdict::Error | Verdict::Hung | Verdict::Crashed => "ERROR",
@@ -117,6 +117,7 @@ mod tests {
                 (Verdict::Hung, "ERROR"),
                 (Verdict::Crashed, "ERROR"),
                 (Verdict::Missing, "MISS"),
+                (Verdict::Absent, "SKIP"),
             ]
         );
     }

@@ -28,6 +28,7 @@ pub fn symbol(v: Verdict) -> &'static str {
         Verdict::Hung => "⏳",
         Verdict::Crashed => "💥",
         Verdict::Missing => "❔",
+        Verdict::Absent => "·",
     }
 }
 
@@ -44,6 +45,7 @@ pub fn mark(v: Verdict) -> &'static str {
         Verdict::Hung => "h",
         Verdict::Crashed => "c",
         Verdict::Missing => "?",
+        Verdict::Absent => "·",
     }
 }
 
@@ -58,6 +60,9 @@ pub fn meaning(v: Verdict) -> &'static str {
         Verdict::Hung => "the probe's watchdog fired",
         Verdict::Crashed => "the probe died from a signal",
         Verdict::Missing => "no result arrived (see the reason)",
+        Verdict::Absent => {
+            "not in this kernel's selftests (their cases differ by version): nothing to observe"
+        }
     }
 }
 
@@ -579,11 +584,12 @@ pub fn supported_text(since: &Since) -> String {
 }
 
 /// A selftest case this kernel's own selftests do not have (they ran; their cases differ by
-/// version): not a result that went missing.
+/// version): not a result that went missing. A matrix compiled before `absent` was a verdict says
+/// so by a `missing` cell with that reason.
 pub fn not_in_selftests(b: &model::Behaviour, c: &Cell) -> bool {
     b.family == model::data::SELFTESTS
-        && c.verdict == Verdict::Missing
-        && c.reason.as_deref() == Some(model::compile::NO_SUCH_SELFTEST)
+        && (c.verdict == Verdict::Absent
+            || c.verdict == Verdict::Missing && c.reason.as_deref() == Some(model::compile::NO_SUCH_SELFTEST))
 }
 
 /// The command that observes one cell again: the kernel's column alone, into a matrix directory of
