@@ -118,7 +118,7 @@ impl SubProcess {
                 Some(why) => Err(Fail::error(format!("the helper failed: {why}"))),
                 None => Ok(line),
             },
-            None => Err(Fail::error(format!("the helper sent no {what} within {}ms", limit.as_millis()))),
+            None => Err(Fail::error(format!("the helper did not send {what} within {}ms", limit.as_millis()))),
         }
     }
 
@@ -127,7 +127,7 @@ impl SubProcess {
     pub fn fd(&self, what: &str, limit: Duration) -> Result<OwnedFd, Fail> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::{AsFd, FromRawFd};
-        let none = || Fail::error(format!("the helper sent no {what} within {}ms", limit.as_millis()));
+        let none = || Fail::error(format!("the helper did not send {what} within {}ms", limit.as_millis()));
         if !wait_readable(self.sock.as_fd(), limit).ctx("poll")? {
             return Err(none());
         }
