@@ -111,12 +111,16 @@ struct Cold {
     load_max: f64,
     /// xtask compiled (cargo's `Running` line).
     xtask_s: f64,
-    /// The suite's build for this machine started (xshell's echo of its `cargo build`).
+    /// The suite's build for this machine started (xshell's echo of its `cargo build`), and
+    /// ended (its binary's modification time in the clone: the build prints nothing at its end).
     suite_build_s: f64,
+    suite_built_s: f64,
     /// The Go workload's build started: the suite is built and the Go toolchain fetched.
     go_build_s: f64,
     /// The run prepared (suite, Go workload, CRIU): its `go` line.
     prepared_s: f64,
+    /// Another architecture's suite and Go workload made, by its first column (`suite   arm64:`).
+    arm64_suite_s: f64,
     /// The first column fetching its kernel (or building it), the first boot, the first suite
     /// started (its start record), and the first cell (the run's own figure, from xtask's start).
     first_fetch_s: f64,
@@ -183,6 +187,7 @@ struct Timeline {
     suite_build: Option<f64>,
     go_build: Option<f64>,
     prepared: Option<f64>,
+    arm64_suite: Option<f64>,
     first_fetch: Option<f64>,
     first_boot: Option<f64>,
     first_running: Option<f64>,
@@ -206,6 +211,8 @@ impl Timeline {
             first(&mut self.suite_build);
         } else if let Some(go) = line.strip_prefix("go      ") {
             first(if go.starts_with("build ") { &mut self.go_build } else { &mut self.prepared });
+        } else if line.starts_with("suite   arm64: ") {
+            first(&mut self.arm64_suite);
         } else if line.starts_with("matrix  ") {
             self.summary = summary(line);
         } else if line.starts_with("error: ") {
@@ -418,8 +425,10 @@ pub fn run(root: &Path, o: &Options) -> Result<()> {
         load_max: f64::NAN,
         xtask_s: f64::NAN,
         suite_build_s: f64::NAN,
+        suite_built_s: f64::NAN,
         go_build_s: f64::NAN,
         prepared_s: f64::NAN,
+        arm64_suite_s: f64::NAN,
         first_fetch_s: f64::NAN,
         first_boot_s: f64::NAN,
         first_running_s: f64::NAN,
@@ -486,14 +495,23 @@ fn measure(root: &Path, o: &Options, scratch: &Path, log: &Path, cold: &mut Cold
     }
     cmd.env("UFFDC_CACHE_DIR", scratch.join("cache")).env("CARGO_TARGET_DIR", clone.join("target"));
     cmd.env("UFFDC_BINARY_CACHE", server.as_ref().map_or("off", |s| s.url.as_str()));
+    let started = std::time::SystemTime::now();
     let (timeline, whole, status) = follow(cmd, &groups.all(), log, cold)?;
     drop(server);
+    let native = crate::boot::suite_bin::target(model::arch::Arch::native());
+    let suite = clone.join("target").join(native).join("guest/suite");
+    cold.suite_built_s = std::fs::metadata(suite)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(started).ok())
+        .map_or(f64::NAN, |d| d.as_secs_f64());
     cold.whole_s = whole;
     let opt = |t: Option<f64>| t.unwrap_or(f64::NAN);
     cold.xtask_s = opt(timeline.xtask);
     cold.suite_build_s = opt(timeline.suite_build);
     cold.go_build_s = opt(timeline.go_build);
     cold.prepared_s = opt(timeline.prepared);
+    cold.arm64_suite_s = opt(timeline.arm64_suite);
     cold.first_fetch_s = opt(timeline.first_fetch);
     cold.first_boot_s = opt(timeline.first_boot);
     cold.first_running_s = opt(timeline.first_running);
@@ -603,11 +621,13 @@ fn print(c: &Cold) {
         "  load average {:.1} at the start, {:.1} mean, {:.1} highest: a shared machine, so these times are upper bounds",
         c.load_start, c.load_mean, c.load_max
     );
-    let rows: [(&str, f64, Option<f64>); 12] = [
+    let rows: [(&str, f64, Option<f64>); 14] = [
         ("xtask compiled", c.xtask_s, None),
         ("suite build started", c.suite_build_s, None),
-        ("Go workload build started (suite built, Go fetched)", c.go_build_s, None),
+        ("suite built (its binary written)", c.suite_built_s, None),
+        ("Go workload build started (Go toolchain fetched)", c.go_build_s, None),
         ("prepared (suite, Go workload, CRIU)", c.prepared_s, None),
+        ("arm64 suite and Go workload made", c.arm64_suite_s, None),
         ("first column fetching or building", c.first_fetch_s, None),
         ("first boot", c.first_boot_s, None),
         ("first suite started", c.first_running_s, None),
@@ -701,6 +721,7 @@ mod tests {
             (600.0, "debian-6.1-cloud     done     140 cells (3 unexpected) in 38.2s; logs: target/uffdc/runs/debian-6.1-cloud"),
             (700.0, "$ cargo build --quiet --package suite --profile guest --target aarch64-unknown-linux-musl"),
             (710.0, "go      build suite/go with go1.24.4 (arm64)"),
+            (720.0, "suite   arm64: target/aarch64-unknown-linux-musl/guest/suite (go target/uffdc/go/build/uffdc-go-arm64-abc)"),
             (900.0, "build-6.12           failed   its selftests could not be built: ... (--no-selftests)"),
             (950.0, "debian-7.2-cloud     done     140 cells in 40.0s"),
             (960.0, "error: 1 kernel(s) did not complete:"),
@@ -715,6 +736,7 @@ mod tests {
             (Some(200.0), Some(201.0), Some(520.0), Some(540.0))
         );
         assert_eq!((t.first_fetch, t.first_boot, t.first_running), (Some(541.0), Some(560.0), Some(562.0)));
+        assert_eq!(t.arm64_suite, Some(720.0));
         assert_eq!(t.summary, Some((Some(362.5), 800.0)));
         assert_eq!(t.first_cell(), Some(562.5), "the run's own figure counts from xtask's start");
         assert_eq!(t.error.as_deref(), Some("error: 1 kernel(s) did not complete:"));
