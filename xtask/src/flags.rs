@@ -152,7 +152,8 @@ xflags::xflags! {
             }
         }
         /// Per kernel: fetch (cold and cached), bare boot, boot to init, suite, total; then the whole
-        /// matrix of those kernels. Prints a table and writes target/bench.toml.
+        /// matrix of those kernels. Prints a table and writes target/bench.toml. With --cold,
+        /// instead: `cargo xtask matrix` from a fresh clone of HEAD with an empty per-user cache.
         cmd bench {
             repeated --kernel id: String
             /// Guests booted at once (1 to 64; default 2).
@@ -168,6 +169,15 @@ xflags::xflags! {
             optional --qemu path: PathBuf
             /// auto (default), kvm, tcg or tcg-mt, as for matrix.
             optional --accel accel: String
+            /// Instead of the above: time `cargo xtask matrix` (its first cell, its columns, the whole)
+            /// from a fresh clone of HEAD, with an empty per-user cache and target dir, and this
+            /// machine's built kernels and selftests served as the binary cache on 127.0.0.1
+            /// (tens of minutes; the clone and its cache are removed after). The cold section of
+            /// target/bench.toml.
+            optional --cold
+            /// With --cold: serve no binary cache; the clone's run compiles every build
+            /// (`matrix --no-binary-cache`).
+            optional --no-binary-cache
         }
         /// The test command: format, lints, unit tests, the suite on this kernel, real guest boots.
         cmd test {}

@@ -60,6 +60,9 @@ fn run() -> Result<()> {
             i.mirror,
             !i.no_binary_cache,
         ),
+        flags::XtaskCmd::Bench(b) if b.cold => {
+            tasks::bench::cold::run(&root, &tasks::bench::cold::Options::new(b)?)
+        }
         flags::XtaskCmd::Bench(b) => {
             let mirror = b.mirror.clone();
             let (opts, boots) = tasks::bench::options(&root, b)?;

@@ -411,11 +411,13 @@ impl Apt {
     /// (one process and one connection for all, where one call per package spent about two seconds
     /// each on startup: 33 calls for bookworm's CRIU). Checks nothing: the callers find each .deb
     /// by its pinned sha256 afterwards, and fetch what is still missing one by one, whose errors
-    /// name the package.
+    /// name the package. Stale lists are fetched first: in an empty cache there are none, and
+    /// `apt-get download` then locates no package (a cold run fetched CRIU's 33 one by one).
     pub fn download_all(&mut self, sh: &Shell, wanted: &[String]) -> Result<()> {
         if wanted.is_empty() {
             return Ok(());
         }
+        self.update(sh, false)?;
         let debs = self.dir.join("debs");
         std::fs::create_dir_all(&debs)?;
         let _cwd = sh.push_dir(&debs);

@@ -6,7 +6,10 @@
 //! and selftests; the matrix's: their sum over the cores, and the longest column) and with its
 //! time to the first cell. With `--boots N` it also boots each kernel bare N times (`--jobs` at
 //! once) and counts the boots that failed before init. Prints a table and writes
-//! `target/bench.toml`. Targets are checked here, not in tests.
+//! `target/bench.toml`. Targets are checked here, not in tests. `--cold` measures instead how long
+//! a new user waits: `cargo xtask matrix` from a fresh clone with an empty cache (`cold.rs`).
+
+pub mod cold;
 
 use crate::boot::pipeline::{self, Options, Prepared};
 use crate::boot::qemu::Settings;
@@ -122,6 +125,9 @@ struct Bench {
 const OVER_FLOOR: f64 = 1.25;
 /// The pipeline's options and the number of bare boots from `cargo xtask bench`'s flags.
 pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, u32)> {
+    if b.no_binary_cache {
+        anyhow::bail!("--no-binary-cache is for --cold (the warm bench measures the binary cache itself): add --cold, or drop it");
+    }
     let boots = b.boots.map(|n| in_range("--boots", n, 1, 10_000)).transpose()?.unwrap_or(0);
     let mut opts = Options::new(root);
     opts.kernels = b.kernel.into_iter().map(KernelId::from).collect();
@@ -216,7 +222,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32, mirror: Option<
         over_floor,
     };
     print_table(&bench, &prepared);
-    crate::util::write_atomic(&root.join("target/bench.toml"), toml::to_string(&bench)?.as_bytes())?;
+    save(&root.join("target/bench.toml"), None, toml::Table::try_from(&bench)?)?;
     println!("wrote target/bench.toml");
     Ok(())
 }
@@ -518,6 +524,31 @@ fn selftests_s(results: &model::Results) -> f64 {
     programs.values().sum::<i64>() as f64 / 1e6
 }
 
+/// The section of `target/bench.toml` that `--cold` writes.
+const COLD: &str = "cold";
+
+/// Writes `table` into `file`: as its `section`, the rest of the file kept (`--cold`), or as the
+/// whole file, its `cold` section kept (the warm bench): each measurement replaces only its own.
+fn save(file: &Path, section: Option<&str>, table: toml::Table) -> Result<()> {
+    let old: toml::Table =
+        std::fs::read_to_string(file).ok().and_then(|t| t.parse().ok()).unwrap_or_default();
+    let new = match section {
+        Some(section) => {
+            let mut all = old;
+            all.insert(section.to_string(), toml::Value::Table(table));
+            all
+        }
+        None => {
+            let mut all = table;
+            if let Some(cold) = old.get(COLD) {
+                all.insert(COLD.to_string(), cold.clone());
+            }
+            all
+        }
+    };
+    crate::util::write_atomic(file, toml::to_string(&new)?.as_bytes())
+}
+
 /// `met`, `MISSED`, or `n/a` for a figure that does not exist (a run that did not complete).
 fn verdict(figure: f64, at_most: f64) -> &'static str {
     match figure {
@@ -589,6 +620,29 @@ mod tests {
         assert_eq!(verdict(0.75, 0.75), "met");
         assert_eq!(verdict(0.8, 0.75), "MISSED");
         assert_eq!(verdict(f64::NAN, 0.75), "n/a");
+    }
+
+    /// The warm bench and `--cold` each replace only their own part of `target/bench.toml`.
+    #[test]
+    fn each_bench_keeps_the_others_section() {
+        let dir = crate::util::project_root().join("target/uffdc/test/bench-save");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bench.toml");
+        let table = |text: &str| -> toml::Table { text.parse().unwrap() };
+        save(&file, None, table("matrix_s = 1.0\n")).unwrap();
+        save(&file, Some(COLD), table("whole_s = 2.0\n")).unwrap();
+        save(&file, None, table("matrix_s = 3.0\n")).unwrap();
+        assert_eq!(
+            table(&std::fs::read_to_string(&file).unwrap()),
+            table("matrix_s = 3.0\n[cold]\nwhole_s = 2.0\n")
+        );
+        save(&file, Some(COLD), table("whole_s = 4.0\n")).unwrap();
+        assert_eq!(
+            table(&std::fs::read_to_string(&file).unwrap()),
+            table("matrix_s = 3.0\n[cold]\nwhole_s = 4.0\n")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A program's time counts once, however many cases it reported; the suite's cells not at all.
