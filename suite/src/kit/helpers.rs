@@ -118,7 +118,9 @@ impl SubProcess {
                 Some(why) => Err(Fail::error(format!("the helper failed: {why}"))),
                 None => Ok(line),
             },
-            None => Err(Fail::error(format!("the helper did not send {what} within {}ms", limit.as_millis()))),
+            None => {
+                Err(Fail::error(format!("the helper did not send {what} within {}ms", limit.as_millis())))
+            }
         }
     }
 
