@@ -80,8 +80,9 @@ impl Need {
             // The arm64 guests' results port is the virt board's second UART: QEMU 10 and later.
             Need::QemuArm64 => qemu_major("qemu-system-aarch64").is_some_and(|v| v >= QEMU_ARM64_MIN),
             Need::CrossGccArm64 => {
+                // The uapi headers' `<asm/...>`: Debian's multiarch folder on an arm64 machine.
                 let headers = if native_arm64() {
-                    "/usr/include/linux"
+                    "/usr/include/aarch64-linux-gnu/asm"
                 } else {
                     "/usr/aarch64-linux-gnu/include/linux"
                 };
