@@ -707,7 +707,8 @@ pub fn check_locks_proposed(store: &Path) -> Checks {
 
 /// Makes one pin of each kind stale in the clone, a version the archive does not serve: the
 /// kernel the scenario runs, the source the build it runs is built from, the build toolchain's
-/// first package, the Go toolchain's and CRIU's. Returns what it changed, as `file: old -> new`.
+/// first package and an arm64 machine's first, the Go toolchain's first and its last (the arm64
+/// machine's compiler), and CRIU's. Returns what it changed, as `file: old -> new`.
 fn make_stale(clone: &Path, kernel: &str, build: &str) -> Result<Vec<String>> {
     let fleet = crate::inputs::fleet::Fleet::load(clone)?;
     let source = &fleet.builds.get(build).with_context(|| format!("no build {build} in the fleet"))?.source;
@@ -716,7 +717,9 @@ fn make_stale(clone: &Path, kernel: &str, build: &str) -> Result<Vec<String>> {
         ("images/kernels.lock", format!("[kernels.\"{kernel}\"]")),
         ("images/kernels.lock", format!("[sources.\"{source}\"]")),
         ("images/toolchain.lock", "[[packages]]".to_string()),
+        ("images/toolchain.lock", "[[host.arm64]]".to_string()),
         ("images/go.lock", "[[packages]]".to_string()),
+        ("images/go.lock", format!("{LAST}[[packages]]")),
         ("images/criu.lock", "[[packages]]".to_string()),
     ] {
         let marker = marker.as_str();
@@ -724,15 +727,31 @@ fn make_stale(clone: &Path, kernel: &str, build: &str) -> Result<Vec<String>> {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let (new, what) = stale_version(&text, marker)
             .with_context(|| format!("{file} has no {marker} entry with a version"))?;
+        if file == "images/go.lock" && marker.starts_with(LAST) && !what_is_arm64(&new, &what) {
+            bail!("{file}: its last entry is not the arm64 machine's compiler: the stale pin would not be an arm64 one");
+        }
         std::fs::write(&path, new)?;
         changed.push(format!("{file}: {what}"));
     }
     Ok(changed)
 }
 
-/// `text` with the first `version = "..."` after `marker` replaced by one no archive serves.
+/// A marker that names its last occurrence (`last:[[packages]]`), not its first.
+const LAST: &str = "last:";
+
+/// Whether the stale version `what` (`old -> new`) went into an entry that says `arch = "arm64"`.
+fn what_is_arm64(text: &str, what: &str) -> bool {
+    let new = what.rsplit(" -> ").next().unwrap_or("");
+    text.find(&format!("version = \"{new}\"\narch = \"arm64\"")).is_some()
+}
+
+/// `text` with the first `version = "..."` after `marker` (after its last occurrence, for
+/// `last:MARKER`) replaced by one no archive serves.
 pub fn stale_version(text: &str, marker: &str) -> Option<(String, String)> {
-    let at = text.find(marker)?;
+    let at = match marker.strip_prefix(LAST) {
+        Some(m) => text.rfind(m)?,
+        None => text.find(marker)?,
+    };
     let v = at + text[at..].find("\nversion = \"")? + "\nversion = \"".len();
     let end = v + text[v..].find('"')?;
     let old = &text[v..end];
@@ -778,6 +797,16 @@ mod tests {
             "{new}"
         );
         assert!(stale_version(lock, "[[packages]]").is_none());
+        // The last entry of a kind: the Go lock's arm64 compiler.
+        let go = std::fs::read_to_string(crate::util::project_root().join("images/go.lock")).unwrap();
+        let (new, what) = stale_version(&go, &format!("{LAST}[[packages]]")).unwrap();
+        assert!(what_is_arm64(&new, &what), "{what}");
+        let (new, what) = stale_version(&go, "[[packages]]").unwrap();
+        assert!(!what_is_arm64(&new, &what), "{what}");
+        let toolchain =
+            std::fs::read_to_string(crate::util::project_root().join("images/toolchain.lock")).unwrap();
+        let (new, what) = stale_version(&toolchain, "[[host.arm64]]").unwrap();
+        assert!(what_is_arm64(&new, &what), "{what}");
     }
 
     #[test]
