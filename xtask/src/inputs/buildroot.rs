@@ -717,6 +717,30 @@ mod tests {
         assert_eq!(BuildRoot { arch: Arch::X86_64, ..arm }.gcc(), "gcc");
     }
 
+    /// An arm64 machine's root, made here from its pins (no program of it runs on x86-64): every
+    /// tool a kernel or selftests build calls, the triple-named gcc the selftests' build calls and
+    /// the static C library they link, all arm64 programs; its key is the arm64 route's.
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn an_arm64_machines_root_is_made_from_its_pins() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let mut apt = crate::inputs::fleet::Fleet::load(&root)
+            .unwrap()
+            .apt(&crate::inputs::fleet::Cache::new(&root), None);
+        let broot = machine_root(&sh, &root, &mut apt, Arch::Arm64).unwrap();
+        assert_eq!(broot.key, key_of(&load_all(&root).unwrap(), Arch::Arm64, Arch::Arm64).unwrap());
+        assert!(broot.compiler.starts_with("gcc-12 "), "{}", broot.compiler);
+        assert_eq!(broot.gcc(), "aarch64-linux-gnu-gcc");
+        for program in ["usr/bin/make", "usr/bin/gcc-12", "usr/bin/aarch64-linux-gnu-as", "usr/bin/ccache"] {
+            let elf = std::fs::read(broot.path(program)).unwrap();
+            let elf = goblin::elf::Elf::parse(&elf).unwrap();
+            assert_eq!(elf.header.e_machine, goblin::elf::header::EM_AARCH64, "{program}");
+        }
+        assert!(broot.path("usr/lib/aarch64-linux-gnu/libc.a").is_file());
+        assert!(std::fs::read_link(broot.path("usr/bin/aarch64-linux-gnu-gcc")).is_ok());
+    }
+
     #[test]
     fn a_cross_compiler_adds_packages_but_never_moves_a_native_one() {
         let native = vec![
