@@ -52,7 +52,7 @@ fn check(lock: &Lock) -> Result<()> {
     }
     for host in HOSTS {
         if compiler(lock, host).is_none() {
-            bail!("{LOCK} pins no golang-1.NN-go for an {host} machine (arch = \"{host}\"): run `{REFRESH}`");
+            return Err(no_compiler(host));
         }
     }
     let version = go_version(lock);
@@ -64,6 +64,12 @@ fn check(lock: &Lock) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn no_compiler(host: Arch) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{LOCK} pins no golang-1.NN-go for an {host} machine (arch = \"{host}\"): run `{REFRESH}`"
+    )
 }
 
 /// The compiler pinned for a machine of architecture `host`.
@@ -241,9 +247,7 @@ fn build_key(root: &Path, lock: &Lock) -> Result<String> {
 fn toolchain(sh: &Shell, root: &Path, lock: &Lock, apt: &mut LazyApt) -> Result<PathBuf> {
     let host = Arch::native();
     let pins = host_pins(lock, host);
-    let Some(compiler) = compiler(&pins, host).cloned() else {
-        bail!("{LOCK} pins no golang-1.NN-go for an {host} machine (arch = \"{host}\"): run `{REFRESH}`");
-    };
+    let Some(compiler) = compiler(&pins, host).cloned() else { return Err(no_compiler(host)) };
     let version = go_version(lock);
     // x86_64's folder keeps its name from before the arm64 compiler was pinned.
     let folder = match host {
