@@ -24,6 +24,19 @@ const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
 /// and runs bindgen over `<linux/userfaultfd.h>` for the target, whose `<asm/...>` must be arm64's.
 const ARM64_CC: &str = "aarch64-linux-gnu-gcc";
 const ARM64_HEADERS: &str = "/usr/aarch64-linux-gnu/include";
+/// On an arm64 machine (GitHub's arm64 runners) the native compiler (Debian's `gcc` has the
+/// triple-named link) and the native headers, whose `<asm/...>` are in Debian's multiarch folder
+/// (`linux-libc-dev`), which clang need not search for a musl target by itself.
+const ARM64_NATIVE_HEADERS: &str = "/usr/include/aarch64-linux-gnu";
+
+/// The arm64 uapi headers bindgen reads on this machine.
+fn arm64_headers() -> &'static str {
+    if Arch::native() == Arch::Arm64 {
+        ARM64_NATIVE_HEADERS
+    } else {
+        ARM64_HEADERS
+    }
+}
 
 /// `cargo build` of the suite for this machine's architecture, statically linked, in the `guest`
 /// profile: the one that runs on the host and prints the catalogue.
@@ -52,7 +65,7 @@ pub fn build_for(sh: &Shell, root: &Path, arch: Arch) -> Result<PathBuf> {
         build = build
             .env(format!("CARGO_TARGET_{}_LINKER", var.to_uppercase()), "rust-lld")
             .env(format!("CC_{var}"), ARM64_CC)
-            .env(format!("BINDGEN_EXTRA_CLANG_ARGS_{var}"), format!("-isystem {ARM64_HEADERS}"));
+            .env(format!("BINDGEN_EXTRA_CLANG_ARGS_{var}"), format!("-isystem {}", arm64_headers()));
     }
     build.run().with_context(|| format!("building the static suite for {arch} ({target})"))?;
     let bin = root.join("target").join(target).join("guest/suite");

@@ -17,6 +17,12 @@
 //! same root on first use ([`ensure_for`]): the native pins, and so the key of every x86 build,
 //! stay what they were, while a cross build's key ([`key_for`]) covers both sets and its
 //! architecture.
+//!
+//! The root's programs run on the machine, so a machine of another architecture (GitHub's arm64
+//! runners, which run the arm64 kernel legs) has a root of its own: the same packages resolved by
+//! an arm64 apt (`[[host.arm64]]`: `arch = "arm64"` on each pin), whose native gcc builds the arm64
+//! columns' selftests. What such a machine cannot build (x86-64 programs: the kernel builds, the
+//! x86 columns' selftests; no cross compiler from arm64 is pinned) is refused with the way out.
 
 use crate::inputs::apt::LazyApt;
 use crate::inputs::debs;
@@ -76,15 +82,21 @@ pub fn triple(arch: Arch) -> &'static str {
     }
 }
 
-/// The whole lock file: the native toolchain (`[[packages]]`, what [`load`] gives and kernel
-/// builds are keyed on) and, per architecture, the packages its cross compiler adds to it
-/// (`[[cross.arm64]]`).
+/// The machine architectures other than x86_64 that have a root of their own (`[[host.<arch>]]`).
+const OTHER_HOSTS: &[Arch] = &[Arch::Arm64];
+
+/// The whole lock file: the native toolchain of an x86-64 machine (`[[packages]]`, what [`load`]
+/// gives and kernel builds are keyed on), per architecture the packages its cross compiler adds
+/// to it (`[[cross.arm64]]`), and per other machine architecture its whole root
+/// (`[[host.arm64]]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolchainLock {
     pub packages: Vec<DebPin>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cross: BTreeMap<String, Vec<DebPin>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host: BTreeMap<String, Vec<DebPin>>,
 }
 
 /// The compiler cache's settings for a build in the root: its directory inside the root (it lives
@@ -114,13 +126,9 @@ pub struct BuildRoot {
     pub arch: Arch,
 }
 
-/// The native toolchain's pins (`[[packages]]`).
+/// The x86-64 toolchain's pins (`[[packages]]`: what kernel builds are keyed on).
 pub fn load(root: &Path) -> Result<Lock> {
-    let all = load_all(root)?;
-    if all.packages.is_empty() {
-        bail!("{LOCK} pins no package: run `{REFRESH}`");
-    }
-    Ok(Lock { packages: all.packages })
+    native_pins(&load_all(root)?)
 }
 
 /// The whole lock, cross compilers included.
@@ -140,16 +148,64 @@ fn cross_pins(lock: &ToolchainLock, arch: Arch) -> Result<&[DebPin]> {
     }
 }
 
-/// The key of what the root builds for `arch`: the native pins' key for x86_64 (what it was
-/// before cross compilers: x86 builds keep their keys), else one over the native key, the
-/// architecture and its cross pins, so no two architectures share a key.
+/// The key of what this machine's root builds for `arch` (the selftests' cache and binary cache
+/// entries are keyed on it): [`key_of`] on this machine's architecture.
 pub fn key_for(root: &Path, arch: Arch) -> Result<String> {
-    let all = load_all(root)?;
-    let native = load(root)?.key()?;
-    if arch == Arch::X86_64 {
-        return Ok(native);
+    key_of(&load_all(root)?, Arch::native(), arch)
+}
+
+/// How a machine of architecture `host` builds programs for `target`.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// With its own root's compiler (`[[packages]]` on x86-64, `[[host.<arch>]]` elsewhere).
+    Native,
+    /// With the x86-64 root and the target's pinned cross compiler.
+    Cross,
+    /// Not at all: no compiler for `target` is pinned for such a machine.
+    None,
+}
+
+fn route(host: Arch, target: Arch) -> Route {
+    match (host, target) {
+        _ if host == target => Route::Native,
+        (Arch::X86_64, _) => Route::Cross,
+        _ => Route::None,
     }
-    cross_key(&native, arch, cross_pins(&all, arch)?)
+}
+
+/// The key of what a machine of architecture `host` builds for `target`: the x86-64 root's key
+/// for x86_64 (what it was before cross compilers: x86 builds keep their keys; on an arm64
+/// machine too, which cannot build them but may find them in the binary cache), one over that key,
+/// the architecture and its cross pins for a cross build, and for another machine's native build
+/// the key of its own root's pins (which say their architecture), so no two share a key.
+fn key_of(all: &ToolchainLock, host: Arch, target: Arch) -> Result<String> {
+    let native = native_pins(all)?.key()?;
+    match route(host, target) {
+        _ if target == Arch::X86_64 => Ok(native),
+        Route::Native => host_pins(all, host)?.key(),
+        _ => cross_key(&native, target, cross_pins(all, target)?),
+    }
+}
+
+/// The x86-64 machine's root (`[[packages]]`).
+fn native_pins(all: &ToolchainLock) -> Result<Lock> {
+    if all.packages.is_empty() {
+        bail!("{LOCK} pins no package: run `{REFRESH}`");
+    }
+    Ok(Lock { packages: all.packages.clone() })
+}
+
+/// The root of a machine of architecture `host`.
+fn host_pins(all: &ToolchainLock, host: Arch) -> Result<Lock> {
+    if host == Arch::X86_64 {
+        return native_pins(all);
+    }
+    match all.host.get(host.name()) {
+        Some(pins) if !pins.is_empty() => Ok(Lock { packages: pins.clone() }),
+        _ => bail!(
+            "{LOCK} pins no toolchain for an {host} machine (no [[host.{host}]] entries): run `{REFRESH}`, or run with --no-selftests"
+        ),
+    }
 }
 
 fn cross_key(native: &str, arch: Arch, pins: &[DebPin]) -> Result<String> {
@@ -163,34 +219,48 @@ pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
     apt.get()?.update(sh, true)?;
     let resolved = apt.get()?.closure(sh, RELEASE, PACKAGES)?;
     let lock = Lock::pin(sh, apt, RELEASE, &resolved)?;
-    let mut all = ToolchainLock { packages: lock.packages.clone(), cross: BTreeMap::new() };
+    let mut all = ToolchainLock { packages: lock.packages.clone(), ..Default::default() };
     for (arch, packages) in CROSS {
         let with: Vec<&str> = PACKAGES.iter().chain(packages.iter()).copied().collect();
         let added = added_by(&resolved, apt.get()?.closure(sh, RELEASE, &with)?)
             .with_context(|| format!("the cross compiler for {arch}"))?;
         all.cross.insert(arch.name().to_string(), Lock::pin(sh, apt, RELEASE, &added)?.packages);
     }
+    // Each other machine architecture's root: the same packages, resolved by its own apt.
+    for host in OTHER_HOSTS {
+        let mut own = apt.for_arch(*host);
+        own.get()?.update(sh, true)?;
+        let resolved = own.get()?.closure(sh, RELEASE, PACKAGES)?;
+        all.host.insert(host.name().to_string(), Lock::pin(sh, &mut own, RELEASE, &resolved)?.packages);
+    }
     let cross: Vec<String> = CROSS.iter().map(|(arch, p)| format!("{arch}: {}", p.join(" "))).collect();
     let header = format!(
         "# The kernel build toolchain (xtask/src/inputs/buildroot.rs): {} and every dependency apt resolves\n\
          # for them on an empty {RELEASE} system (the packages); then, per architecture, its cross compiler\n\
-         # ({}) and what apt adds to the packages for it (cross.<arch>).\n\
+         # ({}) and what apt adds to the packages for it (cross.<arch>); then, per other machine architecture,\n\
+         # the same packages resolved for a machine of it ({}: host.<arch>, its native gcc builds its own programs).\n\
          # Written by `{REFRESH}`; every entry was downloaded and verified by apt against the signed\n\
          # archive; builds check each .deb's sha256.\n",
         PACKAGES.join(" "),
-        cross.join("; ")
+        cross.join("; "),
+        OTHER_HOSTS.iter().map(|h| h.name()).collect::<Vec<_>>().join(", ")
     );
     let old = load_all(root).ok();
     match &old {
         Some(o) if o == &all => println!("{:<20} unchanged: {} packages", "toolchain", lock.packages.len()),
         _ => println!(
-            "{:<20} pinned {} packages of {RELEASE} ({}), cross: {}",
+            "{:<20} pinned {} packages of {RELEASE} ({}), cross: {}, machines: {}",
             "toolchain",
             lock.packages.len(),
             compiler(&lock.packages),
             all.cross
                 .iter()
                 .map(|(arch, pins)| format!("{arch} +{} ({})", pins.len(), cross_compiler(pins, arch)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            all.host
+                .iter()
+                .map(|(arch, pins)| format!("{arch} {} ({})", pins.len(), compiler(pins)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -242,23 +312,34 @@ fn cross_compiler(packages: &[DebPin], arch: &str) -> String {
         .unwrap_or_else(|| format!("no {arch} gcc"))
 }
 
-/// The toolchain's root, unpacked from its verified .debs if it is not already; `apt` is the
-/// fleet's private apt (`Fleet::apt`), which then serves the toolchain's release too.
+/// The root that builds x86-64 programs (the kernel builds), unpacked from its verified .debs if
+/// it is not already; `apt` is the fleet's private apt (`Fleet::apt`), which then serves the
+/// toolchain's release too. On a machine of another architecture: refused, naming why.
 pub fn ensure(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<BuildRoot> {
-    let lock = load(root)?;
+    ensure_for(sh, root, apt, Arch::X86_64)
+}
+
+/// This machine's own root (`[[packages]]` on x86-64, `[[host.<arch>]]` elsewhere), unpacked from
+/// its verified .debs if it is not already.
+fn machine_root(sh: &Shell, root: &Path, apt: &mut LazyApt, host: Arch) -> Result<BuildRoot> {
+    let all = load_all(root)?;
+    let lock = host_pins(&all, host)?;
     let key = lock.key()?;
     let builds = Cache::new(root).dir.join("builds");
     let dir = builds.join(format!("root-{key}"));
     let pins = toml::to_string(&lock)?;
-    let made = BuildRoot {
-        dir: dir.clone(),
-        key: key.clone(),
-        compiler: compiler(&lock.packages),
-        arch: Arch::X86_64,
-    };
+    let made =
+        BuildRoot { dir: dir.clone(), key: key.clone(), compiler: compiler(&lock.packages), arch: host };
     apt.add_suite(RELEASE);
     let packages: Vec<&pin::DebPin> = lock.packages.iter().collect();
-    let what = format!("build   toolchain of {RELEASE}");
+    let what = match host {
+        Arch::X86_64 => format!("build   toolchain of {RELEASE}"),
+        other => format!("build   toolchain of {RELEASE} for an {other} machine"),
+    };
+    // The C compiler by the name `BuildRoot::gcc` gives (Debian's native gcc has the triple-named
+    // link too) and the static C library the selftests link.
+    let gcc = format!("usr/bin/{}", made.gcc());
+    let libc = format!("usr/lib/{}/libc.a", triple(host));
     debs::unpacked_root(
         sh,
         &dir,
@@ -278,6 +359,8 @@ pub fn ensure(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<BuildRoot> {
                 "usr/bin/bc",
                 "usr/bin/sh",
                 "usr/bin/ccache",
+                &gcc,
+                &libc,
             ] {
                 if !dir.join(tool).exists() {
                     bail!(
@@ -292,14 +375,22 @@ pub fn ensure(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<BuildRoot> {
     Ok(made)
 }
 
-/// The toolchain's root able to build programs for `arch`: for another architecture than its own,
-/// with that architecture's pinned cross compiler unpacked into it (once; a root whose cross pins
-/// changed is made again, so no file of an older set stays behind).
+/// The toolchain's root able to build programs for `arch` on this machine: the machine's own root
+/// for its own architecture; on an x86-64 machine, for another architecture, with that
+/// architecture's pinned cross compiler unpacked into it (once; a root whose cross pins changed is
+/// made again, so no file of an older set stays behind); anything else is refused.
 pub fn ensure_for(sh: &Shell, root: &Path, apt: &mut LazyApt, arch: Arch) -> Result<BuildRoot> {
-    let native = ensure(sh, root, apt)?;
-    if arch == Arch::X86_64 {
-        return Ok(native);
+    let host = Arch::native();
+    match route(host, arch) {
+        Route::Native => return machine_root(sh, root, apt, host),
+        Route::Cross => {}
+        Route::None => bail!(
+            "{arch} programs (kernel builds, an {arch} column's selftests) cannot be built on this {host} machine: \
+             {LOCK} pins no cross compiler from {host}; build them on an {arch} machine (the binary cache serves what one built), \
+             or leave them out (--kernel, --no-selftests)"
+        ),
     }
+    let native = machine_root(sh, root, apt, host)?;
     let all = load_all(root)?;
     let pins = cross_pins(&all, arch)?;
     let marker_text = toml::to_string(&Lock { packages: pins.to_vec() })?;
@@ -561,6 +652,46 @@ mod tests {
         }
         // Nothing of the native root is pinned twice (it would be unpacked over it).
         assert!(arm64.iter().all(|c| all.packages.iter().all(|n| n.package != c.package)));
+        // An arm64 machine's own root: the same packages, arm64's, with its native gcc 12.
+        let machine = host_pins(&all, Arch::Arm64).unwrap().packages;
+        assert!(machine.iter().all(|p| p.arch == Arch::Arm64), "{machine:?}");
+        assert!(compiler(&machine).starts_with("gcc-12 "), "{machine:?}");
+        for needed in PACKAGES.iter().chain(&["binutils-aarch64-linux-gnu", "libc6"]) {
+            assert!(machine.iter().any(|p| p.package == *needed), "no {needed} in [[host.arm64]]");
+        }
+        assert!(!machine.iter().any(|p| p.package.contains("x86-64")), "{machine:?}");
+    }
+
+    /// What each machine builds for each architecture, and under which key: an x86-64 machine
+    /// builds both (arm64 with the cross compiler), an arm64 machine its own programs with its own
+    /// root, under keys no other route shares; x86-64 programs keep their key everywhere (the
+    /// binary cache may serve them to an arm64 machine), and building them there is refused.
+    #[test]
+    fn each_machine_builds_its_own_programs_under_keys_of_their_own() {
+        let all = load_all(&crate::util::project_root()).unwrap();
+        assert_eq!(route(Arch::X86_64, Arch::X86_64), Route::Native);
+        assert_eq!(route(Arch::X86_64, Arch::Arm64), Route::Cross);
+        assert_eq!(route(Arch::Arm64, Arch::Arm64), Route::Native);
+        assert_eq!(route(Arch::Arm64, Arch::X86_64), Route::None);
+        let x86 = native_pins(&all).unwrap().key().unwrap();
+        let keys = [
+            key_of(&all, Arch::X86_64, Arch::X86_64).unwrap(),
+            key_of(&all, Arch::X86_64, Arch::Arm64).unwrap(),
+            key_of(&all, Arch::Arm64, Arch::Arm64).unwrap(),
+        ];
+        assert_eq!(keys[0], x86);
+        assert_eq!(key_of(&all, Arch::Arm64, Arch::X86_64).unwrap(), x86);
+        assert!(keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2], "{keys:?}");
+        assert_eq!(
+            key_for(&crate::util::project_root(), Arch::native()).unwrap(),
+            keys[if Arch::native() == Arch::X86_64 { 0 } else { 2 }]
+        );
+        // A lock without an arm64 machine's root says so, with the fix.
+        let e =
+            host_pins(&ToolchainLock { packages: all.packages.clone(), ..Default::default() }, Arch::Arm64)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("no toolchain for an arm64 machine") && e.contains(REFRESH), "{e}");
     }
 
     #[test]
@@ -584,6 +715,30 @@ mod tests {
         let arm = BuildRoot { dir: PathBuf::new(), key: arm64, compiler: String::new(), arch: Arch::Arm64 };
         assert_eq!(arm.gcc(), "aarch64-linux-gnu-gcc");
         assert_eq!(BuildRoot { arch: Arch::X86_64, ..arm }.gcc(), "gcc");
+    }
+
+    /// An arm64 machine's root, made here from its pins (no program of it runs on x86-64): every
+    /// tool a kernel or selftests build calls, the triple-named gcc the selftests' build calls and
+    /// the static C library they link, all arm64 programs; its key is the arm64 route's.
+    #[test]
+    #[ignore = "needs root and Debian's archive: run through `cargo xtask test`"]
+    fn an_arm64_machines_root_is_made_from_its_pins() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let mut apt = crate::inputs::fleet::Fleet::load(&root)
+            .unwrap()
+            .apt(&crate::inputs::fleet::Cache::new(&root), None);
+        let broot = machine_root(&sh, &root, &mut apt, Arch::Arm64).unwrap();
+        assert_eq!(broot.key, key_of(&load_all(&root).unwrap(), Arch::Arm64, Arch::Arm64).unwrap());
+        assert!(broot.compiler.starts_with("gcc-12 "), "{}", broot.compiler);
+        assert_eq!(broot.gcc(), "aarch64-linux-gnu-gcc");
+        for program in ["usr/bin/make", "usr/bin/gcc-12", "usr/bin/aarch64-linux-gnu-as", "usr/bin/ccache"] {
+            let elf = std::fs::read(broot.path(program)).unwrap();
+            let elf = goblin::elf::Elf::parse(&elf).unwrap();
+            assert_eq!(elf.header.e_machine, goblin::elf::header::EM_AARCH64, "{program}");
+        }
+        assert!(broot.path("usr/lib/aarch64-linux-gnu/libc.a").is_file());
+        assert!(std::fs::read_link(broot.path("usr/bin/aarch64-linux-gnu-gcc")).is_ok());
     }
 
     #[test]

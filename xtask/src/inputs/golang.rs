@@ -6,6 +6,10 @@
 //! checks), pinned in `images/go.lock` (package, version, sha256, size), verified against the pin
 //! before use and unpacked with `dpkg-deb -x` under the cache's `go/`, where it works in place
 //! (GOROOT set, GOTOOLCHAIN=local, no module proxy: the workload uses the standard library only).
+//! The compiler runs on the machine, so it is pinned once per machine architecture ([`HOSTS`]:
+//! amd64's `golang-1.NN-go`, and arm64's, `arch = "arm64"` in the lock, for GitHub's arm64
+//! runners), all of one version; `golang-1.NN-src` is architecture-independent (`Architecture:
+//! all`) and pinned once. Each machine unpacks its own compiler and the source.
 //! The workload is built statically (CGO_ENABLED=0) and cached under a key over the pins, its source and the
 //! build flags; `uffdc-go version` names the Go release it was built with.
 
@@ -29,16 +33,59 @@ const BUILD_FLAGS: [&str; 4] = ["-trimpath", "-buildvcs=false", "-ldflags=-s -w"
 /// `cargo xtask images refresh go`: what rewrites the lock.
 const REFRESH: &str = "cargo xtask images refresh go";
 
-/// The toolchain's pins: the compiler (`golang-1.NN-go`) and the standard library's source
-/// (`golang-1.NN-src`).
+/// The machine architectures the compiler is pinned for: the x86-64 machines (a developer's, CI's
+/// x86 runners) and GitHub's arm64 runners, which run the arm64 kernel legs.
+pub const HOSTS: [Arch; 2] = model::arch::ALL;
+
+/// The toolchain's pins: the compiler (`golang-1.NN-go`) for every machine architecture of
+/// [`HOSTS`], and the standard library's source (`golang-1.NN-src`), all of one version.
 pub fn load(root: &Path) -> Result<Lock> {
     let lock = Lock::load(root, LOCK, REFRESH)?;
-    if !lock.packages.iter().any(|p| p.package.ends_with("-go"))
-        || !lock.packages.iter().any(|p| p.package.ends_with("-src"))
-    {
+    check(&lock)?;
+    Ok(lock)
+}
+
+/// A lock pins a compiler for each of [`HOSTS`] and the source, all of one version.
+fn check(lock: &Lock) -> Result<()> {
+    if !lock.packages.iter().any(|p| p.package.ends_with("-src")) {
         bail!("{LOCK} must pin a golang-1.NN-go and its golang-1.NN-src: run `{REFRESH}`");
     }
-    Ok(lock)
+    for host in HOSTS {
+        if compiler(lock, host).is_none() {
+            return Err(no_compiler(host));
+        }
+    }
+    let version = go_version(lock);
+    if let Some(other) = lock.packages.iter().find(|p| p.version != version) {
+        bail!(
+            "{LOCK} pins {} {} beside {version}: the compilers and the source are one release (run `{REFRESH}`)",
+            other.package,
+            other.version
+        );
+    }
+    Ok(())
+}
+
+fn no_compiler(host: Arch) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{LOCK} pins no golang-1.NN-go for an {host} machine (arch = \"{host}\"): run `{REFRESH}`"
+    )
+}
+
+/// The compiler pinned for a machine of architecture `host`.
+fn compiler(lock: &Lock, host: Arch) -> Option<&DebPin> {
+    lock.packages.iter().find(|p| p.package.ends_with("-go") && p.arch == host)
+}
+
+/// What a machine of architecture `host` unpacks: its compiler and the source.
+fn host_pins(lock: &Lock, host: Arch) -> Lock {
+    let packages = lock
+        .packages
+        .iter()
+        .filter(|p| if p.package.ends_with("-go") { p.arch == host } else { p.package.ends_with("-src") })
+        .cloned()
+        .collect();
+    Lock { packages }
 }
 
 fn save(lock: &Lock, root: &Path) -> Result<()> {
@@ -47,13 +94,14 @@ fn save(lock: &Lock, root: &Path) -> Result<()> {
         LOCK,
         &format!(
             "# The Go toolchain that builds the Go workload ({SOURCE}): the newest golang-1.NN-go in Debian's\n\
-             # archive and its golang-1.NN-src. Written by `{REFRESH}`; every entry was\n\
+             # archive for each machine architecture that runs it (amd64; arm64, `arch`), and its golang-1.NN-src\n\
+             # (architecture-independent). Written by `{REFRESH}`; every entry was\n\
              # downloaded and verified by apt against the signed archive; builds check each .deb's sha256.\n"
         ),
     )
 }
 
-/// `1.27.3-1`: the compiler package's version.
+/// `1.27.3-1`: the compiler package's version (every pin's: `check`).
 fn go_version(lock: &Lock) -> &str {
     lock.packages.iter().find(|p| p.package.ends_with("-go")).map_or("", |p| p.version.as_str())
 }
@@ -132,7 +180,8 @@ pub fn workload_for(sh: &Shell, root: &Path, apt: &mut LazyApt, arch: Arch) -> R
 }
 
 /// The pinned toolchain's `go ARGS...`, isolated from the machine's Go settings: its own GOROOT,
-/// no toolchain switching, no module proxy, caches under target/uffdc/go/, static amd64 builds.
+/// no toolchain switching, no module proxy, caches under the cache's go/, static builds for this
+/// machine's architecture (a build for another sets GOARCH itself).
 fn go<'a>(sh: &'a Shell, root: &Path, goroot: &Path, args: &[&str]) -> xshell::Cmd<'a> {
     let work = dir(root);
     cmd!(sh, "{goroot}/bin/go {args...}")
@@ -145,7 +194,7 @@ fn go<'a>(sh: &'a Shell, root: &Path, goroot: &Path, args: &[&str]) -> xshell::C
         .env("GOTELEMETRY", "off")
         .env("CGO_ENABLED", "0")
         .env("GOOS", "linux")
-        .env("GOARCH", "amd64")
+        .env("GOARCH", Arch::native().goarch())
         .env("GOCACHE", work.join("cache"))
         .env("GOPATH", work.join("gopath"))
         .env("HOME", work.join("home"))
@@ -192,84 +241,116 @@ fn build_key(root: &Path, lock: &Lock) -> Result<String> {
     Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
 
-/// The GOROOT of the pinned toolchain, unpacked from its verified .debs (fetched with `apt`, for
-/// this machine's architecture, its suites added).
+/// The GOROOT of the pinned toolchain for this machine, unpacked from its verified .debs (its
+/// compiler's and the source's, each fetched with `apt` made for the pin's architecture, its
+/// suites added).
 fn toolchain(sh: &Shell, root: &Path, lock: &Lock, apt: &mut LazyApt) -> Result<PathBuf> {
-    let unpacked = dir(root).join("toolchain").join(go_version(lock));
-    let marker = unpacked.join("pins.toml");
-    let pins = toml::to_string(lock)?;
-    let goroot = || -> Result<PathBuf> {
-        let compiler = lock.packages.iter().find(|p| p.package.ends_with("-go")).expect("checked on load");
-        // golang-1.27-go keeps its GOROOT in /usr/lib/go-1.27.
-        let series = compiler.package.trim_start_matches("golang-").trim_end_matches("-go");
-        Ok(unpacked.join(format!("usr/lib/go-{series}")))
+    let host = Arch::native();
+    let pins = host_pins(lock, host);
+    let Some(compiler) = compiler(&pins, host).cloned() else { return Err(no_compiler(host)) };
+    let version = go_version(lock);
+    // x86_64's folder keeps its name from before the arm64 compiler was pinned.
+    let folder = match host {
+        Arch::X86_64 => version.to_string(),
+        other => format!("{version}-{}", other.debian()),
     };
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == pins) {
-        return goroot();
+    let unpacked = dir(root).join("toolchain").join(folder);
+    let marker = unpacked.join("pins.toml");
+    let marker_text = toml::to_string(&pins)?;
+    // golang-1.27-go keeps its GOROOT in /usr/lib/go-1.27.
+    let series = compiler.package.trim_start_matches("golang-").trim_end_matches("-go");
+    let goroot = unpacked.join(format!("usr/lib/go-{series}"));
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == marker_text) {
+        return Ok(goroot);
     }
     let _ = std::fs::remove_dir_all(&unpacked);
     std::fs::create_dir_all(&unpacked)?;
-    // The compiler runs here: this machine's packages, whatever the handle was made for.
-    let mut native;
-    let apt = if apt.arch == Arch::native() {
-        apt
-    } else {
-        native = apt.for_arch(Arch::native());
-        &mut native
-    };
-    for pin in &lock.packages {
+    for pin in &pins.packages {
         apt.add_suite(&pin.suite);
     }
-    for pin in &lock.packages {
+    for pin in &pins.packages {
+        // `verified` fetches a pin with the apt of its architecture (arm64's compiler with an
+        // arm64 apt), whatever this handle was made for.
         let deb = pin::verified(sh, pin, apt, LOCK, REFRESH)?;
         cmd!(sh, "dpkg-deb -x {deb} {unpacked}")
             .quiet()
             .run()
             .with_context(|| format!("unpacking {}", deb.display()))?;
     }
-    crate::util::write_atomic(&marker, pins.as_bytes())?;
-    let goroot = goroot()?;
+    crate::util::write_atomic(&marker, marker_text.as_bytes())?;
     if !goroot.join("bin/go").is_file() {
         bail!("{} holds no bin/go: pin the golang-1.NN-go package that does", goroot.display());
     }
     Ok(goroot)
 }
 
-/// Re-pins the toolchain to the newest `golang-1.NN-go` in the fleet's suites and its
-/// `golang-1.NN-src` of the same version; rewrites the lock.
+/// Re-pins the toolchain to the newest `golang-1.NN-go` that the fleet's suites hold for every
+/// machine architecture of [`HOSTS`] at one version, a compiler per architecture (each downloaded
+/// with the apt of its architecture), and its `golang-1.NN-src` of that version; rewrites the lock.
 pub fn refresh(sh: &Shell, root: &Path, apt: &mut LazyApt) -> Result<()> {
-    let apt = apt.get()?;
-    apt.update(sh, true)?;
-    // golang-1.27-go and the like; the series with the highest minor number wins.
-    let mut series: Vec<(u32, String)> = apt
-        .package_names(sh, "golang-1.")?
-        .into_iter()
-        .filter_map(|n| {
-            let minor = n.strip_prefix("golang-1.")?.strip_suffix("-go")?.parse().ok()?;
-            Some((minor, n))
-        })
-        .collect();
+    let mut apts: Vec<LazyApt> = HOSTS.iter().map(|h| apt.for_arch(*h)).collect();
+    // (series minor, package) -> versions (with their suite) per architecture.
+    let mut offered: Vec<Vec<(u32, String)>> = Vec::new();
+    for a in &mut apts {
+        let a = a.get()?;
+        a.update(sh, true)?;
+        // golang-1.27-go and the like.
+        offered.push(
+            a.package_names(sh, "golang-1.")?
+                .into_iter()
+                .filter_map(|n| Some((n.strip_prefix("golang-1.")?.strip_suffix("-go")?.parse().ok()?, n)))
+                .collect(),
+        );
+    }
+    // The series with the highest minor number every architecture has, at its newest version
+    // every architecture has (an architecture whose build lags keeps the pins on the older one).
+    let mut series: Vec<(u32, String)> =
+        offered[0].iter().filter(|s| offered.iter().all(|o| o.contains(s))).cloned().collect();
     series.sort();
-    let Some((_, compiler)) = series.last() else {
-        bail!("no golang-1.NN-go in the archive's lists: is the mirror complete?");
-    };
-    let source = format!("{}-src", compiler.trim_end_matches("-go"));
-    let mut best: Option<(String, String)> = None;
-    for (version, suite) in apt.versions(sh, compiler)? {
-        if best.as_ref().is_none_or(|(v, _)| apt::newer(sh, &version, v)) {
-            best = Some((version, suite));
+    let mut chosen: Option<(String, String, String)> = None;
+    for (_, compiler) in series.iter().rev() {
+        let mut common: Option<Vec<(String, String)>> = None;
+        for a in &mut apts {
+            let versions = a.get()?.versions(sh, compiler)?;
+            common = Some(match common {
+                None => versions,
+                Some(c) => c.into_iter().filter(|v| versions.contains(v)).collect(),
+            });
+        }
+        let mut best: Option<(String, String)> = None;
+        for (version, suite) in common.unwrap_or_default() {
+            if best.as_ref().is_none_or(|(v, _)| apt::newer(sh, &version, v)) {
+                best = Some((version, suite));
+            }
+        }
+        if let Some((version, suite)) = best {
+            chosen = Some((compiler.clone(), version, suite));
+            break;
         }
     }
-    let Some((version, suite)) = best else { bail!("{compiler} has no version in the lists") };
+    let Some((compiler, version, suite)) = chosen else {
+        let names: Vec<&str> = HOSTS.iter().map(|h| h.debian()).collect();
+        bail!(
+            "no golang-1.NN-go of one version for {} in the archive's lists: is the mirror complete?",
+            names.join(" and ")
+        );
+    };
+    let source = format!("{}-src", compiler.trim_end_matches("-go"));
+    // x86_64's compiler and the source first (as the lock was before arm64), then the others'.
     let mut lock = Lock::default();
-    for package in [compiler.as_str(), source.as_str()] {
-        lock.packages.push(DebPin::download(sh, apt, &suite, package, &version)?.1);
+    lock.packages.push(DebPin::download(sh, apts[0].get()?, &suite, &compiler, &version)?.1);
+    lock.packages.push(DebPin::download(sh, apts[0].get()?, &suite, &source, &version)?.1);
+    for a in &mut apts[1..] {
+        lock.packages.push(DebPin::download(sh, a.get()?, &suite, &compiler, &version)?.1);
     }
+    check(&lock)?;
     let old = load(root).ok();
+    let hosts: Vec<&str> = HOSTS.iter().map(|h| h.debian()).collect();
+    let hosts = hosts.join(", ");
     match &old {
-        Some(o) if o == &lock => println!("{:<20} unchanged: {compiler} {version}", "go"),
-        Some(o) => println!("{:<20} {} -> {compiler} {version}", "go", go_version(o)),
-        None => println!("{:<20} pinned {compiler} {version}", "go"),
+        Some(o) if o == &lock => println!("{:<20} unchanged: {compiler} {version} ({hosts})", "go"),
+        Some(o) => println!("{:<20} {} -> {compiler} {version} ({hosts})", "go", go_version(o)),
+        None => println!("{:<20} pinned {compiler} {version} ({hosts})", "go"),
     }
     save(&lock, root)?;
     println!("wrote {LOCK}");
@@ -288,7 +369,8 @@ pub fn list(root: &Path) {
     match load(root) {
         Ok(lock) => {
             for p in &lock.packages {
-                println!("{:<20} {:<22} {:<46} {:<22}", "go", p.suite, p.package, p.version);
+                let package = format!("{}:{}", p.package, p.arch.debian());
+                println!("{:<20} {:<22} {:<46} {:<22}", "go", p.suite, package, p.version);
             }
         }
         Err(e) => println!("{:<20} {e:#}", "go"),
@@ -300,18 +382,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_toolchain_is_pinned() {
+    fn the_toolchain_is_pinned_for_every_machine_architecture() {
         let root = crate::util::project_root();
         let lock = load(&root).unwrap();
         for p in &lock.packages {
             assert_eq!(p.sha256.len(), 64, "{p:?}");
             assert!(p.size > 0 && p.package.starts_with("golang-1."), "{p:?}");
-            assert_eq!(p.version, go_version(&lock), "the compiler and its source are one version: {p:?}");
+            assert_eq!(p.version, go_version(&lock), "the compilers and the source are one version: {p:?}");
         }
+        // Each machine unpacks its own compiler and the one source.
+        for host in HOSTS {
+            let pins = host_pins(&lock, host);
+            assert_eq!(pins.packages.len(), 2, "{host}: {pins:?}");
+            assert_eq!(compiler(&pins, host).map(|p| p.arch), Some(host));
+            assert!(pins.packages.iter().any(|p| p.package.ends_with("-src")));
+        }
+        assert_ne!(
+            compiler(&lock, Arch::X86_64).unwrap().sha256,
+            compiler(&lock, Arch::Arm64).unwrap().sha256
+        );
         // The key moves with the source.
         let key = build_key(&root, &lock).unwrap();
         let mut other = lock.clone();
         other.packages[0].sha256 = "0".repeat(64);
         assert_ne!(build_key(&root, &other).unwrap(), key);
+    }
+
+    /// A lock without a machine's compiler, or with two releases, says so with the fix.
+    #[test]
+    fn a_lock_missing_a_machines_compiler_is_refused() {
+        let lock = load(&crate::util::project_root()).unwrap();
+        let mut no_arm64 = lock.clone();
+        no_arm64.packages.retain(|p| p.arch != Arch::Arm64);
+        let e = check(&no_arm64).unwrap_err().to_string();
+        assert!(e.contains("no golang-1.NN-go for an arm64 machine") && e.contains(REFRESH), "{e}");
+        let mut two = lock.clone();
+        two.packages.last_mut().unwrap().version = "1.0-1".into();
+        let e = check(&two).unwrap_err().to_string();
+        assert!(e.contains("1.0-1") && e.contains("one release"), "{e}");
+        let mut no_src = lock;
+        no_src.packages.retain(|p| !p.package.ends_with("-src"));
+        assert!(check(&no_src).unwrap_err().to_string().contains("golang-1.NN-src"));
     }
 }

@@ -80,8 +80,9 @@ impl Need {
             // The arm64 guests' results port is the virt board's second UART: QEMU 10 and later.
             Need::QemuArm64 => qemu_major("qemu-system-aarch64").is_some_and(|v| v >= QEMU_ARM64_MIN),
             Need::CrossGccArm64 => {
+                // The uapi headers' `<asm/...>`: Debian's multiarch folder on an arm64 machine.
                 let headers = if native_arm64() {
-                    "/usr/include/linux"
+                    "/usr/include/aarch64-linux-gnu/asm"
                 } else {
                     "/usr/aarch64-linux-gnu/include/linux"
                 };
@@ -127,11 +128,13 @@ fn candidate_major(sh: &Shell, package: &str) -> Option<u32> {
     upstream.split('.').next()?.parse().ok()
 }
 
-/// What booting columns of `arch` needs beside what x86_64's do (QEMU for it, the suite's cross
-/// compiler).
+/// What booting columns of `arch` needs: QEMU for it, and for arm64 the suite's C compiler (the
+/// cross compiler on another machine, the native one on an arm64 machine such as GitHub's arm64
+/// runners, where the arm64 columns are this machine's own and x86-64 ones the other
+/// architecture).
 pub fn for_arch(arch: model::arch::Arch) -> Vec<Need> {
     match arch {
-        model::arch::Arch::X86_64 => Vec::new(),
+        model::arch::Arch::X86_64 => vec![Need::Qemu],
         model::arch::Arch::Arm64 => vec![Need::QemuArm64, Need::CrossGccArm64],
     }
 }
@@ -343,6 +346,18 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    /// Columns of either architecture, on a machine of either, get the QEMU that boots them (an
+    /// arm64 machine's own columns need qemu-system-aarch64, which an x86-64 machine's never
+    /// needed as its own).
+    #[test]
+    fn each_architecture_needs_its_own_qemu() {
+        use crate::boot::qemu::{BINARY, BINARY_ARM64};
+        for (arch, binary) in [(model::arch::Arch::X86_64, BINARY), (model::arch::Arch::Arm64, BINARY_ARM64)]
+        {
+            assert!(super::for_arch(arch).iter().any(|n| n.what().contains(binary)), "{arch}");
+        }
+    }
+
     #[test]
     fn reads_removals_from_an_apt_simulation() {
         let sim = "Inst seabios (1.16.2-1 Debian:12.14/oldstable [all])\n\

@@ -3,7 +3,7 @@
 # container and answers each `cargo xtask` command matrix.yml runs through .ci/in-debian in a
 # second, as the real command would shape its outputs, so that act can run the real workflow file
 # with its stand-in actions in seconds: the plan (an x86-64 leg, an arm64 one (on the arm64
-# runner's label), the leg that fails, and a build, and a refresh that rewrites
+# runner's label, `ci::runner_for`'s; act maps it to this machine), the leg that fails, and a build, and a refresh that rewrites
 # every lock), the legs' results (the no-such-kernel leg fails before writing any), the runner's
 # kernel, compile (which fails unless every lock reached it re-pinned), the binary cache's
 # entries per leg and gathered beside the report, diff, the report.
@@ -15,7 +15,7 @@ locks=(images/kernels.lock images/toolchain.lock images/go.lock images/criu.lock
 case "$*" in
   "cargo xtask ci plan --refresh")
     for l in "${locks[@]}"; do echo "# re-pinned by the fake refresh" >> "$l"; done
-    echo '{"include":[{"kernel":"k1","pin":"p1","arch":"x86_64","runner":"ubuntu-latest"},{"kernel":"k2","pin":"p2","arch":"arm64","runner":"ubuntu-latest"},{"kernel":"rehearsal-no-such-kernel","pin":"none","runner":"ubuntu-latest"}]}' ;;
+    echo '{"include":[{"kernel":"k1","pin":"p1","arch":"x86_64","runner":"ubuntu-latest"},{"kernel":"k2","pin":"p2","arch":"arm64","runner":"ubuntu-24.04-arm"},{"kernel":"rehearsal-no-such-kernel","pin":"none","runner":"ubuntu-latest"}]}' ;;
   "cargo xtask ci plan --builds")
     echo '{"include":[{"build":"b1","key":"key1"}]}' ;;
   "cargo xtask matrix --kernel rehearsal-no-such-kernel "*)

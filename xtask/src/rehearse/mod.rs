@@ -30,14 +30,15 @@ use std::process::{Command, Stdio};
 use xshell::{cmd, Shell};
 
 pub const SCENARIOS: [&str; 3] = ["ci-push", "matrix-scheduled", "stale-pin"];
-/// Two kernels, one of each architecture: the arm64 leg runs its guest under TCG (on the runner
-/// `ci::runner_for` gives it; GitHub's arm64 runner label, `ARM64_RUNNER`, is mapped to this
-/// machine too).
+/// Two kernels, one of each architecture: the arm64 leg's runner (`ci::runner_for`: GitHub's arm64
+/// runner label, `ARM64_RUNNER`) is mapped to this machine as the x86-64 one is, so its guest runs
+/// under TCG here; what only an arm64 runner does (its own Go compiler and build root, KVM) is not
+/// rehearsed.
 const DEFAULT_KERNELS: [&str; 2] = ["debian-6.1-cloud", "debian-6.1-cloud-arm64"];
 
 /// The build the rehearsal runs of the builds job's legs, unless `--kernel` names builds.
 const DEFAULT_BUILD: &str = "build-6.12-no-userfaultfd";
-use crate::tasks::ci::{ARM64_RUNNER, LOCKS, NO_SUCH_KERNEL};
+use crate::tasks::ci::{LOCKS, NO_SUCH_KERNEL};
 
 /// The cache stand-in's entries, in the shared per-user cache (`docker::SharedCache`): a
 /// rehearsal from a fresh clone finds the caches an earlier rehearsal saved, as a repository's
@@ -353,7 +354,7 @@ fn scenario_run(
     for leg in only.iter().filter(|_| event == "schedule").filter(foreign) {
         let arch = fleet.tracks[leg.as_str()].arch;
         log(&format!(
-            "leg {leg} ({arch}): on its runner ({}) its guest runs under TCG, as on this {} machine; an {arch} runner ({ARM64_RUNNER}), and KVM on it, are not rehearsed",
+            "leg {leg} ({arch}): its runner ({}) is this {} machine here, its guest under TCG; an {arch} runner itself (its {arch} Go compiler and build root, KVM there) is not rehearsed",
             crate::tasks::ci::runner_for(arch),
             Arch::native()
         ));
@@ -412,10 +413,6 @@ impl Act<'_> {
         act.arg(event)
             .arg("-W")
             .arg(&workflow)
-            .args(["-P", "ubuntu-latest=-self-hosted", "-P"])
-            // GitHub's arm64 runners (the arm64 kernel legs): this machine too, whatever its
-            // architecture, so an arm64 guest here runs under TCG (KVM there is not rehearsed).
-            .arg(format!("{ARM64_RUNNER}=-self-hosted"))
             .arg("--json")
             // One job at a time (a job's matrix legs still run at once): the jobs share this
             // machine's home (the CI home of .ci/in-debian, with rustup and cargo's registry),
@@ -425,6 +422,16 @@ impl Act<'_> {
             .arg(self.workspaces)
             .arg("-C")
             .arg(clone);
+        // Every runner label the jobs name: ubuntu-latest, and the kernel legs' runner of each
+        // architecture (`ci::runner_for`: GitHub's arm64 runners, `ARM64_RUNNER`, for the arm64
+        // legs), is this machine, whatever its architecture: an arm64 guest here runs under TCG
+        // (an arm64 runner, and KVM there, are not rehearsed).
+        let mut labels = vec![crate::tasks::ci::X86_64_RUNNER];
+        labels.extend(model::arch::ALL.map(crate::tasks::ci::runner_for));
+        labels.dedup();
+        for label in labels {
+            act.arg("-P").arg(format!("{label}=-self-hosted"));
+        }
         for (uses, folder) in stand_ins(self.root, &std::fs::read_to_string(&workflow)?)? {
             act.arg("--local-repository").arg(format!("{uses}={}", folder.display()));
         }
@@ -700,7 +707,8 @@ pub fn check_locks_proposed(store: &Path) -> Checks {
 
 /// Makes one pin of each kind stale in the clone, a version the archive does not serve: the
 /// kernel the scenario runs, the source the build it runs is built from, the build toolchain's
-/// first package, the Go toolchain's and CRIU's. Returns what it changed, as `file: old -> new`.
+/// first package and an arm64 machine's first, the Go toolchain's first and its last (the arm64
+/// machine's compiler), and CRIU's. Returns what it changed, as `file: old -> new`.
 fn make_stale(clone: &Path, kernel: &str, build: &str) -> Result<Vec<String>> {
     let fleet = crate::inputs::fleet::Fleet::load(clone)?;
     let source = &fleet.builds.get(build).with_context(|| format!("no build {build} in the fleet"))?.source;
@@ -709,7 +717,9 @@ fn make_stale(clone: &Path, kernel: &str, build: &str) -> Result<Vec<String>> {
         ("images/kernels.lock", format!("[kernels.\"{kernel}\"]")),
         ("images/kernels.lock", format!("[sources.\"{source}\"]")),
         ("images/toolchain.lock", "[[packages]]".to_string()),
+        ("images/toolchain.lock", "[[host.arm64]]".to_string()),
         ("images/go.lock", "[[packages]]".to_string()),
+        ("images/go.lock", format!("{LAST}[[packages]]")),
         ("images/criu.lock", "[[packages]]".to_string()),
     ] {
         let marker = marker.as_str();
@@ -717,15 +727,31 @@ fn make_stale(clone: &Path, kernel: &str, build: &str) -> Result<Vec<String>> {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let (new, what) = stale_version(&text, marker)
             .with_context(|| format!("{file} has no {marker} entry with a version"))?;
+        if file == "images/go.lock" && marker.starts_with(LAST) && !what_is_arm64(&new, &what) {
+            bail!("{file}: its last entry is not the arm64 machine's compiler: the stale pin would not be an arm64 one");
+        }
         std::fs::write(&path, new)?;
         changed.push(format!("{file}: {what}"));
     }
     Ok(changed)
 }
 
-/// `text` with the first `version = "..."` after `marker` replaced by one no archive serves.
+/// A marker that names its last occurrence (`last:[[packages]]`), not its first.
+const LAST: &str = "last:";
+
+/// Whether the stale version `what` (`old -> new`) went into an entry that says `arch = "arm64"`.
+fn what_is_arm64(text: &str, what: &str) -> bool {
+    let new = what.rsplit(" -> ").next().unwrap_or("");
+    text.find(&format!("version = \"{new}\"\narch = \"arm64\"")).is_some()
+}
+
+/// `text` with the first `version = "..."` after `marker` (after its last occurrence, for
+/// `last:MARKER`) replaced by one no archive serves.
 pub fn stale_version(text: &str, marker: &str) -> Option<(String, String)> {
-    let at = text.find(marker)?;
+    let at = match marker.strip_prefix(LAST) {
+        Some(m) => text.rfind(m)?,
+        None => text.find(marker)?,
+    };
     let v = at + text[at..].find("\nversion = \"")? + "\nversion = \"".len();
     let end = v + text[v..].find('"')?;
     let old = &text[v..end];
@@ -771,6 +797,16 @@ mod tests {
             "{new}"
         );
         assert!(stale_version(lock, "[[packages]]").is_none());
+        // The last entry of a kind: the Go lock's arm64 compiler.
+        let go = std::fs::read_to_string(crate::util::project_root().join("images/go.lock")).unwrap();
+        let (new, what) = stale_version(&go, &format!("{LAST}[[packages]]")).unwrap();
+        assert!(what_is_arm64(&new, &what), "{what}");
+        let (new, what) = stale_version(&go, "[[packages]]").unwrap();
+        assert!(!what_is_arm64(&new, &what), "{what}");
+        let toolchain =
+            std::fs::read_to_string(crate::util::project_root().join("images/toolchain.lock")).unwrap();
+        let (new, what) = stale_version(&toolchain, "[[host.arm64]]").unwrap();
+        assert!(what_is_arm64(&new, &what), "{what}");
     }
 
     #[test]
@@ -782,6 +818,35 @@ mod tests {
             assert!(found.iter().any(|(u, _)| u.starts_with("actions/checkout@")), "{file}: {found:?}");
         }
         assert!(stand_ins(&root, "      - uses: someone/unknown@v1\n").is_err());
+    }
+
+    /// The fake docker's plan puts each leg on the runner `ci::runner_for` gives its architecture,
+    /// and every runner label a plan gives is one the rehearsal maps to this machine.
+    #[test]
+    fn the_fake_plan_and_the_mapped_runners_are_the_plans() {
+        let root = crate::util::project_root();
+        let fake = std::fs::read_to_string(root.join("xtask/src/rehearse/fake-docker.sh")).unwrap();
+        let line =
+            fake.lines().find(|l| l.contains("echo '{\"include\"") && l.contains("\"kernel\"")).unwrap();
+        let json = line.trim().trim_start_matches("echo '").trim_end_matches("' ;;").trim_end_matches('\'');
+        let plan: serde_json::Value = serde_json::from_str(json).unwrap();
+        let mut arches = Vec::new();
+        for leg in plan["include"].as_array().unwrap() {
+            let Some(arch) = leg["arch"].as_str() else { continue };
+            let arch: Arch = arch.parse().unwrap();
+            assert_eq!(leg["runner"], crate::tasks::ci::runner_for(arch), "{leg}");
+            arches.push(arch);
+        }
+        assert!(model::arch::ALL.iter().all(|a| arches.contains(a)), "{arches:?}");
+        let dir = root.join("target/uffdc/tests/act-mapped");
+        let act = Act { tools: &dir, root: &root, bin: &dir, cache: &dir, workspaces: &dir }
+            .command("schedule", "matrix.yml", &root, &dir, &[])
+            .unwrap();
+        let args: Vec<String> = act.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        for arch in model::arch::ALL {
+            let mapped = format!("{}=-self-hosted", crate::tasks::ci::runner_for(arch));
+            assert!(args.windows(2).any(|w| w[0] == "-P" && w[1] == mapped), "{mapped} not in {args:?}");
+        }
     }
 
     #[test]

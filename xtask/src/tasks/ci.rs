@@ -12,15 +12,19 @@ use xshell::Shell;
 pub const NO_SUCH_KERNEL: &str = "rehearsal-no-such-kernel";
 /// GitHub's arm64 Linux runners' label (act maps it to this machine in the rehearsal).
 pub const ARM64_RUNNER: &str = "ubuntu-24.04-arm";
+/// GitHub's x86-64 Linux runners' label.
+pub const X86_64_RUNNER: &str = "ubuntu-latest";
 
-/// The runner a kernel leg of `arch` runs on (the plan's `runner`, matrix.yml's `runs-on`). Every
-/// leg runs on an x86-64 runner for now, an arm64 guest under TCG: on GitHub's arm64 runners
-/// ([`ARM64_RUNNER`], where KVM could run it) the pinned Go toolchain (images/go.lock: Debian's
-/// amd64 package) and the selftests' toolchain root (amd64 packages) cannot run, so such a leg
-/// would fail. Once both are pinned per host architecture, arm64 returns [`ARM64_RUNNER`] here.
+/// The runner a kernel leg of `arch` runs on (the plan's `runner`, matrix.yml's `runs-on`): a
+/// machine of the guest's own architecture, where KVM may run it (the accelerator probe boot
+/// decides, never the runner's label: TCG where KVM does not work). An arm64 leg runs on
+/// [`ARM64_RUNNER`], whose Go compiler and selftests' build root are pinned for an arm64 machine
+/// (images/go.lock's and images/toolchain.lock's `arch = "arm64"` entries). Any leg could also run
+/// on an x86-64 runner, an arm64 guest under TCG there (the rehearsal does so).
 pub fn runner_for(arch: model::arch::Arch) -> &'static str {
     match arch {
-        model::arch::Arch::X86_64 | model::arch::Arch::Arm64 => "ubuntu-latest",
+        model::arch::Arch::X86_64 => X86_64_RUNNER,
+        model::arch::Arch::Arm64 => ARM64_RUNNER,
     }
 }
 /// The locks a scheduled run's refresh may rewrite, each of which must travel to the pull request.
@@ -130,7 +134,7 @@ pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> R
         .select(&[])?
         .into_iter()
         .filter(|(id, _)| only.as_ref().is_none_or(|o| o.iter().any(|k| **id == **k)))
-        // `runner`: where the leg runs (`runner_for`: x86-64 runners for every architecture now).
+        // `runner`: where the leg runs (`runner_for`: a runner of the guest's architecture).
         .map(|(id, pin)| {
             let runner = runner_for(pin.arch);
             serde_json::json!({ "kernel": id, "pin": pin.sha256, "arch": pin.arch.name(), "runner": runner })
@@ -413,6 +417,26 @@ pub mod rules {
                 "job kernel: `runs-on: {runs_on}` is not the plan's runner for the leg (`${{{{ matrix.runner }}}}`, from `runner_for`)"
             ));
         }
+        // The legs run on runners of two architectures: their build outputs are programs of the
+        // runner's, so no leg may restore another architecture's (a wasted download of gigabytes,
+        // then every crate built again).
+        for step in steps(&w["jobs"]["kernel"]) {
+            if !(uses(step).starts_with("actions/cache@") && with(step, "path").contains("target/debug/")) {
+                continue;
+            }
+            let key = with(step, "key");
+            let restore = match &step["with"]["restore-keys"] {
+                Yaml::String(s) => s.lines().map(str::trim).filter(|l| !l.is_empty()).collect(),
+                _ => Vec::new(),
+            };
+            for k in std::iter::once(key).chain(restore) {
+                if !k.contains("${{ runner.arch }}") {
+                    broken.push(format!(
+                        "job kernel: build outputs cached under `{k}`, without `${{{{ runner.arch }}}}`: a leg may restore another architecture's programs"
+                    ));
+                }
+            }
+        }
         let fetches_history = steps(&w["jobs"]["compile"])
             .iter()
             .any(|s| s["run"].as_str().unwrap_or("").contains("/history.toml\" -o"));
@@ -508,6 +532,17 @@ mod tests {
         assert!(rules::scheduled(&fixed)
             .iter()
             .any(|b| b.starts_with("job kernel: `runs-on: ubuntu-latest`")));
+        // A leg's build outputs restored whatever the runner's architecture.
+        let any_arch = m.replacen(
+            "            target-kernel-${{ runner.arch }}-\n",
+            "            target-kernel-${{ runner.arch }}-\n            target-kernel-\n",
+            1,
+        );
+        assert_ne!(any_arch, m);
+        assert_eq!(
+            rules::scheduled(&any_arch),
+            ["job kernel: build outputs cached under `target-kernel-`, without `${{ runner.arch }}`: a leg may restore another architecture's programs"]
+        );
         // Hygiene: a tag instead of a SHA, a job without a timeout, an unguarded KVM step.
         let c = text("ci.yml");
         let tag = c.replacen(
@@ -569,6 +604,9 @@ mod tests {
             assert_eq!(leg["arch"], arch.name());
             assert_eq!(leg["runner"], runner_for(arch));
         }
+        // The arm64 legs run on GitHub's arm64 runners, the x86-64 ones on x86-64 runners.
+        assert!(legs.iter().any(|l| l["arch"] == "arm64" && l["runner"] == ARM64_RUNNER), "{plan}");
+        assert!(legs.iter().all(|l| (l["arch"] == "arm64") == (l["runner"] == ARM64_RUNNER)), "{plan}");
         let builds: serde_json::Value = serde_json::from_str(&plan_builds(&root).unwrap()).unwrap();
         let keys: std::collections::BTreeSet<&str> =
             builds["include"].as_array().unwrap().iter().map(|l| l["key"].as_str().unwrap()).collect();

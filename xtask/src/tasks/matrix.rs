@@ -21,7 +21,9 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options, mirror: Option<String>) -> R
     fleet.partition(&ids)?;
     let mut needs = vec![Need::Libclang];
     if !ids.is_empty() || !opts.images.is_empty() {
-        needs.push(Need::Qemu);
+        // This machine's own architecture's QEMU (an arm64 machine's is qemu-system-aarch64);
+        // the other architectures' come with `for_arch` below.
+        needs.extend(packages::for_arch(model::arch::Arch::native()));
     }
     if !ids.is_empty() {
         needs.extend([Need::AptTools, Need::DebianKeyring]);
