@@ -127,11 +127,15 @@ impl Boot<'_> {
         // (x86's) is not a parameter the kernel knows: it would reach the suite as an argument.
         // Huge pages: 16 of the default size for every column; arm64 also reserves 16 of 64 KiB
         // (contiguous PTEs, `HugeSize::Cont64K` in the suite: the `*_64k` behaviours fault in at
-        // most 4 each), after `hugepagesz=64K` (mm/hugetlb.c hugepages_setup: a `hugepages=` before
-        // any `hugepagesz=` is the default size's). x86-64 has no such size: it is not asked for there.
+        // most 4 each) and 4 of 32 MiB (contiguous PMDs, `HugeSize::Cont32M`: the `*_32m` ones fault
+        // in at most 4 each, the harness hands them out one probe at a time; 128 MiB of the guest's
+        // memory), each after its `hugepagesz=` (mm/hugetlb.c hugepages_setup: a `hugepages=` before
+        // any `hugepagesz=` is the default size's). x86-64 has neither size: they are not asked for there.
         let (console, x86, huge) = match self.arch {
             Arch::X86_64 => ("ttyS0", " no_timer_check", "hugepages=16"),
-            Arch::Arm64 => ("ttyAMA0", "", "hugepages=16 hugepagesz=64K hugepages=16"),
+            Arch::Arm64 => {
+                ("ttyAMA0", "", "hugepages=16 hugepagesz=64K hugepages=16 hugepagesz=32M hugepages=4")
+            }
         };
         let mut append = format!(
             "console={console} panic=-1 quiet loglevel=4 mitigations=off{x86} rdinit=/init {huge} -- --cpus={}",
@@ -331,7 +335,7 @@ mod tests {
 
     /// Issue 27: an arm64 guest boots with qemu-system-aarch64 on the virt board (no firmware),
     /// its console on the first PL011 UART and the results on the second, no x86-only kernel
-    /// parameter, 64 KiB huge pages reserved beside the default size's, and TCG on an x86 machine even when KVM was chosen.
+    /// parameter, 64 KiB and 32 MiB huge pages reserved beside the default size's, and TCG on an x86 machine even when KVM was chosen.
     #[test]
     fn an_arm64_guest_gets_its_own_machine() {
         let s = Settings { accel: Accel::Kvm, ..Settings::default() };
@@ -351,8 +355,12 @@ mod tests {
         assert!(!a.contains(&"-bios".to_string()), "{a:?}");
         let append = after("-append");
         assert!(append.starts_with("console=ttyAMA0 ") && !append.contains("no_timer_check"), "{append}");
-        // 64 KiB huge pages (contiguous PTEs) for the suite's `*_64k` behaviours, after the default size's.
-        assert!(append.contains(" hugepages=16 hugepagesz=64K hugepages=16 -- "), "{append}");
+        // 64 KiB and 32 MiB huge pages (contiguous PTEs, PMDs) for the suite's `*_64k` and `*_32m`
+        // behaviours, after the default size's.
+        assert!(
+            append.contains(" hugepages=16 hugepagesz=64K hugepages=16 hugepagesz=32M hugepages=4 -- "),
+            "{append}"
+        );
         assert_eq!(a.iter().filter(|x| *x == "-serial").count(), 2, "console and results: {a:?}");
         if Arch::native() == Arch::X86_64 {
             assert_eq!(boot.accel(), Accel::Tcg);
