@@ -28,6 +28,8 @@ pub const RELEVANT: &[&str] = &[
     "CONFIG_CHECKPOINT_RESTORE",
     // arm64's base page size: 64 KiB huge pages (contiguous PTEs) exist only with 4 KiB pages.
     "CONFIG_ARM64_4K_PAGES",
+    // ... and 32 MiB ones (contiguous PMDs with 4 KiB pages, a PMD with 16 KiB) not with 64 KiB pages.
+    "CONFIG_ARM64_64K_PAGES",
     // The architecture (`arch=arm64` in a condition reads these: `crate::arch`).
     "CONFIG_X86_64",
     "CONFIG_ARM64",

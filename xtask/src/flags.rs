@@ -45,8 +45,10 @@ xflags::xflags! {
             optional --cpus n: u64
             /// Guest memory, MB (256 to 65536; default 1024).
             optional --memory mb: u64
-            /// The QEMU binary (default: qemu-system-x86_64 on PATH).
-            optional --qemu path: PathBuf
+            /// [ARCH=]PATH: the QEMU of ARCH's columns (x86_64 or arm64; without ARCH=, the architecture
+            /// the binary emulates, as it says); repeatable (default: qemu-system-x86_64 and
+            /// qemu-system-aarch64 on PATH).
+            repeated --qemu qemu: String
             /// The matrix directory (default matrix/).
             optional --out dir: PathBuf
             /// Do not run each kernel's own userfaultfd selftests after the suite.
@@ -166,7 +168,8 @@ xflags::xflags! {
             /// The whole-matrix run without the kernels' own selftests (`matrix --no-selftests`).
             optional --no-selftests
             optional --mirror uri: String
-            optional --qemu path: PathBuf
+            /// [ARCH=]PATH, as for matrix (repeatable).
+            repeated --qemu qemu: String
             /// auto (default), kvm, tcg or tcg-mt, as for matrix.
             optional --accel accel: String
             /// Instead of the above: time `cargo xtask matrix` (its first cell, its columns, the whole)

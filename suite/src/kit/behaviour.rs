@@ -137,8 +137,13 @@ impl Behaviour {
 /// base's; its summary, observations and citation name the size (`Behaviour::to_matrix`), and its
 /// expectation starts with the rows of the kernels that lack the size (`Behaviour::rules`). A build
 /// fails when the base's variant is not hugetlb (its probe would not map huge pages of that size),
-/// is sized already, or carries documented claims (they would be graded on kernels without it).
+/// is sized already, or carries documented claims (they would be graded on kernels without it), and
+/// when `id` is not the base's with the size's suffix (`HugeSize::suffix`).
 pub const fn sized(family: &[Behaviour], base: &str, huge: HugeSize, id: &'static str) -> Behaviour {
+    assert!(
+        is_sized_id(id.as_bytes(), base.as_bytes(), huge.suffix().as_bytes()),
+        "sized: the id is not the base's with the size's suffix"
+    );
     let base = Behaviour::like(family, base);
     assert!(base.variant.is_hugetlb() && base.huge_pages > 0, "sized: the base is not a hugetlb variant");
     assert!(matches!(base.variant.huge, HugeSize::Default), "sized: the base is sized already");
@@ -159,6 +164,15 @@ const fn same(a: &[u8], b: &[u8]) -> bool {
         i += 1;
     }
     true
+}
+
+/// Whether `id` is `base` followed by a non-empty `suffix`, in a const fn.
+const fn is_sized_id(id: &[u8], base: &[u8], suffix: &[u8]) -> bool {
+    if suffix.is_empty() || id.len() != base.len() + suffix.len() {
+        return false;
+    }
+    let (head, tail) = id.split_at(base.len());
+    same(head, base) && same(tail, suffix)
 }
 
 /// The placeholder probe of [`Behaviour::DEFAULT`].

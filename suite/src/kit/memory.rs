@@ -29,15 +29,33 @@ pub enum HugeSize {
     /// through the same mm/hugetlb.c paths as 2 MiB pages, with `set_huge_pte_at` /
     /// `huge_ptep_get_and_clear` writing or clearing the 16 entries.
     Cont64K,
+    /// 32 MiB: arm64 with 4 KiB base pages maps it with 16 contiguous PMDs of 2 MiB (CONT_PMD_SIZE,
+    /// `hugetlb_add_hstate(CONT_PMD_SHIFT - PAGE_SHIFT)` in `hugetlbpage_init`); with 16 KiB pages
+    /// it is one PMD (PMD_SIZE), with 64 KiB pages there is none (PMD 512 MiB, CONT_PMD 16 GiB,
+    /// CONT_PTE 2 MiB; arch/arm64/Kconfig ARM64_CONT_PMD_SHIFT). `arch_hugetlb_valid_size`
+    /// (v5.10; `__hugetlb_valid_size` in v6.1, v6.12, v7.2) accepts it for `hugepagesz=32M`. It is
+    /// gigantic (above the buddy allocator's largest order): its pages exist only when reserved at
+    /// boot (or from CMA), never by raising nr_hugepages.
+    Cont32M,
 }
 
 impl HugeSize {
+    /// The suffix of a size variant's id (`remove.hugetlb_refault_64k`).
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            HugeSize::Default => "",
+            HugeSize::Cont64K => "_64k",
+            HugeSize::Cont32M => "_32m",
+        }
+    }
+
     /// The size in KiB, as /sys/kernel/mm/hugepages names it (`hugepages-64kB`); `None` for the
     /// default, which only the running kernel knows.
     pub const fn kib(self) -> Option<u64> {
         match self {
             HugeSize::Default => None,
             HugeSize::Cont64K => Some(64),
+            HugeSize::Cont32M => Some(32 * 1024),
         }
     }
 
@@ -51,6 +69,7 @@ impl HugeSize {
         match self {
             HugeSize::Default => "default-size",
             HugeSize::Cont64K => "64 KiB (arm64 contiguous-PTE)",
+            HugeSize::Cont32M => "32 MiB (arm64 contiguous-PMD)",
         }
     }
 
@@ -60,6 +79,7 @@ impl HugeSize {
         match self {
             HugeSize::Default => &[],
             HugeSize::Cont64K => &[rows::NO_CONT_PTE_64K_ARCH, rows::NO_CONT_PTE_64K_PAGES],
+            HugeSize::Cont32M => &[rows::NO_CONT_PMD_32M_ARCH, rows::NO_CONT_PMD_32M_PAGES],
         }
     }
 
@@ -68,6 +88,7 @@ impl HugeSize {
         match self {
             HugeSize::Default => rows::HUGETLBFS,
             HugeSize::Cont64K => rows::CONT_PTE_64K,
+            HugeSize::Cont32M => rows::CONT_PMD_32M,
         }
     }
 
@@ -80,6 +101,12 @@ impl HugeSize {
                  huge_ptep_get_and_clear (v5.10, v6.12): 64 KiB huge pages as CONT_PTES contiguous PTEs with \
                  4 KiB pages; mm/hugetlb.c hugetlb_fault, hugetlb_mfill_atomic_pte (v6.12) take every hstate \
                  alike"
+            }
+            HugeSize::Cont32M => {
+                "arch/arm64/mm/hugetlbpage.c hugetlbpage_init, arch_hugetlb_valid_size (v5.10) / \
+                 __hugetlb_valid_size (v6.1, v6.12, v7.2), set_huge_pte_at, huge_ptep_get_and_clear: 32 MiB \
+                 huge pages as CONT_PMDS contiguous PMDs with 4 KiB pages (CONT_PMD_SIZE); mm/hugetlb.c \
+                 hugetlb_fault, hugetlb_mfill_atomic_pte (v6.12) take every hstate alike"
             }
         }
     }

@@ -13,6 +13,11 @@ macro_rules! prerequisite {
     $(#[$doc])*
     pub const $row: (&str, &str) = ($range, concat!("unsupported: ", $text));
 };
+($(#[$doc:meta])* $why:ident, $row:ident, $range:literal, $row2:ident, $range2:literal, $text:literal) => {
+    prerequisite!($(#[$doc])* $why, $row, $range, $text);
+    $(#[$doc])*
+    pub const $row2: (&str, &str) = ($range2, concat!("unsupported: ", $text));
+};
 ($(#[$doc:meta])* $why:ident, $text:literal) => {
     $(#[$doc])*
     pub const $why: &str = $text;
@@ -119,18 +124,19 @@ prerequisite!(
     MISSING_SHMEM, BEFORE_4_11_SHMEM, "<4.11", "UFFD_FEATURE_MISSING_SHMEM is new in Linux 4.11"
 );
 
-/// Why a kernel has no 64 KiB huge pages (`HugeSize::Cont64K`).
-macro_rules! no_cont_pte_64k {
-    () => {
-        "the kernel offers no 64 KiB huge pages: only arm64 with 4 KiB base pages has them (16 contiguous PTEs, arch/arm64/mm/hugetlbpage.c hugetlbpage_init)"
-    };
-}
-/// 64 KiB huge pages (arm64's contiguous PTEs with 4 KiB pages): x86-64 has 2 MiB and 1 GiB only
-/// (arch/x86/mm/hugetlbpage.c arch_hugetlb_valid_size), so an x86-64 kernel lacks them.
-pub const CONT_PTE_64K: &str = no_cont_pte_64k!();
-/// [`CONT_PTE_64K`]'s row for the other architectures.
-pub const NO_CONT_PTE_64K_ARCH: (&str, &str) =
-    ("* when arch!=arm64", concat!("unsupported: ", no_cont_pte_64k!()));
-/// [`CONT_PTE_64K`]'s row for arm64 with 16 KiB or 64 KiB base pages, where CONT_PTE_SIZE is 2 MiB.
-pub const NO_CONT_PTE_64K_PAGES: (&str, &str) =
-    ("* when arch=arm64 and CONFIG_ARM64_4K_PAGES!=y", concat!("unsupported: ", no_cont_pte_64k!()));
+prerequisite!(
+    /// 64 KiB huge pages (`HugeSize::Cont64K`: arm64's contiguous PTEs with 4 KiB pages): x86-64
+    /// has 2 MiB and 1 GiB only (arch/x86/mm/hugetlbpage.c arch_hugetlb_valid_size), and arm64
+    /// with 16 KiB or 64 KiB base pages has CONT_PTE_SIZE 2 MiB; rows for both.
+    CONT_PTE_64K, NO_CONT_PTE_64K_ARCH, "* when arch!=arm64",
+    NO_CONT_PTE_64K_PAGES, "* when arch=arm64 and CONFIG_ARM64_4K_PAGES!=y",
+    "the kernel offers no 64 KiB huge pages: only arm64 with 4 KiB base pages has them (16 contiguous PTEs, arch/arm64/mm/hugetlbpage.c hugetlbpage_init)"
+);
+prerequisite!(
+    /// 32 MiB huge pages (`HugeSize::Cont32M`: arm64's contiguous PMDs with 4 KiB pages, a PMD
+    /// with 16 KiB): x86-64 lacks them, and so does arm64 with 64 KiB base pages (PMD_SIZE 512 MiB,
+    /// CONT_PMD_SIZE 16 GiB); rows for both.
+    CONT_PMD_32M, NO_CONT_PMD_32M_ARCH, "* when arch!=arm64",
+    NO_CONT_PMD_32M_PAGES, "* when arch=arm64 and CONFIG_ARM64_64K_PAGES=y",
+    "the kernel offers no 32 MiB huge pages: only arm64 has them, with 4 KiB base pages (16 contiguous PMDs) or 16 KiB (a PMD), not with 64 KiB (arch/arm64/mm/hugetlbpage.c hugetlbpage_init)"
+);

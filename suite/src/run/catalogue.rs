@@ -74,38 +74,69 @@ mod tests {
     fn a_size_variant_is_one_line_and_unsupported_where_the_size_is_missing() {
         use model::config::Config;
         use model::expect::{applicable, grade, Reported};
-        assert!(!crate::probes::hugetlb::SIZED.is_empty());
+        use std::collections::{BTreeMap, BTreeSet};
         let config = |text: &str| Config::parse("test", text);
-        let x86 = config("CONFIG_X86_64=y\nCONFIG_USERFAULTFD=y\nCONFIG_HUGETLBFS=y\n");
-        let arm64 =
-            config("CONFIG_ARM64=y\nCONFIG_ARM64_4K_PAGES=y\nCONFIG_USERFAULTFD=y\nCONFIG_HUGETLBFS=y\n");
-        let arm64_64k =
-            config("CONFIG_ARM64=y\nCONFIG_ARM64_64K_PAGES=y\nCONFIG_USERFAULTFD=y\nCONFIG_HUGETLBFS=y\n");
+        let kernel = "CONFIG_USERFAULTFD=y\nCONFIG_HUGETLBFS=y\n";
+        let x86 = config(&format!("CONFIG_X86_64=y\n{kernel}"));
+        let arm64 = |pages: &str| config(&format!("CONFIG_ARM64=y\nCONFIG_ARM64_{pages}_PAGES=y\n{kernel}"));
+        let (arm64_4k, arm64_16k, arm64_64k) = (arm64("4K"), arm64("16K"), arm64("64K"));
+        // Which sizes each base page size has (arch/arm64/mm/hugetlbpage.c hugetlbpage_init, with
+        // arch/arm64/Kconfig ARM64_CONT_PTE_SHIFT / ARM64_CONT_PMD_SHIFT): 64 KiB is CONT_PTE_SIZE
+        // only with 4 KiB pages; 32 MiB is CONT_PMD_SIZE with 4 KiB pages and PMD_SIZE with 16 KiB.
+        let offered = |size: HugeSize| -> (Vec<&Config>, Vec<&Config>) {
+            match size {
+                HugeSize::Cont64K => (vec![&arm64_4k], vec![&x86, &arm64_16k, &arm64_64k]),
+                HugeSize::Cont32M => (vec![&arm64_4k, &arm64_16k], vec![&x86, &arm64_64k]),
+                HugeSize::Default => unreachable!("a size variant is never of the default size"),
+            }
+        };
         let v612 = Some(KernelVersion::new(6, 12, 0));
+        let mut bases: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for sized in crate::probes::hugetlb::SIZED {
-            assert_eq!(sized.variant.huge, HugeSize::Cont64K, "{}", sized.id);
-            let base_id = sized.id.strip_suffix("_64k").expect("a 64 KiB variant's id ends in _64k");
+            let size = sized.variant.huge;
+            let base_id =
+                sized.id.strip_suffix(size.suffix()).expect("a size variant's id ends in its suffix");
+            bases.entry(size.suffix()).or_default().insert(base_id);
             let base = find(base_id).unwrap_or_else(|| panic!("{}: no base {base_id}", sized.id));
             // The base's probe, backing and expectation; only the size differs.
             assert!(std::ptr::fn_addr_eq(sized.probe, base.probe), "{}", sized.id);
-            assert_eq!(sized.variant, base.variant.sized(HugeSize::Cont64K));
+            assert_eq!(sized.variant, base.variant.sized(size));
             assert_eq!((sized.huge_pages, sized.expect), (base.huge_pages, base.expect));
             let (rules, base_rules) = (sized.rules(), base.rules());
-            assert_eq!(rules.len(), base_rules.len() + 2, "{}", sized.id);
+            assert_eq!(rules.len(), base_rules.len() + size.rows().len(), "{}", sized.id);
             let m = sized.to_matrix();
-            assert!(m.summary.starts_with(base.summary) && m.summary.contains("64 KiB"), "{}", m.summary);
+            assert!(m.summary.starts_with(base.summary) && m.summary.contains(size.label()), "{}", m.summary);
             assert!(m.citation.contains("arch/arm64/mm/hugetlbpage.c"), "{}", m.citation);
-            // On arm64 with 4 KiB pages the base's row applies; elsewhere the size is missing.
+            // Where the size exists the base's row applies; elsewhere the size is missing.
             let on = |c: &Config| applicable(&rules, v612, Some(c)).0.map(|r| r.expect.clone());
-            assert_eq!(on(&arm64), applicable(&base_rules, v612, Some(&arm64)).0.map(|r| r.expect.clone()));
-            for lacking in [&x86, &arm64_64k] {
-                assert!(on(lacking).is_some_and(|e| e.starts_with("unsupported: ")), "{}", sized.id);
-                // A missing size is expected there and nowhere else: never a hard-coded observation.
-                let g = |c: &Config| grade(&rules, v612, Some(c), Reported::Unsupported).verdict;
-                assert_eq!(g(lacking), model::verdict::Verdict::Unsupported);
-                assert_eq!(g(&arm64), model::verdict::Verdict::Unexpected, "{}", sized.id);
+            let g = |c: &Config| grade(&rules, v612, Some(c), Reported::Unsupported).verdict;
+            let (having, lacking) = offered(size);
+            for c in having {
+                assert_eq!(on(c), applicable(&base_rules, v612, Some(c)).0.map(|r| r.expect.clone()));
+                // A missing size is expected where the kernel lacks it and nowhere else: never a
+                // hard-coded observation.
+                assert_eq!(g(c), model::verdict::Verdict::Unexpected, "{} {c:?}", sized.id);
+            }
+            for c in lacking {
+                assert!(on(c).is_some_and(|e| e.starts_with("unsupported: ")), "{} {c:?}", sized.id);
+                assert_eq!(g(c), model::verdict::Verdict::Unsupported, "{} {c:?}", sized.id);
             }
         }
+        // Both sizes, on the same bases.
+        assert_eq!(bases.keys().copied().collect::<Vec<_>>(), ["_32m", "_64k"]);
+        assert_eq!(bases["_32m"], bases["_64k"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "sized: the id is not the base's with the size's suffix")]
+    fn a_size_variant_named_otherwise_is_refused() {
+        // In a `const` declaration this panic fails the build.
+        let _ = crate::kit::behaviour::sized(
+            crate::probes::hugetlb::BEHAVIOURS,
+            "remove.hugetlb_refault",
+            HugeSize::Cont32M,
+            "remove.hugetlb_refault_64k",
+        );
     }
 
     #[test]

@@ -35,9 +35,9 @@ pub const BINARY_ARM64: &str = "qemu-system-aarch64";
 /// shared by the matrix task, bench, the KVM probe and the tests.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The QEMU binary (of the x86_64 columns: `--qemu`).
+    /// The QEMU of the x86_64 columns (`--qemu x86_64=PATH`).
     pub qemu: PathBuf,
-    /// The QEMU binary of the arm64 columns.
+    /// The QEMU of the arm64 columns (`--qemu arm64=PATH`).
     pub qemu_arm64: PathBuf,
     pub accel: Accel,
     pub cpus: u32,
@@ -127,11 +127,15 @@ impl Boot<'_> {
         // (x86's) is not a parameter the kernel knows: it would reach the suite as an argument.
         // Huge pages: 16 of the default size for every column; arm64 also reserves 16 of 64 KiB
         // (contiguous PTEs, `HugeSize::Cont64K` in the suite: the `*_64k` behaviours fault in at
-        // most 4 each), after `hugepagesz=64K` (mm/hugetlb.c hugepages_setup: a `hugepages=` before
-        // any `hugepagesz=` is the default size's). x86-64 has no such size: it is not asked for there.
+        // most 4 each) and 4 of 32 MiB (contiguous PMDs, `HugeSize::Cont32M`: the `*_32m` ones fault
+        // in at most 4 each, the harness hands them out one probe at a time; 128 MiB of the guest's
+        // memory), each after its `hugepagesz=` (mm/hugetlb.c hugepages_setup: a `hugepages=` before
+        // any `hugepagesz=` is the default size's). x86-64 has neither size: they are not asked for there.
         let (console, x86, huge) = match self.arch {
             Arch::X86_64 => ("ttyS0", " no_timer_check", "hugepages=16"),
-            Arch::Arm64 => ("ttyAMA0", "", "hugepages=16 hugepagesz=64K hugepages=16"),
+            Arch::Arm64 => {
+                ("ttyAMA0", "", "hugepages=16 hugepagesz=64K hugepages=16 hugepagesz=32M hugepages=4")
+            }
         };
         let mut append = format!(
             "console={console} panic=-1 quiet loglevel=4 mitigations=off{x86} rdinit=/init {huge} -- --cpus={}",
@@ -274,6 +278,121 @@ fn asked(qemu: &Path, args: &[&str]) -> String {
     out
 }
 
+/// `--qemu [ARCH=]PATH` (matrix, bench; repeatable): the QEMU of ARCH's columns (`x86_64` or
+/// `arm64`, the kernel's names, as column ids write them), or, without `ARCH=`, of the architecture
+/// the binary itself says it emulates (QMP `query-target`). PATH is a file, or a name looked up on
+/// PATH. A one-line error names the value and what is wrong: a path that names nothing, a binary
+/// that is no QEMU system emulator, one for another architecture than ARCH, or for one no column
+/// runs on.
+pub fn given(value: &str) -> Result<(Arch, PathBuf)> {
+    let (named, path) = match value.split_once('=') {
+        Some((arch, path)) if !arch.contains('/') => {
+            let arch = arch.parse::<Arch>().map_err(|e| anyhow::anyhow!("--qemu {value}: {e}"))?;
+            (Some(arch), PathBuf::from(path))
+        }
+        _ => (None, PathBuf::from(value)),
+    };
+    if path.components().count() > 1 {
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => bail!("--qemu {value}: not a file"),
+            Err(e) => bail!("--qemu {value}: {e}"),
+        }
+    }
+    let runs = match target(&path) {
+        Ok(target) => target,
+        Err(e) => bail!("--qemu {value}: {e}"),
+    };
+    let Some(arch) = Arch::from_machine(&runs) else {
+        bail!(
+            "--qemu {value}: it emulates {runs}, and the columns run on {} (qemu-system-x86_64, qemu-system-aarch64)",
+            model::arch::ALL.map(Arch::name).join(" and ")
+        );
+    };
+    match named {
+        Some(named) if named != arch => bail!(
+            "--qemu {value}: that QEMU emulates {runs}, not {} (the arm64 columns need qemu-system-aarch64, the x86_64 ones qemu-system-x86_64)",
+            named.machine()
+        ),
+        _ => Ok((arch, path)),
+    }
+}
+
+impl Settings {
+    /// Each `--qemu [ARCH=]PATH` (see [`given`]), at most one per architecture.
+    pub fn set_qemus(&mut self, values: &[String]) -> Result<()> {
+        let mut seen = Vec::new();
+        for value in values {
+            let (arch, path) = given(value)?;
+            if seen.contains(&arch) {
+                bail!("--qemu {value}: a QEMU for {arch} was given already (one --qemu per architecture)");
+            }
+            seen.push(arch);
+            match arch {
+                Arch::X86_64 => self.qemu = path,
+                Arch::Arm64 => self.qemu_arm64 = path,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The architecture `qemu` emulates, as QEMU names it (`x86_64`, `aarch64`: `uname -m`'s names),
+/// asked over QMP (`query-target`) of a machine that runs nothing (`-machine none`), within 10 s.
+pub fn target(qemu: &Path) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut child = Command::new(qemu)
+        .args(["-machine", "none", "-nodefaults", "-display", "none", "-qmp", "stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!("not found"),
+            _ => anyhow::anyhow!("cannot run it: {e}"),
+        })?;
+    let commands = concat!(
+        r#"{"execute":"qmp_capabilities"}"#,
+        "\n",
+        r#"{"execute":"query-target"}"#,
+        "\n",
+        r#"{"execute":"quit"}"#,
+        "\n"
+    );
+    // A program that is no QEMU may exit without reading: its answer below says so.
+    let _ = child.stdin.take().expect("piped").write_all(commands.as_bytes());
+    let mut stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        let _ = tx.send(out);
+    });
+    let out = rx.recv_timeout(Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = out.map_err(|_| anyhow::anyhow!("it did not answer QMP's query-target within 10 s"))?;
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["return"]["arch"].as_str().map(String::from))
+        .ok_or_else(|| anyhow::anyhow!("not a QEMU system emulator (no answer to QMP's query-target)"))
+}
+
+/// A stand-in QEMU in `dir`: `--version` prints `version` (nothing when empty), QMP's
+/// query-target answers `arch` (nothing when empty).
+#[cfg(test)]
+pub(crate) fn stand_in(dir: &str, name: &str, version: &str, arch: &str) -> String {
+    let dir = crate::util::project_root().join("target/uffdc/tests").join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let version = if version.is_empty() { String::new() } else { format!("QEMU emulator version {version}") };
+    let qmp = if arch.is_empty() { String::new() } else { format!(r#"{{"return": {{"arch": "{arch}"}}}}"#) };
+    let script = format!("#!/bin/sh\ncase \"$*\" in *-qmp*) echo '{qmp}' ;; *) echo '{version}' ;; esac\n");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,7 +450,7 @@ mod tests {
 
     /// Issue 27: an arm64 guest boots with qemu-system-aarch64 on the virt board (no firmware),
     /// its console on the first PL011 UART and the results on the second, no x86-only kernel
-    /// parameter, 64 KiB huge pages reserved beside the default size's, and TCG on an x86 machine even when KVM was chosen.
+    /// parameter, 64 KiB and 32 MiB huge pages reserved beside the default size's, and TCG on an x86 machine even when KVM was chosen.
     #[test]
     fn an_arm64_guest_gets_its_own_machine() {
         let s = Settings { accel: Accel::Kvm, ..Settings::default() };
@@ -351,8 +470,12 @@ mod tests {
         assert!(!a.contains(&"-bios".to_string()), "{a:?}");
         let append = after("-append");
         assert!(append.starts_with("console=ttyAMA0 ") && !append.contains("no_timer_check"), "{append}");
-        // 64 KiB huge pages (contiguous PTEs) for the suite's `*_64k` behaviours, after the default size's.
-        assert!(append.contains(" hugepages=16 hugepagesz=64K hugepages=16 -- "), "{append}");
+        // 64 KiB and 32 MiB huge pages (contiguous PTEs, PMDs) for the suite's `*_64k` and `*_32m`
+        // behaviours, after the default size's.
+        assert!(
+            append.contains(" hugepages=16 hugepagesz=64K hugepages=16 hugepagesz=32M hugepages=4 -- "),
+            "{append}"
+        );
         assert_eq!(a.iter().filter(|x| *x == "-serial").count(), 2, "console and results: {a:?}");
         if Arch::native() == Arch::X86_64 {
             assert_eq!(boot.accel(), Accel::Tcg);

@@ -101,6 +101,7 @@ struct Bench {
     machine: String,
     cpus: usize,
     jobs: usize,
+    /// Each architecture's QEMU version (`x86_64: QEMU emulator version ...; arm64: ...`).
     qemu: String,
     kernels: BTreeMap<KernelId, KernelBench>,
     /// The matrix of all these kernels (and the host with `--host`), as `cargo xtask matrix` runs
@@ -137,9 +138,7 @@ pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, u32)> {
     if let Some(n) = b.jobs {
         opts.jobs = in_range("--jobs", n, 1, 64)? as usize;
     }
-    if let Some(q) = b.qemu {
-        opts.run.qemu = q;
-    }
+    opts.run.set_qemus(&b.qemu)?;
     if let Some(a) = b.accel {
         opts.accel = a.parse().map_err(anyhow::Error::msg)?;
     }
@@ -210,7 +209,12 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32, mirror: Option<
             .unwrap_or_default(),
         cpus,
         jobs,
-        qemu: crate::boot::qemu::version(&opts.run.qemu),
+        // Each architecture's QEMU (`--qemu [ARCH=]PATH`), this machine's first.
+        qemu: std::iter::once(model::arch::Arch::native())
+            .chain(arches.iter().copied())
+            .map(|a| format!("{a}: {}", crate::boot::qemu::version(&opts.run.qemu_for(a))))
+            .collect::<Vec<_>>()
+            .join("; "),
         kernels: out,
         matrix_s,
         matrix_error,
@@ -611,6 +615,24 @@ fn count_boots(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--qemu [ARCH=]PATH` as matrix reads it (`Settings::set_qemus`; matrix's tests cover it whole).
+    #[test]
+    fn bench_takes_a_qemu_per_architecture() {
+        let arm = crate::boot::qemu::stand_in("bench-qemu", "qemu-system-aarch64", "10.0.2", "aarch64");
+        let bench = |args: &[&str]| {
+            let args = std::iter::once("bench").chain(args.iter().copied()).map(Into::into).collect();
+            match crate::flags::parse(args).unwrap().subcommand {
+                crate::flags::XtaskCmd::Bench(b) => options(&crate::util::project_root(), b),
+                _ => unreachable!(),
+            }
+        };
+        let (o, _) = bench(&["--qemu", &arm]).unwrap();
+        assert_eq!(o.run.qemu_arm64.display().to_string(), arm);
+        assert_eq!(o.run.qemu, Settings::default().qemu);
+        let e = bench(&["--qemu", &format!("x86_64={arm}")]).unwrap_err().to_string();
+        assert!(e.contains("that QEMU emulates aarch64, not x86_64") && !e.contains('\n'), "{e}");
+    }
 
     /// A run that did not complete has no figure, and no figure meets no target (a failed bare
     /// boot once showed `s/b 0.00 met`).

@@ -58,8 +58,9 @@ pub fn run(sh: &Shell, root: &Path, opts: &Options, mirror: Option<String>) -> R
     result
 }
 
-/// The files the command line names exist: a local kernel image and its configuration, and a QEMU
-/// given as a path; a one-line error names the flag, the path and what is wrong with it.
+/// The files the command line names exist: a local kernel image and its configuration (a QEMU
+/// given is checked as its flag is read: `qemu::given`); a one-line error names the flag, the path
+/// and what is wrong with it.
 fn check_paths(opts: &Options) -> Result<()> {
     let file = |flag: &str, path: &Path| -> Result<()> {
         match std::fs::metadata(path) {
@@ -73,9 +74,6 @@ fn check_paths(opts: &Options) -> Result<()> {
         if let Some(config) = config {
             file("--kernel-image ...,config=", config)?;
         }
-    }
-    if opts.run.qemu.components().count() > 1 {
-        file("--qemu", &opts.run.qemu)?;
     }
     Ok(())
 }
@@ -128,9 +126,7 @@ pub fn options(root: &Path, m: crate::flags::Matrix, dashes: bool) -> Result<Opt
     if let Some(n) = m.memory {
         opts.run.mem_mb = in_range("--memory", n, 256, 65_536)? as u32;
     }
-    if let Some(q) = m.qemu {
-        opts.run.qemu = q;
-    }
+    opts.run.set_qemus(&m.qemu)?;
     if let Some(o) = m.out {
         opts.out = o;
     }
@@ -154,6 +150,7 @@ mod tests {
     use crate::boot::qemu::Settings;
     use crate::boot::runner::{self, Event};
     use crate::inputs::fleet::{Cache, Fleet, Image, KernelId};
+    use model::arch::Arch;
     use model::stream::Record;
     use model::{Compat, Verdict};
     use std::collections::BTreeMap;
@@ -705,8 +702,7 @@ mod tests {
         let config = format!("{}=mine,config=/nonexistent/.config", exe.display());
         let e = super::check_paths(&matrix(&["--kernel-image", &config]).unwrap()).unwrap_err().to_string();
         assert!(e.starts_with("--kernel-image ...,config= /nonexistent/.config: No such file"), "{e}");
-        let e =
-            super::check_paths(&matrix(&["--qemu", "/nonexistent/qemu"]).unwrap()).unwrap_err().to_string();
+        let e = matrix(&["--qemu", "/nonexistent/qemu"]).unwrap_err().to_string();
         assert!(e.starts_with("--qemu /nonexistent/qemu: No such file"), "{e}");
         assert!(super::check_paths(&matrix(&["--kernel-image", &exe.display().to_string()]).unwrap()).is_ok());
         // The binary cache is asked before a build compiles, unless told not to.
@@ -721,21 +717,66 @@ mod tests {
     /// `--accel tcg-mt` is refused, in one line, with a QEMU before 10 or one that does not answer.
     #[test]
     fn tcg_mt_needs_qemu_10() {
-        let dir = crate::util::project_root().join("target/uffdc/tests/tcg-mt");
-        std::fs::create_dir_all(&dir).unwrap();
-        let qemu = |name: &str, version: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, format!("#!/bin/sh\necho 'QEMU emulator version {version}'\n")).unwrap();
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-            path.display().to_string()
-        };
+        let qemu = |name: &str, version: &str| crate::boot::qemu::stand_in("tcg-mt", name, version, "x86_64");
         let (old, new) = (qemu("qemu-7.2", "7.2.22 (Debian)"), qemu("qemu-10", "10.0.2 (Debian)"));
+        let silent = qemu("qemu-silent", "");
         let o = matrix(&["--accel", "tcg-mt", "--qemu", &new]).unwrap();
         assert_eq!(o.accel, Choice::TcgMulti);
-        for q in [old.as_str(), "/nonexistent/qemu"] {
+        for q in [old.as_str(), silent.as_str()] {
             let err = matrix(&["--accel", "tcg-mt", "--qemu", q]).unwrap_err().to_string();
             assert!(err.starts_with("--accel tcg-mt needs QEMU 10 or later") && !err.contains('\n'), "{err}");
         }
         assert!(matrix(&["--accel", "tcg", "--qemu", &old]).is_ok());
+    }
+
+    /// `--qemu [ARCH=]PATH` sets the QEMU of one architecture's columns (without ARCH=, the one the
+    /// binary says it emulates), once per architecture; a path that names nothing, a binary that
+    /// is no QEMU, or one for another architecture is a one-line error naming the value.
+    #[test]
+    fn qemu_is_given_per_architecture() {
+        let arm = crate::boot::qemu::stand_in("qemu-arch", "qemu-system-aarch64", "10.0.2", "aarch64");
+        let x86 = crate::boot::qemu::stand_in("qemu-arch", "qemu-system-x86_64", "10.0.2", "x86_64");
+        let riscv = crate::boot::qemu::stand_in("qemu-arch", "qemu-system-riscv64", "10.0.2", "riscv64");
+        let mute = crate::boot::qemu::stand_in("qemu-arch", "not-a-qemu", "", "");
+        let o = matrix(&["--qemu", &format!("arm64={arm}")]).unwrap();
+        assert_eq!(
+            (o.run.qemu_arm64.display().to_string(), o.run.qemu),
+            (arm.clone(), Settings::default().qemu)
+        );
+        // Without ARCH=, the architecture the binary emulates; both at once, in either order.
+        let o = matrix(&["--qemu", &arm, "--qemu", &x86]).unwrap();
+        assert_eq!(o.run.qemu_for(Arch::Arm64).display().to_string(), arm);
+        assert_eq!(o.run.qemu_for(Arch::X86_64).display().to_string(), x86);
+        let o = matrix(&["--qemu", &format!("x86_64={x86}")]).unwrap();
+        assert_eq!(
+            (o.run.qemu.display().to_string(), o.run.qemu_arm64),
+            (x86.clone(), Settings::default().qemu_arm64)
+        );
+        let err = |args: &[&str]| {
+            let e = matrix(args).unwrap_err().to_string();
+            assert!(!e.contains('\n'), "{e}");
+            e
+        };
+        let wrong = format!("x86_64={arm}");
+        assert!(err(&["--qemu", &wrong])
+            .starts_with(&format!("--qemu {wrong}: that QEMU emulates aarch64, not x86_64")));
+        let e = err(&["--qemu", "arm64=/nonexistent/qemu-system-aarch64"]);
+        assert!(e.starts_with("--qemu arm64=/nonexistent/qemu-system-aarch64: No such file"), "{e}");
+        assert!(err(&["--qemu", "amd64=/usr/bin/qemu"])
+            .contains("unknown architecture \"amd64\": use x86_64 or arm64"));
+        assert!(
+            err(&["--qemu", &riscv]).contains("it emulates riscv64, and the columns run on x86_64 and arm64")
+        );
+        assert!(
+            err(&["--qemu", &mute]).ends_with("not a QEMU system emulator (no answer to QMP's query-target)")
+        );
+        assert!(err(&["--qemu", "arm64=no-such-qemu-on-path"]).ends_with(": not found"));
+        assert!(err(&["--qemu", &arm, "--qemu", &format!("arm64={arm}")]).contains("was given already"));
+        // The real ones, where installed, say what they emulate.
+        for (arch, name) in [(Arch::X86_64, "qemu-system-x86_64"), (Arch::Arm64, "qemu-system-aarch64")] {
+            if let Ok(o) = matrix(&["--qemu", name]) {
+                assert_eq!(o.run.qemu_for(arch), std::path::PathBuf::from(name));
+            }
+        }
     }
 }
