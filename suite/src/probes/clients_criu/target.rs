@@ -17,9 +17,14 @@ pub(super) fn pattern(tag: char, i: usize) -> Vec<u8> {
         .collect()
 }
 
-/// FNV-1a, 64 bits: the checksum of a page.
+/// The checksum of a page: FNV-1a's step over its 64-bit words (a page is a whole number of
+/// them): an eighth of the multiplications of a byte-wise FNV-1a. Every page is hashed three
+/// times (before the dump, in the restored parent and in its child): 1728 pages took 8 to 16 ms
+/// byte-wise and 1 ms word-wise natively here, many times that under TCG.
 pub(super) fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
+    data.chunks_exact(8).fold(0xcbf2_9ce4_8422_2325, |h, w| {
+        (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Overwrites with zeros the copy of `page` in the dump's pages images (the self-test: the daemon
