@@ -202,6 +202,9 @@ pub(super) fn page_sum(addr: usize) -> u64 {
     checksum(unsafe { std::slice::from_raw_parts(addr as *const u8, crate::kit::memory::page_size()) })
 }
 
+/// The stack of each of the test process's threads.
+const STACK: usize = 128 << 10;
+
 /// The test process: its memory, its threads, its checksums, then, once restored, its work.
 pub(super) fn target_main(work: &Path, ready: OwnedFd) -> Result<(), String> {
     let page = crate::kit::memory::page_size();
@@ -216,7 +219,9 @@ pub(super) fn target_main(work: &Path, ready: OwnedFd) -> Result<(), String> {
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
     for t in 0..3 {
         let barrier = barrier.clone();
-        std::thread::spawn(move || {
+        // A small stack: a 2 MiB one (Rust's default) can be backed by a transparent huge page
+        // once touched, and CRIU then dumps, and the daemon serves, 512 pages of it.
+        let spawned = std::thread::Builder::new().stack_size(STACK).spawn(move || {
             for i in t * ANON / 3..(t + 1) * ANON / 3 {
                 fill(anon + i * page, 'A', i);
             }
@@ -226,6 +231,7 @@ pub(super) fn target_main(work: &Path, ready: OwnedFd) -> Result<(), String> {
                 unsafe { libc::pause() };
             }
         });
+        spawned.map_err(|e| format!("spawn a thread: {e}"))?;
     }
     for i in 0..SHARED {
         fill(shared + i * page, 'S', i);
