@@ -11,6 +11,10 @@ fn main() -> ExitCode {
     if std::process::id() == 1 {
         guest::main();
     }
+    // CRIU's action script, which the CRIU probes name (`probes::clients_criu::hook`).
+    if let Some(code) = probes::clients_criu::hook::main() {
+        return code;
+    }
     let cli = match cli::parse(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {

@@ -15,6 +15,8 @@
 //! A CRIU that stops is an observation: which of its commands stopped and the first error line
 //! of its log (`dump fails: kerndat_vdso_fill_symtable failed when initializing kerndat`), not an error of the probe.
 
+mod diagnosis;
+pub mod hook;
 mod target;
 
 use crate::kit::behaviour::Behaviour;
@@ -44,7 +46,13 @@ const OBSERVES: &str = "A test process (three threads; 48 anonymous private page
      last before the lines CRIU adds to every failure, `Could not initialize kernel features \
      detection`, `Dumping FAILED`...); `dump stalls`, `lazy-pages stalls`, `restore stalls` when \
      that command has not finished (or the daemon is not ready) within twice `--timeout-ms` (it is \
-     killed: its log's tail and the daemon's are details). Details: the \
+     killed: its log's tail and the daemon's are details, and where each of its processes and the \
+     test process's threads was, `stalled_tasks`), with `: a restored thread stopped at a pointer \
+     authentication fault (AUTIASP)` when one of those threads waits for its tracer at a failed \
+     pointer authentication instruction. On arm64 `criu restore` runs the suite as its post-restore \
+     action script, which lets CRIU attach only once every restored thread waits for its next \
+     stage, as on real hardware (under TCG a thread can still be on its way: detail \
+     `post_restore`). Details: the \
      CRIU package, the pages the daemon reported transferred (its `UFFD transferred pages` \
      lines), the faults it served (`#PF`), each step's time and CPU time, CRIU's later error lines.";
 
@@ -83,6 +91,11 @@ macro_rules! arm64 {
          no rseq, so the dump needs no PTRACE_GET_RSEQ_CONFIGURATION there. "
     };
 }
+
+/// CRIU 4.1.1 built with branch protection, on a CPU with pointer authentication (see the
+/// citation of `clients.criu_trixie_lazy_restore`).
+const PAC_STALL: &str =
+    "restore stalls: a restored thread stopped at a pointer authentication fault (AUTIASP)";
 
 /// CRIU 3.17.1's vDSO parser needs DT_HASH; arm64's vDSO has only DT_GNU_HASH from Linux 6.11.
 const ARM64_GNU_HASH_ROW: (&str, &str) =
@@ -129,6 +142,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
         expect: &[
             NO_CHECKPOINT_RESTORE_ROW,
             ("<5.13 when arch=arm64", "dump fails: Failed to get authentication key mask for TID: Invalid argument"),
+            (">=5.13 when arch=arm64", PAC_STALL),
             NO_GET_RSEQ_CONF_ROW,
             (">=5.13", "restores, pages right, served lazily"),
         ],
@@ -141,7 +155,16 @@ pub const BEHAVIOURS: &[Behaviour] = &[
              criu/arch/aarch64/crtools.c reads each thread's enabled keys with PTRACE_GETREGSET \
              NT_ARM_PAC_ENABLED_KEYS, which Linux has from 5.13 (201698626fbc, arm64: Introduce \
              prctl(PR_PAC_{SET,GET}_ENABLED_KEYS)); before, the dump stops there (EINVAL). \
-             Debian criu 4.1.1-1."
+             Debian criu 4.1.1-1. From 5.13 the keys are restored, and the restore stalls: Debian \
+             builds CRIU with its default flags, on arm64 -mbranch-protection=standard, which reach \
+             the restorer blob (its out-of-line futex_wait_while, include/common/lock.h, signs its \
+             return address with PACIASP); criu/cr-restore.c attach_to_tasks sets the dumped keys \
+             (arch_ptrace_restore) while the restored leader waits in that function, so its AUTIASP \
+             fails once the stage advances; with FEAT_FPAC (QEMU's max CPU) the thread takes the \
+             fault there (el0_fpac, SIGILL) and stops for its tracer, CRIU, which waits for the \
+             thread in restore_switch_stage and never collects it (checkpoint-restore/criu#2709; \
+             fixed in CRIU 4.2 by dcee5bd6f, make: Disable branch-protection for PIE code on ARM64). \
+             The other threads wait in an inlined loop whose frame never returns, and pass."
         ),
         probe: trixie,
         ..Behaviour::DEFAULT
@@ -241,6 +264,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         obs.detail("modules_ms", modules_ms);
     }
     let step = window(ctx);
+    let mut klog = diagnosis::KernelLog::mark();
     let started = Instant::now();
     let target = Target::start(&work, step)?;
     let pid = target.pid;
@@ -250,12 +274,16 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let pid_s = pid.to_string();
     let images_s = images.display().to_string();
     let t = Instant::now();
-    let (dumped, cpu) =
-        run(criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]), step)?;
+    let (dumped, cpu) = run(
+        criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]),
+        step,
+        (&mut obs, pid),
+    )?;
     obs.detail("dump_ms", t.elapsed().as_millis() as u64);
     obs.detail("dump_cpu_ms", cpu);
     obs.detail("target_cpu_ms", reap_dumped(pid));
     if !dumped.success() {
+        klog.note(&mut obs);
         return Err(failed(obs, "dump", &log("dump"), dumped, &target.tids));
     }
     obs.detail("dumped_pages_kib", pages_kib(&images));
@@ -285,21 +313,34 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     let ready = crate::kit::poll::wait_readable(ready_r.as_fd(), step).ctx("poll")?
         && nix::unistd::read(&ready_r, &mut [0u8; 1]).is_ok_and(|n| n == 1);
     if !ready {
+        obs.detail("stalled_tasks", diagnosis::snapshot(&[daemon.0.id() as i32]));
+        klog.note(&mut obs);
         let status = wait_child(&mut daemon.0, Duration::from_secs(1)).map(|(s, _)| s);
         return Err(failed(obs, "lazy-pages", &log("lazy"), status.unwrap_or_else(timed_out), &target.tids));
     }
     obs.detail("lazy_pages_ready_ms", t.elapsed().as_millis() as u64);
 
     let t = Instant::now();
-    let (restored, cpu) = run(
-        criu.command(&["restore", "-D", &images_s, "-o", &log("restore"), "-v4", "--lazy-pages", "-d"]),
-        step,
-    )?;
+    let mut restore =
+        criu.command(&["restore", "-D", &images_s, "-o", &log("restore"), "-v4", "--lazy-pages", "-d"]);
+    // Only arm64's CRIU changes a restored thread's state when it attaches (its pointer
+    // authentication keys); elsewhere the hook would cost four executions of the suite (CRIU runs
+    // an action script at each of pre-restore, post-restore, pre-resume and post-resume).
+    let parked = work.join("post-restore");
+    if cfg!(target_arch = "aarch64") {
+        restore.arg("--action-script").arg(std::env::current_exe().ctx("current_exe")?);
+        restore.env(hook::ENV, format!("{}:{}", parked.display(), step.as_millis() / 4));
+    }
+    let (restored, cpu) = run(restore, step, (&mut obs, pid))?;
+    if let Ok(seen) = std::fs::read_to_string(&parked) {
+        obs.detail("post_restore", seen);
+    }
     obs.detail("restore_ms", t.elapsed().as_millis() as u64);
     obs.detail("restore_cpu_ms", cpu);
     if !restored.success() {
         // What the daemon it waited on had done.
         obs.detail("lazy_log_tail", tail(&log("lazy"), 8));
+        klog.note(&mut obs);
         return Err(failed(obs, "restore", &log("restore"), restored, &target.tids));
     }
     let _restored = KillPid(pid);
@@ -339,6 +380,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
             let why = std::fs::read_to_string(work.join("error")).unwrap_or_default();
             obs.observed = format!("restored process failed: {}", describe(other));
             obs.detail("restored_process", why.trim().to_string());
+            klog.note(&mut obs);
             return Ok(obs);
         }
     }
@@ -426,6 +468,9 @@ fn observed_failure(
         None => format!("{step} fails: {status}, no error line"),
     };
     obs.detail("errors", errors.iter().take(6).cloned().collect::<Vec<_>>().join(" | "));
+    if let (true, Some(model::Detail::Text(why))) = (status == timed_out(), obs.details.get("stalled_at")) {
+        obs.observed = format!("{step} stalls: {why}");
+    }
     let exit = match status == timed_out() {
         true => "still running after the window (twice --timeout-ms): killed".to_string(),
         false => status.to_string(),
@@ -514,12 +559,23 @@ fn timed_out() -> std::process::ExitStatus {
 
 /// Runs `c` to its end within `limit`: its status and CPU time (ms, with its children's). One
 /// that has not finished by then is killed, with the [`timed_out`] status: a CRIU command that
-/// stalls (seconds are enough for every step under TCG: `limit` is many times that).
-fn run(mut c: Command, limit: Duration) -> Result<(std::process::ExitStatus, u64), Fail> {
+/// stalls (seconds are enough for every step under TCG: `limit` is many times that); where its
+/// processes and the test process's were is then the detail `stalled_tasks`.
+fn run(
+    mut c: Command,
+    limit: Duration,
+    (obs, target): (&mut Observation, nix::unistd::Pid),
+) -> Result<(std::process::ExitStatus, u64), Fail> {
     let child = c.spawn().ctx("starting criu")?;
     let mut child = Killed(child);
-    Ok(wait_child(&mut child.0, limit)
-        .unwrap_or_else(|| (timed_out(), crate::kit::goworkload::cpu_ms(child.0.id() as i32, true))))
+    Ok(wait_child(&mut child.0, limit).unwrap_or_else(|| {
+        let id = child.0.id() as i32;
+        obs.detail("stalled_tasks", diagnosis::snapshot(&[id, target.as_raw()]));
+        if let Some(why) = diagnosis::stopped_at_fault(target.as_raw()) {
+            obs.detail("stalled_at", why);
+        }
+        (timed_out(), crate::kit::goworkload::cpu_ms(id, true))
+    }))
 }
 
 /// The child's exit status and CPU time (ms, with the children it waited for: read while it is
@@ -538,7 +594,9 @@ fn wait_pid(pid: nix::unistd::Pid, limit: Duration) -> Result<(nix::sys::wait::W
     let fd = pidfd(pid).ctx("pidfd_open the restored process")?;
     if !crate::kit::poll::wait_readable(fd.as_fd(), limit).ctx("poll")? {
         return Err(Fail::Observed(
-            Observation::new("restored process failed: did not finish").with("limit_s", limit.as_secs()),
+            Observation::new("restored process failed: did not finish")
+                .with("limit_s", limit.as_secs())
+                .with("stalled_tasks", diagnosis::snapshot(&[pid.as_raw()])),
         ));
     }
     let cpu = crate::kit::goworkload::cpu_ms(pid.as_raw(), true);
