@@ -50,7 +50,7 @@ pub struct Options {
 
 impl Options {
     pub fn new(b: crate::flags::Bench) -> Result<Options> {
-        if b.boots.is_some() || b.host || b.qemu.is_some() {
+        if b.boots.is_some() || b.host || !b.qemu.is_empty() {
             bail!(
                 "--cold times `cargo xtask matrix` from a fresh clone, which has no --boots, --host or --qemu: drop them, or drop --cold"
             );
