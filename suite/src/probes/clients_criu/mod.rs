@@ -292,26 +292,8 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         obs.detail("sabotage", corrupt_in_images(&images, &page)?);
     }
 
-    // The daemon says it is ready on its status fd.
-    let (ready_r, ready_w) = nix::unistd::pipe().ctx("pipe")?;
-    let status_fd = ready_w.as_raw_fd().to_string();
-    let mut lazy =
-        criu.command(&["lazy-pages", "-D", &images_s, "-o", &log("lazy"), "-v4", "--status-fd", &status_fd]);
-    // SAFETY: clears close-on-exec of the status pipe's write end in the child only.
-    let raw = ready_w.as_raw_fd();
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut lazy, move || {
-            match libc::fcntl(raw, libc::F_SETFD, 0) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
-            }
-        });
-    }
     let t = Instant::now();
-    let mut daemon = Killed(lazy.spawn().ctx("starting criu lazy-pages")?);
-    drop(ready_w);
-    let ready = crate::kit::poll::wait_readable(ready_r.as_fd(), step).ctx("poll")?
-        && nix::unistd::read(&ready_r, &mut [0u8; 1]).is_ok_and(|n| n == 1);
+    let (mut daemon, ready) = spawn_lazy_pages(&criu, &images_s, &log("lazy"), step)?;
     if !ready {
         obs.detail("stalled_tasks", diagnosis::snapshot(&[daemon.0.id() as i32]));
         klog.note(&mut obs);
@@ -393,6 +375,29 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         "restores, pages right, none served lazily".to_string()
     };
     Ok(obs)
+}
+
+/// Starts `criu lazy-pages` serving from `images`, and says whether it said it was ready (on its
+/// status fd) within `step`.
+fn spawn_lazy_pages(criu: &Criu, images: &str, log: &str, step: Duration) -> Result<(Killed, bool), Fail> {
+    let (ready_r, ready_w) = nix::unistd::pipe().ctx("pipe")?;
+    let status_fd = ready_w.as_raw_fd().to_string();
+    let mut lazy = criu.command(&["lazy-pages", "-D", images, "-o", log, "-v4", "--status-fd", &status_fd]);
+    // SAFETY: clears close-on-exec of the status pipe's write end in the child only.
+    let raw = ready_w.as_raw_fd();
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut lazy, move || {
+            match libc::fcntl(raw, libc::F_SETFD, 0) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
+        });
+    }
+    let daemon = Killed(lazy.spawn().ctx("starting criu lazy-pages")?);
+    drop(ready_w);
+    let ready = crate::kit::poll::wait_readable(ready_r.as_fd(), step).ctx("poll")?
+        && nix::unistd::read(&ready_r, &mut [0u8; 1]).is_ok_and(|n| n == 1);
+    Ok((daemon, ready))
 }
 
 /// Reaps the dumped test process (`criu dump` kills it; on failure it may still be there) and
