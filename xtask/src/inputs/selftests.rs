@@ -69,23 +69,10 @@ pub fn for_kernel(
     let Some((package, pin)) = source_of(fleet, id) else { return Ok(None) };
     let arch = fleet.arch(id).unwrap_or_default();
     let (key, dir) = entry(root, &pin, arch)?;
-    if let Some(found) = cached(&dir) {
+    if let Some(found) = fetched(root, fleet, id, apt.binary_cache.as_deref(), progress) {
         return Ok(Some(found));
     }
     let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
-    let valid = |staged: &Path| cached(&staged.join("selftests").join(&key)).is_some();
-    if crate::inputs::bincache::fetch(
-        apt.binary_cache.as_deref(),
-        &builds,
-        Kind::Selftests,
-        &key,
-        &valid,
-        progress,
-    ) {
-        if let Some(found) = cached(&dir) {
-            return Ok(Some(found));
-        }
-    }
     // Its log goes there too (a kernel build made that folder; a Debian-only run had none).
     std::fs::create_dir_all(builds.join("logs"))?;
     let _lock = crate::util::lock_or_wait(&builds.join("build.lock"), || progress(crate::util::BUILD_WAIT))?;
@@ -149,10 +136,24 @@ fn key(source_sha256: &str, toolchain: &str, arch: Arch) -> String {
     short_hash(format!("{recipe}\n{source_sha256}\n{toolchain}").as_bytes())
 }
 
-/// The selftests of column `id` from the cache, when they were built before.
-pub fn from_cache(root: &Path, fleet: &Fleet, id: &str) -> Option<Selftests> {
+/// The selftests of column `id` from the cache, or else from the binary cache at `url` (fetched
+/// and verified into the cache): no build, so no build turn to wait for.
+pub fn fetched(
+    root: &Path,
+    fleet: &Fleet,
+    id: &str,
+    url: Option<&str>,
+    progress: &mut dyn FnMut(&str),
+) -> Option<Selftests> {
     let (_, pin) = source_of(fleet, id)?;
-    cached(&entry(root, &pin, fleet.arch(id).unwrap_or_default()).ok()?.1)
+    let (key, dir) = entry(root, &pin, fleet.arch(id).unwrap_or_default()).ok()?;
+    if let Some(found) = cached(&dir) {
+        return Some(found);
+    }
+    let builds = crate::inputs::fleet::Cache::new(root).dir.join("builds");
+    let valid = |staged: &Path| cached(&staged.join("selftests").join(&key)).is_some();
+    crate::inputs::bincache::fetch(url, &builds, Kind::Selftests, &key, &valid, progress)
+        .then(|| cached(&dir))?
 }
 
 /// What the cache holds of column `id`'s selftests, to publish in the binary cache.

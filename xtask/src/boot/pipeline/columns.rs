@@ -53,8 +53,9 @@ pub trait Steps: Sync {
     /// The build's kernel, when the cache has it or the binary cache gives it (no turn to wait
     /// for: only a compile takes one).
     fn cached_build(&self, id: &str, progress: &mut dyn FnMut(&str)) -> Option<Image>;
-    /// The kernel's own selftests, when the cache has them.
-    fn cached_selftests(&self, image: &Image) -> Option<Selftests>;
+    /// The kernel's own selftests, when the cache has them or the binary cache gives them (no
+    /// turn to wait for, as for [`Steps::cached_build`]: a fetch is no build).
+    fn cached_selftests(&self, image: &Image, progress: &mut dyn FnMut(&str)) -> Option<Selftests>;
     fn boot(
         &self,
         image: &Image,
@@ -140,8 +141,9 @@ impl Steps for Real<'_> {
         })
     }
 
-    fn cached_selftests(&self, image: &Image) -> Option<Selftests> {
-        crate::inputs::selftests::from_cache(self.root, self.fleet, &image.id)
+    fn cached_selftests(&self, image: &Image, progress: &mut dyn FnMut(&str)) -> Option<Selftests> {
+        let url = self.apt().binary_cache;
+        crate::inputs::selftests::fetched(self.root, self.fleet, &image.id, url.as_deref(), progress)
     }
 
     fn settings(&self, first: &Image) -> Result<Settings> {
@@ -349,7 +351,8 @@ fn own_selftests(shared: &Shared<'_>, image: &Image) -> Option<Option<Result<Sel
         return Some(Some(Err("a local kernel image (--kernel-image)".to_string())));
     }
     observe(&RunEvent::Building(id, "the kernel's own selftests"));
-    let built = shared.steps.cached_selftests(image).map(|s| Ok(Some(s))).unwrap_or_else(|| {
+    let cached = shared.steps.cached_selftests(image, &mut |what| observe(&RunEvent::Building(id, what)));
+    let built = cached.map(|s| Ok(Some(s))).unwrap_or_else(|| {
         let _turn =
             shared.turns.take(true, |why| observe(&RunEvent::Building(id, &format!("waiting: {why}"))));
         shared.with_cores(id, 1, |cores| {
@@ -454,11 +457,27 @@ mod tests {
     /// booted (a pipeline that boots only after every build never gets past it); the selftests
     /// of `debian-broken` and `debian-broken-arm64` cannot be built, those of `debian-unpinned`
     /// have no source. An id ending in `-arm64` is an arm64 column.
+    /// With `arm64_pending`, the first arm64 column prepares its architecture (holding the build
+    /// turn) until some guest booted; the selftests of `debian-cached` come from the caches.
     #[derive(Default)]
     struct Fake {
         booted: Mutex<Vec<String>>,
         chosen: std::sync::atomic::AtomicUsize,
         guest_booted: std::sync::Condvar,
+        arm64_pending: std::sync::atomic::AtomicBool,
+    }
+
+    impl Fake {
+        /// Waits until some guest booted (60 s at most), as `what` would on real work.
+        fn until_a_guest_booted(&self, what: &str) -> Result<()> {
+            let booted = self.booted.lock().unwrap();
+            let limit = std::time::Duration::from_secs(60);
+            let (_, waited) = self.guest_booted.wait_timeout_while(booted, limit, |b| b.is_empty()).unwrap();
+            if waited.timed_out() {
+                bail!("no guest booted while {what}");
+            }
+            Ok(())
+        }
     }
 
     fn fake_image(id: &str) -> Image {
@@ -485,16 +504,9 @@ mod tests {
             cores: &mut dyn FnMut() -> usize,
             _: &mut dyn FnMut(&str),
         ) -> Result<Image> {
-            let booted = self.booted.lock().unwrap();
-            let limit = std::time::Duration::from_secs(60);
-            let (booted, waited) =
-                self.guest_booted.wait_timeout_while(booted, limit, |b| b.is_empty()).unwrap();
-            // Released before the build's cores are asked for: a guest that still holds a core
-            // takes this lock as it boots, and would wait on it while the build waits for its core.
-            drop(booted);
-            if waited.timed_out() {
-                bail!("no guest booted while {id} was being built");
-            }
+            // The lock is released before the build's cores are asked for: a guest that still
+            // holds a core takes it as it boots, and would wait on it while the build waits.
+            self.until_a_guest_booted(&format!("{id} was being built"))?;
             assert!(cores() >= 1);
             Ok(fake_image(id))
         }
@@ -511,6 +523,7 @@ mod tests {
                     bail!("building the userfaultfd selftests of /src failed (log: selftests.log)")
                 }
                 "debian-unpinned" => Ok(None),
+                "debian-cached" => bail!("debian-cached's selftests were built: the caches had them"),
                 _ => Ok(Some(Selftests { source: "linux-source-x 1".into(), programs: Vec::new() })),
             }
         }
@@ -519,16 +532,19 @@ mod tests {
             None
         }
 
-        fn arch_pending(&self, _: model::arch::Arch) -> bool {
-            false
+        fn arch_pending(&self, arch: model::arch::Arch) -> bool {
+            arch == model::arch::Arch::Arm64 && self.arm64_pending.load(std::sync::atomic::Ordering::SeqCst)
         }
 
         fn prepare_arch(&self, _: model::arch::Arch) -> Result<()> {
+            self.until_a_guest_booted("arm64's suite was being prepared")?;
+            self.arm64_pending.store(false, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         }
 
-        fn cached_selftests(&self, _: &Image) -> Option<Selftests> {
-            None
+        fn cached_selftests(&self, image: &Image, _: &mut dyn FnMut(&str)) -> Option<Selftests> {
+            (&*image.id == "debian-cached")
+                .then(|| Selftests { source: "linux-source-x 1 (cached)".into(), programs: Vec::new() })
         }
 
         fn settings(&self, _: &Image) -> Result<Settings> {
@@ -619,5 +635,34 @@ mod tests {
         assert!(ran.failed.is_empty() && ran.error.is_none(), "{:?}", ran.failed);
         assert_eq!(fake.booted.into_inner().unwrap().len(), 5);
         assert_eq!(saved("debian-broken").unwrap().kernel.selftests, None);
+    }
+
+    /// Issue 25 item 1, as `bench --cold` measured it: a column whose selftests the caches give
+    /// (the binary cache included) waits for no build turn, so it boots while another column
+    /// holds that turn (here arm64's suite, prepared until some guest booted).
+    #[test]
+    fn a_column_whose_selftests_are_cached_takes_no_build_turn() {
+        let dir = crate::util::project_root().join("target/uffdc/tests/stream-cached");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut opts = Options::new(&crate::util::project_root());
+        (opts.out, opts.logs, opts.selftests) = (dir.join("matrix"), dir.join("logs"), true);
+        let pin = crate::inputs::fleet::Pin {
+            suite: String::new(),
+            package: String::new(),
+            version: String::new(),
+            arch: model::arch::Arch::X86_64,
+            release: String::new(),
+            sha256: String::new(),
+            size: 0,
+        };
+        let columns = vec![
+            (KernelId::from("debian-first-arm64"), Source::Fetch(pin.clone())),
+            (KernelId::from("debian-cached"), Source::Fetch(pin)),
+        ];
+        let fake = Fake::default();
+        fake.arm64_pending.store(true, std::sync::atomic::Ordering::SeqCst);
+        let ran = run_columns(&fake, &opts, columns, &|_| {});
+        assert!(ran.failed.is_empty() && ran.error.is_none(), "{:?} {:?}", ran.failed, ran.error);
+        assert_eq!(fake.booted.into_inner().unwrap(), ["debian-cached", "debian-first-arm64"]);
     }
 }
