@@ -472,7 +472,9 @@ mod tests {
         fn until_a_guest_booted(&self, what: &str) -> Result<()> {
             let booted = self.booted.lock().unwrap();
             let limit = std::time::Duration::from_secs(60);
-            let (_, waited) = self.guest_booted.wait_timeout_while(booted, limit, |b| b.is_empty()).unwrap();
+            let (booted, waited) =
+                self.guest_booted.wait_timeout_while(booted, limit, |b| b.is_empty()).unwrap();
+            drop(booted);
             if waited.timed_out() {
                 bail!("no guest booted while {what}");
             }
