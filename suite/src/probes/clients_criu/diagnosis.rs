@@ -91,6 +91,13 @@ fn task(pid: i32, tid: i32, maps: &str) -> String {
 /// instruction: a failed `AUT*` raises the fault itself on a CPU with FEAT_FPAC (arm64; QEMU's
 /// `max` CPU has it), and the thread waits for its tracer (CRIU) to deal with the signal.
 pub(super) fn stopped_at_fault(pid: i32) -> Option<String> {
+    let (_, _, name) = fault_stop(pid)?;
+    Some(format!("a restored thread stopped at a pointer authentication fault ({name})"))
+}
+
+/// The thread of `pid` so stopped ([`stopped_at_fault`]): its id, the address it stopped at and
+/// the instruction's name.
+pub(super) fn fault_stop(pid: i32) -> Option<(i32, u64, &'static str)> {
     let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .flatten()
@@ -110,8 +117,7 @@ pub(super) fn stopped_at_fault(pid: i32) -> Option<String> {
         let mut word = [0u8; 4];
         let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
         std::os::unix::fs::FileExt::read_exact_at(&mem, &mut word, pc).ok()?;
-        let name = pointer_authentication(u32::from_le_bytes(word))?;
-        Some(format!("a restored thread stopped at a pointer authentication fault ({name})"))
+        Some((tid, pc, pointer_authentication(u32::from_le_bytes(word))?))
     })
 }
 

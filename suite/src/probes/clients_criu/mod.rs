@@ -278,6 +278,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         criu.command(&["dump", "-t", &pid_s, "-D", &images_s, "-o", &log("dump"), "-v4"]),
         step,
         (&mut obs, pid),
+        None,
     )?;
     obs.detail("dump_ms", t.elapsed().as_millis() as u64);
     obs.detail("dump_cpu_ms", cpu);
@@ -313,7 +314,9 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         restore.arg("--action-script").arg(std::env::current_exe().ctx("current_exe")?);
         restore.env(hook::ENV, format!("{}:{}", parked.display(), step.as_millis() / 4));
     }
-    let (restored, cpu) = run(restore, step, (&mut obs, pid))?;
+    // A restored thread can stop at a pointer authentication fault only on arm64.
+    let fault_window = cfg!(target_arch = "aarch64").then_some(ctx.window);
+    let (restored, cpu) = run(restore, step, (&mut obs, pid), fault_window)?;
     if let Ok(seen) = std::fs::read_to_string(&parked) {
         obs.detail("post_restore", seen);
     }
@@ -566,14 +569,24 @@ fn timed_out() -> std::process::ExitStatus {
 /// that has not finished by then is killed, with the [`timed_out`] status: a CRIU command that
 /// stalls (seconds are enough for every step under TCG: `limit` is many times that); where its
 /// processes and the test process's were is then the detail `stalled_tasks`.
+///
+/// With `fault_window`, a thread of the test process found stopped at a pointer authentication
+/// fault ([`diagnosis::fault_stop`]) and still there, at the same address, one window later ends
+/// the wait at once: its tracer (CRIU) never resumes it (`criu restore` on arm64, CRIU before
+/// 4.2), so waiting out `limit` would observe nothing more.
 fn run(
     mut c: Command,
     limit: Duration,
     (obs, target): (&mut Observation, nix::unistd::Pid),
+    fault_window: Option<Duration>,
 ) -> Result<(std::process::ExitStatus, u64), Fail> {
     let child = c.spawn().ctx("starting criu")?;
     let mut child = Killed(child);
-    Ok(wait_child(&mut child.0, limit).unwrap_or_else(|| {
+    let done = match fault_window {
+        None => wait_child(&mut child.0, limit),
+        Some(window) => wait_unless_stopped_at_fault(&mut child.0, limit, target.as_raw(), window, obs),
+    };
+    Ok(done.unwrap_or_else(|| {
         let id = child.0.id() as i32;
         obs.detail("stalled_tasks", diagnosis::snapshot(&[id, target.as_raw()]));
         if let Some(why) = diagnosis::stopped_at_fault(target.as_raw()) {
@@ -581,6 +594,34 @@ fn run(
         }
         (timed_out(), crate::kit::goworkload::cpu_ms(id, true))
     }))
+}
+
+/// [`wait_child`], looking every `window` for a thread of `target` stopped at a pointer
+/// authentication fault: `None` (as a stall) as soon as one has stayed there a whole window.
+fn wait_unless_stopped_at_fault(
+    child: &mut std::process::Child,
+    limit: Duration,
+    target: i32,
+    window: Duration,
+    obs: &mut Observation,
+) -> Option<(std::process::ExitStatus, u64)> {
+    let end = Instant::now() + limit;
+    let mut seen = None;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        if let Some(done) = wait_child(child, left.min(window.max(Duration::from_millis(1)))) {
+            return Some(done);
+        }
+        let now = diagnosis::fault_stop(target);
+        if now.is_some() && now == seen {
+            obs.detail("fault_stop_confirmed_ms", (limit - left).as_millis() as u64);
+            return None;
+        }
+        seen = now;
+    }
 }
 
 /// The child's exit status and CPU time (ms, with the children it waited for: read while it is
