@@ -164,7 +164,11 @@ pub const BEHAVIOURS: &[Behaviour] = &[
              fault there (el0_fpac, SIGILL) and stops for its tracer, CRIU, which waits for the \
              thread in restore_switch_stage and never collects it (checkpoint-restore/criu#2709; \
              fixed in CRIU 4.2 by dcee5bd6f, make: Disable branch-protection for PIE code on ARM64). \
-             The other threads wait in an inlined loop whose frame never returns, and pass."
+             The other threads wait in an inlined loop whose frame never returns, and pass. \
+             Whether the leader is still in that frame when CRIU changes its keys is a race in CRIU \
+             itself, which the post-restore hook narrows but cannot close (checkpoint-restore/criu#2720 \
+             reports the same hang on arm64 hardware): a restore sometimes passes, and `--repeat` \
+             then shows the cell flaky."
         ),
         probe: trixie,
         ..Behaviour::DEFAULT
