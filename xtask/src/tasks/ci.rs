@@ -188,9 +188,14 @@ pub fn compile(
     for dir in artifacts {
         collect(dir, &mut found)?;
     }
+    if artifacts.is_empty() {
+        bail!(
+            "ci compile: no artifact folder given: name the folders the legs' results were downloaded to, e.g. `cargo xtask ci compile artifacts/*` (or `cargo xtask ci compile matrix` to recompile the committed results)"
+        );
+    }
     if found.is_empty() {
         bail!(
-            "no results/<kernel>.toml under {}",
+            "no results/<kernel>.toml under {}: give the folders the legs' artifacts were downloaded to",
             artifacts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
@@ -491,6 +496,28 @@ mod tests {
 
     fn text(name: &str) -> String {
         std::fs::read_to_string(crate::util::project_root().join(".github/workflows").join(name)).unwrap()
+    }
+
+    /// `ci compile` with no artifact folder, or folders holding no results, names the fix (it
+    /// said "no results/<kernel>.toml under " with nothing after).
+    #[test]
+    fn compile_without_results_names_the_fix() {
+        let sh = Shell::new().unwrap();
+        let root = crate::util::project_root();
+        let dir = root.join("target/uffdc/tests/ci-compile-empty");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("artifacts")).unwrap();
+        let e = compile(&sh, &root, &dir.join("m"), &[], &dir.join("html")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("ci compile: no artifact folder given")
+                && e.contains("`cargo xtask ci compile matrix`"),
+            "{e}"
+        );
+        let e = compile(&sh, &root, &dir.join("m"), &[dir.join("artifacts")], &dir.join("html"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("under {}: give the folders", dir.join("artifacts").display())), "{e}");
+        assert!(!dir.join("m").exists(), "nothing was written");
     }
 
     #[test]
