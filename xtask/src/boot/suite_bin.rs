@@ -49,28 +49,17 @@ pub fn build(sh: &Shell, root: &Path) -> Result<PathBuf> {
 /// Debian's cross gcc would link its own glibc start files instead; it only compiles
 /// `userfaultfd-sys`'s C file.
 pub fn build_for(sh: &Shell, root: &Path, arch: Arch) -> Result<PathBuf> {
-    Ok(build_all(sh, root, &[arch])?.remove(0))
-}
-
-/// The suites for `arches` (as [`build_for`] builds each), in one cargo invocation with one
-/// `--target` each: cargo schedules the targets' crates together, so one suite's single-threaded
-/// front end overlaps the other's code generation, and the host's build scripts are built once.
-/// Every setting below is the target's own (`CC_<target>`, `CARGO_TARGET_<TARGET>_LINKER`), so
-/// each suite is the one a build of it alone gives.
-pub fn build_all(sh: &Shell, root: &Path, arches: &[Arch]) -> Result<Vec<PathBuf>> {
     let _cwd = sh.push_dir(root);
     let version = version(sh, root);
     let rev = version.split_once('+').map_or("", |(_, rev)| rev);
-    let targets: Vec<&str> = arches.iter().map(|a| target(*a)).collect();
-    let mut build = cmd!(sh, "cargo build --quiet --package suite --profile guest")
-        .args(targets.iter().flat_map(|t| ["--target", t]))
+    let target = target(arch);
+    let mut build = cmd!(sh, "cargo build --quiet --package suite --profile guest --target {target}")
         // With an explicit --target, RUSTFLAGS reach only target artefacts, not build scripts.
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         // The suite names its own build in its results (`0.1.0+abc1234`).
         .env("UFFDC_SUITE_REV", rev)
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
-    if arches.contains(&Arch::Arm64) {
-        let target = ARM64_TARGET;
+    if arch == Arch::Arm64 {
         install_target(sh, target)?;
         let var = target.replace('-', "_");
         build = build
@@ -78,22 +67,16 @@ pub fn build_all(sh: &Shell, root: &Path, arches: &[Arch]) -> Result<Vec<PathBuf
             .env(format!("CC_{var}"), ARM64_CC)
             .env(format!("BINDGEN_EXTRA_CLANG_ARGS_{var}"), format!("-isystem {}", arm64_headers()));
     }
-    let which: Vec<String> = arches.iter().map(|a| format!("{a} ({})", target(*a))).collect();
-    build.run().with_context(|| format!("building the static suite for {}", which.join(" and ")))?;
-    targets
-        .iter()
-        .map(|target| {
-            let bin = root.join("target").join(target).join("guest/suite");
-            let elf = std::fs::read(&bin).with_context(|| format!("cannot read {}", bin.display()))?;
-            if needs_interpreter(&elf) {
-                bail!(
-                    "{} is dynamically linked (RUSTFLAGS overridden?); it cannot run as a guest's init",
-                    bin.display()
-                );
-            }
-            Ok(bin)
-        })
-        .collect()
+    build.run().with_context(|| format!("building the static suite for {arch} ({target})"))?;
+    let bin = root.join("target").join(target).join("guest/suite");
+    let elf = std::fs::read(&bin).with_context(|| format!("cannot read {}", bin.display()))?;
+    if needs_interpreter(&elf) {
+        bail!(
+            "{} is dynamically linked (RUSTFLAGS overridden?); it cannot run as a guest's init",
+            bin.display()
+        );
+    }
+    Ok(bin)
 }
 
 /// The target's standard library, added with rustup when the toolchain lacks it (rustup installs

