@@ -308,11 +308,20 @@ mod tests {
     fn a_guest_that_stops_making_progress_hits_the_hard_timeout() {
         let sh = Shell::new().unwrap();
         let mut opts = options("hung-guest", &["debian-6.1-cloud"]);
-        opts.run.timeout = Duration::from_secs(30);
+        // The guest's whole time: enough to boot and run the one behaviour before the hang (a
+        // few seconds), then cut (it was 30 s, waited out whole).
+        opts.run.timeout = Duration::from_secs(15);
         opts.run.suite_args = vec!["--inject-fault=hang-after=1".into(), "--test-threads=1".into()];
         assert!(gather(&sh, &crate::util::project_root(), &opts, &prepared(&sh), &|_| {}).is_err());
-        let k = &load_compat(&opts).kernels["debian-6.1-cloud"];
+        let compat = load_compat(&opts);
+        let k = &compat.kernels["debian-6.1-cloud"];
         assert!(k.reason.as_deref().unwrap().starts_with("hard timeout"), "{k:?}");
+        // It was cut while it hung, not before the suite ran: the one behaviour before the hang
+        // has its cell.
+        let observed = compat.behaviours.values().filter(|b| {
+            b.cells.get("debian-6.1-cloud").is_some_and(|c| c.verdict != model::Verdict::Missing)
+        });
+        assert!(observed.count() >= 1, "no cell was observed before the hard timeout");
     }
 
     /// The cached image of a fleet kernel (fetched if need be).
