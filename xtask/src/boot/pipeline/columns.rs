@@ -573,14 +573,10 @@ mod tests {
         }
     }
 
-    /// Issue 25 items 1 and 5: a Debian column boots while a build is under way; a column whose
-    /// own selftests cannot be built is not booted, fails with the cause and the hint, and the
-    /// others still run and are kept; the accelerator is chosen once; without the selftests asked
-    /// for, that column runs. An arm64 column's selftests are built like the others' (its failure
-    /// is as loud).
-    #[test]
-    fn columns_stream_and_one_whose_selftests_cannot_be_built_fails_loudly() {
-        let dir = crate::util::project_root().join("target/uffdc/tests/stream");
+    /// Options with their own scratch matrix and logs (under `target/uffdc/tests/NAME`, emptied),
+    /// selftests asked for, and a pin that names nothing (the fake fetches nothing).
+    fn scratch(name: &str) -> (Options, crate::inputs::fleet::Pin) {
+        let dir = crate::util::project_root().join("target/uffdc/tests").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         let mut opts = Options::new(&crate::util::project_root());
         (opts.out, opts.logs, opts.selftests) = (dir.join("matrix"), dir.join("logs"), true);
@@ -593,6 +589,17 @@ mod tests {
             sha256: String::new(),
             size: 0,
         };
+        (opts, pin)
+    }
+
+    /// Issue 25 items 1 and 5: a Debian column boots while a build is under way; a column whose
+    /// own selftests cannot be built is not booted, fails with the cause and the hint, and the
+    /// others still run and are kept; the accelerator is chosen once; without the selftests asked
+    /// for, that column runs. An arm64 column's selftests are built like the others' (its failure
+    /// is as loud).
+    #[test]
+    fn columns_stream_and_one_whose_selftests_cannot_be_built_fails_loudly() {
+        let (mut opts, pin) = scratch("stream");
         let columns = || {
             vec![
                 (KernelId::from("build-first"), Source::Build),
@@ -648,19 +655,7 @@ mod tests {
     /// arm64's suite, prepared until that column had its selftests).
     #[test]
     fn a_column_whose_selftests_are_cached_takes_no_build_turn() {
-        let dir = crate::util::project_root().join("target/uffdc/tests/stream-cached");
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut opts = Options::new(&crate::util::project_root());
-        (opts.out, opts.logs, opts.selftests) = (dir.join("matrix"), dir.join("logs"), true);
-        let pin = crate::inputs::fleet::Pin {
-            suite: String::new(),
-            package: String::new(),
-            version: String::new(),
-            arch: model::arch::Arch::X86_64,
-            release: String::new(),
-            sha256: String::new(),
-            size: 0,
-        };
+        let (opts, pin) = scratch("stream-cached");
         let columns = vec![
             (KernelId::from("debian-first-arm64"), Source::Fetch(pin.clone())),
             (KernelId::from("debian-cached"), Source::Fetch(pin)),
