@@ -55,11 +55,37 @@ fn wait_parked(pid: i32, limit: Duration) -> String {
         (!t.is_empty() && t.iter().all(|&tid| parked(tid))).then_some(t.len())
     });
     match all {
-        Some(n) => format!("{n} threads in their futex wait after {} ms", start.elapsed().as_millis()),
+        Some(n) => format!(
+            "{n} threads in their futex wait after {} ms ({})",
+            start.elapsed().as_millis(),
+            tids().into_iter().map(|t| frame(pid, t)).collect::<Vec<_>>().join("; ")
+        ),
         None => {
             let not: Vec<String> =
                 tids().into_iter().filter(|&t| !parked(t)).map(|t| t.to_string()).collect();
             format!("threads {} not in a futex wait after {} ms", not.join(" "), limit.as_millis())
         }
     }
+}
+
+/// Where a thread waits: its stop address and stack pointer (`/proc/.../syscall`'s last two
+/// fields) and the two words at the stack pointer (on arm64, an out-of-line caller of a leaf
+/// system call wrapper has its saved frame pointer and signed return address there): what tells
+/// one futex wait from another when every thread is in the same wrapper.
+fn frame(pid: i32, tid: i32) -> String {
+    let Ok(syscall) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) else {
+        return format!("{tid} gone");
+    };
+    let words: Vec<&str> = syscall.split_whitespace().collect();
+    let (Some(sp), Some(pc)) = (words.len().checked_sub(2).map(|i| words[i]), words.last()) else {
+        return format!("{tid} {}", syscall.trim());
+    };
+    let at_sp = u64::from_str_radix(sp.trim_start_matches("0x"), 16).ok().and_then(|sp| {
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+        let mut buf = [0u8; 16];
+        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut buf, sp).ok()?;
+        let word = |i: usize| u64::from_le_bytes(buf[i..i + 8].try_into().expect("8 bytes"));
+        Some(format!("{:#x} {:#x}", word(0), word(8)))
+    });
+    format!("{tid} pc={pc} sp={sp} [sp]={}", at_sp.unwrap_or_else(|| "?".to_string()))
 }
