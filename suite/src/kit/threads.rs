@@ -91,6 +91,14 @@ pub fn task_wchan(pid: i32, tid: i32) -> Option<String> {
     (!wchan.is_empty() && wchan != "0").then(|| wchan.to_string())
 }
 
+/// The ids of process `pid`'s threads (`/proc/<pid>/task`).
+pub fn task_ids(pid: i32) -> std::io::Result<Vec<i32>> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
 /// The system call thread `tid` of process `pid` is blocked in (its number, from
 /// `/proc/<pid>/task/<tid>/syscall`), `None` when it runs in user mode or that is not readable.
 pub fn task_syscall(pid: i32, tid: i32) -> Option<i64> {

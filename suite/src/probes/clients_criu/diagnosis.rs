@@ -29,9 +29,7 @@ pub(super) fn snapshot(roots: &[i32]) -> String {
     pids.sort_unstable();
     let mut out = Vec::new();
     for pid in pids {
-        let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
-            .unwrap_or_default();
+        let tids = crate::kit::threads::task_ids(pid).unwrap_or_default();
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
         for tid in tids {
             out.push(task(pid, tid, &maps));
@@ -98,12 +96,7 @@ pub(super) fn stopped_at_fault(pid: i32) -> Option<String> {
 /// The thread of `pid` so stopped ([`stopped_at_fault`]): its id, the address it stopped at and
 /// the instruction's name.
 pub(super) fn fault_stop(pid: i32) -> Option<(i32, u64, &'static str)> {
-    let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    tids.into_iter().find_map(|tid| {
+    crate::kit::threads::task_ids(pid).ok()?.into_iter().find_map(|tid| {
         let dir = format!("/proc/{pid}/task/{tid}");
         if stat_field(&format!("{dir}/stat"), 0)? != "t" {
             return None;
@@ -115,10 +108,15 @@ pub(super) fn fault_stop(pid: i32) -> Option<(i32, u64, &'static str)> {
         }
         let pc = u64::from_str_radix(words.last()?.trim_start_matches("0x"), 16).ok()?;
         let mut word = [0u8; 4];
-        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
-        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut word, pc).ok()?;
+        read_at(pid, pc, &mut word)?;
         Some((tid, pc, pointer_authentication(u32::from_le_bytes(word))?))
     })
+}
+
+/// Fills `buf` from process `pid`'s memory at `addr` (`/proc/<pid>/mem`).
+pub(super) fn read_at(pid: i32, addr: u64, buf: &mut [u8]) -> Option<()> {
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    std::os::unix::fs::FileExt::read_exact_at(&mem, buf, addr).ok()
 }
 
 /// The name of an arm64 instruction that authenticates a return address (the ones GCC's

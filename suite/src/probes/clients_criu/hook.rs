@@ -45,11 +45,7 @@ fn wait_parked(pid: i32, limit: Duration) -> String {
         crate::kit::threads::task_state(pid, tid) == Some('S')
             && crate::kit::threads::task_syscall(pid, tid) == Some(libc::SYS_futex)
     };
-    let tids = || -> Vec<i32> {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
-            .unwrap_or_default()
-    };
+    let tids = || crate::kit::threads::task_ids(pid).unwrap_or_default();
     let all = crate::kit::threads::poll_until(limit, || {
         let t = tids();
         (!t.is_empty() && t.iter().all(|&tid| parked(tid))).then_some(t.len())
@@ -81,9 +77,8 @@ fn frame(pid: i32, tid: i32) -> String {
         return format!("{tid} {}", syscall.trim());
     };
     let at_sp = u64::from_str_radix(sp.trim_start_matches("0x"), 16).ok().and_then(|sp| {
-        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
         let mut buf = [0u8; 16];
-        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut buf, sp).ok()?;
+        super::diagnosis::read_at(pid, sp, &mut buf)?;
         let word = |i: usize| u64::from_le_bytes(buf[i..i + 8].try_into().expect("8 bytes"));
         Some(format!("{:#x} {:#x}", word(0), word(8)))
     });

@@ -609,7 +609,8 @@ fn wait_unless_stopped_at_fault(
     window: Duration,
     obs: &mut Observation,
 ) -> Option<(std::process::ExitStatus, u64)> {
-    let end = Instant::now() + limit;
+    let start = Instant::now();
+    let end = start + limit;
     let mut seen = None;
     loop {
         let left = end.saturating_duration_since(Instant::now());
@@ -621,7 +622,7 @@ fn wait_unless_stopped_at_fault(
         }
         let now = diagnosis::fault_stop(target);
         if now.is_some() && now == seen {
-            obs.detail("fault_stop_confirmed_ms", (limit - left).as_millis() as u64);
+            obs.detail("fault_stop_confirmed_ms", start.elapsed().as_millis() as u64);
             return None;
         }
         seen = now;

@@ -166,11 +166,8 @@ impl Target {
                     )));
                 }
                 std::mem::forget(guard);
-                let tids = std::fs::read_dir(format!("/proc/{child}/task"))
-                    .ctx("read the test process's threads")?
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                    .collect();
+                let tids =
+                    crate::kit::threads::task_ids(child.as_raw()).ctx("read the test process's threads")?;
                 Ok(Target { pid: child, tids })
             }
         }
