@@ -890,9 +890,8 @@ not json
     /// locks) with `matrix.yml` changed by `mutate`, committed; act runs it with the fake docker.
     /// Returns the job ends and the store.
     fn act_with_fake_docker(name: &str, mutate: impl Fn(&str) -> String) -> (Vec<JobEnd>, PathBuf) {
-        // One act run at a time: act keeps each job's workspace under ~/.cache/act.
-        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        // Act runs at once are apart: each keeps its jobs' workspaces in its own folder
+        // (`--action-cache-path`), its store and cache too.
         let act = std::env::var_os("UFFDC_ACT").expect("UFFDC_ACT is unset: run through `cargo xtask test`");
         let tools = PathBuf::from(act).parent().unwrap().to_path_buf();
         let root = crate::util::project_root();
