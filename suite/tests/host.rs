@@ -8,18 +8,16 @@ use std::process::{Command, Output};
 const SUITE: &str = env!("CARGO_BIN_EXE_suite");
 
 /// The host's huge pages are one pool for every test here: a run that reserves some
-/// (`--reserve-hugepages`) runs alone, so no other run's probes take them (or find them).
-static HUGE_PAGES: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
+/// (`--reserve-hugepages`) runs alone, so no other run's probes take them (or find them). A file
+/// lock, not a `static`: the test command runs each test in a process of its own (cargo-nextest).
 fn suite(args: &[&str]) -> Output {
-    let run = || Command::new(SUITE).args(args).output().expect("running the suite");
-    if args.contains(&"--reserve-hugepages") {
-        let _alone = HUGE_PAGES.write().unwrap_or_else(|e| e.into_inner());
-        run()
-    } else {
-        let _shared = HUGE_PAGES.read().unwrap_or_else(|e| e.into_inner());
-        run()
-    }
+    use nix::fcntl::{Flock, FlockArg};
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("host-huge-pages.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).unwrap();
+    let how =
+        if args.contains(&"--reserve-hugepages") { FlockArg::LockExclusive } else { FlockArg::LockShared };
+    let _turn = Flock::lock(file, how).map_err(|(_, e)| e).expect("locking the host's huge pages");
+    Command::new(SUITE).args(args).output().expect("running the suite")
 }
 
 fn scratch(name: &str) -> PathBuf {
