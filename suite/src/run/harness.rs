@@ -232,8 +232,36 @@ fn reserve_hugepages(n: u32) -> std::io::Result<Option<crate::kit::settings::Res
 /// Runs one behaviour's probe `--repeat` times and grades it: one cell, `flaky` when the runs
 /// did not agree on the observation and verdict.
 pub fn observe(b: &Behaviour, cli: &Cli, kernel: &Kernel) -> Cell {
-    let cells: Vec<Cell> = (0..cli.repeat.max(1)).map(|run| observe_once(b, cli, kernel, run)).collect();
+    let cells: Vec<Cell> = (0..cli.repeat.max(1))
+        .map(|run| {
+            if run > 0 && b.huge_pages > 0 {
+                huge_pages_back(b.variant.huge.bytes(), b.huge_pages, cli.ctx.timeout);
+            }
+            observe_once(b, cli, kernel, run)
+        })
+        .collect();
     merge_repeats(cells)
+}
+
+/// Before a repeated run of a probe that maps huge pages: waits, up to `limit` (`--timeout-ms`),
+/// until the kernel has `n` free huge pages of `size` again. The pool hands a probe its pages for
+/// all its runs, but a run's pages go back to the kernel only once its processes are gone, which
+/// can come after its result: on 6.12-arm64 under TCG, run 3 of 5 of a 32 MiB probe found none
+/// free (the other three were other probes') and was `skipped`, a flaky cell. Returns at once
+/// where the machine has fewer than `n` of that size at all (the probe says so itself).
+fn huge_pages_back(size: usize, n: u64, limit: std::time::Duration) {
+    let total =
+        std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages", size / 1024))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    let end = std::time::Instant::now() + limit;
+    while total >= n
+        && crate::kit::memory::huge_pages_of(size).unwrap_or(0) < n
+        && std::time::Instant::now() < end
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// One cell from the cells of repeated runs: the first, when all agree; else `flaky`, observing
