@@ -254,7 +254,7 @@ fn one_dump_restored_three_times_comes_back_whole_each_time() {
     assert!(cell.observed.starts_with("restores, pages right"), "{cell:?}");
     assert_eq!(
         cell.details.get("restores").map(ToString::to_string).as_deref(),
-        Some("3 of 3 completed"),
+        Some("3 of 3 restored whole"),
         "{cell:?}"
     );
 }

@@ -169,9 +169,9 @@ pub const BEHAVIOURS: &[Behaviour] = &[
              itself, which the post-restore hook narrows but cannot close (checkpoint-restore/criu#2720 \
              reports the same hang on arm64 hardware): about one restore in five or six passes. \
              So where CRIU's code signs its returns (PACIASP in the binary, a CPU with PAC) the \
-             probe restores the same dump again after a restore that completed, up to four times: \
-             the cell is the stall when any restore stalled, and detail `restores` says how many \
-             completed."
+             probe restores the same dump again after a restore that came back whole (every page \
+             right), up to four times: the cell is the first that did not (the stall), and detail \
+             `restores` says how many came back whole."
         ),
         probe: trixie,
         ..Behaviour::DEFAULT
@@ -301,9 +301,9 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
     }
 
     // Where the restorer signs its return addresses and CRIU changes the keys under it (CRIU
-    // 4.1.1 on arm64), whether a restore stalls is a race: one that completed is restored again,
-    // up to RACY_RESTORES times, and the cell says what the restores did (a stall in any of them,
-    // or every one completed: detail `restores`).
+    // 4.1.1 on arm64), whether a restore stalls is a race: after one that came back whole (every
+    // page right) the dump is restored again, up to RACY_RESTORES times, and the cell is the first
+    // restore that did not come back whole, or the last when all did (detail `restores`).
     let attempts = match std::env::var(RESTORES_ENV).ok().and_then(|n| n.parse().ok()) {
         Some(n) if n > 0 => n,
         _ if restorer_signs_returns(&criu) => RACY_RESTORES,
@@ -316,7 +316,7 @@ fn lazy_restore(ctx: &Ctx, release: &str) -> ProbeResult {
         let passed = matches!(&attempt, Ok(o) if o.observed.starts_with("restores, pages right"));
         completed += usize::from(passed);
         if !passed || completed == attempts {
-            let said = format!("{completed} of {} completed", completed + usize::from(!passed));
+            let said = format!("{completed} of {} restored whole", completed + usize::from(!passed));
             return match attempt {
                 Ok(mut o) if attempts > 1 => Ok({
                     o.detail("restores", said);
