@@ -124,7 +124,7 @@ pub fn run(cli: &Cli, sink: &Arc<Sink>) -> Conclusion {
         let (cli, sink, kernel, pool) = (cli.clone(), sink.clone(), kernel.clone(), pool.clone());
         let trial = Trial::ignorable_test(b.trial_name(), move || {
             let held = pool.take(b.variant.huge.bytes(), b.huge_pages);
-            let cell = observe(b, &cli, &kernel);
+            let cell = observe(b, &cli, &kernel, held.as_ref());
             drop(held);
             sink.record(b.id, &cell);
             completion(&cell)
@@ -210,6 +210,22 @@ impl HugePagePool {
     }
 }
 
+impl HeldHugePages<'_> {
+    /// Waits, up to `limit` (`--timeout-ms`), until the kernel has these pages free again. The
+    /// pool hands a probe its pages for all its runs, but a run's pages go back to the kernel only
+    /// once its processes are gone, which can come after its result: on 6.12-arm64 under TCG, run
+    /// 3 of 5 of a 32 MiB probe found none free (the other three were other probes') and was
+    /// `skipped`, a flaky cell.
+    pub fn wait_back(&self, limit: std::time::Duration) {
+        let end = std::time::Instant::now() + limit;
+        while crate::kit::memory::huge_pages_of(self.size).unwrap_or(0) < self.n
+            && std::time::Instant::now() < end
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
 impl Drop for HeldHugePages<'_> {
     fn drop(&mut self) {
         self.pool.state.lock().unwrap_or_else(|e| e.into_inner()).entry(self.size).or_default().1 += self.n;
@@ -230,38 +246,18 @@ fn reserve_hugepages(n: u32) -> std::io::Result<Option<crate::kit::settings::Res
 }
 
 /// Runs one behaviour's probe `--repeat` times and grades it: one cell, `flaky` when the runs
-/// did not agree on the observation and verdict.
-pub fn observe(b: &Behaviour, cli: &Cli, kernel: &Kernel) -> Cell {
+/// did not agree on the observation and verdict. With the huge pages the pool handed it (`held`),
+/// each run after the first starts once they are back ([`HeldHugePages::wait_back`]).
+pub fn observe(b: &Behaviour, cli: &Cli, kernel: &Kernel, held: Option<&HeldHugePages>) -> Cell {
     let cells: Vec<Cell> = (0..cli.repeat.max(1))
         .map(|run| {
-            if run > 0 && b.huge_pages > 0 {
-                huge_pages_back(b.variant.huge.bytes(), b.huge_pages, cli.ctx.timeout);
+            if let (true, Some(held)) = (run > 0, held) {
+                held.wait_back(cli.ctx.timeout);
             }
             observe_once(b, cli, kernel, run)
         })
         .collect();
     merge_repeats(cells)
-}
-
-/// Before a repeated run of a probe that maps huge pages: waits, up to `limit` (`--timeout-ms`),
-/// until the kernel has `n` free huge pages of `size` again. The pool hands a probe its pages for
-/// all its runs, but a run's pages go back to the kernel only once its processes are gone, which
-/// can come after its result: on 6.12-arm64 under TCG, run 3 of 5 of a 32 MiB probe found none
-/// free (the other three were other probes') and was `skipped`, a flaky cell. Returns at once
-/// where the machine has fewer than `n` of that size at all (the probe says so itself).
-fn huge_pages_back(size: usize, n: u64, limit: std::time::Duration) {
-    let total =
-        std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages", size / 1024))
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-    let end = std::time::Instant::now() + limit;
-    while total >= n
-        && crate::kit::memory::huge_pages_of(size).unwrap_or(0) < n
-        && std::time::Instant::now() < end
-    {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
 }
 
 /// One cell from the cells of repeated runs: the first, when all agree; else `flaky`, observing
