@@ -163,6 +163,9 @@ xflags::xflags! {
             /// Also boot each kernel bare N times and count the boots that failed before init, by cause
             /// (1 to 10000).
             optional --boots n: u64
+            /// Runs of each Debian kernel's suite with the clients family and as many without it,
+            /// alternated, for what the family adds (0 to 20; default 3; 0 leaves it out).
+            optional --clients-pairs n: u64
             /// Add the host to the whole-matrix run (the suite run directly).
             optional --host
             /// The whole-matrix run without the kernels' own selftests (`matrix --no-selftests`).

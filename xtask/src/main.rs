@@ -65,8 +65,8 @@ fn run() -> Result<()> {
         }
         flags::XtaskCmd::Bench(b) => {
             let mirror = b.mirror.clone();
-            let (opts, boots) = tasks::bench::options(&root, b)?;
-            tasks::bench::run(&sh, &root, &opts, boots, mirror)
+            let (opts, counts) = tasks::bench::options(&root, b)?;
+            tasks::bench::run(&sh, &root, &opts, counts, mirror)
         }
         flags::XtaskCmd::Report(r) => tasks::report::run(
             &r.matrix.unwrap_or_else(|| root.join("matrix")),

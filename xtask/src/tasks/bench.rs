@@ -5,7 +5,9 @@
 //! kernels with `--jobs` guests at once, against its work floor (per column: bare boot, suite CPU
 //! and selftests; the matrix's: their sum over the cores, and the longest column) and with its
 //! time to the first cell. With `--boots N` it also boots each kernel bare N times (`--jobs` at
-//! once) and counts the boots that failed before init. Prints a table and writes
+//! once) and counts the boots that failed before init. For each Debian kernel it also measures
+//! what the clients family adds to the suite: the suite run with it and with `--skip clients::`,
+//! alternated, in pairs. Prints a table and writes
 //! `target/bench.toml`. Targets are checked here, not in tests. `--cold` measures instead how long
 //! a new user waits: `cargo xtask matrix` from a fresh clone with an empty cache (`cold.rs`).
 
@@ -69,6 +71,15 @@ struct KernelBench {
     probes_cpu_s: f64,
     /// The probes that used the most CPU: `id cpu_ms`.
     heaviest: Vec<String>,
+    /// A Debian kernel: what the clients family adds to the suite's time (`suite_s` with it minus
+    /// without it, the median of `--clients-pairs` alternated pairs of runs); the target is at
+    /// most [`CLIENTS_ADD_S`]. NaN for a build, with `--clients-pairs 0`, or when a run did not
+    /// complete.
+    clients_s: f64,
+    /// Each pair's difference, seconds, in the order run.
+    clients_pairs_s: Vec<f64>,
+    /// The clients family's probe CPU (the sum of its cells' `cpu_ms`) in the first run with it.
+    clients_cpu_s: f64,
     /// The kernel's own selftests in the whole-matrix run: their programs' time in the guest (under
     /// single-threaded TCG a guest's time is one host core's).
     selftests_s: f64,
@@ -124,12 +135,35 @@ struct Bench {
 
 /// The warm whole matrix, at most this many times its work floor (issue 25: scheduling efficiency).
 const OVER_FLOOR: f64 = 1.25;
+/// What the clients family (real clients: CRIU, the userfaultfd crate) may add to a Debian
+/// kernel's suite, seconds (issue 26).
+const CLIENTS_ADD_S: f64 = 1.5;
+/// By default the suite is run this many times with the clients family and as many without it,
+/// alternated; what the family adds is the median of the pairs' differences (one pair's is within
+/// the noise of a guest's scheduling: single pairs measured 0.4 to 3.9 s on one kernel).
+const CLIENTS_PAIRS: u32 = 3;
+
+/// How many runs the bench adds to its fixed ones, from its flags.
+#[derive(Clone, Copy, Debug)]
+pub struct Counts {
+    /// `--boots N`: bare boots of each kernel (0: none).
+    pub boots: u32,
+    /// `--clients-pairs N`: pairs of suite runs with and without the clients family (0: none).
+    pub clients_pairs: u32,
+}
+/// The libtest filter that leaves the clients family out.
+const WITHOUT_CLIENTS: [&str; 2] = ["--skip", "clients::"];
 /// The pipeline's options and the number of bare boots from `cargo xtask bench`'s flags.
-pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, u32)> {
+pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, Counts)> {
     if b.no_binary_cache {
         anyhow::bail!("--no-binary-cache is for --cold (the warm bench measures the binary cache itself): add --cold, or drop it");
     }
     let boots = b.boots.map(|n| in_range("--boots", n, 1, 10_000)).transpose()?.unwrap_or(0);
+    let clients_pairs = b
+        .clients_pairs
+        .map(|n| in_range("--clients-pairs", n, 0, 20))
+        .transpose()?
+        .unwrap_or(CLIENTS_PAIRS.into());
     let mut opts = Options::new(root);
     opts.kernels = b.kernel.into_iter().map(KernelId::from).collect();
     opts.host = b.host;
@@ -143,11 +177,11 @@ pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, u32)> {
         opts.accel = a.parse().map_err(anyhow::Error::msg)?;
     }
     opts.check_tcg_mt()?;
-    Ok((opts, boots as u32))
+    Ok((opts, Counts { boots: boots as u32, clients_pairs: clients_pairs as u32 }))
 }
 
 /// `mirror`: `--mirror`, from which the run's one private apt is made (`Fleet::apt`).
-pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32, mirror: Option<String>) -> Result<()> {
+pub fn run(sh: &Shell, root: &Path, asked: &Options, counts: Counts, mirror: Option<String>) -> Result<()> {
     let fleet = Fleet::load(root)?;
     let arches = fleet.arches(&asked.kernels);
     let mut needs = vec![
@@ -185,7 +219,7 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, boots: u32, mirror: Option<
             )?),
         };
         let settings = Settings { accel, boot_attempts: 1, ..opts.run.clone() };
-        out.insert(id.clone(), bench_kernel(id, &fetched, &settings, &prepared, &dir, boots, jobs)?);
+        out.insert(id.clone(), bench_kernel(id, &fetched, &settings, &prepared, &dir, counts, jobs)?);
     }
     let t = Instant::now();
     let first_cell = std::sync::OnceLock::new();
@@ -333,9 +367,10 @@ fn bench_kernel(
     settings: &Settings,
     prepared: &Prepared,
     dir: &Path,
-    boots: u32,
+    counts: Counts,
     jobs: usize,
 ) -> Result<KernelBench> {
+    let boots = counts.boots;
     let image = &fetched.image;
     let settings = |args: Vec<String>| Settings { suite_args: args, ..settings.clone() };
     let bare = runner::run_guest(
@@ -363,6 +398,21 @@ fn bench_kernel(
         &mut |_| {},
     )?;
     let secs = |ms: Option<u64>| ms.unwrap_or(0) as f64 / 1000.0;
+    let clients_pairs_s = if fetched.build || counts.clients_pairs == 0 {
+        Vec::new()
+    } else {
+        clients_pairs(&real, counts.clients_pairs, &mut |i, with| {
+            let args = if with { Vec::new() } else { WITHOUT_CLIENTS.map(String::from).to_vec() };
+            let what = if with { "with-clients" } else { "without-clients" };
+            runner::run_guest(
+                image,
+                &prepared.initrd_for(image)?,
+                &settings(args),
+                &dir.join(what).join(i.to_string()).join(id),
+                &mut |_| {},
+            )
+        })?
+    };
     let incomplete = [("bare boot", &bare), ("suite run", &real)].iter().find_map(|(what, r)| {
         (r.kernel.status != model::RunStatus::Complete)
             .then(|| format!("the {what} did not complete: {}", r.kernel.reason.as_deref().unwrap_or("?")))
@@ -391,6 +441,14 @@ fn bench_kernel(
         suite_s,
         probes_cpu_s: by_cpu.iter().map(|(_, ms)| ms).sum::<u64>() as f64 / 1000.0,
         heaviest: by_cpu.iter().take(3).map(|(id, ms)| format!("{id} {ms}")).collect(),
+        clients_s: median(&clients_pairs_s),
+        clients_pairs_s,
+        clients_cpu_s: by_cpu
+            .iter()
+            .filter(|(id, _)| id.starts_with("clients."))
+            .map(|(_, ms)| ms)
+            .sum::<u64>() as f64
+            / 1000.0,
         selftests_s: 0.0,
         column_floor_s: f64::NAN,
         total_s: secs(real.kernel.duration_ms),
@@ -398,6 +456,39 @@ fn bench_kernel(
         incomplete,
         boots,
     })
+}
+
+/// What the clients family adds to the suite's time: `n` differences of a run with it (the first
+/// is `real`, already made) and one without it, run alternately by `run(i, with)`. NaN for a pair
+/// whose runs did not both complete.
+fn clients_pairs(
+    real: &model::Results,
+    n: u32,
+    run: &mut dyn FnMut(usize, bool) -> Result<model::Results>,
+) -> Result<Vec<f64>> {
+    let suite_s = |r: &model::Results| match (r.kernel.status, r.kernel.suite_ms) {
+        (model::RunStatus::Complete, Some(ms)) => ms as f64 / 1000.0,
+        _ => f64::NAN,
+    };
+    let mut pairs = Vec::new();
+    for i in 0..n as usize {
+        let with = if i == 0 { suite_s(real) } else { suite_s(&run(i, true)?) };
+        pairs.push(with - suite_s(&run(i, false)?));
+    }
+    Ok(pairs)
+}
+
+/// The median of `xs`; NaN if there are none or any is NaN (a run that failed has no figure).
+fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() || xs.iter().any(|x| x.is_nan()) {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() % 2 {
+        1 => v[v.len() / 2],
+        _ => (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0,
+    }
 }
 
 fn print_table(b: &Bench, _: &Prepared) {
@@ -449,6 +540,23 @@ fn print_table(b: &Bench, _: &Prepared) {
             "  {id:<26} {kind:<10} {:>6.1}s  binary cache {:>5.2}s  cached {:>5.2}s  {verdict}",
             k.fetch_cold_s, k.binary_cached_s, k.fetch_cached_s
         );
+    }
+    if b.kernels.values().any(|k| !k.clients_pairs_s.is_empty()) {
+        println!(
+            "clients family: the suite with it minus without it (median of {} alternated pairs), \
+             target <= {CLIENTS_ADD_S}s on a Debian kernel; its probes' CPU:",
+            b.kernels.values().map(|k| k.clients_pairs_s.len()).max().unwrap_or(0)
+        );
+        for (id, k) in b.kernels.iter().filter(|(_, k)| !k.clients_pairs_s.is_empty()) {
+            let pairs: Vec<String> = k.clients_pairs_s.iter().map(|s| format!("{s:+.2}")).collect();
+            println!(
+                "  {id:<26} {:>+6.2}s  ({})  cpu {:>5.2}s  {}",
+                k.clients_s,
+                pairs.join(" "),
+                k.clients_cpu_s,
+                verdict(k.clients_s, CLIENTS_ADD_S)
+            );
+        }
     }
     println!("cpu: the probe processes' CPU time; the heaviest, ms:");
     for (id, k) in &b.kernels {
@@ -665,6 +773,38 @@ mod tests {
             table("matrix_s = 3.0\n[cold]\nwhole_s = 4.0\n")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What the clients family adds is the median of the pairs' differences, the first pair's
+    /// "with" half the real run already made; a run that did not complete leaves no figure.
+    #[test]
+    fn the_clients_family_costs_the_median_pair() {
+        let run = |suite_ms: u64, complete: bool| {
+            let mut r = model::Results {
+                schema: model::data::SCHEMA,
+                kernel: model::RunInfo::default(),
+                cells: BTreeMap::new(),
+            };
+            r.kernel.suite_ms = Some(suite_ms);
+            r.kernel.status =
+                if complete { model::RunStatus::Complete } else { model::RunStatus::Incomplete };
+            r
+        };
+        let mut asked = Vec::new();
+        let with = [0, 9_000, 8_000];
+        let without = [7_000, 7_500, 7_250];
+        let pairs = clients_pairs(&run(8_500, true), 3, &mut |i, w| {
+            asked.push((i, w));
+            Ok(run(if w { with[i] } else { without[i] }, true))
+        })
+        .unwrap();
+        assert_eq!(asked, [(0, false), (1, true), (1, false), (2, true), (2, false)]);
+        assert_eq!(pairs, [1.5, 1.5, 0.75]);
+        assert_eq!(median(&pairs), 1.5);
+        assert_eq!(median(&[0.5, 1.0]), 0.75);
+        let pairs = clients_pairs(&run(8_500, true), 2, &mut |_, w| Ok(run(7_000, w))).unwrap();
+        assert!(pairs.iter().all(|p| p.is_nan()) && median(&pairs).is_nan(), "{pairs:?}");
+        assert_eq!(verdict(median(&pairs), CLIENTS_ADD_S), "n/a");
     }
 
     /// A program's time counts once, however many cases it reported; the suite's cells not at all.
