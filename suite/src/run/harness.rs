@@ -211,11 +211,13 @@ impl HugePagePool {
 }
 
 impl HeldHugePages<'_> {
-    /// Waits, up to `limit` (`--timeout-ms`), until the kernel has these pages free again. The
-    /// pool hands a probe its pages for all its runs, but a run's pages go back to the kernel only
-    /// once its processes are gone, which can come after its result: on 6.12-arm64 under TCG, run
-    /// 3 of 5 of a 32 MiB probe found none free (the other three were other probes') and was
-    /// `skipped`, a flaky cell.
+    /// Waits, up to `limit` (`--timeout-ms`), until the kernel has these pages free. The pool
+    /// hands a probe its pages for all its runs, but a run's pages go back to the kernel only once
+    /// its processes are gone, which can come after its result, and the next holder may start
+    /// before: on 6.12-arm64 under TCG, run 3 of 5 of a 32 MiB probe found none free (the other
+    /// three were other probes') and was `skipped`, a flaky cell; in a whole matrix run,
+    /// `remove.hugetlb_copy_eagain_32m` found 1 of its 2 free as the probe before it ended, and
+    /// was `skipped`.
     pub fn wait_back(&self, limit: std::time::Duration) {
         let end = std::time::Instant::now() + limit;
         while crate::kit::memory::huge_pages_of(self.size).unwrap_or(0) < self.n
@@ -247,11 +249,12 @@ fn reserve_hugepages(n: u32) -> std::io::Result<Option<crate::kit::settings::Res
 
 /// Runs one behaviour's probe `--repeat` times and grades it: one cell, `flaky` when the runs
 /// did not agree on the observation and verdict. With the huge pages the pool handed it (`held`),
-/// each run after the first starts once they are back ([`HeldHugePages::wait_back`]).
+/// each run starts once they are free ([`HeldHugePages::wait_back`]): the previous holder's, or
+/// its own previous run's, processes may still be ending.
 pub fn observe(b: &Behaviour, cli: &Cli, kernel: &Kernel, held: Option<&HeldHugePages>) -> Cell {
     let cells: Vec<Cell> = (0..cli.repeat.max(1))
         .map(|run| {
-            if let (true, Some(held)) = (run > 0, held) {
+            if let Some(held) = held {
                 held.wait_back(cli.ctx.timeout);
             }
             observe_once(b, cli, kernel, run)
