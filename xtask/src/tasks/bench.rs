@@ -151,9 +151,12 @@ pub struct Counts {
     /// `--clients-pairs N`: pairs of suite runs with and without the clients family (0: none).
     pub clients_pairs: u32,
 }
+
 /// The libtest filter that leaves the clients family out.
 const WITHOUT_CLIENTS: [&str; 2] = ["--skip", "clients::"];
-/// The pipeline's options and the number of bare boots from `cargo xtask bench`'s flags.
+
+/// The pipeline's options and the runs the bench adds ([`Counts`]) from `cargo xtask bench`'s
+/// flags.
 pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, Counts)> {
     if b.no_binary_cache {
         anyhow::bail!("--no-binary-cache is for --cold (the warm bench measures the binary cache itself): add --cold, or drop it");
