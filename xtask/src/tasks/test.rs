@@ -74,9 +74,20 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
 /// second clone, a worktree or a CI container with that folder reuses the dependencies' rlibs.
 /// sccache caches no workspace crate (incremental) nor proc-macro or binary (linked) crates; those
 /// still compile. Its server is stopped when the test command ends (the host is left as found).
+/// The binary is also kept in that folder (`bin/sccache`), where `.cargo/rustc-wrapper` finds it:
+/// the next clone's first `cargo xtask` compile, which runs before this, goes through it too.
 fn compiler_cache(sh: &Shell, root: &Path) -> Result<SccacheServer> {
-    let sccache = python_tools(sh, root)?.join("sccache");
+    let pinned = python_tools(sh, root)?.join("sccache");
     let dir = crate::inputs::fleet::shared_dir(root, |k| std::env::var_os(k)).join("sccache");
+    let sccache = dir.join("bin/sccache");
+    let data = std::fs::read(&pinned)?;
+    if std::fs::read(&sccache).ok().as_ref() != Some(&data) {
+        crate::util::write_atomic(&sccache, &data)?;
+        std::fs::set_permissions(&sccache, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    // A server the wrapper started for `cargo xtask`'s own compile (idle for a minute, it would
+    // stop while the tests run) gives way to this command's, whose statistics it prints at the end.
+    let _ = std::process::Command::new(&sccache).arg("--stop-server").env("SCCACHE_DIR", &dir).output();
     sh.set_var("RUSTC_WRAPPER", &sccache);
     sh.set_var("SCCACHE_DIR", &dir);
     // A server left behind by a crash exits on its own after this long idle.
