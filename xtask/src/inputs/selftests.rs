@@ -182,8 +182,8 @@ fn cached(dir: &Path) -> Option<Selftests> {
 /// skip ("need at least 4 pages", "Too less pages for POISON test").
 pub const UNIT_MEM_MIB: u32 = 8;
 
-/// Builds the source's userfaultfd selftests statically: its uapi headers first (`make headers`),
-/// then each program with gcc (its sources compiled through ccache, then linked), as its Makefile
+/// Builds the source's userfaultfd selftests statically: its uapi headers first (`make headers`,
+/// once per tree and architecture), then each program with gcc (its sources compiled through ccache, then linked), as its Makefile
 /// would but without the rest of the selftests.
 /// Returns the programs and what was changed in them.
 fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<String>, Option<String>)> {
@@ -219,11 +219,18 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
     // are hashed relative to the folder, so a rebuild into another folder reuses the objects),
     // then linked; the same compiler calls `gcc -o P P.c ...` makes, without the rest of the
     // selftests.
+    // The uapi headers (`make headers`: about 10 s, the whole build once its compiles come from
+    // ccache) are made once per source tree and architecture and kept in the root's `/out/headers/`:
+    // `headers_install` gives the same files for the same tree and ARCH. Made in a folder of their
+    // own and renamed when complete, so a build stopped halfway leaves none that look made.
+    let headers = format!("/out/headers/{}-{karch}", tree.rsplit('/').next().unwrap_or(tree));
     let mut script = format!(
-        "set -e\nmake -s O={out}/headers ARCH={karch}{cross} 'HOSTCC=ccache gcc' headers\ncd {out}\nmkdir -p obj\n"
+        "set -e\nif [ ! -d {headers} ]; then\n  rm -rf {headers}.new\n  \
+         make -s O={headers}.new ARCH={karch}{cross} 'HOSTCC=ccache gcc' headers\n  \
+         mv {headers}.new {headers}\nfi\ncd {out}\nmkdir -p obj\n"
     );
     let cc = format!(
-        "ccache {gcc} -c -O2 -w -D_GNU_SOURCE -isystem {out}/headers/usr/include -I{sd} -I{sd}/.. -I{tree} \
+        "ccache {gcc} -c -O2 -w -D_GNU_SOURCE -isystem {headers}/usr/include -I{sd} -I{sd}/.. -I{tree} \
          -I{tree}/tools/include -I{tree}/tools/include/uapi"
     );
     let mut compiled: Vec<String> = Vec::new();
