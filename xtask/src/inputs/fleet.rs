@@ -363,10 +363,11 @@ struct CacheEntry {
 /// The content-addressed caches every checkout of the project shares, as cargo's registry and
 /// ccache are shared: verified images (`images/<id>/`: vmlinuz, config, image.toml), the private
 /// apt's lists and .debs, source packages, the build toolchain's root, built kernels and
-/// selftests (`builds/`), the Go toolchain and workload (`go/`), the machine's KVM verdict. Every
+/// selftests (`builds/`), the Go toolchain and workload (`go/`), the machine's KVM verdict, the test
+/// command's compiler cache and Python tools (`sccache/`, `python/venv-<key>`). Every
 /// entry is keyed by what it was made from and verified (sha256) before use, and writers take a
 /// lock, so checkouts and worktrees of any revision can share it; a second clone starts warm.
-/// What belongs to one checkout (runs, logs, the initramfs, test scratch, the venv) stays under
+/// What belongs to one checkout (runs, logs, the initramfs, test scratch) stays under
 /// its `target/uffdc/`.
 pub struct Cache {
     pub dir: PathBuf,

