@@ -464,6 +464,9 @@ fn restore(d: &Dump, n: usize, mut obs: Observation, klog: &mut diagnosis::Kerne
     } else if transferred > 0 {
         "restores, pages right, served lazily".to_string()
     } else {
+        // What the daemon and the restore said about lazy pages: why none were served.
+        obs.detail("lazy_log_tail", tail(&log("lazy"), 12));
+        obs.detail("restore_lazy_lines", lines_about_lazy(&log("restore")));
         "restores, pages right, none served lazily".to_string()
     };
     Ok(obs)
@@ -599,6 +602,20 @@ fn tail(log: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..]
         .iter()
         .map(|l| l.split_once(") ").filter(|_| l.starts_with('(')).map_or(*l, |(_, m)| m))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The lines of a CRIU log about lazy pages and userfaultfd (at most 12), without time stamps.
+fn lines_about_lazy(log: &str) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("lazy") || l.contains("uffd")
+        })
+        .take(12)
+        .map(|l| l.split_once(") ").filter(|_| l.starts_with('(')).map_or(l, |(_, m)| m))
         .collect::<Vec<_>>()
         .join(" | ")
 }
