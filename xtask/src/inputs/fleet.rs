@@ -110,6 +110,23 @@ pub struct Pin {
     pub sha256: String,
     /// Size of the .deb in bytes.
     pub size: u64,
+    /// The package that holds the kernel's configuration where the image's package does not:
+    /// from Debian's 7.x packaging, `linux-binary-<abi>` holds vmlinuz and the modules and
+    /// `linux-base-<abi>` (of the same version, its dependency) `/usr/lib/modules/<abi>/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigPin>,
+}
+
+/// The pinned package with a kernel's configuration (same suite, version and architecture as the
+/// kernel's package).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPin {
+    pub package: String,
+    /// sha256 of the .deb.
+    pub sha256: String,
+    /// Size of the .deb in bytes.
+    pub size: u64,
 }
 
 impl Pin {
@@ -122,6 +139,26 @@ impl Pin {
             arch: self.arch,
             sha256: self.sha256.clone(),
             size: self.size,
+        }
+    }
+
+    /// The configuration's package pinned, for the verified download, where it has one.
+    pub fn config_deb(&self) -> Option<DebPin> {
+        self.config.as_ref().map(|c| DebPin {
+            suite: self.suite.clone(),
+            package: c.package.clone(),
+            version: self.version.clone(),
+            arch: self.arch,
+            sha256: c.sha256.clone(),
+            size: c.size,
+        })
+    }
+
+    /// Where the kernel's configuration came from, as a results file names it.
+    pub fn config_source(&self, release: &str) -> String {
+        match &self.config {
+            Some(c) => format!("/usr/lib/modules/{release}/config of {} {}", c.package, self.version),
+            None => format!("/boot/config-{release} of {} {}", self.package, self.version),
         }
     }
 
@@ -358,6 +395,9 @@ struct CacheEntry {
     vmlinuz_sha256: String,
     release: String,
     userfaultfd: Option<bool>,
+    /// sha256 of the configuration's own package, where the pin names one.
+    #[serde(default)]
+    config_deb_sha256: Option<String>,
 }
 
 /// The content-addressed caches every checkout of the project shares, as cargo's registry and
@@ -399,11 +439,10 @@ impl Cache {
         let intact = entry.package == pin.package
             && entry.version == pin.version
             && entry.deb_sha256 == pin.sha256
+            && entry.config_deb_sha256 == pin.config.as_ref().map(|c| c.sha256.clone())
             && sha256_file(&vmlinuz).ok()? == entry.vmlinuz_sha256;
         let config = dir.join("config");
-        let config = config
-            .exists()
-            .then(|| (config, format!("/boot/config-{} of {} {}", entry.release, pin.package, pin.version)));
+        let config = config.exists().then(|| (config, pin.config_source(&entry.release)));
         intact.then(|| Image {
             id: KernelId::from(id),
             arch: pin.arch,
@@ -429,7 +468,14 @@ impl Cache {
         // The package comes from the private apt of its own architecture (`verified` picks it).
         let deb = crate::inputs::pin::verified(sh, &pin.deb(), apt, LOCK, "cargo xtask images refresh")
             .map_err(|e| anyhow::anyhow!("{id}: {e:#}"))?;
-        self.unpack(id, pin, &deb)
+        let config = match pin.config_deb() {
+            Some(c) => Some(
+                crate::inputs::pin::verified(sh, &c, apt, LOCK, "cargo xtask images refresh")
+                    .map_err(|e| anyhow::anyhow!("{id}: {e:#}"))?,
+            ),
+            None => None,
+        };
+        self.unpack(id, pin, &deb, config.as_deref())
     }
 
     /// Downloads a package a track resolved to, finds its kernel image and returns the image with
@@ -453,45 +499,64 @@ impl Cache {
             release: String::new(),
             sha256: got.sha256,
             size: got.size,
+            config: None,
         };
-        let image = self.unpack(id, &pin, &deb)?;
+        let image = self.unpack(id, &pin, &deb, None)?;
         pin.release = image.release.clone();
+        // Debian's 7.x packaging keeps the configuration in `linux-base-<abi>`, beside
+        // `linux-binary-<abi>`: pinned with it, so every cell is graded against the kernel's own
+        // configuration.
+        let base = pin.package.strip_prefix("linux-binary-").map(|abi| format!("linux-base-{abi}"));
+        if let (None, Some(base)) = (&image.config, base) {
+            let (config_deb, got) = DebPin::download(sh, apt.get()?, suite, &base, version)?;
+            pin.config = Some(ConfigPin { package: got.package, sha256: got.sha256, size: got.size });
+            let image = self.unpack(id, &pin, &deb, Some(&config_deb))?;
+            anyhow::ensure!(
+                image.config.is_some(),
+                "{id}: {base} {version} holds no /usr/lib/modules/{}/config",
+                image.release
+            );
+            return Ok((image, pin));
+        }
         Ok((image, pin))
     }
 
-    /// Takes the kernel image (and its config) out of the .deb by content.
-    fn unpack(&self, id: &str, pin: &Pin, deb: &Path) -> Result<Image> {
+    /// Takes the kernel image (and its config) out of the .deb by content, the config out of
+    /// `config_deb` where the pin names a package of its own for it.
+    fn unpack(&self, id: &str, pin: &Pin, deb: &Path, config_deb: Option<&Path>) -> Result<Image> {
         let (mut vmlinuz, mut config, mut release) = (None, None, None);
-        crate::inputs::debs::each_file(deb, |entry| {
-            if !entry.header().entry_type().is_file() {
-                return Ok(());
-            }
-            let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
-            let kind = if let Some(r) = path.strip_prefix("boot/vmlinuz-") {
-                Some(("vmlinuz", r.to_string()))
-            } else if let Some(r) = path.strip_prefix("boot/config-") {
-                Some(("config", r.to_string()))
-            } else if let Some(rest) = path.strip_prefix("usr/lib/modules/") {
-                match rest.split_once('/') {
-                    Some((r, "vmlinuz")) => Some(("vmlinuz", r.to_string())),
-                    Some((r, "config")) => Some(("config", r.to_string())),
-                    _ => None,
+        for deb in std::iter::once(deb).chain(config_deb) {
+            crate::inputs::debs::each_file(deb, |entry| {
+                if !entry.header().entry_type().is_file() {
+                    return Ok(());
                 }
-            } else {
-                None
-            };
-            if let Some((what, r)) = kind {
-                let mut data = Vec::new();
-                entry.read_to_end(&mut data)?;
-                if what == "vmlinuz" {
-                    vmlinuz = Some(data);
-                    release = Some(r);
+                let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
+                let kind = if let Some(r) = path.strip_prefix("boot/vmlinuz-") {
+                    Some(("vmlinuz", r.to_string()))
+                } else if let Some(r) = path.strip_prefix("boot/config-") {
+                    Some(("config", r.to_string()))
+                } else if let Some(rest) = path.strip_prefix("usr/lib/modules/") {
+                    match rest.split_once('/') {
+                        Some((r, "vmlinuz")) => Some(("vmlinuz", r.to_string())),
+                        Some((r, "config")) => Some(("config", r.to_string())),
+                        _ => None,
+                    }
                 } else {
-                    config = Some(data);
+                    None
+                };
+                if let Some((what, r)) = kind {
+                    let mut data = Vec::new();
+                    entry.read_to_end(&mut data)?;
+                    if what == "vmlinuz" {
+                        vmlinuz = Some(data);
+                        release = Some(r);
+                    } else {
+                        config = Some(data);
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
+        }
         let (Some(vmlinuz), Some(release)) = (vmlinuz, release) else {
             bail!("{id}: {} {} holds no kernel image (no /boot/vmlinuz-* or /usr/lib/modules/*/vmlinuz): pin the package that does", pin.package, pin.version);
         };
@@ -501,8 +566,12 @@ impl Cache {
         // A previous entry is invalid from here on: remove its record first.
         let _ = std::fs::remove_file(dir.join("image.toml"));
         crate::util::write_atomic(&dir.join("vmlinuz"), &vmlinuz)?;
-        if let Some(config) = &config {
-            crate::util::write_atomic(&dir.join("config"), config)?;
+        match &config {
+            Some(config) => crate::util::write_atomic(&dir.join("config"), config)?,
+            // An earlier entry's configuration is not this kernel's.
+            None => {
+                let _ = std::fs::remove_file(dir.join("config"));
+            }
         }
         let entry = CacheEntry {
             package: pin.package.clone(),
@@ -511,11 +580,10 @@ impl Cache {
             vmlinuz_sha256: hex(&Sha256::digest(&vmlinuz)),
             release: release.clone(),
             userfaultfd,
+            config_deb_sha256: pin.config.as_ref().map(|c| c.sha256.clone()),
         };
         crate::util::write_atomic(&dir.join("image.toml"), toml::to_string(&entry)?.as_bytes())?;
-        let config = config.is_some().then(|| {
-            (dir.join("config"), format!("/boot/config-{release} of {} {}", pin.package, pin.version))
-        });
+        let config = config.is_some().then(|| (dir.join("config"), pin.config_source(&release)));
         Ok(Image {
             id: KernelId::from(id),
             arch: pin.arch,
@@ -648,6 +716,7 @@ mod tests {
             release: "6.1.0-test".into(),
             sha256: "0".repeat(64),
             size: 1,
+            config: None,
         };
         let image = cache.image_dir("k");
         std::fs::create_dir_all(&image).unwrap();
@@ -659,12 +728,44 @@ mod tests {
             vmlinuz_sha256: sha256_file(&image.join("vmlinuz")).unwrap(),
             release: "6.1.0-test".into(),
             userfaultfd: Some(true),
+            config_deb_sha256: None,
         };
         std::fs::write(image.join("image.toml"), toml::to_string(&entry).unwrap()).unwrap();
         assert_eq!(cache.cached("k", &pin).unwrap().release, "6.1.0-test");
+        // A pin that names a configuration package of its own (Debian 7.x's `linux-base-*`): the
+        // entry unpacked without it is not that pin's.
+        let with_config = Pin {
+            config: Some(ConfigPin { package: "linux-base-x".into(), sha256: "2".repeat(64), size: 1 }),
+            ..pin.clone()
+        };
+        assert!(cache.cached("k", &with_config).is_none(), "an entry without the pinned config package");
         std::fs::write(image.join("vmlinuz"), b"kernel bytez").unwrap();
         assert!(cache.cached("k", &pin).is_none(), "a damaged vmlinuz must be refetched");
         let other = Pin { sha256: "1".repeat(64), ..pin };
         assert!(cache.cached("k", &other).is_none(), "an entry for another pin must not be used");
+    }
+
+    /// Debian 7.x keeps the configuration in `linux-base-<abi>`: a pin that names it says so in the
+    /// results (`config_source`), and reads and writes back unchanged from the lock.
+    #[test]
+    fn a_configuration_of_its_own_package_is_pinned_and_named() {
+        let text = "suite = \"sid\"\npackage = \"linux-binary-7.2.13+deb14-cloud-amd64\"\nversion = \"7.2.13-1\"\n\
+                    arch = \"x86_64\"\nrelease = \"7.2.13+deb14-cloud-amd64\"\nsha256 = \"0\"\nsize = 1\n\n[config]\n\
+                    package = \"linux-base-7.2.13+deb14-cloud-amd64\"\nsha256 = \"1\"\nsize = 2\n";
+        let pin: Pin = toml::from_str(text).unwrap();
+        assert_eq!(
+            pin.config_source(&pin.release),
+            "/usr/lib/modules/7.2.13+deb14-cloud-amd64/config of linux-base-7.2.13+deb14-cloud-amd64 7.2.13-1"
+        );
+        let deb = pin.config_deb().unwrap();
+        assert_eq!(
+            (deb.package.as_str(), deb.version.as_str(), deb.suite.as_str()),
+            ("linux-base-7.2.13+deb14-cloud-amd64", "7.2.13-1", "sid")
+        );
+        assert_eq!(toml::from_str::<Pin>(&toml::to_string(&pin).unwrap()).unwrap(), pin);
+        let older = Pin { config: None, ..pin };
+        assert!(older.config_deb().is_none());
+        assert!(older.config_source("r").starts_with("/boot/config-r of linux-binary-"));
+        assert!(!toml::to_string(&older).unwrap().contains("config"), "a pin without one writes none");
     }
 }

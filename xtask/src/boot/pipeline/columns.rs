@@ -588,6 +588,7 @@ mod tests {
             release: String::new(),
             sha256: String::new(),
             size: 0,
+            config: None,
         };
         (opts, pin)
     }
