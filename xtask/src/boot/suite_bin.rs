@@ -112,13 +112,15 @@ pub fn catalogue(sh: &Shell, bin: &Path) -> Result<model::Catalogue> {
     model::data::parse(&text).map_err(|e| anyhow::anyhow!("suite --catalogue printed a bad catalogue: {e}"))
 }
 
-/// `0.1.0+abc1234` (`-dirty` when the tree has changes), or the bare version without git.
+/// `0.1.0+abc1234` (`-dirty` when the tree has changes), or the bare version without git. The
+/// matrix's own files (`matrix/`) do not count: they are what runs write, and a run that builds
+/// another architecture's suite after its first columns were written would call its own suite dirty.
 pub fn version(sh: &Shell, root: &Path) -> String {
     let _cwd = sh.push_dir(root);
     let base = env!("CARGO_PKG_VERSION");
     match cmd!(sh, "git rev-parse --short HEAD").quiet().ignore_stderr().read() {
         Ok(rev) => {
-            let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+            let dirty = cmd!(sh, "git status --porcelain --untracked-files=no -- . :(exclude)matrix")
                 .quiet()
                 .read()
                 .map(|s| !s.trim().is_empty())
@@ -145,6 +147,30 @@ mod tests {
             e.extend(ph);
         }
         e
+    }
+
+    /// A change to the matrix's files (what runs write) leaves the suite clean; one elsewhere
+    /// makes it `-dirty`.
+    #[test]
+    fn the_matrix_written_by_a_run_does_not_make_the_suite_dirty() {
+        let dir = crate::util::project_root().join("target/uffdc/tests/suite-version");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("matrix")).unwrap();
+        let sh = xshell::Shell::new().unwrap();
+        sh.change_dir(&dir);
+        std::fs::write(dir.join("matrix/compat.toml"), "a").unwrap();
+        std::fs::write(dir.join("Cargo.toml"), "a").unwrap();
+        xshell::cmd!(sh, "git init --quiet").run().unwrap();
+        xshell::cmd!(sh, "git add -A").run().unwrap();
+        xshell::cmd!(sh, "git -c user.name=t -c user.email=t@invalid commit --quiet -m fixture")
+            .run()
+            .unwrap();
+        let clean = super::version(&sh, &dir);
+        assert!(clean.contains('+') && !clean.ends_with("-dirty"), "{clean}");
+        std::fs::write(dir.join("matrix/compat.toml"), "b").unwrap();
+        assert_eq!(super::version(&sh, &dir), clean);
+        std::fs::write(dir.join("Cargo.toml"), "b").unwrap();
+        assert_eq!(super::version(&sh, &dir), format!("{clean}-dirty"));
     }
 
     #[test]
