@@ -220,10 +220,12 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
     // then linked; the same compiler calls `gcc -o P P.c ...` makes, without the rest of the
     // selftests.
     // The uapi headers (`make headers`: about 10 s, the whole build once its compiles come from
-    // ccache) are made once per source tree and architecture and kept in the root's `/out/headers/`:
+    // ccache) are made once per source tree and architecture and kept in the tree
+    // (`.uffdc-headers-<arch>`, which goes with the tree when it is unpacked again):
     // `headers_install` gives the same files for the same tree and ARCH. Made in a folder of their
-    // own and renamed when complete, so a build stopped halfway leaves none that look made.
-    let headers = format!("/out/headers/{}-{karch}", tree.rsplit('/').next().unwrap_or(tree));
+    // own and renamed when complete, so a build stopped halfway leaves none that look made (builds
+    // hold the build lock).
+    let headers = format!("{tree}/.uffdc-headers-{karch}");
     let mut script = format!(
         "set -e\nif [ ! -d {headers} ]; then\n  rm -rf {headers}.new\n  \
          make -s O={headers}.new ARCH={karch}{cross} 'HOSTCC=ccache gcc' headers\n  \

