@@ -386,7 +386,7 @@ pub struct Image {
     pub build: Option<model::data::Build>,
 }
 
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CacheEntry {
     package: String,
@@ -398,6 +398,9 @@ struct CacheEntry {
     /// sha256 of the configuration's own package, where the pin names one.
     #[serde(default)]
     config_deb_sha256: Option<String>,
+    /// sha256 of the configuration file as unpacked (`config`), where the packages held one.
+    #[serde(default)]
+    config_sha256: Option<String>,
 }
 
 /// The content-addressed caches every checkout of the project shares, as cargo's registry and
@@ -442,6 +445,14 @@ impl Cache {
             && entry.config_deb_sha256 == pin.config.as_ref().map(|c| c.sha256.clone())
             && sha256_file(&vmlinuz).ok()? == entry.vmlinuz_sha256;
         let config = dir.join("config");
+        // The configuration as unpacked (its sha256 recorded then); an entry made before those
+        // were recorded stands as it was, unless the pin names a configuration package.
+        let config_intact = match (&entry.config_sha256, &pin.config) {
+            (Some(sha), _) => sha256_file(&config).ok().as_ref() == Some(sha),
+            (None, Some(_)) => false,
+            (None, None) => true,
+        };
+        let intact = intact && config_intact;
         let config = config.exists().then(|| (config, pin.config_source(&entry.release)));
         intact.then(|| Image {
             id: KernelId::from(id),
@@ -479,7 +490,9 @@ impl Cache {
     }
 
     /// Downloads a package a track resolved to, finds its kernel image and returns the image with
-    /// the pin that records it (apt has checked the .deb against the signed archive).
+    /// the pin that records it (apt has checked the .deb against the signed archive); where the
+    /// package holds no configuration and is a `linux-binary-<abi>` (Debian 7.x), also
+    /// `linux-base-<abi>` of the same version, which holds it.
     pub fn fetch_new(
         &self,
         sh: &Shell,
@@ -507,15 +520,27 @@ impl Cache {
         // `linux-binary-<abi>`: pinned with it, so every cell is graded against the kernel's own
         // configuration.
         let base = pin.package.strip_prefix("linux-binary-").map(|abi| format!("linux-base-{abi}"));
+        // Where that package cannot be had or holds none, the kernel is pinned without it, as
+        // before, and the refresh says so: its cells then say the configuration is not known.
         if let (None, Some(base)) = (&image.config, base) {
-            let (config_deb, got) = DebPin::download(sh, apt.get()?, suite, &base, version)?;
-            pin.config = Some(ConfigPin { package: got.package, sha256: got.sha256, size: got.size });
-            let image = self.unpack(id, &pin, &deb, Some(&config_deb))?;
-            anyhow::ensure!(
-                image.config.is_some(),
-                "{id}: {base} {version} holds no /usr/lib/modules/{}/config",
-                image.release
-            );
+            match DebPin::download(sh, apt.get()?, suite, &base, version) {
+                Ok((config_deb, got)) => {
+                    let with = Pin {
+                        config: Some(ConfigPin { package: got.package, sha256: got.sha256, size: got.size }),
+                        ..pin.clone()
+                    };
+                    let image = self.unpack(id, &with, &deb, Some(&config_deb))?;
+                    if image.config.is_some() {
+                        return Ok((image, with));
+                    }
+                    eprintln!("warning: {id}: {base} {version} holds no /usr/lib/modules/{}/config: pinned without the kernel's configuration", image.release);
+                }
+                Err(e) => eprintln!(
+                    "warning: {id}: the configuration package of {} {version}, {base}, could not be fetched ({e:#}): pinned without the kernel's configuration",
+                    pin.package
+                ),
+            }
+            let image = self.unpack(id, &pin, &deb, None)?;
             return Ok((image, pin));
         }
         Ok((image, pin))
@@ -525,7 +550,8 @@ impl Cache {
     /// `config_deb` where the pin names a package of its own for it.
     fn unpack(&self, id: &str, pin: &Pin, deb: &Path, config_deb: Option<&Path>) -> Result<Image> {
         let (mut vmlinuz, mut config, mut release) = (None, None, None);
-        for deb in std::iter::once(deb).chain(config_deb) {
+        let mut config_release: Option<String> = None;
+        for (deb, is_config_deb) in std::iter::once((deb, false)).chain(config_deb.map(|d| (d, true))) {
             crate::inputs::debs::each_file(deb, |entry| {
                 if !entry.header().entry_type().is_file() {
                     return Ok(());
@@ -544,7 +570,8 @@ impl Cache {
                 } else {
                     None
                 };
-                if let Some((what, r)) = kind {
+                // The image only from the kernel's own package; the configuration from either.
+                if let Some((what, r)) = kind.filter(|(what, _)| !(is_config_deb && *what == "vmlinuz")) {
                     let mut data = Vec::new();
                     entry.read_to_end(&mut data)?;
                     if what == "vmlinuz" {
@@ -552,6 +579,7 @@ impl Cache {
                         release = Some(r);
                     } else {
                         config = Some(data);
+                        config_release = Some(r);
                     }
                 }
                 Ok(())
@@ -560,6 +588,13 @@ impl Cache {
         let (Some(vmlinuz), Some(release)) = (vmlinuz, release) else {
             bail!("{id}: {} {} holds no kernel image (no /boot/vmlinuz-* or /usr/lib/modules/*/vmlinuz): pin the package that does", pin.package, pin.version);
         };
+        if let Some(r) = config_release.filter(|r| *r != release) {
+            bail!(
+                "{id}: the configuration found is {r}'s, and the kernel is {release}: pin the configuration package of {} {} (`cargo xtask images refresh {id}`)",
+                pin.package,
+                pin.version
+            );
+        }
         let userfaultfd =
             config.as_ref().map(|c| String::from_utf8_lossy(c).lines().any(|l| l == "CONFIG_USERFAULTFD=y"));
         let dir = self.image_dir(id);
@@ -581,6 +616,7 @@ impl Cache {
             release: release.clone(),
             userfaultfd,
             config_deb_sha256: pin.config.as_ref().map(|c| c.sha256.clone()),
+            config_sha256: config.as_ref().map(|c| hex(&Sha256::digest(c))),
         };
         crate::util::write_atomic(&dir.join("image.toml"), toml::to_string(&entry)?.as_bytes())?;
         let config = config.is_some().then(|| (dir.join("config"), pin.config_source(&release)));
@@ -729,6 +765,7 @@ mod tests {
             release: "6.1.0-test".into(),
             userfaultfd: Some(true),
             config_deb_sha256: None,
+            config_sha256: None,
         };
         std::fs::write(image.join("image.toml"), toml::to_string(&entry).unwrap()).unwrap();
         assert_eq!(cache.cached("k", &pin).unwrap().release, "6.1.0-test");
@@ -739,6 +776,18 @@ mod tests {
             ..pin.clone()
         };
         assert!(cache.cached("k", &with_config).is_none(), "an entry without the pinned config package");
+        // Unpacked with it: used while its config file is the one unpacked, not once it is gone.
+        std::fs::write(image.join("config"), b"CONFIG_USERFAULTFD=y\n").unwrap();
+        let unpacked = CacheEntry {
+            config_deb_sha256: Some("2".repeat(64)),
+            config_sha256: Some(sha256_file(&image.join("config")).unwrap()),
+            ..entry.clone()
+        };
+        std::fs::write(image.join("image.toml"), toml::to_string(&unpacked).unwrap()).unwrap();
+        assert!(cache.cached("k", &with_config).unwrap().config.is_some());
+        std::fs::remove_file(image.join("config")).unwrap();
+        assert!(cache.cached("k", &with_config).is_none(), "a pinned configuration that is gone");
+        std::fs::write(image.join("image.toml"), toml::to_string(&entry).unwrap()).unwrap();
         std::fs::write(image.join("vmlinuz"), b"kernel bytez").unwrap();
         assert!(cache.cached("k", &pin).is_none(), "a damaged vmlinuz must be refetched");
         let other = Pin { sha256: "1".repeat(64), ..pin };

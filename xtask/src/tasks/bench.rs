@@ -316,9 +316,13 @@ fn fetch(
         });
     };
     let _ = std::fs::remove_dir_all(cache.dir.join("images").join(id));
-    let deb_prefix = format!("{}_", pin.package);
+    // The kernel's package and, where it has one of its own, its configuration's (Debian 7.x).
+    let prefixes: Vec<String> = std::iter::once(&pin.package)
+        .chain(pin.config.as_ref().map(|c| &c.package))
+        .map(|p| format!("{p}_"))
+        .collect();
     for e in std::fs::read_dir(apt.for_arch(pin.arch).debs_dir()).into_iter().flatten().flatten() {
-        if e.file_name().to_string_lossy().starts_with(&deb_prefix) {
+        if prefixes.iter().any(|p| e.file_name().to_string_lossy().starts_with(p.as_str())) {
             let _ = std::fs::remove_file(e.path());
         }
     }

@@ -122,6 +122,16 @@ fn publish_cached(
 /// `{"include": [{"kernel": ID, "pin": SHA256}...]}` for a workflow's `strategy.matrix`, after
 /// an optional refresh of the pins: one job per kernel, each knowing its pin (the .deb's sha256)
 /// to key that kernel's image cache with.
+/// What a leg's verified image is cached under (matrix.yml's `image-<kernel>-<pin>`): the kernel
+/// package's sha256, and its configuration package's where it has one (Debian 7.x), so that an
+/// image unpacked without that package is never restored as the pin's.
+fn image_key(pin: &crate::inputs::fleet::Pin) -> String {
+    match &pin.config {
+        Some(c) => format!("{}-{}", pin.sha256, &c.sha256[..c.sha256.len().min(16)]),
+        None => pin.sha256.clone(),
+    }
+}
+
 pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> Result<String> {
     if refresh {
         let fleet = crate::inputs::fleet::Fleet::load(root)?;
@@ -137,7 +147,7 @@ pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> R
         // `runner`: where the leg runs (`runner_for`: a runner of the guest's architecture).
         .map(|(id, pin)| {
             let runner = runner_for(pin.arch);
-            serde_json::json!({ "kernel": id, "pin": pin.sha256, "arch": pin.arch.name(), "runner": runner })
+            serde_json::json!({ "kernel": id, "pin": image_key(&pin), "arch": pin.arch.name(), "runner": runner })
         })
         .collect();
     // The rehearsal's leg that must fail: a kernel no track has.
@@ -626,7 +636,11 @@ mod tests {
         let legs = plan["include"].as_array().unwrap();
         assert_eq!(legs.len(), fleet.tracks.len());
         for leg in legs {
-            assert_eq!(leg["pin"], fleet.lock.kernels[leg["kernel"].as_str().unwrap()].sha256.as_str());
+            let pin = &fleet.lock.kernels[leg["kernel"].as_str().unwrap()];
+            assert_eq!(leg["pin"], image_key(pin).as_str());
+            // A kernel whose configuration has a package of its own is keyed by both.
+            assert!(leg["pin"].as_str().unwrap().starts_with(&pin.sha256));
+            assert_eq!(pin.config.is_some(), leg["pin"].as_str().unwrap() != pin.sha256);
             let arch = fleet.tracks[leg["kernel"].as_str().unwrap()].arch;
             assert_eq!(leg["arch"], arch.name());
             assert_eq!(leg["runner"], runner_for(arch));
