@@ -534,14 +534,15 @@ impl Cache {
                         return Ok((image, with));
                     }
                     eprintln!("warning: {id}: {base} {version} holds no /usr/lib/modules/{}/config: pinned without the kernel's configuration", image.release);
+                    // The entry just written names that package: written again for the pin without it.
+                    let image = self.unpack(id, &pin, &deb, None)?;
+                    return Ok((image, pin));
                 }
                 Err(e) => eprintln!(
                     "warning: {id}: the configuration package of {} {version}, {base}, could not be fetched ({e:#}): pinned without the kernel's configuration",
                     pin.package
                 ),
             }
-            let image = self.unpack(id, &pin, &deb, None)?;
-            return Ok((image, pin));
         }
         Ok((image, pin))
     }

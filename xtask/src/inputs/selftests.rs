@@ -183,8 +183,8 @@ fn cached(dir: &Path) -> Option<Selftests> {
 pub const UNIT_MEM_MIB: u32 = 8;
 
 /// Builds the source's userfaultfd selftests statically: its uapi headers first (`make headers`,
-/// once per tree and architecture), then each program with gcc (its sources compiled through ccache, then linked), as its Makefile
-/// would but without the rest of the selftests.
+/// once per tree and architecture), then each program with gcc (its sources compiled through
+/// ccache, then linked), as its Makefile would but without the rest of the selftests.
 /// Returns the programs and what was changed in them.
 fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<String>, Option<String>)> {
     let mm = broot.path(&format!("{tree}/tools/testing/selftests/mm"));
@@ -215,10 +215,6 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
         Arch::X86_64 => String::new(),
         arch => format!(" CROSS_COMPILE={}-", buildroot::triple(arch)),
     };
-    // Compiled in the output folder, each source once, through ccache (`buildroot::CCACHE`: paths
-    // are hashed relative to the folder, so a rebuild into another folder reuses the objects),
-    // then linked; the same compiler calls `gcc -o P P.c ...` makes, without the rest of the
-    // selftests.
     // The uapi headers (`make headers`: about 10 s, the whole build once its compiles come from
     // ccache) are made once per source tree and architecture and kept in the tree
     // (`.uffdc-headers-<arch>`, which goes with the tree when it is unpacked again):
@@ -231,6 +227,10 @@ fn build(broot: &BuildRoot, tree: &str, out: &str, log: &Path) -> Result<(Vec<St
          make -s O={headers}.new ARCH={karch}{cross} 'HOSTCC=ccache gcc' headers\n  \
          mv {headers}.new {headers}\nfi\ncd {out}\nmkdir -p obj\n"
     );
+    // Compiled in the output folder, each source once, through ccache (`buildroot::CCACHE`: paths
+    // are hashed relative to the folder, so a rebuild into another folder reuses the objects),
+    // then linked; the same compiler calls `gcc -o P P.c ...` makes, without the rest of the
+    // selftests.
     let cc = format!(
         "ccache {gcc} -c -O2 -w -D_GNU_SOURCE -isystem {headers}/usr/include -I{sd} -I{sd}/.. -I{tree} \
          -I{tree}/tools/include -I{tree}/tools/include/uapi"

@@ -119,9 +119,6 @@ fn publish_cached(
     Ok((crate::inputs::bincache::publish(&builds, &entries, out)?, missing))
 }
 
-/// `{"include": [{"kernel": ID, "pin": SHA256}...]}` for a workflow's `strategy.matrix`, after
-/// an optional refresh of the pins: one job per kernel, each knowing its pin (the .deb's sha256)
-/// to key that kernel's image cache with.
 /// What a leg's verified image is cached under (matrix.yml's `image-<kernel>-<pin>`): the kernel
 /// package's sha256, and its configuration package's where it has one (Debian 7.x), so that an
 /// image unpacked without that package is never restored as the pin's.
@@ -132,6 +129,9 @@ fn image_key(pin: &crate::inputs::fleet::Pin) -> String {
     }
 }
 
+/// `{"include": [{"kernel": ID, "pin": KEY}...]}` for a workflow's `strategy.matrix`, after an
+/// optional refresh of the pins: one job per kernel, each knowing its pin ([`image_key`]) to key
+/// that kernel's image cache with.
 pub fn plan(sh: &Shell, root: &Path, refresh: bool, mirror: Option<String>) -> Result<String> {
     if refresh {
         let fleet = crate::inputs::fleet::Fleet::load(root)?;

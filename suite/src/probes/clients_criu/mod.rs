@@ -599,11 +599,12 @@ fn errors(log: &str) -> Vec<String> {
 fn tail(log: &str, n: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| l.split_once(") ").filter(|_| l.starts_with('(')).map_or(*l, |(_, m)| m))
-        .collect::<Vec<_>>()
-        .join(" | ")
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| unstamped(l)).collect::<Vec<_>>().join(" | ")
+}
+
+/// A CRIU log line without its time stamp (`(00.013) `).
+fn unstamped(l: &str) -> &str {
+    l.split_once(") ").filter(|_| l.starts_with('(')).map_or(l, |(_, m)| m)
 }
 
 /// The last 12 lines of a CRIU log about lazy pages and userfaultfd, without time stamps (the
@@ -616,7 +617,7 @@ fn lines_about_lazy(log: &str) -> String {
             let l = l.to_ascii_lowercase();
             l.contains("lazy") || l.contains("uffd")
         })
-        .map(|l| l.split_once(") ").filter(|_| l.starts_with('(')).map_or(l, |(_, m)| m))
+        .map(unstamped)
         .collect();
     lines[lines.len().saturating_sub(12)..].join(" | ")
 }
