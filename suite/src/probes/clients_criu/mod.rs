@@ -882,15 +882,24 @@ fn loopback_up(ctx: &Ctx) -> Result<(), Fail> {
 
 /// Loads the kernel modules `cargo xtask` packed for this kernel (`dir/order`, dependencies
 /// first), as modprobe would on demand on a booted system; says which it loaded. None on a host.
+/// A module the kernel already has (`/proc/modules`: the other CRIU probe loaded it) is left alone,
+/// as modprobe leaves it: `finit_module` would refuse it only after reading, checking and placing
+/// it anew, tens of milliseconds each under TCG (kmod's libkmod-module.c
+/// kmod_module_probe_insert_module skips a module whose state is live).
 fn load_modules(dir: &Path) -> Result<String, Fail> {
     let Ok(order) = std::fs::read_to_string(dir.join("order")) else { return Ok(String::new()) };
+    let present = std::fs::read_to_string("/proc/modules").unwrap_or_default();
     let mut loaded = Vec::new();
     for file in order.lines().filter(|l| !l.is_empty()) {
+        let name = module_name(file);
+        if present.lines().any(|l| l.split(' ').next() == Some(name.as_str())) {
+            continue;
+        }
         let f = std::fs::File::open(dir.join(file)).ctx(&format!("open {file}"))?;
         // SAFETY: finit_module reads the module from the descriptor; the parameters are empty.
         let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), 0) };
         match nix::errno::Errno::result(r) {
-            Ok(_) => loaded.push(file.trim_end_matches(".ko").to_string()),
+            Ok(_) => loaded.push(name),
             Err(nix::errno::Errno::EEXIST) => {}
             Err(e) => {
                 return Err(Fail::error(format!(
@@ -901,6 +910,12 @@ fn load_modules(dir: &Path) -> Result<String, Fail> {
         }
     }
     Ok(loaded.join(" "))
+}
+
+/// A module's name as the kernel lists it from its file's name: `nf_tables.ko` is `nf_tables`,
+/// `crc32c-generic.ko` is `crc32c_generic` (kmod's modname_normalize).
+fn module_name(file: &str) -> String {
+    file.trim_end_matches(".ko").replace('-', "_")
 }
 
 #[cfg(test)]
@@ -961,6 +976,12 @@ mod tests {
             wrapper("Can't infect (pid: 95) with parasite") && wrapper("Can't obtain regs for thread 96")
         );
         assert!(wrapper("Dump core (pid: 95) failed with -1") && !wrapper("TID has rseq"));
+    }
+
+    #[test]
+    fn module_names_are_the_kernels() {
+        assert_eq!(module_name("nf_tables.ko"), "nf_tables");
+        assert_eq!(module_name("crc32c-generic.ko"), "crc32c_generic");
     }
 
     #[test]
