@@ -63,10 +63,13 @@ pub fn wait_until_task_blocked(pid: i32, tid: i32, limit: Duration) -> Option<ch
 
 /// Waits up to `limit` until a thread of this process sleeps in the kernel's wait for a
 /// userfaultfd event to be read (a madvise, munmap or fork whose event is pending): its wchan
-/// names a userfaultfd function, or, where wchan is not readable (a kernel without kallsyms), its
-/// state is `D`. Synchronises on the thread's `/proc` state. The `D` fallback is weaker: with more
-/// than one CPU a thread waiting for mmap_lock on its way to the event sleeps in `D` too, so a
-/// probe that can also wait for the event itself (the uffd becoming readable) does.
+/// names a userfaultfd function, or, where wchan names nothing, its kernel stack does, or, where
+/// neither can be read, its state is `D`. Synchronises on the thread's `/proc` state. The `D`
+/// fallback is weaker: with more than one CPU a thread waiting for mmap_lock on its way to the
+/// event sleeps in `D` too, so a probe that can also wait for the event itself (the uffd becoming
+/// readable) does. (Taking a running thread's `0` for "cannot be read" made the stress's forced
+/// race copy before its REMOVE was pending, once in about a hundred columns: `forced EAGAIN races
+/// 33 of 34`.)
 pub fn wait_until_in_uffd_wait(tid: i32, limit: Duration) -> bool {
     wait_until_task_in_uffd_wait(std::process::id() as i32, tid, limit)
 }
@@ -76,19 +79,46 @@ pub fn wait_until_task_in_uffd_wait(pid: i32, tid: i32, limit: Duration) -> bool
     poll_until(limit, || {
         match task_wchan(pid, tid) {
             Some(wchan) => wchan.contains("userfaultfd"),
-            None => task_state(pid, tid) == Some('D'),
+            // `0`: the thread runs, or this kernel names nothing there (one without kallsyms, or
+            // x86 before 5.16 with the ORC unwinder, whose get_wchan walked frame pointers only).
+            // A thread in `D` may be on its way (waiting for mmap_lock): its kernel stack, where
+            // it can be read (root, CONFIG_STACKTRACE), says which; else, where wchan has named a
+            // function before (it runs now), it is not waiting yet; only else does `D` count.
+            None => {
+                task_state(pid, tid) == Some('D')
+                    && match task_stack(pid, tid) {
+                        Some(stack) => stack.contains("userfaultfd"),
+                        None => !WCHAN_NAMED.load(std::sync::atomic::Ordering::Relaxed),
+                    }
+            }
         }
         .then_some(())
     })
     .is_some()
 }
 
+/// Set once this process has read a function's name from a thread's `wchan`: this kernel names
+/// where threads sleep, so a `0` there means a thread that runs.
+static WCHAN_NAMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Where thread `tid` of process `pid` sleeps in the kernel (`/proc/<pid>/task/<tid>/wchan`),
-/// `None` where that is not readable (empty, or `0` on a kernel without kallsyms).
+/// `None` where that is not readable (empty, or `0`: a thread that runs, or a kernel that names
+/// nothing there).
 pub fn task_wchan(pid: i32, tid: i32) -> Option<String> {
     let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).ok()?;
     let wchan = wchan.trim();
-    (!wchan.is_empty() && wchan != "0").then(|| wchan.to_string())
+    let named = (!wchan.is_empty() && wchan != "0").then(|| wchan.to_string());
+    if named.is_some() {
+        WCHAN_NAMED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    named
+}
+
+/// Thread `tid` of process `pid`'s kernel stack (`/proc/<pid>/task/<tid>/stack`: root only, and
+/// only with CONFIG_STACKTRACE), `None` where it cannot be read or is empty.
+fn task_stack(pid: i32, tid: i32) -> Option<String> {
+    let stack = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stack")).ok()?;
+    (!stack.trim().is_empty()).then_some(stack)
 }
 
 /// The ids of process `pid`'s threads (`/proc/<pid>/task`).
