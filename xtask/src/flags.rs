@@ -166,6 +166,10 @@ xflags::xflags! {
             /// Runs of each Debian kernel's suite with the clients family and as many without it,
             /// alternated, for what the family adds (0 to 20; default 3; 0 leaves it out).
             optional --clients-pairs n: u64
+            /// Whole-matrix runs without the clients family, alternated with runs with it (the
+            /// first is the whole-matrix run), for what the family adds to the matrix (0 to 10;
+            /// default 1; 0 leaves it out).
+            optional --matrix-pairs n: u64
             /// Add the host to the whole-matrix run (the suite run directly).
             optional --host
             /// The whole-matrix run without the kernels' own selftests (`matrix --no-selftests`).

@@ -7,7 +7,8 @@
 //! time to the first cell. With `--boots N` it also boots each kernel bare N times (`--jobs` at
 //! once) and counts the boots that failed before init. For each Debian kernel it also measures
 //! what the clients family adds to the suite: the suite run with it and with `--skip clients::`,
-//! alternated, in pairs. Prints a table and writes
+//! alternated, in pairs, and what it adds to the whole matrix: the whole matrix run again without it
+//! (`--matrix-pairs`). Prints a table and writes
 //! `target/bench.toml`. Targets are checked here, not in tests. `--cold` measures instead how long
 //! a new user waits: `cargo xtask matrix` from a fresh clone with an empty cache (`cold.rs`).
 
@@ -131,6 +132,16 @@ struct Bench {
     longest: String,
     /// matrix_s / max(floor_s, longest_s): the target is at most [`OVER_FLOOR`] (issue 25).
     over_floor: f64,
+    /// What the clients family adds to the whole matrix's wall time: per pair (a whole-matrix run
+    /// with it, the first being `matrix_s`, and one with `--skip clients::`, alternated), with
+    /// minus without, seconds, in the order run (`--matrix-pairs`).
+    matrix_clients_pairs_s: Vec<f64>,
+    /// Each pair's run without the family, seconds.
+    matrix_without_clients_s: Vec<f64>,
+    /// The median of the pairs' differences, each over its run without the family: the fraction
+    /// the family adds to the matrix (the issue's bound for a guest of its own is
+    /// [`CLIENTS_MATRIX_GROWTH`]). NaN when there are no pairs or a run did not complete.
+    matrix_clients_growth: f64,
 }
 
 /// The warm whole matrix, at most this many times its work floor (issue 25: scheduling efficiency).
@@ -142,6 +153,11 @@ const CLIENTS_ADD_S: f64 = 1.5;
 /// alternated; what the family adds is the median of the pairs' differences (one pair's is within
 /// the noise of a guest's scheduling: single pairs measured 0.4 to 3.9 s on one kernel).
 const CLIENTS_PAIRS: u32 = 3;
+/// What the clients family may add to the whole matrix's wall time where it runs in a guest of
+/// its own (issue 26), as a fraction: the bound its cost to the matrix is measured against.
+const CLIENTS_MATRIX_GROWTH: f64 = 0.15;
+/// Pairs of whole-matrix runs with and without the clients family, by default.
+const MATRIX_PAIRS: u32 = 1;
 
 /// How many runs the bench adds to its fixed ones, from its flags.
 #[derive(Clone, Copy, Debug)]
@@ -150,6 +166,8 @@ pub struct Counts {
     pub boots: u32,
     /// `--clients-pairs N`: pairs of suite runs with and without the clients family (0: none).
     pub clients_pairs: u32,
+    /// `--matrix-pairs N`: pairs of whole-matrix runs with and without the clients family.
+    pub matrix_pairs: u32,
 }
 
 /// The libtest filter that leaves the clients family out.
@@ -167,6 +185,11 @@ pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, Counts)>
         .map(|n| in_range("--clients-pairs", n, 0, 20))
         .transpose()?
         .unwrap_or(CLIENTS_PAIRS.into());
+    let matrix_pairs = b
+        .matrix_pairs
+        .map(|n| in_range("--matrix-pairs", n, 0, 10))
+        .transpose()?
+        .unwrap_or(MATRIX_PAIRS.into());
     let mut opts = Options::new(root);
     opts.kernels = b.kernel.into_iter().map(KernelId::from).collect();
     opts.host = b.host;
@@ -180,7 +203,14 @@ pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, Counts)>
         opts.accel = a.parse().map_err(anyhow::Error::msg)?;
     }
     opts.check_tcg_mt()?;
-    Ok((opts, Counts { boots: boots as u32, clients_pairs: clients_pairs as u32 }))
+    Ok((
+        opts,
+        Counts {
+            boots: boots as u32,
+            clients_pairs: clients_pairs as u32,
+            matrix_pairs: matrix_pairs as u32,
+        },
+    ))
 }
 
 /// `mirror`: `--mirror`, from which the run's one private apt is made (`Fleet::apt`).
@@ -239,6 +269,31 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, counts: Counts, mirror: Opt
         (None, false) => matrix_s / floor_s.max(longest_s),
         _ => f64::NAN,
     };
+    // The whole matrix again without the clients family (and, after the first pair, with it), each
+    // run in a folder of its own so the first run's results, the floors', stay as they are.
+    let first = if matrix_error.is_none() { matrix_s } else { f64::NAN };
+    let mut without_s = Vec::new();
+    let matrix_pairs = paired(first, counts.matrix_pairs, &mut |i, with| {
+        let mut o = opts.clone();
+        let what = if with { "with-clients" } else { "without-clients" };
+        o.out = dir.join("matrix-pairs").join(i.to_string()).join(what);
+        o.logs = o.out.join("logs");
+        if !with {
+            o.run.suite_args.extend(WITHOUT_CLIENTS.map(String::from));
+        }
+        let t = Instant::now();
+        let s = match pipeline::gather(sh, root, &o, &prepared, &|_| {}) {
+            Ok(_) => t.elapsed().as_secs_f64(),
+            Err(e) => {
+                eprintln!("bench: the whole matrix {what} (pair {i}) did not complete, so that pair has no figure: {e:#}");
+                f64::NAN
+            }
+        };
+        if !with {
+            without_s.push(s);
+        }
+        Ok(s)
+    })?;
     let bench = Bench {
         date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         machine: nix::sys::utsname::uname()
@@ -261,6 +316,9 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, counts: Counts, mirror: Opt
         longest_s,
         longest,
         over_floor,
+        matrix_clients_growth: growth(&matrix_pairs, &without_s),
+        matrix_clients_pairs_s: matrix_pairs,
+        matrix_without_clients_s: without_s,
     };
     print_table(&bench, &prepared);
     save(&root.join("target/bench.toml"), None, toml::Table::try_from(&bench)?)?;
@@ -477,12 +535,25 @@ fn clients_pairs(
         (model::RunStatus::Complete, Some(ms)) => ms as f64 / 1000.0,
         _ => f64::NAN,
     };
+    paired(suite_s(real), n, &mut |i, with| run(i, with).map(|r| suite_s(&r)))
+}
+
+/// `n` differences, seconds, of a run with the clients family and one without it, made
+/// alternately by `run(i, with)` (with first, without second); the first pair's run with it is
+/// `first`, already made. A run that did not complete is NaN, and so is its pair.
+fn paired(first: f64, n: u32, run: &mut dyn FnMut(usize, bool) -> Result<f64>) -> Result<Vec<f64>> {
     let mut pairs = Vec::new();
     for i in 0..n as usize {
-        let with = if i == 0 { suite_s(real) } else { suite_s(&run(i, true)?) };
-        pairs.push(with - suite_s(&run(i, false)?));
+        let with = if i == 0 { first } else { run(i, true)? };
+        pairs.push(with - run(i, false)?);
     }
     Ok(pairs)
+}
+
+/// What the family adds to a run as a fraction of it: the median over the pairs of each pair's
+/// difference over its run without the family.
+fn growth(pairs: &[f64], without: &[f64]) -> f64 {
+    median(&pairs.iter().zip(without).map(|(d, w)| d / w).collect::<Vec<_>>())
 }
 
 /// The median of `xs`; NaN if there are none or any is NaN (a run that failed has no figure).
@@ -609,6 +680,22 @@ fn print_table(b: &Bench, _: &Prepared) {
         b.over_floor,
         verdict(b.over_floor, OVER_FLOOR)
     );
+    if !b.matrix_clients_pairs_s.is_empty() {
+        let pairs: Vec<String> = b
+            .matrix_clients_pairs_s
+            .iter()
+            .zip(&b.matrix_without_clients_s)
+            .map(|(d, w)| format!("{d:+.1}s over {w:.1}s"))
+            .collect();
+        println!(
+            "clients family, whole matrix: {:+.1}% (median of {} alternated pairs: {}); a guest of its own may add <= {:.0}%: {}",
+            100.0 * b.matrix_clients_growth,
+            pairs.len(),
+            pairs.join(", "),
+            100.0 * CLIENTS_MATRIX_GROWTH,
+            verdict(b.matrix_clients_growth, CLIENTS_MATRIX_GROWTH)
+        );
+    }
 }
 
 /// Each column's work floor, with its selftests' time from the whole-matrix run's results in
@@ -812,6 +899,10 @@ mod tests {
         let pairs = clients_pairs(&run(8_500, true), 2, &mut |_, w| Ok(run(7_000, w))).unwrap();
         assert!(pairs.iter().all(|p| p.is_nan()) && median(&pairs).is_nan(), "{pairs:?}");
         assert_eq!(verdict(median(&pairs), CLIENTS_ADD_S), "n/a");
+        // The whole matrix: each pair's difference over its own run without the family.
+        assert_eq!(growth(&[10.0, 30.0, 3.0], &[100.0, 150.0, 100.0]), 0.1);
+        assert!(growth(&[10.0, f64::NAN], &[100.0, 120.0]).is_nan());
+        assert!(growth(&[], &[]).is_nan());
     }
 
     /// A program's time counts once, however many cases it reported; the suite's cells not at all.
