@@ -76,6 +76,15 @@ pub fn wait_until_in_uffd_wait(tid: i32, limit: Duration) -> bool {
 
 /// [`wait_until_in_uffd_wait`] for thread `tid` of process `pid`.
 pub fn wait_until_task_in_uffd_wait(pid: i32, tid: i32, limit: Duration) -> bool {
+    // Whether this kernel names where threads sleep, learnt before the first look from any
+    // thread of the process that sleeps now (one waiting on a lock or a condition variable).
+    if !WCHAN_NAMED.load(std::sync::atomic::Ordering::Relaxed) {
+        for t in task_ids(pid).unwrap_or_default() {
+            if task_wchan(pid, t).is_some() {
+                break;
+            }
+        }
+    }
     poll_until(limit, || {
         match task_wchan(pid, tid) {
             Some(wchan) => wchan.contains("userfaultfd"),
