@@ -467,6 +467,9 @@ fn restore(d: &Dump, n: usize, mut obs: Observation, klog: &mut diagnosis::Kerne
         // What the daemon and the restore said about lazy pages: why none were served.
         obs.detail("lazy_log_tail", tail(&log("lazy"), 12));
         obs.detail("restore_lazy_lines", lines_about_lazy(&log("restore")));
+        // Whether the restore found lazy pages in the dump's pagemap (`nr_lazy`) and left them
+        // to the daemon: tells a dump that marked none lazy from a daemon that did not see them.
+        obs.detail("restore_page_counts", page_counts(&log("restore")));
         "restores, pages right, none served lazily".to_string()
     };
     Ok(obs)
@@ -620,6 +623,19 @@ fn lines_about_lazy(log: &str) -> String {
         .map(unstamped)
         .collect();
     lines[lines.len().saturating_sub(12)..].join(" | ")
+}
+
+/// The restore's page counts (criu/mem.c restore_priv_vma_content's `nr_restored_pages:` ... `nr_lazy:`
+/// lines, one per restored process), without their time stamps.
+fn page_counts(log: &str) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<String> = text
+        .lines()
+        .map(unstamped)
+        .filter(|l| l.starts_with("nr_"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    lines.join(" | ")
 }
 
 fn first_error(log: &str) -> Option<String> {
@@ -976,6 +992,22 @@ mod tests {
             wrapper("Can't infect (pid: 95) with parasite") && wrapper("Can't obtain regs for thread 96")
         );
         assert!(wrapper("Dump core (pid: 95) failed with -1") && !wrapper("TID has rseq"));
+    }
+
+    #[test]
+    fn the_restores_page_counts_are_read_without_time_stamps() {
+        let dir = std::env::temp_dir().join(format!("uffdc-criu-counts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("restore.log");
+        std::fs::write(
+            &log,
+            "(00.101) pie: 1: lazy-pages: register: 0x7f00, len 0x2000\n(00.120) nr_restored_pages: 580\n\
+             (00.120) nr_shared_pages:   0\n(00.121) nr_lazy:           0\n",
+        )
+        .unwrap();
+        let counts = page_counts(&log.display().to_string());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(counts, "nr_restored_pages: 580 | nr_shared_pages: 0 | nr_lazy: 0");
     }
 
     #[test]
