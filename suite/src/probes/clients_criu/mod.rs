@@ -830,7 +830,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_lines_are_read_without_time_stamp_and_source_line() {
+    fn error_lines_and_counts_are_read_without_time_stamp_and_source_line() {
         let dir = std::env::temp_dir().join(format!("uffdc-criu-log-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("dump.log");
@@ -840,7 +840,7 @@ mod tests {
              (00.013) Error (criu/kerndat.c:1677): kerndat_vdso_fill_symtable failed when initializing kerndat.\n\
              (00.014) Error (criu/crtools.c:260): Could not initialize kernel features detection.\n\
              (00.5) uffd: 12-1: UFFD transferred pages: (40/40)\n(00.6) uffd: 12-2: UFFD transferred pages: (7/40)\n\
-             (00.4) uffd: 12: #PF at 0x7f0000\n",
+             (00.4) uffd: 12: #PF at 0x7f0000\n(00.120) nr_restored_pages: 580\n(00.120) nr_lazy:           0\n",
         )
         .unwrap();
         let log = log.display().to_string();
@@ -853,6 +853,7 @@ mod tests {
             ]
         );
         assert_eq!(lazy_counts(&log), (47, 1));
+        assert_eq!(page_counts(&log), "nr_restored_pages: 580 | nr_lazy: 0");
         assert_eq!(first_error(&log).unwrap(), "Failed to fill self vdso symtable");
         let Err(Fail::Observed(o)) = Err::<(), _>(observed_failure(
             &mut Observation::new(""),
@@ -883,22 +884,6 @@ mod tests {
             wrapper("Can't infect (pid: 95) with parasite") && wrapper("Can't obtain regs for thread 96")
         );
         assert!(wrapper("Dump core (pid: 95) failed with -1") && !wrapper("TID has rseq"));
-    }
-
-    #[test]
-    fn the_restores_page_counts_are_read_without_time_stamps() {
-        let dir = std::env::temp_dir().join(format!("uffdc-criu-counts-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("restore.log");
-        std::fs::write(
-            &log,
-            "(00.101) pie: 1: lazy-pages: register: 0x7f00, len 0x2000\n(00.120) nr_restored_pages: 580\n\
-             (00.120) nr_shared_pages:   0\n(00.121) nr_lazy:           0\n",
-        )
-        .unwrap();
-        let counts = page_counts(&log.display().to_string());
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(counts, "nr_restored_pages: 580 | nr_shared_pages: 0 | nr_lazy: 0");
     }
 
     #[test]
