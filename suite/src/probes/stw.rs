@@ -172,7 +172,7 @@ pub const BEHAVIOURS: &[Behaviour] = &[
                    EAGAIN. `no deadlock, no lost or stale page`, or `N lost/stale/wrong pages`, \
                    `deadlock: ...`, `MADV_POPULATE_READ failed: ...`, `unexpected message: ...`. The run is an \
                    `error` unless it served at least the scheduled faults (2181), refaults (1925), REMOVE events \
-                   (150), stop-the-world cycles (123) and forced EAGAIN races (18); those counts are identical \
+                   (318), stop-the-world cycles (244) and forced EAGAIN races (34); those counts are identical \
                    on every run, timings and unforced EAGAINs are details.",
         expect: &[rows::BEFORE_5_14, (">=5.14", "no deadlock, no lost or stale page")],
         citation: "fs/userfaultfd.c userfaultfd_copy and userfaultfd_remove (v6.1, v6.12): UFFDIO_COPY fails \
@@ -530,6 +530,7 @@ pub mod schedule {
             assert!(a.faults() >= 2000, "thousands of faults: {}", a.faults());
             // The declaration's `observes` states these counts.
             assert_eq!((a.faults(), a.refaults()), (2181, 1925));
+            assert_eq!((a.remove_calls(), a.cycles(), forced_races(&a)), (318, 244, 34));
             assert!(a.refaults() >= 500, "hundreds of refaults: {}", a.refaults());
             assert!(a.remove_calls() >= 100 && a.cycles() >= 100 && forced_races(&a) >= 15);
             assert_ne!(plan(SEED + 1).removals, a.removals);
