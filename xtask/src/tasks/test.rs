@@ -27,7 +27,8 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     }
     let _cwd = sh.push_dir(root);
     cmd!(sh, "cargo fmt --all -- --check").run()?;
-    let _sccache = compiler_cache(sh, root)?;
+    let tools = python_tools(sh, root)?;
+    let _sccache = compiler_cache(sh, root, &tools)?;
     cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?;
     let suite = crate::boot::suite_bin::build(sh, root)?;
     // The suite's Go behaviours run the Go workload; the host tests' suite finds it here.
@@ -42,14 +43,14 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
     // The suite's CRIU behaviours run Debian's CRIU; the host tests' suite finds it here.
     let criu = crate::inputs::criu::files(sh, root, &mut apt, model::arch::Arch::native())?;
     let criu = crate::inputs::criu::place(&criu, suite.parent().expect("the suite's directory"))?;
-    let python = python_tools(sh, root)?.join("python");
-    lint_workflows(sh, root, python.parent().expect("the venv's bin"))?;
+    let python = tools.join("python");
+    lint_workflows(sh, root, &tools)?;
     // cargo-nextest runs every test binary's tests in one pool, each test in its own process,
     // the slow ones first (`.config/nextest.toml`); `cargo test` ran the binaries one after
     // another, each waiting for its slowest test. Twice as many tests as cores: most of them wait
     // on a guest, a download or act (measured on 2 cores, warm: 175 s with 2 at once, 166 s
     // with 3, 148 s with 4; `cargo test`: 210 s).
-    let nextest = python_tools(sh, root)?.join("cargo-nextest");
+    let nextest = tools.join("cargo-nextest");
     let threads = (2 * crate::util::cores()).to_string();
     cmd!(sh, "{nextest} nextest run --workspace --locked --run-ignored all --test-threads {threads}")
         .env("UFFDC_SUITE_BIN", &suite)
@@ -79,8 +80,8 @@ pub fn run(sh: &Shell, root: &Path) -> Result<()> {
 /// clone's first `cargo xtask` compile, which runs before this, goes through it too. The server
 /// listens on the project's own port ([`SCCACHE_PORT`], as the wrapper's), so stopping it never
 /// stops a server of the user's on sccache's default port.
-fn compiler_cache(sh: &Shell, root: &Path) -> Result<SccacheServer> {
-    let pinned = python_tools(sh, root)?.join("sccache");
+fn compiler_cache(sh: &Shell, root: &Path, tools: &Path) -> Result<SccacheServer> {
+    let pinned = tools.join("sccache");
     let shared = crate::inputs::fleet::shared_dir(root, |k| std::env::var_os(k));
     let dir = shared.join("sccache");
     let sccache = shared.join("tools/sccache");
