@@ -477,15 +477,12 @@ impl Cache {
             return Ok(image);
         }
         // The package comes from the private apt of its own architecture (`verified` picks it).
-        let deb = crate::inputs::pin::verified(sh, &pin.deb(), apt, LOCK, "cargo xtask images refresh")
-            .map_err(|e| anyhow::anyhow!("{id}: {e:#}"))?;
-        let config = match pin.config_deb() {
-            Some(c) => Some(
-                crate::inputs::pin::verified(sh, &c, apt, LOCK, "cargo xtask images refresh")
-                    .map_err(|e| anyhow::anyhow!("{id}: {e:#}"))?,
-            ),
-            None => None,
+        let mut verified = |deb: &DebPin| {
+            crate::inputs::pin::verified(sh, deb, apt, LOCK, "cargo xtask images refresh")
+                .map_err(|e| anyhow::anyhow!("{id}: {e:#}"))
         };
+        let deb = verified(&pin.deb())?;
+        let config = pin.config_deb().map(|c| verified(&c)).transpose()?;
         self.unpack(id, pin, &deb, config.as_deref())
     }
 
