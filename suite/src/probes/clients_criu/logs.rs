@@ -28,9 +28,7 @@ pub fn errors(log: &str) -> Vec<String> {
 
 /// The last `n` lines of a CRIU log, without their time stamps.
 pub fn tail(log: &str, n: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].iter().map(|l| unstamped(l)).collect::<Vec<_>>().join(" | ")
+    last(unstamped_lines(log), n)
 }
 
 /// A CRIU log line without its time stamp (`(00.013) `).
@@ -41,29 +39,33 @@ pub fn unstamped(l: &str) -> &str {
 /// The last 12 lines of a CRIU log about lazy pages and userfaultfd, without time stamps (the
 /// options it echoes come first).
 pub fn lines_about_lazy(log: &str) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("lazy") || l.contains("uffd")
-        })
-        .map(unstamped)
-        .collect();
-    lines[lines.len().saturating_sub(12)..].join(" | ")
+    let mut lines = unstamped_lines(log);
+    lines.retain(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("lazy") || l.contains("uffd")
+    });
+    last(lines, 12)
 }
 
 /// The restore's page counts (criu/mem.c restore_priv_vma_content's `nr_restored_pages:` ... `nr_lazy:`
 /// lines, one per restored process), without their time stamps.
 pub fn page_counts(log: &str) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<String> = text
-        .lines()
-        .map(unstamped)
+    let lines: Vec<String> = unstamped_lines(log)
+        .into_iter()
         .filter(|l| l.starts_with("nr_"))
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     lines.join(" | ")
+}
+
+/// Every line of a CRIU log (none when it cannot be read), without its time stamp.
+fn unstamped_lines(log: &str) -> Vec<String> {
+    std::fs::read_to_string(log).unwrap_or_default().lines().map(|l| unstamped(l).to_string()).collect()
+}
+
+/// The last `n` of `lines`, joined as one detail.
+fn last(lines: Vec<String>, n: usize) -> String {
+    lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
 pub fn first_error(log: &str) -> Option<String> {

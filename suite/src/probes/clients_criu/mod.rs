@@ -854,6 +854,12 @@ mod tests {
         );
         assert_eq!(lazy_counts(&log), (47, 1));
         assert_eq!(page_counts(&log), "nr_restored_pages: 580 | nr_lazy: 0");
+        assert_eq!(tail(&log, 2), "nr_restored_pages: 580 | nr_lazy:           0");
+        assert_eq!(
+            lines_about_lazy(&log),
+            "uffd: 12-1: UFFD transferred pages: (40/40) | uffd: 12-2: UFFD transferred pages: (7/40) | \
+             uffd: 12: #PF at 0x7f0000 | nr_lazy:           0"
+        );
         assert_eq!(first_error(&log).unwrap(), "Failed to fill self vdso symtable");
         let Err(Fail::Observed(o)) = Err::<(), _>(observed_failure(
             &mut Observation::new(""),
