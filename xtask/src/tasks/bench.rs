@@ -175,6 +175,15 @@ pub struct Counts {
 /// The libtest filter that leaves the clients family out.
 const WITHOUT_CLIENTS: [&str; 2] = ["--skip", "clients::"];
 
+/// One half of a pair: the folder its run writes in, and the suite arguments that make it (none
+/// with the clients family, [`WITHOUT_CLIENTS`] without it).
+fn half(with: bool) -> (&'static str, Vec<String>) {
+    match with {
+        true => ("with-clients", Vec::new()),
+        false => ("without-clients", WITHOUT_CLIENTS.map(String::from).to_vec()),
+    }
+}
+
 /// The pipeline's options and the runs the bench adds ([`Counts`]) from `cargo xtask bench`'s
 /// flags.
 pub fn options(root: &Path, b: crate::flags::Bench) -> Result<(Options, Counts)> {
@@ -277,12 +286,10 @@ pub fn run(sh: &Shell, root: &Path, asked: &Options, counts: Counts, mirror: Opt
     let mut without_s = Vec::new();
     let matrix_pairs = paired(first, counts.matrix_pairs, &mut |i, with| {
         let mut o = opts.clone();
-        let what = if with { "with-clients" } else { "without-clients" };
+        let (what, args) = half(with);
         o.out = dir.join("matrix-pairs").join(i.to_string()).join(what);
         o.logs = o.out.join("logs");
-        if !with {
-            o.run.suite_args.extend(WITHOUT_CLIENTS.map(String::from));
-        }
+        o.run.suite_args.extend(args);
         let t = Instant::now();
         let s = match pipeline::gather(sh, root, &o, &prepared, &|_| {}) {
             Ok(_) => t.elapsed().as_secs_f64(),
@@ -469,8 +476,7 @@ fn bench_kernel(
         Vec::new()
     } else {
         clients_pairs(&real, counts.clients_pairs, &mut |i, with| {
-            let args = if with { Vec::new() } else { WITHOUT_CLIENTS.map(String::from).to_vec() };
-            let what = if with { "with-clients" } else { "without-clients" };
+            let (what, args) = half(with);
             runner::run_guest(
                 image,
                 &prepared.initrd_for(image)?,
